@@ -1,0 +1,5 @@
+import sys
+
+from cordbench.cli import main
+
+sys.exit(main())

@@ -1,0 +1,67 @@
+"""``cordbench`` command line: a thin dispatcher over ``cordbench/commands/<name>.py``.
+
+Each command module defines ``HELP`` (one line), ``add_arguments(parser)`` and
+``run(args) -> int | None``; heavy imports stay inside ``run`` so ``cordbench --help`` is fast.
+Adding a command is adding one file. User errors (:class:`CordbenchError`) print one line
+``error: …`` and exit 2; ``--debug`` shows the traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import pkgutil
+import sys
+from typing import Sequence
+
+from cordbench import __version__
+from cordbench.errors import CordbenchError
+
+import cordbench.commands as _commands
+
+
+def _command_modules() -> dict[str, object]:
+    mods = {}
+    for info in sorted(pkgutil.iter_modules(_commands.__path__), key=lambda i: i.name):
+        if info.name.startswith("_"):
+            continue
+        mods[info.name.replace("_", "-")] = importlib.import_module(f"cordbench.commands.{info.name}")
+    return mods
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The top-level parser with one sub-parser per command module."""
+    parser = argparse.ArgumentParser(prog="cordbench", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"cordbench {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks for errors")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, mod in _command_modules().items():
+        p = sub.add_parser(name, help=getattr(mod, "HELP", ""), description=getattr(mod, "HELP", ""))
+        p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                       help="show tracebacks for errors")
+        mod.add_arguments(p)
+        p.set_defaults(_run=mod.run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``cordbench`` console script."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "command", None):
+        parser.print_help()
+        return 2
+    try:
+        code = args._run(args)
+    except CordbenchError as exc:
+        if args.debug:
+            raise
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+    return int(code or 0)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""One module per ``cordbench`` sub-command (see :mod:`cordbench.cli`)."""

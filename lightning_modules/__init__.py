@@ -1,0 +1,1 @@
+"""Networks, the shared Lightning module, losses and metrics."""

@@ -1,0 +1,1 @@
+"""Registered networks; every non-private module here is imported by the registry."""

@@ -1,0 +1,117 @@
+"""Model registry: adding a model is adding one file to ``lightning_modules/networks/``.
+
+A network module decorates its class with ``@register("name", presets={...})``. Every
+network class takes ``in_channels``, ``num_classes`` and ``spatial_dims`` plus its own
+knobs as keyword arguments, accepts inputs of any spatial size and returns logits of the
+input's size. Presets: ``tiny`` (tests), ``small`` (laptop), ``paper`` (GPU, paper size).
+"""
+from __future__ import annotations
+
+import importlib
+import inspect
+import pkgutil
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import torch.nn as nn
+
+from cordbench.errors import ConfigError
+
+PRESET_NAMES = ("tiny", "small", "paper")
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A registered network: its class, presets and supported spatial dims."""
+
+    name: str
+    cls: type[nn.Module]
+    presets: dict[str, dict[str, Any]] = field(default_factory=dict)
+    spatial_dims: tuple[int, ...] = (2,)
+    description: str = ""
+
+    def knobs(self) -> dict[str, Any]:
+        """Constructor keyword arguments and their defaults (excluding the common three)."""
+        sig = inspect.signature(self.cls.__init__)
+        skip = {"self", "in_channels", "num_classes", "spatial_dims"}
+        return {k: (None if p.default is inspect.Parameter.empty else p.default)
+                for k, p in sig.parameters.items()
+                if k not in skip and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)}
+
+
+_REGISTRY: dict[str, ModelSpec] = {}
+_LOADED = False
+
+
+def register(name: str, presets: dict[str, dict[str, Any]] | None = None,
+             spatial_dims: tuple[int, ...] = (2,)) -> Callable[[type[nn.Module]], type[nn.Module]]:
+    """Class decorator registering a network under ``name``."""
+
+    def deco(cls: type[nn.Module]) -> type[nn.Module]:
+        if name in _REGISTRY and _REGISTRY[name].cls is not cls:
+            raise ValueError(f"model name {name!r} registered twice")
+        doc = (inspect.getdoc(cls) or "").splitlines()
+        _REGISTRY[name] = ModelSpec(name, cls, dict(presets or {}), tuple(spatial_dims),
+                                    doc[0] if doc else "")
+        return cls
+
+    return deco
+
+
+def _load_all() -> None:
+    global _LOADED
+    if _LOADED:
+        return
+    import lightning_modules.networks as nets
+
+    for info in pkgutil.iter_modules(nets.__path__):
+        if not info.name.startswith("_"):
+            importlib.import_module(f"lightning_modules.networks.{info.name}")
+    _LOADED = True
+
+
+def list_models() -> list[str]:
+    """Registered model names, sorted."""
+    _load_all()
+    return sorted(_REGISTRY)
+
+
+def get_spec(name: str) -> ModelSpec:
+    """The :class:`ModelSpec` of ``name``; ConfigError naming the choices when unknown."""
+    _load_all()
+    if name not in _REGISTRY:
+        raise ConfigError(f"unknown model {name!r}; registered: {', '.join(sorted(_REGISTRY))}")
+    return _REGISTRY[name]
+
+
+def resolve_kwargs(name: str, preset: str | None = None, **overrides: Any) -> dict[str, Any]:
+    """Preset values updated by ``overrides``; unknown knobs rejected by name."""
+    spec = get_spec(name)
+    kwargs: dict[str, Any] = {}
+    if preset is not None:
+        if preset not in spec.presets:
+            raise ConfigError(f"model {name!r} has no preset {preset!r}; presets: "
+                              f"{', '.join(spec.presets) or 'none'}")
+        kwargs.update(spec.presets[preset])
+    knobs = spec.knobs()
+    unknown = sorted(set(overrides) - set(knobs) - {"in_channels", "num_classes", "spatial_dims"})
+    if unknown:
+        raise ConfigError(f"model {name!r} has no option(s) {unknown}; options: {sorted(knobs)}")
+    kwargs.update(overrides)
+    return kwargs
+
+
+def build_network(name: str, in_channels: int = 1, num_classes: int = 2, spatial_dims: int = 2,
+                  preset: str | None = None, **overrides: Any) -> nn.Module:
+    """Instantiate a registered network from a preset plus keyword overrides."""
+    spec = get_spec(name)
+    if spatial_dims not in spec.spatial_dims:
+        raise ConfigError(f"model {name!r} supports spatial_dims {list(spec.spatial_dims)}, "
+                          f"not {spatial_dims}")
+    kwargs = resolve_kwargs(name, preset, **{k: v for k, v in overrides.items()
+                                             if k not in ("in_channels", "num_classes", "spatial_dims")})
+    try:
+        return spec.cls(in_channels=in_channels, num_classes=num_classes, spatial_dims=spatial_dims,
+                        **kwargs)
+    except (ValueError, AssertionError) as exc:
+        raise ConfigError(f"model {name!r}: {exc}") from None

@@ -1,0 +1,54 @@
+"""Shared pytest fixtures.
+
+Real data come from ``cordbench.paths.shared_data_dir()`` (default ``../shared/data``).
+Under ``CI=true`` a test that needs them fails when they are missing; elsewhere it skips.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from cordbench.paths import shared_data_dir
+
+
+def _require(path: Path) -> Path:
+    if not path.exists():
+        msg = f"real data missing: {path} (set CORDBENCH_DATA or put ../shared/data beside the repo)"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(msg)
+        pytest.skip(msg)
+    return path
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """Root of the real data (``sct_testing_data/``, ``spine-generic/``)."""
+    return _require(shared_data_dir())
+
+
+@pytest.fixture(scope="session")
+def sct_data(shared_data: Path) -> Path:
+    """``sct_testing_data/`` (t2, t2s, dmri)."""
+    return _require(shared_data / "sct_testing_data")
+
+
+@pytest.fixture(scope="session")
+def spine_generic(shared_data: Path) -> Path:
+    """``spine-generic/`` (participants.tsv, FILELIST.txt, one subject's sidecars)."""
+    return _require(shared_data / "spine-generic")
+
+
+@pytest.fixture(autouse=True)
+def _torch_threads():
+    """Keep tests on few threads (CI has 2 cores) and deterministic."""
+    try:
+        import torch
+    except ImportError:  # pragma: no cover
+        yield
+        return
+    n = torch.get_num_threads()
+    torch.set_num_threads(min(n, 2))
+    yield
+    torch.set_num_threads(n)
