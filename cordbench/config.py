@@ -1,0 +1,233 @@
+"""Run configuration: YAML files in ``configs/`` merged over defaults, plus dotted overrides.
+
+The layout follows LightningCLI conventions — top-level ``seed_everything``, ``model``,
+``data``, ``trainer`` sections — with a few cordbench sections (``logger``, ``output_dir``).
+Files merge left to right over :data:`DEFAULTS`; ``--section.key=value`` overrides come last.
+Every key is checked against the defaults: an unknown key or a wrong type is rejected with
+the file and the dotted key named. YAML is read with ``yaml.safe_load`` only.
+"""
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+import yaml
+
+from cordbench.errors import ConfigError
+
+#: Every configurable key with its default. ``None`` defaults accept any value of the documented type.
+DEFAULTS: dict[str, Any] = {
+    "name": "run",                       # run name (folder name and wandb run name)
+    "seed_everything": 0,
+    "output_dir": None,                  # default: outputs/runs/<name>
+    "model": {
+        "name": "unet",                  # any registered network (``cordbench models``)
+        "preset": "small",               # tiny | small | paper
+        "options": {},                   # network knobs overriding the preset
+        "lr": 1e-3,
+        "weight_decay": 1e-4,
+        "scheduler": "cosine",           # cosine | poly | none
+        "warmup_epochs": 0,
+        "dice_weight": 1.0,
+        "ce_weight": 1.0,
+        "dropout": None,                 # shortcut: passed to networks that have a ``dropout`` knob
+    },
+    "data": {
+        "name": "phantom",               # phantom | spine_generic | gmchallenge
+        "root": None,                    # data set folder; phantom: generated when missing
+        "task": "sc",                    # sc | gm | canal | levels
+        "contrast": None,                # default per task (sc/canal/levels: T2w, gm: T2star)
+        "spatial_dims": 2,               # 2: axial slices, 3: patches
+        "spacing": None,                 # target spacing (mm); None keeps native spacing
+        "patch_size": [64, 64],          # in-plane (2D) or [x, y, z] (3D)
+        "batch_size": 16,
+        "num_workers": 0,
+        "samples_per_volume": 24,
+        "queue_length": 240,
+        "foreground_probability": 0.8,   # share of training patches centred on the label
+        "split": {
+            "method": "random",          # random | kfold | site | file
+            "val_fraction": 0.2,
+            "test_fraction": 0.2,
+            "folds": 5,
+            "fold": 0,
+            "file": None,
+            "seed": 0,
+        },
+        "augment": {
+            "strength": 1.0,             # scales every augmentation probability; 0 disables
+            "affine": 0.3,
+            "elastic": 0.0,
+            "bias_field": 0.3,
+            "noise": 0.3,
+            "gamma": 0.3,
+        },
+        "raters": "majority",            # GM challenge: majority | staple | random
+        "phantom": {"subjects": 20, "seed": 0, "snr": 30.0, "dwi": False},
+    },
+    "trainer": {
+        "max_epochs": 10,
+        "accelerator": "auto",
+        "devices": "auto",
+        "strategy": "auto",
+        "precision": "32-true",
+        "deterministic": True,
+        "log_every_n_steps": 10,
+        "limit_train_batches": None,
+        "limit_val_batches": None,
+        "check_val_every_n_epoch": 1,
+        "gradient_clip_val": None,
+        "num_sanity_val_steps": 0,
+        "enable_progress_bar": True,
+    },
+    "logger": {
+        "wandb": {
+            "enabled": True,
+            "mode": None,                # offline | online | disabled; default offline unless WANDB_API_KEY
+            "project": "cordbench",
+            "entity": None,
+            "group": None,
+            "job_type": "fit",
+            "tags": [],
+            "log_images": True,
+        },
+    },
+}
+
+_FREE_FORM = {"model.options"}   # validated by the model registry instead
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    """Read a YAML mapping safely; errors name the file."""
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError("config file not found", path)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"invalid YAML: {exc}", path) from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"expected a mapping at top level, got {type(data).__name__}", path)
+    return data
+
+
+def _check(value: Any, default: Any, key: str, source: str) -> Any:
+    """Type-check ``value`` against ``default``'s type; returns the (coerced) value."""
+    if default is None or value is None:
+        return value
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            raise ConfigError(f"key {key!r} must be true/false, got {value!r}", source)
+        return value
+    if isinstance(default, (int, float)) and not isinstance(default, bool):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            # devices/accelerator-like keys are strings in defaults; numbers reach here only for numbers
+            raise ConfigError(f"key {key!r} must be a number, got {value!r}", source)
+        if isinstance(default, int) and isinstance(value, float) and not value.is_integer():
+            raise ConfigError(f"key {key!r} must be an integer, got {value!r}", source)
+        return type(default)(value) if isinstance(default, float) else int(value)
+    if isinstance(default, str):
+        if key.startswith("trainer.") and isinstance(value, (int, list)):
+            return value  # e.g. devices: 2, devices: [0, 1]
+        if not isinstance(value, str):
+            raise ConfigError(f"key {key!r} must be a string, got {value!r}", source)
+        return value
+    if isinstance(default, list):
+        if not isinstance(value, list):
+            raise ConfigError(f"key {key!r} must be a list, got {value!r}", source)
+        return value
+    return value
+
+
+def merge(base: dict[str, Any], update: Mapping[str, Any], source: str,
+          defaults: Mapping[str, Any] = DEFAULTS, prefix: str = "") -> dict[str, Any]:
+    """Deep-merge ``update`` into a copy of ``base``, rejecting keys not in ``defaults``."""
+    out = copy.deepcopy(base)
+    for key, value in update.items():
+        dotted = f"{prefix}{key}"
+        if key not in defaults:
+            known = ", ".join(sorted(defaults))
+            raise ConfigError(f"unknown key {dotted!r} (known here: {known})", source)
+        default = defaults[key]
+        if isinstance(default, dict) and dotted not in _FREE_FORM:
+            if value is None:
+                continue
+            if not isinstance(value, Mapping):
+                raise ConfigError(f"key {dotted!r} must be a mapping, got {value!r}", source)
+            out[key] = merge(out.get(key) or {}, value, source, default, dotted + ".")
+        elif dotted in _FREE_FORM:
+            if not isinstance(value, Mapping):
+                raise ConfigError(f"key {dotted!r} must be a mapping, got {value!r}", source)
+            out[key] = {**(out.get(key) or {}), **value}
+        else:
+            out[key] = _check(value, default, dotted, source)
+    return out
+
+
+def parse_override(item: str) -> tuple[list[str], Any]:
+    """``section.key=value`` → (["section", "key"], parsed YAML value)."""
+    if "=" not in item:
+        raise ConfigError(f"override {item!r} must look like section.key=value")
+    key, raw = item.split("=", 1)
+    key = key.lstrip("-")
+    try:
+        value = yaml.safe_load(raw) if raw != "" else None
+    except yaml.YAMLError:
+        value = raw
+    return key.split("."), value
+
+
+def nest(path: list[str], value: Any) -> dict[str, Any]:
+    """(["a", "b"], v) → {"a": {"b": v}}."""
+    out: Any = value
+    for part in reversed(path):
+        out = {part: out}
+    return out
+
+
+def load_config(files: Iterable[str | Path] = (), overrides: Iterable[str] = (),
+                extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Defaults ← each YAML file ← ``extra`` (e.g. from CLI shortcuts) ← dotted overrides."""
+    cfg = copy.deepcopy(DEFAULTS)
+    for f in files:
+        cfg = merge(cfg, load_yaml(f), str(f))
+    if extra:
+        cfg = merge(cfg, extra, "command line")
+    for item in overrides:
+        path, value = parse_override(item)
+        cfg = merge(cfg, nest(path, value), f"override {item!r}")
+    validate(cfg)
+    return cfg
+
+
+def validate(cfg: Mapping[str, Any], source: str = "config") -> None:
+    """Cross-key checks that need more than types (model knobs, task, split)."""
+    from lightning_modules.registry import resolve_kwargs  # light import (torch.nn only)
+
+    m, d = cfg["model"], cfg["data"]
+    resolve_kwargs(m["name"], m["preset"], **(m.get("options") or {}))
+    if d["task"] not in ("sc", "gm", "canal", "levels"):
+        raise ConfigError(f"key 'data.task' must be one of sc, gm, canal, levels; got {d['task']!r}", source)
+    if d["spatial_dims"] not in (2, 3):
+        raise ConfigError(f"key 'data.spatial_dims' must be 2 or 3, got {d['spatial_dims']!r}", source)
+    want = 2 if d["spatial_dims"] == 2 else 3
+    if len(d["patch_size"]) != want:
+        raise ConfigError(f"key 'data.patch_size' needs {want} sizes for spatial_dims={d['spatial_dims']}, "
+                          f"got {d['patch_size']!r}", source)
+    if m["scheduler"] not in ("cosine", "poly", "none"):
+        raise ConfigError(f"key 'model.scheduler' must be cosine, poly or none; got {m['scheduler']!r}", source)
+    s = d["split"]
+    if s["method"] not in ("random", "kfold", "site", "file"):
+        raise ConfigError(f"key 'data.split.method' must be random, kfold, site or file; got {s['method']!r}",
+                          source)
+    if not 0 <= s["val_fraction"] < 1 or not 0 <= s["test_fraction"] < 1 \
+            or s["val_fraction"] + s["test_fraction"] >= 1:
+        raise ConfigError("keys 'data.split.val_fraction' + 'data.split.test_fraction' must be < 1", source)
+
+
+def dump(cfg: Mapping[str, Any]) -> str:
+    """The resolved config as YAML."""
+    return yaml.safe_dump(dict(cfg), sort_keys=False)

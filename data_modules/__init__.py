@@ -1,0 +1,1 @@
+"""torchio data modules, the BIDS indexer and the phantom generator."""

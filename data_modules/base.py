@@ -1,0 +1,244 @@
+"""The torchio ``LightningDataModule`` every data set shares.
+
+A concrete data module only says where its subjects are (:meth:`index_subjects`) and, if
+needed, how its label files become one target (:meth:`build_label`). Everything else is
+here: validation of every file before training starts, canonical (RAS) reorientation,
+resampling to a target spacing, z-scoring, subject-level splits saved beside the run,
+torchio augmentation, 2D axial-slice or 3D patch sampling through a label-aware
+``tio.Queue``, and whole-subject loaders for validation/test (per-subject metrics).
+
+Preprocessing runs once per subject at :meth:`setup` and is cached in memory; random
+augmentation runs per patch. On 2 CPU cores the queue uses no worker processes.
+"""
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+import torchio as tio
+
+from cordbench import io
+from cordbench.errors import ConfigError, InputError
+from data_modules.tasks import TASKS, TaskSpec
+
+_DATAMODULES: dict[str, type["SegmentationDataModule"]] = {}
+
+
+def register_datamodule(name: str) -> Callable[[type], type]:
+    """Class decorator: make a data module available as ``data.name``."""
+
+    def deco(cls: type) -> type:
+        _DATAMODULES[name] = cls
+        cls.registry_name = name
+        return cls
+
+    return deco
+
+
+def build_datamodule(cfg_data: dict[str, Any]) -> "SegmentationDataModule":
+    """Instantiate the data module named by ``cfg_data['name']``."""
+    import importlib
+    import pkgutil
+
+    import data_modules
+
+    for info in pkgutil.iter_modules(data_modules.__path__):
+        if not info.name.startswith("_") and info.name not in ("base",):
+            try:
+                importlib.import_module(f"data_modules.{info.name}")
+            except ImportError:
+                continue
+    name = cfg_data["name"]
+    if name not in _DATAMODULES:
+        raise ConfigError(f"key 'data.name': unknown data set {name!r}; known: {', '.join(sorted(_DATAMODULES))}")
+    return _DATAMODULES[name](cfg_data)
+
+
+@dataclass
+class SubjectSpec:
+    """One subject's files: an image and the label files the task needs, plus metadata."""
+
+    subject: str
+    image: Path
+    labels: dict[str, Path | list[Path]] = field(default_factory=dict)
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+class SegmentationDataModule(pl.LightningDataModule):
+    """Base torchio data module (see module docstring). Subclasses implement ``index_subjects``."""
+
+    registry_name = "base"
+
+    def __init__(self, cfg: dict[str, Any]):
+        super().__init__()
+        self.cfg = cfg
+        self.task: TaskSpec = TASKS[cfg["task"]]
+        self.contrast: str = cfg.get("contrast") or self.task.contrast
+        self.spatial_dims: int = int(cfg["spatial_dims"])
+        self.patch_size: list[int] = list(cfg["patch_size"])
+        self.split: dict[str, list[str]] = {}
+        self.subjects: dict[str, list[tio.Subject]] = {}
+        self._specs: list[SubjectSpec] | None = None
+
+    # ------------------------------------------------------------------ to implement per data set
+    def index_subjects(self) -> list[SubjectSpec]:
+        """All labelled subjects of the data set for this task and contrast."""
+        raise NotImplementedError
+
+    def build_label(self, spec: SubjectSpec, image: Any) -> np.ndarray:
+        """Combine the subject's label files into one integer target on the image grid."""
+        target = np.zeros(image.shape[:3], dtype=np.int16)
+        for name, desc, value in self.task.labels:
+            key = name if desc is None else f"{name}:{desc}"
+            path = spec.labels.get(key)
+            if path is None:
+                raise InputError(f"missing {key} label for task {self.task.name!r}", spec.image)
+            allowed = self.task.label_values.get(name)
+            lbl_img, lbl = io.load_label(path, allowed=allowed, require_nonempty=True, kind=f"{key} label")
+            io.check_same_grid(image, lbl_img, spec.image, path)
+            if value is None:
+                target = np.where(lbl > 0, lbl, target).astype(np.int16)
+            else:
+                target[lbl > 0] = value
+        return target
+
+    # ------------------------------------------------------------------------------- properties
+    @property
+    def num_classes(self) -> int:
+        return self.task.num_classes
+
+    @property
+    def class_map(self) -> dict[str, tuple[int, ...]]:
+        return dict(self.task.classes)
+
+    @property
+    def specs(self) -> list[SubjectSpec]:
+        if self._specs is None:
+            specs = self.index_subjects()
+            if not specs:
+                raise InputError(f"no subject with a {self.contrast} image and the labels of task "
+                                 f"{self.task.name!r}", self.cfg.get("root"))
+            ids = [s.subject for s in specs]
+            dup = sorted({i for i in ids if ids.count(i) > 1})
+            if dup:
+                raise InputError(f"duplicated subjects {dup}", self.cfg.get("root"))
+            self._specs = specs
+        return self._specs
+
+    # ----------------------------------------------------------------------------- preprocessing
+    def preprocess(self) -> tio.Transform:
+        """Deterministic preprocessing: RAS reorientation, resampling, z-score."""
+        steps: list[tio.Transform] = [tio.ToCanonical()]
+        if self.cfg.get("spacing"):
+            steps.append(tio.Resample(tuple(float(s) for s in self.cfg["spacing"])))
+        steps.append(tio.ZNormalization())
+        return tio.Compose(steps)
+
+    def augment(self) -> tio.Transform | None:
+        """Random torchio augmentation (training only); probabilities scaled by ``strength``."""
+        a = self.cfg["augment"]
+        k = float(a["strength"])
+        if k <= 0:
+            return None
+        p = lambda name: min(1.0, float(a[name]) * k)  # noqa: E731
+        in_plane = self.spatial_dims == 2
+        steps = []
+        if p("affine") > 0:
+            steps.append(tio.RandomAffine(scales=0.1 * k, degrees=(0, 0, 10 * k) if in_plane else 10 * k,
+                                          translation=0, p=p("affine")))
+        if p("elastic") > 0:
+            steps.append(tio.RandomElasticDeformation(max_displacement=(2, 2, 0) if in_plane else 2,
+                                                      p=p("elastic")))
+        if p("bias_field") > 0:
+            steps.append(tio.RandomBiasField(coefficients=0.3 * k, p=p("bias_field")))
+        if p("gamma") > 0:
+            steps.append(tio.RandomGamma(log_gamma=0.2 * k, p=p("gamma")))
+        if p("noise") > 0:
+            steps.append(tio.RandomNoise(std=(0, 0.1 * k), p=p("noise")))
+        return tio.Compose(steps) if steps else None
+
+    def load_subject(self, spec: SubjectSpec) -> tio.Subject:
+        """Read and check one subject's files, build the target, preprocess once."""
+        img = io.load_nifti(spec.image, ndim=3, kind=f"{self.contrast} image")
+        data = np.asanyarray(img.dataobj).astype(np.float32)
+        io.check_image_values(data, spec.image)
+        target = self.build_label(spec, img)
+        affine = np.asarray(img.affine, dtype=np.float64)
+        subject = tio.Subject(
+            image=tio.ScalarImage(tensor=torch.from_numpy(data[None]), affine=affine),
+            label=tio.LabelMap(tensor=torch.from_numpy(target[None].astype(np.int64)), affine=affine),
+            subject_id=spec.subject, image_path=str(spec.image),
+            **{k: v for k, v in spec.meta.items() if isinstance(v, (str, int, float))},
+        )
+        subject = self.preprocess()(subject)
+        return self._pad_to_patch(subject)
+
+    def _pad_to_patch(self, subject: tio.Subject) -> tio.Subject:
+        shape = subject.spatial_shape
+        want = list(self.patch_size) + ([1] if self.spatial_dims == 2 else [])
+        pad = [max(0, w - s) for s, w in zip(shape, want)]
+        if any(pad):
+            bounds = []
+            for p_ in pad:
+                bounds += [p_ // 2, p_ - p_ // 2]
+            subject = tio.Pad(bounds, padding_mode=0)(subject)
+        return subject
+
+    # ------------------------------------------------------------------------------------ splits
+    def make_split(self, specs: list[SubjectSpec]) -> dict[str, list[str]]:
+        """Subject-level train/val/test split from the config (see ``data_modules.splits``)."""
+        from data_modules import splits
+
+        return splits.make_split(specs, self.cfg["split"])
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.subjects:
+            return
+        specs = self.specs
+        self.split = self.make_split(specs)
+        by_id = {s.subject: s for s in specs}
+        # load every subject once, validating all files before any training starts
+        self.subjects = {part: [self.load_subject(by_id[i]) for i in ids] for part, ids in self.split.items()}
+
+    # ------------------------------------------------------------------------------- dataloaders
+    def _patch(self) -> tuple[int, int, int]:
+        return (*self.patch_size, 1) if self.spatial_dims == 2 else tuple(self.patch_size)  # type: ignore[return-value]
+
+    def train_dataloader(self) -> torch.utils.data.DataLoader:
+        ds = tio.SubjectsDataset(self.subjects["train"], transform=self.augment())
+        fg = float(self.cfg["foreground_probability"])
+        values = sorted({v for vs in self.task.classes.values() for v in vs})
+        probs = {0: 1.0 - fg, **{v: fg / len(values) for v in values}}
+        sampler = tio.LabelSampler(self._patch(), label_name="label", label_probabilities=probs)
+        queue = tio.Queue(ds, max_length=int(self.cfg["queue_length"]),
+                          samples_per_volume=int(self.cfg["samples_per_volume"]), sampler=sampler,
+                          num_workers=int(self.cfg["num_workers"]), shuffle_subjects=True, shuffle_patches=True)
+        return tio.SubjectsLoader(queue, batch_size=int(self.cfg["batch_size"]), num_workers=0)
+
+    def _whole(self, part: str) -> torch.utils.data.DataLoader:
+        return tio.SubjectsLoader(tio.SubjectsDataset(self.subjects[part]), batch_size=1, num_workers=0)
+
+    def val_dataloader(self) -> torch.utils.data.DataLoader:
+        return self._whole("val")
+
+    def test_dataloader(self) -> torch.utils.data.DataLoader:
+        return self._whole("test")
+
+    # ----------------------------------------------------------------------------------- outputs
+    def describe(self) -> dict[str, Any]:
+        """What a run records about its data: data set, task, split, class map."""
+        return {"data": self.registry_name, "task": self.task.name, "contrast": self.contrast,
+                "root": str(self.cfg.get("root")), "split": self.split,
+                "classes": {k: list(v) for k, v in self.task.classes.items()}}
+
+
+def seed_worker_rng(seed: int) -> None:
+    """Seed Python, NumPy and torch RNGs (torchio draws from torch)."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
