@@ -8,6 +8,7 @@ Adding a command is adding one file. User errors (:class:`CordbenchError`) print
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib
 import pkgutil
 import sys
@@ -19,6 +20,7 @@ from cordbench.errors import CordbenchError
 import cordbench.commands as _commands
 
 
+@functools.lru_cache(maxsize=None)
 def _command_modules() -> dict[str, object]:
     mods = {}
     for info in sorted(pkgutil.iter_modules(_commands.__path__), key=lambda i: i.name):
@@ -30,7 +32,10 @@ def _command_modules() -> dict[str, object]:
 
 def build_parser() -> argparse.ArgumentParser:
     """The top-level parser with one sub-parser per command module."""
-    parser = argparse.ArgumentParser(prog="cordbench", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="cordbench",
+        description="Segmentation benchmarks and quantitative analysis of cervical spinal cord MRI.",
+        epilog="Run options of fit/validate/test also accept --section.key=value overrides.")
     parser.add_argument("--version", action="version", version=f"cordbench {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks for errors")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -43,13 +48,34 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _overrides(items: Sequence[str], parser: argparse.ArgumentParser) -> list[str]:
+    """``--a.b=v`` / ``--a.b v`` → ``["a.b=v", ...]`` (LightningCLI-style dotted overrides)."""
+    out: list[str] = []
+    items = list(items)
+    while items:
+        item = items.pop(0)
+        if not item.startswith("--") or "." not in item.split("=", 1)[0]:
+            parser.error(f"unrecognized argument {item!r} (overrides look like --section.key=value)")
+        if "=" in item:
+            out.append(item[2:])
+        elif items and not items[0].startswith("--"):
+            out.append(f"{item[2:]}={items.pop(0)}")
+        else:
+            parser.error(f"override {item!r} needs a value")
+    return out
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``cordbench`` console script."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
     if not getattr(args, "command", None):
         parser.print_help()
         return 2
+    mod = _command_modules()[args.command]
+    if unknown and not getattr(mod, "ACCEPTS_OVERRIDES", False):
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+    args.overrides = _overrides(unknown, parser)
     try:
         code = args._run(args)
     except CordbenchError as exc:

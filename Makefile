@@ -1,0 +1,37 @@
+# cordbench — set-up, demo and tests on a fresh machine (idempotent).
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+# re-install when the declared dependencies change
+STAMP  := $(VENV)/.installed-$(shell cat setup.cfg constraints.txt | cksum | cut -d' ' -f1)
+DEMO_OUT ?= outputs/demo
+
+.PHONY: setup system-deps demo test bench clean
+
+setup: $(STAMP)
+
+$(STAMP): setup.cfg constraints.txt
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	# the CPU build of torch first (a bare `torch` would pull a multi-GB CUDA build)
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -c constraints.txt -e '.[dev]'
+	@rm -f $(VENV)/.installed-*
+	@touch $@
+
+# system packages some tests use (headless Chromium for report screenshots, ssh for `ray up`)
+system-deps:
+	@bash .ci/system-deps.sh
+
+demo: setup
+	$(BIN)/cordbench phantom --out $(DEMO_OUT)/phantom --subjects 20 --seed 0
+	$(BIN)/cordbench fit --config configs/demo.yaml --root $(DEMO_OUT)/phantom --output-dir $(DEMO_OUT)/unet
+
+test: setup system-deps
+	$(BIN)/python -m pytest -q
+
+bench: setup
+	$(BIN)/python benchmarks/foundation.py
+
+clean:
+	rm -rf outputs .pytest_cache

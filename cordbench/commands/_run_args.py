@@ -1,0 +1,47 @@
+"""Arguments shared by fit / validate / test (LightningCLI-style config + shortcuts)."""
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+
+def add_run_arguments(p: argparse.ArgumentParser) -> None:
+    """``--config`` files, common shortcuts; any ``--section.key=value`` override is accepted too."""
+    p.add_argument("-c", "--config", action="append", default=[], metavar="YAML",
+                   help="config file(s) in configs/, merged left to right")
+    p.add_argument("--model", help="registered network name (model.name)")
+    p.add_argument("--preset", choices=("tiny", "small", "paper"), help="model preset (model.preset)")
+    p.add_argument("--data", help="data set: phantom | spine_generic | gmchallenge (data.name)")
+    p.add_argument("--root", help="data set folder (data.root)")
+    p.add_argument("--task", choices=("sc", "gm", "canal", "levels"), help="data.task")
+    p.add_argument("--max-epochs", type=int, help="trainer.max_epochs")
+    p.add_argument("--seed", type=int, help="seed_everything (also the split seed unless set)")
+    p.add_argument("--name", help="run name")
+    p.add_argument("-o", "--output-dir", help="run folder (default outputs/runs/<name>)")
+
+
+def config_from_args(args: argparse.Namespace) -> dict[str, Any]:
+    """Resolved config: files, then shortcuts, then dotted overrides."""
+    from cordbench.config import load_config
+
+    extra: dict[str, Any] = {}
+    if args.model:
+        extra.setdefault("model", {})["name"] = args.model
+        extra.setdefault("name", f"{args.model}-{args.preset or 'small'}")
+    if args.preset:
+        extra.setdefault("model", {})["preset"] = args.preset
+    if args.data:
+        extra.setdefault("data", {})["name"] = args.data
+    if args.root:
+        extra.setdefault("data", {})["root"] = args.root
+    if args.task:
+        extra.setdefault("data", {})["task"] = args.task
+    if args.max_epochs is not None:
+        extra.setdefault("trainer", {})["max_epochs"] = args.max_epochs
+    if args.seed is not None:
+        extra["seed_everything"] = args.seed
+    if args.name:
+        extra["name"] = args.name
+    if args.output_dir:
+        extra["output_dir"] = args.output_dir
+    return load_config(args.config, args.overrides, extra)

@@ -1,0 +1,31 @@
+"""``cordbench fit``: train a model, keep the best checkpoint, test it on held-out subjects."""
+from __future__ import annotations
+
+import argparse
+
+from cordbench.commands._run_args import add_run_arguments, config_from_args
+
+HELP = "train a model (config in configs/*.yaml), then test the best checkpoint"
+ACCEPTS_OVERRIDES = True
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    add_run_arguments(p)
+    p.add_argument("--ckpt-path", help="resume training from this checkpoint")
+    p.add_argument("--no-test", action="store_true", help="skip the test on held-out subjects")
+
+
+def run(args: argparse.Namespace) -> int:
+    from cordbench.report import metrics_table
+    from cordbench.runner import fit
+
+    cfg = config_from_args(args)
+    result = fit(cfg, ckpt_path=args.ckpt_path, test=not args.no_test)
+    print(f"\nrun: {result.out}  ({result.seconds:.0f} s)")
+    print(f"best checkpoint: {result.best_ckpt}")
+    print("validation: " + ", ".join(f"{k}={v:.4f}" for k, v in sorted(result.val.items())))
+    if result.test_summary:
+        print(f"\ntest metrics ({cfg['model']['name']}, task {cfg['data']['task']}):")
+        print(metrics_table(result.test_summary))
+        print(f"per-subject metrics: {result.out / 'test_metrics.csv'}")
+    return 0

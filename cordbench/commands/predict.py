@@ -1,0 +1,37 @@
+"""``cordbench predict``: segment NIfTI images; masks written on each input's own grid."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+HELP = "segment NIfTI file(s) with a checkpoint; masks keep the input's shape and affine"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--ckpt", required=True, help="trained checkpoint (.ckpt)")
+    p.add_argument("-i", "--input", nargs="+", required=True, help="input NIfTI image(s), any orientation")
+    p.add_argument("-o", "--output", help="output mask path (one input) or folder (several inputs)")
+
+
+def _default_out(src: Path, task: str) -> Path:
+    stem = src.name[:-7] if src.name.endswith(".nii.gz") else src.stem
+    return src.with_name(f"{stem}_label-{task}_seg.nii.gz")
+
+
+def run(args: argparse.Namespace) -> int:
+    from cordbench.checkpoints import load_module
+    from cordbench.inference import predict_file
+
+    module = load_module(args.ckpt)
+    task = module.hparams.get("task", "sc")
+    inputs = [Path(p) for p in args.input]
+    for src in inputs:
+        if args.output and len(inputs) == 1 and not Path(args.output).is_dir():
+            out = Path(args.output)
+        elif args.output:
+            out = Path(args.output) / _default_out(src, task).name
+        else:
+            out = _default_out(src, task)
+        predict_file(module, src, out, ckpt=args.ckpt)
+        print(f"wrote {out}")
+    return 0

@@ -1,0 +1,24 @@
+"""``cordbench test``: score a checkpoint on the held-out subjects of a config's split."""
+from __future__ import annotations
+
+import argparse
+
+from cordbench.commands._run_args import add_run_arguments, config_from_args
+
+HELP = "test a checkpoint on the held-out subjects (per-subject metrics CSV)"
+ACCEPTS_OVERRIDES = True
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    add_run_arguments(p)
+    p.add_argument("--ckpt", required=True, help="checkpoint (.ckpt) to evaluate")
+
+
+def run(args: argparse.Namespace) -> int:
+    from cordbench.report import metrics_table
+    from cordbench.runner import evaluate
+
+    result = evaluate(config_from_args(args), args.ckpt, stage="test")
+    print(metrics_table(result.test_summary))
+    print(f"per-subject metrics: {result.out / 'test_metrics.csv'}")
+    return 0

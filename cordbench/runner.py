@@ -1,0 +1,176 @@
+"""Build and run one experiment (fit / validate / test) from a resolved config.
+
+Used by ``cordbench fit|validate|test`` and by every sweep trial, so a trial is exactly a
+``cordbench fit`` run. A run folder holds: ``config.yaml`` (resolved), ``split.json``,
+``data.json``, ``metrics.csv`` (per epoch), ``checkpoints/{best,last}.ckpt``,
+``test_metrics.csv`` (per subject), ``test_summary.json`` and the offline wandb run.
+"""
+from __future__ import annotations
+
+import os
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+from cordbench import io
+from cordbench.config import dump
+from cordbench.paths import output_dir
+
+
+@dataclass
+class RunResult:
+    """What a run leaves behind."""
+
+    out: Path
+    best_ckpt: str | None = None
+    val: dict[str, float] = field(default_factory=dict)
+    test_records: list[dict[str, Any]] = field(default_factory=list)
+    test_summary: dict[str, Any] = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+def run_dir(cfg: dict[str, Any]) -> Path:
+    """``output_dir`` of the config, else ``outputs/runs/<name>``."""
+    return Path(cfg["output_dir"]) if cfg.get("output_dir") else output_dir() / "runs" / cfg["name"]
+
+
+def quiet() -> None:
+    """Silence the noisiest third-party warnings (documented, harmless on CPU)."""
+    warnings.filterwarnings("ignore", ".*does not have many workers.*")
+    warnings.filterwarnings("ignore", ".*GPU available but not used.*")
+    warnings.filterwarnings("ignore", ".*LeafSpec.*")
+    warnings.filterwarnings("ignore", ".*torch.utils._pytree.*")
+    os.environ.setdefault("PYTHONWARNINGS", "ignore::DeprecationWarning")
+
+
+def build_module(cfg: dict[str, Any], dm: Any):
+    """A :class:`SegmentationModule` for the config and data module."""
+    from lightning_modules.module import SegmentationModule
+
+    m = cfg["model"]
+    options = dict(m.get("options") or {})
+    if m.get("dropout") is not None:
+        from lightning_modules.registry import get_spec
+
+        if "dropout" in get_spec(m["name"]).knobs():
+            options.setdefault("dropout", float(m["dropout"]))
+    return SegmentationModule(
+        network=m["name"], preset=m["preset"], options=options, num_classes=dm.num_classes,
+        in_channels=1, spatial_dims=dm.spatial_dims, classes={k: list(v) for k, v in dm.class_map.items()},
+        patch_size=list(cfg["data"]["patch_size"]), lr=float(m["lr"]), weight_decay=float(m["weight_decay"]),
+        scheduler=m["scheduler"], warmup_epochs=int(m["warmup_epochs"]), dice_weight=float(m["dice_weight"]),
+        ce_weight=float(m["ce_weight"]), log_images=bool(cfg["logger"]["wandb"]["log_images"]),
+        spacing=cfg["data"].get("spacing"), task=dm.task.name, contrast=dm.contrast)
+
+
+def build_loggers(cfg: dict[str, Any], out: Path) -> list[Any]:
+    """CSV logger always; wandb (offline unless a key or the config says online) when enabled."""
+    from pytorch_lightning.loggers import CSVLogger
+
+    loggers: list[Any] = [CSVLogger(save_dir=str(out), name="", version="")]
+    wb = cfg["logger"]["wandb"]
+    if wb["enabled"]:
+        from cordbench.tracking import make_wandb_logger
+
+        logger = make_wandb_logger(cfg, out)
+        if logger is not None:
+            loggers.append(logger)
+    return loggers
+
+
+def build_trainer(cfg: dict[str, Any], out: Path, callbacks: Sequence[Any] = (), loggers: Sequence[Any] | None = None,
+                  checkpoint: bool = True):
+    """A ``pl.Trainer`` from the ``trainer`` section plus checkpointing into ``out/checkpoints``."""
+    import pytorch_lightning as pl
+    from pytorch_lightning.callbacks import ModelCheckpoint
+
+    t = {k: v for k, v in cfg["trainer"].items() if v is not None}
+    cbs = list(callbacks)
+    if checkpoint:
+        cbs.append(ModelCheckpoint(dirpath=str(out / "checkpoints"), filename="best", monitor="val/dice",
+                                   mode="max", save_last=True, save_top_k=1, auto_insert_metric_name=False))
+    return pl.Trainer(default_root_dir=str(out), callbacks=cbs, logger=list(loggers or []),
+                      enable_model_summary=False, **t)
+
+
+def prepare(cfg: dict[str, Any]):
+    """Seed everything, build and set up the data module, write config/split records."""
+    import pytorch_lightning as pl
+
+    from data_modules.base import build_datamodule
+
+    out = run_dir(cfg)
+    out.mkdir(parents=True, exist_ok=True)
+    io.write_text(out / "config.yaml", dump(cfg))
+    pl.seed_everything(int(cfg["seed_everything"]), workers=True, verbose=False)
+    dm = build_datamodule(cfg["data"])
+    dm.setup("fit")
+    desc = dm.describe()
+    io.write_json(out / "split.json", desc["split"])
+    io.write_json(out / "data.json", {k: v for k, v in desc.items() if k != "split"})
+    return out, dm
+
+
+def write_test_outputs(out: Path, records: list[dict[str, Any]], extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Per-subject ``test_metrics.csv`` and the aggregated ``test_summary.json``."""
+    import pandas as pd
+
+    from lightning_modules.metrics import aggregate
+
+    io.write_csv(out / "test_metrics.csv", pd.DataFrame(records))
+    summary = {"n_subjects": len(records),
+               "metrics": aggregate([{k: v for k, v in r.items() if k != "subject"} for r in records]),
+               **(extra or {})}
+    io.write_json(out / "test_summary.json", summary)
+    return summary
+
+
+def fit(cfg: dict[str, Any], callbacks: Sequence[Any] = (), ckpt_path: str | None = None,
+        test: bool = True) -> RunResult:
+    """Train, keep the best checkpoint by ``val/dice``, then test it on the held-out subjects."""
+    quiet()
+    t0 = time.perf_counter()
+    out, dm = prepare(cfg)
+    module = build_module(cfg, dm)
+    trainer = build_trainer(cfg, out, callbacks, build_loggers(cfg, out))
+    trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path)
+    result = RunResult(out=out, val={k: float(v) for k, v in trainer.callback_metrics.items()
+                                     if k.startswith("val/")})
+    ckpt_cb = trainer.checkpoint_callback
+    result.best_ckpt = ckpt_cb.best_model_path if ckpt_cb is not None and ckpt_cb.best_model_path else None
+    if test and dm.split.get("test"):
+        trainer.test(module, datamodule=dm, ckpt_path=result.best_ckpt or None, verbose=False)
+        result.test_records = list(module.test_records)
+        result.test_summary = write_test_outputs(out, result.test_records,
+                                                 {"checkpoint": result.best_ckpt, "model": cfg["model"]["name"],
+                                                  "preset": cfg["model"]["preset"], "task": dm.task.name})
+    result.seconds = time.perf_counter() - t0
+    for lg in trainer.loggers:
+        if type(lg).__name__ == "WandbLogger":
+            from cordbench.tracking import finish_wandb
+
+            finish_wandb(lg, result)
+    return result
+
+
+def evaluate(cfg: dict[str, Any], ckpt: str, stage: str = "test") -> RunResult:
+    """Validate or test a checkpoint (``stage`` = validate | test) on the configured split."""
+    from cordbench.checkpoints import load_module
+
+    quiet()
+    t0 = time.perf_counter()
+    out, dm = prepare(cfg)
+    module = load_module(ckpt)
+    trainer = build_trainer(cfg, out, loggers=build_loggers(cfg, out), checkpoint=False)
+    result = RunResult(out=out, best_ckpt=ckpt)
+    if stage == "validate":
+        trainer.validate(module, datamodule=dm, verbose=False)
+        result.val = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
+    else:
+        trainer.test(module, datamodule=dm, verbose=False)
+        result.test_records = list(module.test_records)
+        result.test_summary = write_test_outputs(out, result.test_records, {"checkpoint": ckpt})
+    result.seconds = time.perf_counter() - t0
+    return result

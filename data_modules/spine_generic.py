@@ -1,0 +1,53 @@
+"""spine-generic (BIDS) data module: images and ``derivatives/labels`` via the BIDS indexer."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from cordbench.errors import ConfigError, InputError
+from data_modules.base import SegmentationDataModule, SubjectSpec, register_datamodule
+
+
+@register_datamodule("spine_generic")
+class SpineGenericDataModule(SegmentationDataModule):
+    """Subjects of a spine-generic-style BIDS tree that have the task's labels for the contrast.
+
+    Metadata from ``participants.tsv`` (sex, age, institution_id, manufacturer) rides along
+    with each subject, for leave-site-out splits and per-group statistics.
+    """
+
+    def root(self) -> Path:
+        if not self.cfg.get("root"):
+            raise ConfigError("key 'data.root' must name the BIDS folder of the spine-generic data set")
+        root = Path(self.cfg["root"])
+        if not root.is_dir():
+            raise InputError("data set folder not found", root)
+        return root
+
+    def index_subjects(self) -> list[SubjectSpec]:
+        from data_modules.bids import BidsIndex
+
+        index = BidsIndex.from_dir(self.root())
+        meta = self._participants(index)
+        specs = []
+        for rec in index.images:
+            if rec.contrast != self.contrast:
+                continue
+            labels: dict[str, Any] = {}
+            for name, desc, _ in self.task.labels:
+                found = rec.label(name, desc=desc)
+                if found is not None:
+                    labels[name if desc is None else f"{name}:{desc}"] = found.path
+            if len(labels) < len(self.task.labels):
+                continue
+            sid = rec.subject if rec.session is None else f"{rec.subject}_{rec.session}"
+            specs.append(SubjectSpec(sid, rec.path, labels, meta.get(rec.subject, {})))
+        return sorted(specs, key=lambda s: s.subject)
+
+    @staticmethod
+    def _participants(index: Any) -> dict[str, dict[str, Any]]:
+        df = getattr(index, "participants", None)
+        if df is None:
+            return {}
+        cols = [c for c in ("sex", "age", "institution_id", "manufacturer") if c in df.columns]
+        return {str(r["participant_id"]): {c: r[c] for c in cols} for _, r in df.iterrows()}

@@ -1,0 +1,168 @@
+"""``SegmentationModule``: one LightningModule for every registered network.
+
+Training: Dice + cross-entropy on 2D axial slices or 3D patches from the torchio queue,
+AdamW with a cosine or poly schedule (optional linear warm-up). Validation and test run on
+whole subjects (slice by slice in 2D, sliding window in 3D): validation logs Dice per class
+each epoch (``val/dice`` is the mean over scored classes, the checkpoint metric); test
+computes the full metric set per subject and keeps it in :attr:`test_records` for the
+per-subject statistics of the leaderboard. Hyper-parameters are plain Python values so
+checkpoints load with ``torch.load(weights_only=True)``.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+
+from cordbench.errors import CordbenchError
+from lightning_modules.registry import build_network
+
+
+class TrainingDivergedError(CordbenchError):
+    """The loss became NaN or infinite."""
+
+
+def class_dice(pred: torch.Tensor, target: torch.Tensor, classes: dict[str, list[int]]) -> dict[str, float]:
+    """Dice per scored class (a class may group several label values); both empty → 1."""
+    out = {}
+    for name, values in classes.items():
+        p = torch.isin(pred, torch.as_tensor(values, device=pred.device))
+        t = torch.isin(target, torch.as_tensor(values, device=target.device))
+        denom = int(p.sum() + t.sum())
+        out[name] = 1.0 if denom == 0 else float(2 * (p & t).sum()) / denom
+    return out
+
+
+class SegmentationModule(pl.LightningModule):
+    """Wraps a registered network with loss, optimiser, schedule, inference and metrics."""
+
+    def __init__(self, network: str = "unet", preset: str | None = "small", options: dict[str, Any] | None = None,
+                 num_classes: int = 2, in_channels: int = 1, spatial_dims: int = 2,
+                 classes: dict[str, list[int]] | None = None, patch_size: list[int] | None = None,
+                 lr: float = 1e-3, weight_decay: float = 1e-4, scheduler: str = "cosine", warmup_epochs: int = 0,
+                 dice_weight: float = 1.0, ce_weight: float = 1.0, inference_batch: int = 32,
+                 log_images: bool = True, spacing: list[float] | None = None, task: str = "sc",
+                 contrast: str = "T2w"):
+        super().__init__()
+        self.save_hyperparameters()
+        self.net = build_network(network, in_channels=in_channels, num_classes=num_classes,
+                                 spatial_dims=spatial_dims, preset=preset, **(options or {}))
+        self.classes = {k: list(v) for k, v in (classes or {"fg": list(range(1, num_classes))}).items()}
+        from monai.losses import DiceCELoss
+
+        self.loss_fn = DiceCELoss(to_onehot_y=True, softmax=True, include_background=False,
+                                  lambda_dice=dice_weight, lambda_ce=ce_weight)
+        self.val_records: list[dict[str, Any]] = []
+        self.test_records: list[dict[str, Any]] = []
+        self._val_epoch: list[dict[str, float]] = []
+
+    # ---------------------------------------------------------------------------------- forward
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+    def _batch(self, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
+        x = batch["image"]["data"].float()
+        y = batch["label"]["data"].long()
+        if self.hparams.spatial_dims == 2:  # patches are (B, C, H, W, 1)
+            x, y = x[..., 0], y[..., 0]
+        return x, y
+
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
+        x, y = self._batch(batch)
+        loss = self.loss_fn(self(x), y)
+        if not torch.isfinite(loss):
+            raise TrainingDivergedError(f"loss is {loss.item()} at epoch {self.current_epoch}, step {self.global_step}")
+        self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=x.shape[0])
+        return loss
+
+    # -------------------------------------------------------------------------------- inference
+    @torch.no_grad()
+    def predict_volume(self, volume: torch.Tensor) -> torch.Tensor:
+        """Class probabilities (1, C, X, Y, Z) for a preprocessed volume (1, 1, X, Y, Z)."""
+        if self.hparams.spatial_dims == 2:
+            slices = volume[0].permute(3, 0, 1, 2)  # (Z, 1, X, Y): axial slices in RAS
+            outs = [torch.softmax(self(chunk), dim=1)
+                    for chunk in torch.split(slices, int(self.hparams.inference_batch))]
+            return torch.cat(outs).permute(1, 2, 3, 0)[None]
+        from monai.inferers import sliding_window_inference
+
+        roi = tuple(self.hparams.patch_size or (64, 64, 32))
+        logits = sliding_window_inference(volume, roi, sw_batch_size=4, predictor=self, overlap=0.25)
+        return torch.softmax(logits, dim=1)
+
+    def _subject_prediction(self, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
+        probs = self.predict_volume(batch["image"]["data"].float())
+        return probs.argmax(1)[0], batch["label"]["data"][0, 0].long()
+
+    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        pred, target = self._subject_prediction(batch)
+        dice = class_dice(pred, target, self.classes)
+        self._val_epoch.append(dice)
+        if batch_idx == 0 and self.hparams.log_images:
+            self._log_overlay(batch, pred, target)
+
+    def on_validation_epoch_end(self) -> None:
+        if not self._val_epoch:
+            return
+        for name in self.classes:
+            self.log(f"val/{name}/dice", float(np.mean([d[name] for d in self._val_epoch])))
+        mean = float(np.mean([np.mean(list(d.values())) for d in self._val_epoch]))
+        self.log("val/dice", mean, prog_bar=True)
+        self._val_epoch = []
+
+    def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        from lightning_modules.metrics import compute_metrics
+
+        pred, target = self._subject_prediction(batch)
+        spacing = tuple(float(s) for s in batch["image"]["affine"][0][:3, :3].norm(dim=0).tolist())
+        metrics = compute_metrics(pred.cpu().numpy(), target.cpu().numpy(), spacing, self.classes)
+        record = {"subject": batch["subject_id"][0], **metrics}
+        self.test_records.append(record)
+        for key, value in metrics.items():
+            if key.endswith("/dice"):
+                self.log(f"test/{key}", value, batch_size=1)
+
+    def on_test_epoch_start(self) -> None:
+        self.test_records = []
+
+    # ------------------------------------------------------------------------------ optimisation
+    def configure_optimizers(self) -> Any:
+        opt = torch.optim.AdamW(self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
+        if self.hparams.scheduler == "none":
+            return opt
+        total = max(1, int(self.trainer.max_epochs or 1))
+        warm = int(self.hparams.warmup_epochs)
+        kind = self.hparams.scheduler
+
+        def factor(epoch: int) -> float:
+            if epoch < warm:
+                return (epoch + 1) / (warm + 1)
+            t = (epoch - warm) / max(1, total - warm)
+            return 0.5 * (1 + math.cos(math.pi * t)) if kind == "cosine" else (1 - min(t, 1.0)) ** 0.9
+
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "epoch"}}
+
+    # ---------------------------------------------------------------------------------- logging
+    def _log_overlay(self, batch: dict[str, Any], pred: torch.Tensor, target: torch.Tensor) -> None:
+        """Middle foreground slice with predicted and true masks, to wandb when it is the logger."""
+        logger = self.logger
+        if logger is None or type(logger).__name__ != "WandbLogger":
+            return
+        z_fg = torch.nonzero(target.sum(dim=(0, 1)))
+        z = int(z_fg[len(z_fg) // 2]) if len(z_fg) else target.shape[-1] // 2
+        img = batch["image"]["data"][0, 0, :, :, z].float().cpu().numpy()
+        img = (img - img.min()) / max(1e-6, float(img.max() - img.min()))
+        try:
+            import wandb
+
+            logger.experiment.log({"val/overlay": wandb.Image(
+                np.rot90(img), masks={"prediction": {"mask_data": np.rot90(pred[:, :, z].cpu().numpy())},
+                                       "ground_truth": {"mask_data": np.rot90(target[:, :, z].cpu().numpy())}}),
+                "epoch": self.current_epoch})
+        except Exception:  # a logging problem must never fail a run
+            pass
