@@ -1,0 +1,329 @@
+"""Per-slice and per-vertebral-level cord morphometrics (CSA, diameters, shape, canal, SAC).
+
+Mirrors ``sct_process_segmentation``: masks are reoriented to RPI, every axial slice containing
+cord is measured, and slices are aggregated per vertebral level (slice level = rounded mean of the
+non-zero level labels in that slice) or over a level range. Geometry conventions (frame,
+centerline fit, angles) are documented in :mod:`analysis.centerline`.
+
+Per slice (angle-corrected unless ``angle_correction=False``):
+
+* ``area`` — voxel count × pixel area × cos θ, θ the angle between the centerline and the slice
+  normal (``area_raw`` keeps the uncorrected value). SCT's ``MEAN(area)`` is angle-corrected too.
+* ``diameter_AP``/``diameter_RL``, ``eccentricity``, ``orientation`` — from the second moments of
+  the voxel centres in millimetres, after compressing the section by cos θ along the in-plane
+  direction of the tilt (the inverse of the stretch a tilted tube shows in an axial cut). The
+  axes follow skimage's ``regionprops`` convention (length = 4·√eigenvalue); ``orientation`` is
+  the angle (0–90°) between the major axis and the RL axis, and the major axis is the RL
+  diameter when ``orientation < 45°`` (SCT's rule). Without tilt these equal
+  ``regionprops(..., spacing=...)``.
+* ``solidity`` — ``regionprops`` solidity (area / convex-hull area; invariant to the correction).
+* ``length`` — slice thickness / cos θ (SCT aggregates it as ``SUM(length)``).
+* ``canal_area`` (same correction), ``SAC = canal_area − area`` and ``SAC_CSA = SAC / area``.
+
+Input masks: integer labels (any value > 0 is cord) or soft masks in [0, 1] (thresholded at 0.5).
+"""
+from __future__ import annotations
+
+import datetime
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+
+from analysis.centerline import SliceFrame, fit_centerline, to_rpi
+from cordbench.errors import InputError
+
+SHAPE_METRICS = ["area", "angle_AP", "angle_RL", "diameter_AP", "diameter_RL", "eccentricity",
+                 "orientation", "solidity"]
+CANAL_METRICS = ["canal_area", "SAC", "SAC_CSA"]
+HEAD_COLUMNS = ["Timestamp", "SCT Version", "Filename", "Slice (I->S)", "VertLevel", "DistancePMJ"]
+
+
+def sct_columns(with_canal: bool = True) -> list[str]:
+    """Output columns: ``sct_process_segmentation``'s, in its order, then the canal/SAC columns."""
+    cols = list(HEAD_COLUMNS)
+    for m in SHAPE_METRICS:
+        cols += [f"MEAN({m})", f"STD({m})"]
+    cols.append("SUM(length)")
+    if with_canal:
+        for m in CANAL_METRICS:
+            cols += [f"MEAN({m})", f"STD({m})"]
+    return cols
+
+
+# ------------------------------------------------------------------------------------- inputs
+def binary_mask(data: np.ndarray, path: str | Path, kind: str = "segmentation") -> np.ndarray:
+    """Binarise a mask: integer labels → ``> 0``; soft masks in [0, 1] → ``>= 0.5``."""
+    arr = np.asarray(data)
+    if np.issubdtype(arr.dtype, np.floating):
+        if float(arr.min(initial=0.0)) < 0:
+            raise InputError(f"{kind} has negative values (min {float(arr.min()):g})", path)
+        if np.allclose(arr, np.round(arr), atol=1e-3):
+            return np.round(arr) > 0
+        if float(arr.max()) > 1.0 + 1e-6:
+            raise InputError(f"{kind} is neither an integer label map nor a soft mask in [0, 1] "
+                             f"(max {float(arr.max()):g})", path)
+        return arr >= 0.5
+    return arr > 0
+
+
+def load_mask_rpi(path: str | Path, kind: str, ref=None, ref_path: str | Path | None = None):
+    """Load a 3D mask, check it is on ``ref``'s grid, reorient to RPI; returns ``(img, data_rpi, affine_rpi)``."""
+    from cordbench.io import check_same_grid, load_nifti
+
+    img = load_nifti(path, ndim=3, kind=kind)
+    if ref is not None:
+        check_same_grid(ref, img, ref_path, path)
+    data, aff = to_rpi(np.asanyarray(img.dataobj), img.affine)
+    return img, data, aff
+
+
+def slice_levels(levels_rpi: np.ndarray) -> np.ndarray:
+    """Vertebral level of every slice: rounded mean of its non-zero labels (NaN when none), as SCT."""
+    lv = np.asarray(levels_rpi, dtype=float)
+    nz = lv > 0
+    counts = nz.sum(axis=(0, 1))
+    sums = np.where(nz, lv, 0.0).sum(axis=(0, 1))
+    out = np.full(lv.shape[2], np.nan)
+    has = counts > 0
+    out[has] = np.round(sums[has] / counts[has])
+    return out
+
+
+# --------------------------------------------------------------------------------- per slice
+@dataclass
+class SliceShape:
+    """Shape of one axial section (millimetres, degrees)."""
+
+    area_raw: float
+    area: float
+    diameter_AP: float
+    diameter_RL: float
+    eccentricity: float
+    orientation: float
+    solidity: float
+
+
+def ellipse_from_points(pts: np.ndarray) -> tuple[float, float, float, float]:
+    """Major/minor axis lengths (4·√λ), eccentricity and orientation (deg from axis 0, 0–90)."""
+    if pts.shape[0] < 2:
+        return 0.0, 0.0, 0.0, 0.0
+    cov = np.cov(pts.T, bias=True)
+    evals, evecs = np.linalg.eigh(cov)
+    lmin, lmax = max(float(evals[0]), 0.0), max(float(evals[1]), 0.0)
+    major, minor = 4.0 * np.sqrt(lmax), 4.0 * np.sqrt(lmin)
+    ecc = float(np.sqrt(1.0 - lmin / lmax)) if lmax > 0 else 0.0
+    v = evecs[:, 1]
+    orientation = float(np.degrees(np.arctan2(abs(v[1]), abs(v[0]))))
+    return float(major), float(minor), ecc, orientation
+
+
+def slice_shape(sl: np.ndarray, frame: SliceFrame, tangent: np.ndarray | None) -> SliceShape:
+    """Measure one binary axial slice; ``tangent`` (slice frame, unit) enables angle correction."""
+    from skimage.measure import regionprops
+
+    ii, jj = np.nonzero(sl)
+    pts = frame.inplane_mm(ii, jj)
+    area_raw = ii.size * frame.pixel_area
+    area = area_raw
+    if tangent is not None:
+        tz = abs(float(tangent[2]))
+        txy = np.asarray(tangent[:2], dtype=float)
+        s = float(np.linalg.norm(txy))
+        area = area_raw * tz
+        if s > 1e-12:
+            u = txy / s
+            pts = pts - (1.0 - tz) * np.outer(pts @ u, u)
+    major, minor, ecc, orient = ellipse_from_points(pts)
+    if orient < 45.0:
+        d_rl, d_ap = major, minor
+    else:
+        d_rl, d_ap = minor, major
+    solidity = float(regionprops(sl.astype(np.uint8))[0].solidity)
+    return SliceShape(area_raw=area_raw, area=area, diameter_AP=d_ap, diameter_RL=d_rl,
+                      eccentricity=ecc, orientation=orient, solidity=solidity)
+
+
+def compute_perslice(seg_rpi: np.ndarray, affine_rpi: np.ndarray, levels_rpi: np.ndarray | None = None,
+                     canal_rpi: np.ndarray | None = None, *, angle_correction: bool = True,
+                     centerline_method: str = "bspline", smooth: float = 30.0):
+    """Per-slice metrics of an RPI binary mask; returns a DataFrame (one row per non-empty slice)."""
+    import pandas as pd
+    from scipy import ndimage
+
+    seg = np.asarray(seg_rpi) > 0
+    if not seg.any():
+        raise ValueError("segmentation is empty")
+    frame = SliceFrame.from_affine(affine_rpi)
+    ctl = fit_centerline(seg, frame, method=centerline_method, smooth=smooth)
+    lvl = slice_levels(levels_rpi) if levels_rpi is not None else None
+    canal = np.asarray(canal_rpi) > 0 if canal_rpi is not None else None
+    rows = []
+    n_multi = 0
+    for n, k in enumerate(ctl.slices):
+        sl = seg[:, :, k]
+        if ndimage.label(sl)[1] > 1:
+            n_multi += 1
+        t = ctl.tangent[n] if angle_correction else None
+        shp = slice_shape(sl, frame, t)
+        cosv = float(ctl.cos_angle[n]) if angle_correction else 1.0
+        row = {"Slice (I->S)": int(k),
+               "VertLevel": float(lvl[k]) if lvl is not None else np.nan,
+               "area": shp.area, "area_raw": shp.area_raw,
+               "angle_AP": float(ctl.angle_AP[n]) if angle_correction else 0.0,
+               "angle_RL": float(ctl.angle_RL[n]) if angle_correction else 0.0,
+               "diameter_AP": shp.diameter_AP, "diameter_RL": shp.diameter_RL,
+               "eccentricity": shp.eccentricity, "orientation": shp.orientation,
+               "solidity": shp.solidity, "length": frame.slice_thickness / cosv}
+        if canal is not None:
+            c_area = float(canal[:, :, k].sum()) * frame.pixel_area * cosv
+            if c_area > 0:
+                row["canal_area"] = c_area
+                row["SAC"] = c_area - shp.area
+                row["SAC_CSA"] = (c_area - shp.area) / shp.area
+            else:
+                row["canal_area"] = row["SAC"] = row["SAC_CSA"] = np.nan
+        rows.append(row)
+    if n_multi:
+        warnings.warn(f"{n_multi} slice(s) hold more than one connected object; all are measured together",
+                      stacklevel=2)
+    return pd.DataFrame(rows)
+
+
+def morphometrics_from_files(seg: str | Path, levels: str | Path | None = None, canal: str | Path | None = None,
+                             **kwargs):
+    """Load the masks (checked on one grid), reorient to RPI and compute :func:`compute_perslice`."""
+    seg_img, seg_data, aff = load_mask_rpi(seg, "segmentation")
+    seg_bin = binary_mask(seg_data, seg, "segmentation")
+    if not seg_bin.any():
+        raise InputError("segmentation is empty (no voxel > 0)", seg)
+    lv = cn = None
+    if levels is not None:
+        from cordbench.io import check_same_grid, load_label
+
+        lv_img, lv_arr = load_label(levels, kind="vertebral levels", require_nonempty=True)
+        check_same_grid(seg_img, lv_img, seg, levels)
+        lv, _ = to_rpi(lv_arr.astype(float), lv_img.affine)
+    if canal is not None:
+        _, cd, _ = load_mask_rpi(canal, "canal segmentation", seg_img, seg)
+        cn = binary_mask(cd, canal, "canal segmentation")
+    return compute_perslice(seg_bin, aff, lv, cn, **kwargs)
+
+
+# -------------------------------------------------------------------------------- aggregation
+def format_num_list(values: Iterable[int]) -> str:
+    """SCT's ``parse_num_list_inv``: ``[1, 2, 3, 5, 7, 8]`` → ``"1:3;5;7:8"``."""
+    vals = sorted(set(int(v) for v in values))
+    if not vals:
+        return ""
+    parts, start, prev = [], vals[0], vals[0]
+    for v in vals[1:] + [None]:
+        if v is not None and v == prev + 1:
+            prev = v
+            continue
+        parts.append(str(start) if start == prev else f"{start}:{prev}")
+        if v is not None:
+            start = prev = v
+    return ";".join(parts)
+
+
+def parse_vert(spec: str | None) -> list[int] | None:
+    """Parse ``--vert``: ``"2:3"`` → [2, 3], ``"2,4"`` → [2, 4], ``"3"`` → [3]."""
+    if spec is None or str(spec).strip() == "":
+        return None
+    out: list[int] = []
+    try:
+        for part in str(spec).split(","):
+            if ":" in part:
+                a, b = (int(x) for x in part.split(":"))
+                if b < a:
+                    raise ValueError
+                out += list(range(a, b + 1))
+            else:
+                out.append(int(part))
+    except ValueError:
+        raise InputError(f"--vert {spec!r}: expected levels like '2:3', '2,4' or '3'") from None
+    return sorted(set(out))
+
+
+def _agg_row(group, metrics: Sequence[str]) -> dict:
+    row = {}
+    for m in metrics:
+        if m not in group:
+            row[f"MEAN({m})"] = row[f"STD({m})"] = np.nan
+            continue
+        v = group[m].to_numpy(dtype=float)
+        v = v[np.isfinite(v)]
+        row[f"MEAN({m})"] = float(v.mean()) if v.size else np.nan
+        row[f"STD({m})"] = float(v.std()) if v.size else np.nan  # population SD, as SCT's func_std
+    row["SUM(length)"] = float(group["length"].sum())
+    return row
+
+
+def aggregate(perslice, filename: str, *, vert: Sequence[int] | None = None, perlevel: bool | None = None,
+              perslice_rows: bool = False, with_canal: bool | None = None):
+    """Aggregate per-slice metrics into SCT-style rows.
+
+    * ``perslice_rows``: one row per slice (restricted to ``vert`` levels when given);
+    * ``perlevel`` (default when the slices carry levels and no ``vert`` range is given): one row
+      per level;
+    * ``vert`` without ``perlevel``: one row over all slices of those levels (``VertLevel`` "2:3");
+    * no levels at all: one row over every slice.
+    """
+    import pandas as pd
+
+    if with_canal is None:
+        with_canal = "canal_area" in perslice
+    metrics = SHAPE_METRICS + (CANAL_METRICS if with_canal else [])
+    has_levels = perslice["VertLevel"].notna().any()
+    df = perslice
+    if vert is not None:
+        if not has_levels:
+            raise InputError("--vert needs a vertebral level map (--levels)")
+        df = df[df["VertLevel"].isin(list(vert))]
+    if perlevel is None:
+        perlevel = has_levels and vert is None
+    stamp = datetime.datetime.now().strftime("%Y-%m-%d %H:%M:%S")
+    from cordbench import __version__
+
+    head = {"Timestamp": stamp, "SCT Version": f"cordbench-{__version__}", "Filename": filename,
+            "DistancePMJ": np.nan}
+    rows = []
+    if perslice_rows:
+        for _, r in df.iterrows():
+            row = dict(head)
+            row["Slice (I->S)"] = str(int(r["Slice (I->S)"]))
+            row["VertLevel"] = "" if not np.isfinite(r["VertLevel"]) else str(int(r["VertLevel"]))
+            row.update(_agg_row(df.loc[[r.name]], metrics))
+            rows.append(row)
+    elif perlevel:
+        for lv in sorted(df["VertLevel"].dropna().unique()):
+            g = df[df["VertLevel"] == lv]
+            row = dict(head, **{"Slice (I->S)": format_num_list(g["Slice (I->S)"]), "VertLevel": str(int(lv))})
+            row.update(_agg_row(g, metrics))
+            rows.append(row)
+    elif len(df):
+        levels_txt = format_num_list(vert) if vert is not None else ""
+        row = dict(head, **{"Slice (I->S)": format_num_list(df["Slice (I->S)"]), "VertLevel": levels_txt})
+        row.update(_agg_row(df, metrics))
+        rows.append(row)
+    return pd.DataFrame(rows, columns=sct_columns(with_canal))
+
+
+def per_level_table(perslice) -> "pd.DataFrame":
+    """Compact per-level table (VertLevel, CSA, SAC, SAC_CSA, canal_area, n_slices) for cohort use."""
+    import pandas as pd
+
+    rows = []
+    for lv in sorted(perslice["VertLevel"].dropna().unique()):
+        g = perslice[perslice["VertLevel"] == lv]
+        row = {"VertLevel": int(lv), "n_slices": int(len(g)), "CSA": float(g["area"].mean())}
+        for m in CANAL_METRICS:
+            if m in g:
+                v = g[m].to_numpy(dtype=float)
+                v = v[np.isfinite(v)]
+                row[m] = float(v.mean()) if v.size else np.nan
+        rows.append(row)
+    return pd.DataFrame(rows)

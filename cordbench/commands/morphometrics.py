@@ -1,0 +1,42 @@
+"""``cordbench morphometrics``: per-slice / per-level CSA, shape and SAC from a cord mask."""
+from __future__ import annotations
+
+import argparse
+
+HELP = "cord CSA, diameters, shape and SAC per slice / vertebral level (sct_process_segmentation columns)"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """Register the command's options."""
+    p.add_argument("--seg", required=True, help="cord segmentation (NIfTI; labels > 0 or soft mask in [0, 1])")
+    p.add_argument("--levels", help="vertebral level map on the same grid (cord voxels labelled 1..7)")
+    p.add_argument("--canal", help="spinal canal segmentation on the same grid (enables SAC, SAC_CSA)")
+    p.add_argument("--vert", help="vertebral levels to keep, e.g. 2:3 or 2,4 (one row over them unless --perlevel)")
+    p.add_argument("--perlevel", action="store_true", help="one row per level (default when --levels and no --vert)")
+    p.add_argument("--perslice", action="store_true", help="one row per axial slice")
+    p.add_argument("--no-angle-corr", action="store_true", help="disable the centerline angle correction")
+    p.add_argument("--centerline-method", choices=["bspline", "polyfit"], default="bspline",
+                   help="centerline fit (default bspline, as SCT)")
+    p.add_argument("--smooth", type=float, default=30.0, help="bspline smoothing, as SCT's -centerline-smooth")
+    p.add_argument("-o", "--out", required=True, help="output CSV")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Compute the metrics and write the CSV atomically."""
+    import warnings
+    from pathlib import Path
+
+    from analysis.morphometrics import aggregate, morphometrics_from_files, parse_vert
+    from cordbench.io import write_csv
+
+    vert = parse_vert(args.vert)
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        perslice = morphometrics_from_files(args.seg, args.levels, args.canal,
+                                            angle_correction=not args.no_angle_corr,
+                                            centerline_method=args.centerline_method, smooth=args.smooth)
+    table = aggregate(perslice, Path(args.seg).name, vert=vert, perlevel=True if args.perlevel else None,
+                      perslice_rows=args.perslice)
+    write_csv(args.out, table)
+    print(f"wrote {args.out} ({len(table)} rows)")
+    return 0
