@@ -15,7 +15,7 @@ $(STAMP): setup.cfg constraints.txt
 	$(BIN)/pip install -q --upgrade pip
 	# the CPU build of torch first (a bare `torch` would pull a multi-GB CUDA build)
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -c constraints.txt -e '.[dev]'
+	$(BIN)/pip install -q -c constraints.txt -e '.[dev]' --config-settings editable_mode=compat
 	@rm -f $(VENV)/.installed-*
 	@touch $@
 

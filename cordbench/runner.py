@@ -90,7 +90,8 @@ def build_trainer(cfg: dict[str, Any], out: Path, callbacks: Sequence[Any] = (),
     cbs = list(callbacks)
     if checkpoint:
         cbs.append(ModelCheckpoint(dirpath=str(out / "checkpoints"), filename="best", monitor="val/dice",
-                                   mode="max", save_last=True, save_top_k=1, auto_insert_metric_name=False))
+                                   mode="max", save_last=True, save_top_k=1, auto_insert_metric_name=False,
+                                   enable_version_counter=False))
     return pl.Trainer(default_root_dir=str(out), callbacks=cbs, logger=list(loggers or []),
                       enable_model_summary=False, **t)
 

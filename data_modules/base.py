@@ -171,7 +171,7 @@ class SegmentationDataModule(pl.LightningDataModule):
         affine = np.asarray(img.affine, dtype=np.float64)
         subject = tio.Subject(
             image=tio.ScalarImage(tensor=torch.from_numpy(data[None]), affine=affine),
-            label=tio.LabelMap(tensor=torch.from_numpy(target[None].astype(np.int64)), affine=affine),
+            label=tio.LabelMap(tensor=torch.from_numpy(target[None].astype(np.int16)), affine=affine),
             subject_id=spec.subject, image_path=str(spec.image),
             **{k: v for k, v in spec.meta.items() if isinstance(v, (str, int, float))},
         )

@@ -118,7 +118,8 @@ class SegmentationModule(pl.LightningModule):
         from lightning_modules.metrics import compute_metrics
 
         pred, target = self._subject_prediction(batch)
-        spacing = tuple(float(s) for s in batch["image"]["affine"][0][:3, :3].norm(dim=0).tolist())
+        affine = np.asarray(batch["image"]["affine"][0], dtype=float)
+        spacing = tuple(float(s) for s in np.linalg.norm(affine[:3, :3], axis=0))
         metrics = compute_metrics(pred.cpu().numpy(), target.cpu().numpy(), spacing, self.classes)
         record = {"subject": batch["subject_id"][0], **metrics}
         self.test_records.append(record)
