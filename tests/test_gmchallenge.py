@@ -1,0 +1,231 @@
+"""GM challenge: indexing both layouts, rater fusion, levels files, the data module on a fixture.
+
+The fixture is built in tmp_path in the challenge's naming from the real T2* of
+sct_testing_data (LAS, oblique, 0.5×0.5×7.5 mm): four "raters" differ by small in-plane
+morphological changes of the real cord (deepseg) and GM (manual) masks.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from cordbench.errors import ConfigError, InputError
+from data_modules.gmchallenge import (fuse_raters, index_gmchallenge, load_rater_mask, read_levels_txt,
+                                      to_task_target)
+
+PLANE = np.zeros((3, 3, 3), bool)
+PLANE[:, :, 1] = ndimage.generate_binary_structure(2, 1)  # in-plane 4-neighbourhood
+
+
+def _raters(sc: np.ndarray, gm: np.ndarray) -> list[np.ndarray]:
+    """Four challenge masks (GM 1, WM 2) from one cord/GM pair by small in-plane changes."""
+    out = []
+    for k in range(4):
+        s, g = sc.copy(), gm.copy() & sc
+        if k == 1:
+            s = ndimage.binary_dilation(s, PLANE)
+        elif k == 2:
+            g = ndimage.binary_erosion(g, PLANE)
+        elif k == 3:
+            g = ndimage.binary_dilation(g, PLANE) & s
+        m = np.zeros(sc.shape, np.uint8)
+        m[s] = 2
+        m[g] = 1
+        out.append(m)
+    return out
+
+
+def make_fixture(root: Path, t2s_dir: Path, sites=(1, 2, 3), per_site=2, test_subjects=1) -> dict:
+    """Write site{S}-sc{NN}-image/-mask-r{1-4}/-levels.txt from the real T2*."""
+    img = nib.load(t2s_dir / "t2s.nii.gz")
+    data = np.asanyarray(img.dataobj).astype(np.float32)
+    sc = np.asanyarray(nib.load(t2s_dir / "t2s_seg-deepseg.nii.gz").dataobj) > 0
+    gm = np.asanyarray(nib.load(t2s_dir / "t2s_gmseg_manual.nii.gz").dataobj) > 0
+    rng = np.random.default_rng(0)
+    root.mkdir(parents=True, exist_ok=True)
+    masks = _raters(sc, gm)
+    for site in sites:
+        for n in range(1, per_site + test_subjects + 1):
+            sid = f"site{site}-sc{n:02d}"
+            noisy = data + rng.normal(0, 0.02 * data.std(), data.shape).astype(np.float32)
+            nib.save(nib.Nifti1Image(noisy, img.affine, img.header), root / f"{sid}-image.nii.gz")
+            if n <= per_site:
+                for r, m in enumerate(masks, start=1):
+                    hdr = img.header.copy()
+                    hdr.set_data_dtype(np.uint8)
+                    nib.save(nib.Nifti1Image(m, img.affine, hdr), root / f"{sid}-mask-r{r}.nii.gz")
+                (root / f"{sid}-levels.txt").write_text("".join(f"{z},C{3 + z // 3}\n" for z in range(9)))
+    return {"masks": masks, "affine": img.affine, "shape": data.shape}
+
+
+@pytest.fixture(scope="module")
+def challenge(tmp_path_factory, sct_data: Path):
+    root = tmp_path_factory.mktemp("gmchallenge")
+    info = make_fixture(root, sct_data / "t2s")
+    return root, info
+
+
+# ------------------------------------------------------------------------------------ indexing
+def test_index_original(challenge):
+    root, _ = challenge
+    subs = index_gmchallenge(root)
+    assert len(subs) == 9
+    labelled = [s for s in subs if s.labelled]
+    assert [s.subject for s in labelled] == ["site1-sc01", "site1-sc02", "site2-sc01", "site2-sc02",
+                                             "site3-sc01", "site3-sc02"]
+    assert all(sorted(s.raters) == [1, 2, 3, 4] and s.levels is not None for s in labelled)
+    assert {s.subject for s in subs if not s.labelled} == {"site1-sc03", "site2-sc03", "site3-sc03"}
+    assert {s.site for s in subs} == {"site1", "site2", "site3"}
+
+
+def test_index_bids_variant_and_missing_underscore(tmp_path: Path):
+    for sub in ("sub-ucl001", "sub-epm002"):
+        (tmp_path / sub / "anat").mkdir(parents=True)
+        (tmp_path / sub / "anat" / f"{sub}_T2star.nii.gz").write_bytes(b"")
+        d = tmp_path / "derivatives" / "labels" / sub / "anat"
+        d.mkdir(parents=True)
+        sep = "_" if sub == "sub-ucl001" else ""  # the published curation script omits it
+        for r in (1, 2, 3, 4):
+            for lab in ("SC", "GM", "WM"):
+                (d / f"{sub}{sep}T2star_label-{lab}_desc-manual_mask{r}.nii.gz").write_bytes(b"")
+    (tmp_path / "sub-vdb011" / "anat").mkdir(parents=True)
+    (tmp_path / "sub-vdb011" / "anat" / "sub-vdb011_T2star.nii.gz").write_bytes(b"")
+    subs = {s.subject: s for s in index_gmchallenge(tmp_path)}
+    assert set(subs) == {"sub-ucl001", "sub-epm002", "sub-vdb011"}
+    assert subs["sub-ucl001"].site == "site1" and subs["sub-epm002"].site == "site2"
+    for sid in ("sub-ucl001", "sub-epm002"):
+        assert sorted(subs[sid].raters) == [1, 2, 3, 4]
+        assert set(subs[sid].raters[3]) == {"SC", "GM", "WM"}
+    assert not subs["sub-vdb011"].labelled
+
+
+def test_bids_rater_masks_compose_like_original(tmp_path: Path, sct_data: Path):
+    img = nib.load(sct_data / "t2s" / "t2s.nii.gz")
+    sc = np.asanyarray(nib.load(sct_data / "t2s" / "t2s_seg-deepseg.nii.gz").dataobj) > 0
+    gm = np.asanyarray(nib.load(sct_data / "t2s" / "t2s_gmseg_manual.nii.gz").dataobj) > 0
+    m = _raters(sc, gm)[0]
+    files = {}
+    for name, arr in (("SC", m > 0), ("GM", m == 1), ("WM", m == 2)):
+        files[name] = tmp_path / f"{name}.nii.gz"
+        nib.save(nib.Nifti1Image(arr.astype(np.uint8), img.affine), files[name])
+    np.testing.assert_array_equal(load_rater_mask(files, img, "t2s"), m)
+
+
+@pytest.mark.parametrize("case", ["grid", "values", "no_image", "duplicate"])
+def test_bad_inputs_named(tmp_path: Path, sct_data: Path, case: str):
+    make_fixture(tmp_path, sct_data / "t2s", sites=(1,), per_site=1, test_subjects=0)
+    bad = tmp_path / "site1-sc01-mask-r2.nii.gz"
+    img = nib.load(tmp_path / "site1-sc01-image.nii.gz")
+    m = np.asanyarray(nib.load(bad).dataobj).copy()
+    if case == "grid":
+        nib.save(nib.Nifti1Image(m[:-1], img.affine), bad)
+    elif case == "values":
+        m[m == 2] = 3
+        nib.save(nib.Nifti1Image(m, img.affine), bad)
+    elif case == "no_image":
+        (tmp_path / "site1-sc01-image.nii.gz").unlink()
+        with pytest.raises(InputError, match="no image") as err:
+            index_gmchallenge(tmp_path)
+        assert "site1-sc01" in str(err.value)
+        return
+    elif case == "duplicate":
+        (tmp_path / "sub").mkdir()
+        (tmp_path / "sub" / "site1-sc01-mask-r2.nii").write_bytes(b"")
+        with pytest.raises(InputError, match="twice"):
+            index_gmchallenge(tmp_path)
+        return
+    s = index_gmchallenge(tmp_path)[0]
+    with pytest.raises(InputError) as err:
+        load_rater_mask(s.raters[2], img, s.image)
+    assert str(bad) in str(err.value)
+
+
+# ------------------------------------------------------------------------------------ fusion
+def _majority_reference(masks: list[np.ndarray]) -> np.ndarray:
+    """Voxel-by-voxel vote count with explicit tie rule (foreground first, then lowest value)."""
+    out = np.zeros(masks[0].shape, np.int64)
+    for idx in np.ndindex(masks[0].shape):
+        votes: dict[int, int] = {}
+        for m in masks:
+            votes[int(m[idx])] = votes.get(int(m[idx]), 0) + 1
+        best = max(votes.values())
+        cands = sorted(v for v, c in votes.items() if c == best)
+        fg = [v for v in cands if v != 0]
+        out[idx] = fg[0] if fg else 0
+    return out
+
+
+@pytest.mark.parametrize("n_raters", [3, 4])
+def test_majority_vote_against_explicit_count(n_raters: int):
+    rng = np.random.default_rng(n_raters)
+    masks = [rng.integers(0, 3, (6, 5, 4)) for _ in range(n_raters)]
+    np.testing.assert_array_equal(fuse_raters(masks, "majority"), _majority_reference(masks))
+    # hand case: 2 GM vs 2 background -> GM; 2 WM, 1 GM, 1 bg -> WM
+    a = [np.array([1, 2]), np.array([1, 2]), np.array([0, 1]), np.array([0, 0])]
+    assert fuse_raters(a, "majority").tolist() == [1, 2]
+
+
+def test_staple_recovers_consensus_against_outlier_rater(challenge):
+    _, info = challenge
+    good = info["masks"][0]
+    rng = np.random.default_rng(1)
+    outlier = np.where(rng.random(good.shape) < 0.3, rng.integers(0, 3, good.shape), good).astype(np.uint8)
+    fused = fuse_raters([good, good, good, outlier], "staple")
+    np.testing.assert_array_equal(fused, good)
+    # binary STAPLE on the cord
+    sc = [(m > 0).astype(np.uint8) for m in info["masks"]]
+    f = fuse_raters(sc, "staple")
+    assert set(np.unique(f)) == {0, 1}
+    # every voxel all raters agree on is kept; the fused cord lies within the union
+    np.testing.assert_array_equal(f[np.all(np.stack(sc) == 1, axis=0)], 1)
+    assert not (f.astype(bool) & ~np.any(np.stack(sc), axis=0)).any()
+
+
+def test_random_rater_is_one_of_them_and_seeded(challenge):
+    _, info = challenge
+    masks = info["masks"]
+    picks = []
+    for seed in range(12):
+        out = fuse_raters(masks, "random", np.random.default_rng(seed))
+        i = [k for k, m in enumerate(masks) if np.array_equal(m, out)]
+        assert i
+        picks.append(i[0])
+        assert np.array_equal(out, fuse_raters(masks, "random", np.random.default_rng(seed)))
+    assert len(set(picks)) >= 3
+    with pytest.raises(ConfigError):
+        fuse_raters(masks, "mean")
+
+
+def test_task_targets():
+    m = np.array([0, 1, 2])
+    assert to_task_target(m, "gm").tolist() == [0, 2, 1]  # base task gm: WM 1, GM 2
+    assert to_task_target(m, "sc").tolist() == [0, 1, 1]
+
+
+# ------------------------------------------------------------------------------------ levels.txt
+@pytest.mark.parametrize("text,expected", [
+    ("0,C3\n1,C3\n2,C4\n", [3, 3, 4]),
+    ("C2 0\nC3 1\nC3\t2\n", [2, 3, 3]),
+    ("C3: 0-1\nC4: 2-3\n", [3, 3, 4, 4]),
+    ("C5\nC5\nT1\n", [5, 5, 8]),
+    ("0 3\n1 4\n", [3, 4]),
+])
+def test_levels_txt_formats(tmp_path: Path, text: str, expected: list[int]):
+    p = tmp_path / "site1-sc01-levels.txt"
+    p.write_text(text)
+    assert read_levels_txt(p).tolist() == expected
+    assert read_levels_txt(p, n_slices=len(expected) + 1).tolist() == expected + [0]
+
+
+def test_levels_txt_rejects_garbage(tmp_path: Path):
+    p = tmp_path / "x-levels.txt"
+    p.write_text("slice three is C3 or C4 9 10 11\n")
+    with pytest.raises(InputError, match=str(p)):
+        read_levels_txt(p)
+    p.write_text("0,C3\n12,C4\n")
+    with pytest.raises(InputError, match="outside"):
+        read_levels_txt(p, n_slices=9)
