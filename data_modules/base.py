@@ -99,8 +99,10 @@ class SegmentationDataModule(pl.LightningDataModule):
             if path is None:
                 raise InputError(f"missing {key} label for task {self.task.name!r}", spec.image)
             allowed = self.task.label_values.get(name)
-            lbl_img, lbl = io.load_label(path, allowed=allowed, require_nonempty=True, kind=f"{key} label")
+            lbl_img, lbl = io.load_label(path, allowed=allowed, kind=f"{key} label")
             io.check_same_grid(image, lbl_img, spec.image, path)
+            if not (lbl > 0).any():
+                raise InputError(f"{key} label is empty (no voxel > 0)", path)
             if value is None:
                 target = np.where(lbl > 0, lbl, target).astype(np.int16)
             else:
