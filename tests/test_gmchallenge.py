@@ -229,3 +229,113 @@ def test_levels_txt_rejects_garbage(tmp_path: Path):
     p.write_text("0,C3\n12,C4\n")
     with pytest.raises(InputError, match="outside"):
         read_levels_txt(p, n_slices=9)
+
+
+# ------------------------------------------------------------------------------------ data module
+def _cfg(root: Path, tmp: Path, mode: str, split: str = "kfold", extra: tuple = ()) -> dict:
+    from cordbench.config import load_config
+
+    return load_config([], [f"data.name=gmchallenge", f"data.root={root}", "data.task=gm", f"data.raters={mode}",
+                            "data.patch_size=[48,48]", "data.batch_size=4", "data.samples_per_volume=4",
+                            "data.queue_length=16", f"data.split.method={split}", "data.split.folds=3",
+                            "data.split.val_fraction=0.25", "data.augment.strength=0", *extra])
+
+
+def _canonical(arr: np.ndarray, affine: np.ndarray) -> np.ndarray:
+    return np.asanyarray(nib.as_closest_canonical(nib.Nifti1Image(arr.astype(np.int16), affine)).dataobj)
+
+
+@pytest.mark.parametrize("mode", ["majority", "staple"])
+def test_datamodule_fused_label_matches_fusion(challenge, tmp_path: Path, mode: str):
+    from data_modules.base import build_datamodule
+
+    root, info = challenge
+    dm = build_datamodule(_cfg(root, tmp_path, mode)["data"])
+    dm.setup("fit")
+    assert sorted(dm.split["train"] + dm.split["val"] + dm.split["test"]) == \
+        sorted(s.subject for s in index_gmchallenge(root) if s.labelled)
+    want = _canonical(to_task_target(fuse_raters(info["masks"], mode), "gm"), info["affine"])
+    for s in dm.subjects["train"] + dm.subjects["test"]:
+        np.testing.assert_array_equal(s["label"].data[0].numpy(), want)
+        assert not [n for n in s.get_images_names() if n.startswith("rater")]
+
+
+def test_datamodule_random_rater_per_sample(challenge, tmp_path: Path):
+    import torch
+
+    from data_modules.base import build_datamodule
+
+    root, info = challenge
+    dm = build_datamodule(_cfg(root, tmp_path, "random", "site")["data"])
+    dm.setup("fit")
+    assert dm.describe()["held_out_site"] == ["site1"]
+    assert all(i.startswith("site1") for i in dm.split["test"])
+    raters = [_canonical(to_task_target(m, "gm"), info["affine"]) for m in info["masks"]]
+    torch.manual_seed(0)
+    subject = dm.subjects["train"][0]
+    seen = set()
+    for _ in range(24):
+        lbl = dm.augment()(subject)["label"].data[0].numpy()
+        hits = [k for k, r in enumerate(raters) if np.array_equal(lbl, r)]
+        assert hits, "training label must be one rater's map"
+        seen.add(hits[0])
+    assert len(seen) >= 3
+    # evaluation uses the majority vote, and raters do not ride along outside training
+    val = dm.subjects["val"][0]
+    np.testing.assert_array_equal(val["label"].data[0].numpy(),
+                                  _canonical(to_task_target(fuse_raters(info["masks"]), "gm"), info["affine"]))
+    assert [n for n in val.get_images_names() if n.startswith("rater")] == []
+
+
+@pytest.mark.parametrize("mode,split", [("majority", "kfold"), ("staple", "site"), ("random", "site")])
+def test_cordbench_fit_on_fixture(challenge, tmp_path: Path, mode: str, split: str):
+    """``cordbench fit`` end to end on the fixture (tiny U-Net, one short epoch)."""
+    import json
+
+    from cordbench.cli import main
+
+    root, _ = challenge
+    out = tmp_path / "run"
+    rc = main(["fit", "--data", "gmchallenge", "--root", str(root), "--task", "gm", "--model", "unet",
+               "--preset", "tiny", "--max-epochs", "1", "-o", str(out),
+               f"--data.raters={mode}", f"--data.split.method={split}", "--data.split.folds=3",
+               "--data.split.val_fraction=0.25", "--data.patch_size=[48,48]", "--data.batch_size=4",
+               "--data.samples_per_volume=4", "--data.queue_length=16", "--trainer.limit_train_batches=2",
+               "--trainer.accelerator=cpu", "--trainer.devices=1", "--trainer.enable_progress_bar=false",
+               "--logger.wandb.enabled=false"])
+    assert rc in (0, None)
+    split_rec = json.loads((out / "split.json").read_text())
+    assert split_rec["test"] and split_rec["train"]
+    if split == "site":
+        assert len({s.split("-")[0] for s in split_rec["test"]}) == 1
+    assert json.loads((out / "data.json").read_text())["raters"] == mode
+    assert (out / "test_metrics.csv").exists()
+
+
+def test_perone_preset_geometry(sct_data: Path):
+    """0.25 mm in-plane, slice spacing kept, 200×200 slices, z-scored, label volume preserved."""
+    import torch
+    import torchio as tio
+
+    from data_modules.gmchallenge import perone_preprocess
+
+    img = nib.load(sct_data / "t2s" / "t2s.nii.gz")
+    gm = nib.load(sct_data / "t2s" / "t2s_gmseg_manual.nii.gz")
+    data = np.asanyarray(img.dataobj).astype(np.float32)
+    lab = (np.asanyarray(gm.dataobj) > 0).astype(np.int16)
+    s = tio.Subject(image=tio.ScalarImage(tensor=torch.from_numpy(data[None]), affine=img.affine),
+                    label=tio.LabelMap(tensor=torch.from_numpy(lab[None]), affine=img.affine))
+    out = perone_preprocess()(s)
+    zooms = img.header.get_zooms()
+    assert out.spatial_shape == (200, 200, data.shape[2])
+    np.testing.assert_allclose(out["image"].spacing, (0.25, 0.25, zooms[2]), rtol=1e-4)
+    assert nib.aff2axcodes(out["image"].affine) == ("R", "A", "S")
+    x = out["image"].data.numpy()
+    assert abs(x.mean()) < 1e-3 and abs(x.std() - 1) < 1e-2
+    # label: agrees with nibabel's own nearest-neighbour resampling onto the output grid
+    from nibabel.processing import resample_from_to
+
+    ref = np.asanyarray(resample_from_to(nib.Nifti1Image(lab, img.affine),
+                                         (out.spatial_shape, out["label"].affine), order=0).dataobj)
+    np.testing.assert_array_equal(out["label"].data[0].numpy(), ref)
+    assert ref.sum() > 1000
