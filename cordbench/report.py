@@ -16,8 +16,11 @@ def metrics_table(summary: dict[str, Any], shown: tuple[str, ...] = SHOWN) -> st
         cells = []
         for m in shown:
             s = metrics.get(f"{c}/{m}")
-            cells.append(f"{s['mean']:>9.4f} ± {s['std']:<5.3f}" if isinstance(s, dict) and s.get("mean") is not None
-                         else f"{'n/a':>16}")
+            if not isinstance(s, dict) or s.get("mean") is None:
+                cells.append("n/a")
+                continue
+            sd = s.get("std")
+            cells.append(f"{s['mean']:.4f} ± {sd:.3f}" if sd == sd and sd is not None else f"{s['mean']:.4f}")
         lines.append(f"{c:<8}" + "".join(f"{x:>16}" for x in cells))
     lines.append(f"(n = {summary.get('n_subjects', '?')} held-out subjects; distances in mm)")
     return "\n".join(lines)

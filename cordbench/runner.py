@@ -42,6 +42,14 @@ def quiet() -> None:
     warnings.filterwarnings("ignore", ".*GPU available but not used.*")
     warnings.filterwarnings("ignore", ".*LeafSpec.*")
     warnings.filterwarnings("ignore", ".*torch.utils._pytree.*")
+    warnings.filterwarnings("ignore", ".*exists and is not empty.*")
+    warnings.filterwarnings("ignore", ".*smaller than the logging interval.*")
+    import logging
+
+    import pytorch_lightning  # noqa: F401  (sets its own log level on import: override after)
+
+    for name in ("pytorch_lightning", "lightning.pytorch", "lightning_fabric", "lightning"):
+        logging.getLogger(name).setLevel(logging.WARNING)
     os.environ.setdefault("PYTHONWARNINGS", "ignore::DeprecationWarning")
 
 
@@ -80,6 +88,27 @@ def build_loggers(cfg: dict[str, Any], out: Path) -> list[Any]:
     return loggers
 
 
+def epoch_printer():
+    """A callback printing one line per epoch (used when the progress bar is off, e.g. in logs)."""
+    import pytorch_lightning as pl
+
+    class EpochPrinter(pl.Callback):
+        def on_train_epoch_start(self, trainer, pl_module):
+            self._t0 = time.perf_counter()
+
+        def on_validation_epoch_end(self, trainer, pl_module):
+            if trainer.sanity_checking or not trainer.is_global_zero:
+                return
+            m = trainer.callback_metrics
+            loss = m.get("train/loss_epoch")
+            dt = time.perf_counter() - getattr(self, "_t0", time.perf_counter())
+            print(f"epoch {trainer.current_epoch + 1}/{trainer.max_epochs}  "
+                  f"train/loss={float(loss) if loss is not None else float('nan'):.4f}  "
+                  f"val/dice={float(m.get('val/dice', float('nan'))):.4f}  ({dt:.1f} s)", flush=True)
+
+    return EpochPrinter()
+
+
 def build_trainer(cfg: dict[str, Any], out: Path, callbacks: Sequence[Any] = (), loggers: Sequence[Any] | None = None,
                   checkpoint: bool = True):
     """A ``pl.Trainer`` from the ``trainer`` section plus checkpointing into ``out/checkpoints``."""
@@ -88,6 +117,8 @@ def build_trainer(cfg: dict[str, Any], out: Path, callbacks: Sequence[Any] = (),
 
     t = {k: v for k, v in cfg["trainer"].items() if v is not None}
     cbs = list(callbacks)
+    if not t.get("enable_progress_bar", True):
+        cbs.append(epoch_printer())
     if checkpoint:
         cbs.append(ModelCheckpoint(dirpath=str(out / "checkpoints"), filename="best", monitor="val/dice",
                                    mode="max", save_last=True, save_top_k=1, auto_insert_metric_name=False,

@@ -1,0 +1,72 @@
+"""Statistical leaderboard of a sweep: bootstrap CIs, paired Wilcoxon vs the best (Holm), ablations.
+
+``render_leaderboard(sweep_dir)`` reads the sweep's own files (``results.csv`` and each trial's
+``test_metrics.csv``, not wandb), writes ``leaderboard.{md,csv,html,png}`` and
+``ablation_<knob>.png`` and logs them to a ``job_type=leaderboard`` wandb run in the sweep's group.
+See ``docs/leaderboard.md``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+__all__ = ["LeaderboardFiles", "render_leaderboard"]
+
+
+@dataclass
+class LeaderboardFiles:
+    """Paths of the written reports (and the wandb run folder, if one was logged)."""
+
+    md: Path
+    csv: Path
+    html: Path
+    png: Path
+    ablation: dict[str, Path] = field(default_factory=dict)
+    wandb_run: Path | None = None
+
+    @property
+    def markdown(self) -> str:
+        """Content of ``leaderboard.md``."""
+        return self.md.read_text()
+
+
+def render_leaderboard(sweep_dir: str | Path, metric: str = "dice", task: str | None = None,
+                       cls: str | None = None, by: str = "model", out: str | Path | None = None,
+                       n_boot: int = 10000, seed: int = 0, wandb: bool = True, cost: bool = True,
+                       alpha: float = 0.05) -> LeaderboardFiles:
+    """Build the leaderboard of ``sweep_dir`` and write its reports to ``out`` (default ``<sweep>/leaderboard``)."""
+    from cordbench.leaderboard.report import write_reports
+    from cordbench.leaderboard.table import build_leaderboard
+
+    lb = build_leaderboard(sweep_dir, metric=metric, task=task, cls=cls, by=by, n_boot=n_boot, seed=seed,
+                           alpha=alpha, cost=cost)
+    out_dir = Path(out) if out is not None else lb.sweep.root / "leaderboard"
+    paths = write_reports(lb, out_dir)
+    files = LeaderboardFiles(md=paths["md"], csv=paths["csv"], html=paths["html"], png=paths["png"],
+                             ablation=dict(paths["ablation"]))
+    if wandb:
+        files.wandb_run = _log_to_wandb(lb, out_dir, files)
+    return files
+
+
+def _log_to_wandb(lb, out_dir: Path, files: LeaderboardFiles) -> Path | None:
+    """Log the table and plots to a leaderboard run in the group the trials used."""
+    from cordbench.config import load_yaml
+    from cordbench.tracking import log_leaderboard, wandb_defaults_from_trials
+
+    configs = []
+    for _, row in lb.sweep.results.iterrows():
+        path = lb.sweep.trial_dir(row) / "config.yaml"
+        if path.exists():
+            try:
+                configs.append(load_yaml(path))
+                break
+            except Exception:
+                continue
+    wb = wandb_defaults_from_trials(configs, lb.sweep.name)
+    images = {"leaderboard": files.png, **{f"ablation_{k}": p for k, p in files.ablation.items()}}
+    from cordbench.leaderboard.report import csv_frame
+
+    meta = {k: v for k, v in lb.meta.items() if not isinstance(v, dict)}
+    return log_leaderboard(out_dir, csv_frame(lb), images, meta, project=wb["project"], entity=wb["entity"],
+                           group=wb["group"], mode=wb["mode"])

@@ -1,0 +1,292 @@
+"""Read a sweep folder and build the leaderboard tables (no plotting, no files written).
+
+Sweep folder contract (with ``cordbench sweep``)::
+
+    <sweep>/sweep.yaml        the sweep config (optional here; its ``name`` is a fallback group)
+    <sweep>/results.csv       one row per trial: trial_id, status, error, model, preset, seed, data,
+                              task, one column per swept knob, val_dice, test_dice, run_dir, …
+    <sweep>/trials/<id>/      a cordbench run folder: config.yaml, test_metrics.csv (one row per
+                              held-out subject: ``subject`` + ``<class>/<metric>`` columns), …
+
+Only the per-subject files are used for statistics; ``results.csv`` says which trials exist,
+their status and their knobs. Failed trials (a non-success status, or missing per-subject
+metrics) are kept in :attr:`Leaderboard.failed` with the reason.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from cordbench.errors import ConfigError, InputError
+from cordbench.leaderboard import stats
+
+#: results.csv columns that are not swept knobs.
+BASE_COLUMNS = ("trial_id", "status", "error", "model", "preset", "seed", "data", "task", "run_dir", "epochs",
+                "seconds", "params", "fold", "node", "hostname", "iterations", "time_total_s", "timestamp",
+                "checkpoint", "logdir", "trial_name")
+METRIC_PREFIXES = ("val_", "test_", "train_", "val/", "test/", "train/")
+SUCCESS = frozenset({"ok", "success", "succeeded", "completed", "complete", "done", "finished", "terminated"})
+BY_CHOICES = ("model", "config")
+
+
+@dataclass
+class Sweep:
+    """A sweep folder's results table and swept knobs."""
+
+    root: Path
+    results: pd.DataFrame
+    knobs: list[str]
+    config: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        """The sweep's name: ``name`` in sweep.yaml, else the folder name."""
+        return str(self.config.get("name") or self.root.name)
+
+    def trial_dir(self, row: pd.Series) -> Path:
+        """A trial's run folder: ``run_dir`` (relative to the sweep) or ``trials/<trial_id>``."""
+        rd = row.get("run_dir")
+        if isinstance(rd, str) and rd.strip():
+            p = Path(rd)
+            return p if p.is_absolute() else self.root / p
+        return self.root / "trials" / str(row["trial_id"])
+
+
+def fmt_value(v: Any) -> Any:
+    """Knob value for display/grouping: NaN → None, 3.0 → 3, others unchanged."""
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return None
+    if isinstance(v, (float, np.floating)) and float(v).is_integer():
+        return int(v)
+    if isinstance(v, np.integer):
+        return int(v)
+    return v
+
+
+def load_sweep(sweep_dir: str | Path) -> Sweep:
+    """Read ``results.csv`` (+ ``sweep.yaml``); errors name the file."""
+    root = Path(sweep_dir)
+    if not root.is_dir():
+        raise InputError("sweep folder not found", root)
+    path = root / "results.csv"
+    if not path.exists():
+        raise InputError("no results.csv: not a finished sweep folder (run `cordbench sweep` first)", root)
+    try:
+        results = pd.read_csv(path)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise InputError(f"unreadable CSV ({exc})", path) from None
+    missing = [c for c in ("trial_id", "model") if c not in results.columns]
+    if missing:
+        raise InputError(f"missing column(s) {missing}; columns: {list(results.columns)}", path)
+    if results.empty:
+        raise InputError("no trials", path)
+    if results["trial_id"].duplicated().any():
+        dup = sorted(results.loc[results["trial_id"].duplicated(), "trial_id"].astype(str))
+        raise InputError(f"duplicate trial_id(s) {dup}", path)
+    results["trial_id"] = results["trial_id"].astype(str)
+    knobs = [c for c in results.columns if c not in BASE_COLUMNS and not c.startswith(METRIC_PREFIXES)
+             and not c.endswith(("_dice", "_loss"))]
+    config: dict[str, Any] = {}
+    if (root / "sweep.yaml").exists():
+        from cordbench.config import load_yaml
+
+        config = load_yaml(root / "sweep.yaml")
+    return Sweep(root, results, knobs, config)
+
+
+def _succeeded(row: pd.Series) -> bool:
+    status = row.get("status")
+    if status is None or (isinstance(status, float) and math.isnan(status)):
+        return True  # no status recorded: judged by its files
+    return str(status).strip().lower() in SUCCESS
+
+
+def entry_name(row: pd.Series, knobs: list[str], by: str) -> str:
+    """Leaderboard entry of a trial: the model, or model/preset plus its non-empty knobs."""
+    if by == "model":
+        return str(row["model"])
+    parts = [str(row["model"])]
+    preset = fmt_value(row.get("preset"))
+    if preset is not None:
+        parts[0] += f"/{preset}"
+    parts += [f"{k}={fmt_value(row[k])}" for k in knobs if fmt_value(row.get(k)) is not None]
+    return " ".join(parts)
+
+
+def _choose(values: pd.Series, wanted: str | None, what: str, flag: str, path: Path) -> str | None:
+    present = sorted({str(v) for v in values.dropna()})
+    if wanted is not None:
+        if wanted not in present:
+            raise ConfigError(f"{flag} {wanted!r} not in the sweep; {what}: {present}", path)
+        return wanted
+    if len(present) > 1:
+        raise ConfigError(f"the sweep mixes {what} {present}: choose one with {flag}", path)
+    return present[0] if present else None
+
+
+def resolve_class(columns: list[str], metric: str, cls: str | None, task: str | None, path: Path) -> str:
+    """Column ``<class>/<metric>`` to rank on: ``--class``, else the task's own class, else the only one."""
+    classes = sorted({c.rsplit("/", 1)[0] for c in columns if "/" in c and c.rsplit("/", 1)[1] == metric})
+    if not classes:
+        raise InputError(f"no '<class>/{metric}' column; columns: {columns}", path)
+    if cls is not None:
+        if cls not in classes:
+            raise ConfigError(f"--class {cls!r} has no {metric!r} values; classes: {classes}", path)
+        return f"{cls}/{metric}"
+    if task in classes:
+        return f"{task}/{metric}"
+    if len(classes) == 1:
+        return f"{classes[0]}/{metric}"
+    raise ConfigError(f"several classes have {metric!r}: choose one with --class from {classes}", path)
+
+
+def read_per_subject(sweep: Sweep, rows: pd.DataFrame) -> tuple[dict[str, pd.DataFrame], list[dict[str, Any]]]:
+    """``test_metrics.csv`` of each trial; trials without a readable file become failures."""
+    frames: dict[str, pd.DataFrame] = {}
+    failed: list[dict[str, Any]] = []
+    for _, row in rows.iterrows():
+        path = sweep.trial_dir(row) / "test_metrics.csv"
+        try:
+            df = pd.read_csv(path)
+        except FileNotFoundError:
+            failed.append({"trial_id": row["trial_id"], "reason": f"no per-subject metrics ({path.name} missing)"})
+            continue
+        except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+            failed.append({"trial_id": row["trial_id"], "reason": f"unreadable {path.name}: {exc}"})
+            continue
+        if "subject" not in df.columns or df.empty:
+            failed.append({"trial_id": row["trial_id"], "reason": f"{path.name} has no subject rows"})
+            continue
+        df["subject"] = df["subject"].astype(str)
+        frames[row["trial_id"]] = df
+    return frames, failed
+
+
+@dataclass
+class Leaderboard:
+    """Everything the reports show."""
+
+    table: pd.DataFrame                  # one row per entry, sorted by rank
+    long: pd.DataFrame                   # entry, trial_id, seed, subject, value (+ knobs)
+    failed: pd.DataFrame                 # failed / unusable trials with the reason
+    ablations: dict[str, pd.DataFrame]   # knob -> value, n_trials, n_subjects, mean, ci_low, ci_high
+    meta: dict[str, Any]                 # metric, column, task, by, n_boot, seed, …
+    sweep: Sweep
+
+
+def build_leaderboard(sweep_dir: str | Path | Sweep, metric: str = "dice", task: str | None = None,
+                      cls: str | None = None, by: str = "model", n_boot: int = 10000, seed: int = 0,
+                      alpha: float = 0.05, cost: bool = True, data: str | None = None) -> Leaderboard:
+    """Rank the sweep's models (``by="model"``) or configurations (``by="config"``) on ``metric``."""
+    if by not in BY_CHOICES:
+        raise ConfigError(f"--by must be one of {list(BY_CHOICES)}, got {by!r}")
+    if n_boot < 1:
+        raise ConfigError(f"--n-boot must be ≥ 1, got {n_boot}")
+    sweep = sweep_dir if isinstance(sweep_dir, Sweep) else load_sweep(sweep_dir)
+    res = sweep.results.copy()
+    csv_path = sweep.root / "results.csv"
+    if "task" in res.columns:
+        task = _choose(res["task"], task, "tasks", "--task", csv_path)
+        res = res[res["task"].astype(str) == task] if task is not None else res
+    if "data" in res.columns:
+        data = _choose(res["data"], data, "data sets", "--data", csv_path)
+        res = res[res["data"].astype(str) == data] if data is not None else res
+    res = res.copy()
+    res["entry"] = [entry_name(r, sweep.knobs, by) for _, r in res.iterrows()]
+
+    failed_rows: list[dict[str, Any]] = []
+    ok_mask = res.apply(_succeeded, axis=1)
+    for _, row in res[~ok_mask].iterrows():
+        err = row.get("error")
+        failed_rows.append({"trial_id": row["trial_id"],
+                            "reason": f"status {row.get('status')}" + (f": {err}" if isinstance(err, str) and err
+                                                                       else "")})
+    frames, unreadable = read_per_subject(sweep, res[ok_mask])
+    failed_rows += unreadable
+
+    column = None
+    records = []
+    knobs = [k for k in sweep.knobs if k in res.columns]
+    for _, row in res[ok_mask].iterrows():
+        df = frames.get(row["trial_id"])
+        if df is None:
+            continue
+        if column is None:
+            column = resolve_class(list(df.columns), metric, cls, task, sweep.trial_dir(row) / "test_metrics.csv")
+        if column not in df.columns:
+            failed_rows.append({"trial_id": row["trial_id"], "reason": f"test_metrics.csv has no {column!r} column"})
+            continue
+        values = pd.to_numeric(df[column], errors="coerce")
+        for subject, value in zip(df["subject"], values):
+            records.append({"entry": row["entry"], "trial_id": row["trial_id"], "model": row["model"],
+                            "seed": fmt_value(row.get("seed")), "subject": subject, "value": float(value),
+                            **{k: fmt_value(row.get(k)) for k in knobs}})
+    long = pd.DataFrame(records, columns=["entry", "trial_id", "model", "seed", "subject", "value", *knobs])
+    failed = _failed_table(res, failed_rows, knobs)
+    if long.empty:
+        raise InputError(f"no successful trial with per-subject {metric!r} metrics "
+                         f"({len(failed)} failed: {failed['reason'].head(3).tolist()})", sweep.root)
+    higher = not stats.lower_is_better(metric)
+    wide = stats.per_subject_means(long)
+    ranked = stats.rank_entries(wide, higher_is_better=higher, n_boot=n_boot, seed=seed, alpha=alpha)
+    sds = stats.trial_sd(long)
+    ok_res = res[ok_mask & res["trial_id"].isin(long["trial_id"])]
+    rows = []
+    for st in ranked:
+        trials = ok_res[ok_res["entry"] == st.entry]
+        first = trials.iloc[0]
+        row = {"rank": st.rank, "entry": st.entry, "model": first["model"]}
+        for k in (["preset"] if "preset" in trials else []) + knobs:
+            vals = {fmt_value(v) for v in trials[k]}
+            row[k] = vals.pop() if len(vals) == 1 else "mixed"
+        row.update({"n_trials": len(trials), "n_subjects": st.n_subjects, "mean": st.mean, "ci_low": st.ci_low,
+                    "ci_high": st.ci_high, "trial_sd": sds.get(st.entry, float("nan")), "p_wilcoxon": st.p_value,
+                    "p_holm": st.p_holm, "best": st is ranked[0], "tied_with_best": st.tied_with_best})
+        rows.append(row)
+    table = pd.DataFrame(rows)
+    if "preset" in table and table["preset"].isna().all():
+        table = table.drop(columns="preset")
+    meta = {"metric": metric, "column": column, "task": task, "data": data, "by": by, "n_boot": n_boot,
+            "seed": seed, "alpha": alpha, "higher_is_better": higher, "sweep": sweep.name,
+            "n_trials_ok": int(long["trial_id"].nunique()), "n_trials_failed": len(failed)}
+    if cost:
+        from cordbench.leaderboard.cost import entry_costs
+
+        costs, cost_meta = entry_costs(sweep, ok_res)
+        table = table.merge(costs, on="entry", how="left")
+        meta.update(cost_meta)
+    elif "params" in ok_res.columns:
+        params = ok_res.groupby("entry")["params"].median()
+        table["params"] = table["entry"].map(params)
+    ablations = {}
+    swept = [k for k in knobs if long[k].dropna().astype(str).nunique() > 1]
+    for k in swept:
+        sub = long[long[k].notna()].copy()
+        sub[k] = sub[k].map(str)
+        ab = stats.summarise_groups(sub, k, n_boot=n_boot, seed=seed)
+        ablations[k] = ab.iloc[_natural_order(ab[k])].reset_index(drop=True)
+    return Leaderboard(table, long, failed, ablations, meta, sweep)
+
+
+def _natural_order(values: pd.Series) -> list[int]:
+    """Positions sorting knob values numerically when they are numbers, else as text."""
+    def key(v: str) -> tuple[int, Any]:
+        try:
+            return (0, float(v))
+        except ValueError:
+            return (1, v)
+    return sorted(range(len(values)), key=lambda i: key(str(values.iloc[i])))
+
+
+def _failed_table(res: pd.DataFrame, failed_rows: list[dict[str, Any]], knobs: list[str]) -> pd.DataFrame:
+    cols = ["trial_id", "model", "preset", "seed", *knobs, "reason"]
+    out = []
+    for f in failed_rows:
+        row = res[res["trial_id"] == f["trial_id"]].iloc[0]
+        out.append({**{c: fmt_value(row.get(c)) for c in cols if c != "reason"}, "reason": f["reason"]})
+    return pd.DataFrame(out, columns=cols)
