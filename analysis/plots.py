@@ -125,3 +125,23 @@ def bar_with_ci(table, by: str, out_path: str | Path) -> Path:
     ax.set_ylabel("Pearson r (95% CI)")
     ax.legend(fontsize=7)
     return _save(fig, Path(out_path))
+
+
+def level_boxplots(metrics, columns: Sequence[str], level_col: str, out_path: str | Path) -> Path:
+    """Box plots of each metric per level (one panel per metric)."""
+    from matplotlib.figure import Figure
+
+    cols = [c for c in columns if c in metrics and metrics[c].notna().any()]
+    n = max(1, len(cols))
+    ncols = min(4, n)
+    nrows = math.ceil(n / ncols)
+    fig = Figure(figsize=(3.4 * ncols, 2.8 * nrows))
+    levels = sorted(metrics[level_col].dropna().unique())
+    for i, c in enumerate(cols):
+        ax = fig.add_subplot(nrows, ncols, i + 1)
+        data = [metrics.loc[metrics[level_col] == lv, c].dropna().to_numpy(float) for lv in levels]
+        ax.boxplot(data, showfliers=True)
+        ax.set_xticks(range(1, len(levels) + 1), [f"C{int(lv)}" for lv in levels], fontsize=7)
+        ax.set_title(c, fontsize=9)
+        ax.tick_params(labelsize=7)
+    return _save(fig, Path(out_path))

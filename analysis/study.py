@@ -1,0 +1,517 @@
+"""The cohort study behind ``cordbench analyze``: per-subject morphometrics and DTI, statistics, report.
+
+Per subject (one Ray task each, or in-process with ``workers=0``):
+
+* anatomy — cord mask ``<seg source>/sub-X/anat/sub-X_T2w_label-SC_seg`` (``labels`` =
+  ``derivatives/labels``; any other folder, e.g. ``derivatives/cordbench``, holds a model's
+  predictions under the same names), vertebral levels from ``label-SC_desc-levels_dseg`` (or,
+  failing that, from ``label-discs_dlabel`` via :mod:`data_modules.levels`), canal from
+  ``label-canal_seg`` (the source's, else the manual one) → per-level CSA, canal area, SAC, SAC/CSA
+  (:mod:`analysis.morphometrics`, SCT conventions);
+* diffusion — ``sub-X/dwi/sub-X_dwi`` + ``.bval``/``.bvec``, cord mask and levels on the DWI grid
+  (``rec-average_dwi_label-SC_seg`` / ``…_label-SC_desc-levels_dseg``) → per-level FA/MD/RD/AD
+  (:mod:`analysis.dti`, WLS by default).
+
+``exclude.yml`` (spine-generic's: key → list of file names or subject ids) removes the named
+subject's anatomy (keys/files mentioning T2w, csa, sac), diffusion (dwi, dti, fa, md, rd, ad) or
+everything (anything else); exclusions are listed in the report. A subject whose processing raises,
+or whose worker dies, is listed with the reason; the others finish.
+
+Outputs in ``OUT``: ``metrics.csv`` (one row per subject × level, merged with participants.tsv),
+``subjects.csv`` (status, reasons, seconds), ``subjects/<sub>/`` (SCT-style CSVs, DTI maps),
+``stats/`` (correlations, comparisons, figures), ``report.html`` and ``summary.json``.
+"""
+from __future__ import annotations
+
+import os
+import re
+import time
+import traceback
+import warnings
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from cordbench.errors import ConfigError, CordbenchError, InputError
+
+LEVEL_COL = "VertLevel"
+METRIC_COLUMNS = ["CSA", "canal_area", "SAC", "SAC_CSA", "n_slices", "FA", "MD", "RD", "AD", "dti_voxels"]
+_SUB = re.compile(r"sub-[A-Za-z0-9]+")
+_DWI_WORDS = ("dwi", "dti", "fa", "md", "rd", "ad", "diffusion")
+_ANAT_WORDS = ("t2w", "csa", "sac", "canal", "t2")
+
+
+# ------------------------------------------------------------------------------------ jobs
+@dataclass
+class SubjectJob:
+    """Input files of one subject (None when absent) and what is excluded."""
+
+    subject: str
+    seg: Path | None = None
+    levels: Path | None = None
+    discs: Path | None = None
+    canal: Path | None = None
+    dwi: Path | None = None
+    bval: Path | None = None
+    bvec: Path | None = None
+    dwi_mask: Path | None = None
+    dwi_levels: Path | None = None
+    dwi_discs: Path | None = None
+    seg_source: str = "labels"
+    excluded: dict[str, str] = field(default_factory=dict)   # "anat"/"dwi" -> reason
+    missing: dict[str, str] = field(default_factory=dict)    # "anat"/"dwi" -> what is missing
+
+
+@dataclass
+class StudyOptions:
+    """Options of the per-subject processing."""
+
+    fit_method: str = "WLS"
+    angle_correction: bool = True
+    centerline_method: str = "bspline"
+    write_maps: bool = True
+    out_dir: str = ""
+    inject_failures: dict[str, str] = field(default_factory=dict)  # tests: subject -> "error" | "crash"
+
+
+@dataclass
+class SubjectResult:
+    """What one subject produced."""
+
+    subject: str
+    status: str                       # ok | partial | failed | excluded
+    rows: list[dict[str, Any]]
+    reasons: dict[str, str]
+    warnings: list[str]
+    seconds: float
+
+
+def _resolve_source(root: Path, seg_source: str) -> str:
+    if seg_source in ("labels", "derivatives/labels"):
+        return "derivatives/labels"
+    p = Path(seg_source)
+    rel = p if not p.is_absolute() else (p.relative_to(root) if p.is_relative_to(root) else None)
+    if rel is None:
+        raise ConfigError(f"--seg-source {seg_source}: must be 'labels' or a folder inside {root}")
+    if not (root / rel).is_dir():
+        raise InputError("segmentation source folder not found", root / rel)
+    return rel.as_posix().strip("/")
+
+
+def exclusion_scope(key: str, entry: str) -> str:
+    """``anat``, ``dwi`` or ``all`` for one exclude.yml entry (see module docstring)."""
+    text = f"{key} {entry}".lower()
+    tokens = set(re.split(r"[^a-z0-9]+", text))
+    if "dwi" in text or tokens & set(_DWI_WORDS):
+        return "dwi"
+    if "t2w" in text or tokens & set(_ANAT_WORDS) or "csa" in text:
+        return "anat"
+    return "all"
+
+
+def find_jobs(bids_dir: str | Path, seg_source: str = "labels") -> tuple[list[SubjectJob], Any, dict]:
+    """Index the data set (``data_modules.bids``) and list each subject's inputs.
+
+    Returns ``(jobs, participants DataFrame or None, exclude dict)``.
+    """
+    from data_modules.bids import BidsIndex
+
+    root = Path(bids_dir)
+    src = _resolve_source(root, seg_source)
+    idx = BidsIndex.from_dir(root, strict=False)
+    pidx = BidsIndex.from_dir(root, labels_dir=src, strict=False, softseg_glob=None) \
+        if src != "derivatives/labels" else idx
+    jobs = []
+    for sub in idx.subjects():
+        job = SubjectJob(subject=sub, seg_source=src)
+        t2 = idx.image(sub, "T2w")
+        t2p = pidx.image(sub, "T2w")
+        if t2 is not None:
+            pred = t2p.label("SC", suffix="seg", source=src) if t2p is not None else None
+            job.seg = pred.path if pred is not None else None
+            lv = t2.label("SC", desc="levels", suffix="dseg")
+            job.levels = lv.path if lv is not None else None
+            discs = t2.label("discs", suffix="dlabel")
+            job.discs = discs.path if discs is not None else None
+            canal = (t2p.label("canal", suffix="seg", source=src) if t2p is not None else None) \
+                or t2.label("canal", suffix="seg")
+            job.canal = canal.path if canal is not None else None
+        if job.seg is None:
+            job.missing["anat"] = f"no T2w cord segmentation in {src}"
+        elif job.levels is None and job.discs is None:
+            job.missing["anat"] = "no vertebral levels (label-SC_desc-levels_dseg or label-discs_dlabel)"
+        dwi = idx.image(sub, "dwi")
+        avg = idx.image(sub, "rec-average_dwi")
+        avgp = pidx.image(sub, "rec-average_dwi")
+        if dwi is not None and dwi.exists:
+            job.dwi, job.bval, job.bvec = dwi.path, dwi.bval, dwi.bvec
+        if avg is not None:
+            m = (avgp.label("SC", suffix="seg", source=src) if avgp is not None else None) \
+                or avg.label("SC", suffix="seg")
+            lv = avg.label("SC", desc="levels", suffix="dseg")
+            d = avg.label("discs", suffix="dlabel")
+            job.dwi_mask = m.path if m is not None else None
+            job.dwi_levels = lv.path if lv is not None else None
+            job.dwi_discs = d.path if d is not None else None
+        if job.dwi is None:
+            job.missing["dwi"] = "no DWI"
+        elif job.bval is None or job.bvec is None:
+            job.missing["dwi"] = "DWI without .bval/.bvec"
+        elif job.dwi_mask is None and job.dwi_levels is None:
+            job.missing["dwi"] = "no cord mask on the DWI grid"
+        jobs.append(job)
+    for key, entries in (idx.exclude or {}).items():
+        for entry in entries:
+            m = _SUB.search(str(entry))
+            if not m:
+                continue
+            for job in jobs:
+                if job.subject == m.group(0):
+                    scope = exclusion_scope(key, entry)
+                    for part in (("anat", "dwi") if scope == "all" else (scope,)):
+                        job.excluded[part] = f"exclude.yml: {key}: {entry}"
+    return jobs, idx.participants, idx.exclude
+
+
+# ------------------------------------------------------------------------------ per subject
+def _levels_from_discs(mask: Path, discs: Path | None, dest: Path, what: str) -> Path:
+    """Write the level map of ``mask`` computed from disc labels (:mod:`data_modules.levels`)."""
+    from cordbench.io import save_nifti
+    from data_modules.levels import level_map_from_files
+
+    if discs is None:
+        raise InputError(f"no vertebral levels for the {what} (label-SC_desc-levels_dseg or label-discs_dlabel)",
+                         mask)
+    img, lv = level_map_from_files(mask, discs)
+    return save_nifti(lv, img.affine, dest, header=img.header, dtype=np.int16)
+
+
+def _anat(job: SubjectJob, opts: StudyOptions, sub_dir: Path) -> dict[int, dict[str, float]]:
+    from analysis.morphometrics import aggregate, morphometrics_from_files, per_level_table
+    from cordbench.io import write_csv
+
+    levels = job.levels or _levels_from_discs(job.seg, job.discs, sub_dir / f"{job.subject}_T2w_levels.nii.gz",
+                                              "T2w cord mask")
+    ps = morphometrics_from_files(job.seg, levels, job.canal, angle_correction=opts.angle_correction,
+                                  centerline_method=opts.centerline_method)
+    write_csv(sub_dir / f"{job.subject}_T2w_morphometrics.csv", aggregate(ps, Path(job.seg).name))
+    write_csv(sub_dir / f"{job.subject}_T2w_morphometrics_perslice.csv", ps)
+    table = per_level_table(ps)
+    return {int(r[LEVEL_COL]): {k: r[k] for k in ("CSA", "canal_area", "SAC", "SAC_CSA", "n_slices") if k in r}
+            for _, r in table.iterrows()}
+
+
+def _dwi(job: SubjectJob, opts: StudyOptions, sub_dir: Path) -> dict[int, dict[str, float]]:
+    from analysis.dti import run_dti
+    from cordbench.io import write_csv
+
+    levels = job.dwi_levels or _levels_from_discs(job.dwi_mask, job.dwi_discs,
+                                                  sub_dir / f"{job.subject}_dwi_levels.nii.gz", "DWI cord mask")
+    res = run_dti(job.dwi, job.bval, job.bvec, job.dwi_mask, levels, fit_method=opts.fit_method,
+                  maps_dir=sub_dir / "dti_maps" if opts.write_maps else None, map_prefix=f"{job.subject}_dwi_")
+    write_csv(sub_dir / f"{job.subject}_dwi_dti.csv", res.table)
+    out = {}
+    for _, r in res.table.iterrows():
+        if r[LEVEL_COL] != "":
+            out[int(r[LEVEL_COL])] = {"FA": r["MEAN(FA)"], "MD": r["MEAN(MD)"], "RD": r["MEAN(RD)"],
+                                      "AD": r["MEAN(AD)"], "dti_voxels": r["Size [vox]"]}
+    return out
+
+
+def process_subject(job: SubjectJob, opts: StudyOptions) -> SubjectResult:
+    """Compute one subject's per-level metrics; every failure becomes a reason, never an exception."""
+    t0 = time.perf_counter()
+    fault = opts.inject_failures.get(job.subject)
+    if fault == "crash":
+        os._exit(3)  # simulate a worker dying (segfault, OOM kill)
+    reasons: dict[str, str] = {}
+    caught: list[str] = []
+    per_level: dict[int, dict[str, Any]] = {}
+    if not opts.out_dir:
+        raise ConfigError("StudyOptions.out_dir is not set")
+    sub_dir = Path(opts.out_dir) / "subjects" / job.subject
+    parts: list[tuple[str, Callable]] = [("anat", _anat), ("dwi", _dwi)]
+    attempted = 0
+    for part, fn in parts:
+        if part in job.excluded:
+            reasons[part] = f"excluded ({job.excluded[part]})"
+            continue
+        if part in job.missing:
+            reasons[part] = f"missing: {job.missing[part]}"
+            continue
+        attempted += 1
+        try:
+            if fault == "error":
+                raise InputError(f"injected failure in {part}", job.subject)
+            with warnings.catch_warnings(record=True) as wlist:
+                warnings.simplefilter("always")
+                got = fn(job, opts, sub_dir)
+            caught += [f"{part}: {w.message}" for w in wlist]
+            for lv, vals in got.items():
+                per_level.setdefault(lv, {}).update(vals)
+        except CordbenchError as exc:
+            reasons[part] = f"{type(exc).__name__}: {exc}"
+        except Exception as exc:  # a bug or unexpected data: keep the cohort going, record it
+            tb = traceback.extract_tb(exc.__traceback__)[-1]
+            reasons[part] = f"{type(exc).__name__}: {exc} (at {Path(tb.filename).name}:{tb.lineno})"
+    rows = [{"participant_id": job.subject, LEVEL_COL: lv, **vals} for lv, vals in sorted(per_level.items())]
+    if not rows:
+        status = "excluded" if job.excluded and attempted == 0 and not job.missing else "failed"
+    elif any(k in reasons for k in ("anat", "dwi")):
+        status = "partial"
+    else:
+        status = "ok"
+    return SubjectResult(job.subject, status, rows, reasons, caught, time.perf_counter() - t0)
+
+
+# ------------------------------------------------------------------------------- execution
+def _failure(job: SubjectJob, reason: str) -> SubjectResult:
+    return SubjectResult(job.subject, "failed", [], {"worker": reason}, [], float("nan"))
+
+
+def run_subjects(jobs: Sequence[SubjectJob], opts: StudyOptions, workers: int = 2, address: str | None = None,
+                 progress: bool = True) -> list[SubjectResult]:
+    """Process subjects: in-process when ``workers == 0``, else as Ray tasks (one CPU each)."""
+    bar = _Progress(len(jobs), enabled=progress)
+    results: list[SubjectResult] = []
+    if workers == 0 and address is None:
+        for job in jobs:
+            results.append(process_subject(job, opts))
+            bar.advance(job.subject)
+        bar.close()
+        return results
+    os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+    import ray
+    from ray.exceptions import RayError, RayTaskError
+
+    started = False
+    if not ray.is_initialized():
+        if address:
+            ray.init(address=address, log_to_driver=False)
+        else:
+            ray.init(num_cpus=max(1, workers), include_dashboard=False, log_to_driver=False)
+        started = True
+    try:
+        task = ray.remote(num_cpus=1, max_retries=0)(process_subject)
+        refs = {task.remote(job, opts): job for job in jobs}
+        pending = list(refs)
+        while pending:
+            done, pending = ray.wait(pending, num_returns=1)
+            for ref in done:
+                job = refs[ref]
+                try:
+                    res = ray.get(ref)
+                except RayTaskError as exc:
+                    res = _failure(job, f"task error: {str(exc).strip().splitlines()[-1]}")
+                except RayError as exc:
+                    res = _failure(job, f"worker died ({type(exc).__name__}): "
+                                        f"{str(exc).strip().splitlines()[0][:300]}")
+                results.append(res)
+                bar.advance(job.subject)
+    finally:
+        bar.close()
+        if started:
+            ray.shutdown()
+    order = {j.subject: i for i, j in enumerate(jobs)}
+    return sorted(results, key=lambda r: order[r.subject])
+
+
+class _Progress:
+    """A rich progress bar on stderr (silent when disabled or not a terminal-less run)."""
+
+    def __init__(self, total: int, enabled: bool = True):
+        self.p = None
+        if enabled and total:
+            from rich.console import Console
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+            self.p = Progress(TextColumn("subjects"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                              TextColumn("{task.description}"), console=Console(stderr=True), transient=False)
+            self.p.start()
+            self.t = self.p.add_task("", total=total)
+
+    def advance(self, what: str) -> None:
+        if self.p is not None:
+            self.p.update(self.t, advance=1, description=what)
+
+    def close(self) -> None:
+        if self.p is not None:
+            self.p.stop()
+            self.p = None
+
+
+# ---------------------------------------------------------------------------------- cohort
+def merge_metrics(results: Sequence[SubjectResult], participants) -> "pd.DataFrame":
+    """One row per subject × level, with the participants.tsv columns appended."""
+    import pandas as pd
+
+    rows = [r for res in results for r in res.rows]
+    df = pd.DataFrame(rows, columns=["participant_id", LEVEL_COL] + METRIC_COLUMNS)
+    if len(rows):
+        df = pd.DataFrame(rows).reindex(columns=["participant_id", LEVEL_COL] + METRIC_COLUMNS)
+    if participants is not None:
+        df = df.merge(participants, on="participant_id", how="left")
+    return df.sort_values(["participant_id", LEVEL_COL]).reset_index(drop=True)
+
+
+@dataclass
+class StudySummary:
+    """What ``analyze`` did."""
+
+    n_subjects: int
+    status: dict[str, int]
+    seconds: float
+    out_dir: str
+    report: str
+    metrics_csv: str
+    failed: list[dict[str, Any]]
+
+
+def analyze(bids_dir: str | Path, out_dir: str | Path, *, seg_source: str = "labels", workers: int = 2,
+            address: str | None = None, x: str = "FA", y: str = "SAC_CSA",
+            by: Sequence[str] = ("sex", "manufacturer", "institution_id"), opts: StudyOptions | None = None,
+            progress: bool = True) -> StudySummary:
+    """Run the whole study (see module docstring) and write every output."""
+    from analysis.stats import write_statistics
+    from cordbench.io import write_csv, write_json
+
+    t0 = time.perf_counter()
+    out = Path(out_dir)
+    opts = opts or StudyOptions()
+    opts.out_dir = str(out)
+    jobs, participants, _ = find_jobs(bids_dir, seg_source)
+    if not jobs:
+        raise InputError("no subject with images found", bids_dir)
+    results = run_subjects(jobs, opts, workers=workers, address=address, progress=progress)
+    metrics = merge_metrics(results, participants)
+    write_csv(out / "metrics.csv", metrics)
+    subjects = _subjects_table(results)
+    write_csv(out / "subjects.csv", subjects)
+    by_ok = [b for b in by if b in metrics.columns]
+    stats_res = None
+    if x in metrics and y in metrics and metrics[[x, y]].notna().all(axis=1).sum() >= 4:
+        stats_res = write_statistics(metrics, x, y, by_ok, LEVEL_COL, out / "stats", source=str(out / "metrics.csv"))
+    from analysis.plots import level_boxplots
+
+    box = level_boxplots(metrics, [c for c in ("CSA", "SAC", "SAC_CSA", "FA", "MD", "RD", "AD") if c in metrics],
+                         LEVEL_COL, out / "plots" / "metrics_by_level.png") if len(metrics) else None
+    seconds = time.perf_counter() - t0
+    status = subjects["status"].value_counts().to_dict() if len(subjects) else {}
+    report = write_report(out, bids_dir=str(bids_dir), seg_source=seg_source, metrics=metrics, subjects=subjects,
+                          stats=stats_res, boxplot=box, x=x, y=y, by=by_ok, seconds=seconds, workers=workers,
+                          address=address)
+    failed = subjects[subjects["status"] != "ok"][["participant_id", "status", "reasons"]].to_dict("records")
+    summary = StudySummary(len(jobs), {str(k): int(v) for k, v in status.items()}, seconds, str(out), str(report),
+                           str(out / "metrics.csv"), failed)
+    write_json(out / "summary.json", {**asdict(summary), "options": {k: v for k, v in asdict(opts).items()
+                                                                       if k != "inject_failures"},
+                                      "seg_source": seg_source, "workers": workers, "x": x, "y": y, "by": by_ok})
+    return summary
+
+
+def _subjects_table(results: Sequence[SubjectResult]):
+    import pandas as pd
+
+    return pd.DataFrame([{"participant_id": r.subject, "status": r.status, "n_levels": len(r.rows),
+                          "reasons": "; ".join(f"{k}: {v}" for k, v in r.reasons.items()),
+                          "warnings": " | ".join(r.warnings), "seconds": round(r.seconds, 3)}
+                         for r in results],
+                        columns=["participant_id", "status", "n_levels", "reasons", "warnings", "seconds"])
+
+
+# ---------------------------------------------------------------------------------- report
+def _html_table(df, float_fmt: str = "{:.4g}", max_rows: int = 500) -> str:
+    import html
+
+    if df is None or not len(df):
+        return "<p><em>none</em></p>"
+    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in df.columns)
+    body = []
+    for _, row in df.head(max_rows).iterrows():
+        cells = []
+        for v in row:
+            if isinstance(v, (float, np.floating)):
+                txt = "" if not np.isfinite(v) else float_fmt.format(v)
+            else:
+                txt = "" if v is None else str(v)
+            cells.append(f"<td>{html.escape(txt)}</td>")
+        body.append("<tr>" + "".join(cells) + "</tr>")
+    more = f"<p>… {len(df) - max_rows} more rows in the CSV</p>" if len(df) > max_rows else ""
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>{more}"
+
+
+def level_summary(metrics, columns: Sequence[str]):
+    """Mean ± SD and n per level for each metric column."""
+    import pandas as pd
+
+    rows = []
+    for lv, g in metrics.groupby(LEVEL_COL, sort=True):
+        row: dict[str, Any] = {LEVEL_COL: int(lv), "subjects": int(g["participant_id"].nunique())}
+        for c in columns:
+            v = pd.to_numeric(g[c], errors="coerce").dropna()
+            row[c] = f"{v.mean():.4g} ± {v.std(ddof=1):.2g} (n={len(v)})" if len(v) > 1 else \
+                (f"{v.mean():.4g} (n=1)" if len(v) else "")
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def write_report(out: Path, *, bids_dir: str, seg_source: str, metrics, subjects, stats, boxplot, x: str, y: str,
+                 by: Sequence[str], seconds: float, workers: int, address: str | None) -> Path:
+    """Write ``report.html`` (figures referenced relative to ``out``)."""
+    import datetime
+    import html
+
+    from cordbench.io import write_text
+
+    def img(path) -> str:
+        rel = Path(path).relative_to(out).as_posix()
+        return f'<figure><img src="{html.escape(rel)}" alt="{html.escape(rel)}"><figcaption>{html.escape(rel)}' \
+               f'</figcaption></figure>'
+
+    status = subjects["status"].value_counts().to_dict() if len(subjects) else {}
+    not_ok = subjects[subjects["status"] != "ok"][["participant_id", "status", "reasons"]]
+    cols = [c for c in ("CSA", "SAC", "SAC_CSA", "canal_area", "FA", "MD", "RD", "AD") if c in metrics]
+    parts = [f"<h1>cordbench cohort analysis</h1>",
+             f"<p>{html.escape(datetime.datetime.now().strftime('%Y-%m-%d %H:%M'))} · data "
+             f"<code>{html.escape(bids_dir)}</code> · segmentation source <code>{html.escape(seg_source)}</code> · "
+             f"{'Ray cluster ' + html.escape(address) if address else (f'{workers} local Ray workers' if workers else 'in-process')}"
+             f" · {seconds:.1f} s</p>",
+             "<h2>Subjects</h2>",
+             "<p>" + ", ".join(f"{html.escape(str(k))}: {v}" for k, v in sorted(status.items())) +
+             f" (total {len(subjects)})</p>",
+             "<h3>Subjects not fully processed (with the reason)</h3>", _html_table(not_ok),
+             "<h2>Metrics per vertebral level</h2>",
+             "<p>CSA, canal area and SAC in mm² (angle-corrected, SCT conventions); SAC_CSA = SAC / CSA; "
+             "FA unitless, MD/RD/AD in mm²/s (mean within the cord mask of the level's slices).</p>",
+             _html_table(level_summary(metrics, cols)) if len(metrics) else "<p><em>no metrics</em></p>"]
+    if boxplot is not None:
+        parts.append(img(boxplot))
+    parts.append(f"<h2>Statistics: {html.escape(y)} vs {html.escape(x)}</h2>")
+    if stats is None:
+        parts.append("<p><em>not computed: fewer than 4 subject-levels with both values</em></p>")
+    else:
+        corr, comp = stats["correlations"], stats["comparisons"]
+        keep = ["level", "by", "group", "n", "r", "ci_low", "ci_high", "p", "q_bh", "rho", "p_spearman"]
+        parts += ["<p>Pearson r with 95% CI (Fisher z), two-sided p, Benjamini–Hochberg q across levels × "
+                  "groups; Spearman ρ beside it.</p>",
+                  "<h3>Overall, per level</h3>", _html_table(corr[corr["by"] == "all"][keep])]
+        for col in by:
+            parts += [f"<h3>By {html.escape(col)}</h3>", _html_table(corr[corr["by"] == col][keep])]
+        parts += ["<h3>Fisher z-tests between groups</h3>",
+                  "<p>z = (z1 − z2)/√(1/(n1−3) + 1/(n2−3)), two-sided p, BH q across levels × pairs.</p>",
+                  _html_table(comp)]
+        parts += [img(f) for f in stats["figures"]]
+    warn = subjects[subjects["warnings"].astype(str) != ""][["participant_id", "warnings"]] if len(subjects) else None
+    parts += ["<h2>Warnings</h2>", _html_table(warn),
+              "<h2>Files</h2><ul><li><code>metrics.csv</code> one row per subject × level</li>"
+              "<li><code>subjects.csv</code> status and reasons</li><li><code>stats/</code> correlations.csv, "
+              "comparisons.csv, plots</li><li><code>subjects/&lt;id&gt;/</code> SCT-style CSVs, DTI maps</li></ul>"]
+    style = ("body{font-family:sans-serif;margin:2em;max-width:1200px}table{border-collapse:collapse;"
+             "font-size:12px;margin:0.5em 0}td,th{border:1px solid #ccc;padding:2px 6px;text-align:right}"
+             "th{background:#eee}figure{display:inline-block;margin:0.5em}img{max-width:100%}"
+             "figcaption{font-size:10px;color:#666}")
+    doc = (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>cordbench analysis</title>"
+           f"<style>{style}</style></head><body>{''.join(parts)}</body></html>\n")
+    return write_text(out / "report.html", doc)

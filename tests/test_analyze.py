@@ -1,0 +1,189 @@
+"""``cordbench analyze`` on a small hand-built BIDS set (tubes with known CSA/SAC, simulated DWI with
+known FA): per-level values, participants merge, exclude.yml, failing and crashing subjects, Ray."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from analysis.study import StudyOptions, analyze, exclusion_scope, find_jobs, run_subjects
+
+EV = (1.7e-3, 0.3e-3, 0.3e-3)
+
+
+def _fa(ev):
+    ev = np.asarray(ev, float)
+    return float(np.sqrt(0.5 * (((ev[0] - ev[1]) ** 2 + (ev[1] - ev[2]) ** 2 + (ev[2] - ev[0]) ** 2)
+                                / (ev ** 2).sum())))
+
+
+def _scheme(n=30, seed=0):
+    rng = np.random.default_rng(seed)
+    g = rng.normal(size=(n, 3))
+    g /= np.linalg.norm(g, axis=1, keepdims=True)
+    return np.r_[0.0, 0.0, np.full(n, 800.0)], np.vstack([[0, 0, 0], [0, 0, 0], g])
+
+
+def _tube(shape, aff, radius, tilt_deg=8.0, centre_shift=(0.0, 0.0)):
+    idx = np.stack(np.meshgrid(*[np.arange(s) for s in shape], indexing="ij"), -1).reshape(-1, 3)
+    w = idx @ aff[:3, :3].T + aff[:3, 3]
+    centre = aff[:3, :3] @ ((np.array(shape) - 1) / 2.0) + aff[:3, 3] + [*centre_shift, 0]
+    t = np.radians(tilt_deg)
+    d = np.array([np.sin(t), 0.0, np.cos(t)])
+    v = w - centre
+    perp = v - np.outer(v @ d, d)
+    return (np.linalg.norm(perp, axis=1) <= radius).reshape(shape)
+
+
+def _save(path, arr, aff):
+    import nibabel as nib
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nib.save(nib.Nifti1Image(arr, aff), str(path))
+
+
+def make_bids(root, n=4, radius=(3.5, 4.5), canal_r=6.5, with_dwi=True):
+    """A tiny spine-generic-like BIDS set; returns {subject: (csa, sac, sac_csa, fa)} truth."""
+    rng = np.random.default_rng(1)
+    bvals, bvecs = _scheme()
+    truth = {}
+    rows = []
+    for i in range(n):
+        sub = f"sub-{i + 1:02d}"
+        r = float(np.linspace(*radius, n)[i])
+        aff = np.diag([0.5, 0.5, 1.0, 1.0])
+        aff[:3, 3] = [-10, -10, -15]
+        shape = (44, 44, 30)
+        cord = _tube(shape, aff, r)
+        canal = _tube(shape, aff, canal_r)
+        levels = np.zeros(shape, np.int16)
+        for k in range(shape[2]):
+            levels[:, :, k][cord[:, :, k]] = 2 + k // 10
+        la = root / "derivatives" / "labels" / sub / "anat"
+        _save(root / sub / "anat" / f"{sub}_T2w.nii.gz", (cord * 100 + canal * 200).astype(np.int16), aff)
+        _save(la / f"{sub}_T2w_label-SC_seg.nii.gz", cord.astype(np.uint8), aff)
+        _save(la / f"{sub}_T2w_label-canal_seg.nii.gz", canal.astype(np.uint8), aff)
+        _save(la / f"{sub}_T2w_label-SC_desc-levels_dseg.nii.gz", levels, aff)
+        if with_dwi:
+            daff = np.diag([1.0, 1.0, 5.0, 1.0])
+            dshape = (16, 16, 6)
+            dmask = np.zeros(dshape, bool)
+            dmask[6:10, 6:10, :] = True
+            dlev = np.where(dmask, (2 + np.arange(6) // 2)[None, None, :], 0).astype(np.int16)
+            sig = 700 * np.exp(-bvals * np.einsum("ni,ij,nj->n", bvecs, np.diag(EV), bvecs))
+            data = np.broadcast_to(sig, dshape + (len(bvals),)).copy()
+            data += rng.normal(0, 700 / 100, data.shape)
+            dd = root / sub / "dwi"
+            _save(dd / f"{sub}_dwi.nii.gz", data.astype(np.float32), daff)
+            _save(dd / f"{sub}_rec-average_dwi.nii.gz", data.mean(-1).astype(np.float32), daff)
+            np.savetxt(dd / f"{sub}_dwi.bval", bvals[None], fmt="%g")
+            np.savetxt(dd / f"{sub}_dwi.bvec", bvecs.T, fmt="%.6f")
+            ld = root / "derivatives" / "labels" / sub / "dwi"
+            _save(ld / f"{sub}_rec-average_dwi_label-SC_seg.nii.gz", dmask.astype(np.uint8), daff)
+            _save(ld / f"{sub}_rec-average_dwi_label-SC_desc-levels_dseg.nii.gz", dlev, daff)
+        truth[sub] = (np.pi * r * r, np.pi * (canal_r ** 2 - r * r), (canal_r ** 2 - r * r) / (r * r), _fa(EV))
+        rows.append({"participant_id": sub, "sex": "MF"[i % 2], "manufacturer": ["GE", "Siemens"][i // 2 % 2],
+                     "institution_id": f"site{i % 3}"})
+    pd.DataFrame(rows).to_csv(root / "participants.tsv", sep="\t", index=False)
+    return truth
+
+
+def _check_truth(metrics, truth, subjects):
+    for sub in subjects:
+        csa, sac, ratio, fa = truth[sub]
+        m = metrics[metrics["participant_id"] == sub]
+        assert list(m["VertLevel"]) == [2, 3, 4]
+        inner = m[m["VertLevel"] == 3]  # level 3 is away from the grid's top/bottom faces
+        assert abs(inner["CSA"].iloc[0] / csa - 1) < 0.03
+        assert abs(inner["SAC"].iloc[0] / sac - 1) < 0.04
+        assert abs(m["FA"] - fa).max() < 0.02
+
+
+def test_analyze_in_process_values_merge_exclusion_and_failures(tmp_path):
+    root = tmp_path / "bids"
+    truth = make_bids(root, n=5)
+    (root / "exclude.yml").write_text("dti_fa:\n  - sub-02_dwi.nii.gz\n")
+    # sub-04: corrupt cord mask (not gzip) -> its anatomy fails with a named file, DWI still measured
+    (root / "derivatives/labels/sub-04/anat/sub-04_T2w_label-SC_seg.nii.gz").write_bytes(b"not a nifti")
+    out = tmp_path / "out"
+    s = analyze(root, out, workers=0, by=("sex", "manufacturer"), progress=False,
+                opts=StudyOptions(inject_failures={"sub-05": "error"}))
+    metrics = pd.read_csv(out / "metrics.csv")
+    subjects = pd.read_csv(out / "subjects.csv").set_index("participant_id")
+    _check_truth(metrics, truth, ["sub-01", "sub-03"])
+    assert {"sex", "manufacturer", "institution_id"} <= set(metrics.columns)
+    assert metrics.loc[metrics["participant_id"] == "sub-01", "sex"].iloc[0] == "M"
+    # exclusion: DTI of sub-02 is not computed, its anatomy is
+    m2 = metrics[metrics["participant_id"] == "sub-02"]
+    assert m2["FA"].isna().all() and m2["CSA"].notna().all()
+    assert subjects.loc["sub-02", "status"] == "partial" and "exclude.yml" in subjects.loc["sub-02", "reasons"]
+    assert subjects.loc["sub-04", "status"] == "partial"
+    assert "sub-04_T2w_label-SC_seg.nii.gz" in subjects.loc["sub-04", "reasons"]
+    assert subjects.loc["sub-05", "status"] == "failed" and "injected" in subjects.loc["sub-05", "reasons"]
+    html = (out / "report.html").read_text()
+    for sub in ("sub-02", "sub-04", "sub-05"):
+        assert sub in html
+    assert "metrics_by_level.png" in html and (out / "plots" / "metrics_by_level.png").is_file()
+    assert (out / "subjects" / "sub-01" / "sub-01_T2w_morphometrics.csv").is_file()
+    assert (out / "subjects" / "sub-01" / "dti_maps" / "sub-01_dwi_FA.nii.gz").is_file()
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["status"] == {"ok": 2, "partial": 2, "failed": 1} == s.status
+
+
+def test_exclusion_scope():
+    assert exclusion_scope("dti_fa", "sub-01_dwi.nii.gz") == "dwi"
+    assert exclusion_scope("csa_t2", "sub-01_T2w.nii.gz") == "anat"
+    assert exclusion_scope("T2w", "sub-01") == "anat"
+    assert exclusion_scope("all", "sub-01") == "all"
+
+
+def test_seg_source_predictions_and_missing(tmp_path):
+    root = tmp_path / "bids"
+    truth = make_bids(root, n=2, with_dwi=False)
+    pred = root / "derivatives" / "cordbench" / "sub-01" / "anat"
+    pred.mkdir(parents=True)
+    import shutil
+
+    shutil.copy(root / "derivatives/labels/sub-01/anat/sub-01_T2w_label-SC_seg.nii.gz",
+                pred / "sub-01_T2w_label-SC_seg.nii.gz")
+    jobs, _, _ = find_jobs(root, "derivatives/cordbench")
+    j = {x.subject: x for x in jobs}
+    assert j["sub-01"].seg == pred / "sub-01_T2w_label-SC_seg.nii.gz"
+    assert j["sub-01"].canal.name == "sub-01_T2w_label-canal_seg.nii.gz"  # falls back to the manual canal
+    assert "anat" in j["sub-02"].missing and "dwi" in j["sub-02"].missing
+    res = {r.subject: r for r in run_subjects(jobs, StudyOptions(out_dir=str(tmp_path / "o")), workers=0,
+                                              progress=False)}
+    assert res["sub-01"].status == "partial" and res["sub-02"].status == "failed"
+    assert "no T2w cord segmentation" in res["sub-02"].reasons["anat"]
+    lv3 = [r for r in res["sub-01"].rows if r["VertLevel"] == 3][0]
+    assert abs(lv3["CSA"] / truth["sub-01"][0] - 1) < 0.03
+
+
+@pytest.mark.slow
+def test_analyze_with_ray_survives_a_crashing_worker(tmp_path):
+    root = tmp_path / "bids"
+    truth = make_bids(root, n=3)
+    out = tmp_path / "out"
+    s = analyze(root, out, workers=2, by=("sex",), progress=False,
+                opts=StudyOptions(inject_failures={"sub-02": "crash"}))
+    subjects = pd.read_csv(out / "subjects.csv").set_index("participant_id")
+    assert subjects.loc["sub-02", "status"] == "failed"
+    assert "worker died" in subjects.loc["sub-02", "reasons"]
+    assert (subjects.loc[["sub-01", "sub-03"], "status"] == "ok").all()
+    _check_truth(pd.read_csv(out / "metrics.csv"), truth, ["sub-01", "sub-03"])
+    assert "sub-02" in (out / "report.html").read_text() and s.status["failed"] == 1
+
+
+def test_cli_analyze(tmp_path):
+    from cordbench.cli import main
+
+    root = tmp_path / "bids"
+    make_bids(root, n=4)
+    rc = main(["analyze", str(root), "-o", str(tmp_path / "out"), "--workers", "0", "--by", "sex",
+               "--no-progress"])
+    assert rc == 0
+    corr = pd.read_csv(tmp_path / "out" / "stats" / "correlations.csv")
+    assert set(corr["level"].astype(str)) == {"2", "3", "4"}
+    assert main(["analyze", str(tmp_path / "nope"), "-o", str(tmp_path / "o2"), "--workers", "0"]) == 2
