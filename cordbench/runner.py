@@ -96,8 +96,8 @@ def epoch_printer():
         def on_train_epoch_start(self, trainer, pl_module):
             self._t0 = time.perf_counter()
 
-        def on_validation_epoch_end(self, trainer, pl_module):
-            if trainer.sanity_checking or not trainer.is_global_zero:
+        def on_train_epoch_end(self, trainer, pl_module):
+            if not trainer.is_global_zero:
                 return
             m = trainer.callback_metrics
             loss = m.get("train/loss_epoch")
