@@ -1,0 +1,111 @@
+"""File names of the phantom (spine-generic BIDS naming) and the JSON sidecars."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from cordbench import __version__
+
+TRUTH_DIR = "derivatives/phantom-truth"
+LABELS_DIR = "derivatives/labels"
+GENERATOR = {"Name": "cordbench phantom", "Version": __version__,
+             "CodeURL": "data_modules/phantom (cordbench)"}
+
+
+def subject_paths(root: Path, sub: str) -> dict[str, Path]:
+    """All files of subject ``sub`` (e.g. ``sub-001``) keyed by a short name."""
+    anat, dwi = root / sub / "anat", root / sub / "dwi"
+    la, ld = root / LABELS_DIR / sub / "anat", root / LABELS_DIR / sub / "dwi"
+    return {
+        "T2w": anat / f"{sub}_T2w.nii.gz",
+        "T2star": anat / f"{sub}_T2star.nii.gz",
+        "dwi": dwi / f"{sub}_dwi.nii.gz",
+        "bval": dwi / f"{sub}_dwi.bval",
+        "bvec": dwi / f"{sub}_dwi.bvec",
+        "dwi_mean": dwi / f"{sub}_rec-average_dwi.nii.gz",
+        "T2w_SC": la / f"{sub}_T2w_label-SC_seg.nii.gz",
+        "T2w_canal": la / f"{sub}_T2w_label-canal_seg.nii.gz",
+        "T2w_discs": la / f"{sub}_T2w_label-discs_dlabel.nii.gz",
+        "T2w_levels": la / f"{sub}_T2w_label-SC_desc-levels_dseg.nii.gz",
+        "T2star_SC": la / f"{sub}_T2star_label-SC_seg.nii.gz",
+        "T2star_GM": la / f"{sub}_T2star_label-GM_seg.nii.gz",
+        "T2star_levels": la / f"{sub}_T2star_label-SC_desc-levels_dseg.nii.gz",
+        "dwi_SC": ld / f"{sub}_rec-average_dwi_label-SC_seg.nii.gz",
+        "dwi_levels": ld / f"{sub}_rec-average_dwi_label-SC_desc-levels_dseg.nii.gz",
+        "truth": root / TRUTH_DIR / sub / f"{sub}_truth.json",
+    }
+
+
+def sidecar(path: Path) -> Path:
+    """The JSON sidecar of a NIfTI file."""
+    return path.with_name(path.name.replace(".nii.gz", ".json"))
+
+
+def image_sidecar(participant: dict[str, Any], contrast: str, **extra: Any) -> dict[str, Any]:
+    """BIDS sidecar of an acquisition, with the participant's scanner fields."""
+    base = {
+        "Modality": "MR",
+        "MagneticFieldStrength": 3,
+        "Manufacturer": participant["manufacturer"],
+        "ManufacturersModelName": participant["manufacturers_model_name"],
+        "InstitutionName": participant["institution"],
+        "ReceiveCoilName": participant["receive_coil_name"],
+        "SoftwareVersions": participant["software_versions"],
+        "ConversionSoftware": "cordbench phantom",
+        "ConversionSoftwareVersion": __version__,
+    }
+    seq = {
+        "T2w": {"SeriesDescription": "T2w 3D (phantom)", "MRAcquisitionType": "3D", "EchoTime": 0.12,
+                "RepetitionTime": 1.5},
+        "T2star": {"SeriesDescription": "GRE-ME (phantom)", "MRAcquisitionType": "2D", "EchoTime": 0.014,
+                   "RepetitionTime": 0.6, "SliceThickness": 5},
+        "dwi": {"SeriesDescription": "DWI (phantom)", "MRAcquisitionType": "2D", "EchoTime": 0.095,
+                "RepetitionTime": 0.64, "SliceThickness": 5},
+    }[contrast]
+    return {**base, **seq, **extra}
+
+
+def label_sidecar(description: str) -> dict[str, Any]:
+    """Sidecar of a label file (same keys as spine-generic's)."""
+    return {"SpatialReference": "orig", "GeneratedBy": [{**GENERATOR, "Description": description}]}
+
+
+def dataset_description(n_subjects: int, seed: int) -> dict[str, Any]:
+    """Top-level dataset_description.json."""
+    return {
+        "Name": f"cordbench phantom cohort (seed {seed}, {n_subjects} subjects)",
+        "BIDSVersion": "1.8.0",
+        "DatasetType": "raw",
+        "License": "CC0",
+        "Authors": ["cordbench phantom generator"],
+        "GeneratedBy": [GENERATOR],
+        "HowToAcknowledge": "Synthetic data; the DWI gradient scheme is spine-generic's "
+                            "(data-multi-subject, CC-BY 4.0).",
+    }
+
+
+def derivative_description(name: str, description: str) -> dict[str, Any]:
+    """dataset_description.json of a derivatives folder."""
+    return {"Name": name, "BIDSVersion": "1.8.0", "DatasetType": "derivative",
+            "GeneratedBy": [{**GENERATOR, "Description": description}]}
+
+
+PARTICIPANTS_JSON = {
+    "participant_id": {"LongName": "Participant ID", "Description": "Unique ID (sub-NNN)"},
+    "sex": {"LongName": "Participant sex", "Description": "M or F (drawn 50/50)"},
+    "age": {"LongName": "Participant age", "Description": "yy (uniform 20-60)"},
+    "height": {"LongName": "Participant height", "Description": "cm"},
+    "weight": {"LongName": "Participant weight", "Description": "kg"},
+    "date_of_scan": {"LongName": "Date of scan", "Description": "n/a for the phantom"},
+    "institution_id": {"LongName": "institution_id",
+                       "Description": "InstitutionId, drawn with the frequencies of spine-generic"},
+    "institution": {"LongName": "InstitutionName", "Description": "InstitutionName"},
+    "manufacturer": {"LongName": "ManufacturerName", "Description": "Siemens, GE or Philips"},
+    "manufacturers_model_name": {"LongName": "ManufacturersModelName", "Description": "ManufacturersModelName"},
+    "receive_coil_name": {"LongName": "ReceiveCoilName", "Description": "ReceiveCoilName"},
+    "software_versions": {"LongName": "SoftwareVersions", "Description": "SoftwareVersions"},
+    "researcher": {"LongName": "Researcher", "Description": "n/a for the phantom"},
+    "pathology": {"LongName": "Pathology", "Description": "HC: healthy control (asymptomatic stenosis "
+                                                          "possible, see notes and the truth files)"},
+    "notes": {"LongName": "Notes", "Description": "stenosis level and severity of the phantom subject"},
+}

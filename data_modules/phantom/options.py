@@ -1,0 +1,168 @@
+"""Generation options of the phantom cohort, their validation, and the planted-correlation spec."""
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import asdict, dataclass, fields
+from typing import Any, Mapping
+
+from cordbench.errors import ConfigError
+
+SEXES = ("M", "F")
+VENDORS = ("Siemens", "GE", "Philips")
+ORIENTATION_LETTERS = {"R": 0, "L": 0, "A": 1, "P": 1, "S": 2, "I": 2}
+DEFAULT_CORR = "M=0.6,F=0.1"
+
+
+@dataclass(frozen=True)
+class PhantomOptions:
+    """Everything that shapes a cohort besides the seed and the number of subjects.
+
+    Orientation codes are nibabel's (``nib.aff2axcodes``): the direction each voxel axis points
+    *to*, e.g. ``LAS`` (= SCT's "RPI"), ``PSR`` (sct_testing_data ``t2``), ``RPI``, ``LPI``.
+    """
+
+    snr: float = 30.0                 # Rician noise: WM signal (b0 for DWI) / sigma; 0 or inf = no noise
+    tilt_min: float = 0.0             # per-subject tilt (deg) of the cord's mid tangent to S-I, uniform
+    tilt_max: float = 10.0
+    orientation: str = "LAS"          # voxel-axis orientation of every image (nibabel codes)
+    oblique: float = 0.0              # rotate every image grid by this angle (deg), anatomy unchanged
+    corr: str = DEFAULT_CORR          # planted Pearson r of FA vs SAC/CSA per group (see parse_corr)
+    dwi: bool = True                  # write DWI (4D + bval/bvec + rec-average)
+    stenosis_prob: float = 0.5        # share of subjects with a stenosis (at one of C3..C6)
+    stenosis_depth: float = 0.6       # SAC/CSA drop at the stenotic level for severity 1
+    bias: float = 0.15                # amplitude of the smooth multiplicative bias field (log scale)
+    dtype: str = "int16"              # stored image type: int16 (scanner-like) or float32
+    t2w_fov: float = 56.0             # in-plane field of view (mm) around the cord, T2w and T2*
+    dwi_fov: float = 36.0             # in-plane field of view (mm) around the cord, DWI
+    truth_only: bool = False          # write participants + truth JSON only, no images
+
+    def __post_init__(self) -> None:
+        _check(self)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-friendly dict (snr=inf written as the string "inf")."""
+        d = asdict(self)
+        if math.isinf(d["snr"]):
+            d["snr"] = "inf"
+        return d
+
+    @classmethod
+    def from_kwargs(cls, kwargs: Mapping[str, Any]) -> "PhantomOptions":
+        """Build from keyword arguments; unknown keys are a :class:`ConfigError`."""
+        names = {f.name for f in fields(cls)}
+        bad = sorted(set(kwargs) - names)
+        if bad:
+            raise ConfigError(f"unknown phantom option(s) {bad}; known: {sorted(names)}")
+        return cls(**dict(kwargs))
+
+    @property
+    def noise_free(self) -> bool:
+        """True when no noise is added (snr 0 or inf)."""
+        return self.snr == 0 or math.isinf(self.snr)
+
+
+def _check(o: PhantomOptions) -> None:
+    if not (o.snr >= 0):
+        raise ConfigError(f"phantom option snr must be >= 0 (0 or inf = no noise), got {o.snr}")
+    if not (0 <= o.tilt_min <= o.tilt_max <= 45):
+        raise ConfigError(f"phantom tilt range must satisfy 0 <= tilt_min <= tilt_max <= 45 deg, "
+                          f"got {o.tilt_min}..{o.tilt_max}")
+    orientation_axes(o.orientation)
+    if not (-60 <= o.oblique <= 60):
+        raise ConfigError(f"phantom option oblique must be within [-60, 60] deg, got {o.oblique}")
+    parse_corr(o.corr)
+    if not (0 <= o.stenosis_prob <= 1):
+        raise ConfigError(f"phantom option stenosis_prob must be in [0, 1], got {o.stenosis_prob}")
+    if not (0 <= o.stenosis_depth <= 0.7):
+        raise ConfigError(f"phantom option stenosis_depth must be in [0, 0.7], got {o.stenosis_depth}")
+    if not (0 <= o.bias <= 0.5):
+        raise ConfigError(f"phantom option bias must be in [0, 0.5], got {o.bias}")
+    if o.dtype not in ("int16", "float32"):
+        raise ConfigError(f"phantom option dtype must be int16 or float32, got {o.dtype!r}")
+    if not (32 <= o.t2w_fov <= 160) or not (24 <= o.dwi_fov <= 160):
+        raise ConfigError(f"phantom fields of view out of range (t2w_fov 32..160, dwi_fov 24..160 mm): "
+                          f"{o.t2w_fov}, {o.dwi_fov}")
+
+
+def orientation_axes(code: str) -> tuple[str, str, str]:
+    """Validate a 3-letter nibabel orientation code; returns its letters."""
+    letters = tuple(str(code).upper())
+    if len(letters) != 3 or any(c not in ORIENTATION_LETTERS for c in letters) or \
+            sorted(ORIENTATION_LETTERS[c] for c in letters) != [0, 1, 2]:
+        raise ConfigError(f"phantom option orientation {code!r} is not a 3-letter code with one of R/L, "
+                          "A/P, S/I each (nibabel convention, e.g. LAS, PSR, RPI)")
+    return letters  # type: ignore[return-value]
+
+
+_CORR_ITEM = re.compile(r"^\s*(?P<key>\*|[A-Za-z]+(?::[A-Za-z]+)?)\s*=\s*(?P<r>[-+0-9.eE]+)\s*$")
+
+
+def parse_corr(spec: str | Mapping[str, float] | None) -> dict[str, float]:
+    """Parse ``"M=0.6,F=0.1"``-style specs into ``{key: r}``.
+
+    Keys: ``*`` (everyone), a sex (``M``/``F``), a vendor (``Siemens``/``GE``/``Philips``) or
+    ``SEX:VENDOR`` (``M:GE``). A subject's r is the most specific matching key, in the order
+    SEX:VENDOR > SEX > VENDOR > ``*``; no match means r = 0. Each r must lie in [-0.95, 0.95].
+    """
+    if spec is None or spec == "":
+        return {}
+    items: dict[str, float]
+    if isinstance(spec, Mapping):
+        items = {str(k): float(v) for k, v in spec.items()}
+    else:
+        items = {}
+        for part in str(spec).split(","):
+            if not part.strip():
+                continue
+            m = _CORR_ITEM.match(part)
+            if not m:
+                raise ConfigError(f"phantom option corr: cannot parse {part.strip()!r} "
+                                  "(expected KEY=R, e.g. 'M=0.6,F=0.1' or 'GE=0.3' or 'M:Siemens=0.5')")
+            try:
+                items[m["key"]] = float(m["r"])
+            except ValueError:
+                raise ConfigError(f"phantom option corr: {m['r']!r} is not a number") from None
+    out: dict[str, float] = {}
+    for key, r in items.items():
+        canon = _canonical_key(key)
+        if not (-0.95 <= r <= 0.95):
+            raise ConfigError(f"phantom option corr: r for {key!r} must be within [-0.95, 0.95], got {r}")
+        out[canon] = r
+    return out
+
+
+def _canonical_key(key: str) -> str:
+    vendors = {v.lower(): v for v in VENDORS}
+    if key == "*":
+        return key
+    parts = key.split(":")
+    if len(parts) == 1:
+        k = parts[0]
+        if k.upper() in SEXES:
+            return k.upper()
+        if k.lower() in vendors:
+            return vendors[k.lower()]
+    elif len(parts) == 2 and parts[0].upper() in SEXES and parts[1].lower() in vendors:
+        return f"{parts[0].upper()}:{vendors[parts[1].lower()]}"
+    raise ConfigError(f"phantom option corr: unknown group {key!r}; use *, M, F, "
+                      f"{', '.join(VENDORS)} or SEX:VENDOR")
+
+
+def group_r(corr: Mapping[str, float], sex: str, vendor: str) -> tuple[float, str]:
+    """The planted r of a subject and the key it came from (``"none"`` when nothing matches)."""
+    for key in (f"{sex}:{vendor}", sex, vendor, "*"):
+        if key in corr:
+            return float(corr[key]), key
+    return 0.0, "none"
+
+
+def cohort_options_dict(options: PhantomOptions) -> dict[str, Any]:
+    """Options as recorded in cohort.json (with the parsed correlation spec)."""
+    d = options.to_dict()
+    d["corr_parsed"] = parse_corr(options.corr)
+    return d
+
+
+__all__ = ["PhantomOptions", "parse_corr", "group_r", "orientation_axes", "SEXES", "VENDORS",
+           "cohort_options_dict"]

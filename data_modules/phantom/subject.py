@@ -1,0 +1,265 @@
+"""One phantom subject: draw, voxelise on each image grid, write images, labels and truth."""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from cordbench import io
+from data_modules.phantom import layout
+from data_modules.phantom.anatomy import BODY_GAP, DISC_LABELS, GM, LEVEL_NAMES, WM, Anatomy, build_anatomy
+from data_modules.phantom.contrast import (BiasField, mix, noise_sigma, rician, to_dtype,
+                                           vendor_values)
+from data_modules.phantom.dwi import dw_signal, read_scheme, scheme_paths, world_gradients
+from data_modules.phantom.geometry import Grid, make_grid, oblique_rotation, tube_points
+from data_modules.phantom.options import PhantomOptions
+from data_modules.phantom.population import (MD_CSF, SubjectDraw, draw_subject, load_sites,
+                                             tensor_params)
+
+FOV_MARGIN_MM = 6.0          # image coverage beyond the top of C1 and the C7/T1 disc (arc length)
+T2W_SPACING = (0.8, 0.8, 0.8)
+T2STAR_SPACING = (0.5, 0.5, 5.0)
+DWI_SPACING = (0.9, 0.9, 5.0)
+CHUNK = 262144               # voxels per vectorised block
+# independent random streams of a subject (SeedSequence spawn keys)
+STREAM_DEMOGRAPHICS, STREAM_ANATOMY, STREAM_BIAS, STREAM_T2W, STREAM_T2STAR, STREAM_DWI = range(6)
+
+
+def subject_rng(seed: int, index: int, stream: int) -> np.random.Generator:
+    """Generator of one purpose of one subject: independent of the cohort size and of workers."""
+    return np.random.default_rng(np.random.SeedSequence(entropy=int(seed), spawn_key=(int(index), stream)))
+
+
+def _over_grid(grid: Grid, fn: Callable[[np.ndarray], dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """Apply ``fn(world (3, n)) -> {name: per-voxel array}`` over slabs of the grid; reshape to the grid."""
+    parts: dict[str, list[np.ndarray]] = {}
+    rows = max(1, CHUNK // (grid.shape[1] * grid.shape[2]))
+    for i0 in range(0, grid.shape[0], rows):
+        res = fn(grid.world(i0, min(i0 + rows, grid.shape[0])))
+        for k, v in res.items():
+            parts.setdefault(k, []).append(v)
+    return {k: np.concatenate(v, axis=0).reshape(grid.shape + v[0].shape[1:]) for k, v in parts.items()}
+
+
+def _nifti_header(pixdim4: float | None = None):
+    import nibabel as nib
+
+    hdr = nib.Nifti1Header()
+    hdr.set_xyzt_units("mm", "sec")
+    hdr["qform_code"] = 1
+    hdr["sform_code"] = 1
+    if pixdim4 is not None:
+        hdr["pixdim"][4] = pixdim4
+    return hdr
+
+
+def _save(data: np.ndarray, grid: Grid, path: Path, pixdim4: float | None = None) -> None:
+    io.save_nifti(np.asarray(data), grid.affine, path, header=_nifti_header(pixdim4))
+
+
+def _grids(anat: Anatomy, options: PhantomOptions) -> dict[str, Grid]:
+    cl = anat.centerline
+    s_range = (-FOV_MARGIN_MM, cl.length + FOV_MARGIN_MM)
+    rot = oblique_rotation(options.oblique)
+    big = tube_points(cl, s_range, options.t2w_fov / 2.0)
+    small = tube_points(cl, s_range, options.dwi_fov / 2.0)
+    return {"T2w": make_grid(big, T2W_SPACING, options.orientation, rot),
+            "T2star": make_grid(big, T2STAR_SPACING, options.orientation, rot),
+            "dwi": make_grid(small, DWI_SPACING, options.orientation, rot)}
+
+
+def _anat_image(anat: Anatomy, grid: Grid, contrast: str, vendor: str, bias: BiasField,
+                with_gm: bool) -> dict[str, np.ndarray]:
+    values = vendor_values(contrast, vendor)
+    dirs, sp = grid.directions, grid.spacing
+
+    def fn(xyz: np.ndarray) -> dict[str, np.ndarray]:
+        t = anat.classify(xyz, dirs, sp)
+        out = {"image": mix(values, t) * bias(xyz), "cord": t["cord"], "canal": t["canal"],
+               "level": t["level"]}
+        if with_gm:
+            out["gm"] = t["gm"]
+        return out
+
+    return _over_grid(grid, fn)
+
+
+def _dwi_arrays(anat: Anatomy, grid: Grid, vendor: str, bias: BiasField, tensors: dict[str, np.ndarray],
+                bvals: np.ndarray, gdirs: np.ndarray) -> dict[str, np.ndarray]:
+    s0_values = vendor_values("dwi_b0", vendor)
+
+    def fn(xyz: np.ndarray) -> dict[str, np.ndarray]:
+        t = anat.classify(xyz)
+        cls = t["cls"]
+        tangent = anat.centerline.tangent(t["s"])
+        lvl = anat.level_param_index(t["s"])
+        s0 = s0_values[cls] * bias(xyz)
+        sig = dw_signal(s0, cls, tangent, lvl, tensors, bvals, gdirs)
+        return {"signal": sig, "cls": cls, "cord": t["cord"], "level": t["level"], "lvl": lvl}
+
+    return _over_grid(grid, fn)
+
+
+def _tensor_truth(draw: SubjectDraw, level_truth: dict[str, dict[str, float]]) -> dict[str, np.ndarray]:
+    gm_frac = np.array([level_truth[n]["gm_fraction"] for n in LEVEL_NAMES])
+    tens = tensor_params(draw.fa_cord, gm_frac)
+    for m in ("md", "ad", "rd"):
+        tens[f"{m}_cord"] = (1 - gm_frac) * tens[f"{m}_wm"] + gm_frac * tens[f"{m}_gm"]
+    tens["fa_cord"] = (1 - gm_frac) * tens["fa_wm"] + gm_frac * tens["fa_gm"]
+    return tens
+
+
+def generate_subject(out: str | Path, index: int = 0, seed: int = 0, options: PhantomOptions | None = None,
+                     sites: list[dict[str, Any]] | None = None, **kwargs: Any) -> dict[str, Any]:
+    """Write subject ``index`` (``sub-{index+1:03d}``) of the cohort with ``seed`` under ``out``.
+
+    Returns ``{"participant": participants.tsv row, "truth": the truth JSON dict}``. The subject
+    is the same as in :func:`generate_cohort` with the same seed and options, whatever the
+    cohort size. ``kwargs`` are :class:`PhantomOptions` fields (when ``options`` is None).
+    """
+    out = Path(out)
+    options = options or PhantomOptions.from_kwargs(kwargs)
+    if sites is None:
+        sites, _ = load_sites()
+    draw = draw_subject(subject_rng(seed, index, STREAM_DEMOGRAPHICS), subject_rng(seed, index, STREAM_ANATOMY),
+                        index, sites, options)
+    anat = build_anatomy(draw.anatomy)
+    part = draw.participant
+    sub, vendor = part["participant_id"], part["manufacturer"]
+    paths = layout.subject_paths(out, sub)
+    levels = anat.level_truth()
+    tens = _tensor_truth(draw, levels)
+    for i, name in enumerate(LEVEL_NAMES):
+        lv = levels[name]
+        for key in ("fa", "md", "ad", "rd"):
+            for tissue in ("wm", "gm", "cord"):
+                lv[f"{key}_{tissue}"] = float(tens[f"{key}_{tissue}"][i])
+        lv.update(latent_z=float(draw.latent_z[i]), planted_sac_csa=float(draw.anatomy.sac_csa_levels[i]),
+                  planted_fa_cord=float(draw.fa_cord[i]))
+    cl = anat.centerline
+    truth: dict[str, Any] = {
+        "participant_id": sub, "sex": part["sex"], "age": part["age"], "manufacturer": vendor,
+        "institution_id": part["institution_id"], "seed": int(seed), "index": int(index),
+        "snr": "inf" if math.isinf(options.snr) else options.snr,
+        "tilt_deg": draw.anatomy.tilt_deg, "tilt_azimuth_deg": draw.anatomy.tilt_azimuth_deg,
+        "lordosis_radius_mm": float(draw.anatomy.radius), "orientation": options.orientation,
+        "oblique_deg": options.oblique, "stenosis": draw.stenosis,
+        "planted_r": draw.corr_r, "planted_r_group": draw.corr_key,
+        "rho_floor_applied": anat.rho_clipped,
+        "disc_labels": {}, "levels": levels, "centerline": _centerline_samples(anat),
+        "csf_md": MD_CSF, "images": {}, "definitions": "see derivatives/phantom-truth/cohort.json",
+    }
+    for k in DISC_LABELS:
+        s_k = float(anat.disc_s[k - 1])
+        p = anat.profiles(np.array([s_k]))
+        tip = cl.point(s_k) + cl.normal_ap(s_k) * (float(p["B"][0]) + BODY_GAP)
+        truth["disc_labels"][str(k)] = {"s_mm": s_k, "centerline_mm": cl.point(s_k).tolist(),
+                                        "posterior_tip_mm": tip.tolist()}
+    if not options.truth_only:
+        _write_images(anat, draw, options, paths, truth, tens)
+    io.write_json(paths["truth"], truth)
+    return {"participant": part, "truth": truth}
+
+
+def _centerline_samples(anat: Anatomy, step: float = 1.0) -> dict[str, list]:
+    cl = anat.centerline
+    s = np.arange(-FOV_MARGIN_MM, cl.length + FOV_MARGIN_MM + 1e-9, step)
+    return {"s_mm": np.round(s, 6).tolist(), "world_mm": np.round(cl.point(s), 6).tolist(),
+            "tangent": np.round(cl.tangent(s), 8).tolist()}
+
+
+def _write_images(anat: Anatomy, draw: SubjectDraw, options: PhantomOptions, paths: dict[str, Path],
+                  truth: dict[str, Any], tens: dict[str, np.ndarray]) -> None:
+    part = draw.participant
+    vendor = part["manufacturer"]
+    seed, index = truth["seed"], truth["index"]
+    grids = _grids(anat, options)
+    bias = BiasField.draw(subject_rng(seed, index, STREAM_BIAS), options.bias, anat.centerline.origin)
+    snr = 0.0 if options.noise_free else options.snr
+
+    # ---- T2w: image, cord, canal, levels, discs
+    g = grids["T2w"]
+    arr = _anat_image(anat, g, "T2w", vendor, bias, with_gm=False)
+    sigma = noise_sigma("T2w", vendor, snr)
+    img = rician(arr["image"], sigma, subject_rng(seed, index, STREAM_T2W))
+    _save(to_dtype(img, options.dtype), g, paths["T2w"])
+    io.write_json(layout.sidecar(paths["T2w"]), layout.image_sidecar(part, "T2w"))
+    _save(arr["cord"].astype(np.uint8), g, paths["T2w_SC"])
+    _save(arr["canal"].astype(np.uint8), g, paths["T2w_canal"])
+    _save(np.where(arr["cord"], arr["level"], 0).astype(np.uint8), g, paths["T2w_levels"])
+    discs = np.zeros(g.shape, dtype=np.uint8)
+    for k, d in truth["disc_labels"].items():
+        ijk = g.index_of(np.array(d["posterior_tip_mm"]))
+        if np.all(ijk >= 0) and np.all(ijk < np.array(g.shape)):
+            discs[tuple(ijk)] = int(k)
+            d["t2w_voxel"] = ijk.tolist()
+    _save(discs, g, paths["T2w_discs"])
+    truth["images"]["T2w"] = _grid_info(g, sigma)
+    for key, desc in (("T2w_SC", "spinal cord (voxel centre inside the cord ellipse)"),
+                      ("T2w_canal", "spinal canal / thecal sac including the cord"),
+                      ("T2w_discs", "disc labels, SCT convention: 1 top of C1, 2 C1/C2, 3 C2/C3, ..., 8 C7/T1; "
+                                    "voxel at the posterior tip of the disc"),
+                      ("T2w_levels", "cord voxels labelled with their vertebral level 1..7 (C1..C7), "
+                                     "0 outside C1..C7")):
+        io.write_json(layout.sidecar(paths[key]), layout.label_sidecar(desc))
+
+    # ---- T2*: image, cord, GM, levels
+    g = grids["T2star"]
+    arr = _anat_image(anat, g, "T2star", vendor, bias, with_gm=True)
+    sigma = noise_sigma("T2star", vendor, snr)
+    img = rician(arr["image"], sigma, subject_rng(seed, index, STREAM_T2STAR))
+    _save(to_dtype(img, options.dtype), g, paths["T2star"])
+    io.write_json(layout.sidecar(paths["T2star"]), layout.image_sidecar(part, "T2star"))
+    _save(arr["cord"].astype(np.uint8), g, paths["T2star_SC"])
+    _save(arr["gm"].astype(np.uint8), g, paths["T2star_GM"])
+    _save(np.where(arr["cord"], arr["level"], 0).astype(np.uint8), g, paths["T2star_levels"])
+    truth["images"]["T2star"] = _grid_info(g, sigma)
+    for key, desc in (("T2star_SC", "spinal cord"), ("T2star_GM", "gray matter (butterfly)"),
+                      ("T2star_levels", "cord voxels labelled with their vertebral level 1..7, 0 outside")):
+        io.write_json(layout.sidecar(paths[key]), layout.label_sidecar(desc))
+
+    if not options.dwi:
+        return
+    # ---- DWI: 4D signal, scheme, mean, cord, levels
+    g = grids["dwi"]
+    bval_p, bvec_p, source = scheme_paths()
+    bvals, bvecs = read_scheme(bval_p, bvec_p)
+    gdirs = world_gradients(bvecs, g.affine)
+    arr = _dwi_arrays(anat, g, vendor, bias, tens, bvals, gdirs)
+    sigma = float(vendor_values("dwi_b0", vendor)[WM] / snr) if snr > 0 else 0.0
+    dwi = rician(arr["signal"], sigma, subject_rng(seed, index, STREAM_DWI))
+    stored = to_dtype(dwi, options.dtype)
+    _save(stored, g, paths["dwi"], pixdim4=0.64)
+    io.write_text(paths["bval"], bval_p.read_text())
+    io.write_text(paths["bvec"], bvec_p.read_text())
+    io.write_json(layout.sidecar(paths["dwi"]), layout.image_sidecar(part, "dwi", GradientScheme=source))
+    mean = stored.astype(np.float32).mean(axis=-1)
+    _save(mean.astype(np.float32), g, paths["dwi_mean"])
+    io.write_json(layout.sidecar(paths["dwi_mean"]),
+                  layout.image_sidecar(part, "dwi", SeriesDescription="mean of all DWI volumes (phantom)"))
+    _save(arr["cord"].astype(np.uint8), g, paths["dwi_SC"])
+    _save(np.where(arr["cord"], arr["level"], 0).astype(np.uint8), g, paths["dwi_levels"])
+    for key, desc in (("dwi_SC", "spinal cord on the mean DWI grid"),
+                      ("dwi_levels", "cord voxels labelled with their vertebral level 1..7, 0 outside")):
+        io.write_json(layout.sidecar(paths[key]), layout.label_sidecar(desc))
+    truth["images"]["dwi"] = {**_grid_info(g, sigma), "scheme": source}
+    # what a per-level mean over the DWI cord mask sees on noise-free data (pure voxels)
+    cls, lvl, cord, level = arr["cls"], arr["lvl"], arr["cord"], arr["level"]
+    for i, name in enumerate(LEVEL_NAMES):
+        sel = cord & (level == i + 1)
+        n_wm = int(np.count_nonzero(sel & (cls == WM)))
+        n_gm = int(np.count_nonzero(sel & (cls == GM)))
+        lv = truth["levels"][name]
+        lv["dwi_mask_voxels"] = n_wm + n_gm
+        for key in ("fa", "md", "ad", "rd"):
+            if n_wm + n_gm:
+                val = (n_wm * tens[f"{key}_wm"][i] + n_gm * tens[f"{key}_gm"][i]) / (n_wm + n_gm)
+                lv[f"{key}_cord_dwi_mask"] = float(val)
+            else:
+                lv[f"{key}_cord_dwi_mask"] = None
+
+
+def _grid_info(g: Grid, sigma: float) -> dict[str, Any]:
+    return {"shape": list(g.shape), "affine": np.round(g.affine, 9).tolist(), "noise_sigma": sigma}
