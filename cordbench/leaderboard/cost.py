@@ -6,8 +6,10 @@ registry; weights do not change the cost. FLOPs are counted by ``torch.utils.flo
 (``FlopCounterMode``: 2 FLOPs per multiply-add of convolutions and matrix products; element-wise
 operations are not counted) for one forward pass of batch 1 at a common input size: the most
 frequent training patch size among the sweep's trials of that dimensionality (``1×1×H×W`` for
-2D). Latency is the median of ``reps`` timed forward passes (after 2 warm-ups) of batch 1 on the
+2D). Latency is timed over ``reps`` forward passes (after 2 warm-ups) of batch 1 on the
 CPU in ``torch.inference_mode``, with the current torch thread count (≤ 2 here), measured now.
+Latency is the *minimum* of ``reps`` timed passes: on a shared CPU the other processes only ever
+add time, so the fastest pass is the least disturbed estimate (the advice of Python's ``timeit``).
 """
 from __future__ import annotations
 
@@ -45,7 +47,7 @@ def _unhash(v: Any) -> Any:
 @lru_cache(maxsize=64)
 def measure(name: str, preset: str | None, options: tuple, spatial_dims: int, num_classes: int,
             size: tuple[int, ...], reps: int = 10) -> dict[str, float]:
-    """Params, forward FLOPs and median latency (ms) of one network at input ``(1, 1, *size)``."""
+    """Params, forward FLOPs and latency (ms, fastest of ``reps``) of one network at input ``(1, 1, *size)``."""
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
@@ -67,8 +69,7 @@ def measure(name: str, preset: str | None, options: tuple, spatial_dims: int, nu
             t0 = time.perf_counter()
             net(x)
             times.append(time.perf_counter() - t0)
-    times.sort()
-    return {"params": float(params), "gflops": flops / 1e9, "latency_ms": 1e3 * times[len(times) // 2]}
+    return {"params": float(params), "gflops": flops / 1e9, "latency_ms": 1e3 * min(times)}
 
 
 def entry_costs(sweep: Any, trials: pd.DataFrame, reps: int = 10) -> tuple[pd.DataFrame, dict[str, Any]]:

@@ -24,6 +24,10 @@ def _num(v: Any, digits: int = 4) -> str:
     return f"{v:.{digits}f}"
 
 
+def _txt(v: Any) -> str:
+    return "–" if v is None or (isinstance(v, float) and math.isnan(v)) else str(v)
+
+
 def _p(v: Any) -> str:
     if v is None or (isinstance(v, float) and math.isnan(v)):
         return "–"
@@ -52,12 +56,12 @@ def display_rows(lb: Leaderboard) -> tuple[list[str], list[list[str]], list[list
     cells, raw = [], []
     for _, r in t.iterrows():
         get = lambda k: r[k] if k in r else float("nan")  # noqa: E731
-        cells.append([str(r["rank"]), str(r["entry"]), *[str(r[k]) if r[k] is not None else "–" for k in knobs],
+        cells.append([str(r["rank"]), str(r["entry"]), *[_txt(r[k]) for k in knobs],
                       str(r["n_trials"]), str(r["n_subjects"]), _num(r["mean"]),
                       f"[{_num(r['ci_low'])}, {_num(r['ci_high'])}]", _num(r["trial_sd"]), _params(get("params")),
                       _num(get("gflops"), 3), _num(get("latency_ms"), 2), _p(r["p_wilcoxon"]), _p(r["p_holm"]),
                       _mark(r)])
-        raw.append([r["rank"], str(r["entry"]), *[str(r[k]) for k in knobs], r["n_trials"], r["n_subjects"],
+        raw.append([r["rank"], str(r["entry"]), *[_txt(r[k]) for k in knobs], r["n_trials"], r["n_subjects"],
                     r["mean"], r["ci_low"], r["trial_sd"], get("params"), get("gflops"), get("latency_ms"),
                     r["p_wilcoxon"], r["p_holm"], int(bool(r["tied_with_best"])) + int(bool(r["best"]))])
     return heads, cells, raw
@@ -87,7 +91,7 @@ def method_notes(lb: Leaderboard) -> list[str]:
     ]
     if "cost_input" in m:
         notes.append(f"Cost: params and forward FLOPs (torch.utils.flop_counter) at input "
-                     f"{', '.join(m['cost_input'].values()) or '–'}; latency = median of {m['latency_reps']} CPU "
+                     f"{', '.join(m['cost_input'].values()) or '–'}; latency = fastest of {m['latency_reps']} CPU "
                      f"forward passes, batch 1, {m['latency_threads']} torch thread(s), measured by the leaderboard.")
     return notes
 
@@ -105,9 +109,8 @@ def to_markdown(lb: Leaderboard) -> str:
                             f"[{_num(r['ci_low'])}, {_num(r['ci_high'])}]"] for _, r in ab.iterrows()]), ""]
     if len(lb.failed):
         out += ["## Failed trials", "",
-                _md_table(list(lb.failed.columns), [[("–" if v is None or (isinstance(v, float) and math.isnan(v))
-                                                      else str(v)) for v in r] for r in lb.failed.itertuples(
-                                                          index=False)]), ""]
+                _md_table(list(lb.failed.columns),
+                          [[_txt(v) for v in r] for r in lb.failed.itertuples(index=False)]), ""]
     out += ["## Method", ""] + [f"- {n}" for n in method_notes(lb)] + [""]
     return "\n".join(out)
 
@@ -118,7 +121,7 @@ _HTML = """<!DOCTYPE html>
 <style>
 body {{ font-family: system-ui, sans-serif; margin: 24px; color: #222; background: #fff; }}
 table {{ border-collapse: collapse; font-size: 14px; margin: 12px 0; }}
-th, td {{ border: 1px solid #ccc; padding: 4px 8px; text-align: right; }}
+th, td {{ border: 1px solid #ccc; padding: 4px 8px; text-align: right; white-space: nowrap; }}
 td:nth-child(2), th:nth-child(2) {{ text-align: left; }}
 th {{ background: #2b5797; color: #fff; cursor: pointer; user-select: none; }}
 th.asc::after {{ content: " ▲"; }} th.desc::after {{ content: " ▼"; }}
@@ -137,23 +140,29 @@ img {{ max-width: 100%; border: 1px solid #ddd; }} li {{ margin: 4px 0; }}
 (function () {{
   var table = document.getElementById("leaderboard");
   var heads = table.tHead.rows[0].cells;
-  for (var i = 0; i < heads.length; i++) {{
-    heads[i].addEventListener("click", function (col) {{ return function () {{
-      var th = heads[col], asc = !th.classList.contains("asc");
+  function sortBy(col, asc) {{
+      var th = heads[col];
       for (var j = 0; j < heads.length; j++) heads[j].classList.remove("asc", "desc");
       th.classList.add(asc ? "asc" : "desc");
       var rows = Array.prototype.slice.call(table.tBodies[0].rows);
       rows.sort(function (a, b) {{
         var x = a.cells[col].getAttribute("data-v"), y = b.cells[col].getAttribute("data-v");
-        var nx = parseFloat(x), ny = parseFloat(y), r;
+        var nx = x === "" ? NaN : Number(x), ny = y === "" ? NaN : Number(y), r;
         if (!isNaN(nx) && !isNaN(ny)) r = nx - ny;
         else if (isNaN(nx) !== isNaN(ny)) r = isNaN(nx) ? 1 : -1;
         else r = x < y ? -1 : x > y ? 1 : 0;
         return asc ? r : -r;
       }});
       rows.forEach(function (row) {{ table.tBodies[0].appendChild(row); }});
+  }}
+  for (var i = 0; i < heads.length; i++) {{
+    heads[i].addEventListener("click", function (col) {{ return function () {{
+      sortBy(col, !heads[col].classList.contains("asc"));
     }}; }}(i));
   }}
+  // #sort=<column index>[-desc] in the URL sorts on load (used to test the sorting headless)
+  var m = /^#sort=(\d+)(-desc)?$/.exec(window.location.hash);
+  if (m && +m[1] < heads.length) sortBy(+m[1], !m[2]);
 }})();
 </script>
 </body></html>
@@ -180,7 +189,7 @@ def to_html(lb: Leaderboard, images: dict[str, Path] | None = None) -> str:
         extra.append(f"<h2>{html.escape(title)}</h2>{_img_tag(path, title)}")
     if len(lb.failed):
         fhead = "".join(f"<th>{html.escape(c)}</th>" for c in lb.failed.columns)
-        frows = "".join("<tr>" + "".join(f"<td>{html.escape('–' if v is None else str(v))}</td>" for v in r)
+        frows = "".join("<tr>" + "".join(f"<td>{html.escape(_txt(v))}</td>" for v in r)
                         + "</tr>" for r in lb.failed.itertuples(index=False))
         extra.append(f"<h2>Failed trials</h2><table><thead><tr>{fhead}</tr></thead><tbody>{frows}</tbody></table>")
     return _HTML.format(
@@ -229,7 +238,7 @@ def plot_leaderboard(lb: Leaderboard, path: Path) -> Path:
     ax.set_title(f"sweep {lb.meta['sweep']}: green = not significantly different from the best (Holm)", fontsize=9)
     ax.grid(axis="x", alpha=0.3)
     ax.set_ylim(-0.7, len(t) - 0.3)
-    fig.subplots_adjust(left=0.35, right=0.97, top=1 - 0.45 / (h / DPI), bottom=0.7 / (h / DPI))
+    fig.subplots_adjust(left=0.35, right=0.97, top=1 - 0.45 / (h / DPI), bottom=0.6 / (h / DPI))
     try:
         return _savefig(fig, path)
     finally:

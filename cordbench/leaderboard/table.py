@@ -68,6 +68,12 @@ def fmt_value(v: Any) -> Any:
     return v
 
 
+def knob_value(v: Any) -> str | None:
+    """Knob value as text for grouping and display: NaN → None, 3.0 → "3", "[2, 2]" unchanged."""
+    v = fmt_value(v)
+    return None if v is None else str(v)
+
+
 def load_sweep(sweep_dir: str | Path) -> Sweep:
     """Read ``results.csv`` (+ ``sweep.yaml``); errors name the file."""
     root = Path(sweep_dir)
@@ -114,7 +120,7 @@ def entry_name(row: pd.Series, knobs: list[str], by: str) -> str:
     preset = fmt_value(row.get("preset"))
     if preset is not None:
         parts[0] += f"/{preset}"
-    parts += [f"{k}={fmt_value(row[k])}" for k in knobs if fmt_value(row.get(k)) is not None]
+    parts += [f"{k}={knob_value(row[k])}" for k in knobs if knob_value(row.get(k)) is not None]
     return " ".join(parts)
 
 
@@ -225,8 +231,9 @@ def build_leaderboard(sweep_dir: str | Path | Sweep, metric: str = "dice", task:
         for subject, value in zip(df["subject"], values):
             records.append({"entry": row["entry"], "trial_id": row["trial_id"], "model": row["model"],
                             "seed": fmt_value(row.get("seed")), "subject": subject, "value": float(value),
-                            **{k: fmt_value(row.get(k)) for k in knobs}})
+                            **{k: knob_value(row.get(k)) for k in knobs}})
     long = pd.DataFrame(records, columns=["entry", "trial_id", "model", "seed", "subject", "value", *knobs])
+    long[knobs] = long[knobs].astype(object)
     failed = _failed_table(res, failed_rows, knobs)
     if long.empty:
         raise InputError(f"no successful trial with per-subject {metric!r} metrics "
@@ -242,7 +249,7 @@ def build_leaderboard(sweep_dir: str | Path | Sweep, metric: str = "dice", task:
         first = trials.iloc[0]
         row = {"rank": st.rank, "entry": st.entry, "model": first["model"]}
         for k in (["preset"] if "preset" in trials else []) + knobs:
-            vals = {fmt_value(v) for v in trials[k]}
+            vals = {knob_value(v) for v in trials[k]}
             row[k] = vals.pop() if len(vals) == 1 else "mixed"
         row.update({"n_trials": len(trials), "n_subjects": st.n_subjects, "mean": st.mean, "ci_low": st.ci_low,
                     "ci_high": st.ci_high, "trial_sd": sds.get(st.entry, float("nan")), "p_wilcoxon": st.p_value,
@@ -266,8 +273,7 @@ def build_leaderboard(sweep_dir: str | Path | Sweep, metric: str = "dice", task:
     ablations = {}
     swept = [k for k in knobs if long[k].dropna().astype(str).nunique() > 1]
     for k in swept:
-        sub = long[long[k].notna()].copy()
-        sub[k] = sub[k].map(str)
+        sub = long[long[k].notna()]
         ab = stats.summarise_groups(sub, k, n_boot=n_boot, seed=seed)
         ablations[k] = ab.iloc[_natural_order(ab[k])].reset_index(drop=True)
     return Leaderboard(table, long, failed, ablations, meta, sweep)
@@ -288,5 +294,5 @@ def _failed_table(res: pd.DataFrame, failed_rows: list[dict[str, Any]], knobs: l
     out = []
     for f in failed_rows:
         row = res[res["trial_id"] == f["trial_id"]].iloc[0]
-        out.append({**{c: fmt_value(row.get(c)) for c in cols if c != "reason"}, "reason": f["reason"]})
+        out.append({**{c: knob_value(row.get(c)) for c in cols if c != "reason"}, "reason": f["reason"]})
     return pd.DataFrame(out, columns=cols)

@@ -1,0 +1,39 @@
+"""``cordbench leaderboard``: rank a sweep's models/configs with CIs and paired tests; write reports."""
+from __future__ import annotations
+
+import argparse
+
+HELP = "statistical leaderboard of a sweep folder (bootstrap CIs, Wilcoxon vs best, ablation plots)"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("sweep_dir", metavar="SWEEP_DIR", help="sweep folder holding results.csv and trials/")
+    p.add_argument("--metric", default="dice", help="per-subject metric to rank on (default: dice)")
+    p.add_argument("--task", help="task to rank when the sweep holds several (sc | gm | canal | levels)")
+    p.add_argument("--class", dest="cls", metavar="CLASS",
+                   help="scored class (default: the task's own class, else the only one)")
+    p.add_argument("--by", choices=("model", "config"), default="model",
+                   help="one entry per model, or per configuration (model + preset + knobs)")
+    p.add_argument("--out", help="report folder (default: SWEEP_DIR/leaderboard)")
+    p.add_argument("--n-boot", type=int, default=10000, help="bootstrap resamples (default: 10000)")
+    p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default: 0)")
+    p.add_argument("--alpha", type=float, default=0.05, help="level of the Holm-corrected tests (default: 0.05)")
+    p.add_argument("--no-cost", action="store_true", help="skip FLOPs/latency measurement")
+    p.add_argument("--no-wandb", action="store_true", help="do not log the leaderboard to wandb")
+
+
+def run(args: argparse.Namespace) -> int:
+    from cordbench.leaderboard import render_leaderboard
+
+    files = render_leaderboard(args.sweep_dir, metric=args.metric, task=args.task, cls=args.cls, by=args.by,
+                               out=args.out, n_boot=args.n_boot, seed=args.seed, wandb=not args.no_wandb,
+                               cost=not args.no_cost, alpha=args.alpha)
+    print(files.markdown)
+    print(f"HTML report: {files.html}")
+    print(f"plot:        {files.png}")
+    for knob, path in files.ablation.items():
+        print(f"ablation:    {path}  ({knob})")
+    print(f"table:       {files.csv}")
+    if files.wandb_run is not None:
+        print(f"wandb run:   {files.wandb_run}  (upload: wandb sync {files.wandb_run})")
+    return 0
