@@ -1,0 +1,77 @@
+"""Write predictions back on an image's own grid, and where they go in a BIDS tree.
+
+Preprocessing (canonical RAS reorientation, resampling, crop/pad) only changes the grid, so
+the way back is one resampling from the preprocessed grid onto the native one, in world
+coordinates: ``nearest`` for label maps (exact round trip when the preprocessing grid is at
+least as fine as the native one along every axis — reorientation is a pure permutation/flip),
+or ``argmax`` of linearly resampled class probabilities (smoother; exact for integer
+up-sampling factors such as Perone's 0.5 → 0.25 mm, not for arbitrary ratios).
+
+``derivatives/cordbench/sub-*/{anat,dwi}/sub-*_<contrast>_label-<TASK>_seg.nii.gz`` is where
+``cordbench predict`` over a BIDS data set writes, with a JSON sidecar.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+DERIVATIVES = "derivatives/cordbench"
+
+
+def to_native(data: np.ndarray, affine: np.ndarray, native_shape: Sequence[int], native_affine: np.ndarray,
+              mode: str = "nearest") -> np.ndarray:
+    """Resample a preprocessed label map (``nearest``) or class probabilities ``(C, ...)`` (``argmax``).
+
+    ``affine`` is the preprocessed grid's affine. Returns an int16 label map of ``native_shape``.
+    Native voxels outside the preprocessed field of view get 0.
+    """
+    import torch
+    import torchio as tio
+
+    target = (tuple(int(s) for s in native_shape[:3]), np.asarray(native_affine, dtype=float))
+    arr = np.asarray(data)
+    if mode == "nearest":
+        if arr.ndim != 3:
+            raise ValueError(f"nearest write-back takes a 3D label map, got shape {arr.shape}")
+        img = tio.LabelMap(tensor=torch.from_numpy(arr.astype(np.int16)[None]), affine=np.asarray(affine, float))
+        back = tio.Resample(target=target)(tio.Subject(x=img))
+        return back["x"].data[0].numpy().astype(np.int16)
+    if mode == "argmax":
+        if arr.ndim != 4:
+            raise ValueError(f"argmax write-back takes probabilities (C, X, Y, Z), got shape {arr.shape}")
+        img = tio.ScalarImage(tensor=torch.from_numpy(arr.astype(np.float32)), affine=np.asarray(affine, float))
+        back = tio.Resample(target=target, image_interpolation="linear")(tio.Subject(x=img))
+        return back["x"].data.argmax(0).numpy().astype(np.int16)
+    raise ValueError(f"unknown write-back mode {mode!r} (nearest | argmax)")
+
+
+def one_hot(labels: np.ndarray, num_classes: int) -> np.ndarray:
+    """``(C, ...)`` float32 one-hot of an integer label map."""
+    labels = np.asarray(labels).astype(np.int64)
+    return (np.arange(num_classes).reshape(-1, *([1] * labels.ndim)) == labels[None]).astype(np.float32)
+
+
+def prediction_path(root: str | Path, rec: Any, task: str) -> Path:
+    """``<root>/derivatives/cordbench/<sub>[/<ses>]/<datatype>/<stem>_label-<TASK>_seg.nii.gz`` for a record."""
+    parts = [rec.subject] + ([rec.session] if rec.session else []) + [rec.datatype]
+    return Path(root).joinpath(DERIVATIVES, *parts, f"{rec.stem}_label-{task}_seg.nii.gz")
+
+
+def predict_bids(module: Any, root: str | Path, contrast: str, task: str, ckpt: str | Path | None = None,
+                 out_root: str | Path | None = None, subjects: Sequence[str] | None = None) -> list[Path]:
+    """Predict every existing ``contrast`` image of a BIDS tree into ``derivatives/cordbench``.
+
+    Uses :func:`cordbench.inference.predict_file` (mask on the input grid + JSON sidecar).
+    """
+    from cordbench.errors import InputError
+    from cordbench.inference import predict_file
+    from data_modules.bids import BidsIndex
+
+    index = BidsIndex.from_dir(root, strict=False)
+    recs = [r for r in index.images if r.exists and r.contrast == contrast
+            and (subjects is None or r.subject in subjects)]
+    if not recs:
+        raise InputError(f"no {contrast} image to predict", root)
+    return [predict_file(module, r.path, prediction_path(out_root or root, r, task), ckpt=ckpt) for r in recs]
