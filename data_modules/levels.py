@@ -14,7 +14,7 @@ junction, written by SCT) are ignored.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Mapping
+from typing import Any, Mapping
 
 import numpy as np
 
@@ -105,3 +105,15 @@ def level_map_from_files(mask_path: str | Path, discs_path: str | Path):
     discs = np.asanyarray(disc_img.dataobj)
     levels = level_map(mask, discs, np.asarray(mask_img.affine), path=discs_path)
     return mask_img, levels
+
+
+def levels_target(mask_path: str | Path, discs_path: str | Path, image: Any, image_path: str | Path,
+                  max_level: int = 7) -> np.ndarray:
+    """Target of the ``levels`` task from a cord mask and disc labels on the image's grid.
+
+    Cord voxels get their vertebral level (1..``max_level``); voxels of levels beyond it and of
+    unknown level are 0, as the task scores C1..C7 only.
+    """
+    mask_img, levels = level_map_from_files(mask_path, discs_path)
+    io.check_same_grid(image, mask_img, image_path, mask_path)
+    return np.where(levels <= max_level, levels, 0).astype(np.int16)

@@ -198,7 +198,7 @@ def test_annex_placeholder_is_not_an_existing_image(tmp_path: Path):
 
 
 @pytest.mark.parametrize("case", ["no_images", "duplicate_image", "duplicate_participant", "missing_tsv",
-                                  "unlisted_subject", "bad_tsv"])
+                                  "unlisted_subject", "bad_tsv", "malformed_tsv"])
 def test_bad_inputs_name_the_file(tmp_path: Path, case: str):
     _touch(tmp_path, "sub-a01/anat/sub-a01_T2w.nii.gz")
     _participants(tmp_path, ["sub-a01"])
@@ -219,9 +219,21 @@ def test_bad_inputs_name_the_file(tmp_path: Path, case: str):
         _touch(tmp_path, "sub-c03/anat/sub-c03_T2w.nii.gz")
     elif case == "bad_tsv":
         (tmp_path / "participants.tsv").write_bytes(b"subject\tage\nsub-a01\t3\n")
+    elif case == "malformed_tsv":
+        (tmp_path / "participants.tsv").write_bytes(b"participant_id\tage\nsub-a01\t3\t4\t5\n\xff\xfe\x00")
     with pytest.raises(InputError) as err:
         BidsIndex.from_dir(tmp_path)
     assert str(expect) in str(err.value)
     if case in ("no_images", "unlisted_subject", "duplicate_image"):
         BidsIndex.from_dir(tmp_path, strict=False)  # tolerated (logged) when not strict
 
+
+
+def test_exclude_yml(tmp_path: Path):
+    _touch(tmp_path, "sub-a01/anat/sub-a01_T2w.nii.gz")
+    _participants(tmp_path, ["sub-a01"])
+    (tmp_path / "exclude.yml").write_text("FA:\n- sub-a01_dwi.nii.gz\ncsa_t2:\n")
+    assert BidsIndex.from_dir(tmp_path).exclude == {"FA": ["sub-a01_dwi.nii.gz"], "csa_t2": []}
+    (tmp_path / "exclude.yml").write_text("- just a list\n")
+    with pytest.raises(InputError, match="exclude"):
+        BidsIndex.from_dir(tmp_path)

@@ -84,3 +84,24 @@ def test_real_t2_grid_against_world_coordinates(sct_data: Path, tmp_path: Path):
         ref[seg & (world[..., 2] > zd[k + 1] + 1e-6) & (world[..., 2] <= zd[k] + 1e-6)] = k
     np.testing.assert_array_equal(lm, ref)
     assert set(np.unique(lm)) == {0, 2, 3, 4}
+
+
+def test_levels_target_drops_levels_beyond_c7(tmp_path: Path):
+    from data_modules.levels import levels_target
+
+    aff = np.diag([1.0, 1.0, 1.0, 1.0])
+    mask = np.zeros((4, 4, 30), np.uint8)
+    mask[1:3, 1:3, :] = 1
+    discs = np.zeros_like(mask, dtype=np.int16)
+    for value, z in zip((6, 7, 8, 9), (25, 18, 11, 4)):  # C5/C6 .. T1/T2
+        discs[1, 1, z] = value
+    img = nib.Nifti1Image(np.ones(mask.shape, np.float32), aff)
+    nib.save(nib.Nifti1Image(mask, aff), tmp_path / "sc.nii.gz")
+    nib.save(nib.Nifti1Image(discs, aff), tmp_path / "discs.nii.gz")
+    t = levels_target(tmp_path / "sc.nii.gz", tmp_path / "discs.nii.gz", img, "img.nii.gz")
+    per_slice = t[1, 1, :]
+    assert per_slice[19:26].tolist() == [6] * 7 and per_slice[12:19].tolist() == [7] * 7
+    assert not per_slice[:12].any() and not per_slice[26:].any()  # T1 (level 8) and unknown → 0
+    other = nib.Nifti1Image(np.ones((4, 4, 29), np.float32), aff)
+    with pytest.raises(InputError):
+        levels_target(tmp_path / "sc.nii.gz", tmp_path / "discs.nii.gz", other, "other.nii.gz")
