@@ -205,7 +205,8 @@ class SegmentationDataModule(pl.LightningDataModule):
         self.split = self.make_split(specs)
         by_id = {s.subject: s for s in specs}
         # load every subject once, validating all files before any training starts
-        self.subjects = {part: [self.load_subject(by_id[i]) for i in ids] for part, ids in self.split.items()}
+        self.subjects = {part: [self.load_subject(by_id[i]) for i in self.split.get(part, [])]
+                         for part in ("train", "val", "test")}
 
     # ------------------------------------------------------------------------------- dataloaders
     def _patch(self) -> tuple[int, int, int]:

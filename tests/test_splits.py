@@ -122,8 +122,6 @@ def test_kfold_through_spine_generic_module(tmp_path: Path):
     assert sorted(tested) == sorted(ids)
 
 
-@pytest.mark.xfail(strict=True, reason="base.setup loads every key of the split as a part, and "
-                   "site_split adds 'held_out_site' (reported to the lead)")
 def test_leave_site_out_through_spine_generic_module(tmp_path: Path):
     ids = IDS[:3] + IDS[5:8] + IDS[10:13]
     _tiny_bids(tmp_path, ids)
