@@ -312,7 +312,6 @@ def _register() -> None:
                 raise ConfigError(f"key 'data.raters': unknown rater fusion {self.rater_mode!r}; "
                                   f"choose {', '.join(RATER_MODES)}")
             self._rater_maps: dict[str, tuple[np.ndarray, list[np.ndarray]]] = {}
-            self.split_info: dict[str, list[str]] = {}
 
         def root(self) -> Path:
             if not self.cfg.get("root"):
@@ -354,13 +353,6 @@ def _register() -> None:
                     subject.add_image(extra[name], name)
             return subject
 
-        def make_split(self, specs: list[SubjectSpec]) -> dict[str, list[str]]:
-            # leave-site-out adds "held_out_site"; base.setup loads every key as a part, so keep
-            # the parts there and report the rest through describe()
-            split = super().make_split(specs)
-            self.split_info = {k: v for k, v in split.items() if k not in ("train", "val", "test")}
-            return {k: split[k] for k in ("train", "val", "test")}
-
         def setup(self, stage: str | None = None) -> None:
             super().setup(stage)
             for part, subjects in self.subjects.items():  # raters only ride along for training
@@ -378,7 +370,6 @@ def _register() -> None:
         def describe(self) -> dict[str, Any]:
             out = super().describe()
             out["raters"] = self.rater_mode
-            out.update(getattr(self, "split_info", {}))
             return out
 
     globals()["GMChallengeDataModule"] = GMChallengeDataModule

@@ -268,7 +268,7 @@ def test_datamodule_random_rater_per_sample(challenge, tmp_path: Path):
     root, info = challenge
     dm = build_datamodule(_cfg(root, tmp_path, "random", "site")["data"])
     dm.setup("fit")
-    assert dm.describe()["held_out_site"] == ["site1"]
+    assert dm.split["held_out_site"] == ["site1"]
     assert all(i.startswith("site1") for i in dm.split["test"])
     raters = [_canonical(to_task_target(m, "gm"), info["affine"]) for m in info["masks"]]
     torch.manual_seed(0)

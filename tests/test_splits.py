@@ -128,3 +128,5 @@ def test_leave_site_out_through_spine_generic_module(tmp_path: Path):
     dm = _dm(tmp_path, {"method": "site", "fold": 1, "val_fraction": 0.2})
     dm.setup("fit")
     assert dm.split["test"] == sorted(i for i in ids if "cmrra" in i)
+    assert dm.split["held_out_site"] == ["cmrra"]
+    assert {s["subject_id"] for s in dm.subjects["test"]} == set(dm.split["test"])
