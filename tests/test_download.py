@@ -5,7 +5,6 @@ from pathlib import Path
 
 import nibabel as nib
 import numpy as np
-import pytest
 
 from cordbench.cli import main
 from cordbench.commands.download import spine_generic_commands
