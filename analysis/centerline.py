@@ -26,6 +26,7 @@ Conventions (as the Spinal Cord Toolbox, SCT):
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 
@@ -89,6 +90,13 @@ class Centerline:
     fitted: np.ndarray        # (n, 2) fitted centroid (i, j)
     tangent: np.ndarray       # (n, 3) unit tangent in the slice frame (t_x, t_y, t_z)
     method: str
+    curve: tuple | None = None  # (f_i, f_j): fitted i(k), j(k) and derivatives, f(kq, der)
+
+    def voxel_points(self, kq: np.ndarray) -> np.ndarray:
+        """Fitted centerline at (fractional) slice indices ``kq`` as voxel coordinates (n, 3)."""
+        fi, fj = self.curve
+        kq = np.asarray(kq, float)
+        return np.stack([fi(kq, 0), fj(kq, 0), kq], axis=1)
 
     @property
     def cos_angle(self) -> np.ndarray:
@@ -121,15 +129,16 @@ def slice_centroids(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _fit_1d(k: np.ndarray, y: np.ndarray, method: str, smooth: float, degree: int,
-            pz: float, n_spanned: int) -> tuple[np.ndarray, np.ndarray]:
-    """Fit y(k); return the fitted values and first derivative at ``k``."""
+            pz: float, n_spanned: int) -> Callable[[np.ndarray, int], np.ndarray]:
+    """Fit y(k); return ``f(kq, der)`` evaluating the fit (der=0) or its derivative (der=1)."""
     n = k.size
     if n == 1:
-        return y.copy(), np.zeros(1)
+        y0 = float(y[0])
+        return lambda kq, der=0: np.full(np.shape(kq), y0 if der == 0 else 0.0)
     if method == "polyfit":
-        deg = min(degree, n - 1)
-        coef = np.polyfit(k, y, deg)
-        return np.polyval(coef, k), np.polyval(np.polyder(coef), k)
+        coef = np.polyfit(k, y, min(degree, n - 1))
+        dcoef = np.polyder(coef)
+        return lambda kq, der=0: np.polyval(coef if der == 0 else dcoef, kq)
     if method == "bspline":
         from scipy.interpolate import splev, splrep
 
@@ -137,7 +146,7 @@ def _fit_1d(k: np.ndarray, y: np.ndarray, method: str, smooth: float, degree: in
         density = (n / float(n_spanned)) ** 2
         s = density * smooth * pz / 3.0
         tck = splrep(k, y, s=s, k=kdeg)
-        return np.asarray(splev(k, tck, der=0)), np.asarray(splev(k, tck, der=1))
+        return lambda kq, der=0: np.asarray(splev(kq, tck, der=der))
     raise ValueError(f"unknown centerline method {method!r} (bspline or polyfit)")
 
 
@@ -149,11 +158,11 @@ def fit_centerline(mask: np.ndarray, frame: SliceFrame, method: str = "bspline",
         raise ValueError("empty mask: no centerline")
     kf = ks.astype(float)
     n_spanned = int(ks[-1] - ks[0] + 1)
-    fit_i, der_i = _fit_1d(kf, cents[:, 0], method, smooth, degree, frame.slice_thickness, n_spanned)
-    fit_j, der_j = _fit_1d(kf, cents[:, 1], method, smooth, degree, frame.slice_thickness, n_spanned)
-    t_world = (np.outer(der_i, frame.c[:, 0]) + np.outer(der_j, frame.c[:, 1])
+    fi = _fit_1d(kf, cents[:, 0], method, smooth, degree, frame.slice_thickness, n_spanned)
+    fj = _fit_1d(kf, cents[:, 1], method, smooth, degree, frame.slice_thickness, n_spanned)
+    t_world = (np.outer(fi(kf, 1), frame.c[:, 0]) + np.outer(fj(kf, 1), frame.c[:, 1])
                + frame.c[:, 2][None, :])
     t = frame.to_frame(t_world)
     t /= np.linalg.norm(t, axis=1, keepdims=True)
-    return Centerline(slices=ks, centroid=cents, fitted=np.stack([fit_i, fit_j], axis=1), tangent=t,
-                      method=method)
+    return Centerline(slices=ks, centroid=cents, fitted=np.stack([fi(kf, 0), fj(kf, 0)], axis=1), tangent=t,
+                      method=method, curve=(fi, fj))

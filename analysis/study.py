@@ -7,7 +7,8 @@ Per subject (one Ray task each, or in-process with ``workers=0``):
   predictions under the same names), vertebral levels from ``label-SC_desc-levels_dseg`` (or,
   failing that, from ``label-discs_dlabel`` via :mod:`data_modules.levels`), canal from
   ``label-canal_seg`` (the source's, else the manual one) → per-level CSA, canal area, SAC, SAC/CSA
-  (:mod:`analysis.morphometrics`, SCT conventions);
+  (:mod:`analysis.morphometrics`: SCT's axial-slice average by default, or volume / arc length
+  with ``level_method="volume"``);
 * diffusion — ``sub-X/dwi/sub-X_dwi`` + ``.bval``/``.bvec``, cord mask and levels on the DWI grid
   (``rec-average_dwi_label-SC_seg`` / ``…_label-SC_desc-levels_dseg``) → per-level FA/MD/RD/AD
   (:mod:`analysis.dti`, WLS by default).
@@ -37,7 +38,7 @@ import numpy as np
 from cordbench.errors import ConfigError, CordbenchError, InputError
 
 LEVEL_COL = "VertLevel"
-METRIC_COLUMNS = ["CSA", "canal_area", "SAC", "SAC_CSA", "n_slices", "FA", "MD", "RD", "AD", "dti_voxels"]
+METRIC_COLUMNS = ["CSA", "canal_area", "SAC", "SAC_CSA", "n_slices", "length_mm", "FA", "MD", "RD", "AD", "dti_voxels"]
 _SUB = re.compile(r"sub-[A-Za-z0-9]+")
 _DWI_WORDS = ("dwi", "dti", "fa", "md", "rd", "ad", "diffusion")
 _ANAT_WORDS = ("t2w", "csa", "sac", "canal", "t2")
@@ -71,6 +72,7 @@ class StudyOptions:
     fit_method: str = "WLS"
     angle_correction: bool = True
     centerline_method: str = "bspline"
+    level_method: str = "slice"       # slice (SCT's axial-slice average) | volume (volume / arc length)
     write_maps: bool = True
     out_dir: str = ""
     inject_failures: dict[str, str] = field(default_factory=dict)  # tests: subject -> "error" | "crash"
@@ -198,9 +200,19 @@ def _anat(job: SubjectJob, opts: StudyOptions, sub_dir: Path) -> dict[int, dict[
                                   centerline_method=opts.centerline_method)
     write_csv(sub_dir / f"{job.subject}_T2w_morphometrics.csv", aggregate(ps, Path(job.seg).name))
     write_csv(sub_dir / f"{job.subject}_T2w_morphometrics_perslice.csv", ps)
-    table = per_level_table(ps)
-    return {int(r[LEVEL_COL]): {k: r[k] for k in ("CSA", "canal_area", "SAC", "SAC_CSA", "n_slices") if k in r}
-            for _, r in table.iterrows()}
+    if opts.level_method == "volume":
+        from analysis.morphometrics import volume_per_level_from_files
+
+        table = volume_per_level_from_files(job.seg, levels, job.canal, centerline_method=opts.centerline_method)
+        write_csv(sub_dir / f"{job.subject}_T2w_morphometrics_volume.csv", table)
+        slices = per_level_table(ps).set_index(LEVEL_COL)["n_slices"]
+        table["n_slices"] = table[LEVEL_COL].map(slices)
+    elif opts.level_method == "slice":
+        table = per_level_table(ps)
+    else:
+        raise ConfigError(f"level method {opts.level_method!r}: slice or volume")
+    keys = ("CSA", "canal_area", "SAC", "SAC_CSA", "n_slices", "length_mm")
+    return {int(r[LEVEL_COL]): {k: r[k] for k in keys if k in r and np.isfinite(r[k])} for _, r in table.iterrows()}
 
 
 def _dwi(job: SubjectJob, opts: StudyOptions, sub_dir: Path) -> dict[int, dict[str, float]]:
@@ -401,7 +413,7 @@ def analyze(bids_dir: str | Path, out_dir: str | Path, *, seg_source: str = "lab
     status = subjects["status"].value_counts().to_dict() if len(subjects) else {}
     report = write_report(out, bids_dir=str(bids_dir), seg_source=seg_source, metrics=metrics, subjects=subjects,
                           stats=stats_res, boxplot=box, x=x, y=y, by=by_ok, seconds=seconds, workers=workers,
-                          address=address)
+                          address=address, level_method=opts.level_method)
     failed = subjects[subjects["status"] != "ok"][["participant_id", "status", "reasons"]].to_dict("records")
     summary = StudySummary(len(jobs), {str(k): int(v) for k, v in status.items()}, seconds, str(out), str(report),
                            str(out / "metrics.csv"), failed)
@@ -458,7 +470,8 @@ def level_summary(metrics, columns: Sequence[str]):
 
 
 def write_report(out: Path, *, bids_dir: str, seg_source: str, metrics, subjects, stats, boxplot, x: str, y: str,
-                 by: Sequence[str], seconds: float, workers: int, address: str | None) -> Path:
+                 by: Sequence[str], seconds: float, workers: int, address: str | None,
+                 level_method: str = "slice") -> Path:
     """Write ``report.html`` (figures referenced relative to ``out``)."""
     import datetime
     import html
@@ -483,7 +496,10 @@ def write_report(out: Path, *, bids_dir: str, seg_source: str, metrics, subjects
              f" (total {len(subjects)})</p>",
              "<h3>Subjects not fully processed (with the reason)</h3>", _html_table(not_ok),
              "<h2>Metrics per vertebral level</h2>",
-             "<p>CSA, canal area and SAC in mm² (angle-corrected, SCT conventions); SAC_CSA = SAC / CSA; "
+             "<p>CSA, canal area and SAC in mm² (" + ("mean of angle-corrected axial slices, SCT conventions"
+                                                      if level_method == "slice" else
+                                                      "level volume / arc length along the centerline") +
+             "); SAC_CSA = SAC / CSA; "
              "FA unitless, MD/RD/AD in mm²/s (mean within the cord mask of the level's slices).</p>",
              _html_table(level_summary(metrics, cols)) if len(metrics) else "<p><em>no metrics</em></p>"]
     if boxplot is not None:

@@ -187,3 +187,120 @@ def test_cli_analyze(tmp_path):
     corr = pd.read_csv(tmp_path / "out" / "stats" / "correlations.csv")
     assert set(corr["level"].astype(str)) == {"2", "3", "4"}
     assert main(["analyze", str(tmp_path / "nope"), "-o", str(tmp_path / "o2"), "--workers", "0"]) == 2
+
+
+# ------------------------------------------------------------------------------ phantom acceptance
+PHANTOM_COHORTS = {
+    # tilt 0–25°, sagittal PSR grid (as sct t2) rotated 15°: anatomy and DWI at SNR 30
+    "psr_oblique": dict(n=3, seed=3, tilt_min=0.0, tilt_max=25.0, orientation="PSR", oblique=15.0),
+    # strongly tilted, flipped axes (nibabel RPI) and the opposite obliquity
+    "rpi_oblique": dict(n=1, seed=4, tilt_min=20.0, tilt_max=25.0, orientation="RPI", oblique=-20.0),
+}
+
+
+@pytest.fixture(scope="module", params=sorted(PHANTOM_COHORTS))
+def phantom_study(request, tmp_path_factory):
+    from data_modules.phantom import generate_cohort
+
+    spec = dict(PHANTOM_COHORTS[request.param])
+    root = tmp_path_factory.mktemp(request.param) / "bids"
+    generate_cohort(root, spec.pop("n"), spec.pop("seed"), workers=1, **spec)
+    out = root.parent / "out"
+    analyze(root, out, workers=0, by=("sex",), progress=False)
+    truth = pd.read_csv(root / "derivatives" / "phantom-truth" / "truth_levels.tsv", sep="\t")
+    metrics = pd.read_csv(out / "metrics.csv")
+    return root, out, metrics.merge(truth, on=["participant_id", "VertLevel"], suffixes=("", "_truth"))
+
+
+@pytest.mark.slow
+def test_phantom_csa_sac_fa_against_truth(phantom_study):
+    """Default (SCT axial-slice) method: CSA within 2% everywhere, FA within 0.02, SAC within 3% except
+    at a stenosis, where a tilted axial cut mixes in the wider neighbouring canal (see the volume test)."""
+    _, out, j = phantom_study
+    assert (pd.read_csv(out / "subjects.csv")["status"] == "ok").all()
+    assert len(j) == 7 * j["participant_id"].nunique()  # C1..C7 of every subject
+    csa_err = (j["CSA"] / j["csa_mm2"] - 1).abs()
+    assert csa_err.max() < 0.02, j.loc[csa_err.idxmax()].to_dict()
+    smooth = j["stenosis_level"].isna()  # subjects without a stenosis
+    sac_err = (j["SAC"] / j["sac_mm2"] - 1).abs()[smooth]
+    assert sac_err.max() < 0.03, j.loc[sac_err.idxmax()].to_dict()
+    assert (j["SAC_CSA"] / j["sac_csa_ratio"] - 1).abs()[smooth].max() < 0.03
+    assert (j["FA"] - j["fa_cord"]).abs().max() < 0.02
+    assert j["angle_to_si_deg"].max() > 15  # the grid really is tilted against the cord
+
+
+@pytest.mark.slow
+def test_phantom_volume_method_csa_sac_everywhere(phantom_study):
+    """Volume / arc length: CSA within 2% and SAC within 3% at every level, stenoses included."""
+    from analysis.morphometrics import volume_per_level_from_files
+
+    root, _, j = phantom_study
+    for sub in j["participant_id"].unique():
+        d = root / "derivatives" / "labels" / sub / "anat"
+        v = volume_per_level_from_files(d / f"{sub}_T2w_label-SC_seg.nii.gz",
+                                        d / f"{sub}_T2w_label-SC_desc-levels_dseg.nii.gz",
+                                        d / f"{sub}_T2w_label-canal_seg.nii.gz")
+        t = j[j["participant_id"] == sub].set_index("VertLevel")
+        v = v.set_index("VertLevel")
+        assert list(v.index) == list(range(1, 8))
+        assert ((v["CSA"] / t["csa_mm2"] - 1).abs() < 0.02).all()
+        assert ((v["SAC"] / t["sac_mm2"] - 1).abs() < 0.03).all(), (v["SAC"] / t["sac_mm2"] - 1).to_dict()
+        truth = json.loads((root / "derivatives/phantom-truth" / sub / f"{sub}_truth.json").read_text())
+        length = pd.Series({lv["level"]: lv["length_mm"] for lv in truth["levels"].values()})
+        assert ((v["length_mm"] - length).abs() < 0.2).all()
+
+
+@pytest.mark.slow
+def test_phantom_dti_maps_equal_dipy(phantom_study):
+    import nibabel as nib
+    from dipy.core.gradients import gradient_table
+    from dipy.io.gradients import read_bvals_bvecs
+    from dipy.reconst.dti import TensorModel
+
+    root, out, _ = phantom_study
+    sub = "sub-001"
+    dwi = nib.load(str(root / sub / "dwi" / f"{sub}_dwi.nii.gz"))
+    mask = np.asarray(nib.load(str(root / "derivatives/labels" / sub / "dwi" /
+                                   f"{sub}_rec-average_dwi_label-SC_seg.nii.gz")).dataobj) > 0
+    bvals, bvecs = read_bvals_bvecs(str(root / sub / "dwi" / f"{sub}_dwi.bval"),
+                                    str(root / sub / "dwi" / f"{sub}_dwi.bvec"))
+    fit = TensorModel(gradient_table(bvals, bvecs=bvecs), fit_method="WLS").fit(np.asarray(dwi.dataobj), mask=mask)
+    for name, ref in (("FA", fit.fa), ("MD", fit.md), ("RD", fit.rd), ("AD", fit.ad)):
+        ours = np.asarray(nib.load(str(out / "subjects" / sub / "dti_maps" / f"{sub}_dwi_{name}.nii.gz")).dataobj)
+        assert np.abs(ours[mask] - ref[mask]).max() < 1e-6, name
+
+
+def test_planted_phantom_cohort_correlations(tmp_path):
+    """120 truth-only phantom subjects, r(FA, SAC/CSA) planted 0.6 (M) and 0.1 (F)."""
+    import json
+
+    from analysis.stats import comparison_table, correlation_table
+    from data_modules.phantom import generate_cohort
+
+    root = generate_cohort(tmp_path / "ph", 120, seed=7, truth_only=True, corr="M=0.6,F=0.1")
+    parts = pd.read_csv(root / "participants.tsv", sep="\t")
+    rows = []
+    for sub in parts["participant_id"]:
+        t = json.loads((root / "derivatives/phantom-truth" / sub / f"{sub}_truth.json").read_text())
+        for lv in t["levels"].values():
+            rows.append({"participant_id": sub, "VertLevel": lv["level"], "FA": lv["fa_cord"],
+                         "SAC_CSA": lv["sac_csa_ratio"]})
+    df = pd.DataFrame(rows).merge(parts, on="participant_id")
+    # per level: 7 levels × 2 sexes of ~60 subjects
+    corr = correlation_table(df, "FA", "SAC_CSA", ["sex"], "VertLevel")
+    comp = comparison_table(df, "FA", "SAC_CSA", ["sex"], "VertLevel")
+    sexes = corr[corr["by"] == "sex"]
+    planted = sexes["group"].map({"M": 0.6, "F": 0.1})
+    held = ((sexes["ci_low"] <= planted) & (planted <= sexes["ci_high"])).sum()
+    assert held >= 12  # of 14 CIs (expected 13.3 at 95% coverage)
+    assert (comp["p"] < 0.05).sum() >= 5  # of 7 levels (power ≈ 0.9 per level at n ≈ 60)
+    assert (comp["z"] * np.sign(comp["r_a"] - comp["r_b"]) > 0).all()
+    # pooled over levels after standardising within level: n ≈ 420 per sex
+    z = df.copy()
+    for c in ("FA", "SAC_CSA"):
+        z[c] = df.groupby("VertLevel")[c].transform(lambda v: (v - v.mean()) / v.std())
+    pooled = correlation_table(z, "FA", "SAC_CSA", ["sex"], None).set_index("group")
+    for sex, r in (("M", 0.6), ("F", 0.1)):
+        assert pooled.loc[sex, "ci_low"] <= r <= pooled.loc[sex, "ci_high"]
+    pc = comparison_table(z, "FA", "SAC_CSA", ["sex"], None)
+    assert pc["p"].iloc[0] < 1e-6

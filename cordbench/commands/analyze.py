@@ -18,6 +18,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--x", default="FA", help="x of the correlation (default FA)")
     p.add_argument("--y", default="SAC_CSA", help="y of the correlation (default SAC_CSA)")
     p.add_argument("--by", default="sex,manufacturer,institution_id", help="grouping columns of participants.tsv")
+    p.add_argument("--level-method", choices=["slice", "volume"], default="slice",
+                   help="per-level CSA/SAC: mean of angle-corrected axial slices (SCT, default) or "
+                        "volume / arc length along the centerline (exact for tilted, quickly narrowing canals)")
     p.add_argument("--fit-method", choices=["WLS", "OLS"], default="WLS", help="DTI fit (default WLS)")
     p.add_argument("--no-maps", action="store_true", help="do not write DTI maps")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -30,7 +33,7 @@ def run(args: argparse.Namespace) -> int:
 
     if args.workers < 0:
         raise ConfigError(f"--workers must be >= 0, got {args.workers}")
-    opts = StudyOptions(fit_method=args.fit_method, write_maps=not args.no_maps)
+    opts = StudyOptions(fit_method=args.fit_method, write_maps=not args.no_maps, level_method=args.level_method)
     by = [b.strip() for b in args.by.split(",") if b.strip()]
     s = analyze(args.bids_dir, args.out, seg_source=args.seg_source, workers=args.workers, address=args.address,
                 x=args.x, y=args.y, by=by, opts=opts, progress=not args.no_progress)

@@ -14,6 +14,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--vert", help="vertebral levels to keep, e.g. 2:3 or 2,4 (one row over them unless --perlevel)")
     p.add_argument("--perlevel", action="store_true", help="one row per level (default when --levels and no --vert)")
     p.add_argument("--perslice", action="store_true", help="one row per axial slice")
+    p.add_argument("--level-method", choices=["slice", "volume"], default="slice",
+                   help="slice: SCT columns from angle-corrected axial slices (default); volume: per-level CSA, "
+                        "canal area, SAC, SAC_CSA as volume / arc length along the centerline (needs --levels)")
     p.add_argument("--no-angle-corr", action="store_true", help="disable the centerline angle correction")
     p.add_argument("--centerline-method", choices=["bspline", "polyfit"], default="bspline",
                    help="centerline fit (default bspline, as SCT)")
@@ -30,6 +33,20 @@ def run(args: argparse.Namespace) -> int:
     from cordbench.io import write_csv
 
     vert = parse_vert(args.vert)
+    if args.level_method == "volume":
+        from analysis.morphometrics import volume_per_level_from_files
+        from cordbench.errors import ConfigError
+
+        if args.levels is None:
+            raise ConfigError("--level-method volume needs --levels")
+        table = volume_per_level_from_files(args.seg, args.levels, args.canal,
+                                            centerline_method=args.centerline_method, smooth=args.smooth)
+        if vert is not None:
+            table = table[table["VertLevel"].isin(vert)]
+        table.insert(0, "Filename", Path(args.seg).name)
+        write_csv(args.out, table)
+        print(f"wrote {args.out} ({len(table)} rows, volume / arc length)")
+        return 0
     with warnings.catch_warnings():
         warnings.simplefilter("always")
         perslice = morphometrics_from_files(args.seg, args.levels, args.canal,
