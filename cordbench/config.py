@@ -64,6 +64,7 @@ DEFAULTS: dict[str, Any] = {
             "gamma": 0.3,
         },
         "raters": "majority",            # GM challenge: majority | staple | random
+        "preset": None,                  # preprocessing preset: "perone" (GM challenge, Perone et al. 2018)
         "phantom": {"subjects": 20, "seed": 0, "snr": 30.0, "dwi": False},
     },
     "trainer": {
@@ -217,6 +218,8 @@ def validate(cfg: Mapping[str, Any], source: str = "config") -> None:
     if len(d["patch_size"]) != want:
         raise ConfigError(f"key 'data.patch_size' needs {want} sizes for spatial_dims={d['spatial_dims']}, "
                           f"got {d['patch_size']!r}", source)
+    if d.get("preset") not in (None, "perone"):
+        raise ConfigError(f"key 'data.preset' must be null or 'perone', got {d['preset']!r}", source)
     if m["scheduler"] not in ("cosine", "poly", "none"):
         raise ConfigError(f"key 'model.scheduler' must be cosine, poly or none; got {m['scheduler']!r}", source)
     s = d["split"]

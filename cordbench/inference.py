@@ -1,9 +1,9 @@
 """Inference on a NIfTI in any orientation, written back on the input's own grid.
 
 The image goes through the training preprocessing (RAS reorientation, optional resampling,
-z-score); class probabilities are resampled back onto the input grid (linear, in world
-coordinates) and the argmax is taken there, so the mask has exactly the input's shape and
-affine and lines up with it in any viewer. A JSON sidecar names the model and checkpoint.
+z-score); the argmax label map is taken on the preprocessed grid and written back onto the
+input grid by nearest-neighbour lookup in world coordinates (``data_modules.native``), so the
+mask has exactly the input's shape and affine and lines up with it in any viewer. A JSON sidecar names the model and checkpoint.
 """
 from __future__ import annotations
 
@@ -30,10 +30,11 @@ def predict_array(module: Any, data: np.ndarray, affine: np.ndarray) -> np.ndarr
     pre = tio.Compose(steps)(subject)
     with torch.no_grad():
         probs = module.predict_volume(pre["image"]["data"][None].float())[0]
-    prob_img = tio.ScalarImage(tensor=probs.float(), affine=pre["image"].affine)
-    back = tio.Resample(target=(tuple(int(s) for s in data.shape[:3]), np.asarray(affine)),
-                        image_interpolation="linear")(tio.Subject(prob=prob_img))
-    return back["prob"]["data"].argmax(0).numpy().astype(np.uint8)
+    labels = probs.argmax(0).numpy().astype(np.int16)
+    from data_modules.native import to_native
+
+    return to_native(labels, np.asarray(pre["image"].affine), data.shape[:3], np.asarray(affine),
+                     mode="nearest").astype(np.uint8)
 
 
 def predict_file(module: Any, image_path: str | Path, out_path: str | Path, ckpt: str | Path | None = None) -> Path:

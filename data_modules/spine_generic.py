@@ -38,11 +38,24 @@ class SpineGenericDataModule(SegmentationDataModule):
                 found = rec.label(name, desc=desc)
                 if found is not None:
                     labels[name if desc is None else f"{name}:{desc}"] = found.path
+            if self.task.name == "levels" and "SC:levels" not in labels:
+                # real spine-generic has no level-labelled cord: build it from SC + disc labels
+                sc, discs = rec.label("SC"), rec.label("discs")
+                if sc is not None and discs is not None:
+                    labels = {"SC": sc.path, "discs": discs.path}
             if len(labels) < len(self.task.labels):
                 continue
             sid = rec.subject if rec.session is None else f"{rec.subject}_{rec.session}"
             specs.append(SubjectSpec(sid, rec.path, labels, meta.get(rec.subject, {})))
         return sorted(specs, key=lambda s: s.subject)
+
+    def build_label(self, spec: SubjectSpec, image: Any):
+        """Levels task from SC + disc labels when no level-labelled cord exists; else the base."""
+        if self.task.name == "levels" and "discs" in spec.labels:
+            from data_modules.levels import levels_target
+
+            return levels_target(spec.labels["SC"], spec.labels["discs"], image, spec.image)
+        return super().build_label(spec, image)
 
     @staticmethod
     def _participants(index: Any) -> dict[str, dict[str, Any]]:

@@ -9,7 +9,10 @@ HELP = "segment NIfTI file(s) with a checkpoint; masks keep the input's shape an
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ckpt", required=True, help="trained checkpoint (.ckpt)")
-    p.add_argument("-i", "--input", nargs="+", required=True, help="input NIfTI image(s), any orientation")
+    p.add_argument("-i", "--input", nargs="+", help="input NIfTI image(s), any orientation")
+    p.add_argument("--bids", metavar="ROOT", help="predict every image of a BIDS data set into "
+                   "ROOT/derivatives/cordbench/sub-*/{anat,dwi}/<stem>_label-<TASK>_seg.nii.gz")
+    p.add_argument("--contrast", help="with --bids: the contrast to segment (default: the model's)")
     p.add_argument("-o", "--output", help="output mask path (one input) or folder (several inputs)")
 
 
@@ -22,8 +25,19 @@ def run(args: argparse.Namespace) -> int:
     from cordbench.checkpoints import load_module
     from cordbench.inference import predict_file
 
+    from cordbench.errors import ConfigError
+
+    if bool(args.input) == bool(args.bids):
+        raise ConfigError("give either -i/--input images or --bids ROOT")
     module = load_module(args.ckpt)
     task = module.hparams.get("task", "sc")
+    if args.bids:
+        from data_modules.native import predict_bids
+
+        contrast = args.contrast or module.hparams.get("contrast", "T2w")
+        outs = predict_bids(module, args.bids, contrast, task, ckpt=args.ckpt)
+        print(f"wrote {len(outs)} masks under {args.bids}/derivatives/cordbench")
+        return 0
     inputs = [Path(p) for p in args.input]
     for src in inputs:
         if args.output and len(inputs) == 1 and not Path(args.output).is_dir():
