@@ -1,0 +1,62 @@
+"""``cordbench sweep``: run a Ray Tune sweep from ``sweeps/*.yaml`` (or resume one)."""
+from __future__ import annotations
+
+import argparse
+
+HELP = "run a Ray Tune sweep (sweeps/*.yaml) locally or on a cluster; --resume finishes an interrupted one"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("config", nargs="?", help="sweep YAML (sweeps/*.yaml)")
+    p.add_argument("--address", help="join a running Ray cluster: auto | ray://host:10001 (default: local Ray)")
+    p.add_argument("--resume", metavar="DIR", help="finish the sweep in this folder (<storage>/<name>)")
+    p.add_argument("--storage", metavar="DIR", help="storage folder or URI (overrides the config's storage)")
+    p.add_argument("--override", action="append", default=[], metavar="KEY=VALUE",
+                   help="sweep key override, e.g. search.num_samples=4, config.trainer.max_epochs=1, "
+                        "space.model.lr.loguniform=[1e-4,1e-2] (repeatable)")
+    p.add_argument("--check", action="store_true", help="validate the sweep and every trial config, then stop")
+
+
+def summary_table(frame) -> str:
+    """The results table printed at the end (knob columns included)."""
+    drop = {"error", "run_dir", "params", "attempts", "early_stopped", "data", "task"}
+    cols = [c for c in frame.columns if c not in drop]
+    out = frame[cols].copy()
+    for c in ("val_dice", "test_dice"):
+        out[c] = out[c].map(lambda v: "" if v != v or v is None else f"{float(v):.4f}")
+    return out.to_string(index=False)
+
+
+def run(args: argparse.Namespace) -> int:
+    from cordbench.errors import ConfigError
+    from sweeps.config import load_sweep
+
+    if bool(args.config) == bool(args.resume):
+        raise ConfigError("give either a sweep config or --resume DIR")
+    if args.resume:
+        if args.override or args.storage:
+            raise ConfigError("--override/--storage cannot change a sweep being resumed")
+        if args.check:
+            load_sweep(args.resume, check_data=False)
+            print(f"{args.resume}: sweep.yaml is valid")
+            return 0
+        from sweeps.runner import resume_sweep
+
+        outcome = resume_sweep(args.resume, address=args.address)
+    else:
+        sweep = load_sweep(args.config, overrides=args.override, storage=args.storage)
+        print(f"sweep {sweep.name}: {sweep.n_trials} trial(s), {len(sweep.dims)} swept key(s), "
+              f"{sweep.n_validated} config(s) validated -> {sweep.sweep_dir}", flush=True)
+        if args.check:
+            return 0
+        from sweeps.runner import run_sweep
+
+        outcome = run_sweep(sweep, address=args.address)
+    frame = outcome.frame
+    print(f"\nsweep folder: {outcome.sweep_dir}  ({outcome.seconds:.0f} s)")
+    print(f"results: {outcome.results_csv}\n")
+    print(summary_table(frame))
+    failed = frame[frame["status"] != "TERMINATED"]
+    for _, row in failed.iterrows():
+        print(f"trial {row['trial_id']}: {row['status']} {row['error'] if row['error'] == row['error'] else ''}")
+    return 1 if len(failed) else 0

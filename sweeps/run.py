@@ -1,0 +1,29 @@
+"""Entry point for ``ray submit`` and ``ray job submit``: run (or resume) a sweep on the cluster.
+
+    ray submit sweeps/cluster/aws.yaml sweeps/run.py -- sweeps/ablation_full.yaml
+    ray job submit --address http://127.0.0.1:8265 --working-dir . -- python sweeps/run.py sweeps/quickstart.yaml
+
+It joins the running cluster (``address=auto`` unless ``--address`` is given) and accepts the
+options of ``cordbench sweep`` (``--resume DIR``, ``--storage``, ``--override``).
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``cordbench sweep`` with ``--address auto`` by default."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository (when not pip-installed)
+    from cordbench.cli import main as cli_main
+
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args[:1] == ["--"]:
+        args = args[1:]
+    if not any(a == "--address" or a.startswith("--address=") for a in args):
+        args += ["--address", "auto"]
+    return cli_main(["sweep", *args])
+
+
+if __name__ == "__main__":
+    sys.exit(main())

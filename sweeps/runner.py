@@ -1,0 +1,357 @@
+"""Run a sweep on Ray Tune: start (or join) Ray, build the Tuner, run or resume it.
+
+* :func:`run_sweep` — a new sweep: validate everything, generate the phantom cohort once in
+  the driver, write ``<storage>/<name>/sweep.yaml``, run the Tuner, write ``results.csv``.
+* :func:`resume_sweep` — finish a sweep whose driver died (``cordbench sweep --resume DIR``):
+  ``Tuner.restore`` keeps finished trials and continues unfinished ones from their last
+  checkpoint. The searcher's state is saved by this module after every finished trial
+  (``<sweep>/searcher/``) and loaded back into the restored searcher before the run resumes
+  (Ray's own experiment snapshot, if newer and consistent with the trial list, then wins).
+* :class:`SweepCallback` — driver-side Tune callback: refreshes ``results.csv`` (atomically)
+  whenever a trial starts, finishes, fails or is recovered, and saves the searcher state.
+
+Ray stays on the loopback interface in laptop mode (``127.0.0.1``, no dashboard, no usage
+statistics); ``address`` joins an existing cluster (``auto`` or ``ray://host:port``).
+"""
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable
+
+from ray import tune
+from ray.tune import Callback
+
+from cordbench.errors import ConfigError
+from sweeps import results as results_mod
+from sweeps.config import Dim, Sweep, is_uri, load_sweep, resolved_yaml
+from sweeps.trainable import TrialSetup, train_trial, trial_resources
+
+#: Environment set in the driver (and passed to workers of a joined cluster) unless already set.
+ENV_DEFAULTS = {
+    "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",      # keeps a local Ray on 127.0.0.1 (STACK.md)
+    "RAY_USAGE_STATS_ENABLED": "0",                # never phone home
+    "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "0",
+    "TUNE_GLOBAL_CHECKPOINT_S": "2",               # experiment snapshot at most every 2 s (resume point)
+    "RAY_DEDUP_LOGS": "1",
+    "WANDB_SILENT": "true",
+    "WANDB_CONSOLE": "off",
+    "PYTHONWARNINGS": "ignore::DeprecationWarning",
+}
+SEARCHER_DIR = "searcher"
+SEARCHER_FILE = "searcher.pkl"
+
+
+@dataclass
+class SweepOutcome:
+    """What a finished (or resumed) sweep leaves behind."""
+
+    sweep_dir: str
+    results_csv: str
+    frame: Any
+    seconds: float
+
+
+def set_environment(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """Set :data:`ENV_DEFAULTS` (and ``extra``) where not already set; returns what workers should get."""
+    env = {**ENV_DEFAULTS, **(extra or {})}
+    for k, v in env.items():
+        os.environ.setdefault(k, v)
+    return {k: os.environ[k] for k in env}
+
+
+def trial_dirname(trial: Any) -> str:
+    """Ray's per-trial folder (results, Tune checkpoints) beside ``trials/`` — ``tune_<trial id>``."""
+    return f"tune_{trial.trial_id}"
+
+
+# ----------------------------------------------------------------------------------------- Ray
+def init_ray(address: str | None = None, num_cpus: int | None = None, log_to_driver: bool = False,
+             env: dict[str, str] | None = None) -> bool:
+    """Start a local Ray on loopback, or join ``address``; returns True if this call started Ray."""
+    import logging
+
+    import ray
+
+    if ray.is_initialized():
+        return False
+    if address:
+        kwargs: dict[str, Any] = {"runtime_env": {"env_vars": dict(env or {})}, "log_to_driver": log_to_driver}
+        if not address.startswith("ray://"):
+            kwargs["logging_level"] = logging.WARNING
+        ray.init(address=address, **kwargs)
+    else:
+        ray.init(num_cpus=num_cpus or os.cpu_count() or 1, include_dashboard=False, _node_ip_address="127.0.0.1",
+                 log_to_driver=log_to_driver, logging_level=logging.WARNING, configure_logging=True)
+    return True
+
+
+# ------------------------------------------------------------------------------------ building
+def param_space(dims: Iterable[Dim]) -> dict[str, Any]:
+    """Ray Tune search space: ``{dotted key: tune domain}``."""
+    space: dict[str, Any] = {}
+    for d in dims:
+        if d.kind == "grid":
+            space[d.key] = tune.grid_search(d.ray_values())
+        elif d.kind == "choice":
+            space[d.key] = tune.choice(d.ray_values())
+        elif d.kind == "uniform":
+            space[d.key] = tune.uniform(float(d.values[0]), float(d.values[1]))
+        elif d.kind == "loguniform":
+            space[d.key] = tune.loguniform(float(d.values[0]), float(d.values[1]))
+        elif d.kind == "randint":
+            space[d.key] = tune.randint(int(d.values[0]), int(d.values[1]) + 1)  # high inclusive
+        else:  # pragma: no cover - parse_dim rejects other kinds
+            raise ConfigError(f"unknown distribution {d.kind!r} for {d.key!r}")
+    return space
+
+
+def build_searcher(sweep: Sweep):
+    """``None`` → Tune's grid/random variant generator (seeded); ``optuna`` → OptunaSearch (TPE, seeded)."""
+    s = sweep.search
+    if s["algorithm"] == "optuna":
+        import optuna
+        from ray.tune.search.optuna import OptunaSearch
+
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        sampler = optuna.samplers.TPESampler(seed=int(s["seed"]), n_startup_trials=int(s["n_startup_trials"]))
+        return OptunaSearch(sampler=sampler)
+    from ray.tune.search.basic_variant import BasicVariantGenerator
+
+    return BasicVariantGenerator(random_state=int(s["seed"]))
+
+
+def build_scheduler(sweep: Sweep):
+    """FIFO, or ASHA early stopping over ``time_attr`` (epochs) up to ``max_t``."""
+    sch = sweep.scheduler
+    if sch["name"] == "asha":
+        from ray.tune.schedulers import ASHAScheduler
+
+        return ASHAScheduler(time_attr=sch["time_attr"], max_t=int(sch["max_t"] or sweep.max_epochs()),
+                             grace_period=int(sch["grace_period"]), reduction_factor=float(sch["reduction_factor"]))
+    from ray.tune.schedulers import FIFOScheduler
+
+    return FIFOScheduler()
+
+
+def make_setup(sweep: Sweep) -> TrialSetup:
+    return TrialSetup(run_config=sweep.run_config, dims=list(sweep.dims), sweep_name=sweep.name,
+                      sweep_dir=sweep.sweep_dir, resources=dict(sweep.resources), sweep_file=str(sweep.path))
+
+
+def make_trainable(setup: TrialSetup):
+    """``train_trial`` with its setup attached and the trial's resources declared."""
+    return tune.with_resources(tune.with_parameters(train_trial, setup=setup), trial_resources(setup.resources))
+
+
+def build_tuner(sweep: Sweep, callback: "SweepCallback | None" = None) -> tune.Tuner:
+    """The Tuner of a new sweep (see :mod:`sweeps.config` for every key used)."""
+    from ray.tune import CheckpointConfig, FailureConfig, RunConfig, TuneConfig, Tuner
+
+    searcher = build_searcher(sweep)
+    s = sweep.search
+    callback = callback or SweepCallback(sweep, searcher if s["algorithm"] != "basic" else None)
+    storage = sweep.storage if is_uri(sweep.storage) else str(Path(sweep.storage))
+    return Tuner(
+        make_trainable(make_setup(sweep)),
+        param_space=param_space(sweep.dims),
+        tune_config=TuneConfig(metric=sweep.metric, mode=s["mode"], search_alg=searcher,
+                               scheduler=build_scheduler(sweep), num_samples=int(s["num_samples"]),
+                               max_concurrent_trials=s["max_concurrent_trials"], reuse_actors=True,
+                               trial_dirname_creator=trial_dirname),
+        run_config=RunConfig(name=sweep.name, storage_path=storage, stop=dict(sweep.raw["stop"]) or None,
+                             failure_config=FailureConfig(max_failures=int(sweep.raw["failure"]["max_failures"]),
+                                                          fail_fast=bool(sweep.raw["failure"]["fail_fast"])),
+                             checkpoint_config=CheckpointConfig(
+                                 num_to_keep=int(sweep.raw["checkpoint"]["num_to_keep"])),
+                             callbacks=[callback], verbose=int(sweep.raw["ray"]["verbose"])),
+    )
+
+
+# ------------------------------------------------------------------------------------ callback
+def inner_searcher(search_alg: Any) -> Any:
+    """The innermost Searcher (under SearchGenerator / ConcurrencyLimiter wrappers)."""
+    s = search_alg
+    while hasattr(s, "searcher") and s.searcher is not None and s.searcher is not s:
+        s = s.searcher
+    return s
+
+
+class SweepCallback(Callback):
+    """Refresh ``results.csv`` on every trial event; save the searcher after every finished trial."""
+
+    def __init__(self, sweep: Sweep, searcher: Any = None):
+        self.sweep_dir = sweep.sweep_dir
+        self.dims = list(sweep.dims)
+        self.run_config = sweep.run_config
+        self.searcher = searcher
+        self._params: dict[str, int] = {}
+        self.writes = 0
+
+    def _refresh(self, trials: list[Any], override: dict[str, str] | None = None) -> None:
+        infos = results_mod.infos_from_trials(trials)
+        for info in infos:
+            if override and info.trial_id in override:
+                info.status = override[info.trial_id]
+        frame = results_mod.build_table(infos, self.dims, self.run_config, self.sweep_dir, self._params)
+        results_mod.write_table(frame, self.sweep_dir)
+        self.writes += 1
+
+    def save_searcher(self) -> None:
+        """Pickle the searcher's state to ``<sweep>/searcher/searcher.pkl`` (atomic rename)."""
+        if self.searcher is None or is_uri(self.sweep_dir):
+            return
+        folder = Path(self.sweep_dir, SEARCHER_DIR)
+        folder.mkdir(parents=True, exist_ok=True)
+        tmp = folder / f".{SEARCHER_FILE}.part"
+        inner_searcher(self.searcher).save(str(tmp))
+        os.replace(tmp, folder / SEARCHER_FILE)
+
+    def on_trial_start(self, iteration: int, trials: list, trial: Any, **info) -> None:
+        self._refresh(trials)
+
+    def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info) -> None:
+        self._refresh(trials)
+
+    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info) -> None:
+        self.save_searcher()
+        self._refresh(trials, {trial.trial_id: "TERMINATED"})
+
+    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info) -> None:
+        self.save_searcher()
+        self._refresh(trials, {trial.trial_id: "ERROR"})
+
+    def on_experiment_end(self, trials: list, **info) -> None:
+        self.save_searcher()
+        self._refresh(trials)
+
+
+# ------------------------------------------------------------------------------------- running
+def prepare_data(sweep: Sweep) -> None:
+    """Generate the phantom cohort once in the driver and pin ``data.root`` (absolute) for all trials."""
+    d = sweep.run_config["data"]
+    swept = {dim.key for dim in sweep.dims}
+    if any(k.startswith("data.phantom") or k in ("data.root", "data.name") for k in swept):
+        return  # trials differ in data: each generates / reads its own
+    if d["name"] == "phantom":
+        from data_modules.base import build_datamodule
+
+        t0 = time.perf_counter()
+        root = build_datamodule(d).root()
+        d["root"] = str(Path(root).resolve())
+        print(f"phantom cohort: {d['root']} ({time.perf_counter() - t0:.1f} s)", flush=True)
+    elif d.get("root") and not is_uri(str(d["root"])):
+        d["root"] = str(Path(d["root"]).expanduser().resolve())
+    split_file = d["split"].get("file")
+    if split_file:
+        d["split"]["file"] = str(Path(split_file).expanduser().resolve())
+
+
+def resolve_gpus(sweep: Sweep) -> float:
+    """``resources.gpu: auto`` → 1 GPU per trial if the (joined) cluster has GPUs now, else 0."""
+    if sweep.resources.get("gpu") == "auto":
+        import ray
+
+        sweep.resources["gpu"] = 1 if ray.cluster_resources().get("GPU", 0) >= 1 else 0
+    return float(sweep.resources["gpu"])
+
+
+def _searcher_env(sweep: Sweep, pending: int | None = None) -> dict[str, str]:
+    """``TUNE_MAX_PENDING_TRIALS_PG``: with a searcher Tune keeps one pending trial unless told."""
+    if sweep.search["algorithm"] == "basic":
+        return {}
+    n = pending or sweep.search["max_concurrent_trials"] or int(sweep.raw["ray"]["num_cpus"] or os.cpu_count() or 1)
+    return {"TUNE_MAX_PENDING_TRIALS_PG": str(max(1, int(n)))}
+
+
+def _write_sweep_yaml(sweep: Sweep) -> None:
+    from sweeps import storage
+
+    if not is_uri(sweep.sweep_dir):
+        Path(sweep.sweep_dir).mkdir(parents=True, exist_ok=True)
+    storage.write_text(storage.join(sweep.sweep_dir, "sweep.yaml"), resolved_yaml(sweep))
+
+
+def _finish(sweep: Sweep, tuner: Any, t0: float, started: bool) -> SweepOutcome:
+    """Run the Tuner; the callback wrote the final results.csv at the experiment's end."""
+    grid = tuner.fit()
+    frame = read_results(sweep.sweep_dir)
+    if len(frame) != len(grid):
+        raise RuntimeError(f"results.csv has {len(frame)} rows for {len(grid)} trials in {sweep.sweep_dir}")
+    if started:
+        import ray
+
+        ray.shutdown()
+    from sweeps import storage
+
+    return SweepOutcome(sweep.sweep_dir, storage.join(sweep.sweep_dir, "results.csv"), frame,
+                        time.perf_counter() - t0)
+
+
+def run_sweep(sweep: Sweep, address: str | None = None) -> SweepOutcome:
+    """Run a new sweep (already loaded and validated) to completion."""
+    t0 = time.perf_counter()
+    if Path(sweep.sweep_dir).exists() and not is_uri(sweep.sweep_dir) and \
+            any(Path(sweep.sweep_dir).glob("experiment_state-*.json")):
+        raise ConfigError(f"sweep folder {sweep.sweep_dir} already holds a sweep: resume it with "
+                          f"`cordbench sweep --resume {sweep.sweep_dir}`, or choose another name/--storage",
+                          sweep.path)
+    env = set_environment(_searcher_env(sweep))
+    prepare_data(sweep)
+    started = init_ray(address, sweep.raw["ray"]["num_cpus"], bool(sweep.raw["ray"]["log_to_driver"]), env)
+    resolve_gpus(sweep)
+    _write_sweep_yaml(sweep)
+    return _finish(sweep, build_tuner(sweep), t0, started)
+
+
+def resume_sweep(sweep_dir: str | Path, address: str | None = None) -> SweepOutcome:
+    """Finish an interrupted sweep: finished trials are kept, unfinished ones continue, the
+    searcher continues from its saved state."""
+    from ray.tune import Tuner
+
+    t0 = time.perf_counter()
+    sweep_dir = str(sweep_dir)
+    local = not is_uri(sweep_dir)
+    if local:
+        sweep_dir = str(Path(sweep_dir).expanduser().resolve())
+        if not Path(sweep_dir, "sweep.yaml").exists():
+            raise ConfigError("not a sweep folder (no sweep.yaml)", sweep_dir)
+        sweep = load_sweep(Path(sweep_dir, "sweep.yaml"), check_data=False)
+    else:
+        from sweeps import storage
+
+        import tempfile
+
+        tmp = Path(tempfile.mkdtemp(prefix="cordbench-sweep-"), "sweep.yaml")
+        tmp.write_text(storage.read_text(storage.join(sweep_dir, "sweep.yaml")))
+        sweep = load_sweep(tmp, check_data=False)
+    # the folder may have moved since: storage/name follow the folder being resumed
+    sweep.raw["storage"] = str(Path(sweep_dir).parent) if local else sweep_dir.rsplit("/", 1)[0]
+    sweep.raw["name"] = sweep.name = Path(sweep_dir).name if local else sweep_dir.rsplit("/", 1)[1]
+    if not Tuner.can_restore(sweep_dir):
+        raise ConfigError("no Ray Tune experiment state to resume (the sweep never started?)", sweep_dir)
+    env = set_environment(_searcher_env(sweep))
+    started = init_ray(address, sweep.raw["ray"]["num_cpus"], bool(sweep.raw["ray"]["log_to_driver"]), env)
+    tuner = Tuner.restore(sweep_dir, trainable=make_trainable(make_setup(sweep)), resume_unfinished=True,
+                          resume_errored=False)
+    internal = tuner._local_tuner
+    search_alg = internal._tune_config.search_alg
+    searcher = inner_searcher(search_alg) if sweep.search["algorithm"] != "basic" else None
+    saved = Path(sweep_dir, SEARCHER_DIR, SEARCHER_FILE) if local else None
+    if searcher is not None and saved is not None and saved.exists():
+        searcher.restore(str(saved))
+    internal.get_run_config().callbacks = [SweepCallback(sweep, searcher)]
+    return _finish(sweep, tuner, t0, started)
+
+
+def read_results(sweep_dir: str | Path):
+    """results.csv of a sweep folder (or URI) as a DataFrame."""
+    import io
+
+    import pandas as pd
+
+    from sweeps import storage
+
+    return pd.read_csv(io.StringIO(storage.read_text(storage.join(str(sweep_dir), "results.csv"))))

@@ -1,0 +1,315 @@
+"""One sweep trial = one ``cordbench fit`` run into ``<sweep>/trials/<trial_id>/``.
+
+The Ray Tune function trainable :func:`train_trial` resolves the trial's run config (base
+config + sampled knobs + device settings), and calls :func:`cordbench.runner.fit` with one
+extra Lightning callback (:func:`report_callback`) that reports the validation metrics of
+every epoch to Tune together with a checkpoint. A trial restored by Tune (node lost, driver
+resumed) restarts from ``tune.get_checkpoint()``; a trial whose run folder already holds a
+finished run (``trial.json``) is not trained again.
+
+Devices: a CPU trial uses as many torch threads as it has CPUs; a trial with a GPU (or a
+fraction of one) trains with AMP (``16-mixed``); a trial with more than one GPU trains with
+DDP on a Ray ``TorchTrainer`` (one worker per GPU, ``RayDDPStrategy`` +
+``RayLightningEnvironment`` + ``RayTrainReportCallback`` + ``prepare_trainer``), its
+metrics forwarded to Tune by Ray's ``TuneReportCallback``.
+"""
+from __future__ import annotations
+
+import contextlib
+import copy
+import json
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator, Mapping
+
+from sweeps.config import Dim, apply_params, decode_params, is_uri
+
+DONE_FILE = "trial.json"
+RESUME_DIR = ".resume"
+CKPT_NAME = "checkpoint.ckpt"
+
+
+@dataclass
+class TrialSetup:
+    """Everything a trial needs besides its sampled parameters (picklable, sent once)."""
+
+    run_config: dict[str, Any]
+    dims: list[Dim]
+    sweep_name: str
+    sweep_dir: str                          # local absolute folder or URI
+    resources: dict[str, Any] = field(default_factory=lambda: {"cpu": 1, "gpu": 0})
+    sweep_file: str = ""
+
+    @property
+    def remote(self) -> bool:
+        return is_uri(self.sweep_dir)
+
+    @property
+    def gpus(self) -> float:
+        return float(self.resources.get("gpu", 0) or 0)
+
+    @property
+    def ddp(self) -> bool:
+        return self.gpus > 1
+
+
+# ------------------------------------------------------------------------------- configuration
+def device_settings(resources: Mapping[str, Any], precision: str = "32-true") -> dict[str, Any]:
+    """``trainer`` keys for the trial's resources: CPU, one (fractional) GPU with AMP, or DDP."""
+    gpu = float(resources.get("gpu", 0) or 0)
+    if gpu <= 0:
+        return {"accelerator": "cpu", "devices": 1}
+    amp = "16-mixed" if precision in ("32-true", "32", 32) else precision
+    if gpu <= 1:
+        return {"accelerator": "gpu", "devices": 1, "precision": amp}
+    # DDP: each Ray Train worker sees exactly its own GPU (Ray sets CUDA_VISIBLE_DEVICES)
+    return {"accelerator": "gpu", "devices": "auto", "precision": amp}
+
+
+def trial_config(setup: TrialSetup, params: Mapping[str, Any], trial_id: str, run_dir: str | Path) -> dict[str, Any]:
+    """The trial's full run config (validated by the driver before the sweep started)."""
+    values = decode_params(params, setup.dims)
+    cfg = apply_params(setup.run_config, values, f"{setup.sweep_file or setup.sweep_name} trial {trial_id}")
+    cfg["name"] = trial_id
+    cfg["output_dir"] = str(run_dir)
+    cfg["trainer"] = {**cfg["trainer"], **device_settings(setup.resources, cfg["trainer"].get("precision")),
+                      "enable_progress_bar": False}
+    wb = cfg["logger"]["wandb"]
+    wb["group"] = wb.get("group") or setup.sweep_name
+    wb["job_type"] = "sweep"
+    wb["tags"] = list(wb.get("tags") or []) + [f"sweep:{setup.sweep_name}"]
+    return cfg
+
+
+def local_run_dir(setup: TrialSetup, trial_id: str) -> Path:
+    """Where the trial writes its run folder: the sweep folder itself, or a local staging
+    folder (uploaded to ``<uri>/trials/<id>`` at the end) when the storage is a URI."""
+    if setup.remote:
+        return Path(tempfile.gettempdir(), "cordbench-trials", setup.sweep_name, trial_id)
+    return Path(setup.sweep_dir, "trials", trial_id)
+
+
+# ------------------------------------------------------------------------------------- reporting
+_CALLBACK_CLS: Any = None
+
+
+def report_callback(resume_epoch: int = -1):
+    """A Lightning callback reporting validation metrics + a checkpoint to Tune every epoch.
+
+    Epochs up to ``resume_epoch`` (the one in the checkpoint the trial restarted from) are
+    not reported again (Lightning re-fires the epoch end of a restored epoch).
+    """
+    global _CALLBACK_CLS
+    if _CALLBACK_CLS is None:
+        import pytorch_lightning as pl
+
+        class TuneReport(pl.Callback):
+            """Report ``val/*`` metrics as ``val_*`` plus ``epoch`` (epochs done) and a checkpoint."""
+
+            def __init__(self, resume_epoch: int = -1):
+                self.resume_epoch = resume_epoch
+                self.validated_epoch = -1
+                self.reports = 0
+
+            def on_validation_end(self, trainer, pl_module) -> None:
+                if not trainer.sanity_checking:
+                    self.validated_epoch = trainer.current_epoch
+
+            def on_train_epoch_end(self, trainer, pl_module) -> None:
+                epoch = trainer.current_epoch
+                if epoch <= self.resume_epoch or self.validated_epoch != epoch:
+                    return
+                metrics = {k.replace("/", "_"): float(v) for k, v in trainer.callback_metrics.items()
+                           if k.startswith(("val/", "train/"))}
+                metrics["epoch"] = epoch + 1
+                from ray import tune
+
+                with tempfile.TemporaryDirectory(prefix="cordbench-ckpt-") as tmp:
+                    trainer.save_checkpoint(str(Path(tmp, CKPT_NAME)))
+                    Path(tmp, "meta.json").write_text(json.dumps({"epoch": epoch}))
+                    tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(tmp))
+                self.reports += 1
+
+        _CALLBACK_CLS = TuneReport
+    return _CALLBACK_CLS(resume_epoch)
+
+
+@contextlib.contextmanager
+def restored_checkpoint(run_dir: Path) -> Iterator[tuple[str | None, int]]:
+    """``(ckpt_path, epoch)`` of Tune's checkpoint for this trial, copied into the run folder."""
+    from ray import tune
+
+    ckpt = tune.get_checkpoint()
+    if ckpt is None:
+        yield None, -1
+        return
+    dest = run_dir / RESUME_DIR
+    if dest.exists():
+        shutil.rmtree(dest)
+    ckpt.to_directory(str(dest))
+    meta = json.loads((dest / "meta.json").read_text()) if (dest / "meta.json").exists() else {"epoch": -1}
+    _set_aside_interrupted_wandb(run_dir)
+    try:
+        yield str(dest / CKPT_NAME), int(meta["epoch"])
+    finally:
+        shutil.rmtree(dest, ignore_errors=True)
+
+
+def _set_aside_interrupted_wandb(run_dir: Path) -> None:
+    """Keep one wandb run per trial: move runs of an interrupted attempt to ``wandb/interrupted/``."""
+    wdir = run_dir / "wandb"
+    for run in sorted(wdir.glob("offline-run-*")) + sorted(wdir.glob("run-*")):
+        target = wdir / "interrupted" / run.name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.move(str(run), str(target))
+
+
+def finished_record(run_dir: Path) -> dict[str, Any] | None:
+    """The ``trial.json`` of a finished run folder, else None."""
+    p = run_dir / DONE_FILE
+    if not p.exists():
+        return None
+    try:
+        return json.loads(p.read_text())
+    except json.JSONDecodeError:
+        return None
+
+
+def write_finished(run_dir: Path, trial_id: str, result: Any, last_metrics: dict[str, float],
+                   attempts: int) -> dict[str, Any]:
+    """Mark the run folder finished (``trial.json``: last reported metrics, timing)."""
+    from cordbench import io
+
+    record = {"trial_id": trial_id, "seconds": float(result.seconds), "best_ckpt": result.best_ckpt,
+              "val": result.val, "last_report": last_metrics, "attempts": attempts,
+              "finished": time.strftime("%Y-%m-%dT%H:%M:%S")}
+    io.write_json(run_dir / DONE_FILE, record)
+    return record
+
+
+# ---------------------------------------------------------------------------------------- trainable
+def train_trial(config: dict[str, Any], setup: TrialSetup) -> None:
+    """Ray Tune function trainable: one ``cordbench fit`` run with per-epoch reports."""
+    from ray import tune
+
+    trial_id = tune.get_context().get_trial_id()
+    run_dir = local_run_dir(setup, trial_id)
+    done = finished_record(run_dir)
+    if done is not None:  # finished before the driver was killed: report again, don't retrain
+        tune.report({**done.get("last_report", {}), "already_finished": 1})
+        return
+    cfg = trial_config(setup, config, trial_id, run_dir)
+    if setup.ddp:
+        _train_ddp(cfg, setup, trial_id)
+        return
+    import torch
+
+    from cordbench.runner import fit
+
+    torch.set_num_threads(max(1, int(float(setup.resources.get("cpu", 1)))))
+    run_dir.mkdir(parents=True, exist_ok=True)
+    attempts_file = run_dir / ".attempts"
+    attempts = int(attempts_file.read_text()) + 1 if attempts_file.exists() else 1
+    attempts_file.write_text(str(attempts))
+    with restored_checkpoint(run_dir) as (ckpt_path, epoch):
+        cb = report_callback(resume_epoch=epoch)
+        result = fit(cfg, callbacks=[cb], ckpt_path=ckpt_path)
+    last = {k.replace("/", "_"): v for k, v in result.val.items()}
+    write_finished(run_dir, trial_id, result, last, attempts)
+    if setup.remote:
+        from sweeps.storage import join, upload_dir
+
+        upload_dir(run_dir, join(setup.sweep_dir, "trials", trial_id))
+
+
+# ---------------------------------------------------------------------------------------------- DDP
+def ddp_trainer_kwargs() -> dict[str, Any]:
+    """Extra ``pl.Trainer`` arguments of a DDP worker (Ray's Lightning integration)."""
+    from ray.train.lightning import RayDDPStrategy, RayLightningEnvironment
+
+    return {"strategy": RayDDPStrategy(find_unused_parameters=False), "plugins": [RayLightningEnvironment()],
+            "devices": "auto", "accelerator": "auto"}
+
+
+def build_ddp_trainer(cfg: dict[str, Any], setup: TrialSetup, trial_id: str, callbacks: list[Any] | None = None):
+    """A Ray ``TorchTrainer`` running :func:`ddp_worker_loop` on one worker per GPU of the trial."""
+    from ray.train import FailureConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchTrainer
+
+    n = int(setup.gpus)
+    cpu_per_worker = max(1.0, float(setup.resources.get("cpu", 1)) / n)
+    scaling = ScalingConfig(num_workers=n, use_gpu=True, resources_per_worker={"CPU": cpu_per_worker, "GPU": 1})
+    storage = setup.sweep_dir if setup.remote else str(Path(setup.sweep_dir, "ddp"))
+    return TorchTrainer(ddp_worker_loop, train_loop_config={"cfg": cfg, "cpu_per_worker": cpu_per_worker},
+                        scaling_config=scaling,
+                        run_config=RunConfig(name=f"ddp_{trial_id}", storage_path=storage,
+                                             callbacks=list(callbacks or []),
+                                             failure_config=FailureConfig(max_failures=0)))
+
+
+@contextlib.contextmanager
+def ddp_trainer_patch(extra: dict[str, Any]) -> Iterator[None]:
+    """Inside a DDP worker: make :func:`cordbench.runner.build_trainer` add ``extra`` arguments
+    and pass the Trainer through ``ray.train.lightning.prepare_trainer``.
+
+    ``runner.fit`` builds its Trainer from ``cfg['trainer']``; the Ray strategy and plugins are
+    objects that cannot live in the YAML-dumped config, so they are injected here (the patch
+    only lives in the worker process, for the duration of the ``with``).
+    """
+    import cordbench.runner as runner
+    from ray.train.lightning import prepare_trainer
+
+    original = runner.build_trainer
+
+    def build(cfg, out, callbacks=(), loggers=None, checkpoint=True):
+        patched = {**cfg, "trainer": {**cfg["trainer"], **extra}}
+        return prepare_trainer(original(patched, out, callbacks, loggers, checkpoint))
+
+    runner.build_trainer = build
+    try:
+        yield
+    finally:
+        runner.build_trainer = original
+
+
+def ddp_worker_loop(loop_config: dict[str, Any]) -> None:
+    """Ray Train worker: ``fit`` under DDP; rank 0 then tests the best checkpoint on one device."""
+    import ray.train
+    import torch
+    from ray.train.lightning import RayTrainReportCallback
+
+    from cordbench.runner import evaluate, fit
+
+    torch.set_num_threads(max(1, int(loop_config["cpu_per_worker"])))
+    cfg = copy.deepcopy(loop_config["cfg"])
+    ckpt = ray.train.get_checkpoint()
+    rank = ray.train.get_context().get_world_rank()
+    with contextlib.ExitStack() as stack:
+        ckpt_path = None
+        if ckpt is not None:
+            d = stack.enter_context(ckpt.as_directory())
+            ckpt_path = str(Path(d, RayTrainReportCallback.CHECKPOINT_NAME))
+        with ddp_trainer_patch(ddp_trainer_kwargs()):
+            result = fit(cfg, callbacks=[RayTrainReportCallback()], ckpt_path=ckpt_path, test=False)
+    if rank == 0 and result.best_ckpt:
+        single = copy.deepcopy(cfg)
+        single["trainer"].update({"devices": 1, "strategy": "auto"})
+        evaluate(single, result.best_ckpt, "test")
+        write_finished(Path(cfg["output_dir"]), cfg["name"], result, {}, 1)
+
+
+def _train_ddp(cfg: dict[str, Any], setup: TrialSetup, trial_id: str) -> None:
+    from ray.tune.integration.ray_train import TuneReportCallback
+
+    build_ddp_trainer(cfg, setup, trial_id, callbacks=[TuneReportCallback()]).fit()
+
+
+def trial_resources(setup_resources: Mapping[str, Any]) -> dict[str, float]:
+    """Resources Tune reserves for the trial actor (DDP trials: the workers reserve the GPUs)."""
+    cpu, gpu = float(setup_resources.get("cpu", 1)), float(setup_resources.get("gpu", 0) or 0)
+    if gpu > 1:
+        return {"cpu": 0.01, "gpu": 0}  # the trial only drives a TorchTrainer; its workers hold CPUs/GPUs
+    return {"cpu": cpu, "gpu": gpu}
