@@ -341,10 +341,11 @@ def _balanced_boundary(lo_vals: np.ndarray, hi_vals: np.ndarray) -> float:
 
 
 def arc_length_positions(points_vox: np.ndarray, affine_rpi: np.ndarray, centerline, step: float = 0.1,
-                         margin: float = 3.0) -> tuple[np.ndarray, np.ndarray]:
+                         margin: float = 3.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Arc length (mm) of the projection of voxel points (n, 3) onto the fitted centerline.
 
-    Returns ``(s, inside)``; ``inside`` is False for points projecting onto the extrapolated ends.
+    Returns ``(s, width, inside)``: ``width`` is the extent of the voxel box along the local tangent
+    (``Σ_j |t·c_j|``), ``inside`` is False for points projecting onto the extrapolated ends.
     """
     from scipy.spatial import cKDTree
 
@@ -358,10 +359,17 @@ def arc_length_positions(points_vox: np.ndarray, affine_rpi: np.ndarray, centerl
     W = points_vox @ affine_rpi[:3, :3].T + affine_rpi[:3, 3]
     _, idx = cKDTree(P).query(W)
     s = S[idx] + np.einsum("ij,ij->i", W - P[idx], T[idx])
+    width = np.abs(T[idx] @ np.asarray(affine_rpi, float)[:3, :3]).sum(axis=1)
     lo = np.searchsorted(kq, ks[0])
     hi = np.searchsorted(kq, ks[-1])
     inside = (idx > lo) & (idx < hi)
-    return s, inside
+    return s, width, inside
+
+
+def _spread_count(s: np.ndarray, w: np.ndarray, a: float, b: float) -> float:
+    """Voxels in ``[a, b)`` when each voxel is spread uniformly over its extent ``s ± w/2``."""
+    over = np.minimum(b, s + w / 2) - np.maximum(a, s - w / 2)
+    return float(np.clip(over / w, 0.0, 1.0).sum())
 
 
 def volume_per_level(seg_rpi: np.ndarray, affine_rpi: np.ndarray, levels_rpi: np.ndarray,
@@ -372,11 +380,12 @@ def volume_per_level(seg_rpi: np.ndarray, affine_rpi: np.ndarray, levels_rpi: np
     An alternative to SCT's axial-slice average that matches a cross-section defined
     perpendicular to the cord even where the canal narrows quickly under a tilt (an oblique axial
     cut mixes the neighbouring, wider sections and overestimates a stenotic canal). Every voxel is
-    projected on the fitted centerline (arc length s); level k's slab is bounded by the s where the
-    cord labels change from k to its neighbour (the middle of the gap for perpendicular level
-    planes, the point of fewest misplaced voxels for axial ones) and, at the extreme levels, by
-    the extreme labelled voxels. Area = voxels in the slab × voxel volume / slab length.
-    ``SAC_CSA`` is the ratio of the level's SAC and CSA.
+    projected on the fitted centerline (arc length s) and spread uniformly over its extent along
+    the tangent. Level k's slab is bounded by the s where the cord labels change from k to its
+    neighbour (unlabelled cord beyond the first/last level counts as a neighbour): the middle of
+    the gap for perpendicular level planes, the point of fewest misplaced voxels for axial ones;
+    where the cord itself ends, by the extent of the last voxels. Area = (spread) voxels in the
+    slab × voxel volume / slab length. ``SAC_CSA`` is the ratio of the level's SAC and CSA.
     """
     import pandas as pd
 
@@ -384,35 +393,41 @@ def volume_per_level(seg_rpi: np.ndarray, affine_rpi: np.ndarray, levels_rpi: np
     frame = SliceFrame.from_affine(affine_rpi)
     ctl = fit_centerline(seg, frame, method=centerline_method, smooth=smooth)
     vvox = float(abs(np.linalg.det(np.asarray(affine_rpi, float)[:3, :3])))
-    cord_pts = np.argwhere(seg).astype(float)
-    s_cord, in_cord = arc_length_positions(cord_pts, affine_rpi, ctl)
+    s_cord, w_cord, in_cord = arc_length_positions(np.argwhere(seg).astype(float), affine_rpi, ctl)
     lab = np.round(np.asarray(levels_rpi, float))[seg]
-    levels = sorted(int(v) for v in np.unique(lab[lab > 0]))
+    by_level = {int(L): s_cord[(lab == L) & in_cord] for L in np.unique(lab[lab > 0])}
+    levels = [L for L, v in by_level.items() if v.size]
     if not levels:
         raise ValueError("no labelled cord voxel")
-    by_level = {L: s_cord[(lab == L) & in_cord] for L in levels}
-    levels = [L for L in levels if by_level[L].size]
     order = sorted(levels, key=lambda L: float(np.median(by_level[L])))  # increasing s
-    bounds: dict[int, list[float]] = {L: [float(by_level[L].min()), float(by_level[L].max())] for L in order}
+    half = float(np.median(w_cord)) / 2
+    bounds = {L: [float(by_level[L].min()) - half, float(by_level[L].max()) + half] for L in order}
     for lo, hi in zip(order[:-1], order[1:]):
         if abs(lo - hi) == 1:
-            b = _balanced_boundary(by_level[lo], by_level[hi])
-            bounds[lo][1] = bounds[hi][0] = b
-    s_canal = in_canal = None
+            bounds[lo][1] = bounds[hi][0] = _balanced_boundary(by_level[lo], by_level[hi])
+    unl = s_cord[(lab <= 0) & in_cord]
+    first, last = order[0], order[-1]
+    below = unl[unl < np.median(by_level[first])]
+    above = unl[unl > np.median(by_level[last])]
+    if below.size:
+        bounds[first][0] = _balanced_boundary(below, by_level[first])
+    if above.size:
+        bounds[last][1] = _balanced_boundary(by_level[last], above)
+    s_canal = None
     if canal_rpi is not None:
-        canal_pts = np.argwhere(np.asarray(canal_rpi) > 0).astype(float)
-        s_canal, in_canal = arc_length_positions(canal_pts, affine_rpi, ctl)
+        s_canal, w_canal, in_canal = arc_length_positions(np.argwhere(np.asarray(canal_rpi) > 0).astype(float),
+                                                          affine_rpi, ctl)
+        s_canal, w_canal = s_canal[in_canal], w_canal[in_canal]
+    sc, wc = s_cord[in_cord], w_cord[in_cord]
     rows = []
     for L in sorted(order):
         a, b = bounds[L]
         length = b - a
         if length <= 0:
             continue
-        n_cord = int(((s_cord >= a) & (s_cord < b) & in_cord).sum())
-        row = {"VertLevel": L, "length_mm": length, "CSA": n_cord * vvox / length}
+        row = {"VertLevel": L, "length_mm": length, "CSA": _spread_count(sc, wc, a, b) * vvox / length}
         if s_canal is not None:
-            n_can = int(((s_canal >= a) & (s_canal < b) & in_canal).sum())
-            row["canal_area"] = n_can * vvox / length
+            row["canal_area"] = _spread_count(s_canal, w_canal, a, b) * vvox / length
             row["SAC"] = row["canal_area"] - row["CSA"]
             row["SAC_CSA"] = row["SAC"] / row["CSA"] if row["CSA"] > 0 else np.nan
         rows.append(row)

@@ -192,7 +192,7 @@ def test_cli_analyze(tmp_path):
 # ------------------------------------------------------------------------------ phantom acceptance
 PHANTOM_COHORTS = {
     # tilt 0–25°, sagittal PSR grid (as sct t2) rotated 15°: anatomy and DWI at SNR 30
-    "psr_oblique": dict(n=3, seed=3, tilt_min=0.0, tilt_max=25.0, orientation="PSR", oblique=15.0),
+    "psr_oblique": dict(n=2, seed=3, tilt_min=0.0, tilt_max=25.0, orientation="PSR", oblique=15.0),
     # strongly tilted, flipped axes (nibabel RPI) and the opposite obliquity
     "rpi_oblique": dict(n=1, seed=4, tilt_min=20.0, tilt_max=25.0, orientation="RPI", oblique=-20.0),
 }
