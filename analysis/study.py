@@ -514,10 +514,17 @@ def write_report(out: Path, *, bids_dir: str, seg_source: str, metrics, subjects
                   "groups; Spearman ρ beside it.</p>",
                   "<h3>Overall, per level</h3>", _html_table(corr[corr["by"] == "all"][keep])]
         for col in by:
-            parts += [f"<h3>By {html.escape(col)}</h3>", _html_table(corr[corr["by"] == col][keep])]
+            sub = corr[corr["by"] == col]
+            small = int((sub["n"] < 4).sum())
+            parts += [f"<h3>By {html.escape(col)}</h3>", _html_table(sub[sub["n"] >= 4][keep])]
+            if small:
+                parts.append(f"<p>{small} level × group cells with fewer than 4 subjects are omitted here "
+                             "(listed in stats/correlations.csv).</p>")
+        tested = comp[comp["z"].notna()] if len(comp) else comp
         parts += ["<h3>Fisher z-tests between groups</h3>",
-                  "<p>z = (z1 − z2)/√(1/(n1−3) + 1/(n2−3)), two-sided p, BH q across levels × pairs.</p>",
-                  _html_table(comp)]
+                  "<p>z = (z1 − z2)/√(1/(n1−3) + 1/(n2−3)), two-sided p, BH q across levels × pairs "
+                  f"({len(comp) - len(tested)} pairs without enough subjects omitted).</p>",
+                  _html_table(tested)]
         parts += [img(f) for f in stats["figures"]]
     warn = subjects[subjects["warnings"].astype(str) != ""][["participant_id", "warnings"]] if len(subjects) else None
     parts += ["<h2>Warnings</h2>", _html_table(warn),
