@@ -2,7 +2,6 @@
 gradient-file handling (orientation, counts, b=0, norms), scheme and signal warnings, CLI."""
 from __future__ import annotations
 
-import warnings
 
 import numpy as np
 import pandas as pd
