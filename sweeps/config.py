@@ -29,17 +29,18 @@ unknown models or knobs, impossible knob combinations (``num_heads`` not dividin
 embedding, ``skip_connections`` beyond the stages, …) and missing data sets are rejected
 with the sweep file and the key named. Every combination of the categorical values (and
 both ends of every continuous range) is resolved into a full run config, passed through
-:func:`cordbench.config.validate`, and its network is instantiated on PyTorch's ``meta``
-device (no memory, no compute).
+:func:`cordbench.config.validate`, and its network is instantiated (without the random weight
+initialisation, which dominates the build time) to catch impossible knob combinations.
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import itertools
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Iterator, Mapping
 
 import yaml
 
@@ -352,8 +353,26 @@ def check_sweep_keys(raw: Mapping[str, Any], where: str) -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------------------- validation
+@contextlib.contextmanager
+def _no_weight_init() -> Iterator[None]:
+    """Skip ``torch.nn.init`` random fills while a network is built only to be checked and counted
+    (truncated-normal init dominates the build time of transformer networks)."""
+    import torch.nn.init as init
+
+    names = ("trunc_normal_", "normal_", "uniform_", "kaiming_uniform_", "kaiming_normal_", "xavier_uniform_",
+             "xavier_normal_", "orthogonal_")
+    saved = {n: getattr(init, n) for n in names if hasattr(init, n)}
+    try:
+        for n in saved:
+            setattr(init, n, lambda tensor, *args, **kwargs: tensor)
+        yield
+    finally:
+        for n, f in saved.items():
+            setattr(init, n, f)
+
+
 def network_check(cfg: Mapping[str, Any], cache: dict[str, int] | None = None) -> int:
-    """Instantiate the trial's network on the ``meta`` device; returns its parameter count.
+    """Instantiate the trial's network (no random init); returns its parameter count.
 
     Raises :class:`ConfigError` for impossible knob combinations (the network's own
     ``ValueError`` message, which names the knob).
@@ -370,18 +389,10 @@ def network_check(cfg: Mapping[str, Any], cache: dict[str, int] | None = None) -
                      default=str)
     if cache is not None and key in cache:
         return cache[key]
-    import torch
-
-    def build(device: str):
-        with torch.device(device):
-            return build_network(m["name"], in_channels=1, num_classes=task.num_classes,
-                                 spatial_dims=int(d["spatial_dims"]), preset=m["preset"], **options)
-
     try:
-        try:
-            net = build("meta")
-        except (NotImplementedError, RuntimeError):  # a constructor that reads tensor values
-            net = build("cpu")
+        with _no_weight_init():
+            net = build_network(m["name"], in_channels=1, num_classes=task.num_classes,
+                                spatial_dims=int(d["spatial_dims"]), preset=m["preset"], **options)
     except CordbenchError:
         raise
     except (ValueError, TypeError, AssertionError, KeyError) as exc:
