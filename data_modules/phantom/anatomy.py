@@ -45,7 +45,6 @@ BODY_RW, BODY_RB = 8.0, 7.5  # vertebral body half-width (R-L) and half-depth (A
 DISC_HALF = 2.0     # half-thickness of a disc along s, mm
 TABLE_STEP = 0.05   # mm, tabulation of the smooth profiles
 QUAD_STEP = 0.01    # mm, midpoint quadrature of per-level means
-BASIS_WIDTH = 1.5   # mm, width of the logistic transitions of the per-level SAC/CSA basis
 
 # gray-matter butterfly in normalised cord coordinates (u~ to the right, v~ anterior):
 # (centre u, centre v, half-width across, half-length along, angle of the long axis from anterior
@@ -57,10 +56,6 @@ GM_ELLIPSES = (
     (0.22, -0.37, 0.075, 0.37, -25.0),
     (-0.22, -0.37, 0.075, 0.37, 25.0),
 )
-
-
-def _logistic(t: np.ndarray) -> np.ndarray:
-    return 0.5 * (1.0 + np.tanh(0.5 * t))
 
 
 def gm_radius(un: np.ndarray, vn: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -354,22 +349,41 @@ def _pchip_end(h0: float, h1: float, d0: float, d1: float) -> float:
     return m
 
 
-def _level_windows(s: np.ndarray, disc_s: np.ndarray) -> np.ndarray:
-    """Seven smooth level windows (logistic edges at the inner discs); rows sum to 1."""
-    edges = _logistic((s[:, None] - disc_s[None, 1:-1]) / BASIS_WIDTH)  # (n, 6)
-    left = np.concatenate([np.ones((len(s), 1)), edges], axis=1)
-    right = np.concatenate([edges, np.zeros((len(s), 1))], axis=1)
-    return left - right
+def histospline_derivative(knots: np.ndarray, means: np.ndarray, s: np.ndarray) -> np.ndarray:
+    """Smooth profile with prescribed means between consecutive knots (area-preserving spline).
+
+    The cumulative integral ``F`` is known at the knots (``F_k = sum_j<k means_j·h_j``); ``F`` is
+    interpolated by a natural cubic spline and the profile is ``F'``: piecewise quadratic, C¹,
+    with exactly ``means[k]`` as its mean over ``[knots[k], knots[k+1]]``, and flat (constant)
+    beyond the end knots, where the natural spline has ``F'' = 0``.
+    """
+    x = np.asarray(knots, dtype=float)
+    h = np.diff(x)
+    f = np.concatenate([[0.0], np.cumsum(np.asarray(means, dtype=float) * h)])
+    n = len(x)
+    # natural cubic spline second derivatives m (m_0 = m_{n-1} = 0)
+    a = np.zeros((n, n))
+    rhs = np.zeros(n)
+    a[0, 0] = a[-1, -1] = 1.0
+    for i in range(1, n - 1):
+        a[i, i - 1], a[i, i], a[i, i + 1] = h[i - 1], 2 * (h[i - 1] + h[i]), h[i]
+        rhs[i] = 6 * ((f[i + 1] - f[i]) / h[i] - (f[i] - f[i - 1]) / h[i - 1])
+    m = np.linalg.solve(a, rhs)
+    sq = np.clip(np.asarray(s, dtype=float), x[0], x[-1])
+    k = np.clip(np.searchsorted(x, sq, side="right") - 1, 0, n - 2)
+    hk = h[k]
+    left, right = x[k + 1] - sq, sq - x[k]
+    return (-m[k] * left ** 2 / (2 * hk) + m[k + 1] * right ** 2 / (2 * hk)
+            + (f[k + 1] - f[k]) / hk - (m[k + 1] - m[k]) * hk / 6)
 
 
 def build_anatomy(draw: AnatomyDraw) -> Anatomy:
     """Centerline, disc positions and smooth profiles from the drawn parameters.
 
     Cord CSA, aspect ratio and gray-matter scale are monotone cubic (PCHIP) interpolations
-    through the level centres (constant beyond the first/last centre). ``rho`` = SAC/CSA is a
-    combination of seven smooth level windows (logistic edges, a partition of unity) whose
-    weights are solved so that each level's arc-length mean of rho equals
-    ``draw.sac_csa_levels`` exactly.
+    through the level centres (constant beyond the first/last centre). ``rho`` = SAC/CSA is the
+    area-preserving spline of the per-level targets (:func:`histospline_derivative`): smooth
+    along the cord, with each level's arc-length mean equal to ``draw.sac_csa_levels``.
     """
     from data_modules.phantom.geometry import tilt_rotation
 
@@ -385,15 +399,8 @@ def build_anatomy(draw: AnatomyDraw) -> Anatomy:
     g = pchip(centres, draw.gm_scale_levels, s_tab)
     a = np.sqrt(csa * asp / np.pi)
     b = np.sqrt(csa / (asp * np.pi))
-    zeros = np.zeros_like(s_tab)
-    anat = Anatomy(draw, cl, disc_s, s_tab, a, b, g, zeros, zeros, zeros)
-    # level means of the windows, with the same quadrature as the truth; then solve for weights
-    nodes = [anat.level_samples(k) for k in range(1, N_LEVELS + 1)]
-    m = np.stack([_level_windows(sk, disc_s).mean(axis=0) for sk in nodes])
-    coef = np.linalg.solve(m, np.asarray(draw.sac_csa_levels, dtype=float))
-    rho = _level_windows(s_tab, disc_s) @ coef
-    anat.rho_clipped = bool((rho < RHO_FLOOR).any())
-    anat.rho_tab = np.maximum(rho, RHO_FLOOR)
-    anat.A_tab = a * (1.0 + anat.rho_tab) ** CANAL_EXP_A
-    anat.B_tab = b * (1.0 + anat.rho_tab) ** CANAL_EXP_B
-    return anat
+    rho = histospline_derivative(disc_s, draw.sac_csa_levels, s_tab)
+    clipped = bool((rho < RHO_FLOOR).any())
+    rho = np.maximum(rho, RHO_FLOOR)
+    return Anatomy(draw, cl, disc_s, s_tab, a, b, g, rho, a * (1.0 + rho) ** CANAL_EXP_A,
+                   b * (1.0 + rho) ** CANAL_EXP_B, clipped)

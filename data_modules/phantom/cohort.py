@@ -24,8 +24,9 @@ from data_modules.phantom import layout
 from data_modules.phantom.anatomy import LEVEL_NAMES, gm_normalised_area
 from data_modules.phantom.dwi import scheme_paths
 from data_modules.phantom.options import PhantomOptions, cohort_options_dict, parse_corr
-from data_modules.phantom.population import (FA_CORD_MU, PARTICIPANT_COLUMNS, SIGMA_FA, SIGMA_X,
-                                             STENOSIS_LEVELS, load_sites, sac_csa_moments)
+from data_modules.phantom.population import (FA_CORD_MU, PARTICIPANT_COLUMNS, SIGMA_FA, SIGMA_LEVEL,
+                                             SIGMA_SUBJECT, STENOSIS_LEVELS, STENOSIS_SPREAD, load_sites,
+                                             sac_csa_moments)
 from data_modules.phantom.subject import generate_subject
 
 log = logging.getLogger(__name__)
@@ -61,7 +62,8 @@ DEFINITIONS = {
     "snr": "Rician noise sigma = white-matter signal (b0 for DWI) / SNR, before the bias field.",
     "planted_correlation": "Within a level and a group, Pearson r(FA_cord, SAC/CSA) = planted r in the "
                            "population: FA_cord = mu_FA + sigma_FA*(r*xhat + sqrt(1-r^2)*e) with xhat the "
-                           "level's SAC/CSA standardised by its exact population mean/SD.",
+                           "level's SAC/CSA standardised by its exact population mean/SD. SAC/CSA has a "
+                           "subject-level latent shared by the levels, so levels of a subject are correlated.",
 }
 
 
@@ -197,7 +199,8 @@ def _write_cohort_files(root: Path, results: list[dict[str, Any]], n: int, seed:
                     "no match: r = 0",
             "sac_csa_population_mean": dict(zip(LEVEL_NAMES, mean.tolist())),
             "sac_csa_population_sd": dict(zip(LEVEL_NAMES, sd.tolist())),
-            "sac_csa_sigma_latent": SIGMA_X, "stenosis_levels": [f"C{k}" for k in STENOSIS_LEVELS],
+            "sac_csa_sigma_subject": SIGMA_SUBJECT, "sac_csa_sigma_level": SIGMA_LEVEL,
+            "stenosis_levels": [f"C{k}" for k in STENOSIS_LEVELS], "stenosis_neighbour_weight": STENOSIS_SPREAD,
             "fa_cord_mean": dict(zip(LEVEL_NAMES, FA_CORD_MU.tolist())), "fa_cord_sd": SIGMA_FA,
             "subjects_per_group": _group_counts(results),
         },

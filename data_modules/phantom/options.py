@@ -30,7 +30,7 @@ class PhantomOptions:
     corr: str = DEFAULT_CORR          # planted Pearson r of FA vs SAC/CSA per group (see parse_corr)
     dwi: bool = True                  # write DWI (4D + bval/bvec + rec-average)
     stenosis_prob: float = 0.5        # share of subjects with a stenosis (at one of C3..C6)
-    stenosis_depth: float = 0.6       # SAC/CSA drop at the stenotic level for severity 1
+    stenosis_depth: float = 0.3       # SAC/CSA drop at the stenotic level for severity 1
     bias: float = 0.15                # amplitude of the smooth multiplicative bias field (log scale)
     dtype: str = "int16"              # stored image type: int16 (scanner-like) or float32
     t2w_fov: float = 56.0             # in-plane field of view (mm) around the cord, T2w and T2*

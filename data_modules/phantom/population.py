@@ -5,13 +5,14 @@ frequencies of the real ``spine-generic/participants.tsv`` (read from the shared
 present, else from the embedded ``spine_generic_sites.tsv`` derived from it). Sex is 50/50, age
 uniform 20–60.
 
-Planted correlation (per level, within a group): for subject i and level k a latent
-``z ~ N(0,1)`` (clipped at ±3.5) sets the level's SAC/CSA,
-``x = mu_k + SIGMA_X·z − depth·severity·[k is the stenotic level]``, met exactly by the anatomy.
-The cord FA of that level is ``F_k + SIGMA_FA·(r·x̂ + sqrt(1−r²)·e)``, with ``x̂`` = x standardised
-by its exact population mean and SD and ``e ~ N(0,1)`` independent, so that the population
-Pearson correlation of FA and SAC/CSA at each level is exactly ``r`` of the subject's group
-(see :func:`options.group_r`). Levels and subjects are independent.
+Planted correlation (per level, within a group): a subject's SAC/CSA at level k is
+``x = mu_k + SIGMA_SUBJECT·z + SIGMA_LEVEL·z_k − depth·severity·w_k`` with latents
+``z, z_k ~ N(0,1)`` (clipped at ±3.5; ``z`` shared by the subject's levels so the canal varies
+smoothly along the cord) and ``w_k`` the stenosis weights (1 at the stenotic level, 0.25 at its
+neighbours); the anatomy meets x exactly. The cord FA of that level is
+``F_k + SIGMA_FA·(r·x̂ + sqrt(1−r²)·e_k)``, with ``x̂`` = x standardised by its exact population
+mean and SD and ``e_k ~ N(0,1)`` independent, so the population Pearson correlation of FA and
+SAC/CSA at each level is exactly ``r`` of the subject's group (see :func:`options.group_r`).
 """
 from __future__ import annotations
 
@@ -41,9 +42,11 @@ LEVEL_LENGTH_MM = np.array([16.0, 17.5, 16.0, 16.0, 16.5, 16.5, 17.0])
 CSA_MM2 = np.array([70.0, 71.0, 73.0, 78.0, 82.0, 79.0, 68.0])    # cervical enlargement C5-C6
 ASPECT = np.array([1.45, 1.50, 1.55, 1.65, 1.72, 1.70, 1.55])       # R-L / A-P cord diameters
 GM_SCALE = np.array([0.85, 0.88, 0.93, 1.00, 1.06, 1.05, 0.95])
-SAC_CSA_MU = np.array([2.3, 1.9, 1.5, 1.35, 1.3, 1.35, 1.5])
-SIGMA_X = 0.2
+SAC_CSA_MU = np.array([2.0, 1.75, 1.52, 1.38, 1.32, 1.35, 1.45])
+SIGMA_SUBJECT = 0.17     # SAC/CSA: subject-level latent (shared by the levels)
+SIGMA_LEVEL = 0.08       # SAC/CSA: level-specific latent
 STENOSIS_LEVELS = (3, 4, 5, 6)
+STENOSIS_SPREAD = 0.4   # stenosis weight on the two neighbouring levels
 FA_CORD_MU = np.array([0.66, 0.67, 0.66, 0.65, 0.64, 0.64, 0.63])
 SIGMA_FA = 0.03
 FA_WM_GM_GAP = 0.30       # FA_WM − FA_GM
@@ -99,15 +102,26 @@ def clipped_normal_var(c: float = Z_CLIP) -> float:
     return (1 - 2 * tail) - 2 * c * phi + 2 * c * c * tail
 
 
+def stenosis_weights(level: int) -> np.ndarray:
+    """Weights (7,) of a stenosis centred at ``level`` (1..7) on the levels' SAC/CSA."""
+    w = np.zeros(N_LEVELS)
+    w[level - 1] = 1.0
+    for nb in (level - 2, level):
+        if 0 <= nb < N_LEVELS:
+            w[nb] = STENOSIS_SPREAD
+    return w
+
+
 def sac_csa_moments(options: PhantomOptions) -> tuple[np.ndarray, np.ndarray]:
     """Exact population mean and SD of each level's SAC/CSA under the generation model."""
     p, depth = options.stenosis_prob, options.stenosis_depth
-    q = np.array([1.0 / len(STENOSIS_LEVELS) if k in STENOSIS_LEVELS else 0.0
-                  for k in range(1, N_LEVELS + 1)])
-    ew = p * q / 2.0            # E[severity·1(level)] with severity ~ U(0, 1)
-    ew2 = p * q / 3.0
+    q = 1.0 / len(STENOSIS_LEVELS)
+    w1 = sum(q * stenosis_weights(k) for k in STENOSIS_LEVELS)       # E_K[w_k]
+    w2 = sum(q * stenosis_weights(k) ** 2 for k in STENOSIS_LEVELS)  # E_K[w_k²]
+    ew = p * w1 / 2.0            # E[B·severity·w], severity ~ U(0, 1), B ~ Bernoulli(p)
+    ew2 = p * w2 / 3.0
     mean = SAC_CSA_MU - depth * ew
-    var = SIGMA_X ** 2 * clipped_normal_var() + depth ** 2 * (ew2 - ew ** 2)
+    var = (SIGMA_SUBJECT ** 2 + SIGMA_LEVEL ** 2) * clipped_normal_var() + depth ** 2 * (ew2 - ew ** 2)
     return mean, np.sqrt(var)
 
 
@@ -118,8 +132,8 @@ class SubjectDraw:
     participant: dict[str, Any]
     anatomy: AnatomyDraw
     stenosis: dict[str, Any]
-    latent_z: np.ndarray       # (7,)
-    fa_noise: np.ndarray       # (7,)
+    latent_z: np.ndarray       # (7,) level-specific latent
+    latent_subject: float      # subject-level latent
     fa_cord: np.ndarray        # (7,) planted cord-average FA per level
     corr_r: float
     corr_key: str
@@ -153,10 +167,11 @@ def draw_subject(rng_demo: np.random.Generator, rng_anat: np.random.Generator, i
     has_sten = rng_anat.random() < options.stenosis_prob
     sten_level = int(rng_anat.choice(STENOSIS_LEVELS))
     severity = float(rng_anat.uniform(0.0, 1.0)) if has_sten else 0.0
+    z_subject = float(np.clip(rng_anat.standard_normal(), -Z_CLIP, Z_CLIP))
     z = np.clip(rng_anat.standard_normal(N_LEVELS), -Z_CLIP, Z_CLIP)
     e = rng_anat.standard_normal(N_LEVELS)
-    x = SAC_CSA_MU + SIGMA_X * z
-    x[sten_level - 1] -= options.stenosis_depth * severity
+    x = SAC_CSA_MU + SIGMA_SUBJECT * z_subject + SIGMA_LEVEL * z
+    x -= options.stenosis_depth * severity * stenosis_weights(sten_level)
     mean, sd = sac_csa_moments(options)
     xhat = (x - mean) / sd
     r, key = group_r(parse_corr(options.corr), sex, site["manufacturer"])
@@ -173,7 +188,7 @@ def draw_subject(rng_demo: np.random.Generator, rng_anat: np.random.Generator, i
                        origin)
     sten = {"present": bool(has_sten), "level": f"C{sten_level}" if has_sten else None,
             "severity": severity, "sac_csa_drop": options.stenosis_depth * severity}
-    return SubjectDraw(participant, anat, sten, z, e, fa_cord, r, key)
+    return SubjectDraw(participant, anat, sten, z, z_subject, fa_cord, r, key)
 
 
 def tensor_params(fa_cord: np.ndarray, gm_fraction: np.ndarray) -> dict[str, np.ndarray]:

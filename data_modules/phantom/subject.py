@@ -14,6 +14,7 @@ from data_modules.phantom.contrast import (BiasField, mix, noise_sigma, rician, 
                                            vendor_values)
 from data_modules.phantom.dwi import dw_signal, read_scheme, scheme_paths, world_gradients
 from data_modules.phantom.geometry import Grid, make_grid, oblique_rotation, tube_points
+from data_modules.phantom.labels import nested_masks, si_axis
 from data_modules.phantom.options import PhantomOptions
 from data_modules.phantom.population import (MD_CSF, SubjectDraw, draw_subject, load_sites,
                                              tensor_params)
@@ -72,18 +73,25 @@ def _grids(anat: Anatomy, options: PhantomOptions) -> dict[str, Grid]:
 
 def _anat_image(anat: Anatomy, grid: Grid, contrast: str, vendor: str, bias: BiasField,
                 with_gm: bool) -> dict[str, np.ndarray]:
+    """Noise-free image, level at voxel centres, and area-preserving canal/cord(/GM) masks."""
     values = vendor_values(contrast, vendor)
     dirs, sp = grid.directions, grid.spacing
 
     def fn(xyz: np.ndarray) -> dict[str, np.ndarray]:
         t = anat.classify(xyz, dirs, sp)
-        out = {"image": mix(values, t) * bias(xyz), "cord": t["cord"], "canal": t["canal"],
-               "level": t["level"]}
+        out = {"image": mix(values, t) * bias(xyz), "level": t["level"],
+               "f_canal": t["f_canal"].astype(np.float32), "f_cord": t["f_cord"].astype(np.float32)}
         if with_gm:
-            out["gm"] = t["gm"]
+            out["f_gm"] = t["f_gm"].astype(np.float32)
         return out
 
-    return _over_grid(grid, fn)
+    arr = _over_grid(grid, fn)
+    canal, cord, gm = nested_masks(arr.pop("f_canal"), arr.pop("f_cord"), arr.pop("f_gm", None),
+                                   si_axis(grid.affine))
+    arr.update(canal=canal, cord=cord)
+    if gm is not None:
+        arr["gm"] = gm
+    return arr
 
 
 def _dwi_arrays(anat: Anatomy, grid: Grid, vendor: str, bias: BiasField, tensors: dict[str, np.ndarray],
@@ -146,7 +154,7 @@ def generate_subject(out: str | Path, index: int = 0, seed: int = 0, options: Ph
         "tilt_deg": draw.anatomy.tilt_deg, "tilt_azimuth_deg": draw.anatomy.tilt_azimuth_deg,
         "lordosis_radius_mm": float(draw.anatomy.radius), "orientation": options.orientation,
         "oblique_deg": options.oblique, "stenosis": draw.stenosis,
-        "planted_r": draw.corr_r, "planted_r_group": draw.corr_key,
+        "planted_r": draw.corr_r, "planted_r_group": draw.corr_key, "latent_subject": draw.latent_subject,
         "rho_floor_applied": anat.rho_clipped,
         "disc_labels": {}, "levels": levels, "centerline": _centerline_samples(anat),
         "csf_md": MD_CSF, "images": {}, "definitions": "see derivatives/phantom-truth/cohort.json",
@@ -197,7 +205,7 @@ def _write_images(anat: Anatomy, draw: SubjectDraw, options: PhantomOptions, pat
             d["t2w_voxel"] = ijk.tolist()
     _save(discs, g, paths["T2w_discs"])
     truth["images"]["T2w"] = _grid_info(g, sigma)
-    for key, desc in (("T2w_SC", "spinal cord (voxel centre inside the cord ellipse)"),
+    for key, desc in (("T2w_SC", "spinal cord (area-preserving binarisation of the partial-volume map)"),
                       ("T2w_canal", "spinal canal / thecal sac including the cord"),
                       ("T2w_discs", "disc labels, SCT convention: 1 top of C1, 2 C1/C2, 3 C2/C3, ..., 8 C7/T1; "
                                     "voxel at the posterior tip of the disc"),

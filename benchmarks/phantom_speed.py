@@ -1,0 +1,128 @@
+"""Phantom generation speed (and, with --accuracy, CSA truth vs the written masks).
+
+Prints wall time for a cohort (default: 20 subjects, 2 workers, DWI on), voxels written per
+second, and the same machine's numpy element-wise throughput measured in this run as a
+reference (ratio = generator voxels/s ÷ numpy exp() elements/s on one core). The budget of the
+foundation issue is 20 subjects in <= 60 s on 2 cores.
+
+    .venv/bin/python benchmarks/phantom_speed.py [--subjects 20] [--workers 2] [--no-dwi] [--accuracy]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+
+def numpy_reference(n: int = 4_000_000, repeats: int = 5) -> float:
+    """Median elements/s of ``np.exp`` on float64 (one core)."""
+    x = np.random.default_rng(0).random(n)
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        np.exp(x)
+        times.append(time.perf_counter() - t)
+    return n / float(np.median(times))
+
+
+def count_voxels(root: Path) -> tuple[int, int]:
+    """(voxels in all written NIfTI images incl. 4D, bytes on disk)."""
+    import nibabel as nib
+
+    vox, size = 0, 0
+    for p in root.rglob("*.nii.gz"):
+        vox += int(np.prod(nib.load(str(p)).shape))
+        size += p.stat().st_size
+    return vox, size
+
+
+def accuracy(tmp: Path) -> None:
+    """CSA/SAC truth vs perpendicular resampling of the written masks, several tilts/orientations."""
+    import nibabel as nib
+    from scipy.ndimage import map_coordinates
+
+    from data_modules.phantom import generate_subject
+    from data_modules.phantom.layout import subject_paths
+
+    cases = [(0, 0, "LAS", 0), (1, 10, "RPI", 0), (2, 25, "PSR", 0), (3, 20, "LPI", 20), (4, 25, "PSR", 15),
+             (5, 15, "LAS", 30)]
+    worst_csa, worst_sac = 0.0, 0.0
+    print("\nCSA truth vs written mask (mean perpendicular area over 8 planes per level):")
+    for idx, tilt, orient, obl in cases:
+        root = tmp / f"acc{idx}"
+        generate_subject(root, index=idx, seed=99, tilt_min=tilt, tilt_max=tilt, orientation=orient,
+                         oblique=obl, dwi=False)
+        p = subject_paths(root, f"sub-{idx + 1:03d}")
+        truth = json.loads(p["truth"].read_text())
+        img = nib.load(str(p["T2w_SC"]))
+        seg = np.asanyarray(img.dataobj).astype(np.float32)
+        canal = np.asanyarray(nib.load(str(p["T2w_canal"])).dataobj).astype(np.float32)
+        cl = truth["centerline"]
+        s, pts, tan = np.array(cl["s_mm"]), np.array(cl["world_mm"]), np.array(cl["tangent"])
+        inv = np.linalg.inv(img.affine)
+        errs_c, errs_s = [], []
+        for lv in truth["levels"].values():
+            areas = []
+            for x in lv["s_start_mm"] + (np.arange(8) + 0.5) / 8 * lv["length_mm"]:
+                c = np.array([np.interp(x, s, pts[:, i]) for i in range(3)])
+                n = np.array([np.interp(x, s, tan[:, i]) for i in range(3)])
+                n /= np.linalg.norm(n)
+                e1 = np.cross(n, [1.0, 0, 0])
+                e1 /= np.linalg.norm(e1)
+                e2 = np.cross(n, e1)
+                g = np.arange(-16, 16, 0.1) + 0.05
+                a, b = np.meshgrid(g, g)
+                q = c[:, None] + e1[:, None] * a.ravel() + e2[:, None] * b.ravel()
+                ijk = inv[:3, :3] @ q + inv[:3, 3:4]
+                areas.append([map_coordinates(m, ijk, order=0).sum() * 0.01 for m in (seg, canal)])
+            cord, can = np.mean(areas, axis=0)
+            errs_c.append(abs(cord / lv["csa_mm2"] - 1))
+            errs_s.append(abs((can - cord) / lv["sac_mm2"] - 1))
+        worst_csa, worst_sac = max(worst_csa, max(errs_c)), max(worst_sac, max(errs_s))
+        print(f"  tilt {tilt:4.1f}° {orient} oblique {obl:2d}°: CSA error mean {100 * np.mean(errs_c):.2f}% "
+              f"max {100 * max(errs_c):.2f}% | SAC error max {100 * max(errs_s):.2f}%")
+    print(f"  worst per-level error: CSA {100 * worst_csa:.2f}% (target < 2%), SAC {100 * worst_sac:.2f}% (< 3%)")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--subjects", type=int, default=20)
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--no-dwi", action="store_true")
+    ap.add_argument("--accuracy", action="store_true", help="also measure CSA/SAC truth vs masks")
+    args = ap.parse_args()
+
+    from data_modules.phantom import generate_cohort
+
+    ref = numpy_reference()
+    with tempfile.TemporaryDirectory() as tmpd:
+        tmp = Path(tmpd)
+        t0 = time.perf_counter()
+        generate_cohort(tmp / "cohort", n_subjects=args.subjects, seed=0, workers=args.workers,
+                        dwi=not args.no_dwi)
+        wall = time.perf_counter() - t0
+        vox, size = count_voxels(tmp / "cohort")
+        rate = vox / wall
+        load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+        print(f"phantom: {args.subjects} subjects, {args.workers} workers, dwi={'off' if args.no_dwi else 'on'}, "
+              f"cpu_count={os.cpu_count()}, load(1 min)={load:.1f}")
+        print(f"  wall time        {wall:8.1f} s   ({wall / args.subjects:.2f} s/subject; budget 60 s for 20 "
+              f"subjects -> {'OK' if wall * 20 / args.subjects <= 60 else 'OVER'})")
+        print(f"  voxels written   {vox / 1e6:8.1f} M   ({size / 1e6:.0f} MB gzip)")
+        print(f"  generator        {rate / 1e6:8.2f} Mvoxel/s")
+        print(f"  numpy exp ref    {ref / 1e6:8.1f} Melem/s (1 core, same run); ratio generator/ref = {rate / ref:.4f}")
+        if args.accuracy:
+            accuracy(tmp)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
