@@ -475,3 +475,50 @@ def test_cli_generates_is_idempotent_and_refuses_foreign_folder(tmp_path: Path, 
     assert cli_main(["phantom", "--out", str(tmp_path / "x"), "--orientation", "QQQ"]) == 2
     with pytest.raises(InputError):
         generate_cohort(foreign, n_subjects=1, truth_only=True)
+
+
+# ----------------------------------------------------------------------------- building blocks
+def test_pchip_matches_scipy():
+    from scipy.interpolate import PchipInterpolator
+
+    from data_modules.phantom.anatomy import pchip
+
+    x = np.array([0.0, 8.0, 24.5, 40.0, 57.0, 73.0, 90.0])
+    y = np.array([70.0, 71.0, 73.0, 78.0, 82.0, 79.0, 68.0])
+    q = np.linspace(0, 90, 1001)
+    assert np.allclose(pchip(x, y, q), PchipInterpolator(x, y)(q), atol=1e-9)
+
+
+def test_histospline_has_exact_level_means_and_is_smooth():
+    from scipy.integrate import quad
+
+    from data_modules.phantom.anatomy import histospline_derivative
+
+    knots = np.concatenate([[0.0], np.cumsum([15.0, 17.5, 16.0, 15.5, 16.5, 16.0, 17.0])])
+    means = np.array([2.0, 1.7, 1.2, 1.35, 1.3, 1.4, 1.5])
+    for k in range(7):
+        val, _ = quad(lambda s: float(histospline_derivative(knots, means, np.array([s]))[0]), knots[k], knots[k + 1])
+        assert val / (knots[k + 1] - knots[k]) == pytest.approx(means[k], abs=1e-9)
+    s = np.linspace(-10, knots[-1] + 10, 20001)
+    f = histospline_derivative(knots, means, s)
+    assert np.abs(np.diff(f)).max() < 1e-2  # continuous (no jumps at the knots)
+    assert f[0] == pytest.approx(f[np.searchsorted(s, 0.0)], abs=1e-6)  # flat beyond the ends
+
+
+def test_area_preserving_mask():
+    from data_modules.phantom.labels import area_preserving_mask, nested_masks
+
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[0:40, 0:40]
+    frac = np.stack([np.clip(0.5 - (np.hypot(xx - 20.3 - k * 0.1, yy - 19.6) - 9.0 - 0.2 * k), 0, 1)
+                     for k in range(5)], axis=1)  # slices along axis 1
+    frac = frac + rng.uniform(-0.01, 0.01, frac.shape) * ((frac > 0) & (frac < 1))
+    m = area_preserving_mask(frac, axis=1)
+    for k in range(frac.shape[1]):
+        assert m[:, k].sum() == int(np.floor(frac[:, k].sum() + 0.5))
+        assert np.all(m[:, k][frac[:, k] >= 1]) and not np.any(m[:, k][frac[:, k] <= 0])
+    # differs from the 0.5 threshold only where the fraction is near 0.5
+    diff = m != (frac >= 0.5)
+    assert np.all(np.abs(frac[diff] - 0.5) < 0.35)
+    canal, cord, gm = nested_masks(np.minimum(frac * 1.5, 1), frac, frac * 0.3, axis=1)
+    assert not np.any(cord & ~canal) and not np.any(gm & ~cord)

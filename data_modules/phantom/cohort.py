@@ -52,8 +52,12 @@ DEFINITIONS = {
     "sac_mm2": "canal_area_mm2 - csa_mm2 (space available for the cord).",
     "sac_csa_ratio": "Arc-length mean of SAC(s)/CSA(s) over the level (equals the planted SAC/CSA); "
                      "sac_csa_ratio_of_means = sac_mm2 / csa_mm2.",
-    "labels": "Binary labels take the tissue at the voxel centre; images mix tissues by partial volume "
-              "(linear ramp of the signed distance over the voxel's width along the boundary normal).",
+    "labels": "Images mix tissues by partial volume (linear ramp of the signed distance to each boundary over "
+              "the voxel's width along the boundary normal). T2w/T2* labels binarise these fractions "
+              "slice by slice across S-I keeping round(sum of fractions) voxels (all full ones plus the "
+              "partial ones with the largest fractions), so each slice's label area equals its "
+              "partial-volume area within one voxel; canal >= cord >= GM are nested. DWI labels take the "
+              "tissue at the voxel centre (DWI voxels hold one tissue each).",
     "dti": "Cord tensors are axially symmetric with the principal eigenvector along the centerline "
            "tangent; WM/GM FA/MD/AD/RD are constant within a level. fa_cord etc.: cross-section-area "
            "weighted WM/GM mean (planted); *_cord_dwi_mask: mean over the DWI cord-mask voxels of the "
