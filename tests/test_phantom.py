@@ -522,3 +522,21 @@ def test_area_preserving_mask():
     assert np.all(np.abs(frac[diff] - 0.5) < 0.35)
     canal, cord, gm = nested_masks(np.minimum(frac * 1.5, 1), frac, frac * 0.3, axis=1)
     assert not np.any(cord & ~canal) and not np.any(gm & ~cord)
+
+
+def test_concurrent_writers_keep_the_first_cohort(tmp_path: Path):
+    """Two processes generating the same cache folder: the second keeps the first's files."""
+    from data_modules.phantom.cohort import _swap_into_place
+
+    out = tmp_path / "cache"
+    generate_cohort(out, n_subjects=1, seed=0, truth_only=True)
+    marker = out / "participants.tsv"
+    inode = marker.stat().st_ino
+    tmp = tmp_path / "other"
+    generate_cohort(tmp, n_subjects=1, seed=0, truth_only=True)
+    _swap_into_place(tmp, out, replace=False, n=1, seed=0, opts=PhantomOptions(truth_only=True))
+    assert marker.stat().st_ino == inode  # untouched
+    assert generate_cohort(out, n_subjects=1, seed=0, truth_only=True) == out  # up to date: no-op
+    assert marker.stat().st_ino == inode
+    generate_cohort(out, n_subjects=1, seed=0, truth_only=True, force=True)
+    assert marker.stat().st_ino != inode

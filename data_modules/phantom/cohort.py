@@ -133,7 +133,7 @@ def generate_cohort(out: str | Path, n_subjects: int = 20, seed: int = 0, *, wor
     try:
         results = _run_subjects(tmp, n_subjects, seed, opts, sites, workers, progress)
         _write_cohort_files(tmp, results, n_subjects, seed, opts, sites_source)
-        _swap_into_place(tmp, out)
+        _swap_into_place(tmp, out, replace=force, n=n_subjects, seed=seed, opts=opts)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
@@ -227,16 +227,33 @@ def _group_counts(results: list[dict[str, Any]]) -> dict[str, int]:
     return dict(sorted(counts.items()))
 
 
-def _swap_into_place(tmp: Path, out: Path) -> None:
+def _swap_into_place(tmp: Path, out: Path, replace: bool, n: int, seed: int, opts: PhantomOptions) -> None:
+    """Move the finished cohort to ``out``.
+
+    If another process finished the same cohort first (parallel trials sharing a cache folder),
+    its copy is kept and ours dropped, so readers of ``out`` never see files vanish. An existing
+    cohort is replaced only when ``replace`` (``force``) was asked for.
+    """
     if out.is_dir() and not any(out.iterdir()):
-        out.rmdir()
-    if out.exists():
+        try:
+            out.rmdir()
+        except OSError:
+            pass
+    if out.exists() and replace and _is_phantom(out):
         old = out.parent / f".{out.name}.old-{os.getpid()}"
         os.replace(out, old)
         os.replace(tmp, out)
         shutil.rmtree(old, ignore_errors=True)
-    else:
+        return
+    try:
+        if out.exists():
+            raise FileExistsError(str(out))
         os.replace(tmp, out)
+    except OSError:
+        if _is_phantom(out) and _matches(out, n, seed, opts):
+            log.info("phantom cohort at %s was written by another process; keeping it", out)
+            return
+        raise InputError("phantom output folder appeared while generating and holds something else", out)
 
 
 def _readme(n: int, seed: int) -> str:
