@@ -1,0 +1,335 @@
+"""The leaderboard on a small but real sweep folder (also used by ``test_tracking.py``).
+
+Four real ``cordbench.runner.fit`` runs (tiny networks, phantom cohort of 6 subjects, one short
+epoch, offline wandb) laid out as ``cordbench sweep`` lays out a sweep, plus one failed trial
+row, and a ``results.csv`` written here — built once per test session (``real_sweep``). The
+tests recompute the leaderboard's statistics independently from the per-subject files: means
+by hand, the bootstrap CI against the *exact* bootstrap distribution (all n**n resamples of
+the 3 test subjects), Wilcoxon p-values with scipy on the same pairs.
+"""
+from __future__ import annotations
+
+import csv
+import itertools
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+#: (trial_id, model, seed, options)
+TRIALS = [
+    ("t000", "unet", 0, {}),
+    ("t001", "unet", 1, {}),
+    ("t002", "sattisunet", 0, {"skip_connections": 0}),
+    ("t003", "sattisunet", 0, {"skip_connections": 1}),
+]
+FAILED = ("t004", "sattisunet", 1, {"skip_connections": 1}, "RuntimeError: out of memory (simulated)")
+GROUP = "lb-test-sweep"
+
+
+def trial_config(phantom: Path, out: Path, trial_id: str, model: str, seed: int,
+                 options: dict[str, Any]) -> dict[str, Any]:
+    """Resolved config of one trial (what the sweep runner would hand to ``fit``)."""
+    from cordbench.config import load_config
+
+    extra = {
+        "name": f"{GROUP}-{trial_id}", "seed_everything": seed, "output_dir": str(out),
+        "model": {"name": model, "preset": "tiny", "options": dict(options)},
+        "data": {"name": "phantom", "root": str(phantom), "task": "sc", "spacing": [2.0, 2.0, 2.0],
+                 "patch_size": [24, 24], "batch_size": 4,
+                 "samples_per_volume": 2, "queue_length": 8, "phantom": {"subjects": 6, "seed": 0},
+                 "split": {"val_fraction": 0.15, "test_fraction": 0.5, "seed": 0}},
+        "trainer": {"max_epochs": 1, "accelerator": "cpu", "devices": 1, "limit_train_batches": 2,
+                    "enable_progress_bar": False, "log_every_n_steps": 1},
+        "logger": {"wandb": {"enabled": True, "mode": "offline", "group": GROUP, "job_type": "trial"}},
+    }
+    return load_config([], [], extra)
+
+
+def build_sweep(root: Path) -> Path:
+    """Run the trials into ``root/trials/<id>/`` and write ``results.csv`` and ``sweep.yaml``."""
+    from cordbench.runner import fit
+
+    root.mkdir(parents=True, exist_ok=True)
+    phantom = root.parent / "phantom"
+    rows = []
+    for trial_id, model, seed, options in TRIALS:
+        out = root / "trials" / trial_id
+        result = fit(trial_config(phantom, out, trial_id, model, seed, options))
+        rows.append({"trial_id": trial_id, "status": "TERMINATED", "error": "", "model": model, "preset": "tiny",
+                     "seed": seed, "data": "phantom", "task": "sc", "skip_connections": options.get("skip_connections"),
+                     "val_dice": result.val.get("val/dice"),
+                     "test_dice": result.test_summary["metrics"]["sc/dice"]["mean"],
+                     "run_dir": f"trials/{trial_id}", "epochs": 1, "seconds": result.seconds, "params": None})
+    tid, model, seed, options, error = FAILED
+    rows.append({"trial_id": tid, "status": "ERROR", "error": error, "model": model, "preset": "tiny", "seed": seed,
+                 "data": "phantom", "task": "sc", "skip_connections": options["skip_connections"],
+                 "run_dir": f"trials/{tid}"})
+    pd.DataFrame(rows).to_csv(root / "results.csv", index=False)
+    (root / "sweep.yaml").write_text(f"name: {GROUP}\n")
+    return root
+
+
+# ------------------------------------------------------------------------------------ helpers
+def wandb_records(run_dir: Path) -> list[dict[str, Any]]:
+    """Every record of an offline run, read with wandb's own reader (``wandb leet inspect --json``)."""
+    exe = Path(sys.executable).parent / "wandb"
+    proc = subprocess.run([str(exe), "leet", "inspect", "--json", str(run_dir)], stdin=subprocess.DEVNULL,
+                          capture_output=True, text=True, timeout=120, check=True)
+    return [json.loads(line) for line in proc.stdout.splitlines() if line.strip().startswith("{")]
+
+
+def wandb_run_info(run_dir: Path) -> dict[str, Any]:
+    """The run record (group, job type, tags, config), the merged summary and the artifact records."""
+    records = wandb_records(run_dir)
+    run = next(r["run"] for r in records if r.get("type") == "run")
+    summary: dict[str, Any] = {}
+    for r in records:
+        if r.get("type") == "summary":
+            summary.update(r["summary"].get("update") or {})
+    return {"run": run, "summary": summary, "artifacts": [r["artifact"] for r in records
+                                                          if r.get("type") == "artifact"],
+            "exit": next((r["exit"] for r in records if r.get("type") == "exit"), None)}
+
+
+def read_subject_csv(path: Path, column: str) -> dict[str, float]:
+    """subject -> value, read with the csv module (independent of pandas and the leaderboard)."""
+    with open(path, newline="") as fh:
+        return {row["subject"]: float(row[column]) for row in csv.DictReader(fh)}
+
+
+def exact_bootstrap_cdf(values: list[float]):
+    """CDF of the bootstrap mean over all n**n equally likely resamples (small n only)."""
+    n = len(values)
+    means = np.sort([np.mean(c) for c in itertools.product(values, repeat=n)])
+    return lambda x: np.searchsorted(means, x, side="right") / means.size
+
+
+# ------------------------------------------------------------------------------------ fixtures
+@pytest.fixture(scope="session")
+def real_sweep(tmp_path_factory) -> Path:
+    """A finished 4-trial sweep folder (plus one failed trial) from real tiny training runs."""
+    return build_sweep(tmp_path_factory.mktemp("lb") / "sweep")
+
+
+N_BOOT = 4000
+
+
+@pytest.fixture(scope="session")
+def rendered(real_sweep, tmp_path_factory):
+    """The leaderboard of the real sweep by configuration, with cost figures and a wandb run."""
+    from cordbench.leaderboard import render_leaderboard
+
+    out = tmp_path_factory.mktemp("lb-report")
+    files = render_leaderboard(real_sweep, by="config", out=out, n_boot=N_BOOT, seed=3, wandb=True)
+    return files, pd.read_csv(files.csv)
+
+
+def independent_entries(sweep: Path) -> dict[str, dict[str, list[float]]]:
+    """entry (from each trial's own config.yaml) -> subject -> values over the entry's trials."""
+    out: dict[str, dict[str, list[float]]] = {}
+    for tdir in sorted((sweep / "trials").iterdir()):
+        cfg = yaml.safe_load((tdir / "config.yaml").read_text())
+        opts = cfg["model"]["options"]
+        entry = " ".join([f"{cfg['model']['name']}/{cfg['model']['preset']}"] +
+                         [f"{k}={v}" for k, v in sorted(opts.items())])
+        for subject, value in read_subject_csv(tdir / "test_metrics.csv", "sc/dice").items():
+            out.setdefault(entry, {}).setdefault(subject, []).append(value)
+    return out
+
+
+# ------------------------------------------------------------------------------------ tests
+def test_means_and_bootstrap_ci_match_independent_recomputation(real_sweep, rendered):
+    files, table = rendered
+    entries = independent_entries(real_sweep)
+    assert sorted(table["entry"]) == sorted(entries)
+    for entry, per_subject in entries.items():
+        row = table[table["entry"] == entry].iloc[0]
+        subj_means = [float(np.mean(v)) for _, v in sorted(per_subject.items())]
+        assert row["n_subjects"] == len(subj_means) == 3
+        assert row["mean"] == pytest.approx(np.mean(subj_means), abs=1e-12)
+        # percentile CI vs the exact bootstrap distribution: F(lo) ≈ 2.5 %, F(hi) ≈ 97.5 %
+        cdf = exact_bootstrap_cdf(subj_means)
+        tol = 0.01  # > 6 Monte-Carlo standard errors at N_BOOT resamples
+        assert cdf(row["ci_low"] - 1e-12) <= 0.025 + tol and cdf(row["ci_low"]) >= 0.025 - tol
+        assert cdf(row["ci_high"] - 1e-12) <= 0.975 + tol and cdf(row["ci_high"]) >= 0.975 - tol
+        assert min(subj_means) <= row["ci_low"] <= row["mean"] <= row["ci_high"] <= max(subj_means)
+    unet = table[table["entry"] == "unet/tiny"].iloc[0]
+    assert unet["n_trials"] == 2  # two seeds pooled into one entry
+
+
+def test_wilcoxon_p_values_match_scipy_on_the_same_pairs(real_sweep, rendered):
+    from scipy.stats import wilcoxon
+
+    _, table = rendered
+    entries = independent_entries(real_sweep)
+    means = {e: {s: float(np.mean(v)) for s, v in subj.items()} for e, subj in entries.items()}
+    best = max(means, key=lambda e: np.mean(list(means[e].values())))
+    assert table.iloc[0]["entry"] == best and bool(table.iloc[0]["best"])
+    assert table.iloc[0]["rank"] == 1
+    compared = 0
+    for _, row in table.iloc[1:].iterrows():
+        subjects = sorted(set(means[row["entry"]]) & set(means[best]))
+        x = [means[row["entry"]][s] for s in subjects]
+        y = [means[best][s] for s in subjects]
+        assert row["p_wilcoxon"] == pytest.approx(wilcoxon(x, y).pvalue, rel=1e-12)
+        assert row["p_holm"] >= row["p_wilcoxon"]
+        compared += 1
+    assert compared == len(entries) - 1
+    # with 3 subjects no two-sided Wilcoxon p is below 0.25: everything is tied with the best
+    assert table["tied_with_best"].all()
+    assert list(table["rank"]) == sorted(table["rank"])
+    assert (np.diff(table["mean"]) <= 0).all()
+
+
+def test_cost_columns_are_measured_for_the_trained_networks(real_sweep, rendered):
+    from lightning_modules.registry import build_network
+
+    _, table = rendered
+    for _, row in table.iterrows():
+        name = row["model"]
+        opts = {"skip_connections": int(row["skip_connections"])} if row["entry"].startswith("sattis") else {}
+        net = build_network(name, 1, 2, 2, "tiny", **opts)
+        assert row["params"] == sum(p.numel() for p in net.parameters())
+        assert row["gflops"] > 0 and row["latency_ms"] > 0
+        assert row["input"] == "1×1×24×24"
+
+
+def test_failed_trial_is_listed_not_dropped(rendered):
+    files, table = rendered
+    md = files.markdown
+    assert "## Failed trials" in md and "t004" in md and "out of memory (simulated)" in md
+    assert "1 failed" in md
+    assert "t004" in files.html.read_text()
+    assert table["n_trials"].sum() == 4
+
+
+def test_ablation_view_pools_the_knob_values(real_sweep, rendered):
+    files, _ = rendered
+    assert set(files.ablation) == {"skip_connections"}
+    md = files.markdown
+    assert "## Ablation: skip_connections" in md
+    entries = independent_entries(real_sweep)
+    for k in (0, 1):
+        vals = [np.mean(v) for v in entries[f"sattisunet/tiny skip_connections={k}"].values()]
+        assert f"| {k} | 1 | 3 | {np.mean(vals):.4f} |" in md
+
+
+def _pixels(path: Path) -> np.ndarray:
+    from PIL import Image
+
+    return np.asarray(Image.open(path).convert("RGB"))
+
+
+def _assert_real_plot(px: np.ndarray, color: tuple[int, int, int]) -> None:
+    nonwhite = (px < 245).any(axis=2).mean()
+    assert 0.01 < nonwhite < 0.6, nonwhite
+    assert len(np.unique(px.reshape(-1, 3), axis=0)) > 20
+    close = (np.abs(px.astype(int) - np.array(color)).sum(axis=2) < 30).sum()
+    assert close > 20, f"no {color} marks in the plot"
+
+
+def test_pngs_are_real_plots_of_the_expected_size(rendered):
+    from cordbench.leaderboard.report import ablation_plot_size, leaderboard_plot_size
+
+    files, table = rendered
+    px = _pixels(files.png)
+    assert (px.shape[1], px.shape[0]) == leaderboard_plot_size(len(table))
+    _assert_real_plot(px, (0x2E, 0x7D, 0x32))  # tied-with-best green points and bars
+    for path in files.ablation.values():
+        px = _pixels(path)
+        assert (px.shape[1], px.shape[0]) == ablation_plot_size()
+        _assert_real_plot(px, (0x2B, 0x57, 0x97))
+
+
+def _chromium() -> str:
+    exe = shutil.which("chromium") or shutil.which("chromium-browser")
+    if exe is None:
+        pytest.fail("chromium not installed (Debian package `chromium`; `make system-deps`)")
+    return exe
+
+
+def _chromium_args(tmp: Path) -> list[str]:
+    return [_chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+            "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-extensions",
+            f"--user-data-dir={tmp / 'profile'}"]
+
+
+def test_html_renders_in_headless_chromium(rendered, tmp_path):
+    files, table = rendered
+    shot = tmp_path / "shot.png"
+    subprocess.run(_chromium_args(tmp_path) + [f"--screenshot={shot}", "--window-size=1400,900",
+                                               files.html.as_uri()],
+                   capture_output=True, timeout=120, check=True, stdin=subprocess.DEVNULL)
+    px = _pixels(shot)
+    assert px.shape[:2] == (900, 1400)
+    nonwhite = (px < 245).any(axis=2).mean()
+    assert nonwhite > 0.03, nonwhite
+    header_blue = (np.abs(px.astype(int) - np.array([0x2B, 0x57, 0x97])).sum(axis=2) < 20).sum()
+    assert header_blue > 2000  # the table header row was laid out and painted
+
+
+def test_html_table_sorts_with_its_script(rendered, tmp_path):
+    files, table = rendered
+    html = files.html.read_text()
+    assert "<script>" in html and "src=\"http" not in html and "href=\"http" not in html  # self-contained
+    heads = [h.split("</th>")[0] for h in html.split("<thead>")[1].split("</thead>")[0].split("<th>")[1:]]
+    col = heads.index("latency ms")
+    dom = subprocess.run(_chromium_args(tmp_path) + ["--dump-dom", files.html.as_uri() + f"#sort={col}-desc"],
+                         capture_output=True, text=True, timeout=120, check=True, stdin=subprocess.DEVNULL).stdout
+    body = dom.split("<tbody>")[1].split("</tbody>")[0]
+    order = [row.split("</td>")[1].split(">")[-1] for row in body.split("<tr")[1:]]
+    expected = list(table.sort_values("latency_ms", ascending=False)["entry"])
+    assert order == expected
+    assert 'class="desc"' in dom
+
+
+def test_leaderboard_wandb_run_in_the_sweep_group(rendered):
+    files, table = rendered
+    assert files.wandb_run is not None and files.wandb_run.is_dir()
+    info = wandb_run_info(files.wandb_run)
+    assert info["run"]["run_group"] == GROUP and info["run"]["job_type"] == "leaderboard"
+    assert info["summary"]["best/entry"] == table.iloc[0]["entry"]
+    assert info["summary"]["best/mean"] == pytest.approx(table.iloc[0]["mean"])
+    summary = info["summary"]  # nested values come back flattened: "leaderboard.path", …
+    assert summary["leaderboard._type"] == "table-file" and summary["leaderboard.nrows"] == len(table)
+    logged = json.loads((files.wandb_run / "files" / summary["leaderboard.path"]).read_text())
+    col = logged["columns"].index("entry")
+    assert [r[col] for r in logged["data"]] == list(table["entry"])
+    plots = {k.split(".")[0] for k in summary if k.startswith("plots/")}
+    assert plots == {"plots/leaderboard", "plots/ablation_skip_connections"}
+
+
+def test_cli_prints_the_markdown_and_report_paths(real_sweep, tmp_path, capsys):
+    from cordbench.cli import main
+
+    code = main(["leaderboard", str(real_sweep), "--by", "model", "--out", str(tmp_path), "--n-boot", "500",
+                 "--no-wandb", "--no-cost"])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert out.startswith("# Leaderboard — sweep `lb-test-sweep`")
+    assert "| 1 | " in out and "sattisunet" in out and "unet" in out
+    assert str(tmp_path / "leaderboard.html") in out and str(tmp_path / "leaderboard.png") in out
+    table = pd.read_csv(tmp_path / "leaderboard.csv")
+    assert sorted(table["entry"]) == ["sattisunet", "unet"]
+    assert dict(zip(table["entry"], table["n_trials"])) == {"sattisunet": 2, "unet": 2}
+
+
+def test_cli_errors_name_the_problem(real_sweep, tmp_path, capsys):
+    from cordbench.cli import main
+
+    assert main(["leaderboard", str(tmp_path / "missing")]) == 2
+    assert "sweep folder not found" in capsys.readouterr().err
+    assert main(["leaderboard", str(real_sweep), "--class", "gm", "--no-wandb", "--no-cost",
+                 "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "--class 'gm'" in err and "['sc']" in err
+    assert main(["leaderboard", str(real_sweep), "--task", "gm", "--no-wandb", "--out", str(tmp_path)]) == 2
+    assert "--task 'gm' not in the sweep" in capsys.readouterr().err
