@@ -74,6 +74,13 @@ def window_mask(hp: int, wp: int, h: int, w: int, win: tuple[int, int], shift: t
     return torch.zeros(allowed.shape, device=device).masked_fill_(~allowed, MASK_VALUE)
 
 
+@lru_cache(maxsize=32)
+def _cached_mask(hp: int, wp: int, h: int, w: int, win: tuple[int, int], shift: tuple[int, int],
+                 device: torch.device) -> torch.Tensor | None:
+    """:func:`window_mask`, memoised (masks are constants of the grid geometry)."""
+    return window_mask(hp, wp, h, w, win, shift, device)
+
+
 class PatchEmbed2d(nn.Module):
     """Non-overlapping ``patch × patch`` convolution to ``dim`` channels, LayerNorm; ``(B,C,H,W)`` → ``(B,H',W',dim)``."""
 
@@ -124,15 +131,15 @@ class WindowAttention(nn.Module):
     def forward(self, x: torch.Tensor, win: tuple[int, int], mask: torch.Tensor | None = None) -> torch.Tensor:
         """``x``: ``(B·nW, N, C)`` windows of size ``win``; ``mask``: ``(nW, N, N)`` additive or None."""
         bw, n, c = x.shape
-        q, k, v = self.qkv(x).view(bw, n, 3, self.num_heads, c // self.num_heads).permute(2, 0, 3, 1, 4)
+        nw = 1 if mask is None else mask.shape[0]
+        h = self.num_heads
+        # (B, nW, h, N, d): the bias (and mask) are added once per window type, broadcast over B
+        q, k, v = self.qkv(x).view(bw // nw, nw, n, 3, h, c // h).permute(3, 0, 1, 4, 2, 5)
         idx = relative_position_index(win[0], win[1], self.window_size).to(x.device)
-        bias = self.relative_position_bias_table[idx.reshape(-1)].view(n, n, -1).permute(2, 0, 1)
-        attn = (q * self.scale) @ k.transpose(-2, -1) + bias.unsqueeze(0)
-        if mask is not None:
-            nw = mask.shape[0]
-            attn = (attn.view(bw // nw, nw, self.num_heads, n, n) + mask[None, :, None]).view(bw, self.num_heads, n, n)
-        attn = self.attn_drop(attn.softmax(dim=-1))
-        x = (attn @ v).transpose(1, 2).reshape(bw, n, c)
+        bias = self.relative_position_bias_table[idx.reshape(-1)].view(n, n, h).permute(2, 0, 1)
+        bias = bias.unsqueeze(0) if mask is None else bias.unsqueeze(0) + mask.unsqueeze(1)
+        attn = self.attn_drop(((q * self.scale) @ k.transpose(-2, -1) + bias).softmax(dim=-1))
+        x = (attn @ v).permute(0, 1, 3, 2, 4).reshape(bw, n, c)
         return self.proj_drop(self.proj(x))
 
 
@@ -190,8 +197,8 @@ class SwinStage(nn.Module):
         hp, wp = -(-h // win[0]) * win[0], -(-w // win[1]) * win[1]
         if (hp, wp) != (h, w):
             x = F.pad(x, (0, 0, 0, wp - w, 0, hp - h))
-        masks = {False: window_mask(hp, wp, h, w, win, (0, 0), x.device),
-                 True: window_mask(hp, wp, h, w, win, shift, x.device)}
+        masks = {False: _cached_mask(hp, wp, h, w, win, (0, 0), x.device),
+                 True: _cached_mask(hp, wp, h, w, win, shift, x.device)}
         for i, blk in enumerate(self.blocks):
             shifted = i % 2 == 1 and any(shift)
             x = blk(x, win, shift if shifted else (0, 0), masks[shifted])
