@@ -1,0 +1,236 @@
+"""Leaderboard statistics on synthetic per-subject tables: against scipy, hand cases and planted effects."""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats as sps
+
+from cordbench.errors import ConfigError, InputError
+from cordbench.leaderboard import stats
+from cordbench.leaderboard.table import build_leaderboard
+
+
+# ------------------------------------------------------------------------------ bootstrap CI
+def test_bootstrap_ci_matches_scipy_percentile_bootstrap():
+    rng = np.random.default_rng(1)
+    x = rng.normal(0.8, 0.05, 20)
+    lo, hi = stats.bootstrap_ci(x, n_boot=20000, seed=0)
+    ref = sps.bootstrap((x,), np.mean, n_resamples=20000, method="percentile", confidence_level=0.95,
+                        rng=np.random.default_rng(7)).confidence_interval
+    se = x.std(ddof=1) / math.sqrt(x.size)
+    assert lo == pytest.approx(ref.low, abs=0.05 * se) and hi == pytest.approx(ref.high, abs=0.05 * se)
+    # and close to the normal-theory interval for a symmetric sample of 20
+    assert lo == pytest.approx(x.mean() - 1.96 * se, abs=0.25 * se)
+
+
+def test_bootstrap_ci_hand_cases():
+    assert stats.bootstrap_ci([0.7], n_boot=100) == (0.7, 0.7)
+    lo, hi = stats.bootstrap_ci([0.5, 0.5, 0.5], n_boot=100)
+    assert lo == hi == pytest.approx(0.5)
+    assert all(math.isnan(v) for v in stats.bootstrap_ci([], n_boot=10))
+    # two values a, b: resampled means are a, (a+b)/2, b with probabilities 1/4, 1/2, 1/4
+    lo, hi = stats.bootstrap_ci([0.0, 1.0], n_boot=20000, seed=0)
+    assert (lo, hi) == (0.0, 1.0)
+    lo, hi = stats.bootstrap_ci([0.0, 1.0], n_boot=20000, seed=0, level=0.4)  # 30th / 70th percentiles
+    assert (lo, hi) == (0.5, 0.5)
+
+
+def test_bootstrap_is_reproducible_and_chunking_does_not_matter():
+    x = np.random.default_rng(3).uniform(size=2500)  # forces several chunks of the index matrix
+    assert stats.bootstrap_ci(x, 3000, seed=5) == stats.bootstrap_ci(x, 3000, seed=5)
+    assert stats.bootstrap_ci(x, 3000, seed=5) != stats.bootstrap_ci(x, 3000, seed=6)
+
+
+# ------------------------------------------------------------------------------ tests and Holm
+def test_holm_hand_computed():
+    # sorted 0.005, 0.01, 0.03, 0.04 → ×4, ×3, ×2, ×1 = 0.02, 0.03, 0.06, 0.04 → running max
+    adj = stats.holm([0.01, 0.04, 0.03, 0.005])
+    assert adj == pytest.approx([0.03, 0.06, 0.06, 0.02])
+    assert stats.holm([0.5, 0.9]) == pytest.approx([1.0, 1.0])
+    out = stats.holm([0.01, float("nan"), 0.02])
+    assert out[0] == pytest.approx(0.02) and math.isnan(out[1]) and out[2] == pytest.approx(0.02)
+    assert stats.holm([]).size == 0
+
+
+def test_wilcoxon_matches_scipy_and_edge_cases():
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=15), rng.normal(size=15) + 0.3
+    assert stats.wilcoxon_p(x, y) == sps.wilcoxon(x, y).pvalue
+    assert stats.wilcoxon_p(x, x) == 1.0
+    assert math.isnan(stats.wilcoxon_p(np.array([]), np.array([])))
+
+
+def test_lower_is_better_metrics():
+    assert stats.lower_is_better("hd95") and stats.lower_is_better("sc/msd") and stats.lower_is_better("csa_error")
+    assert not stats.lower_is_better("dice") and not stats.lower_is_better("jaccard")
+
+
+# ------------------------------------------------------------------------------ synthetic sweeps
+SUBJECTS = [f"sub-{i:02d}" for i in range(16)]
+
+
+def make_sweep(root: Path, effects: dict[str, float], seeds=(0, 1), noise=0.004, extra_rows=(),
+               subjects=SUBJECTS, knob=None) -> Path:
+    """A sweep folder with per-subject Dice = subject base + model effect + seed noise."""
+    rng = np.random.default_rng(42)
+    base = rng.uniform(0.70, 0.90, len(subjects))
+    rows = []
+    for i, (entry, eff) in enumerate(effects.items()):
+        model, _, kv = entry.partition(":")
+        for seed in seeds:
+            tid = f"t{len(rows):03d}"
+            d = root / "trials" / tid
+            d.mkdir(parents=True)
+            dice = np.clip(base + eff + rng.normal(0, noise, len(subjects)), 0, 1)
+            pd.DataFrame({"subject": subjects, "sc/dice": dice, "sc/hd95": 10 * (1 - dice)}).to_csv(
+                d / "test_metrics.csv", index=False)
+            row = {"trial_id": tid, "status": "TERMINATED", "error": None, "model": model, "preset": "tiny",
+                   "seed": seed, "data": "phantom", "task": "sc", "run_dir": f"trials/{tid}", "params": 1000 + i}
+            if knob:
+                row[knob] = int(kv) if kv else None
+            rows.append(row)
+    rows += list(extra_rows)
+    pd.DataFrame(rows).to_csv(root / "results.csv", index=False)
+    return root
+
+
+def independent_table(root: Path, column: str = "sc/dice") -> dict[str, dict[str, float]]:
+    """model -> subject -> mean over that model's trials, straight from the files."""
+    res = pd.read_csv(root / "results.csv")
+    out: dict[str, dict[str, list[float]]] = {}
+    for _, r in res.iterrows():
+        df = pd.read_csv(root / r["run_dir"] / "test_metrics.csv")
+        for s, v in zip(df["subject"], df[column]):
+            out.setdefault(r["model"], {}).setdefault(s, []).append(v)
+    return {m: {s: float(np.mean(v)) for s, v in d.items()} for m, d in out.items()}
+
+
+def test_planted_effects_are_ranked_and_tested(tmp_path):
+    root = make_sweep(tmp_path, {"a": 0.0, "b": 0.02, "c": 0.0005, "d": -0.05})
+    lb = build_leaderboard(root, n_boot=2000, cost=False)
+    t = lb.table
+    assert list(t["entry"]) == ["b", "a", "c", "d"] or list(t["entry"]) == ["b", "c", "a", "d"]
+    ind = independent_table(root)
+    pvals = {}
+    for _, r in t.iloc[1:].iterrows():
+        x = [ind[r["entry"]][s] for s in SUBJECTS]
+        y = [ind["b"][s] for s in SUBJECTS]
+        pvals[r["entry"]] = sps.wilcoxon(x, y).pvalue
+        assert r["p_wilcoxon"] == pytest.approx(pvals[r["entry"]], rel=1e-12)
+    # Holm by hand on the three comparisons
+    ordered = sorted(pvals.items(), key=lambda kv: kv[1])
+    running, expect = 0.0, {}
+    for i, (e, p) in enumerate(ordered):
+        running = max(running, min(1.0, (3 - i) * p))
+        expect[e] = running
+    for _, r in t.iloc[1:].iterrows():
+        assert r["p_holm"] == pytest.approx(expect[r["entry"]], rel=1e-12)
+        assert r["tied_with_best"] == (expect[r["entry"]] >= 0.05)
+    assert not t["tied_with_best"].iloc[1:].any()  # a 0.02 effect with 0.004 noise over 16 subjects is clear
+    for _, r in t.iterrows():
+        assert r["mean"] == pytest.approx(np.mean(list(ind[r["entry"]].values())), abs=1e-12)
+        assert r["n_trials"] == 2 and r["n_subjects"] == 16
+        assert r["ci_low"] < r["mean"] < r["ci_high"]
+    assert dict(zip(t["entry"], t["params"])) == {"a": 1000, "b": 1001, "c": 1002, "d": 1003}
+
+
+def test_an_indistinguishable_entry_is_tied_with_best(tmp_path):
+    root = make_sweep(tmp_path, {"a": 0.0, "b": 0.0002, "d": -0.05}, noise=0.01)
+    t = build_leaderboard(root, n_boot=500, cost=False).table
+    tied = dict(zip(t["entry"], t["tied_with_best"]))
+    assert tied["a"] and tied["b"] and not tied["d"]
+
+
+def test_pooling_averages_seeds_per_subject_before_testing(tmp_path):
+    """Seeds are averaged per subject: n_subjects stays 16 and the test uses 16 pairs, not 32."""
+    root = make_sweep(tmp_path, {"a": 0.0, "b": 0.01}, seeds=(0, 1, 2), noise=0.012)
+    lb = build_leaderboard(root, n_boot=500, cost=False)
+    assert set(lb.table["n_subjects"]) == {16} and set(lb.table["n_trials"]) == {3}
+    ind = independent_table(root)
+    x = [ind["a"][s] for s in SUBJECTS]
+    y = [ind["b"][s] for s in SUBJECTS]
+    p = sps.wilcoxon(x, y).pvalue
+    assert 1e-3 < p < 0.5  # not saturated: the p-value depends on how seeds were pooled
+    assert lb.table.set_index("entry").loc["a", "p_wilcoxon"] == pytest.approx(p, rel=1e-12)
+    assert lb.table.set_index("entry").loc["a", "mean"] == pytest.approx(np.mean(x), abs=1e-12)
+    sd = pd.read_csv(root / "results.csv")
+    trial_means = [pd.read_csv(root / p / "test_metrics.csv")["sc/dice"].mean()
+                   for p in sd[sd["model"] == "a"]["run_dir"]]
+    assert lb.table.set_index("entry").loc["a", "trial_sd"] == pytest.approx(np.std(trial_means, ddof=1))
+
+
+def test_pairs_use_only_subjects_both_entries_tested(tmp_path):
+    root = make_sweep(tmp_path / "s1", {"a": 0.0}, subjects=SUBJECTS)
+    other = make_sweep(tmp_path / "s2", {"b": 0.03}, subjects=SUBJECTS[:10])
+    res = pd.concat([pd.read_csv(root / "results.csv"), pd.read_csv(other / "results.csv").assign(
+        trial_id=lambda d: "x" + d["trial_id"], run_dir=lambda d: "../s2/" + d["run_dir"])])
+    res.to_csv(root / "results.csv", index=False)
+    t = build_leaderboard(root, n_boot=500, cost=False).table.set_index("entry")
+    ia, ib = independent_table(root)["a"], independent_table(other)["b"]
+    x = [ia[s] for s in SUBJECTS[:10]]
+    y = [ib[s] for s in SUBJECTS[:10]]
+    assert t.loc["b", "n_subjects"] == 10 and t.loc["a", "n_subjects"] == 16
+    assert t.loc["a", "p_wilcoxon"] == pytest.approx(sps.wilcoxon(x, y).pvalue, rel=1e-12)
+
+
+def test_lower_is_better_metric_ranks_ascending(tmp_path):
+    root = make_sweep(tmp_path, {"a": 0.0, "b": 0.03})
+    t = build_leaderboard(root, metric="hd95", n_boot=200, cost=False).table
+    assert list(t["entry"]) == ["b", "a"]  # higher Dice → lower hd95
+    assert t.iloc[0]["mean"] < t.iloc[1]["mean"]
+
+
+def test_by_config_and_ablation_groups(tmp_path):
+    root = make_sweep(tmp_path, {"s:0": 0.0, "s:1": 0.01, "s:2": 0.02, "u:": -0.01}, knob="skip_connections")
+    lb = build_leaderboard(root, by="config", n_boot=1000, cost=False)
+    assert sorted(lb.table["entry"]) == ["s/tiny skip_connections=0", "s/tiny skip_connections=1",
+                                         "s/tiny skip_connections=2", "u/tiny"]
+    ab = lb.ablations["skip_connections"]
+    assert list(ab["skip_connections"]) == ["0", "1", "2"]
+    assert (np.diff(ab["mean"]) > 0).all()
+    by_entry = lb.table.set_index("entry")
+    for k in (0, 1, 2):
+        row = ab[ab["skip_connections"] == str(k)].iloc[0]
+        ent = by_entry.loc[f"s/tiny skip_connections={k}"]
+        assert row["mean"] == pytest.approx(ent["mean"]) and row["n_trials"] == 2
+        assert (row["ci_low"], row["ci_high"]) == pytest.approx((ent["ci_low"], ent["ci_high"]))
+    lbm = build_leaderboard(root, by="model", n_boot=200, cost=False)
+    assert sorted(lbm.table["entry"]) == ["s", "u"]
+    assert lbm.table.set_index("entry").loc["s", "n_trials"] == 6
+
+
+def test_failed_and_unusable_trials_are_listed(tmp_path):
+    extra = [{"trial_id": "bad1", "status": "ERROR", "error": "CUDA OOM", "model": "a", "preset": "tiny",
+              "seed": 9, "data": "phantom", "task": "sc", "run_dir": "trials/bad1"},
+             {"trial_id": "bad2", "status": "TERMINATED", "model": "a", "preset": "tiny", "seed": 8,
+              "data": "phantom", "task": "sc", "run_dir": "trials/bad2"}]
+    root = make_sweep(tmp_path, {"a": 0.0, "b": 0.01}, extra_rows=extra)
+    lb = build_leaderboard(root, n_boot=200, cost=False)
+    failed = lb.failed.set_index("trial_id")
+    assert set(failed.index) == {"bad1", "bad2"}
+    assert "CUDA OOM" in failed.loc["bad1", "reason"] and "ERROR" in failed.loc["bad1", "reason"]
+    assert "test_metrics.csv missing" in failed.loc["bad2", "reason"]
+    assert lb.meta["n_trials_failed"] == 2 and lb.meta["n_trials_ok"] == 4
+
+
+def test_bad_inputs_are_rejected_with_the_file_named(tmp_path):
+    with pytest.raises(InputError, match="no results.csv"):
+        build_leaderboard(tmp_path)
+    (tmp_path / "results.csv").write_text("trial_id,model\n")
+    with pytest.raises(InputError, match="results.csv: no trials"):
+        build_leaderboard(tmp_path)
+    root = make_sweep(tmp_path / "ok", {"a": 0.0})
+    with pytest.raises(ConfigError, match="--by must be one of"):
+        build_leaderboard(root, by="seed")
+    with pytest.raises(InputError, match="no '<class>/psnr' column"):
+        build_leaderboard(root, metric="psnr", cost=False)
+    res = pd.read_csv(root / "results.csv")
+    pd.concat([res, res.assign(trial_id="z" + res["trial_id"], task="gm")]).to_csv(root / "results.csv",
+                                                                                     index=False)
+    with pytest.raises(ConfigError, match=r"mixes tasks \['gm', 'sc'\]: choose one with --task"):
+        build_leaderboard(root, cost=False)
+    assert len(build_leaderboard(root, task="sc", n_boot=50, cost=False).table) == 1
