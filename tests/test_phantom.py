@@ -76,7 +76,7 @@ def _measure_levels(root: Path, sub: str) -> dict[str, dict[str, float]]:
     for name in LEVELS:
         lv = truth["levels"][name]
         k = lv["level"]
-        nodes = lv["s_start_mm"] + (np.arange(8) + 0.5) / 8 * lv["length_mm"]
+        nodes = lv["s_start_mm"] + (np.arange(16) + 0.5) / 16 * lv["length_mm"]
         cord_perp = np.mean([_perpendicular_area(seg, seg_img.affine, truth, x) for x in nodes])
         canal_perp = np.mean([_perpendicular_area(canal, seg_img.affine, truth, x) for x in nodes])
         out[name] = {"csa_volume": np.count_nonzero(levels == k) * vox / lv["length_mm"],
