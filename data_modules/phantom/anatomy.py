@@ -238,11 +238,6 @@ class Anatomy:
         n = max(int(np.ceil((hi - lo) / QUAD_STEP)), 1)
         return lo + (hi - lo) * (np.arange(n) + 0.5) / n
 
-    def gm_fraction(self, s: np.ndarray) -> np.ndarray:
-        """Gray-matter share of the cord cross-section at ``s`` (= g²·Ã/π)."""
-        g = np.interp(s, self.s_tab, self.g_tab)
-        return g ** 2 * gm_normalised_area() / np.pi
-
     def level_truth(self) -> dict[str, dict[str, float]]:
         """Per-level arc-length means of the analytic cross-section quantities."""
         out = {}
