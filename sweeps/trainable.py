@@ -96,11 +96,12 @@ def local_run_dir(setup: TrialSetup, trial_id: str) -> Path:
 _CALLBACK_CLS: Any = None
 
 
-def report_callback(resume_epoch: int = -1):
+def report_callback(resume_epoch: int = -1, on_report: Any = None):
     """A Lightning callback reporting validation metrics + a checkpoint to Tune every epoch.
 
     Epochs up to ``resume_epoch`` (the one in the checkpoint the trial restarted from) are
-    not reported again (Lightning re-fires the epoch end of a restored epoch).
+    not reported again (Lightning re-fires the epoch end of a restored epoch). ``on_report``
+    is called before each report (elapsed-time bookkeeping).
     """
     global _CALLBACK_CLS
     if _CALLBACK_CLS is None:
@@ -109,8 +110,9 @@ def report_callback(resume_epoch: int = -1):
         class TuneReport(pl.Callback):
             """Report ``val/*`` metrics as ``val_*`` plus ``epoch`` (epochs done) and a checkpoint."""
 
-            def __init__(self, resume_epoch: int = -1):
+            def __init__(self, resume_epoch: int = -1, on_report=None):
                 self.resume_epoch = resume_epoch
+                self.on_report = on_report
                 self.validated_epoch = -1
                 self.reports = 0
 
@@ -125,6 +127,11 @@ def report_callback(resume_epoch: int = -1):
                 metrics = {k.replace("/", "_"): float(v) for k, v in trainer.callback_metrics.items()
                            if k.startswith(("val/", "train/"))}
                 metrics["epoch"] = epoch + 1
+                for lg in trainer.loggers:  # flush per-epoch metrics.csv now (a lost node keeps them)
+                    if type(lg).__name__ == "CSVLogger":
+                        lg.save()
+                if self.on_report is not None:
+                    self.on_report()
                 from ray import tune
 
                 with tempfile.TemporaryDirectory(prefix="cordbench-ckpt-") as tmp:
@@ -134,7 +141,7 @@ def report_callback(resume_epoch: int = -1):
                 self.reports += 1
 
         _CALLBACK_CLS = TuneReport
-    return _CALLBACK_CLS(resume_epoch)
+    return _CALLBACK_CLS(resume_epoch, on_report)
 
 
 @contextlib.contextmanager
@@ -167,6 +174,55 @@ def _set_aside_interrupted_wandb(run_dir: Path) -> None:
         shutil.move(str(run), str(target))
 
 
+PREV_METRICS = ".metrics.previous.csv"
+
+
+def take_metrics(run_dir: Path, resume_epoch: int) -> None:
+    """Before a restored attempt: keep the rows of earlier attempts up to the restored epoch in
+    ``.metrics.previous.csv`` (Lightning's CSVLogger starts ``metrics.csv`` afresh)."""
+    import pandas as pd
+
+    from cordbench import io
+
+    frames = [pd.read_csv(p) for p in (run_dir / PREV_METRICS, run_dir / "metrics.csv") if p.exists()]
+    if not frames:
+        return
+    prev = pd.concat(frames, ignore_index=True)
+    if "epoch" in prev.columns:
+        prev = prev[prev["epoch"] <= resume_epoch]
+    io.write_csv(run_dir / PREV_METRICS, prev)
+    (run_dir / "metrics.csv").unlink(missing_ok=True)
+
+
+def merge_metrics(run_dir: Path) -> None:
+    """After a restored attempt: ``metrics.csv`` = earlier attempts' rows + this attempt's rows."""
+    import pandas as pd
+
+    from cordbench import io
+
+    prev_path, path = run_dir / PREV_METRICS, run_dir / "metrics.csv"
+    if not prev_path.exists():
+        return
+    frames = [pd.read_csv(prev_path)] + ([pd.read_csv(path)] if path.exists() else [])
+    io.write_csv(path, pd.concat(frames, ignore_index=True))
+    prev_path.unlink()
+
+
+class Elapsed:
+    """Wall time of a trial summed over its attempts (``.elapsed.json``: seconds per attempt)."""
+
+    def __init__(self, run_dir: Path, attempt: int):
+        self.path, self.attempt, self.t0 = run_dir / ".elapsed.json", str(attempt), time.perf_counter()
+        self.done = json.loads(self.path.read_text()) if self.path.exists() else {}
+
+    def update(self) -> float:
+        from cordbench import io
+
+        self.done[self.attempt] = round(time.perf_counter() - self.t0, 3)
+        io.write_json(self.path, self.done)
+        return float(sum(self.done.values()))
+
+
 def finished_record(run_dir: Path) -> dict[str, Any] | None:
     """The ``trial.json`` of a finished run folder, else None."""
     p = run_dir / DONE_FILE
@@ -179,11 +235,12 @@ def finished_record(run_dir: Path) -> dict[str, Any] | None:
 
 
 def write_finished(run_dir: Path, trial_id: str, result: Any, last_metrics: dict[str, float],
-                   attempts: int) -> dict[str, Any]:
-    """Mark the run folder finished (``trial.json``: last reported metrics, timing)."""
+                   attempts: int, seconds: float | None = None) -> dict[str, Any]:
+    """Mark the run folder finished (``trial.json``: last reported metrics, timing over all attempts)."""
     from cordbench import io
 
-    record = {"trial_id": trial_id, "seconds": float(result.seconds), "best_ckpt": result.best_ckpt,
+    record = {"trial_id": trial_id, "seconds": float(result.seconds if seconds is None else seconds),
+              "fit_seconds": float(result.seconds), "best_ckpt": result.best_ckpt,
               "val": result.val, "last_report": last_metrics, "attempts": attempts,
               "finished": time.strftime("%Y-%m-%dT%H:%M:%S")}
     io.write_json(run_dir / DONE_FILE, record)
@@ -214,11 +271,15 @@ def train_trial(config: dict[str, Any], setup: TrialSetup) -> None:
     attempts_file = run_dir / ".attempts"
     attempts = int(attempts_file.read_text()) + 1 if attempts_file.exists() else 1
     attempts_file.write_text(str(attempts))
+    elapsed = Elapsed(run_dir, attempts)
     with restored_checkpoint(run_dir) as (ckpt_path, epoch):
-        cb = report_callback(resume_epoch=epoch)
+        if ckpt_path:
+            take_metrics(run_dir, epoch)
+        cb = report_callback(resume_epoch=epoch, on_report=elapsed.update)
         result = fit(cfg, callbacks=[cb], ckpt_path=ckpt_path)
+        merge_metrics(run_dir)
     last = {k.replace("/", "_"): v for k, v in result.val.items()}
-    write_finished(run_dir, trial_id, result, last, attempts)
+    write_finished(run_dir, trial_id, result, last, attempts, elapsed.update())
     if setup.remote:
         from sweeps.storage import join, upload_dir
 
