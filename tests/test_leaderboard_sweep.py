@@ -113,10 +113,20 @@ def exact_bootstrap_cdf(values: list[float]):
 
 
 # ------------------------------------------------------------------------------------ fixtures
+_BUILT: dict[str, Path] = {}
+
+
 @pytest.fixture(scope="session")
 def real_sweep(tmp_path_factory) -> Path:
-    """A finished 4-trial sweep folder (plus one failed trial) from real tiny training runs."""
-    return build_sweep(tmp_path_factory.mktemp("lb") / "sweep")
+    """A finished 4-trial sweep folder (plus one failed trial) from real tiny training runs.
+
+    ``test_tracking.py`` imports this fixture, which registers it a second time; the module-level
+    cache keeps it to one build per session.
+    """
+    key = str(tmp_path_factory.getbasetemp())
+    if key not in _BUILT:
+        _BUILT[key] = build_sweep(tmp_path_factory.mktemp("lb") / "sweep")
+    return _BUILT[key]
 
 
 N_BOOT = 4000
