@@ -207,14 +207,21 @@ def test_failed_and_unusable_trials_are_listed(tmp_path):
     extra = [{"trial_id": "bad1", "status": "ERROR", "error": "CUDA OOM", "model": "a", "preset": "tiny",
               "seed": 9, "data": "phantom", "task": "sc", "run_dir": "trials/bad1"},
              {"trial_id": "bad2", "status": "TERMINATED", "model": "a", "preset": "tiny", "seed": 8,
-              "data": "phantom", "task": "sc", "run_dir": "trials/bad2"}]
+              "data": "phantom", "task": "sc", "run_dir": "trials/bad2"},
+             {"trial_id": "asha", "status": "TERMINATED", "model": "b", "preset": "tiny", "seed": 7,
+              "data": "phantom", "task": "sc", "run_dir": "trials/t002", "attempts": 1, "early_stopped": True},
+             {"trial_id": "run", "status": "RUNNING", "model": "b", "preset": "tiny", "seed": 6,
+              "data": "phantom", "task": "sc", "run_dir": "trials/t003", "attempts": 2}]
     root = make_sweep(tmp_path, {"a": 0.0, "b": 0.01}, extra_rows=extra)
     lb = build_leaderboard(root, n_boot=200, cost=False)
     failed = lb.failed.set_index("trial_id")
-    assert set(failed.index) == {"bad1", "bad2"}
+    assert set(failed.index) == {"bad1", "bad2", "asha", "run"}
     assert "CUDA OOM" in failed.loc["bad1", "reason"] and "ERROR" in failed.loc["bad1", "reason"]
     assert "test_metrics.csv missing" in failed.loc["bad2", "reason"]
-    assert lb.meta["n_trials_failed"] == 2 and lb.meta["n_trials_ok"] == 4
+    assert "stopped early" in failed.loc["asha", "reason"] and "RUNNING" in failed.loc["run", "reason"]
+    assert lb.meta["n_trials_failed"] == 4 and lb.meta["n_trials_ok"] == 4
+    assert "attempts" not in lb.sweep.knobs and "early_stopped" not in lb.sweep.knobs
+    assert set(lb.table["n_trials"]) == {2}
 
 
 def test_bad_inputs_are_rejected_with_the_file_named(tmp_path):

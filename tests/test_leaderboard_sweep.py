@@ -215,8 +215,8 @@ def test_cost_columns_are_measured_for_the_trained_networks(real_sweep, rendered
 def test_failed_trial_is_listed_not_dropped(rendered):
     files, table = rendered
     md = files.markdown
-    assert "## Failed trials" in md and "t004" in md and "out of memory (simulated)" in md
-    assert "1 failed" in md
+    assert "## Failed or unranked trials" in md and "t004" in md and "out of memory (simulated)" in md
+    assert "1 failed or unranked" in md
     assert "t004" in files.html.read_text()
     assert table["n_trials"].sum() == 4
 

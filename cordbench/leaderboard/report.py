@@ -101,14 +101,14 @@ def to_markdown(lb: Leaderboard) -> str:
     heads, cells, _ = display_rows(lb)
     m = lb.meta
     out = [f"# Leaderboard — sweep `{m['sweep']}`", "",
-           f"{m['n_trials_ok']} trial(s) ranked, {m['n_trials_failed']} failed.", "", _md_table(heads, cells), ""]
+           f"{m['n_trials_ok']} trial(s) ranked, {m['n_trials_failed']} failed or unranked.", "", _md_table(heads, cells), ""]
     for knob, ab in lb.ablations.items():
         out += [f"## Ablation: {knob}", "",
                 _md_table([knob, "trials", "subjects", f"mean {m['column']}", "95% CI"],
                           [[str(r[knob]), str(r["n_trials"]), str(r["n_subjects"]), _num(r["mean"]),
                             f"[{_num(r['ci_low'])}, {_num(r['ci_high'])}]"] for _, r in ab.iterrows()]), ""]
     if len(lb.failed):
-        out += ["## Failed trials", "",
+        out += ["## Failed or unranked trials", "",
                 _md_table(list(lb.failed.columns),
                           [[_txt(v) for v in r] for r in lb.failed.itertuples(index=False)]), ""]
     out += ["## Method", ""] + [f"- {n}" for n in method_notes(lb)] + [""]
@@ -191,7 +191,7 @@ def to_html(lb: Leaderboard, images: dict[str, Path] | None = None) -> str:
         fhead = "".join(f"<th>{html.escape(c)}</th>" for c in lb.failed.columns)
         frows = "".join("<tr>" + "".join(f"<td>{html.escape(_txt(v))}</td>" for v in r)
                         + "</tr>" for r in lb.failed.itertuples(index=False))
-        extra.append(f"<h2>Failed trials</h2><table><thead><tr>{fhead}</tr></thead><tbody>{frows}</tbody></table>")
+        extra.append(f"<h2>Failed or unranked trials</h2><table><thead><tr>{fhead}</tr></thead><tbody>{frows}</tbody></table>")
     return _HTML.format(
         title=html.escape(f"Leaderboard — sweep {m['sweep']}"),
         summary=html.escape(f"{m['n_trials_ok']} trial(s) ranked on {m['column']}, {m['n_trials_failed']} failed."),

@@ -9,8 +9,9 @@ Sweep folder contract (with ``cordbench sweep``)::
                               held-out subject: ``subject`` + ``<class>/<metric>`` columns), …
 
 Only the per-subject files are used for statistics; ``results.csv`` says which trials exist,
-their status and their knobs. Failed trials (a non-success status, or missing per-subject
-metrics) are kept in :attr:`Leaderboard.failed` with the reason.
+their status and their knobs. Trials that cannot be ranked — a non-success status (``ERROR``,
+or still ``RUNNING`` in a partial file), stopped early by the scheduler, or missing per-subject
+metrics — are kept in :attr:`Leaderboard.failed` with the reason.
 """
 from __future__ import annotations
 
@@ -28,7 +29,7 @@ from cordbench.leaderboard import stats
 #: results.csv columns that are not swept knobs.
 BASE_COLUMNS = ("trial_id", "status", "error", "model", "preset", "seed", "data", "task", "run_dir", "epochs",
                 "seconds", "params", "fold", "node", "hostname", "iterations", "time_total_s", "timestamp",
-                "checkpoint", "logdir", "trial_name")
+                "checkpoint", "logdir", "trial_name", "attempts", "early_stopped")
 METRIC_PREFIXES = ("val_", "test_", "train_", "val/", "test/", "train/")
 SUCCESS = frozenset({"ok", "success", "succeeded", "completed", "complete", "done", "finished", "terminated"})
 BY_CHOICES = ("model", "config")
@@ -110,6 +111,10 @@ def _succeeded(row: pd.Series) -> bool:
     if status is None or (isinstance(status, float) and math.isnan(status)):
         return True  # no status recorded: judged by its files
     return str(status).strip().lower() in SUCCESS
+
+
+def _truthy(v: Any) -> bool:
+    return str(v).strip().lower() in ("true", "1", "yes")
 
 
 def entry_name(row: pd.Series, knobs: list[str], by: str) -> str:
@@ -212,6 +217,10 @@ def build_leaderboard(sweep_dir: str | Path | Sweep, metric: str = "dice", task:
         failed_rows.append({"trial_id": row["trial_id"],
                             "reason": f"status {row.get('status')}" + (f": {err}" if isinstance(err, str) and err
                                                                        else "")})
+    early = res["early_stopped"].map(_truthy) if "early_stopped" in res.columns else pd.Series(False, res.index)
+    for _, row in res[ok_mask & early].iterrows():
+        failed_rows.append({"trial_id": row["trial_id"], "reason": "stopped early by the scheduler (no test metrics)"})
+    ok_mask &= ~early
     frames, unreadable = read_per_subject(sweep, res[ok_mask])
     failed_rows += unreadable
 
