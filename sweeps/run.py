@@ -17,9 +17,17 @@ def main(argv: list[str] | None = None) -> int:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository (when not pip-installed)
     from cordbench.cli import main as cli_main
 
+    from cordbench.paths import REPO_ROOT
+
     args = list(sys.argv[1:] if argv is None else argv)
     if args[:1] == ["--"]:
         args = args[1:]
+    if args and not args[0].startswith("-") and not Path(args[0]).exists():
+        # `ray submit` runs this file from the head's home folder: find sweeps/X.yaml in the checkout
+        for root in (REPO_ROOT, Path.home() / "cordbench"):
+            if (root / args[0]).exists():
+                args[0] = str(root / args[0])
+                break
     if not any(a == "--address" or a.startswith("--address=") for a in args):
         args += ["--address", "auto"]
     return cli_main(["sweep", *args])

@@ -120,7 +120,8 @@ def build_searcher(sweep: Sweep):
         return OptunaSearch(sampler=sampler)
     from ray.tune.search.basic_variant import BasicVariantGenerator
 
-    return BasicVariantGenerator(random_state=int(s["seed"]))
+    # TuneConfig.max_concurrent_trials is ignored for a generator instance: it takes the limit itself
+    return BasicVariantGenerator(random_state=int(s["seed"]), max_concurrent=int(s["max_concurrent_trials"] or 0))
 
 
 def build_scheduler(sweep: Sweep):
@@ -159,7 +160,8 @@ def build_tuner(sweep: Sweep, callback: "SweepCallback | None" = None) -> tune.T
         param_space=param_space(sweep.dims),
         tune_config=TuneConfig(metric=sweep.metric, mode=s["mode"], search_alg=searcher,
                                scheduler=build_scheduler(sweep), num_samples=int(s["num_samples"]),
-                               max_concurrent_trials=s["max_concurrent_trials"], reuse_actors=True,
+                               max_concurrent_trials=s["max_concurrent_trials"] if s["algorithm"] != "basic" else None,
+                               reuse_actors=True,
                                trial_dirname_creator=trial_dirname),
         run_config=RunConfig(name=sweep.name, storage_path=storage, stop=dict(sweep.raw["stop"]) or None,
                              failure_config=FailureConfig(max_failures=int(sweep.raw["failure"]["max_failures"]),
