@@ -20,8 +20,6 @@ import warnings
 from pathlib import Path
 from typing import Any, Callable
 
-KNOB_KEYS = ("skip_connections", "depths", "num_heads", "skip_heads", "embed_dim", "attentive_skips", "depth",
-             "base_channels")
 MAX_TAG = 64  # wandb's tag length limit
 RANK_VARS = ("RANK", "LOCAL_RANK", "NODE_RANK", "GROUP_RANK", "SLURM_PROCID")
 

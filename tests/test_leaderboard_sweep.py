@@ -23,6 +23,8 @@ import pandas as pd
 import pytest
 import yaml
 
+pytestmark = pytest.mark.slow  # every test here uses the trained sweep
+
 #: (trial_id, model, seed, options)
 TRIALS = [
     ("t000", "unet", 0, {}),

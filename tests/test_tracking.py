@@ -21,6 +21,7 @@ def _wandb_warnings(record) -> list[str]:
 
 
 # --------------------------------------------------------------------------- real trial runs
+@pytest.mark.slow
 def test_each_trial_has_one_offline_run_whose_summary_holds_the_final_metrics(real_sweep):
     results = pd.read_csv(real_sweep / "results.csv").set_index("trial_id")
     runs = {}
@@ -71,6 +72,7 @@ def test_each_trial_has_one_offline_run_whose_summary_holds_the_final_metrics(re
         assert refs == [ckpt.resolve().as_uri()]
 
 
+@pytest.mark.slow
 def test_a_broken_wandb_never_fails_the_run(real_sweep, tmp_path, monkeypatch):
     import wandb
 

@@ -17,7 +17,6 @@ import time
 import warnings
 from collections import Counter
 from functools import lru_cache
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
