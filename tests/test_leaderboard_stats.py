@@ -241,3 +241,17 @@ def test_bad_inputs_are_rejected_with_the_file_named(tmp_path):
     with pytest.raises(ConfigError, match=r"mixes tasks \['gm', 'sc'\]: choose one with --task"):
         build_leaderboard(root, cost=False)
     assert len(build_leaderboard(root, task="sc", n_boot=50, cost=False).table) == 1
+
+
+def test_non_finite_values_are_missing_and_an_empty_entry_ranks_last():
+    long = pd.DataFrame({"entry": ["a"] * 3 + ["b"] * 3 + ["c"] * 3,
+                         "subject": ["s1", "s2", "s3"] * 3,
+                         "value": [0.9, np.inf, 0.7, 0.8, 0.6, np.nan, np.nan, np.nan, -np.inf]})
+    wide = stats.per_subject_means(long)
+    assert wide["a"].tolist()[0] == 0.9 and math.isnan(wide["a"]["s2"])
+    ranked = {r.entry: r for r in stats.rank_entries(wide, n_boot=100)}
+    assert ranked["a"].mean == pytest.approx(0.8) and ranked["a"].n_subjects == 2
+    assert ranked["a"].rank == 1 and ranked["b"].rank == 2 and ranked["c"].rank == 3
+    assert ranked["c"].n_subjects == 0 and not ranked["c"].tied_with_best
+    # a vs b: paired on s1 only (s2 missing in a, s3 missing in b)
+    assert ranked["b"].p_value == sps.wilcoxon([0.8], [0.9]).pvalue

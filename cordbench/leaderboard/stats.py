@@ -32,9 +32,10 @@ def per_subject_means(long: pd.DataFrame, key: str = "entry") -> pd.DataFrame:
     """Wide table (subjects × entries) of each subject's metric averaged over an entry's trials.
 
     ``long`` has columns ``key``, ``subject`` and ``value`` (one row per trial and subject);
-    NaN values (e.g. an undefined distance) are ignored in the average.
+    non-finite values (NaN, ±inf: an undefined metric) are treated as missing.
     """
-    return long.groupby([key, "subject"])["value"].mean().unstack(key)
+    values = long["value"].where(np.isfinite(long["value"].astype(float)))
+    return long.assign(value=values).groupby([key, "subject"])["value"].mean().unstack(key)
 
 
 def bootstrap_ci(values: Sequence[float], n_boot: int = 10000, seed: int = 0,
@@ -138,8 +139,10 @@ def rank_entries(wide: pd.DataFrame, higher_is_better: bool = True, n_boot: int 
     for c in order:
         vals = wide[c].dropna().to_numpy(float)
         lo, hi = bootstrap_ci(vals, n_boot=n_boot, seed=seed, level=level)
-        better = [o for o in order if not np.isnan(means[o]) and sign * means[o] < sign * means[c]]
-        rank = len(better) + 1
+        if np.isnan(means[c]):
+            rank = len(order)  # no usable value: last
+        else:
+            rank = 1 + sum(1 for o in order if not np.isnan(means[o]) and sign * means[o] < sign * means[c])
         p, ph = (float("nan"), float("nan")) if c == best else (raw[c], float(adj[c]))
         tied = c == best or (np.isfinite(ph) and ph >= alpha)
         out.append(EntryStats(str(c), int(vals.size), means[c], lo, hi, p, ph, bool(tied), rank))

@@ -236,7 +236,7 @@ def build_leaderboard(sweep_dir: str | Path | Sweep, metric: str = "dice", task:
         if column not in df.columns:
             failed_rows.append({"trial_id": row["trial_id"], "reason": f"test_metrics.csv has no {column!r} column"})
             continue
-        values = pd.to_numeric(df[column], errors="coerce")
+        values = pd.to_numeric(df[column], errors="coerce").replace([np.inf, -np.inf], np.nan)
         for subject, value in zip(df["subject"], values):
             records.append({"entry": row["entry"], "trial_id": row["trial_id"], "model": row["model"],
                             "seed": fmt_value(row.get("seed")), "subject": subject, "value": float(value),
