@@ -41,6 +41,7 @@ DEFAULTS: dict[str, Any] = {
         "spatial_dims": 2,               # 2: axial slices, 3: patches
         "spacing": None,                 # target spacing (mm); None keeps native spacing
         "patch_size": [64, 64],          # in-plane (2D) or [x, y, z] (3D)
+        "crop": None,                    # [x, y] in-plane crop (voxels) centred on the label; None keeps the FOV
         "batch_size": 16,
         "num_workers": 0,
         "samples_per_volume": 24,
@@ -218,6 +219,8 @@ def validate(cfg: Mapping[str, Any], source: str = "config") -> None:
     if len(d["patch_size"]) != want:
         raise ConfigError(f"key 'data.patch_size' needs {want} sizes for spatial_dims={d['spatial_dims']}, "
                           f"got {d['patch_size']!r}", source)
+    if d.get("crop") is not None and (not isinstance(d["crop"], list) or len(d["crop"]) != 2):
+        raise ConfigError(f"key 'data.crop' must be null or [x, y] in voxels, got {d['crop']!r}", source)
     if d.get("preset") not in (None, "perone"):
         raise ConfigError(f"key 'data.preset' must be null or 'perone', got {d['preset']!r}", source)
     if m["scheduler"] not in ("cosine", "poly", "none"):

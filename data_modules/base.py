@@ -178,6 +178,10 @@ class SegmentationDataModule(pl.LightningDataModule):
             **{k: v for k, v in spec.meta.items() if isinstance(v, (str, int, float))},
         )
         subject = self.preprocess()(subject)
+        if self.cfg.get("crop"):
+            # in-plane crop centred on the label (labelled sets only; `predict` keeps the full FOV)
+            x, y = (int(v) for v in self.cfg["crop"])
+            subject = tio.CropOrPad((x, y, subject.spatial_shape[2]), mask_name="label")(subject)
         return self._pad_to_patch(subject)
 
     def _pad_to_patch(self, subject: tio.Subject) -> tio.Subject:
