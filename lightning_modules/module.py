@@ -151,8 +151,8 @@ class SegmentationModule(pl.LightningModule):
     # ---------------------------------------------------------------------------------- logging
     def _log_overlay(self, batch: dict[str, Any], pred: torch.Tensor, target: torch.Tensor) -> None:
         """Middle foreground slice with predicted and true masks, to wandb when it is the logger."""
-        logger = self.logger
-        if logger is None or type(logger).__name__ != "WandbLogger":
+        logger = next((lg for lg in self.loggers if type(lg).__name__ == "WandbLogger"), None)
+        if logger is None:
             return
         z_fg = torch.nonzero(target.sum(dim=(0, 1)))
         z = int(z_fg[len(z_fg) // 2]) if len(z_fg) else target.shape[-1] // 2
