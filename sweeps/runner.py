@@ -279,7 +279,11 @@ def _write_sweep_yaml(sweep: Sweep) -> None:
 def _finish(sweep: Sweep, tuner: Any, t0: float, started: bool) -> SweepOutcome:
     """Run the Tuner; the callback wrote the final results.csv at the experiment's end."""
     grid = tuner.fit()
-    frame = read_results(sweep.sweep_dir)
+    try:
+        frame = read_results(sweep.sweep_dir)
+    except FileNotFoundError:
+        raise ConfigError("the sweep ran but its results.csv is not readable here: with a ray:// address the "
+                          "storage must be a URI or a folder shared with the cluster", sweep.sweep_dir) from None
     if len(frame) != len(grid):
         raise RuntimeError(f"results.csv has {len(frame)} rows for {len(grid)} trials in {sweep.sweep_dir}")
     if started:
@@ -339,6 +343,10 @@ def resume_sweep(sweep_dir: str | Path, address: str | None = None) -> SweepOutc
     tuner = Tuner.restore(sweep_dir, trainable=make_trainable(make_setup(sweep)), resume_unfinished=True,
                           resume_errored=False)
     internal = tuner._local_tuner
+    if internal is None:
+        raise ConfigError("--resume needs the driver on the cluster (run it on the head, e.g. with "
+                          "`sweeps/run.py --resume DIR` through `ray submit`), not through ray:// (Ray Client)",
+                          sweep_dir)
     search_alg = internal._tune_config.search_alg
     searcher = inner_searcher(search_alg) if sweep.search["algorithm"] != "basic" else None
     saved = Path(sweep_dir, SEARCHER_DIR, SEARCHER_FILE) if local else None

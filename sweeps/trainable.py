@@ -101,7 +101,9 @@ def report_callback(resume_epoch: int = -1, on_report: Any = None):
 
     Epochs up to ``resume_epoch`` (the one in the checkpoint the trial restarted from) are
     not reported again (Lightning re-fires the epoch end of a restored epoch). ``on_report``
-    is called before each report (elapsed-time bookkeeping).
+    is called before each report (elapsed-time bookkeeping). The callback also times the
+    training / validation / test batches and its own reporting + checkpointing
+    (:attr:`timing`, seconds; written to ``trial.json`` for ``benchmarks/sweep_overhead.py``).
     """
     global _CALLBACK_CLS
     if _CALLBACK_CLS is None:
@@ -115,6 +117,27 @@ def report_callback(resume_epoch: int = -1, on_report: Any = None):
                 self.on_report = on_report
                 self.validated_epoch = -1
                 self.reports = 0
+                self.timing = {"train_steps": 0.0, "eval_steps": 0.0, "report": 0.0}
+                self._t0 = 0.0
+
+            def _start(self, *args, **kwargs) -> None:
+                self._t0 = time.perf_counter()
+
+            def _stop(self, key: str) -> None:
+                self.timing[key] += time.perf_counter() - self._t0
+
+            on_train_batch_start = _start
+            on_validation_batch_start = _start
+            on_test_batch_start = _start
+
+            def on_train_batch_end(self, *args, **kwargs) -> None:
+                self._stop("train_steps")
+
+            def on_validation_batch_end(self, *args, **kwargs) -> None:
+                self._stop("eval_steps")
+
+            def on_test_batch_end(self, *args, **kwargs) -> None:
+                self._stop("eval_steps")
 
             def on_validation_end(self, trainer, pl_module) -> None:
                 if not trainer.sanity_checking:
@@ -134,10 +157,12 @@ def report_callback(resume_epoch: int = -1, on_report: Any = None):
                     self.on_report()
                 from ray import tune
 
+                t0 = time.perf_counter()
                 with tempfile.TemporaryDirectory(prefix="cordbench-ckpt-") as tmp:
                     trainer.save_checkpoint(str(Path(tmp, CKPT_NAME)))
                     Path(tmp, "meta.json").write_text(json.dumps({"epoch": epoch}))
                     tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(tmp))
+                self.timing["report"] += time.perf_counter() - t0
                 self.reports += 1
 
         _CALLBACK_CLS = TuneReport
@@ -235,13 +260,15 @@ def finished_record(run_dir: Path) -> dict[str, Any] | None:
 
 
 def write_finished(run_dir: Path, trial_id: str, result: Any, last_metrics: dict[str, float],
-                   attempts: int, seconds: float | None = None) -> dict[str, Any]:
+                   attempts: int, seconds: float | None = None, timing: dict[str, float] | None = None
+                   ) -> dict[str, Any]:
     """Mark the run folder finished (``trial.json``: last reported metrics, timing over all attempts)."""
     from cordbench import io
 
     record = {"trial_id": trial_id, "seconds": float(result.seconds if seconds is None else seconds),
               "fit_seconds": float(result.seconds), "best_ckpt": result.best_ckpt,
               "val": result.val, "last_report": last_metrics, "attempts": attempts,
+              "timing": {k: round(v, 4) for k, v in (timing or {}).items()},
               "finished": time.strftime("%Y-%m-%dT%H:%M:%S")}
     io.write_json(run_dir / DONE_FILE, record)
     return record
@@ -279,7 +306,7 @@ def train_trial(config: dict[str, Any], setup: TrialSetup) -> None:
         result = fit(cfg, callbacks=[cb], ckpt_path=ckpt_path)
         merge_metrics(run_dir)
     last = {k.replace("/", "_"): v for k, v in result.val.items()}
-    write_finished(run_dir, trial_id, result, last, attempts, elapsed.update())
+    write_finished(run_dir, trial_id, result, last, attempts, elapsed.update(), cb.timing)
     if setup.remote:
         from sweeps.storage import join, upload_dir
 

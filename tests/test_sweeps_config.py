@@ -301,3 +301,20 @@ def test_error_summary_takes_the_exception_line():
     tb = "Traceback (most recent call last):\n  File \"x.py\", line 1\nValueError: bad knob\n\nsome ray footer"
     assert error_summary(tb) == "ValueError: bad knob"
     assert error_summary("") == ""
+
+
+# ------------------------------------------------------------------------------------------- CLI
+def test_cli_check_and_one_line_errors(tmp_path: Path, capsys):
+    from cordbench.cli import main
+
+    assert main(["sweep", str(REPO_ROOT / "sweeps" / "ci.yaml"), "--check", "--storage", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "sweep ci: 2 trial(s)" in out and str(tmp_path / "ci") in out
+    assert not (tmp_path / "ci").exists()  # --check runs nothing
+    path = write(tmp_path, BASE.replace("{storage}", str(tmp_path)))
+    assert main(["sweep", str(path), "--check", "--override", "space.model.options.skip_connections.grid=[5]"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and "skip_connections=5" in err[0]
+    assert main(["sweep"]) == 2 and "either a sweep config or --resume" in capsys.readouterr().err
+    assert main(["sweep", "--resume", str(tmp_path / "nothing")]) == 2
+    assert "sweep.yaml" in capsys.readouterr().err
