@@ -164,6 +164,7 @@ class BidsIndex:
         for sub_dir in subject_dirs:
             if not any(im.subject == sub_dir.name and im.exists for im in idx.images):
                 _complain(strict, f"subject folder has no image in {'/'.join(DATATYPES)}/", sub_dir)
+        idx._check_listed_have_images(strict)
         return idx
 
     @classmethod
@@ -193,6 +194,7 @@ class BidsIndex:
         for s in sorted(subjects_listed):
             if not any(im.subject == s and im.exists for im in idx.images):
                 _complain(strict, f"subject {s} has no image in {'/'.join(DATATYPES)}/", filelist)
+        idx._check_listed_have_images(strict)
         return idx
 
     @classmethod
@@ -284,6 +286,15 @@ class BidsIndex:
                           + (" ..." if len(missing) > 5 else ""), root / "participants.tsv")
         return idx
 
+    def _check_listed_have_images(self, strict: bool) -> None:
+        """participants.tsv rows whose subject has no image in the data set (strict: an error)."""
+        if self.participants is None:
+            return
+        missing = sorted(set(self.participants["participant_id"]) - set(self.subjects()))
+        if missing:
+            _complain(strict, f"participants.tsv lists subjects without images: {', '.join(missing[:5])}"
+                      + (" ..." if len(missing) > 5 else ""), self.root / "participants.tsv")
+
     # ------------------------------------------------------------------ queries
     def subjects(self) -> list[str]:
         """Subjects with at least one existing image, sorted."""
@@ -313,6 +324,22 @@ class BidsIndex:
 
 
 # ---------------------------------------------------------------------- helpers
+_SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
+
+
+def safe_name(value: str, what: str, path: str | Path | None = None) -> str:
+    """``value`` if it can be one path component of an output (no separator, no ``..``); else InputError.
+
+    Output paths are built from BIDS names (subject, session, file stems); a name like
+    ``../../x`` or ``sub-01/../..`` must never let a write escape the output folder.
+    """
+    v = str(value)
+    if not _SAFE_NAME.fullmatch(v) or ".." in v:
+        raise InputError(f"{what} {v!r} cannot name an output file or folder (letters, digits, '_', '-', '.', "
+                         "'+' only; no path separator or '..')", path)
+    return v
+
+
 def read_participants(path: str | Path, required: bool = True):
     """Read participants.tsv (all columns as str, ``n/a`` → NaN); checks ids are unique."""
     import pandas as pd

@@ -28,6 +28,7 @@ class SpineGenericDataModule(SegmentationDataModule):
         from data_modules.bids import BidsIndex
 
         index = BidsIndex.from_dir(self.root())
+        self._check_site_column(index)
         meta = self._participants(index)
         specs = []
         for rec in index.images:
@@ -49,12 +50,29 @@ class SpineGenericDataModule(SegmentationDataModule):
             specs.append(SubjectSpec(sid, rec.path, labels, meta.get(rec.subject, {})))
         return sorted(specs, key=lambda s: s.subject)
 
+    def _check_site_column(self, index: Any) -> None:
+        """A leave-site-out split needs ``institution_id`` for every subject of participants.tsv."""
+        if (self.cfg.get("split") or {}).get("method") != "site":
+            return
+        df = index.participants
+        tsv = index.root / "participants.tsv"
+        if df is None or "institution_id" not in df.columns:
+            raise InputError("no institution_id column, needed by data.split.method=site (leave-site-out)", tsv)
+        empty = sorted(df.loc[df["institution_id"].isna(), "participant_id"])
+        if empty:
+            raise InputError(f"empty institution_id for {', '.join(empty[:5])}, needed by data.split.method=site",
+                             tsv)
+
     def build_label(self, spec: SubjectSpec, image: Any):
         """Levels task from SC + disc labels when no level-labelled cord exists; else the base."""
         if self.task.name == "levels" and "discs" in spec.labels:
             from data_modules.levels import levels_target
 
-            return levels_target(spec.labels["SC"], spec.labels["discs"], image, spec.image)
+            target = levels_target(spec.labels["SC"], spec.labels["discs"], image, spec.image)
+            if not (target > 0).any():
+                raise InputError("no vertebral level C1-C7 where the cord is segmented (discs bound none of "
+                                 f"its slices; cord {Path(spec.labels['SC']).name})", spec.labels["discs"])
+            return target
         return super().build_label(spec, image)
 
     @staticmethod

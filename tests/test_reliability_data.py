@@ -1,0 +1,217 @@
+"""Reliability catalogue, data sets: bad images, labels and participants.tsv rejected by ``cordbench fit``.
+
+Every case goes through the CLI (``cordbench.cli.main``), must exit 2 with exactly one stderr line
+``error: <file>: <problem>`` and must leave an earlier run in the same output folder untouched: the
+data module validates every subject before anything is written. The tiny BIDS tree here (4
+subjects, 40×40×12 voxels, spine-generic naming) is also used by ``test_reliability_runs.py``.
+"""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+import pytest
+
+from cordbench.cli import main
+
+AFFINE = np.diag([0.8, 0.8, 2.0, 1.0])
+SHAPE = (40, 40, 12)
+PREVIOUS = {"config.yaml": "name: previous-run\n", "test_metrics.csv": "subject,sc/dice\nsub-01,0.9\n"}
+
+
+# ----------------------------------------------------------------------------------- fixtures
+def cord_mask(shape=SHAPE, radius=5.0, shift=(0.0, 0.0)) -> np.ndarray:
+    """A straight cylindrical 'cord' along the slice axis."""
+    x, y = np.meshgrid(np.arange(shape[0]), np.arange(shape[1]), indexing="ij")
+    c = ((shape[0] - 1) / 2 + shift[0], (shape[1] - 1) / 2 + shift[1])
+    disc = (x - c[0]) ** 2 + (y - c[1]) ** 2 <= radius ** 2
+    return np.repeat(disc[:, :, None], shape[2], axis=2)
+
+
+def save(path: Path, data: np.ndarray, affine: np.ndarray = AFFINE) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nib.save(nib.Nifti1Image(data, affine), str(path))
+    return path
+
+
+def make_bids(root: Path, n: int = 4, seed: int = 0) -> Path:
+    """``n`` subjects with a T2w image, its SC label and a participants.tsv (two sites)."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for i in range(1, n + 1):
+        sub = f"sub-{i:02d}"
+        cord = cord_mask(radius=4.0 + 0.5 * i, shift=(i - 2, 2 - i))
+        img = (100 + 300 * cord + rng.normal(0, 20, SHAPE)).astype(np.float32)
+        save(root / sub / "anat" / f"{sub}_T2w.nii.gz", img)
+        save(root / "derivatives" / "labels" / sub / "anat" / f"{sub}_T2w_label-SC_seg.nii.gz", cord.astype(np.uint8))
+        rows.append({"participant_id": sub, "sex": "MF"[i % 2], "age": 30 + i, "institution_id": f"site{i % 2}",
+                     "manufacturer": "Siemens"})
+    pd.DataFrame(rows).to_csv(root / "participants.tsv", sep="\t", index=False)
+    return root
+
+
+def fit_args(root: Path, out: Path, *extra: str, data: str = "spine_generic") -> list[str]:
+    """``cordbench fit`` on the tiny tree: tiny U-Net, one short CPU epoch, no wandb."""
+    return ["fit", "--data", data, "--root", str(root), "--model", "unet", "--preset", "tiny",
+            "-o", str(out), "--data.patch_size=[32,32]", "--data.batch_size=4", "--data.samples_per_volume=4",
+            "--data.queue_length=16", "--data.split.val_fraction=0.25", "--data.split.test_fraction=0.25",
+            "--trainer.max_epochs=1", "--trainer.limit_train_batches=2", "--trainer.accelerator=cpu",
+            "--trainer.devices=1", "--trainer.enable_progress_bar=false", "--logger.wandb.enabled=false", *extra]
+
+
+def cli_error(capsys, argv: list[str]) -> str:
+    """Run the CLI in-process; assert exit 2 and exactly one stderr line ``error: …``; return it."""
+    capsys.readouterr()
+    code = main(argv)
+    err = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
+    assert code == 2, (code, err)
+    assert len(err) == 1 and err[0].startswith("error: "), err
+    assert "Traceback" not in err[0]
+    return err[0]
+
+
+def previous_run(out: Path) -> dict[str, bytes]:
+    """Files of an earlier run in ``out`` (to check a failed command leaves them intact)."""
+    out.mkdir(parents=True, exist_ok=True)
+    for name, text in PREVIOUS.items():
+        (out / name).write_text(text)
+    return {name: (out / name).read_bytes() for name in PREVIOUS}
+
+
+def assert_intact(out: Path, before: dict[str, bytes]) -> None:
+    assert sorted(p.name for p in out.iterdir()) == sorted(before), list(out.iterdir())
+    for name, data in before.items():
+        assert (out / name).read_bytes() == data, name
+
+
+@pytest.fixture(scope="module")
+def tiny_bids(tmp_path_factory) -> Path:
+    return make_bids(tmp_path_factory.mktemp("tiny") / "bids")
+
+
+# --------------------------------------------------------------------------- image and label cases
+IMG = "sub-02/anat/sub-02_T2w.nii.gz"
+LBL = "derivatives/labels/sub-02/anat/sub-02_T2w_label-SC_seg.nii.gz"
+
+
+def _edit(root: Path, rel: str, fn) -> None:
+    img = nib.load(str(root / rel))
+    data, affine = fn(np.asanyarray(img.dataobj).copy(), img.affine.copy())
+    save(root / rel, data, affine)
+
+
+def _set(value, dtype=np.float32):
+    def fn(d, a):
+        d = d.astype(dtype)
+        d[20, 20, 5] = value
+        return d, a
+    return fn
+
+
+def _shift(d, a):
+    a[0, 3] += 0.5  # half a millimetre: far beyond the 1e-3 mm tolerance
+    return d, a
+
+
+CASES = {
+    # case: (file edited, edit, words expected in the message)
+    "nan_voxel": (IMG, _set(np.nan), ["sub-02_T2w.nii.gz", "NaN/Inf"]),
+    "inf_voxel": (IMG, _set(np.inf), ["sub-02_T2w.nii.gz", "NaN/Inf"]),
+    "constant_image": (IMG, lambda d, a: (np.full_like(d, 7.0), a), ["sub-02_T2w.nii.gz", "constant"]),
+    "4d_image": (IMG, lambda d, a: (np.stack([d, d], -1), a), ["sub-02_T2w.nii.gz", "4D", "expected 3D"]),
+    "empty_mask": (LBL, lambda d, a: (np.zeros_like(d), a), ["sub-02_T2w_label-SC_seg.nii.gz", "empty"]),
+    "label_value_outside_set": (LBL, _set(2, np.uint8), ["label-SC_seg.nii.gz", "values [2]", "[0, 1]"]),
+    "non_integer_label": (LBL, _set(0.5), ["label-SC_seg.nii.gz", "non-integer"]),
+    "label_affine_beyond_tolerance": (LBL, _shift, ["label-SC_seg.nii.gz", "affine differs", "0.5"]),
+    "label_shape": (LBL, lambda d, a: (d[:-1], a), ["label-SC_seg.nii.gz", "shape (39, 40, 12) != image shape"]),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_bad_image_or_label_rejected_by_fit(case, tiny_bids, tmp_path, capsys):
+    rel, edit, words = CASES[case]
+    root = shutil.copytree(tiny_bids, tmp_path / "bids")
+    _edit(root, rel, edit)
+    out = tmp_path / "run"
+    before = previous_run(out)
+    line = cli_error(capsys, fit_args(root, out))
+    for w in words:
+        assert w in line, (w, line)
+    assert str(root / rel) in line
+    assert_intact(out, before)
+
+
+# ------------------------------------------------------------------------------ participants.tsv
+def _tsv(root: Path) -> pd.DataFrame:
+    return pd.read_csv(root / "participants.tsv", sep="\t", dtype=str)
+
+
+def _write_tsv(root: Path, df: pd.DataFrame) -> None:
+    df.to_csv(root / "participants.tsv", sep="\t", index=False)
+
+
+@pytest.mark.parametrize("case", ["no_participant_id", "site_split_without_institution_id",
+                                  "empty_institution_id", "row_without_images", "images_without_row"])
+def test_participants_tsv_rejected_by_fit(case, tiny_bids, tmp_path, capsys):
+    root = shutil.copytree(tiny_bids, tmp_path / "bids")
+    df = _tsv(root)
+    extra: list[str] = []
+    if case == "no_participant_id":
+        df = df.rename(columns={"participant_id": "subject"})
+        words = ["no participant_id column"]
+    elif case == "site_split_without_institution_id":
+        df = df.drop(columns="institution_id")
+        extra = ["--data.split.method=site"]
+        words = ["no institution_id column", "data.split.method=site"]
+    elif case == "empty_institution_id":
+        df.loc[df["participant_id"] == "sub-03", "institution_id"] = "n/a"
+        extra = ["--data.split.method=site"]
+        words = ["empty institution_id for sub-03"]
+    elif case == "row_without_images":
+        df = pd.concat([df, pd.DataFrame([{"participant_id": "sub-99", "sex": "F"}])])
+        words = ["lists subjects without images: sub-99"]
+    else:
+        df = df[df["participant_id"] != "sub-04"]
+        words = ["subjects not listed in participants.tsv: sub-04"]
+    _write_tsv(root, df)
+    out = tmp_path / "run"
+    before = previous_run(out)
+    line = cli_error(capsys, fit_args(root, out, *extra))
+    assert line.startswith(f"error: {root / 'participants.tsv'}: "), line
+    for w in words:
+        assert w in line, (w, line)
+    assert_intact(out, before)
+
+
+# ---------------------------------------------------------------------------------- GM challenge
+def make_gmchallenge(root: Path, bad_value: int | None = None) -> Path:
+    """Three labelled challenge subjects (GM = 1 inside WM = 2), four raters each, original naming."""
+    rng = np.random.default_rng(1)
+    root.mkdir(parents=True, exist_ok=True)
+    aff = np.diag([0.5, 0.5, 5.0, 1.0])
+    shape = (40, 40, 4)
+    for site, n in (("site1", 1), ("site1", 2), ("site2", 1)):
+        sid = f"{site}-sc{n:02d}"
+        sc = cord_mask(shape, 9.0)
+        gm = cord_mask(shape, 4.0)
+        img = (100 + 200 * sc + 100 * gm + rng.normal(0, 10, shape)).astype(np.float32)
+        save(root / f"{sid}-image.nii.gz", img, aff)
+        for r in range(1, 5):
+            m = np.where(gm, 1, np.where(sc, 2, 0)).astype(np.uint8)
+            if bad_value is not None and sid == "site1-sc02" and r == 3:
+                m[20, 20, 1] = bad_value
+            save(root / f"{sid}-mask-r{r}.nii.gz", m, aff)
+    return root
+
+
+def test_gm_challenge_mask_value_outside_set(tmp_path, capsys):
+    root = make_gmchallenge(tmp_path / "gm", bad_value=3)
+    out = tmp_path / "run"
+    before = previous_run(out)
+    line = cli_error(capsys, fit_args(root, out, "--task", "gm", data="gmchallenge"))
+    bad = root / "site1-sc02-mask-r3.nii.gz"
+    assert line.startswith(f"error: {bad}: ") and "values [3] outside the expected set [0, 1, 2]" in line, line
+    assert_intact(out, before)
