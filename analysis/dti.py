@@ -2,7 +2,8 @@
 
 * Gradients: ``.bval`` one row (or column); ``.bvec`` 3×N (FSL) or N×3 — detected from the
   number of volumes. Count mismatches, missing b=0 volumes and zero vectors at b>0 raise
-  :class:`InputError` naming the file; non-unit vectors at b>0 are normalised with a warning.
+  :class:`InputError` naming the file; non-unit vectors at b>0 sharing one length are normalised
+  with a warning, vectors of varying lengths (a b-value encoded in the length?) are rejected.
 * Scheme check: a :class:`SchemeWarning` when the tensor is poorly determined — fewer than six
   distinct non-collinear directions, a rank-deficient or ill-conditioned B-matrix
   (rows ``[gx², gy², gz², 2gxgy, 2gxgz, 2gygz]``; condition number > ``COND_B_WARN``), or nearly
@@ -10,8 +11,9 @@
   Measured: the spine-generic 60-direction scheme has cond(B) ≈ 1.6; ``sct_testing_data/dmri``
   (6 directions) has cond(B) ≈ 39 and is flagged.
 * Fit: ``dipy.reconst.dti.TensorModel`` with ``fit_method`` ``"WLS"`` (default, the seed's) or
-  ``"OLS"``; signals ≤ 0 are clipped by dipy to its ``min_signal`` (a :class:`SignalWarning` says
-  how many voxels). Maps are written on the DWI grid with the DWI header (float32, atomic).
+  ``"OLS"``; diffusion-weighted signals ≤ 0 are clipped by dipy to its ``min_signal`` (a
+  :class:`SignalWarning` says how many voxels); a mean b=0 signal ≤ 0 inside the mask is rejected.
+  Maps are written on the DWI grid with the DWI header (float32, atomic).
 * Per-level means: slices are assigned a level as in :mod:`analysis.morphometrics` (rounded mean
   of the non-zero labels of the slice after RPI reorientation); a level's mean/SD is over the mask
   voxels of its slices (``level_mode="voxel"`` uses each voxel's own label instead).
@@ -30,6 +32,7 @@ B0_THRESHOLD = 50.0
 COND_B_WARN = 10.0
 COPLANAR_WARN = 0.15
 UNIT_TOL = 1e-3
+NORM_SPREAD_TOL = 0.01  # relative spread of non-unit gradient lengths above which the file is rejected
 DTI_METRICS = ("FA", "MD", "RD", "AD")
 
 
@@ -103,6 +106,12 @@ def load_gradients(bval_path: str | Path, bvec_path: str | Path, n_volumes: int,
         raise InputError(f"zero gradient vector for diffusion-weighted volume(s) {np.flatnonzero(zero).tolist()}",
                          bvec_path)
     off = dw & (np.abs(norms - 1) > UNIT_TOL)
+    if off.any() and np.ptp(norms[dw]) > NORM_SPREAD_TOL * float(np.median(norms[dw])):
+        # lengths that vary between volumes are not a scale slip: some scanners encode lower b-values
+        # by shorter vectors (b_eff = b·|g|²), and normalising them would silently give wrong b-values
+        raise InputError(f"bvec file has non-unit vectors of varying length ({norms[dw].min():.3g}–"
+                         f"{norms[dw].max():.3g}) at b>0: if the length encodes the b-value, write b·|g|² in the "
+                         "bval file and unit vectors in the bvec file", bvec_path)
     if off.any():
         warnings.warn(f"{bvec_path}: {int(off.sum())} gradient vector(s) are not unit length "
                       f"(norms {norms[off].min():.3g}–{norms[off].max():.3g}); normalised",
@@ -291,11 +300,45 @@ def run_dti(dwi: str | Path, bval: str | Path, bvec: str | Path, mask: str | Pat
         check_same_grid(ref3, l_img, dwi, levels)
         if m is None:
             m = lv > 0
+    if m is not None and lv is not None and not _levels_meet_mask(lv, m, img.affine, level_mode):
+        raise InputError(f"no vertebral level where the cord mask is (no slice of mask {Path(mask).name} has "
+                         "a level)", levels)
+    if m is not None:
+        check_b0_signal(data, bvals, m, dwi, b0_threshold)
     maps = fit_tensor(data, bvals, bvecs, m, fit_method, b0_threshold)
     paths = write_maps(maps, img, maps_dir, map_prefix) if maps_dir is not None else {}
     region = m if m is not None else np.ones(data.shape[:3], bool)
     table = per_level_means(maps, img.affine, region, lv, level_mode, filename=Path(dwi).name)
     return DTIResult(table=table, maps=maps, scheme=rep, map_paths=paths)
+
+
+def check_b0_signal(data: np.ndarray, bvals: np.ndarray, mask: np.ndarray, path: str | Path,
+                    b0_threshold: float = B0_THRESHOLD) -> None:
+    """Reject a DWI whose mean b=0 signal is ≤ 0 in a voxel of ``mask`` (no tensor can be fit there).
+
+    Non-positive diffusion-weighted values in a few voxels are left to :func:`fit_tensor` (clipped,
+    with a :class:`SignalWarning`); outside the mask (background) nothing is checked.
+    """
+    b0 = np.asarray(data)[..., np.asarray(bvals) <= b0_threshold].mean(axis=-1)
+    bad = np.asarray(mask, bool) & ~(b0 > 0)
+    if bad.any():
+        first = tuple(int(i) for i in np.argwhere(bad)[0])
+        raise InputError(f"non-positive b=0 signal in {int(bad.sum())} of {int(np.asarray(mask, bool).sum())} "
+                         f"mask voxels (e.g. voxel {first}: {float(b0[first]):g}); check the data scaling and "
+                         "that the mask is on the cord", path)
+
+
+def _levels_meet_mask(levels: np.ndarray, mask: np.ndarray, affine: np.ndarray, level_mode: str) -> bool:
+    """Whether some mask voxel gets a level (its slice's level, or its own label in voxel mode)."""
+    from analysis.centerline import to_rpi
+    from analysis.morphometrics import slice_levels
+
+    if level_mode == "voxel":
+        return bool(((np.asarray(levels) > 0) & np.asarray(mask, bool)).any())
+    lv, _ = to_rpi(np.round(np.asarray(levels, float)), affine)
+    m, _ = to_rpi(np.asarray(mask, bool), affine)
+    sl = slice_levels(lv)
+    return bool((m.any(axis=(0, 1)) & np.isfinite(sl)).any())
 
 
 def _first_volume(img):

@@ -192,6 +192,25 @@ def compute_perslice(seg_rpi: np.ndarray, affine_rpi: np.ndarray, levels_rpi: np
     return pd.DataFrame(rows)
 
 
+def check_levels_cover_cord(seg_rpi: np.ndarray, levels_rpi: np.ndarray, seg: str | Path, levels: str | Path,
+                            voxels: bool = False) -> None:
+    """Reject a level map that labels none of the segmented slices (``voxels``: none of the cord voxels).
+
+    Partial coverage is normal (the cord runs past the first and last labelled discs) and kept:
+    such slices get no level. Nothing labelled where the cord is means the wrong file or grid.
+    """
+    seg_rpi = np.asarray(seg_rpi, bool)
+    lv = np.asarray(levels_rpi, float)
+    if voxels:
+        ok = bool((seg_rpi & (np.round(lv) > 0)).any())
+    else:
+        ok = bool((seg_rpi.any(axis=(0, 1)) & np.isfinite(slice_levels(lv))).any())
+    if not ok:
+        zs = np.flatnonzero(seg_rpi.any(axis=(0, 1)))
+        raise InputError(f"no vertebral level where the cord is segmented (cord in slices {zs.min()}–{zs.max()} "
+                         f"of {Path(seg).name}, none labelled)", levels)
+
+
 def morphometrics_from_files(seg: str | Path, levels: str | Path | None = None, canal: str | Path | None = None,
                              **kwargs):
     """Load the masks (checked on one grid), reorient to RPI and compute :func:`compute_perslice`."""
@@ -206,6 +225,7 @@ def morphometrics_from_files(seg: str | Path, levels: str | Path | None = None, 
         lv_img, lv_arr = load_label(levels, kind="vertebral levels", require_nonempty=True)
         check_same_grid(seg_img, lv_img, seg, levels)
         lv, _ = to_rpi(lv_arr.astype(float), lv_img.affine)
+        check_levels_cover_cord(seg_bin, lv, seg, levels)
     if canal is not None:
         _, cd, _ = load_mask_rpi(canal, "canal segmentation", seg_img, seg)
         cn = binary_mask(cd, canal, "canal segmentation")
@@ -445,6 +465,7 @@ def volume_per_level_from_files(seg: str | Path, levels: str | Path, canal: str 
     lv_img, lv_arr = load_label(levels, kind="vertebral levels", require_nonempty=True)
     check_same_grid(seg_img, lv_img, seg, levels)
     lv, _ = to_rpi(lv_arr.astype(float), lv_img.affine)
+    check_levels_cover_cord(seg_bin, lv, seg, levels, voxels=True)
     cn = None
     if canal is not None:
         _, cd, _ = load_mask_rpi(canal, "canal segmentation", seg_img, seg)

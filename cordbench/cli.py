@@ -65,6 +65,11 @@ def _overrides(items: Sequence[str], parser: argparse.ArgumentParser) -> list[st
     return out
 
 
+def one_line(message: str) -> str:
+    """A message on one line (third-party texts embedded in errors may span several)."""
+    return " ".join(part.strip() for part in message.splitlines() if part.strip())
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``cordbench`` console script."""
     parser = build_parser()
@@ -81,7 +86,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CordbenchError as exc:
         if args.debug:
             raise
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {one_line(str(exc))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)

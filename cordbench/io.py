@@ -122,13 +122,14 @@ def load_nifti(path: str | Path, *, ndim: int | Sequence[int] | None = 3, kind: 
     try:
         img = nib.load(str(path))
     except Exception as exc:  # nibabel raises several types for bad files
-        raise InputError(f"not a readable NIfTI file ({type(exc).__name__}: {exc})", path) from None
+        raise InputError(f"not a readable NIfTI file ({type(exc).__name__}: {' '.join(str(exc).split())})",
+                         path) from None
     if not isinstance(img, (nib.Nifti1Image, nib.Nifti2Image)):
         raise InputError(f"not a NIfTI image (read as {type(img).__name__})", path)
     try:
         data = np.asanyarray(img.dataobj)
     except (EOFError, OSError, zlib.error, gzip.BadGzipFile, ValueError) as exc:
-        raise InputError(f"truncated or corrupt NIfTI data ({exc})", path) from None
+        raise InputError(f"truncated or corrupt NIfTI data ({' '.join(str(exc).split())})", path) from None
     if ndim is not None:
         allowed = (ndim,) if isinstance(ndim, int) else tuple(ndim)
         shape = data.shape
