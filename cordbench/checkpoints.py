@@ -1,4 +1,13 @@
-"""Safe checkpoint loading: ``torch.load(weights_only=True)`` and explicit compatibility checks."""
+"""Safe checkpoints: ``torch.load(weights_only=True)``, compatibility checks, atomic saving.
+
+* :func:`read_checkpoint` / :func:`load_module` load with ``weights_only=True`` (a checkpoint
+  carrying a pickled object is refused, never executed) and name the file on every problem.
+* :func:`atomic_checkpoint_io` is the Lightning ``CheckpointIO`` the runner gives every Trainer:
+  it writes ``best.ckpt``/``last.ckpt`` to a temporary name in the destination folder and renames
+  it (Lightning's own save writes to the system temp folder and *moves* it, which is a copy —
+  not atomic — when that folder is on another file system, as on most clusters), and it loads
+  resume/test checkpoints with ``weights_only=True``.
+"""
 from __future__ import annotations
 
 from pathlib import Path
@@ -35,7 +44,7 @@ def load_module(path: str | Path, expect: dict[str, Any] | None = None):
     hp = dict(ckpt["hyper_parameters"])
     for key, want in (expect or {}).items():
         if want is not None and hp.get(key) != want:
-            raise InputError(f"checkpoint has {key}={hp.get(key)!r}, expected {want!r}", path)
+            raise InputError(f"checkpoint has {key}={hp.get(key)!r} but this run needs {want!r}", path)
     try:
         module = SegmentationModule(**hp)
         module.load_state_dict(ckpt["state_dict"])
@@ -44,3 +53,26 @@ def load_module(path: str | Path, expect: dict[str, Any] | None = None):
     module.eval()
     module.checkpoint_path = str(path)
     return module
+
+
+def atomic_checkpoint_io():
+    """A ``TorchCheckpointIO`` that saves atomically (same-folder temp + rename) and loads weights only."""
+    import torch
+    from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
+
+    from cordbench.io import atomic_path
+
+    class AtomicCheckpointIO(TorchCheckpointIO):
+        """Atomic local saves; remote URLs go through Lightning's fsspec path unchanged."""
+
+        def save_checkpoint(self, checkpoint, path, storage_options=None):  # noqa: D102
+            if storage_options is not None or "://" in str(path):
+                return super().save_checkpoint(checkpoint, path, storage_options)
+            with atomic_path(path) as tmp:
+                torch.save(checkpoint, str(tmp))
+
+        def load_checkpoint(self, path, map_location=lambda storage, loc: storage,  # noqa: D102
+                            weights_only=None):
+            return super().load_checkpoint(path, map_location=map_location, weights_only=True)
+
+    return AtomicCheckpointIO()

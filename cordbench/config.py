@@ -9,6 +9,7 @@ the file and the dotted key named. YAML is read with ``yaml.safe_load`` only.
 from __future__ import annotations
 
 import copy
+import re
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
@@ -97,7 +98,8 @@ DEFAULTS: dict[str, Any] = {
     },
 }
 
-_FREE_FORM = {"model.options"}   # validated by the model registry instead
+_FREE_FORM = {"model.options"}
+_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+")  # exponent without a dot: a string to YAML 1.1   # validated by the model registry instead
 
 
 def load_yaml(path: str | Path) -> dict[str, Any]:
@@ -125,6 +127,8 @@ def _check(value: Any, default: Any, key: str, source: str) -> Any:
             raise ConfigError(f"key {key!r} must be true/false, got {value!r}", source)
         return value
     if isinstance(default, (int, float)) and not isinstance(default, bool):
+        if isinstance(value, str) and _NUMBER.fullmatch(value.strip()):
+            value = float(value)  # YAML 1.1 reads 1e-3 (no dot) as a string
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             # devices/accelerator-like keys are strings in defaults; numbers reach here only for numbers
             raise ConfigError(f"key {key!r} must be a number, got {value!r}", source)
@@ -210,6 +214,10 @@ def validate(cfg: Mapping[str, Any], source: str = "config") -> None:
     from lightning_modules.registry import resolve_kwargs  # light import (torch.nn only)
 
     m, d = cfg["model"], cfg["data"]
+    name = str(cfg.get("name") or "")
+    if not name or "/" in name or "\\" in name or name in (".", ".."):
+        raise ConfigError(f"key 'name' must be a plain folder name (it names outputs/runs/<name>), got {name!r}",
+                          source)
     resolve_kwargs(m["name"], m["preset"], **(m.get("options") or {}))
     if d["task"] not in ("sc", "gm", "canal", "levels"):
         raise ConfigError(f"key 'data.task' must be one of sc, gm, canal, levels; got {d['task']!r}", source)

@@ -3,7 +3,10 @@
 Used by ``cordbench fit|validate|test`` and by every sweep trial, so a trial is exactly a
 ``cordbench fit`` run. A run folder holds: ``config.yaml`` (resolved), ``split.json``,
 ``data.json``, ``metrics.csv`` (per epoch), ``checkpoints/{best,last}.ckpt``,
-``test_metrics.csv`` (per subject), ``test_summary.json`` and the offline wandb run.
+``test_metrics.csv`` (per subject), ``test_summary.json`` and the offline wandb run; a fit
+that stops on an error (e.g. a NaN loss, :class:`TrainingDivergedError`) leaves ``failure.json``
+with the reason instead. Every input is validated before anything is written, so a bad input
+never overwrites the records of an earlier run in the same folder.
 """
 from __future__ import annotations
 
@@ -16,6 +19,7 @@ from typing import Any, Sequence
 
 from cordbench import io
 from cordbench.config import dump
+from cordbench.errors import CordbenchError
 from cordbench.paths import output_dir
 
 
@@ -115,7 +119,11 @@ def build_trainer(cfg: dict[str, Any], out: Path, callbacks: Sequence[Any] = (),
     import pytorch_lightning as pl
     from pytorch_lightning.callbacks import ModelCheckpoint
 
+    from cordbench.checkpoints import atomic_checkpoint_io
+
     t = {k: v for k, v in cfg["trainer"].items() if v is not None}
+    set_deterministic_env(cfg)
+    plugins = list(t.pop("plugins", None) or []) + [atomic_checkpoint_io()]
     cbs = list(callbacks)
     if not t.get("enable_progress_bar", True):
         cbs.append(epoch_printer())
@@ -124,7 +132,29 @@ def build_trainer(cfg: dict[str, Any], out: Path, callbacks: Sequence[Any] = (),
                                    mode="max", save_last=True, save_top_k=1, auto_insert_metric_name=False,
                                    enable_version_counter=False))
     return pl.Trainer(default_root_dir=str(out), callbacks=cbs, logger=list(loggers or []),
-                      enable_model_summary=False, **t)
+                      enable_model_summary=False, plugins=plugins, **t)
+
+
+def uses_cuda(cfg: dict[str, Any]) -> bool:
+    """Whether the trainer section will run on a CUDA device."""
+    import torch
+
+    acc = str(cfg["trainer"].get("accelerator") or "auto").lower()
+    return acc in ("gpu", "cuda", "auto") and torch.cuda.is_available()
+
+
+def set_deterministic_env(cfg: dict[str, Any]) -> bool:
+    """``trainer.deterministic`` on CUDA: ``CUBLAS_WORKSPACE_CONFIG=:4096:8`` (cuBLAS reproducibility).
+
+    Must be in the environment before the first cuBLAS call of the process (set here, before the
+    Trainer exists; Lightning's ``deterministic=True`` writes the same value when it builds the
+    Trainer, then calls ``torch.use_deterministic_algorithms(True)`` and turns ``cudnn.benchmark``
+    off). Returns whether the variable is set for this run.
+    """
+    if not cfg["trainer"].get("deterministic") or not uses_cuda(cfg):
+        return False
+    os.environ["CUBLAS_WORKSPACE_CONFIG"] = ":4096:8"
+    return True
 
 
 def prepare(cfg: dict[str, Any]):
@@ -134,11 +164,11 @@ def prepare(cfg: dict[str, Any]):
     from data_modules.base import build_datamodule
 
     out = run_dir(cfg)
-    out.mkdir(parents=True, exist_ok=True)
-    io.write_text(out / "config.yaml", dump(cfg))
     pl.seed_everything(int(cfg["seed_everything"]), workers=True, verbose=False)
     dm = build_datamodule(cfg["data"])
-    dm.setup("fit")
+    dm.setup("fit")  # validates every file first: a bad input leaves an existing run folder untouched
+    out.mkdir(parents=True, exist_ok=True)
+    io.write_text(out / "config.yaml", dump(cfg))
     desc = dm.describe()
     io.write_json(out / "split.json", desc["split"])
     io.write_json(out / "data.json", {k: v for k, v in desc.items() if k != "split"})
@@ -164,10 +194,21 @@ def fit(cfg: dict[str, Any], callbacks: Sequence[Any] = (), ckpt_path: str | Non
     """Train, keep the best checkpoint by ``val/dice``, then test it on the held-out subjects."""
     quiet()
     t0 = time.perf_counter()
+    if ckpt_path:
+        from cordbench.checkpoints import read_checkpoint
+
+        read_checkpoint(ckpt_path)  # weights only, one clear line when corrupted or unsafe
     out, dm = prepare(cfg)
+    (out / FAILURE_FILE).unlink(missing_ok=True)  # a stale record of an earlier attempt
     module = build_module(cfg, dm)
     trainer = build_trainer(cfg, out, callbacks, build_loggers(cfg, out))
-    trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path)
+    try:
+        trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path)
+    except Exception as exc:
+        record_failure(out, exc, trainer)
+        if isinstance(exc, CordbenchError) and exc.path is None:  # e.g. TrainingDivergedError: name the run
+            raise type(exc)(f"{exc} (recorded in {FAILURE_FILE})", out) from exc
+        raise
     result = RunResult(out=out, val={k: float(v) for k, v in trainer.callback_metrics.items()
                                      if k.startswith("val/")})
     ckpt_cb = trainer.checkpoint_callback
@@ -187,14 +228,35 @@ def fit(cfg: dict[str, Any], callbacks: Sequence[Any] = (), ckpt_path: str | Non
     return result
 
 
+FAILURE_FILE = "failure.json"
+
+
+def record_failure(out: Path, exc: BaseException, trainer: Any = None) -> Path:
+    """Write ``failure.json`` (status, error type, reason, epoch/step reached) in the run folder."""
+    import datetime
+
+    rec: dict[str, Any] = {"status": "failed", "error": type(exc).__name__,
+                           "reason": str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc),
+                           "time": datetime.datetime.now().isoformat(timespec="seconds")}
+    if trainer is not None:
+        rec.update(epoch=int(trainer.current_epoch), global_step=int(trainer.global_step))
+    return io.write_json(out / FAILURE_FILE, rec)
+
+
 def evaluate(cfg: dict[str, Any], ckpt: str, stage: str = "test") -> RunResult:
     """Validate or test a checkpoint (``stage`` = validate | test) on the configured split."""
     from cordbench.checkpoints import load_module
 
     quiet()
     t0 = time.perf_counter()
+    from data_modules.tasks import TASKS
+
+    # checked before anything is written: a checkpoint of another task, class count or
+    # dimensionality would otherwise score garbage silently
+    task = TASKS[cfg["data"]["task"]]
+    module = load_module(ckpt, expect={"num_classes": task.num_classes, "task": task.name,
+                                       "spatial_dims": int(cfg["data"]["spatial_dims"])})
     out, dm = prepare(cfg)
-    module = load_module(ckpt)
     trainer = build_trainer(cfg, out, loggers=build_loggers(cfg, out), checkpoint=False)
     result = RunResult(out=out, best_ckpt=ckpt)
     if stage == "validate":
