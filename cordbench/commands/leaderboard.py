@@ -20,6 +20,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--alpha", type=float, default=0.05, help="level of the Holm-corrected tests (default: 0.05)")
     p.add_argument("--no-cost", action="store_true", help="skip FLOPs/latency measurement")
     p.add_argument("--no-wandb", action="store_true", help="do not log the leaderboard to wandb")
+    p.add_argument("--morphometrics", action=argparse.BooleanOptionalAction, default=None,
+                   help="per-level CSA error of each model's cord masks and FA vs SAC/CSA from them (default: on "
+                        "when the task is sc and the trials' data has manual cord masks and vertebral levels)")
+    p.add_argument("--refresh-morphometrics", action="store_true",
+                   help="recompute each trial's morphometrics.csv even when it is newer than the checkpoint")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -27,13 +32,16 @@ def run(args: argparse.Namespace) -> int:
 
     files = render_leaderboard(args.sweep_dir, metric=args.metric, task=args.task, cls=args.cls, by=args.by,
                                out=args.out, n_boot=args.n_boot, seed=args.seed, wandb=not args.no_wandb,
-                               cost=not args.no_cost, alpha=args.alpha)
+                               cost=not args.no_cost, alpha=args.alpha, morphometrics=args.morphometrics,
+                               refresh_morphometrics=args.refresh_morphometrics)
     print(files.markdown)
     print(f"HTML report: {files.html}")
     print(f"plot:        {files.png}")
     for knob, path in files.ablation.items():
         print(f"ablation:    {path}  ({knob})")
     print(f"table:       {files.csv}")
+    if files.morphometrics is not None:
+        print(f"morphometry: {files.morphometrics}")
     if files.wandb_run is not None:
         print(f"wandb run:   {files.wandb_run}  (upload: wandb sync {files.wandb_run})")
     return 0

@@ -2,7 +2,9 @@
 
 ``render_leaderboard(sweep_dir)`` reads the sweep's own files (``results.csv`` and each trial's
 ``test_metrics.csv``, not wandb), writes ``leaderboard.{md,csv,html,png}`` and
-``ablation_<knob>.png`` and logs them to a ``job_type=leaderboard`` wandb run in the sweep's group.
+``ablation_<knob>.png`` (+ ``morphometrics.csv``, the per-level CSA errors, when the morphometric
+columns of :mod:`cordbench.leaderboard.morphometrics` are on) and logs them to a
+``job_type=leaderboard`` wandb run in the sweep's group.
 See ``docs/leaderboard.md``.
 """
 from __future__ import annotations
@@ -23,6 +25,7 @@ class LeaderboardFiles:
     png: Path
     ablation: dict[str, Path] = field(default_factory=dict)
     wandb_run: Path | None = None
+    morphometrics: Path | None = None  # per-level CSA error table (when the morphometric columns are on)
 
     @property
     def markdown(self) -> str:
@@ -33,17 +36,19 @@ class LeaderboardFiles:
 def render_leaderboard(sweep_dir: str | Path, metric: str = "dice", task: str | None = None,
                        cls: str | None = None, by: str = "model", out: str | Path | None = None,
                        n_boot: int = 10000, seed: int = 0, wandb: bool = True, cost: bool = True,
-                       alpha: float = 0.05) -> LeaderboardFiles:
+                       alpha: float = 0.05, morphometrics: bool | None = None,
+                       refresh_morphometrics: bool = False) -> LeaderboardFiles:
     """Build the leaderboard of ``sweep_dir`` and write its reports to ``out`` (default ``<sweep>/leaderboard``)."""
     from cordbench.leaderboard.report import write_reports
     from cordbench.leaderboard.table import build_leaderboard
 
     lb = build_leaderboard(sweep_dir, metric=metric, task=task, cls=cls, by=by, n_boot=n_boot, seed=seed,
-                           alpha=alpha, cost=cost)
+                           alpha=alpha, cost=cost, morphometrics=morphometrics,
+                           refresh_morphometrics=refresh_morphometrics)
     out_dir = Path(out) if out is not None else lb.sweep.root / "leaderboard"
     paths = write_reports(lb, out_dir)
     files = LeaderboardFiles(md=paths["md"], csv=paths["csv"], html=paths["html"], png=paths["png"],
-                             ablation=dict(paths["ablation"]))
+                             ablation=dict(paths["ablation"]), morphometrics=paths.get("morphometrics"))
     if wandb:
         files.wandb_run = _log_to_wandb(lb, out_dir, files)
     return files

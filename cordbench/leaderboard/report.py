@@ -46,25 +46,104 @@ def _mark(row: pd.Series) -> str:
     return "≈ best" if row["tied_with_best"] else ""
 
 
+def _nan(v: Any) -> bool:
+    return v is None or (isinstance(v, float) and math.isnan(v))
+
+
+def _with_ci(r: pd.Series, key: str, lo: str, hi: str, digits: int = 2, na: str = "n/a") -> str:
+    """``mean [lo, hi]`` of a row's columns, or ``na`` when the mean is missing."""
+    v = r.get(key, float("nan"))
+    if _nan(v):
+        return na
+    return f"{_num(v, digits)} [{_num(r.get(lo, float('nan')), digits)}, {_num(r.get(hi, float('nan')), digits)}]"
+
+
+def _morpho_on(lb: Leaderboard) -> bool:
+    return lb.morpho is not None and lb.morpho.enabled
+
+
+def _na(r: pd.Series, key: str) -> str:
+    """``n/a: <reason>`` for a morphometric cell without a value."""
+    why = r.get(key, "")
+    why = "" if _nan(why) else str(why)
+    return f"n/a: {why}" if why else "n/a"
+
+
+MORPHO_HEADS = ["CSA |err| % [95% CI]", "CSA bias % [95% CI]", "r FA–SAC/CSA model [95% CI]",
+                "r FA–SAC/CSA manual [95% CI]"]
+
+
+def _morpho_cells(r: pd.Series) -> tuple[list[str], list[Any]]:
+    na_csa = _na(r, "morpho_note")
+    na_r = _na(r, "fa_note") if not _nan(r.get("csa_mae_pct", float("nan"))) else na_csa
+    cells = [_with_ci(r, "csa_mae_pct", "csa_mae_ci_low", "csa_mae_ci_high", na=na_csa),
+             _with_ci(r, "csa_bias_pct", "csa_bias_ci_low", "csa_bias_ci_high", na=na_csa),
+             _with_ci(r, "r_model", "r_model_ci_low", "r_model_ci_high", 3, na=na_r),
+             _with_ci(r, "r_manual", "r_manual_ci_low", "r_manual_ci_high", 3, na=na_r)]
+    raw = [r.get(k, float("nan")) for k in ("csa_mae_pct", "csa_bias_pct", "r_model", "r_manual")]
+    return cells, raw
+
+
 def display_rows(lb: Leaderboard) -> tuple[list[str], list[list[str]], list[list[Any]]]:
     """Column headers, formatted cells and raw sort values of the main table."""
     t = lb.table
     knobs = [k for k in ("preset", *lb.sweep.knobs) if k in t.columns and lb.meta["by"] == "config"]
     metric = lb.meta["column"]
+    morpho = _morpho_on(lb)
     heads = ["rank", "entry", *knobs, "trials", "subjects", f"mean {metric}", "95% CI", "trial SD",
-             "params", "GFLOPs", "latency ms", "p (Wilcoxon)", "p (Holm)", "vs best"]
+             "params", "GFLOPs", "latency ms", *(MORPHO_HEADS if morpho else []), "p (Wilcoxon)", "p (Holm)",
+             "vs best"]
     cells, raw = [], []
     for _, r in t.iterrows():
         get = lambda k: r[k] if k in r else float("nan")  # noqa: E731
+        m_cells, m_raw = _morpho_cells(r) if morpho else ([], [])
         cells.append([str(r["rank"]), str(r["entry"]), *[_txt(r[k]) for k in knobs],
                       str(r["n_trials"]), str(r["n_subjects"]), _num(r["mean"]),
                       f"[{_num(r['ci_low'])}, {_num(r['ci_high'])}]", _num(r["trial_sd"]), _params(get("params")),
-                      _num(get("gflops"), 3), _num(get("latency_ms"), 2), _p(r["p_wilcoxon"]), _p(r["p_holm"]),
-                      _mark(r)])
+                      _num(get("gflops"), 3), _num(get("latency_ms"), 2), *m_cells, _p(r["p_wilcoxon"]),
+                      _p(r["p_holm"]), _mark(r)])
         raw.append([r["rank"], str(r["entry"]), *[_txt(r[k]) for k in knobs], r["n_trials"], r["n_subjects"],
-                    r["mean"], r["ci_low"], r["trial_sd"], get("params"), get("gflops"), get("latency_ms"),
+                    r["mean"], r["ci_low"], r["trial_sd"], get("params"), get("gflops"), get("latency_ms"), *m_raw,
                     r["p_wilcoxon"], r["p_holm"], int(bool(r["tied_with_best"])) + int(bool(r["best"]))])
     return heads, cells, raw
+
+
+def morpho_tables(lb: Leaderboard) -> list[tuple[str, list[str], list[list[str]]]]:
+    """(title, headers, rows) of the morphometric detail tables: per-level CSA error, FA vs SAC/CSA."""
+    if not _morpho_on(lb):
+        return []
+    from cordbench.leaderboard.morphometrics import LEVEL_NAMES
+
+    m = lb.morpho
+    entries = [str(e) for e in lb.table["entry"]]
+    levels = [n for n in LEVEL_NAMES.values() if len(m.levels) and (m.levels["level"] == n).any()]
+    by = {(str(r["entry"]), r["level"]): r for _, r in m.levels.iterrows()} if len(m.levels) else {}
+    rows_t = {str(r["entry"]): r for _, r in lb.table.iterrows()}
+    out = []
+    for what, key in (("absolute error", "mae"), ("bias (signed error)", "bias")):
+        rows = []
+        for e in entries:
+            r = rows_t[e]
+            overall = _with_ci(r, f"csa_{key}_pct", f"csa_{key}_ci_low", f"csa_{key}_ci_high", na=_na(r, "morpho_note"))
+            cells = [_with_ci(by[(e, L)], f"{key}_pct", f"{key}_ci_low", f"{key}_ci_high") if (e, L) in by else "–"
+                     for L in levels]
+            n = r.get("csa_n_subjects", float("nan"))
+            rows.append([e, "–" if _nan(n) else str(int(n)), *cells, overall])
+        out.append((f"CSA {what} per vertebral level, % of the manual CSA (mean [95% CI] over subjects)",
+                    ["entry", "subjects", *levels, "overall"], rows))
+    rows = []
+    for e in entries:
+        r = rows_t[e]
+        na = _na(r, "fa_note") if not _nan(r.get("csa_mae_pct", float("nan"))) else _na(r, "morpho_note")
+        row = [e]
+        for src in ("model", "manual"):
+            n = r.get(f"n_{src}", float("nan"))
+            row += [_with_ci(r, f"r_{src}", f"r_{src}_ci_low", f"r_{src}_ci_high", 3, na=na),
+                    _p(r.get(f"p_{src}", float("nan"))), "–" if _nan(n) else str(int(n))]
+        rows.append(row)
+    out.append(("FA vs SAC/CSA (Pearson r [95% CI], over held-out subject × level pairs)",
+                ["entry", "r model masks", "p", "n", "r manual masks", "p", "n"], rows))
+    return out
 
 
 def _md_table(heads: list[str], rows: list[list[str]]) -> str:
@@ -89,6 +168,22 @@ def method_notes(lb: Leaderboard) -> list[str]:
         f"subjects both tested; p (Holm): Holm-corrected over the {max(0, len(lb.table) - 1)} comparisons; "
         f"'≈ best' = not significantly different from the best at α = {m['alpha']}.",
     ]
+    if _morpho_on(lb):
+        notes += [
+            "Morphometrics: each trial's best checkpoint segments every held-out subject's T2w image on its native "
+            "grid; analysis.morphometrics measures the model's and the manual cord masks alike (angle-corrected "
+            "axial slices, SCT conventions) with the manual level map and canal. CSA error = 100·(model − manual) "
+            "/ manual per level C1–C7 (a level the model misses counts as −100 %); |err| and bias per subject "
+            "average its levels, then the entry's trials; 95% CI: percentile bootstrap over subjects "
+            f"({m['n_boot']} resamples).",
+            "FA vs SAC/CSA: Pearson r (Fisher-z 95% CI) over the held-out subject × level pairs C1–C7; SAC/CSA "
+            "from the model's cord mask (averaged over the entry's trials) and the manual canal, FA from the "
+            "manual DWI cord mask (dipy WLS); 'manual' = the same pairs measured on the manual cord masks. "
+            "Levels of one subject are not independent: read the CI as descriptive.",
+        ]
+        notes += lb.morpho.notes
+    elif lb.morpho is not None:
+        notes.append(f"Morphometric columns: {lb.morpho.reason}.")
     if "cost_input" in m:
         notes.append(f"Cost: params and forward FLOPs (torch.utils.flop_counter) at input "
                      f"{', '.join(m['cost_input'].values()) or '–'}; latency = fastest of {m['latency_reps']} CPU "
@@ -102,6 +197,11 @@ def to_markdown(lb: Leaderboard) -> str:
     m = lb.meta
     out = [f"# Leaderboard — sweep `{m['sweep']}`", "",
            f"{m['n_trials_ok']} trial(s) ranked, {m['n_trials_failed']} failed or unranked.", "", _md_table(heads, cells), ""]
+    tables = morpho_tables(lb)
+    if tables:
+        out += ["## Morphometrics", ""]
+        for title, heads_m, rows_m in tables:
+            out += [f"### {title}", "", _md_table(heads_m, rows_m), ""]
     for knob, ab in lb.ablations.items():
         out += [f"## Ablation: {knob}", "",
                 _md_table([knob, "trials", "subjects", f"mean {m['column']}", "95% CI"],
@@ -185,6 +285,10 @@ def to_html(lb: Leaderboard, images: dict[str, Path] | None = None) -> str:
                       f"{html.escape(c)}</td>" for c, v in zip(row_cells, row_raw))
         body.append(f'<tr class="{cls}">{tds}</tr>')
     extra = []
+    for title, heads_m, rows_m in morpho_tables(lb):
+        th = "".join(f"<th>{html.escape(h)}</th>" for h in heads_m)
+        trs = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in rows_m)
+        extra.append(f"<h2>{html.escape(title)}</h2><table><thead><tr>{th}</tr></thead><tbody>{trs}</tbody></table>")
     for title, path in (images or {}).items():
         extra.append(f"<h2>{html.escape(title)}</h2>{_img_tag(path, title)}")
     if len(lb.failed):
@@ -278,13 +382,16 @@ def csv_frame(lb: Leaderboard) -> pd.DataFrame:
 
 
 def write_reports(lb: Leaderboard, out: Path) -> dict[str, Any]:
-    """Write leaderboard.{md,csv,png,html} and ablation_<knob>.png into ``out``; return their paths."""
+    """Write leaderboard.{md,csv,png,html}, ablation_<knob>.png (and the morphometric CSVs) into ``out``."""
     out.mkdir(parents=True, exist_ok=True)
     paths: dict[str, Any] = {"png": plot_leaderboard(lb, out / "leaderboard.png"), "ablation": {}}
     for knob in lb.ablations:
         safe = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in knob)
         paths["ablation"][knob] = plot_ablation(lb, knob, out / f"ablation_{safe}.png")
     paths["csv"] = io.write_csv(out / "leaderboard.csv", csv_frame(lb))
+    if _morpho_on(lb) and len(lb.morpho.levels):
+        paths["morphometrics"] = io.write_csv(out / "morphometrics.csv", lb.morpho.levels)
+        io.write_csv(out / "morphometrics_subjects.csv", lb.morpho.per_subject)
     paths["md"] = io.write_text(out / "leaderboard.md", to_markdown(lb))
     images = {"Leaderboard": paths["png"], **{f"Ablation: {k}": p for k, p in paths["ablation"].items()}}
     paths["html"] = io.write_text(out / "leaderboard.html", to_html(lb, images))

@@ -188,12 +188,18 @@ class Leaderboard:
     ablations: dict[str, pd.DataFrame]   # knob -> value, n_trials, n_subjects, mean, ci_low, ci_high
     meta: dict[str, Any]                 # metric, column, task, by, n_boot, seed, …
     sweep: Sweep
+    morpho: Any = None                   # cordbench.leaderboard.morphometrics.MorphoSummary (or None)
 
 
 def build_leaderboard(sweep_dir: str | Path | Sweep, metric: str = "dice", task: str | None = None,
                       cls: str | None = None, by: str = "model", n_boot: int = 10000, seed: int = 0,
-                      alpha: float = 0.05, cost: bool = True, data: str | None = None) -> Leaderboard:
-    """Rank the sweep's models (``by="model"``) or configurations (``by="config"``) on ``metric``."""
+                      alpha: float = 0.05, cost: bool = True, data: str | None = None,
+                      morphometrics: bool | None = None, refresh_morphometrics: bool = False) -> Leaderboard:
+    """Rank the sweep's models (``by="model"``) or configurations (``by="config"``) on ``metric``.
+
+    ``morphometrics``: add the CSA-error and FA–SAC/CSA columns (:mod:`cordbench.leaderboard.morphometrics`);
+    None = when the task is ``sc`` and the trials' data has the labels, True = required, False = off.
+    """
     if by not in BY_CHOICES:
         raise ConfigError(f"--by must be one of {list(BY_CHOICES)}, got {by!r}")
     if n_boot < 1:
@@ -279,13 +285,20 @@ def build_leaderboard(sweep_dir: str | Path | Sweep, metric: str = "dice", task:
     elif "params" in ok_res.columns:
         params = ok_res.groupby("entry")["params"].median()
         table["params"] = table["entry"].map(params)
+    from cordbench.leaderboard.morphometrics import entry_morphometrics
+
+    morpho = entry_morphometrics(sweep, ok_res, task, enabled=morphometrics, n_boot=n_boot, seed=seed,
+                                 refresh=refresh_morphometrics)
+    if morpho.enabled and len(morpho.columns):
+        table = table.merge(morpho.columns, on="entry", how="left")
+    meta["morphometrics"] = "on" if morpho.enabled else morpho.reason
     ablations = {}
     swept = [k for k in knobs if long[k].dropna().astype(str).nunique() > 1]
     for k in swept:
         sub = long[long[k].notna()]
         ab = stats.summarise_groups(sub, k, n_boot=n_boot, seed=seed)
         ablations[k] = ab.iloc[_natural_order(ab[k])].reset_index(drop=True)
-    return Leaderboard(table, long, failed, ablations, meta, sweep)
+    return Leaderboard(table, long, failed, ablations, meta, sweep, morpho)
 
 
 def _natural_order(values: pd.Series) -> list[int]:
