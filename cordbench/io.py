@@ -21,6 +21,8 @@ import numpy as np
 from cordbench.errors import InputError
 
 AFFINE_ATOL_MM = 1e-3  # tolerance on affine entries when comparing image and label grids
+_UMASK = os.umask(0o022)  # read the process umask (only way) and restore it at once
+os.umask(_UMASK)
 
 
 # --------------------------------------------------------------------------------------- writes
@@ -33,6 +35,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".part{suffix}", dir=path.parent)
     os.close(fd)
     tmp_path = Path(tmp)
+    os.chmod(tmp_path, 0o666 & ~_UMASK)  # mkstemp makes 0600: give the result the usual permissions
     try:
         yield tmp_path
         os.replace(tmp_path, path)
