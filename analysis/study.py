@@ -125,9 +125,11 @@ def find_jobs(bids_dir: str | Path, seg_source: str = "labels") -> tuple[list[Su
     idx = BidsIndex.from_dir(root, strict=False)
     pidx = BidsIndex.from_dir(root, labels_dir=src, strict=False, softseg_glob=None) \
         if src != "derivatives/labels" else idx
+    from data_modules.bids import safe_name
+
     jobs = []
     for sub in idx.subjects():
-        job = SubjectJob(subject=sub, seg_source=src)
+        job = SubjectJob(subject=safe_name(sub, "subject id", root), seg_source=src)
         t2 = idx.image(sub, "T2w")
         t2p = pidx.image(sub, "T2w")
         if t2 is not None:
@@ -187,6 +189,9 @@ def _levels_from_discs(mask: Path, discs: Path | None, dest: Path, what: str) ->
         raise InputError(f"no vertebral levels for the {what} (label-SC_desc-levels_dseg or label-discs_dlabel)",
                          mask)
     img, lv = level_map_from_files(mask, discs)
+    if not (lv > 0).any():
+        raise InputError(f"no vertebral level where the {what} is segmented (the discs bound none of its slices; "
+                         f"mask {Path(mask).name})", discs)
     return save_nifti(lv, img.affine, dest, header=img.header, dtype=np.int16)
 
 
@@ -243,7 +248,9 @@ def process_subject(job: SubjectJob, opts: StudyOptions) -> SubjectResult:
     per_level: dict[int, dict[str, Any]] = {}
     if not opts.out_dir:
         raise ConfigError("StudyOptions.out_dir is not set")
-    sub_dir = Path(opts.out_dir) / "subjects" / job.subject
+    from data_modules.bids import safe_name
+
+    sub_dir = Path(opts.out_dir) / "subjects" / safe_name(job.subject, "subject id")
     parts: list[tuple[str, Callable]] = [("anat", _anat), ("dwi", _dwi)]
     attempted = 0
     for part, fn in parts:

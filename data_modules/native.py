@@ -54,9 +54,20 @@ def one_hot(labels: np.ndarray, num_classes: int) -> np.ndarray:
 
 
 def prediction_path(root: str | Path, rec: Any, task: str) -> Path:
-    """``<root>/derivatives/cordbench/<sub>[/<ses>]/<datatype>/<stem>_label-<TASK>_seg.nii.gz`` for a record."""
-    parts = [rec.subject] + ([rec.session] if rec.session else []) + [rec.datatype]
-    return Path(root).joinpath(DERIVATIVES, *parts, f"{rec.stem}_label-{task}_seg.nii.gz")
+    """``<root>/derivatives/cordbench/<sub>[/<ses>]/<datatype>/<stem>_label-<TASK>_seg.nii.gz`` for a record.
+
+    Every component comes from a BIDS name and is checked (:func:`data_modules.bids.safe_name`):
+    the path can never leave ``<root>/derivatives/cordbench``.
+    """
+    from data_modules.bids import safe_name
+
+    where = getattr(rec, "path", None)
+    parts = [safe_name(rec.subject, "subject id", where)]
+    if rec.session:
+        parts.append(safe_name(rec.session, "session id", where))
+    parts.append(safe_name(rec.datatype, "datatype", where))
+    name = f"{safe_name(rec.stem, 'file stem', where)}_label-{safe_name(task, 'task', where)}_seg.nii.gz"
+    return Path(root).joinpath(DERIVATIVES, *parts, name)
 
 
 def predict_bids(module: Any, root: str | Path, contrast: str, task: str, ckpt: str | Path | None = None,
