@@ -271,3 +271,38 @@ def test_dti_accepts_what_it_should(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "not unit length" in err and "normalised" in err and "non-positive signal" in err
     assert np.allclose(pd.read_csv(out)["MEAN(FA)"].iloc[0], want, atol=0.05)
+
+
+# ------------------------------------------------------------------------------ analyze (cohort)
+def test_analyze_reports_a_malformed_subject_and_finishes_the_others(tmp_path, capsys):
+    """sub-02's disc labels bound none of its cord slices: it fails with the file named, the cohort goes on.
+
+    (A subject whose Ray worker dies: ``tests/test_analyze.py::test_analyze_with_ray_survives_a_crashing_worker``.)
+    """
+    import nibabel as nib
+
+    from cordbench.cli import main
+    from test_analyze import make_bids as make_study_bids
+
+    root = tmp_path / "bids"
+    make_study_bids(root, n=3, with_dwi=False)
+    lab = root / "derivatives" / "labels" / "sub-02" / "anat"
+    (lab / "sub-02_T2w_label-SC_desc-levels_dseg.nii.gz").unlink()
+    seg = nib.load(str(lab / "sub-02_T2w_label-SC_seg.nii.gz"))
+    discs = np.zeros(seg.shape, np.uint8)
+    discs[22, 22, 15] = 3  # one disc: no level between two discs anywhere
+    save(lab / "sub-02_T2w_label-discs_dlabel.nii.gz", discs, seg.affine)
+    out = tmp_path / "study"
+    capsys.readouterr()
+    assert main(["analyze", str(root), "-o", str(out), "--workers", "0", "--no-progress", "--by", "sex"]) == 0
+    printed = capsys.readouterr().out
+    subjects = pd.read_csv(out / "subjects.csv").set_index("participant_id")
+    assert subjects.loc["sub-02", "status"] == "failed"
+    reason = subjects.loc["sub-02", "reasons"]
+    assert "no vertebral level where the T2w cord mask is segmented" in reason
+    assert str(lab / "sub-02_T2w_label-discs_dlabel.nii.gz") in reason
+    assert "sub-02" in printed and "no vertebral level" in printed
+    metrics = pd.read_csv(out / "metrics.csv")
+    assert sorted(metrics["participant_id"].unique()) == ["sub-01", "sub-03"]
+    assert set(metrics["VertLevel"]) == {2, 3, 4}
+    assert "no vertebral level" in (out / "report.html").read_text()
