@@ -10,6 +10,7 @@
 """
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -28,8 +29,15 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
         raise InputError("checkpoint not found", path)
     try:
         ckpt = torch.load(str(path), map_location="cpu", weights_only=True)
-    except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError, OSError) as exc:
-        raise InputError(f"corrupted or unsafe checkpoint ({type(exc).__name__}: {str(exc).splitlines()[0]})",
+    except pickle.UnpicklingError as exc:
+        found = re.search(r"Unsupported global: GLOBAL (\S+)", str(exc))
+        what = f" such as {found.group(1)}" if found else ""
+        raise InputError(f"unsafe checkpoint: it holds pickled objects{what} that weights-only loading refuses "
+                         "(cordbench never executes them)", path) from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        first = re.sub(r"\. This is an internal miniz error.*", "", first)  # torch's long advice
+        raise InputError(f"corrupted checkpoint, truncated or damaged ({type(exc).__name__}: {first})",
                          path) from None
     if not isinstance(ckpt, dict) or "state_dict" not in ckpt or "hyper_parameters" not in ckpt:
         raise InputError("not a cordbench checkpoint (no state_dict / hyper_parameters)", path)
@@ -47,12 +55,32 @@ def load_module(path: str | Path, expect: dict[str, Any] | None = None):
             raise InputError(f"checkpoint has {key}={hp.get(key)!r} but this run needs {want!r}", path)
     try:
         module = SegmentationModule(**hp)
-        module.load_state_dict(ckpt["state_dict"])
-    except (RuntimeError, TypeError, KeyError) as exc:
-        raise InputError(f"checkpoint does not match its model ({str(exc).splitlines()[0]})", path) from None
+    except (RuntimeError, TypeError, KeyError, ValueError) as exc:
+        raise InputError(f"checkpoint hyper-parameters do not build a model ({type(exc).__name__}: "
+                         f"{str(exc).strip().splitlines()[0] if str(exc).strip() else ''})", path) from None
+    _check_weights(module.state_dict(), ckpt["state_dict"], hp, path)
+    module.load_state_dict(ckpt["state_dict"])
     module.eval()
     module.checkpoint_path = str(path)
     return module
+
+
+def _check_weights(own: dict[str, Any], saved: dict[str, Any], hp: dict[str, Any], path: str | Path) -> None:
+    """Every weight present with its shape; else say how the checkpoint differs from its model."""
+    missing = [k for k in own if k not in saved]
+    unexpected = [k for k in saved if k not in own]
+    reshaped = [k for k in own if k in saved and tuple(own[k].shape) != tuple(saved[k].shape)]
+    if not (missing or unexpected or reshaped):
+        return
+    if reshaped:
+        k = reshaped[0]
+        eg = f"{k} is {tuple(saved[k].shape)}, the model needs {tuple(own[k].shape)}"
+    else:
+        eg = f"{'missing ' + missing[0] if missing else 'unexpected ' + unexpected[0]}"
+    raise InputError(f"checkpoint weights do not fit its model {hp.get('network')!r} (preset {hp.get('preset')!r}, "
+                     f"{hp.get('num_classes')} classes): {len(missing)} missing, {len(unexpected)} unexpected, "
+                     f"{len(reshaped)} of another shape, e.g. {eg} (weights of another model or class count?)",
+                     path)
 
 
 def atomic_checkpoint_io():

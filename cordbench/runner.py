@@ -197,7 +197,7 @@ def fit(cfg: dict[str, Any], callbacks: Sequence[Any] = (), ckpt_path: str | Non
     if ckpt_path:
         from cordbench.checkpoints import read_checkpoint
 
-        read_checkpoint(ckpt_path)  # weights only, one clear line when corrupted or unsafe
+        read_checkpoint(ckpt_path)  # weights only: one clear line when corrupted or unsafe
     out, dm = prepare(cfg)
     (out / FAILURE_FILE).unlink(missing_ok=True)  # a stale record of an earlier attempt
     module = build_module(cfg, dm)

@@ -168,7 +168,7 @@ class SegmentationDataModule(pl.LightningDataModule):
         """Read and check one subject's files, build the target, preprocess once."""
         img = io.load_nifti(spec.image, ndim=3, kind=f"{self.contrast} image")
         data = np.asanyarray(img.dataobj).astype(np.float32)
-        io.check_image_values(data, spec.image)
+        io.check_image_values(data, spec.image, kind=f"{self.contrast} image")
         target = self.build_label(spec, img)
         affine = np.asarray(img.affine, dtype=np.float64)
         subject = tio.Subject(

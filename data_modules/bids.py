@@ -292,7 +292,7 @@ class BidsIndex:
             return
         missing = sorted(set(self.participants["participant_id"]) - set(self.subjects()))
         if missing:
-            _complain(strict, f"participants.tsv lists subjects without images: {', '.join(missing[:5])}"
+            _complain(strict, f"lists subjects without images: {', '.join(missing[:5])}"
                       + (" ..." if len(missing) > 5 else ""), self.root / "participants.tsv")
 
     # ------------------------------------------------------------------ queries

@@ -7,6 +7,7 @@ subjects, 40×40×12 voxels, spine-generic naming) is also used by ``test_reliab
 """
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -70,6 +71,9 @@ def cli_error(capsys, argv: list[str]) -> str:
     assert code == 2, (code, err)
     assert len(err) == 1 and err[0].startswith("error: "), err
     assert "Traceback" not in err[0]
+    if os.environ.get("RELIABILITY_MESSAGES"):  # collect the messages for docs/reliability.md
+        with open(os.environ["RELIABILITY_MESSAGES"], "a") as f:
+            f.write(f"{os.environ.get('PYTEST_CURRENT_TEST', '').split(' ')[0]}\t{err[0]}\n")
     return err[0]
 
 

@@ -75,20 +75,23 @@ def _edit_ckpt(src: Path, dst: Path, **hp) -> Path:
     return dst
 
 
-@pytest.mark.parametrize("case", ["truncated", "not_a_checkpoint", "other_model"])
+@pytest.mark.parametrize("case", ["truncated", "not_a_checkpoint", "other_model", "other_class_count"])
 def test_bad_checkpoint_rejected_by_predict(case, two_fits, tmp_path, capsys):
     root, base = two_fits
     best = base / "a" / "checkpoints" / "best.ckpt"
     bad = tmp_path / "bad.ckpt"
     if case == "truncated":
         bad.write_bytes(best.read_bytes()[: best.stat().st_size // 2])
-        words = "corrupted or unsafe checkpoint"
+        words = "corrupted checkpoint, truncated or damaged"
     elif case == "not_a_checkpoint":
         torch.save({"weights": torch.zeros(3)}, bad)
         words = "not a cordbench checkpoint (no state_dict / hyper_parameters)"
-    else:  # the weights of a U-Net under another model's name
+    elif case == "other_model":  # the weights of a U-Net under another model's name
         _edit_ckpt(best, bad, network="dilated_cnn", options={})
-        words = "checkpoint does not match its model"
+        words = "checkpoint weights do not fit its model 'dilated_cnn' (preset 'tiny', 2 classes)"
+    else:  # 2-class weights under 3-class hyper-parameters
+        _edit_ckpt(best, bad, num_classes=3)
+        words = "0 missing, 0 unexpected, 2 of another shape"
     out = tmp_path / "pred.nii.gz"
     out.write_bytes(b"previous prediction")
     line = cli_error(capsys, ["predict", "--ckpt", str(bad), "-i", str(root / "sub-01/anat/sub-01_T2w.nii.gz"),
@@ -109,7 +112,7 @@ def test_incompatible_checkpoint_rejected_by_test(case, two_fits, tmp_path, caps
     else:
         ckpt = tmp_path / "cut.ckpt"
         ckpt.write_bytes((base / "a" / "checkpoints" / "best.ckpt").read_bytes()[:1000])
-        extra, words = [], "corrupted or unsafe checkpoint"
+        extra, words = [], "corrupted checkpoint, truncated or damaged"
     out = tmp_path / "run"
     before = previous_run(out)
     line = cli_error(capsys, _test_args(root, ckpt, out, *extra))
@@ -124,7 +127,7 @@ def test_fit_resume_from_corrupted_checkpoint(two_fits, tmp_path, capsys):
     out = tmp_path / "run"
     before = previous_run(out)
     line = cli_error(capsys, fit_args(root, out, "--ckpt-path", str(bad)))
-    assert line.startswith(f"error: {bad}: corrupted or unsafe checkpoint"), line
+    assert line.startswith(f"error: {bad}: corrupted checkpoint, truncated or damaged"), line
     assert_intact(out, before)
 
 
