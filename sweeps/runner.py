@@ -296,13 +296,21 @@ def _finish(sweep: Sweep, tuner: Any, t0: float, started: bool) -> SweepOutcome:
                         time.perf_counter() - t0)
 
 
-def run_sweep(sweep: Sweep, address: str | None = None) -> SweepOutcome:
-    """Run a new sweep (already loaded and validated) to completion."""
+def run_sweep(sweep: Sweep, address: str | None = None, overwrite: bool = False) -> SweepOutcome:
+    """Run a new sweep (already loaded and validated) to completion.
+
+    ``overwrite`` first deletes an earlier sweep of the same name (a folder holding ``sweep.yaml``).
+    """
     t0 = time.perf_counter()
-    if Path(sweep.sweep_dir).exists() and not is_uri(sweep.sweep_dir) and \
-            any(Path(sweep.sweep_dir).glob("experiment_state-*.json")):
+    folder = Path(sweep.sweep_dir)
+    if overwrite and not is_uri(sweep.sweep_dir) and (folder / "sweep.yaml").exists():
+        import shutil
+
+        shutil.rmtree(folder)
+    if folder.exists() and not is_uri(sweep.sweep_dir) and any(folder.glob("experiment_state-*.json")):
         raise ConfigError(f"sweep folder {sweep.sweep_dir} already holds a sweep: resume it with "
-                          f"`cordbench sweep --resume {sweep.sweep_dir}`, or choose another name/--storage",
+                          f"`cordbench sweep --resume {sweep.sweep_dir}`, start again with --overwrite, or "
+                          "choose another name/--storage",
                           sweep.path)
     env = set_environment(_searcher_env(sweep))
     prepare_data(sweep)

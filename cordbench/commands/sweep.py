@@ -15,6 +15,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="sweep key override, e.g. search.num_samples=4, config.trainer.max_epochs=1, "
                         "space.model.lr.loguniform=[1e-4,1e-2] (repeatable)")
     p.add_argument("--check", action="store_true", help="validate the sweep and every trial config, then stop")
+    p.add_argument("--overwrite", action="store_true",
+                   help="delete an earlier sweep of the same name in the storage folder first")
 
 
 def summary_table(frame) -> str:
@@ -34,8 +36,8 @@ def run(args: argparse.Namespace) -> int:
     if bool(args.config) == bool(args.resume):
         raise ConfigError("give either a sweep config or --resume DIR")
     if args.resume:
-        if args.override or args.storage:
-            raise ConfigError("--override/--storage cannot change a sweep being resumed")
+        if args.override or args.storage or args.overwrite:
+            raise ConfigError("--override/--storage/--overwrite cannot be used with --resume")
         if args.check:
             load_sweep(args.resume, check_data=False)
             print(f"{args.resume}: sweep.yaml is valid")
@@ -51,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
             return 0
         from sweeps.runner import run_sweep
 
-        outcome = run_sweep(sweep, address=args.address)
+        outcome = run_sweep(sweep, address=args.address, overwrite=args.overwrite)
     frame = outcome.frame
     print(f"\nsweep folder: {outcome.sweep_dir}  ({outcome.seconds:.0f} s)")
     print(f"results: {outcome.results_csv}\n")
