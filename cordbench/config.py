@@ -75,7 +75,7 @@ DEFAULTS: dict[str, Any] = {
         "devices": "auto",
         "strategy": "auto",
         "precision": "32-true",
-        "deterministic": True,
+        "deterministic": True,           # true | false | warn (GPU: see docs/reliability.md)
         "log_every_n_steps": 10,
         "limit_train_batches": None,
         "limit_val_batches": None,
@@ -123,8 +123,11 @@ def _check(value: Any, default: Any, key: str, source: str) -> Any:
     if default is None or value is None:
         return value
     if isinstance(default, bool):
+        if key == "trainer.deterministic" and value == "warn":
+            return value  # Lightning: deterministic algorithms, a warning (not an error) for ops without one
         if not isinstance(value, bool):
-            raise ConfigError(f"key {key!r} must be true/false, got {value!r}", source)
+            choices = "true, false or warn" if key == "trainer.deterministic" else "true/false"
+            raise ConfigError(f"key {key!r} must be {choices}, got {value!r}", source)
         return value
     if isinstance(default, (int, float)) and not isinstance(default, bool):
         if isinstance(value, str) and _NUMBER.fullmatch(value.strip()):

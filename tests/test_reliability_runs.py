@@ -155,6 +155,7 @@ def test_nan_loss_stops_the_run_as_failed_with_the_reason(two_fits, tmp_path, ca
 @pytest.mark.parametrize("deterministic, accelerator, cuda, preset, want", [
     (True, "auto", True, None, ":4096:8"),
     (True, "gpu", True, ":16:8", ":4096:8"),   # what Lightning's deterministic=True writes as well
+    ("warn", "cuda", True, None, ":4096:8"),
     (False, "gpu", True, None, None),
     (True, "cpu", True, None, None),
     (True, "auto", False, None, None),
