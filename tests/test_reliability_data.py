@@ -219,3 +219,21 @@ def test_gm_challenge_mask_value_outside_set(tmp_path, capsys):
     bad = root / "site1-sc02-mask-r3.nii.gz"
     assert line.startswith(f"error: {bad}: ") and "values [3] outside the expected set [0, 1, 2]" in line, line
     assert_intact(out, before)
+
+
+def test_levels_task_with_discs_that_miss_the_cord(tiny_bids, tmp_path, capsys):
+    """``--task levels`` builds levels from SC + disc labels: discs bounding no cord slice are named."""
+    root = shutil.copytree(tiny_bids, tmp_path / "bids")
+    for i in range(1, 5):
+        sub = f"sub-{i:02d}"
+        discs = np.zeros(SHAPE, np.uint8)
+        points = {3: 10, 4: 5, 5: 1} if sub != "sub-02" else {3: 10}  # sub-02: one disc, no level anywhere
+        for value, z in points.items():
+            discs[20, 20, z] = value
+        save(root / "derivatives" / "labels" / sub / "anat" / f"{sub}_T2w_label-discs_dlabel.nii.gz", discs)
+    out = tmp_path / "run"
+    before = previous_run(out)
+    line = cli_error(capsys, fit_args(root, out, "--task", "levels"))
+    bad = root / "derivatives/labels/sub-02/anat/sub-02_T2w_label-discs_dlabel.nii.gz"
+    assert line.startswith(f"error: {bad}: no vertebral level C1-C7 where the cord is segmented"), line
+    assert_intact(out, before)
