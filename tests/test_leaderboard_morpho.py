@@ -28,6 +28,7 @@ import cordbench.leaderboard.morphometrics as M
 from tests.test_leaderboard_sweep import real_sweep  # noqa: F401  (session fixture: real tiny fits)
 
 N_BOOT = 2000
+REAL = {"load_model": M.load_model, "predict_subject": M.predict_subject}  # before any patching
 SUBJECTS = ["sub-001", "sub-002", "sub-003", "sub-004"]
 
 
@@ -359,13 +360,15 @@ def test_task_other_than_sc(tmp_path, phantom, stand_ins):
 
 # ------------------------------------------------------------------------- real trained sweep
 @pytest.mark.slow
-def test_real_checkpoints_predictions_and_no_dwi(real_sweep, tmp_path):  # noqa: F811
+def test_real_checkpoints_predictions_and_no_dwi(real_sweep, tmp_path, monkeypatch):  # noqa: F811
     """Real best.ckpt → predict_array on the native grid; the cached CSA equals an independent measurement."""
     import torch
 
     from cordbench.checkpoints import load_module
     from cordbench.inference import predict_array
 
+    for name, fn in REAL.items():  # undo the module's stand-ins for this test
+        monkeypatch.setattr(M, name, fn)
     M.clear_caches()
     files, table = render(real_sweep, tmp_path / "lb", by="config")
     trials = sorted((real_sweep / "trials").glob("t00[0-3]"))
