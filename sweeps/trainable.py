@@ -118,6 +118,7 @@ def report_callback(resume_epoch: int = -1, on_report: Any = None):
                 self.validated_epoch = -1
                 self.reports = 0
                 self.timing = {"train_steps": 0.0, "eval_steps": 0.0, "report": 0.0}
+                self.final: dict[str, float] | None = None  # last epoch's metrics, reported after the test
                 self._t0 = 0.0
 
             def _start(self, *args, **kwargs) -> None:
@@ -155,11 +156,26 @@ def report_callback(resume_epoch: int = -1, on_report: Any = None):
                         lg.save()
                 if self.on_report is not None:
                     self.on_report()
+                if trainer.max_epochs is not None and epoch + 1 >= trainer.max_epochs:
+                    # the last epoch is reported after the test: Tune stops a trial that reaches
+                    # its time limit (ASHA max_t) right at that report
+                    self.final = metrics
+                    return
+                self.report(trainer, metrics, epoch)
+
+            def report(self, trainer, metrics: dict[str, float], epoch: int, ckpt_file: str | None = None) -> None:
+                """``tune.report`` with a checkpoint (saved from ``trainer`` or copied from ``ckpt_file``)."""
                 from ray import tune
 
                 t0 = time.perf_counter()
+                if trainer is None and ckpt_file is None:
+                    tune.report(metrics)
+                    return
                 with tempfile.TemporaryDirectory(prefix="cordbench-ckpt-") as tmp:
-                    trainer.save_checkpoint(str(Path(tmp, CKPT_NAME)))
+                    if ckpt_file is not None:
+                        shutil.copy2(ckpt_file, Path(tmp, CKPT_NAME))
+                    else:
+                        trainer.save_checkpoint(str(Path(tmp, CKPT_NAME)))
                     Path(tmp, "meta.json").write_text(json.dumps({"epoch": epoch}))
                     tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(tmp))
                 self.timing["report"] += time.perf_counter() - t0
@@ -305,12 +321,34 @@ def train_trial(config: dict[str, Any], setup: TrialSetup) -> None:
         cb = report_callback(resume_epoch=epoch, on_report=elapsed.update)
         result = fit(cfg, callbacks=[cb], ckpt_path=ckpt_path)
         merge_metrics(run_dir)
-    last = {k.replace("/", "_"): v for k, v in result.val.items()}
-    write_finished(run_dir, trial_id, result, last, attempts, elapsed.update(), cb.timing)
+    final = dict(cb.final or {k.replace("/", "_"): v for k, v in result.val.items()})
+    test = main_test_dice(result.test_records, cfg["data"]["task"])
+    if test is not None:
+        final["test_dice"] = test
+    write_finished(run_dir, trial_id, result, final, attempts, elapsed.update(), cb.timing)
     if setup.remote:
         from sweeps.storage import join, upload_dir
 
         upload_dir(run_dir, join(setup.sweep_dir, "trials", trial_id))
+    if cb.final is not None:  # last epoch + test Dice, now that the run folder is complete
+        last_ckpt = run_dir / "checkpoints" / "last.ckpt"
+        cb.report(None, final, int(final["epoch"]) - 1, str(last_ckpt) if last_ckpt.exists() else None)
+
+
+def main_test_dice(records: list[dict[str, Any]], task: str) -> float | None:
+    """Mean over test subjects of the task's main class Dice (see :data:`sweeps.results.MAIN_CLASS`)."""
+    from sweeps.results import MAIN_CLASS
+
+    if not records:
+        return None
+    main = MAIN_CLASS.get(task)
+    keys = [f"{main}/dice"] if main and f"{main}/dice" in records[0] else \
+        [k for k in records[0] if k.endswith("/dice")]
+    if not keys:
+        return None
+    import numpy as np
+
+    return float(np.mean([np.mean([float(r[k]) for k in keys]) for r in records]))
 
 
 # ---------------------------------------------------------------------------------------------- DDP
