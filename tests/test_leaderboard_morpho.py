@@ -48,6 +48,8 @@ def erode_inplane(mask: np.ndarray) -> np.ndarray:
 def fake_predict(module: dict, image: Path) -> np.ndarray:
     module["calls"].append(image.name)
     mask = np.asanyarray(nib.load(str(manual_label_path(image))).dataobj) > 0
+    if module["mode"] == "empty":
+        return np.zeros_like(mask)
     return mask if module["mode"] == "exact" else erode_inplane(mask)
 
 
@@ -104,9 +106,12 @@ def make_sweep(root: Path, data: Path, trials: list[tuple[str, str, str]], task:
         recs = []
         for sub in SUBJECTS:
             image = data / sub / "anat" / f"{sub}_T2w.nii.gz"
+            if not manual_label_path(image).exists():
+                recs.append({"subject": sub, f"{task}/dice": 0.5})
+                continue
             manual = np.asanyarray(nib.load(str(manual_label_path(image))).dataobj) > 0
             pred = fake_predict({"mode": mode, "calls": []}, image)
-            recs.append({"subject": sub, f"{task}/dice": dice(pred, manual)})
+            recs.append({"subject": sub, f"{task}/dice": dice(pred, manual) if pred.any() else 0.0})
         pd.DataFrame(recs).to_csv(tdir / "test_metrics.csv", index=False)
         (tdir / "checkpoints" / "best.ckpt").write_text(mode)
         rows.append({"trial_id": tid, "status": "TERMINATED", "model": model, "preset": "tiny", "seed": 0,
@@ -314,6 +319,25 @@ def test_without_dwi_the_correlation_is_na_with_the_reason(tmp_path, phantom, st
     assert row["fa_note"] == "no DWI"
     line = next(line for line in files.markdown.splitlines() if "| eroded |" in line)
     assert line.count("n/a: no DWI") == 2
+
+
+def test_empty_masks_and_a_subject_without_labels(tmp_path, phantom, stand_ins):
+    """An empty prediction is −100 % at every level; a subject without a manual mask is listed, not dropped."""
+    data = _copy_without(phantom, tmp_path / "data", ["derivatives/labels/sub-004/anat/sub-004_T2w_label-SC_seg.*"])
+    sw = make_sweep(tmp_path / "sweep", data, [("t0", "empty", "empty")])
+    files, table = render(sw, tmp_path / "lb")
+    row = table.loc["empty"]
+    assert row["csa_mae_pct"] == 100 and row["csa_bias_pct"] == -100 and row["csa_n_subjects"] == 3
+    cache = pd.read_csv(sw / "trials" / "t0" / M.CACHE_NAME)
+    measured = cache[cache["VertLevel"].notna()]
+    assert sorted(measured["subject"].unique()) == SUBJECTS[:3]
+    assert (measured["CSA_model"] == 0).all() and (measured["n_slices_model"] == 0).all()
+    assert measured["note"].str.contains("empty prediction").all()
+    assert np.isnan(row["r_model"]) and np.isfinite(row["r_manual"])
+    failed = cache[cache["VertLevel"].isna()]
+    assert list(failed["subject"]) == ["sub-004"]
+    assert failed["note"].iloc[0] == f"failed: {data}: subject sub-004: no T2w cord segmentation in derivatives/labels"
+    assert f"- trial t0, sub-004: {failed['note'].iloc[0]}" in files.markdown
 
 
 def test_auto_off_without_levels_and_required_flag_errors(tmp_path, phantom, stand_ins, capsys):

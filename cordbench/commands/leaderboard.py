@@ -28,12 +28,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import sys
+
     from cordbench.leaderboard import render_leaderboard
 
     files = render_leaderboard(args.sweep_dir, metric=args.metric, task=args.task, cls=args.cls, by=args.by,
                                out=args.out, n_boot=args.n_boot, seed=args.seed, wandb=not args.no_wandb,
                                cost=not args.no_cost, alpha=args.alpha, morphometrics=args.morphometrics,
-                               refresh_morphometrics=args.refresh_morphometrics)
+                               refresh_morphometrics=args.refresh_morphometrics,
+                               log=lambda line: print(line, file=sys.stderr, flush=True))
     print(files.markdown)
     print(f"HTML report: {files.html}")
     print(f"plot:        {files.png}")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 __all__ = ["LeaderboardFiles", "render_leaderboard"]
 
@@ -37,14 +38,15 @@ def render_leaderboard(sweep_dir: str | Path, metric: str = "dice", task: str | 
                        cls: str | None = None, by: str = "model", out: str | Path | None = None,
                        n_boot: int = 10000, seed: int = 0, wandb: bool = True, cost: bool = True,
                        alpha: float = 0.05, morphometrics: bool | None = None,
-                       refresh_morphometrics: bool = False) -> LeaderboardFiles:
+                       refresh_morphometrics: bool = False,
+                       log: Callable[[str], None] | None = None) -> LeaderboardFiles:
     """Build the leaderboard of ``sweep_dir`` and write its reports to ``out`` (default ``<sweep>/leaderboard``)."""
     from cordbench.leaderboard.report import write_reports
     from cordbench.leaderboard.table import build_leaderboard
 
     lb = build_leaderboard(sweep_dir, metric=metric, task=task, cls=cls, by=by, n_boot=n_boot, seed=seed,
                            alpha=alpha, cost=cost, morphometrics=morphometrics,
-                           refresh_morphometrics=refresh_morphometrics)
+                           refresh_morphometrics=refresh_morphometrics, log=log)
     out_dir = Path(out) if out is not None else lb.sweep.root / "leaderboard"
     paths = write_reports(lb, out_dir)
     files = LeaderboardFiles(md=paths["md"], csv=paths["csv"], html=paths["html"], png=paths["png"],

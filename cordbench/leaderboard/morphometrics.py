@@ -106,37 +106,50 @@ def trial_task(cfg: dict[str, Any]) -> str:
 # ------------------------------------------------------------------------------ manual reference
 @dataclass
 class ManualRef:
-    """A subject's manual measurements and the arrays a model's mask is measured with."""
+    """A subject's manual measurements (small: memoised for every subject of a sweep)."""
 
+    root: str
     subject: str
     image: Path                     # the T2w image the model segments
     affine: np.ndarray              # its native affine
     shape: tuple[int, ...]
-    affine_rpi: np.ndarray
-    levels_rpi: np.ndarray          # manual level map (RPI)
-    canal_rpi: np.ndarray | None    # manual canal (RPI, bool)
     table: pd.DataFrame             # manual per-level table (VertLevel, n_slices, CSA, canal_area, SAC, SAC_CSA)
     fa: dict[int, float] = field(default_factory=dict)
     fa_note: str = ""               # why FA is missing ("" when present)
     note: str = ""                  # warnings of the manual measurement
 
 
-def _job(root: Path, subject: str):
-    jobs, _, _ = _jobs(str(root))
-    job = jobs.get(subject)
+@dataclass
+class AnatArrays:
+    """The manual arrays a model's mask is measured with (RPI): big, so only the latest few are kept."""
+
+    seg: np.ndarray                 # manual cord mask (bool)
+    affine_rpi: np.ndarray
+    levels: np.ndarray              # manual level map (int16)
+    canal: np.ndarray | None        # manual canal (bool)
+
+
+@lru_cache(maxsize=8)
+def _index(root: str):
+    """``(subject -> analysis.study.SubjectJob, BidsIndex)`` of a data set (manual labels)."""
+    from analysis.study import find_jobs
+    from data_modules.bids import BidsIndex
+
+    jobs, _, _ = find_jobs(root, "labels")
+    return {j.subject: j for j in jobs}, BidsIndex.from_dir(root, strict=False)
+
+
+def _job(root: str, subject: str):
+    job = _index(root)[0].get(subject)
     if job is None:
         if "_ses-" in subject:
             raise InputError(f"subject {subject}: sessions are not supported by the morphometric columns", root)
         raise InputError(f"subject {subject} not found", root)
+    if "anat" in job.excluded:
+        raise InputError(f"subject {subject} excluded ({job.excluded['anat']})", root)
+    if "anat" in job.missing:
+        raise InputError(f"subject {subject}: {job.missing['anat']}", root)
     return job
-
-
-@lru_cache(maxsize=8)
-def _jobs(root: str):
-    from analysis.study import find_jobs
-
-    jobs, participants, exclude = find_jobs(root, "labels")
-    return {j.subject: j for j in jobs}, participants, exclude
 
 
 def _levels_array(job, seg_img) -> np.ndarray:
@@ -146,11 +159,31 @@ def _levels_array(job, seg_img) -> np.ndarray:
     if job.levels is not None:
         lv_img, lv = load_label(job.levels, kind="vertebral levels", require_nonempty=True)
         check_same_grid(seg_img, lv_img, job.seg, job.levels)
-        return lv.astype(float)
+        return lv
     from data_modules.levels import level_map_from_files
 
     _, lv = level_map_from_files(job.seg, job.discs)
-    return np.asarray(lv, float)
+    return np.asarray(lv)
+
+
+@lru_cache(maxsize=2)
+def anat_arrays(root: str, subject: str) -> AnatArrays:
+    """Load one subject's manual cord mask, level map and canal in RPI (checked on one grid)."""
+    from analysis.centerline import to_rpi
+    from analysis.morphometrics import binary_mask, check_levels_cover_cord, load_mask_rpi
+
+    job = _job(root, subject)
+    seg_img, seg_data, aff = load_mask_rpi(job.seg, "segmentation")
+    seg = binary_mask(seg_data, job.seg, "segmentation")
+    if not seg.any():
+        raise InputError("manual cord segmentation is empty", job.seg)
+    lv, _ = to_rpi(np.round(_levels_array(job, seg_img)).astype(np.int16), seg_img.affine)
+    check_levels_cover_cord(seg, lv, job.seg, job.levels or job.discs)
+    canal = None
+    if job.canal is not None:
+        _, cd, _ = load_mask_rpi(job.canal, "canal segmentation", seg_img, job.seg)
+        canal = binary_mask(cd, job.canal, "canal segmentation")
+    return AnatArrays(seg, aff, lv, canal)
 
 
 def _fa(job) -> tuple[dict[int, float], str]:
@@ -182,48 +215,34 @@ def _fa(job) -> tuple[dict[int, float], str]:
     return out, "" if out else "no DWI level C1-C7 inside the cord mask"
 
 
-@lru_cache(maxsize=16)
+@lru_cache(maxsize=4096)
 def manual_reference(root: str, subject: str, contrast: str = "T2w") -> ManualRef:
-    """Load and measure one subject's manual masks (memoised: shared by every trial of a sweep)."""
-    from analysis.centerline import to_rpi
-    from analysis.morphometrics import (binary_mask, check_levels_cover_cord, compute_perslice, load_mask_rpi,
-                                        per_level_table)
+    """Measure one subject's manual masks, FA per level (memoised: shared by every trial of a sweep)."""
+    from analysis.morphometrics import compute_perslice, per_level_table
     from cordbench.io import check_same_grid, load_nifti
-    from data_modules.bids import BidsIndex
 
-    job = _job(Path(root), subject)
-    if "anat" in job.excluded:
-        raise InputError(f"subject {subject} excluded ({job.excluded['anat']})", root)
-    if "anat" in job.missing:
-        raise InputError(f"subject {subject}: {job.missing['anat']}", root)
-    rec = BidsIndex.from_dir(root, strict=False).image(subject, contrast)
+    job = _job(root, subject)
+    rec = _index(root)[1].image(subject, contrast)
     if rec is None or not rec.exists:
         raise InputError(f"subject {subject} has no {contrast} image", root)
     img = load_nifti(rec.path, ndim=3, kind=f"{contrast} image")
-    seg_img, seg_data, aff = load_mask_rpi(job.seg, "segmentation")
+    seg_img = load_nifti(job.seg, ndim=3, kind="segmentation")
     check_same_grid(img, seg_img, rec.path, job.seg)
-    seg = binary_mask(seg_data, job.seg, "segmentation")
-    if not seg.any():
-        raise InputError("manual cord segmentation is empty", job.seg)
-    lv, _ = to_rpi(_levels_array(job, seg_img), seg_img.affine)
-    check_levels_cover_cord(seg, lv, job.seg, job.levels or job.discs)
-    canal = None
-    if job.canal is not None:
-        _, cd, _ = load_mask_rpi(job.canal, "canal segmentation", seg_img, job.seg)
-        canal = binary_mask(cd, job.canal, "canal segmentation")
+    arr = anat_arrays(root, subject)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        table = per_level_table(compute_perslice(seg, aff, lv, canal))
+        table = per_level_table(compute_perslice(arr.seg, arr.affine_rpi, arr.levels, arr.canal))
     fa, fa_note = _fa(job)
-    return ManualRef(subject=subject, image=rec.path, affine=np.asarray(img.affine, float), shape=tuple(img.shape[:3]),
-                     affine_rpi=aff, levels_rpi=lv, canal_rpi=canal, table=table, fa=fa, fa_note=fa_note,
+    return ManualRef(root=root, subject=subject, image=rec.path, affine=np.asarray(img.affine, float),
+                     shape=tuple(img.shape[:3]), table=table, fa=fa, fa_note=fa_note,
                      note=" | ".join(f"manual: {w.message}" for w in caught))
 
 
 def clear_caches() -> None:
     """Forget memoised manual measurements and data-set indexes (after labels changed on disk)."""
     manual_reference.cache_clear()
-    _jobs.cache_clear()
+    anat_arrays.cache_clear()
+    _index.cache_clear()
 
 
 # ------------------------------------------------------------------------------- one subject
@@ -243,7 +262,8 @@ def compare_subject(ref: ManualRef, pred: np.ndarray) -> pd.DataFrame:
     else:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            model = per_level_table(compute_perslice(seg, aff, ref.levels_rpi, ref.canal_rpi))
+            arr = anat_arrays(ref.root, ref.subject)
+            model = per_level_table(compute_perslice(seg, aff, arr.levels, arr.canal))
         notes += [f"model: {w.message}" for w in caught]
     model = model.set_index("VertLevel") if len(model) else model
     rows = []
@@ -269,6 +289,15 @@ def compare_subject(ref: ManualRef, pred: np.ndarray) -> pd.DataFrame:
 def _get(row: pd.Series, key: str) -> float:
     """A finite value of a row, else NaN."""
     return float(row[key]) if key in row and np.isfinite(row[key]) else math.nan
+
+
+def _describe(exc: BaseException) -> str:
+    """``Type: message (at file:line)`` of an unexpected exception."""
+    import traceback
+
+    tb = traceback.extract_tb(exc.__traceback__)
+    where = f" (at {Path(tb[-1].filename).name}:{tb[-1].lineno})" if tb else ""
+    return f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}{where}"
 
 
 def _failed_row(subject: str, reason: str) -> pd.DataFrame:
@@ -347,6 +376,8 @@ def trial_morphometrics(trial_dir: str | Path, trial_id: str | None = None, refr
         module = load_model(ckpt)
     except CordbenchError as exc:
         return TrialMorpho(tid, None, str(exc))
+    except Exception as exc:  # an unexpected failure of one trial must not sink the leaderboard: reported
+        return TrialMorpho(tid, None, _describe(exc))
     if log is not None:
         log(f"morphometrics of trial {tid}: {len(subjects)} held-out subject(s)")
     frames = []
@@ -354,8 +385,10 @@ def trial_morphometrics(trial_dir: str | Path, trial_id: str | None = None, refr
         try:
             ref = manual_reference(str(root.resolve()), sub, contrast)
             frames.append(compare_subject(ref, predict_subject(module, ref.image)))
-        except (CordbenchError, ValueError) as exc:
+        except CordbenchError as exc:
             frames.append(_failed_row(sub, str(exc)))
+        except Exception as exc:  # recorded in the CSV and listed in the report, never silently dropped
+            frames.append(_failed_row(sub, _describe(exc)))
     df = pd.concat(frames, ignore_index=True)[CACHE_COLUMNS]
     from cordbench.io import write_csv
 
@@ -371,7 +404,7 @@ def labels_available(trial_dir: Path) -> str:
         if trial_task(cfg) != "sc":
             return f"task {trial_task(cfg)} (cord masks needed: task sc)"
         root = data_root(trial_dir, cfg)
-        jobs, _, _ = _jobs(str(root.resolve()))
+        jobs = _index(str(root.resolve()))[0]
         subjects = test_subjects(trial_dir)
     except CordbenchError as exc:
         return str(exc)

@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
@@ -194,11 +194,13 @@ class Leaderboard:
 def build_leaderboard(sweep_dir: str | Path | Sweep, metric: str = "dice", task: str | None = None,
                       cls: str | None = None, by: str = "model", n_boot: int = 10000, seed: int = 0,
                       alpha: float = 0.05, cost: bool = True, data: str | None = None,
-                      morphometrics: bool | None = None, refresh_morphometrics: bool = False) -> Leaderboard:
+                      morphometrics: bool | None = None, refresh_morphometrics: bool = False,
+                      log: Callable[[str], None] | None = None) -> Leaderboard:
     """Rank the sweep's models (``by="model"``) or configurations (``by="config"``) on ``metric``.
 
     ``morphometrics``: add the CSA-error and FA–SAC/CSA columns (:mod:`cordbench.leaderboard.morphometrics`);
     None = when the task is ``sc`` and the trials' data has the labels, True = required, False = off.
+    ``log`` receives progress lines (one per trial whose morphometrics are computed).
     """
     if by not in BY_CHOICES:
         raise ConfigError(f"--by must be one of {list(BY_CHOICES)}, got {by!r}")
@@ -288,7 +290,7 @@ def build_leaderboard(sweep_dir: str | Path | Sweep, metric: str = "dice", task:
     from cordbench.leaderboard.morphometrics import entry_morphometrics
 
     morpho = entry_morphometrics(sweep, ok_res, task, enabled=morphometrics, n_boot=n_boot, seed=seed,
-                                 refresh=refresh_morphometrics)
+                                 refresh=refresh_morphometrics, log=log)
     if morpho.enabled and len(morpho.columns):
         table = table.merge(morpho.columns, on="entry", how="left")
     meta["morphometrics"] = "on" if morpho.enabled else morpho.reason
