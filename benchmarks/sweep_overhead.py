@@ -69,8 +69,13 @@ def reference_fit(sweep, params: dict) -> dict:
     cb = report_callback()  # the trials' timing hooks, without reporting (no Tune session here)
     cb.on_train_epoch_end = lambda trainer, module: None
     t0 = time.perf_counter()
-    result = fit(cfg, callbacks=[cb])
-    wall = time.perf_counter() - t0
+    try:
+        result = fit(cfg, callbacks=[cb])
+    finally:
+        wall = time.perf_counter() - t0
+        import shutil
+
+        shutil.rmtree(cfg["output_dir"], ignore_errors=True)
     return {"fit": wall, "steps": cb.timing["train_steps"] + cb.timing["eval_steps"], "val": result.val}
 
 
