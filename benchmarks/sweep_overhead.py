@@ -224,7 +224,7 @@ def main() -> int:
 
     curves = curves_of(sweep, outcome)
     seeds = args.seeds or (3 if args.quick else 5)
-    ray.init(num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1", log_to_driver=False,
+    ray.init(address="local", num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1", log_to_driver=False,
              logging_level="WARNING")
     try:
         logs = {s: replay_search(sweep, curves, s, budget=len(curves), storage=str(work / "replay"))

@@ -77,13 +77,18 @@ def init_ray(address: str | None = None, num_cpus: int | None = None, log_to_dri
 
     if ray.is_initialized():
         return False
+    # the local cluster stays on 127.0.0.1 with Ray's default token authentication; its notice
+    # ("Token authentication is enabled …") would be the only stray line of a one-line error
+    logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
     if address:
         kwargs: dict[str, Any] = {"runtime_env": {"env_vars": dict(env or {})}, "log_to_driver": log_to_driver}
         if not address.startswith("ray://"):
             kwargs["logging_level"] = logging.WARNING
         ray.init(address=address, **kwargs)
     else:
-        ray.init(num_cpus=num_cpus or os.cpu_count() or 1, include_dashboard=False, _node_ip_address="127.0.0.1",
+        # address="local": always a new Ray of our own, never another user's `ray start` on this machine
+        ray.init(address="local", num_cpus=num_cpus or os.cpu_count() or 1, include_dashboard=False,
+                 _node_ip_address="127.0.0.1",
                  log_to_driver=log_to_driver, logging_level=logging.WARNING, configure_logging=True)
     return True
 
@@ -260,6 +265,39 @@ def resolve_gpus(sweep: Sweep) -> float:
     return float(sweep.resources["gpu"])
 
 
+def check_feasible(sweep: Sweep, strict: bool) -> None:
+    """Refuse (``strict``: a cluster that cannot grow) or warn about a trial no node could ever hold.
+
+    Non-DDP trial: one node must have the trial's CPUs and GPUs. DDP trial (``gpu`` > 1): the
+    cluster needs ``gpu`` GPUs on nodes that also have ``cpu / gpu`` CPUs per GPU worker.
+    """
+    import ray
+
+    nodes = [n.get("Resources", {}) for n in ray.nodes() if n.get("Alive")]
+    cpu, gpu = float(sweep.resources["cpu"]), float(sweep.resources.get("gpu") or 0)
+    big_cpu = max((n.get("CPU", 0.0) for n in nodes), default=0.0)
+    big_gpu = max((n.get("GPU", 0.0) for n in nodes), default=0.0)
+    if gpu > 1:
+        per_cpu = max(1.0, cpu / gpu)
+        usable = sum(int(n.get("GPU", 0)) for n in nodes if n.get("CPU", 0) >= per_cpu)
+        if usable >= int(gpu):
+            return
+        key = "resources.gpu"
+        msg = (f"key 'resources.gpu': a DDP trial asks {int(gpu)} GPU worker(s) with {per_cpu:g} CPU(s) each but "
+               f"the Ray cluster has {usable} such GPU(s) (largest node: {big_cpu:g} CPU(s), {big_gpu:g} GPU(s))")
+    else:
+        if any(n.get("CPU", 0) >= cpu and n.get("GPU", 0) >= gpu for n in nodes):
+            return
+        key = "resources.cpu" if big_cpu < cpu else "resources.gpu"
+        msg = (f"key '{key}': a trial asks {cpu:g} CPU(s) and {gpu:g} GPU(s) but the largest node of the Ray "
+               f"cluster has {big_cpu:g} CPU(s) and {big_gpu:g} GPU(s)")
+    if strict:
+        raise ConfigError(f"{msg}: it would wait forever", sweep.path)
+    import warnings
+
+    warnings.warn(f"{sweep.path}: {msg}; the trials wait until an autoscaler adds such a node")
+
+
 def _searcher_env(sweep: Sweep, pending: int | None = None) -> dict[str, str]:
     """``TUNE_MAX_PENDING_TRIALS_PG``: with a searcher Tune keeps one pending trial unless told."""
     if sweep.search["algorithm"] == "basic":
@@ -315,7 +353,15 @@ def run_sweep(sweep: Sweep, address: str | None = None, overwrite: bool = False)
     env = set_environment(_searcher_env(sweep))
     prepare_data(sweep)
     started = init_ray(address, sweep.raw["ray"]["num_cpus"], bool(sweep.raw["ray"]["log_to_driver"]), env)
-    resolve_gpus(sweep)
+    try:
+        resolve_gpus(sweep)
+        check_feasible(sweep, strict=started and not address)
+    except BaseException:
+        if started:
+            import ray
+
+            ray.shutdown()
+        raise
     _write_sweep_yaml(sweep)
     return _finish(sweep, build_tuner(sweep), t0, started)
 
@@ -348,6 +394,14 @@ def resume_sweep(sweep_dir: str | Path, address: str | None = None) -> SweepOutc
         raise ConfigError("no Ray Tune experiment state to resume (the sweep never started?)", sweep_dir)
     env = set_environment(_searcher_env(sweep))
     started = init_ray(address, sweep.raw["ray"]["num_cpus"], bool(sweep.raw["ray"]["log_to_driver"]), env)
+    try:
+        check_feasible(sweep, strict=started and not address)
+    except BaseException:
+        if started:
+            import ray
+
+            ray.shutdown()
+        raise
     tuner = Tuner.restore(sweep_dir, trainable=make_trainable(make_setup(sweep)), resume_unfinished=True,
                           resume_errored=False)
     internal = tuner._local_tuner

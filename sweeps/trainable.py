@@ -264,6 +264,19 @@ class Elapsed:
         return float(sum(self.done.values()))
 
 
+#: Failures (``failure.json`` ``error``) that a retry would only repeat: the trial fails at once.
+NOT_RETRIED = {"TrainingDivergedError"}
+
+
+def _previous_failure(run_dir: Path) -> dict[str, Any] | None:
+    """``failure.json`` left by an earlier attempt of this trial (see ``cordbench.runner.record_failure``)."""
+    p = run_dir / "failure.json"
+    try:
+        return json.loads(p.read_text()) if p.exists() else None
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
 def finished_record(run_dir: Path) -> dict[str, Any] | None:
     """The ``trial.json`` of a finished run folder, else None."""
     p = run_dir / DONE_FILE
@@ -314,6 +327,12 @@ def train_trial(config: dict[str, Any], setup: TrialSetup) -> None:
     attempts_file = run_dir / ".attempts"
     attempts = int(attempts_file.read_text()) + 1 if attempts_file.exists() else 1
     attempts_file.write_text(str(attempts))
+    previous = _previous_failure(run_dir)
+    if attempts > 1 and previous and previous.get("error") in NOT_RETRIED:
+        from lightning_modules.module import TrainingDivergedError
+
+        raise TrainingDivergedError(f"{previous.get('reason')} (in an earlier attempt; not retried: a seeded, "
+                                    "deterministic run diverges again)", run_dir)
     elapsed = Elapsed(run_dir, attempts)
     with restored_checkpoint(run_dir) as (ckpt_path, epoch):
         if ckpt_path:
