@@ -403,6 +403,11 @@ def analyze(bids_dir: str | Path, out_dir: str | Path, *, seg_source: str = "lab
     jobs, participants, _ = find_jobs(bids_dir, seg_source)
     if not jobs:
         raise InputError("no subject with images found", bids_dir)
+    if participants is not None:
+        missing = [b for b in by if b not in participants.columns]
+        if missing:
+            raise InputError(f"grouping column(s) {missing} not in participants.tsv (columns: "
+                             f"{', '.join(map(str, participants.columns))})", Path(bids_dir) / "participants.tsv")
     results = run_subjects(jobs, opts, workers=workers, address=address, progress=progress)
     metrics = merge_metrics(results, participants)
     write_csv(out / "metrics.csv", metrics)

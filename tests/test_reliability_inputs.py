@@ -306,3 +306,18 @@ def test_analyze_reports_a_malformed_subject_and_finishes_the_others(tmp_path, c
     assert sorted(metrics["participant_id"].unique()) == ["sub-01", "sub-03"]
     assert set(metrics["VertLevel"]) == {2, 3, 4}
     assert "no vertebral level" in (out / "report.html").read_text()
+
+
+def test_analyze_unknown_grouping_column_named(tmp_path):
+    """A typo in ``--by`` is an error naming participants.tsv, not a silently dropped group."""
+    import subprocess
+    import sys
+
+    from data_modules.phantom import generate_cohort
+
+    root = generate_cohort(tmp_path / "ph", n_subjects=2, seed=0, dwi=False)
+    r = subprocess.run([sys.executable, "-m", "cordbench", "analyze", str(root), "-o", str(tmp_path / "out"),
+                        "--by", "sex,manufacturrer", "--workers", "0"], capture_output=True, text=True)
+    assert r.returncode == 2
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and "participants.tsv" in lines[0] and "manufacturrer" in lines[0], r.stderr

@@ -29,12 +29,12 @@ def run(args: argparse.Namespace) -> int:
     from analysis.dti import run_dti
     from cordbench.io import write_csv
 
-    if args.mask is None and args.levels is None:
-        print("warning: no --mask/--levels: means cover the whole volume", file=sys.stderr)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         res = run_dti(args.dwi, args.bval, args.bvec, args.mask, args.levels, fit_method=args.fit_method,
                       maps_dir=args.maps, map_prefix=args.prefix, level_mode=args.level_mode)
+    if args.mask is None and args.levels is None:  # after the inputs were checked: errors stay one line
+        print("warning: no --mask/--levels: means cover the whole volume", file=sys.stderr)
     for w in caught:
         print(f"warning: {w.message}", file=sys.stderr)
     write_csv(args.out, res.table)
