@@ -33,7 +33,7 @@ def keras_param_count(model: nn.Module) -> int:
     "dilated_cnn",
     presets={
         "tiny": dict(base_channels=8, dilations=(6, 12), amort_channels=16, dropout=0.0, dropout_concat=0.0),
-        "small": dict(base_channels=32, dropout=0.1, dropout_concat=0.2),
+        "small": dict(base_channels=16, amort_channels=32, dropout=0.1, dropout_concat=0.2),
         "paper": dict(base_channels=32, dilations=(6, 12, 18, 24), amort_channels=64, dropout=0.4,
                       dropout_concat=0.4, bn_momentum=0.9),
     },

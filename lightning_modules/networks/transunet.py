@@ -158,7 +158,7 @@ class HybridViTEncoder(nn.Module):
         "tiny": dict(resnet_width=8, resnet_units=(1, 1, 1), hidden_size=32, num_layers=1, num_heads=2,
                      mlp_dim=64, head_channels=32, decoder_channels=(16, 8, 8, 8), pos_grid=4, dropout=0.0),
         "small": dict(resnet_width=16, resnet_units=(1, 2, 2), hidden_size=128, num_layers=2, num_heads=4,
-                      mlp_dim=256, head_channels=128, decoder_channels=(64, 32, 16, 16), pos_grid=8, dropout=0.0),
+                      mlp_dim=256, head_channels=128, decoder_channels=(64, 32, 16, 16), pos_grid=4, dropout=0.0),
         "paper": dict(resnet_width=64, resnet_units=(3, 4, 9), hidden_size=768, num_layers=12, num_heads=12,
                       mlp_dim=3072, head_channels=512, decoder_channels=(256, 128, 64, 16), pos_grid=14,
                       dropout=0.1),
