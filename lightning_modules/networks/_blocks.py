@@ -64,3 +64,21 @@ def kept_skips(num_levels: int, skip_connections: int) -> list[bool]:
     if not 0 <= skip_connections <= num_levels:
         raise ValueError(f"skip_connections={skip_connections} must be in 0..{num_levels}")
     return [i >= num_levels - skip_connections for i in range(num_levels)]
+
+
+class SkipConcat(nn.Module):
+    """Concatenate a decoder feature and an encoder skip along channels.
+
+    A module (rather than an inline ``torch.cat``) so that the skip paths a network really
+    uses can be counted with forward hooks: modules with ``is_skip_path = True`` are the
+    skip paths (tests/test_models.py counts their calls against ``skip_connections``).
+    """
+
+    is_skip_path = True
+
+    def __init__(self, skip_first: bool = False):
+        super().__init__()
+        self.skip_first = skip_first
+
+    def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
+        return torch.cat([skip, x] if self.skip_first else [x, skip], dim=1)

@@ -11,7 +11,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from cordbench.errors import InputError
-from lightning_modules.networks._blocks import crop_to, kept_skips, pad_to_multiple
+from lightning_modules.networks._blocks import SkipConcat, crop_to, kept_skips, pad_to_multiple
 from lightning_modules.networks._transformer import ViTBlock, init_transformer_weights
 from lightning_modules.registry import register
 
@@ -91,15 +91,6 @@ class ConvBNReLU(nn.Sequential):
 
     def __init__(self, cin: int, cout: int):
         super().__init__(nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
-
-
-class SkipConcat(nn.Module):
-    """Concatenate the decoder feature and an encoder skip along channels (a hookable skip path)."""
-
-    is_skip_path = True
-
-    def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
-        return torch.cat([x, skip], dim=1)
 
 
 class DecoderBlock(nn.Module):
