@@ -42,7 +42,8 @@ DEFAULTS: dict[str, Any] = {
         "spatial_dims": 2,               # 2: axial slices, 3: patches
         "spacing": None,                 # target spacing (mm); None keeps native spacing
         "patch_size": [64, 64],          # in-plane (2D) or [x, y, z] (3D)
-        "crop": None,                    # [x, y] in-plane crop (voxels) centred on the label; None keeps the FOV
+        "crop": None,                    # [x, y] in-plane crop (voxels) centred on the label, train/val/test
+                                         # (metrics are computed inside it); None keeps the FOV
         "batch_size": 16,
         "num_workers": 0,
         "samples_per_volume": 24,
