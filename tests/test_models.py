@@ -406,3 +406,24 @@ def test_models_table_rows_and_hand_counted_flops():
     assert dil["gflops"] * 1e9 == pytest.approx(sum(2 * a * b * k * hw for a, b, k in convs), rel=1e-9)
     table = format_table(rows, 32, 2)
     assert "dilated_cnn" in table and "GFLOPs@32^2" in table
+
+
+def test_fast_dropout_statistics():
+    from lightning_modules.networks._blocks import FastDropout
+
+    torch.manual_seed(0)
+    drop = FastDropout(0.4)
+    x = torch.ones(4, 8, 64, 64)
+    y = drop(x)
+    kept = (y != 0).float().mean().item()
+    assert kept == pytest.approx(1 - 102 / 256, abs=0.005)          # p rounded to 102/256
+    assert y.mean().item() == pytest.approx(1.0, abs=0.01)           # expectation preserved
+    vals = torch.unique(y).tolist()
+    assert len(vals) == 2 and vals[0] == 0.0 and vals[1] == pytest.approx(256 / 154)
+    xc = x.to(memory_format=torch.channels_last)
+    assert ((drop(xc) != 0).float().mean().item()) == pytest.approx(kept, abs=0.01)
+    assert torch.equal(drop.eval()(x), x)
+    g = torch.ones(2, 3, requires_grad=True)
+    out = FastDropout(0.5).train()(g)
+    out.sum().backward()
+    assert torch.equal(g.grad, (out != 0).float() * 2.0)

@@ -82,3 +82,37 @@ class SkipConcat(nn.Module):
 
     def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
         return torch.cat([skip, x] if self.skip_first else [x, skip], dim=1)
+
+
+class FastDropout(nn.Module):
+    """Element dropout with a cheaper CPU mask than ``nn.Dropout`` (same Bernoulli semantics).
+
+    ``nn.Dropout`` draws one random number per element, which costs ~40× a ReLU on CPU; here
+    one 64-bit draw gives eight mask bytes. The drop probability is therefore rounded to a
+    multiple of 1/256 (0.4 → 102/256 = 0.398) and kept values are scaled by the exact
+    ``1 / keep`` so expectations are unchanged. Identity in eval mode.
+    """
+
+    def __init__(self, p: float = 0.5):
+        super().__init__()
+        if not 0 <= p < 1:
+            raise ValueError(f"dropout p={p} must be in [0, 1)")
+        self.p = p
+        self.threshold = int(round(p * 256))
+
+    def extra_repr(self) -> str:
+        return f"p={self.p} (effective {self.threshold}/256)"
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.threshold == 0:
+            return x
+        n = x.numel()
+        draws = torch.empty((n + 7) // 8, dtype=torch.int64, device=x.device).random_(-2 ** 63, None)
+        byte = draws.view(torch.uint8)[:n]
+        cl = {4: torch.channels_last, 5: torch.channels_last_3d}.get(x.dim())
+        if cl is not None and not x.is_contiguous() and x.is_contiguous(memory_format=cl):
+            byte = byte.as_strided(x.shape, x.stride())  # same memory order as x: faster elementwise op
+        else:
+            byte = byte.view(x.shape)
+        mask = (byte >= self.threshold).to(x.dtype).mul_(256.0 / (256 - self.threshold))
+        return x * mask

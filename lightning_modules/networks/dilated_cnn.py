@@ -6,7 +6,7 @@ from typing import Sequence
 import torch
 import torch.nn as nn
 
-from lightning_modules.networks._blocks import conv_nd, norm_nd
+from lightning_modules.networks._blocks import FastDropout, conv_nd, norm_nd
 from lightning_modules.registry import register
 
 
@@ -19,7 +19,7 @@ class ConvReluBN(nn.Sequential):
         bn.momentum = bn_momentum
         super().__init__(
             conv_nd(spatial_dims)(in_ch, out_ch, kernel, padding=dilation * (kernel // 2), dilation=dilation),
-            nn.ReLU(inplace=True), bn, nn.Dropout(dropout) if dropout > 0 else nn.Identity())
+            nn.ReLU(inplace=True), bn, FastDropout(dropout) if dropout > 0 else nn.Identity())
 
 
 def keras_param_count(model: nn.Module) -> int:
@@ -86,7 +86,7 @@ class DilatedCNN(nn.Module):
         n_cat = c * (len(dilations) + 2)
         self.concat_bn = norm_nd(sd, n_cat, "batch")
         self.concat_bn.momentum = bn_momentum
-        self.concat_drop = nn.Dropout(dropout_concat)
+        self.concat_drop = FastDropout(dropout_concat) if dropout_concat > 0 else nn.Identity()
         self.amort = ConvReluBN(sd, n_cat, amort_channels, 1, **layer)
         self.head = conv_nd(sd)(amort_channels, num_classes, 1)
 
