@@ -213,8 +213,8 @@ def markdown(result: dict[str, Any]) -> str:
         "| train peak MB | infer peak MB | train GFLOP/s | % matmul | × MONAI nearest |",
         "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
+    fmt = lambda v, f: "-" if v is None else format(v, f)  # noqa: E731
     for r in result["rows"]:
-        fmt = lambda v, f: "-" if v is None else format(v, f)  # noqa: E731
         lines.append(
             f"| {r['model']} | {r['preset']} | {r['size']}² | {r['params']:,} | {r['train_gflop']:.1f} "
             f"| {r['train_slices_s']:.1f} | {r['infer_slices_s']:.1f} | {r['latency_ms']:.1f} "
@@ -225,7 +225,7 @@ def markdown(result: dict[str, Any]) -> str:
               "|---|---:|---:|---:|---:|---:|"]
     for s in result["skip_module"]:
         lines.append(f"| {s['grid']}² | {s['tokens']} | {1e3 * s['time_s']:.2f} | {s['us_per_token']:.3f} "
-                     f"| {s['linearity_vs_smallest']:.2f} | {s.get('step_ratio', float('nan')):.2f} |")
+                     f"| {s['linearity_vs_smallest']:.2f} | {fmt(s.get('step_ratio'), '.2f')} |")
     lines += ["", "Targets: achieved GFLOP/s ≥ 1.0× the nearest MONAI network (CNN → BasicUNet, transformer → "
               "SwinUNETR) and ≥ 60 % (CNN) / 50 % (transformer) of matmul; skip module within 1.2× of linear.", ""]
     return "\n".join(lines)
