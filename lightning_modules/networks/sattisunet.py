@@ -79,7 +79,7 @@ class AttentiveSkip(nn.Module):
 PRESETS = {
     "tiny": dict(embed_dim=8, depths=[2, 1, 1], num_heads=[1, 2, 2], skip_heads=2, window_size=4,
                  patch_size=2, drop_path_rate=0.0),
-    "small": dict(embed_dim=24, depths=[2, 2, 2], num_heads=[2, 4, 8], skip_heads=4, window_size=8,
+    "small": dict(embed_dim=32, depths=[2, 2, 2], num_heads=[2, 4, 8], skip_heads=4, window_size=8,
                   patch_size=2, drop_path_rate=0.0),
     "paper": dict(embed_dim=96, depths=[2, 2, 2, 2], num_heads=[3, 6, 12, 24], skip_heads=None,
                   window_size=7, patch_size=4, drop_path_rate=0.2),
