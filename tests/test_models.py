@@ -427,3 +427,10 @@ def test_fast_dropout_statistics():
     out = FastDropout(0.5).train()(g)
     out.sum().backward()
     assert torch.equal(g.grad, (out != 0).float() * 2.0)
+
+
+@pytest.mark.parametrize("name, reported", [("swinunet", 27.17e6), ("transunet", 105.28e6)])
+def test_paper_presets_match_reported_parameter_counts(name, reported):
+    """Swin-Unet-T and R50-ViT-B/16 TransUNet (9 Synapse classes) as reported in their papers."""
+    model = build_network(name, num_classes=9, preset="paper")
+    assert sum(p.numel() for p in model.parameters()) == pytest.approx(reported, rel=0.001)

@@ -125,6 +125,10 @@ class SAttisUNet(nn.Module):
       rising linearly to ``drop_path_rate`` over the encoder blocks, the decoder reusing the
       rate of the matching encoder level (Swin-Unet); no absolute position embedding.
     * One input channel is used as is (no repeat to RGB); no pretrained weights.
+
+    Presets: ``paper`` is Swin-Unet-T (embed 96, depths 2-2-2-2, heads 3-6-12-24, window 7,
+    patch 4; 27.17 M parameters for 9 classes without attentive skips, as reported);
+    ``small`` (embed 32, patch 2, three stages) trains on a laptop CPU; ``tiny`` is for tests.
     """
 
     def __init__(self, in_channels: int = 1, num_classes: int = 2, spatial_dims: int = 2,
