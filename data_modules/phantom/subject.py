@@ -60,6 +60,18 @@ def _save(data: np.ndarray, grid: Grid, path: Path, pixdim4: float | None = None
     io.save_nifti(np.asarray(data), grid.affine, path, header=_nifti_header(pixdim4))
 
 
+def _save_labels(labels: dict[str, tuple[np.ndarray, str]], grid: Grid, paths: dict[str, Path]) -> None:
+    """Save each label map (``key: (data, description)``) as uint8 on ``grid`` with its BIDS sidecar."""
+    for key, (data, desc) in labels.items():
+        _save(data.astype(np.uint8), grid, paths[key])
+        io.write_json(layout.sidecar(paths[key]), layout.label_sidecar(desc))
+
+
+def _cord_levels(arr: dict[str, np.ndarray]) -> np.ndarray:
+    """Cord voxels labelled with their vertebral level, 0 elsewhere."""
+    return np.where(arr["cord"], arr["level"], 0)
+
+
 def _grids(anat: Anatomy, options: PhantomOptions) -> dict[str, Grid]:
     cl = anat.centerline
     s_range = (-FOV_MARGIN_MM, cl.length + FOV_MARGIN_MM)
@@ -187,46 +199,41 @@ def _write_images(anat: Anatomy, draw: SubjectDraw, options: PhantomOptions, pat
     bias = BiasField.draw(subject_rng(seed, index, STREAM_BIAS), options.bias, anat.centerline.origin)
     snr = 0.0 if options.noise_free else options.snr
 
+    def write_anat(contrast: str, stream: int, with_gm: bool) -> tuple[Grid, dict[str, np.ndarray]]:
+        """Noisy image, sidecar and truth entry of one anatomical contrast; returns its grid and maps."""
+        g = grids[contrast]
+        arr = _anat_image(anat, g, contrast, vendor, bias, with_gm=with_gm)
+        sigma = noise_sigma(contrast, vendor, snr)
+        img = rician(arr["image"], sigma, subject_rng(seed, index, stream))
+        _save(to_dtype(img, options.dtype), g, paths[contrast])
+        io.write_json(layout.sidecar(paths[contrast]), layout.image_sidecar(part, contrast))
+        truth["images"][contrast] = _grid_info(g, sigma)
+        return g, arr
+
     # ---- T2w: image, cord, canal, levels, discs
-    g = grids["T2w"]
-    arr = _anat_image(anat, g, "T2w", vendor, bias, with_gm=False)
-    sigma = noise_sigma("T2w", vendor, snr)
-    img = rician(arr["image"], sigma, subject_rng(seed, index, STREAM_T2W))
-    _save(to_dtype(img, options.dtype), g, paths["T2w"])
-    io.write_json(layout.sidecar(paths["T2w"]), layout.image_sidecar(part, "T2w"))
-    _save(arr["cord"].astype(np.uint8), g, paths["T2w_SC"])
-    _save(arr["canal"].astype(np.uint8), g, paths["T2w_canal"])
-    _save(np.where(arr["cord"], arr["level"], 0).astype(np.uint8), g, paths["T2w_levels"])
+    g, arr = write_anat("T2w", STREAM_T2W, with_gm=False)
     discs = np.zeros(g.shape, dtype=np.uint8)
     for k, d in truth["disc_labels"].items():
         ijk = g.index_of(np.array(d["posterior_tip_mm"]))
         if np.all(ijk >= 0) and np.all(ijk < np.array(g.shape)):
             discs[tuple(ijk)] = int(k)
             d["t2w_voxel"] = ijk.tolist()
-    _save(discs, g, paths["T2w_discs"])
-    truth["images"]["T2w"] = _grid_info(g, sigma)
-    for key, desc in (("T2w_SC", "spinal cord (area-preserving binarisation of the partial-volume map)"),
-                      ("T2w_canal", "spinal canal / thecal sac including the cord"),
-                      ("T2w_discs", "disc labels, SCT convention: 1 top of C1, 2 C1/C2, 3 C2/C3, ..., 8 C7/T1; "
-                                    "voxel at the posterior tip of the disc"),
-                      ("T2w_levels", "cord voxels labelled with their vertebral level 1..7 (C1..C7), "
-                                     "0 outside C1..C7")):
-        io.write_json(layout.sidecar(paths[key]), layout.label_sidecar(desc))
+    _save_labels({
+        "T2w_SC": (arr["cord"], "spinal cord (area-preserving binarisation of the partial-volume map)"),
+        "T2w_canal": (arr["canal"], "spinal canal / thecal sac including the cord"),
+        "T2w_discs": (discs, "disc labels, SCT convention: 1 top of C1, 2 C1/C2, 3 C2/C3, ..., 8 C7/T1; "
+                             "voxel at the posterior tip of the disc"),
+        "T2w_levels": (_cord_levels(arr), "cord voxels labelled with their vertebral level 1..7 (C1..C7), "
+                                          "0 outside C1..C7"),
+    }, g, paths)
 
     # ---- T2*: image, cord, GM, levels
-    g = grids["T2star"]
-    arr = _anat_image(anat, g, "T2star", vendor, bias, with_gm=True)
-    sigma = noise_sigma("T2star", vendor, snr)
-    img = rician(arr["image"], sigma, subject_rng(seed, index, STREAM_T2STAR))
-    _save(to_dtype(img, options.dtype), g, paths["T2star"])
-    io.write_json(layout.sidecar(paths["T2star"]), layout.image_sidecar(part, "T2star"))
-    _save(arr["cord"].astype(np.uint8), g, paths["T2star_SC"])
-    _save(arr["gm"].astype(np.uint8), g, paths["T2star_GM"])
-    _save(np.where(arr["cord"], arr["level"], 0).astype(np.uint8), g, paths["T2star_levels"])
-    truth["images"]["T2star"] = _grid_info(g, sigma)
-    for key, desc in (("T2star_SC", "spinal cord"), ("T2star_GM", "gray matter (butterfly)"),
-                      ("T2star_levels", "cord voxels labelled with their vertebral level 1..7, 0 outside")):
-        io.write_json(layout.sidecar(paths[key]), layout.label_sidecar(desc))
+    g, arr = write_anat("T2star", STREAM_T2STAR, with_gm=True)
+    _save_labels({
+        "T2star_SC": (arr["cord"], "spinal cord"),
+        "T2star_GM": (arr["gm"], "gray matter (butterfly)"),
+        "T2star_levels": (_cord_levels(arr), "cord voxels labelled with their vertebral level 1..7, 0 outside"),
+    }, g, paths)
 
     if not options.dwi:
         return
@@ -247,11 +254,10 @@ def _write_images(anat: Anatomy, draw: SubjectDraw, options: PhantomOptions, pat
     _save(mean.astype(np.float32), g, paths["dwi_mean"])
     io.write_json(layout.sidecar(paths["dwi_mean"]),
                   layout.image_sidecar(part, "dwi", SeriesDescription="mean of all DWI volumes (phantom)"))
-    _save(arr["cord"].astype(np.uint8), g, paths["dwi_SC"])
-    _save(np.where(arr["cord"], arr["level"], 0).astype(np.uint8), g, paths["dwi_levels"])
-    for key, desc in (("dwi_SC", "spinal cord on the mean DWI grid"),
-                      ("dwi_levels", "cord voxels labelled with their vertebral level 1..7, 0 outside")):
-        io.write_json(layout.sidecar(paths[key]), layout.label_sidecar(desc))
+    _save_labels({
+        "dwi_SC": (arr["cord"], "spinal cord on the mean DWI grid"),
+        "dwi_levels": (_cord_levels(arr), "cord voxels labelled with their vertebral level 1..7, 0 outside"),
+    }, g, paths)
     truth["images"]["dwi"] = {**_grid_info(g, sigma), "scheme": source}
     # what a per-level mean over the DWI cord mask sees on noise-free data (pure voxels)
     cls, lvl, cord, level = arr["cls"], arr["lvl"], arr["cord"], arr["level"]
