@@ -75,9 +75,9 @@ def accuracy(tmp: Path) -> None:
     """CSA/SAC truth vs the written masks, several tilts/orientations: (a) mean area of 16 planes per
     level perpendicular to the true centerline; (b) SCT-style angle-corrected axial slices."""
     import nibabel as nib
-    from scipy.ndimage import map_coordinates
 
     from data_modules.phantom import generate_subject
+    from tests.references import perpendicular_area
     from data_modules.phantom.layout import subject_paths
 
     cases = [(0, 0, "LAS", 0), (1, 10, "RPI", 0), (2, 25, "PSR", 0), (3, 20, "LPI", 20), (4, 25, "PSR", 15),
@@ -96,25 +96,11 @@ def accuracy(tmp: Path) -> None:
         canal = np.asanyarray(nib.load(str(p["T2w_canal"])).dataobj).astype(np.float32)
         lev = np.asanyarray(nib.load(str(p["T2w_levels"])).dataobj)
         axial = _axial_levels(seg, canal, lev, img.affine, truth)
-        cl = truth["centerline"]
-        s, pts, tan = np.array(cl["s_mm"]), np.array(cl["world_mm"]), np.array(cl["tangent"])
-        inv = np.linalg.inv(img.affine)
         errs = []
         for lv in truth["levels"].values():
-            areas = []
-            for x in lv["s_start_mm"] + (np.arange(16) + 0.5) / 16 * lv["length_mm"]:
-                c = np.array([np.interp(x, s, pts[:, i]) for i in range(3)])
-                n = np.array([np.interp(x, s, tan[:, i]) for i in range(3)])
-                n /= np.linalg.norm(n)
-                e1 = np.cross(n, [1.0, 0, 0])
-                e1 /= np.linalg.norm(e1)
-                e2 = np.cross(n, e1)
-                g = np.arange(-16, 16, 0.1) + 0.05
-                a, b = np.meshgrid(g, g)
-                q = c[:, None] + e1[:, None] * a.ravel() + e2[:, None] * b.ravel()
-                ijk = inv[:3, :3] @ q + inv[:3, 3:4]
-                areas.append([map_coordinates(m, ijk, order=0).sum() * 0.01 for m in (seg, canal)])
-            cord, can = np.mean(areas, axis=0)
+            nodes = lv["s_start_mm"] + (np.arange(16) + 0.5) / 16 * lv["length_mm"]
+            cord = np.mean([perpendicular_area(seg, img.affine, truth, x) for x in nodes])
+            can = np.mean([perpendicular_area(canal, img.affine, truth, x) for x in nodes])
             ax_c, ax_s = axial[lv["level"]]
             errs.append([abs(cord / lv["csa_mm2"] - 1), abs((can - cord) / lv["sac_mm2"] - 1),
                          abs(ax_c / lv["csa_mm2"] - 1), abs(ax_s / lv["sac_mm2"] - 1)])

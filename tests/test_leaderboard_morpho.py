@@ -25,6 +25,7 @@ import yaml
 from scipy import ndimage, stats
 
 import cordbench.leaderboard.morphometrics as M
+from tests.references import independent_csa
 from tests.test_leaderboard_sweep import real_sweep  # noqa: F401  (session fixture: real tiny fits)
 
 N_BOOT = 2000
@@ -147,25 +148,6 @@ def render(sweep_dir: Path, out: Path, **kw):
 
 
 # ------------------------------------------------------------------------- independent reference
-def independent_csa(mask: np.ndarray, levels: np.ndarray, affine: np.ndarray) -> dict[int, float]:
-    """Per-level CSA: canonical orientation, mm centroids, cubic polyfit centerline, count × pixel area × cos."""
-    m_img = nib.as_closest_canonical(nib.Nifti1Image(mask.astype(np.uint8), affine))
-    l_img = nib.as_closest_canonical(nib.Nifti1Image(levels.astype(np.int16), affine))
-    m = np.asarray(m_img.dataobj) > 0
-    lv = np.asarray(l_img.dataobj).astype(float)
-    zooms = np.array(m_img.header.get_zooms()[:3], float)
-    ks = np.flatnonzero(m.any(axis=(0, 1)))
-    cx = np.array([np.argwhere(m[:, :, k]).mean(axis=0) for k in ks]) * zooms[:2]
-    z = ks * zooms[2]
-    dx = np.polyval(np.polyder(np.polyfit(z, cx[:, 0], 3)), z)
-    dy = np.polyval(np.polyder(np.polyfit(z, cx[:, 1], 3)), z)
-    area = np.array([m[:, :, k].sum() for k in ks]) * zooms[0] * zooms[1] / np.sqrt(1 + dx ** 2 + dy ** 2)
-    slice_lv = np.array([np.round(lv[:, :, k][lv[:, :, k] > 0].mean()) if (lv[:, :, k] > 0).any() else np.nan
-                         for k in ks])
-    return {int(L): float(area[slice_lv == L].mean()) for L in np.unique(slice_lv[np.isfinite(slice_lv)])
-            if 1 <= L <= 7}
-
-
 def independent_errors(data: Path) -> pd.DataFrame:
     """subject, VertLevel, error % of the eroded mask vs the manual one, by the independent path."""
     rows = []

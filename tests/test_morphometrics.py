@@ -10,6 +10,7 @@ from analysis.centerline import SliceFrame, fit_centerline, to_rpi
 from analysis.morphometrics import (aggregate, compute_perslice, format_num_list, morphometrics_from_files,
                                     parse_vert, sct_columns, slice_levels, slice_shape)
 from cordbench.errors import InputError
+from tests.references import independent_csa
 
 
 def _rot(ax: float, ay: float) -> np.ndarray:
@@ -195,24 +196,8 @@ def test_real_t2_per_level_csa_matches_independent_computation(sct_data):
 
     seg_p = sct_data / "t2" / "t2_seg-manual.nii.gz"
     lab_p = sct_data / "t2" / "t2_seg-manual_labeled.nii.gz"
-    seg = nib.as_closest_canonical(nib.load(str(seg_p)))
-    lab = nib.as_closest_canonical(nib.load(str(lab_p)))
-    m = np.asarray(seg.dataobj) > 0
-    lv = np.round(np.asarray(lab.dataobj, dtype=float))
-    zooms = np.array(seg.header.get_zooms()[:3], float)
-    ks = np.flatnonzero(m.any(axis=(0, 1)))
-    cx = np.array([np.argwhere(m[:, :, k]).mean(axis=0) for k in ks]) * zooms[:2]
-    z = ks * zooms[2]
-    dx = np.polyval(np.polyder(np.polyfit(z, cx[:, 0], 3)), z)
-    dy = np.polyval(np.polyder(np.polyfit(z, cx[:, 1], 3)), z)
-    cos = 1.0 / np.sqrt(1 + dx ** 2 + dy ** 2)
-    area = np.array([m[:, :, k].sum() for k in ks]) * zooms[0] * zooms[1] * cos
-    slice_lv = []
-    for k in ks:
-        v = lv[:, :, k][lv[:, :, k] > 0]
-        slice_lv.append(np.round(v.mean()) if v.size else np.nan)
-    slice_lv = np.array(slice_lv)
-    ref = {int(L): area[slice_lv == L].mean() for L in np.unique(slice_lv[np.isfinite(slice_lv)])}
+    seg = nib.load(str(seg_p))
+    ref = independent_csa(np.asanyarray(seg.dataobj), np.asanyarray(nib.load(str(lab_p)).dataobj), seg.affine)
 
     ps = morphometrics_from_files(seg_p, lab_p)
     out = aggregate(ps, seg_p.name)

@@ -12,7 +12,6 @@ import nibabel as nib
 import numpy as np
 import pytest
 from scipy import stats
-from scipy.ndimage import map_coordinates
 
 from cordbench import io
 from cordbench.cli import main as cli_main
@@ -23,6 +22,7 @@ from data_modules.phantom.layout import subject_paths
 from data_modules.phantom.options import group_r, parse_corr
 from data_modules.phantom.population import (EMBEDDED_SITES, PARTICIPANT_COLUMNS, SITE_COLUMNS, draw_subject,
                                              read_site_table, sites_from_participants)
+from tests.references import centerline, perpendicular_area
 
 LEVELS = [f"C{k}" for k in range(1, 8)]
 
@@ -34,33 +34,6 @@ def _truth(root: Path, sub: str) -> dict:
 
 def _arr(path: Path) -> np.ndarray:
     return np.asanyarray(nib.load(str(path)).dataobj)
-
-
-def _centerline(truth: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    cl = truth["centerline"]
-    return np.array(cl["s_mm"]), np.array(cl["world_mm"]), np.array(cl["tangent"])
-
-
-def _perpendicular_area(mask: np.ndarray, affine: np.ndarray, truth: dict, s0: float, half: float = 16.0,
-                        step: float = 0.1) -> float:
-    """Area (mm²) of ``mask`` in the plane perpendicular to the centerline at arc length ``s0``.
-
-    The plane is sampled on a fine grid and the mask read with nearest-neighbour interpolation.
-    """
-    s, p, t = _centerline(truth)
-    c = np.array([np.interp(s0, s, p[:, i]) for i in range(3)])
-    n = np.array([np.interp(s0, s, t[:, i]) for i in range(3)])
-    n /= np.linalg.norm(n)
-    e1 = np.cross(n, [1.0, 0.0, 0.0])
-    e1 /= np.linalg.norm(e1)
-    e2 = np.cross(n, e1)
-    g = np.arange(-half, half, step) + step / 2
-    a, b = np.meshgrid(g, g)
-    pts = c[:, None] + e1[:, None] * a.ravel() + e2[:, None] * b.ravel()
-    inv = np.linalg.inv(affine)
-    ijk = inv[:3, :3] @ pts + inv[:3, 3:4]
-    vals = map_coordinates(mask.astype(np.float32), ijk, order=0, mode="constant", cval=0.0)
-    return float(vals.sum() * step * step)
 
 
 def _measure_levels(root: Path, sub: str) -> dict[str, dict[str, float]]:
@@ -77,8 +50,8 @@ def _measure_levels(root: Path, sub: str) -> dict[str, dict[str, float]]:
         lv = truth["levels"][name]
         k = lv["level"]
         nodes = lv["s_start_mm"] + (np.arange(16) + 0.5) / 16 * lv["length_mm"]
-        cord_perp = np.mean([_perpendicular_area(seg, seg_img.affine, truth, x) for x in nodes])
-        canal_perp = np.mean([_perpendicular_area(canal, seg_img.affine, truth, x) for x in nodes])
+        cord_perp = np.mean([perpendicular_area(seg, seg_img.affine, truth, x) for x in nodes])
+        canal_perp = np.mean([perpendicular_area(canal, seg_img.affine, truth, x) for x in nodes])
         out[name] = {"csa_volume": np.count_nonzero(levels == k) * vox / lv["length_mm"],
                      "csa_perp": cord_perp, "canal_perp": canal_perp, "sac_perp": canal_perp - cord_perp}
     return out
@@ -189,7 +162,7 @@ def test_disc_labels_at_truth_positions(cohort: Path):
     truth = _truth(cohort, "sub-002")
     img = nib.load(str(p["T2w_discs"]))
     discs = _arr(p["T2w_discs"])
-    s, pts, _ = _centerline(truth)
+    s, pts, _ = centerline(truth)
     dense = np.linspace(s[0], s[-1], 20000)
     line = np.stack([np.interp(dense, s, pts[:, i]) for i in range(3)], axis=1)
     for k, d in truth["disc_labels"].items():
@@ -338,7 +311,7 @@ def test_axial_slices_with_angle_correction_match_truth(tmp_path: Path):
     seg = np.asanyarray(seg_img.dataobj) > 0
     lev = np.asanyarray(nib.as_closest_canonical(nib.load(str(p["T2w_levels"]))).dataobj)
     dx, dy, _ = seg_img.header.get_zooms()[:3]
-    s, pts, tan = _centerline(truth)
+    s, pts, tan = centerline(truth)
     order = np.argsort(pts[:, 2])
     per_level: dict[int, list[float]] = {}
     for z in range(seg.shape[2]):
@@ -387,7 +360,7 @@ def test_dwi_noise_free_tensor_fit_recovers_planted_fa(tmp_path: Path):
         ev[:, 0] *= -1
     ev_world = ev @ rot.T
     xyz = np.argwhere(cord) @ img.affine[:3, :3].T + img.affine[:3, 3]
-    s, pts, tan = _centerline(truth)
+    s, pts, tan = centerline(truth)
     nearest = np.argmin(((xyz[:, None, :] - pts[None]) ** 2).sum(-1), axis=1)
     cos = np.abs((ev_world * tan[nearest]).sum(1))
     assert np.median(cos) > 0.9999 and cos.min() > 0.98
