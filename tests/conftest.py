@@ -52,3 +52,13 @@ def _torch_threads():
     torch.set_num_threads(min(n, 2))
     yield
     torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="session")
+def sweep_phantom(tmp_path_factory) -> Path:
+    """A 5-subject phantom cohort shared by the sweep tests of this session."""
+    from data_modules.phantom import generate_cohort
+
+    root = tmp_path_factory.getbasetemp() / "sweeps-phantom-n5"
+    generate_cohort(root, n_subjects=5, seed=0, snr=30.0, dwi=False)
+    return root

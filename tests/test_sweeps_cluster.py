@@ -21,18 +21,8 @@ pytestmark = pytest.mark.slow
 SCRIPT = REPO_ROOT / ".ci" / "ray_cluster_test.sh"
 
 
-@pytest.fixture(scope="module")
-def phantom(tmp_path_factory) -> Path:
-    from data_modules.phantom import generate_cohort
-
-    root = tmp_path_factory.getbasetemp() / "sweeps-phantom-n5"
-    if not (root / "participants.tsv").exists():
-        generate_cohort(root, n_subjects=5, seed=0, snr=30.0, dwi=False)
-    return root
-
-
-def test_ray_up_submit_down(tmp_path: Path, phantom: Path):
-    env = {**os.environ, "VENV": str(Path(sys.executable).parent.parent), "PHANTOM": str(phantom)}
+def test_ray_up_submit_down(tmp_path: Path, sweep_phantom: Path):
+    env = {**os.environ, "VENV": str(Path(sys.executable).parent.parent), "PHANTOM": str(sweep_phantom)}
     proc = subprocess.run(["bash", str(SCRIPT), str(tmp_path)], env=env, capture_output=True, text=True,
                           timeout=900)
     if proc.returncode == 3:

@@ -28,17 +28,6 @@ CORDBENCH = str(Path(sys.executable).with_name("cordbench"))
 FAST = ["config.logger.wandb.enabled=false", "ray.verbose=0"]
 
 
-@pytest.fixture(scope="module")
-def phantom(tmp_path_factory) -> Path:
-    """A 5-subject phantom cohort shared by the sweep tests of this session."""
-    from data_modules.phantom import generate_cohort
-
-    root = tmp_path_factory.getbasetemp() / "sweeps-phantom-n5"
-    if not (root / "participants.tsv").exists():
-        generate_cohort(root, n_subjects=5, seed=0, snr=30.0, dwi=False)
-    return root
-
-
 @pytest.fixture
 def sweep_env(monkeypatch):
     """The driver's environment defaults, restored after the test."""
@@ -80,7 +69,7 @@ def _epochs(csv: Path) -> list[int]:
 
 
 # ------------------------------------------------------------------------------------- node loss
-def test_node_loss_every_trial_finishes_once(tmp_path: Path, phantom: Path, sweep_env):
+def test_node_loss_every_trial_finishes_once(tmp_path: Path, sweep_phantom: Path, sweep_env):
     import ray
     from ray.cluster_utils import Cluster
 
@@ -88,7 +77,7 @@ def test_node_loss_every_trial_finishes_once(tmp_path: Path, phantom: Path, swee
     from sweeps.runner import run_sweep
 
     sweep = load_sweep(REPO_ROOT / "sweeps" / "ci.yaml", storage=str(tmp_path),
-                       overrides=FAST + ["config.trainer.max_epochs=3", f"config.data.root={phantom}",
+                       overrides=FAST + ["config.trainer.max_epochs=3", f"config.data.root={sweep_phantom}",
                                          "failure.max_failures=2"])
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0})
     try:
@@ -169,11 +158,11 @@ def _run_cli(args: list[str], log: Path, timeout: float) -> subprocess.Completed
     return subprocess.CompletedProcess(args, proc.returncode)
 
 
-def test_driver_kill_then_resume(tmp_path: Path, phantom: Path):
+def test_driver_kill_then_resume(tmp_path: Path, sweep_phantom: Path):
     from ray.tune.search.optuna import OptunaSearch
 
     cfg = tmp_path / "killme.yaml"
-    cfg.write_text(KILL_SWEEP.format(root=phantom, storage=tmp_path / "st"))
+    cfg.write_text(KILL_SWEEP.format(root=sweep_phantom, storage=tmp_path / "st"))
     sweep_dir = tmp_path / "st" / "killme"
     log1 = open(tmp_path / "driver1.log", "w")
     driver = subprocess.Popen([CORDBENCH, "sweep", str(cfg)], stdout=log1, stderr=subprocess.STDOUT, cwd=REPO_ROOT,
