@@ -40,10 +40,11 @@ DEFAULTS: dict[str, Any] = {
         "task": "sc",                    # sc | gm | canal | levels
         "contrast": None,                # default per task (sc/canal/levels: T2w, gm: T2star)
         "spatial_dims": 2,               # 2: axial slices, 3: patches
-        "spacing": None,                 # target spacing (mm); None keeps native spacing
+        "spacing": None,                 # target spacing [x, y, z] (mm); None keeps native spacing, a null
+                                         # entry keeps that axis (e.g. [0.25, 0.25, null])
         "patch_size": [64, 64],          # in-plane (2D) or [x, y, z] (3D)
-        "crop": None,                    # [x, y] in-plane crop (voxels) centred on the label, train/val/test
-                                         # (metrics are computed inside it); None keeps the FOV
+        "crop": None,                    # [x, y] in-plane crop/pad (voxels): centred on the label for
+                                         # training, on the FOV for val/test/predict; None keeps the FOV
         "batch_size": 16,
         "num_workers": 0,
         "samples_per_volume": 24,
@@ -68,6 +69,7 @@ DEFAULTS: dict[str, Any] = {
         },
         "raters": "majority",            # GM challenge: majority | staple | random
         "preset": None,                  # preprocessing preset: "perone" (GM challenge, Perone et al. 2018)
+        "scoring": "native",             # test metrics on each subject's native grid | "preprocessed" grid
         "phantom": {"subjects": 20, "seed": 0, "snr": 30.0, "dwi": False},
     },
     "trainer": {
@@ -235,6 +237,13 @@ def validate(cfg: Mapping[str, Any], source: str = "config") -> None:
         raise ConfigError(f"key 'data.crop' must be null or [x, y] in voxels, got {d['crop']!r}", source)
     if d.get("preset") not in (None, "perone"):
         raise ConfigError(f"key 'data.preset' must be null or 'perone', got {d['preset']!r}", source)
+    if d.get("scoring") not in ("native", "preprocessed"):
+        raise ConfigError(f"key 'data.scoring' must be native or preprocessed, got {d.get('scoring')!r}", source)
+    sp = d.get("spacing")
+    if sp is not None and (not isinstance(sp, list) or len(sp) != 3
+                           or not all(v is None or (isinstance(v, (int, float)) and v > 0) for v in sp)):
+        raise ConfigError(f"key 'data.spacing' must be null or [x, y, z] in mm (> 0; null keeps an axis), "
+                          f"got {sp!r}", source)
     if m["scheduler"] not in ("cosine", "poly", "none"):
         raise ConfigError(f"key 'model.scheduler' must be cosine, poly or none; got {m['scheduler']!r}", source)
     s = d["split"]

@@ -1,8 +1,8 @@
 """Inference on a NIfTI in any orientation, written back on the input's own grid.
 
-The image goes through the training preprocessing (RAS reorientation, optional resampling,
-z-score); the argmax label map is taken on the preprocessed grid and written back onto the
-input grid by nearest-neighbour lookup in world coordinates (``data_modules.native``), so the
+The image goes through the model's own preprocessing contract (``data_modules.preprocessing``,
+saved in the checkpoint: reorientation, resampling, crop/pad by the label-free rule, normalisation);
+the argmax label map is taken on the preprocessed grid and written back onto the input grid by nearest-neighbour lookup in world coordinates (``data_modules.native``), so the
 mask has exactly the input's shape and affine and lines up with it in any viewer. A JSON sidecar names the model and checkpoint.
 """
 from __future__ import annotations
@@ -20,14 +20,11 @@ def predict_array(module: Any, data: np.ndarray, affine: np.ndarray) -> np.ndarr
     import torch
     import torchio as tio
 
-    hp = module.hparams
+    from data_modules.preprocessing import Preprocessing, build_transform
+
+    pre_desc = Preprocessing.from_hparams(module.hparams)
     image = tio.ScalarImage(tensor=torch.from_numpy(np.asarray(data, np.float32)[None]), affine=affine)
-    subject = tio.Subject(image=image)
-    steps: list[tio.Transform] = [tio.ToCanonical()]
-    if hp.get("spacing"):
-        steps.append(tio.Resample(tuple(float(s) for s in hp["spacing"])))
-    steps.append(tio.ZNormalization())
-    pre = tio.Compose(steps)(subject)
+    pre = build_transform(pre_desc, "eval")(tio.Subject(image=image))
     with torch.no_grad():
         probs = module.predict_volume(pre["image"]["data"][None].float())[0]
     labels = probs.argmax(0).numpy().astype(np.int16)

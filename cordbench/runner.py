@@ -3,7 +3,9 @@
 Used by ``cordbench fit|validate|test`` and by every sweep trial, so a trial is exactly a
 ``cordbench fit`` run. A run folder holds: ``config.yaml`` (resolved), ``split.json``,
 ``data.json``, ``metrics.csv`` (per epoch), ``checkpoints/{best,last}.ckpt``,
-``test_metrics.csv`` (per subject), ``test_summary.json`` and the offline wandb run; a fit
+``test_metrics.csv`` (per subject, scored on each subject's native grid unless
+``data.scoring: preprocessed``), ``test_summary.json`` (which names the scoring), the scored
+predictions (``predictions/``), the QC panels and report (``qc/``) and the offline wandb run; a fit
 that stops on an error (e.g. a NaN loss, :class:`TrainingDivergedError`) leaves ``failure.json``
 with the reason instead. Every input is validated before anything is written, so a bad input
 never overwrites the records of an earlier run in the same folder.
@@ -74,7 +76,8 @@ def build_module(cfg: dict[str, Any], dm: Any):
         patch_size=list(cfg["data"]["patch_size"]), lr=float(m["lr"]), weight_decay=float(m["weight_decay"]),
         scheduler=m["scheduler"], warmup_epochs=int(m["warmup_epochs"]), dice_weight=float(m["dice_weight"]),
         ce_weight=float(m["ce_weight"]), log_images=bool(cfg["logger"]["wandb"]["log_images"]),
-        spacing=cfg["data"].get("spacing"), task=dm.task.name, contrast=dm.contrast)
+        spacing=cfg["data"].get("spacing"), task=dm.task.name, contrast=dm.contrast,
+        preprocessing=dm.preprocessing.to_dict())
 
 
 def build_loggers(cfg: dict[str, Any], out: Path) -> list[Any]:
@@ -189,6 +192,20 @@ def write_test_outputs(out: Path, records: list[dict[str, Any]], extra: dict[str
     return summary
 
 
+def subject_outputs(out: Path):
+    """The callback writing each test subject's native prediction and QC panel (``cordbench.test_outputs``)."""
+    from cordbench.test_outputs import SubjectOutputWriter
+
+    return SubjectOutputWriter(out)
+
+
+def write_test_qc(out: Path, records: list[dict[str, Any]]) -> Path | None:
+    """``<run>/qc/index.html`` linking the test subjects' panels and metrics (none without records)."""
+    from cordbench.test_outputs import write_qc_report
+
+    return write_qc_report(out, records) if records else None
+
+
 def fit(cfg: dict[str, Any], callbacks: Sequence[Any] = (), ckpt_path: str | None = None,
         test: bool = True) -> RunResult:
     """Train, keep the best checkpoint by ``val/dice``, then test it on the held-out subjects."""
@@ -201,7 +218,7 @@ def fit(cfg: dict[str, Any], callbacks: Sequence[Any] = (), ckpt_path: str | Non
     out, dm = prepare(cfg)
     (out / FAILURE_FILE).unlink(missing_ok=True)  # a stale record of an earlier attempt
     module = build_module(cfg, dm)
-    trainer = build_trainer(cfg, out, callbacks, build_loggers(cfg, out))
+    trainer = build_trainer(cfg, out, [*callbacks, subject_outputs(out)], build_loggers(cfg, out))
     try:
         trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path)
     except Exception as exc:
@@ -214,11 +231,14 @@ def fit(cfg: dict[str, Any], callbacks: Sequence[Any] = (), ckpt_path: str | Non
     ckpt_cb = trainer.checkpoint_callback
     result.best_ckpt = ckpt_cb.best_model_path if ckpt_cb is not None and ckpt_cb.best_model_path else None
     if test and dm.split.get("test"):
+        module.scoring = cfg["data"]["scoring"]
         trainer.test(module, datamodule=dm, ckpt_path=result.best_ckpt or None, verbose=False)
         result.test_records = list(module.test_records)
         result.test_summary = write_test_outputs(out, result.test_records,
                                                  {"checkpoint": result.best_ckpt, "model": cfg["model"]["name"],
-                                                  "preset": cfg["model"]["preset"], "task": dm.task.name})
+                                                  "preset": cfg["model"]["preset"], "task": dm.task.name,
+                                                  "scoring": module.scoring})
+        write_test_qc(out, result.test_records)
     result.seconds = time.perf_counter() - t0
     for lg in trainer.loggers:
         if type(lg).__name__ == "WandbLogger":
@@ -257,7 +277,8 @@ def evaluate(cfg: dict[str, Any], ckpt: str, stage: str = "test") -> RunResult:
     module = load_module(ckpt, expect={"num_classes": task.num_classes, "task": task.name,
                                        "spatial_dims": int(cfg["data"]["spatial_dims"])})
     out, dm = prepare(cfg)
-    trainer = build_trainer(cfg, out, loggers=build_loggers(cfg, out), checkpoint=False)
+    trainer = build_trainer(cfg, out, [subject_outputs(out)], loggers=build_loggers(cfg, out), checkpoint=False)
+    module.scoring = cfg["data"]["scoring"]
     result = RunResult(out=out, best_ckpt=ckpt)
     if stage == "validate":
         trainer.validate(module, datamodule=dm, verbose=False)
@@ -265,6 +286,8 @@ def evaluate(cfg: dict[str, Any], ckpt: str, stage: str = "test") -> RunResult:
     else:
         trainer.test(module, datamodule=dm, verbose=False)
         result.test_records = list(module.test_records)
-        result.test_summary = write_test_outputs(out, result.test_records, {"checkpoint": ckpt})
+        result.test_summary = write_test_outputs(out, result.test_records,
+                                                 {"checkpoint": ckpt, "scoring": module.scoring})
+        write_test_qc(out, result.test_records)
     result.seconds = time.perf_counter() - t0
     return result

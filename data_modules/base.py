@@ -2,8 +2,8 @@
 
 A concrete data module only says where its subjects are (:meth:`index_subjects`) and, if
 needed, how its label files become one target (:meth:`build_label`). Everything else is
-here: validation of every file before training starts, canonical (RAS) reorientation,
-resampling to a target spacing, z-scoring, subject-level splits saved beside the run,
+here: validation of every file before training starts, the deterministic preprocessing of
+``data_modules.preprocessing`` (one contract shared with ``predict``), subject-level splits saved beside the run,
 torchio augmentation, 2D axial-slice or 3D patch sampling through a label-aware
 ``tio.Queue``, and whole-subject loaders for validation/test (per-subject metrics).
 
@@ -24,6 +24,7 @@ import torchio as tio
 
 from cordbench import io
 from cordbench.errors import ConfigError, InputError
+from data_modules.preprocessing import Preprocessing, build_transform
 from data_modules.tasks import TASKS, TaskSpec
 
 _DATAMODULES: dict[str, type["SegmentationDataModule"]] = {}
@@ -133,13 +134,14 @@ class SegmentationDataModule(pl.LightningDataModule):
         return self._specs
 
     # ----------------------------------------------------------------------------- preprocessing
-    def preprocess(self) -> tio.Transform:
-        """Deterministic preprocessing: RAS reorientation, resampling, z-score."""
-        steps: list[tio.Transform] = [tio.ToCanonical()]
-        if self.cfg.get("spacing"):
-            steps.append(tio.Resample(tuple(float(s) for s in self.cfg["spacing"])))
-        steps.append(tio.ZNormalization())
-        return tio.Compose(steps)
+    @property
+    def preprocessing(self) -> Preprocessing:
+        """The run's preprocessing contract (saved in the checkpoint and ``data.json``)."""
+        return Preprocessing.from_config(self.cfg, self.task)
+
+    def preprocess(self, stage: str = "eval") -> tio.Transform:
+        """The deterministic chain of :attr:`preprocessing` (``data_modules.preprocessing``)."""
+        return build_transform(self.preprocessing, stage)
 
     def augment(self) -> tio.Transform | None:
         """Random torchio augmentation (training only); probabilities scaled by ``strength``."""
@@ -164,36 +166,35 @@ class SegmentationDataModule(pl.LightningDataModule):
             steps.append(tio.RandomNoise(std=(0, 0.1 * k), p=p("noise")))
         return tio.Compose(steps) if steps else None
 
-    def load_subject(self, spec: SubjectSpec) -> tio.Subject:
-        """Read and check one subject's files, build the target, preprocess once."""
+    def raw_subject(self, spec: SubjectSpec) -> tio.Subject:
+        """Read and check one subject's files on their own grid: ``image`` and the ``label`` target."""
         img = io.load_nifti(spec.image, ndim=3, kind=f"{self.contrast} image")
         data = np.asanyarray(img.dataobj).astype(np.float32)
         io.check_image_values(data, spec.image, kind=f"{self.contrast} image")
         target = self.build_label(spec, img)
         affine = np.asarray(img.affine, dtype=np.float64)
-        subject = tio.Subject(
+        return tio.Subject(
             image=tio.ScalarImage(tensor=torch.from_numpy(data[None]), affine=affine),
             label=tio.LabelMap(tensor=torch.from_numpy(target[None].astype(np.int16)), affine=affine),
             subject_id=spec.subject, image_path=str(spec.image),
             **{k: v for k, v in spec.meta.items() if isinstance(v, (str, int, float))},
         )
-        subject = self.preprocess()(subject)
-        if self.cfg.get("crop"):
-            # in-plane crop centred on the label (labelled sets only; `predict` keeps the full FOV)
-            x, y = (int(v) for v in self.cfg["crop"])
-            subject = tio.CropOrPad((x, y, subject.spatial_shape[2]), mask_name="label")(subject)
-        return self._pad_to_patch(subject)
 
-    def _pad_to_patch(self, subject: tio.Subject) -> tio.Subject:
-        shape = subject.spatial_shape
-        want = list(self.patch_size) + ([1] if self.spatial_dims == 2 else [])
-        pad = [max(0, w - s) for s, w in zip(shape, want)]
-        if any(pad):
-            bounds = []
-            for p_ in pad:
-                bounds += [p_ // 2, p_ - p_ // 2]
-            subject = tio.Pad(bounds, padding_mode=0)(subject)
-        return subject
+    def load_subject(self, spec: SubjectSpec, stage: str = "eval") -> tio.Subject:
+        """:meth:`raw_subject` through the preprocessing chain of ``stage`` (train | eval)."""
+        return self.preprocess(stage)(self.raw_subject(spec))
+
+    def native_targets(self, subject_id: str) -> tuple[Any, dict[str, np.ndarray]]:
+        """The subject's image header and its target(s) on the native grid, for native-grid scoring.
+
+        Returns ``(nibabel image, {"": target})``; data sets with several raters add one entry
+        per rater (``"rater1"``...), the ``""`` entry being the fused target the run trains on.
+        """
+        spec = next((s for s in self.specs if s.subject == subject_id), None)
+        if spec is None:
+            raise InputError(f"subject {subject_id!r} is not in this data set", self.cfg.get("root"))
+        img = io.load_nifti(spec.image, ndim=3, kind=f"{self.contrast} image")
+        return img, {"": self.build_label(spec, img)}
 
     # ------------------------------------------------------------------------------------ splits
     def make_split(self, specs: list[SubjectSpec]) -> dict[str, list[str]]:
@@ -209,7 +210,8 @@ class SegmentationDataModule(pl.LightningDataModule):
         self.split = self.make_split(specs)
         by_id = {s.subject: s for s in specs}
         # load every subject once, validating all files before any training starts
-        self.subjects = {part: [self.load_subject(by_id[i]) for i in self.split.get(part, [])]
+        self.subjects = {part: [self.load_subject(by_id[i], "train" if part == "train" else "eval")
+                                for i in self.split.get(part, [])]
                          for part in ("train", "val", "test")}
 
     # ------------------------------------------------------------------------------- dataloaders
@@ -241,7 +243,8 @@ class SegmentationDataModule(pl.LightningDataModule):
         """What a run records about its data: data set, task, split, class map."""
         return {"data": self.registry_name, "task": self.task.name, "contrast": self.contrast,
                 "root": str(self.cfg.get("root")), "split": self.split,
-                "classes": {k: list(v) for k, v in self.task.classes.items()}}
+                "classes": {k: list(v) for k, v in self.task.classes.items()},
+                "preprocessing": self.preprocessing.to_dict()}
 
 
 def seed_worker_rng(seed: int) -> None:

@@ -302,7 +302,7 @@ def _register() -> None:
 
         ``data.raters: random`` trains on one rater drawn per sample and evaluates on the majority
         vote. Subject metadata carries ``site`` for leave-site-out splits. ``data.preset: perone``
-        (when the config defines it) applies Perone et al. 2018's preprocessing.
+        applies Perone et al. 2018's preprocessing (``data_modules.preprocessing.PRESETS``).
         """
 
         def __init__(self, cfg: dict[str, Any]):
@@ -337,29 +337,27 @@ def _register() -> None:
                                                   [to_task_target(r, self.task.name) for r in raters])
             return to_task_target(fused, self.task.name)
 
-        def preprocess(self) -> tio.Transform:
-            if self.cfg.get("preset") == "perone":
-                return perone_preprocess()
-            return super().preprocess()
+        def load_subject(self, spec: SubjectSpec, stage: str = "eval") -> tio.Subject:
+            subject = self.raw_subject(spec)
+            maps = self._rater_maps.pop(spec.subject, None)
+            if stage == "train" and maps is not None:  # raters ride along for training only
+                affine, targets = maps
+                for i, m in enumerate(targets):
+                    subject.add_image(tio.LabelMap(tensor=torch.from_numpy(m[None].astype(np.int16)), affine=affine),
+                                      f"rater{i + 1}")
+            return self.preprocess(stage)(subject)
 
-        def load_subject(self, spec: SubjectSpec) -> tio.Subject:
-            subject = super().load_subject(spec)
-            if self.rater_mode == "random":
-                affine, maps = self._rater_maps.pop(spec.subject)
-                extra = tio.Subject(**{f"rater{i + 1}": tio.LabelMap(
-                    tensor=torch.from_numpy(m[None].astype(np.int16)), affine=affine) for i, m in enumerate(maps)})
-                extra = self._pad_to_patch(self.preprocess()(extra))
-                for name in extra.get_images_names():
-                    subject.add_image(extra[name], name)
-            return subject
-
-        def setup(self, stage: str | None = None) -> None:
-            super().setup(stage)
-            for part, subjects in self.subjects.items():  # raters only ride along for training
-                if part != "train":
-                    for s in subjects:
-                        for n in [n for n in s.get_images_names() if n.startswith("rater")]:
-                            s.remove_image(n)
+        def native_targets(self, subject_id: str) -> tuple[Any, dict[str, np.ndarray]]:
+            """Fused target (``""``) and each rater's (``rater<N>``) on the native grid."""
+            spec = next((s for s in self.specs if s.subject == subject_id), None)
+            if spec is None:
+                raise InputError(f"subject {subject_id!r} is not in this data set", self.cfg.get("root"))
+            img = io.load_nifti(spec.image, ndim=3, kind="T2star image")
+            raters = [load_rater_mask(f, img, spec.image) for f in spec.labels["raters"]]
+            fuse = "majority" if self.rater_mode == "random" else self.rater_mode
+            out = {"": to_task_target(fuse_raters(raters, fuse), self.task.name)}
+            out.update({f"rater{i + 1}": to_task_target(r, self.task.name) for i, r in enumerate(raters)})
+            return img, out
 
         def augment(self) -> tio.Transform | None:
             base = super().augment()
@@ -377,16 +375,14 @@ def _register() -> None:
 
 
 def perone_preprocess(in_plane_mm: float = 0.25, size: int = 200):
-    """Perone et al. 2018: RAS, resample in-plane to 0.25 mm (slice spacing kept), crop/pad to 200×200, z-score."""
-    import torchio as tio
+    """Perone et al. 2018: RAS, 0.25 mm in-plane (slice spacing kept), crop/pad to 200×200, z-score.
 
-    class _InPlane(tio.Transform):
-        def apply_transform(self, subject: tio.Subject) -> tio.Subject:
-            sz = float(subject.spacing[2])
-            subject = tio.Resample((in_plane_mm, in_plane_mm, sz))(subject)
-            return tio.CropOrPad((size, size, subject.spatial_shape[2]))(subject)
+    The ``data.preset: perone`` chain of ``data_modules.preprocessing`` (task-independent parts).
+    """
+    from data_modules.preprocessing import Preprocessing, build_transform
 
-    return tio.Compose([tio.ToCanonical(), _InPlane(), tio.ZNormalization()])
+    return build_transform(Preprocessing(spacing=(in_plane_mm, in_plane_mm, None), crop=(size, size),
+                                         train_crop="centre", normalisation="zscore-after-crop", preset="perone"))
 
 
 try:  # the data module needs torch/torchio/lightning; the indexer and fusion do not

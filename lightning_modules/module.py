@@ -4,8 +4,10 @@ Training: Dice + cross-entropy on 2D axial slices or 3D patches from the torchio
 AdamW with a cosine or poly schedule (optional linear warm-up). Validation and test run on
 whole subjects (slice by slice in 2D, sliding window in 3D): validation logs Dice per class
 each epoch (``val/dice`` is the mean over scored classes, the checkpoint metric); test
-computes the full metric set per subject and keeps it in :attr:`test_records` for the
-per-subject statistics of the leaderboard. Hyper-parameters are plain Python values so
+computes the full metric set per subject — on the subject's native grid by default
+(:mod:`lightning_modules.scoring`) — and keeps it in :attr:`test_records` for the per-subject
+statistics of the leaderboard. The ``preprocessing`` hyper-parameter is the run's preprocessing
+contract (``data_modules.preprocessing``), so ``predict`` rebuilds the training chain. Hyper-parameters are plain Python values so
 checkpoints load with ``torch.load(weights_only=True)``.
 """
 from __future__ import annotations
@@ -46,7 +48,7 @@ class SegmentationModule(pl.LightningModule):
                  lr: float = 1e-3, weight_decay: float = 1e-4, scheduler: str = "cosine", warmup_epochs: int = 0,
                  dice_weight: float = 1.0, ce_weight: float = 1.0, inference_batch: int = 32,
                  log_images: bool = True, spacing: list[float] | None = None, task: str = "sc",
-                 contrast: str = "T2w"):
+                 contrast: str = "T2w", preprocessing: dict[str, Any] | None = None):
         super().__init__()
         self.save_hyperparameters()
         self.net = build_network(network, in_channels=in_channels, num_classes=num_classes,
@@ -59,6 +61,7 @@ class SegmentationModule(pl.LightningModule):
         self.val_records: list[dict[str, Any]] = []
         self.test_records: list[dict[str, Any]] = []
         self._val_epoch: list[dict[str, float]] = []
+        self.scoring = "native"  # test records: "native" | "preprocessed" grid (lightning_modules.scoring)
 
     # ---------------------------------------------------------------------------------- forward
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -114,18 +117,18 @@ class SegmentationModule(pl.LightningModule):
         self.log("val/dice", mean, prog_bar=True)
         self._val_epoch = []
 
-    def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
-        from lightning_modules.metrics import compute_metrics
+    def test_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Any]:
+        from lightning_modules.scoring import score_subject
 
         pred, target = self._subject_prediction(batch)
         affine = np.asarray(batch["image"]["affine"][0], dtype=float)
-        spacing = tuple(float(s) for s in np.linalg.norm(affine[:3, :3], axis=0))
-        metrics = compute_metrics(pred.cpu().numpy(), target.cpu().numpy(), spacing, self.classes)
-        record = {"subject": batch["subject_id"][0], **metrics}
+        record, native = score_subject(pred.cpu().numpy(), affine, target.cpu().numpy(), batch["subject_id"][0],
+                                       self.classes, getattr(self.trainer, "datamodule", None), self.scoring)
         self.test_records.append(record)
-        for key, value in metrics.items():
-            if key.endswith("/dice"):
+        for key, value in record.items():
+            if key.endswith("/dice") and key.count("/") == 1:
                 self.log(f"test/{key}", value, batch_size=1)
+        return {"native_prediction": native}
 
     def on_test_epoch_start(self) -> None:
         self.test_records = []

@@ -31,10 +31,9 @@ def _dm(name: str, spacing, preset):
     ov = [f"data.name={name}", "data.root=/nonexistent", "data.task=sc"]
     if spacing:
         ov.append(f"data.spacing={spacing}")
-    cfg = load_config([], ov)["data"]
     if preset:
-        cfg["preset"] = preset  # not a config key yet (see report); the module reads it
-    return build_datamodule(cfg)
+        ov.append(f"data.preset={preset}")
+    return build_datamodule(load_config([], ov)["data"])
 
 
 def _preprocessed(sct_data: Path, img_rel: str, lab_rel: str, dm):
@@ -86,9 +85,9 @@ def test_argmax_close_for_non_integer_factor(sct_data: Path):
 class _Oracle:
     """A 'model' returning the one-hot of the preprocessed manual label (checks the predict path)."""
 
-    def __init__(self, pre_label: np.ndarray, spacing):
+    def __init__(self, pre_label: np.ndarray, preprocessing: dict):
         self.pre_label = pre_label
-        self.hparams = {"spacing": spacing, "network": "oracle", "task": "sc"}
+        self.hparams = {"preprocessing": preprocessing, "network": "oracle", "task": "sc"}
 
     def predict_volume(self, x):
         import torch
@@ -97,14 +96,18 @@ class _Oracle:
         return torch.from_numpy(one_hot(self.pre_label, 2))[None]
 
 
-@pytest.mark.parametrize("case", [0, 2])
+@pytest.mark.parametrize("case", [0, 2, 3])
 def test_cordbench_predict_path_writes_back_exactly(sct_data: Path, case: int):
-    """cordbench.inference.predict_array (used by ``cordbench predict``) on the PSR t2."""
+    """cordbench.inference.predict_array (used by ``cordbench predict``): PSR t2, and t2s with Perone's preset.
+
+    The 'model' is handed the chain built from the data module's own preprocessing contract.
+    """
     from cordbench.inference import predict_array
 
     img_rel, lab_rel, name, spacing, preset = CASES[case]
-    im, lb, lab, pre = _preprocessed(sct_data, img_rel, lab_rel, _dm(name, spacing, preset))
-    out = predict_array(_Oracle(pre["label"].data[0].numpy(), spacing),
+    dm = _dm(name, spacing, preset)
+    im, lb, lab, pre = _preprocessed(sct_data, img_rel, lab_rel, dm)
+    out = predict_array(_Oracle(pre["label"].data[0].numpy(), dm.preprocessing.to_dict()),
                         np.asanyarray(im.dataobj).astype(np.float32), im.affine)
     np.testing.assert_array_equal(out, lab)
 

@@ -1,0 +1,85 @@
+"""What ``cordbench test`` (and the test after ``fit``) writes per subject besides its metrics.
+
+* ``<run>/predictions/<subject>_pred.nii.gz``: the prediction that was scored, on the subject's
+  native grid with the image's header (what ``cordbench predict`` writes for that image);
+* ``<run>/qc/<subject>.png``: the seed-003 QC panel (``data_modules.qc``: selected slice with the
+  crop box, crop, predicted mask, overlay with the manual outline);
+* ``<run>/qc/index.html``: the sortable report linking every panel with the subject's metrics.
+
+:class:`SubjectOutputWriter` is the Lightning callback writing the first two from what
+``SegmentationModule.test_step`` returns; :func:`write_qc_report` writes the report from the
+records after the test (on the main process).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import pytorch_lightning as pl
+
+from cordbench import io
+
+PREDICTIONS_DIR = "predictions"
+QC_DIR = "qc"
+QC_INDEX = "index.html"
+#: metrics shown in the QC report (per class), in this order, when the records have them
+QC_COLUMNS = ("dice", "hd95", "skel_md", "tnr")
+
+
+def prediction_file(out: str | Path, subject: str) -> Path:
+    return Path(out) / PREDICTIONS_DIR / f"{subject}_pred.nii.gz"
+
+
+def qc_png(out: str | Path, subject: str) -> Path:
+    return Path(out) / QC_DIR / f"{subject}.png"
+
+
+def write_panel(image: Any, labels: np.ndarray, png: str | Path, manual: np.ndarray | None = None) -> Path:
+    """The seed-003 panel of a nibabel ``image`` and a label map on its grid (+ manual mask)."""
+    from data_modules.qc import render_panel, write_png
+
+    rgb, _ = render_panel(np.asanyarray(image.dataobj).astype(np.float32), labels, np.asarray(image.affine), manual)
+    return write_png(rgb, png)
+
+
+class SubjectOutputWriter(pl.Callback):
+    """Writes each test subject's native-grid prediction and QC panel into the run folder."""
+
+    def __init__(self, out: str | Path, qc: bool = True):
+        self.out = Path(out)
+        self.qc = qc
+
+    def on_test_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int,
+                          dataloader_idx: int = 0) -> None:
+        native = outputs.get("native_prediction") if isinstance(outputs, dict) else None
+        if native is None:
+            return
+        img = native.image
+        io.save_nifti(native.labels.astype(np.uint8), img.affine, prediction_file(self.out, native.subject),
+                      header=img.header, dtype=np.uint8)
+        if self.qc:
+            write_panel(img, native.labels, qc_png(self.out, native.subject), native.target)
+
+
+def report_rows(records: Sequence[dict[str, Any]], png_of: Any) -> list[dict[str, Any]]:
+    """QC rows: subject, the :data:`QC_COLUMNS` of every class (fused target), the PNG if written."""
+    rows = []
+    for r in records:
+        row: dict[str, Any] = {"subject": r["subject"]}
+        for key, value in r.items():
+            parts = key.split("/")
+            if len(parts) == 2 and parts[1] in QC_COLUMNS:
+                row[key] = value
+        png = Path(png_of(r["subject"]))
+        if png.exists():
+            row["png"] = png
+        rows.append(row)
+    return rows
+
+
+def write_qc_report(out: str | Path, records: Sequence[dict[str, Any]], title: str = "cordbench test QC") -> Path:
+    """``<out>/qc/index.html`` for the test records (panels from :class:`SubjectOutputWriter`)."""
+    from data_modules.qc import write_report
+
+    return write_report(report_rows(records, lambda s: qc_png(out, s)), Path(out) / QC_DIR / QC_INDEX, title)
