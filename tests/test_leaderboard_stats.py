@@ -255,3 +255,101 @@ def test_non_finite_values_are_missing_and_an_empty_entry_ranks_last():
     assert ranked["c"].n_subjects == 0 and not ranked["c"].tied_with_best
     # a vs b: paired on s1 only (s2 missing in a, s3 missing in b)
     assert ranked["b"].p_value == sps.wilcoxon([0.8], [0.9]).pvalue
+
+
+# ------------------------------------------------------------------------------ honest labels
+def _planted(n: int) -> pd.DataFrame:
+    """Subjects × entries: ``best``; ``twin`` = best ± 0.002 (pairs of opposite differences, so any
+    even number of subjects has equal means); ``worse`` = best − 0.05 ± 0.01."""
+    rng = np.random.default_rng(11)
+    base = rng.uniform(0.75, 0.90, 16)
+    best = base + 0.05
+    e = np.abs(rng.normal(0, 0.002, 8))
+    twin = best + np.stack([e, -e], axis=1).ravel() - 1e-9
+    worse = base + rng.normal(0, 0.01, 16)
+    wide = pd.DataFrame({"best": best, "twin": twin, "worse": worse}, index=[f"s{i:02d}" for i in range(16)])
+    return wide.iloc[:n]
+
+
+def _exact_bootstrap_quantiles(d: np.ndarray) -> tuple[float, float]:
+    """2.5 % / 97.5 % quantiles of the bootstrap mean over all n**n resamples (small n)."""
+    import itertools
+
+    means = np.sort([np.mean(c) for c in itertools.product(d, repeat=d.size)])
+    return float(np.quantile(means, 0.025)), float(np.quantile(means, 0.975))
+
+
+@pytest.mark.parametrize("n", [16, 6])
+def test_labels_worse_tied_and_undetermined_on_planted_values(n):
+    wide = _planted(n)
+    ranked = {r.entry: r for r in stats.rank_entries(wide, n_boot=20000, seed=0)}
+    assert ranked["best"].label == "best" and ranked["best"].rank == 1
+    m = 2
+    for name in ("twin", "worse"):
+        r = ranked[name]
+        x, y = wide[name].to_numpy(), wide["best"].to_numpy()
+        d = x - y
+        # p-values: scipy's exact two-sided Wilcoxon; Holm by hand over the two comparisons
+        assert r.p_value == pytest.approx(sps.wilcoxon(x, y, method="exact").pvalue, rel=1e-12)
+        assert r.n_pairs == n and r.p_min_holm == pytest.approx(min(1.0, m * 2.0 ** (1 - n)))
+        # the paired difference and its CI against an independent bootstrap
+        assert r.diff == pytest.approx(d.mean(), abs=1e-12)
+        if n <= 6:
+            lo, hi = _exact_bootstrap_quantiles(d)
+        else:
+            ci = sps.bootstrap((d,), np.mean, n_resamples=20000, method="percentile",
+                               rng=np.random.default_rng(5)).confidence_interval
+            lo, hi = ci.low, ci.high
+        se = d.std(ddof=1) / math.sqrt(n)
+        assert r.diff_low == pytest.approx(lo, abs=0.06 * se) and r.diff_high == pytest.approx(hi, abs=0.06 * se)
+        # effect sizes: Cohen's d_z and the matched-pairs rank-biserial correlation, by hand
+        assert r.effect_dz == pytest.approx(d.mean() / d.std(ddof=1))
+        ranks = sps.rankdata(np.abs(d))
+        assert r.effect_rbc == pytest.approx((ranks[d > 0].sum() - ranks[d < 0].sum()) / ranks.sum())
+    p_holm_worse = ranked["worse"].p_holm
+    assert ranked["twin"].label == "tied" and ranked["twin"].tied_with_best
+    assert -0.01 <= ranked["twin"].diff_low <= 0 <= ranked["twin"].diff_high <= 0.01
+    assert ranked["worse"].diff_high < -0.03  # clearly worse: the CI excludes 0 by far
+    if n == 16:
+        assert ranked["worse"].label == "worse" and p_holm_worse < 0.05
+    else:  # 2/2**6 = 0.031, ×2 comparisons = 0.0625 ≥ 0.05: no test can find it worse
+        assert ranked["worse"].label == "undetermined — n too small" and p_holm_worse >= 0.05
+        assert "smallest attainable Holm p 0.0625" in ranked["worse"].label_reason
+    assert not ranked["worse"].tied_with_best
+
+
+def test_comparison_label_rules_and_min_p():
+    lab = lambda lo, hi, p=0.5, pmin=0.001: stats.comparison_label(lo, hi, p, pmin, -1.0, 0.05, 0.01)[0]  # noqa: E731
+    assert lab(-0.005, 0.004) == "tied"
+    assert lab(-0.008, -0.001, p=0.01) == "worse"           # excludes 0, significant: worse, even within ±δ
+    assert lab(-0.008, -0.001, p=0.2) == "undetermined — n too small"
+    assert lab(-0.05, 0.02) == "undetermined — n too small"  # contains 0 but too wide
+    assert lab(-0.2, -0.1, p=0.125, pmin=0.125) == "undetermined — n too small"
+    assert lab(float("nan"), float("nan")) == "n/a"
+    # lower-is-better: a positive difference is worse
+    assert stats.comparison_label(0.5, 2.0, 0.001, 1e-4, 1.0, 0.05, 0.01)[0] == "worse"
+    assert stats.min_wilcoxon_p(6) == pytest.approx(1 / 32) and stats.min_holm_p(6, 4) == pytest.approx(0.125)
+    assert stats.min_holm_p(3, 4) == 1.0
+    # the exact minimum is what scipy returns when every difference has the same sign
+    assert sps.wilcoxon(np.arange(1, 7) * 0.1, np.zeros(6), method="exact").pvalue == pytest.approx(1 / 32)
+
+
+def test_leaderboard_report_labels_and_method_note_for_six_subjects(tmp_path):
+    from cordbench.leaderboard.report import to_markdown
+
+    root = make_sweep(tmp_path, {"a": 0.0, "b": -0.05, "c": -0.3, "d": 0.0, "e": -0.1}, subjects=SUBJECTS[:6])
+    lb = build_leaderboard(root, n_boot=2000, cost=False, morphometrics=False)
+    t = lb.table.set_index("entry")
+    for e in ("b", "c", "e"):
+        assert t.loc[e, "label"] == "undetermined — n too small" and not t.loc[e, "tied_with_best"]
+        assert t.loc[e, "diff_ci_high"] < 0
+    md = to_markdown(lb)
+    assert "≈ best" not in md
+    assert "Minimum attainable p with n = 6 subjects: 2/2^6 = 0.0312" in md and "after Holm over 4" in md
+    assert "0.125 ≥ α = 0.05: no entry can be found worse" in md
+    assert set(t["n_seeds"]) == {2}
+    lb16 = build_leaderboard(make_sweep(tmp_path / "n16", {"a": 0.0, "c": -0.3}), n_boot=500, cost=False,
+                             morphometrics=False)
+    assert lb16.table.set_index("entry").loc["c", "label"] == "worse"
+    with pytest.raises(ConfigError, match="--delta"):
+        build_leaderboard(root, delta=-1, cost=False)

@@ -195,8 +195,25 @@ def test_wilcoxon_p_values_match_scipy_on_the_same_pairs(real_sweep, rendered):
         assert row["p_holm"] >= row["p_wilcoxon"]
         compared += 1
     assert compared == len(entries) - 1
-    # with 3 subjects no two-sided Wilcoxon p is below 0.25: everything is tied with the best
-    assert table["tied_with_best"].all()
+    # with 3 subjects no two-sided Wilcoxon p is below 2/2**3 = 0.25: no entry can be found worse, and
+    # none may be called tied unless the CI of its difference to the best lies within ±δ around 0
+    m = len(entries) - 1
+    assert table.iloc[0]["label"] == "best" and bool(table.iloc[0]["tied_with_best"])
+    for _, row in table.iloc[1:].iterrows():
+        assert row["n_pairs"] == 3 and row["p_min_holm"] == pytest.approx(min(1.0, m * 0.25))
+        assert row["label"] in ("tied", "undetermined — n too small"), row["label"]
+        lo, hi = row["diff_ci_low"], row["diff_ci_high"]
+        if row["label"] == "tied":
+            assert -0.01 <= lo <= 0 <= hi <= 0.01
+        else:
+            assert not (-0.01 <= lo <= 0 <= hi <= 0.01)
+            assert "smallest attainable Holm p" in row["label_reason"]
+        assert bool(row["tied_with_best"]) == (row["label"] == "tied")
+        x = np.array([means[row["entry"]][s] for s in sorted(means[best])])
+        y = np.array([means[best][s] for s in sorted(means[best])])
+        assert row["diff_to_best"] == pytest.approx(np.mean(x - y), abs=1e-12)
+        cdf = exact_bootstrap_cdf(list(x - y))  # exact bootstrap distribution of the mean difference
+        assert cdf(lo - 1e-12) <= 0.035 and cdf(lo) >= 0.015 and cdf(hi - 1e-12) <= 0.985 and cdf(hi) >= 0.965
     assert list(table["rank"]) == sorted(table["rank"])
     assert (np.diff(table["mean"]) <= 0).all()
 
@@ -254,7 +271,9 @@ def test_pngs_are_real_plots_of_the_expected_size(rendered):
     files, table = rendered
     px = _pixels(files.png)
     assert (px.shape[1], px.shape[0]) == leaderboard_plot_size(len(table))
-    _assert_real_plot(px, (0x2E, 0x7D, 0x32))  # tied-with-best green points and bars
+    _assert_real_plot(px, (0x1B, 0x5E, 0x20))  # the best entry's dark-green point and bar
+    if (table["label"] == "undetermined — n too small").any():
+        _assert_real_plot(px, (0x75, 0x75, 0x75))  # undetermined entries in grey, not in "tied" green
     for path in files.ablation.values():
         px = _pixels(path)
         assert (px.shape[1], px.shape[0]) == ablation_plot_size()

@@ -18,6 +18,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--n-boot", type=int, default=10000, help="bootstrap resamples (default: 10000)")
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default: 0)")
     p.add_argument("--alpha", type=float, default=0.05, help="level of the Holm-corrected tests (default: 0.05)")
+    p.add_argument("--delta", type=float, default=0.01,
+                   help="equivalence margin: 'tied' when the 95%% CI of the paired difference to the best lies "
+                        "within ±DELTA (metric units; default: 0.01 Dice)")
     p.add_argument("--no-cost", action="store_true", help="skip FLOPs/latency measurement")
     p.add_argument("--no-wandb", action="store_true", help="do not log the leaderboard to wandb")
     p.add_argument("--morphometrics", action=argparse.BooleanOptionalAction, default=None,
@@ -34,7 +37,8 @@ def run(args: argparse.Namespace) -> int:
 
     files = render_leaderboard(args.sweep_dir, metric=args.metric, task=args.task, cls=args.cls, by=args.by,
                                out=args.out, n_boot=args.n_boot, seed=args.seed, wandb=not args.no_wandb,
-                               cost=not args.no_cost, alpha=args.alpha, morphometrics=args.morphometrics,
+                               cost=not args.no_cost, alpha=args.alpha, delta=args.delta,
+                               morphometrics=args.morphometrics,
                                refresh_morphometrics=args.refresh_morphometrics,
                                log=lambda line: print(line, file=sys.stderr, flush=True))
     print(files.markdown)

@@ -37,7 +37,7 @@ class LeaderboardFiles:
 def render_leaderboard(sweep_dir: str | Path, metric: str = "dice", task: str | None = None,
                        cls: str | None = None, by: str = "model", out: str | Path | None = None,
                        n_boot: int = 10000, seed: int = 0, wandb: bool = True, cost: bool = True,
-                       alpha: float = 0.05, morphometrics: bool | None = None,
+                       alpha: float = 0.05, delta: float = 0.01, morphometrics: bool | None = None,
                        refresh_morphometrics: bool = False,
                        log: Callable[[str], None] | None = None) -> LeaderboardFiles:
     """Build the leaderboard of ``sweep_dir`` and write its reports to ``out`` (default ``<sweep>/leaderboard``)."""
@@ -45,7 +45,7 @@ def render_leaderboard(sweep_dir: str | Path, metric: str = "dice", task: str | 
     from cordbench.leaderboard.table import build_leaderboard
 
     lb = build_leaderboard(sweep_dir, metric=metric, task=task, cls=cls, by=by, n_boot=n_boot, seed=seed,
-                           alpha=alpha, cost=cost, morphometrics=morphometrics,
+                           alpha=alpha, delta=delta, cost=cost, morphometrics=morphometrics,
                            refresh_morphometrics=refresh_morphometrics, log=log)
     out_dir = Path(out) if out is not None else lb.sweep.root / "leaderboard"
     paths = write_reports(lb, out_dir)

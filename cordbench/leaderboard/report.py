@@ -10,7 +10,7 @@ from typing import Any
 import pandas as pd
 
 from cordbench import io
-from cordbench.leaderboard.table import Leaderboard
+from cordbench.leaderboard.table import Leaderboard, fmt_value
 
 DPI = 100
 PLOT_WIDTH_IN = 8.0
@@ -40,10 +40,30 @@ def _params(v: Any) -> str:
     return f"{v / 1e6:.3f} M" if v >= 1e5 else f"{v / 1e3:.1f} k"
 
 
-def _mark(row: pd.Series) -> str:
+#: Plot/HTML colour of each comparison label (cordbench.leaderboard.stats labels).
+LABEL_COLORS = {"best": "#1b5e20", "tied": "#2e7d32", "worse": "#c62828",
+                "undetermined — n too small": "#757575", "n/a": "#bdbdbd"}
+
+
+def _label(row: pd.Series) -> str:
+    """The entry's label against the best (older tables without ``label``: from ``tied_with_best``)."""
+    lab = row.get("label")
+    if isinstance(lab, str) and lab:
+        return lab
     if row["best"]:
         return "best"
-    return "≈ best" if row["tied_with_best"] else ""
+    return "tied" if row["tied_with_best"] else ""
+
+
+def _mark(row: pd.Series) -> str:
+    return _label(row)
+
+
+def _diff_cell(r: pd.Series, digits: int = 4) -> str:
+    d = r.get("diff_to_best", float("nan"))
+    if _nan(d):
+        return "–"
+    return f"{d:+.{digits}f} [{r['diff_ci_low']:+.{digits}f}, {r['diff_ci_high']:+.{digits}f}]"
 
 
 def _nan(v: Any) -> bool:
@@ -84,6 +104,9 @@ def _morpho_cells(r: pd.Series) -> tuple[list[str], list[Any]]:
     return cells, raw
 
 
+_LABEL_ORDER = {"best": 4, "tied": 3, "undetermined — n too small": 2, "worse": 1}
+
+
 def display_rows(lb: Leaderboard) -> tuple[list[str], list[list[str]], list[list[Any]]]:
     """Column headers, formatted cells and raw sort values of the main table."""
     t = lb.table
@@ -91,20 +114,22 @@ def display_rows(lb: Leaderboard) -> tuple[list[str], list[list[str]], list[list
     metric = lb.meta["column"]
     morpho = _morpho_on(lb)
     heads = ["rank", "entry", *knobs, "trials", "subjects", f"mean {metric}", "95% CI", "trial SD",
-             "params", "GFLOPs", "latency ms", *(MORPHO_HEADS if morpho else []), "p (Wilcoxon)", "p (Holm)",
-             "vs best"]
+             "seeds", "seed SD", "params", "GFLOPs", "latency ms", *(MORPHO_HEADS if morpho else []),
+             "Δ to best [95% CI]", "d_z", "p (Wilcoxon)", "p (Holm)", "vs best"]
     cells, raw = [], []
     for _, r in t.iterrows():
         get = lambda k: r[k] if k in r else float("nan")  # noqa: E731
         m_cells, m_raw = _morpho_cells(r) if morpho else ([], [])
         cells.append([str(r["rank"]), str(r["entry"]), *[_txt(r[k]) for k in knobs],
                       str(r["n_trials"]), str(r["n_subjects"]), _num(r["mean"]),
-                      f"[{_num(r['ci_low'])}, {_num(r['ci_high'])}]", _num(r["trial_sd"]), _params(get("params")),
-                      _num(get("gflops"), 3), _num(get("latency_ms"), 2), *m_cells, _p(r["p_wilcoxon"]),
-                      _p(r["p_holm"]), _mark(r)])
+                      f"[{_num(r['ci_low'])}, {_num(r['ci_high'])}]", _num(r["trial_sd"]),
+                      _txt(fmt_value(get("n_seeds"))), _num(get("seed_sd")), _params(get("params")),
+                      _num(get("gflops"), 3), _num(get("latency_ms"), 2), *m_cells, _diff_cell(r),
+                      _num(get("effect_dz"), 2), _p(r["p_wilcoxon"]), _p(r["p_holm"]), _mark(r)])
         raw.append([r["rank"], str(r["entry"]), *[_txt(r[k]) for k in knobs], r["n_trials"], r["n_subjects"],
-                    r["mean"], r["ci_low"], r["trial_sd"], get("params"), get("gflops"), get("latency_ms"), *m_raw,
-                    r["p_wilcoxon"], r["p_holm"], int(bool(r["tied_with_best"])) + int(bool(r["best"]))])
+                    r["mean"], r["ci_low"], r["trial_sd"], get("n_seeds"), get("seed_sd"), get("params"),
+                    get("gflops"), get("latency_ms"), *m_raw, get("diff_to_best"), get("effect_dz"),
+                    r["p_wilcoxon"], r["p_holm"], _LABEL_ORDER.get(_label(r), 0)])
     return heads, cells, raw
 
 
@@ -164,9 +189,10 @@ def method_notes(lb: Leaderboard) -> list[str]:
         "so a subject counts once; mean and CI are over these per-subject values.",
         f"95% CI: percentile bootstrap of the mean over subjects, {m['n_boot']} resamples, seed {m['seed']}. "
         "Trial SD: standard deviation of the trial-level means (seed/fold spread).",
-        f"p (Wilcoxon): two-sided paired Wilcoxon signed-rank test (scipy) of each entry against the best on the "
-        f"subjects both tested; p (Holm): Holm-corrected over the {max(0, len(lb.table) - 1)} comparisons; "
-        f"'≈ best' = not significantly different from the best at α = {m['alpha']}.",
+        f"Seeds: 'seeds' counts an entry's seeds and 'seed SD' is the SD over seeds of each seed's mean on the "
+        f"subjects every seed tested (seed-to-seed spread). With ≥ 2 seeds the comparison stays paired by subject: "
+        f"seeds are averaged within each subject first, so the subject remains the unit of every test and CI.",
+        *comparison_notes(lb),
     ]
     if _morpho_on(lb):
         notes += [
@@ -188,6 +214,34 @@ def method_notes(lb: Leaderboard) -> list[str]:
         notes.append(f"Cost: params and forward FLOPs (torch.utils.flop_counter) at input "
                      f"{', '.join(m['cost_input'].values()) or '–'}; latency = fastest of {m['latency_reps']} CPU "
                      f"forward passes, batch 1, {m['latency_threads']} torch thread(s), measured by the leaderboard.")
+    return notes
+
+
+def comparison_notes(lb: Leaderboard) -> list[str]:
+    """How each entry is compared with the best, with the smallest p attainable for the n at hand."""
+    from cordbench.leaderboard import stats
+
+    m = lb.meta
+    t = lb.table
+    alpha, delta = m["alpha"], m.get("delta", 0.01)
+    k = int(m.get("n_comparisons", max(0, len(t) - 1)))
+    notes = [
+        f"Comparison with the best, on the subjects both tested: Δ = mean paired difference (entry − best) with "
+        f"its percentile bootstrap 95% CI over subjects ({m['n_boot']} resamples); d_z = mean / SD of the paired "
+        f"differences (Cohen's d_z; CSV: also the matched-pairs rank-biserial r); p (Wilcoxon) = two-sided "
+        f"paired Wilcoxon signed-rank test (scipy, exact for n ≤ 50 without ties); p (Holm) = Holm-adjusted "
+        f"over the {k} comparison(s).",
+        f"Labels: 'tied' = CI of Δ contains 0 and lies within ±δ (δ = {delta:g}, --delta); 'worse' = Holm "
+        f"p < α = {alpha:g} and CI of Δ excludes 0; 'undetermined — n too small' = neither (the test cannot "
+        f"reach α with these subjects, or the CI is too wide to call it): more held-out subjects are needed.",
+    ]
+    ns = sorted({int(n) for n in t.get("n_pairs", pd.Series(dtype=float)).iloc[1:] if not _nan(n) and n > 0})
+    for n in ns:
+        p1, ph = stats.min_wilcoxon_p(n), stats.min_holm_p(n, k)
+        verdict = ("no entry can be found worse" if ph >= alpha else "an entry can be found worse")
+        notes.append(f"Minimum attainable p with n = {n} subjects: 2/2^{n} = {p1:.3g} (exact two-sided Wilcoxon); "
+                     f"after Holm over {k} comparison(s) {ph:.3g} {'≥' if ph >= alpha else '<'} α = {alpha:g}: "
+                     f"{verdict}.")
     return notes
 
 
@@ -226,6 +280,7 @@ td:nth-child(2), th:nth-child(2) {{ text-align: left; }}
 th {{ background: #2b5797; color: #fff; cursor: pointer; user-select: none; }}
 th.asc::after {{ content: " ▲"; }} th.desc::after {{ content: " ▼"; }}
 tr.tied td {{ background: #e6f2e6; }} tr.best td {{ background: #bfe3bf; font-weight: bold; }}
+tr.worse td {{ background: #fbe9e9; }} tr.undetermined td {{ background: #f2f2f2; }}
 img {{ max-width: 100%; border: 1px solid #ddd; }} li {{ margin: 4px 0; }}
 </style></head><body>
 <h1>{title}</h1>
@@ -280,7 +335,8 @@ def to_html(lb: Leaderboard, images: dict[str, Path] | None = None) -> str:
     m = lb.meta
     body = []
     for (_, r), row_cells, row_raw in zip(lb.table.iterrows(), cells, raw):
-        cls = "best" if r["best"] else "tied" if r["tied_with_best"] else ""
+        lab = _label(r)
+        cls = {"best": "best", "tied": "tied", "worse": "worse"}.get(lab, "undetermined" if lab else "")
         tds = "".join(f'<td data-v="{html.escape("" if isinstance(v, float) and math.isnan(v) else str(v))}">'
                       f"{html.escape(c)}</td>" for c, v in zip(row_cells, row_raw))
         body.append(f'<tr class="{cls}">{tds}</tr>')
@@ -321,7 +377,7 @@ def _savefig(fig: Any, path: Path) -> Path:
 
 
 def plot_leaderboard(lb: Leaderboard, path: Path) -> Path:
-    """Entries (rank order, best on top) with their mean and 95% CI; tied-with-best in green."""
+    """Entries (rank order, best on top) with their mean and 95% CI, coloured by label (:data:`LABEL_COLORS`)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -331,7 +387,7 @@ def plot_leaderboard(lb: Leaderboard, path: Path) -> Path:
     w, h = leaderboard_plot_size(len(t))
     fig, ax = plt.subplots(figsize=(w / DPI, h / DPI), dpi=DPI)
     y = list(range(len(t)))[::-1]
-    colors = ["#2e7d32" if tied else "#c62828" for tied in t["tied_with_best"]]
+    colors = [LABEL_COLORS.get(_label(r), "#757575") for _, r in t.iterrows()]
     for yi, (_, r), c in zip(y, t.iterrows(), colors):
         ax.errorbar([r["mean"]], [yi], xerr=[[r["mean"] - r["ci_low"]], [r["ci_high"] - r["mean"]]], fmt="o",
                     color=c, ecolor=c, capsize=4, markersize=6)
@@ -339,7 +395,8 @@ def plot_leaderboard(lb: Leaderboard, path: Path) -> Path:
     ax.set_yticks(y)
     ax.set_yticklabels([str(e) if len(str(e)) <= 40 else str(e)[:38] + "…" for e in t["entry"]], fontsize=8)
     ax.set_xlabel(f"{lb.meta['column']} (mean, 95% bootstrap CI)")
-    ax.set_title(f"sweep {lb.meta['sweep']}: green = not significantly different from the best (Holm)", fontsize=9)
+    ax.set_title(f"sweep {lb.meta['sweep']} vs best: dark green = best, green = tied (±{lb.meta.get('delta', 0.01):g}), "
+                 f"red = worse (Holm), grey = undetermined (n too small)", fontsize=8)
     ax.grid(axis="x", alpha=0.3)
     ax.set_ylim(-0.7, len(t) - 0.3)
     fig.subplots_adjust(left=0.35, right=0.97, top=1 - 0.45 / (h / DPI), bottom=0.6 / (h / DPI))

@@ -193,7 +193,7 @@ class Leaderboard:
 
 def build_leaderboard(sweep_dir: str | Path | Sweep, metric: str = "dice", task: str | None = None,
                       cls: str | None = None, by: str = "model", n_boot: int = 10000, seed: int = 0,
-                      alpha: float = 0.05, cost: bool = True, data: str | None = None,
+                      alpha: float = 0.05, cost: bool = True, data: str | None = None, delta: float = 0.01,
                       morphometrics: bool | None = None, refresh_morphometrics: bool = False,
                       log: Callable[[str], None] | None = None) -> Leaderboard:
     """Rank the sweep's models (``by="model"``) or configurations (``by="config"``) on ``metric``.
@@ -206,6 +206,10 @@ def build_leaderboard(sweep_dir: str | Path | Sweep, metric: str = "dice", task:
         raise ConfigError(f"--by must be one of {list(BY_CHOICES)}, got {by!r}")
     if n_boot < 1:
         raise ConfigError(f"--n-boot must be ≥ 1, got {n_boot}")
+    if not (delta >= 0 and math.isfinite(delta)):
+        raise ConfigError(f"--delta must be a finite number ≥ 0, got {delta}")
+    if not 0 < alpha < 1:
+        raise ConfigError(f"--alpha must be in (0, 1), got {alpha}")
     sweep = sweep_dir if isinstance(sweep_dir, Sweep) else load_sweep(sweep_dir)
     res = sweep.results.copy()
     csv_path = sweep.root / "results.csv"
@@ -257,8 +261,9 @@ def build_leaderboard(sweep_dir: str | Path | Sweep, metric: str = "dice", task:
                          f"({len(failed)} failed: {failed['reason'].head(3).tolist()})", sweep.root)
     higher = not stats.lower_is_better(metric)
     wide = stats.per_subject_means(long)
-    ranked = stats.rank_entries(wide, higher_is_better=higher, n_boot=n_boot, seed=seed, alpha=alpha)
+    ranked = stats.rank_entries(wide, higher_is_better=higher, n_boot=n_boot, seed=seed, alpha=alpha, delta=delta)
     sds = stats.trial_sd(long)
+    seeds = stats.seed_spread(long).set_index("entry")
     ok_res = res[ok_mask & res["trial_id"].isin(long["trial_id"])]
     rows = []
     for st in ranked:
@@ -270,13 +275,19 @@ def build_leaderboard(sweep_dir: str | Path | Sweep, metric: str = "dice", task:
             row[k] = vals.pop() if len(vals) == 1 else "mixed"
         row.update({"n_trials": len(trials), "n_subjects": st.n_subjects, "mean": st.mean, "ci_low": st.ci_low,
                     "ci_high": st.ci_high, "trial_sd": sds.get(st.entry, float("nan")), "p_wilcoxon": st.p_value,
-                    "p_holm": st.p_holm, "best": st is ranked[0], "tied_with_best": st.tied_with_best})
+                    "p_holm": st.p_holm, "best": st is ranked[0], "tied_with_best": st.tied_with_best,
+                    "label": st.label, "label_reason": st.label_reason, "n_pairs": st.n_pairs,
+                    "diff_to_best": st.diff, "diff_ci_low": st.diff_low, "diff_ci_high": st.diff_high,
+                    "effect_dz": st.effect_dz, "effect_rank_biserial": st.effect_rbc,
+                    "p_min_holm": st.p_min_holm, "n_seeds": int(seeds.loc[st.entry, "n_seeds"]),
+                    "seed_sd": float(seeds.loc[st.entry, "seed_sd"])})
         rows.append(row)
     table = pd.DataFrame(rows)
     if "preset" in table and table["preset"].isna().all():
         table = table.drop(columns="preset")
     meta = {"metric": metric, "column": column, "task": task, "data": data, "by": by, "n_boot": n_boot,
-            "seed": seed, "alpha": alpha, "higher_is_better": higher, "sweep": sweep.name,
+            "seed": seed, "alpha": alpha, "delta": delta, "higher_is_better": higher, "sweep": sweep.name,
+            "n_comparisons": int(sum(1 for st in ranked[1:] if math.isfinite(st.p_value))),
             "n_trials_ok": int(long["trial_id"].nunique()), "n_trials_failed": len(failed)}
     if cost:
         from cordbench.leaderboard.cost import entry_costs
