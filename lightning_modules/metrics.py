@@ -25,16 +25,31 @@ Definitions (``P`` = predicted mask, ``T`` = target mask, counts over all voxels
   convention (not medpy's percentile of the pooled set).
 * ``msd`` = mean of the pooled set d(P→T) ∪ d(T→P) (average symmetric surface distance), MONAI's
   ``compute_average_surface_distance(symmetric=True)``.
-* ``skel_hd`` / ``skel_md`` (GM segmentation challenge, Prados et al. 2017): on every 2D slice
-  perpendicular to ``slice_axis`` (default the last axis = axial slices of a RAS-canonical volume;
-  a 2D input is one slice), the predicted mask is skeletonized (``skimage.morphology.skeletonize``)
-  and each skeleton pixel's in-plane distance (mm) to the nearest pixel of the target's 2D contour
-  on the same slice is measured. Distances of all slices are pooled; ``skel_hd`` is their maximum,
-  ``skel_md`` their median. The measure is directed (prediction skeleton → target contour): a
-  target slice with no prediction adds no distances (Dice and ``hd`` penalise it); a skeleton
-  pixel on a slice whose target is empty gets the worst-case distance below. Note that a perfect
-  prediction does not score 0: its skeleton lies about half the structure's thickness from the
-  contour (e.g. ~0.5 mm for a 1 mm-thick GM horn), so compare these values between methods only.
+* ``skel_hd`` / ``skel_md`` — skeletonized Hausdorff and median distance of the GM segmentation
+  challenge (Prados et al. 2017), as SCT's ``sct_compute_hausdorff_distance`` (the organisers' lab)
+  computes them: on every 2D slice perpendicular to ``slice_axis`` (default the last axis = axial
+  slices of a RAS volume; a 2D input is one slice) **both** masks are thinned to their skeletons
+  with Zhang–Suen thinning (:func:`zhang_suen`, SCT's algorithm; thinning depends on the array's
+  orientation — SCT thins IRP-oriented slices, and :mod:`lightning_modules.scoring` reorients to IRP
+  before scoring, a pure permutation/flip of voxels), and every skeleton pixel of each mask gets its in-plane Euclidean distance (mm) to the
+  nearest skeleton pixel of the other mask on the same slice (both directions: skeleton against
+  skeleton). ``skel_hd`` = the largest of these distances over all slices (= the maximum of SCT's
+  per-slice Hausdorff distance ``H = max(h1, h2)``). ``skel_md`` = the median of the pooled
+  **non-zero** distances of both directions and all slices (SCT's "relative Hausdorff distance
+  median" keeps only the non-zero distances: skeleton pixels that coincide do not count), 0 when all
+  are 0. Hence a perfect mask scores 0 / 0, a mask shifted by one pixel perpendicular to its
+  skeleton scores the pixel size for both. Pooling the slices into one value per subject is our
+  choice (SCT prints per-slice values). Two deviations from SCT, both outside its defined cases:
+  in-plane spacing may be anisotropic (SCT requires isotropic pixels and multiplies pixel distances
+  by one pixel size; identical otherwise); a slice where exactly one of the skeletons is empty gives
+  each pixel of the other the worst-case distance below (SCT warns and scores the slice 0). Slices
+  empty in both are skipped.
+* ``skel_contour_hd`` / ``skel_contour_md`` — the earlier, directed variant: each pixel of the
+  *predicted* skeleton (per slice, ``skimage.morphology.skeletonize``) to the nearest pixel of the *target's 2D contour*;
+  maximum and median of the pooled distances. A target slice with no prediction adds no distances;
+  a skeleton pixel on a slice whose target is empty gets the worst case. A perfect prediction does
+  not score 0 (its skeleton lies about half the structure's thickness from the contour), and a mask
+  dilated by one pixel can score the same as a perfect one.
 * ``mse`` = mean over all voxels of (P − T)² on the 0/1 masks = (FP + FN) / N.
 * ``psnr`` = 10·log10(255² / mse) dB — seed 003's convention: the MSE of 0/1 masks with the 8-bit
   peak 255 (what ``skimage.metrics.peak_signal_noise_ratio`` does for uint8 0/1 masks). It reproduces
@@ -47,7 +62,7 @@ Empty-mask policy (never NaN; never Dice 1 for a wrong prediction)
   prediction is wrong). Hence: both empty → dice = jaccard = tpr = precision = conformity = 1;
   P empty, T non-empty → dice = jaccard = tpr = precision = 0; P non-empty, T empty → dice = jaccard
   = precision = tpr = 0. ``conformity`` is −inf whenever dice = 0.
-* Distances (hd, hd95, msd, skel_hd, skel_md): both empty → 0; exactly one empty → the **finite worst
+* Distances (hd, hd95, msd, skel_hd, skel_md, skel_contour_hd, skel_contour_md): both empty → 0; exactly one empty → the **finite worst
   case** ``worst_distance(shape, spacing)`` = the image diagonal sqrt(Σ (n_i·s_i)²) in mm, which is
   larger than any distance two voxels of the image can have.
 * The only non-finite values produced are therefore ``conformity = −inf`` (dice 0) and
@@ -75,7 +90,7 @@ if TYPE_CHECKING:  # torch is imported lazily (it costs seconds) inside dice_per
 
 METRIC_NAMES: tuple[str, ...] = (
     "dice", "jaccard", "conformity", "tpr", "tnr", "precision",
-    "hd", "hd95", "msd", "skel_hd", "skel_md", "mse", "psnr",
+    "hd", "hd95", "msd", "skel_hd", "skel_md", "skel_contour_hd", "skel_contour_md", "mse", "psnr",
 )
 """Metric names, in the order :func:`compute_metrics` emits them per class."""
 
@@ -293,32 +308,125 @@ def _slices(ndim: int, slice_axis: int) -> int:
     return ax
 
 
-def skeleton_distances(pred: np.ndarray, target: np.ndarray, spacing: Sequence[float],
-                       slice_axis: int = -1) -> np.ndarray:
-    """Per-slice distances (mm) from the predicted skeleton to the target's 2D contour, pooled.
+def _slice_pairs(p: np.ndarray, t: np.ndarray, s: np.ndarray,
+                 slice_axis: int) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """2D (pred, target, in-plane spacing) of every slice where either mask is non-empty."""
+    if p.ndim == 2:
+        return [(p, t, s)] if (p.any() or t.any()) else []
+    ax = _slices(3, slice_axis)
+    s2 = np.delete(s, ax)
+    pk, tk = np.moveaxis(p, ax, 0), np.moveaxis(t, ax, 0)
+    return [(pk[k], tk[k], s2) for k in range(pk.shape[0]) if pk[k].any() or tk[k].any()]
 
-    See the module docstring. Skeleton pixels on a slice with an empty target get the worst case
-    :func:`worst_distance` of the whole array. Returns an empty array if the prediction is empty.
-    """
+
+def _skeleton(mask2d: np.ndarray) -> np.ndarray:
     from skimage.morphology import skeletonize  # lazy: skimage import is slow
 
+    if not mask2d.any():
+        return mask2d
+    box = _bbox(mask2d)  # exact: skeletonize treats the outside as background either way
+    out = np.zeros_like(mask2d)
+    out[box] = skeletonize(mask2d[box])
+    return out
+
+
+def zhang_suen(mask2d: np.ndarray) -> np.ndarray:
+    """Zhang & Suen (1984) parallel thinning of a 2D mask, as SCT's ``Thinning.zhang_suen`` computes it.
+
+    Two sub-iterations repeated until neither removes a pixel; a pixel P1 with 8-neighbours P2..P9
+    (clockwise from the one at row − 1: P2 = [r−1, c], P3 = [r−1, c+1], ..., P9 = [r−1, c−1]) is
+    removed when 2 ≤ ΣP ≤ 6, the ordered sequence P2..P9,P2 has exactly one 0→1 transition, and
+    P2·P4·P6 = P4·P6·P8 = 0 (first) or P2·P4·P8 = P2·P6·P8 = 0 (second sub-iteration). Outside the
+    array is background (SCT instead never removes pixels on its second/last row or column: the same
+    result for masks away from the slice border). Orientation matters: rows are SCT's first axis.
+    """
+    im = np.pad(_as_mask(mask2d).astype(np.uint8), 1)
+    core = im[1:-1, 1:-1]
+    while True:
+        changed = False
+        for step in (0, 1):
+            n = [im[:-2, 1:-1], im[:-2, 2:], im[1:-1, 2:], im[2:, 2:],      # P2 P3 P4 P5
+                 im[2:, 1:-1], im[2:, :-2], im[1:-1, :-2], im[:-2, :-2]]    # P6 P7 P8 P9
+            total = sum(x.astype(np.int16) for x in n)
+            trans = sum(((n[i] == 0) & (n[(i + 1) % 8] == 1)).astype(np.int16) for i in range(8))
+            p2, p4, p6, p8 = n[0], n[2], n[4], n[6]
+            if step == 0:
+                cond = ((p2 & p4 & p6) == 0) & ((p4 & p6 & p8) == 0)
+            else:
+                cond = ((p2 & p4 & p8) == 0) & ((p2 & p6 & p8) == 0)
+            remove = (core == 1) & (total >= 2) & (total <= 6) & (trans == 1) & cond
+            if remove.any():
+                core[remove] = 0
+                changed = True
+        if not changed:
+            return core.astype(bool)
+
+
+def _thin(mask2d: np.ndarray) -> np.ndarray:
+    if not mask2d.any():
+        return mask2d
+    box = _bbox(mask2d)  # exact: outside the box is background either way
+    out = np.zeros_like(mask2d)
+    out[box] = zhang_suen(mask2d[box])
+    return out
+
+
+def skeleton_distances(pred: np.ndarray, target: np.ndarray, spacing: Sequence[float],
+                       slice_axis: int = -1) -> np.ndarray:
+    """Skeleton-to-skeleton distances (mm) of both directions and all slices, pooled (SCT's definition).
+
+    See ``skel_hd``/``skel_md`` in the module docstring: per slice, each skeleton pixel of either
+    mask to the nearest skeleton pixel of the other; on a slice where only one skeleton exists its
+    pixels get :func:`worst_distance` of the whole array. Zero distances are kept here.
+    """
     p, t = _as_mask(pred), _as_mask(target)
     _check_pair(p, t)
     s = _check_spacing(spacing, p.ndim)
     worst = worst_distance(p.shape, s)
-    if p.ndim == 2:
-        pairs = [(p, t, s)]
-    else:
-        ax = _slices(3, slice_axis)
-        s2 = np.delete(s, ax)
-        pk = np.moveaxis(p, ax, 0)
-        tk = np.moveaxis(t, ax, 0)
-        pairs = [(pk[k], tk[k], s2) for k in range(pk.shape[0]) if pk[k].any()]
     out: list[np.ndarray] = []
-    for p2, t2, s2 in pairs:
+    for p2, t2, s2 in _slice_pairs(p, t, s, slice_axis):
+        sp, st = _thin(p2), _thin(t2)
+        if not (sp.any() and st.any()):
+            out.append(np.full(int(np.count_nonzero(sp) + np.count_nonzero(st)), worst))
+            continue
+        box = _bbox(sp | st)
+        out += [_directed(sp[box], st[box], s2), _directed(st[box], sp[box], s2)]
+    return np.concatenate(out) if out else np.zeros(0)
+
+
+def _hd_md(d: np.ndarray) -> tuple[float, float]:
+    nz = d[d > 0]
+    return float(d.max()) if d.size else 0.0, float(np.median(nz)) if nz.size else 0.0
+
+
+def skeleton_hd_md(pred: np.ndarray, target: np.ndarray, spacing: Sequence[float],
+                   slice_axis: int = -1) -> tuple[float, float]:
+    """(``skel_hd``, ``skel_md``) in mm, SCT's skeleton-against-skeleton definition, empty policy applied."""
+    p, t = _as_mask(pred), _as_mask(target)
+    _check_pair(p, t)
+    empty = _empty_case_distance(p, t, spacing)
+    if empty is not None:
+        return empty, empty
+    return _hd_md(skeleton_distances(p, t, spacing, slice_axis))
+
+
+def skeleton_contour_distances(pred: np.ndarray, target: np.ndarray, spacing: Sequence[float],
+                               slice_axis: int = -1) -> np.ndarray:
+    """Per-slice distances (mm) from the predicted skeleton to the target's 2D contour, pooled.
+
+    The ``skel_contour_*`` variant (module docstring). Skeleton pixels on a slice with an empty
+    target get the worst case :func:`worst_distance` of the whole array. Returns an empty array if
+    the prediction is empty.
+    """
+    p, t = _as_mask(pred), _as_mask(target)
+    _check_pair(p, t)
+    s = _check_spacing(spacing, p.ndim)
+    worst = worst_distance(p.shape, s)
+    out: list[np.ndarray] = []
+    for p2, t2, s2 in _slice_pairs(p, t, s, slice_axis):
         if not p2.any():
             continue
-        skel = skeletonize(p2)
+        skel = _skeleton(p2)
         if not skel.any():  # never seen with skimage, but keep the metric defined
             skel = p2
         if not t2.any():
@@ -328,15 +436,15 @@ def skeleton_distances(pred: np.ndarray, target: np.ndarray, spacing: Sequence[f
     return np.concatenate(out) if out else np.zeros(0)
 
 
-def skeleton_hd_md(pred: np.ndarray, target: np.ndarray, spacing: Sequence[float],
-                   slice_axis: int = -1) -> tuple[float, float]:
-    """(skeletonized Hausdorff, skeletonized median distance) in mm, empty policy applied."""
+def skeleton_contour_hd_md(pred: np.ndarray, target: np.ndarray, spacing: Sequence[float],
+                           slice_axis: int = -1) -> tuple[float, float]:
+    """(``skel_contour_hd``, ``skel_contour_md``): max and median skeleton-to-contour distance (mm)."""
     p, t = _as_mask(pred), _as_mask(target)
     _check_pair(p, t)
     empty = _empty_case_distance(p, t, spacing)
     if empty is not None:
         return empty, empty
-    d = skeleton_distances(p, t, spacing, slice_axis)
+    d = skeleton_contour_distances(p, t, spacing, slice_axis)
     return float(d.max()), float(np.median(d))
 
 
@@ -362,16 +470,20 @@ def binary_metrics(pred: np.ndarray, target: np.ndarray, spacing: Sequence[float
     }
     empty = _empty_case_distance(p, t, s)
     if empty is not None:
-        out.update(hd=empty, hd95=empty, msd=empty, skel_hd=empty, skel_md=empty)
+        out.update(hd=empty, hd95=empty, msd=empty, skel_hd=empty, skel_md=empty, skel_contour_hd=empty,
+                   skel_contour_md=empty)
     else:
         d_pt, d_tp = surface_distances(p, t, s)
-        sk = skeleton_distances(p, t, s, slice_axis)
+        sk = skeleton_contour_distances(p, t, s, slice_axis)
+        skel_hd, skel_md = _hd_md(skeleton_distances(p, t, s, slice_axis))
         out.update(
             hd=float(max(d_pt.max(), d_tp.max())),
             hd95=float(max(np.percentile(d_pt, 95), np.percentile(d_tp, 95))),
             msd=float(np.concatenate([d_pt, d_tp]).mean()),
-            skel_hd=float(sk.max()),
-            skel_md=float(np.median(sk)),
+            skel_hd=skel_hd,
+            skel_md=skel_md,
+            skel_contour_hd=float(sk.max()),
+            skel_contour_md=float(np.median(sk)),
         )
     out["mse"] = m
     out["psnr"] = psnr_from_mse(m)

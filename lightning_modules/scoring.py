@@ -4,7 +4,8 @@
 the preprocessed grid is written back onto the subject's own image grid
 (:func:`data_modules.native.to_native`, nearest neighbour in world coordinates — the mask
 ``cordbench predict`` writes for that image) and scored against the label read on that grid, with
-the native voxel spacing; skeleton metrics slice along the native axis closest to S–I. Data sets
+the native voxel spacing. Both grids are scored after a pure reorientation to IRP (axial slices
+first, SCT's orientation for the skeleton metrics, :func:`to_irp`). Data sets
 with several raters (GM challenge) add every rater's scores as ``rater<N>/<class>/<metric>``
 beside the fused ``<class>/<metric>``.
 
@@ -31,15 +32,27 @@ class NativePrediction:
     target: np.ndarray | None  # the fused native target (QC outline)
 
 
-def axial_axis(affine: np.ndarray) -> int:
-    """Index of the voxel axis closest to the S–I world axis."""
-    rot = np.asarray(affine, float)[:3, :3]
-    rot = rot / np.linalg.norm(rot, axis=0)
-    return int(np.argmax(np.abs(rot[2])))
+def to_irp(arrays: list[np.ndarray], affine: np.ndarray) -> tuple[list[np.ndarray], tuple[float, float, float]]:
+    """The arrays reoriented to IRP (SCT's scoring orientation: axial slices first) and their spacing.
+
+    A pure permutation/flip of voxels (no resampling): overlap and distance metrics are unchanged;
+    the skeleton thinning then sees the slices in SCT's orientation.
+    """
+    import nibabel as nib
+
+    ornt = nib.orientations.ornt_transform(nib.orientations.io_orientation(affine),
+                                           nib.orientations.axcodes2ornt(("I", "R", "P")))
+    zooms = np.linalg.norm(np.asarray(affine, float)[:3, :3], axis=0)
+    spacing = tuple(float(zooms[int(i)]) for i in np.argsort(ornt[:, 0]))
+    return [nib.orientations.apply_orientation(a, ornt) for a in arrays], spacing  # type: ignore[return-value]
 
 
-def voxel_spacing(affine: np.ndarray) -> tuple[float, float, float]:
-    return tuple(float(s) for s in np.linalg.norm(np.asarray(affine, float)[:3, :3], axis=0))  # type: ignore
+def _metrics(pred: np.ndarray, target: np.ndarray, affine: np.ndarray,
+             classes: Mapping[str, list[int]]) -> dict[str, float]:
+    from lightning_modules.metrics import compute_metrics
+
+    (p, t), spacing = to_irp([pred, target], affine)
+    return compute_metrics(p, t, spacing, classes, slice_axis=0)
 
 
 def score_subject(pred: np.ndarray, pre_affine: np.ndarray, target: np.ndarray, subject: str,
@@ -52,7 +65,6 @@ def score_subject(pred: np.ndarray, pre_affine: np.ndarray, target: np.ndarray, 
     when one is available (``None`` otherwise).
     """
     from data_modules.native import to_native
-    from lightning_modules.metrics import compute_metrics
 
     if mode not in SCORING_MODES:
         raise ValueError(f"scoring mode must be one of {SCORING_MODES}, got {mode!r}")
@@ -65,12 +77,10 @@ def score_subject(pred: np.ndarray, pre_affine: np.ndarray, target: np.ndarray, 
         raise ValueError("native-grid scoring needs the data module (trainer.test(..., datamodule=dm))")
     record: dict[str, Any] = {"subject": subject}
     if mode == "preprocessed":
-        spacing = voxel_spacing(pre_affine)
-        record.update(compute_metrics(pred, target, spacing, classes, slice_axis=axial_axis(pre_affine)))
+        record.update(_metrics(pred, target, pre_affine, classes))
         return record, native
     aff = np.asarray(native.image.affine)
-    spacing, ax = voxel_spacing(aff), axial_axis(aff)
     for name, tgt in targets.items():
-        metrics = compute_metrics(native.labels, tgt, spacing, classes, slice_axis=ax)
+        metrics = _metrics(native.labels, tgt, aff, classes)
         record.update({(f"{name}/{k}" if name else k): v for k, v in metrics.items()})
     return record, native

@@ -206,7 +206,7 @@ def test_against_monai(shape, spacing):
 # ----------------------------------------------------------------------------- skeleton metrics
 
 
-def ref_skeleton_distances(p: np.ndarray, t: np.ndarray, spacing, slice_axis: int = -1) -> np.ndarray:
+def ref_skeleton_contour_distances(p: np.ndarray, t: np.ndarray, spacing, slice_axis: int = -1) -> np.ndarray:
     """Same definition, computed with cdist to an independently computed contour."""
     from skimage.morphology import skeletonize
 
@@ -225,35 +225,35 @@ def ref_skeleton_distances(p: np.ndarray, t: np.ndarray, spacing, slice_axis: in
     return np.concatenate(out)
 
 
-def test_skeleton_of_thin_line_hand_made():
+def test_skeleton_contour_of_thin_line_hand_made():
     # target: rows 10..20, cols 5..64; prediction: a 1-pixel line on row 17, cols 20..50
     # (its own skeleton). Every line pixel is 3 rows from the target's bottom contour row 20.
     t = np.zeros((30, 70), bool)
     t[10:21, 5:65] = True
     p = np.zeros_like(t)
     p[17, 20:51] = True
-    hd, md = M.skeleton_hd_md(p, t, (0.5, 0.5))
+    hd, md = M.skeleton_contour_hd_md(p, t, (0.5, 0.5))
     assert (hd, md) == (pytest.approx(1.5), pytest.approx(1.5))
     # anisotropic: 3 rows x 2 mm = 6 mm (side contours are >= 15 cols x 0.5 = 7.5 mm away)
-    hd, md = M.skeleton_hd_md(p, t, (2.0, 0.5))
+    hd, md = M.skeleton_contour_hd_md(p, t, (2.0, 0.5))
     assert (hd, md) == (pytest.approx(6.0), pytest.approx(6.0))
 
 
-def test_skeleton_median_and_max_hand_made():
+def test_skeleton_contour_median_and_max_hand_made():
     t = np.zeros((30, 90), bool)
     t[10:21, 5:85] = True
     p = np.zeros_like(t)
     p[17, 20:41] = True     # 21 px, 3 rows from row 20
     p[12, 50:60] = True     # 10 px, 2 rows from row 10
-    hd, md = M.skeleton_hd_md(p, t, (1.0, 1.0))
+    hd, md = M.skeleton_contour_hd_md(p, t, (1.0, 1.0))
     assert hd == pytest.approx(3.0)
     assert md == pytest.approx(3.0)   # 21 of 31 distances are 3
     p[17, 30:41] = False    # now 10 px at 3 and 10 px at 2 -> median 2.5
-    hd, md = M.skeleton_hd_md(p, t, (1.0, 1.0))
+    hd, md = M.skeleton_contour_hd_md(p, t, (1.0, 1.0))
     assert (hd, md) == (pytest.approx(3.0), pytest.approx(2.5))
 
 
-def test_skeleton_per_slice_3d_and_empty_target_slice():
+def test_skeleton_contour_per_slice_3d_and_empty_target_slice():
     shape, spacing = (30, 70, 3), (0.5, 0.5, 4.0)
     t = np.zeros(shape, bool)
     p = np.zeros(shape, bool)
@@ -263,34 +263,34 @@ def test_skeleton_per_slice_3d_and_empty_target_slice():
     t[10:21, 5:65, 2] = True        # slice 2: prediction empty -> no distances
     worst = M.worst_distance(shape, spacing)
     assert worst == pytest.approx(math.sqrt(15 ** 2 + 35 ** 2 + 12 ** 2))
-    d = M.skeleton_distances(p, t, spacing)
+    d = M.skeleton_contour_distances(p, t, spacing)
     assert len(d) == 41
     assert np.count_nonzero(np.isclose(d, 1.5)) == 31
     assert np.count_nonzero(d == worst) == 10
     r = M.binary_metrics(p, t, spacing)
-    assert r["skel_hd"] == pytest.approx(worst)
-    assert r["skel_md"] == pytest.approx(1.5)
+    assert r["skel_contour_hd"] == pytest.approx(worst)
+    assert r["skel_contour_md"] == pytest.approx(1.5)
     # slice_axis: the same volume with the slice axis moved first gives the same values
     r0 = M.binary_metrics(np.moveaxis(p, 2, 0), np.moveaxis(t, 2, 0), (4.0, 0.5, 0.5), slice_axis=0)
-    assert r0["skel_hd"] == pytest.approx(r["skel_hd"]) and r0["skel_md"] == pytest.approx(r["skel_md"])
+    assert r0["skel_contour_hd"] == pytest.approx(r["skel_contour_hd"]) and r0["skel_contour_md"] == pytest.approx(r["skel_contour_md"])
 
 
 @pytest.mark.parametrize("shape,spacing", [((40, 44), (0.5, 0.7)), ((30, 32, 5), (0.5, 0.5, 5.0))])
-def test_skeleton_distances_match_brute_force(shape, spacing):
+def test_skeleton_contour_distances_match_brute_force(shape, spacing):
     rng = np.random.default_rng(7)
     for _ in range(3):
         p, t = blob(rng, shape, 2.5), blob(rng, shape, 2.5)
-        d = M.skeleton_distances(p, t, spacing)
-        ref = ref_skeleton_distances(p, t, spacing)
+        d = M.skeleton_contour_distances(p, t, spacing)
+        ref = ref_skeleton_contour_distances(p, t, spacing)
         assert np.sort(d) == pytest.approx(np.sort(ref))
         r = M.binary_metrics(p, t, spacing)
-        assert r["skel_hd"] == pytest.approx(ref.max())
-        assert r["skel_md"] == pytest.approx(np.median(ref))
+        assert r["skel_contour_hd"] == pytest.approx(ref.max())
+        assert r["skel_contour_md"] == pytest.approx(np.median(ref))
 
 
 # ----------------------------------------------------------------------------- empty cases
 
-DIST = ("hd", "hd95", "msd", "skel_hd", "skel_md")
+DIST = ("hd", "hd95", "msd", "skel_hd", "skel_md", "skel_contour_hd", "skel_contour_md")
 
 
 @pytest.mark.parametrize("shape,spacing", [((20, 24), (0.5, 0.8)), ((12, 14, 6), (0.5, 0.5, 5.0))])
@@ -332,6 +332,7 @@ def test_empty_cases(shape, spacing):
     assert M.hd95(full, empty, spacing) == pytest.approx(worst)
     assert M.mean_surface_distance(empty, empty, spacing) == 0.0
     assert M.skeleton_hd_md(empty, full, spacing) == (pytest.approx(worst), pytest.approx(worst))
+    assert M.skeleton_contour_hd_md(full, empty, spacing) == (pytest.approx(worst), pytest.approx(worst))
 
 
 def test_target_filling_image_tnr_defined():

@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 #: Metrics where a lower value is better (distances, errors); every other metric is higher-is-better.
-LOWER_IS_BETTER = frozenset({"hd", "hd95", "msd", "assd", "skel_hd", "skel_md", "mse", "hausdorff",
+LOWER_IS_BETTER = frozenset({"hd", "hd95", "msd", "assd", "skel_hd", "skel_md", "skel_contour_hd", "skel_contour_md", "mse", "hausdorff",
                              "csa_error", "abs_error", "rmse", "mae", "vol_error", "rel_vol_error"})
 
 
