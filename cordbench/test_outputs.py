@@ -83,3 +83,34 @@ def write_qc_report(out: str | Path, records: Sequence[dict[str, Any]], title: s
     from data_modules.qc import write_report
 
     return write_report(report_rows(records, lambda s: qc_png(out, s)), Path(out) / QC_DIR / QC_INDEX, title)
+
+
+def _stem(path: Path) -> str:
+    name = Path(path).name
+    return name[:-7] if name.endswith(".nii.gz") else Path(name).stem
+
+
+def write_predict_qc(pairs: Sequence[tuple[Path, Path]], qc_dir: str | Path,
+                     classes: dict[str, list[int]] | None = None) -> Path:
+    """``cordbench predict --qc DIR``: a panel per (image, written mask) and ``DIR/index.html``.
+
+    There is no manual mask: the report lists each image's predicted volume per class (mm³).
+    """
+    import nibabel as nib
+
+    from data_modules.qc import qc_subject, write_report
+
+    qc_dir = Path(qc_dir)
+    rows = []
+    for image, mask in pairs:
+        png = qc_dir / f"{_stem(mask)}.png"
+        qc_subject(image, mask, png)
+        m = nib.load(str(mask))
+        labels = np.asanyarray(m.dataobj)
+        voxel = float(abs(np.linalg.det(np.asarray(m.affine)[:3, :3])))
+        row: dict[str, Any] = {"subject": _stem(image)}
+        for name, values in (classes or {"fg": [1]}).items():
+            row[f"{name}/volume_mm3"] = float(np.isin(labels, values).sum() * voxel)
+        row["png"] = png
+        rows.append(row)
+    return write_report(rows, qc_dir / QC_INDEX, "cordbench predict QC")

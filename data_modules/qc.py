@@ -212,7 +212,8 @@ def write_report(rows: Sequence[dict[str, Any]], out_html: str | Path, title: st
         if "subject" not in r:
             raise InputError(f"QC row without 'subject': {r}", out_html)
         keys += [k for k in r if k not in keys and k != png_key]
-    head = "".join(f'<th data-key="{html.escape(k)}">{html.escape(k)}</th>' for k in keys) + "<th>panel</th>"
+    ths = [f'<th data-key="{html.escape(k)}">{html.escape(k)}</th>' for k in keys]
+    head = ths[0] + '<th data-key="panel">panel</th>' + "".join(ths[1:])  # the panel next to the subject
     body = []
     for r in rows:
         cells = []
@@ -229,10 +230,10 @@ def write_report(rows: Sequence[dict[str, Any]], out_html: str | Path, title: st
             rel = os.path.relpath(Path(png).resolve(), out_html.parent.resolve()) if Path(png).is_absolute() \
                 else str(png)
             href = html.escape(Path(rel).as_posix())
-            cells.append(f'<td><a href="{href}"><img src="{href}" alt="{html.escape(str(r["subject"]))}"></a></td>')
+            panel = f'<td data-v=""><a href="{href}"><img src="{href}" alt="{html.escape(str(r["subject"]))}"></a></td>'
         else:
-            cells.append("<td></td>")
-        body.append("<tr>" + "".join(cells) + "</tr>")
+            panel = '<td data-v=""></td>'
+        body.append("<tr>" + cells[0] + panel + "".join(cells[1:]) + "</tr>")
     doc = (f"<!DOCTYPE html>\n<html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
            f"<style>{_CSS}</style></head><body><h1>{html.escape(title)}</h1>"
            f"<p>{len(rows)} subject(s). Click a column to sort. Panels: slice with crop box, crop, "

@@ -62,3 +62,32 @@ def sweep_phantom(tmp_path_factory) -> Path:
     root = tmp_path_factory.getbasetemp() / "sweeps-phantom-n5"
     generate_cohort(root, n_subjects=5, seed=0, snr=30.0, dwi=False)
     return root
+
+
+@pytest.fixture(scope="session")
+def gm_fixture(tmp_path_factory, sct_data: Path) -> tuple[Path, dict]:
+    """The challenge-named GM fixture (sites 1–2, 2 labelled subjects each) from the real t2s."""
+    from tests.test_gmchallenge import make_fixture
+
+    root = tmp_path_factory.getbasetemp() / "gm-fixture"
+    info = make_fixture(root, sct_data / "t2s", sites=(1, 2), per_site=2, test_subjects=0)
+    return root, info
+
+
+#: one short tiny-U-Net fit on ``gm_fixture`` (used by the train = test = predict and QC tests)
+GM_FIT_ARGS = ["--model", "unet", "--preset", "tiny", "--max-epochs", "1", "--data.patch_size=[48,48]",
+               "--data.batch_size=4", "--data.samples_per_volume=4", "--data.queue_length=16",
+               "--trainer.limit_train_batches=3", "--trainer.accelerator=cpu", "--trainer.devices=1",
+               "--trainer.enable_progress_bar=false", "--logger.wandb.enabled=false", "--data.augment.strength=0",
+               "--data", "gmchallenge", "--task", "gm", "--data.preset=perone", "--data.split.val_fraction=0.25",
+               "--data.split.test_fraction=0.25"]
+
+
+@pytest.fixture(scope="session")
+def gm_perone_run(tmp_path_factory, gm_fixture) -> Path:
+    """Run folder of ``cordbench fit`` with Perone's preset on ``gm_fixture``."""
+    from cordbench.cli import main
+
+    out = tmp_path_factory.getbasetemp() / "gm-perone-run"
+    assert main(["fit", *GM_FIT_ARGS, "--root", str(gm_fixture[0]), "-o", str(out)]) in (0, None)
+    return out

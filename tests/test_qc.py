@@ -138,3 +138,62 @@ def test_report_sorts_in_chromium(report: Path, tmp_path: Path):
         r = _run_chromium(exe, tmp_path, "--dump-dom", report.as_uri() + f"#sort={spec}")
         order = re.findall(r'<tr><td class="s">(sub-\d\d)</td>', r.stdout)
         assert order == expected, (spec, r.stderr[-1000:])
+
+
+# ------------------------------------------------------------------------------------ from the CLI
+def _screenshot_shows_panels(exe: str, index: Path, tmp: Path, n: int, outline: bool) -> None:
+    shot = tmp / "cli-shot.png"
+    r = _run_chromium(exe, tmp, f"--screenshot={shot}", "--window-size=1200,900",
+                      "--allow-file-access-from-files", index.as_uri())
+    assert shot.exists(), r.stderr[-2000:]
+    p = np.asarray(Image.open(shot).convert("RGB")).astype(int)
+    # the thumbnails loaded: the yellow crop box of each panel (scaled down: yellowish pixels) is on screen
+    from scipy import ndimage
+
+    yellow = (p[..., 0] > 150) & (p[..., 1] > 150) & (p[..., 2] < 100)
+    rows = np.unique(ndimage.find_objects(ndimage.label(yellow.any(axis=1))[0]))
+    assert yellow.sum() > 40 * n and len(rows) >= n, (yellow.sum(), len(rows))
+    if outline:  # the manual outline (green) in the overlay panel
+        assert ((p[..., 1] > 150) & (p[..., 0] < 100) & (p[..., 2] < 100)).sum() > 10
+
+
+@pytest.mark.slow
+def test_cordbench_test_writes_qc_report(gm_fixture, gm_perone_run: Path, tmp_path: Path):
+    """``cordbench test`` writes <run>/qc/index.html and one panel per test subject, linked with its metrics."""
+    import json
+
+    from cordbench.cli import main
+    from tests.conftest import GM_FIT_ARGS
+
+    out = tmp_path / "test-run"
+    args = [a for a in GM_FIT_ARGS if a not in ("--max-epochs", "1")]
+    assert main(["test", *args, "--root", str(gm_fixture[0]), "-o", str(out),
+                 "--ckpt", str(gm_perone_run / "checkpoints" / "best.ckpt")]) in (0, None)
+    test_subjects = json.loads((out / "split.json").read_text())["test"]
+    assert test_subjects
+    pngs = sorted(p.stem for p in (out / "qc").glob("*.png"))
+    assert pngs == sorted(test_subjects)
+    index = (out / "qc" / "index.html").read_text()
+    assert index.count("<tr>") == len(test_subjects) + 1
+    for sid in test_subjects:
+        assert f'href="{sid}.png"' in index
+    import pandas as pd
+
+    dice = pd.read_csv(out / "test_metrics.csv").set_index("subject")["gm/dice"]
+    assert f'data-v="{float(dice[test_subjects[0]])!r}"' in index  # the report shows the scored metric
+    _screenshot_shows_panels(_chromium(), out / "qc" / "index.html", tmp_path, len(test_subjects), outline=True)
+
+
+@pytest.mark.slow
+def test_cordbench_predict_qc(gm_fixture, gm_perone_run: Path, tmp_path: Path):
+    from cordbench.cli import main
+
+    root = gm_fixture[0]
+    images = sorted(root.glob("site1-sc0*-image.nii.gz"))[:2]
+    assert main(["predict", "--ckpt", str(gm_perone_run / "checkpoints" / "best.ckpt"), "-i", *map(str, images),
+                 "-o", str(tmp_path), "--qc", str(tmp_path / "qc")]) in (0, None)
+    assert sorted(p.name for p in (tmp_path / "qc").glob("*.png")) == sorted(
+        i.name.replace("-image.nii.gz", "-image_label-gm_seg.png") for i in images)
+    index = (tmp_path / "qc" / "index.html").read_text()
+    assert index.count("<tr>") == 3 and "gm/volume_mm3" in index
+    _screenshot_shows_panels(_chromium(), tmp_path / "qc" / "index.html", tmp_path, 2, outline=False)

@@ -45,16 +45,13 @@ def _predict(out: Path, image: Path, tmp: Path) -> np.ndarray:
 
 
 @pytest.mark.slow
-def test_gm_perone_predict_equals_test(tmp_path: Path, sct_data: Path):
+def test_gm_perone_predict_equals_test(tmp_path: Path, gm_fixture, gm_perone_run: Path):
     from data_modules.gmchallenge import fuse_raters, to_task_target
-    from tests.test_gmchallenge import make_fixture
 
-    root = tmp_path / "gm"
-    info = make_fixture(root, sct_data / "t2s", sites=(1, 2), per_site=2, test_subjects=0)
-    out = tmp_path / "run"
-    per_subject, summary = _fit(out, "--data", "gmchallenge", "--root", str(root), "--task", "gm",
-                                "--data.preset=perone", "--data.split.val_fraction=0.25",
-                                "--data.split.test_fraction=0.25")
+    root, info = gm_fixture
+    out = gm_perone_run
+    per_subject = pd.read_csv(out / "test_metrics.csv")
+    summary = json.loads((out / "test_summary.json").read_text())
     assert summary["scoring"] == "native"
     hp_pre = json.loads((out / "data.json").read_text())["preprocessing"]
     assert hp_pre["preset"] == "perone" and hp_pre["crop"] == [200, 200]
