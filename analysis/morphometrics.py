@@ -5,22 +5,25 @@ cord is measured, and slices are aggregated per vertebral level (slice level = r
 non-zero level labels in that slice) or over a level range. Geometry conventions (frame,
 centerline fit, angles) are documented in :mod:`analysis.centerline`.
 
-Per slice (angle-corrected unless ``angle_correction=False``):
+Per slice (angle-corrected unless ``angle_correction=False``), with SCT 7.4's columns and meanings
+(:mod:`analysis.shape` has the definitions):
 
-* ``area`` — voxel count × pixel area × cos θ, θ the angle between the centerline and the slice
-  normal (``area_raw`` keeps the uncorrected value). SCT's ``MEAN(area)`` is angle-corrected too.
-* ``diameter_AP``/``diameter_RL``, ``eccentricity``, ``orientation`` — from the second moments of
-  the voxel centres in millimetres, after compressing the section by cos θ along the in-plane
-  direction of the tilt (the inverse of the stretch a tilted tube shows in an axial cut). The
-  axes follow skimage's ``regionprops`` convention (length = 4·√eigenvalue); ``orientation`` is
-  the angle (0–90°) between the major axis and the RL axis, and the major axis is the RL
-  diameter when ``orientation < 45°`` (SCT's rule). Without tilt these equal
-  ``regionprops(..., spacing=...)``.
-* ``solidity`` — ``regionprops`` solidity (area / convex-hull area; invariant to the correction).
+* ``area`` — Σ values × pixel area × cos θ, θ the angle between the centerline and the slice
+  normal (``area_raw`` keeps the uncorrected value): the voxel count for a binary mask, partial
+  volume for a soft one. SCT's ``MEAN(area)`` is angle-corrected too.
+* ``diameter_AP`` — the rotated AP profile (SCT ≥ 7.2), with ``length_anterior`` /
+  ``length_posterior``; ``diameter_AP_ellipse`` / ``diameter_RL``, ``eccentricity`` and the signed
+  ``orientation`` — from the second moments of the section, after compressing it by cos θ along
+  the in-plane direction of the tilt. (cordbench < 0.2 wrote the ellipse value as ``diameter_AP``
+  and an unsigned orientation, as SCT < 7.2.)
+* ``solidity`` — ``regionprops`` solidity (area / convex-hull area).
 * ``length`` — slice thickness / cos θ (SCT aggregates it as ``SUM(length)``).
 * ``canal_area`` (same correction), ``SAC = canal_area − area`` and ``SAC_CSA = SAC / area``.
 
-Input masks: integer labels (any value > 0 is cord) or soft masks in [0, 1] (thresholded at 0.5).
+Input masks: integer labels (any value > 0 is cord) or soft masks in [0, 1], measured as partial
+volume as SCT does (detected, or forced with ``soft``; ``soft=False`` thresholds at 0.5). The
+centerline is fitted to every voxel > 0 (unweighted), as SCT's. ``mask_type`` in the output says
+which was used.
 """
 from __future__ import annotations
 
@@ -33,16 +36,19 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from analysis.centerline import SliceFrame, fit_centerline, to_rpi
+from analysis.shape import NEAR_ZERO, SliceShape, ellipse_from_points, mask_values, slice_shape  # noqa: F401
 from cordbench.errors import InputError
 
-SHAPE_METRICS = ["area", "angle_AP", "angle_RL", "diameter_AP", "diameter_RL", "eccentricity",
-                 "orientation", "solidity"]
+#: SCT ≥ 7.2's ``KEYS_DEFAULT`` order (``length`` is written as ``SUM(length)``).
+SHAPE_METRICS = ["area", "angle_AP", "angle_RL", "diameter_AP", "diameter_AP_ellipse", "diameter_RL",
+                 "length_anterior", "length_posterior", "eccentricity", "orientation", "solidity"]
 CANAL_METRICS = ["canal_area", "SAC", "SAC_CSA"]
 HEAD_COLUMNS = ["Timestamp", "SCT Version", "Filename", "Slice (I->S)", "VertLevel", "DistancePMJ"]
 
 
-def sct_columns(with_canal: bool = True) -> list[str]:
-    """Output columns: ``sct_process_segmentation``'s, in its order, then the canal/SAC columns."""
+def sct_columns(with_canal: bool = True, with_mask_type: bool = True) -> list[str]:
+    """Output columns: ``sct_process_segmentation``'s (SCT 7.4), in its order, then the canal/SAC
+    columns and ``mask_type`` (``binary`` or ``soft``: how the segmentation was measured)."""
     cols = list(HEAD_COLUMNS)
     for m in SHAPE_METRICS:
         cols += [f"MEAN({m})", f"STD({m})"]
@@ -50,23 +56,15 @@ def sct_columns(with_canal: bool = True) -> list[str]:
     if with_canal:
         for m in CANAL_METRICS:
             cols += [f"MEAN({m})", f"STD({m})"]
+    if with_mask_type:
+        cols.append("mask_type")
     return cols
 
 
 # ------------------------------------------------------------------------------------- inputs
 def binary_mask(data: np.ndarray, path: str | Path, kind: str = "segmentation") -> np.ndarray:
     """Binarise a mask: integer labels → ``> 0``; soft masks in [0, 1] → ``>= 0.5``."""
-    arr = np.asarray(data)
-    if np.issubdtype(arr.dtype, np.floating):
-        if float(arr.min(initial=0.0)) < 0:
-            raise InputError(f"{kind} has negative values (min {float(arr.min()):g})", path)
-        if np.allclose(arr, np.round(arr), atol=1e-3):
-            return np.round(arr) > 0
-        if float(arr.max()) > 1.0 + 1e-6:
-            raise InputError(f"{kind} is neither an integer label map nor a soft mask in [0, 1] "
-                             f"(max {float(arr.max()):g})", path)
-        return arr >= 0.5
-    return arr > 0
+    return mask_values(data, path, kind, soft=False)[0] > 0
 
 
 def load_mask_rpi(path: str | Path, kind: str, ref=None, ref_path: str | Path | None = None):
@@ -93,67 +91,17 @@ def slice_levels(levels_rpi: np.ndarray) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------------- per slice
-@dataclass
-class SliceShape:
-    """Shape of one axial section (millimetres, degrees)."""
-
-    area_raw: float
-    area: float
-    diameter_AP: float
-    diameter_RL: float
-    eccentricity: float
-    orientation: float
-    solidity: float
-
-
-def ellipse_from_points(pts: np.ndarray) -> tuple[float, float, float, float]:
-    """Major/minor axis lengths (4·√λ), eccentricity and orientation (deg from axis 0, 0–90)."""
-    if pts.shape[0] < 2:
-        return 0.0, 0.0, 0.0, 0.0
-    cov = np.cov(pts.T, bias=True)
-    evals, evecs = np.linalg.eigh(cov)
-    lmin, lmax = max(float(evals[0]), 0.0), max(float(evals[1]), 0.0)
-    major, minor = 4.0 * np.sqrt(lmax), 4.0 * np.sqrt(lmin)
-    ecc = float(np.sqrt(1.0 - lmin / lmax)) if lmax > 0 else 0.0
-    v = evecs[:, 1]
-    orientation = float(np.degrees(np.arctan2(abs(v[1]), abs(v[0]))))
-    return float(major), float(minor), ecc, orientation
-
-
-def slice_shape(sl: np.ndarray, frame: SliceFrame, tangent: np.ndarray | None) -> SliceShape:
-    """Measure one binary axial slice; ``tangent`` (slice frame, unit) enables angle correction."""
-    from skimage.measure import regionprops
-
-    ii, jj = np.nonzero(sl)
-    pts = frame.inplane_mm(ii, jj)
-    area_raw = ii.size * frame.pixel_area
-    area = area_raw
-    if tangent is not None:
-        tz = abs(float(tangent[2]))
-        txy = np.asarray(tangent[:2], dtype=float)
-        s = float(np.linalg.norm(txy))
-        area = area_raw * tz
-        if s > 1e-12:
-            u = txy / s
-            pts = pts - (1.0 - tz) * np.outer(pts @ u, u)
-    major, minor, ecc, orient = ellipse_from_points(pts)
-    if orient < 45.0:
-        d_rl, d_ap = major, minor
-    else:
-        d_rl, d_ap = minor, major
-    solidity = float(regionprops(sl.astype(np.uint8))[0].solidity)
-    return SliceShape(area_raw=area_raw, area=area, diameter_AP=d_ap, diameter_RL=d_rl,
-                      eccentricity=ecc, orientation=orient, solidity=solidity)
-
-
 def compute_perslice(seg_rpi: np.ndarray, affine_rpi: np.ndarray, levels_rpi: np.ndarray | None = None,
                      canal_rpi: np.ndarray | None = None, *, angle_correction: bool = True,
                      centerline_method: str = "bspline", smooth: float = 30.0):
-    """Per-slice metrics of an RPI binary mask; returns a DataFrame (one row per non-empty slice)."""
+    """Per-slice metrics of an RPI mask (booleans, or values in [0, 1] measured as partial volume);
+    returns a DataFrame, one row per slice with a value > 1e-6 (``mask_type`` binary or soft)."""
     import pandas as pd
     from scipy import ndimage
 
-    seg = np.asarray(seg_rpi) > 0
+    vals = np.asarray(seg_rpi, dtype=float)
+    soft = bool(((vals > NEAR_ZERO) & (np.abs(vals - 1.0) > 1e-6)).any())
+    seg = vals > NEAR_ZERO
     if not seg.any():
         raise ValueError("segmentation is empty")
     frame = SliceFrame.from_affine(affine_rpi)
@@ -163,8 +111,8 @@ def compute_perslice(seg_rpi: np.ndarray, affine_rpi: np.ndarray, levels_rpi: np
     rows = []
     n_multi = 0
     for n, k in enumerate(ctl.slices):
-        sl = seg[:, :, k]
-        if ndimage.label(sl)[1] > 1:
+        sl = vals[:, :, k]
+        if ndimage.label(sl >= 0.5 * sl.max())[1] > 1:
             n_multi += 1
         t = ctl.tangent[n] if angle_correction else None
         shp = slice_shape(sl, frame, t)
@@ -174,9 +122,11 @@ def compute_perslice(seg_rpi: np.ndarray, affine_rpi: np.ndarray, levels_rpi: np
                "area": shp.area, "area_raw": shp.area_raw,
                "angle_AP": float(ctl.angle_AP[n]) if angle_correction else 0.0,
                "angle_RL": float(ctl.angle_RL[n]) if angle_correction else 0.0,
-               "diameter_AP": shp.diameter_AP, "diameter_RL": shp.diameter_RL,
-               "eccentricity": shp.eccentricity, "orientation": shp.orientation,
-               "solidity": shp.solidity, "length": frame.slice_thickness / cosv}
+               "diameter_AP": shp.diameter_AP, "diameter_AP_ellipse": shp.diameter_AP_ellipse,
+               "diameter_RL": shp.diameter_RL, "length_anterior": shp.length_anterior,
+               "length_posterior": shp.length_posterior, "eccentricity": shp.eccentricity,
+               "orientation": shp.orientation, "solidity": shp.solidity,
+               "length": frame.slice_thickness / cosv, "mask_type": "soft" if soft else "binary"}
         if canal is not None:
             c_area = float(canal[:, :, k].sum()) * frame.pixel_area * cosv
             if c_area > 0:
@@ -212,10 +162,15 @@ def check_levels_cover_cord(seg_rpi: np.ndarray, levels_rpi: np.ndarray, seg: st
 
 
 def morphometrics_from_files(seg: str | Path, levels: str | Path | None = None, canal: str | Path | None = None,
-                             **kwargs):
-    """Load the masks (checked on one grid), reorient to RPI and compute :func:`compute_perslice`."""
+                             soft: bool | None = None, **kwargs):
+    """Load the masks (checked on one grid), reorient to RPI and compute :func:`compute_perslice`.
+
+    ``soft``: None = detect (values strictly between 0 and 1 → partial volume), True = partial
+    volume, False = threshold a soft mask at 0.5.
+    """
     seg_img, seg_data, aff = load_mask_rpi(seg, "segmentation")
-    seg_bin = binary_mask(seg_data, seg, "segmentation")
+    seg_vals, _ = mask_values(seg_data, seg, "segmentation", soft=soft)
+    seg_bin = seg_vals > NEAR_ZERO
     if not seg_bin.any():
         raise InputError("segmentation is empty (no voxel > 0)", seg)
     lv = cn = None
@@ -229,7 +184,7 @@ def morphometrics_from_files(seg: str | Path, levels: str | Path | None = None, 
     if canal is not None:
         _, cd, _ = load_mask_rpi(canal, "canal segmentation", seg_img, seg)
         cn = binary_mask(cd, canal, "canal segmentation")
-    return compute_perslice(seg_bin, aff, lv, cn, **kwargs)
+    return compute_perslice(seg_vals, aff, lv, cn, **kwargs)
 
 
 # -------------------------------------------------------------------------------- aggregation
@@ -308,8 +263,9 @@ def aggregate(perslice, filename: str, *, vert: Sequence[int] | None = None, per
     stamp = datetime.datetime.now().strftime("%Y-%m-%d %H:%M:%S")
     from cordbench import __version__
 
+    mask_type = str(perslice["mask_type"].iloc[0]) if "mask_type" in perslice and len(perslice) else "binary"
     head = {"Timestamp": stamp, "SCT Version": f"cordbench-{__version__}", "Filename": filename,
-            "DistancePMJ": np.nan}
+            "DistancePMJ": np.nan, "mask_type": mask_type}
     rows = []
     if perslice_rows:
         for _, r in df.iterrows():

@@ -77,8 +77,11 @@ def test_tilted_tube_csa_within_2pct(tilt, azimuth, oblique, permuted):
     tz = 1.0 / np.sqrt(1 + np.tan(np.radians(inner["angle_AP"])) ** 2 + np.tan(np.radians(inner["angle_RL"])) ** 2)
     fitted = np.degrees(np.arccos(tz))
     assert abs(fitted.mean() - true_angle) < 1.0
-    assert np.allclose(inner["diameter_AP"].mean(), 2 * r, rtol=0.03)
+    assert np.allclose(inner["diameter_AP_ellipse"].mean(), 2 * r, rtol=0.03)
     assert np.allclose(inner["diameter_RL"].mean(), 2 * r, rtol=0.03)
+    # rotated profile: mean chord of a circle over a 3 mm band through its centre
+    band = np.linspace(-1.5, 1.5, 20001)
+    assert np.allclose(inner["diameter_AP"].mean(), np.mean(2 * np.sqrt(r * r - band ** 2)), rtol=0.03)
 
 
 def test_straight_tube_is_not_corrected():
@@ -100,8 +103,12 @@ def test_elliptical_tube_diameters_tilted_about_ap():
     inner = compute_perslice(data, a_rpi).iloc[6:-6]
     assert abs(inner["area"].mean() / (np.pi * 24) - 1) < 0.02
     assert inner["diameter_RL"].mean() == pytest.approx(12.0, rel=0.03)
-    assert inner["diameter_AP"].mean() == pytest.approx(8.0, rel=0.03)
-    assert inner["orientation"].mean() < 10
+    assert inner["diameter_AP_ellipse"].mean() == pytest.approx(8.0, rel=0.03)
+    band = np.linspace(-1.5, 1.5, 20001)
+    assert inner["diameter_AP"].mean() == pytest.approx(np.mean(8.0 * np.sqrt(1 - (band / 6.0) ** 2)), rel=0.03)
+    assert (inner["length_anterior"] + inner["length_posterior"]).to_numpy() == pytest.approx(
+        inner["diameter_AP"].to_numpy())
+    assert inner["orientation"].abs().mean() < 10
     assert inner["eccentricity"].mean() == pytest.approx(np.sqrt(1 - (4 / 6) ** 2), abs=0.03)
     assert abs(abs(inner["angle_AP"].mean()) - 20) < 1.0 and abs(inner["angle_RL"].mean()) < 1.0
 
@@ -120,10 +127,12 @@ def test_shape_equals_regionprops_with_spacing_when_straight():
     assert shp.area == pytest.approx(sl.sum() * 0.28)
     assert shp.eccentricity == pytest.approx(ref.eccentricity, rel=1e-6)
     major, minor = ref.axis_major_length, ref.axis_minor_length
-    assert sorted([shp.diameter_AP, shp.diameter_RL]) == pytest.approx([minor, major], rel=1e-6)
+    assert sorted([shp.diameter_AP_ellipse, shp.diameter_RL]) == pytest.approx([minor, major], rel=1e-6)
     assert shp.solidity == pytest.approx(ref.solidity)
     # major axis along axis 0 (RL in RPI) → orientation near 0 and it is the RL diameter
-    assert shp.orientation < 45 and shp.diameter_RL == pytest.approx(major, rel=1e-6)
+    assert abs(shp.orientation) < 45 and shp.diameter_RL == pytest.approx(major, rel=1e-6)
+    # signed orientation: skimage's, in degrees
+    assert shp.orientation == pytest.approx(np.degrees(ref.orientation), abs=1e-6)
 
 
 def test_canal_sac_and_ratio_within_3pct():
@@ -184,6 +193,8 @@ def test_aggregate_per_level_range_and_perslice():
     assert len(rng) == 1 and rng.loc[0, "VertLevel"] == "2:3"
     g23 = ps[ps["VertLevel"].isin([2, 3])]
     assert rng.loc[0, "MEAN(diameter_AP)"] == pytest.approx(g23["diameter_AP"].mean())
+    assert rng.loc[0, "MEAN(diameter_AP_ellipse)"] == pytest.approx(g23["diameter_AP_ellipse"].mean())
+    assert (per_level["mask_type"] == "binary").all()
     both = aggregate(ps, "x.nii.gz", vert=[2, 3], perlevel=True)
     assert list(both["VertLevel"]) == ["2", "3"]
     rows = aggregate(ps, "x.nii.gz", perslice_rows=True)
@@ -248,6 +259,13 @@ def test_cli_morphometrics(tmp_path):
     assert rc == 0 and len(pd.read_csv(tmp_path / "ps.csv")) == 20
     rc = main(["morphometrics", "--seg", str(tmp_path / "nope.nii.gz"), "-o", str(out)])
     assert rc == 2
+    # a soft mask: detected (partial volume), or thresholded at 0.5 with --no-soft
+    soft = np.clip(cord.astype(float) * 0.8 + 0.15 * np.roll(cord, 1, axis=0), 0, 1)
+    nib.save(nib.Nifti1Image(soft.astype(np.float32), aff), str(tmp_path / "soft.nii.gz"))
+    for flag, kind in ((None, "soft"), ("--no-soft", "binary"), ("--soft", "soft")):
+        o = tmp_path / f"soft_{kind}_{flag}.csv"
+        rc = main(["morphometrics", "--seg", str(tmp_path / "soft.nii.gz"), "-o", str(o)] + ([flag] if flag else []))
+        assert rc == 0 and set(pd.read_csv(o)["mask_type"]) == {kind}
 
 
 def test_centerline_polyfit_and_bspline_agree_on_straight_tilt():
@@ -319,3 +337,65 @@ def test_cli_morphometrics_volume(tmp_path):
     assert abs(df.loc[1, "CSA"] / (np.pi * 16) - 1) < 0.03
     assert main(["morphometrics", "--seg", str(tmp_path / "seg.nii.gz"), "--level-method", "volume",
                  "-o", str(out)]) == 2
+
+
+def _rotated_rectangle(width: float, height: float, angle_deg: float, px: float = 0.1, n: int = 400):
+    """A width × height (mm) rectangle rotated by ``angle_deg`` about its centre, on an n × n grid."""
+    c = (np.arange(n) - (n - 1) / 2 + 0.31) * px
+    x, y = np.meshgrid(c, c, indexing="ij")  # x: axis 0 (RL), y: axis 1 (AP)
+    a = np.radians(angle_deg)
+    u = x * np.cos(a) + y * np.sin(a)
+    v = -x * np.sin(a) + y * np.cos(a)
+    return ((np.abs(u) <= width / 2) & (np.abs(v) <= height / 2)).astype(float)
+
+
+@pytest.mark.parametrize("angle", [0.0, 20.0, -35.0])
+def test_rotated_profile_of_a_rotated_rectangle(angle):
+    """The rotated profile measures a rectangle's true height at any rotation; the ellipse axis
+    measures 4·√(h²/12) = 1.155 h; orientation is skimage's signed angle."""
+    from skimage.measure import regionprops
+
+    sl = _rotated_rectangle(12.0, 6.0, angle)
+    frame = SliceFrame.from_affine(np.diag([0.1, 0.1, 1.0, 1.0]))
+    shp = slice_shape(sl, frame, tangent=None)
+    assert shp.diameter_AP == pytest.approx(6.0, rel=0.01)
+    assert shp.length_anterior == pytest.approx(3.0, rel=0.02) and shp.length_posterior == pytest.approx(3.0, rel=0.02)
+    assert shp.diameter_AP_ellipse == pytest.approx(4 * np.sqrt(36 / 12), rel=0.01)
+    assert shp.diameter_RL == pytest.approx(4 * np.sqrt(144 / 12), rel=0.01)
+    assert shp.orientation == pytest.approx(angle, abs=0.2)
+    assert shp.orientation == pytest.approx(np.degrees(regionprops(sl.astype(np.uint8))[0].orientation), abs=1e-6)
+    assert shp.area == pytest.approx(72.0, rel=0.01)
+
+
+def test_profile_splits_anterior_and_posterior_at_the_centroid():
+    """A 'T': a wide posterior bar and a narrow anterior stem; lengths measured on each side."""
+    frame = SliceFrame.from_affine(np.diag([0.1, 0.1, 1.0, 1.0]))
+    c = (np.arange(300) - 149.5) * 0.1
+    x, y = np.meshgrid(c, c, indexing="ij")
+    sl = (((np.abs(x) <= 6) & (y >= -4) & (y <= 0)) | ((np.abs(x) <= 2) & (y > 0) & (y <= 6))).astype(float)
+    shp = slice_shape(sl, frame, tangent=None)
+    pts = np.argwhere(sl > 0)
+    yc = ((pts[:, 1] - 149.5) * 0.1).mean()  # centroid along AP
+    assert shp.diameter_AP == pytest.approx(10.0, rel=0.01)   # |x| < 1.5 lies inside the stem
+    assert shp.length_posterior == pytest.approx(yc + 4, rel=0.02)
+    assert shp.length_anterior == pytest.approx(6 - yc, rel=0.02)
+
+
+def test_soft_mask_is_partial_volume():
+    """A disc rendered with fractional edge coverage: area = Σ values × pixel area (truth πr²);
+    the 0.5 threshold of the same mask is the older, cruder estimate."""
+    n, px, r = 64, 0.5, 4.3
+    sub = 8
+    c = (np.arange(n * sub) + 0.5) / sub * px - n * px / 2 + 0.137
+    x, y = np.meshgrid(c, c, indexing="ij")
+    cover = ((x ** 2 + y ** 2) <= r * r).reshape(n, sub, n, sub).mean(axis=(1, 3))
+    vol = np.repeat(cover[:, :, None], 12, axis=2)
+    aff = np.diag([px, px, 1.0, 1.0])
+    ps = compute_perslice(vol, aff)
+    assert (ps["mask_type"] == "soft").all()
+    assert ps["area"].mean() == pytest.approx(np.pi * r * r, rel=0.002)
+    hard = compute_perslice(vol >= 0.5, aff)
+    assert (hard["mask_type"] == "binary").all()
+    assert abs(hard["area"].mean() / (np.pi * r * r) - 1) > abs(ps["area"].mean() / (np.pi * r * r) - 1)
+    assert ps["diameter_AP"].mean() == pytest.approx(np.mean(2 * np.sqrt(r * r - np.linspace(-1.5, 1.5, 1001) ** 2)),
+                                                     rel=0.01)

@@ -9,6 +9,10 @@ HELP = "cord CSA, diameters, shape and SAC per slice / vertebral level (sct_proc
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """Register the command's options."""
     p.add_argument("--seg", required=True, help="cord segmentation (NIfTI; labels > 0 or soft mask in [0, 1])")
+    p.add_argument("--soft", action=argparse.BooleanOptionalAction, default=None,
+                   help="measure the segmentation as partial volume (area = Σ values × pixel area, as SCT); "
+                        "default: detected (values strictly between 0 and 1); --no-soft thresholds at 0.5. "
+                        "The CSV's mask_type column says which was used")
     p.add_argument("--levels", help="vertebral level map on the same grid (cord voxels labelled 1..7)")
     p.add_argument("--canal", help="spinal canal segmentation on the same grid (enables SAC, SAC_CSA)")
     p.add_argument("--vert", help="vertebral levels to keep, e.g. 2:3 or 2,4 (one row over them unless --perlevel)")
@@ -49,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     with warnings.catch_warnings():
         warnings.simplefilter("always")
-        perslice = morphometrics_from_files(args.seg, args.levels, args.canal,
+        perslice = morphometrics_from_files(args.seg, args.levels, args.canal, soft=args.soft,
                                             angle_correction=not args.no_angle_corr,
                                             centerline_method=args.centerline_method, smooth=args.smooth)
     table = aggregate(perslice, Path(args.seg).name, vert=vert, perlevel=True if args.perlevel else None,
