@@ -24,6 +24,7 @@ for the measured differences):
   (m = ⌈pixel size / 0.1 mm⌉), each carrying w / m² of the pixel and counted by the fraction of
   its width inside the band (and on either side of the split).
 * ``solidity`` = skimage ``regionprops`` solidity of the region (area / convex-hull area).
+* A one-pixel region is measured as its pixel square (axes 4·√(p²/12) = 1.15 p).
 """
 from __future__ import annotations
 
@@ -82,17 +83,19 @@ class SliceShape:
     solidity: float
 
 
-def ellipse_from_points(pts: np.ndarray) -> tuple[float, float, float, float]:
+def ellipse_from_points(pts: np.ndarray, extent: np.ndarray | None = None) -> tuple[float, float, float, float]:
     """Major/minor axis lengths (4·√λ), eccentricity and signed orientation (deg, skimage's).
 
     ``pts`` are (n, 2) coordinates (axis 0, axis 1); the orientation is the angle from axis 0 to the
-    major axis, ``½·atan2(2·c01, c00 − c11)`` of the (population) covariance. ``extent`` (2×2) is
-    added to that covariance: the second moment of one pixel about its centre, which makes the
-    moments those of the union of pixel areas rather than of their centres.
+    major axis, ``½·atan2(2·c01, c00 − c11)`` of the (population) covariance of the pixel centres (as
+    skimage's ``regionprops``; SCT's 0.1 mm grid adds about each pixel's own extent, see docs).
+    ``extent`` (2×2), when given, is added to the covariance (a pixel's own second moment).
     """
-    if pts.shape[0] < 2:
+    if pts.shape[0] == 0 or (pts.shape[0] < 2 and extent is None):
         return 0.0, 0.0, 0.0, 0.0
-    cov = np.cov(pts.T, bias=True)
+    cov = np.cov(pts.T, bias=True) if pts.shape[0] > 1 else np.zeros((2, 2))
+    if extent is not None:
+        cov = cov + extent
     evals = np.linalg.eigvalsh(cov)
     lmin, lmax = max(float(evals[0]), 0.0), max(float(evals[1]), 0.0)
     major, minor = 4.0 * math.sqrt(lmax), 4.0 * math.sqrt(lmin)
@@ -160,7 +163,9 @@ def slice_shape(sl: np.ndarray, frame: SliceFrame, tangent: np.ndarray | None) -
     area = area_raw * cosv
     in_region = w >= 0.5 * float(w.max()) if w.size else np.zeros(0, bool)
     pts = frame.inplane_mm(ii[in_region], jj[in_region]) @ comp.T
-    major, minor, ecc, orient = ellipse_from_points(pts)
+    # a one-pixel section is measured as its square (centre moments alone would give zero axes)
+    edges = _pixel_edges(frame) @ comp.T
+    major, minor, ecc, orient = ellipse_from_points(pts, extent=edges.T @ edges / 12.0 if len(pts) == 1 else None)
     if abs(orient) < 45.0:
         d_rl, d_ap = major, minor
     else:

@@ -399,3 +399,12 @@ def test_soft_mask_is_partial_volume():
     assert abs(hard["area"].mean() / (np.pi * r * r) - 1) > abs(ps["area"].mean() / (np.pi * r * r) - 1)
     assert ps["diameter_AP"].mean() == pytest.approx(np.mean(2 * np.sqrt(r * r - np.linspace(-1.5, 1.5, 1001) ** 2)),
                                                      rel=0.01)
+
+
+def test_one_pixel_section_is_measured_as_its_square():
+    sl = np.zeros((9, 9))
+    sl[4, 4] = 1.0
+    shp = slice_shape(sl, SliceFrame.from_affine(np.diag([0.5, 0.5, 1.0, 1.0])), tangent=None)
+    assert shp.area == pytest.approx(0.25)
+    assert shp.diameter_AP_ellipse == pytest.approx(4 * 0.5 / np.sqrt(12)) == shp.diameter_RL
+    assert shp.diameter_AP == pytest.approx(0.25 / 3.0)  # 0.25 mm² inside the 3 mm band
