@@ -17,6 +17,11 @@
 * Per-level means: slices are assigned a level as in :mod:`analysis.morphometrics` (rounded mean
   of the non-zero labels of the slice after RPI reorientation); a level's mean/SD is over the mask
   voxels of its slices (``level_mode="voxel"`` uses each voxel's own label instead).
+* Region (:func:`dti_region`): the **white matter** when a WM mask is given (spine-generic and
+  SCT report DTI in WM), else WM = cord − GM when both a cord and a GM mask are given, else the
+  cord mask (else the labelled voxels, else the whole volume). The tensor is fitted inside the
+  cord (or the WM); the table's ``Label`` column says which region was averaged (``WM`` or
+  ``cord``) and ``Region`` how it was obtained.
 """
 from __future__ import annotations
 
@@ -224,7 +229,8 @@ def write_maps(maps: dict[str, np.ndarray], ref_img, out_dir: str | Path, prefix
 
 # ---------------------------------------------------------------------------------- per level
 def per_level_means(maps: dict[str, np.ndarray], affine: np.ndarray, mask: np.ndarray,
-                    levels: np.ndarray | None = None, level_mode: str = "slice", filename: str = ""):
+                    levels: np.ndarray | None = None, level_mode: str = "slice", filename: str = "",
+                    label: str = "cord", region: str = ""):
     """Per-level MEAN/STD of each map inside ``mask`` (arrays on the DWI grid); one row per level.
 
     Without ``levels`` one row covers the whole mask (``VertLevel`` empty).
@@ -257,14 +263,29 @@ def per_level_means(maps: dict[str, np.ndarray], affine: np.ndarray, mask: np.nd
             raise ValueError(f"level_mode {level_mode!r}: slice or voxel")
     rows = []
     for level, slices, sel in groups:
-        row = {"Filename": filename, "Slice (I->S)": slices, "VertLevel": level, "Label": "cord",
+        row = {"Filename": filename, "Slice (I->S)": slices, "VertLevel": level, "Label": label,
                "Size [vox]": int(sel.sum())}
         for name in maps:
             v = mp[name][sel]
             row[f"MEAN({name})"] = float(v.mean()) if v.size else np.nan
             row[f"STD({name})"] = float(v.std()) if v.size else np.nan
+        row["Region"] = region
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+#: ``Region`` values of :func:`dti_region`
+REGION_WM_MASK, REGION_CORD_MINUS_GM, REGION_CORD = "WM mask", "cord minus GM", "cord mask"
+
+
+def dti_region(cord: np.ndarray | None, wm: np.ndarray | None = None,
+               gm: np.ndarray | None = None) -> tuple[np.ndarray | None, str, str]:
+    """The voxels to average and their ``(Label, Region)``: WM mask > cord − GM > cord (module docstring)."""
+    if wm is not None:
+        return np.asarray(wm, bool), "WM", REGION_WM_MASK
+    if gm is not None and cord is not None:
+        return np.asarray(cord, bool) & ~np.asarray(gm, bool), "WM", REGION_CORD_MINUS_GM
+    return (None if cord is None else np.asarray(cord, bool)), "cord", REGION_CORD
 
 
 @dataclass
@@ -279,8 +300,13 @@ class DTIResult:
 
 def run_dti(dwi: str | Path, bval: str | Path, bvec: str | Path, mask: str | Path | None = None,
             levels: str | Path | None = None, *, fit_method: str = "WLS", maps_dir: str | Path | None = None,
-            map_prefix: str = "", level_mode: str = "slice", b0_threshold: float = B0_THRESHOLD) -> DTIResult:
-    """Load and check the inputs, warn on a weak scheme, fit, write maps, average per level."""
+            map_prefix: str = "", level_mode: str = "slice", b0_threshold: float = B0_THRESHOLD,
+            wm_mask: str | Path | None = None, gm_mask: str | Path | None = None) -> DTIResult:
+    """Load and check the inputs, warn on a weak scheme, fit, write maps, average per level.
+
+    ``mask`` is the cord mask; ``wm_mask`` (or ``gm_mask`` with ``mask``: WM = cord − GM) makes the
+    means white-matter means (:func:`dti_region`).
+    """
     from cordbench.io import check_same_grid, load_label, load_nifti
 
     img = load_nifti(dwi, ndim=4, kind="DWI")
@@ -300,15 +326,31 @@ def run_dti(dwi: str | Path, bval: str | Path, bvec: str | Path, mask: str | Pat
         check_same_grid(ref3, l_img, dwi, levels)
         if m is None:
             m = lv > 0
-    if m is not None and lv is not None and not _levels_meet_mask(lv, m, img.affine, level_mode):
-        raise InputError(f"no vertebral level where the cord mask is (no slice of mask {Path(mask).name} has "
-                         "a level)", levels)
-    if m is not None:
-        check_b0_signal(data, bvals, m, dwi, b0_threshold)
-    maps = fit_tensor(data, bvals, bvecs, m, fit_method, b0_threshold)
+    wm = gm = None
+    for path, kind in ((wm_mask, "white-matter mask"), (gm_mask, "gray-matter mask")):
+        if path is not None:
+            t_img, t_arr = load_label(path, kind=kind, require_nonempty=kind.startswith("white"))
+            check_same_grid(ref3, t_img, dwi, path)
+            if kind.startswith("white"):
+                wm = t_arr > 0
+            else:
+                gm = t_arr > 0
+    region, label, how = dti_region(m, wm, gm)
+    if region is not None and not region.any():
+        raise InputError("the white-matter region (cord minus GM) is empty", gm_mask)
+    if region is not None and lv is not None and not _levels_meet_mask(lv, region, img.affine, level_mode):
+        what = Path(wm_mask or mask or levels).name
+        raise InputError(f"no vertebral level where the {label} mask is (no slice of mask {what} has a level)",
+                         levels)
+    if region is not None:
+        check_b0_signal(data, bvals, region, dwi, b0_threshold)
+    fit_mask = region if m is None else (m | region)
+    maps = fit_tensor(data, bvals, bvecs, fit_mask, fit_method, b0_threshold)
     paths = write_maps(maps, img, maps_dir, map_prefix) if maps_dir is not None else {}
-    region = m if m is not None else np.ones(data.shape[:3], bool)
-    table = per_level_means(maps, img.affine, region, lv, level_mode, filename=Path(dwi).name)
+    if region is None:
+        region, how = np.ones(data.shape[:3], bool), "whole volume"
+    table = per_level_means(maps, img.affine, region, lv, level_mode, filename=Path(dwi).name, label=label,
+                            region=how)
     return DTIResult(table=table, maps=maps, scheme=rep, map_paths=paths)
 
 

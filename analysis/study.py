@@ -11,7 +11,9 @@ Per subject (one Ray task each, or in-process with ``workers=0``):
   with ``level_method="volume"``);
 * diffusion — ``sub-X/dwi/sub-X_dwi`` + ``.bval``/``.bvec``, cord mask and levels on the DWI grid
   (``rec-average_dwi_label-SC_seg`` / ``…_label-SC_desc-levels_dseg``) → per-level FA/MD/RD/AD
-  (:mod:`analysis.dti`, WLS by default).
+  (:mod:`analysis.dti`, WLS by default), in the **white matter** when the DWI grid has a WM mask
+  (``…_label-WM_seg``) or a GM mask (``…_label-GM_seg``: WM = cord − GM), else in the cord;
+  ``metrics.csv``'s ``dti_region`` says which (``WM`` or ``cord``).
 
 ``exclude.yml`` (spine-generic's: key → list of file names or subject ids) removes the named
 subject's anatomy (keys/files mentioning T2w, csa, sac), diffusion (dwi, dti, fa, md, rd, ad) or
@@ -38,7 +40,8 @@ import numpy as np
 from cordbench.errors import ConfigError, CordbenchError, InputError
 
 LEVEL_COL = "VertLevel"
-METRIC_COLUMNS = ["CSA", "canal_area", "SAC", "SAC_CSA", "n_slices", "length_mm", "FA", "MD", "RD", "AD", "dti_voxels"]
+METRIC_COLUMNS = ["CSA", "canal_area", "SAC", "SAC_CSA", "n_slices", "length_mm", "FA", "MD", "RD", "AD", "dti_voxels",
+                  "dti_region"]
 _SUB = re.compile(r"sub-[A-Za-z0-9]+")
 _DWI_WORDS = ("dwi", "dti", "fa", "md", "rd", "ad", "diffusion")
 _ANAT_WORDS = ("t2w", "csa", "sac", "canal", "t2")
@@ -60,6 +63,8 @@ class SubjectJob:
     dwi_mask: Path | None = None
     dwi_levels: Path | None = None
     dwi_discs: Path | None = None
+    dwi_wm: Path | None = None
+    dwi_gm: Path | None = None
     seg_source: str = "labels"
     excluded: dict[str, str] = field(default_factory=dict)   # "anat"/"dwi" -> reason
     missing: dict[str, str] = field(default_factory=dict)    # "anat"/"dwi" -> what is missing
@@ -158,6 +163,10 @@ def find_jobs(bids_dir: str | Path, seg_source: str = "labels") -> tuple[list[Su
             d = avg.label("discs", suffix="dlabel")
             job.dwi_mask = m.path if m is not None else None
             job.dwi_levels = lv.path if lv is not None else None
+            for tissue in ("WM", "GM"):
+                t = (avgp.label(tissue, suffix="seg", source=src) if avgp is not None else None) \
+                    or avg.label(tissue, suffix="seg")
+                setattr(job, f"dwi_{tissue.lower()}", t.path if t is not None else None)
             job.dwi_discs = d.path if d is not None else None
         if job.dwi is None:
             job.missing["dwi"] = "no DWI"
@@ -227,13 +236,14 @@ def _dwi(job: SubjectJob, opts: StudyOptions, sub_dir: Path) -> dict[int, dict[s
     levels = job.dwi_levels or _levels_from_discs(job.dwi_mask, job.dwi_discs,
                                                   sub_dir / f"{job.subject}_dwi_levels.nii.gz", "DWI cord mask")
     res = run_dti(job.dwi, job.bval, job.bvec, job.dwi_mask, levels, fit_method=opts.fit_method,
-                  maps_dir=sub_dir / "dti_maps" if opts.write_maps else None, map_prefix=f"{job.subject}_dwi_")
+                  maps_dir=sub_dir / "dti_maps" if opts.write_maps else None, map_prefix=f"{job.subject}_dwi_",
+                  wm_mask=job.dwi_wm, gm_mask=job.dwi_gm)
     write_csv(sub_dir / f"{job.subject}_dwi_dti.csv", res.table)
     out = {}
     for _, r in res.table.iterrows():
         if r[LEVEL_COL] != "":
             out[int(r[LEVEL_COL])] = {"FA": r["MEAN(FA)"], "MD": r["MEAN(MD)"], "RD": r["MEAN(RD)"],
-                                      "AD": r["MEAN(AD)"], "dti_voxels": r["Size [vox]"]}
+                                      "AD": r["MEAN(AD)"], "dti_voxels": r["Size [vox]"], "dti_region": r["Label"]}
     return out
 
 
@@ -388,6 +398,13 @@ class StudySummary:
     failed: list[dict[str, Any]]
 
 
+def _dti_region_text(metrics) -> str:
+    """Which DTI region the metrics hold: 'white matter', 'cord mask' or both (per subject)."""
+    names = {"WM": "white matter", "cord": "cord mask"}
+    got = sorted({names.get(str(v), str(v)) for v in metrics.get("dti_region", []) if isinstance(v, str)})
+    return " / ".join(got) if got else "cord mask"
+
+
 def analyze(bids_dir: str | Path, out_dir: str | Path, *, seg_source: str = "labels", workers: int = 2,
             address: str | None = None, x: str = "FA", y: str = "SAC_CSA",
             by: Sequence[str] = ("sex", "manufacturer", "institution_id"), opts: StudyOptions | None = None,
@@ -512,7 +529,8 @@ def write_report(out: Path, *, bids_dir: str, seg_source: str, metrics, subjects
                                                       if level_method == "slice" else
                                                       "level volume / arc length along the centerline") +
              "); SAC_CSA = SAC / CSA; "
-             "FA unitless, MD/RD/AD in mm²/s (mean within the cord mask of the level's slices).</p>",
+             "FA unitless, MD/RD/AD in mm²/s (mean within the "
+             + html.escape(_dti_region_text(metrics)) + " of the level's slices).</p>",
              _html_table(level_summary(metrics, cols)) if len(metrics) else "<p><em>no metrics</em></p>"]
     if boxplot is not None:
         parts.append(img(boxplot))

@@ -201,3 +201,43 @@ def test_cli_dti_writes_csv_and_maps_keeping_header(tmp_path, sg):
     rc = main(["dti", "--dwi", str(dwi), "--bval", str(bval), "--bvec", str(tmp_path / "nope.bvec"),
                "-o", str(tmp_path / "x.csv")])
     assert rc == 2
+
+
+def test_white_matter_region_from_a_wm_mask_or_cord_minus_gm(tmp_path, sg):
+    """A WM tensor (FA 0.80) around a GM core (FA 0.30): the cord mean mixes them; the WM mask and
+    cord − GM give the planted WM FA at SNR 30, and the CSV says which region was averaged."""
+    import nibabel as nib
+    from cordbench.cli import main
+
+    bvals, bvecs = sg
+    ev_wm, ev_gm = (1.7e-3, 0.3e-3, 0.3e-3), (0.95e-3, 0.6e-3, 0.6e-3)
+    wm_data, mask, levels = _simulate(bvals, bvecs, seed=1, ev=ev_wm)
+    gm_data, _, _ = _simulate(bvals, bvecs, seed=2, ev=ev_gm)
+    gm = np.zeros_like(mask)
+    gm[5:7, 5:7, :] = True
+    data = np.where(gm[..., None], gm_data, wm_data)
+    dwi, bval, bvec = _save(tmp_path, data, mask, levels, bvals, bvecs)
+    aff = nib.load(str(dwi)).affine
+    nib.save(nib.Nifti1Image(gm.astype(np.uint8), aff), str(tmp_path / "gm.nii.gz"))
+    nib.save(nib.Nifti1Image((mask & ~gm).astype(np.uint8), aff), str(tmp_path / "wm.nii.gz"))
+    lv = tmp_path / "levels.nii.gz"
+    cord = run_dti(dwi, bval, bvec, tmp_path / "mask.nii.gz", lv).table
+    wm = run_dti(dwi, bval, bvec, tmp_path / "mask.nii.gz", lv, wm_mask=tmp_path / "wm.nii.gz").table
+    diff = run_dti(dwi, bval, bvec, tmp_path / "mask.nii.gz", lv, gm_mask=tmp_path / "gm.nii.gz").table
+    assert set(cord["Label"]) == {"cord"} and set(cord["Region"]) == {"cord mask"}
+    assert set(wm["Label"]) == {"WM"} and set(wm["Region"]) == {"WM mask"}
+    assert set(diff["Label"]) == {"WM"} and set(diff["Region"]) == {"cord minus GM"}
+    fa_wm, fa_gm = _fa(ev_wm), _fa(ev_gm)
+    assert np.abs(wm["MEAN(FA)"] - fa_wm).max() < 0.02
+    assert np.allclose(diff["MEAN(FA)"], wm["MEAN(FA)"]) and (diff["Size [vox]"] == wm["Size [vox]"]).all()
+    n_gm = gm[mask].mean()
+    assert np.abs(cord["MEAN(FA)"] - ((1 - n_gm) * fa_wm + n_gm * fa_gm)).max() < 0.03
+    assert (wm["MEAN(FA)"] - cord["MEAN(FA)"]).min() > 0.04
+    out = tmp_path / "dti_wm.csv"
+    assert main(["dti", "--dwi", str(dwi), "--bval", str(bval), "--bvec", str(bvec), "--mask",
+                 str(tmp_path / "mask.nii.gz"), "--levels", str(lv), "--wm-mask", str(tmp_path / "wm.nii.gz"),
+                 "-o", str(out)]) == 0
+    assert set(pd.read_csv(out)["Label"]) == {"WM"}
+    nib.save(nib.Nifti1Image(mask.astype(np.uint8), aff), str(tmp_path / "allgm.nii.gz"))
+    with pytest.raises(InputError, match="cord minus GM"):
+        run_dti(dwi, bval, bvec, tmp_path / "mask.nii.gz", lv, gm_mask=tmp_path / "allgm.nii.gz")

@@ -102,7 +102,8 @@ def test_layout_and_names(cohort: Path):
         labels = {f"{la}_T2w_label-SC_seg", f"{la}_T2w_label-canal_seg", f"{la}_T2w_label-discs_dlabel",
                   f"{la}_T2w_label-SC_desc-levels_dseg", f"{la}_T2star_label-SC_seg", f"{la}_T2star_label-GM_seg",
                   f"{la}_T2star_label-SC_desc-levels_dseg", f"{ld}_rec-average_dwi_label-SC_seg",
-                  f"{ld}_rec-average_dwi_label-SC_desc-levels_dseg"}
+                  f"{ld}_rec-average_dwi_label-SC_desc-levels_dseg", f"{ld}_rec-average_dwi_label-WM_seg",
+                  f"{ld}_rec-average_dwi_label-GM_seg"}
         got = {str(p.relative_to(cohort)) for p in (cohort / "derivatives/labels" / sub).rglob("*") if p.is_file()}
         assert got == {x + ".nii.gz" for x in labels} | {x + ".json" for x in labels}
         assert subject_paths(cohort, sub)["truth"].is_file()
@@ -133,7 +134,7 @@ def test_labels_on_their_grid_and_values(cohort: Path):
     for sub in ("sub-001", "sub-002", "sub-003"):
         p = subject_paths(cohort, sub)
         pairs = {"T2w": ["T2w_SC", "T2w_canal", "T2w_discs", "T2w_levels"],
-                 "T2star": ["T2star_SC", "T2star_GM", "T2star_levels"], "dwi_mean": ["dwi_SC", "dwi_levels"]}
+                 "T2star": ["T2star_SC", "T2star_GM", "T2star_levels"], "dwi_mean": ["dwi_SC", "dwi_levels", "dwi_WM", "dwi_GM"]}
         for image, labels in pairs.items():
             img = io.load_nifti(p[image])
             for lab in labels:
@@ -353,6 +354,12 @@ def test_dwi_noise_free_tensor_fit_recovers_planted_fa(tmp_path: Path):
         assert fa.mean() == pytest.approx(lv["fa_cord_dwi_mask"], abs=1e-3)
         assert fit.md[lev == lv["level"]].mean() == pytest.approx(lv["md_cord_dwi_mask"], rel=1e-3)
         assert 0.6 < lv["fa_wm"] < 0.8 and 0.3 < lv["fa_gm"] < 0.5
+        # the WM / GM masks on the DWI grid hold exactly the voxels with the WM / GM tensor
+        for tissue in ("WM", "GM"):
+            sel = (_arr(p[f"dwi_{tissue}"]) > 0) & (lev == lv["level"])
+            assert sel.sum() > 10 and np.abs(fit.fa[sel] - lv[f"fa_{tissue.lower()}"]).max() < 1e-3
+    wm, gm = _arr(p["dwi_WM"]) > 0, _arr(p["dwi_GM"]) > 0
+    assert not (wm & gm).any() and ((wm | gm) == cord).all()
     # eigenvector: bvecs are FSL voxel-frame (x negated when det(affine) > 0) -> world
     rot = img.affine[:3, :3] / np.linalg.norm(img.affine[:3, :3], axis=0)
     ev = fit.evecs[..., 0][cord].copy()

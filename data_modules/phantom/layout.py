@@ -32,6 +32,8 @@ def subject_paths(root: Path, sub: str) -> dict[str, Path]:
         "T2star_levels": la / f"{sub}_T2star_label-SC_desc-levels_dseg.nii.gz",
         "dwi_SC": ld / f"{sub}_rec-average_dwi_label-SC_seg.nii.gz",
         "dwi_levels": ld / f"{sub}_rec-average_dwi_label-SC_desc-levels_dseg.nii.gz",
+        "dwi_WM": ld / f"{sub}_rec-average_dwi_label-WM_seg.nii.gz",
+        "dwi_GM": ld / f"{sub}_rec-average_dwi_label-GM_seg.nii.gz",
         "truth": root / TRUTH_DIR / sub / f"{sub}_truth.json",
     }
 

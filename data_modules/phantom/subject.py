@@ -257,6 +257,9 @@ def _write_images(anat: Anatomy, draw: SubjectDraw, options: PhantomOptions, pat
     _save_labels({
         "dwi_SC": (arr["cord"], "spinal cord on the mean DWI grid"),
         "dwi_levels": (_cord_levels(arr), "cord voxels labelled with their vertebral level 1..7, 0 outside"),
+        "dwi_WM": (arr["cord"] & (arr["cls"] == WM), "white matter on the mean DWI grid (truth: the tissue at the "
+                                                     "voxel centre; DWI voxels hold one tissue each)"),
+        "dwi_GM": (arr["cord"] & (arr["cls"] == GM), "gray matter on the mean DWI grid (tissue at the voxel centre)"),
     }, g, paths)
     truth["images"]["dwi"] = {**_grid_info(g, sigma), "scheme": source}
     # what a per-level mean over the DWI cord mask sees on noise-free data (pure voxels)
