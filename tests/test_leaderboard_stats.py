@@ -353,3 +353,21 @@ def test_leaderboard_report_labels_and_method_note_for_six_subjects(tmp_path):
     assert lb16.table.set_index("entry").loc["c", "label"] == "worse"
     with pytest.raises(ConfigError, match="--delta"):
         build_leaderboard(root, delta=-1, cost=False)
+
+
+def test_quickstart_demo_holds_out_enough_subjects_to_separate_its_models():
+    """`make demo`'s sweep: with its held-out subjects a Holm-adjusted exact Wilcoxon p can reach 0.05."""
+    from data_modules.splits import random_split
+    from sweeps.config import load_sweep
+
+    repo = Path(__file__).resolve().parents[1]
+    path = next(p for p in (repo / "configs" / "sweeps" / "quickstart.yaml", repo / "sweeps" / "quickstart.yaml")
+                if p.exists())
+    sweep = load_sweep(path, validate_all=False)
+    data = sweep.run_config["data"]
+    n = int(data["phantom"]["subjects"])
+    split = random_split([f"sub-{i:02d}" for i in range(n)], data["split"]["val_fraction"],
+                         data["split"]["test_fraction"], data["split"]["seed"])
+    models = next(d for d in sweep.dims if d.key == "model.name").values
+    assert len(split["test"]) >= 10
+    assert stats.min_holm_p(len(split["test"]), len(models) - 1) < 0.05
