@@ -101,8 +101,9 @@ def ellipse_from_points(pts: np.ndarray, extent: np.ndarray | None = None) -> tu
     major, minor = 4.0 * math.sqrt(lmax), 4.0 * math.sqrt(lmin)
     ecc = math.sqrt(1.0 - lmin / lmax) if lmax > 0 else 0.0
     a, b, c = float(cov[0, 0]), float(cov[0, 1]), float(cov[1, 1])
-    if a == c:
-        orientation = 45.0 if b > 0 else -45.0 if b < 0 else 0.0
+    tol = 1e-6 * (a + c)  # float32 affines: differences below this are rounding
+    if abs(a - c) <= tol:  # equal variances: ±45° by the covariance's sign, 0 for an isotropic section
+        orientation = 45.0 if b > tol else -45.0 if b < -tol else 0.0
     else:
         orientation = math.degrees(0.5 * math.atan2(2.0 * b, a - c))
     return major, minor, ecc, orientation
