@@ -1,0 +1,73 @@
+"""``cordbench gmchallenge``: the GM-challenge protocol in one command, and its results table."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+HELP = "run the GM challenge protocol (sweeps/gmchallenge_perone.yaml) on the challenge data; print its table"
+SWEEP = "sweeps/gmchallenge_perone.yaml"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("root", nargs="?", help="the GM challenge folder (site*-sc*-image.nii.gz, -mask-r*.nii.gz)")
+    p.add_argument("--sweep", default=SWEEP, help=f"protocol sweep YAML (default {SWEEP})")
+    p.add_argument("--table", metavar="SWEEP_DIR", help="only print the table of a finished protocol sweep")
+    p.add_argument("--class", dest="cls", default="gm", choices=("gm", "wm", "sc"), help="class of the table")
+    p.add_argument("--storage", metavar="DIR", help="sweep storage folder or URI (overrides the sweep's)")
+    p.add_argument("--address", help="join a running Ray cluster (default: local Ray)")
+    p.add_argument("--override", action="append", default=[], metavar="KEY=VALUE",
+                   help="sweep key override, as for cordbench sweep (e.g. config.trainer.max_epochs=5)")
+    p.add_argument("--check", action="store_true", help="validate the protocol and every trial config, then stop")
+    p.add_argument("--overwrite", action="store_true", help="replace an earlier protocol sweep of the same name")
+
+
+def _require_data(root: str | None) -> Path | None:
+    """The data folder, or None after printing exactly how to get the data."""
+    from cordbench.commands.download import gmchallenge_instructions
+    from cordbench.errors import InputError
+    from data_modules.gmchallenge import index_gmchallenge
+
+    target = Path(root) if root else Path("data/gmchallenge")
+    problem = None
+    if not root:
+        problem = "no GM challenge folder given"
+    else:
+        try:
+            if not any(s.labelled for s in index_gmchallenge(target)):
+                problem = f"{target}: no subject with rater masks"
+        except InputError as exc:
+            problem = str(exc)
+    if problem is None:
+        return target
+    print(f"error: {problem}. Get the data with `cordbench download gmchallenge {target}`:\n")
+    print(gmchallenge_instructions(target))
+    print(f"then run: cordbench gmchallenge {target}")
+    return None
+
+
+def run(args: argparse.Namespace) -> int:
+    from cordbench.gmchallenge_table import table_for_sweep
+
+    if args.table:
+        print(table_for_sweep(args.table, args.cls)[1])
+        return 0
+    root = _require_data(args.root)
+    if root is None:
+        return 2
+    from sweeps.config import load_sweep
+
+    sweep = load_sweep(args.sweep, overrides=[f"config.data.root={root.resolve()}", *args.override],
+                       storage=args.storage)
+    print(f"GM challenge protocol {sweep.name}: {sweep.n_trials} trial(s) -> {sweep.sweep_dir}", flush=True)
+    if args.check:
+        return 0
+    from sweeps.runner import run_sweep
+
+    outcome = run_sweep(sweep, address=args.address, overwrite=args.overwrite)
+    failed = outcome.frame[outcome.frame["status"] != "TERMINATED"]
+    for _, row in failed.iterrows():
+        print(f"trial {row['trial_id']}: {row['status']} {row['error'] if row['error'] == row['error'] else ''}")
+    table, text = table_for_sweep(outcome.sweep_dir, args.cls)
+    print(text)
+    print(f"\ntable: {Path(outcome.sweep_dir) / 'gmchallenge_table.csv'}")
+    return 1 if len(failed) else 0
