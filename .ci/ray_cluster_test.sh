@@ -3,7 +3,8 @@
 # a throwaway ssh server on 127.0.0.1:22 (Debian's openssh-server) and a throwaway key, a Ray head
 # on 127.0.0.1 started by `ray up` from sweeps/cluster/local.yaml, `ray submit … sweeps/run.py --
 # sweeps/ci.yaml`, a check of the sweep's results.csv, then `ray down`. Nothing but 127.0.0.1 is
-# contacted.
+# contacted. (The paths from before the YAMLs moved to configs/: kept on purpose, ray submit users
+# rely on them.)
 #
 #   .ci/ray_cluster_test.sh [WORKDIR]       (env: VENV, PHANTOM=<phantom cohort folder to reuse>)
 #

@@ -81,12 +81,14 @@ def reference_fit(sweep, params: dict) -> dict:
 
 def overhead_figure(sweep, outcome, wall: float) -> dict:
     """Split the trial-slot time of the sweep (see module docstring)."""
+    from sweeps.records import read_trial_record
+
     sweep_dir = Path(outcome.sweep_dir)
     lanes = int(sweep.search["max_concurrent_trials"])
     slot = wall * lanes
     steps = report = fit = 0.0
     for run_dir in outcome.frame["run_dir"]:
-        rec = json.loads((sweep_dir / run_dir / "trial.json").read_text())
+        rec = read_trial_record(sweep_dir / run_dir)
         t = rec["timing"]
         steps += t["train_steps"] + t["eval_steps"]
         report += t["report"]
@@ -190,7 +192,7 @@ def main() -> int:
     phantom = work / "phantom-n8"
     if not (phantom / "participants.tsv").exists():
         generate_cohort(phantom, n_subjects=8, seed=0, snr=30.0, dwi=False)
-    sweep = load_sweep(REPO / "sweeps" / "ablation_full.yaml", overrides=grid_overrides(args.quick, str(phantom)),
+    sweep = load_sweep(REPO / "configs" / "sweeps" / "ablation_full.yaml", overrides=grid_overrides(args.quick, str(phantom)),
                        storage=str(work / "sweeps"))
     print(f"grid: {sweep.n_trials} configs of ablation_full, {sweep.run_config['trainer']['max_epochs']} epochs "
           f"x {sweep.run_config['trainer']['limit_train_batches']} batches, 2 trials at a time (1 CPU each)",

@@ -1,12 +1,12 @@
 """Build and run one experiment (fit / validate / test) from a resolved config.
 
 Used by ``cordbench fit|validate|test`` and by every sweep trial, so a trial is exactly a
-``cordbench fit`` run. A run folder holds: ``config.yaml`` (resolved), ``split.json``,
-``data.json``, ``metrics.csv`` (per epoch), ``checkpoints/{best,last}.ckpt``,
-``test_metrics.csv`` (per subject, scored on each subject's native grid unless
-``data.scoring: preprocessed``), ``test_summary.json`` (which names the scoring), the scored
-predictions (``predictions/``), the QC panels and report (``qc/``) and the offline wandb run; a fit
-that stops on an error (e.g. a NaN loss, :class:`TrainingDivergedError`) leaves ``failure.json``
+``cordbench fit`` run. The run folder's files are named, written and read by
+:mod:`cordbench.run_folder` (resolved config, split, data description, per-epoch metrics,
+best/last checkpoints, per-subject test metrics — scored on each subject's native grid unless
+``data.scoring: preprocessed`` — and their summary, which names the scoring, the scored
+predictions, the QC panels and report, the offline wandb run); a fit
+that stops on an error (e.g. a NaN loss, :class:`TrainingDivergedError`) leaves a failure record
 with the reason instead. Every input is validated before anything is written, so a bad input
 never overwrites the records of an earlier run in the same folder.
 """
@@ -19,10 +19,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-from cordbench import io
 from cordbench.config import dump
 from cordbench.errors import CordbenchError
 from cordbench.paths import output_dir
+from cordbench.run_folder import BEST, FAILURE, RunFolder
 
 
 @dataclass
@@ -131,7 +131,7 @@ def build_trainer(cfg: dict[str, Any], out: Path, callbacks: Sequence[Any] = (),
     if not t.get("enable_progress_bar", True):
         cbs.append(epoch_printer())
     if checkpoint:
-        cbs.append(ModelCheckpoint(dirpath=str(out / "checkpoints"), filename="best", monitor="val/dice",
+        cbs.append(ModelCheckpoint(dirpath=str(RunFolder(out).checkpoints), filename=BEST, monitor="val/dice",
                                    mode="max", save_last=True, save_top_k=1, auto_insert_metric_name=False,
                                    enable_version_counter=False))
     return pl.Trainer(default_root_dir=str(out), callbacks=cbs, logger=list(loggers or []),
@@ -170,25 +170,20 @@ def prepare(cfg: dict[str, Any]):
     pl.seed_everything(int(cfg["seed_everything"]), workers=True, verbose=False)
     dm = build_datamodule(cfg["data"])
     dm.setup("fit")  # validates every file first: a bad input leaves an existing run folder untouched
-    out.mkdir(parents=True, exist_ok=True)
-    io.write_text(out / "config.yaml", dump(cfg))
-    desc = dm.describe()
-    io.write_json(out / "split.json", desc["split"])
-    io.write_json(out / "data.json", {k: v for k, v in desc.items() if k != "split"})
+    folder = RunFolder(out)
+    folder.write_config(dump(cfg))
+    folder.write_data_description(dm.describe())
     return out, dm
 
 
 def write_test_outputs(out: Path, records: list[dict[str, Any]], extra: dict[str, Any] | None = None) -> dict[str, Any]:
     """Per-subject ``test_metrics.csv`` and the aggregated ``test_summary.json``."""
-    import pandas as pd
-
     from lightning_modules.metrics import aggregate
 
-    io.write_csv(out / "test_metrics.csv", pd.DataFrame(records))
     summary = {"n_subjects": len(records),
                "metrics": aggregate([{k: v for k, v in r.items() if k != "subject"} for r in records]),
                **(extra or {})}
-    io.write_json(out / "test_summary.json", summary)
+    RunFolder(out).write_test_outputs(records, summary)
     return summary
 
 
@@ -216,7 +211,7 @@ def fit(cfg: dict[str, Any], callbacks: Sequence[Any] = (), ckpt_path: str | Non
 
         read_checkpoint(ckpt_path)  # weights only: one clear line when corrupted or unsafe
     out, dm = prepare(cfg)
-    (out / FAILURE_FILE).unlink(missing_ok=True)  # a stale record of an earlier attempt
+    RunFolder(out).clear_failure()  # a stale record of an earlier attempt
     module = build_module(cfg, dm)
     trainer = build_trainer(cfg, out, [*callbacks, subject_outputs(out)], build_loggers(cfg, out))
     try:
@@ -248,7 +243,7 @@ def fit(cfg: dict[str, Any], callbacks: Sequence[Any] = (), ckpt_path: str | Non
     return result
 
 
-FAILURE_FILE = "failure.json"
+FAILURE_FILE = FAILURE  # the name this module exported before cordbench.run_folder existed
 
 
 def record_failure(out: Path, exc: BaseException, trainer: Any = None) -> Path:
@@ -260,7 +255,7 @@ def record_failure(out: Path, exc: BaseException, trainer: Any = None) -> Path:
                            "time": datetime.datetime.now().isoformat(timespec="seconds")}
     if trainer is not None:
         rec.update(epoch=int(trainer.current_epoch), global_step=int(trainer.global_step))
-    return io.write_json(out / FAILURE_FILE, rec)
+    return RunFolder(out).write_failure(rec)
 
 
 def evaluate(cfg: dict[str, Any], ckpt: str, stage: str = "test") -> RunResult:

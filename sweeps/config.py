@@ -46,7 +46,8 @@ import yaml
 
 from cordbench.config import DEFAULTS, dump, load_yaml, merge, nest, parse_override, validate
 from cordbench.errors import CordbenchError, ConfigError
-from cordbench.paths import REPO_ROOT
+from cordbench.paths import REPO_ROOT, find_config
+from sweeps.records import SWEEP_FILE
 
 #: Sweep keys and defaults (``config``, ``space``, ``stop`` and ``source`` are free-form mappings).
 SWEEP_DEFAULTS: dict[str, Any] = {
@@ -470,7 +471,9 @@ def load_sweep(path: str | Path, overrides: Iterable[str] = (), storage: str | N
     """Read, complete and validate a sweep file (or a sweep folder's ``sweep.yaml``)."""
     path = Path(path)
     if path.is_dir():
-        path = path / "sweep.yaml"
+        path = path / SWEEP_FILE
+    else:
+        path = find_config(path)  # also the old sweeps/X.yaml paths and bare names
     raw = load_yaml(path)
     where = str(path)
     raw = apply_sweep_overrides(raw, overrides, where)

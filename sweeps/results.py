@@ -14,20 +14,20 @@ from __future__ import annotations
 
 import io as _io
 import json
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
 import yaml
 
+from cordbench import run_folder
+from cordbench.run_folder import RunFolder
 from sweeps.config import FIXED_COLUMNS, Dim, decode_params, network_check
-from sweeps.trainable import DONE_FILE
+from sweeps.records import (ATTEMPTS, BASE_COLUMNS, RESULTS_FILE, TAIL_COLUMNS, TRIAL_RECORD, columns,
+                            main_dice_or_nan, parse_attempts, parse_trial_record, trial_rel)
 
-BASE_COLUMNS = ["trial_id", "status", "error", "model", "preset", "seed", "data", "task"]
-TAIL_COLUMNS = ["val_dice", "test_dice", "run_dir", "epochs", "seconds", "params", "attempts", "early_stopped"]
-#: Main class of each task (``test_dice`` is its Dice); tasks not listed average all classes.
-MAIN_CLASS = {"sc": "sc", "gm": "gm", "canal": "canal"}
+__all__ = ["BASE_COLUMNS", "TAIL_COLUMNS", "TrialInfo", "build_table", "columns", "error_summary", "main_dice",
+           "trial_row", "write_table"]
 
 
 @dataclass
@@ -39,11 +39,6 @@ class TrialInfo:
     params: dict[str, Any]
     last_result: dict[str, Any] = field(default_factory=dict)
     error: str = ""
-
-
-def columns(knobs: Iterable[str]) -> list[str]:
-    """results.csv columns for these knob columns."""
-    return BASE_COLUMNS + [k for k in knobs if k not in BASE_COLUMNS + TAIL_COLUMNS] + TAIL_COLUMNS
 
 
 def error_summary(text: str, limit: int = 300) -> str:
@@ -63,14 +58,7 @@ def main_dice(test_csv: str, task: str) -> float:
     """Mean over subjects of the main class's Dice (all classes' mean for other tasks)."""
     import pandas as pd
 
-    df = pd.read_csv(_io.StringIO(test_csv))
-    main = MAIN_CLASS.get(task)
-    if main and f"{main}/dice" in df.columns:
-        return float(df[f"{main}/dice"].mean())
-    cols = [c for c in df.columns if c.endswith("/dice")]
-    if not cols:
-        return math.nan
-    return float(df[cols].mean(axis=1).mean())
+    return main_dice_or_nan(pd.read_csv(_io.StringIO(test_csv)), task)
 
 
 def _epochs_and_best(metrics_csv: str) -> tuple[int | None, float | None]:
@@ -96,8 +84,9 @@ def trial_row(info: TrialInfo, dims: list[Dim], run_config: Mapping[str, Any], r
     from sweeps.config import apply_params
 
     values = decode_params(info.params, dims)
-    rel = f"trials/{info.trial_id}"
-    cfg_text = read(f"{rel}/config.yaml")
+    rel = trial_rel(info.trial_id)
+    run = RunFolder(rel, reader=read)
+    cfg_text = run.text(run_folder.CONFIG)
     if cfg_text:
         cfg = yaml.safe_load(cfg_text)
     else:
@@ -111,17 +100,17 @@ def trial_row(info: TrialInfo, dims: list[Dim], run_config: Mapping[str, Any], r
             row[dim.column] = _knob_value(values.get(dim.key))
     lr = info.last_result or {}
     epochs, best = None, None
-    metrics_text = read(f"{rel}/metrics.csv")
+    metrics_text = run.text(run_folder.METRICS)
     if metrics_text:
         epochs, best = _epochs_and_best(metrics_text)
     if best is None and "val_dice" in lr:
         best = float(lr["val_dice"])
     if epochs is None and "epoch" in lr:
         epochs = int(lr["epoch"])
-    test_text = read(f"{rel}/test_metrics.csv")
-    done_text = read(f"{rel}/{DONE_FILE}")
-    done = json.loads(done_text) if done_text else {}
-    attempts_text = read(f"{rel}/.attempts")
+    test_text = run.text(run_folder.TEST_METRICS)
+    done_text = run.text(TRIAL_RECORD)
+    done = parse_trial_record(done_text) or {}
+    attempts = parse_attempts(run.text(ATTEMPTS))
     try:
         params = network_check(cfg, params_cache)
     except Exception:  # a config that cannot build a network (the trial errored for that reason)
@@ -134,7 +123,7 @@ def trial_row(info: TrialInfo, dims: list[Dim], run_config: Mapping[str, Any], r
         "seconds": round(float(done["seconds"]), 2) if done.get("seconds") is not None
         else (round(float(lr["time_total_s"]), 2) if "time_total_s" in lr else None),
         "params": params,
-        "attempts": int(attempts_text) if attempts_text and attempts_text.strip().isdigit() else None,
+        "attempts": attempts,
         "early_stopped": bool(info.status == "TERMINATED" and not done and epochs is not None
                               and epochs < int(cfg["trainer"]["max_epochs"])),
     })
@@ -191,12 +180,12 @@ def write_table(frame, sweep_dir: str) -> str:
     if is_uri(sweep_dir):
         from sweeps import storage
 
-        path = storage.join(sweep_dir, "results.csv")
+        path = storage.join(sweep_dir, RESULTS_FILE)
         storage.write_text(path, frame.to_csv(index=False))
         return path
     from cordbench import io
 
-    path = Path(sweep_dir) / "results.csv"
+    path = Path(sweep_dir) / RESULTS_FILE
     io.write_csv(path, frame)
     return str(path)
 

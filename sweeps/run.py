@@ -1,7 +1,11 @@
 """Entry point for ``ray submit`` and ``ray job submit``: run (or resume) a sweep on the cluster.
 
-    ray submit sweeps/cluster/aws.yaml sweeps/run.py -- sweeps/ablation_full.yaml
-    ray job submit --address http://127.0.0.1:8265 --working-dir . -- python sweeps/run.py sweeps/quickstart.yaml
+    ray submit configs/cluster/aws.yaml sweeps/run.py -- configs/sweeps/ablation_full.yaml
+    ray job submit --address http://127.0.0.1:8265 --working-dir . -- python sweeps/run.py configs/sweeps/quickstart.yaml
+
+The paths from before the YAMLs moved to ``configs/`` (``sweeps/ablation_full.yaml``,
+``sweeps/cluster/aws.yaml``) still work (:func:`cordbench.paths.find_config`; ``sweeps/cluster`` is a
+link to ``configs/cluster`` for the ``ray`` commands).
 
 It joins the running cluster (``address=auto`` unless ``--address`` is given) and accepts the
 options of ``cordbench sweep`` (``--resume DIR``, ``--storage``, ``--override``).
@@ -17,17 +21,14 @@ def main(argv: list[str] | None = None) -> int:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository (when not pip-installed)
     from cordbench.cli import main as cli_main
 
-    from cordbench.paths import REPO_ROOT
+    from cordbench.paths import find_config
 
     args = list(sys.argv[1:] if argv is None else argv)
     if args[:1] == ["--"]:
         args = args[1:]
-    if args and not args[0].startswith("-") and not Path(args[0]).exists():
-        # `ray submit` runs this file from the head's home folder: find sweeps/X.yaml in the checkout
-        for root in (REPO_ROOT, Path.home() / "cordbench"):
-            if (root / args[0]).exists():
-                args[0] = str(root / args[0])
-                break
+    if args and not args[0].startswith("-"):
+        # `ray submit` runs this file from the head's home folder: find the sweep YAML in the checkout
+        args[0] = str(find_config(args[0], roots=(Path.home() / "cordbench",)))
     if not any(a == "--address" or a.startswith("--address=") for a in args):
         args += ["--address", "auto"]
     return cli_main(["sweep", *args])

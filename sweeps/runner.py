@@ -27,6 +27,7 @@ from ray.tune import Callback
 from cordbench.errors import ConfigError
 from sweeps import results as results_mod
 from sweeps.config import Dim, Sweep, is_uri, load_sweep, resolved_yaml
+from sweeps.records import RESULTS_FILE, SWEEP_FILE
 from sweeps.trainable import TrialSetup, train_trial, trial_resources
 
 #: Environment set in the driver (and passed to workers of a joined cluster) unless already set.
@@ -311,7 +312,7 @@ def _write_sweep_yaml(sweep: Sweep) -> None:
 
     if not is_uri(sweep.sweep_dir):
         Path(sweep.sweep_dir).mkdir(parents=True, exist_ok=True)
-    storage.write_text(storage.join(sweep.sweep_dir, "sweep.yaml"), resolved_yaml(sweep))
+    storage.write_text(storage.join(sweep.sweep_dir, SWEEP_FILE), resolved_yaml(sweep))
 
 
 def _finish(sweep: Sweep, tuner: Any, t0: float, started: bool) -> SweepOutcome:
@@ -330,7 +331,7 @@ def _finish(sweep: Sweep, tuner: Any, t0: float, started: bool) -> SweepOutcome:
         ray.shutdown()
     from sweeps import storage
 
-    return SweepOutcome(sweep.sweep_dir, storage.join(sweep.sweep_dir, "results.csv"), frame,
+    return SweepOutcome(sweep.sweep_dir, storage.join(sweep.sweep_dir, RESULTS_FILE), frame,
                         time.perf_counter() - t0)
 
 
@@ -341,7 +342,7 @@ def run_sweep(sweep: Sweep, address: str | None = None, overwrite: bool = False)
     """
     t0 = time.perf_counter()
     folder = Path(sweep.sweep_dir)
-    if overwrite and not is_uri(sweep.sweep_dir) and (folder / "sweep.yaml").exists():
+    if overwrite and not is_uri(sweep.sweep_dir) and (folder / SWEEP_FILE).exists():
         import shutil
 
         shutil.rmtree(folder)
@@ -376,16 +377,16 @@ def resume_sweep(sweep_dir: str | Path, address: str | None = None) -> SweepOutc
     local = not is_uri(sweep_dir)
     if local:
         sweep_dir = str(Path(sweep_dir).expanduser().resolve())
-        if not Path(sweep_dir, "sweep.yaml").exists():
+        if not Path(sweep_dir, SWEEP_FILE).exists():
             raise ConfigError("not a sweep folder (no sweep.yaml)", sweep_dir)
-        sweep = load_sweep(Path(sweep_dir, "sweep.yaml"), check_data=False)
+        sweep = load_sweep(Path(sweep_dir, SWEEP_FILE), check_data=False)
     else:
         from sweeps import storage
 
         import tempfile
 
-        tmp = Path(tempfile.mkdtemp(prefix="cordbench-sweep-"), "sweep.yaml")
-        tmp.write_text(storage.read_text(storage.join(sweep_dir, "sweep.yaml")))
+        tmp = Path(tempfile.mkdtemp(prefix="cordbench-sweep-"), SWEEP_FILE)
+        tmp.write_text(storage.read_text(storage.join(sweep_dir, SWEEP_FILE)))
         sweep = load_sweep(tmp, check_data=False)
     # the folder may have moved since: storage/name follow the folder being resumed
     sweep.raw["storage"] = str(Path(sweep_dir).parent) if local else sweep_dir.rsplit("/", 1)[0]
@@ -426,4 +427,4 @@ def read_results(sweep_dir: str | Path):
 
     from sweeps import storage
 
-    return pd.read_csv(io.StringIO(storage.read_text(storage.join(str(sweep_dir), "results.csv"))))
+    return pd.read_csv(io.StringIO(storage.read_text(storage.join(str(sweep_dir), RESULTS_FILE))))

@@ -25,11 +25,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
+from cordbench.run_folder import RunFolder
 from sweeps.config import Dim, apply_params, decode_params, is_uri
+from sweeps.records import (PREVIOUS_METRICS, RESUME_DIR, TRIAL_RECORD, TRIALS_DIR, TUNE_CHECKPOINT, TUNE_META,
+                            Elapsed, main_dice, next_attempt, read_trial_record, write_trial_record)
 
-DONE_FILE = "trial.json"
-RESUME_DIR = ".resume"
-CKPT_NAME = "checkpoint.ckpt"
+# names this module exported before sweeps.records existed
+DONE_FILE, CKPT_NAME, PREV_METRICS = TRIAL_RECORD, TUNE_CHECKPOINT, PREVIOUS_METRICS
 
 
 @dataclass
@@ -89,7 +91,7 @@ def local_run_dir(setup: TrialSetup, trial_id: str) -> Path:
     folder (uploaded to ``<uri>/trials/<id>`` at the end) when the storage is a URI."""
     if setup.remote:
         return Path(tempfile.gettempdir(), "cordbench-trials", setup.sweep_name, trial_id)
-    return Path(setup.sweep_dir, "trials", trial_id)
+    return Path(setup.sweep_dir, TRIALS_DIR, trial_id)
 
 
 # ------------------------------------------------------------------------------------- reporting
@@ -176,7 +178,7 @@ def report_callback(resume_epoch: int = -1, on_report: Any = None):
                         shutil.copy2(ckpt_file, Path(tmp, CKPT_NAME))
                     else:
                         trainer.save_checkpoint(str(Path(tmp, CKPT_NAME)))
-                    Path(tmp, "meta.json").write_text(json.dumps({"epoch": epoch}))
+                    Path(tmp, TUNE_META).write_text(json.dumps({"epoch": epoch}))
                     tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(tmp))
                 self.timing["report"] += time.perf_counter() - t0
                 self.reports += 1
@@ -198,7 +200,7 @@ def restored_checkpoint(run_dir: Path) -> Iterator[tuple[str | None, int]]:
     if dest.exists():
         shutil.rmtree(dest)
     ckpt.to_directory(str(dest))
-    meta = json.loads((dest / "meta.json").read_text()) if (dest / "meta.json").exists() else {"epoch": -1}
+    meta = json.loads((dest / TUNE_META).read_text()) if (dest / TUNE_META).exists() else {"epoch": -1}
     _set_aside_interrupted_wandb(run_dir)
     try:
         yield str(dest / CKPT_NAME), int(meta["epoch"])
@@ -208,14 +210,11 @@ def restored_checkpoint(run_dir: Path) -> Iterator[tuple[str | None, int]]:
 
 def _set_aside_interrupted_wandb(run_dir: Path) -> None:
     """Keep one wandb run per trial: move runs of an interrupted attempt to ``wandb/interrupted/``."""
-    wdir = run_dir / "wandb"
+    wdir = RunFolder(run_dir).wandb
     for run in sorted(wdir.glob("offline-run-*")) + sorted(wdir.glob("run-*")):
         target = wdir / "interrupted" / run.name
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.move(str(run), str(target))
-
-
-PREV_METRICS = ".metrics.previous.csv"
 
 
 def take_metrics(run_dir: Path, resume_epoch: int) -> None:
@@ -225,14 +224,15 @@ def take_metrics(run_dir: Path, resume_epoch: int) -> None:
 
     from cordbench import io
 
-    frames = [pd.read_csv(p) for p in (run_dir / PREV_METRICS, run_dir / "metrics.csv") if p.exists()]
+    metrics = RunFolder(run_dir).metrics
+    frames = [pd.read_csv(p) for p in (run_dir / PREV_METRICS, metrics) if p.exists()]
     if not frames:
         return
     prev = pd.concat(frames, ignore_index=True)
     if "epoch" in prev.columns:
         prev = prev[prev["epoch"] <= resume_epoch]
     io.write_csv(run_dir / PREV_METRICS, prev)
-    (run_dir / "metrics.csv").unlink(missing_ok=True)
+    metrics.unlink(missing_ok=True)
 
 
 def merge_metrics(run_dir: Path) -> None:
@@ -241,7 +241,7 @@ def merge_metrics(run_dir: Path) -> None:
 
     from cordbench import io
 
-    prev_path, path = run_dir / PREV_METRICS, run_dir / "metrics.csv"
+    prev_path, path = run_dir / PREV_METRICS, RunFolder(run_dir).metrics
     if not prev_path.exists():
         return
     frames = [pd.read_csv(prev_path)] + ([pd.read_csv(path)] if path.exists() else [])
@@ -249,57 +249,28 @@ def merge_metrics(run_dir: Path) -> None:
     prev_path.unlink()
 
 
-class Elapsed:
-    """Wall time of a trial summed over its attempts (``.elapsed.json``: seconds per attempt)."""
-
-    def __init__(self, run_dir: Path, attempt: int):
-        self.path, self.attempt, self.t0 = run_dir / ".elapsed.json", str(attempt), time.perf_counter()
-        self.done = json.loads(self.path.read_text()) if self.path.exists() else {}
-
-    def update(self) -> float:
-        from cordbench import io
-
-        self.done[self.attempt] = round(time.perf_counter() - self.t0, 3)
-        io.write_json(self.path, self.done)
-        return float(sum(self.done.values()))
-
-
 #: Failures (``failure.json`` ``error``) that a retry would only repeat: the trial fails at once.
 NOT_RETRIED = {"TrainingDivergedError"}
 
 
 def _previous_failure(run_dir: Path) -> dict[str, Any] | None:
-    """``failure.json`` left by an earlier attempt of this trial (see ``cordbench.runner.record_failure``)."""
-    p = run_dir / "failure.json"
-    try:
-        return json.loads(p.read_text()) if p.exists() else None
-    except (OSError, json.JSONDecodeError):
-        return None
+    """The failure record left by an earlier attempt of this trial (see ``cordbench.runner.record_failure``)."""
+    return RunFolder(run_dir).read_failure()
 
 
-def finished_record(run_dir: Path) -> dict[str, Any] | None:
-    """The ``trial.json`` of a finished run folder, else None."""
-    p = run_dir / DONE_FILE
-    if not p.exists():
-        return None
-    try:
-        return json.loads(p.read_text())
-    except json.JSONDecodeError:
-        return None
+finished_record = read_trial_record
 
 
 def write_finished(run_dir: Path, trial_id: str, result: Any, last_metrics: dict[str, float],
                    attempts: int, seconds: float | None = None, timing: dict[str, float] | None = None
                    ) -> dict[str, Any]:
     """Mark the run folder finished (``trial.json``: last reported metrics, timing over all attempts)."""
-    from cordbench import io
-
     record = {"trial_id": trial_id, "seconds": float(result.seconds if seconds is None else seconds),
               "fit_seconds": float(result.seconds), "best_ckpt": result.best_ckpt,
               "val": result.val, "last_report": last_metrics, "attempts": attempts,
               "timing": {k: round(v, 4) for k, v in (timing or {}).items()},
               "finished": time.strftime("%Y-%m-%dT%H:%M:%S")}
-    io.write_json(run_dir / DONE_FILE, record)
+    write_trial_record(run_dir, record)
     return record
 
 
@@ -324,9 +295,7 @@ def train_trial(config: dict[str, Any], setup: TrialSetup) -> None:
 
     torch.set_num_threads(max(1, int(float(setup.resources.get("cpu", 1)))))
     run_dir.mkdir(parents=True, exist_ok=True)
-    attempts_file = run_dir / ".attempts"
-    attempts = int(attempts_file.read_text()) + 1 if attempts_file.exists() else 1
-    attempts_file.write_text(str(attempts))
+    attempts = next_attempt(run_dir)
     previous = _previous_failure(run_dir)
     if attempts > 1 and previous and previous.get("error") in NOT_RETRIED:
         from lightning_modules.module import TrainingDivergedError
@@ -348,26 +317,15 @@ def train_trial(config: dict[str, Any], setup: TrialSetup) -> None:
     if setup.remote:
         from sweeps.storage import join, upload_dir
 
-        upload_dir(run_dir, join(setup.sweep_dir, "trials", trial_id))
+        upload_dir(run_dir, join(setup.sweep_dir, TRIALS_DIR, trial_id))
     if cb.final is not None:  # last epoch + test Dice, now that the run folder is complete
-        last_ckpt = run_dir / "checkpoints" / "last.ckpt"
+        last_ckpt = RunFolder(run_dir).last_ckpt
         cb.report(None, final, int(final["epoch"]) - 1, str(last_ckpt) if last_ckpt.exists() else None)
 
 
 def main_test_dice(records: list[dict[str, Any]], task: str) -> float | None:
-    """Mean over test subjects of the task's main class Dice (see :data:`sweeps.results.MAIN_CLASS`)."""
-    from sweeps.results import MAIN_CLASS
-
-    if not records:
-        return None
-    main = MAIN_CLASS.get(task)
-    keys = [f"{main}/dice"] if main and f"{main}/dice" in records[0] else \
-        [k for k in records[0] if k.endswith("/dice")]
-    if not keys:
-        return None
-    import numpy as np
-
-    return float(np.mean([np.mean([float(r[k]) for k in keys]) for r in records]))
+    """Mean over test subjects of the task's main class Dice (:func:`sweeps.records.main_dice`)."""
+    return main_dice(records, task)
 
 
 # ---------------------------------------------------------------------------------------------- DDP

@@ -19,7 +19,7 @@ from cordbench.errors import ConfigError
 from cordbench.paths import REPO_ROOT
 from sweeps.config import Dim, decode_params, load_sweep, parse_dim
 
-SWEEPS = sorted((REPO_ROOT / "sweeps").glob("*.yaml"))
+SWEEPS = sorted((REPO_ROOT / "configs" / "sweeps").glob("*.yaml"))
 REQUIRED = {"ablation_skips", "ablation_depth", "ablation_heads", "ablation_full", "models", "hpo", "quickstart",
             "ci"}
 

@@ -17,6 +17,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from cordbench.report import metrics_table
+    from cordbench.run_folder import RunFolder
     from cordbench.runner import fit
 
     cfg = config_from_args(args)
@@ -27,5 +28,5 @@ def run(args: argparse.Namespace) -> int:
     if result.test_summary:
         print(f"\ntest metrics ({cfg['model']['name']}, task {cfg['data']['task']}):")
         print(metrics_table(result.test_summary))
-        print(f"per-subject metrics: {result.out / 'test_metrics.csv'}")
+        print(f"per-subject metrics: {RunFolder(result.out).test_metrics}")
     return 0

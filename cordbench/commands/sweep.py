@@ -1,13 +1,14 @@
-"""``cordbench sweep``: run a Ray Tune sweep from ``sweeps/*.yaml`` (or resume one)."""
+"""``cordbench sweep``: run a Ray Tune sweep from ``configs/sweeps/*.yaml`` (or resume one)."""
 from __future__ import annotations
 
 import argparse
 
-HELP = "run a Ray Tune sweep (sweeps/*.yaml) locally or on a cluster; --resume finishes an interrupted one"
+HELP = "run a Ray Tune sweep (configs/sweeps/*.yaml) locally or on a cluster; --resume finishes an interrupted one"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("config", nargs="?", help="sweep YAML (sweeps/*.yaml)")
+    p.add_argument("config", nargs="?", help="sweep YAML (configs/sweeps/*.yaml; the old sweeps/*.yaml paths and "
+                   "bare names such as quickstart work too)")
     p.add_argument("--address", help="join a running Ray cluster: auto | ray://host:10001 (default: local Ray)")
     p.add_argument("--resume", metavar="DIR", help="finish the sweep in this folder (<storage>/<name>)")
     p.add_argument("--storage", metavar="DIR", help="storage folder or URI (overrides the config's storage)")

@@ -16,9 +16,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from cordbench.report import metrics_table
+    from cordbench.run_folder import RunFolder
     from cordbench.runner import evaluate
 
     result = evaluate(config_from_args(args), args.ckpt, stage="test")
     print(metrics_table(result.test_summary))
-    print(f"per-subject metrics: {result.out / 'test_metrics.csv'}")
+    print(f"per-subject metrics: {RunFolder(result.out).test_metrics}")
     return 0

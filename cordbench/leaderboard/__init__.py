@@ -58,15 +58,14 @@ def render_leaderboard(sweep_dir: str | Path, metric: str = "dice", task: str | 
 
 def _log_to_wandb(lb, out_dir: Path, files: LeaderboardFiles) -> Path | None:
     """Log the table and plots to a leaderboard run in the group the trials used."""
-    from cordbench.config import load_yaml
     from cordbench.tracking import log_leaderboard, wandb_defaults_from_trials
 
     configs = []
     for _, row in lb.sweep.results.iterrows():
-        path = lb.sweep.trial_dir(row) / "config.yaml"
-        if path.exists():
+        run = lb.sweep.run_folder(row)
+        if run.config.exists():
             try:
-                configs.append(load_yaml(path))
+                configs.append(run.read_config())
                 break
             except Exception:
                 continue

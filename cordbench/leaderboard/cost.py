@@ -21,7 +21,6 @@ from typing import Any
 
 import pandas as pd
 
-from cordbench.config import load_yaml
 
 
 def _trial_model(cfg: dict[str, Any]) -> tuple[str, str | None, tuple, int, int, tuple[int, ...]]:
@@ -81,9 +80,10 @@ def entry_costs(sweep: Any, trials: pd.DataFrame, reps: int = 10) -> tuple[pd.Da
 
     configs: dict[str, tuple] = {}
     for _, row in trials.iterrows():
-        path = sweep.trial_dir(row) / "config.yaml"
+        run = sweep.run_folder(row)
+        path = run.config
         try:
-            configs[row["trial_id"]] = _trial_model(load_yaml(path))
+            configs[row["trial_id"]] = _trial_model(run.read_config())
         except Exception as exc:  # a missing config must not sink the leaderboard
             warnings.warn(f"{path}: no cost figures ({exc})")
     common: dict[int, tuple[int, ...]] = {}

@@ -36,10 +36,12 @@ from typing import Any, Callable
 import numpy as np
 import pandas as pd
 
+from cordbench import run_folder
 from cordbench.errors import ConfigError, CordbenchError, InputError
+from cordbench.run_folder import RunFolder
 
-CACHE_NAME = "morphometrics.csv"
-CHECKPOINT = Path("checkpoints") / "best.ckpt"
+CACHE_NAME = run_folder.MORPHOMETRICS      # a trial's cache, in its run folder
+CHECKPOINT = Path(run_folder.BEST_CKPT)    # relative to the run folder
 LEVELS = tuple(range(1, 8))  # C1..C7
 LEVEL_NAMES = {L: f"C{L}" for L in LEVELS}
 CACHE_COLUMNS = ["subject", "VertLevel", "CSA_manual", "CSA_model", "csa_error_pct", "n_slices_manual",
@@ -48,36 +50,21 @@ CACHE_COLUMNS = ["subject", "VertLevel", "CSA_manual", "CSA_model", "csa_error_p
 
 
 # ------------------------------------------------------------------------------------ trial files
-def _read_json(path: Path) -> Any:
-    import json
-
-    try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
-        raise InputError(f"{path.name} missing: not a cordbench run folder", path) from None
-    except (OSError, ValueError) as exc:
-        raise InputError(f"unreadable {path.name} ({exc})", path) from None
-
-
 def trial_config(trial_dir: Path) -> dict[str, Any]:
-    """The trial's resolved ``config.yaml``."""
-    from cordbench.config import load_yaml
-
-    path = trial_dir / "config.yaml"
-    if not path.exists():
-        raise InputError("config.yaml missing: not a cordbench run folder", path)
-    return load_yaml(path)
+    """The trial's resolved config (:meth:`RunFolder.read_config`)."""
+    return RunFolder(Path(trial_dir)).read_config()
 
 
 def data_root(trial_dir: Path, cfg: dict[str, Any] | None = None) -> Path:
-    """The data set folder the trial used: ``data.json``'s ``root``, else the phantom's cache folder."""
-    cfg = cfg if cfg is not None else trial_config(trial_dir)
-    desc = _read_json(trial_dir / "data.json")
+    """The data set folder the trial used: the data description's ``root``, else the phantom's cache folder."""
+    run = RunFolder(Path(trial_dir))
+    cfg = cfg if cfg is not None else run.read_config()
+    desc = run.read_data_description()
     root = desc.get("root")
     data = cfg.get("data") or {}
     if root in (None, "", "None"):
         if str(desc.get("data") or data.get("name")) != "phantom":
-            raise InputError("data.json names no data root", trial_dir / "data.json")
+            raise InputError(f"{run.data.name} names no data root", run.data)
         from data_modules.phantom_dm import default_phantom_root
 
         p = data.get("phantom") or {}
@@ -85,17 +72,13 @@ def data_root(trial_dir: Path, cfg: dict[str, Any] | None = None) -> Path:
                                     bool(p.get("dwi", False)))
     root = Path(root)
     if not root.is_dir():
-        raise InputError(f"data set folder {root} of the trial not found", trial_dir / "data.json")
+        raise InputError(f"data set folder {root} of the trial not found", run.data)
     return root
 
 
 def test_subjects(trial_dir: Path) -> list[str]:
-    """Held-out subjects of the trial (``split.json``'s ``test``)."""
-    split = _read_json(trial_dir / "split.json")
-    test = split.get("test") if isinstance(split, dict) else None
-    if not test:
-        raise InputError("split.json has no test subjects", trial_dir / "split.json")
-    return [str(s) for s in test]
+    """Held-out subjects of the trial (:meth:`RunFolder.test_subjects`)."""
+    return RunFolder(Path(trial_dir)).test_subjects()
 
 
 def trial_task(cfg: dict[str, Any]) -> str:
@@ -390,9 +373,7 @@ def trial_morphometrics(trial_dir: str | Path, trial_id: str | None = None, refr
         except Exception as exc:  # recorded in the CSV and listed in the report, never silently dropped
             frames.append(_failed_row(sub, _describe(exc)))
     df = pd.concat(frames, ignore_index=True)[CACHE_COLUMNS]
-    from cordbench.io import write_csv
-
-    write_csv(trial_dir / CACHE_NAME, df)
+    RunFolder(trial_dir).write_morphometrics(df)
     return TrialMorpho(tid, read_cache(trial_dir / CACHE_NAME))
 
 

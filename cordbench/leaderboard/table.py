@@ -25,11 +25,13 @@ import pandas as pd
 
 from cordbench.errors import ConfigError, InputError
 from cordbench.leaderboard import stats
+from cordbench.run_folder import RunFolder
+from sweeps import records as sweep_records
 
-#: results.csv columns that are not swept knobs.
-BASE_COLUMNS = ("trial_id", "status", "error", "model", "preset", "seed", "data", "task", "run_dir", "epochs",
-                "seconds", "params", "fold", "node", "hostname", "iterations", "time_total_s", "timestamp",
-                "checkpoint", "logdir", "trial_name", "attempts", "early_stopped")
+#: results.csv columns that are not swept knobs: what ``cordbench sweep`` writes besides the knobs,
+#: plus Ray Tune result columns and ``fold`` that hand-made results files may carry.
+BASE_COLUMNS = tuple(sweep_records.BASE_COLUMNS + sweep_records.TAIL_COLUMNS) + (
+    "fold", "node", "hostname", "iterations", "time_total_s", "timestamp", "checkpoint", "logdir", "trial_name")
 METRIC_PREFIXES = ("val_", "test_", "train_", "val/", "test/", "train/")
 SUCCESS = frozenset({"ok", "success", "succeeded", "completed", "complete", "done", "finished", "terminated"})
 BY_CHOICES = ("model", "config")
@@ -55,7 +57,11 @@ class Sweep:
         if isinstance(rd, str) and rd.strip():
             p = Path(rd)
             return p if p.is_absolute() else self.root / p
-        return self.root / "trials" / str(row["trial_id"])
+        return self.root / sweep_records.trial_rel(str(row["trial_id"]))
+
+    def run_folder(self, row: pd.Series) -> RunFolder:
+        """A trial's :class:`~cordbench.run_folder.RunFolder`."""
+        return RunFolder(self.trial_dir(row))
 
 
 def fmt_value(v: Any) -> Any:
@@ -80,7 +86,7 @@ def load_sweep(sweep_dir: str | Path) -> Sweep:
     root = Path(sweep_dir)
     if not root.is_dir():
         raise InputError("sweep folder not found", root)
-    path = root / "results.csv"
+    path = root / sweep_records.RESULTS_FILE
     if not path.exists():
         raise InputError("no results.csv: not a finished sweep folder (run `cordbench sweep` first)", root)
     try:
@@ -99,10 +105,10 @@ def load_sweep(sweep_dir: str | Path) -> Sweep:
     knobs = [c for c in results.columns if c not in BASE_COLUMNS and not c.startswith(METRIC_PREFIXES)
              and not c.endswith(("_dice", "_loss"))]
     config: dict[str, Any] = {}
-    if (root / "sweep.yaml").exists():
+    if (root / sweep_records.SWEEP_FILE).exists():
         from cordbench.config import load_yaml
 
-        config = load_yaml(root / "sweep.yaml")
+        config = load_yaml(root / sweep_records.SWEEP_FILE)
     return Sweep(root, results, knobs, config)
 
 
@@ -161,9 +167,10 @@ def read_per_subject(sweep: Sweep, rows: pd.DataFrame) -> tuple[dict[str, pd.Dat
     frames: dict[str, pd.DataFrame] = {}
     failed: list[dict[str, Any]] = []
     for _, row in rows.iterrows():
-        path = sweep.trial_dir(row) / "test_metrics.csv"
+        run = sweep.run_folder(row)
+        path = run.test_metrics
         try:
-            df = pd.read_csv(path)
+            df = run.read_test_metrics()
         except FileNotFoundError:
             failed.append({"trial_id": row["trial_id"], "reason": f"no per-subject metrics ({path.name} missing)"})
             continue
@@ -212,7 +219,7 @@ def build_leaderboard(sweep_dir: str | Path | Sweep, metric: str = "dice", task:
         raise ConfigError(f"--alpha must be in (0, 1), got {alpha}")
     sweep = sweep_dir if isinstance(sweep_dir, Sweep) else load_sweep(sweep_dir)
     res = sweep.results.copy()
-    csv_path = sweep.root / "results.csv"
+    csv_path = sweep.root / sweep_records.RESULTS_FILE
     if "task" in res.columns:
         task = _choose(res["task"], task, "tasks", "--task", csv_path)
         res = res[res["task"].astype(str) == task] if task is not None else res
@@ -244,9 +251,10 @@ def build_leaderboard(sweep_dir: str | Path | Sweep, metric: str = "dice", task:
         if df is None:
             continue
         if column is None:
-            column = resolve_class(list(df.columns), metric, cls, task, sweep.trial_dir(row) / "test_metrics.csv")
+            column = resolve_class(list(df.columns), metric, cls, task, sweep.run_folder(row).test_metrics)
         if column not in df.columns:
-            failed_rows.append({"trial_id": row["trial_id"], "reason": f"test_metrics.csv has no {column!r} column"})
+            failed_rows.append({"trial_id": row["trial_id"],
+                                "reason": f"{sweep.run_folder(row).test_metrics.name} has no {column!r} column"})
             continue
         values = pd.to_numeric(df[column], errors="coerce").replace([np.inf, -np.inf], np.nan)
         for subject, value in zip(df["subject"], values):

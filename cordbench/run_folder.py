@@ -1,0 +1,237 @@
+"""The run folder: the one place that names its files, writes them and reads them back.
+
+A run folder is what one ``cordbench fit|validate|test`` run (and so every sweep trial) leaves::
+
+    config.yaml              the resolved run config
+    split.json               train / val / test subjects
+    data.json                the data set description (name, root, task, contrast, …)
+    metrics.csv              per-epoch metrics (Lightning's CSVLogger writes it)
+    checkpoints/best.ckpt    best epoch by ``val/dice`` (Lightning's ModelCheckpoint)
+    checkpoints/last.ckpt    last epoch
+    test_metrics.csv         one row per held-out subject: ``subject`` + ``<class>/<metric>``
+    test_summary.json        aggregated test metrics (+ checkpoint, model, preset, task)
+    failure.json             why a fit stopped on an error (status, error, reason, epoch, step)
+    morphometrics.csv        the leaderboard's cached per-subject × level CSA comparison
+    wandb/                   the offline wandb run
+
+Writers are used by :mod:`cordbench.runner`; readers by :mod:`sweeps.results` (through a
+``read(relative path)`` function, so a run folder on S3/GCS reads the same way) and by
+:mod:`cordbench.leaderboard`. File formats are unchanged from the first release: folders written
+before this module existed read identically (``tests/test_run_folder.py``). Sweep-only records
+kept in a trial's run folder (``trial.json``, attempts, elapsed time) belong to :mod:`sweeps.records`.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Any, Callable, Mapping
+
+from cordbench.errors import InputError
+
+CONFIG = "config.yaml"
+SPLIT = "split.json"
+DATA = "data.json"
+METRICS = "metrics.csv"
+CHECKPOINTS = "checkpoints"
+BEST_CKPT_NAME = "best.ckpt"    # the best epoch by val/dice (ModelCheckpoint ``filename`` = its stem)
+LAST_CKPT = "last.ckpt"         # Lightning's ``ModelCheckpoint.CHECKPOINT_NAME_LAST`` + ``.ckpt``
+BEST = PurePosixPath(BEST_CKPT_NAME).stem
+TEST_METRICS = "test_metrics.csv"
+TEST_SUMMARY = "test_summary.json"
+FAILURE = "failure.json"
+MORPHOMETRICS = "morphometrics.csv"
+WANDB = "wandb"
+
+#: Relative path of the best checkpoint inside a run folder.
+BEST_CKPT = PurePosixPath(CHECKPOINTS, BEST_CKPT_NAME)
+
+Reader = Callable[[str], "str | None"]
+
+
+@dataclass(frozen=True)
+class RunFolder:
+    """One run folder: ``path`` on disk, or a relative path read through ``reader`` (remote storage).
+
+    ``reader(relative path) -> text | None`` (None: no such file) lets :mod:`sweeps.results` read
+    trials of a sweep stored at a URI; local folders need no reader.
+    """
+
+    path: Path
+    reader: Reader | None = None
+
+    # ------------------------------------------------------------------------------- paths
+    def file(self, name: str | PurePosixPath) -> Path:
+        """Path of a file of the folder (``name`` one of this module's constants)."""
+        return Path(self.path) / name
+
+    @property
+    def config(self) -> Path:
+        return self.file(CONFIG)
+
+    @property
+    def split(self) -> Path:
+        return self.file(SPLIT)
+
+    @property
+    def data(self) -> Path:
+        return self.file(DATA)
+
+    @property
+    def metrics(self) -> Path:
+        return self.file(METRICS)
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.file(CHECKPOINTS)
+
+    @property
+    def best_ckpt(self) -> Path:
+        return self.file(BEST_CKPT)
+
+    @property
+    def last_ckpt(self) -> Path:
+        return self.checkpoints / LAST_CKPT
+
+    @property
+    def test_metrics(self) -> Path:
+        return self.file(TEST_METRICS)
+
+    @property
+    def test_summary(self) -> Path:
+        return self.file(TEST_SUMMARY)
+
+    @property
+    def failure(self) -> Path:
+        return self.file(FAILURE)
+
+    @property
+    def morphometrics(self) -> Path:
+        return self.file(MORPHOMETRICS)
+
+    @property
+    def wandb(self) -> Path:
+        return self.file(WANDB)
+
+    # ----------------------------------------------------------------------------- writers
+    def write_config(self, text: str) -> Path:
+        """``config.yaml`` (the resolved config, already dumped to YAML), atomically."""
+        from cordbench import io
+
+        self.path.mkdir(parents=True, exist_ok=True)
+        return io.write_text(self.config, text)
+
+    def write_data_description(self, desc: Mapping[str, Any]) -> None:
+        """``split.json`` (``desc['split']``) and ``data.json`` (the rest) of a data module's ``describe()``."""
+        from cordbench import io
+
+        io.write_json(self.split, desc["split"])
+        io.write_json(self.data, {k: v for k, v in desc.items() if k != "split"})
+
+    def write_test_outputs(self, records: list[dict[str, Any]], summary: Mapping[str, Any]) -> None:
+        """``test_metrics.csv`` (one row per subject) and ``test_summary.json``."""
+        import pandas as pd
+
+        from cordbench import io
+
+        io.write_csv(self.test_metrics, pd.DataFrame(records))
+        io.write_json(self.test_summary, dict(summary))
+
+    def write_failure(self, record: Mapping[str, Any]) -> Path:
+        """``failure.json``."""
+        from cordbench import io
+
+        return io.write_json(self.failure, dict(record))
+
+    def clear_failure(self) -> None:
+        """Remove a stale ``failure.json`` of an earlier attempt."""
+        self.failure.unlink(missing_ok=True)
+
+    def write_morphometrics(self, frame: Any) -> Path:
+        """The leaderboard's ``morphometrics.csv`` cache."""
+        from cordbench import io
+
+        return io.write_csv(self.morphometrics, frame)
+
+    # ----------------------------------------------------------------------------- readers
+    def text(self, name: str | PurePosixPath) -> str | None:
+        """Text of a file of the folder, None when it does not exist or cannot be read."""
+        if self.reader is not None:
+            return self.reader(str(PurePosixPath(str(self.path), name)))
+        p = self.file(name)
+        try:
+            return p.read_text() if p.is_file() else None
+        except OSError:
+            return None
+
+    def _json(self, name: str) -> Any:
+        """A JSON file; a missing or unreadable one is one line naming the file."""
+        path = self.file(name)
+        try:
+            text = self.text(name) if self.reader is not None else path.read_text()
+        except FileNotFoundError:
+            text = None
+        except OSError as exc:
+            raise InputError(f"unreadable {name} ({exc})", path) from None
+        if text is None:
+            raise InputError(f"{name} missing: not a cordbench run folder", path)
+        try:
+            return json.loads(text)
+        except ValueError as exc:
+            raise InputError(f"unreadable {name} ({exc})", path) from None
+
+    def read_config(self) -> dict[str, Any]:
+        """The resolved ``config.yaml``."""
+        if self.reader is not None:
+            import yaml
+
+            text = self.text(CONFIG)
+            if text is None:
+                raise InputError(f"{CONFIG} missing: not a cordbench run folder", self.config)
+            return yaml.safe_load(text)
+        from cordbench.config import load_yaml
+
+        if not self.config.exists():
+            raise InputError(f"{CONFIG} missing: not a cordbench run folder", self.config)
+        return load_yaml(self.config)
+
+    def read_data_description(self) -> dict[str, Any]:
+        """``data.json``."""
+        return self._json(DATA)
+
+    def read_split(self) -> dict[str, Any]:
+        """``split.json``."""
+        return self._json(SPLIT)
+
+    def test_subjects(self) -> list[str]:
+        """Held-out subjects (``split.json``'s ``test``)."""
+        split = self.read_split()
+        test = split.get("test") if isinstance(split, dict) else None
+        if not test:
+            raise InputError(f"{SPLIT} has no test subjects", self.split)
+        return [str(s) for s in test]
+
+    def read_test_summary(self) -> dict[str, Any]:
+        """``test_summary.json``."""
+        return self._json(TEST_SUMMARY)
+
+    def read_failure(self) -> dict[str, Any] | None:
+        """``failure.json`` of an earlier attempt, None when absent or unreadable."""
+        text = self.text(FAILURE)
+        try:
+            return json.loads(text) if text is not None else None
+        except ValueError:
+            return None
+
+    def read_test_metrics(self):
+        """``test_metrics.csv`` as a DataFrame (pandas' errors propagate: the caller words the reason)."""
+        import pandas as pd
+
+        if self.reader is not None:
+            import io as _io
+
+            text = self.text(TEST_METRICS)
+            if text is None:
+                raise FileNotFoundError(str(self.test_metrics))
+            return pd.read_csv(_io.StringIO(text))
+        return pd.read_csv(self.test_metrics)
