@@ -28,7 +28,7 @@ def _save(fig, path: Path) -> Path:
     return path
 
 
-def _slug(text: str) -> str:
+def slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_]+", "-", str(text)).strip("-") or "x"
 
 
@@ -69,7 +69,7 @@ def scatter_by_level(df, x: str, y: str, by: str | None, level_col: str | None, 
         ax.tick_params(labelsize=7)
         ax.legend(fontsize=6, loc="best")
     fig.suptitle(f"{y} vs {x}" + (f" by {by}" if by else ""), fontsize=10)
-    return _save(fig, Path(out_dir) / f"scatter_{_slug(y)}_vs_{_slug(x)}_by-{_slug(by or 'all')}.png")
+    return _save(fig, Path(out_dir) / f"scatter_{slug(y)}_vs_{slug(x)}_by-{slug(by or 'all')}.png")
 
 
 def correlation_heatmap(table, by: str, out_path: str | Path, title: str = "") -> Path:

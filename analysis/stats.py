@@ -183,28 +183,3 @@ def read_metrics(path, level_col: str | None = "VertLevel"):
         raise InputError(f"level column {level_col!r} not found (columns: {', '.join(map(str, df.columns))}); "
                          "pass --level-col or --no-levels", path)
     return df
-
-
-def write_statistics(df, x: str, y: str, by: Sequence[str], level_col: str | None, out_dir,
-                     source: str | None = None, plots: bool = True) -> dict[str, object]:
-    """Correlations, comparisons, scatter plots and heatmaps into ``out_dir``; returns tables and paths."""
-    from pathlib import Path
-
-    from analysis import plots as P
-    from cordbench.io import write_csv
-
-    out_dir = Path(out_dir)
-    corr = correlation_table(df, x, y, by, level_col, source)
-    comp = comparison_table(df, x, y, by, level_col, source)
-    result: dict[str, object] = {"correlations": corr, "comparisons": comp,
-                                 "correlations_csv": write_csv(out_dir / "correlations.csv", corr),
-                                 "comparisons_csv": write_csv(out_dir / "comparisons.csv", comp), "figures": []}
-    if plots:
-        figs = [P.scatter_by_level(df, x, y, None, level_col, out_dir / "plots")]
-        for col in by:
-            figs.append(P.scatter_by_level(df, x, y, col, level_col, out_dir / "plots"))
-            stem = f"{P._slug(y)}_vs_{P._slug(x)}_by-{P._slug(col)}"
-            figs.append(P.correlation_heatmap(corr, col, out_dir / "plots" / f"heatmap_{stem}.png"))
-            figs.append(P.bar_with_ci(corr, col, out_dir / "plots" / f"ci_{stem}.png"))
-        result["figures"] = figs
-    return result

@@ -410,7 +410,7 @@ def analyze(bids_dir: str | Path, out_dir: str | Path, *, seg_source: str = "lab
             by: Sequence[str] = ("sex", "manufacturer", "institution_id"), opts: StudyOptions | None = None,
             progress: bool = True) -> StudySummary:
     """Run the whole study (see module docstring) and write every output."""
-    from analysis.stats import write_statistics
+    from analysis.stats_report import write_statistics
     from cordbench.io import write_csv, write_json
 
     t0 = time.perf_counter()

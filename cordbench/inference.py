@@ -8,7 +8,7 @@ mask has exactly the input's shape and affine and lines up with it in any viewer
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -59,3 +59,22 @@ def _sidecar(path: Path) -> Path:
         if name.endswith(ext):
             return path.with_name(name[: -len(ext)] + ".json")
     return path.with_suffix(".json")
+
+
+def predict_bids(module: Any, root: str | Path, contrast: str, task: str, ckpt: str | Path | None = None,
+                 out_root: str | Path | None = None, subjects: Sequence[str] | None = None) -> list[Path]:
+    """Predict every existing ``contrast`` image of a BIDS tree into ``derivatives/cordbench``.
+
+    Uses :func:`predict_file` (mask on the input grid + JSON sidecar), one file per image at
+    :func:`data_modules.native.prediction_path`.
+    """
+    from cordbench.errors import InputError
+    from data_modules.bids import BidsIndex
+    from data_modules.native import prediction_path
+
+    index = BidsIndex.from_dir(root, strict=False)
+    recs = [r for r in index.images if r.exists and r.contrast == contrast
+            and (subjects is None or r.subject in subjects)]
+    if not recs:
+        raise InputError(f"no {contrast} image to predict", root)
+    return [predict_file(module, r.path, prediction_path(out_root or root, r, task), ckpt=ckpt) for r in recs]

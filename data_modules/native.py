@@ -8,7 +8,8 @@ or ``argmax`` of linearly resampled class probabilities (smoother; exact for int
 up-sampling factors such as Perone's 0.5 → 0.25 mm, not for arbitrary ratios).
 
 ``derivatives/cordbench/sub-*/{anat,dwi}/sub-*_<contrast>_label-<TASK>_seg.nii.gz`` is where
-``cordbench predict`` over a BIDS data set writes, with a JSON sidecar.
+``cordbench predict`` over a BIDS data set writes, with a JSON sidecar
+(:func:`cordbench.inference.predict_bids`).
 """
 from __future__ import annotations
 
@@ -68,21 +69,3 @@ def prediction_path(root: str | Path, rec: Any, task: str) -> Path:
     parts.append(safe_name(rec.datatype, "datatype", where))
     name = f"{safe_name(rec.stem, 'file stem', where)}_label-{safe_name(task, 'task', where)}_seg.nii.gz"
     return Path(root).joinpath(DERIVATIVES, *parts, name)
-
-
-def predict_bids(module: Any, root: str | Path, contrast: str, task: str, ckpt: str | Path | None = None,
-                 out_root: str | Path | None = None, subjects: Sequence[str] | None = None) -> list[Path]:
-    """Predict every existing ``contrast`` image of a BIDS tree into ``derivatives/cordbench``.
-
-    Uses :func:`cordbench.inference.predict_file` (mask on the input grid + JSON sidecar).
-    """
-    from cordbench.errors import InputError
-    from cordbench.inference import predict_file
-    from data_modules.bids import BidsIndex
-
-    index = BidsIndex.from_dir(root, strict=False)
-    recs = [r for r in index.images if r.exists and r.contrast == contrast
-            and (subjects is None or r.subject in subjects)]
-    if not recs:
-        raise InputError(f"no {contrast} image to predict", root)
-    return [predict_file(module, r.path, prediction_path(out_root or root, r, task), ckpt=ckpt) for r in recs]

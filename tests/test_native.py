@@ -133,7 +133,7 @@ class _Threshold:
 def test_predict_bids_writes_derivatives(tmp_path: Path):
     import json
 
-    from data_modules.native import predict_bids
+    from cordbench.inference import predict_bids
 
     aff = np.array([[0, 0, -0.8, 10], [-0.8, 0, 0, 5], [0, 0.8, 0, -3], [0, 0, 0, 1.0]])  # non-canonical
     truth = {}

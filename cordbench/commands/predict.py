@@ -34,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
     module = load_module(args.ckpt)
     task = module.hparams.get("task", "sc")
     if args.bids:
-        from data_modules.native import predict_bids
+        from cordbench.inference import predict_bids
 
         contrast = args.contrast or module.hparams.get("contrast", "T2w")
         outs = predict_bids(module, args.bids, contrast, task, ckpt=args.ckpt)

@@ -20,7 +20,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Compute and write correlations.csv, comparisons.csv and plots/."""
-    from analysis.stats import read_metrics, write_statistics
+    from analysis.stats import read_metrics
+    from analysis.stats_report import write_statistics
 
     level_col = None if args.no_levels else args.level_col
     df = read_metrics(args.metrics, level_col)
