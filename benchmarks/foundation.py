@@ -35,7 +35,7 @@ def phantom_speed(n_subjects: int) -> dict[str, float]:
 
 def unet_throughput(preset: str, size: int, batch: int, steps: int) -> dict[str, float]:
     """Training slices/s (fwd+bwd+AdamW) and achieved GFLOP/s of the U-Net at ``size``²."""
-    from torch.utils.flop_counter import FlopCounterMode
+    from lightning_modules.flops import flop_counter
 
     from lightning_modules.registry import build_network
 
@@ -51,7 +51,7 @@ def unet_throughput(preset: str, size: int, batch: int, steps: int) -> dict[str,
         loss_fn(net(x), y).backward()
         opt.step()
 
-    with FlopCounterMode(display=False) as fc:
+    with flop_counter() as fc:
         step()
     flops = fc.get_total_flops()
     times = []

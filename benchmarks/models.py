@@ -43,7 +43,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 from _reference import describe_machine, matmul_gflops  # noqa: E402
 
-from cordbench.commands.models import count_flops  # noqa: E402
+from lightning_modules.flops import count_flops  # noqa: E402
 
 CNN_MODELS = {"unet", "dilated_cnn", "monai_basicunet"}
 MONAI_REFS = ("monai_basicunet", "monai_swinunetr")

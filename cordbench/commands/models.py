@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any, Callable
+from typing import Any
+
+from lightning_modules.flops import count_flops, flop_counter  # noqa: F401  (the library's one FLOP counter)
 
 HELP = "list registered models and presets with parameters and GFLOPs at a given input size"
 
@@ -14,39 +16,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--num-classes", type=int, default=2)
     parser.add_argument("--model", action="append", help="only this model (repeatable)")
     parser.add_argument("--preset", action="append", help="only this preset (repeatable)")
-
-
-def flop_counter() -> Any:
-    """A ``torch.utils.flop_counter.FlopCounterMode`` that also counts CPU fused attention.
-
-    torch's counter knows the CUDA SDPA kernels but not ``_scaled_dot_product_flash_attention_for_cpu``
-    (forward/backward), which would count as 0 FLOPs on this machine; the same formulas are
-    registered for it. FLOPs are 2 × multiply-accumulates of matmul/conv/attention ops.
-    """
-    import torch
-    import torch.utils.flop_counter as fcm
-
-    aten = torch.ops.aten
-
-    def fwd(query, key, value, *args: Any, out_shape=None, **kwargs: Any) -> int:
-        return fcm.sdpa_flop_count(query, key, value)
-
-    def bwd(grad_out, query, key, value, *args: Any, out_shape=None, **kwargs: Any) -> int:
-        return fcm.sdpa_backward_flop_count(grad_out, query, key, value)
-
-    mapping: dict[Any, Callable[..., int]] = {}
-    if hasattr(aten, "_scaled_dot_product_flash_attention_for_cpu"):
-        mapping[aten._scaled_dot_product_flash_attention_for_cpu] = fwd
-    if hasattr(aten, "_scaled_dot_product_flash_attention_for_cpu_backward"):
-        mapping[aten._scaled_dot_product_flash_attention_for_cpu_backward] = bwd
-    return fcm.FlopCounterMode(display=False, custom_mapping=mapping)
-
-
-def count_flops(fn: Callable[[], Any]) -> int:
-    """FLOPs executed by ``fn()`` (forward, or forward+backward if ``fn`` calls backward)."""
-    with flop_counter() as fc:
-        fn()
-    return int(fc.get_total_flops())
 
 
 def model_rows(size: int, spatial_dims: int = 2, in_channels: int = 1, num_classes: int = 2,

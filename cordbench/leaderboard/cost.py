@@ -2,9 +2,9 @@
 
 The network is rebuilt from a trial's resolved ``config.yaml`` (``model.name``, ``model.preset``,
 ``model.options``, ``data.task`` → number of classes, ``data.spatial_dims``) with the model
-registry; weights do not change the cost. FLOPs are counted by ``torch.utils.flop_counter``
-(``FlopCounterMode``: 2 FLOPs per multiply-add of convolutions and matrix products; element-wise
-operations are not counted) for one forward pass of batch 1 at a common input size: the most
+registry; weights do not change the cost. FLOPs are counted by :func:`lightning_modules.flops.flop_counter`
+(``torch.utils.flop_counter`` with CPU fused attention mapped: 2 FLOPs per multiply-add of
+convolutions, matrix products and attention; element-wise operations are not counted) for one forward pass of batch 1 at a common input size: the most
 frequent training patch size among the sweep's trials of that dimensionality (``1×1×H×W`` for
 2D). Latency is timed over ``reps`` forward passes (after 2 warm-ups) of batch 1 on the
 CPU in ``torch.inference_mode``, with the current torch thread count (≤ 2 here), measured now.
@@ -47,8 +47,8 @@ def measure(name: str, preset: str | None, options: tuple, spatial_dims: int, nu
             size: tuple[int, ...], reps: int = 10) -> dict[str, float]:
     """Params, forward FLOPs and latency (ms, fastest of ``reps``) of one network at input ``(1, 1, *size)``."""
     import torch
-    from torch.utils.flop_counter import FlopCounterMode
 
+    from lightning_modules.flops import flop_counter
     from lightning_modules.registry import build_network
 
     net = build_network(name, in_channels=1, num_classes=num_classes, spatial_dims=spatial_dims, preset=preset,
@@ -57,7 +57,7 @@ def measure(name: str, preset: str | None, options: tuple, spatial_dims: int, nu
     x = torch.randn(1, 1, *size)
     params = sum(p.numel() for p in net.parameters())
     with torch.inference_mode():
-        with FlopCounterMode(display=False) as counter:
+        with flop_counter() as counter:
             net(x)
         flops = counter.get_total_flops()
         for _ in range(2):

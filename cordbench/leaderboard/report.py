@@ -211,7 +211,7 @@ def method_notes(lb: Leaderboard) -> list[str]:
     elif lb.morpho is not None:
         notes.append(f"Morphometric columns: {lb.morpho.reason}.")
     if "cost_input" in m:
-        notes.append(f"Cost: params and forward FLOPs (torch.utils.flop_counter) at input "
+        notes.append(f"Cost: params and forward FLOPs (torch.utils.flop_counter, CPU fused attention counted) at input "
                      f"{', '.join(m['cost_input'].values()) or '–'}; latency = fastest of {m['latency_reps']} CPU "
                      f"forward passes, batch 1, {m['latency_threads']} torch thread(s), measured by the leaderboard.")
     return notes
