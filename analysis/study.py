@@ -80,7 +80,6 @@ class StudyOptions:
     level_method: str = "slice"       # slice (SCT's axial-slice average) | volume (volume / arc length)
     write_maps: bool = True
     out_dir: str = ""
-    inject_failures: dict[str, str] = field(default_factory=dict)  # tests: subject -> "error" | "crash"
 
 
 @dataclass
@@ -250,9 +249,6 @@ def _dwi(job: SubjectJob, opts: StudyOptions, sub_dir: Path) -> dict[int, dict[s
 def process_subject(job: SubjectJob, opts: StudyOptions) -> SubjectResult:
     """Compute one subject's per-level metrics; every failure becomes a reason, never an exception."""
     t0 = time.perf_counter()
-    fault = opts.inject_failures.get(job.subject)
-    if fault == "crash":
-        os._exit(3)  # simulate a worker dying (segfault, OOM kill)
     reasons: dict[str, str] = {}
     caught: list[str] = []
     per_level: dict[int, dict[str, Any]] = {}
@@ -272,8 +268,6 @@ def process_subject(job: SubjectJob, opts: StudyOptions) -> SubjectResult:
             continue
         attempted += 1
         try:
-            if fault == "error":
-                raise InputError(f"injected failure in {part}", job.subject)
             with warnings.catch_warnings(record=True) as wlist:
                 warnings.simplefilter("always")
                 got = fn(job, opts, sub_dir)
@@ -446,8 +440,7 @@ def analyze(bids_dir: str | Path, out_dir: str | Path, *, seg_source: str = "lab
     failed = subjects[subjects["status"] != "ok"][["participant_id", "status", "reasons"]].to_dict("records")
     summary = StudySummary(len(jobs), {str(k): int(v) for k, v in status.items()}, seconds, str(out), str(report),
                            str(out / "metrics.csv"), failed)
-    write_json(out / "summary.json", {**asdict(summary), "options": {k: v for k, v in asdict(opts).items()
-                                                                       if k != "inject_failures"},
+    write_json(out / "summary.json", {**asdict(summary), "options": asdict(opts),
                                       "seg_source": seg_source, "workers": workers, "x": x, "y": y, "by": by_ok})
     return summary
 

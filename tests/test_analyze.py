@@ -101,15 +101,47 @@ def _check_truth(metrics, truth, subjects):
         assert abs(m["FA"] - fa).max() < 0.02
 
 
-def test_analyze_in_process_values_merge_exclusion_and_failures(tmp_path):
+def _fail_subject(monkeypatch, subject: str) -> None:
+    """Every part (anatomy, DWI) of ``subject`` raises an InputError (an injected failure)."""
+    from analysis import study
+    from cordbench.errors import InputError
+
+    for name in ("_anat", "_dwi"):
+        original = getattr(study, name)
+
+        def failing(job, opts, sub_dir, original=original, part=name[1:]):
+            if job.subject == subject:
+                raise InputError(f"injected failure in {part}", job.subject)
+            return original(job, opts, sub_dir)
+
+        monkeypatch.setattr(study, name, failing)
+
+
+def _crash_subject(monkeypatch, subject: str) -> None:
+    """The Ray worker processing ``subject`` dies (as on a segfault or an OOM kill)."""
+    from analysis import study
+
+    original = study.process_subject
+
+    def crashing(job, opts):  # a local function: Ray ships it to the workers by value
+        if job.subject == subject:
+            import os
+
+            os._exit(3)
+        return original(job, opts)
+
+    monkeypatch.setattr(study, "process_subject", crashing)
+
+
+def test_analyze_in_process_values_merge_exclusion_and_failures(tmp_path, monkeypatch):
     root = tmp_path / "bids"
     truth = make_bids(root, n=5)
     (root / "exclude.yml").write_text("dti_fa:\n  - sub-02_dwi.nii.gz\n")
     # sub-04: corrupt cord mask (not gzip) -> its anatomy fails with a named file, DWI still measured
     (root / "derivatives/labels/sub-04/anat/sub-04_T2w_label-SC_seg.nii.gz").write_bytes(b"not a nifti")
     out = tmp_path / "out"
-    s = analyze(root, out, workers=0, by=("sex", "manufacturer"), progress=False,
-                opts=StudyOptions(inject_failures={"sub-05": "error"}))
+    _fail_subject(monkeypatch, "sub-05")
+    s = analyze(root, out, workers=0, by=("sex", "manufacturer"), progress=False)
     metrics = pd.read_csv(out / "metrics.csv")
     subjects = pd.read_csv(out / "subjects.csv").set_index("participant_id")
     _check_truth(metrics, truth, ["sub-01", "sub-03"])
@@ -162,12 +194,12 @@ def test_seg_source_predictions_and_missing(tmp_path):
 
 
 @pytest.mark.slow
-def test_analyze_with_ray_survives_a_crashing_worker(tmp_path):
+def test_analyze_with_ray_survives_a_crashing_worker(tmp_path, monkeypatch):
     root = tmp_path / "bids"
     truth = make_bids(root, n=3)
     out = tmp_path / "out"
-    s = analyze(root, out, workers=2, by=("sex",), progress=False,
-                opts=StudyOptions(inject_failures={"sub-02": "crash"}))
+    _crash_subject(monkeypatch, "sub-02")
+    s = analyze(root, out, workers=2, by=("sex",), progress=False)
     subjects = pd.read_csv(out / "subjects.csv").set_index("participant_id")
     assert subjects.loc["sub-02", "status"] == "failed"
     assert "worker died" in subjects.loc["sub-02", "reasons"]
