@@ -11,6 +11,8 @@ A run folder is what one ``cordbench fit|validate|test`` run (and so every sweep
     test_metrics.csv         one row per held-out subject: ``subject`` + ``<class>/<metric>``
     test_summary.json        aggregated test metrics (+ checkpoint, model, preset, task)
     failure.json             why a fit stopped on an error (status, error, reason, epoch, step)
+    predictions/             the scored test predictions on each subject's native grid
+    qc/                      QC panels (one PNG per subject) and their report, index.html
     morphometrics.csv        the leaderboard's cached per-subject × level CSA comparison
     wandb/                   the offline wandb run
 
@@ -42,6 +44,9 @@ TEST_SUMMARY = "test_summary.json"
 FAILURE = "failure.json"
 MORPHOMETRICS = "morphometrics.csv"
 WANDB = "wandb"
+PREDICTIONS = "predictions"     # <subject>_pred.nii.gz: the scored predictions (cordbench.test_outputs)
+QC = "qc"                       # <subject>.png QC panels and the report
+QC_INDEX = "index.html"         # the QC report, in qc/
 
 #: Relative path of the best checkpoint inside a run folder.
 BEST_CKPT = PurePosixPath(CHECKPOINTS, BEST_CKPT_NAME)

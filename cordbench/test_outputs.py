@@ -19,10 +19,9 @@ import numpy as np
 import pytorch_lightning as pl
 
 from cordbench import io
-
-PREDICTIONS_DIR = "predictions"
-QC_DIR = "qc"
-QC_INDEX = "index.html"
+from cordbench.run_folder import PREDICTIONS as PREDICTIONS_DIR
+from cordbench.run_folder import QC as QC_DIR
+from cordbench.run_folder import QC_INDEX
 #: metrics shown in the QC report (per class), in this order, when the records have them
 QC_COLUMNS = ("dice", "hd95", "skel_md", "tnr")
 
