@@ -43,3 +43,9 @@ def test_cordbench_sweep_check_accepts_the_old_path(tmp_path: Path, monkeypatch,
     monkeypatch.chdir(REPO_ROOT)
     assert main(["sweep", "sweeps/ci.yaml", "--check", "--storage", str(tmp_path)]) == 0
     assert "sweep ci: 2 trial(s)" in capsys.readouterr().out
+
+
+def test_sweep_yamls_live_in_configs_sweeps():
+    """New sweep YAMLs go to configs/sweeps/ (sweeps/ holds the code; old paths are only looked up)."""
+    assert sorted(p.name for p in (REPO_ROOT / "sweeps").glob("*.yaml")) == []
+    assert {"quickstart.yaml", "ci.yaml", "models.yaml"} <= {p.name for p in SWEEP_CONFIGS.glob("*.yaml")}

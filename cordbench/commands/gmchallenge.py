@@ -4,8 +4,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-HELP = "run the GM challenge protocol (sweeps/gmchallenge_perone.yaml) on the challenge data; print its table"
-SWEEP = "sweeps/gmchallenge_perone.yaml"
+HELP = "run the GM challenge protocol (configs/sweeps/gmchallenge_perone.yaml) on the challenge data; print its table"
+SWEEP = "configs/sweeps/gmchallenge_perone.yaml"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
