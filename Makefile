@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat setup.cfg constraints.txt | cksum | cut -d' ' -f1)
 DEMO_OUT ?= outputs/demo
 
-.PHONY: setup system-deps demo test bench clean
+.PHONY: setup system-deps demo test bench mutations clean
 
 setup: $(STAMP)
 
@@ -40,6 +40,11 @@ test: setup system-deps
 
 bench: setup
 	$(BIN)/python benchmarks/foundation.py
+
+# Mutation check (not part of `make test`): each curated bug of tests/mutations/catalogue.py is put
+# into a temporary copy and the fast tests of its module must fail; prints survivors and run time.
+mutations: setup
+	$(BIN)/python tests/mutations/run.py
 
 clean:
 	rm -rf outputs .pytest_cache

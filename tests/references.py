@@ -54,3 +54,37 @@ def independent_csa(mask: np.ndarray, levels: np.ndarray, affine: np.ndarray) ->
                          for k in ks])
     return {int(L): float(area[slice_lv == L].mean()) for L in np.unique(slice_lv[np.isfinite(slice_lv)])
             if 1 <= L <= 7}
+
+
+def assert_subject_matches_files(subject, label: np.ndarray, affine: np.ndarray,
+                                 image: np.ndarray | None = None) -> None:
+    """A preprocessed torchio subject (no resampling) holds ``label`` — an array on the native grid
+    ``affine`` — voxel for voxel, reoriented by nibabel's closest canonical (RAS) orientation, and
+    placed where its affine says (zero padding allowed around it, nothing else). With ``image``,
+    the subject's image is the same window of the canonical image up to an intensity scaling
+    (z-score): correlation > 0.9999.
+
+    Catches a target mirrored or shifted against its image, which voxel sums and value sets miss.
+    """
+    ras = nib.as_closest_canonical(nib.Nifti1Image(np.asarray(label).astype(np.int16), affine))
+    want = np.asarray(ras.dataobj)
+    got = subject["label"].data[0].numpy()
+    got_aff = np.asarray(subject["label"].affine, float)
+    np.testing.assert_allclose(np.asarray(subject["image"].affine, float), got_aff, atol=1e-6)
+    # the canonical label's grid inside the subject's grid: the same axes, an integer offset
+    m = np.linalg.inv(got_aff) @ np.asarray(ras.affine, float)
+    np.testing.assert_allclose(m[:3, :3], np.eye(3), atol=1e-4, err_msg="subject grid is not the canonical one")
+    off = np.round(m[:3, 3]).astype(int)
+    np.testing.assert_allclose(m[:3, 3], off, atol=1e-4, err_msg="subject grid is shifted by a fraction of a voxel")
+    assert (off >= 0).all() and all(o + w <= g for o, w, g in zip(off, want.shape, got.shape)), \
+        (off, want.shape, got.shape)
+    window = tuple(slice(o, o + w) for o, w in zip(off, want.shape))
+    np.testing.assert_array_equal(got[window], want)
+    outside = got.copy()
+    outside[window] = 0
+    assert not outside.any(), "label voxels in the padding"
+    if image is not None:
+        ras_img = np.asarray(nib.as_closest_canonical(nib.Nifti1Image(np.asarray(image, np.float32), affine)).dataobj)
+        x = subject["image"].data[0].numpy()[window].ravel().astype(np.float64)
+        r = np.corrcoef(x, ras_img.ravel().astype(np.float64))[0, 1]
+        assert r > 0.9999, f"image does not match the canonical input (r = {r:.4f})"

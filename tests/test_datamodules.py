@@ -50,20 +50,20 @@ def test_tasks_targets_and_batches(phantom, task, values, contrast):
 
 
 def test_target_matches_label_file(phantom):
-    """The sc target equals the label file reoriented to RAS (no resampling)."""
+    """Every subject's sc target is its label file reoriented to RAS, voxel for voxel (no resampling;
+    padding allowed), and its image the same window of the reoriented input image."""
     import nibabel as nib
+
+    from tests.references import assert_subject_matches_files
 
     dm = build_datamodule(_cfg(phantom, task="sc"))
     dm.setup("fit")
-    subj = dm.subjects["test"][0]
-    sid = subj["subject_id"]
-    lbl = nib.load(str(phantom / "derivatives" / "labels" / sid / "anat" / f"{sid}_T2w_label-SC_seg.nii.gz"))
-    ras = nib.as_closest_canonical(lbl)
-    got = subj["label"].data[0].numpy()
-    want = np.asanyarray(ras.dataobj)
-    pad = [(g - w) for g, w in zip(got.shape, want.shape)]
-    assert all(p >= 0 for p in pad)
-    assert int(got.sum()) == int((want > 0).sum())
+    for subj in dm.subjects["train"] + dm.subjects["val"] + dm.subjects["test"]:
+        sid = subj["subject_id"]
+        lbl = nib.load(str(phantom / "derivatives" / "labels" / sid / "anat" / f"{sid}_T2w_label-SC_seg.nii.gz"))
+        img = nib.load(str(phantom / sid / "anat" / f"{sid}_T2w.nii.gz"))
+        want = (np.asanyarray(lbl.dataobj) > 0).astype(np.int16)
+        assert_subject_matches_files(subj, want, lbl.affine, np.asanyarray(img.dataobj))
 
 
 def test_crop_and_3d_patches(phantom):

@@ -82,10 +82,18 @@ def stand_ins(patched):
 def phantom(tmp_path_factory) -> Path:
     from data_modules.phantom import generate_cohort
 
-    root = generate_cohort(tmp_path_factory.mktemp("morpho") / "phantom", n_subjects=4, seed=5, dwi=True)
+    # cords tilted 20-25° against the slice normal: a CSA without the cos correction is 6-10% off the truth
+    root = generate_cohort(tmp_path_factory.mktemp("morpho") / "phantom", n_subjects=4, seed=5, dwi=True,
+                           tilt_min=20.0, tilt_max=25.0)
     img = nib.load(str(root / "sub-001" / "anat" / "sub-001_T2w.nii.gz"))
     assert nib.aff2axcodes(img.affine)[2] in "SI"  # erode_inplane relies on it
     return root
+
+
+def phantom_truth(data: Path) -> pd.DataFrame:
+    """The phantom's per-level truth (perpendicular CSA ``csa_mm2``, ``angle_to_si_deg``) by subject/VertLevel."""
+    t = pd.read_csv(data / "derivatives" / "phantom-truth" / "truth_levels.tsv", sep="\t")
+    return t.rename(columns={"participant_id": "subject"})
 
 
 def dice(a: np.ndarray, b: np.ndarray) -> float:
@@ -186,6 +194,19 @@ def test_exact_masks_give_zero_csa_error_and_the_manual_correlation(rendered):
     assert sorted(cache["subject"].unique()) == SUBJECTS and set(cache["VertLevel"]) == set(range(1, 8))
     assert (cache["CSA_model"] == cache["CSA_manual"]).all() and (cache["csa_error_pct"] == 0).all()
     assert exact["r_model"] == exact["r_manual"] and exact["n_model"] == exact["n_manual"] == 28
+
+
+def test_manual_csa_is_the_phantom_truth(rendered, phantom):
+    """Absolute CSA of the manual masks (the error's denominator) against the phantom's perpendicular
+    areas: within 2% at every level of every subject, on cords tilted 20-25° (uncorrected: 6-10% off)."""
+    sweep, _, _ = rendered
+    cache = pd.read_csv(sweep / "trials" / "t0" / M.CACHE_NAME)
+    both = cache.merge(phantom_truth(phantom), on=["subject", "VertLevel"], validate="one_to_one")
+    assert len(both) == len(cache) == 4 * 7
+    assert both["angle_to_si_deg"].min() > 10 and both["tilt_deg"].min() >= 20
+    err = (both["CSA_manual"] / both["csa_mm2"] - 1).abs()
+    assert err.max() < 0.02, both.loc[err.idxmax(), ["subject", "VertLevel", "CSA_manual", "csa_mm2"]].to_dict()
+    assert (both["CSA_model"] == both["CSA_manual"]).all()  # the exact stand-in
 
 
 def test_eroded_masks_error_equals_an_independent_per_level_computation(rendered, phantom):
@@ -388,7 +409,12 @@ def test_real_checkpoints_predictions_and_no_dwi(real_sweep, tmp_path, monkeypat
     ok = cache[cache["VertLevel"].notna() & (cache["n_slices_model"] > 0)]
     if ok.empty:
         pytest.fail(f"the trained model found no cord in any test subject of {t.name}: {cache['note'].unique()}")
-    sub = ok["subject"].iloc[0]
+    # the subject with the most levels the model segments over >= 5 slices (fewer: a per-level mean
+    # of 1-4 slices, too sensitive to the two centerline fits to compare at 2%)
+    ok = ok[ok["n_slices_model"] >= 5]
+    if ok.empty:
+        pytest.fail(f"the trained model of {t.name} segments no level over 5 slices: {cache['n_slices_model'].tolist()}")
+    sub = ok["subject"].value_counts().index[0]
     root = Path(json.loads((t / "data.json").read_text())["root"])
     image = root / sub / "anat" / f"{sub}_T2w.nii.gz"
     img = nib.load(str(image))
@@ -398,9 +424,11 @@ def test_real_checkpoints_predictions_and_no_dwi(real_sweep, tmp_path, monkeypat
     la = root / "derivatives" / "labels" / sub / "anat"
     levels = np.asanyarray(nib.load(str(la / f"{sub}_T2w_label-SC_desc-levels_dseg.nii.gz")).dataobj)
     ref = independent_csa(pred, levels, img.affine)
-    for _, r in ok[ok["subject"] == sub].iterrows():
-        if r["n_slices_model"] >= 5 and int(r["VertLevel"]) in ref:
-            assert r["CSA_model"] == pytest.approx(ref[int(r["VertLevel"])], rel=0.02)
+    mine = ok[ok["subject"] == sub].set_index("VertLevel")["CSA_model"]
+    mine.index = mine.index.astype(int)
+    assert set(mine.index) <= set(ref), (sorted(mine.index), sorted(ref))  # same levels found both ways
+    for level, csa in mine.items():
+        assert csa == pytest.approx(ref[level], rel=0.02), level
     # the entry's MAE is the mean over subjects of the mean |error| over levels, pooled over its trials
     entry = table.index[0]
     assert np.isfinite(table.loc[entry, "csa_mae_pct"])

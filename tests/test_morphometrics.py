@@ -224,6 +224,22 @@ def test_real_t2s_oblique_anisotropic_runs(sct_data):
     assert len(ps) > 0 and np.isfinite(ps["area"]).all() and (ps["area"] > 20).all()
 
 
+def test_binary_mask_thresholds():
+    """The binarisation rule (binary masks, and soft masks measured with the 0.5 threshold):
+    integer labels (any integer dtype, or floats holding integers) → > 0; values in [0, 1] → >= 0.5."""
+    from analysis.morphometrics import binary_mask
+
+    labels = np.array([0, 1, 2, 3, 0], np.uint8)
+    assert binary_mask(labels, "x").tolist() == [False, True, True, True, False]
+    assert binary_mask(np.array([0.0, 1.0, 2.0, 1.0002]), "x").tolist() == [False, True, True, True]
+    soft = np.array([0.0, 0.05, 0.3, 0.4999, 0.5, 0.51, 0.9, 1.0], np.float32)
+    assert binary_mask(soft, "x").tolist() == [False, False, False, False, True, True, True, True]
+    with pytest.raises(InputError, match="negative"):
+        binary_mask(np.array([-0.2, 0.5]), "seg.nii.gz")
+    with pytest.raises(InputError, match="neither an integer label map nor a soft mask"):
+        binary_mask(np.array([0.0, 0.5, 1.7]), "seg.nii.gz")
+
+
 def test_bad_inputs_name_the_file(tmp_path):
     import nibabel as nib
 

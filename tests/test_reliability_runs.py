@@ -100,6 +100,30 @@ def test_bad_checkpoint_rejected_by_predict(case, two_fits, tmp_path, capsys):
     assert out.read_bytes() == b"previous prediction"
 
 
+def test_constant_image_rejected_by_predict(two_fits, tmp_path, capsys):
+    """``predict -i`` and ``predict --bids``: a constant image is named, nothing is written for it,
+    an earlier output stays, and the masks of the other subjects (``--bids``) are kept."""
+    import nibabel as nib
+    import numpy as np
+
+    root, base = two_fits
+    best = base / "a" / "checkpoints" / "best.ckpt"
+    bids = shutil.copytree(root, tmp_path / "bids")
+    src = nib.load(str(bids / "sub-02/anat/sub-02_T2w.nii.gz"))
+    const = bids / "sub-02/anat/sub-02_T2w.nii.gz"
+    nib.save(nib.Nifti1Image(np.full(src.shape, 7.0, np.float32), src.affine), str(const))
+    out = tmp_path / "pred.nii.gz"
+    out.write_bytes(b"previous prediction")
+    line = cli_error(capsys, ["predict", "--ckpt", str(best), "-i", str(const), "-o", str(out)])
+    assert line == f"error: {const}: image is constant (all voxels = 7)", line
+    assert out.read_bytes() == b"previous prediction"
+    line = cli_error(capsys, ["predict", "--ckpt", str(best), "--bids", str(bids)])
+    assert line == f"error: {const}: image is constant (all voxels = 7)", line
+    preds = bids / "derivatives" / "cordbench"
+    assert (preds / "sub-01" / "anat" / "sub-01_T2w_label-sc_seg.nii.gz").is_file()
+    assert not (preds / "sub-02").exists()
+
+
 @pytest.mark.parametrize("case", ["class_count", "spatial_dims", "corrupted"])
 def test_incompatible_checkpoint_rejected_by_test(case, two_fits, tmp_path, capsys):
     root, base = two_fits

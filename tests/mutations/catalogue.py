@@ -1,0 +1,145 @@
+"""The curated mutations of ``tests/mutations/run.py``: plausible one-line bugs and the fast tests
+that must catch each one.
+
+Each entry replaces ``old`` (which must occur exactly once in ``path``) by ``new``. ``tests`` are
+the fast test files (or node ids) of the mutated module; ``k`` optionally narrows them with
+``pytest -k``. The first 20 are the mutations of the audit in issue 20 (several appear twice, once
+per test suite that must catch them on its own); the others guard the same contracts elsewhere.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Mutation:
+    """One source edit and the tests that must fail on it."""
+
+    name: str
+    path: str
+    old: str
+    new: str
+    tests: tuple[str, ...]
+    why: str
+    k: str | None = None
+
+
+METRICS = ("tests/test_metrics.py",)
+MORPHO = ("tests/test_morphometrics.py",)
+STATS = ("tests/test_stats.py",)
+LB_STATS = ("tests/test_leaderboard_stats.py",)
+TRAINABLE = ("tests/test_sweeps_trainable.py",)
+TARGETS = ("tests/test_datamodule_targets.py",)
+
+MUTATIONS: list[Mutation] = [
+    # ------------------------------------------------------------------ segmentation metrics
+    Mutation("metrics-spacing-dropped", "lightning_modules/metrics.py",
+             "dt = ndimage.distance_transform_edt(~dst_surface, sampling=spacing)",
+             "dt = ndimage.distance_transform_edt(~dst_surface)", METRICS,
+             "surface distances in voxels instead of millimetres"),
+    Mutation("hd95-pooled", "lightning_modules/metrics.py",
+             "hd95=float(max(np.percentile(d_pt, 95), np.percentile(d_tp, 95))),",
+             "hd95=float(np.percentile(np.concatenate([d_pt, d_tp]), 95)),", METRICS,
+             "HD95 of the pooled distances instead of the max of the two directed percentiles"),
+    Mutation("hausdorff-percentile-pooled", "lightning_modules/metrics.py",
+             "return float(max(np.percentile(d_pt, percentile), np.percentile(d_tp, percentile)))",
+             "return float(np.percentile(np.concatenate([d_pt, d_tp]), percentile))", METRICS,
+             "hd95() (the standalone function) pooled"),
+    Mutation("fn-from-npred", "lightning_modules/metrics.py",
+             "fp, fn = npred - tp, ntarget - tp", "fp, fn = npred - tp, npred - tp", METRICS,
+             "false negatives counted from the prediction"),
+    # ------------------------------------------------------------------------ morphometrics
+    Mutation("csa-cos-area", "analysis/morphometrics.py",
+             "area = area_raw * tz", "area = area_raw", MORPHO,
+             "CSA not angle-corrected (tests/test_morphometrics.py)"),
+    Mutation("csa-cos-area@analyze", "analysis/morphometrics.py",
+             "area = area_raw * tz", "area = area_raw", ("tests/test_analyze.py",),
+             "CSA not angle-corrected: caught by cordbench analyze's own tests (tilt >= 20 deg)"),
+    Mutation("csa-cos-area@leaderboard", "analysis/morphometrics.py",
+             "area = area_raw * tz", "area = area_raw", ("tests/test_leaderboard_morpho.py",),
+             "CSA not angle-corrected: caught by the leaderboard's morphometrics tests (absolute CSA)"),
+    Mutation("canal-cos-dropped", "analysis/morphometrics.py",
+             "c_area = float(canal[:, :, k].sum()) * frame.pixel_area * cosv",
+             "c_area = float(canal[:, :, k].sum()) * frame.pixel_area", MORPHO + ("tests/test_analyze.py",),
+             "canal area (SAC) not angle-corrected"),
+    Mutation("tangent-axes-swapped", "analysis/centerline.py",
+             "t_world = (np.outer(fi(kf, 1), frame.c[:, 0]) + np.outer(fj(kf, 1), frame.c[:, 1])",
+             "t_world = (np.outer(fi(kf, 1), frame.c[:, 1]) + np.outer(fj(kf, 1), frame.c[:, 0])", MORPHO,
+             "centerline tangent with the in-plane axes swapped"),
+    Mutation("tilt-direction-swapped", "analysis/morphometrics.py",
+             "txy = np.asarray(tangent[:2], dtype=float)", "txy = np.asarray(tangent[1::-1], dtype=float)",
+             MORPHO, "section compressed along the wrong in-plane direction"),
+    Mutation("soft-threshold", "analysis/morphometrics.py",
+             "        return arr >= 0.5\n", "        return arr > 0\n", MORPHO,
+             "soft mask binarised at > 0 instead of >= 0.5"),
+    # ---------------------------------------------------------------------------- statistics
+    Mutation("fisher-n1-twice", "analysis/stats.py",
+             "math.sqrt(1.0 / (n1 - 3) + 1.0 / (n2 - 3))", "math.sqrt(1.0 / (n1 - 3) + 1.0 / (n1 - 3))", STATS,
+             "Fisher z standard error from the first sample size twice"),
+    Mutation("fisher-one-sided-p", "analysis/stats.py",
+             "return float(z), float(2.0 * norm.sf(abs(z)))", "return float(z), float(norm.sf(abs(z)))", STATS,
+             "one-sided p for a two-sided test"),
+    Mutation("fisher-ci-level", "analysis/stats.py",
+             "h = norm.ppf(0.5 + conf / 2)", "h = norm.ppf(conf)", STATS,
+             "90% CI labelled 95%"),
+    Mutation("bootstrap-range", "cordbench/leaderboard/stats.py",
+             "idx = rng.integers(0, x.size, size=(stop - start, x.size))",
+             "idx = rng.integers(0, x.size - 1, size=(stop - start, x.size))", LB_STATS,
+             "bootstrap never resamples the last value"),
+    Mutation("bootstrap-ci-level", "cordbench/leaderboard/stats.py",
+             "alpha = (1.0 - level) / 2.0", "alpha = 1.0 - level", LB_STATS,
+             "bootstrap 90% interval labelled 95%"),
+    Mutation("holm-multipliers", "cordbench/leaderboard/stats.py",
+             "(m - np.arange(m)) * p[order]", "(np.arange(m) + 1) * p[order]", LB_STATS,
+             "Holm step-down multipliers reversed"),
+    # ----------------------------------------------------------------------- data: BIDS, grids
+    Mutation("bids-label-key-no-session", "data_modules/bids.py",
+             'key = (lm.group("sub"), lm.group("ses"), dt, lm.group("contrast"))',
+             'key = (lm.group("sub"), None, dt, lm.group("contrast"))', ("tests/test_bids.py",),
+             "labels paired with images ignoring the session"),
+    Mutation("bids-label-key-no-datatype", "data_modules/bids.py",
+             'key = (lm.group("sub"), lm.group("ses"), dt, lm.group("contrast"))',
+             'key = (lm.group("sub"), lm.group("ses"), "anat", lm.group("contrast"))', ("tests/test_bids.py",),
+             "labels paired with images ignoring the datatype folder"),
+    Mutation("writeback-half-voxel", "data_modules/native.py",
+             "target = (tuple(int(s) for s in native_shape[:3]), np.asarray(native_affine, dtype=float))",
+             "target = (tuple(int(s) for s in native_shape[:3]), np.asarray(native_affine, dtype=float)"
+             " @ np.array([[1, 0, 0, .5], [0, 1, 0, .5], [0, 0, 1, .5], [0, 0, 0, 1.]]))",
+             ("tests/test_native.py",), "predictions written back half a voxel off"),
+    Mutation("mirrored-target", "data_modules/base.py",
+             "                target[lbl > 0] = value\n        return target\n",
+             "                target[lbl > 0] = value\n        return target[::-1].copy()\n", TARGETS,
+             "training target mirrored against its image (base data module: phantom, spine-generic)"),
+    Mutation("mirrored-target@datamodules", "data_modules/base.py",
+             "                target[lbl > 0] = value\n        return target\n",
+             "                target[lbl > 0] = value\n        return target[::-1].copy()\n",
+             ("tests/test_datamodules.py",), "mirrored target caught by the phantom data-module tests"),
+    Mutation("mirrored-target-gm", "data_modules/gmchallenge.py",
+             "return to_task_target(fused, self.task.name)", "return to_task_target(fused, self.task.name)[::-1]",
+             TARGETS, "GM challenge target mirrored against its image"),
+    Mutation("mirrored-levels-target", "data_modules/levels.py",
+             "return np.where(levels <= max_level, levels, 0).astype(np.int16)",
+             "return np.where(levels <= max_level, levels, 0).astype(np.int16)[::-1]", TARGETS,
+             "levels target (from SC + discs) mirrored against its image"),
+    # ----------------------------------------------------------------------------- networks
+    Mutation("xca-softmax-axis", "lightning_modules/networks/_transformer.py",
+             "* self.temperature).softmax(dim=-1))  # B h d d", "* self.temperature).softmax(dim=-2))  # B h d d",
+             ("tests/test_models.py",), "XCA softmax over the wrong channel axis", k="xca or XCA"),
+    Mutation("xca-temperature", "lightning_modules/networks/_transformer.py",
+             "* self.temperature).softmax(dim=-1))  # B h d d", "/ self.temperature).softmax(dim=-1))  # B h d d",
+             ("tests/test_models.py",), "XCA temperature divides instead of multiplies", k="xca or XCA"),
+    # ------------------------------------------------------------------- sweep resume bookkeeping
+    Mutation("resume-metrics-lt", "sweeps/trainable.py",
+             'prev = prev[prev["epoch"] <= resume_epoch]', 'prev = prev[prev["epoch"] < resume_epoch]', TRAINABLE,
+             "the restored epoch's metrics row dropped on resume"),
+    Mutation("resume-report-lt", "sweeps/trainable.py",
+             "if epoch <= self.resume_epoch or", "if epoch < self.resume_epoch or", TRAINABLE,
+             "the restored epoch reported to Tune twice"),
+    Mutation("resume-merge-drops-previous", "sweeps/trainable.py",
+             "frames = [pd.read_csv(prev_path)] + ([pd.read_csv(path)] if path.exists() else [])",
+             "frames = [pd.read_csv(path)] if path.exists() else []", TRAINABLE,
+             "earlier attempts' metrics rows lost after a restore"),
+    Mutation("finished-record-ignored", "sweeps/trainable.py",
+             "done = finished_record(run_dir)\n", "done = None\n", TRAINABLE,
+             "a finished trial trained again after the driver restarts"),
+]
