@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -97,6 +98,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--timeout", type=float, default=600.0, help="seconds per pytest run")
     ap.add_argument("--no-baseline", action="store_true", help="skip the unmutated run (faster, less safe)")
     args = ap.parse_args(argv)
+    # a kill (timeout, Ctrl-C) still stops pytest and removes the temporary copy
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     mutations = list(MUTATIONS)
     if args.only:
         unknown = sorted(set(args.only) - {m.name for m in mutations})
