@@ -98,8 +98,6 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--timeout", type=float, default=600.0, help="seconds per pytest run")
     ap.add_argument("--no-baseline", action="store_true", help="skip the unmutated run (faster, less safe)")
     args = ap.parse_args(argv)
-    # a kill (timeout, Ctrl-C) still stops pytest and removes the temporary copy
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     mutations = list(MUTATIONS)
     if args.only:
         unknown = sorted(set(args.only) - {m.name for m in mutations})
@@ -111,6 +109,8 @@ def main(argv: list[str] | None = None) -> int:
         for m in mutations:
             print(f"{m.name:28s} {m.path}: {m.why}")
         return 0
+    # a kill (timeout, Ctrl-C) still stops pytest and removes the temporary copy
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     t_start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="cordbench-mutations-") as tmp:
         root = copy_repo(Path(tmp) / "repo")
