@@ -3,8 +3,9 @@ that must catch each one.
 
 Each entry replaces ``old`` (which must occur exactly once in ``path``) by ``new``. ``tests`` are
 the fast test files (or node ids) of the mutated module; ``k`` optionally narrows them with
-``pytest -k``. The first 20 are the mutations of the audit in issue 20 (several appear twice, once
-per test suite that must catch them on its own); the others guard the same contracts elsewhere.
+``pytest -k``. ``tests/test_mutations.py::AUDIT`` names the 20 mutations of the audit of issue 20;
+some appear twice (``name@suite``: once per test suite that must catch them on its own) and the
+others guard the same contracts in neighbouring code.
 """
 from __future__ import annotations
 
@@ -118,11 +119,11 @@ MUTATIONS: list[Mutation] = [
              k="target_matches"),
     Mutation("mirrored-target-gm", "data_modules/gmchallenge.py",
              "return to_task_target(fused, self.task.name)", "return to_task_target(fused, self.task.name)[::-1]",
-             TARGETS, "GM challenge target mirrored against its image"),
+             TARGETS, "GM challenge target mirrored against its image", k="gm_challenge"),
     Mutation("mirrored-levels-target", "data_modules/levels.py",
              "return np.where(levels <= max_level, levels, 0).astype(np.int16)",
              "return np.where(levels <= max_level, levels, 0).astype(np.int16)[::-1]", TARGETS,
-             "levels target (from SC + discs) mirrored against its image"),
+             "levels target (from SC + discs) mirrored against its image", k="discs"),
     # ----------------------------------------------------------------------------- networks
     Mutation("xca-softmax-axis", "lightning_modules/networks/_transformer.py",
              "* self.temperature).softmax(dim=-1))  # B h d d", "* self.temperature).softmax(dim=-2))  # B h d d",
