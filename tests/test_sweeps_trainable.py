@@ -1,4 +1,5 @@
-"""Resume bookkeeping of a sweep trial (``sweeps/trainable.py``), fast: a fake run folder, a fake
+"""Resume bookkeeping of a sweep trial (``sweeps/trainable.py``, file names and the trial record in
+``sweeps/records.py``), fast: a fake run folder, a fake
 Tune session (trial id, ``report``, ``get_checkpoint`` patched on ``ray.tune``) holding a real
 ``tune.Checkpoint`` directory, and a stand-in ``cordbench.runner.fit`` that drives the trial's
 report callback like Lightning does after a restore (the restored epoch's end fires again).
@@ -15,6 +16,9 @@ import pandas as pd
 import pytest
 
 import sweeps.trainable as T
+from cordbench.run_folder import CHECKPOINTS, LAST_CKPT, METRICS, WANDB
+from sweeps.records import (ATTEMPTS, PREVIOUS_METRICS, RESUME_DIR, TRIAL_RECORD, TRIALS_DIR, TUNE_CHECKPOINT,
+                            TUNE_META, read_trial_record)
 
 
 def metrics_rows(epochs, attempt: int) -> pd.DataFrame:
@@ -32,22 +36,22 @@ def epochs_of(path: Path) -> list[int]:
 
 # ------------------------------------------------------------------------ take / merge metrics
 def test_take_metrics_keeps_rows_up_to_and_including_the_restored_epoch(tmp_path):
-    metrics_rows(range(4), 1).to_csv(tmp_path / "metrics.csv", index=False)  # attempt 1 got to epoch 3
+    metrics_rows(range(4), 1).to_csv(tmp_path / METRICS, index=False)  # attempt 1 got to epoch 3
     T.take_metrics(tmp_path, resume_epoch=1)
-    assert not (tmp_path / "metrics.csv").exists()  # Lightning's CSVLogger starts it afresh
-    prev = pd.read_csv(tmp_path / T.PREV_METRICS)
+    assert not (tmp_path / METRICS).exists()  # Lightning's CSVLogger starts it afresh
+    prev = pd.read_csv(tmp_path / PREVIOUS_METRICS)
     assert prev["epoch"].tolist() == [0, 0, 1, 1]
     pd.testing.assert_frame_equal(prev, metrics_rows(range(2), 1), check_dtype=False)
 
 
 def test_take_metrics_on_a_second_restore_keeps_both_earlier_attempts(tmp_path):
-    metrics_rows(range(2), 1).to_csv(tmp_path / T.PREV_METRICS, index=False)  # attempt 1, epochs 0-1
-    metrics_rows(range(2, 5), 2).to_csv(tmp_path / "metrics.csv", index=False)  # attempt 2, epochs 2-4
+    metrics_rows(range(2), 1).to_csv(tmp_path / PREVIOUS_METRICS, index=False)  # attempt 1, epochs 0-1
+    metrics_rows(range(2, 5), 2).to_csv(tmp_path / METRICS, index=False)  # attempt 2, epochs 2-4
     T.take_metrics(tmp_path, resume_epoch=3)
-    prev = pd.read_csv(tmp_path / T.PREV_METRICS)
+    prev = pd.read_csv(tmp_path / PREVIOUS_METRICS)
     want = pd.concat([metrics_rows(range(2), 1), metrics_rows(range(2, 4), 2)], ignore_index=True)
     pd.testing.assert_frame_equal(prev, want, check_dtype=False)
-    assert not (tmp_path / "metrics.csv").exists()
+    assert not (tmp_path / METRICS).exists()
 
 
 def test_take_metrics_without_any_metrics_is_a_no_op(tmp_path):
@@ -56,36 +60,37 @@ def test_take_metrics_without_any_metrics_is_a_no_op(tmp_path):
 
 
 def test_merge_metrics_appends_this_attempt_to_the_earlier_ones(tmp_path):
-    metrics_rows(range(2), 1).to_csv(tmp_path / T.PREV_METRICS, index=False)
-    metrics_rows(range(2, 4), 2).to_csv(tmp_path / "metrics.csv", index=False)
+    metrics_rows(range(2), 1).to_csv(tmp_path / PREVIOUS_METRICS, index=False)
+    metrics_rows(range(2, 4), 2).to_csv(tmp_path / METRICS, index=False)
     T.merge_metrics(tmp_path)
-    got = pd.read_csv(tmp_path / "metrics.csv")
+    got = pd.read_csv(tmp_path / METRICS)
     want = pd.concat([metrics_rows(range(2), 1), metrics_rows(range(2, 4), 2)], ignore_index=True)
     pd.testing.assert_frame_equal(got, want, check_dtype=False)
-    assert not (tmp_path / T.PREV_METRICS).exists()
+    assert not (tmp_path / PREVIOUS_METRICS).exists()
 
 
 def test_merge_metrics_keeps_earlier_rows_when_this_attempt_logged_nothing(tmp_path):
-    metrics_rows(range(3), 1).to_csv(tmp_path / T.PREV_METRICS, index=False)
+    metrics_rows(range(3), 1).to_csv(tmp_path / PREVIOUS_METRICS, index=False)
     T.merge_metrics(tmp_path)
-    assert epochs_of(tmp_path / "metrics.csv") == [0, 1, 2]
-    assert not (tmp_path / T.PREV_METRICS).exists()
+    assert epochs_of(tmp_path / METRICS) == [0, 1, 2]
+    assert not (tmp_path / PREVIOUS_METRICS).exists()
 
 
 def test_merge_metrics_without_earlier_attempts_leaves_metrics_alone(tmp_path):
-    metrics_rows(range(2), 1).to_csv(tmp_path / "metrics.csv", index=False)
-    before = (tmp_path / "metrics.csv").read_bytes()
+    metrics_rows(range(2), 1).to_csv(tmp_path / METRICS, index=False)
+    before = (tmp_path / METRICS).read_bytes()
     T.merge_metrics(tmp_path)
-    assert (tmp_path / "metrics.csv").read_bytes() == before
+    assert (tmp_path / METRICS).read_bytes() == before
 
 
 # ------------------------------------------------------------------------------ finished record
 def test_finished_record(tmp_path):
-    assert T.finished_record(tmp_path) is None
-    (tmp_path / T.DONE_FILE).write_text('{"trial_id": "t0", "last_report": {"val_dice": 0.8')  # cut short
-    assert T.finished_record(tmp_path) is None
-    (tmp_path / T.DONE_FILE).write_text(json.dumps({"trial_id": "t0", "last_report": {"val_dice": 0.8}}))
-    assert T.finished_record(tmp_path) == {"trial_id": "t0", "last_report": {"val_dice": 0.8}}
+    assert T.finished_record is read_trial_record  # what train_trial reads
+    assert read_trial_record(tmp_path) is None
+    (tmp_path / TRIAL_RECORD).write_text('{"trial_id": "t0", "last_report": {"val_dice": 0.8')  # cut short
+    assert read_trial_record(tmp_path) is None
+    (tmp_path / TRIAL_RECORD).write_text(json.dumps({"trial_id": "t0", "last_report": {"val_dice": 0.8}}))
+    assert read_trial_record(tmp_path) == {"trial_id": "t0", "last_report": {"val_dice": 0.8}}
 
 
 # ---------------------------------------------------------------------------- the fake session
@@ -100,8 +105,8 @@ class FakeSession:
         meta = None
         if checkpoint is not None:
             with checkpoint.as_directory() as d:
-                meta = json.loads(Path(d, "meta.json").read_text())
-                assert Path(d, T.CKPT_NAME).is_file()
+                meta = json.loads(Path(d, TUNE_META).read_text())
+                assert Path(d, TUNE_CHECKPOINT).is_file()
         self.reports.append((dict(metrics), meta))
 
     def install(self, monkeypatch) -> "FakeSession":
@@ -127,15 +132,15 @@ def no_fit(*args, **kwargs):
 def test_a_finished_trial_is_reported_again_not_retrained(tmp_path, monkeypatch):
     import cordbench.runner
 
-    run = tmp_path / "trials" / "t0"
+    run = tmp_path / TRIALS_DIR / "t0"
     run.mkdir(parents=True)
     last = {"val_dice": 0.81, "epoch": 4, "test_dice": 0.77}
-    (run / T.DONE_FILE).write_text(json.dumps({"trial_id": "t0", "last_report": last, "attempts": 1}))
+    (run / TRIAL_RECORD).write_text(json.dumps({"trial_id": "t0", "last_report": last, "attempts": 1}))
     session = FakeSession("t0").install(monkeypatch)
     monkeypatch.setattr(cordbench.runner, "fit", no_fit)
     T.train_trial({}, trial_setup(tmp_path))
     assert session.reports == [({**last, "already_finished": 1}, None)]
-    assert sorted(p.name for p in run.iterdir()) == [T.DONE_FILE]  # nothing else touched
+    assert sorted(p.name for p in run.iterdir()) == [TRIAL_RECORD]  # nothing else touched
 
 
 class FakeTrainer:
@@ -159,8 +164,8 @@ def restored_fit(run: Path, resume_epoch: int, max_epochs: int, seen: dict):
     def fit(cfg, callbacks=(), ckpt_path=None, test=True):
         seen["ckpt_path"] = ckpt_path
         seen["ckpt_text"] = Path(ckpt_path).read_text()
-        seen["metrics_during_fit"] = (run / "metrics.csv").exists()
-        seen["previous_epochs"] = epochs_of(run / T.PREV_METRICS)
+        seen["metrics_during_fit"] = (run / METRICS).exists()
+        seen["previous_epochs"] = epochs_of(run / PREVIOUS_METRICS)
         cb = callbacks[0]
         trainer = FakeTrainer(max_epochs)
         for epoch in range(resume_epoch, max_epochs):
@@ -168,10 +173,10 @@ def restored_fit(run: Path, resume_epoch: int, max_epochs: int, seen: dict):
             trainer.callback_metrics = {"val/dice": 0.5 + epoch / 10, "train/loss": 1.0 / (epoch + 1)}
             cb.on_validation_end(trainer, None)
             cb.on_train_epoch_end(trainer, None)
-        metrics_rows(range(resume_epoch + 1, max_epochs), 2).to_csv(run / "metrics.csv", index=False)
-        (run / "checkpoints").mkdir(exist_ok=True)
-        (run / "checkpoints" / "last.ckpt").write_text("last")
-        return RunResult(out=run, best_ckpt=str(run / "checkpoints" / "best.ckpt"), val={"val/dice": 0.8},
+        metrics_rows(range(resume_epoch + 1, max_epochs), 2).to_csv(run / METRICS, index=False)
+        (run / CHECKPOINTS).mkdir(exist_ok=True)
+        (run / CHECKPOINTS / LAST_CKPT).write_text("last")
+        return RunResult(out=run, best_ckpt=str(run / CHECKPOINTS / "best.ckpt"), val={"val/dice": 0.8},
                          test_records=[{"subject": "sub-01", "sc/dice": 0.6}, {"subject": "sub-02", "sc/dice": 0.8}],
                          seconds=2.0)
 
@@ -183,27 +188,27 @@ def test_a_restored_trial_resumes_from_the_tune_checkpoint_with_each_epoch_once(
     import cordbench.runner
     from ray import tune
 
-    run = tmp_path / "trials" / "t0"
+    run = tmp_path / TRIALS_DIR / "t0"
     run.mkdir(parents=True)
-    metrics_rows(range(3), 1).to_csv(run / "metrics.csv", index=False)
-    (run / ".attempts").write_text("1")
-    (run / "wandb" / "offline-run-20260101_000000-t0").mkdir(parents=True)
+    metrics_rows(range(3), 1).to_csv(run / METRICS, index=False)
+    (run / ATTEMPTS).write_text("1")
+    (run / WANDB / "offline-run-20260101_000000-t0").mkdir(parents=True)
     ck = tmp_path / "tune-ckpt"
     ck.mkdir()
-    (ck / T.CKPT_NAME).write_text("weights after epoch 1")
-    (ck / "meta.json").write_text(json.dumps({"epoch": 1}))
+    (ck / TUNE_CHECKPOINT).write_text("weights after epoch 1")
+    (ck / TUNE_META).write_text(json.dumps({"epoch": 1}))
     session = FakeSession("t0", tune.Checkpoint.from_directory(str(ck))).install(monkeypatch)
     seen: dict = {}
     monkeypatch.setattr(cordbench.runner, "fit", restored_fit(run, 1, 4, seen))
     T.train_trial({}, trial_setup(tmp_path))
     # fit got Tune's checkpoint (copied into the run folder) and the rows of epochs 0-1 were set aside
-    assert seen["ckpt_path"] == str(run / T.RESUME_DIR / T.CKPT_NAME)
+    assert seen["ckpt_path"] == str(run / RESUME_DIR / TUNE_CHECKPOINT)
     assert seen["ckpt_text"] == "weights after epoch 1"
     assert seen["metrics_during_fit"] is False and seen["previous_epochs"] == [0, 1]
-    assert not (run / T.RESUME_DIR).exists() and not (run / T.PREV_METRICS).exists()
+    assert not (run / RESUME_DIR).exists() and not (run / PREVIOUS_METRICS).exists()
     # metrics.csv: every epoch exactly once, the restored epoch from attempt 1
-    m = pd.read_csv(run / "metrics.csv")
-    assert epochs_of(run / "metrics.csv") == [0, 1, 2, 3] and len(m) == 8
+    m = pd.read_csv(run / METRICS)
+    assert epochs_of(run / METRICS) == [0, 1, 2, 3] and len(m) == 8
     want = pd.concat([metrics_rows(range(2), 1), metrics_rows(range(2, 4), 2)], ignore_index=True)
     pd.testing.assert_frame_equal(m, want, check_dtype=False)
     # Tune: epoch 3 (index 2) with a checkpoint, then the last epoch with the test Dice; the restored
@@ -213,11 +218,11 @@ def test_a_restored_trial_resumes_from_the_tune_checkpoint_with_each_epoch_once(
     assert session.reports[1][0]["test_dice"] == pytest.approx(0.7)
     assert session.reports[1][0]["val_dice"] == pytest.approx(0.8)
     # the run folder is marked finished after two attempts; the interrupted wandb run is set aside
-    rec = json.loads((run / T.DONE_FILE).read_text())
-    assert rec["attempts"] == 2 and (run / ".attempts").read_text() == "2"
+    rec = json.loads((run / TRIAL_RECORD).read_text())
+    assert rec["attempts"] == 2 and (run / ATTEMPTS).read_text() == "2"
     assert rec["last_report"]["epoch"] == 4 and rec["last_report"]["test_dice"] == pytest.approx(0.7)
-    assert [p.name for p in (run / "wandb").iterdir()] == ["interrupted"]
-    assert (run / "wandb" / "interrupted" / "offline-run-20260101_000000-t0").is_dir()
+    assert [p.name for p in (run / WANDB).iterdir()] == ["interrupted"]
+    assert (run / WANDB / "interrupted" / "offline-run-20260101_000000-t0").is_dir()
 
 
 def test_report_callback_skips_epochs_up_to_the_restored_one():
