@@ -77,7 +77,7 @@ DEFAULTS: dict[str, Any] = {
         "accelerator": "auto",
         "devices": "auto",
         "strategy": "auto",
-        "precision": "32-true",
+        "precision": "auto",             # auto: bf16-mixed on Ampere+ GPUs, 16-mixed on older, 32-true on CPU
         "deterministic": True,           # true | false | warn (GPU: see docs/reliability.md)
         "log_every_n_steps": 10,
         "limit_train_batches": None,

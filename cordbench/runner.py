@@ -8,7 +8,9 @@ best/last checkpoints, per-subject test metrics — scored on each subject's nat
 predictions, the QC panels and report, the offline wandb run); a fit
 that stops on an error (e.g. a NaN loss, :class:`TrainingDivergedError`) leaves a failure record
 with the reason instead. Every input is validated before anything is written, so a bad input
-never overwrites the records of an earlier run in the same folder.
+never overwrites the records of an earlier run in the same folder. Under DDP (Lightning
+``strategy: ddp`` or a Ray ``TorchTrainer`` worker) only global rank 0 writes (see
+:mod:`cordbench.distributed`).
 """
 from __future__ import annotations
 
@@ -17,9 +19,10 @@ import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 from cordbench.config import dump
+from cordbench.distributed import is_global_zero, rank_and_world, write_first
 from cordbench.errors import CordbenchError
 from cordbench.paths import output_dir
 from cordbench.run_folder import BEST, FAILURE, RunFolder
@@ -117,15 +120,25 @@ def epoch_printer():
 
 
 def build_trainer(cfg: dict[str, Any], out: Path, callbacks: Sequence[Any] = (), loggers: Sequence[Any] | None = None,
-                  checkpoint: bool = True):
-    """A ``pl.Trainer`` from the ``trainer`` section plus checkpointing into ``out/checkpoints``."""
+                  checkpoint: bool = True, trainer_kwargs: Mapping[str, Any] | None = None):
+    """A ``pl.Trainer`` from the ``trainer`` section plus checkpointing into ``out/checkpoints``.
+
+    ``trainer_kwargs`` adds or replaces Trainer arguments that cannot live in the YAML config
+    (a Ray DDP strategy object, cluster-environment plugins). ``precision: auto`` is resolved
+    by :func:`cordbench.devices.choose_precision`. The data modules shard subjects across DDP
+    ranks themselves (:mod:`data_modules.sharding`), so Lightning does not wrap the loaders
+    (``use_distributed_sampler=False``).
+    """
     import pytorch_lightning as pl
     from pytorch_lightning.callbacks import ModelCheckpoint
 
     from cordbench.checkpoints import atomic_checkpoint_io
+    from cordbench.devices import choose_precision, cuda_capability
 
-    t = {k: v for k, v in cfg["trainer"].items() if v is not None}
+    t = {k: v for k, v in {**cfg["trainer"], **(trainer_kwargs or {})}.items() if v is not None}
     set_deterministic_env(cfg)
+    t["precision"] = choose_precision(t.get("precision"), cuda_capability(uses_cuda(cfg)))
+    t.setdefault("use_distributed_sampler", False)
     plugins = list(t.pop("plugins", None) or []) + [atomic_checkpoint_io()]
     cbs = list(callbacks)
     if not t.get("enable_progress_bar", True):
@@ -170,6 +183,8 @@ def prepare(cfg: dict[str, Any]):
     pl.seed_everything(int(cfg["seed_everything"]), workers=True, verbose=False)
     dm = build_datamodule(cfg["data"])
     dm.setup("fit")  # validates every file first: a bad input leaves an existing run folder untouched
+    if not is_global_zero():  # DDP: only global rank 0 writes the run folder
+        return out, dm
     folder = RunFolder(out)
     folder.write_config(dump(cfg))
     folder.write_data_description(dm.describe())
@@ -177,13 +192,14 @@ def prepare(cfg: dict[str, Any]):
 
 
 def write_test_outputs(out: Path, records: list[dict[str, Any]], extra: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Per-subject ``test_metrics.csv`` and the aggregated ``test_summary.json``."""
+    """Per-subject ``test_metrics.csv`` and the aggregated ``test_summary.json`` (written by rank 0 only)."""
     from lightning_modules.metrics import aggregate
 
     summary = {"n_subjects": len(records),
                "metrics": aggregate([{k: v for k, v in r.items() if k != "subject"} for r in records]),
                **(extra or {})}
-    RunFolder(out).write_test_outputs(records, summary)
+    if is_global_zero():
+        RunFolder(out).write_test_outputs(records, summary)
     return summary
 
 
@@ -195,15 +211,22 @@ def subject_outputs(out: Path):
 
 
 def write_test_qc(out: Path, records: list[dict[str, Any]]) -> Path | None:
-    """``<run>/qc/index.html`` linking the test subjects' panels and metrics (none without records)."""
+    """``<run>/qc/index.html`` linking the test subjects' panels and metrics (none without records; rank 0 only)."""
     from cordbench.test_outputs import write_qc_report
 
-    return write_qc_report(out, records) if records else None
+    return write_qc_report(out, records) if records and is_global_zero() else None
 
 
 def fit(cfg: dict[str, Any], callbacks: Sequence[Any] = (), ckpt_path: str | None = None,
-        test: bool = True) -> RunResult:
-    """Train, keep the best checkpoint by ``val/dice``, then test it on the held-out subjects."""
+        test: bool = True, trainer_kwargs: Mapping[str, Any] | None = None,
+        wrap_trainer: Callable[[Any], Any] | None = None) -> RunResult:
+    """Train, keep the best checkpoint by ``val/dice``, then test it on the held-out subjects.
+
+    ``trainer_kwargs`` (extra ``pl.Trainer`` arguments, see :func:`build_trainer`) and
+    ``wrap_trainer`` (applied to the built Trainer, e.g. ``ray.train.lightning.prepare_trainer``)
+    customise the Trainer of a DDP worker. Under DDP every rank runs this function; only global
+    rank 0 writes files, and the test records of all ranks are gathered (every subject once).
+    """
     quiet()
     t0 = time.perf_counter()
     if ckpt_path:
@@ -211,9 +234,13 @@ def fit(cfg: dict[str, Any], callbacks: Sequence[Any] = (), ckpt_path: str | Non
 
         read_checkpoint(ckpt_path)  # weights only: one clear line when corrupted or unsafe
     out, dm = prepare(cfg)
-    RunFolder(out).clear_failure()  # a stale record of an earlier attempt
+    if is_global_zero():
+        RunFolder(out).clear_failure()  # a stale record of an earlier attempt
     module = build_module(cfg, dm)
-    trainer = build_trainer(cfg, out, [*callbacks, subject_outputs(out)], build_loggers(cfg, out))
+    trainer = build_trainer(cfg, out, [*callbacks, subject_outputs(out)], build_loggers(cfg, out),
+                            trainer_kwargs=trainer_kwargs)
+    if wrap_trainer is not None:
+        trainer = wrap_trainer(trainer)
     try:
         trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path)
     except Exception as exc:
@@ -255,7 +282,16 @@ def record_failure(out: Path, exc: BaseException, trainer: Any = None) -> Path:
                            "time": datetime.datetime.now().isoformat(timespec="seconds")}
     if trainer is not None:
         rec.update(epoch=int(trainer.current_epoch), global_step=int(trainer.global_step))
-    return RunFolder(out).write_failure(rec)
+    rank, world = rank_and_world()
+    folder = RunFolder(out)
+    if world == 1:
+        return folder.write_failure(rec)
+    # DDP: the rank that failed first writes (Lightning then kills the others); a peer that fails
+    # only because that rank is gone (a broken collective) must not replace its reason
+    import json
+
+    write_first(folder.failure, json.dumps({**rec, "rank": rank, "world_size": world}, indent=2))
+    return folder.failure
 
 
 def evaluate(cfg: dict[str, Any], ckpt: str, stage: str = "test") -> RunResult:

@@ -22,6 +22,8 @@ from cordbench import io
 from cordbench.run_folder import PREDICTIONS as PREDICTIONS_DIR
 from cordbench.run_folder import QC as QC_DIR
 from cordbench.run_folder import QC_INDEX
+from data_modules.sharding import is_padding
+
 #: metrics shown in the QC report (per class), in this order, when the records have them
 QC_COLUMNS = ("dice", "hd95", "skel_md", "tnr")
 
@@ -52,7 +54,7 @@ class SubjectOutputWriter(pl.Callback):
     def on_test_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int,
                           dataloader_idx: int = 0) -> None:
         native = outputs.get("native_prediction") if isinstance(outputs, dict) else None
-        if native is None:
+        if native is None or is_padding(trainer.test_dataloaders, batch_idx):  # DDP: another rank's subject
             return
         img = native.image
         io.save_nifti(native.labels.astype(np.uint8), img.affine, prediction_file(self.out, native.subject),

@@ -20,8 +20,9 @@ import warnings
 from pathlib import Path
 from typing import Any, Callable
 
+from cordbench.distributed import RANK_VARS  # noqa: F401  (kept importable from here)
+
 MAX_TAG = 64  # wandb's tag length limit
-RANK_VARS = ("RANK", "LOCAL_RANK", "NODE_RANK", "GROUP_RANK", "SLURM_PROCID")
 
 
 def wandb_mode(cfg: dict[str, Any]) -> str:
@@ -33,19 +34,10 @@ def wandb_mode(cfg: dict[str, Any]) -> str:
 
 
 def is_global_rank_zero() -> bool:
-    """False in any DDP worker but global rank 0 (launcher env vars, then torch.distributed)."""
-    for var in RANK_VARS:
-        value = os.environ.get(var)
-        if value not in (None, "") and value.strip() != "0":
-            return False
-    try:
-        import torch.distributed as dist
+    """False in any DDP worker but global rank 0 (see :func:`cordbench.distributed.is_global_zero`)."""
+    from cordbench.distributed import is_global_zero
 
-        if dist.is_available() and dist.is_initialized() and dist.get_rank() != 0:
-            return False
-    except Exception:  # pragma: no cover - torch without distributed
-        pass
-    return True
+    return is_global_zero()
 
 
 def run_tags(cfg: dict[str, Any]) -> list[str]:

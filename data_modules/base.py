@@ -8,7 +8,8 @@ torchio augmentation, 2D axial-slice or 3D patch sampling through a label-aware
 ``tio.Queue``, and whole-subject loaders for validation/test (per-subject metrics).
 
 Preprocessing runs once per subject at :meth:`setup` and is cached in memory; random
-augmentation runs per patch. On 2 CPU cores the queue uses no worker processes.
+augmentation runs per patch. On 2 CPU cores the queue uses no worker processes. Under DDP
+each rank trains on and evaluates its own share of the subjects (:mod:`data_modules.sharding`).
 """
 from __future__ import annotations
 
@@ -25,6 +26,8 @@ import torchio as tio
 from cordbench import io
 from cordbench.errors import ConfigError, InputError
 from data_modules.preprocessing import Preprocessing, build_transform
+from data_modules.sharding import (QueueEpochSampler, eval_dataset, eval_indices, shard_info,
+                                   train_subject_sampler)
 from data_modules.tasks import TASKS, TaskSpec
 
 _DATAMODULES: dict[str, type["SegmentationDataModule"]] = {}
@@ -224,13 +227,23 @@ class SegmentationDataModule(pl.LightningDataModule):
         values = sorted({v for vs in self.task.classes.values() for v in vs})
         probs = {0: 1.0 - fg, **{v: fg / len(values) for v in values}}
         sampler = tio.LabelSampler(self._patch(), label_name="label", label_probabilities=probs)
+        rank, world = shard_info(self.trainer)
+        subject_sampler = None if world == 1 else train_subject_sampler(
+            ds, rank, world, int(self.cfg["split"].get("seed") or 0))
         queue = tio.Queue(ds, max_length=int(self.cfg["queue_length"]),
                           samples_per_volume=int(self.cfg["samples_per_volume"]), sampler=sampler,
-                          num_workers=int(self.cfg["num_workers"]), shuffle_subjects=True, shuffle_patches=True)
-        return tio.SubjectsLoader(queue, batch_size=int(self.cfg["batch_size"]), num_workers=0)
+                          num_workers=int(self.cfg["num_workers"]), shuffle_subjects=subject_sampler is None,
+                          shuffle_patches=True, subject_sampler=subject_sampler)
+        return tio.SubjectsLoader(queue, batch_size=int(self.cfg["batch_size"]), num_workers=0,
+                                  sampler=QueueEpochSampler(queue))
 
     def _whole(self, part: str) -> torch.utils.data.DataLoader:
-        return tio.SubjectsLoader(tio.SubjectsDataset(self.subjects[part]), batch_size=1, num_workers=0)
+        """Whole subjects, one per batch; under DDP this rank's equal share (see ``data_modules.sharding``)."""
+        rank, world = shard_info(self.trainer)
+        n = len(self.subjects[part])
+        subjects = [self.subjects[part][i] for i in eval_indices(n, rank, world)]
+        return tio.SubjectsLoader(eval_dataset(tio.SubjectsDataset(subjects), n, rank, world), batch_size=1,
+                                  num_workers=0)
 
     def val_dataloader(self) -> torch.utils.data.DataLoader:
         return self._whole("val")

@@ -3,11 +3,13 @@
 Training: Dice + cross-entropy on 2D axial slices or 3D patches from the torchio queue,
 AdamW with a cosine or poly schedule (optional linear warm-up). Validation and test run on
 whole subjects (slice by slice in 2D, sliding window in 3D): validation logs Dice per class
-each epoch (``val/dice`` is the mean over scored classes, the checkpoint metric); test
-computes the full metric set per subject — on the subject's native grid by default
-(:mod:`lightning_modules.scoring`) — and keeps it in :attr:`test_records` for the per-subject
-statistics of the leaderboard. The ``preprocessing`` hyper-parameter is the run's preprocessing
-contract (``data_modules.preprocessing``), so ``predict`` rebuilds the training chain. Hyper-parameters are plain Python values so
+each epoch (``val/dice`` is the mean over subjects of the mean over scored classes, the
+checkpoint metric); test computes the full metric set per subject — on the subject's native
+grid by default (:mod:`lightning_modules.scoring`) — and keeps it in :attr:`test_records` for
+the per-subject statistics of the leaderboard. Under DDP the per-subject records of all ranks
+are gathered before any mean (every subject once), so both equal a single-process evaluation.
+The ``preprocessing`` hyper-parameter is the run's preprocessing contract
+(``data_modules.preprocessing``), so ``predict`` rebuilds the training chain. Hyper-parameters are plain Python values so
 checkpoints load with ``torch.load(weights_only=True)``.
 """
 from __future__ import annotations
@@ -20,6 +22,7 @@ import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 
+from cordbench.distributed import gather_records
 from cordbench.errors import CordbenchError
 from lightning_modules.registry import build_network
 
@@ -79,7 +82,8 @@ class SegmentationModule(pl.LightningModule):
         loss = self.loss_fn(self(x), y)
         if not torch.isfinite(loss):
             raise TrainingDivergedError(f"loss is {loss.item()} at epoch {self.current_epoch}, step {self.global_step}")
-        self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=x.shape[0])
+        self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=x.shape[0],
+                 sync_dist=True)
         return loss
 
     # -------------------------------------------------------------------------------- inference
@@ -104,18 +108,19 @@ class SegmentationModule(pl.LightningModule):
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         pred, target = self._subject_prediction(batch)
         dice = class_dice(pred, target, self.classes)
-        self._val_epoch.append(dice)
+        self._val_epoch.append({"subject": batch["subject_id"][0], **dice})
         if batch_idx == 0 and self.hparams.log_images:
             self._log_overlay(batch, pred, target)
 
     def on_validation_epoch_end(self) -> None:
-        if not self._val_epoch:
+        # every rank's subjects, each once (DDP): the same full-set value on every rank
+        records, self._val_epoch = gather_records(self._val_epoch), []
+        if not records:
             return
         for name in self.classes:
-            self.log(f"val/{name}/dice", float(np.mean([d[name] for d in self._val_epoch])))
-        mean = float(np.mean([np.mean(list(d.values())) for d in self._val_epoch]))
-        self.log("val/dice", mean, prog_bar=True)
-        self._val_epoch = []
+            self.log(f"val/{name}/dice", float(np.mean([d[name] for d in records])), sync_dist=True)
+        mean = float(np.mean([np.mean([d[name] for name in self.classes]) for d in records]))
+        self.log("val/dice", mean, prog_bar=True, sync_dist=True)
 
     def test_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Any]:
         from lightning_modules.scoring import score_subject
@@ -125,13 +130,18 @@ class SegmentationModule(pl.LightningModule):
         record, native = score_subject(pred.cpu().numpy(), affine, target.cpu().numpy(), batch["subject_id"][0],
                                        self.classes, getattr(self.trainer, "datamodule", None), self.scoring)
         self.test_records.append(record)
-        for key, value in record.items():
-            if key.endswith("/dice") and key.count("/") == 1:
-                self.log(f"test/{key}", value, batch_size=1)
         return {"native_prediction": native}
 
     def on_test_epoch_start(self) -> None:
         self.test_records = []
+
+    def on_test_epoch_end(self) -> None:
+        """Gather every rank's subjects (each once, single-process order); log the mean Dice per class."""
+        self.test_records = gather_records(self.test_records)
+        keys = [k for k in (self.test_records[0] if self.test_records else {})
+                if k.endswith("/dice") and k.count("/") == 1]
+        for key in keys:
+            self.log(f"test/{key}", float(np.mean([float(r[key]) for r in self.test_records])), sync_dist=True)
 
     # ------------------------------------------------------------------------------ optimisation
     def configure_optimizers(self) -> Any:

@@ -15,7 +15,8 @@ how Ray Tune explores it::
              max_concurrent_trials: null}
     scheduler: {name: fifo}              # or {name: asha, grace_period: 1, reduction_factor: 2, max_t: null}
     stop: {}                             # e.g. {epoch: 5} or {val_dice: 0.99}
-    resources: {cpu: 1, gpu: 0}          # per trial; gpu < 1 = fractional, gpu > 1 = DDP workers
+    resources: {cpu: 1, gpu: 0}          # per trial; gpu < 1 = fractional, gpu > 1 = DDP workers;
+                                         # {workers: N, cpu: K}: N DDP processes on CPU (gpu: N: one GPU each)
     failure: {max_failures: 2, fail_fast: false}
     storage: outputs/sweeps              # local folder or a URI (s3://, gs://)
 
@@ -70,7 +71,8 @@ SWEEP_DEFAULTS: dict[str, Any] = {
         "reduction_factor": 2,
         "max_t": None,                 # default: the largest trainer.max_epochs of the sweep
     },
-    "resources": {"cpu": 1, "gpu": None},  # gpu: number (fraction < 1, DDP > 1) or auto (1 if the cluster has GPUs)
+    "resources": {"cpu": 1, "gpu": None,   # gpu: number (fraction < 1, DDP > 1) or auto (1 if the cluster has GPUs)
+                  "workers": None},        # DDP processes per trial (default: gpu if gpu > 1, else 1)
     "failure": {"max_failures": 2, "fail_fast": False},
     "checkpoint": {"num_to_keep": 1},
     "storage": "outputs/sweeps",
@@ -338,6 +340,17 @@ def check_sweep_keys(raw: Mapping[str, Any], where: str) -> dict[str, Any]:
     if gpu > 1 and not gpu.is_integer():
         raise ConfigError(f"key 'resources.gpu': more than one GPU per trial must be a whole number "
                           f"(one DDP worker per GPU), got {res['gpu']!r}", where)
+    workers = res.get("workers")
+    if workers is not None:
+        if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+            raise ConfigError(f"key 'resources.workers' must be a positive integer (DDP processes per trial); "
+                              f"got {workers!r}", where)
+        if workers > 1 and res["gpu"] != "auto" and gpu not in (0.0, float(workers)):
+            raise ConfigError(f"key 'resources.gpu': a trial of {workers} DDP workers takes 0 GPUs (CPU, gloo) or "
+                              f"one per worker (gpu: {workers}); got {res['gpu']!r}", where)
+        if workers > 1 and cpu < workers:
+            raise ConfigError(f"key 'resources.cpu': {workers} DDP workers need at least {workers} CPUs per trial "
+                              f"(one each); got {res['cpu']!r}", where)
     if int(fail["max_failures"]) < -1:
         raise ConfigError(f"key 'failure.max_failures' must be >= -1 (-1 = retry forever); got "
                           f"{fail['max_failures']!r}", where)

@@ -258,7 +258,12 @@ def prepare_data(sweep: Sweep) -> None:
 
 
 def resolve_gpus(sweep: Sweep) -> float:
-    """``resources.gpu: auto`` → 1 GPU per trial if the (joined) cluster has GPUs now, else 0."""
+    """``resources.gpu: auto`` → 1 GPU per trial (per DDP worker) if the (joined) cluster has GPUs now, else 0."""
+    workers = int(sweep.resources.get("workers") or 1)
+    if sweep.resources.get("gpu") == "auto" and workers > 1:
+        import ray
+
+        sweep.resources["gpu"] = workers if ray.cluster_resources().get("GPU", 0) >= workers else 0
     if sweep.resources.get("gpu") == "auto":
         import ray
 
@@ -269,23 +274,28 @@ def resolve_gpus(sweep: Sweep) -> float:
 def check_feasible(sweep: Sweep, strict: bool) -> None:
     """Refuse (``strict``: a cluster that cannot grow) or warn about a trial no node could ever hold.
 
-    Non-DDP trial: one node must have the trial's CPUs and GPUs. DDP trial (``gpu`` > 1): the
-    cluster needs ``gpu`` GPUs on nodes that also have ``cpu / gpu`` CPUs per GPU worker.
+    Non-DDP trial: one node must have the trial's CPUs and GPUs. DDP trial (``workers`` > 1 or
+    ``gpu`` > 1): the cluster needs room for every worker (its CPU share, and one GPU each on GPU).
     """
     import ray
+
+    from sweeps.ddp_trial import worker_resources
 
     nodes = [n.get("Resources", {}) for n in ray.nodes() if n.get("Alive")]
     cpu, gpu = float(sweep.resources["cpu"]), float(sweep.resources.get("gpu") or 0)
     big_cpu = max((n.get("CPU", 0.0) for n in nodes), default=0.0)
     big_gpu = max((n.get("GPU", 0.0) for n in nodes), default=0.0)
-    if gpu > 1:
-        per_cpu = max(1.0, cpu / gpu)
-        usable = sum(int(n.get("GPU", 0)) for n in nodes if n.get("CPU", 0) >= per_cpu)
-        if usable >= int(gpu):
+    setup = make_setup(sweep)
+    if setup.ddp:
+        per = worker_resources(setup)
+        slots = sum(min(int(n.get("CPU", 0) // per["CPU"] + 1e-9), int(n.get("GPU", 0)) if "GPU" in per else 1 << 30)
+                    for n in nodes)
+        if slots >= setup.workers:
             return
-        key = "resources.gpu"
-        msg = (f"key 'resources.gpu': a DDP trial asks {int(gpu)} GPU worker(s) with {per_cpu:g} CPU(s) each but "
-               f"the Ray cluster has {usable} such GPU(s) (largest node: {big_cpu:g} CPU(s), {big_gpu:g} GPU(s))")
+        key = "resources.gpu" if "GPU" in per else "resources.cpu"
+        msg = (f"key '{key}': a DDP trial asks {setup.workers} worker(s) with {per['CPU']:g} CPU(s)"
+               f"{' and 1 GPU' if 'GPU' in per else ''} each but the Ray cluster has room for {slots} "
+               f"(largest node: {big_cpu:g} CPU(s), {big_gpu:g} GPU(s))")
     else:
         if any(n.get("CPU", 0) >= cpu and n.get("GPU", 0) >= gpu for n in nodes):
             return

@@ -8,15 +8,13 @@ resumed) restarts from ``tune.get_checkpoint()``; a trial whose run folder alrea
 finished run (``trial.json``) is not trained again.
 
 Devices: a CPU trial uses as many torch threads as it has CPUs; a trial with a GPU (or a
-fraction of one) trains with AMP (``16-mixed``); a trial with more than one GPU trains with
-DDP on a Ray ``TorchTrainer`` (one worker per GPU, ``RayDDPStrategy`` +
-``RayLightningEnvironment`` + ``RayTrainReportCallback`` + ``prepare_trainer``), its
-metrics forwarded to Tune by Ray's ``TuneReportCallback``.
+fraction of one) trains with AMP (``precision: auto``: ``bf16-mixed`` on Ampere and newer,
+``16-mixed`` otherwise); a trial with ``resources.workers`` > 1 (or ``gpu`` > 1) trains with DDP
+on a Ray ``TorchTrainer``, one worker per GPU or per CPU share (:mod:`sweeps.ddp_trial`).
 """
 from __future__ import annotations
 
 import contextlib
-import copy
 import json
 import shutil
 import tempfile
@@ -32,6 +30,7 @@ from sweeps.records import (PREVIOUS_METRICS, RESUME_DIR, TRIAL_RECORD, TRIALS_D
 
 # names this module exported before sweeps.records existed
 DONE_FILE, CKPT_NAME, PREV_METRICS = TRIAL_RECORD, TUNE_CHECKPOINT, PREVIOUS_METRICS
+DRIVER_CPU = 0.01  # CPU a DDP trial's driver (the Tune trial actor) holds, out of the trial's `cpu`
 
 
 @dataclass
@@ -54,21 +53,38 @@ class TrialSetup:
         return float(self.resources.get("gpu", 0) or 0)
 
     @property
+    def workers(self) -> int:
+        return ddp_workers(self.resources)
+
+    @property
     def ddp(self) -> bool:
-        return self.gpus > 1
+        return self.workers > 1
+
+
+def ddp_workers(resources: Mapping[str, Any]) -> int:
+    """DDP processes per trial: ``resources.workers``, else one per GPU when ``gpu`` > 1, else 1."""
+    if resources.get("workers"):
+        return int(resources["workers"])
+    gpu = resources.get("gpu", 0)
+    return int(float(gpu)) if gpu not in (None, "auto") and float(gpu) > 1 else 1
 
 
 # ------------------------------------------------------------------------------- configuration
-def device_settings(resources: Mapping[str, Any], precision: str = "32-true") -> dict[str, Any]:
-    """``trainer`` keys for the trial's resources: CPU, one (fractional) GPU with AMP, or DDP."""
+def device_settings(resources: Mapping[str, Any], precision: str | None = "auto") -> dict[str, Any]:
+    """``trainer`` keys for the trial's resources: CPU, one (fractional) GPU, or DDP workers.
+
+    On GPU, ``precision`` stays as the config names it; ``auto`` (the default) becomes
+    ``bf16-mixed`` or ``16-mixed`` in the process that trains, by its GPU
+    (:func:`cordbench.devices.choose_precision`).
+    """
     gpu = float(resources.get("gpu", 0) or 0)
+    prec = precision or "auto"
+    if ddp_workers(resources) > 1:
+        # each Ray Train worker sees exactly its own GPU (Ray sets CUDA_VISIBLE_DEVICES), or runs on CPU
+        return {"accelerator": "gpu" if gpu > 0 else "cpu", "devices": "auto", "precision": prec}
     if gpu <= 0:
         return {"accelerator": "cpu", "devices": 1}
-    amp = "16-mixed" if precision in ("32-true", "32", 32) else precision
-    if gpu <= 1:
-        return {"accelerator": "gpu", "devices": 1, "precision": amp}
-    # DDP: each Ray Train worker sees exactly its own GPU (Ray sets CUDA_VISIBLE_DEVICES)
-    return {"accelerator": "gpu", "devices": "auto", "precision": amp}
+    return {"accelerator": "gpu", "devices": 1, "precision": prec}
 
 
 def trial_config(setup: TrialSetup, params: Mapping[str, Any], trial_id: str, run_dir: str | Path) -> dict[str, Any]:
@@ -98,8 +114,12 @@ def local_run_dir(setup: TrialSetup, trial_id: str) -> Path:
 _CALLBACK_CLS: Any = None
 
 
-def report_callback(resume_epoch: int = -1, on_report: Any = None):
+def report_callback(resume_epoch: int = -1, on_report: Any = None, train_worker: bool = False):
     """A Lightning callback reporting validation metrics + a checkpoint to Tune every epoch.
+
+    ``train_worker``: the callback runs in every worker of a Ray ``TorchTrainer`` (DDP trial):
+    it reports through ``ray.train.report`` (every rank reports, rank 0 with the checkpoint),
+    and Ray's ``TuneReportCallback`` forwards rank 0's metrics to Tune.
 
     Epochs up to ``resume_epoch`` (the one in the checkpoint the trial restarted from) are
     not reported again (Lightning re-fires the epoch end of a restored epoch). ``on_report``
@@ -114,9 +134,10 @@ def report_callback(resume_epoch: int = -1, on_report: Any = None):
         class TuneReport(pl.Callback):
             """Report ``val/*`` metrics as ``val_*`` plus ``epoch`` (epochs done) and a checkpoint."""
 
-            def __init__(self, resume_epoch: int = -1, on_report=None):
+            def __init__(self, resume_epoch: int = -1, on_report=None, train_worker: bool = False):
                 self.resume_epoch = resume_epoch
                 self.on_report = on_report
+                self.train_worker = train_worker
                 self.validated_epoch = -1
                 self.reports = 0
                 self.timing = {"train_steps": 0.0, "eval_steps": 0.0, "report": 0.0}
@@ -167,24 +188,30 @@ def report_callback(resume_epoch: int = -1, on_report: Any = None):
 
             def report(self, trainer, metrics: dict[str, float], epoch: int, ckpt_file: str | None = None) -> None:
                 """``tune.report`` with a checkpoint (saved from ``trainer`` or copied from ``ckpt_file``)."""
-                from ray import tune
+                if self.train_worker:
+                    import ray.train as session
+                else:
+                    from ray import tune as session
 
                 t0 = time.perf_counter()
                 if trainer is None and ckpt_file is None:
-                    tune.report(metrics)
+                    session.report(metrics)
                     return
                 with tempfile.TemporaryDirectory(prefix="cordbench-ckpt-") as tmp:
                     if ckpt_file is not None:
                         shutil.copy2(ckpt_file, Path(tmp, CKPT_NAME))
-                    else:
+                    else:  # under DDP a collective: every rank calls it, rank 0 writes
                         trainer.save_checkpoint(str(Path(tmp, CKPT_NAME)))
+                    if not Path(tmp, CKPT_NAME).exists():  # a DDP rank other than 0
+                        session.report(metrics)
+                        return
                     Path(tmp, TUNE_META).write_text(json.dumps({"epoch": epoch}))
-                    tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(tmp))
+                    session.report(metrics, checkpoint=session.Checkpoint.from_directory(tmp))
                 self.timing["report"] += time.perf_counter() - t0
                 self.reports += 1
 
         _CALLBACK_CLS = TuneReport
-    return _CALLBACK_CLS(resume_epoch, on_report)
+    return _CALLBACK_CLS(resume_epoch, on_report, train_worker)
 
 
 @contextlib.contextmanager
@@ -286,14 +313,6 @@ def train_trial(config: dict[str, Any], setup: TrialSetup) -> None:
         tune.report({**done.get("last_report", {}), "already_finished": 1})
         return
     cfg = trial_config(setup, config, trial_id, run_dir)
-    if setup.ddp:
-        _train_ddp(cfg, setup, trial_id)
-        return
-    import torch
-
-    from cordbench.runner import fit
-
-    torch.set_num_threads(max(1, int(float(setup.resources.get("cpu", 1)))))
     run_dir.mkdir(parents=True, exist_ok=True)
     attempts = next_attempt(run_dir)
     previous = _previous_failure(run_dir)
@@ -302,6 +321,16 @@ def train_trial(config: dict[str, Any], setup: TrialSetup) -> None:
 
         raise TrainingDivergedError(f"{previous.get('reason')} (in an earlier attempt; not retried: a seeded, "
                                     "deterministic run diverges again)", run_dir)
+    if setup.ddp:
+        from sweeps.ddp_trial import train_ddp
+
+        train_ddp(cfg, setup, trial_id, attempts)
+        return
+    import torch
+
+    from cordbench.runner import fit
+
+    torch.set_num_threads(max(1, int(float(setup.resources.get("cpu", 1)))))
     elapsed = Elapsed(run_dir, attempts)
     with restored_checkpoint(run_dir) as (ckpt_path, epoch):
         if ckpt_path:
@@ -328,91 +357,10 @@ def main_test_dice(records: list[dict[str, Any]], task: str) -> float | None:
     return main_dice(records, task)
 
 
-# ---------------------------------------------------------------------------------------------- DDP
-def ddp_trainer_kwargs() -> dict[str, Any]:
-    """Extra ``pl.Trainer`` arguments of a DDP worker (Ray's Lightning integration)."""
-    from ray.train.lightning import RayDDPStrategy, RayLightningEnvironment
-
-    return {"strategy": RayDDPStrategy(find_unused_parameters=False), "plugins": [RayLightningEnvironment()],
-            "devices": "auto", "accelerator": "auto"}
-
-
-def build_ddp_trainer(cfg: dict[str, Any], setup: TrialSetup, trial_id: str, callbacks: list[Any] | None = None):
-    """A Ray ``TorchTrainer`` running :func:`ddp_worker_loop` on one worker per GPU of the trial."""
-    from ray.train import FailureConfig, RunConfig, ScalingConfig
-    from ray.train.torch import TorchTrainer
-
-    n = int(setup.gpus)
-    cpu_per_worker = max(1.0, float(setup.resources.get("cpu", 1)) / n)
-    scaling = ScalingConfig(num_workers=n, use_gpu=True, resources_per_worker={"CPU": cpu_per_worker, "GPU": 1})
-    storage = setup.sweep_dir if setup.remote else str(Path(setup.sweep_dir, "ddp"))
-    return TorchTrainer(ddp_worker_loop, train_loop_config={"cfg": cfg, "cpu_per_worker": cpu_per_worker},
-                        scaling_config=scaling,
-                        run_config=RunConfig(name=f"ddp_{trial_id}", storage_path=storage,
-                                             callbacks=list(callbacks or []),
-                                             failure_config=FailureConfig(max_failures=0)))
-
-
-@contextlib.contextmanager
-def ddp_trainer_patch(extra: dict[str, Any]) -> Iterator[None]:
-    """Inside a DDP worker: make :func:`cordbench.runner.build_trainer` add ``extra`` arguments
-    and pass the Trainer through ``ray.train.lightning.prepare_trainer``.
-
-    ``runner.fit`` builds its Trainer from ``cfg['trainer']``; the Ray strategy and plugins are
-    objects that cannot live in the YAML-dumped config, so they are injected here (the patch
-    only lives in the worker process, for the duration of the ``with``).
-    """
-    import cordbench.runner as runner
-    from ray.train.lightning import prepare_trainer
-
-    original = runner.build_trainer
-
-    def build(cfg, out, callbacks=(), loggers=None, checkpoint=True):
-        patched = {**cfg, "trainer": {**cfg["trainer"], **extra}}
-        return prepare_trainer(original(patched, out, callbacks, loggers, checkpoint))
-
-    runner.build_trainer = build
-    try:
-        yield
-    finally:
-        runner.build_trainer = original
-
-
-def ddp_worker_loop(loop_config: dict[str, Any]) -> None:
-    """Ray Train worker: ``fit`` under DDP; rank 0 then tests the best checkpoint on one device."""
-    import ray.train
-    import torch
-    from ray.train.lightning import RayTrainReportCallback
-
-    from cordbench.runner import evaluate, fit
-
-    torch.set_num_threads(max(1, int(loop_config["cpu_per_worker"])))
-    cfg = copy.deepcopy(loop_config["cfg"])
-    ckpt = ray.train.get_checkpoint()
-    rank = ray.train.get_context().get_world_rank()
-    with contextlib.ExitStack() as stack:
-        ckpt_path = None
-        if ckpt is not None:
-            d = stack.enter_context(ckpt.as_directory())
-            ckpt_path = str(Path(d, RayTrainReportCallback.CHECKPOINT_NAME))
-        with ddp_trainer_patch(ddp_trainer_kwargs()):
-            result = fit(cfg, callbacks=[RayTrainReportCallback()], ckpt_path=ckpt_path, test=False)
-    if rank == 0 and result.best_ckpt:
-        single = copy.deepcopy(cfg)
-        single["trainer"].update({"devices": 1, "strategy": "auto"})
-        evaluate(single, result.best_ckpt, "test")
-        write_finished(Path(cfg["output_dir"]), cfg["name"], result, {}, 1)
-
-
-def _train_ddp(cfg: dict[str, Any], setup: TrialSetup, trial_id: str) -> None:
-    from ray.tune.integration.ray_train import TuneReportCallback
-
-    build_ddp_trainer(cfg, setup, trial_id, callbacks=[TuneReportCallback()]).fit()
-
-
 def trial_resources(setup_resources: Mapping[str, Any]) -> dict[str, float]:
-    """Resources Tune reserves for the trial actor (DDP trials: the workers reserve the GPUs)."""
+    """Resources Tune reserves for the trial actor (DDP trials: the workers reserve CPUs and GPUs)."""
     cpu, gpu = float(setup_resources.get("cpu", 1)), float(setup_resources.get("gpu", 0) or 0)
-    if gpu > 1:
-        return {"cpu": 0.01, "gpu": 0}  # the trial only drives a TorchTrainer; its workers hold CPUs/GPUs
+    if ddp_workers(setup_resources) > 1:
+        # the trial only drives a TorchTrainer: DRIVER_CPU of the trial's `cpu`, the rest its workers'
+        return {"cpu": DRIVER_CPU, "gpu": 0}
     return {"cpu": cpu, "gpu": gpu}

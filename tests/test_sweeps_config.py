@@ -9,6 +9,7 @@ import copy
 import json
 import math
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -188,12 +189,12 @@ def test_trial_config_cpu_gpu_fraction_and_names(tmp_path: Path):
 
     cpu = trial_config(_setup(0), {"seed_everything": 1}, "abc_00001", tmp_path)
     assert cpu["trainer"]["accelerator"] == "cpu" and cpu["trainer"]["devices"] == 1
-    assert cpu["trainer"]["precision"] == "32-true" and cpu["seed_everything"] == 1
+    assert cpu["trainer"]["precision"] == "auto" and cpu["seed_everything"] == 1
     assert cpu["name"] == "abc_00001" and cpu["output_dir"] == str(tmp_path)
     assert cpu["logger"]["wandb"]["group"] == "ci" and "sweep:ci" in cpu["logger"]["wandb"]["tags"]
     frac = trial_config(_setup(0.5), {"seed_everything": 0}, "abc_00000", tmp_path)
     assert frac["trainer"]["accelerator"] == "gpu" and frac["trainer"]["devices"] == 1
-    assert frac["trainer"]["precision"] == "16-mixed"  # AMP on GPU
+    assert frac["trainer"]["precision"] == "auto"  # AMP chosen by the training process's GPU
     assert trial_resources({"cpu": 2, "gpu": 0.5}) == {"cpu": 2.0, "gpu": 0.5}
     from cordbench.config import validate
 
@@ -204,20 +205,20 @@ def test_ddp_trial_builds_torchtrainer_with_ray_lightning_strategy(tmp_path: Pat
     from ray.train.lightning import RayDDPStrategy, RayLightningEnvironment
     from ray.train.torch import TorchTrainer
 
-    from sweeps.trainable import (build_ddp_trainer, ddp_trainer_kwargs, ddp_worker_loop, trial_config,
-                                  trial_resources)
+    from sweeps.ddp_trial import build_ddp_trainer, ddp_trainer_kwargs, ddp_worker_loop
+    from sweeps.trainable import trial_config, trial_resources
 
     setup = _setup(2, cpu=8)
     assert setup.ddp
     cfg = trial_config(setup, {"seed_everything": 0}, "abc_00000", tmp_path / "run")
-    assert cfg["trainer"]["precision"] == "16-mixed" and cfg["trainer"]["accelerator"] == "gpu"
+    assert cfg["trainer"]["precision"] == "auto" and cfg["trainer"]["accelerator"] == "gpu"
     trainer = build_ddp_trainer(cfg, setup, "abc_00000", callbacks=[])
     assert isinstance(trainer, TorchTrainer)
     sc = trainer.scaling_config
     assert sc.num_workers == 2 and sc.use_gpu
-    assert sc.resources_per_worker == {"CPU": 4.0, "GPU": 1}
+    assert sc.resources_per_worker == {"CPU": 3.995, "GPU": 1}  # 8 CPUs less the driver's 0.01, halved
     assert trainer.train_loop_per_worker is ddp_worker_loop
-    assert trainer.train_loop_config["cfg"] == cfg
+    assert trainer.train_loop_config["cfg"] == cfg and trainer.train_loop_config["cpu_per_worker"] == 3.995
     assert trainer.run_config.name == "ddp_abc_00000"
     # the Tune trial only drives the TorchTrainer: the GPUs are reserved by its workers
     assert trial_resources(setup.resources)["gpu"] == 0
@@ -226,23 +227,34 @@ def test_ddp_trial_builds_torchtrainer_with_ray_lightning_strategy(tmp_path: Pat
     assert [type(p) for p in kw["plugins"]] == [RayLightningEnvironment]
 
 
-def test_ddp_patch_injects_trainer_arguments_and_prepare_trainer(tmp_path: Path, monkeypatch):
-    """runner.build_trainer inside the patch gets the extra arguments and goes through prepare_trainer."""
-    import ray.train.lightning
+def test_fit_trainer_kwargs_and_wrapper_customise_the_trainer(tmp_path: Path, monkeypatch):
+    """runner.fit builds its Trainer with the extra arguments and passes it through the wrapper
+    (how a Ray DDP worker adds RayDDPStrategy + prepare_trainer, without patching the runner)."""
     from pytorch_lightning.strategies import DDPStrategy
 
     import cordbench.runner as runner
-    from sweeps.trainable import ddp_trainer_patch, trial_config
+    from sweeps.trainable import trial_config
 
-    prepared = []
-    monkeypatch.setattr(ray.train.lightning, "prepare_trainer", lambda t: prepared.append(t) or t)
     cfg = trial_config(_setup(0), {"seed_everything": 0}, "abc_00000", tmp_path)
-    original = runner.build_trainer
-    with ddp_trainer_patch({"strategy": DDPStrategy(process_group_backend="gloo"), "plugins": []}):
-        trainer = runner.build_trainer(cfg, tmp_path)
-    assert runner.build_trainer is original
-    assert prepared == [trainer] and isinstance(trainer.strategy, DDPStrategy)
-    assert "strategy" not in yaml.safe_load(yaml.safe_dump(cfg["trainer"])) or cfg["trainer"]["strategy"] == "auto"
+    cfg["logger"]["wandb"]["enabled"] = False
+    trainer = runner.build_trainer(cfg, tmp_path, trainer_kwargs={"strategy": DDPStrategy(process_group_backend="gloo"),
+                                                                  "plugins": []})
+    assert isinstance(trainer.strategy, DDPStrategy)
+    assert trainer._accelerator_connector.use_distributed_sampler is False  # the data module shards
+    wrapped = []
+
+    class Stop(Exception):
+        pass
+
+    def wrap(t):
+        wrapped.append(t)
+        raise Stop  # stop before training: only the customisation is under test
+
+    monkeypatch.setattr(runner, "prepare", lambda c: (tmp_path, SimpleNamespace()))
+    monkeypatch.setattr(runner, "build_module", lambda c, dm: None)
+    with pytest.raises(Stop):
+        runner.fit(cfg, trainer_kwargs={"max_epochs": 7}, wrap_trainer=wrap)
+    assert wrapped and wrapped[0].max_epochs == 7
 
 
 # ---------------------------------------------------------------------------------------- results

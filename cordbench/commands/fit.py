@@ -20,8 +20,12 @@ def run(args: argparse.Namespace) -> int:
     from cordbench.run_folder import RunFolder
     from cordbench.runner import fit
 
+    from cordbench.distributed import is_global_zero
+
     cfg = config_from_args(args)
     result = fit(cfg, ckpt_path=args.ckpt_path, test=not args.no_test)
+    if not is_global_zero():  # DDP: the summary is rank 0's
+        return 0
     print(f"\nrun: {result.out}  ({result.seconds:.0f} s)")
     print(f"best checkpoint: {result.best_ckpt}")
     print("validation: " + ", ".join(f"{k}={v:.4f}" for k, v in sorted(result.val.items())))

@@ -19,7 +19,11 @@ def run(args: argparse.Namespace) -> int:
     from cordbench.run_folder import RunFolder
     from cordbench.runner import evaluate
 
+    from cordbench.distributed import is_global_zero
+
     result = evaluate(config_from_args(args), args.ckpt, stage="test")
+    if not is_global_zero():  # DDP: the summary is rank 0's
+        return 0
     print(metrics_table(result.test_summary))
     print(f"per-subject metrics: {RunFolder(result.out).test_metrics}")
     return 0

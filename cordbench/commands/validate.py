@@ -17,7 +17,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from cordbench.runner import evaluate
 
+    from cordbench.distributed import is_global_zero
+
     result = evaluate(config_from_args(args), args.ckpt, stage="validate")
+    if not is_global_zero():  # DDP: the summary is rank 0's
+        return 0
     for k, v in sorted(result.val.items()):
         print(f"{k}: {v:.4f}")
     return 0
