@@ -76,7 +76,7 @@ def test_ddp_worker_resources_validation(tmp_path: Path):
     from sweeps.runner import make_setup
     from sweeps.trainable import trial_resources
 
-    path = REPO_ROOT / "sweeps" / "ddp_cpu.yaml"
+    path = REPO_ROOT / "configs" / "sweeps" / "ddp_cpu.yaml"
     setup = make_setup(load_sweep(path, storage=str(tmp_path), validate_all=False, check_data=False))
     assert setup.ddp and setup.workers == 2
     assert worker_resources(setup) == {"CPU": 0.995}  # 2 CPUs less the driver's 0.01, halved: fits 2 cores
@@ -184,6 +184,10 @@ def test_ddp_fit_scores_every_subject_once_like_a_single_process(phantom8: Path,
     ddp = pd.read_csv(out / "test_metrics.csv")
     assert list(ddp["subject"]) == split["test"]  # every test subject once, in split order
     assert len(list((out / "wandb").glob("offline-run-*"))) == 1
+    # per-subject files: one per test subject, written by the rank that scored it (padding skipped)
+    if (out / "predictions").exists():
+        assert sorted(p.name for p in (out / "predictions").iterdir()) == sorted(
+            f"{s}_pred.nii.gz" for s in split["test"])
     summary = json.loads((out / "test_summary.json").read_text())
     assert summary["n_subjects"] == 3
 
@@ -215,7 +219,7 @@ def test_sweep_trial_with_two_cpu_workers(sweep_phantom: Path, tmp_path: Path, m
     for k, v in ENV_DEFAULTS.items():
         monkeypatch.setenv(k, os.environ.get(k, v))
     monkeypatch.setenv("WANDB_MODE", "offline")
-    sweep = load_sweep(REPO_ROOT / "sweeps" / "ddp_cpu.yaml", storage=str(tmp_path),
+    sweep = load_sweep(REPO_ROOT / "configs" / "sweeps" / "ddp_cpu.yaml", storage=str(tmp_path),
                        overrides=[f"config.data.root={sweep_phantom}", "ray.verbose=0", "ray.num_cpus=2"])
     try:
         outcome = run_sweep(sweep)
