@@ -240,3 +240,21 @@ def test_sweep_trial_with_two_cpu_workers(sweep_phantom: Path, tmp_path: Path, m
     assert done["last_report"]["test_dice"] == pytest.approx(row["test_dice"])
     assert len(list((run / "wandb").glob("offline-run-*"))) == 1  # one wandb run for the 2 workers
     assert not (run / "failure.json").exists()
+
+
+@pytest.mark.slow
+def test_ddp_rank_failure_takes_the_run_down_with_its_reason(phantom8: Path, tmp_path: Path):
+    """A diverging DDP fit (lr 1e12: the loss is NaN at the second step on every rank) exits non-zero
+    with the reason in failure.json, written once (first rank wins), and no half-written file."""
+    out = tmp_path / "ddp-nan"
+    cmd = [sys.executable, "-m", "cordbench", "fit", "--config", "configs/debug.yaml", "--root", str(phantom8),
+           "--trainer.max_epochs=1", "--trainer.limit_train_batches=3", "--model.lr=1e12",
+           "--data.phantom.subjects=8", "--trainer.strategy=ddp", "--trainer.devices=2",
+           "--trainer.accelerator=cpu", "--logger.wandb.enabled=false", "--output-dir", str(out)]
+    proc = subprocess.run(cmd, cwd=REPO_ROOT, env=_env(), capture_output=True, text=True, timeout=600)
+    assert proc.returncode != 0
+    failure = json.loads((out / "failure.json").read_text())
+    assert failure["error"] == "TrainingDivergedError" and failure["world_size"] == 2
+    assert failure["rank"] in (0, 1) and "loss is" in failure["reason"]
+    assert not (out / "test_metrics.csv").exists()
+    assert not [p for p in out.rglob("*") if p.name.startswith(".") and p.is_file()], "a temporary file was left"
