@@ -22,7 +22,7 @@ from typing import Any
 
 from cordbench.run_folder import RunFolder
 from sweeps.records import Elapsed
-from sweeps.trainable import DRIVER_CPU, TrialSetup, main_test_dice, report_callback, write_finished
+from sweeps.trainable import DRIVER_CPU, TrialSetup, begin_trial, main_test_dice, report_callback, write_finished
 
 
 def worker_resources(setup: TrialSetup) -> dict[str, float]:
@@ -90,3 +90,11 @@ def train_ddp(cfg: dict[str, Any], setup: TrialSetup, trial_id: str, attempts: i
     from ray.tune.integration.ray_train import TuneReportCallback
 
     build_ddp_trainer(cfg, setup, trial_id, callbacks=[TuneReportCallback()], attempts=attempts).fit()
+
+
+def train_ddp_trial(config: dict[str, Any], setup: TrialSetup) -> None:
+    """Ray Tune function trainable of a DDP trial (chosen by ``sweeps.runner.make_trainable``)."""
+    start = begin_trial(config, setup)
+    if start is not None:
+        trial_id, _, cfg, attempts = start
+        train_ddp(cfg, setup, trial_id, attempts)

@@ -149,8 +149,11 @@ def make_setup(sweep: Sweep) -> TrialSetup:
 
 
 def make_trainable(setup: TrialSetup):
-    """``train_trial`` with its setup attached and the trial's resources declared."""
-    return tune.with_resources(tune.with_parameters(train_trial, setup=setup), trial_resources(setup.resources))
+    """``train_trial`` (DDP trials: ``train_ddp_trial``) with its setup attached and the trial's resources declared."""
+    from sweeps.ddp_trial import train_ddp_trial
+
+    fn = train_ddp_trial if setup.ddp else train_trial
+    return tune.with_resources(tune.with_parameters(fn, setup=setup), trial_resources(setup.resources))
 
 
 def build_tuner(sweep: Sweep, callback: "SweepCallback | None" = None) -> tune.Tuner:

@@ -302,8 +302,10 @@ def write_finished(run_dir: Path, trial_id: str, result: Any, last_metrics: dict
 
 
 # ---------------------------------------------------------------------------------------- trainable
-def train_trial(config: dict[str, Any], setup: TrialSetup) -> None:
-    """Ray Tune function trainable: one ``cordbench fit`` run with per-epoch reports."""
+def begin_trial(config: dict[str, Any], setup: TrialSetup) -> tuple[str, Path, dict[str, Any], int] | None:
+    """What every trial does first: ``(trial id, run folder, run config, attempt)``, or None when
+    the run folder already holds a finished run (reported again, not retrained). A retry of a
+    trial that diverged is refused (:data:`NOT_RETRIED`)."""
     from ray import tune
 
     trial_id = tune.get_context().get_trial_id()
@@ -311,7 +313,7 @@ def train_trial(config: dict[str, Any], setup: TrialSetup) -> None:
     done = finished_record(run_dir)
     if done is not None:  # finished before the driver was killed: report again, don't retrain
         tune.report({**done.get("last_report", {}), "already_finished": 1})
-        return
+        return None
     cfg = trial_config(setup, config, trial_id, run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     attempts = next_attempt(run_dir)
@@ -321,11 +323,16 @@ def train_trial(config: dict[str, Any], setup: TrialSetup) -> None:
 
         raise TrainingDivergedError(f"{previous.get('reason')} (in an earlier attempt; not retried: a seeded, "
                                     "deterministic run diverges again)", run_dir)
-    if setup.ddp:
-        from sweeps.ddp_trial import train_ddp
+    return trial_id, run_dir, cfg, attempts
 
-        train_ddp(cfg, setup, trial_id, attempts)
+
+def train_trial(config: dict[str, Any], setup: TrialSetup) -> None:
+    """Ray Tune function trainable: one ``cordbench fit`` run with per-epoch reports (DDP trials:
+    :func:`sweeps.ddp_trial.train_ddp_trial`)."""
+    start = begin_trial(config, setup)
+    if start is None:
         return
+    trial_id, run_dir, cfg, attempts = start
     import torch
 
     from cordbench.runner import fit
