@@ -340,26 +340,37 @@ def zhang_suen(mask2d: np.ndarray) -> np.ndarray:
     array is background (SCT instead never removes pixels on its second/last row or column: the same
     result for masks away from the slice border). Orientation matters: rows are SCT's first axis.
     """
-    im = np.pad(_as_mask(mask2d).astype(np.uint8), 1)
-    core = im[1:-1, 1:-1]
+    im = np.pad(_as_mask(mask2d), 1).astype(np.uint8)
+    rr, cc = np.nonzero(im)  # the foreground pixels: the only ones a sub-iteration can remove
     while True:
         changed = False
-        for step in (0, 1):
-            n = [im[:-2, 1:-1], im[:-2, 2:], im[1:-1, 2:], im[2:, 2:],      # P2 P3 P4 P5
-                 im[2:, 1:-1], im[2:, :-2], im[1:-1, :-2], im[:-2, :-2]]    # P6 P7 P8 P9
-            total = sum(x.astype(np.int16) for x in n)
-            trans = sum(((n[i] == 0) & (n[(i + 1) % 8] == 1)).astype(np.int16) for i in range(8))
-            p2, p4, p6, p8 = n[0], n[2], n[4], n[6]
-            if step == 0:
-                cond = ((p2 & p4 & p6) == 0) & ((p4 & p6 & p8) == 0)
-            else:
-                cond = ((p2 & p4 & p8) == 0) & ((p2 & p6 & p8) == 0)
-            remove = (core == 1) & (total >= 2) & (total <= 6) & (trans == 1) & cond
+        for lut in _ZS_REMOVE:
+            code = np.zeros(rr.shape, np.uint8)  # 8-bit neighbourhood code, bit i = P(i+2), before removal
+            for bit, (dr, dc) in enumerate(_ZS_OFFSETS):
+                code |= im[rr + dr, cc + dc] << bit
+            remove = lut[code]
             if remove.any():
-                core[remove] = 0
+                im[rr[remove], cc[remove]] = 0
+                rr, cc = rr[~remove], cc[~remove]
                 changed = True
         if not changed:
-            return core.astype(bool)
+            return im[1:-1, 1:-1].astype(bool)
+
+
+def _zs_tables() -> tuple[np.ndarray, np.ndarray]:
+    """Per 8-neighbour code (bit i = P(i+2)), whether each Zhang–Suen sub-iteration removes the pixel."""
+    out = (np.zeros(256, bool), np.zeros(256, bool))
+    for code in range(256):
+        n = [(code >> i) & 1 for i in range(8)]  # P2 .. P9
+        p2, p4, p6, p8 = n[0], n[2], n[4], n[6]
+        ok = 2 <= sum(n) <= 6 and sum(n[i] == 0 and n[(i + 1) % 8] == 1 for i in range(8)) == 1
+        out[0][code] = ok and p2 * p4 * p6 == 0 and p4 * p6 * p8 == 0
+        out[1][code] = ok and p2 * p4 * p8 == 0 and p2 * p6 * p8 == 0
+    return out
+
+
+_ZS_REMOVE = _zs_tables()
+_ZS_OFFSETS = ((-1, 0), (-1, 1), (0, 1), (1, 1), (1, 0), (1, -1), (0, -1), (-1, -1))  # P2 .. P9
 
 
 def _thin(mask2d: np.ndarray) -> np.ndarray:
