@@ -197,3 +197,22 @@ def test_cordbench_predict_qc(gm_fixture, gm_perone_run: Path, tmp_path: Path):
     index = (tmp_path / "qc" / "index.html").read_text()
     assert index.count("<tr>") == 3 and "gm/volume_mm3" in index
     _screenshot_shows_panels(_chromium(), tmp_path / "qc" / "index.html", tmp_path, 2, outline=False)
+
+
+@pytest.mark.slow
+def test_cordbench_predict_bids_qc(gm_fixture, gm_perone_run: Path, tmp_path: Path):
+    """``predict --bids ROOT --qc DIR``: one panel per derivative mask, named after it, in the report."""
+    from cordbench.cli import main
+
+    image = sorted(gm_fixture[0].glob("site1-sc01-image.nii.gz"))[0]
+    bids = tmp_path / "bids"
+    for sid in ("sub-01", "sub-02"):
+        (bids / sid / "anat").mkdir(parents=True)
+        shutil.copy(image, bids / sid / "anat" / f"{sid}_T2star.nii.gz")
+    assert main(["predict", "--ckpt", str(gm_perone_run / "checkpoints" / "best.ckpt"), "--bids", str(bids),
+                 "--qc", str(tmp_path / "qc")]) in (0, None)
+    masks = sorted((bids / "derivatives" / "cordbench").rglob("*_seg.nii.gz"))
+    assert len(masks) == 2
+    assert sorted(p.name for p in (tmp_path / "qc").glob("*.png")) == sorted(m.name[:-7] + ".png" for m in masks)
+    index = (tmp_path / "qc" / "index.html").read_text()
+    assert "sub-01_T2star" in index and "sub-02_T2star" in index
