@@ -12,7 +12,8 @@ The trial's ``cpu`` is shared: :data:`sweeps.trainable.DRIVER_CPU` for the Tune 
 that drives the TorchTrainer, the rest split evenly between the workers (torch threads =
 the worker's share, rounded, at least 1). Metrics reach Tune through Ray's
 ``TuneReportCallback`` (rank 0's report, ``val_*`` names like every trial). A DDP trial
-retried by Tune restarts from its first epoch.
+retried by Tune restarts from its first epoch. With a URI storage, rank 0 uploads the run folder
+to ``<uri>/trials/<id>`` when the trial finishes.
 """
 from __future__ import annotations
 
@@ -50,11 +51,22 @@ def build_ddp_trainer(cfg: dict[str, Any], setup: TrialSetup, trial_id: str, cal
     scaling = ScalingConfig(num_workers=setup.workers, use_gpu="GPU" in res, resources_per_worker=res)
     storage = setup.sweep_dir if setup.remote else str(Path(setup.sweep_dir, "ddp"))
     return TorchTrainer(ddp_worker_loop,
-                        train_loop_config={"cfg": cfg, "cpu_per_worker": res["CPU"], "attempts": attempts},
+                        train_loop_config={"cfg": cfg, "cpu_per_worker": res["CPU"], "attempts": attempts,
+                                           "upload_to": _upload_uri(setup, trial_id)},
                         scaling_config=scaling,
                         run_config=RunConfig(name=f"ddp_{trial_id}", storage_path=storage,
                                              callbacks=list(callbacks or []),
                                              failure_config=FailureConfig(max_failures=0)))
+
+
+def _upload_uri(setup: TrialSetup, trial_id: str) -> str | None:
+    """``<uri>/trials/<id>`` when the sweep's storage is a URI, else None."""
+    if not setup.remote:
+        return None
+    from sweeps.records import TRIALS_DIR
+    from sweeps.storage import join
+
+    return join(setup.sweep_dir, TRIALS_DIR, trial_id)
 
 
 def ddp_worker_loop(loop_config: dict[str, Any]) -> None:
@@ -80,6 +92,10 @@ def ddp_worker_loop(loop_config: dict[str, Any]) -> None:
         final["test_dice"] = test
     if rank == 0:
         write_finished(run_dir, cfg["name"], result, final, attempts, elapsed.update(), cb.timing)
+        if loop_config.get("upload_to"):  # a URI storage: rank 0's staging folder goes up, like any trial's
+            from sweeps.storage import upload_dir
+
+            upload_dir(run_dir, loop_config["upload_to"])
     if cb.final is not None:  # the last epoch's report, with the test Dice (every rank reports)
         last = RunFolder(run_dir).last_ckpt
         cb.report(None, final, int(final["epoch"]) - 1, str(last) if rank == 0 and last.exists() else None)

@@ -219,6 +219,7 @@ def test_ddp_trial_builds_torchtrainer_with_ray_lightning_strategy(tmp_path: Pat
     assert sc.resources_per_worker == {"CPU": 3.995, "GPU": 1}  # 8 CPUs less the driver's 0.01, halved
     assert trainer.train_loop_per_worker is ddp_worker_loop
     assert trainer.train_loop_config["cfg"] == cfg and trainer.train_loop_config["cpu_per_worker"] == 3.995
+    assert trainer.train_loop_config["upload_to"] is None  # a local sweep folder: nothing to upload
     assert trainer.run_config.name == "ddp_abc_00000"
     # the Tune trial only drives the TorchTrainer: the GPUs are reserved by its workers
     assert trial_resources(setup.resources)["gpu"] == 0
