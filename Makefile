@@ -23,13 +23,13 @@ $(STAMP): setup.cfg constraints.txt
 system-deps:
 	@bash .ci/system-deps.sh
 
-# The main job on the built-in phantom: a 20-subject cohort (with DWI), the U-Net trained and tested
-# on it, the quickstart sweep (all five models, tiny presets, 2 seeds) on the same cohort, and the
+# The main job on the built-in phantom: a 24-subject cohort (with DWI), the U-Net trained and tested
+# on it, the quickstart sweep (all five models, tiny presets, 2 seeds, 10 held-out subjects) on the same cohort, and the
 # statistical leaderboard (Markdown here; HTML/PNG reports under $(DEMO_OUT)/sweeps/quickstart). Add the
 # morphometric columns (per-level CSA error of every model's masks, ~1 min per trial on 2 cores) with
 # `cordbench leaderboard $(DEMO_OUT)/sweeps/quickstart --morphometrics`.
 demo: setup
-	$(BIN)/cordbench phantom --out $(DEMO_OUT)/phantom --subjects 20 --seed 0
+	$(BIN)/cordbench phantom --out $(DEMO_OUT)/phantom --subjects 24 --seed 0
 	$(BIN)/cordbench fit --config configs/demo.yaml --root $(DEMO_OUT)/phantom --output-dir $(DEMO_OUT)/unet
 	$(BIN)/cordbench sweep configs/sweeps/quickstart.yaml --storage $(DEMO_OUT)/sweeps --overwrite \
 		--override config.data.root=$(abspath $(DEMO_OUT))/phantom
