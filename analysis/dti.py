@@ -4,8 +4,9 @@
   number of volumes. Count mismatches, missing b=0 volumes and zero vectors at b>0 raise
   :class:`InputError` naming the file; non-unit vectors at b>0 sharing one length are normalised
   with a warning, vectors of varying lengths (a b-value encoded in the length?) are rejected.
-* Scheme check: a :class:`SchemeWarning` when the tensor is poorly determined — fewer than six
-  distinct non-collinear directions, a rank-deficient or ill-conditioned B-matrix
+* Scheme check: an :class:`InputError` when the tensor is undetermined (fewer than six distinct
+  non-collinear directions, a rank-deficient B-matrix: no map is written); a :class:`SchemeWarning`
+  when it is poorly determined — an ill-conditioned B-matrix
   (rows ``[gx², gy², gz², 2gxgy, 2gxgz, 2gygz]``; condition number > ``COND_B_WARN``), or nearly
   coplanar directions (smallest/largest singular value of the direction matrix < ``COPLANAR_WARN``).
   Measured: the spine-generic 60-direction scheme has cond(B) ≈ 1.6; ``sct_testing_data/dmri``
@@ -141,6 +142,11 @@ class SchemeReport:
     def degenerate(self) -> bool:
         """True when at least one problem was found."""
         return bool(self.problems)
+
+    @property
+    def undetermined(self) -> bool:
+        """True when no tensor can be fitted at all (B-matrix rank < 6): FA/MD would be arbitrary."""
+        return self.rank_b < 6 or self.n_directions < 6
 
 
 def b_matrix(dirs: np.ndarray) -> np.ndarray:
@@ -313,6 +319,9 @@ def run_dti(dwi: str | Path, bval: str | Path, bvec: str | Path, mask: str | Pat
     data = np.asanyarray(img.dataobj)
     bvals, bvecs = load_gradients(bval, bvec, data.shape[3], b0_threshold)
     rep = scheme_report(bvals, bvecs, b0_threshold)
+    if rep.undetermined:
+        raise InputError("the diffusion scheme cannot determine a tensor (" + "; ".join(rep.problems)
+                         + "): no FA/MD/RD/AD written", bvec)
     if rep.degenerate:
         warnings.warn(f"{bvec}: weak diffusion scheme — " + "; ".join(rep.problems), SchemeWarning, stacklevel=2)
     ref3 = _first_volume(img)

@@ -223,6 +223,23 @@ def parse_vert(spec: str | None) -> list[int] | None:
     return sorted(set(out))
 
 
+def present_levels(vert: Sequence[int], levels) -> list[int]:
+    """The ``--vert`` levels found where the cord is; none: an error; some missing: a warning naming them."""
+    import warnings
+
+    there = sorted({int(v) for v in levels if v == v})
+    found = [v for v in vert if v in there]
+    spec = format_num_list(vert)
+    if not found:
+        raise InputError(f"--vert {spec}: none of these levels is where the cord is segmented "
+                         f"(levels there: {format_num_list(there) if there else 'none'})")
+    missing = [v for v in vert if v not in there]
+    if missing:
+        warnings.warn(f"--vert {spec}: level(s) {format_num_list(missing)} not where the cord is segmented; "
+                      f"the output covers level(s) {format_num_list(found)} only")
+    return found
+
+
 def _agg_row(group, metrics: Sequence[str]) -> dict:
     row = {}
     for m in metrics:
@@ -257,6 +274,7 @@ def aggregate(perslice, filename: str, *, vert: Sequence[int] | None = None, per
     if vert is not None:
         if not has_levels:
             raise InputError("--vert needs a vertebral level map (--levels)")
+        vert = present_levels(vert, perslice["VertLevel"])
         df = df[df["VertLevel"].isin(list(vert))]
     if perlevel is None:
         perlevel = has_levels and vert is None
@@ -374,7 +392,7 @@ def volume_per_level(seg_rpi: np.ndarray, affine_rpi: np.ndarray, levels_rpi: np
     by_level = {int(L): s_cord[(lab == L) & in_cord] for L in np.unique(lab[lab > 0])}
     levels = [L for L, v in by_level.items() if v.size]
     if not levels:
-        raise ValueError("no labelled cord voxel")
+        raise InputError("no labelled cord voxel lies along the fitted centerline")
     order = sorted(levels, key=lambda L: float(np.median(by_level[L])))  # increasing s
     half = float(np.median(w_cord)) / 2
     bounds = {L: [float(by_level[L].min()) - half, float(by_level[L].max()) + half] for L in order}
@@ -410,6 +428,9 @@ def volume_per_level(seg_rpi: np.ndarray, affine_rpi: np.ndarray, levels_rpi: np
     return pd.DataFrame(rows)
 
 
+MIN_VOLUME_SLICES = 3
+
+
 def volume_per_level_from_files(seg: str | Path, levels: str | Path, canal: str | Path | None = None, **kwargs):
     """:func:`volume_per_level` on files (same checks as :func:`morphometrics_from_files`)."""
     from cordbench.io import check_same_grid, load_label
@@ -422,6 +443,10 @@ def volume_per_level_from_files(seg: str | Path, levels: str | Path, canal: str 
     check_same_grid(seg_img, lv_img, seg, levels)
     lv, _ = to_rpi(lv_arr.astype(float), lv_img.affine)
     check_levels_cover_cord(seg_bin, lv, seg, levels, voxels=True)
+    n_slices = int(seg_bin.any(axis=(0, 1)).sum())
+    if n_slices < MIN_VOLUME_SLICES:
+        raise InputError(f"segmentation covers {n_slices} axial slice(s): --level-method volume needs a cord "
+                         f"along at least {MIN_VOLUME_SLICES} slices (a centerline and an arc length)", seg)
     cn = None
     if canal is not None:
         _, cd, _ = load_mask_rpi(canal, "canal segmentation", seg_img, seg)

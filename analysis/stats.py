@@ -10,8 +10,10 @@
 * :func:`comparison_table` — per level and ``by`` column, every pair of groups compared with the
   Fisher z-test; BH across levels × pairs.
 
-Rows with a missing x or y are dropped per test; a test needs n ≥ 4 (n − 3 > 0), else its
-statistics are NaN and it is left out of the BH family.
+Rows with a missing x or y are dropped per test; a test needs n ≥ 4 (n − 3 > 0) and x and y that
+vary, else its statistics are NaN, it is left out of the BH family and its ``note`` says why.
+A non-numeric x/y cell, an x or y column constant throughout, and repeated rows (or a subject
+twice at one level) are an :class:`InputError` naming the file.
 """
 from __future__ import annotations
 
@@ -97,7 +99,89 @@ def bh(pvalues: Sequence[float]) -> np.ndarray:
     return q
 
 
+def why_undefined(x: Sequence[float], y: Sequence[float]) -> str:
+    """Why :func:`correlate` gives NaN for these values ("" when it does not): the ``note`` column."""
+    x = np.asarray(x, float)
+    y = np.asarray(y, float)
+    ok = np.isfinite(x) & np.isfinite(y)
+    if int(ok.sum()) < MIN_N:
+        return f"n={int(ok.sum())} < {MIN_N}: not tested"
+    if np.ptp(x[ok]) == 0:
+        return "x constant: r undefined"
+    if np.ptp(y[ok]) == 0:
+        return "y constant: r undefined"
+    return ""
+
+
 # ------------------------------------------------------------------------------------- tables
+def check_numeric(df, cols: Sequence[str], source: str | None) -> None:
+    """Raise naming the first non-numeric cell (row number as in the file, header = line 1)."""
+    import pandas as pd
+
+    for col in cols:
+        vals = df[col]
+        num = pd.to_numeric(vals, errors="coerce")
+        bad = vals.notna() & num.isna()
+        if bad.any():
+            i = int(np.flatnonzero(bad.to_numpy())[0])
+            raise InputError(f"column {col!r} has {int(bad.sum())} non-numeric value(s), e.g. {vals.iloc[i]!r} "
+                             f"on line {i + 2}", source)
+
+
+def check_not_constant(df, cols: Sequence[str], source: str | None) -> None:
+    """Raise when a whole column is constant (no correlation can be defined anywhere)."""
+    import pandas as pd
+
+    for col in cols:
+        v = pd.to_numeric(df[col], errors="coerce").dropna()
+        if len(v) >= 2 and v.nunique() == 1:
+            raise InputError(f"column {col!r} is constant ({v.iloc[0]:g} in all {len(v)} rows): no correlation "
+                             "is defined", source)
+
+
+_SYNONYMS = {"male": "m", "man": "m", "female": "f", "woman": "f"}  # sex codings seen in BIDS participants.tsv
+
+
+def check_group_codings(df, by: Sequence[str], source) -> None:
+    """Refuse a grouping column that spells one group several ways (``M`` and ``male``, ``GE`` and ``ge``).
+
+    Such spellings would silently become separate groups (three sexes); the file must use one.
+    """
+    for col in by:
+        if col not in df.columns:
+            continue
+        spellings: dict[str, set[str]] = {}
+        for v in df[col].dropna().unique():
+            key = " ".join(str(v).strip().lower().split())
+            spellings.setdefault(_SYNONYMS.get(key, key), set()).add(str(v))
+        mixed = [sorted(v) for v in spellings.values() if len(v) > 1]
+        if mixed:
+            raise InputError(f"column {col!r} spells one group several ways: "
+                             + "; ".join(" and ".join(repr(x) for x in m) for m in mixed)
+                             + " (they would count as separate groups); use one coding", source)
+
+
+def check_duplicates(df, level_col: str | None, source) -> None:
+    """Refuse repeated rows (a table appended twice doubles n and shrinks p) and repeated subject × level."""
+    dup = df.duplicated(keep="first")
+    if dup.any():
+        i = int(np.flatnonzero(dup.to_numpy())[0])
+        filled = df.astype(object).where(df.notna(), "<NA>")
+        first = int(np.flatnonzero((filled.iloc[:i] == filled.iloc[i]).all(axis=1).to_numpy())[0])
+        raise InputError(f"{int(dup.sum())} row(s) repeat an earlier row exactly (e.g. line {i + 2} = line "
+                         f"{first + 2}): each subject would count twice; remove the duplicates", source)
+    key = [c for c in ("participant_id", "subject") if c in df.columns][:1]
+    if key:
+        key += [level_col] if level_col else []
+        dk = df.duplicated(subset=key, keep=False)
+        if dk.any():
+            rows = np.flatnonzero(dk.to_numpy())
+            what = " and ".join(f"{c} {df.iloc[rows[0]][c]}" for c in key)
+            raise InputError(f"{what} appear(s) on {int((df[key] == df.iloc[rows[0]][key]).all(axis=1).sum())} "
+                             f"lines (e.g. lines {rows[0] + 2} and {rows[1] + 2}): one row per "
+                             f"{' × '.join(key)} expected", source)
+
+
 def _check_columns(df, cols: Sequence[str], source: str | None) -> None:
     missing = [c for c in cols if c not in df.columns]
     if missing:
@@ -132,14 +216,19 @@ def correlation_table(df, x: str, y: str, by: Sequence[str] = (), level_col: str
     import pandas as pd
 
     _check_columns(df, [x, y, *by] + ([level_col] if level_col else []), source)
+    check_numeric(df, [x, y], source)
+    check_not_constant(df, [x, y], source)
+    check_group_codings(df, by, source)
     rows = []
     for lv, g in _levels(df, level_col):
         c = correlate(g[x], g[y], conf)
-        rows.append({"level": lv, "by": "all", "group": "all", "x": x, "y": y, **asdict(c)})
+        rows.append({"level": lv, "by": "all", "group": "all", "x": x, "y": y, **asdict(c),
+                     "note": why_undefined(g[x], g[y])})
         for col in by:
             for name, sub in _groups(g, col):
                 c = correlate(sub[x], sub[y], conf)
-                rows.append({"level": lv, "by": col, "group": name, "x": x, "y": y, **asdict(c)})
+                rows.append({"level": lv, "by": col, "group": name, "x": x, "y": y, **asdict(c),
+                             "note": why_undefined(sub[x], sub[y])})
     out = pd.DataFrame(rows)
     if len(out):
         out["q_bh"] = bh(out["p"])
@@ -182,4 +271,5 @@ def read_metrics(path, level_col: str | None = "VertLevel"):
     if level_col and level_col not in df.columns:
         raise InputError(f"level column {level_col!r} not found (columns: {', '.join(map(str, df.columns))}); "
                          "pass --level-col or --no-levels", path)
+    check_duplicates(df, level_col, path)
     return df

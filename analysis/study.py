@@ -419,6 +419,9 @@ def analyze(bids_dir: str | Path, out_dir: str | Path, *, seg_source: str = "lab
         if missing:
             raise InputError(f"grouping column(s) {missing} not in participants.tsv (columns: "
                              f"{', '.join(map(str, participants.columns))})", Path(bids_dir) / "participants.tsv")
+        from analysis.stats import check_group_codings
+
+        check_group_codings(participants, by, Path(bids_dir) / "participants.tsv")
     results = run_subjects(jobs, opts, workers=workers, address=address, progress=progress)
     metrics = merge_metrics(results, participants)
     write_csv(out / "metrics.csv", metrics)

@@ -73,7 +73,13 @@ def one_line(message: str) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``cordbench`` console script."""
     parser = build_parser()
-    args, unknown = parser.parse_known_args(argv)
+    try:  # numeric options check their declared range while parsing (cordbench.ranges)
+        args, unknown = parser.parse_known_args(argv)
+    except CordbenchError as exc:
+        if "--debug" in list(argv if argv is not None else sys.argv[1:]):
+            raise
+        print(f"error: {one_line(str(exc))}", file=sys.stderr)
+        return 2
     if not getattr(args, "command", None):
         parser.print_help()
         return 2

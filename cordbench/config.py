@@ -16,6 +16,7 @@ from typing import Any, Iterable, Mapping
 import yaml
 
 from cordbench.errors import ConfigError
+from cordbench.ranges import SEED_MAX, Range, check_value
 
 #: Every configurable key with its default. ``None`` defaults accept any value of the documented type.
 DEFAULTS: dict[str, Any] = {
@@ -101,6 +102,60 @@ DEFAULTS: dict[str, Any] = {
     },
 }
 
+#: Declared range of every numeric key (checked where the key is set, with the file or override named,
+#: and again on the resolved config). Lists (patch_size, crop, spacing) are checked element by element.
+_POS = Range(0, None, lo_open=True)
+_PROB = Range(0, 1)
+_FRACTION = Range(0, 1, hi_open=True)
+RANGES: dict[str, Range] = {
+    "seed_everything": Range(0, SEED_MAX, integer=True),
+    "model.lr": Range(0, None, lo_open=True),   # a huge lr is legal (tests use 1e30 to make a loss diverge)
+    "model.weight_decay": Range(0, 10),
+    "model.warmup_epochs": Range(0, 1_000_000, integer=True),
+    "model.dice_weight": Range(0, 1e6),
+    "model.ce_weight": Range(0, 1e6),
+    "model.dropout": Range(0, 1, hi_open=True),
+    "data.spacing": Range(0, 100, lo_open=True),
+    "data.patch_size": Range(1, 4096, integer=True),
+    "data.crop": Range(1, 4096, integer=True),
+    "data.batch_size": Range(1, 65536, integer=True),
+    "data.num_workers": Range(0, 256, integer=True),
+    "data.samples_per_volume": Range(1, 100_000, integer=True),
+    "data.queue_length": Range(1, 10_000_000, integer=True),
+    "data.foreground_probability": _PROB,
+    "data.split.val_fraction": _FRACTION,
+    "data.split.test_fraction": _FRACTION,
+    "data.split.folds": Range(2, 1000, integer=True),
+    "data.split.fold": Range(0, 999, integer=True),
+    "data.split.seed": Range(0, SEED_MAX, integer=True),
+    "data.augment.strength": Range(0, 5),
+    "data.augment.affine": _PROB,
+    "data.augment.elastic": _PROB,
+    "data.augment.bias_field": _PROB,
+    "data.augment.noise": _PROB,
+    "data.augment.gamma": _PROB,
+    "data.phantom.subjects": Range(1, 10_000, integer=True),
+    "data.phantom.seed": Range(0, SEED_MAX, integer=True),
+    "data.phantom.snr": Range(0, None, allow_inf=True),
+    "trainer.max_epochs": Range(1, 1_000_000, integer=True),
+    "trainer.log_every_n_steps": Range(1, 1_000_000, integer=True),
+    "trainer.limit_train_batches": Range(0, 1e9, lo_open=True),
+    "trainer.limit_val_batches": Range(0, 1e9),
+    "trainer.check_val_every_n_epoch": Range(1, 1_000_000, integer=True),
+    "trainer.gradient_clip_val": Range(0, 1e9),
+    "trainer.num_sanity_val_steps": Range(-1, 1_000_000, integer=True),
+}
+
+
+def check_ranges(cfg: Mapping[str, Any], source: str = "config") -> None:
+    """Raise one line for the first numeric key of ``cfg`` outside its declared range."""
+    for dotted, rng in RANGES.items():
+        node: Any = cfg
+        for part in dotted.split("."):
+            node = node.get(part) if isinstance(node, Mapping) else None
+        check_value(node, rng, f"key {dotted!r}", source)
+
+
 _FREE_FORM = {"model.options"}
 _NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+")  # exponent without a dot: a string to YAML 1.1   # validated by the model registry instead
 
@@ -176,6 +231,8 @@ def merge(base: dict[str, Any], update: Mapping[str, Any], source: str,
             out[key] = {**(out.get(key) or {}), **value}
         else:
             out[key] = _check(value, default, dotted, source)
+            if dotted in RANGES:
+                check_value(out[key], RANGES[dotted], f"key {dotted!r}", source)
     return out
 
 
@@ -219,6 +276,7 @@ def validate(cfg: Mapping[str, Any], source: str = "config") -> None:
     """Cross-key checks that need more than types (model knobs, task, split)."""
     from lightning_modules.registry import resolve_kwargs  # light import (torch.nn only)
 
+    check_ranges(cfg, source)
     m, d = cfg["model"], cfg["data"]
     name = str(cfg.get("name") or "")
     if not name or "/" in name or "\\" in name or name in (".", ".."):
@@ -250,9 +308,11 @@ def validate(cfg: Mapping[str, Any], source: str = "config") -> None:
     if s["method"] not in ("random", "kfold", "site", "file"):
         raise ConfigError(f"key 'data.split.method' must be random, kfold, site or file; got {s['method']!r}",
                           source)
-    if not 0 <= s["val_fraction"] < 1 or not 0 <= s["test_fraction"] < 1 \
-            or s["val_fraction"] + s["test_fraction"] >= 1:
-        raise ConfigError("keys 'data.split.val_fraction' + 'data.split.test_fraction' must be < 1", source)
+    if s["val_fraction"] + s["test_fraction"] >= 1:
+        raise ConfigError("keys 'data.split.val_fraction' + 'data.split.test_fraction' must be < 1, got "
+                          f"{s['val_fraction']:g} + {s['test_fraction']:g}", source)
+    if s["method"] == "kfold" and s["fold"] >= s["folds"]:
+        raise ConfigError(f"key 'data.split.fold' = {s['fold']} must be < data.split.folds = {s['folds']}", source)
 
 
 def dump(cfg: Mapping[str, Any]) -> str:

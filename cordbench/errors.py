@@ -22,3 +22,7 @@ class InputError(CordbenchError):
 
 class ConfigError(CordbenchError):
     """A bad configuration (unknown key, bad type, impossible combination)."""
+
+
+class OutputError(CordbenchError):
+    """An output path that cannot or must not be written (a folder, an input, read-only, disk full)."""

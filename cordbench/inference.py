@@ -13,6 +13,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from cordbench import __version__, io
+from cordbench.errors import InputError
 
 
 def predict_array(module: Any, data: np.ndarray, affine: np.ndarray) -> np.ndarray:
@@ -34,12 +35,39 @@ def predict_array(module: Any, data: np.ndarray, affine: np.ndarray) -> np.ndarr
                      mode="nearest").astype(np.uint8)
 
 
+class EmptyPredictionWarning(UserWarning):
+    """A prediction without any foreground voxel (printed by ``cordbench predict``)."""
+
+
+MIN_AXIAL_VOXELS = 8  # an axial cross-section narrower than this cannot hold a cord to segment
+
+
+def check_axial_extent(shape: tuple[int, ...], affine: np.ndarray, path: str | Path) -> None:
+    """Refuse images whose axial planes are (almost) lines: a single sagittal or coronal slice."""
+    import nibabel as nib
+
+    ornt = nib.orientations.io_orientation(affine)
+    ras = [0, 0, 0]
+    for i, (axis, _) in enumerate(ornt[:3]):
+        ras[int(axis)] = int(shape[i])
+    thin = [f"{n} voxel(s) along {axis}" for axis, n in zip(("R-L", "A-P"), ras[:2]) if n < MIN_AXIAL_VOXELS]
+    if thin:
+        raise InputError(f"input image has only {' and '.join(thin)} (shape {tuple(shape)}, "
+                         f"{''.join(nib.aff2axcodes(affine))}): a single sagittal or coronal slice? cordbench "
+                         f"segments axial slices of at least {MIN_AXIAL_VOXELS}x{MIN_AXIAL_VOXELS} voxels", path)
+
+
 def predict_file(module: Any, image_path: str | Path, out_path: str | Path, ckpt: str | Path | None = None) -> Path:
     """Predict one NIfTI and write the mask (+ JSON sidecar) on the input's grid."""
     img = io.load_nifti(image_path, ndim=3, kind="input image")
     data = np.asanyarray(img.dataobj).astype(np.float32)
     io.check_image_values(data, image_path)
+    check_axial_extent(data.shape[:3], np.asarray(img.affine), image_path)
     labels = predict_array(module, data, np.asarray(img.affine))
+    if not labels.any():
+        import warnings
+
+        warnings.warn(f"{image_path}: the model found no foreground: the mask is empty", EmptyPredictionWarning)
     out_path = Path(out_path)
     io.save_nifti(labels, img.affine, out_path, header=img.header, dtype=np.uint8)
     hp = module.hparams
@@ -49,11 +77,12 @@ def predict_file(module: Any, image_path: str | Path, out_path: str | Path, ckpt
                          "CheckpointSHA256": io.sha256(ckpt) if ckpt else None}],
         "Task": hp.get("task"), "Classes": hp.get("classes"), "Source": str(image_path),
     }
-    io.write_json(_sidecar(out_path), sidecar)
+    io.write_json(sidecar_path(out_path), sidecar)
     return out_path
 
 
-def _sidecar(path: Path) -> Path:
+def sidecar_path(path: Path) -> Path:
+    """The JSON sidecar of a mask (``x.nii.gz`` → ``x.json``)."""
     name = path.name
     for ext in (".nii.gz", ".nii"):
         if name.endswith(ext):

@@ -18,7 +18,7 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 
-from cordbench.errors import InputError
+from cordbench.errors import InputError, OutputError
 
 AFFINE_ATOL_MM = 1e-3  # tolerance on affine entries when comparing image and label grids
 _UMASK = os.umask(0o022)  # read the process umask (only way) and restore it at once
@@ -30,18 +30,30 @@ os.umask(_UMASK)
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it onto ``path`` on success only."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     suffix = "".join(path.suffixes) or ".tmp"
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".part{suffix}", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".part{suffix}", dir=path.parent)
+    except OSError as exc:
+        raise write_error(path, exc) from None
     os.close(fd)
     tmp_path = Path(tmp)
     os.chmod(tmp_path, 0o666 & ~_UMASK)  # mkstemp makes 0600: give the result the usual permissions
     try:
         yield tmp_path
         os.replace(tmp_path, path)
+    except OSError as exc:  # disk full, quota, file too large, read-only: one line naming the output
+        raise write_error(path, exc) from None
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+
+
+def write_error(path: str | Path, exc: OSError) -> OutputError:
+    """An OS error while writing ``path`` as one line (the earlier file under that name is kept)."""
+    reason = exc.strerror or str(exc) or type(exc).__name__
+    kept = " (nothing replaced)" if Path(path).exists() else ""
+    return OutputError(f"cannot write: {reason}{kept}", path)
 
 
 def write_text(path: str | Path, text: str) -> Path:
@@ -122,6 +134,7 @@ def load_nifti(path: str | Path, *, ndim: int | Sequence[int] | None = 3, kind: 
         with open(path, "rb") as f:
             if f.read(2) != b"\x1f\x8b":
                 raise InputError("not a gzip file (a .nii.gz must be gzip-compressed)", path)
+    check_raw_pixdim(path, kind)
     try:
         img = nib.load(str(path))
     except Exception as exc:  # nibabel raises several types for bad files
@@ -129,6 +142,7 @@ def load_nifti(path: str | Path, *, ndim: int | Sequence[int] | None = 3, kind: 
                          path) from None
     if not isinstance(img, (nib.Nifti1Image, nib.Nifti2Image)):
         raise InputError(f"not a NIfTI image (read as {type(img).__name__})", path)
+    check_header(img, path, kind)
     try:
         data = np.asanyarray(img.dataobj)
     except (EOFError, OSError, zlib.error, gzip.BadGzipFile, ValueError) as exc:
@@ -147,6 +161,65 @@ def load_nifti(path: str | Path, *, ndim: int | Sequence[int] | None = 3, kind: 
     out = nib.Nifti1Image(data, img.affine, header=img.header)
     out.set_data_dtype(data.dtype)
     return out
+
+
+HEADER_ATOL_MM = 1e-2  # qform vs sform, pixdim vs affine: float32 round-off of real headers is ~1e-4
+
+
+def check_raw_pixdim(path: str | Path, kind: str = "image") -> None:
+    """Refuse a spatial ``pixdim`` of 0 (or below) as stored in the file, before nibabel reads it.
+
+    nibabel replaces such a size by 1 mm with a logged warning; the real size is unknown.
+    """
+    path = Path(path)
+    try:
+        with (gzip.open(path, "rb") if path.name.endswith(".gz") else open(path, "rb")) as f:
+            raw = f.read(348)
+    except (OSError, EOFError, zlib.error):
+        return  # nibabel reports the damaged file
+    if len(raw) < 348:
+        return
+    for order in ("<", ">"):
+        if int(np.frombuffer(raw[:4], dtype=f"{order}i4")[0]) == 348:  # NIfTI-1 (NIfTI-2: nibabel's checks)
+            ndim = int(np.frombuffer(raw[40:42], dtype=f"{order}i2")[0])
+            pix = np.frombuffer(raw[76:108], dtype=f"{order}f4").astype(float)[1:1 + min(3, max(ndim, 1))]
+            if any(not np.isfinite(v) or v <= 0 for v in pix):
+                raise InputError(f"{kind} header has voxel size pixdim[1:{len(pix) + 1}] = "
+                                 f"{tuple(round(float(v), 6) for v in pix)}: a size of 0 (or below) is unknown, "
+                                 "not 1 mm; fix the header", path)
+            return
+
+
+def check_header(img, path: str | Path, kind: str = "image") -> None:
+    """Refuse headers whose geometry is ambiguous; every millimetre figure depends on it.
+
+    * an axis of length 0 (no voxels);
+    * a spatial ``pixdim`` of 0 or below (see :func:`check_raw_pixdim`, called before nibabel reads it);
+    * a valid qform and a valid sform that disagree (nibabel uses the sform for the grid while the
+      voxel size in ``pixdim`` follows the qform: areas off by the squared ratio);
+    * ``pixdim`` voxel sizes that differ from the affine's (what areas and the grid would each use).
+    """
+    hdr = img.header
+    dims = [int(d) for d in hdr["dim"][1:1 + int(hdr["dim"][0])]]
+    if any(d <= 0 for d in dims):
+        raise InputError(f"{kind} header has an axis of length 0 (dim = {tuple(dims)}): the image holds no voxels",
+                         path)
+    nsp = min(3, len(dims))
+    pix = [float(v) for v in hdr["pixdim"][1:1 + nsp]]
+    qcode, scode = int(hdr["qform_code"]), int(hdr["sform_code"])
+    if qcode > 0 and scode > 0:
+        q, s_ = np.asarray(hdr.get_qform(), float), np.asarray(hdr.get_sform(), float)
+        diff = float(np.abs(q - s_).max())
+        if diff > HEADER_ATOL_MM:
+            qz = tuple(round(float(v), 4) for v in np.linalg.norm(q[:3, :3], axis=0))
+            sz = tuple(round(float(v), 4) for v in np.linalg.norm(s_[:3, :3], axis=0))
+            raise InputError(f"{kind} header: qform and sform disagree by {diff:.3g} mm (voxel sizes {qz} vs {sz}); "
+                             "which grid is right is unknown: make them equal (e.g. fslorient -copyqform2sform)", path)
+    aff = np.asarray(img.affine, float)
+    az = np.linalg.norm(aff[:3, :nsp], axis=0)
+    if np.abs(az - np.asarray(pix)).max() > HEADER_ATOL_MM * max(1.0, float(az.max())):
+        raise InputError(f"{kind} header: voxel size in pixdim {tuple(round(v, 4) for v in pix)} differs from "
+                         f"the affine's {tuple(round(float(v), 4) for v in az)}; fix the header", path)
 
 
 def check_same_grid(image, label, image_path: str | Path, label_path: str | Path,

@@ -4,6 +4,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from cordbench.ranges import SEED_MAX, Range, add_number
+
 
 def add_run_arguments(p: argparse.ArgumentParser) -> None:
     """``--config`` files, common shortcuts; any ``--section.key=value`` override is accepted too."""
@@ -14,10 +16,19 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", help="data set: phantom | spine_generic | gmchallenge (data.name)")
     p.add_argument("--root", help="data set folder (data.root)")
     p.add_argument("--task", choices=("sc", "gm", "canal", "levels"), help="data.task")
-    p.add_argument("--max-epochs", type=int, help="trainer.max_epochs")
-    p.add_argument("--seed", type=int, help="seed_everything (also the split seed unless set)")
+    add_number(p, "--max-epochs", kind=int, range=Range(1, 1_000_000), help="trainer.max_epochs")
+    add_number(p, "--seed", kind=int, range=Range(0, SEED_MAX), help="seed_everything (also the split seed unless set)")
     p.add_argument("--name", help="run name")
     p.add_argument("-o", "--output-dir", help="run folder (default outputs/runs/<name>)")
+
+
+def check_run_dir(cfg: dict[str, Any]) -> dict[str, Any]:
+    """The run folder must be a folder we can write (checked before any data is read); returns ``cfg``."""
+    from cordbench.outputs import check_output_dir
+    from cordbench.runner import run_dir
+
+    check_output_dir(run_dir(cfg), inputs={"data.root": cfg["data"].get("root")}, what="run folder")
+    return cfg
 
 
 def config_from_args(args: argparse.Namespace) -> dict[str, Any]:

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import argparse
 
+from cordbench.ranges import Range, add_number
+
 HELP = "cohort study on a BIDS data set: per-level CSA/SAC/SAC_CSA and DTI, statistics, HTML report (Ray)"
 
 
@@ -14,7 +16,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="cord masks: 'labels' (derivatives/labels, manual) or a derivatives folder holding a "
                         "model's predictions with the same names, e.g. derivatives/cordbench")
     p.add_argument("--address", help="Ray cluster address (default: a local Ray instance)")
-    p.add_argument("--workers", type=int, default=2, help="local Ray workers (0 = in-process, no Ray)")
+    add_number(p, "--workers", kind=int, range=Range(0, 1024), default=2,
+               help="local Ray workers (0 = in-process, no Ray)")
     p.add_argument("--x", default="FA", help="x of the correlation (default FA)")
     p.add_argument("--y", default="SAC_CSA", help="y of the correlation (default SAC_CSA)")
     p.add_argument("--by", default="sex,manufacturer,institution_id", help="grouping columns of participants.tsv")
@@ -29,10 +32,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Run the study; exit 0 even when some subjects failed (they are listed in the report)."""
     from analysis.study import StudyOptions, analyze
-    from cordbench.errors import ConfigError
+    from cordbench.outputs import check_output_dir
 
-    if args.workers < 0:
-        raise ConfigError(f"--workers must be >= 0, got {args.workers}")
+    check_output_dir(args.out, inputs={"bids_dir": args.bids_dir})
     opts = StudyOptions(fit_method=args.fit_method, write_maps=not args.no_maps, level_method=args.level_method)
     by = [b.strip() for b in args.by.split(",") if b.strip()]
     s = analyze(args.bids_dir, args.out, seg_source=args.seg_source, workers=args.workers, address=args.address,

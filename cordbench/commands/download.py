@@ -132,7 +132,17 @@ def _run_commands(cmds: list[list[str]]) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Print instructions; run them if asked (spine-generic); verify when the folder holds data."""
+    from cordbench.errors import ConfigError, InputError
+
     target = Path(args.dir)
+    if target.exists() and not target.is_dir():
+        raise InputError("exists and is not a folder (give the data set folder)", target)
+    if args.filelist is not None:
+        if args.dataset != "spine-generic":
+            raise ConfigError("--filelist applies to spine-generic only")
+        if not Path(args.filelist).is_file():
+            raise InputError("file list not found" if not Path(args.filelist).exists() else "file list is not a file",
+                             args.filelist)
     if args.dataset == "spine-generic":
         if args.run and not _has_data(target):
             _run_commands(spine_generic_commands(target, args.subjects))

@@ -28,8 +28,19 @@ def run(args: argparse.Namespace) -> int:
     import sys
     import warnings
 
-    from analysis.dti import run_dti
+    from pathlib import Path
+
+    from analysis.dti import DTI_METRICS, run_dti
     from cordbench.io import write_csv
+    from cordbench.outputs import check_not_input, check_output_dir, check_output_file
+
+    inputs = {"--dwi": args.dwi, "--bval": args.bval, "--bvec": args.bvec, "--mask": args.mask,
+              "--levels": args.levels}
+    check_output_file(args.out, inputs=inputs)
+    if args.maps:
+        check_output_dir(args.maps, inputs=inputs, what="--maps folder")
+        for name in DTI_METRICS:
+            check_not_input(Path(args.maps) / f"{args.prefix}{name}.nii.gz", {**inputs, "-o": args.out})
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")

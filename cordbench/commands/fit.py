@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from cordbench.commands._run_args import add_run_arguments, config_from_args
+from cordbench.commands._run_args import add_run_arguments, check_run_dir, config_from_args
 
 HELP = "train a model (config in configs/*.yaml), then test the best checkpoint"
 ACCEPTS_OVERRIDES = True
@@ -23,6 +23,7 @@ def run(args: argparse.Namespace) -> int:
     from cordbench.distributed import is_global_zero
 
     cfg = config_from_args(args)
+    check_run_dir(cfg)
     result = fit(cfg, ckpt_path=args.ckpt_path, test=not args.no_test)
     if not is_global_zero():  # DDP: the summary is rank 0's
         return 0

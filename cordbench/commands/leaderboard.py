@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import argparse
 
+from cordbench.ranges import SEED_MAX, Range, add_number
+
 HELP = "statistical leaderboard of a sweep folder (bootstrap CIs, Wilcoxon vs best, ablation plots)"
 
 
@@ -15,12 +17,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--by", choices=("model", "config"), default="model",
                    help="one entry per model, or per configuration (model + preset + knobs)")
     p.add_argument("--out", help="report folder (default: SWEEP_DIR/leaderboard)")
-    p.add_argument("--n-boot", type=int, default=10000, help="bootstrap resamples (default: 10000)")
-    p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default: 0)")
-    p.add_argument("--alpha", type=float, default=0.05, help="level of the Holm-corrected tests (default: 0.05)")
-    p.add_argument("--delta", type=float, default=0.01,
-                   help="equivalence margin: 'tied' when the 95%% CI of the paired difference to the best lies "
-                        "within ±DELTA (metric units; default: 0.01 Dice)")
+    add_number(p, "--n-boot", kind=int, range=Range(1, 10_000_000), default=10000,
+               help="bootstrap resamples (default: 10000)")
+    add_number(p, "--seed", kind=int, range=Range(0, SEED_MAX), default=0, help="bootstrap seed (default: 0)")
+    add_number(p, "--alpha", range=Range(0, 1, lo_open=True, hi_open=True), default=0.05,
+               help="level of the Holm-corrected tests (default: 0.05)")
+    add_number(p, "--delta", range=Range(0, None), default=0.01,
+               help="equivalence margin: 'tied' when the 95%% CI of the paired difference to the best lies "
+                    "within ±DELTA (metric units; default: 0.01 Dice)")
     p.add_argument("--no-cost", action="store_true", help="skip FLOPs/latency measurement")
     p.add_argument("--no-wandb", action="store_true", help="do not log the leaderboard to wandb")
     p.add_argument("--morphometrics", action=argparse.BooleanOptionalAction, default=None,
@@ -34,6 +38,10 @@ def run(args: argparse.Namespace) -> int:
     import sys
 
     from cordbench.leaderboard import render_leaderboard
+    from cordbench.outputs import check_output_dir
+
+    if args.out:
+        check_output_dir(args.out, inputs={"SWEEP_DIR": args.sweep_dir}, what="--out folder")
 
     files = render_leaderboard(args.sweep_dir, metric=args.metric, task=args.task, cls=args.cls, by=args.by,
                                out=args.out, n_boot=args.n_boot, seed=args.seed, wandb=not args.no_wandb,

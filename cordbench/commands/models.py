@@ -6,14 +6,17 @@ from typing import Any
 
 from lightning_modules.flops import count_flops, flop_counter  # noqa: F401  (the library's one FLOP counter)
 
+from cordbench.ranges import Range, add_number
+
 HELP = "list registered models and presets with parameters and GFLOPs at a given input size"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--size", type=int, default=128, help="input edge length in voxels (default 128)")
+    add_number(parser, "--size", kind=int, range=Range(8, 4096), default=128,
+               help="input edge length in voxels (default 128)")
     parser.add_argument("--spatial-dims", type=int, default=2, choices=(2, 3), help="2D slices or 3D volumes")
-    parser.add_argument("--in-channels", type=int, default=1)
-    parser.add_argument("--num-classes", type=int, default=2)
+    add_number(parser, "--in-channels", kind=int, range=Range(1, 1024), default=1, help="input channels")
+    add_number(parser, "--num-classes", kind=int, range=Range(1, 1024), default=2, help="output classes")
     parser.add_argument("--model", action="append", help="only this model (repeatable)")
     parser.add_argument("--preset", action="append", help="only this preset (repeatable)")
 
@@ -62,8 +65,6 @@ def run(args: argparse.Namespace) -> int:
     from cordbench.errors import ConfigError
     from lightning_modules.registry import get_spec
 
-    if args.size < 8:
-        raise ConfigError(f"--size {args.size} is too small (>= 8)")
     for name in args.model or []:
         spec = get_spec(name)
         for preset in args.preset or []:

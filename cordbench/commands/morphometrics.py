@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import argparse
 
+from cordbench.ranges import Range, add_number
+
 HELP = "cord CSA, diameters, shape and SAC per slice / vertebral level (sct_process_segmentation columns)"
 
 
@@ -24,19 +26,38 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-angle-corr", action="store_true", help="disable the centerline angle correction")
     p.add_argument("--centerline-method", choices=["bspline", "polyfit"], default="bspline",
                    help="centerline fit (default bspline, as SCT)")
-    p.add_argument("--smooth", type=float, default=30.0, help="bspline smoothing, as SCT's -centerline-smooth")
+    add_number(p, "--smooth", range=Range(0, 1e6), default=30.0,
+               help="bspline smoothing, as SCT's -centerline-smooth")
     p.add_argument("-o", "--out", required=True, help="output CSV")
 
 
 def run(args: argparse.Namespace) -> int:
     """Compute the metrics and write the CSV atomically."""
+    import sys
     import warnings
+
+    from analysis.morphometrics import parse_vert
+    from cordbench.io import write_csv
+    from cordbench.outputs import check_output_file
+
+    check_output_file(args.out, inputs={"--seg": args.seg, "--levels": args.levels, "--canal": args.canal})
+    vert = parse_vert(args.vert)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        table, how = _compute(args, vert)
+    for w in caught:
+        print(f"warning: {w.message}", file=sys.stderr)
+    write_csv(args.out, table)
+    print(f"wrote {args.out} ({len(table)} rows{how})")
+    return 0
+
+
+def _compute(args: argparse.Namespace, vert):
+    """The output table and how it was computed (for the final line)."""
     from pathlib import Path
 
-    from analysis.morphometrics import aggregate, morphometrics_from_files, parse_vert
-    from cordbench.io import write_csv
+    from analysis.morphometrics import aggregate, morphometrics_from_files, present_levels
 
-    vert = parse_vert(args.vert)
     if args.level_method == "volume":
         from analysis.morphometrics import volume_per_level_from_files
         from cordbench.errors import ConfigError
@@ -46,18 +67,11 @@ def run(args: argparse.Namespace) -> int:
         table = volume_per_level_from_files(args.seg, args.levels, args.canal,
                                             centerline_method=args.centerline_method, smooth=args.smooth)
         if vert is not None:
-            table = table[table["VertLevel"].isin(vert)]
+            table = table[table["VertLevel"].isin(present_levels(vert, table["VertLevel"]))]
         table.insert(0, "Filename", Path(args.seg).name)
-        write_csv(args.out, table)
-        print(f"wrote {args.out} ({len(table)} rows, volume / arc length)")
-        return 0
-    with warnings.catch_warnings():
-        warnings.simplefilter("always")
-        perslice = morphometrics_from_files(args.seg, args.levels, args.canal, soft=args.soft,
-                                            angle_correction=not args.no_angle_corr,
-                                            centerline_method=args.centerline_method, smooth=args.smooth)
-    table = aggregate(perslice, Path(args.seg).name, vert=vert, perlevel=True if args.perlevel else None,
-                      perslice_rows=args.perslice)
-    write_csv(args.out, table)
-    print(f"wrote {args.out} ({len(table)} rows)")
-    return 0
+        return table, ", volume / arc length"
+    perslice = morphometrics_from_files(args.seg, args.levels, args.canal, soft=args.soft,
+                                        angle_correction=not args.no_angle_corr,
+                                        centerline_method=args.centerline_method, smooth=args.smooth)
+    return aggregate(perslice, Path(args.seg).name, vert=vert, perlevel=True if args.perlevel else None,
+                     perslice_rows=args.perslice), ""

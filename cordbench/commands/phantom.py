@@ -4,6 +4,8 @@ from __future__ import annotations
 import argparse
 import math
 
+from cordbench.ranges import SEED_MAX, Range, add_number
+
 HELP = "generate the phantom cohort (spine-generic BIDS naming, exact CSA/SAC/DTI truth)"
 
 
@@ -14,24 +16,27 @@ def _float_or_inf(text: str) -> float:
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """Register the command's options."""
     p.add_argument("--out", "-o", required=True, help="output folder (created; must be empty or a phantom)")
-    p.add_argument("--subjects", "-n", type=int, default=20, help="number of subjects (default 20)")
-    p.add_argument("--seed", type=int, default=0, help="random seed (same seed -> identical arrays)")
-    p.add_argument("--snr", type=_float_or_inf, default=30.0,
-                   help="Rician SNR on white matter (b0 for DWI); 0 or inf = noise-free (default 30)")
-    p.add_argument("--tilt-min", type=float, default=0.0, help="minimum cord tilt to S-I in degrees (default 0)")
-    p.add_argument("--tilt-max", type=float, default=10.0, help="maximum cord tilt to S-I in degrees (default 10)")
+    add_number(p, "--subjects", "-n", kind=int, range=Range(1, 10_000), default=20,
+               help="number of subjects (default 20)")
+    add_number(p, "--seed", kind=int, range=Range(0, SEED_MAX), default=0,
+               help="random seed (same seed -> identical arrays)")
+    add_number(p, "--snr", parse=_float_or_inf, range=Range(0, None, allow_inf=True), default=30.0,
+               help="Rician SNR on white matter (b0 for DWI); 0 or inf = noise-free (default 30)")
+    add_number(p, "--tilt-min", range=Range(0, 45), default=0.0, help="minimum cord tilt to S-I in degrees (default 0)")
+    add_number(p, "--tilt-max", range=Range(0, 45), default=10.0,
+               help="maximum cord tilt to S-I in degrees (default 10)")
     p.add_argument("--orientation", default="LAS",
                    help="voxel orientation of every image, nibabel code (LAS = SCT's RPI; PSR like "
                         "sct_testing_data t2; RPI, LPI, ...), default LAS")
-    p.add_argument("--oblique", type=float, default=0.0, help="rotate every image grid by DEG (default 0)")
+    add_number(p, "--oblique", range=Range(-60, 60), default=0.0, help="rotate every image grid by DEG (default 0)")
     p.add_argument("--corr", default="M=0.6,F=0.1",
                    help="planted Pearson r of FA vs SAC/CSA per level and group: KEY=R[,KEY=R], keys *, M, F, "
                         "Siemens, GE, Philips or SEX:VENDOR (default 'M=0.6,F=0.1')")
-    p.add_argument("--stenosis-prob", type=float, default=0.5, help="share of subjects with a stenosis (0.5)")
+    add_number(p, "--stenosis-prob", range=Range(0, 1), default=0.5, help="share of subjects with a stenosis (0.5)")
     p.add_argument("--no-dwi", action="store_true", help="skip DWI (faster)")
     p.add_argument("--truth-only", action="store_true", help="participants and ground truth only, no images")
     p.add_argument("--float32", action="store_true", help="store images as float32 (default int16)")
-    p.add_argument("--workers", type=int, default=0, help="processes (0 = auto: up to 2)")
+    add_number(p, "--workers", kind=int, range=Range(0, 256), default=0, help="processes (0 = auto: up to 2)")
     p.add_argument("--force", action="store_true", help="replace a phantom generated with other settings")
 
 
@@ -39,9 +44,11 @@ def run(args: argparse.Namespace) -> int:
     """Generate, then print where everything is and how long it took."""
     import time
 
+    from cordbench.outputs import check_writable_dir
     from data_modules.phantom import generate_cohort
     from data_modules.phantom.cohort import COHORT_JSON, TRUTH_TABLE
 
+    check_writable_dir(args.out)
     t0 = time.perf_counter()
 
     def progress(i: int, n: int) -> None:

@@ -23,17 +23,56 @@ def _default_out(src: Path, task: str) -> Path:
     return src.with_name(f"{stem}_label-{task}_seg.nii.gz")
 
 
-def run(args: argparse.Namespace) -> int:
-    from cordbench.checkpoints import load_module
-    from cordbench.inference import predict_file
+def plan_outputs(inputs: list[Path], output: str | None, task: str, ckpt: str) -> list[Path]:
+    """The mask path of every input, checked before any inference.
 
+    ``-o`` is a folder when it ends with a separator, is an existing folder, or (several inputs)
+    has no NIfTI extension; otherwise it is the one mask and must end in .nii.gz/.nii. No mask or
+    sidecar may be one of the inputs or the checkpoint, and no two inputs may write the same mask.
+    """
+    from cordbench.errors import OutputError
+    from cordbench.inference import sidecar_path
+    from cordbench.outputs import NIFTI_SUFFIXES, check_not_input, check_output_dir, check_output_file
+
+    named = {f"-i {p}": p for p in inputs}
+    named["--ckpt"] = ckpt
+    folder = output is not None and (output.endswith(("/", "\\")) or Path(output).is_dir()
+                                     or (len(inputs) > 1 and not output.lower().endswith(NIFTI_SUFFIXES)))
+    if output is not None and len(inputs) > 1 and not folder:
+        raise OutputError(f"{len(inputs)} inputs need -o to be a folder (it holds one mask per input)", output)
+    if folder:
+        check_output_dir(output, inputs=named, what="-o folder")
+        outs = [Path(output) / _default_out(src, task).name for src in inputs]
+    elif output is not None:
+        outs = [check_output_file(output, inputs=named, suffixes=NIFTI_SUFFIXES, what="mask (-o)")]
+    else:
+        outs = [_default_out(src, task) for src in inputs]
+    seen: dict[Path, Path] = {}
+    for src, out in zip(inputs, outs):
+        check_output_file(out, inputs=named, suffixes=NIFTI_SUFFIXES, what="mask")
+        check_not_input(sidecar_path(out), named)
+        if out.absolute() in seen:
+            raise OutputError(f"inputs {seen[out.absolute()]} and {src} would both write this mask", out)
+        seen[out.absolute()] = src
+    return outs
+
+
+def run(args: argparse.Namespace) -> int:
+    import sys
+    import warnings
+
+    from cordbench.checkpoints import load_module
     from cordbench.errors import ConfigError
+    from cordbench.inference import EmptyPredictionWarning, predict_file, sidecar_path
+    from cordbench.outputs import check_output_dir
 
     if bool(args.input) == bool(args.bids):
         raise ConfigError("give either -i/--input images or --bids ROOT")
-    module = load_module(args.ckpt)
-    task = module.hparams.get("task", "sc")
+    if args.qc:
+        check_output_dir(args.qc, inputs={"--ckpt": args.ckpt, "--bids": args.bids}, what="--qc folder")
     if args.bids:
+        module = load_module(args.ckpt)
+        task = module.hparams.get("task", "sc")
         from cordbench.inference import predict_bids
 
         contrast = args.contrast or module.hparams.get("contrast", "T2w")
@@ -42,28 +81,27 @@ def run(args: argparse.Namespace) -> int:
         if args.qc:
             import json
 
-            pairs = [(Path(json.loads(_sidecar(o).read_text())["Source"]), o) for o in outs]
+            pairs = [(Path(json.loads(sidecar_path(o).read_text())["Source"]), o) for o in outs]
             _qc(pairs, args.qc, module)
         return 0
+    module = load_module(args.ckpt)  # a bad checkpoint is reported before the outputs
     inputs = [Path(p) for p in args.input]
+    outs = plan_outputs(inputs, args.output, module.hparams.get("task", "sc"), args.ckpt)
     pairs = []
-    for src in inputs:
-        if args.output and len(inputs) == 1 and not Path(args.output).is_dir():
-            out = Path(args.output)
-        elif args.output:
-            out = Path(args.output) / _default_out(src, task).name
-        else:
-            out = _default_out(src, task)
-        predict_file(module, src, out, ckpt=args.ckpt)
+    for src, out in zip(inputs, outs):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", EmptyPredictionWarning)
+            predict_file(module, src, out, ckpt=args.ckpt)
         pairs.append((src, out))
         print(f"wrote {out}")
+        for w in caught:
+            if issubclass(w.category, EmptyPredictionWarning):
+                print(f"warning: {w.message}", file=sys.stderr)
+            else:
+                warnings.showwarning(w.message, w.category, w.filename, w.lineno)
     if args.qc:
         _qc(pairs, args.qc, module)
     return 0
-
-
-def _sidecar(mask: Path) -> Path:
-    return mask.with_name(mask.name[:-7] + ".json" if mask.name.endswith(".nii.gz") else mask.stem + ".json")
 
 
 def _qc(pairs: list, qc_dir: str, module) -> None:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from cordbench.commands._run_args import add_run_arguments, config_from_args
+from cordbench.commands._run_args import add_run_arguments, check_run_dir, config_from_args
 
 HELP = "test a checkpoint on the held-out subjects (per-subject metrics CSV)"
 ACCEPTS_OVERRIDES = True
@@ -21,7 +21,7 @@ def run(args: argparse.Namespace) -> int:
 
     from cordbench.distributed import is_global_zero
 
-    result = evaluate(config_from_args(args), args.ckpt, stage="test")
+    result = evaluate(check_run_dir(config_from_args(args)), args.ckpt, stage="test")
     if not is_global_zero():  # DDP: the summary is rank 0's
         return 0
     print(metrics_table(result.test_summary))

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from cordbench.commands._run_args import add_run_arguments, config_from_args
+from cordbench.commands._run_args import add_run_arguments, check_run_dir, config_from_args
 
 HELP = "validation metrics of a checkpoint on the config's validation subjects"
 ACCEPTS_OVERRIDES = True
@@ -19,7 +19,7 @@ def run(args: argparse.Namespace) -> int:
 
     from cordbench.distributed import is_global_zero
 
-    result = evaluate(config_from_args(args), args.ckpt, stage="validate")
+    result = evaluate(check_run_dir(config_from_args(args)), args.ckpt, stage="validate")
     if not is_global_zero():  # DDP: the summary is rank 0's
         return 0
     for k, v in sorted(result.val.items()):

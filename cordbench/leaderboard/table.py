@@ -81,6 +81,28 @@ def knob_value(v: Any) -> str | None:
     return None if v is None else str(v)
 
 
+def check_complete_rows(path: Path) -> None:
+    """Refuse a ``results.csv`` with a row of fewer (or more) fields than its header.
+
+    pandas fills the missing fields of a half-written last row with NaN, and such a trial would
+    silently drop out of the ranking (its task or data no longer match) instead of counting as failed.
+    """
+    import csv
+
+    try:
+        with open(path, newline="") as f:
+            rows = list(csv.reader(f))
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise InputError(f"unreadable CSV ({exc})", path) from None
+    if not rows:
+        return
+    width = len(rows[0])
+    for i, row in enumerate(rows[1:], start=2):
+        if row and len(row) != width:
+            raise InputError(f"line {i} has {len(row)} of the header's {width} fields: a half-written row "
+                             "(interrupted while writing?); rebuild it with `cordbench sweep --resume <sweep>`", path)
+
+
 def load_sweep(sweep_dir: str | Path) -> Sweep:
     """Read ``results.csv`` (+ ``sweep.yaml``); errors name the file."""
     root = Path(sweep_dir)
@@ -89,6 +111,7 @@ def load_sweep(sweep_dir: str | Path) -> Sweep:
     path = root / sweep_records.RESULTS_FILE
     if not path.exists():
         raise InputError("no results.csv: not a finished sweep folder (run `cordbench sweep` first)", root)
+    check_complete_rows(path)
     try:
         results = pd.read_csv(path)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
