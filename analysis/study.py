@@ -313,8 +313,8 @@ def run_subjects(jobs: Sequence[SubjectJob], opts: StudyOptions, workers: int = 
     if not ray.is_initialized():
         if address:
             ray.init(address=address, log_to_driver=False)
-        else:
-            ray.init(num_cpus=max(1, workers), include_dashboard=False, log_to_driver=False)
+        else:  # address="local": a new local instance, never a `ray start` cluster running on this machine
+            ray.init(address="local", num_cpus=max(1, workers), include_dashboard=False, log_to_driver=False)
         started = True
     try:
         task = ray.remote(num_cpus=1, max_retries=0)(process_subject)

@@ -26,3 +26,9 @@ class ConfigError(CordbenchError):
 
 class OutputError(CordbenchError):
     """An output path that cannot or must not be written (a folder, an input, read-only, disk full)."""
+
+
+class RunInterrupted(CordbenchError):
+    """A run stopped by Ctrl-C / SIGINT; recorded in its folder, resumable (exit status 130)."""
+
+    exit_code = 130

@@ -83,11 +83,11 @@ def build_module(cfg: dict[str, Any], dm: Any):
         preprocessing=dm.preprocessing.to_dict())
 
 
-def build_loggers(cfg: dict[str, Any], out: Path) -> list[Any]:
-    """CSV logger always; wandb (offline unless a key or the config says online) when enabled."""
+def build_loggers(cfg: dict[str, Any], out: Path, csv: bool = True) -> list[Any]:
+    """CSV logger (unless ``csv`` is false); wandb (offline unless a key or the config says online) when enabled."""
     from pytorch_lightning.loggers import CSVLogger
 
-    loggers: list[Any] = [CSVLogger(save_dir=str(out), name="", version="")]
+    loggers: list[Any] = [CSVLogger(save_dir=str(out), name="", version="")] if csv else []
     wb = cfg["logger"]["wandb"]
     if wb["enabled"]:
         from cordbench.tracking import make_wandb_logger
@@ -173,8 +173,13 @@ def set_deterministic_env(cfg: dict[str, Any]) -> bool:
     return True
 
 
-def prepare(cfg: dict[str, Any]):
-    """Seed everything, build and set up the data module, write config/split records."""
+def prepare(cfg: dict[str, Any], before_write: Callable[[Path], None] | None = None, keep_records: bool = False):
+    """Seed everything, build and set up the data module, write config/split records.
+
+    ``before_write(out)`` runs once the inputs are valid (``fit --overwrite`` clears the earlier run
+    there); ``keep_records`` (validate/test in a training run's folder) keeps that run's records,
+    refusing a split that differs from its ``split.json``.
+    """
     import pytorch_lightning as pl
 
     from data_modules.base import build_datamodule
@@ -185,9 +190,17 @@ def prepare(cfg: dict[str, Any]):
     dm.setup("fit")  # validates every file first: a bad input leaves an existing run folder untouched
     if not is_global_zero():  # DDP: only global rank 0 writes the run folder
         return out, dm
+    if before_write is not None:
+        before_write(out)
     folder = RunFolder(out)
+    desc = dm.describe()
+    if keep_records and folder.config.exists():
+        from cordbench.run_guard import check_same_split
+
+        check_same_split(out, desc["split"])
+        return out, dm
     folder.write_config(dump(cfg))
-    folder.write_data_description(dm.describe())
+    folder.write_data_description(desc)
     return out, dm
 
 
@@ -219,30 +232,42 @@ def write_test_qc(out: Path, records: list[dict[str, Any]]) -> Path | None:
 
 def fit(cfg: dict[str, Any], callbacks: Sequence[Any] = (), ckpt_path: str | None = None,
         test: bool = True, trainer_kwargs: Mapping[str, Any] | None = None,
-        wrap_trainer: Callable[[Any], Any] | None = None) -> RunResult:
+        wrap_trainer: Callable[[Any], Any] | None = None, plan: Any = None) -> RunResult:
     """Train, keep the best checkpoint by ``val/dice``, then test it on the held-out subjects.
 
     ``trainer_kwargs`` (extra ``pl.Trainer`` arguments, see :func:`build_trainer`) and
     ``wrap_trainer`` (applied to the built Trainer, e.g. ``ray.train.lightning.prepare_trainer``)
     customise the Trainer of a DDP worker. Under DDP every rank runs this function; only global
     rank 0 writes files, and the test records of all ranks are gathered (every subject once).
+    ``plan`` (a :class:`cordbench.run_guard.FitPlan`, from ``cordbench fit``): resume from the
+    run's own checkpoint or replace the earlier run; Ctrl-C is recorded as ``interrupted``.
     """
+    from cordbench import run_guard
+
     quiet()
     t0 = time.perf_counter()
+    ckpt_path = (plan.ckpt_path if plan is not None else None) or ckpt_path
+    resumed = None
     if ckpt_path:
         from cordbench.checkpoints import read_checkpoint
 
-        read_checkpoint(ckpt_path)  # weights only: one clear line when corrupted or unsafe
-    out, dm = prepare(cfg)
+        ckpt = read_checkpoint(ckpt_path)  # weights only: one clear line when corrupted or unsafe
+        resumed = ckpt if plan is not None and plan.resume else None
+    out, dm = prepare(cfg, before_write=plan.before_write if plan is not None else None)
     if is_global_zero():
         RunFolder(out).clear_failure()  # a stale record of an earlier attempt
     module = build_module(cfg, dm)
-    trainer = build_trainer(cfg, out, [*callbacks, subject_outputs(out)], build_loggers(cfg, out),
-                            trainer_kwargs=trainer_kwargs)
+    trainer = build_trainer(cfg, out, [*callbacks, subject_outputs(out), *run_guard.fit_callbacks(out, resumed)],
+                            build_loggers(cfg, out), trainer_kwargs=trainer_kwargs)
     if wrap_trainer is not None:
         trainer = wrap_trainer(trainer)
     try:
         trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path)
+    except (KeyboardInterrupt, SystemExit) as exc:
+        if not run_guard.is_interrupt(exc, trainer):
+            raise
+        record_failure(out, exc, trainer, status="interrupted")
+        raise run_guard.interrupted_error(out, trainer) from None
     except Exception as exc:
         record_failure(out, exc, trainer)
         if isinstance(exc, CordbenchError) and exc.path is None:  # e.g. TrainingDivergedError: name the run
@@ -254,7 +279,13 @@ def fit(cfg: dict[str, Any], callbacks: Sequence[Any] = (), ckpt_path: str | Non
     result.best_ckpt = ckpt_cb.best_model_path if ckpt_cb is not None and ckpt_cb.best_model_path else None
     if test and dm.split.get("test"):
         module.scoring = cfg["data"]["scoring"]
-        trainer.test(module, datamodule=dm, ckpt_path=result.best_ckpt or None, verbose=False)
+        try:
+            trainer.test(module, datamodule=dm, ckpt_path=result.best_ckpt or None, verbose=False)
+        except (KeyboardInterrupt, SystemExit) as exc:
+            if not run_guard.is_interrupt(exc, trainer):
+                raise
+            record_failure(out, exc, trainer, status="interrupted")
+            raise run_guard.interrupted_error(out, trainer) from None
         result.test_records = list(module.test_records)
         result.test_summary = write_test_outputs(out, result.test_records,
                                                  {"checkpoint": result.best_ckpt, "model": cfg["model"]["name"],
@@ -273,12 +304,18 @@ def fit(cfg: dict[str, Any], callbacks: Sequence[Any] = (), ckpt_path: str | Non
 FAILURE_FILE = FAILURE  # the name this module exported before cordbench.run_folder existed
 
 
-def record_failure(out: Path, exc: BaseException, trainer: Any = None) -> Path:
-    """Write ``failure.json`` (status, error type, reason, epoch/step reached) in the run folder."""
+def record_failure(out: Path, exc: BaseException, trainer: Any = None, status: str = "failed") -> Path:
+    """Write ``failure.json`` (status, error type, reason, epoch/step reached) in the run folder.
+
+    ``status`` is ``failed`` or ``interrupted`` (Ctrl-C: the reason says so; ``--resume`` continues).
+    """
     import datetime
 
-    rec: dict[str, Any] = {"status": "failed", "error": type(exc).__name__,
-                           "reason": str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc),
+    reason = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
+    if status == "interrupted":
+        reason = "interrupted (Ctrl-C / SIGINT); continue with --resume"
+    rec: dict[str, Any] = {"status": status, "error": "KeyboardInterrupt" if status == "interrupted" else
+                           type(exc).__name__, "reason": reason,
                            "time": datetime.datetime.now().isoformat(timespec="seconds")}
     if trainer is not None:
         rec.update(epoch=int(trainer.current_epoch), global_step=int(trainer.global_step))
@@ -307,8 +344,10 @@ def evaluate(cfg: dict[str, Any], ckpt: str, stage: str = "test") -> RunResult:
     task = TASKS[cfg["data"]["task"]]
     module = load_module(ckpt, expect={"num_classes": task.num_classes, "task": task.name,
                                        "spatial_dims": int(cfg["data"]["spatial_dims"])})
-    out, dm = prepare(cfg)
-    trainer = build_trainer(cfg, out, [subject_outputs(out)], loggers=build_loggers(cfg, out), checkpoint=False)
+    out, dm = prepare(cfg, keep_records=True)
+    # a training run's per-epoch metrics.csv is its record: Lightning's CSVLogger would delete it
+    trainer = build_trainer(cfg, out, [subject_outputs(out)], checkpoint=False,
+                            loggers=build_loggers(cfg, out, csv=not RunFolder(out).metrics.exists()))
     module.scoring = cfg["data"]["scoring"]
     result = RunResult(out=out, best_ckpt=ckpt)
     if stage == "validate":

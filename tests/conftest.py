@@ -91,3 +91,15 @@ def gm_perone_run(tmp_path_factory, gm_fixture) -> Path:
     out = tmp_path_factory.getbasetemp() / "gm-perone-run"
     assert main(["fit", *GM_FIT_ARGS, "--root", str(gm_fixture[0]), "-o", str(out)]) in (0, None)
     return out
+
+
+@pytest.fixture(autouse=True)
+def _commands_leave_their_inputs_intact(monkeypatch):
+    """Every in-process ``cordbench`` command of every test must leave its inputs byte-identical
+    (issue 18, acceptance 3; see ``tests/input_guard.py``)."""
+    from cordbench.cli import _command_modules
+    from input_guard import guarded
+
+    for name, mod in _command_modules().items():
+        monkeypatch.setattr(mod, "run", guarded(name, mod.run))
+    yield

@@ -17,11 +17,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from cordbench.report import metrics_table
     from cordbench.run_folder import RunFolder
-    from cordbench.runner import evaluate
-
+    from cordbench.run_guard import RunLock, check_evaluate, is_worker_rank
     from cordbench.distributed import is_global_zero
+    from cordbench.runner import evaluate, run_dir
 
-    result = evaluate(check_run_dir(config_from_args(args)), args.ckpt, stage="test")
+    cfg = check_run_dir(config_from_args(args))
+    out = run_dir(cfg)
+    if is_worker_rank():  # a DDP worker re-running this command: rank 0 holds the lock
+        result = evaluate(cfg, args.ckpt, stage="test")
+    else:
+        with RunLock(out, "test"):
+            check_evaluate(cfg, out)
+            result = evaluate(cfg, args.ckpt, stage="test")
     if not is_global_zero():  # DDP: the summary is rank 0's
         return 0
     print(metrics_table(result.test_summary))

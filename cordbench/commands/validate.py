@@ -15,11 +15,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from cordbench.runner import evaluate
-
+    from cordbench.run_guard import RunLock, check_evaluate, is_worker_rank
     from cordbench.distributed import is_global_zero
+    from cordbench.runner import evaluate, run_dir
 
-    result = evaluate(check_run_dir(config_from_args(args)), args.ckpt, stage="validate")
+    cfg = check_run_dir(config_from_args(args))
+    out = run_dir(cfg)
+    if is_worker_rank():  # a DDP worker re-running this command: rank 0 holds the lock
+        result = evaluate(cfg, args.ckpt, stage="validate")
+    else:
+        with RunLock(out, "validate"):
+            check_evaluate(cfg, out)
+            result = evaluate(cfg, args.ckpt, stage="validate")
     if not is_global_zero():  # DDP: the summary is rank 0's
         return 0
     for k, v in sorted(result.val.items()):

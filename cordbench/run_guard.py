@@ -1,0 +1,300 @@
+"""Protection of a run folder used by ``cordbench fit|validate|test``: one run at a time, no silent
+overwrite of an earlier run, an explicit ``--resume``.
+
+* :class:`RunLock` — an exclusive ``flock`` on ``<run>/.cordbench.lock`` held while the command
+  runs; a second command on the same folder is refused in one line naming the holder (pid,
+  command, start time). The lock file is removed on exit; a killed holder's lock is released by
+  the kernel. DDP worker processes (rank > 0, which re-run the command line) do not lock.
+* :func:`plan_fit` — ``fit`` into a folder holding an earlier run's records is refused unless
+  ``--resume`` (continue from its last checkpoint, with the same config) or ``--overwrite``
+  (its records are removed once the new run's inputs have passed validation, so a rejected
+  input still leaves it intact).
+* :func:`check_evaluate` — ``validate``/``test`` may write into a training run's folder (its
+  ``test_metrics.csv``/``test_summary.json`` are their outputs) only with the run's own config;
+  the fit's records (``config.yaml``, ``split.json``, ``data.json``, ``metrics.csv``, checkpoints)
+  are never modified (see :func:`cordbench.runner.evaluate`).
+"""
+from __future__ import annotations
+
+import datetime
+import os
+import shutil
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+import pytorch_lightning as pl
+import yaml
+
+from cordbench import run_folder as rf
+from cordbench.errors import ConfigError, OutputError, RunInterrupted
+
+LOCK = ".cordbench.lock"
+#: An interrupted fit's mid-epoch checkpoint (``checkpoints/interrupted.ckpt``), newest wins on --resume.
+INTERRUPTED_CKPT = "interrupted.ckpt"
+#: Files and folders a run writes: their presence makes a folder an earlier run.
+RECORDS = (rf.CONFIG, rf.SPLIT, rf.DATA, rf.METRICS, rf.CHECKPOINTS, rf.TEST_METRICS, rf.TEST_SUMMARY, rf.FAILURE,
+           "hparams.yaml", rf.WANDB, rf.PREDICTIONS, rf.QC)
+#: Keys a resumed run may change (more epochs, display, logging, where the folder is) without mixing two runs.
+RESUMABLE_CHANGES = ("trainer.max_epochs", "trainer.enable_progress_bar", "logger.", "output_dir", "name")
+
+
+def is_worker_rank() -> bool:
+    """A DDP worker (global rank > 0, :mod:`cordbench.distributed`): its rank-0 process guards the folder."""
+    from cordbench.distributed import is_global_zero
+
+    return not is_global_zero()
+
+
+class RunLock:
+    """An exclusive lock of a run folder for this process (a context manager)."""
+
+    def __init__(self, out: str | Path, command: str = "cordbench"):
+        self.out, self.command = Path(out), command
+        self.path = self.out / LOCK
+        self._fd: int | None = None
+        self._created = False
+
+    def __enter__(self) -> "RunLock":
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.release()
+
+    def acquire(self) -> None:
+        """Take the lock or raise one line naming the holder."""
+        import fcntl
+
+        self._created = not self.out.exists()
+        try:
+            self.out.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise OutputError(f"cannot create the run folder ({exc.strerror or exc})", self.out) from None
+        while True:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = os.read(fd, 500).decode(errors="replace").strip() or "another process"
+                os.close(fd)
+                raise OutputError(f"run folder is in use by {holder}: wait for it to finish or choose another -o",
+                                  self.out) from None
+            try:  # the holder may have removed the file between our open and flock: lock the current one
+                if os.stat(self.path).st_ino == os.fstat(fd).st_ino:
+                    break
+            except FileNotFoundError:
+                pass
+            os.close(fd)
+        os.ftruncate(fd, 0)
+        since = datetime.datetime.now().isoformat(timespec="seconds")
+        os.write(fd, f"cordbench {self.command} (pid {os.getpid()}, since {since})\n".encode())
+        self._fd = fd
+
+    def release(self) -> None:
+        """Remove the lock file and unlock; remove the run folder too if this lock created it and it is empty."""
+        if self._fd is None:
+            return
+        try:
+            self.path.unlink(missing_ok=True)
+        finally:
+            os.close(self._fd)  # closing the descriptor releases the flock
+            self._fd = None
+        if self._created:
+            try:
+                self.out.rmdir()  # only succeeds when nothing was written
+            except OSError:
+                pass
+
+
+def existing_records(out: str | Path) -> list[str]:
+    """Names of a run's records present in ``out`` (empty: a new or empty folder)."""
+    out = Path(out)
+    return [n for n in RECORDS if (out / n).exists()] if out.is_dir() else []
+
+
+def _flat(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for k, v in d.items():
+        if isinstance(v, Mapping) and v:
+            flat.update(_flat(v, f"{prefix}{k}."))
+        else:
+            flat[f"{prefix}{k}"] = v
+    return flat
+
+
+def config_changes(out: Path, cfg: Mapping[str, Any], ignore: tuple[str, ...] = ()) -> list[str]:
+    """``key: old -> new`` for every key where ``cfg`` differs from ``out/config.yaml``."""
+    path = out / rf.CONFIG
+    try:
+        old = yaml.safe_load(path.read_text()) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise OutputError(f"unreadable run config ({exc})", path) from None
+    a, b = _flat(old), _flat(dict(cfg))
+    keys = sorted(set(a) | set(b))
+    return [f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in keys
+            if a.get(k) != b.get(k) and not any(k == i or (i.endswith(".") and k.startswith(i)) for i in ignore)]
+
+
+@dataclass
+class FitPlan:
+    """What ``fit`` does with its run folder."""
+
+    out: Path
+    ckpt_path: str | None = None    # the checkpoint to start from (the run's own with --resume)
+    clear: bool = False             # --overwrite: remove the earlier records once the inputs are valid
+    resume: bool = False            # continue the run in ``out`` (its metrics.csv rows are kept)
+
+    def before_write(self, out: Path) -> None:
+        """Called by the runner after validating the inputs, before writing the first record."""
+        if self.clear:
+            clear_records(out)
+
+
+def latest_checkpoint(out: Path) -> Path | None:
+    """The newest of ``checkpoints/last.ckpt`` and ``checkpoints/interrupted.ckpt``."""
+    found = [p for p in (out / rf.CHECKPOINTS / rf.LAST_CKPT, out / rf.CHECKPOINTS / INTERRUPTED_CKPT) if p.is_file()]
+    return max(found, key=lambda p: p.stat().st_mtime_ns) if found else None
+
+
+def plan_fit(cfg: Mapping[str, Any], out: Path, *, resume: bool = False, overwrite: bool = False,
+             ckpt_path: str | None = None) -> FitPlan:
+    """Decide (before any work) how ``fit`` treats ``out``; refuse an earlier run without a flag."""
+    if resume and overwrite:
+        raise ConfigError("--resume and --overwrite exclude each other")
+    if resume and ckpt_path:
+        raise ConfigError("--resume continues from the run's own last checkpoint: drop --ckpt-path")
+    records = existing_records(out)
+    if resume:
+        last = latest_checkpoint(out)
+        if last is None:
+            raise OutputError(f"nothing to resume: no {rf.CHECKPOINTS}/{rf.LAST_CKPT} "
+                              f"(found: {', '.join(records) or 'an empty folder'}); start it without --resume", out)
+        if (out / rf.CONFIG).exists():
+            changed = config_changes(out, cfg, RESUMABLE_CHANGES)
+            if changed:
+                raise ConfigError(f"--resume with another config than the run's {rf.CONFIG} ({'; '.join(changed[:3])}"
+                                  f"{'; …' if len(changed) > 3 else ''}): resume with the same config, or --overwrite",
+                                  out)
+        return FitPlan(out, ckpt_path=str(last), resume=True)
+    if records and not overwrite:
+        raise OutputError(f"run folder holds an earlier run ({', '.join(records)}): continue it with --resume, "
+                          "replace it with --overwrite, or choose another -o", out)
+    return FitPlan(out, ckpt_path=ckpt_path, clear=bool(records))
+
+
+def clear_records(out: Path) -> None:
+    """Remove an earlier run's records (only the names a run writes; other files are left alone)."""
+    for name in RECORDS:
+        p = out / name
+        if p.is_dir() and not p.is_symlink():
+            shutil.rmtree(p)
+        elif p.exists() or p.is_symlink():
+            p.unlink()
+
+
+def check_evaluate(cfg: Mapping[str, Any], out: Path) -> None:
+    """``validate``/``test`` into a folder holding a run of another config is refused (before any work)."""
+    if (out / rf.CONFIG).exists():
+        changed = config_changes(out, cfg, RESUMABLE_CHANGES)
+        if changed:
+            raise ConfigError(f"run folder holds a run of another config ({'; '.join(changed[:3])}"
+                              f"{'; …' if len(changed) > 3 else ''}): its records are kept; give -o a new folder", out)
+
+
+def check_same_split(out: Path, split: Mapping[str, Any]) -> None:
+    """Refuse scoring on other subjects than the split recorded in ``out`` (the data changed since the fit)."""
+    import json
+
+    path = out / rf.SPLIT
+    if not path.exists():
+        return
+    try:
+        old = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise OutputError(f"unreadable split record ({exc})", path) from None
+    if old != json.loads(json.dumps(dict(split), default=str)):
+        raise OutputError("this run's subjects differ from the split recorded by the run in this folder (data "
+                          "changed since?): its records are kept; give -o a new folder", path)
+
+
+def command_name() -> str:
+    """The cordbench sub-command of this process (for the lock's holder line)."""
+    args = [a for a in sys.argv[1:] if not a.startswith("-")]
+    return args[0] if args else "run"
+
+
+# ------------------------------------------------------------------------- interrupt and resume
+def is_interrupt(exc: BaseException, trainer: Any) -> bool:
+    """Ctrl-C during a Trainer call: Lightning catches it, shuts down and raises ``SystemExit(1)``."""
+    return isinstance(exc, KeyboardInterrupt) or (isinstance(exc, SystemExit) and bool(getattr(trainer, "interrupted",
+                                                                                                 False)))
+
+
+def interrupted_error(out: Path, trainer: Any) -> RunInterrupted:
+    """The one line of an interrupted run (exit 130), after :func:`cordbench.runner.record_failure`."""
+    return RunInterrupted(f"interrupted at epoch {int(trainer.current_epoch)}, step {int(trainer.global_step)} "
+                          f"(recorded in {rf.FAILURE}); continue it with the same command and --resume", out)
+
+
+def fit_callbacks(out: Path, resumed_from: Mapping[str, Any] | None) -> list[Any]:
+    """Callbacks of a guarded fit: a checkpoint on Ctrl-C; on resume, the earlier per-epoch metrics kept."""
+    cbs: list[Any] = [InterruptCheckpoint(out / rf.CHECKPOINTS)]
+    if resumed_from is not None:
+        cbs.append(KeepMetricsOnResume(out / rf.METRICS, int(resumed_from.get("global_step", 0))))
+    return cbs
+
+
+class InterruptCheckpoint(pl.Callback):
+    """On Ctrl-C only, save ``checkpoints/interrupted.ckpt`` (mid-epoch) for ``--resume``.
+
+    Like Lightning's ``OnExceptionCheckpoint``, which saves on every exception (a diverged or
+    crashed run has nothing worth resuming) and, being a ``Checkpoint``, would be taken for the
+    run's best-checkpoint callback. A run that finishes removes the file.
+    """
+
+    def __init__(self, dirpath: Path):
+        self.path = Path(dirpath) / INTERRUPTED_CKPT
+
+    def on_exception(self, trainer: Any, pl_module: Any, exception: BaseException) -> None:
+        if isinstance(exception, KeyboardInterrupt) and trainer.global_step > 0:
+            trainer.save_checkpoint(str(self.path))
+
+    def teardown(self, trainer: Any, pl_module: Any, stage: str) -> None:
+        if stage == "fit" and not trainer.interrupted:
+            self.path.unlink(missing_ok=True)
+
+
+class KeepMetricsOnResume(pl.Callback):
+    """Keep the rows of ``metrics.csv`` logged before the resumed checkpoint (step < its global step).
+
+    Lightning's ``CSVLogger`` deletes an existing ``metrics.csv`` when it starts; the rows of the
+    interrupted run's later steps (not in the checkpoint) are dropped, as they are trained again.
+    """
+
+    def __init__(self, path: Path, global_step: int):
+        import csv
+
+        self.path, self.rows, self.keys = path, [], []
+        if path.is_file():
+            with open(path, newline="") as f:
+                reader = csv.DictReader(f)
+                self.keys = list(reader.fieldnames or [])
+                self.rows = [r for r in reader if r.get("step", "") != "" and int(float(r["step"])) < global_step]
+
+    def on_train_start(self, trainer: Any, pl_module: Any) -> None:
+        import csv
+
+        from pytorch_lightning.loggers import CSVLogger
+
+        if not self.rows:
+            return
+        for lg in trainer.loggers:
+            if isinstance(lg, CSVLogger):
+                exp = lg.experiment  # created now (it removed the old file)
+                with open(exp.metrics_file_path, "w", newline="") as f:
+                    w = csv.DictWriter(f, fieldnames=self.keys)
+                    w.writeheader()
+                    w.writerows(self.rows)
+                exp.metrics_keys = sorted(set(exp.metrics_keys) | set(self.keys))
