@@ -30,7 +30,7 @@ system-deps:
 # `cordbench leaderboard $(DEMO_OUT)/sweeps/quickstart --morphometrics`.
 demo: setup
 	$(BIN)/cordbench phantom --out $(DEMO_OUT)/phantom --subjects 24 --seed 0
-	$(BIN)/cordbench fit --config configs/demo.yaml --root $(DEMO_OUT)/phantom --output-dir $(DEMO_OUT)/unet
+	$(BIN)/cordbench fit --config configs/demo.yaml --root $(DEMO_OUT)/phantom --output-dir $(DEMO_OUT)/unet --overwrite
 	$(BIN)/cordbench sweep configs/sweeps/quickstart.yaml --storage $(DEMO_OUT)/sweeps --overwrite \
 		--override config.data.root=$(abspath $(DEMO_OUT))/phantom
 	$(BIN)/cordbench leaderboard $(DEMO_OUT)/sweeps/quickstart --no-morphometrics

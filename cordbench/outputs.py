@@ -50,8 +50,8 @@ def check_writable_dir(folder: str | Path, shown: str | Path | None = None) -> N
 def check_not_input(out: str | Path, inputs: Mapping[str, str | Path | None]) -> None:
     """Raise if ``out`` is one of the ``inputs`` (``{option: path}``): it would be overwritten."""
     out = Path(out)
-    for option, src in inputs.items():
-        if src is not None and _same(out, Path(src)):
+    for option, src in inputs.items():  # a missing input is reported by its reader ("not found")
+        if src is not None and Path(src).exists() and _same(out, Path(src)):
             raise OutputError(f"output is also the input {option}: it would be overwritten; choose another "
                               "output path", out)
 

@@ -7,8 +7,9 @@ overwrite of an earlier run, an explicit ``--resume``.
   the kernel. DDP worker processes (rank > 0, which re-run the command line) do not lock.
 * :func:`plan_fit` — ``fit`` into a folder holding an earlier run's records is refused unless
   ``--resume`` (continue from its last checkpoint, with the same config) or ``--overwrite``
-  (its records are removed once the new run's inputs have passed validation, so a rejected
-  input still leaves it intact).
+  (its records are removed). Flags are checked before any work; the refusal and the removal
+  happen once the new run's inputs have passed validation (:meth:`FitPlan.before_write`), so a
+  bad input is reported as such and always leaves the earlier run intact.
 * :func:`check_evaluate` — ``validate``/``test`` may write into a training run's folder (its
   ``test_metrics.csv``/``test_summary.json`` are their outputs) only with the run's own config;
   the fit's records (``config.yaml``, ``split.json``, ``data.json``, ``metrics.csv``, checkpoints)
@@ -139,17 +140,26 @@ def config_changes(out: Path, cfg: Mapping[str, Any], ignore: tuple[str, ...] = 
 
 @dataclass
 class FitPlan:
-    """What ``fit`` does with its run folder."""
+    """What ``fit`` does with its run folder (decided before any work, applied before the first write)."""
 
     out: Path
     ckpt_path: str | None = None    # the checkpoint to start from (the run's own with --resume)
-    clear: bool = False             # --overwrite: remove the earlier records once the inputs are valid
+    overwrite: bool = False         # replace an earlier run: its records are removed once the inputs are valid
     resume: bool = False            # continue the run in ``out`` (its metrics.csv rows are kept)
 
     def before_write(self, out: Path) -> None:
-        """Called by the runner after validating the inputs, before writing the first record."""
-        if self.clear:
-            clear_records(out)
+        """Called by the runner after validating the inputs, before writing the first record.
+
+        An earlier run without ``--resume``/``--overwrite`` is refused here, so a bad input is
+        reported first (and the earlier run stays intact either way).
+        """
+        records = existing_records(out)
+        if not records or self.resume:
+            return
+        if not self.overwrite:
+            raise OutputError(f"run folder holds an earlier run ({', '.join(records)}): continue it with --resume, "
+                              "replace it with --overwrite, or choose another -o", out)
+        clear_records(out)
 
 
 def latest_checkpoint(out: Path) -> Path | None:
@@ -165,12 +175,12 @@ def plan_fit(cfg: Mapping[str, Any], out: Path, *, resume: bool = False, overwri
         raise ConfigError("--resume and --overwrite exclude each other")
     if resume and ckpt_path:
         raise ConfigError("--resume continues from the run's own last checkpoint: drop --ckpt-path")
-    records = existing_records(out)
     if resume:
         last = latest_checkpoint(out)
         if last is None:
-            raise OutputError(f"nothing to resume: no {rf.CHECKPOINTS}/{rf.LAST_CKPT} "
-                              f"(found: {', '.join(records) or 'an empty folder'}); start it without --resume", out)
+            found = ", ".join(existing_records(out)) or "an empty folder"
+            raise OutputError(f"nothing to resume: no {rf.CHECKPOINTS}/{rf.LAST_CKPT} (found: {found}); start it "
+                              "without --resume", out)
         if (out / rf.CONFIG).exists():
             changed = config_changes(out, cfg, RESUMABLE_CHANGES)
             if changed:
@@ -178,10 +188,7 @@ def plan_fit(cfg: Mapping[str, Any], out: Path, *, resume: bool = False, overwri
                                   f"{'; …' if len(changed) > 3 else ''}): resume with the same config, or --overwrite",
                                   out)
         return FitPlan(out, ckpt_path=str(last), resume=True)
-    if records and not overwrite:
-        raise OutputError(f"run folder holds an earlier run ({', '.join(records)}): continue it with --resume, "
-                          "replace it with --overwrite, or choose another -o", out)
-    return FitPlan(out, ckpt_path=ckpt_path, clear=bool(records))
+    return FitPlan(out, ckpt_path=ckpt_path, overwrite=overwrite)
 
 
 def clear_records(out: Path) -> None:
@@ -195,7 +202,7 @@ def clear_records(out: Path) -> None:
 
 
 def check_evaluate(cfg: Mapping[str, Any], out: Path) -> None:
-    """``validate``/``test`` into a folder holding a run of another config is refused (before any work)."""
+    """``validate``/``test`` into a folder holding a run of another config is refused (before the first write)."""
     if (out / rf.CONFIG).exists():
         changed = config_changes(out, cfg, RESUMABLE_CHANGES)
         if changed:

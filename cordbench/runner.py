@@ -195,8 +195,9 @@ def prepare(cfg: dict[str, Any], before_write: Callable[[Path], None] | None = N
     folder = RunFolder(out)
     desc = dm.describe()
     if keep_records and folder.config.exists():
-        from cordbench.run_guard import check_same_split
+        from cordbench.run_guard import check_evaluate, check_same_split
 
+        check_evaluate(cfg, out)
         check_same_split(out, desc["split"])
         return out, dm
     folder.write_config(dump(cfg))

@@ -25,6 +25,7 @@ INPUTS: dict[str, dict[str, tuple[str, ...]]] = {
     "download": {"dir": (), "filelist": ()},
     "dti": {"dwi": (), "bval": (), "bvec": (), "mask": (), "levels": ()},
     "fit": {"config": (), "root": (), "ckpt_path": ()},
+    "gmchallenge": {"root": (), "sweep": ()},
     "leaderboard": {"sweep_dir": ("leaderboard", "morphometrics.csv", "wandb")},
     "models": {},
     "morphometrics": {"seg": (), "levels": (), "canal": ()},

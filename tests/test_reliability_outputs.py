@@ -174,3 +174,30 @@ def test_write_error_of_any_writer_names_the_path(tmp_path, monkeypatch):
     with pytest.raises(OutputError, match=r"x\.nii\.gz: cannot write: No space left on device$"):
         io.save_nifti(np.zeros((2, 2, 2), np.uint8), np.eye(4), tmp_path / "x.nii.gz")
     assert list(tmp_path.iterdir()) == []
+
+
+# ------------------------------------------------------------------------------------- red team
+def test_predict_two_inputs_of_one_name_into_one_folder_refused(tiny_ckpt, image, tmp_path, capsys):
+    """Both masks would be ``T2w_label-sc_seg.nii.gz``: the second silently replaced the first."""
+    other = tmp_path / "b" / "T2w.nii.gz"
+    other.parent.mkdir()
+    other.write_bytes(image.read_bytes())
+    out = tmp_path / "masks"
+    err = cli_error(capsys, ["predict", "--ckpt", str(tiny_ckpt), "-i", str(image), str(other), "-o", str(out) + "/"])
+    assert err == f"error: {out / 'T2w_label-sc_seg.nii.gz'}: inputs {image} and {other} would both write this mask"
+    assert not out.exists() or list(out.iterdir()) == []
+
+
+def test_dti_map_that_would_replace_an_input_refused(tmp_path, capsys):
+    from test_reliability_inputs import make_dwi
+
+    f = make_dwi(tmp_path)
+    maps = tmp_path / "maps"
+    maps.mkdir()
+    mask = maps / "FA.nii.gz"
+    mask.write_bytes(f["mask"].read_bytes())
+    before = digest(mask)
+    err = cli_error(capsys, ["dti", "--dwi", str(f["dwi"]), "--bval", str(f["bval"]), "--bvec", str(f["bvec"]),
+                             "--mask", str(mask), "--maps", str(maps), "-o", str(tmp_path / "dti.csv")])
+    assert err == f"error: {mask}: output is also the input --mask: it would be overwritten; choose another output path"
+    assert digest(mask) == before and not (tmp_path / "dti.csv").exists()

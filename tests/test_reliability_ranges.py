@@ -25,6 +25,7 @@ BASE = {
     "download": ["download", "spine-generic", "{out}/sg"],
     "dti": ["dti", "--dwi", "d.nii.gz", "--bval", "b", "--bvec", "v", "-o", "{out}/dti.csv"],
     "fit": ["fit", "-o", "{out}/run", "--logger.wandb.enabled=false"],
+    "gmchallenge": ["gmchallenge", "gm", "--storage", "{out}/sw"],
     "leaderboard": ["leaderboard", "sweep", "--out", "{out}/lb"],
     "models": ["models"],
     "morphometrics": ["morphometrics", "--seg", "seg.nii.gz", "-o", "{out}/m.csv"],

@@ -122,6 +122,20 @@ def test_validate_or_test_into_a_training_run_keep_its_records(trained, tmp_path
                    "are kept; give -o a new folder")
 
 
+def test_test_on_other_subjects_than_the_runs_split_refused(trained, tmp_path, capsys):
+    """The data changed since the fit (a subject added): scoring would silently use another split."""
+    root, run = trained
+    out = _copy(run, tmp_path)
+    data = tmp_path / "bids"
+    make_bids(data, n=5)
+    split = json.loads((out / "split.json").read_text())
+    (out / "config.yaml").write_text((out / "config.yaml").read_text().replace(str(root), str(data)))
+    kept = tree(out)
+    err = cli_error(capsys, ["test"] + fit_args(data, out)[1:] + ["--ckpt", str(out / "checkpoints" / "best.ckpt")])
+    assert err.startswith(f"error: {out / 'split.json'}: this run's subjects differ from the split recorded"), err
+    assert tree(out) == kept and json.loads((out / "split.json").read_text()) == split
+
+
 # ------------------------------------------------------------------------------------ B: one at a time
 def test_second_command_on_a_locked_run_folder_refused(trained, tmp_path, capsys):
     root, _ = trained

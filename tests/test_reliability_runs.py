@@ -170,8 +170,8 @@ def test_nan_loss_stops_the_run_as_failed_with_the_reason(two_fits, tmp_path, ca
     # the records written before the failure are whole
     assert "lr: 1.0e+30" in (out / "config.yaml").read_text()
     assert json.loads((out / "split.json").read_text())["train"]
-    # a later successful run in the same folder drops the stale failure record
-    assert main(fit_args(root, out)) == 0
+    # a later successful run in the same folder (it holds a failed run: --overwrite) drops the stale record
+    assert main(fit_args(root, out, "--overwrite")) == 0
     assert not (out / "failure.json").exists() and (out / "test_metrics.csv").exists()
 
 

@@ -17,8 +17,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from cordbench.report import metrics_table
     from cordbench.run_folder import RunFolder
-    from cordbench.run_guard import RunLock, check_evaluate, is_worker_rank
     from cordbench.distributed import is_global_zero
+    from cordbench.run_guard import RunLock, is_worker_rank
     from cordbench.runner import evaluate, run_dir
 
     cfg = check_run_dir(config_from_args(args))
@@ -27,7 +27,6 @@ def run(args: argparse.Namespace) -> int:
         result = evaluate(cfg, args.ckpt, stage="test")
     else:
         with RunLock(out, "test"):
-            check_evaluate(cfg, out)
             result = evaluate(cfg, args.ckpt, stage="test")
     if not is_global_zero():  # DDP: the summary is rank 0's
         return 0

@@ -15,8 +15,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from cordbench.run_guard import RunLock, check_evaluate, is_worker_rank
     from cordbench.distributed import is_global_zero
+    from cordbench.run_guard import RunLock, is_worker_rank
     from cordbench.runner import evaluate, run_dir
 
     cfg = check_run_dir(config_from_args(args))
@@ -25,7 +25,6 @@ def run(args: argparse.Namespace) -> int:
         result = evaluate(cfg, args.ckpt, stage="validate")
     else:
         with RunLock(out, "validate"):
-            check_evaluate(cfg, out)
             result = evaluate(cfg, args.ckpt, stage="validate")
     if not is_global_zero():  # DDP: the summary is rank 0's
         return 0
