@@ -28,7 +28,9 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     if not path.exists():
         raise InputError("checkpoint not found", path)
     if path.is_dir():
-        inside = next((c for c in (path / "checkpoints" / "best.ckpt", path / "best.ckpt") if c.is_file()), None)
+        from cordbench.run_folder import BEST_CKPT, BEST_CKPT_NAME
+
+        inside = next((c for c in (path / BEST_CKPT, path / BEST_CKPT_NAME) if c.is_file()), None)
         raise InputError("is a folder, not a checkpoint file" + (f" (did you mean {inside}?)" if inside else ""), path)
     try:
         ckpt = torch.load(str(path), map_location="cpu", weights_only=True)

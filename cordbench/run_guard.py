@@ -38,6 +38,9 @@ INTERRUPTED_CKPT = "interrupted.ckpt"
 RECORDS = (rf.CONFIG, rf.SPLIT, rf.DATA, rf.METRICS, rf.CHECKPOINTS, rf.TEST_METRICS, rf.TEST_SUMMARY, rf.FAILURE,
            "hparams.yaml", rf.WANDB, rf.PREDICTIONS, rf.QC)
 #: Keys a resumed run may change (more epochs, display, logging, where the folder is) without mixing two runs.
+#: Keys ``validate``/``test`` may set differently from the run they score (devices, strategy, logging: the
+#: sweep's DDP trials test their best checkpoint on one device).
+EVALUATE_CHANGES = ("trainer.", "logger.", "output_dir", "name")
 RESUMABLE_CHANGES = ("trainer.max_epochs", "trainer.enable_progress_bar", "logger.", "output_dir", "name")
 
 
@@ -204,7 +207,7 @@ def clear_records(out: Path) -> None:
 def check_evaluate(cfg: Mapping[str, Any], out: Path) -> None:
     """``validate``/``test`` into a folder holding a run of another config is refused (before the first write)."""
     if (out / rf.CONFIG).exists():
-        changed = config_changes(out, cfg, RESUMABLE_CHANGES)
+        changed = config_changes(out, cfg, EVALUATE_CHANGES)
         if changed:
             raise ConfigError(f"run folder holds a run of another config ({'; '.join(changed[:3])}"
                               f"{'; …' if len(changed) > 3 else ''}): its records are kept; give -o a new folder", out)
