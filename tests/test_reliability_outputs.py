@@ -60,7 +60,7 @@ def test_morphometrics_output_that_is_a_folder_refused_before_work(seg, tmp_path
 
 
 @pytest.mark.skipif(not Path("/sys").is_dir(), reason="needs a Linux sysfs (a file system refusing new files)")
-@pytest.mark.parametrize("command", ["morphometrics", "dti-maps", "stats", "fit"])
+@pytest.mark.parametrize("command", ["morphometrics", "dti-maps", "stats", "fit", "phantom"])
 def test_output_on_a_file_system_refusing_writes_one_line(command, seg, tmp_path, capsys):
     if command == "morphometrics":
         argv = ["morphometrics", "--seg", str(seg), "-o", str(READ_ONLY / "m.csv")]
@@ -69,6 +69,8 @@ def test_output_on_a_file_system_refusing_writes_one_line(command, seg, tmp_path
                 "-o", str(tmp_path / "dti.csv")]
     elif command == "stats":
         argv = ["stats", str(tmp_path / "m.csv"), "--x", "FA", "--y", "CSA", "-o", str(READ_ONLY)]
+    elif command == "phantom":  # was a PermissionError traceback
+        argv = ["phantom", "-o", str(READ_ONLY / "ph"), "-n", "1", "--truth-only"]
     else:
         argv = ["fit", "-o", str(READ_ONLY / "run"), "--logger.wandb.enabled=false"]
     err = cli_error(capsys, argv)
@@ -201,3 +203,12 @@ def test_dti_map_that_would_replace_an_input_refused(tmp_path, capsys):
                              "--mask", str(mask), "--maps", str(maps), "-o", str(tmp_path / "dti.csv")])
     assert err == f"error: {mask}: output is also the input --mask: it would be overwritten; choose another output path"
     assert digest(mask) == before and not (tmp_path / "dti.csv").exists()
+
+
+def test_output_under_a_path_that_is_a_file(seg, tmp_path, capsys):
+    """``-o notes.txt/m.csv``: was a FileExistsError traceback after the computation."""
+    notes = tmp_path / "notes.txt"
+    notes.write_text("mine")
+    err = cli_error(capsys, ["morphometrics", "--seg", str(seg), "-o", str(notes / "m.csv")])
+    assert err == f"error: {notes / 'm.csv'}: cannot create the output: {notes} is a file, not a folder"
+    assert notes.read_text() == "mine"

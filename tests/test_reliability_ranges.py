@@ -154,3 +154,21 @@ def test_in_range_values_pass_the_check(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert main(["phantom", "-o", str(tmp_path / "ph"), "-n", "1", "--snr", "inf", "--stenosis-prob", "0",
                  "--truth-only"]) == 0
+
+
+@pytest.mark.parametrize("argv,expected", [
+    (["fit", "--model.dropout=abc"], "key 'model.dropout' = 'abc' is out of range: must be a number in [0, 1)"),
+    (["sweep", "configs/sweeps/quickstart.yaml", "--check", "--override", "config.trainer.max_epochs=-1"],
+     "key 'config': key 'trainer.max_epochs' = -1 is out of range: must be an integer in [1, 1000000]"),
+    (["fit", "--seed", "1.5"], "option --seed: '1.5' is not an integer (must be an integer in [0, 4294967295])"),
+])
+def test_red_team_numbers(argv, expected, tmp_path, capsys, monkeypatch):
+    """Accepted before (a non-number dropout; a sweep training forever) or a usage dump (--seed 1.5)."""
+    if argv[0] == "fit":
+        argv = argv + ["-o", str(tmp_path / "run"), "--logger.wandb.enabled=false"]
+    else:
+        argv[1] = str(Path(__file__).resolve().parents[1] / argv[1])
+        argv += ["--storage", str(tmp_path / "sweeps")]
+    err = cli_error(capsys, argv)
+    assert expected in err, err
+    assert list(tmp_path.iterdir()) == []

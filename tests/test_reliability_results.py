@@ -172,6 +172,7 @@ def _table(n: int = 12) -> pd.DataFrame:
     ("non_numeric", "column 'FA' has 1 non-numeric value(s), e.g. 'abc' on line 7"),
     ("sex_codings", "column 'sex' spells one group several ways: 'M' and 'male' (they would count as separate "
                     "groups); use one coding"),
+    ("vendor_case", "column 'sex' spells one group several ways: 'F' and 'f '"),
 ])
 def test_stats_bad_tables_refused(case, words, tmp_path, capsys):
     df = _table()
@@ -186,6 +187,8 @@ def test_stats_bad_tables_refused(case, words, tmp_path, capsys):
     elif case == "non_numeric":
         df = df.astype({"FA": object})
         df.loc[5, "FA"] = "abc"
+    elif case == "vendor_case":  # red team: case and spacing made two groups silently
+        df.loc[df["participant_id"] == "sub-03", "sex"] = "f "
     else:
         df.loc[df["participant_id"] == "sub-02", "sex"] = "male"
     src = tmp_path / "m.csv"
@@ -245,8 +248,9 @@ def test_leaderboard_half_written_results_row_refused(tmp_path, capsys):
 def test_download_messages(tmp_path, capsys):
     a_file = tmp_path / "file.txt"
     a_file.write_text("x")
-    err = cli_error(capsys, ["download", "spine-generic", str(a_file)])  # said "no data yet", exit 0
-    assert err == f"error: {a_file}: exists and is not a folder (give the data set folder)"
+    for dataset in ("spine-generic", "gmchallenge"):  # said "no data yet", exit 0
+        err = cli_error(capsys, ["download", dataset, str(a_file)])
+        assert err == f"error: {a_file}: exists and is not a folder (give the data set folder)"
     missing = tmp_path / "FILELIST.txt"
     err = cli_error(capsys, ["download", "spine-generic", str(tmp_path), "--filelist", str(missing)])
     assert err == f"error: {missing}: file list not found"
