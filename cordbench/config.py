@@ -51,6 +51,11 @@ DEFAULTS: dict[str, Any] = {
         "samples_per_volume": 24,
         "queue_length": 240,
         "foreground_probability": 0.8,   # share of training patches centred on the label
+        "pipeline": None,                # training input: fast (2D: cached slices, batch augmentation on the
+                                         # training device) | torchio (per-volume queue); None: fast for 2D,
+                                         # torchio for 3D
+        "cache": True,                   # cache preprocessed subjects on disk (keyed by file contents + settings)
+        "cache_dir": None,               # default: $CORDBENCH_OUTPUT/cache/preprocessed (outputs/ by default)
         "split": {
             "method": "random",          # random | kfold | site | file
             "val_fraction": 0.2,
@@ -293,6 +298,13 @@ def validate(cfg: Mapping[str, Any], source: str = "config") -> None:
                           f"got {d['patch_size']!r}", source)
     if d.get("crop") is not None and (not isinstance(d["crop"], list) or len(d["crop"]) != 2):
         raise ConfigError(f"key 'data.crop' must be null or [x, y] in voxels, got {d['crop']!r}", source)
+    if d.get("pipeline") not in (None, "fast", "torchio"):
+        raise ConfigError(f"key 'data.pipeline' must be null, 'fast' or 'torchio'; got {d['pipeline']!r}", source)
+    if d.get("pipeline") == "fast" and d["spatial_dims"] != 2:
+        raise ConfigError("key 'data.pipeline': 'fast' samples 2D slices; use 'torchio' (or null) for "
+                          "spatial_dims=3", source)
+    if d.get("cache_dir") is not None and not isinstance(d["cache_dir"], str):
+        raise ConfigError(f"key 'data.cache_dir' must be a folder path or null, got {d['cache_dir']!r}", source)
     if d.get("preset") not in (None, "perone"):
         raise ConfigError(f"key 'data.preset' must be null or 'perone', got {d['preset']!r}", source)
     if d.get("scoring") not in ("native", "preprocessed"):

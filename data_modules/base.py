@@ -7,8 +7,11 @@ here: validation of every file before training starts, the deterministic preproc
 torchio augmentation, 2D axial-slice or 3D patch sampling through a label-aware
 ``tio.Queue``, and whole-subject loaders for validation/test (per-subject metrics).
 
-Preprocessing runs once per subject at :meth:`setup` and is cached in memory; random
-augmentation runs per patch. On 2 CPU cores the queue uses no worker processes. Under DDP
+Preprocessing runs once per subject at :meth:`setup`; its result is cached on disk
+(:mod:`data_modules.cache`, keyed by the input files' contents and the settings) and in memory.
+2D training uses the fast pipeline by default (``data.pipeline``, :mod:`data_modules.fast2d`:
+slices from the cached arrays, whole batches augmented on the training device); 3D patches and
+``data.pipeline: torchio`` use the torchio queue with per-volume augmentation. Under DDP
 each rank trains on and evaluates its own share of the subjects (:mod:`data_modules.sharding`).
 """
 from __future__ import annotations
@@ -209,23 +212,38 @@ class SegmentationDataModule(pl.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         if self.subjects:
             return
+        from data_modules.cache import load_subjects
+
         specs = self.specs
         self.split = self.make_split(specs)
         by_id = {s.subject: s for s in specs}
-        # load every subject once, validating all files before any training starts
-        self.subjects = {part: [self.load_subject(by_id[i], "train" if part == "train" else "eval")
-                                for i in self.split.get(part, [])]
+        # load every subject once (or read its cached arrays), validating all files before any training starts
+        self.subjects = {part: load_subjects(self, [by_id[i] for i in self.split.get(part, [])],
+                                             "train" if part == "train" else "eval")
                          for part in ("train", "val", "test")}
 
     # ------------------------------------------------------------------------------- dataloaders
     def _patch(self) -> tuple[int, int, int]:
         return (*self.patch_size, 1) if self.spatial_dims == 2 else tuple(self.patch_size)  # type: ignore[return-value]
 
-    def train_dataloader(self) -> torch.utils.data.DataLoader:
-        ds = tio.SubjectsDataset(self.subjects["train"], transform=self.augment())
+    @property
+    def pipeline(self) -> str:
+        """``data.pipeline``: ``fast`` (default for 2D) or ``torchio`` (always for 3D)."""
+        return str(self.cfg.get("pipeline") or ("fast" if self.spatial_dims == 2 else "torchio"))
+
+    def label_probabilities(self) -> dict[int, float]:
+        """Label-aware sampling: ``1 - fg`` for background, ``fg`` shared by the task's label values."""
         fg = float(self.cfg["foreground_probability"])
         values = sorted({v for vs in self.task.classes.values() for v in vs})
-        probs = {0: 1.0 - fg, **{v: fg / len(values) for v in values}}
+        return {0: 1.0 - fg, **{v: fg / len(values) for v in values}}
+
+    def train_dataloader(self) -> torch.utils.data.DataLoader:
+        if self.pipeline == "fast":
+            from data_modules.fast2d import train_loader
+
+            return train_loader(self)
+        ds = tio.SubjectsDataset(self.subjects["train"], transform=self.augment())
+        probs = self.label_probabilities()
         sampler = tio.LabelSampler(self._patch(), label_name="label", label_probabilities=probs)
         rank, world = shard_info(self.trainer)
         subject_sampler = None if world == 1 else train_subject_sampler(
@@ -236,6 +254,12 @@ class SegmentationDataModule(pl.LightningDataModule):
                           shuffle_patches=True, subject_sampler=subject_sampler)
         return tio.SubjectsLoader(queue, batch_size=int(self.cfg["batch_size"]), num_workers=0,
                                   sampler=QueueEpochSampler(queue))
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        """Fast pipeline: augment the training batch on its device (other batches unchanged)."""
+        from data_modules.fast2d import after_transfer
+
+        return after_transfer(getattr(self, "batch_augment", None), batch)
 
     def _whole(self, part: str) -> torch.utils.data.DataLoader:
         """Whole subjects, one per batch; under DDP this rank's equal share (see ``data_modules.sharding``)."""
