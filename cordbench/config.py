@@ -55,7 +55,7 @@ DEFAULTS: dict[str, Any] = {
                                          # training device) | torchio (per-volume queue); None: fast for 2D,
                                          # torchio for 3D
         "cache": True,                   # cache preprocessed subjects on disk (keyed by file contents + settings)
-        "cache_dir": None,               # default: $CORDBENCH_OUTPUT/cache/preprocessed (outputs/ by default)
+        "cache_dir": None,               # default: $CORDBENCH_CACHE or ~/.cache/cordbench/preprocessed
         "split": {
             "method": "random",          # random | kfold | site | file
             "val_fraction": 0.2,

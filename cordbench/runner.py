@@ -50,6 +50,7 @@ def quiet() -> None:
     warnings.filterwarnings("ignore", ".*does not have many workers.*")
     warnings.filterwarnings("ignore", ".*GPU available but not used.*")
     warnings.filterwarnings("ignore", ".*LeafSpec.*")
+    warnings.filterwarnings("ignore", ".*IterableDataset. has .__len__. defined.*")  # fast 2D loader: exact
     warnings.filterwarnings("ignore", ".*torch.utils._pytree.*")
     warnings.filterwarnings("ignore", ".*exists and is not empty.*")
     warnings.filterwarnings("ignore", ".*smaller than the logging interval.*")

@@ -18,8 +18,10 @@ load or to match is deleted and rebuilt from the files — never trusted. Entrie
 a temporary folder renamed into place, so concurrent writers (DDP ranks, parallel trials) never
 expose a half-written entry.
 
-Location: ``data.cache_dir``, else ``$CORDBENCH_OUTPUT/cache/preprocessed`` (``outputs/`` by
-default); ``data.cache: false`` turns the cache off (preprocessing in memory, as before).
+Location: ``data.cache_dir``, else ``$CORDBENCH_CACHE``, else ``$XDG_CACHE_HOME/cordbench/preprocessed``
+(``~/.cache/cordbench/preprocessed``) — an absolute folder, so sweep trials (which Ray starts in
+their own working directories) and DDP ranks on a node share it. ``data.cache: false`` turns the
+cache off (preprocessing in memory, as before).
 """
 from __future__ import annotations
 
@@ -36,8 +38,6 @@ import numpy as np
 import torch
 import torchio as tio
 
-from cordbench.paths import output_dir
-
 #: Bump when the entry layout or the meaning of a cached array changes.
 CACHE_VERSION = 1
 _LOG = logging.getLogger(__name__)
@@ -48,7 +48,12 @@ def cache_root(cfg: dict[str, Any]) -> Path | None:
     """The cache folder of a ``data`` config section, or None when ``data.cache`` is false."""
     if cfg.get("cache") is False:
         return None
-    return Path(cfg["cache_dir"]) if cfg.get("cache_dir") else output_dir() / "cache" / "preprocessed"
+    if cfg.get("cache_dir"):
+        return Path(cfg["cache_dir"]).expanduser().resolve()
+    if os.environ.get("CORDBENCH_CACHE"):
+        return Path(os.environ["CORDBENCH_CACHE"]).expanduser().resolve()
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return base.expanduser().resolve() / "cordbench" / "preprocessed"
 
 
 def file_digest(path: str | Path) -> str:

@@ -42,7 +42,7 @@ def test_tasks_targets_and_batches(phantom, task, values, contrast):
     assert subj["image"].orientation == ("R", "A", "S")
     img = subj["image"].data.float()
     assert abs(float(img.mean())) < 1e-3 and abs(float(img.std()) - 1) < 1e-2
-    batch = next(iter(dm.train_dataloader()))
+    batch = dm.on_after_batch_transfer(next(iter(dm.train_dataloader())), 0)  # as Lightning (fast path: augments)
     assert tuple(batch["image"]["data"].shape) == (4, 1, 32, 32, 1)
     # label-aware sampling: most patches hold foreground
     fg = (batch["label"]["data"] > 0).flatten(1).any(1).float().mean()
@@ -104,6 +104,6 @@ def test_augmentation_is_seeded(phantom):
     def first_batch():
         torch.manual_seed(7)
         np.random.seed(7)
-        return next(iter(dm.train_dataloader()))["image"]["data"]
+        return dm.on_after_batch_transfer(next(iter(dm.train_dataloader())), 0)["image"]["data"]
 
     assert torch.equal(first_batch(), first_batch())
