@@ -66,12 +66,24 @@ def file_digest(path: str | Path) -> str:
 
 
 def input_files(spec: Any) -> list[tuple[str, Path]]:
-    """(role, path) of every file a subject is built from: the image, then each label file."""
+    """(role, path) of every file a subject is built from: the image, then each label file.
+
+    ``spec.labels`` values may be paths, lists of them or mappings (e.g. GM-challenge raters).
+    """
     files = [("image", Path(spec.image))]
+
+    def walk(role: str, value: Any) -> None:
+        if isinstance(value, (str, os.PathLike)):
+            files.append((role, Path(value)))
+        elif isinstance(value, dict):
+            for k in sorted(value):
+                walk(f"{role}.{k}", value[k])
+        elif isinstance(value, (list, tuple)):
+            for i, v in enumerate(value):
+                walk(f"{role}[{i}]", v)
+
     for role in sorted(spec.labels):
-        value = spec.labels[role]
-        paths = value if isinstance(value, (list, tuple)) else [value]
-        files += [(f"{role}[{i}]", Path(p)) for i, p in enumerate(paths)]
+        walk(role, spec.labels[role])
     return files
 
 
