@@ -117,9 +117,9 @@ def _count_builds(monkeypatch, cls) -> list[str]:
     built: list[str] = []
     orig = cls.load_subject
 
-    def counting(self, spec):
+    def counting(self, spec, stage="eval"):
         built.append(spec.subject)
-        return orig(self, spec)
+        return orig(self, spec, stage)
 
     monkeypatch.setattr(cls, "load_subject", counting)
     return built
@@ -157,7 +157,9 @@ def test_cache_hit_invalidation_and_corrupt_entry(cohort, tmp_path, monkeypatch)
     dm3.setup("fit")
     assert built == [spec.subject]
     # a corrupt entry (bytes flipped in an array) is rebuilt, not trusted
-    key = cache_mod.subject_key(cache_mod.settings_of(dm3), dm3.specs[1])
+    victim = dm3.specs[1]
+    stage = "train" if victim.subject in dm3.split["train"] else "eval"
+    key = cache_mod.subject_key(cache_mod.settings_of(dm3, stage), victim)
     npy = cache_mod.SubjectCache(cache_dir).entry(key) / "image.npy"
     raw = bytearray(npy.read_bytes())
     raw[-8:] = b"\x00\x01\x02\x03\x04\x05\x06\x07"
