@@ -186,10 +186,16 @@ class SubjectCache:
 
 
 def load_subjects(dm: Any, specs: Iterable[Any], stage: str = "eval") -> list[tio.Subject]:
-    """``dm.load_subject(spec, stage)`` for each spec, through the cache of ``dm.cfg`` (when enabled)."""
+    """``dm.load_subject(spec, stage)`` for each spec, through the cache of ``dm.cfg`` (when enabled).
+
+    Runs with torch's CPU generator forked and restored: torchio draws from it even for
+    deterministic transforms, so without this a run that builds the cache and one that reads it
+    would start training from different random states (same seed, different metrics).
+    """
     root = cache_root(dm.cfg)
-    if root is None:
-        return [dm.load_subject(s, stage) for s in specs]
-    cache = SubjectCache(root)
-    settings = settings_of(dm, stage)
-    return [cache.get_or_build(subject_key(settings, s), lambda s=s: dm.load_subject(s, stage)) for s in specs]
+    with torch.random.fork_rng(devices=[]):
+        if root is None:
+            return [dm.load_subject(s, stage) for s in specs]
+        cache = SubjectCache(root)
+        settings = settings_of(dm, stage)
+        return [cache.get_or_build(subject_key(settings, s), lambda s=s: dm.load_subject(s, stage)) for s in specs]
