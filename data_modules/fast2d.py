@@ -18,9 +18,11 @@ Same science as the torchio path:
 
 Determinism: the plan depends only on (seed, epoch, rank) — the seed is ``torch.initial_seed()``
 when the loader is built (``seed_everything``) — so it is the same for 0, 1 or N loader workers.
-DDP: ranks split the training subjects with ``torch.utils.data.DistributedSampler`` (shuffled per
-epoch with the shared seed, padded to equal shares, as the torchio path's subject sampler), so
-ranks draw different subjects and have the same number of batches.
+The subjects' split between ranks uses ``data.split.seed`` instead, identical on every rank even
+when a launcher did not seed the processes alike (as the torchio path's sharding).
+DDP: ranks split the training subjects with :mod:`data_modules.sharding` (the torchio path's
+``DistributedSampler``: shuffled per epoch with the shared seed, padded to equal shares), so ranks
+draw different subjects and have the same number of batches.
 """
 from __future__ import annotations
 
@@ -29,9 +31,10 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, DistributedSampler, IterableDataset, get_worker_info
+from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from data_modules.augment_gpu import BatchAugment, window_margin
+from data_modules.sharding import shard_info, train_subject_sampler
 
 _MIN_U = float(np.finfo(np.float32).tiny)
 
@@ -85,8 +88,8 @@ class SliceSource:
 
 
 def rank_subjects(n: int, seed: int, epoch: int, rank: int = 0, world: int = 1) -> list[int]:
-    """This rank's training subjects for ``epoch`` (torch ``DistributedSampler``, shuffled, padded)."""
-    sampler = DistributedSampler(range(n), num_replicas=world, rank=rank, shuffle=True, seed=seed)
+    """This rank's training subjects for ``epoch`` (:func:`data_modules.sharding.train_subject_sampler`)."""
+    sampler = train_subject_sampler(range(n), rank, world, seed)
     sampler.set_epoch(epoch)
     return list(sampler)
 
@@ -95,10 +98,11 @@ class FastSliceDataset(IterableDataset):
     """Yields ready batches of windows for one epoch (``epoch`` is set by :class:`EpochLoader`)."""
 
     def __init__(self, sources: Sequence[SliceSource], samples_per_volume: int, batch_size: int, seed: int,
-                 rank: int = 0, world: int = 1):
+                 rank: int = 0, world: int = 1, subject_seed: int = 0):
         self.sources = list(sources)
         self.spv, self.batch_size = int(samples_per_volume), int(batch_size)
         self.seed, self.rank, self.world = int(seed), int(rank), int(world)
+        self.subject_seed = int(subject_seed)  # must be the same on every rank (the shards must not overlap)
         self.epoch = 0
 
     def __len__(self) -> int:
@@ -108,7 +112,7 @@ class FastSliceDataset(IterableDataset):
         """The epoch's batches: rows (subject, variant, x, y, z)."""
         rng = np.random.default_rng([self.seed, epoch, self.rank])
         rows = []
-        for s in rank_subjects(len(self.sources), self.seed, epoch, self.rank, self.world):
+        for s in rank_subjects(len(self.sources), self.subject_seed, epoch, self.rank, self.world):
             drawn = self.sources[s].draw(rng, self.spv)
             rows.append(np.concatenate([np.full((self.spv, 1), s, dtype=np.int64), drawn], axis=1))
         table = np.concatenate(rows)[rng.permutation(len(rows) * self.spv)]
@@ -132,6 +136,7 @@ class FastSliceDataset(IterableDataset):
             origin[n] = (x0 - src.margin, y0 - src.margin)
             shape[n], spacing[n] = src.shape, src.spacing
         return {"image": {"data": torch.from_numpy(image)}, "label": {"data": torch.from_numpy(label)},
+                "subject_id": [self.sources[int(s)].name for s in rows[:, 0]],
                 "fast2d": {"origin": torch.from_numpy(origin), "z": torch.from_numpy(rows[:, 4].copy()),
                            "shape": torch.from_numpy(shape), "spacing": torch.from_numpy(spacing)}}
 
@@ -178,9 +183,9 @@ def train_loader(dm: Any) -> EpochLoader:
     margin = window_margin(patch, cfg["augment"], min_spacing)
     sources = build_sources(subjects, patch, margin, dm.label_probabilities())
     trainer = getattr(dm, "trainer", None)
-    rank, world = (int(trainer.global_rank), int(trainer.world_size)) if trainer is not None else (0, 1)
+    rank, world = shard_info(trainer)
     ds = FastSliceDataset(sources, cfg["samples_per_volume"], cfg["batch_size"], torch.initial_seed() % 2**31,
-                          rank, world)
+                          rank, world, subject_seed=int(cfg["split"].get("seed") or 0))
     dm.batch_augment = BatchAugment(cfg["augment"], patch, dm.num_classes)
     workers = int(cfg["num_workers"])
     epoch_fn = (lambda: int(dm.trainer.current_epoch)) if trainer is not None else None
@@ -193,4 +198,5 @@ def after_transfer(augment: BatchAugment | None, batch: Any) -> Any:
     if augment is None or not isinstance(batch, dict) or "fast2d" not in batch:
         return batch
     image, label = augment(batch["image"]["data"], batch["label"]["data"], batch["fast2d"])
-    return {"image": {"data": image[..., None]}, "label": {"data": label[..., None]}}
+    return {"image": {"data": image[..., None]}, "label": {"data": label[..., None]},
+            "subject_id": batch.get("subject_id")}

@@ -135,12 +135,14 @@ def phantom8(tmp_path_factory) -> Path:
 
 
 @pytest.mark.slow
-def test_ranks_train_on_different_subjects(phantom8: Path, tmp_path: Path):
+@pytest.mark.parametrize("pipeline", ["torchio", "fast"])
+def test_ranks_train_on_different_subjects(phantom8: Path, tmp_path: Path, pipeline: str):
     import torch.multiprocessing as mp
 
     from cordbench.config import load_config
 
     cfg = load_config([str(REPO_ROOT / "configs" / "debug.yaml")], [], {"data": {
+        "pipeline": pipeline, "cache_dir": str(tmp_path / "cache"),
         "root": str(phantom8), "phantom": {"subjects": 8}, "patch_size": [32, 32], "batch_size": 4,
         "samples_per_volume": 4, "queue_length": 16, "split": {"val_fraction": 0.25, "test_fraction": 0.25}}})
     mp.spawn(_probe_rank, args=(2, _free_port(), cfg["data"], str(tmp_path)), nprocs=2, join=True)

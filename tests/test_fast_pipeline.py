@@ -210,7 +210,7 @@ def test_epochs_differ_and_ddp_ranks_draw_different_subjects(cohort, tmp_path):
     one = FastSliceDataset(sources, 4, 4, seed=0)
     assert not np.array_equal(np.concatenate(one.plan(0)), np.concatenate(one.plan(1)))
     for epoch in range(3):
-        ranks = [FastSliceDataset(sources, 4, 4, seed=0, rank=r, world=2) for r in range(2)]
+        ranks = [FastSliceDataset(sources, 4, 4, seed=r + 10, rank=r, world=2) for r in range(2)]  # unlike seeds
         subjects = [set(np.concatenate(d.plan(epoch))[:, 0].tolist()) for d in ranks]
         assert subjects[0] | subjects[1] == set(range(n))
         if n % 2 == 0:
