@@ -1,6 +1,8 @@
 """Model registry: adding a model is adding one file to ``lightning_modules/networks/``.
 
-A network module decorates its class with ``@register("name", presets={...})``. Every
+A network module decorates its class with ``@register("name", presets={...})``; a variant of a
+registered class with some knobs fixed (Swin-Unet = SAttisUNet with ``attentive_skips=False``) is
+registered with :func:`register_variant`, as timm registers model variants. Every
 network class takes ``in_channels``, ``num_classes`` and ``spatial_dims`` plus its own
 knobs as keyword arguments, accepts inputs of any spatial size and returns logits of the
 input's size. Presets: ``tiny`` (tests), ``small`` (laptop), ``paper`` (GPU, paper size).
@@ -29,11 +31,12 @@ class ModelSpec:
     presets: dict[str, dict[str, Any]] = field(default_factory=dict)
     spatial_dims: tuple[int, ...] = (2,)
     description: str = ""
+    fixed: dict[str, Any] = field(default_factory=dict)  # knobs a variant fixes: passed, not options
 
     def knobs(self) -> dict[str, Any]:
-        """Constructor keyword arguments and their defaults (excluding the common three)."""
+        """Constructor keyword arguments and their defaults (excluding the common three and fixed knobs)."""
         sig = inspect.signature(self.cls.__init__)
-        skip = {"self", "in_channels", "num_classes", "spatial_dims"}
+        skip = {"self", "in_channels", "num_classes", "spatial_dims", *self.fixed}
         return {k: (None if p.default is inspect.Parameter.empty else p.default)
                 for k, p in sig.parameters.items()
                 if k not in skip and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)}
@@ -56,6 +59,18 @@ def register(name: str, presets: dict[str, dict[str, Any]] | None = None,
         return cls
 
     return deco
+
+
+def register_variant(name: str, cls: type[nn.Module], fixed: dict[str, Any], description: str,
+                     presets: dict[str, dict[str, Any]] | None = None, spatial_dims: tuple[int, ...] = (2,)) -> None:
+    """Register ``cls`` again under ``name`` with the knobs in ``fixed`` set for good (not options)."""
+    if name in _REGISTRY:
+        raise ValueError(f"model name {name!r} registered twice")
+    knobs = set(inspect.signature(cls.__init__).parameters)
+    if not set(fixed) <= knobs:
+        raise ValueError(f"variant {name!r}: {sorted(set(fixed) - knobs)} are not knobs of {cls.__name__}")
+    presets = {p: {k: v for k, v in values.items() if k not in fixed} for p, values in (presets or {}).items()}
+    _REGISTRY[name] = ModelSpec(name, cls, presets, tuple(spatial_dims), description, dict(fixed))
 
 
 def _load_all() -> None:
@@ -112,6 +127,6 @@ def build_network(name: str, in_channels: int = 1, num_classes: int = 2, spatial
                                              if k not in ("in_channels", "num_classes", "spatial_dims")})
     try:
         return spec.cls(in_channels=in_channels, num_classes=num_classes, spatial_dims=spatial_dims,
-                        **kwargs)
+                        **kwargs, **spec.fixed)
     except (ValueError, AssertionError) as exc:
         raise ConfigError(f"model {name!r}: {exc}") from None
