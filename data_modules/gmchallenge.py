@@ -1,4 +1,6 @@
-"""Spinal Cord Grey Matter Segmentation Challenge 2016: indexing, rater fusion, data module.
+"""Spinal Cord Grey Matter Segmentation Challenge 2016: indexing, rater fusion, task targets.
+
+The Lightning data module (``data.name: gmchallenge``) is :mod:`data_modules.gmchallenge_dm`.
 
 Two layouts are read:
 
@@ -275,105 +277,6 @@ def to_task_target(challenge: np.ndarray, task: str) -> np.ndarray:
     raise ConfigError(f"key 'data.task': the GM challenge has tasks gm and sc, not {task!r}")
 
 
-# ------------------------------------------------------------------------------------ data module
-def _register() -> None:
-    """Define the Lightning data module (imports torch/torchio/lightning only when used)."""
-    import torch
-    import torchio as tio
-
-    from data_modules.base import SegmentationDataModule, SubjectSpec, register_datamodule
-
-    class RandomRater(tio.Transform):
-        """Put one randomly drawn rater's map (``rater<N>`` images) in ``label``; drop the others."""
-
-        def apply_transform(self, subject: tio.Subject) -> tio.Subject:
-            names = sorted(n for n in subject.get_images_names() if n.startswith("rater"))
-            if not names:
-                return subject
-            pick = names[int(torch.randint(len(names), (1,)).item())]
-            subject["label"].set_data(subject[pick].data.clone())
-            for n in names:
-                subject.remove_image(n)
-            return subject
-
-    @register_datamodule("gmchallenge")
-    class GMChallengeDataModule(SegmentationDataModule):
-        """Labelled challenge subjects (sc01–sc10 of each site); raters fused per ``data.raters``.
-
-        ``data.raters: random`` trains on one rater drawn per sample and evaluates on the majority
-        vote. Subject metadata carries ``site`` for leave-site-out splits. ``data.preset: perone``
-        applies Perone et al. 2018's preprocessing (``data_modules.preprocessing.PRESETS``).
-        """
-
-        def __init__(self, cfg: dict[str, Any]):
-            super().__init__(cfg)
-            self.rater_mode = str(cfg.get("raters") or "majority")
-            if self.rater_mode not in RATER_MODES:
-                raise ConfigError(f"key 'data.raters': unknown rater fusion {self.rater_mode!r}; "
-                                  f"choose {', '.join(RATER_MODES)}")
-            self._rater_maps: dict[str, tuple[np.ndarray, list[np.ndarray]]] = {}
-
-        def root(self) -> Path:
-            if not self.cfg.get("root"):
-                raise ConfigError("key 'data.root' must name the GM challenge folder")
-            return Path(self.cfg["root"])
-
-        def index_subjects(self) -> list[SubjectSpec]:
-            specs = []
-            for s in index_gmchallenge(self.root()):
-                if not s.labelled:
-                    continue
-                files = [s.raters[r] for r in sorted(s.raters)]
-                specs.append(SubjectSpec(s.subject, s.image, {"raters": files},
-                                         {"site": s.site, "institution_id": s.site}))
-            return specs
-
-        def build_label(self, spec: SubjectSpec, image: Any) -> np.ndarray:
-            raters = [load_rater_mask(f, image, spec.image) for f in spec.labels["raters"]]
-            fuse = "majority" if self.rater_mode == "random" else self.rater_mode
-            fused = fuse_raters(raters, fuse)
-            if self.rater_mode == "random":
-                self._rater_maps[spec.subject] = (np.asarray(image.affine, float),
-                                                  [to_task_target(r, self.task.name) for r in raters])
-            return to_task_target(fused, self.task.name)
-
-        def load_subject(self, spec: SubjectSpec, stage: str = "eval") -> tio.Subject:
-            subject = self.raw_subject(spec)
-            maps = self._rater_maps.pop(spec.subject, None)
-            if stage == "train" and maps is not None:  # raters ride along for training only
-                affine, targets = maps
-                for i, m in enumerate(targets):
-                    subject.add_image(tio.LabelMap(tensor=torch.from_numpy(m[None].astype(np.int16)), affine=affine),
-                                      f"rater{i + 1}")
-            return self.preprocess(stage)(subject)
-
-        def native_targets(self, subject_id: str) -> tuple[Any, dict[str, np.ndarray]]:
-            """Fused target (``""``) and each rater's (``rater<N>``) on the native grid."""
-            spec = next((s for s in self.specs if s.subject == subject_id), None)
-            if spec is None:
-                raise InputError(f"subject {subject_id!r} is not in this data set", self.cfg.get("root"))
-            img = io.load_nifti(spec.image, ndim=3, kind="T2star image")
-            raters = [load_rater_mask(f, img, spec.image) for f in spec.labels["raters"]]
-            fuse = "majority" if self.rater_mode == "random" else self.rater_mode
-            out = {"": to_task_target(fuse_raters(raters, fuse), self.task.name)}
-            out.update({f"rater{i + 1}": to_task_target(r, self.task.name) for i, r in enumerate(raters)})
-            return img, out
-
-        def augment(self) -> tio.Transform | None:
-            base = super().augment()
-            if self.rater_mode != "random":
-                return base
-            return tio.Compose([RandomRater()] + ([base] if base is not None else []))
-
-        def describe(self) -> dict[str, Any]:
-            out = super().describe()
-            out["raters"] = self.rater_mode
-            return out
-
-    globals()["GMChallengeDataModule"] = GMChallengeDataModule
-    globals()["RandomRater"] = RandomRater
-
-
 def perone_preprocess(in_plane_mm: float = 0.25, size: int = 200):
     """Perone et al. 2018: RAS, 0.25 mm in-plane (slice spacing kept), crop/pad to 200×200, z-score.
 
@@ -383,9 +286,3 @@ def perone_preprocess(in_plane_mm: float = 0.25, size: int = 200):
 
     return build_transform(Preprocessing(spacing=(in_plane_mm, in_plane_mm, None), crop=(size, size),
                                          train_crop="centre", normalisation="zscore-after-crop", preset="perone"))
-
-
-try:  # the data module needs torch/torchio/lightning; the indexer and fusion do not
-    _register()
-except ImportError:  # pragma: no cover - light installs
-    pass
