@@ -90,22 +90,6 @@ def _check_weights(own: dict[str, Any], saved: dict[str, Any], hp: dict[str, Any
 
 def atomic_checkpoint_io():
     """A ``TorchCheckpointIO`` that saves atomically (same-folder temp + rename) and loads weights only."""
-    import torch
-    from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
-
-    from cordbench.io import atomic_path
-
-    class AtomicCheckpointIO(TorchCheckpointIO):
-        """Atomic local saves; remote URLs go through Lightning's fsspec path unchanged."""
-
-        def save_checkpoint(self, checkpoint, path, storage_options=None):  # noqa: D102
-            if storage_options is not None or "://" in str(path):
-                return super().save_checkpoint(checkpoint, path, storage_options)
-            with atomic_path(path) as tmp:
-                torch.save(checkpoint, str(tmp))
-
-        def load_checkpoint(self, path, map_location=lambda storage, loc: storage,  # noqa: D102
-                            weights_only=None):
-            return super().load_checkpoint(path, map_location=map_location, weights_only=True)
+    from cordbench.trainer_parts import AtomicCheckpointIO
 
     return AtomicCheckpointIO()

@@ -101,21 +101,7 @@ def build_loggers(cfg: dict[str, Any], out: Path, csv: bool = True) -> list[Any]
 
 def epoch_printer():
     """A callback printing one line per epoch (used when the progress bar is off, e.g. in logs)."""
-    import pytorch_lightning as pl
-
-    class EpochPrinter(pl.Callback):
-        def on_train_epoch_start(self, trainer, pl_module):
-            self._t0 = time.perf_counter()
-
-        def on_train_epoch_end(self, trainer, pl_module):
-            if not trainer.is_global_zero:
-                return
-            m = trainer.callback_metrics
-            loss = m.get("train/loss_epoch")
-            dt = time.perf_counter() - getattr(self, "_t0", time.perf_counter())
-            print(f"epoch {trainer.current_epoch + 1}/{trainer.max_epochs}  "
-                  f"train/loss={float(loss) if loss is not None else float('nan'):.4f}  "
-                  f"val/dice={float(m.get('val/dice', float('nan'))):.4f}  ({dt:.1f} s)", flush=True)
+    from cordbench.trainer_parts import EpochPrinter
 
     return EpochPrinter()
 

@@ -111,9 +111,6 @@ def local_run_dir(setup: TrialSetup, trial_id: str) -> Path:
 
 
 # ------------------------------------------------------------------------------------- reporting
-_CALLBACK_CLS: Any = None
-
-
 def report_callback(resume_epoch: int = -1, on_report: Any = None, train_worker: bool = False):
     """A Lightning callback reporting validation metrics + a checkpoint to Tune every epoch.
 
@@ -127,91 +124,9 @@ def report_callback(resume_epoch: int = -1, on_report: Any = None, train_worker:
     training / validation / test batches and its own reporting + checkpointing
     (:attr:`timing`, seconds; written to ``trial.json`` for ``benchmarks/sweep_overhead.py``).
     """
-    global _CALLBACK_CLS
-    if _CALLBACK_CLS is None:
-        import pytorch_lightning as pl
+    from sweeps.tune_report import TuneReport
 
-        class TuneReport(pl.Callback):
-            """Report ``val/*`` metrics as ``val_*`` plus ``epoch`` (epochs done) and a checkpoint."""
-
-            def __init__(self, resume_epoch: int = -1, on_report=None, train_worker: bool = False):
-                self.resume_epoch = resume_epoch
-                self.on_report = on_report
-                self.train_worker = train_worker
-                self.validated_epoch = -1
-                self.reports = 0
-                self.timing = {"train_steps": 0.0, "eval_steps": 0.0, "report": 0.0}
-                self.final: dict[str, float] | None = None  # last epoch's metrics, reported after the test
-                self._t0 = 0.0
-
-            def _start(self, *args, **kwargs) -> None:
-                self._t0 = time.perf_counter()
-
-            def _stop(self, key: str) -> None:
-                self.timing[key] += time.perf_counter() - self._t0
-
-            on_train_batch_start = _start
-            on_validation_batch_start = _start
-            on_test_batch_start = _start
-
-            def on_train_batch_end(self, *args, **kwargs) -> None:
-                self._stop("train_steps")
-
-            def on_validation_batch_end(self, *args, **kwargs) -> None:
-                self._stop("eval_steps")
-
-            def on_test_batch_end(self, *args, **kwargs) -> None:
-                self._stop("eval_steps")
-
-            def on_validation_end(self, trainer, pl_module) -> None:
-                if not trainer.sanity_checking:
-                    self.validated_epoch = trainer.current_epoch
-
-            def on_train_epoch_end(self, trainer, pl_module) -> None:
-                epoch = trainer.current_epoch
-                if epoch <= self.resume_epoch or self.validated_epoch != epoch:
-                    return
-                metrics = {k.replace("/", "_"): float(v) for k, v in trainer.callback_metrics.items()
-                           if k.startswith(("val/", "train/"))}
-                metrics["epoch"] = epoch + 1
-                for lg in trainer.loggers:  # flush per-epoch metrics.csv now (a lost node keeps them)
-                    if type(lg).__name__ == "CSVLogger":
-                        lg.save()
-                if self.on_report is not None:
-                    self.on_report()
-                if trainer.max_epochs is not None and epoch + 1 >= trainer.max_epochs:
-                    # the last epoch is reported after the test: Tune stops a trial that reaches
-                    # its time limit (ASHA max_t) right at that report
-                    self.final = metrics
-                    return
-                self.report(trainer, metrics, epoch)
-
-            def report(self, trainer, metrics: dict[str, float], epoch: int, ckpt_file: str | None = None) -> None:
-                """``tune.report`` with a checkpoint (saved from ``trainer`` or copied from ``ckpt_file``)."""
-                if self.train_worker:
-                    import ray.train as session
-                else:
-                    from ray import tune as session
-
-                t0 = time.perf_counter()
-                if trainer is None and ckpt_file is None:
-                    session.report(metrics)
-                    return
-                with tempfile.TemporaryDirectory(prefix="cordbench-ckpt-") as tmp:
-                    if ckpt_file is not None:
-                        shutil.copy2(ckpt_file, Path(tmp, CKPT_NAME))
-                    else:  # under DDP a collective: every rank calls it, rank 0 writes
-                        trainer.save_checkpoint(str(Path(tmp, CKPT_NAME)))
-                    if not Path(tmp, CKPT_NAME).exists():  # a DDP rank other than 0
-                        session.report(metrics)
-                        return
-                    Path(tmp, TUNE_META).write_text(json.dumps({"epoch": epoch}))
-                    session.report(metrics, checkpoint=session.Checkpoint.from_directory(tmp))
-                self.timing["report"] += time.perf_counter() - t0
-                self.reports += 1
-
-        _CALLBACK_CLS = TuneReport
-    return _CALLBACK_CLS(resume_epoch, on_report, train_worker)
+    return TuneReport(resume_epoch, on_report, train_worker)
 
 
 @contextlib.contextmanager
