@@ -16,7 +16,6 @@ each rank trains on and evaluates its own share of the subjects (:mod:`data_modu
 """
 from __future__ import annotations
 
-import random
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -282,10 +281,3 @@ class SegmentationDataModule(pl.LightningDataModule):
                 "root": str(self.cfg.get("root")), "split": self.split,
                 "classes": {k: list(v) for k, v in self.task.classes.items()},
                 "preprocessing": self.preprocessing.to_dict()}
-
-
-def seed_worker_rng(seed: int) -> None:
-    """Seed Python, NumPy and torch RNGs (torchio draws from torch)."""
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)

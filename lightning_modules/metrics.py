@@ -7,7 +7,6 @@ Entry points
   Returns a flat ``{"<class>/<metric>": float}`` dict with the metrics of :data:`METRIC_NAMES`.
 * :func:`binary_metrics` — the same for one pair of boolean masks.
 * :func:`aggregate` — mean/std/n per key over many such dicts, non-finite values counted.
-* :func:`dice_per_class_torch` — fast batch Dice on torch tensors for validation logging.
 
 Definitions (``P`` = predicted mask, ``T`` = target mask, counts over all voxels)
 -------------------------------------------------------------------------------
@@ -78,15 +77,12 @@ over the finite values only (NaN if there are none), so a reader sees both and t
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 from scipy import ndimage
 
 from cordbench.errors import InputError
-
-if TYPE_CHECKING:  # torch is imported lazily (it costs seconds) inside dice_per_class_torch
-    import torch
 
 METRIC_NAMES: tuple[str, ...] = (
     "dice", "jaccard", "conformity", "tpr", "tnr", "precision",
@@ -574,54 +570,3 @@ def aggregate(results: Iterable[Mapping[str, Any]]) -> dict[str, dict[str, float
                 "median_finite": float(np.median(fin)) if fin.size else math.nan,
             }
     return out
-
-
-# ----------------------------------------------------------------------------- torch
-
-def dice_per_class_torch(logits_or_labels: "torch.Tensor", target: "torch.Tensor", num_classes: int,
-                         reduction: str = "batch") -> "torch.Tensor":
-    """Fast Dice per class (background included) for validation logging.
-
-    ``logits_or_labels``: float logits/probabilities ``(B, C, *spatial)`` (argmax over C) or integer
-    labels ``(B, *spatial)`` / ``(B, 1, *spatial)``; ``target``: integer labels ``(B, *spatial)`` or
-    ``(B, 1, *spatial)``. ``reduction="batch"`` pools all voxels of the batch → shape ``(C,)``;
-    ``"none"`` → ``(B, C)``. A class absent from both prediction and target scores 1, absent from
-    exactly one scores 0 (the module's empty policy). Runs without gradients.
-    """
-    import torch
-
-    with torch.no_grad():
-        x, y = logits_or_labels, target
-        if x.is_floating_point():
-            if x.ndim < 3 or x.shape[1] != num_classes:
-                raise MetricInputError(
-                    f"float input must be logits (B, C={num_classes}, ...), got shape {tuple(x.shape)}")
-            x = x.argmax(dim=1)
-        if y.is_floating_point():
-            y = y.round()
-        y = y.long()
-        x = x.long()
-        if y.ndim == x.ndim + 1 and y.shape[1] == 1:
-            y = y[:, 0]
-        if x.ndim == y.ndim + 1 and x.shape[1] == 1:
-            x = x[:, 0]
-        if x.shape != y.shape:
-            raise MetricInputError(f"prediction shape {tuple(x.shape)} != target shape {tuple(y.shape)}")
-        b = x.shape[0]
-        x, y = x.reshape(b, -1), y.reshape(b, -1)
-        for name, a in (("prediction", x), ("target", y)):
-            if a.numel() and (int(a.min()) < 0 or int(a.max()) >= num_classes):
-                raise MetricInputError(f"{name} labels must lie in [0, {num_classes - 1}]")
-        # confusion matrix per sample via one bincount: index = b·C² + target·C + pred
-        offs = torch.arange(b, device=x.device).unsqueeze(1) * num_classes * num_classes
-        idx = (offs + y * num_classes + x).reshape(-1)
-        conf = torch.bincount(idx, minlength=b * num_classes ** 2).reshape(b, num_classes, num_classes)
-        if reduction == "batch":
-            conf = conf.sum(0, keepdim=True)
-        elif reduction != "none":
-            raise MetricInputError(f"reduction must be 'batch' or 'none', got {reduction!r}")
-        conf = conf.double()
-        tp = torch.diagonal(conf, dim1=1, dim2=2)
-        denom = conf.sum(2) + conf.sum(1)  # |T| + |P|
-        d = torch.where(denom > 0, 2 * tp / denom.clamp_min(1), torch.ones_like(denom))
-        return d[0] if reduction == "batch" else d

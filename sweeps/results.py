@@ -218,11 +218,3 @@ def _read_error(trial: Any) -> str:
                 pass
     msg = getattr(trial, "error_msg", None)
     return error_summary(str(msg)) if msg else "trial failed (no error file)"
-
-
-def infos_from_experiment(sweep_dir: str) -> list[TrialInfo]:
-    """TrialInfo from a sweep folder's Ray experiment state (no Ray cluster needed)."""
-    from ray.tune import ExperimentAnalysis
-
-    ea = ExperimentAnalysis(sweep_dir)
-    return infos_from_trials(ea.trials)

@@ -85,15 +85,6 @@ def load_sites() -> tuple[list[dict[str, Any]], str]:
     return read_site_table(EMBEDDED_SITES), f"embedded:{EMBEDDED_SITES.name}"
 
 
-def write_site_table(rows: list[dict[str, Any]], path: Path) -> None:
-    """Write a site table (used once to create the embedded copy)."""
-    from cordbench.io import write_text
-
-    lines = ["\t".join((*SITE_COLUMNS, "count"))]
-    lines += ["\t".join((*(str(r[c]) for c in SITE_COLUMNS), str(r["count"]))) for r in rows]
-    write_text(path, "\n".join(lines) + "\n")
-
-
 # ------------------------------------------------------------------------------- draws
 def clipped_normal_var(c: float = Z_CLIP) -> float:
     """Variance of a standard normal clipped (not truncated) at ±c."""
