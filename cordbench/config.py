@@ -277,9 +277,18 @@ def load_config(files: Iterable[str | Path] = (), overrides: Iterable[str] = (),
     return cfg
 
 
+def _or(choices: Iterable[str]) -> str:
+    """``a, b or c``."""
+    c = list(choices)
+    return c[0] if len(c) == 1 else f"{', '.join(c[:-1])} or {c[-1]}"
+
+
 def validate(cfg: Mapping[str, Any], source: str = "config") -> None:
     """Cross-key checks that need more than types (model knobs, task, split)."""
+    from data_modules.splits import SPLIT_METHODS
+    from data_modules.tasks import TASK_NAMES
     from lightning_modules.registry import resolve_kwargs  # light import (torch.nn only)
+    from lightning_modules.schedule import SCHEDULERS
 
     check_ranges(cfg, source)
     m, d = cfg["model"], cfg["data"]
@@ -288,8 +297,8 @@ def validate(cfg: Mapping[str, Any], source: str = "config") -> None:
         raise ConfigError(f"key 'name' must be a plain folder name (it names outputs/runs/<name>), got {name!r}",
                           source)
     resolve_kwargs(m["name"], m["preset"], **(m.get("options") or {}))
-    if d["task"] not in ("sc", "gm", "canal", "levels"):
-        raise ConfigError(f"key 'data.task' must be one of sc, gm, canal, levels; got {d['task']!r}", source)
+    if d["task"] not in TASK_NAMES:
+        raise ConfigError(f"key 'data.task' must be one of {', '.join(TASK_NAMES)}; got {d['task']!r}", source)
     if d["spatial_dims"] not in (2, 3):
         raise ConfigError(f"key 'data.spatial_dims' must be 2 or 3, got {d['spatial_dims']!r}", source)
     want = 2 if d["spatial_dims"] == 2 else 3
@@ -314,11 +323,11 @@ def validate(cfg: Mapping[str, Any], source: str = "config") -> None:
                            or not all(v is None or (isinstance(v, (int, float)) and v > 0) for v in sp)):
         raise ConfigError(f"key 'data.spacing' must be null or [x, y, z] in mm (> 0; null keeps an axis), "
                           f"got {sp!r}", source)
-    if m["scheduler"] not in ("cosine", "poly", "none"):
-        raise ConfigError(f"key 'model.scheduler' must be cosine, poly or none; got {m['scheduler']!r}", source)
+    if m["scheduler"] not in SCHEDULERS:
+        raise ConfigError(f"key 'model.scheduler' must be {_or(SCHEDULERS)}; got {m['scheduler']!r}", source)
     s = d["split"]
-    if s["method"] not in ("random", "kfold", "site", "file"):
-        raise ConfigError(f"key 'data.split.method' must be random, kfold, site or file; got {s['method']!r}",
+    if s["method"] not in SPLIT_METHODS:
+        raise ConfigError(f"key 'data.split.method' must be {_or(SPLIT_METHODS)}; got {s['method']!r}",
                           source)
     if s["val_fraction"] + s["test_fraction"] >= 1:
         raise ConfigError("keys 'data.split.val_fraction' + 'data.split.test_fraction' must be < 1, got "

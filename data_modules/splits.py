@@ -99,6 +99,10 @@ def file_split(path: str | Path, ids: Sequence[str]) -> dict[str, list[str]]:
     return out
 
 
+#: ``data.split.method`` choices, dispatched by :func:`make_split`.
+SPLIT_METHODS = ("random", "kfold", "site", "file")
+
+
 def make_split(specs: Sequence[Any], cfg: dict[str, Any]) -> dict[str, list[str]]:
     """Dispatch on ``cfg['method']`` (``data.split`` section of the run config)."""
     ids = _ids(specs)

@@ -14,7 +14,6 @@ checkpoints load with ``torch.load(weights_only=True)``.
 """
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
@@ -25,6 +24,7 @@ import torch.nn.functional as F
 from cordbench.distributed import gather_records
 from cordbench.errors import CordbenchError
 from lightning_modules.registry import build_network
+from lightning_modules.schedule import lr_factor
 
 
 class TrainingDivergedError(CordbenchError):
@@ -153,10 +153,7 @@ class SegmentationModule(pl.LightningModule):
         kind = self.hparams.scheduler
 
         def factor(epoch: int) -> float:
-            if epoch < warm:
-                return (epoch + 1) / (warm + 1)
-            t = (epoch - warm) / max(1, total - warm)
-            return 0.5 * (1 + math.cos(math.pi * t)) if kind == "cosine" else (1 - min(t, 1.0)) ** 0.9
+            return lr_factor(epoch, kind, warm, total)
 
         sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "epoch"}}

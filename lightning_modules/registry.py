@@ -19,7 +19,7 @@ import torch.nn as nn
 
 from cordbench.errors import ConfigError
 
-PRESET_NAMES = ("tiny", "small", "paper")
+from lightning_modules.presets import PRESET_NAMES  # noqa: F401,E402  (re-exported)
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,8 @@ import argparse
 from typing import Any
 
 from cordbench.ranges import SEED_MAX, Range, add_number
+from data_modules.tasks import TASK_NAMES
+from lightning_modules.presets import PRESET_NAMES
 
 
 def add_run_arguments(p: argparse.ArgumentParser) -> None:
@@ -12,10 +14,10 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("-c", "--config", action="append", default=[], metavar="YAML",
                    help="config file(s) in configs/, merged left to right")
     p.add_argument("--model", help="registered network name (model.name)")
-    p.add_argument("--preset", choices=("tiny", "small", "paper"), help="model preset (model.preset)")
+    p.add_argument("--preset", choices=PRESET_NAMES, help="model preset (model.preset)")
     p.add_argument("--data", help="data set: phantom | spine_generic | gmchallenge (data.name)")
     p.add_argument("--root", help="data set folder (data.root)")
-    p.add_argument("--task", choices=("sc", "gm", "canal", "levels"), help="data.task")
+    p.add_argument("--task", choices=TASK_NAMES, help="data.task")
     add_number(p, "--max-epochs", kind=int, range=Range(1, 1_000_000), help="trainer.max_epochs")
     add_number(p, "--seed", kind=int, range=Range(0, SEED_MAX), help="seed_everything (also the split seed unless set)")
     p.add_argument("--name", help="run name")

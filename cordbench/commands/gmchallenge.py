@@ -4,6 +4,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from data_modules.tasks import TASKS
+
 HELP = "run the GM challenge protocol (configs/sweeps/gmchallenge_perone.yaml) on the challenge data; print its table"
 SWEEP = "configs/sweeps/gmchallenge_perone.yaml"
 
@@ -12,7 +14,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("root", nargs="?", help="the GM challenge folder (site*-sc*-image.nii.gz, -mask-r*.nii.gz)")
     p.add_argument("--sweep", default=SWEEP, help=f"protocol sweep YAML (default {SWEEP})")
     p.add_argument("--table", metavar="SWEEP_DIR", help="only print the table of a finished protocol sweep")
-    p.add_argument("--class", dest="cls", default="gm", choices=("gm", "wm", "sc"), help="class of the table")
+    p.add_argument("--class", dest="cls", default="gm", choices=tuple(TASKS["gm"].classes),
+                   help="class of the table")
     p.add_argument("--storage", metavar="DIR", help="sweep storage folder or URI (overrides the sweep's)")
     p.add_argument("--address", help="join a running Ray cluster (default: local Ray)")
     p.add_argument("--override", action="append", default=[], metavar="KEY=VALUE",

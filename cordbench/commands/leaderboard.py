@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 
 from cordbench.ranges import SEED_MAX, Range, add_number
+from data_modules.tasks import TASK_NAMES
 
 HELP = "statistical leaderboard of a sweep folder (bootstrap CIs, Wilcoxon vs best, ablation plots)"
 
@@ -11,7 +12,7 @@ HELP = "statistical leaderboard of a sweep folder (bootstrap CIs, Wilcoxon vs be
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("sweep_dir", metavar="SWEEP_DIR", help="sweep folder holding results.csv and trials/")
     p.add_argument("--metric", default="dice", help="per-subject metric to rank on (default: dice)")
-    p.add_argument("--task", help="task to rank when the sweep holds several (sc | gm | canal | levels)")
+    p.add_argument("--task", help=f"task to rank when the sweep holds several ({' | '.join(TASK_NAMES)})")
     p.add_argument("--class", dest="cls", metavar="CLASS",
                    help="scored class (default: the task's own class, else the only one)")
     p.add_argument("--by", choices=("model", "config"), default="model",
