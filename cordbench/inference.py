@@ -107,3 +107,14 @@ def predict_bids(module: Any, root: str | Path, contrast: str, task: str, ckpt: 
     if not recs:
         raise InputError(f"no {contrast} image to predict", root)
     return [predict_file(module, r.path, prediction_path(out_root or root, r, task), ckpt=ckpt) for r in recs]
+
+
+def predict_class_mask(module: Any, image: str | Path, cls: str) -> np.ndarray:
+    """Boolean mask of class ``cls`` (its label values in the module's ``classes``; ``[1]`` when the
+    module names none) predicted on the native grid of the NIfTI ``image``."""
+    img = io.load_nifti(image, ndim=3, kind="input image")
+    data = np.asanyarray(img.dataobj).astype(np.float32)
+    io.check_image_values(data, image)
+    labels = predict_array(module, data, np.asarray(img.affine))
+    values = list((module.hparams.get("classes") or {}).get(cls) or [1])
+    return np.isin(labels, values)

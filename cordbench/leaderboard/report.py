@@ -137,7 +137,7 @@ def morpho_tables(lb: Leaderboard) -> list[tuple[str, list[str], list[list[str]]
     """(title, headers, rows) of the morphometric detail tables: per-level CSA error, FA vs SAC/CSA."""
     if not _morpho_on(lb):
         return []
-    from cordbench.leaderboard.morphometrics import LEVEL_NAMES
+    from cordbench.leaderboard.morpho_pool import LEVEL_NAMES
 
     m = lb.morpho
     entries = [str(e) for e in lb.table["entry"]]
