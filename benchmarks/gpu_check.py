@@ -118,7 +118,9 @@ def fit_entry(args: argparse.Namespace, model: str, preset: str, work: Path, on_
         "data_wait": wait / (compute + wait) if steps else None,
         "peak_mem_gb": torch.cuda.max_memory_allocated() / 2**30 if on_gpu else None,
         "fit_s": fit_s, "val_dice": result.val.get("val/dice")}
-    ckpt = out / "checkpoints" / "last.ckpt"
+    from cordbench.run_folder import RunFolder
+
+    ckpt = RunFolder(out).last_ckpt
     image = _one_image(cfg)
     t0 = time.perf_counter()
     proc = subprocess.run([sys.executable, "-m", "cordbench", "predict", "--ckpt", str(ckpt), "-i", str(image),
@@ -152,8 +154,8 @@ def ddp_entry(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         return row
     import pandas as pd
 
-    split = json.loads((out / "split.json").read_text())
-    tested = list(pd.read_csv(out / "test_metrics.csv")["subject"])
+    split = RunFolder(out).read_split()
+    tested = list(RunFolder(out).read_test_metrics()["subject"])
     row.update(test_subjects=len(tested), every_test_subject_once=sorted(tested) == sorted(split["test"]))
     return row
 

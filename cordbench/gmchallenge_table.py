@@ -18,7 +18,9 @@ from typing import Iterable
 
 import numpy as np
 import pandas as pd
-import yaml
+
+from cordbench import run_folder
+from cordbench.run_folder import RunFolder
 
 METRICS: tuple[tuple[str, str], ...] = (
     ("Dice", "dice"), ("JI", "jaccard"), ("CC", "conformity"), ("TPR", "tpr"), ("TNR", "tnr"),
@@ -44,8 +46,8 @@ def gather(run_dirs: Iterable[str | Path], cls: str = "gm") -> pd.DataFrame:
     rows = []
     for run in run_dirs:
         run = Path(run)
-        cfg = yaml.safe_load((run / "config.yaml").read_text())
-        df = pd.read_csv(run / "test_metrics.csv")
+        cfg = RunFolder(run).read_config()
+        df = RunFolder(run).read_test_metrics()
         refs = {"consensus": ""} | {r: f"{r}/" for r in sorted({c.split("/")[0] for c in df.columns
                                                                   if c.count("/") == 2})}
         for _, rec in df.iterrows():
@@ -90,7 +92,8 @@ def challenge_table(long: pd.DataFrame) -> pd.DataFrame:
 
 def sweep_runs(sweep_dir: str | Path) -> list[Path]:
     """Run folders (with ``test_metrics.csv``) under a sweep folder."""
-    return sorted(p.parent for p in Path(sweep_dir).rglob("test_metrics.csv") if (p.parent / "config.yaml").exists())
+    return sorted(p.parent for p in Path(sweep_dir).rglob(run_folder.TEST_METRICS)
+                  if RunFolder(p.parent).config.exists())
 
 
 def format_table(table: pd.DataFrame, cls: str = "gm") -> str:
