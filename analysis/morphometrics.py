@@ -43,6 +43,7 @@ from cordbench.errors import InputError
 SHAPE_METRICS = ["area", "angle_AP", "angle_RL", "diameter_AP", "diameter_AP_ellipse", "diameter_RL",
                  "length_anterior", "length_posterior", "eccentricity", "orientation", "solidity"]
 CANAL_METRICS = ["canal_area", "SAC", "SAC_CSA"]
+LEVEL_COL = "VertLevel"  # SCT's vertebral-level column
 HEAD_COLUMNS = ["Timestamp", "SCT Version", "Filename", "Slice (I->S)", "VertLevel", "DistancePMJ"]
 
 

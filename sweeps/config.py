@@ -1,5 +1,9 @@
 """Sweep YAML: schema, loading, and validation of every trial before any trial starts.
 
+Why over ~450 lines: the sweep schema, the one-line errors naming each key, and the validation of
+every trial config against that schema belong to one contract (the sweep file); most of the length
+is the schema's documentation below.
+
 A sweep file names a base training config (a run config, see :mod:`cordbench.config`),
 run-config values shared by all trials, a search space over dotted run-config keys, and
 how Ray Tune explores it::

@@ -1,4 +1,8 @@
-"""Leaderboard reports: Markdown, CSV, sortable self-contained HTML, PNG plots (matplotlib Agg)."""
+"""Leaderboard reports: Markdown, CSV, sortable self-contained HTML, PNG plots (matplotlib Agg).
+
+Why about 450 lines: one writer per report format of the same tables (and the Method notes they
+share); the tables themselves are built in :mod:`cordbench.leaderboard.table`.
+"""
 from __future__ import annotations
 
 import base64
