@@ -47,6 +47,7 @@ OTHER_FOLDERS = {
     ("metrics.csv", "analysis/study.py"),                    # the study folder's per subject × level table
     ("morphometrics.csv", "cordbench/leaderboard/report.py"),  # the leaderboard report folder's table
     ("index.html", "cordbench/commands/predict.py"),         # help of `predict --qc DIR`: DIR/index.html
+    ("meta.json", "data_modules/cache.py"),                  # a preprocessed-subject cache entry's record
 }
 
 
