@@ -4,7 +4,7 @@
 input is hashed (a file: its bytes; a folder: every file under it, by relative path) before the
 command and after it — also when it failed — and a difference fails the test that ran it, naming
 the command, the option and the files. So every in-process ``cordbench`` call of the suite (the
-end-to-end tests of test_pipeline, test_reliability_*, test_analyze, … included) checks it.
+end-to-end tests of test_pipeline, test_reliability_*, test_study, … included) checks it.
 
 ``INPUTS`` lists, per command, the arguments that are inputs and, for folders, the sub-paths a
 command may write by design (``predict --bids`` writes ``derivatives/cordbench``; the leaderboard

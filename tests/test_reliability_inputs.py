@@ -277,12 +277,12 @@ def test_dti_accepts_what_it_should(tmp_path, capsys):
 def test_analyze_reports_a_malformed_subject_and_finishes_the_others(tmp_path, capsys):
     """sub-02's disc labels bound none of its cord slices: it fails with the file named, the cohort goes on.
 
-    (A subject whose Ray worker dies: ``tests/test_analyze.py::test_analyze_with_ray_survives_a_crashing_worker``.)
+    (A subject whose Ray worker dies: ``tests/test_study.py::test_analyze_with_ray_survives_a_crashing_worker``.)
     """
     import nibabel as nib
 
     from cordbench.cli import main
-    from test_analyze import make_bids as make_study_bids
+    from test_study import make_bids as make_study_bids
 
     root = tmp_path / "bids"
     make_study_bids(root, n=3, with_dwi=False)
