@@ -257,7 +257,7 @@ def test_fit_trainer_kwargs_and_wrapper_customise_the_trainer(tmp_path: Path, mo
         wrapped.append(t)
         raise Stop  # stop before training: only the customisation is under test
 
-    monkeypatch.setattr(runner, "prepare", lambda c: (tmp_path, SimpleNamespace()))
+    monkeypatch.setattr(runner, "prepare", lambda c, **kw: (tmp_path, SimpleNamespace()))
     monkeypatch.setattr(runner, "build_module", lambda c, dm: None)
     with pytest.raises(Stop):
         runner.fit(cfg, trainer_kwargs={"max_epochs": 7}, wrap_trainer=wrap)
