@@ -153,8 +153,7 @@ def storage_reader(sweep_dir: str) -> Callable[[str], str | None]:
     from sweeps import storage
 
     def read(rel: str) -> str | None:
-        path = storage.join(sweep_dir, rel)
-        return storage.read_text(path) if storage.exists(path) else None
+        return storage.read_text_or_none(storage.join(sweep_dir, rel))
 
     return read
 

@@ -211,8 +211,19 @@ class SweepCallback(Callback):
         self.writes += 1
 
     def save_searcher(self) -> None:
-        """Pickle the searcher's state to ``<sweep>/searcher/searcher.pkl`` (atomic rename)."""
-        if self.searcher is None or is_uri(self.sweep_dir):
+        """Pickle the searcher's state to ``<sweep>/searcher/searcher.pkl`` (atomic rename; an
+        object store gets it write-then-rename)."""
+        if self.searcher is None:
+            return
+        if is_uri(self.sweep_dir):
+            import tempfile
+
+            from sweeps import storage
+
+            with tempfile.TemporaryDirectory(prefix="cordbench-searcher-") as tmp:
+                inner_searcher(self.searcher).save(str(Path(tmp, SEARCHER_FILE)))
+                storage.upload_file(Path(tmp, SEARCHER_FILE), storage.join(self.sweep_dir, SEARCHER_DIR,
+                                                                           SEARCHER_FILE))
             return
         folder = Path(self.sweep_dir, SEARCHER_DIR)
         folder.mkdir(parents=True, exist_ok=True)
@@ -354,6 +365,8 @@ def run_sweep(sweep: Sweep, address: str | None = None, overwrite: bool = False)
     ``overwrite`` first deletes an earlier sweep of the same name (a folder holding ``sweep.yaml``).
     """
     t0 = time.perf_counter()
+    if is_uri(sweep.sweep_dir):
+        _check_remote_sweep(sweep, overwrite)
     folder = Path(sweep.sweep_dir)
     if overwrite and not is_uri(sweep.sweep_dir) and (folder / SWEEP_FILE).exists():
         import shutil
@@ -380,6 +393,22 @@ def run_sweep(sweep: Sweep, address: str | None = None, overwrite: bool = False)
     return _finish(sweep, build_tuner(sweep), t0, started)
 
 
+def _check_remote_sweep(sweep: Sweep, overwrite: bool) -> None:
+    """URI storage: reachable and writable (one-line error otherwise), no earlier sweep of this
+    name unless ``overwrite`` (which deletes it)."""
+    from sweeps import storage
+
+    storage.check_access(sweep.storage)
+    if not storage.exists(storage.join(sweep.sweep_dir, SWEEP_FILE)):
+        return
+    if overwrite:
+        storage.delete_dir(sweep.sweep_dir)
+        return
+    raise ConfigError(f"sweep folder {sweep.sweep_dir} already holds a sweep: resume it with "
+                      f"`cordbench sweep --resume {sweep.sweep_dir}`, start again with --overwrite, or "
+                      "choose another name/--storage", sweep.path)
+
+
 def resume_sweep(sweep_dir: str | Path, address: str | None = None) -> SweepOutcome:
     """Finish an interrupted sweep: finished trials are kept, unfinished ones continue, the
     searcher continues from its saved state."""
@@ -398,8 +427,13 @@ def resume_sweep(sweep_dir: str | Path, address: str | None = None) -> SweepOutc
 
         import tempfile
 
+        sweep_dir = sweep_dir.rstrip("/")
+        storage.check_access(sweep_dir)
+        text = storage.read_text_or_none(storage.join(sweep_dir, SWEEP_FILE))
+        if text is None:
+            raise ConfigError(f"not a sweep folder (no {SWEEP_FILE})", sweep_dir)
         tmp = Path(tempfile.mkdtemp(prefix="cordbench-sweep-"), SWEEP_FILE)
-        tmp.write_text(storage.read_text(storage.join(sweep_dir, SWEEP_FILE)))
+        tmp.write_text(text)
         sweep = load_sweep(tmp, check_data=False)
     # the folder may have moved since: storage/name follow the folder being resumed
     sweep.raw["storage"] = str(Path(sweep_dir).parent) if local else sweep_dir.rsplit("/", 1)[0]
@@ -425,11 +459,31 @@ def resume_sweep(sweep_dir: str | Path, address: str | None = None) -> SweepOutc
                           sweep_dir)
     search_alg = internal._tune_config.search_alg
     searcher = inner_searcher(search_alg) if sweep.search["algorithm"] != "basic" else None
-    saved = Path(sweep_dir, SEARCHER_DIR, SEARCHER_FILE) if local else None
-    if searcher is not None and saved is not None and saved.exists():
-        searcher.restore(str(saved))
+    if searcher is not None:
+        _restore_searcher(searcher, sweep_dir)
     internal.get_run_config().callbacks = [SweepCallback(sweep, searcher)]
     return _finish(sweep, tuner, t0, started)
+
+
+def _restore_searcher(searcher: Any, sweep_dir: str) -> None:
+    """Load ``<sweep>/searcher/searcher.pkl`` (local or URI) into ``searcher``, if saved."""
+    if not is_uri(sweep_dir):
+        saved = Path(sweep_dir, SEARCHER_DIR, SEARCHER_FILE)
+        if saved.exists():
+            searcher.restore(str(saved))
+        return
+    import tempfile
+
+    from sweeps import storage
+
+    data = None
+    try:
+        data = storage.read_bytes(storage.join(sweep_dir, SEARCHER_DIR, SEARCHER_FILE))
+    except FileNotFoundError:
+        return
+    with tempfile.TemporaryDirectory(prefix="cordbench-searcher-") as tmp:
+        Path(tmp, SEARCHER_FILE).write_bytes(data)
+        searcher.restore(str(Path(tmp, SEARCHER_FILE)))
 
 
 def read_results(sweep_dir: str | Path):

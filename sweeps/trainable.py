@@ -106,7 +106,9 @@ def local_run_dir(setup: TrialSetup, trial_id: str) -> Path:
     """Where the trial writes its run folder: the sweep folder itself, or a local staging
     folder (uploaded to ``<uri>/trials/<id>`` at the end) when the storage is a URI."""
     if setup.remote:
-        return Path(tempfile.gettempdir(), "cordbench-trials", setup.sweep_name, trial_id)
+        from sweeps.staging import staging_dir
+
+        return staging_dir(setup.sweep_dir, trial_id)
     return Path(setup.sweep_dir, TRIALS_DIR, trial_id)
 
 
@@ -204,34 +206,54 @@ finished_record = read_trial_record
 
 
 def write_finished(run_dir: Path, trial_id: str, result: Any, last_metrics: dict[str, float],
-                   attempts: int, seconds: float | None = None, timing: dict[str, float] | None = None
-                   ) -> dict[str, Any]:
-    """Mark the run folder finished (``trial.json``: last reported metrics, timing over all attempts)."""
+                   attempts: int, seconds: float | None = None, timing: dict[str, float] | None = None,
+                   restored_from: str | None = None) -> dict[str, Any]:
+    """Mark the run folder finished (``trial.json``: last reported metrics, timing over all attempts,
+    ``restored_from``: the Tune checkpoint this last attempt started from, None if it started afresh)."""
     record = {"trial_id": trial_id, "seconds": float(result.seconds if seconds is None else seconds),
               "fit_seconds": float(result.seconds), "best_ckpt": result.best_ckpt,
               "val": result.val, "last_report": last_metrics, "attempts": attempts,
-              "timing": {k: round(v, 4) for k, v in (timing or {}).items()},
+              "timing": {k: round(v, 4) for k, v in (timing or {}).items()}, "restored_from": restored_from,
               "finished": time.strftime("%Y-%m-%dT%H:%M:%S")}
     write_trial_record(run_dir, record)
     return record
 
 
 # ---------------------------------------------------------------------------------------- trainable
-def begin_trial(config: dict[str, Any], setup: TrialSetup) -> tuple[str, Path, dict[str, Any], int] | None:
+def remote_folder(setup: TrialSetup) -> Any:
+    """URI storage: the trial's :class:`sweeps.staging.RemoteRunFolder` (the bucket holds the run
+    folder, this node only stages it); local storage: None."""
+    if not setup.remote:
+        return None
+    from ray import tune
+
+    from sweeps.staging import RemoteRunFolder
+
+    return RemoteRunFolder(setup.sweep_dir, tune.get_context().get_trial_id(), TRIAL_RECORD)
+
+
+def begin_trial(config: dict[str, Any], setup: TrialSetup, remote: Any = None
+                ) -> tuple[str, Path, dict[str, Any], int] | None:
     """What every trial does first: ``(trial id, run folder, run config, attempt)``, or None when
     the run folder already holds a finished run (reported again, not retrained). A retry of a
-    trial that diverged is refused (:data:`NOT_RETRIED`)."""
+    trial that diverged is refused (:data:`NOT_RETRIED`). With a URI storage the staging folder
+    is first replaced by the bucket's copy (``remote``, default :func:`remote_folder`)."""
     from ray import tune
 
     trial_id = tune.get_context().get_trial_id()
     run_dir = local_run_dir(setup, trial_id)
-    done = finished_record(run_dir)
+    remote = remote if remote is not None else remote_folder(setup)
+    done = remote.finished_record() if remote else finished_record(run_dir)
     if done is not None:  # finished before the driver was killed: report again, don't retrain
         tune.report({**done.get("last_report", {}), "already_finished": 1})
         return None
     cfg = trial_config(setup, config, trial_id, run_dir)
+    if remote:
+        remote.pull()
     run_dir.mkdir(parents=True, exist_ok=True)
     attempts = next_attempt(run_dir)
+    if remote:
+        remote.push()
     previous = _previous_failure(run_dir)
     if attempts > 1 and previous and previous.get("error") in NOT_RETRIED:
         from lightning_modules.module import TrainingDivergedError
@@ -244,7 +266,8 @@ def begin_trial(config: dict[str, Any], setup: TrialSetup) -> tuple[str, Path, d
 def train_trial(config: dict[str, Any], setup: TrialSetup) -> None:
     """Ray Tune function trainable: one ``cordbench fit`` run with per-epoch reports (DDP trials:
     :func:`sweeps.ddp_trial.train_ddp_trial`)."""
-    start = begin_trial(config, setup)
+    remote = remote_folder(setup)
+    start = begin_trial(config, setup, remote)
     if start is None:
         return
     trial_id, run_dir, cfg, attempts = start
@@ -254,24 +277,41 @@ def train_trial(config: dict[str, Any], setup: TrialSetup) -> None:
 
     torch.set_num_threads(max(1, int(float(setup.resources.get("cpu", 1)))))
     elapsed = Elapsed(run_dir, attempts)
-    with restored_checkpoint(run_dir) as (ckpt_path, epoch):
-        if ckpt_path:
-            take_metrics(run_dir, epoch)
-        cb = report_callback(resume_epoch=epoch, on_report=elapsed.update)
-        result = fit(cfg, callbacks=[cb], ckpt_path=ckpt_path)
-        merge_metrics(run_dir)
+    on_report = elapsed.update if remote is None else lambda: (elapsed.update(), remote.push())
+    restored_from = checkpoint_uri(tune.get_checkpoint())
+    try:
+        with restored_checkpoint(run_dir) as (ckpt_path, epoch):
+            if ckpt_path:
+                take_metrics(run_dir, epoch)
+            cb = report_callback(resume_epoch=epoch, on_report=on_report)
+            result = fit(cfg, callbacks=[cb], ckpt_path=ckpt_path)
+            merge_metrics(run_dir)
+    except BaseException:
+        if remote:  # failure.json etc. for the next attempt, wherever it runs
+            with contextlib.suppress(Exception):
+                remote.push()
+        raise
     final = dict(cb.final or {k.replace("/", "_"): v for k, v in result.val.items()})
     test = main_test_dice(result.test_records, cfg["data"]["task"])
     if test is not None:
         final["test_dice"] = test
-    write_finished(run_dir, trial_id, result, final, attempts, elapsed.update(), cb.timing)
-    if setup.remote:
-        from sweeps.storage import join, upload_dir
-
-        upload_dir(run_dir, join(setup.sweep_dir, TRIALS_DIR, trial_id))
+    write_finished(run_dir, trial_id, result, final, attempts, elapsed.update(), cb.timing,
+                   restored_from=restored_from)
+    if remote:
+        remote.finish()  # every file, then trial.json last
     if cb.final is not None:  # last epoch + test Dice, now that the run folder is complete
         last_ckpt = RunFolder(run_dir).last_ckpt
         cb.report(None, final, int(final["epoch"]) - 1, str(last_ckpt) if last_ckpt.exists() else None)
+    if remote:
+        remote.remove_local()
+
+
+def checkpoint_uri(ckpt: Any) -> str | None:
+    """Where a Tune checkpoint lives (``s3://bucket/…`` for an object store), None for no checkpoint."""
+    if ckpt is None:
+        return None
+    scheme = getattr(ckpt.filesystem, "type_name", "local")
+    return ckpt.path if scheme == "local" else f"{scheme}://{ckpt.path}"
 
 
 def main_test_dice(records: list[dict[str, Any]], task: str) -> float | None:

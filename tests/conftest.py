@@ -103,3 +103,12 @@ def _commands_leave_their_inputs_intact(monkeypatch):
     for name, mod in _command_modules().items():
         monkeypatch.setattr(mod, "run", guarded(name, mod.run))
     yield
+
+
+@pytest.fixture(scope="session")
+def s3_server():
+    """A real S3-compatible server (moto) on 127.0.0.1 with the bucket ``cordbench`` (see tests/s3_server.py)."""
+    from tests.s3_server import MotoServer
+
+    with MotoServer() as server:
+        yield server

@@ -10,14 +10,18 @@ HELP = "statistical leaderboard of a sweep folder (bootstrap CIs, Wilcoxon vs be
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("sweep_dir", metavar="SWEEP_DIR", help="sweep folder holding results.csv and trials/")
+    p.add_argument("sweep_dir", metavar="SWEEP_DIR",
+                   help="sweep folder holding results.csv and trials/, or its URI (s3://bucket/sweeps/NAME)")
     p.add_argument("--metric", default="dice", help="per-subject metric to rank on (default: dice)")
     p.add_argument("--task", help=f"task to rank when the sweep holds several ({' | '.join(TASK_NAMES)})")
     p.add_argument("--class", dest="cls", metavar="CLASS",
                    help="scored class (default: the task's own class, else the only one)")
     p.add_argument("--by", choices=("model", "config"), default="model",
                    help="one entry per model, or per configuration (model + preset + knobs)")
-    p.add_argument("--out", help="report folder (default: SWEEP_DIR/leaderboard)")
+    p.add_argument("-o", "--out", help="report folder (default: SWEEP_DIR/leaderboard; for a URI: "
+                                        "outputs/leaderboards/NAME)")
+    p.add_argument("--upload", action="store_true",
+                   help="URI sweep: also write the reports back to SWEEP_DIR/leaderboard/ in the bucket")
     add_number(p, "--n-boot", kind=int, range=Range(1, 10_000_000), default=10000,
                help="bootstrap resamples (default: 10000)")
     add_number(p, "--seed", kind=int, range=Range(0, SEED_MAX), default=0, help="bootstrap seed (default: 0)")
@@ -49,13 +53,15 @@ def run(args: argparse.Namespace) -> int:
                                cost=not args.no_cost, alpha=args.alpha, delta=args.delta,
                                morphometrics=args.morphometrics,
                                refresh_morphometrics=args.refresh_morphometrics,
-                               log=lambda line: print(line, file=sys.stderr, flush=True))
+                               log=lambda line: print(line, file=sys.stderr, flush=True), upload=args.upload)
     print(files.markdown)
     print(f"HTML report: {files.html}")
     print(f"plot:        {files.png}")
     for knob, path in files.ablation.items():
         print(f"ablation:    {path}  ({knob})")
     print(f"table:       {files.csv}")
+    if args.upload:
+        print(f"uploaded:    {args.sweep_dir.rstrip('/')}/leaderboard/")
     if files.morphometrics is not None:
         print(f"morphometry: {files.morphometrics}")
     if files.wandb_run is not None:

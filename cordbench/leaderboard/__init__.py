@@ -39,8 +39,40 @@ def render_leaderboard(sweep_dir: str | Path, metric: str = "dice", task: str | 
                        n_boot: int = 10000, seed: int = 0, wandb: bool = True, cost: bool = True,
                        alpha: float = 0.05, delta: float = 0.01, morphometrics: bool | None = None,
                        refresh_morphometrics: bool = False,
-                       log: Callable[[str], None] | None = None) -> LeaderboardFiles:
-    """Build the leaderboard of ``sweep_dir`` and write its reports to ``out`` (default ``<sweep>/leaderboard``)."""
+                       log: Callable[[str], None] | None = None, upload: bool = False) -> LeaderboardFiles:
+    """Build the leaderboard of ``sweep_dir`` and write its reports to ``out`` (default ``<sweep>/leaderboard``).
+
+    ``sweep_dir`` may be a URI (``s3://bucket/sweeps/NAME``): the sweep is read from the bucket
+    (:mod:`cordbench.leaderboard.remote`), the reports go to ``out`` (default
+    ``outputs/leaderboards/NAME``) and, with ``upload``, also to ``<sweep_dir>/leaderboard/``.
+    """
+    kwargs = dict(metric=metric, task=task, cls=cls, by=by, n_boot=n_boot, seed=seed, wandb=wandb, cost=cost,
+                  alpha=alpha, morphometrics=morphometrics, refresh_morphometrics=refresh_morphometrics, log=log)
+    if "://" in str(sweep_dir):
+        import tempfile
+
+        from cordbench.leaderboard import remote
+
+        out = Path(out) if out is not None else remote.default_out(str(sweep_dir))
+        with tempfile.TemporaryDirectory(prefix="cordbench-leaderboard-") as tmp:
+            local = Path(tmp, str(sweep_dir).rstrip("/").rsplit("/", 1)[-1])
+            remote.fetch_sweep(str(sweep_dir), local)
+            files = render_leaderboard(local, out=out, **kwargs)
+        if upload:
+            remote.publish(out, str(sweep_dir))
+        return files
+    if upload:
+        from cordbench.errors import ConfigError
+
+        raise ConfigError("--upload is for a sweep on URI storage (s3://…); a local sweep's reports are "
+                          "already beside it", sweep_dir)
+    return _render_local(sweep_dir, out, **kwargs)
+
+
+def _render_local(sweep_dir: str | Path, out: str | Path | None, metric: str, task: str | None, cls: str | None,
+                  by: str, n_boot: int, seed: int, wandb: bool, cost: bool, alpha: float,
+                  morphometrics: bool | None, refresh_morphometrics: bool,
+                  log: Callable[[str], None] | None) -> LeaderboardFiles:
     from cordbench.leaderboard.report import write_reports
     from cordbench.leaderboard.table import build_leaderboard
 

@@ -1,0 +1,57 @@
+"""Leaderboards of sweeps kept on URI storage (``s3://bucket/sweeps/NAME``, ``gs://…``).
+
+The leaderboard reads a sweep folder with the same readers as for a local one: the bucket's
+``results.csv``, ``sweep.yaml`` and the run folders of the *complete* trials (those whose
+``trial.json`` completion marker is in the bucket; see :mod:`sweeps.staging`) are copied into
+a temporary local folder first, without wandb runs and last checkpoints. A trial whose
+folder is incomplete in the bucket is not copied, so the leaderboard lists it as failed
+(missing per-subject metrics) instead of ranking half an upload.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from cordbench.errors import InputError
+
+#: Not needed by the leaderboard (cost: config.yaml; morphometrics: best.ckpt, data.json, split.json).
+SKIPPED = ("wandb/", "checkpoints/last.ckpt", ".resume/")
+DONE_FILE = "trial.json"
+
+
+def default_out(uri: str) -> Path:
+    """Report folder of a URI sweep when ``--out`` is not given: ``outputs/leaderboards/<name>``."""
+    from cordbench.paths import output_dir
+
+    return output_dir() / "leaderboards" / uri.rstrip("/").rsplit("/", 1)[-1]
+
+
+def fetch_sweep(uri: str, local: str | Path) -> list[str]:
+    """Copy what the leaderboard reads of the sweep at ``uri`` into ``local``; returns the trial ids copied."""
+    from sweeps import storage
+
+    uri = uri.rstrip("/")
+    local = Path(local)
+    results = storage.read_text_or_none(storage.join(uri, "results.csv"))
+    if results is None:
+        raise InputError("no results.csv: not a finished sweep folder (run `cordbench sweep` first)", uri)
+    local.mkdir(parents=True, exist_ok=True)
+    (local / "results.csv").write_text(results)
+    sweep_yaml = storage.read_text_or_none(storage.join(uri, "sweep.yaml"))
+    if sweep_yaml is not None:
+        (local / "sweep.yaml").write_text(sweep_yaml)
+    files = storage.list_files(storage.join(uri, "trials"))
+    complete = sorted({f.split("/", 1)[0] for f in files if f.count("/") == 1 and f.endswith(f"/{DONE_FILE}")})
+
+    def keep(rel: str) -> bool:
+        tid, _, inner = rel.partition("/")
+        return tid in complete and not inner.startswith(SKIPPED)
+
+    storage.download_dir(storage.join(uri, "trials"), local / "trials", keep=keep)
+    return complete
+
+
+def publish(out_dir: str | Path, uri: str) -> list[str]:
+    """Upload the report folder to ``<sweep uri>/leaderboard/``; returns the uploaded file names."""
+    from sweeps import storage
+
+    return storage.upload_dir(out_dir, storage.join(uri.rstrip("/"), "leaderboard"))
