@@ -258,7 +258,7 @@ def check_access(uri: str, write: bool = True) -> None:
     with translated(uri, "list"):
         fs.get_file_info(pyarrow.fs.FileSelector(base, allow_not_found=True))
     if write:
-        probe = f"{base.rstrip('/')}/{PROBE}"
+        probe = f"{base.rstrip('/')}/{PROBE}-{uuid.uuid4().hex[:8]}"
         with translated(uri, "write"):
             with fs.open_output_stream(probe) as f:
                 f.write(b"ok\n")

@@ -46,39 +46,34 @@ def render_leaderboard(sweep_dir: str | Path, metric: str = "dice", task: str | 
     (:mod:`cordbench.leaderboard.remote`), the reports go to ``out`` (default
     ``outputs/leaderboards/NAME``) and, with ``upload``, also to ``<sweep_dir>/leaderboard/``.
     """
-    kwargs = dict(metric=metric, task=task, cls=cls, by=by, n_boot=n_boot, seed=seed, wandb=wandb, cost=cost,
-                  alpha=alpha, morphometrics=morphometrics, refresh_morphometrics=refresh_morphometrics, log=log)
-    if "://" in str(sweep_dir):
-        import tempfile
+    import contextlib
 
-        from cordbench.leaderboard import remote
+    from cordbench.leaderboard.table import build_leaderboard
 
-        out = Path(out) if out is not None else remote.default_out(str(sweep_dir))
-        with tempfile.TemporaryDirectory(prefix="cordbench-leaderboard-") as tmp:
-            local = Path(tmp, str(sweep_dir).rstrip("/").rsplit("/", 1)[-1])
-            remote.fetch_sweep(str(sweep_dir), local)
-            files = render_leaderboard(local, out=out, **kwargs)
-        if upload:
-            remote.publish(out, str(sweep_dir))
-        return files
-    if upload:
+    uri = str(sweep_dir) if "://" in str(sweep_dir) else None
+    if upload and uri is None:
         from cordbench.errors import ConfigError
 
         raise ConfigError("--upload is for a sweep on URI storage (s3://…); a local sweep's reports are "
                           "already beside it", sweep_dir)
-    return _render_local(sweep_dir, out, **kwargs)
+    with contextlib.ExitStack() as stack:
+        if uri is not None:  # read from the bucket into a temporary folder (complete trials only)
+            from cordbench.leaderboard import remote
+
+            sweep_dir = stack.enter_context(remote.fetched(uri))
+            out = Path(out) if out is not None else remote.default_out(uri)
+        files = _render(out, build_leaderboard(
+            sweep_dir, metric=metric, task=task, cls=cls, by=by, n_boot=n_boot, seed=seed, alpha=alpha, delta=delta,
+            cost=cost, morphometrics=morphometrics, refresh_morphometrics=refresh_morphometrics, log=log), wandb)
+    if uri is not None and upload:
+        remote.publish(files.md.parent, uri)
+    return files
 
 
-def _render_local(sweep_dir: str | Path, out: str | Path | None, metric: str, task: str | None, cls: str | None,
-                  by: str, n_boot: int, seed: int, wandb: bool, cost: bool, alpha: float,
-                  morphometrics: bool | None, refresh_morphometrics: bool,
-                  log: Callable[[str], None] | None) -> LeaderboardFiles:
+def _render(out: str | Path | None, lb, wandb: bool) -> LeaderboardFiles:
+    """Write the reports of ``lb`` (and log them to wandb)."""
     from cordbench.leaderboard.report import write_reports
-    from cordbench.leaderboard.table import build_leaderboard
 
-    lb = build_leaderboard(sweep_dir, metric=metric, task=task, cls=cls, by=by, n_boot=n_boot, seed=seed,
-                           alpha=alpha, delta=delta, cost=cost, morphometrics=morphometrics,
-                           refresh_morphometrics=refresh_morphometrics, log=log)
     out_dir = Path(out) if out is not None else lb.sweep.root / "leaderboard"
     paths = write_reports(lb, out_dir)
     files = LeaderboardFiles(md=paths["md"], csv=paths["csv"], html=paths["html"], png=paths["png"],

@@ -9,7 +9,10 @@ folder is incomplete in the bucket is not copied, so the leaderboard lists it as
 """
 from __future__ import annotations
 
+import contextlib
+import tempfile
 from pathlib import Path
+from typing import Iterator
 
 from cordbench.errors import InputError
 
@@ -48,6 +51,15 @@ def fetch_sweep(uri: str, local: str | Path) -> list[str]:
 
     storage.download_dir(storage.join(uri, "trials"), local / "trials", keep=keep)
     return complete
+
+
+@contextlib.contextmanager
+def fetched(uri: str) -> Iterator[Path]:
+    """A temporary local copy of the sweep at ``uri`` (see :func:`fetch_sweep`), deleted afterwards."""
+    with tempfile.TemporaryDirectory(prefix="cordbench-leaderboard-") as tmp:
+        local = Path(tmp, uri.rstrip("/").rsplit("/", 1)[-1])
+        fetch_sweep(uri, local)
+        yield local
 
 
 def publish(out_dir: str | Path, uri: str) -> list[str]:
