@@ -26,9 +26,10 @@ from pathlib import Path
 from typing import Any
 
 from sweeps import storage
+from sweeps.records import RESUME_DIR, TRIAL_RECORD, TRIALS_DIR
 
 #: Not mirrored between the bucket and the staging folder (Tune's checkpoint copy of an attempt).
-LOCAL_ONLY = (".resume/",)
+LOCAL_ONLY = (f"{RESUME_DIR}/",)
 
 
 def staging_dir(sweep_uri: str, trial_id: str) -> Path:
@@ -45,8 +46,8 @@ def _local_only(rel: str) -> bool:
 class RemoteRunFolder:
     """The bucket copy ``<sweep>/trials/<id>`` of a trial's run folder and its local staging folder."""
 
-    def __init__(self, sweep_uri: str, trial_id: str, done_file: str):
-        self.uri = storage.join(sweep_uri, "trials", trial_id)
+    def __init__(self, sweep_uri: str, trial_id: str, done_file: str = TRIAL_RECORD):
+        self.uri = storage.join(sweep_uri, TRIALS_DIR, trial_id)
         self.local = staging_dir(sweep_uri, trial_id)
         self.done_file = done_file
         self._sent: dict[str, tuple[int, int]] = {}

@@ -96,7 +96,7 @@ def node_loss_sweep(s3_env, sweep_phantom: Path):
     from sweeps.config import load_sweep
     from sweeps.runner import run_sweep
 
-    sweep = load_sweep(REPO_ROOT / "sweeps" / "ci.yaml", storage=f"s3://{s3_env.bucket}/sweeps",
+    sweep = load_sweep(REPO_ROOT / "configs" / "sweeps" / "ci.yaml", storage=f"s3://{s3_env.bucket}/sweeps",
                        overrides=FAST + ["name=ci_s3", "config.trainer.max_epochs=3",
                                          f"config.data.root={sweep_phantom}", "failure.max_failures=2"])
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0})
@@ -213,11 +213,9 @@ def test_driver_kill_then_resume_from_the_bucket(s3_env, sweep_phantom: Path, tm
     marks = {t: storage.read_text(storage.join(uri, "trials", t, "trial.json")) for t in finished}
     shutil.rmtree(staging_dir(uri, "x").parent, ignore_errors=True)  # every local copy of the sweep's trials
 
-    log2 = tmp_path / "driver2.log"
-    with open(log2, "w") as f:
-        proc = subprocess.run([CORDBENCH, "sweep", "--resume", uri], stdout=f, stderr=subprocess.STDOUT,
-                              cwd=REPO_ROOT, timeout=300)
-    assert proc.returncode == 0, log2.read_text()[-3000:]
+    from cordbench.cli import main
+
+    assert main(["sweep", "--resume", uri]) == 0  # in this process (saves a start-up); Ray is started afresh
     frame = _csv(storage.join(uri, "results.csv"))
     assert len(frame) == 2 and frame["trial_id"].is_unique
     assert (frame["status"] == "TERMINATED").all() and (frame["epochs"] == 1).all()
@@ -238,7 +236,7 @@ def test_storage_errors_are_one_line(s3_env, tmp_path: Path, capsys, monkeypatch
     naming the URI, before any Ray or training starts."""
     from cordbench.cli import main
 
-    ci = str(REPO_ROOT / "sweeps" / "ci.yaml")
+    ci = str(REPO_ROOT / "configs" / "sweeps" / "ci.yaml")
     monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{free_port()}")
     assert main(["sweep", ci, "--storage", "s3://cordbench/sweeps"]) == 2
     err = capsys.readouterr().err.strip().splitlines()

@@ -14,11 +14,12 @@ import tempfile
 from pathlib import Path
 from typing import Iterator
 
+from cordbench import run_folder as rf
 from cordbench.errors import InputError
+from sweeps.records import RESULTS_FILE, RESUME_DIR, SWEEP_FILE, TRIAL_RECORD, TRIALS_DIR
 
 #: Not needed by the leaderboard (cost: config.yaml; morphometrics: best.ckpt, data.json, split.json).
-SKIPPED = ("wandb/", "checkpoints/last.ckpt", ".resume/")
-DONE_FILE = "trial.json"
+SKIPPED = (f"{rf.WANDB}/", f"{rf.CHECKPOINTS}/{rf.LAST_CKPT}", f"{RESUME_DIR}/", f"{rf.PREDICTIONS}/", f"{rf.QC}/")
 
 
 def default_out(uri: str) -> Path:
@@ -34,22 +35,22 @@ def fetch_sweep(uri: str, local: str | Path) -> list[str]:
 
     uri = uri.rstrip("/")
     local = Path(local)
-    results = storage.read_text_or_none(storage.join(uri, "results.csv"))
+    results = storage.read_text_or_none(storage.join(uri, RESULTS_FILE))
     if results is None:
-        raise InputError("no results.csv: not a finished sweep folder (run `cordbench sweep` first)", uri)
+        raise InputError(f"no {RESULTS_FILE}: not a finished sweep folder (run `cordbench sweep` first)", uri)
     local.mkdir(parents=True, exist_ok=True)
-    (local / "results.csv").write_text(results)
-    sweep_yaml = storage.read_text_or_none(storage.join(uri, "sweep.yaml"))
+    (local / RESULTS_FILE).write_text(results)
+    sweep_yaml = storage.read_text_or_none(storage.join(uri, SWEEP_FILE))
     if sweep_yaml is not None:
-        (local / "sweep.yaml").write_text(sweep_yaml)
-    files = storage.list_files(storage.join(uri, "trials"))
-    complete = sorted({f.split("/", 1)[0] for f in files if f.count("/") == 1 and f.endswith(f"/{DONE_FILE}")})
+        (local / SWEEP_FILE).write_text(sweep_yaml)
+    files = storage.list_files(storage.join(uri, TRIALS_DIR))
+    complete = sorted({f.split("/", 1)[0] for f in files if f.count("/") == 1 and f.endswith(f"/{TRIAL_RECORD}")})
 
     def keep(rel: str) -> bool:
         tid, _, inner = rel.partition("/")
         return tid in complete and not inner.startswith(SKIPPED)
 
-    storage.download_dir(storage.join(uri, "trials"), local / "trials", keep=keep)
+    storage.download_dir(storage.join(uri, TRIALS_DIR), local / TRIALS_DIR, keep=keep)
     return complete
 
 
