@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from cordbench.run_folder import RunFolder
-from sweeps.records import Elapsed
+from sweeps.records import TRIAL_RECORD, Elapsed
 from sweeps.trainable import DRIVER_CPU, TrialSetup, begin_trial, main_test_dice, report_callback, write_finished
 
 
@@ -95,7 +95,7 @@ def ddp_worker_loop(loop_config: dict[str, Any]) -> None:
         if loop_config.get("upload_to"):  # a URI storage: rank 0's staging folder goes up, like any trial's
             from sweeps.storage import upload_dir
 
-            upload_dir(run_dir, loop_config["upload_to"])
+            upload_dir(run_dir, loop_config["upload_to"], last=[TRIAL_RECORD])  # completion marker last
     if cb.final is not None:  # the last epoch's report, with the test Dice (every rank reports)
         last = RunFolder(run_dir).last_ckpt
         cb.report(None, final, int(final["epoch"]) - 1, str(last) if rank == 0 and last.exists() else None)

@@ -278,6 +278,8 @@ def train_trial(config: dict[str, Any], setup: TrialSetup) -> None:
     torch.set_num_threads(max(1, int(float(setup.resources.get("cpu", 1)))))
     elapsed = Elapsed(run_dir, attempts)
     on_report = elapsed.update if remote is None else lambda: (elapsed.update(), remote.push())
+    from ray import tune
+
     restored_from = checkpoint_uri(tune.get_checkpoint())
     try:
         with restored_checkpoint(run_dir) as (ckpt_path, epoch):
