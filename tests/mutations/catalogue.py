@@ -143,6 +143,7 @@ MUTATIONS: list[Mutation] = [
              "frames = [pd.read_csv(path)] if path.exists() else []", TRAINABLE,
              "earlier attempts' metrics rows lost after a restore"),
     Mutation("finished-record-ignored", "sweeps/trainable.py",
-             "done = finished_record(run_dir)\n", "done = None\n", TRAINABLE,
+             "done = remote.finished_record() if remote else finished_record(run_dir)\n", "done = None\n",
+             TRAINABLE,
              "a finished trial trained again after the driver restarts"),
 ]
