@@ -7,7 +7,7 @@
   checkpoint. The searcher's state is saved by this module after every finished trial
   (``<sweep>/searcher/``) and loaded back into the restored searcher before the run resumes
   (Ray's own experiment snapshot, if newer and consistent with the trial list, then wins).
-* :class:`SweepCallback` — driver-side Tune callback: refreshes ``results.csv`` (atomically)
+* :class:`~sweeps.sweep_callback.SweepCallback` — driver-side Tune callback: refreshes ``results.csv`` (atomically)
   whenever a trial starts, finishes, fails or is recovered, and saves the searcher state.
 
 Ray stays on the loopback interface in laptop mode (``127.0.0.1``, no dashboard, no usage
@@ -22,12 +22,11 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from ray import tune
-from ray.tune import Callback
 
 from cordbench.errors import ConfigError
-from sweeps import results as results_mod
 from sweeps.config import Dim, Sweep, is_uri, load_sweep, resolved_yaml
 from sweeps.records import RESULTS_FILE, SWEEP_FILE
+from sweeps.sweep_callback import SweepCallback, inner_searcher, restore_searcher
 from sweeps.trainable import TrialSetup, train_trial, trial_resources
 
 #: Environment set in the driver (and passed to workers of a joined cluster) unless already set.
@@ -41,8 +40,6 @@ ENV_DEFAULTS = {
     "WANDB_CONSOLE": "off",
     "PYTHONWARNINGS": "ignore::DeprecationWarning",
 }
-SEARCHER_DIR = "searcher"
-SEARCHER_FILE = "searcher.pkl"
 
 
 @dataclass
@@ -182,74 +179,6 @@ def build_tuner(sweep: Sweep, callback: "SweepCallback | None" = None) -> tune.T
 
 
 # ------------------------------------------------------------------------------------ callback
-def inner_searcher(search_alg: Any) -> Any:
-    """The innermost Searcher (under SearchGenerator / ConcurrencyLimiter wrappers)."""
-    s = search_alg
-    while hasattr(s, "searcher") and s.searcher is not None and s.searcher is not s:
-        s = s.searcher
-    return s
-
-
-class SweepCallback(Callback):
-    """Refresh ``results.csv`` on every trial event; save the searcher after every finished trial."""
-
-    def __init__(self, sweep: Sweep, searcher: Any = None):
-        self.sweep_dir = sweep.sweep_dir
-        self.dims = list(sweep.dims)
-        self.run_config = sweep.run_config
-        self.searcher = searcher
-        self._params: dict[str, int] = {}
-        self.writes = 0
-
-    def _refresh(self, trials: list[Any], override: dict[str, str] | None = None) -> None:
-        infos = results_mod.infos_from_trials(trials)
-        for info in infos:
-            if override and info.trial_id in override:
-                info.status = override[info.trial_id]
-        frame = results_mod.build_table(infos, self.dims, self.run_config, self.sweep_dir, self._params)
-        results_mod.write_table(frame, self.sweep_dir)
-        self.writes += 1
-
-    def save_searcher(self) -> None:
-        """Pickle the searcher's state to ``<sweep>/searcher/searcher.pkl`` (atomic rename; an
-        object store gets it write-then-rename)."""
-        if self.searcher is None:
-            return
-        if is_uri(self.sweep_dir):
-            import tempfile
-
-            from sweeps import storage
-
-            with tempfile.TemporaryDirectory(prefix="cordbench-searcher-") as tmp:
-                inner_searcher(self.searcher).save(str(Path(tmp, SEARCHER_FILE)))
-                storage.upload_file(Path(tmp, SEARCHER_FILE), storage.join(self.sweep_dir, SEARCHER_DIR,
-                                                                           SEARCHER_FILE))
-            return
-        folder = Path(self.sweep_dir, SEARCHER_DIR)
-        folder.mkdir(parents=True, exist_ok=True)
-        tmp = folder / f".{SEARCHER_FILE}.part"
-        inner_searcher(self.searcher).save(str(tmp))
-        os.replace(tmp, folder / SEARCHER_FILE)
-
-    def on_trial_start(self, iteration: int, trials: list, trial: Any, **info) -> None:
-        self._refresh(trials)
-
-    def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info) -> None:
-        self._refresh(trials)
-
-    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info) -> None:
-        self.save_searcher()
-        self._refresh(trials, {trial.trial_id: "TERMINATED"})
-
-    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info) -> None:
-        self.save_searcher()
-        self._refresh(trials, {trial.trial_id: "ERROR"})
-
-    def on_experiment_end(self, trials: list, **info) -> None:
-        self.save_searcher()
-        self._refresh(trials)
-
-
 # ------------------------------------------------------------------------------------- running
 def prepare_data(sweep: Sweep) -> None:
     """Generate the phantom cohort once in the driver and pin ``data.root`` (absolute) for all trials."""
@@ -460,30 +389,9 @@ def resume_sweep(sweep_dir: str | Path, address: str | None = None) -> SweepOutc
     search_alg = internal._tune_config.search_alg
     searcher = inner_searcher(search_alg) if sweep.search["algorithm"] != "basic" else None
     if searcher is not None:
-        _restore_searcher(searcher, sweep_dir)
+        restore_searcher(searcher, sweep_dir)
     internal.get_run_config().callbacks = [SweepCallback(sweep, searcher)]
     return _finish(sweep, tuner, t0, started)
-
-
-def _restore_searcher(searcher: Any, sweep_dir: str) -> None:
-    """Load ``<sweep>/searcher/searcher.pkl`` (local or URI) into ``searcher``, if saved."""
-    if not is_uri(sweep_dir):
-        saved = Path(sweep_dir, SEARCHER_DIR, SEARCHER_FILE)
-        if saved.exists():
-            searcher.restore(str(saved))
-        return
-    import tempfile
-
-    from sweeps import storage
-
-    data = None
-    try:
-        data = storage.read_bytes(storage.join(sweep_dir, SEARCHER_DIR, SEARCHER_FILE))
-    except FileNotFoundError:
-        return
-    with tempfile.TemporaryDirectory(prefix="cordbench-searcher-") as tmp:
-        Path(tmp, SEARCHER_FILE).write_bytes(data)
-        searcher.restore(str(Path(tmp, SEARCHER_FILE)))
 
 
 def read_results(sweep_dir: str | Path):

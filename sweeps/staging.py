@@ -19,14 +19,13 @@ in the bucket, read through ``tune.get_checkpoint()``).
 from __future__ import annotations
 
 import hashlib
-import json
 import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
 
 from sweeps import storage
-from sweeps.records import RESUME_DIR, TRIAL_RECORD, TRIALS_DIR
+from sweeps.records import RESUME_DIR, TRIAL_RECORD, TRIALS_DIR, parse_trial_record
 
 #: Not mirrored between the bucket and the staging folder (Tune's checkpoint copy of an attempt).
 LOCAL_ONLY = (f"{RESUME_DIR}/",)
@@ -58,13 +57,7 @@ class RemoteRunFolder:
 
     def finished_record(self) -> dict[str, Any] | None:
         """The bucket's ``trial.json`` (the trial finished and its folder is complete), else None."""
-        text = storage.read_text_or_none(storage.join(self.uri, self.done_file))
-        if not text:
-            return None
-        try:
-            return json.loads(text)
-        except json.JSONDecodeError:
-            return None
+        return parse_trial_record(storage.read_text_or_none(storage.join(self.uri, self.done_file)))
 
     def pull(self) -> list[str]:
         """Replace the staging folder by the bucket's copy (nothing there: an empty folder)."""

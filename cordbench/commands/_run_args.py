@@ -58,3 +58,22 @@ def config_from_args(args: argparse.Namespace) -> dict[str, Any]:
     if args.output_dir:
         extra["output_dir"] = args.output_dir
     return load_config(args.config, args.overrides, extra)
+
+
+def evaluate_command(args: argparse.Namespace, stage: str):
+    """``validate``/``test``: evaluate ``--ckpt`` under the run folder's lock; None on a DDP worker rank.
+
+    A DDP worker (rank > 0) re-runs the command line: rank 0 holds the lock and prints the summary,
+    so the worker evaluates without locking and the caller prints nothing.
+    """
+    from cordbench.distributed import is_global_zero
+    from cordbench.run_guard import RunLock, is_worker_rank
+    from cordbench.runner import evaluate, run_dir
+
+    cfg = check_run_dir(config_from_args(args))
+    if is_worker_rank():
+        evaluate(cfg, args.ckpt, stage=stage)
+        return None
+    with RunLock(run_dir(cfg), stage):
+        result = evaluate(cfg, args.ckpt, stage=stage)
+    return result if is_global_zero() else None

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from cordbench.commands._run_args import add_run_arguments, check_run_dir, config_from_args
+from cordbench.commands._run_args import add_run_arguments, evaluate_command
 
 HELP = "validation metrics of a checkpoint on the config's validation subjects"
 ACCEPTS_OVERRIDES = True
@@ -15,18 +15,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from cordbench.distributed import is_global_zero
-    from cordbench.run_guard import RunLock, is_worker_rank
-    from cordbench.runner import evaluate, run_dir
-
-    cfg = check_run_dir(config_from_args(args))
-    out = run_dir(cfg)
-    if is_worker_rank():  # a DDP worker re-running this command: rank 0 holds the lock
-        result = evaluate(cfg, args.ckpt, stage="validate")
-    else:
-        with RunLock(out, "validate"):
-            result = evaluate(cfg, args.ckpt, stage="validate")
-    if not is_global_zero():  # DDP: the summary is rank 0's
+    result = evaluate_command(args, "validate")
+    if result is None:  # DDP: the summary is rank 0's
         return 0
     for k, v in sorted(result.val.items()):
         print(f"{k}: {v:.4f}")
