@@ -137,3 +137,14 @@ class Elapsed:
         self.done[self.attempt] = round(time.perf_counter() - self.t0, 3)
         io.write_json(self.path, self.done)
         return float(sum(self.done.values()))
+
+
+def read_results_csv(source: Any):
+    """``results.csv`` (a path or a text buffer) as a DataFrame, ``trial_id`` kept as text.
+
+    Ray's searcher trial ids are 8 hex digits: read with type inference, an id like ``12345678`` or
+    ``5e123456`` would become a number (or inf) and no longer name its trial folder.
+    """
+    import pandas as pd
+
+    return pd.read_csv(source, dtype={"trial_id": str})

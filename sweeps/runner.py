@@ -25,7 +25,7 @@ from ray import tune
 
 from cordbench.errors import ConfigError
 from sweeps.config import Dim, Sweep, is_uri, load_sweep, resolved_yaml
-from sweeps.records import RESULTS_FILE, SWEEP_FILE
+from sweeps.records import RESULTS_FILE, SWEEP_FILE, read_results_csv
 from sweeps.sweep_callback import SweepCallback, inner_searcher, restore_searcher
 from sweeps.trainable import TrialSetup, train_trial, trial_resources
 
@@ -398,8 +398,6 @@ def read_results(sweep_dir: str | Path):
     """results.csv of a sweep folder (or URI) as a DataFrame."""
     import io
 
-    import pandas as pd
-
     from sweeps import storage
 
-    return pd.read_csv(io.StringIO(storage.read_text(storage.join(str(sweep_dir), RESULTS_FILE))))
+    return read_results_csv(io.StringIO(storage.read_text(storage.join(str(sweep_dir), RESULTS_FILE))))

@@ -22,6 +22,7 @@ import pandas as pd
 import pytest
 
 from cordbench.paths import REPO_ROOT
+from sweeps.records import read_results_csv
 
 pytestmark = pytest.mark.slow
 CORDBENCH = str(Path(sys.executable).with_name("cordbench"))
@@ -112,7 +113,7 @@ def test_node_loss_every_trial_finishes_once(tmp_path: Path, sweep_phantom: Path
         ray.shutdown()
         cluster.shutdown()
     frame = out["outcome"].frame
-    on_disk = pd.read_csv(sweep_dir / "results.csv")
+    on_disk = read_results_csv(sweep_dir / "results.csv")
     assert list(on_disk["trial_id"]) == list(frame["trial_id"])
     assert len(frame) == 2 and frame["trial_id"].is_unique
     assert (frame["status"] == "TERMINATED").all() and (frame["epochs"] == 3).all()
@@ -174,7 +175,7 @@ def test_driver_kill_then_resume(tmp_path: Path, sweep_phantom: Path):
         while driver.poll() is None and time.time() < deadline:
             csv = sweep_dir / "results.csv"
             if csv.exists():
-                partial = pd.read_csv(csv)
+                partial = read_results_csv(csv)
                 finished = set(partial.loc[partial["status"] == "TERMINATED", "trial_id"])
                 if finished:
                     break

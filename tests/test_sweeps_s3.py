@@ -31,6 +31,7 @@ import pytest
 
 from cordbench.paths import REPO_ROOT
 from sweeps import storage
+from sweeps.records import read_results_csv
 from sweeps.staging import staging_dir
 from tests.s3_server import MotoServer, free_port
 from tests.test_sweeps_fault import CORDBENCH, FAST, KILL_SWEEP, _descendants, _kill
@@ -61,7 +62,7 @@ def _files(uri: str) -> list[str]:
 
 
 def _csv(uri: str) -> pd.DataFrame:
-    return pd.read_csv(io.StringIO(storage.read_text(uri)))
+    return read_results_csv(io.StringIO(storage.read_text(uri)))
 
 
 def _assert_complete(sweep_uri: str, frame: pd.DataFrame) -> list[str]:
@@ -195,7 +196,7 @@ def test_driver_kill_then_resume_from_the_bucket(s3_env, sweep_phantom: Path, tm
         while driver.poll() is None and time.time() < deadline:
             text = storage.read_text_or_none(storage.join(uri, "results.csv"))
             if text:
-                partial = pd.read_csv(io.StringIO(text))
+                partial = read_results_csv(io.StringIO(text))
                 finished = set(partial.loc[partial["status"] == "TERMINATED", "trial_id"])
                 if finished:
                     break

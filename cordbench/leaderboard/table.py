@@ -113,7 +113,7 @@ def load_sweep(sweep_dir: str | Path) -> Sweep:
         raise InputError("no results.csv: not a finished sweep folder (run `cordbench sweep` first)", root)
     check_complete_rows(path)
     try:
-        results = pd.read_csv(path)
+        results = sweep_records.read_results_csv(path)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise InputError(f"unreadable CSV ({exc})", path) from None
     missing = [c for c in ("trial_id", "model") if c not in results.columns]
