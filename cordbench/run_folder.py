@@ -14,6 +14,9 @@ A run folder is what one ``cordbench fit|validate|test`` run (and so every sweep
     predictions/             the scored test predictions on each subject's native grid
     qc/                      QC panels (one PNG per subject) and their report, index.html
     morphometrics.csv        the leaderboard's cached per-subject × level CSA comparison
+    real_metrics.csv         ``test --real``: one row per scored real image (``subject`` + ``<class>/<metric>``)
+    real_summary.json        ``test --real``: aggregated real metrics, skipped images, checkpoint and set keys
+    real_predictions/        ``test --real``: the scored predictions on each real image's native grid
     wandb/                   the offline wandb run
 
 Writers are used by :mod:`cordbench.runner`; readers by :mod:`sweeps.results` (through a
@@ -47,6 +50,9 @@ WANDB = "wandb"
 PREDICTIONS = "predictions"     # <subject>_pred.nii.gz: the scored predictions (cordbench.test_outputs)
 QC = "qc"                       # <subject>.png QC panels and the report
 QC_INDEX = "index.html"         # the QC report, in qc/
+REAL_METRICS = "real_metrics.csv"      # cordbench test --real (cordbench.real_eval); never test_metrics.csv
+REAL_SUMMARY = "real_summary.json"
+REAL_PREDICTIONS = "real_predictions"  # <image id>_pred.nii.gz
 
 #: Relative path of the best checkpoint inside a run folder.
 BEST_CKPT = PurePosixPath(CHECKPOINTS, BEST_CKPT_NAME)
@@ -118,6 +124,18 @@ class RunFolder:
     def wandb(self) -> Path:
         return self.file(WANDB)
 
+    @property
+    def real_metrics(self) -> Path:
+        return self.file(REAL_METRICS)
+
+    @property
+    def real_summary(self) -> Path:
+        return self.file(REAL_SUMMARY)
+
+    def real_prediction(self, image_id: str) -> Path:
+        """``real_predictions/<image id>_pred.nii.gz``: the scored prediction of one real image."""
+        return self.file(REAL_PREDICTIONS) / f"{image_id}_pred.nii.gz"
+
     # ----------------------------------------------------------------------------- writers
     def write_config(self, text: str) -> Path:
         """``config.yaml`` (the resolved config, already dumped to YAML), atomically."""
@@ -141,6 +159,15 @@ class RunFolder:
 
         io.write_csv(self.test_metrics, pd.DataFrame(records))
         io.write_json(self.test_summary, dict(summary))
+
+    def write_real_outputs(self, records: list[dict[str, Any]], summary: Mapping[str, Any]) -> None:
+        """``real_metrics.csv`` (one row per scored real image) and ``real_summary.json`` (written last)."""
+        import pandas as pd
+
+        from cordbench import io
+
+        io.write_csv(self.real_metrics, pd.DataFrame(records, columns=None if records else ["subject"]))
+        io.write_json(self.real_summary, dict(summary))
 
     def write_failure(self, record: Mapping[str, Any]) -> Path:
         """``failure.json``."""
@@ -219,6 +246,21 @@ class RunFolder:
     def read_test_summary(self) -> dict[str, Any]:
         """``test_summary.json``."""
         return self._json(TEST_SUMMARY)
+
+    def read_real_summary(self) -> dict[str, Any] | None:
+        """``real_summary.json``, None when absent or unreadable (then the real scores are recomputed)."""
+        text = self.text(REAL_SUMMARY)
+        try:
+            data = json.loads(text) if text is not None else None
+        except ValueError:
+            return None
+        return data if isinstance(data, dict) else None
+
+    def read_real_metrics(self):
+        """``real_metrics.csv`` as a DataFrame (``subject`` as text)."""
+        import pandas as pd
+
+        return pd.read_csv(self.real_metrics, dtype={"subject": str})
 
     def read_failure(self) -> dict[str, Any] | None:
         """``failure.json`` of an earlier attempt, None when absent or unreadable."""

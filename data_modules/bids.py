@@ -381,6 +381,12 @@ def read_exclude(path: str | Path) -> dict[str, list[str]]:
     return {str(k): [str(x) for x in (v or [])] for k, v in data.items()}
 
 
+def parse_derivative(deriv: str) -> tuple[str, str, str | None, int | None, tuple] | None:
+    """``(label, suffix, desc, rater, entities)`` of the part of a label name after its image stem
+    (``label-SC_seg``, ``seg-manual``, …; both namings above), None when it is not a label name."""
+    return _parse_deriv(deriv)
+
+
 def _parse_deriv(deriv: str) -> tuple[str, str, str | None, int | None, tuple] | None:
     """Parse the part of a label name after the image stem → (label, suffix, desc, rater, entities)."""
     for pat, (label, suffix, desc) in _DERIV_OLD:

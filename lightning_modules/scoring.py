@@ -55,6 +55,13 @@ def _metrics(pred: np.ndarray, target: np.ndarray, affine: np.ndarray,
     return compute_metrics(p, t, spacing, classes, slice_axis=0)
 
 
+def class_metrics(pred: np.ndarray, target: np.ndarray, affine: np.ndarray, name: str) -> dict[str, float]:
+    """``<name>/<metric>`` of two boolean masks of one class on one native grid (``affine``), scored as
+    :func:`score_subject` scores it (IRP orientation, native spacing); used by ``cordbench test --real``."""
+    return _metrics(np.asarray(pred, bool).astype(np.int16), np.asarray(target, bool).astype(np.int16),
+                    affine, {name: [1]})
+
+
 def score_subject(pred: np.ndarray, pre_affine: np.ndarray, target: np.ndarray, subject: str,
                   classes: Mapping[str, list[int]], datamodule: Any = None,
                   mode: str = "native") -> tuple[dict[str, Any], NativePrediction | None]:

@@ -26,14 +26,15 @@ INPUTS: dict[str, dict[str, tuple[str, ...]]] = {
     "dti": {"dwi": (), "bval": (), "bvec": (), "mask": (), "levels": ()},
     "fit": {"config": (), "root": (), "ckpt_path": ()},
     "gmchallenge": {"root": (), "sweep": ()},
-    "leaderboard": {"sweep_dir": ("leaderboard", "morphometrics.csv", "wandb")},
+    "leaderboard": {"sweep_dir": ("leaderboard", "morphometrics.csv", "wandb", "real_metrics.csv", "real_summary.json",
+                                  "real_predictions", ".cordbench.lock"), "real": ()},
     "models": {},
     "morphometrics": {"seg": (), "levels": (), "canal": ()},
     "phantom": {},
     "predict": {"ckpt": (), "input": (), "bids": ("derivatives/cordbench",)},
     "stats": {"metrics": ()},
     "sweep": {"config": ()},
-    "test": {"config": (), "root": (), "ckpt": ()},
+    "test": {"config": (), "root": (), "ckpt": (), "real": ()},
     "validate": {"config": (), "root": (), "ckpt": ()},
 }
 

@@ -37,7 +37,7 @@ OWNED = {
         run_folder.CONFIG, run_folder.SPLIT, run_folder.DATA, run_folder.METRICS, run_folder.CHECKPOINTS,
         run_folder.BEST_CKPT_NAME, run_folder.LAST_CKPT, run_folder.TEST_METRICS, run_folder.TEST_SUMMARY,
         run_folder.FAILURE, run_folder.MORPHOMETRICS, run_folder.PREDICTIONS, run_folder.QC,
-        run_folder.QC_INDEX)},
+        run_folder.QC_INDEX, run_folder.REAL_METRICS, run_folder.REAL_SUMMARY, run_folder.REAL_PREDICTIONS)},
     **{name: "sweeps/records.py" for name in (
         records.SWEEP_FILE, records.RESULTS_FILE, records.TRIALS_DIR, records.TRIAL_RECORD, records.ATTEMPTS,
         records.ELAPSED, records.PREVIOUS_METRICS, records.RESUME_DIR, records.TUNE_CHECKPOINT, records.TUNE_META)},

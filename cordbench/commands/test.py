@@ -1,26 +1,58 @@
-"""``cordbench test``: score a checkpoint on the held-out subjects of a config's split."""
+"""``cordbench test``: score a checkpoint on the held-out subjects of a config's split, or on real scans."""
 from __future__ import annotations
 
 import argparse
 
 from cordbench.commands._run_args import add_run_arguments, evaluate_command
 
-HELP = "test a checkpoint on the held-out subjects (per-subject metrics CSV)"
+HELP = "test a checkpoint on the held-out subjects (per-subject metrics CSV), or on real labelled scans (--real)"
 ACCEPTS_OVERRIDES = True
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     add_run_arguments(p)
     p.add_argument("--ckpt", required=True, help="checkpoint (.ckpt) to evaluate")
+    p.add_argument("--real", metavar="DIR",
+                   help="instead: score the checkpoint on real labelled scans in DIR (a BIDS folder or a flat "
+                        "folder of image/label pairs, docs/data.md) on each image's native grid; writes "
+                        "real_metrics.csv, real_summary.json and real_predictions/ into the run folder (-o, else "
+                        "the run folder holding the checkpoint, else the config's)")
 
 
 def run(args: argparse.Namespace) -> int:
     from cordbench.report import metrics_table
     from cordbench.run_folder import RunFolder
 
+    if args.real:
+        return run_real(args)
     result = evaluate_command(args, "test")
     if result is None:  # DDP: the summary is rank 0's
         return 0
     print(metrics_table(result.test_summary))
     print(f"per-subject metrics: {RunFolder(result.out).test_metrics}")
+    return 0
+
+
+def run_real(args: argparse.Namespace) -> int:
+    """``test --real DIR``: checks the run folder, reads the checkpoint and the set, scores, prints the table."""
+    from pathlib import Path
+
+    from cordbench.checkpoints import load_module
+    from cordbench.commands._run_args import config_from_args
+    from cordbench.real_eval import check_output, evaluate_real, real_table, run_folder_of
+    from cordbench.run_folder import RunFolder
+    from cordbench.run_guard import RunLock
+    from cordbench.runner import quiet, run_dir
+    from data_modules.real import read_real_set
+
+    out = Path(args.output_dir) if args.output_dir else run_folder_of(args.ckpt) or run_dir(config_from_args(args))
+    check_output(out, Path(args.real), args.ckpt)
+    quiet()
+    module = load_module(args.ckpt)
+    real = read_real_set(args.real)
+    with RunLock(out, "test --real"):
+        result = evaluate_real(module, real, out, args.ckpt)
+    print(real_table(result))
+    folder = RunFolder(out)
+    print(f"per-image real metrics: {folder.real_metrics}\nreal summary: {folder.real_summary}")
     return 0

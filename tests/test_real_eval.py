@@ -1,0 +1,119 @@
+"""``cordbench test --real``: real checkpoints on the real set, scores checked against independent Dice.
+
+Checkpoints come from real tiny fits the suite trains anyway: a trial of the leaderboard's sweep
+(``real_sweep``: task sc on the phantom) and ``gm_perone_run`` (task gm on the real t2s fixture).
+The real set is ``sct_testing_data`` (fails under CI=true when missing, see conftest.py).
+"""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from cordbench.cli import main
+from cordbench.real_eval import cached_result
+from data_modules.real import read_real_set
+from tests.test_leaderboard_sweep import real_sweep  # noqa: F401  (session fixture: real tiny fits)
+
+pytestmark = pytest.mark.slow  # trained checkpoints
+
+
+def _arr(path: Path) -> np.ndarray:
+    return np.asanyarray(nib.load(str(path)).dataobj)
+
+
+def monai_dice(pred: np.ndarray, target: np.ndarray) -> float:
+    """MONAI's DiceMetric on two boolean masks (an independent implementation)."""
+    from monai.metrics import DiceMetric
+
+    metric = DiceMetric(include_background=True, reduction="mean")
+    as_tensor = lambda a: torch.from_numpy(a[None, None].astype(np.float32))  # noqa: E731  (batch, channel)
+    metric(as_tensor(pred), as_tensor(target))
+    return float(metric.aggregate())
+
+
+@pytest.fixture
+def sc_run(real_sweep, tmp_path: Path) -> Path:  # noqa: F811
+    """A copy of one trained sweep trial's run folder (task sc, trained on the phantom)."""
+    dst = tmp_path / "run"
+    shutil.copytree(real_sweep / "trials" / "t000", dst)
+    return dst
+
+
+def test_test_real_scores_on_the_native_grid_as_monai_does(sc_run: Path, sct_data: Path, capsys):
+    before = (sc_run / "test_metrics.csv").read_bytes(), (sc_run / "test_summary.json").read_bytes()
+    ckpt = sc_run / "checkpoints" / "best.ckpt"
+    assert main(["test", "--ckpt", str(ckpt), "--real", str(sct_data)]) == 0
+    out = capsys.readouterr().out
+    # the phantom test records are untouched; the real ones sit beside them
+    assert ((sc_run / "test_metrics.csv").read_bytes(), (sc_run / "test_summary.json").read_bytes()) == before
+    rows = pd.read_csv(sc_run / "real_metrics.csv", dtype={"subject": str}).set_index("subject")
+    summary = json.loads((sc_run / "real_summary.json").read_text())
+    assert list(rows.index) == ["t2", "t2s"]
+    assert rows.loc["t2", "sc/reference"] == "manual" and rows.loc["t2s", "sc/reference"] == "automatic"
+    assert rows.loc["t2", "contrast"] == "T2w" and rows.loc["t2s", "contrast"] == "T2star"
+    for sid, label in (("t2", sct_data / "t2" / "t2_seg-manual.nii.gz"),
+                       ("t2s", sct_data / "t2s" / "t2s_seg-deepseg.nii.gz")):
+        pred_file = sc_run / "real_predictions" / f"{sid}_pred.nii.gz"
+        image = nib.load(str(sct_data / rows.loc[sid, "image"]))
+        pimg = nib.load(str(pred_file))
+        assert pimg.shape == image.shape and np.allclose(pimg.affine, image.affine)  # the native grid
+        pred, target = _arr(pred_file) == 1, _arr(label) > 0
+        hand = 2 * (pred & target).sum() / (pred.sum() + target.sum())
+        assert rows.loc[sid, "sc/dice"] == pytest.approx(hand, abs=1e-12)
+        assert rows.loc[sid, "sc/dice"] == pytest.approx(monai_dice(pred, target), abs=1e-6)
+    # headline = manual references only; the automatic one apart
+    assert summary["metrics"]["sc/dice"]["n"] == 1
+    assert summary["metrics"]["sc/dice"]["mean"] == pytest.approx(rows.loc["t2", "sc/dice"])
+    assert summary["metrics_automatic"]["sc/dice"]["mean"] == pytest.approx(rows.loc["t2s", "sc/dice"])
+    assert summary["scoring"] == "native" and summary["task"] == "sc" and summary["layout"] == "flat"
+    skipped = {s["image"]: s["reason"] for s in summary["skipped"]}
+    assert "sc needs a cord (SC) mask" in skipped["t2s/t2s_uncropped.nii.gz"]
+    assert f"{rows.loc['t2', 'sc/dice']:.4f}" in out and "skipped t2s/t2s_uncropped.nii.gz" in out
+    # the same mask `cordbench predict` writes for that image (train = test = predict)
+    assert main(["predict", "--ckpt", str(ckpt), "-i", str(sct_data / "t2" / "t2.nii.gz"),
+                 "-o", str(sc_run.parent / "t2_pred.nii.gz")]) == 0
+    assert np.array_equal(_arr(sc_run.parent / "t2_pred.nii.gz"), _arr(sc_run / "real_predictions" / "t2_pred.nii.gz"))
+    # cache key: same checkpoint and set -> cached; another checkpoint -> not
+    real = read_real_set(sct_data)
+    assert cached_result(sc_run, ckpt, real) is not None
+    other = sc_run.parent / "other.ckpt"
+    other.write_bytes(ckpt.read_bytes() + b"\0")
+    assert cached_result(sc_run, other, real) is None
+
+
+def test_gm_checkpoint_scores_gm_against_manual_and_cord_apart(gm_perone_run: Path, sct_data: Path, tmp_path: Path):
+    out = tmp_path / "gm-real"
+    assert main(["test", "--ckpt", str(gm_perone_run / "checkpoints" / "best.ckpt"), "--real", str(sct_data),
+                 "-o", str(out)]) == 0
+    rows = pd.read_csv(out / "real_metrics.csv", dtype={"subject": str}).set_index("subject")
+    summary = json.loads((out / "real_summary.json").read_text())
+    assert list(rows.index) == ["t2", "t2s", "t2s_uncropped"]
+    assert rows["gm/reference"].isna()["t2"]  # no GM mask for t2: its gm class is not scored
+    assert (rows.loc[["t2s", "t2s_uncropped"], "gm/reference"] == "manual").all()
+    assert rows.loc["t2s", "sc/reference"] == "automatic" and rows.loc["t2s", "wm/reference"] == "automatic"
+    assert rows.loc["t2", "sc/reference"] == "manual"
+    for sid, label in (("t2s", "t2s_gmseg_manual"), ("t2s_uncropped", "t2s_uncropped_gmseg_manual")):
+        pred = _arr(out / "real_predictions" / f"{sid}_pred.nii.gz") == 2  # gm = label 2 of task gm
+        target = _arr(sct_data / "t2s" / f"{label}.nii.gz") > 0
+        assert rows.loc[sid, "gm/dice"] == pytest.approx(monai_dice(pred, target), abs=1e-6)
+    assert summary["metrics"]["gm/dice"]["n"] == 2 and summary["metrics"]["sc/dice"]["n"] == 1
+    assert summary["metrics_automatic"]["sc/dice"]["n"] == 1 and "wm/dice" not in summary["metrics"]
+
+
+def test_test_real_errors(sc_run: Path, sct_data: Path, tmp_path: Path, capsys):
+    ckpt = str(sc_run / "checkpoints" / "best.ckpt")
+    assert main(["test", "--ckpt", ckpt, "--real", str(tmp_path / "nothing")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"error: {tmp_path / 'nothing'}: real data folder not found"
+    real = tmp_path / "real"
+    shutil.copytree(sct_data / "t2", real)
+    assert main(["test", "--ckpt", ckpt, "--real", str(real), "-o", str(real / "out")]) == 2
+    assert "inside the --real folder" in capsys.readouterr().err
+    assert not (real / "out").exists() and not (sc_run / "real_metrics.csv").exists()
