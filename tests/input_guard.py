@@ -8,7 +8,9 @@ end-to-end tests of test_pipeline, test_reliability_*, test_study, … included)
 
 ``INPUTS`` lists, per command, the arguments that are inputs and, for folders, the sub-paths a
 command may write by design (``predict --bids`` writes ``derivatives/cordbench``; the leaderboard
-caches per-trial ``morphometrics.csv`` and writes ``leaderboard/`` inside the sweep folder).
+caches per-trial ``morphometrics.csv`` and, with ``--real``, ``real_metrics.csv``/``real_summary.json``/
+``real_predictions/``, and writes ``leaderboard/`` inside the sweep folder). A name without a ``/``
+is allowed at any depth (a file of that name, or any path through a folder of that name).
 """
 from __future__ import annotations
 
@@ -55,7 +57,7 @@ def snapshot(path: Path, allowed: tuple[str, ...] = ()) -> dict[str, str]:
     out = {}
     for p in sorted(path.rglob("*")):
         rel = p.relative_to(path).as_posix()
-        if any(rel == a or rel.startswith(a + "/") or p.name == a for a in allowed):
+        if any(rel == a or rel.startswith(a + "/") or p.name == a or f"/{a}/" in f"/{rel}" for a in allowed):
             continue
         if p.is_file() and not p.is_symlink():
             out[rel] = _file_digest(p)

@@ -35,6 +35,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--morphometrics", action=argparse.BooleanOptionalAction, default=None,
                    help="per-level CSA error of each model's cord masks and FA vs SAC/CSA from them (default: on "
                         "when the task is sc and the trials' data has manual cord masks and vertebral levels)")
+    p.add_argument("--real", metavar="DIR",
+                   help="also score every ranked trial's best checkpoint on the real labelled scans in DIR (as "
+                        "`cordbench test --real DIR`; cached per trial) and add real-data columns with 95%% CIs")
     p.add_argument("--refresh-morphometrics", action="store_true",
                    help="recompute each trial's morphometrics.csv even when it is newer than the checkpoint")
 
@@ -53,7 +56,8 @@ def run(args: argparse.Namespace) -> int:
                                cost=not args.no_cost, alpha=args.alpha, delta=args.delta,
                                morphometrics=args.morphometrics,
                                refresh_morphometrics=args.refresh_morphometrics,
-                               log=lambda line: print(line, file=sys.stderr, flush=True), upload=args.upload)
+                               log=lambda line: print(line, file=sys.stderr, flush=True), upload=args.upload,
+                               real=args.real)
     print(files.markdown)
     print(f"HTML report: {files.html}")
     print(f"plot:        {files.png}")

@@ -39,12 +39,14 @@ def render_leaderboard(sweep_dir: str | Path, metric: str = "dice", task: str | 
                        n_boot: int = 10000, seed: int = 0, wandb: bool = True, cost: bool = True,
                        alpha: float = 0.05, delta: float = 0.01, morphometrics: bool | None = None,
                        refresh_morphometrics: bool = False,
-                       log: Callable[[str], None] | None = None, upload: bool = False) -> LeaderboardFiles:
+                       log: Callable[[str], None] | None = None, upload: bool = False,
+                       real: str | Path | None = None) -> LeaderboardFiles:
     """Build the leaderboard of ``sweep_dir`` and write its reports to ``out`` (default ``<sweep>/leaderboard``).
 
     ``sweep_dir`` may be a URI (``s3://bucket/sweeps/NAME``): the sweep is read from the bucket
     (:mod:`cordbench.leaderboard.remote`), the reports go to ``out`` (default
     ``outputs/leaderboards/NAME``) and, with ``upload``, also to ``<sweep_dir>/leaderboard/``.
+    ``real``: a folder of real labelled scans; adds the real-data columns (:mod:`cordbench.leaderboard.real`).
     """
     import contextlib
 
@@ -64,7 +66,8 @@ def render_leaderboard(sweep_dir: str | Path, metric: str = "dice", task: str | 
             out = Path(out) if out is not None else remote.default_out(uri)
         files = _render(out, build_leaderboard(
             sweep_dir, metric=metric, task=task, cls=cls, by=by, n_boot=n_boot, seed=seed, alpha=alpha, delta=delta,
-            cost=cost, morphometrics=morphometrics, refresh_morphometrics=refresh_morphometrics, log=log), wandb)
+            cost=cost, morphometrics=morphometrics, refresh_morphometrics=refresh_morphometrics, log=log,
+            real=real), wandb)
     if uri is not None and upload:
         remote.publish(files.md.parent, uri)
     return files

@@ -19,7 +19,8 @@ from cordbench.errors import InputError
 from sweeps.records import RESULTS_FILE, RESUME_DIR, SWEEP_FILE, TRIAL_RECORD, TRIALS_DIR
 
 #: Not needed by the leaderboard (cost: config.yaml; morphometrics: best.ckpt, data.json, split.json).
-SKIPPED = (f"{rf.WANDB}/", f"{rf.CHECKPOINTS}/{rf.LAST_CKPT}", f"{RESUME_DIR}/", f"{rf.PREDICTIONS}/", f"{rf.QC}/")
+SKIPPED = (f"{rf.WANDB}/", f"{rf.CHECKPOINTS}/{rf.LAST_CKPT}", f"{RESUME_DIR}/", f"{rf.PREDICTIONS}/", f"{rf.QC}/",
+           f"{rf.REAL_PREDICTIONS}/")
 
 
 def default_out(uri: str) -> Path:

@@ -1,7 +1,8 @@
 """Leaderboard reports: Markdown, CSV, sortable self-contained HTML, PNG plots (matplotlib Agg).
 
-Why about 450 lines: one writer per report format of the same tables (and the Method notes they
-share); the tables themselves are built in :mod:`cordbench.leaderboard.table`.
+Why over ~450 lines: one writer per report format of the same tables (and the Method notes they
+share); the tables themselves are built in :mod:`cordbench.leaderboard.table`, the morphometric and
+real-data cells in :mod:`cordbench.leaderboard.morpho_pool` and :mod:`cordbench.leaderboard.real`.
 """
 from __future__ import annotations
 
@@ -117,13 +118,20 @@ def display_rows(lb: Leaderboard) -> tuple[list[str], list[list[str]], list[list
     knobs = [k for k in ("preset", *lb.sweep.knobs) if k in t.columns and lb.meta["by"] == "config"]
     metric = lb.meta["column"]
     morpho = _morpho_on(lb)
+    from cordbench.leaderboard import real as real_cols
+
+    real_on = lb.real is not None
     heads = ["rank", "entry", *knobs, "trials", "subjects", f"mean {metric}", "95% CI", "trial SD",
              "seeds", "seed SD", "params", "GFLOPs", "latency ms", *(MORPHO_HEADS if morpho else []),
+             *(real_cols.heads(lb.real) if real_on else []),
              "Δ to best [95% CI]", "d_z", "p (Wilcoxon)", "p (Holm)", "vs best"]
     cells, raw = [], []
     for _, r in t.iterrows():
         get = lambda k: r[k] if k in r else float("nan")  # noqa: E731
         m_cells, m_raw = _morpho_cells(r) if morpho else ([], [])
+        if real_on:
+            r_cells, r_raw = real_cols.cells(r)
+            m_cells, m_raw = m_cells + r_cells, m_raw + r_raw
         cells.append([str(r["rank"]), str(r["entry"]), *[_txt(r[k]) for k in knobs],
                       str(r["n_trials"]), str(r["n_subjects"]), _num(r["mean"]),
                       f"[{_num(r['ci_low'])}, {_num(r['ci_high'])}]", _num(r["trial_sd"]),
@@ -135,6 +143,16 @@ def display_rows(lb: Leaderboard) -> tuple[list[str], list[list[str]], list[list
                     get("gflops"), get("latency_ms"), *m_raw, get("diff_to_best"), get("effect_dz"),
                     r["p_wilcoxon"], r["p_holm"], _LABEL_ORDER.get(_label(r), 0)])
     return heads, cells, raw
+
+
+def detail_tables(lb: Leaderboard) -> list[tuple[str, list[str], list[list[str]]]]:
+    """(title, headers, rows) of the detail tables below the main one: morphometrics, then real data per image."""
+    out = morpho_tables(lb)
+    if lb.real is not None:
+        from cordbench.leaderboard.real import detail_table
+
+        out.append(detail_table(lb.real, [str(e) for e in lb.table["entry"]]))
+    return out
 
 
 def morpho_tables(lb: Leaderboard) -> list[tuple[str, list[str], list[list[str]]]]:
@@ -214,6 +232,10 @@ def method_notes(lb: Leaderboard) -> list[str]:
         notes += lb.morpho.notes
     elif lb.morpho is not None:
         notes.append(f"Morphometric columns: {lb.morpho.reason}.")
+    if lb.real is not None:
+        from cordbench.leaderboard.real import notes as real_notes
+
+        notes += real_notes(lb.real, m["n_boot"])
     if "cost_input" in m:
         notes.append(f"Cost: params and forward FLOPs (torch.utils.flop_counter, CPU fused attention counted) at input "
                      f"{', '.join(m['cost_input'].values()) or '–'}; latency = fastest of {m['latency_reps']} CPU "
@@ -260,6 +282,8 @@ def to_markdown(lb: Leaderboard) -> str:
         out += ["## Morphometrics", ""]
         for title, heads_m, rows_m in tables:
             out += [f"### {title}", "", _md_table(heads_m, rows_m), ""]
+    for title, heads_m, rows_m in detail_tables(lb)[len(tables):]:
+        out += [f"## {title}", "", _md_table(heads_m, rows_m), ""]
     for knob, ab in lb.ablations.items():
         out += [f"## Ablation: {knob}", "",
                 _md_table([knob, "trials", "subjects", f"mean {m['column']}", "95% CI"],
@@ -345,7 +369,7 @@ def to_html(lb: Leaderboard, images: dict[str, Path] | None = None) -> str:
                       f"{html.escape(c)}</td>" for c, v in zip(row_cells, row_raw))
         body.append(f'<tr class="{cls}">{tds}</tr>')
     extra = []
-    for title, heads_m, rows_m in morpho_tables(lb):
+    for title, heads_m, rows_m in detail_tables(lb):
         th = "".join(f"<th>{html.escape(h)}</th>" for h in heads_m)
         trs = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in rows_m)
         extra.append(f"<h2>{html.escape(title)}</h2><table><thead><tr>{th}</tr></thead><tbody>{trs}</tbody></table>")

@@ -219,18 +219,21 @@ class Leaderboard:
     meta: dict[str, Any]                 # metric, column, task, by, n_boot, seed, …
     sweep: Sweep
     morpho: Any = None                   # cordbench.leaderboard.morphometrics.MorphoSummary (or None)
+    real: Any = None                     # cordbench.leaderboard.real.RealSummary (``--real DIR``; or None)
 
 
 def build_leaderboard(sweep_dir: str | Path | Sweep, metric: str = "dice", task: str | None = None,
                       cls: str | None = None, by: str = "model", n_boot: int = 10000, seed: int = 0,
                       alpha: float = 0.05, cost: bool = True, data: str | None = None, delta: float = 0.01,
                       morphometrics: bool | None = None, refresh_morphometrics: bool = False,
-                      log: Callable[[str], None] | None = None) -> Leaderboard:
+                      log: Callable[[str], None] | None = None, real: str | Path | None = None) -> Leaderboard:
     """Rank the sweep's models (``by="model"``) or configurations (``by="config"``) on ``metric``.
 
     ``morphometrics``: add the CSA-error and FA–SAC/CSA columns (:mod:`cordbench.leaderboard.morphometrics`);
     None = when the task is ``sc`` and the trials' data has the labels, True = required, False = off.
     ``log`` receives progress lines (one per trial whose morphometrics are computed).
+    ``real``: a real labelled set (:mod:`data_modules.real`) to score every ranked trial's best checkpoint
+    on, adding the real columns (:mod:`cordbench.leaderboard.real`).
     """
     if by not in BY_CHOICES:
         raise ConfigError(f"--by must be one of {list(BY_CHOICES)}, got {by!r}")
@@ -336,13 +339,20 @@ def build_leaderboard(sweep_dir: str | Path | Sweep, metric: str = "dice", task:
     if morpho.enabled and len(morpho.columns):
         table = table.merge(morpho.columns, on="entry", how="left")
     meta["morphometrics"] = "on" if morpho.enabled else morpho.reason
+    real_summary = None
+    if real is not None:
+        from cordbench.leaderboard.real import entry_real
+
+        real_summary = entry_real(sweep, ok_res, real, column, n_boot=n_boot, seed=seed, log=log)
+        table = table.merge(real_summary.columns, on="entry", how="left")
+        meta["real"] = str(real_summary.root)
     ablations = {}
     swept = [k for k in knobs if long[k].dropna().astype(str).nunique() > 1]
     for k in swept:
         sub = long[long[k].notna()]
         ab = stats.summarise_groups(sub, k, n_boot=n_boot, seed=seed)
         ablations[k] = ab.iloc[_natural_order(ab[k])].reset_index(drop=True)
-    return Leaderboard(table, long, failed, ablations, meta, sweep, morpho)
+    return Leaderboard(table, long, failed, ablations, meta, sweep, morpho, real_summary)
 
 
 def _natural_order(values: pd.Series) -> list[int]:
