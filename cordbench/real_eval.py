@@ -129,6 +129,7 @@ def evaluate_real(module: Any, real: RealSet, out: str | Path, ckpt: str | Path,
     classes = model_classes(module)
     records: list[dict[str, Any]] = []
     skipped = [dict(u) for u in real.unpaired]
+    folder.clear_real_outputs()  # the folder holds this set's scores only, never a mix with an earlier set's
     for image in real.images:
         if not any(reference_kind(c, image) for c in classes):
             skipped.append({"image": real.rel(image.path), "reason": skip_reason(classes, image)})

@@ -169,6 +169,14 @@ class RunFolder:
         io.write_csv(self.real_metrics, pd.DataFrame(records, columns=None if records else ["subject"]))
         io.write_json(self.real_summary, dict(summary))
 
+    def clear_real_outputs(self) -> None:
+        """Remove an earlier ``test --real``'s summary (first: no stale cache survives a crash), CSV and masks."""
+        import shutil
+
+        self.real_summary.unlink(missing_ok=True)
+        self.real_metrics.unlink(missing_ok=True)
+        shutil.rmtree(self.file(REAL_PREDICTIONS), ignore_errors=True)
+
     def write_failure(self, record: Mapping[str, Any]) -> Path:
         """``failure.json``."""
         from cordbench import io

@@ -17,11 +17,10 @@ import pytest
 import torch
 
 from cordbench.cli import main
-from cordbench.real_eval import cached_result
+from cordbench.real_eval import cached_result, reference_kind, reference_mask
 from data_modules.real import read_real_set
 from tests.test_leaderboard_sweep import real_sweep  # noqa: F401  (session fixture: real tiny fits)
 
-pytestmark = pytest.mark.slow  # trained checkpoints
 
 
 def _arr(path: Path) -> np.ndarray:
@@ -38,6 +37,26 @@ def monai_dice(pred: np.ndarray, target: np.ndarray) -> float:
     return float(metric.aggregate())
 
 
+def test_references_and_native_scores_without_a_model(sct_data: Path):
+    """Which class is scored against what (no model needed): wm = cord minus GM, automatic when the cord is."""
+    from lightning_modules.scoring import class_metrics
+
+    images = {im.id: im for im in read_real_set(sct_data).images}
+    t2s, unc = images["t2s"], images["t2s_uncropped"]
+    assert [reference_kind(c, t2s) for c in ("sc", "gm", "wm")] == ["automatic", "manual", "automatic"]
+    assert [reference_kind(c, unc) for c in ("sc", "gm", "wm")] == [None, "manual", None]
+    assert reference_kind("canal", t2s) is None and reference_kind("sc", images["t2"]) == "manual"
+    masks = {k: _arr(lf.path) > 0 for k, lf in t2s.labels.items()}
+    wm = reference_mask("wm", masks)
+    assert not (wm & masks["GM"]).any() and not (wm & ~masks["SC"]).any()
+    assert wm.sum() == masks["SC"].sum() - (masks["SC"] & masks["GM"]).sum() > 0
+    # scored on the native grid as MONAI scores it (GM as a "prediction" of the cord)
+    affine = nib.load(str(t2s.path)).affine
+    got = class_metrics(masks["GM"], masks["SC"], affine, "x")
+    assert got["x/dice"] == pytest.approx(monai_dice(masks["GM"], masks["SC"]), abs=1e-6) and 0 < got["x/dice"] < 1
+    assert class_metrics(wm, reference_mask("wm", masks), affine, "wm")["wm/dice"] == 1.0
+
+
 @pytest.fixture
 def sc_run(real_sweep, tmp_path: Path) -> Path:  # noqa: F811
     """A copy of one trained sweep trial's run folder (task sc, trained on the phantom)."""
@@ -46,6 +65,7 @@ def sc_run(real_sweep, tmp_path: Path) -> Path:  # noqa: F811
     return dst
 
 
+@pytest.mark.slow  # trained checkpoint
 def test_test_real_scores_on_the_native_grid_as_monai_does(sc_run: Path, sct_data: Path, capsys):
     before = (sc_run / "test_metrics.csv").read_bytes(), (sc_run / "test_summary.json").read_bytes()
     ckpt = sc_run / "checkpoints" / "best.ckpt"
@@ -86,8 +106,15 @@ def test_test_real_scores_on_the_native_grid_as_monai_does(sc_run: Path, sct_dat
     other = sc_run.parent / "other.ckpt"
     other.write_bytes(ckpt.read_bytes() + b"\0")
     assert cached_result(sc_run, other, real) is None
+    # another set replaces the earlier set's outputs (no stale mask or cache is left)
+    t2_only = sc_run.parent / "t2-only"
+    shutil.copytree(sct_data / "t2", t2_only)
+    assert main(["test", "--ckpt", str(ckpt), "--real", str(t2_only)]) == 0
+    assert sorted(p.name for p in (sc_run / "real_predictions").iterdir()) == ["t2_pred.nii.gz"]
+    assert cached_result(sc_run, ckpt, real) is None and cached_result(sc_run, ckpt, read_real_set(t2_only))
 
 
+@pytest.mark.slow  # trained checkpoint
 def test_gm_checkpoint_scores_gm_against_manual_and_cord_apart(gm_perone_run: Path, sct_data: Path, tmp_path: Path):
     out = tmp_path / "gm-real"
     assert main(["test", "--ckpt", str(gm_perone_run / "checkpoints" / "best.ckpt"), "--real", str(sct_data),
@@ -103,10 +130,16 @@ def test_gm_checkpoint_scores_gm_against_manual_and_cord_apart(gm_perone_run: Pa
         pred = _arr(out / "real_predictions" / f"{sid}_pred.nii.gz") == 2  # gm = label 2 of task gm
         target = _arr(sct_data / "t2s" / f"{label}.nii.gz") > 0
         assert rows.loc[sid, "gm/dice"] == pytest.approx(monai_dice(pred, target), abs=1e-6)
+    # wm = cord minus GM: prediction label 1 against the (automatic) cord mask minus the manual GM
+    pred = _arr(out / "real_predictions" / "t2s_pred.nii.gz") == 1
+    cord, gm = (_arr(sct_data / "t2s" / f"{n}.nii.gz") > 0 for n in ("t2s_seg-deepseg", "t2s_gmseg_manual"))
+    target = cord & ~gm
+    assert rows.loc["t2s", "wm/dice"] == pytest.approx(monai_dice(pred, target), abs=1e-6)
     assert summary["metrics"]["gm/dice"]["n"] == 2 and summary["metrics"]["sc/dice"]["n"] == 1
     assert summary["metrics_automatic"]["sc/dice"]["n"] == 1 and "wm/dice" not in summary["metrics"]
 
 
+@pytest.mark.slow  # trained checkpoint
 def test_test_real_errors(sc_run: Path, sct_data: Path, tmp_path: Path, capsys):
     ckpt = str(sc_run / "checkpoints" / "best.ckpt")
     assert main(["test", "--ckpt", ckpt, "--real", str(tmp_path / "nothing")]) == 2

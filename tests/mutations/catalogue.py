@@ -124,6 +124,13 @@ MUTATIONS: list[Mutation] = [
              "return np.where(levels <= max_level, levels, 0).astype(np.int16)",
              "return np.where(levels <= max_level, levels, 0).astype(np.int16)[::-1]", TARGETS,
              "levels target (from SC + discs) mirrored against its image", k="discs"),
+    # ------------------------------------------------------------------------- real labelled scans
+    Mutation("real-automatic-as-manual", "data_modules/real.py",
+             '"seg-deepseg": ("SC", AUTOMATIC)}', '"seg-deepseg": ("SC", MANUAL)}', ("tests/test_real.py",),
+             "sct_deepseg_sc's automatic cord mask counted as ground truth", k="sct_testing_data"),
+    Mutation("real-wm-whole-cord", "cordbench/real_eval.py",
+             'return masks["SC"] & ~masks["GM"]', 'return masks["SC"]', ("tests/test_real_eval.py",),
+             "wm scored against the whole cord instead of cord minus GM", k="without_a_model"),
     # ----------------------------------------------------------------------------- networks
     Mutation("xca-softmax-axis", "lightning_modules/networks/_transformer.py",
              "* self.temperature).softmax(dim=-1))  # B h d d", "* self.temperature).softmax(dim=-2))  # B h d d",
