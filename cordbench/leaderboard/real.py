@@ -46,7 +46,7 @@ class RealSummary:
     skipped: list[dict[str, str]] = field(default_factory=list)    # images of the set no trial could score
 
 
-def _trial_scores(run_dir: Path, real: Any, log: Callable[[str], None] | None) -> tuple[Any, str]:
+def _trial_scores(run_dir: Path, real: Any, tid: str, log: Callable[[str], None] | None) -> tuple[Any, str]:
     """``(RealResult, "scored"|"cached")`` of one trial, or ``(None, reason)``."""
     from cordbench.checkpoints import load_module
     from cordbench.real_eval import cached_result, evaluate_real
@@ -59,6 +59,8 @@ def _trial_scores(run_dir: Path, real: Any, log: Callable[[str], None] | None) -
     cached = cached_result(run_dir, ckpt, real)
     if cached is not None:
         return cached, "cached"
+    if log is not None:
+        log(f"real data of trial {tid}: {len(real.images)} image(s)")
     try:
         module = load_module(ckpt)
         with RunLock(run_dir, "leaderboard --real"):
@@ -90,9 +92,7 @@ def entry_real(sweep: Any, trials: pd.DataFrame, real_dir: str | Path, column: s
     rows = []
     for _, row in trials.iterrows():
         tid = str(row["trial_id"])
-        if log is not None:
-            log(f"real data of trial {tid}: {len(real.images)} image(s)")
-        result, status = _trial_scores(sweep.trial_dir(row), real, log)
+        result, status = _trial_scores(sweep.trial_dir(row), real, tid, log)
         out.trials[tid] = status
         if result is not None:
             rows += [{"entry": row["entry"], "trial_id": tid, **v} for v in _values(result.records, column)]
