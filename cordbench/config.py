@@ -17,6 +17,7 @@ import yaml
 
 from cordbench.errors import ConfigError
 from cordbench.ranges import SEED_MAX, Range, check_value
+from data_modules.phantom import randomise_options
 
 #: Every configurable key with its default. ``None`` defaults accept any value of the documented type.
 DEFAULTS: dict[str, Any] = {
@@ -76,7 +77,9 @@ DEFAULTS: dict[str, Any] = {
         "raters": "majority",            # GM challenge: majority | staple | random
         "preset": None,                  # preprocessing preset: "perone" (GM challenge, Perone et al. 2018)
         "scoring": "native",             # test metrics on each subject's native grid | "preprocessed" grid
-        "phantom": {"subjects": 20, "seed": 0, "snr": 30.0, "dwi": False},
+        "phantom": {"subjects": 20, "seed": 0, "snr": 30.0, "dwi": False,
+                    # domain randomisation (docs/phantom.md): off keeps the cohort byte-identical
+                    "randomise": randomise_options.config_defaults()},
     },
     "trainer": {
         "max_epochs": 10,
@@ -142,6 +145,7 @@ RANGES: dict[str, Range] = {
     "data.phantom.subjects": Range(1, 10_000, integer=True),
     "data.phantom.seed": Range(0, SEED_MAX, integer=True),
     "data.phantom.snr": Range(0, None, allow_inf=True),
+    **{f"data.phantom.randomise.{k}": r for k, r in randomise_options.RANGES.items()},
     "trainer.max_epochs": Range(1, 1_000_000, integer=True),
     "trainer.log_every_n_steps": Range(1, 1_000_000, integer=True),
     "trainer.limit_train_batches": Range(0, 1e9, lo_open=True),
@@ -292,6 +296,7 @@ def validate(cfg: Mapping[str, Any], source: str = "config") -> None:
 
     check_ranges(cfg, source)
     m, d = cfg["model"], cfg["data"]
+    randomise_options.from_config(d["phantom"].get("randomise"))  # min <= max of each drawn range
     name = str(cfg.get("name") or "")
     if not name or "/" in name or "\\" in name or name in (".", ".."):
         raise ConfigError(f"key 'name' must be a plain folder name (it names outputs/runs/<name>), got {name!r}",

@@ -1,17 +1,27 @@
 """Phantom data module: the built-in synthetic cohort, generated on first use and cached."""
 from __future__ import annotations
 
+import hashlib
+import json
 from pathlib import Path
 from typing import Any
 
 from cordbench.paths import output_dir
 from data_modules.base import register_datamodule
+from data_modules.phantom.randomise_options import RandomiseOptions, from_config
 from data_modules.spine_generic import SpineGenericDataModule
 
 
-def default_phantom_root(subjects: int, seed: int, snr: float, dwi: bool) -> Path:
-    """Cache folder for a phantom cohort with these generation options."""
+def default_phantom_root(subjects: int, seed: int, snr: float, dwi: bool,
+                         randomise: RandomiseOptions | None = None) -> Path:
+    """Cache folder for a phantom cohort with these generation options.
+
+    A randomised cohort's folder name ends with ``-rand<digest of its randomisation options>``.
+    """
     tag = f"phantom-n{subjects}-s{seed}-snr{snr:g}" + ("-dwi" if dwi else "")
+    if randomise is not None:
+        digest = hashlib.sha256(json.dumps(randomise.to_dict(), sort_keys=True).encode()).hexdigest()[:10]
+        tag += f"-rand{digest}"
     return output_dir() / "data" / tag
 
 
@@ -21,13 +31,14 @@ class PhantomDataModule(SpineGenericDataModule):
 
     def root(self) -> Path:
         p = self.cfg["phantom"]
+        randomise = from_config(p.get("randomise"))
         root = Path(self.cfg["root"]) if self.cfg.get("root") else default_phantom_root(
-            int(p["subjects"]), int(p["seed"]), float(p["snr"]), bool(p["dwi"]))
+            int(p["subjects"]), int(p["seed"]), float(p["snr"]), bool(p["dwi"]), randomise)
         if not (root / "participants.tsv").exists():
             from data_modules.phantom import generate_cohort
 
             generate_cohort(root, n_subjects=int(p["subjects"]), seed=int(p["seed"]), snr=float(p["snr"]),
-                            dwi=bool(p["dwi"]))
+                            dwi=bool(p["dwi"]), randomise=randomise)
         return root
 
     def describe(self) -> dict[str, Any]:

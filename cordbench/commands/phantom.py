@@ -4,7 +4,9 @@ from __future__ import annotations
 import argparse
 import math
 
-from cordbench.ranges import SEED_MAX, Range, add_number
+from cordbench.errors import ConfigError
+from cordbench.ranges import SEED_MAX, Range, add_number, check_value
+from data_modules.phantom.randomise_options import RANGES, RandomiseOptions
 
 HELP = "generate the phantom cohort (spine-generic BIDS naming, exact CSA/SAC/DTI truth)"
 
@@ -36,8 +38,29 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-dwi", action="store_true", help="skip DWI (faster)")
     p.add_argument("--truth-only", action="store_true", help="participants and ground truth only, no images")
     p.add_argument("--float32", action="store_true", help="store images as float32 (default int16)")
+    p.add_argument("--randomise", action="store_true",
+                   help="domain randomisation of T2w/T2* (random tissue values, grid, FOV, artefacts, surrounding "
+                        "anatomy; truth unchanged; docs/phantom.md); ranges from --randomise-config")
+    p.add_argument("--randomise-config", metavar="YAML",
+                   help="YAML mapping of randomisation ranges (the data.phantom.randomise keys); implies --randomise")
     add_number(p, "--workers", kind=int, range=Range(0, 256), default=0, help="processes (0 = auto: up to 2)")
     p.add_argument("--force", action="store_true", help="replace a phantom generated with other settings")
+
+
+def _randomise(args: argparse.Namespace) -> RandomiseOptions | None:
+    """The randomisation options of the command line (None: off)."""
+    if args.randomise_config:
+        from cordbench.config import load_yaml
+
+        block = load_yaml(args.randomise_config)
+        for key, value in block.items():
+            if key in RANGES:
+                check_value(value, RANGES[key], f"key {key!r}", args.randomise_config)
+        try:
+            return RandomiseOptions.from_mapping(block)
+        except (TypeError, ConfigError) as exc:
+            raise ConfigError(str(exc), args.randomise_config) from None
+    return RandomiseOptions() if args.randomise else None
 
 
 def run(args: argparse.Namespace) -> int:
@@ -58,7 +81,8 @@ def run(args: argparse.Namespace) -> int:
                           force=args.force, progress=progress, snr=args.snr, tilt_min=args.tilt_min,
                           tilt_max=args.tilt_max, orientation=args.orientation.upper(), oblique=args.oblique,
                           corr=args.corr, stenosis_prob=args.stenosis_prob, dwi=not args.no_dwi,
-                          truth_only=args.truth_only, dtype="float32" if args.float32 else "int16")
+                          truth_only=args.truth_only, dtype="float32" if args.float32 else "int16",
+                          randomise=_randomise(args))
     dt = time.perf_counter() - t0
     print(f"phantom cohort: {out} ({args.subjects} subjects, seed {args.seed}) in {dt:.1f} s")
     print(f"  ground truth: {out / TRUTH_TABLE} and {out / COHORT_JSON}")

@@ -163,7 +163,7 @@ class Anatomy:
                  spacing: np.ndarray | None = None) -> dict[str, np.ndarray]:
         """Tissue at world points ``(3, n)`` (voxel centres).
 
-        Returns ``s``, ``level`` (0..7), boolean ``canal``, ``cord``, ``gm``, the tissue class at
+        Returns ``s`` (and the normal-plane offsets ``u``, ``v``), ``level`` (0..7), boolean ``canal``, ``cord``, ``gm``, the tissue class at
         the point (``cls``), ``disc_zone`` and ``phi``. With a voxel box (``directions`` 3×3 unit
         columns, ``spacing`` (3,)) also partial-volume fractions ``f_canal``, ``f_cord``, ``f_gm``,
         ``f_body``: a linear ramp of the signed distance to the boundary over the box's width
@@ -205,7 +205,7 @@ class Anatomy:
         cls[canal] = CSF
         cls[cord] = WM
         cls[gm] = GM
-        out = {"s": s, "phi": phi, "canal": canal, "cord": cord, "gm": gm, "cls": cls,
+        out = {"s": s, "u": u, "v": v, "phi": phi, "canal": canal, "cord": cord, "gm": gm, "cls": cls,
                "disc_zone": is_disc, "level": self.level_of(s)}
         if directions is None:
             return out

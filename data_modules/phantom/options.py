@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any, Mapping
 
 from cordbench.errors import ConfigError
+from data_modules.phantom.randomise_options import RandomiseOptions
 
 SEXES = ("M", "F")
 VENDORS = ("Siemens", "GE", "Philips")
@@ -36,6 +37,7 @@ class PhantomOptions:
     t2w_fov: float = 56.0             # in-plane field of view (mm) around the cord, T2w and T2*
     dwi_fov: float = 36.0             # in-plane field of view (mm) around the cord, DWI
     truth_only: bool = False          # write participants + truth JSON only, no images
+    randomise: RandomiseOptions | None = None  # domain randomisation of T2w/T2* (randomise.py); None = off
 
     def __post_init__(self) -> None:
         _check(self)
@@ -45,6 +47,8 @@ class PhantomOptions:
         d = asdict(self)
         if math.isinf(d["snr"]):
             d["snr"] = "inf"
+        if self.randomise is None:
+            del d["randomise"]  # cohorts without randomisation record exactly what they did before it
         return d
 
     @classmethod
@@ -54,7 +58,17 @@ class PhantomOptions:
         bad = sorted(set(kwargs) - names)
         if bad:
             raise ConfigError(f"unknown phantom option(s) {bad}; known: {sorted(names)}")
-        return cls(**dict(kwargs))
+        kw = dict(kwargs)
+        r = kw.get("randomise")
+        if r is True:
+            kw["randomise"] = RandomiseOptions()
+        elif r is False:
+            kw["randomise"] = None
+        elif isinstance(r, Mapping):
+            kw["randomise"] = RandomiseOptions.from_mapping(r) if r.get("enabled", True) else None
+        elif r is not None and not isinstance(r, RandomiseOptions):
+            raise ConfigError(f"phantom option randomise must be a mapping, true/false or RandomiseOptions, got {r!r}")
+        return cls(**kw)
 
     @property
     def noise_free(self) -> bool:

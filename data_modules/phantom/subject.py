@@ -18,6 +18,8 @@ from data_modules.phantom.labels import nested_masks, si_axis
 from data_modules.phantom.options import PhantomOptions
 from data_modules.phantom.population import (MD_CSF, SubjectDraw, draw_subject, load_sites,
                                              tensor_params)
+from data_modules.phantom import randomise as rnd
+from data_modules.phantom.surroundings import Surroundings, draw_surroundings
 
 FOV_MARGIN_MM = 6.0          # image coverage beyond the top of C1 and the C7/T1 disc (arc length)
 T2W_SPACING = (0.8, 0.8, 0.8)
@@ -26,6 +28,7 @@ DWI_SPACING = (0.9, 0.9, 5.0)
 CHUNK = 262144               # voxels per vectorised block
 # independent random streams of a subject (SeedSequence spawn keys)
 STREAM_DEMOGRAPHICS, STREAM_ANATOMY, STREAM_BIAS, STREAM_T2W, STREAM_T2STAR, STREAM_DWI = range(6)
+STREAM_SURROUNDINGS, STREAM_RANDOMISE = 6, {"T2w": 7, "T2star": 8}  # --randomise only
 
 
 def subject_rng(seed: int, index: int, stream: int) -> np.random.Generator:
@@ -199,8 +202,14 @@ def _write_images(anat: Anatomy, draw: SubjectDraw, options: PhantomOptions, pat
     bias = BiasField.draw(subject_rng(seed, index, STREAM_BIAS), options.bias, anat.centerline.origin)
     snr = 0.0 if options.noise_free else options.snr
 
+    sur = draw_surroundings(subject_rng(seed, index, STREAM_SURROUNDINGS)) if options.randomise else None
+    if sur is not None:
+        truth["surroundings"] = sur.to_dict()
+
     def write_anat(contrast: str, stream: int, with_gm: bool) -> tuple[Grid, dict[str, np.ndarray]]:
         """Noisy image, sidecar and truth entry of one anatomical contrast; returns its grid and maps."""
+        if sur is not None:
+            return _write_randomised(anat, sur, options, contrast, with_gm, paths, truth, part)
         g = grids[contrast]
         arr = _anat_image(anat, g, contrast, vendor, bias, with_gm=with_gm)
         sigma = noise_sigma(contrast, vendor, snr)
@@ -276,6 +285,30 @@ def _write_images(anat: Anatomy, draw: SubjectDraw, options: PhantomOptions, pat
                 lv[f"{key}_cord_dwi_mask"] = float(val)
             else:
                 lv[f"{key}_cord_dwi_mask"] = None
+
+
+def _write_randomised(anat: Anatomy, sur: Surroundings, options: PhantomOptions, contrast: str, with_gm: bool,
+                      paths: dict[str, Path], truth: dict[str, Any], part: dict[str, Any]
+                      ) -> tuple[Grid, dict[str, np.ndarray]]:
+    """The domain-randomised image of one contrast (:mod:`randomise`) on its own random grid."""
+    ro = options.randomise
+    assert ro is not None
+    rng = subject_rng(truth["seed"], truth["index"], STREAM_RANDOMISE[contrast])
+    cl = anat.centerline
+    g, slice_dir, grid_record = rnd.draw_grid(anat, ro, rng, (-FOV_MARGIN_MM, cl.length + FOV_MARGIN_MM))
+    draw = rnd.draw_image(contrast, ro, rng, cl.origin, slice_dir)
+    draw.grid = grid_record
+    arr = _over_grid(g, rnd.voxel_fn(anat, sur, draw, g, ro.texture, with_gm))
+    canal, cord, gm = nested_masks(arr.pop("f_canal"), arr.pop("f_cord"), arr.pop("f_gm", None),
+                                   si_axis(g.affine))
+    arr.update(canal=canal, cord=cord)
+    if gm is not None:
+        arr["gm"] = gm
+    img, sigma = rnd.artefacts(arr["image"], g, draw, rng)
+    _save(to_dtype(img, options.dtype), g, paths[contrast])
+    io.write_json(layout.sidecar(paths[contrast]), layout.image_sidecar(part, contrast))
+    truth["images"][contrast] = {**_grid_info(g, sigma), "randomise": draw.to_dict()}
+    return g, arr
 
 
 def _grid_info(g: Grid, sigma: float) -> dict[str, Any]:

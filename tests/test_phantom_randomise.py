@@ -1,0 +1,132 @@
+"""Phantom domain randomisation (data_modules/phantom/randomise*.py, surroundings.py): off by default
+and then byte-identical to the generator before it; on, the truth JSON is the anatomy's exact truth
+(identical to the unrandomised subject's) and the labels written on each random grid measure it."""
+from __future__ import annotations
+
+import gzip
+import hashlib
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from cordbench import __version__
+from cordbench.config import load_config
+from cordbench.errors import ConfigError
+from data_modules.phantom import PhantomOptions, generate_cohort, generate_subject
+from data_modules.phantom.layout import subject_paths
+from data_modules.phantom.randomise_options import RandomiseOptions
+from data_modules.phantom_dm import default_phantom_root
+
+#: Digests of two small cohorts written by the generator *before* randomisation existed (commit 4a81ccb),
+#: with the embedded site table. Any change to a file of a cohort without ``randomise`` changes them.
+PINNED = {
+    "a": "4841e0d9ba9b6f46bcd1c56ec77854f78fb167ef2dd90dab28817039aec73c1d",
+    "b": "a8eaad7fe013dbc9aeec044e657b20277ee8b38ccf626195dfadecb0f55c6a07",
+}
+#: Narrow resolution ranges so a level's volume / length is not dominated by voxel-layer quantisation.
+FINE = RandomiseOptions(thickness_max=2.0, inplane_max=0.9, max_voxels=1_500_000)
+
+
+def cohort_digest(root: Path) -> str:
+    """SHA-256 over every file (path + content; .gz decompressed, the package version masked)."""
+    h = hashlib.sha256()
+    for p in sorted(q for q in root.rglob("*") if q.is_file()):
+        data = p.read_bytes()
+        if p.suffix == ".gz":
+            data = gzip.decompress(data)
+        data = data.replace(__version__.encode(), b"<version>")
+        h.update(str(p.relative_to(root)).encode() + b"\0" + hashlib.sha256(data).digest())
+    return h.hexdigest()
+
+
+@pytest.fixture
+def embedded_sites(monkeypatch, tmp_path):
+    """Site table from the embedded copy (what the pinned cohorts used), wherever the shared data is."""
+    monkeypatch.setenv("CORDBENCH_DATA", str(tmp_path / "no-shared-data"))
+
+
+def test_without_randomise_the_cohort_is_byte_identical_to_before(tmp_path: Path, embedded_sites):
+    generate_cohort(tmp_path / "a", n_subjects=2, seed=5, workers=1)
+    generate_cohort(tmp_path / "b", n_subjects=1, seed=9, workers=1, orientation="PSR", oblique=12, snr=0,
+                    dwi=False, dtype="float32", tilt_min=5, tilt_max=15)
+    assert cohort_digest(tmp_path / "a") == PINNED["a"]
+    assert cohort_digest(tmp_path / "b") == PINNED["b"]
+    # randomise off, spelled every way, is the same options object and the same cohort.json record
+    for off in (None, False, {"enabled": False}):
+        assert PhantomOptions.from_kwargs({"randomise": off}) == PhantomOptions()
+    assert "randomise" not in PhantomOptions().to_dict()
+
+
+def _levels(path: Path) -> tuple[np.ndarray, float]:
+    img = nib.load(str(path))
+    return np.asanyarray(img.dataobj), abs(float(np.linalg.det(img.affine[:3, :3])))
+
+
+@pytest.mark.parametrize("index", [0, 1, 2])
+def test_randomised_truth_is_exact_and_the_labels_measure_it(tmp_path: Path, index: int):
+    plain = generate_subject(tmp_path / "plain", index=index, seed=21, dwi=False, truth_only=True)["truth"]
+    truth = generate_subject(tmp_path / "rand", index=index, seed=21, dwi=False, randomise=FINE)["truth"]
+    assert truth["levels"] == plain["levels"]          # the anatomy's truth is untouched, bit for bit
+    assert truth["disc_labels"].keys() == plain["disc_labels"].keys()
+    paths = subject_paths(tmp_path / "rand", truth["participant_id"])
+    for contrast in ("T2w", "T2star"):
+        rec = truth["images"][contrast]["randomise"]
+        assert rec["acquisition"] in ("axial", "sagittal") and len(rec["tissue_values"]) == 9
+        img = nib.load(str(paths[contrast]))
+        assert np.allclose(img.affine, truth["images"][contrast]["affine"], atol=1e-6)
+        lv, vox = _levels(paths[f"{contrast}_levels"])
+        sc, _ = _levels(paths[f"{contrast}_SC"])
+        assert sc.shape == img.shape and np.array_equal(lv > 0, (sc > 0) & (lv > 0))
+        h = max(rec["spacing_rl_ap_si_mm"])
+        total = total_true = 0.0
+        for name, level in truth["levels"].items():
+            vol = np.count_nonzero(lv == level["level"]) * vox
+            assert abs(vol / level["length_mm"] / level["csa_mm2"] - 1) < 0.03 + 1.5 * h / level["length_mm"], \
+                (contrast, name)
+            total += vol
+            total_true += level["csa_mm2"] * level["length_mm"]
+        assert abs(total / total_true - 1) < 0.02, contrast
+    gm, _ = _levels(paths["T2star_GM"])
+    sc, _ = _levels(paths["T2star_SC"])
+    assert gm.any() and not np.any(gm & ~sc)            # nested: GM inside the cord
+
+
+def test_randomised_subjects_are_deterministic_and_differ(tmp_path: Path):
+    a = generate_subject(tmp_path / "a", index=1, seed=4, dwi=False, randomise=True)["truth"]
+    b = generate_subject(tmp_path / "b", index=1, seed=4, dwi=False, randomise=True)["truth"]
+    c = generate_subject(tmp_path / "c", index=2, seed=4, dwi=False, randomise=True)["truth"]
+    assert a == b
+    pa, pb = subject_paths(tmp_path / "a", "sub-002"), subject_paths(tmp_path / "b", "sub-002")
+    for key in ("T2w", "T2star", "T2w_SC", "T2star_GM"):
+        assert np.array_equal(np.asanyarray(nib.load(str(pa[key])).dataobj),
+                              np.asanyarray(nib.load(str(pb[key])).dataobj)), key
+    assert a["images"]["T2w"]["randomise"] != c["images"]["T2w"]["randomise"]
+    assert a["images"]["T2w"]["randomise"] != a["images"]["T2star"]["randomise"]   # per contrast
+    assert "surroundings" in a
+
+
+def test_cohort_records_randomisation_and_gets_its_own_cache_folder(tmp_path: Path):
+    import json
+
+    root = generate_cohort(tmp_path / "r", n_subjects=1, seed=0, workers=1, dwi=False, truth_only=True,
+                           randomise={"fov_min": 30})
+    opts = json.loads((root / "derivatives/phantom-truth/cohort.json").read_text())["options"]
+    assert opts["randomise"]["fov_min"] == 30
+    plain = default_phantom_root(20, 0, 30.0, False)
+    assert default_phantom_root(20, 0, 30.0, False, RandomiseOptions()) != plain
+    assert default_phantom_root(20, 0, 30.0, False, None) == plain
+
+
+def test_bad_randomise_options_are_one_line_naming_the_key():
+    with pytest.raises(ConfigError, match="data.phantom.randomise.fov_min"):
+        load_config(overrides=["data.phantom.randomise.fov_min=5"])
+    with pytest.raises(ConfigError, match="snr_min"):
+        load_config(overrides=["data.phantom.randomise.enabled=true", "data.phantom.randomise.snr_min=70"])
+    with pytest.raises(ConfigError, match="data.phantom.randomise.colour"):
+        load_config(overrides=["data.phantom.randomise.colour=1"])
+    with pytest.raises(ConfigError, match="unknown key"):
+        PhantomOptions.from_kwargs({"randomise": {"colour": 1}})
+    cfg = load_config(overrides=["data.phantom.randomise.enabled=true"])
+    assert cfg["data"]["phantom"]["randomise"]["fov_max"] == RandomiseOptions().fov_max
