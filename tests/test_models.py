@@ -313,8 +313,9 @@ def test_transunet_loads_local_state_dict(tmp_path):
     path = tmp_path / "r50vit.pt"
     torch.save({"state_dict": src.state_dict()}, path)
     dec_before = {k: v.clone() for k, v in dst.state_dict().items() if not k.startswith("encoder.")}
-    loaded = dst.load_pretrained(path)
-    assert loaded and all(k.startswith("encoder.") for k in loaded)
+    report = dst.load_pretrained(path)
+    assert report.loaded == sorted(f"encoder.{k}" for k in dst.encoder.state_dict())
+    assert report.skipped == sorted(k for k in src.state_dict() if not k.startswith("encoder."))
     for k, v in src.state_dict().items():
         if k.startswith("encoder."):
             assert torch.equal(dst.state_dict()[k], v), k
@@ -371,7 +372,12 @@ def test_transunet_loads_google_npz_layout(tmp_path):
     with torch.no_grad():
         src.encoder.position_embeddings.normal_()
     _to_google_npz(src, tmp_path / "R50+ViT-B_16.npz")
-    dst.load_pretrained(tmp_path / "R50+ViT-B_16.npz")
+    with np.load(tmp_path / "R50+ViT-B_16.npz") as npz:
+        extra = dict(npz) | {"head/kernel": np.zeros((4, 2)), "pre_logits/bias": np.zeros(4)}
+    np.savez(tmp_path / "R50+ViT-B_16.npz", **extra)  # Google's file also holds the classifier
+    report = dst.load_pretrained(tmp_path / "R50+ViT-B_16.npz")
+    assert report.skipped == ["head/kernel", "pre_logits/bias"]
+    assert len(report.loaded) == len(dst.encoder.state_dict())
     for k, v in src.encoder.state_dict().items():
         assert torch.allclose(dst.encoder.state_dict()[k], v, atol=1e-6), k
     x = torch.randn(1, 1, 32, 48)

@@ -5,6 +5,7 @@ lists every choice the seed leaves open.
 """
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Sequence
 
 import torch
@@ -12,6 +13,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from lightning_modules.networks._blocks import crop_to, kept_skips, pad_to_multiple
+from lightning_modules.networks._pretrained import PretrainedReport
+from lightning_modules.networks._pretrained_swin import load_swin_pretrained
 from lightning_modules.networks._transformer import (
     XCA, PatchEmbed2d, PatchExpand2d, PatchMergingV2, SwinStage, init_transformer_weights,
 )
@@ -124,7 +127,10 @@ class SAttisUNet(nn.Module):
     * Dropout ``dropout`` on embeddings, attention projections and MLPs; stochastic depth
       rising linearly to ``drop_path_rate`` over the encoder blocks, the decoder reusing the
       rate of the matching encoder level (Swin-Unet); no absolute position embedding.
-    * One input channel is used as is (no repeat to RGB); no pretrained weights.
+    * One input channel is used as is (no repeat to RGB). ``pretrained: PATH`` loads an ImageNet
+      Swin-T file (timm's or the Swin release's layout; ``paper`` preset) into the encoder, its
+      RGB patch kernel summed to one channel, and — as Swin-Unet's ``load_from`` — copies encoder
+      stage N's blocks into decoder level N (:mod:`~lightning_modules.networks._pretrained_swin`).
 
     Presets: ``paper`` is Swin-Unet-T (embed 96, depths 2-2-2-2, heads 3-6-12-24, window 7,
     patch 4; 27.17 M parameters for 9 classes without attentive skips, as reported);
@@ -136,7 +142,7 @@ class SAttisUNet(nn.Module):
                  num_heads: Sequence[int] = (3, 6, 12, 24), skip_heads: int | None = None,
                  window_size: int = 7, patch_size: int = 4, skip_connections: int | None = None,
                  attentive_skips: bool = True, mlp_ratio: float = 4.0, drop_path_rate: float = 0.1,
-                 dropout: float = 0.0):
+                 dropout: float = 0.0, pretrained: str | None = None):
         super().__init__()
         depths, num_heads = list(depths), list(num_heads)
         self._validate(spatial_dims, embed_dim, depths, num_heads, skip_heads, window_size, patch_size,
@@ -173,6 +179,12 @@ class SAttisUNet(nn.Module):
                      else PlainSkip(i, dims[i]))
             for i in kept})
         self.skips.apply(init_transformer_weights)
+        if pretrained:
+            self.load_pretrained(pretrained)
+
+    def load_pretrained(self, path: str | Path) -> PretrainedReport:
+        """Load ImageNet Swin-T weights from a local file; returns what was loaded and skipped."""
+        return load_swin_pretrained(self, path)
 
     @staticmethod
     def _validate(spatial_dims: int, embed_dim: int, depths: list[int], num_heads: list[int],

@@ -12,6 +12,7 @@ import torch.nn.functional as F
 
 from cordbench.errors import InputError
 from lightning_modules.networks._blocks import SkipConcat, crop_to, kept_skips, pad_to_multiple
+from lightning_modules.networks._pretrained import PretrainedReport, UsedKeys, assign, read_weights, rgb_to_gray
 from lightning_modules.networks._transformer import ViTBlock, init_transformer_weights
 from lightning_modules.registry import register
 
@@ -168,9 +169,9 @@ class TransUNet(nn.Module):
     image is zero-padded to a multiple of 16 and cropped back; position embeddings are
     learned on a ``pos_grid²`` grid and bilinearly interpolated to the actual token grid;
     ViT linear layers start from trunc-normal(0.02) (ViT) instead of Xavier.
-    No pretrained weights by default: :meth:`load_pretrained` (or the ``pretrained`` knob)
-    loads R50-ViT-B/16 weights from a local file (Google's ``R50+ViT-B_16.npz`` or a torch
-    state dict of this class's ``encoder``).
+    No pretrained weights by default: :meth:`load_pretrained` (or the ``pretrained`` knob, the
+    same as ``swinunet``/``sattisunet``'s) loads R50-ViT-B/16 weights from a local file (Google's
+    ``R50+ViT-B_16.npz`` or a torch state dict of this class's ``encoder``).
     """
 
     def __init__(self, in_channels: int = 1, num_classes: int = 2, spatial_dims: int = 2,
@@ -222,44 +223,37 @@ class TransUNet(nn.Module):
         return crop_to(self.seg_head(y), sizes)
 
     # ------------------------------------------------------------------ pretrained weights
-    def load_pretrained(self, path: str | Path) -> list[str]:
-        """Load encoder weights from a local file; returns the loaded ``state_dict`` keys.
+    def load_pretrained(self, path: str | Path) -> PretrainedReport:
+        """Load encoder weights from a local file; returns the keys loaded and skipped.
 
         ``*.npz``: Google's R50+ViT-B/16 checkpoint (as used by TransUNet; needs the ``paper``
         encoder sizes): kernels are transposed to PyTorch layout, q/k/v are fused, the class
-        token's position embedding is dropped and the grid interpolated to ``pos_grid``, and
-        for a 1-channel input the RGB root kernel is summed over its colour axis.
+        token's position embedding is dropped and the grid interpolated to ``pos_grid``.
         Otherwise a torch file holding a state dict (optionally under ``"state_dict"``) whose
-        ``encoder.*`` keys match this model (e.g. saved from another run). Every encoder
-        tensor must be present with the right shape; the decoder is left untouched.
+        ``encoder.*`` keys match this model (e.g. saved from another run). Either way an RGB root
+        kernel is summed over its colour axis for a 1-channel input, every encoder tensor must
+        be present with the right shape (one-line error naming the file and key), and the
+        decoder is left untouched (:mod:`~lightning_modules.networks._pretrained`).
         """
-        path = Path(path)
-        if not path.is_file():
-            raise InputError("pretrained weights file not found", path)
+        path, raw = read_weights(path)
+        in_ch = self.encoder.resnet.root.conv.in_channels
         try:
             if path.suffix == ".npz":
-                with np.load(path) as npz:
-                    sd = _npz_to_state_dict({k: npz[k] for k in npz.files}, self.encoder)
+                used = UsedKeys(raw)
+                sd = _npz_to_state_dict(used, self.encoder, path)
+                skipped, layout = used.unused(), "Google R50+ViT-B/16 .npz"
             else:
-                raw = torch.load(path, map_location="cpu", weights_only=True)
-                raw = raw.get("state_dict", raw) if isinstance(raw, dict) else raw
-                if not isinstance(raw, dict):
-                    raise InputError("not a state dict", path)
                 sd = {k[len("encoder."):]: v for k, v in raw.items() if k.startswith("encoder.")}
-        except (OSError, ValueError, RuntimeError, KeyError) as exc:
+                skipped, layout = sorted(k for k in raw if not k.startswith("encoder.")), "cordbench TransUNet"
+                root = "resnet.root.conv.weight"
+                if root in sd:
+                    sd[root] = rgb_to_gray(sd[root], in_ch, f"encoder.{root}", path)
+        except (ValueError, KeyError) as exc:
             if isinstance(exc, KeyError):
                 raise InputError(f"missing weight {exc.args[0]!r}", path) from None
             raise InputError(f"cannot read weights: {exc}", path) from None
-        own = self.encoder.state_dict()
-        missing = sorted(set(own) - set(sd))
-        if missing:
-            raise InputError(f"{len(missing)} encoder tensors missing, e.g. {missing[0]!r}", path)
-        for k, v in sd.items():
-            if k in own and tuple(v.shape) != tuple(own[k].shape):
-                raise InputError(f"{k}: shape {tuple(v.shape)} does not match the model's {tuple(own[k].shape)}",
-                                 path)
-        self.encoder.load_state_dict({k: sd[k] for k in own}, strict=True)
-        return [f"encoder.{k}" for k in own]
+        mapped = {f"encoder.{k}": v for k, v in sd.items()}
+        return assign(self, mapped, [f"encoder.{k}" for k in self.encoder.state_dict()], skipped, path, layout)
 
 
 def _conv(w: np.ndarray) -> torch.Tensor:
@@ -271,16 +265,11 @@ def _t(w: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(w)).float()
 
 
-def _npz_to_state_dict(w: dict[str, np.ndarray], enc: HybridViTEncoder) -> dict[str, torch.Tensor]:
+def _npz_to_state_dict(w: dict[str, np.ndarray], enc: HybridViTEncoder, path: Path) -> dict[str, torch.Tensor]:
     """Map Google's R50+ViT-B/16 ``.npz`` names and layouts onto :class:`HybridViTEncoder` keys."""
     sd: dict[str, torch.Tensor] = {}
-    root = w["conv_root/kernel"]
-    in_ch = enc.resnet.root.conv.in_channels
-    if root.shape[2] != in_ch:
-        if in_ch != 1:
-            raise ValueError(f"root kernel has {root.shape[2]} input channels, model has {in_ch}")
-        root = root.sum(axis=2, keepdims=True)
-    sd["resnet.root.conv.weight"] = _conv(root)
+    sd["resnet.root.conv.weight"] = rgb_to_gray(_conv(w["conv_root/kernel"]), enc.resnet.root.conv.in_channels,
+                                                "conv_root/kernel", path)
     sd["resnet.root.gn.weight"], sd["resnet.root.gn.bias"] = _t(w["gn_root/scale"]).view(-1), _t(w["gn_root/bias"]).view(-1)
     for bname, block in enc.resnet.body.named_children():
         for uname, unit in block.named_children():
