@@ -58,6 +58,9 @@ def load_module(path: str | Path, expect: dict[str, Any] | None = None):
     for key, want in (expect or {}).items():
         if want is not None and hp.get(key) != want:
             raise InputError(f"checkpoint has {key}={hp.get(key)!r} but this run needs {want!r}", path)
+    if (hp.get("options") or {}).get("pretrained"):
+        # the checkpoint holds the trained weights: the ImageNet file it started from is not needed (nor read)
+        hp["options"] = {k: v for k, v in hp["options"].items() if k != "pretrained"}
     try:
         module = SegmentationModule(**hp)
     except (RuntimeError, TypeError, KeyError, ValueError) as exc:

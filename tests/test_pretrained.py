@@ -160,3 +160,17 @@ def test_pretrained_swin_errors(tmp_path):
     one_line("cannot read weights", paper, tmp_path / "junk.pth")
     window8 = build_network("swinunet", in_channels=1, num_classes=2, preset="paper", window_size=8)
     one_line("relative_position_bias_table: shape", window8, path)
+
+
+def test_checkpoint_reload_does_not_need_the_pretrained_file(tmp_path):
+    """A run started from ImageNet weights is restored from its checkpoint alone (predict on another machine)."""
+    from cordbench.checkpoints import load_module
+    from lightning_modules.module import SegmentationModule
+
+    src = build_network("transunet", in_channels=1, num_classes=2, preset="tiny")
+    torch.save(src.state_dict(), tmp_path / "r50vit.pt")
+    module = SegmentationModule(network="transunet", preset="tiny", options={"pretrained": str(tmp_path / "r50vit.pt")})
+    torch.save({"state_dict": module.state_dict(), "hyper_parameters": dict(module.hparams)}, tmp_path / "best.ckpt")
+    (tmp_path / "r50vit.pt").unlink()
+    restored = load_module(tmp_path / "best.ckpt")
+    assert torch.equal(restored.net.encoder.patch_embeddings.weight, src.encoder.patch_embeddings.weight)

@@ -138,6 +138,12 @@ MUTATIONS: list[Mutation] = [
     Mutation("xca-temperature", "lightning_modules/networks/_transformer.py",
              "* self.temperature).softmax(dim=-1))  # B h d d", "/ self.temperature).softmax(dim=-1))  # B h d d",
              ("tests/test_models.py",), "XCA temperature divides instead of multiplies", k="xca or XCA"),
+    Mutation("swin-merge-layout", "lightning_modules/networks/_pretrained_swin.py",
+             'level = int(m[1]) - (1 if layout == "timm" else 0)', "level = int(m[1])",
+             ("tests/test_pretrained.py",), "timm's patch merging (start of stage N+1) loaded into merges.N+1"),
+    Mutation("pretrained-rgb-mean", "lightning_modules/networks/_pretrained.py",
+             "return weight.sum(dim=1, keepdim=True)", "return weight.mean(dim=1, keepdim=True)",
+             ("tests/test_pretrained.py",), "RGB patch kernel averaged instead of summed (input 3× too weak)"),
     # ------------------------------------------------------------------- sweep resume bookkeeping
     Mutation("resume-metrics-lt", "sweeps/trainable.py",
              'prev = prev[prev["epoch"] <= resume_epoch]', 'prev = prev[prev["epoch"] < resume_epoch]', TRAINABLE,
