@@ -174,3 +174,59 @@ def test_checkpoint_reload_does_not_need_the_pretrained_file(tmp_path):
     (tmp_path / "r50vit.pt").unlink()
     restored = load_module(tmp_path / "best.ckpt")
     assert torch.equal(restored.net.encoder.patch_embeddings.weight, src.encoder.patch_embeddings.weight)
+
+
+# ---------------------------------------------------------------- TransUNet: timm's vit_base_r50_s16_224
+def _timm_r50_names(enc) -> dict[str, str]:
+    """Our encoder key → timm's key, written out independently of the loader."""
+    names = {"resnet.root.conv.weight": "patch_embed.backbone.stem.conv.weight",
+             "patch_embeddings.weight": "patch_embed.proj.weight", "patch_embeddings.bias": "patch_embed.proj.bias",
+             "position_embeddings": "pos_embed", "encoder_norm.weight": "norm.weight", "encoder_norm.bias": "norm.bias"}
+    for k in enc.state_dict():
+        if k.startswith("resnet.root.gn."):
+            names[k] = k.replace("resnet.root.gn.", "patch_embed.backbone.stem.norm.")
+        elif m := re.fullmatch(r"resnet\.body\.block(\d)\.unit(\d+)\.(\w+)\.(\w+)", k):
+            part = {"downsample": "downsample.conv", "gn_proj": "downsample.norm"}.get(m[3], m[3].replace("gn", "norm"))
+            names[k] = f"patch_embed.backbone.stages.{int(m[1]) - 1}.blocks.{int(m[2]) - 1}.{part}.{m[4]}"
+        elif m := re.fullmatch(r"blocks\.(\d+)\.(.+)\.(weight|bias)", k):
+            part = {"attention_norm": "norm1", "qkv": "attn.qkv", "out": "attn.proj", "ffn_norm": "norm2",
+                    "mlp.linear1": "mlp.fc1", "mlp.linear2": "mlp.fc2"}[m[2]]
+            names[k] = f"blocks.{m[1]}.{part}.{m[3]}"
+    return names
+
+
+def test_transunet_timm_layout_covers_every_encoder_tensor():
+    """timm's vit_base_r50_s16_224 names and shapes (fixture) fill the paper encoder exactly (meta tensors)."""
+    from lightning_modules.networks._pretrained import UsedKeys
+    from lightning_modules.networks.transunet import _timm_to_state_dict
+
+    layout = json.loads((DATA / "vit_r50_timm_layout.json").read_text())["timm"]
+    with torch.device("meta"):
+        net = build_network("transunet", in_channels=1, num_classes=2, preset="paper")
+        used = UsedKeys({k: torch.empty(s) for k, s in layout.items()})
+    sd = _timm_to_state_dict(used, net.encoder, Path("x.pth"))
+    own = net.encoder.state_dict()
+    assert set(sd) == set(own) and all(sd[k].shape == own[k].shape for k in own)
+    assert used.unused() == ["cls_token"]
+    assert {_timm_r50_names(net.encoder)[k] for k in own} == set(layout) - {"cls_token"}
+
+
+def test_transunet_loads_timm_layout(tmp_path):
+    torch.manual_seed(1)
+    src = build_network("transunet", in_channels=1, num_classes=2, preset="tiny")
+    torch.manual_seed(2)
+    dst = build_network("transunet", in_channels=1, num_classes=2, preset="tiny")
+    names = _timm_r50_names(src.encoder)
+    file = {names[k]: v.clone() for k, v in src.encoder.state_dict().items()}
+    file["patch_embed.backbone.stem.conv.weight"] = file["patch_embed.backbone.stem.conv.weight"].repeat(1, 3, 1, 1) / 3
+    file["pos_embed"] = torch.cat([torch.zeros_like(file["pos_embed"][:, :1]), file["pos_embed"]], 1)
+    file |= {"cls_token": torch.zeros(1, 1, 32), "head.weight": torch.zeros(5, 32), "head.bias": torch.zeros(5)}
+    torch.save(file, tmp_path / "pytorch_model.bin")
+    report = dst.load_pretrained(tmp_path / "pytorch_model.bin")
+    assert report.layout == "timm vit_base_r50_s16_224" and report.skipped == ["cls_token", "head.bias", "head.weight"]
+    for k, v in src.encoder.state_dict().items():
+        assert torch.allclose(dst.encoder.state_dict()[k], v, atol=1e-6), k
+    del file["blocks.0.mlp.fc2.bias"]
+    torch.save(file, tmp_path / "cut.bin")
+    with pytest.raises(InputError, match=r"cut\.bin: missing weight 'blocks\.0\.mlp\.fc2\.bias'"):
+        dst.load_pretrained(tmp_path / "cut.bin")

@@ -171,7 +171,7 @@ class TransUNet(nn.Module):
     ViT linear layers start from trunc-normal(0.02) (ViT) instead of Xavier.
     No pretrained weights by default: :meth:`load_pretrained` (or the ``pretrained`` knob, the
     same as ``swinunet``/``sattisunet``'s) loads R50-ViT-B/16 weights from a local file (Google's
-    ``R50+ViT-B_16.npz`` or a torch state dict of this class's ``encoder``).
+    ``R50+ViT-B_16.npz``, timm's ``vit_base_r50_s16_224`` or a state dict of this class's ``encoder``).
     """
 
     def __init__(self, in_channels: int = 1, num_classes: int = 2, spatial_dims: int = 2,
@@ -229,8 +229,10 @@ class TransUNet(nn.Module):
         ``*.npz``: Google's R50+ViT-B/16 checkpoint (as used by TransUNet; needs the ``paper``
         encoder sizes): kernels are transposed to PyTorch layout, q/k/v are fused, the class
         token's position embedding is dropped and the grid interpolated to ``pos_grid``.
-        Otherwise a torch file holding a state dict (optionally under ``"state_dict"``) whose
-        ``encoder.*`` keys match this model (e.g. saved from another run). Either way an RGB root
+        A torch/safetensors file of timm's ``vit_base_r50_s16_224`` (``patch_embed.backbone.*``,
+        ``blocks.N.*``; timm's conversion of the same Google weights). Otherwise a torch file holding
+        a state dict (optionally under ``"state_dict"``) whose ``encoder.*`` keys match this model
+        (e.g. saved from another run). Either way an RGB root
         kernel is summed over its colour axis for a 1-channel input, every encoder tensor must
         be present with the right shape (one-line error naming the file and key), and the
         decoder is left untouched (:mod:`~lightning_modules.networks._pretrained`).
@@ -242,6 +244,10 @@ class TransUNet(nn.Module):
                 used = UsedKeys(raw)
                 sd = _npz_to_state_dict(used, self.encoder, path)
                 skipped, layout = used.unused(), "Google R50+ViT-B/16 .npz"
+            elif "patch_embed.backbone.stem.conv.weight" in raw:
+                used = UsedKeys(raw)
+                sd = _timm_to_state_dict(used, self.encoder, path)
+                skipped, layout = used.unused(), "timm vit_base_r50_s16_224"
             else:
                 sd = {k[len("encoder."):]: v for k, v in raw.items() if k.startswith("encoder.")}
                 skipped, layout = sorted(k for k in raw if not k.startswith("encoder.")), "cordbench TransUNet"
@@ -265,6 +271,52 @@ def _t(w: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(w)).float()
 
 
+def _grid_position_embedding(pe: torch.Tensor, pos_grid: int) -> torch.Tensor:
+    """``(1, [1 +] g², C)`` ViT position embeddings → ``(1, pos_grid², C)``: class token dropped, grid resized."""
+    if pe.shape[1] != pos_grid ** 2:
+        pe = pe[:, 1:] if int(math.isqrt(pe.shape[1] - 1)) ** 2 == pe.shape[1] - 1 else pe
+        g = math.isqrt(pe.shape[1])
+        if g * g != pe.shape[1]:
+            raise ValueError(f"position embedding of {pe.shape[1]} tokens is not a square grid")
+        if g != pos_grid:
+            pe = F.interpolate(pe.transpose(1, 2).reshape(1, -1, g, g), size=(pos_grid,) * 2,
+                               mode="bilinear", align_corners=False).flatten(2).transpose(1, 2)
+    return pe.contiguous()
+
+
+_TIMM_BLOCK = {"norm1": "attention_norm", "attn.qkv": "qkv", "attn.proj": "out", "norm2": "ffn_norm",
+               "mlp.fc1": "mlp.linear1", "mlp.fc2": "mlp.linear2"}
+
+
+def _timm_to_state_dict(w: dict[str, torch.Tensor], enc: HybridViTEncoder, path: Path) -> dict[str, torch.Tensor]:
+    """Map timm's ``vit_base_r50_s16_224`` names onto :class:`HybridViTEncoder` keys (same tensor layouts).
+
+    The weights are Google's (timm converted the ``.npz``); the network stays TransUNet's (root padding 3,
+    ``gn_proj`` with one group per channel), as when TransUNet loads the ``.npz``.
+    """
+    bb = "patch_embed.backbone."
+    sd = {"resnet.root.conv.weight": rgb_to_gray(w[bb + "stem.conv.weight"], enc.resnet.root.conv.in_channels,
+                                                 bb + "stem.conv.weight", path),
+          "resnet.root.gn.weight": w[bb + "stem.norm.weight"], "resnet.root.gn.bias": w[bb + "stem.norm.bias"],
+          "patch_embeddings.weight": w["patch_embed.proj.weight"], "patch_embeddings.bias": w["patch_embed.proj.bias"],
+          "position_embeddings": _grid_position_embedding(w["pos_embed"], enc.pos_grid),
+          "encoder_norm.weight": w["norm.weight"], "encoder_norm.bias": w["norm.bias"]}
+    for b, block in enumerate(enc.resnet.body):
+        for u, unit in enumerate(block):
+            src, dst = f"{bb}stages.{b}.blocks.{u}.", f"resnet.body.block{b + 1}.unit{u + 1}."
+            pairs = [(f"conv{i}.weight", f"conv{i}.weight") for i in (1, 2, 3)]
+            pairs += [(f"norm{i}.{p}", f"gn{i}.{p}") for i in (1, 2, 3) for p in ("weight", "bias")]
+            if hasattr(unit, "downsample"):
+                pairs += [("downsample.conv.weight", "downsample.weight"),
+                          ("downsample.norm.weight", "gn_proj.weight"), ("downsample.norm.bias", "gn_proj.bias")]
+            sd.update({dst + d: w[src + s] for s, d in pairs})
+    for i in range(len(enc.blocks)):
+        for s, d in _TIMM_BLOCK.items():
+            for p in ("weight", "bias"):
+                sd[f"blocks.{i}.{d}.{p}"] = w[f"blocks.{i}.{s}.{p}"]
+    return sd
+
+
 def _npz_to_state_dict(w: dict[str, np.ndarray], enc: HybridViTEncoder, path: Path) -> dict[str, torch.Tensor]:
     """Map Google's R50+ViT-B/16 ``.npz`` names and layouts onto :class:`HybridViTEncoder` keys."""
     sd: dict[str, torch.Tensor] = {}
@@ -284,17 +336,8 @@ def _npz_to_state_dict(w: dict[str, np.ndarray], enc: HybridViTEncoder, path: Pa
                 sd[f"{dst}.{gn}.bias"] = _t(w[f"{src}/{gn}/bias"]).view(-1)
     sd["patch_embeddings.weight"] = _conv(w["embedding/kernel"])
     sd["patch_embeddings.bias"] = _t(w["embedding/bias"])
-    pe = _t(w["Transformer/posembed_input/pos_embedding"])
-    n = enc.pos_grid ** 2
-    if pe.shape[1] != n:
-        pe = pe[:, 1:] if int(math.isqrt(pe.shape[1] - 1)) ** 2 == pe.shape[1] - 1 else pe
-        g = math.isqrt(pe.shape[1])
-        if g * g != pe.shape[1]:
-            raise ValueError(f"position embedding of {pe.shape[1]} tokens is not a square grid")
-        if g != enc.pos_grid:
-            pe = F.interpolate(pe.transpose(1, 2).reshape(1, -1, g, g), size=(enc.pos_grid,) * 2,
-                               mode="bilinear", align_corners=False).flatten(2).transpose(1, 2)
-    sd["position_embeddings"] = pe.contiguous()
+    sd["position_embeddings"] = _grid_position_embedding(_t(w["Transformer/posembed_input/pos_embedding"]),
+                                                         enc.pos_grid)
     sd["encoder_norm.weight"] = _t(w["Transformer/encoder_norm/scale"])
     sd["encoder_norm.bias"] = _t(w["Transformer/encoder_norm/bias"])
     for i in range(len(enc.blocks)):

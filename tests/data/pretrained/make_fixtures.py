@@ -7,6 +7,7 @@ build): ``python -m venv v && v/bin/pip install timm`` beside cordbench's packag
 * ``swin_t_layouts.json``: every key and shape of timm's ``swin_tiny_patch4_window7_224`` state dict
   (timm ≥ 0.9 layout) and of the same network in the original Swin release's layout (merging at the
   end of a stage, ``head.*``, the persistent ``relative_position_index``/``attn_mask`` buffers);
+* ``vit_r50_timm_layout.json``: every key and shape of timm's ``vit_base_r50_s16_224`` (TransUNet's encoder);
 * ``swin_timm_mini.pt``: a 4-channel Swin (depths 2-2-2-2, window 7, patch 4) built by timm with
   random weights, its state dict and timm's stage outputs for a fixed 224² image replicated to RGB.
 
@@ -90,6 +91,10 @@ def main(check: bool) -> None:
                "timm": {k: list(v.shape) for k, v in sd.items()},
                "swin": {k: list(v.shape) for k, v in to_original(sd, full).items()}}
     (HERE / "swin_t_layouts.json").write_text(json.dumps(layouts, indent=0) + "\n")
+    r50 = timm.create_model("vit_base_r50_s16_224", pretrained=False)
+    (HERE / "vit_r50_timm_layout.json").write_text(json.dumps(
+        {"timm_version": timm.__version__, "timm": {k: list(v.shape) for k, v in r50.state_dict().items()}},
+        indent=0) + "\n")
 
     torch.manual_seed(1)
     mini = SwinTransformer(img_size=224, patch_size=4, embed_dim=4, depths=(2, 2, 2, 2), num_heads=(1, 1, 2, 2),
