@@ -45,14 +45,14 @@ class RandomiseOptions:
 
     intensity_jitter: float = 0.35
     free_contrast: float = 0.2
-    contrast_mix: float = 0.25
+    contrast_mix: float = 0.5
     inplane_min: float = 0.4
     inplane_max: float = 1.2
     thickness_min: float = 0.5
     thickness_max: float = 8.0
     axial_prob: float = 0.5
     fov_min: float = 24.0
-    fov_max: float = 100.0
+    fov_max: float = 80.0
     offset_max: float = 0.15
     oblique_max: float = 15.0
     snr_min: float = 8.0
