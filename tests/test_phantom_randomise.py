@@ -130,3 +130,22 @@ def test_bad_randomise_options_are_one_line_naming_the_key():
         PhantomOptions.from_kwargs({"randomise": {"colour": 1}})
     cfg = load_config(overrides=["data.phantom.randomise.enabled=true"])
     assert cfg["data"]["phantom"]["randomise"]["fov_max"] == RandomiseOptions().fov_max
+
+
+def test_shifted_canal_still_contains_the_cord_everywhere():
+    """The randomised cord-in-canal offset (canal_shift) never lets the cord leave the canal."""
+    from data_modules.phantom.anatomy import build_anatomy
+    from data_modules.phantom.population import draw_subject, load_sites
+    from data_modules.phantom.subject import STREAM_ANATOMY, STREAM_DEMOGRAPHICS, subject_rng
+
+    sites, _ = load_sites()
+    theta = np.linspace(0, 2 * np.pi, 721)
+    for index in range(6):
+        draw = draw_subject(subject_rng(0, index, STREAM_DEMOGRAPHICS), subject_rng(0, index, STREAM_ANATOMY),
+                            index, sites, PhantomOptions())
+        anat = build_anatomy(draw.anatomy)
+        a, b, A, B = anat.a_tab[:, None], anat.b_tab[:, None], anat.A_tab[:, None], anat.B_tab[:, None]
+        for shift in (-RandomiseOptions().canal_shift_max, RandomiseOptions().canal_shift_max):
+            d = shift * (B - b)
+            r = (a * np.cos(theta) / A) ** 2 + ((b * np.sin(theta) - d) / B) ** 2
+            assert r.max() < 1.0

@@ -130,6 +130,12 @@ class Anatomy:
     A_tab: np.ndarray
     B_tab: np.ndarray
     rho_clipped: bool = False
+    canal_shift: float = 0.0    # canal centre at v = canal_shift·(B − b) (randomised phantoms; 0 = concentric)
+
+    def canal_offset(self, s: np.ndarray) -> np.ndarray:
+        """Anterior offset (mm) of the canal's centre from the centerline at ``s`` (the cord stays inside)."""
+        p = self.profiles(s)
+        return self.canal_shift * (p["B"] - p["b"])
 
     # ------------------------------------------------------------------ profiles
     def profiles(self, s: np.ndarray) -> dict[str, np.ndarray]:
@@ -174,7 +180,8 @@ class Anatomy:
         p = self.profiles(s)
         a, b, A, B, g = p["a"], p["b"], p["A"], p["B"], p["g"]
         n = s.shape[0]
-        rk2 = (u / A) ** 2 + (v / B) ** 2
+        vk = v - self.canal_shift * (B - b) if self.canal_shift else v  # v from the canal's centre
+        rk2 = (u / A) ** 2 + (vk / B) ** 2
         rc2 = (u / a) ** 2 + (v / b) ** 2
         canal = rk2 <= 1.0
         cord = rc2 <= 1.0
@@ -189,7 +196,7 @@ class Anatomy:
             gmu[near] = gu_ / ag
             gmv[near] = gv_ / bg
         gm = (r_gm <= 1.0) & cord
-        vb = v - (B + BODY_GAP + BODY_RB)
+        vb = vk - (B + BODY_GAP + BODY_RB)
         rb2 = (u / BODY_RW) ** 2 + (vb / BODY_RB) ** 2
         body = rb2 <= 1.0
         is_disc = np.zeros(n, dtype=bool)
@@ -205,7 +212,7 @@ class Anatomy:
         cls[canal] = CSF
         cls[cord] = WM
         cls[gm] = GM
-        out = {"s": s, "u": u, "v": v, "phi": phi, "canal": canal, "cord": cord, "gm": gm, "cls": cls,
+        out = {"s": s, "u": u, "v": v, "v_canal": vk, "phi": phi, "canal": canal, "cord": cord, "gm": gm, "cls": cls,
                "disc_zone": is_disc, "level": self.level_of(s)}
         if directions is None:
             return out
@@ -214,7 +221,7 @@ class Anatomy:
         hmax = float(np.sum(spacing))
 
         pv = (phi, nrl, rot, directions, spacing, hmax)
-        f_canal = _ellipse_ramp(u, v, rk2, A, B, *pv)
+        f_canal = _ellipse_ramp(u, vk, rk2, A, B, *pv)
         f_cord = np.minimum(_ellipse_ramp(u, v, rc2, a, b, *pv), f_canal)
         f_gm = np.zeros(n)
         if near.size:

@@ -35,6 +35,7 @@ RANGES: dict[str, Range] = {
     "ghosting_prob": _PROB,
     "motion_prob": _PROB,
     "gibbs_prob": _PROB,
+    "canal_shift_max": Range(0, 0.8),        # cord off the canal's centre: U(±max)·(B − b) along A-P
     "max_voxels": Range(100_000, 50_000_000, integer=True),  # coarser grid (same shape ratio) above this
 }
 
@@ -62,6 +63,7 @@ class RandomiseOptions:
     ghosting_prob: float = 0.2
     motion_prob: float = 0.15
     gibbs_prob: float = 0.3
+    canal_shift_max: float = 0.6
     max_voxels: int = 2_000_000
 
     def __post_init__(self) -> None:

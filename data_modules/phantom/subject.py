@@ -1,6 +1,7 @@
 """One phantom subject: draw, voxelise on each image grid, write images, labels and truth."""
 from __future__ import annotations
 
+import dataclasses
 import math
 from pathlib import Path
 from typing import Any, Callable
@@ -28,7 +29,7 @@ DWI_SPACING = (0.9, 0.9, 5.0)
 CHUNK = 262144               # voxels per vectorised block
 # independent random streams of a subject (SeedSequence spawn keys)
 STREAM_DEMOGRAPHICS, STREAM_ANATOMY, STREAM_BIAS, STREAM_T2W, STREAM_T2STAR, STREAM_DWI = range(6)
-STREAM_SURROUNDINGS, STREAM_RANDOMISE = 6, {"T2w": 7, "T2star": 8}  # --randomise only
+STREAM_SURROUNDINGS, STREAM_RANDOMISE, STREAM_CANAL = 6, {"T2w": 7, "T2star": 8}, 9  # --randomise only
 
 
 def subject_rng(seed: int, index: int, stream: int) -> np.random.Generator:
@@ -149,6 +150,9 @@ def generate_subject(out: str | Path, index: int = 0, seed: int = 0, options: Ph
     draw = draw_subject(subject_rng(seed, index, STREAM_DEMOGRAPHICS), subject_rng(seed, index, STREAM_ANATOMY),
                         index, sites, options)
     anat = build_anatomy(draw.anatomy)
+    if options.randomise is not None and options.randomise.canal_shift_max > 0:
+        shift = float(subject_rng(seed, index, STREAM_CANAL).uniform(-1, 1)) * options.randomise.canal_shift_max
+        anat = dataclasses.replace(anat, canal_shift=shift)
     part = draw.participant
     sub, vendor = part["participant_id"], part["manufacturer"]
     paths = layout.subject_paths(out, sub)
@@ -171,13 +175,14 @@ def generate_subject(out: str | Path, index: int = 0, seed: int = 0, options: Ph
         "oblique_deg": options.oblique, "stenosis": draw.stenosis,
         "planted_r": draw.corr_r, "planted_r_group": draw.corr_key, "latent_subject": draw.latent_subject,
         "rho_floor_applied": anat.rho_clipped,
+        **({"canal_shift": anat.canal_shift} if anat.canal_shift else {}),
         "disc_labels": {}, "levels": levels, "centerline": _centerline_samples(anat),
         "csf_md": MD_CSF, "images": {}, "definitions": "see derivatives/phantom-truth/cohort.json",
     }
     for k in DISC_LABELS:
         s_k = float(anat.disc_s[k - 1])
         p = anat.profiles(np.array([s_k]))
-        tip = cl.point(s_k) + cl.normal_ap(s_k) * (float(p["B"][0]) + BODY_GAP)
+        tip = cl.point(s_k) + cl.normal_ap(s_k) * (float(p["B"][0]) + BODY_GAP + float(anat.canal_offset(s_k)))
         truth["disc_labels"][str(k)] = {"s_mm": s_k, "centerline_mm": cl.point(s_k).tolist(),
                                         "posterior_tip_mm": tip.tolist()}
     if not options.truth_only:

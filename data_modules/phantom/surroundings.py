@@ -82,7 +82,7 @@ def paint(anat: Anatomy, sur: Surroundings, t: dict[str, np.ndarray], values: np
     ``values`` (N_TISSUES,) are the tissue intensities; ``h`` the voxel size (mm) of the ramps;
     ``texture`` the relative amplitude of the muscle texture.
     """
-    s, u, v = t["s"], t["u"], t["v"]
+    s, u, v = t["s"], t["u"], t["v_canal"]   # v from the canal's centre
     p = anat.profiles(s)
     A, B = p["A"], p["B"]
     val = np.full(s.shape, values[AIR], dtype=float)
