@@ -28,10 +28,11 @@ DEFAULTS: dict[str, Any] = {
         "name": "unet",                  # any registered network (``cordbench models``)
         "preset": "small",               # tiny | small | paper
         "options": {},                   # network knobs overriding the preset
-        "lr": 1e-3,
-        "weight_decay": 1e-4,
-        "scheduler": "cosine",           # cosine | poly | none
-        "warmup_epochs": 0,
+        # null: the preset's training recipe, else 1e-3 / 1e-4 / cosine / 0 (cordbench.recipes)
+        "lr": None,
+        "weight_decay": None,
+        "scheduler": None,               # cosine | poly | none
+        "warmup_epochs": None,
         "dice_weight": 1.0,
         "ce_weight": 1.0,
         "dropout": None,                 # shortcut: passed to networks that have a ``dropout`` knob
@@ -82,7 +83,7 @@ DEFAULTS: dict[str, Any] = {
                     "randomise": randomise_options.config_defaults()},
     },
     "trainer": {
-        "max_epochs": 10,
+        "max_epochs": None,              # null: the preset's training recipe, else 10
         "accelerator": "auto",
         "devices": "auto",
         "strategy": "auto",
@@ -187,8 +188,14 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
 
 def _check(value: Any, default: Any, key: str, source: str) -> Any:
     """Type-check ``value`` against ``default``'s type; returns the (coerced) value."""
-    if default is None or value is None:
+    if value is None:
         return value
+    if default is None:
+        from cordbench.recipes import FALLBACK
+
+        if key not in FALLBACK:
+            return value
+        default = FALLBACK[key]  # a recipe key: typed like its fallback value
     if isinstance(default, bool):
         if key == "trainer.deterministic" and value == "warn":
             return value  # Lightning: deterministic algorithms, a warning (not an error) for ops without one
@@ -277,8 +284,16 @@ def load_config(files: Iterable[str | Path] = (), overrides: Iterable[str] = (),
     for item in overrides:
         path, value = parse_override(item)
         cfg = merge(cfg, nest(path, value), f"override {item!r}")
+    cfg = fill_recipe(cfg)
     validate(cfg)
     return cfg
+
+
+def fill_recipe(cfg: Mapping[str, Any]) -> dict[str, Any]:
+    """``cfg`` with the model preset's training recipe in every recipe key left null (cordbench.recipes)."""
+    from cordbench.recipes import apply_recipe
+
+    return apply_recipe(cfg)
 
 
 def _or(choices: Iterable[str]) -> str:

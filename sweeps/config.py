@@ -49,7 +49,7 @@ from typing import Any, Iterable, Iterator, Mapping
 
 import yaml
 
-from cordbench.config import DEFAULTS, dump, load_yaml, merge, nest, parse_override, validate
+from cordbench.config import DEFAULTS, dump, fill_recipe, load_yaml, merge, nest, parse_override, validate
 from cordbench.errors import CordbenchError, ConfigError
 from cordbench.paths import REPO_ROOT, find_config
 from sweeps.records import SWEEP_FILE
@@ -181,11 +181,19 @@ class Sweep:
         return [d.column for d in self.dims if d.key not in FIXED_COLUMNS]
 
     def max_epochs(self) -> int:
-        """Largest ``trainer.max_epochs`` any trial can have."""
+        """Largest ``trainer.max_epochs`` any trial can have (a model's recipe may set it per model)."""
         for d in self.dims:
             if d.key == "trainer.max_epochs":
                 return int(max(d.validation_values()))
-        return int(self.run_config["trainer"]["max_epochs"])
+        picks = [d for d in self.dims if d.key in ("model.name", "model.preset") and d.kind in CATEGORICAL]
+        epochs = []
+        for values in itertools.product(*(d.validation_values() for d in picks)):
+            try:
+                cfg = apply_params(self.run_config, {d.key: v for d, v in zip(picks, values)}, str(self.path))
+            except CordbenchError:
+                continue  # a combination trial validation rejects, with its own message
+            epochs.append(int(cfg["trainer"]["max_epochs"]))
+        return max(epochs or [int(fill_recipe(self.run_config)["trainer"]["max_epochs"])])
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.raw, sort_keys=False)
@@ -217,11 +225,12 @@ def decode_params(params: Mapping[str, Any], dims: Iterable[Dim]) -> dict[str, A
 
 
 def apply_params(run_config: Mapping[str, Any], params: Mapping[str, Any], source: str) -> dict[str, Any]:
-    """A trial's run config: the base with each dotted key set (merged and type-checked)."""
+    """A trial's run config: the base with each dotted key set (merged and type-checked), then the
+    trial's model preset's training recipe in the keys still null (:mod:`cordbench.recipes`)."""
     cfg = copy.deepcopy(dict(run_config))
     for key, value in params.items():
         cfg = merge(cfg, nest(key.split("."), value), source)
-    return cfg
+    return fill_recipe(cfg)
 
 
 def _resolve_file(name: str, sweep_path: Path) -> Path:

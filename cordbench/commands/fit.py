@@ -25,9 +25,12 @@ def run(args: argparse.Namespace) -> int:
     from cordbench.run_guard import RunLock, is_worker_rank, latest_checkpoint, plan_fit
     from cordbench.runner import fit, run_dir
     from cordbench.distributed import is_global_zero
+    from cordbench.recipes import training_line
 
     cfg = config_from_args(args)
     out = run_dir(check_run_dir(cfg))
+    if is_global_zero():
+        print(training_line(cfg), flush=True)
     if is_worker_rank():  # a DDP worker re-running this command: rank 0 locked and planned the folder
         last = latest_checkpoint(out) if args.resume else None
         result = fit(cfg, ckpt_path=str(last) if last else args.ckpt_path, test=not args.no_test)

@@ -82,14 +82,22 @@ class AttentiveSkip(nn.Module):
 PRESETS = {
     "tiny": dict(embed_dim=8, depths=[2, 1, 1], num_heads=[1, 2, 2], skip_heads=2, window_size=4,
                  patch_size=2, drop_path_rate=0.0),
-    "small": dict(embed_dim=32, depths=[2, 2, 2], num_heads=[2, 4, 8], skip_heads=4, window_size=8,
+    # window 4 (was 8): at 48²-64² training patches the stage grids are 24-32, 12-16 and 6-8 tokens,
+    # so every stage shifts its windows (a window covering the whole grid silently disables shifting)
+    "small": dict(embed_dim=32, depths=[2, 2, 2], num_heads=[2, 4, 8], skip_heads=4, window_size=4,
                   patch_size=2, drop_path_rate=0.0),
     "paper": dict(embed_dim=96, depths=[2, 2, 2, 2], num_heads=[3, 6, 12, 24], skip_heads=None,
                   window_size=7, patch_size=4, drop_path_rate=0.2),
 }
 
 
-@register("sattisunet", presets=PRESETS, spatial_dims=(2,))
+#: Training defaults per preset (cordbench.recipes; how they were chosen: docs/models.md, "Training recipes").
+RECIPES = {
+    "small": dict(lr=3e-3, warmup_epochs=1, weight_decay=1e-4, max_epochs=10),
+}
+
+
+@register("sattisunet", presets=PRESETS, spatial_dims=(2,), recipes=RECIPES)
 class SAttisUNet(nn.Module):
     """SAttisUNet: Swin-Unet encoder/decoder whose skips pass through attentive (XCA) skip modules.
 

@@ -7,10 +7,10 @@ their skip modules (:class:`~lightning_modules.networks.sattisunet.PlainSkip`).
 """
 from __future__ import annotations
 
-from lightning_modules.networks.sattisunet import PRESETS, SAttisUNet
+from lightning_modules.networks.sattisunet import PRESETS, RECIPES, SAttisUNet
 from lightning_modules.registry import register_variant
 
 register_variant("swinunet", SAttisUNet, fixed={"attentive_skips": False, "skip_heads": None},
                  description="Swin-Unet: Swin encoder/decoder with concatenation + Linear skips "
                              "(SAttisUNet with attentive_skips=False).",
-                 presets=PRESETS, spatial_dims=(2,))
+                 presets=PRESETS, spatial_dims=(2,), recipes=RECIPES)

@@ -1,0 +1,64 @@
+"""Training recipes: a model preset's own defaults for the optimiser, schedule and epochs.
+
+A network file registers, beside its ``PRESETS`` (network knobs), ``RECIPES``: per preset the
+training defaults that suit it (``lr``, ``weight_decay``, ``warmup_epochs``, ``scheduler``,
+``max_epochs``), chosen by experiment (docs/models.md records what was tried). In a run config
+these keys default to ``null`` — "the model's recipe" — and :func:`apply_recipe` fills every
+key left null from the recipe of the run's ``model.name``/``model.preset``, else from
+:data:`FALLBACK` (the values every model used before recipes existed). A value set anywhere
+(a config file, a sweep's ``config`` or ``space``, a ``--key=value`` override) always wins, so
+``model.lr: 0.002`` means 0.002 for every model of a sweep. The run folder's ``config.yaml``
+holds the filled values.
+"""
+from __future__ import annotations
+
+import copy
+from typing import Any, Mapping
+
+from lightning_modules.presets import RECIPE_KEYS
+
+#: Value of each recipe key for a model/preset without a recipe (today's defaults).
+FALLBACK: dict[str, Any] = {
+    "model.lr": 1e-3,
+    "model.weight_decay": 1e-4,
+    "model.warmup_epochs": 0,
+    "model.scheduler": "cosine",
+    "trainer.max_epochs": 10,
+}
+
+
+def recipe_of(name: str, preset: str | None) -> dict[str, Any]:
+    """The recipe of ``name`` at ``preset`` as ``{dotted key: value}`` (empty when it has none)."""
+    from lightning_modules.registry import get_spec
+
+    raw = get_spec(name).recipes.get(str(preset), {}) if preset is not None else {}
+    return {RECIPE_KEYS[k]: v for k, v in raw.items()}
+
+
+def _get(cfg: Mapping[str, Any], dotted: str) -> Any:
+    section, key = dotted.split(".")
+    return (cfg.get(section) or {}).get(key)
+
+
+def apply_recipe(cfg: Mapping[str, Any]) -> dict[str, Any]:
+    """``cfg`` with every null recipe key filled from the model preset's recipe, else :data:`FALLBACK`."""
+    out = copy.deepcopy(dict(cfg))
+    recipe = recipe_of(out["model"]["name"], out["model"].get("preset"))
+    for dotted, fallback in FALLBACK.items():
+        if _get(out, dotted) is None:
+            section, key = dotted.split(".")
+            out[section] = {**out[section], key: recipe.get(dotted, fallback)}
+    return out
+
+
+def training_line(cfg: Mapping[str, Any]) -> str:
+    """``training: lr=…, weight_decay=…, …`` with the keys that equal the model preset's recipe marked."""
+    m = cfg["model"]
+    recipe = recipe_of(m["name"], m.get("preset"))
+    parts = []
+    for dotted in FALLBACK:
+        value = _get(cfg, dotted)
+        mark = "*" if dotted in recipe and recipe[dotted] == value else ""
+        parts.append(f"{dotted.split('.')[1]}={value}{mark}")
+    note = f" (* = recipe of {m['name']}/{m.get('preset')})" if recipe else ""
+    return "training: " + ", ".join(parts) + note
