@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat setup.cfg constraints.txt | cksum | cut -d' ' -f1)
 DEMO_OUT ?= outputs/demo
 
-.PHONY: setup system-deps demo test bench mutations clean
+.PHONY: setup system-deps demo ablation test bench mutations clean
 
 setup: $(STAMP)
 
@@ -34,6 +34,15 @@ demo: setup
 	$(BIN)/cordbench sweep configs/sweeps/quickstart.yaml --storage $(DEMO_OUT)/sweeps --overwrite \
 		--override config.data.root=$(abspath $(DEMO_OUT))/phantom
 	$(BIN)/cordbench leaderboard $(DEMO_OUT)/sweeps/quickstart --no-morphometrics
+
+# The seed's skip-connection ablation in miniature (SAttisUNet small, 0..3 attentive skips x 2 seeds on the
+# quickstart cohort; <= 15 min on 2 CPU cores): its leaderboard prints the table per skip count (mean, 95% CI)
+# and writes the plot $(DEMO_OUT)/sweeps/ablation_laptop/ablation_skip_connections.png.
+ablation: setup
+	$(BIN)/cordbench phantom --out $(DEMO_OUT)/phantom --subjects 24 --seed 0
+	$(BIN)/cordbench sweep configs/sweeps/ablation_laptop.yaml --storage $(DEMO_OUT)/sweeps --overwrite \
+		--override config.data.root=$(abspath $(DEMO_OUT))/phantom
+	$(BIN)/cordbench leaderboard $(DEMO_OUT)/sweeps/ablation_laptop --no-morphometrics
 
 test: setup system-deps
 	$(BIN)/python -m pytest -q --durations=15

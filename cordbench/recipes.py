@@ -36,8 +36,19 @@ def recipe_of(name: str, preset: str | None) -> dict[str, Any]:
 
 
 def _get(cfg: Mapping[str, Any], dotted: str) -> Any:
-    section, key = dotted.split(".")
-    return (cfg.get(section) or {}).get(key)
+    node: Any = cfg
+    for part in dotted.split("."):
+        node = node.get(part) if isinstance(node, Mapping) else None
+    return node
+
+
+def _set(cfg: dict[str, Any], dotted: str, value: Any) -> None:
+    *parents, key = dotted.split(".")
+    node = cfg
+    for part in parents:
+        node[part] = dict(node.get(part) or {})
+        node = node[part]
+    node[key] = value
 
 
 def apply_recipe(cfg: Mapping[str, Any]) -> dict[str, Any]:
@@ -46,8 +57,7 @@ def apply_recipe(cfg: Mapping[str, Any]) -> dict[str, Any]:
     recipe = recipe_of(out["model"]["name"], out["model"].get("preset"))
     for dotted, fallback in FALLBACK.items():
         if _get(out, dotted) is None:
-            section, key = dotted.split(".")
-            out[section] = {**out[section], key: recipe.get(dotted, fallback)}
+            _set(out, dotted, recipe.get(dotted, fallback))
     return out
 
 
@@ -59,6 +69,6 @@ def training_line(cfg: Mapping[str, Any]) -> str:
     for dotted in FALLBACK:
         value = _get(cfg, dotted)
         mark = "*" if dotted in recipe and recipe[dotted] == value else ""
-        parts.append(f"{dotted.split('.')[1]}={value}{mark}")
+        parts.append(f"{dotted.split('.')[-1]}={value}{mark}")
     note = f" (* = recipe of {m['name']}/{m.get('preset')})" if recipe else ""
     return "training: " + ", ".join(parts) + note

@@ -19,8 +19,10 @@ def test_recipe_fills_null_keys_and_explicit_values_win(tmp_path: Path):
     assert rec, "the flagship's small preset has a training recipe"
     cfg = load_config(extra={"model": {"name": "swinunet", "preset": "small"}})
     for key, value in rec.items():
-        section, k = key.split(".")
-        assert cfg[section][k] == value
+        node = cfg
+        for part in key.split("."):
+            node = node[part]
+        assert node == value
     # a file, then an override, beat the recipe
     f = tmp_path / "c.yaml"
     f.write_text("model: {name: swinunet, preset: small, lr: 0.0007}\ntrainer: {max_epochs: 3}\n")
@@ -30,8 +32,8 @@ def test_recipe_fills_null_keys_and_explicit_values_win(tmp_path: Path):
 
 
 def test_model_without_recipe_gets_the_fallback_values():
-    cfg = load_config(extra={"model": {"name": "unet", "preset": "small"}})
-    assert recipe_of("unet", "small") == {}
+    cfg = load_config(extra={"model": {"name": "dilated_cnn", "preset": "small"}})
+    assert recipe_of("dilated_cnn", "small") == {}
     assert cfg["model"]["lr"] == FALLBACK["model.lr"] == 1e-3
     assert cfg["trainer"]["max_epochs"] == FALLBACK["trainer.max_epochs"] == 10
     assert cfg["model"]["scheduler"] == "cosine" and cfg["model"]["warmup_epochs"] == 0
@@ -50,9 +52,9 @@ def test_unknown_recipe_key_is_rejected_at_registration():
 def test_each_sweep_trial_gets_its_own_models_recipe(tmp_path: Path):
     f = tmp_path / "s.yaml"
     f.write_text("name: t\nbase: [configs/debug.yaml]\nconfig:\n  model: {preset: small}\n  trainer: {max_epochs: null}\n"
-                 "space:\n  model.name: {grid: [unet, swinunet]}\nsearch: {algorithm: basic, num_samples: 1}\n")
+                 "space:\n  model.name: {grid: [dilated_cnn, swinunet]}\nsearch: {algorithm: basic, num_samples: 1}\n")
     sweep = load_sweep(f, validate_all=False, check_data=False)
-    unet = apply_params(sweep.run_config, {"model.name": "unet"}, "t")
+    unet = apply_params(sweep.run_config, {"model.name": "dilated_cnn"}, "t")
     swin = apply_params(sweep.run_config, {"model.name": "swinunet"}, "t")
     assert unet["model"]["lr"] == FALLBACK["model.lr"]
     assert swin["model"]["lr"] == recipe_of("swinunet", "small")["model.lr"]
@@ -69,11 +71,14 @@ def test_each_sweep_trial_gets_its_own_models_recipe(tmp_path: Path):
 def test_small_preset_shifts_windows_at_every_stage(name: str, patch: int):
     """At the training patch sizes the configs use, the second block of every encoder stage runs shifted windows."""
     net = build_network(name, preset="small").eval()
-    shifts: dict[int, list[tuple[int, int]]] = {}
+    seen: dict[int, list[tuple]] = {}
     for i, stage in enumerate(net.encoder):
         for blk in stage.blocks:
-            blk.register_forward_pre_hook(lambda m, args, i=i: shifts.setdefault(i, []).append(tuple(args[2])))
+            blk.register_forward_pre_hook(
+                lambda m, args, i=i: seen.setdefault(i, []).append((tuple(args[0].shape[1:3]), tuple(args[2]))))
     with torch.no_grad():
         net(torch.zeros(1, 1, patch, patch))
-    for i, seen in sorted(shifts.items()):
-        assert seen[0] == (0, 0) and all(s > 0 for s in seen[1]), f"{name} small stage {i} at {patch}²: shifts {seen}"
+    assert len(seen) == len(net.encoder)
+    for i, calls in sorted(seen.items()):
+        (grid, first), (_, second) = calls[0], calls[1]
+        assert first == (0, 0) and all(s > 0 for s in second), f"{name} small stage {i} at {patch}²: {grid}, {second}"

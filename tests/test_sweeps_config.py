@@ -74,7 +74,7 @@ def test_trial_counts_of_the_benchmark_configs():
     models = next(d for d in quick.dims if d.key == "model.name").values
     from lightning_modules.registry import list_models
 
-    assert sorted(models) == list_models() and quick.run_config["model"]["preset"] == "tiny"
+    assert sorted(models) == list_models() and quick.run_config["model"]["preset"] == "small"
 
 
 # --------------------------------------------------------------------------------------- rejection

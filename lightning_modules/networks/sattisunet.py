@@ -82,8 +82,9 @@ class AttentiveSkip(nn.Module):
 PRESETS = {
     "tiny": dict(embed_dim=8, depths=[2, 1, 1], num_heads=[1, 2, 2], skip_heads=2, window_size=4,
                  patch_size=2, drop_path_rate=0.0),
-    # window 4 (was 8): at 48²-64² training patches the stage grids are 24-32, 12-16 and 6-8 tokens,
-    # so every stage shifts its windows (a window covering the whole grid silently disables shifting)
+    # small: window 4 (was 8). At the 48²-64² training patches the stage grids are 24-32, 12-16 and 6-8
+    # tokens, so every stage shifts its windows; with window 8 the last stage's window covered its whole
+    # 8² grid at 64², silently disabling the shift there.
     "small": dict(embed_dim=32, depths=[2, 2, 2], num_heads=[2, 4, 8], skip_heads=4, window_size=4,
                   patch_size=2, drop_path_rate=0.0),
     "paper": dict(embed_dim=96, depths=[2, 2, 2, 2], num_heads=[3, 6, 12, 24], skip_heads=None,
@@ -93,7 +94,7 @@ PRESETS = {
 
 #: Training defaults per preset (cordbench.recipes; how they were chosen: docs/models.md, "Training recipes").
 RECIPES = {
-    "small": dict(lr=3e-3, warmup_epochs=1, weight_decay=1e-4, max_epochs=10),
+    "small": dict(lr=3e-3, warmup_epochs=1, weight_decay=1e-4, max_epochs=16),
 }
 
 
@@ -142,7 +143,7 @@ class SAttisUNet(nn.Module):
 
     Presets: ``paper`` is Swin-Unet-T (embed 96, depths 2-2-2-2, heads 3-6-12-24, window 7,
     patch 4; 27.17 M parameters for 9 classes without attentive skips, as reported);
-    ``small`` (embed 32, patch 2, three stages) trains on a laptop CPU; ``tiny`` is for tests.
+    ``small`` (embed 32, patch 2, three stages, window 4) trains on a laptop CPU; ``tiny`` is for tests.
     """
 
     def __init__(self, in_channels: int = 1, num_classes: int = 2, spatial_dims: int = 2,

@@ -16,6 +16,8 @@ from lightning_modules.registry import register
         "paper": dict(depth=5, base_channels=64),
     },
     spatial_dims=(2, 3),
+    # training defaults (cordbench.recipes): configs/demo.yaml's values, 0.967 held-out sc Dice (docs/models.md)
+    recipes={"small": dict(lr=2e-3, max_epochs=8)},
 )
 class UNet(nn.Module):
     """U-Net: conv blocks, max-pool down, transposed-conv up, concatenated skips.
