@@ -24,18 +24,20 @@ system-deps:
 	@bash .ci/system-deps.sh
 
 # The main job on the built-in phantom: a 24-subject cohort (with DWI), the U-Net trained and tested
-# on it, the quickstart sweep (all five models, tiny presets, 2 seeds, 10 held-out subjects) on the same cohort, and the
-# statistical leaderboard (Markdown here; HTML/PNG reports under $(DEMO_OUT)/sweeps/quickstart). Add the
-# morphometric columns (per-level CSA error of every model's masks, ~1 min per trial on 2 cores) with
+# on it, the quickstart sweep (all five models, small presets with their training recipes, one budget,
+# 2 seeds, 10 held-out subjects) on the same cohort, and the statistical leaderboard (Markdown here;
+# HTML/PNG reports under $(DEMO_OUT)/sweeps/quickstart). Add the morphometric columns (per-level CSA error of
+# every model's masks, ~1 min per trial on 2 cores) with
 # `cordbench leaderboard $(DEMO_OUT)/sweeps/quickstart --morphometrics`.
 demo: setup
 	$(BIN)/cordbench phantom --out $(DEMO_OUT)/phantom --subjects 24 --seed 0
 	$(BIN)/cordbench fit --config configs/demo.yaml --root $(DEMO_OUT)/phantom --output-dir $(DEMO_OUT)/unet --overwrite
+	@echo "quickstart budget: every model 5 epochs x 28 batches of 8 slices (48x48) on 1 CPU, 2 seeds - a laptop demo, not converged training (docs/models.md)"
 	$(BIN)/cordbench sweep configs/sweeps/quickstart.yaml --storage $(DEMO_OUT)/sweeps --overwrite \
 		--override config.data.root=$(abspath $(DEMO_OUT))/phantom
 	$(BIN)/cordbench leaderboard $(DEMO_OUT)/sweeps/quickstart --no-morphometrics
 
-# The seed's skip-connection ablation in miniature (SAttisUNet small, 0..3 attentive skips x 2 seeds on the
+# The seed's skip-connection ablation in miniature (SAttisUNet small, 0..2 attentive skips x 2 seeds on the
 # quickstart cohort; <= 15 min on 2 CPU cores): its leaderboard prints the table per skip count (mean, 95% CI)
 # and writes the plot $(DEMO_OUT)/sweeps/ablation_laptop/ablation_skip_connections.png.
 ablation: setup
