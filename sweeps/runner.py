@@ -358,6 +358,7 @@ def resume_sweep(sweep_dir: str | Path, address: str | None = None) -> SweepOutc
 
         sweep_dir = sweep_dir.rstrip("/")
         storage.check_access(sweep_dir)
+        storage.delete_partials(sweep_dir)  # left by writers the dead driver's kill cut short
         text = storage.read_text_or_none(storage.join(sweep_dir, SWEEP_FILE))
         if text is None:
             raise ConfigError(f"not a sweep folder (no {SWEEP_FILE})", sweep_dir)

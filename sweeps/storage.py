@@ -235,6 +235,23 @@ def upload_dir(local: str | Path, dest: str, last: Iterable[str] = (), only: Ite
     return rels
 
 
+def delete_partials(uri: str) -> list[str]:
+    """Delete the temporary objects of unfinished writes below ``uri`` (a writer killed between its
+    write and its move leaves one); returns their relative paths. Only when no writer is alive, e.g.
+    before a dead driver's sweep is resumed."""
+    import pyarrow.fs
+
+    fs, base = filesystem(uri)
+    with translated(uri, "list"):
+        infos = fs.get_file_info(pyarrow.fs.FileSelector(base, recursive=True, allow_not_found=True))
+    stale = [i.path for i in infos if i.type == pyarrow.fs.FileType.File and is_partial(i.base_name)]
+    for path in stale:
+        with translated(uri, "delete"), contextlib.suppress(FileNotFoundError):
+            fs.delete_file(path)
+    base = base.rstrip("/")
+    return [p[len(base) + 1:] for p in stale]
+
+
 def delete_dir(uri: str) -> None:
     """Delete a folder and everything below it (missing: nothing to do)."""
     if not is_uri(uri):

@@ -49,6 +49,18 @@ def test_round_trip_and_listing(s3, s3_server, tmp_path: Path):
     assert (back / "checkpoints" / "best.ckpt").read_bytes() == (src / "checkpoints" / "best.ckpt").read_bytes()
 
 
+def test_stale_partials_of_a_killed_writer_are_deleted(s3, s3_server):
+    """A writer killed between its write and its move leaves a temporary object; resume deletes it."""
+    storage.write_text(storage.join(s3, "trials/t1/trial.json"), "{}")
+    fs = s3_server.filesystem()
+    base = s3.split("://", 1)[1]
+    with fs.open_output_stream(f"{base}/trials/t1/..elapsed.json.7d30b73ff6e94ad1.part") as out:
+        out.write(b"half")
+    assert storage.delete_partials(s3) == ["trials/t1/..elapsed.json.7d30b73ff6e94ad1.part"]
+    assert _keys(s3_server, s3) == ["trials/t1/trial.json"]
+    assert storage.delete_partials(s3) == []
+
+
 def test_failed_write_leaves_no_object(s3, s3_server, tmp_path: Path, monkeypatch):
     """pyarrow completes an S3 upload when its stream closes, also after an exception: the
     write goes to a temporary key that is only moved onto the name once complete."""
