@@ -39,7 +39,7 @@ demo: setup
 
 # The seed's skip-connection ablation in miniature (SAttisUNet small, 0..2 attentive skips x 2 seeds on the
 # quickstart cohort; <= 15 min on 2 CPU cores): its leaderboard prints the table per skip count (mean, 95% CI)
-# and writes the plot $(DEMO_OUT)/sweeps/ablation_laptop/ablation_skip_connections.png.
+# and writes the plot $(DEMO_OUT)/sweeps/ablation_laptop/leaderboard/ablation_skip_connections.png.
 ablation: setup
 	$(BIN)/cordbench phantom --out $(DEMO_OUT)/phantom --subjects 24 --seed 0
 	$(BIN)/cordbench sweep configs/sweeps/ablation_laptop.yaml --storage $(DEMO_OUT)/sweeps --overwrite \
