@@ -36,6 +36,9 @@ DEFAULTS: dict[str, Any] = {
         "dice_weight": 1.0,
         "ce_weight": 1.0,
         "dropout": None,                 # shortcut: passed to networks that have a ``dropout`` knob
+        # none | largest_component; null: the task's default (sc, canal: largest_component; gm, levels:
+        # none) — lightning_modules.postprocess
+        "postprocess": None,
     },
     "data": {
         "name": "phantom",               # phantom | spine_generic | gmchallenge
@@ -307,6 +310,7 @@ def validate(cfg: Mapping[str, Any], source: str = "config") -> None:
     from data_modules.splits import SPLIT_METHODS
     from data_modules.tasks import TASK_NAMES
     from lightning_modules.registry import resolve_kwargs  # light import (torch.nn only)
+    from lightning_modules.postprocess import POSTPROCESS
     from lightning_modules.schedule import SCHEDULERS
 
     check_ranges(cfg, source)
@@ -343,6 +347,9 @@ def validate(cfg: Mapping[str, Any], source: str = "config") -> None:
                            or not all(v is None or (isinstance(v, (int, float)) and v > 0) for v in sp)):
         raise ConfigError(f"key 'data.spacing' must be null or [x, y, z] in mm (> 0; null keeps an axis), "
                           f"got {sp!r}", source)
+    if m.get("postprocess") not in (None, *POSTPROCESS):
+        raise ConfigError(f"key 'model.postprocess' must be null, {_or(POSTPROCESS)}; got {m['postprocess']!r}",
+                          source)
     if m["scheduler"] not in SCHEDULERS:
         raise ConfigError(f"key 'model.scheduler' must be {_or(SCHEDULERS)}; got {m['scheduler']!r}", source)
     s = d["split"]

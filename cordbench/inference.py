@@ -2,7 +2,8 @@
 
 The image goes through the model's own preprocessing contract (``data_modules.preprocessing``,
 saved in the checkpoint: reorientation, resampling, crop/pad by the label-free rule, normalisation);
-the argmax label map is taken on the preprocessed grid and written back onto the input grid by nearest-neighbour lookup in world coordinates (``data_modules.native``), so the
+the argmax label map is taken on the preprocessed grid, post-processed as the run's test was
+(``lightning_modules.postprocess``), and written back onto the input grid by nearest-neighbour lookup in world coordinates (``data_modules.native``), so the
 mask has exactly the input's shape and affine and lines up with it in any viewer. A JSON sidecar names the model and checkpoint.
 """
 from __future__ import annotations
@@ -22,13 +23,14 @@ def predict_array(module: Any, data: np.ndarray, affine: np.ndarray) -> np.ndarr
     import torchio as tio
 
     from data_modules.preprocessing import Preprocessing, build_transform
+    from lightning_modules.postprocess import labels_of, mode_of
 
     pre_desc = Preprocessing.from_hparams(module.hparams)
     image = tio.ScalarImage(tensor=torch.from_numpy(np.asarray(data, np.float32)[None]), affine=affine)
     pre = build_transform(pre_desc, "eval")(tio.Subject(image=image))
     with torch.no_grad():
         probs = module.predict_volume(pre["image"]["data"][None].float())[0]
-    labels = probs.argmax(0).numpy().astype(np.int16)
+    labels = labels_of(probs.cpu(), mode_of(module)).numpy().astype(np.int16)
     from data_modules.native import to_native
 
     return to_native(labels, np.asarray(pre["image"].affine), data.shape[:3], np.asarray(affine),

@@ -147,7 +147,7 @@ def evaluate_real(module: Any, real: RealSet, out: str | Path, ckpt: str | Path,
     summary = {"scoring": "native", "real_root": str(real.root), "layout": real.layout,
                "fingerprint": real.fingerprint(), "checkpoint": str(ckpt), "checkpoint_sha256": io.sha256(ckpt),
                "model": hp.get("network"), "preset": hp.get("preset"), "task": hp.get("task"),
-               "classes": classes, "n_images": len(real.images) + len(real.unpaired), "n_subjects": len(records),
+               "postprocess": hp.get("postprocess", "none"), "classes": classes, "n_images": len(real.images) + len(real.unpaired), "n_subjects": len(records),
                "metrics": _aggregate(records, MANUAL), "metrics_automatic": _aggregate(records, AUTOMATIC),
                "images": _image_dice(records, classes), "skipped": skipped, "ground_truth": GROUND_TRUTH,
                "seconds": round(time.perf_counter() - t0, 2)}

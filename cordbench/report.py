@@ -25,5 +25,6 @@ def metrics_table(summary: dict[str, Any], shown: tuple[str, ...] = SHOWN) -> st
     grid = f"; scored on the {summary['scoring']} grid" if summary.get("scoring") else ""
     raters = sorted({k.split("/")[0] for k in metrics if k.count("/") == 2})
     extra = f"; per-rater scores ({', '.join(raters)}) in test_metrics.csv" if raters else ""
-    lines.append(f"(n = {summary.get('n_subjects', '?')} held-out subjects; distances in mm{grid}{extra})")
+    post = f"; post-processing: {summary['postprocess']}" if summary.get("postprocess") else ""
+    lines.append(f"(n = {summary.get('n_subjects', '?')} held-out subjects; distances in mm{grid}{post}{extra})")
     return "\n".join(lines)

@@ -66,6 +66,7 @@ def quiet() -> None:
 def build_module(cfg: dict[str, Any], dm: Any):
     """A :class:`SegmentationModule` for the config and data module."""
     from lightning_modules.module import SegmentationModule
+    from lightning_modules.postprocess import resolve
 
     m = cfg["model"]
     options = dict(m.get("options") or {})
@@ -81,7 +82,7 @@ def build_module(cfg: dict[str, Any], dm: Any):
         scheduler=m["scheduler"], warmup_epochs=int(m["warmup_epochs"]), dice_weight=float(m["dice_weight"]),
         ce_weight=float(m["ce_weight"]), log_images=bool(cfg["logger"]["wandb"]["log_images"]),
         spacing=cfg["data"].get("spacing"), task=dm.task.name, contrast=dm.contrast,
-        preprocessing=dm.preprocessing.to_dict())
+        preprocessing=dm.preprocessing.to_dict(), postprocess=resolve(m.get("postprocess"), dm.task.name))
 
 
 def build_loggers(cfg: dict[str, Any], out: Path, csv: bool = True) -> list[Any]:
@@ -278,7 +279,8 @@ def fit(cfg: dict[str, Any], callbacks: Sequence[Any] = (), ckpt_path: str | Non
         result.test_summary = write_test_outputs(out, result.test_records,
                                                  {"checkpoint": result.best_ckpt, "model": cfg["model"]["name"],
                                                   "preset": cfg["model"]["preset"], "task": dm.task.name,
-                                                  "scoring": module.scoring})
+                                                  "scoring": module.scoring,
+                                                  "postprocess": module.hparams.get("postprocess", "none")})
         write_test_qc(out, result.test_records)
     result.seconds = time.perf_counter() - t0
     for lg in trainer.loggers:
@@ -337,6 +339,8 @@ def evaluate(cfg: dict[str, Any], ckpt: str, stage: str = "test") -> RunResult:
     trainer = build_trainer(cfg, out, [subject_outputs(out)], checkpoint=False,
                             loggers=build_loggers(cfg, out, csv=not RunFolder(out).metrics.exists()))
     module.scoring = cfg["data"]["scoring"]
+    if cfg["model"].get("postprocess") is not None:  # e.g. --model.postprocess=none: the raw argmax's metrics
+        module.hparams.postprocess = cfg["model"]["postprocess"]
     result = RunResult(out=out, best_ckpt=ckpt)
     if stage == "validate":
         trainer.validate(module, datamodule=dm, verbose=False)
@@ -345,7 +349,8 @@ def evaluate(cfg: dict[str, Any], ckpt: str, stage: str = "test") -> RunResult:
         trainer.test(module, datamodule=dm, verbose=False)
         result.test_records = list(module.test_records)
         result.test_summary = write_test_outputs(out, result.test_records,
-                                                 {"checkpoint": ckpt, "scoring": module.scoring})
+                                                 {"checkpoint": ckpt, "scoring": module.scoring,
+                                                  "postprocess": module.hparams.get("postprocess", "none")})
         write_test_qc(out, result.test_records)
     result.seconds = time.perf_counter() - t0
     return result

@@ -51,7 +51,7 @@ class SegmentationModule(pl.LightningModule):
                  lr: float = 1e-3, weight_decay: float = 1e-4, scheduler: str = "cosine", warmup_epochs: int = 0,
                  dice_weight: float = 1.0, ce_weight: float = 1.0, inference_batch: int = 32,
                  log_images: bool = True, spacing: list[float] | None = None, task: str = "sc",
-                 contrast: str = "T2w", preprocessing: dict[str, Any] | None = None):
+                 contrast: str = "T2w", preprocessing: dict[str, Any] | None = None, postprocess: str = "none"):
         super().__init__()
         self.save_hyperparameters()
         self.net = build_network(network, in_channels=in_channels, num_classes=num_classes,
@@ -102,8 +102,11 @@ class SegmentationModule(pl.LightningModule):
         return torch.softmax(logits, dim=1)
 
     def _subject_prediction(self, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Label map (argmax + the run's post-processing, as ``predict``) and target of one subject."""
+        from lightning_modules.postprocess import labels_of, mode_of
+
         probs = self.predict_volume(batch["image"]["data"].float())
-        return probs.argmax(1)[0], batch["label"]["data"][0, 0].long()
+        return labels_of(probs[0], mode_of(self)), batch["label"]["data"][0, 0].long()
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         pred, target = self._subject_prediction(batch)

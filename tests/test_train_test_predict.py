@@ -91,3 +91,16 @@ def test_phantom_crop_and_spacing_predict_equals_test(tmp_path: Path, sweep_phan
     assert predicted.shape == truth.shape == nib.load(image).shape
     assert _dice(predicted > 0, truth) == pytest.approx(row["sc/dice"], abs=1e-6)
     assert predicted.any()
+    # the sc task's default post-processing (largest component), recorded and overridable at test time
+    assert summary["postprocess"] == "largest_component"
+    raw_out = tmp_path / "raw"
+    assert main(["test", "--ckpt", str(out / "checkpoints" / "best.ckpt"), "--data", "phantom", "--root",
+                 str(sweep_phantom), "--task", "sc", "--data.split.val_fraction=0.2", "--data.split.test_fraction=0.2",
+                 "--data.crop=[40,48]", "--data.spacing=[1.0,1.0,1.6]", "--data.patch_size=[48,48]",
+                 "--model.postprocess=none", "--trainer.accelerator=cpu", "--trainer.devices=1",
+                 "--trainer.enable_progress_bar=false", "--logger.wandb.enabled=false", "-o", str(raw_out)]) in (0, None)
+    assert json.loads((raw_out / "test_summary.json").read_text())["postprocess"] == "none"
+    raw = np.asanyarray(nib.load(raw_out / "predictions" / f"{sid}_pred.nii.gz").dataobj)
+    assert raw.any() and not ((scored > 0) & (raw == 0)).any(), "post-processing only removes voxels"
+    raw_row = pd.read_csv(raw_out / "test_metrics.csv").set_index("subject").loc[sid]
+    assert _dice(raw > 0, truth) == pytest.approx(raw_row["sc/dice"], abs=1e-6)
