@@ -446,3 +446,23 @@ def test_real_checkpoints_predictions_and_no_dwi(real_sweep, tmp_path, monkeypat
     # the entry's MAE is the mean over subjects of the mean |error| over levels, pooled over its trials
     entry = table.index[0]
     assert np.isfinite(table.loc[entry, "csa_mae_pct"])
+
+
+@pytest.mark.parametrize("randomised", [False, True])
+def test_data_root_of_a_run_without_a_recorded_root_is_its_phantom_cache(tmp_path, monkeypatch, randomised):
+    """A run whose data.json names no root: the phantom cache folder of *its* options (randomised: its own)."""
+    from cordbench.config import DEFAULTS
+    from data_modules.phantom.randomise_options import from_config
+    from data_modules.phantom_dm import default_phantom_root
+
+    monkeypatch.setenv("CORDBENCH_OUTPUT", str(tmp_path / "out"))
+    phantom = {**DEFAULTS["data"]["phantom"], "subjects": 3,
+               "randomise": {**DEFAULTS["data"]["phantom"]["randomise"], "enabled": randomised}}
+    trial = tmp_path / "trial"
+    trial.mkdir()
+    (trial / "config.yaml").write_text(yaml.safe_dump({"data": {"name": "phantom", "phantom": phantom}}))
+    (trial / "data.json").write_text(json.dumps({"data": "phantom"}))
+    want = default_phantom_root(3, 0, 30.0, False, from_config(phantom["randomise"]))
+    assert ("-rand" in want.name) == randomised
+    want.mkdir(parents=True)
+    assert M.data_root(trial) == want

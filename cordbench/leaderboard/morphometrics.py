@@ -69,11 +69,12 @@ def data_root(trial_dir: Path, cfg: dict[str, Any] | None = None) -> Path:
     if root in (None, "", "None"):
         if str(desc.get("data") or data.get("name")) != "phantom":
             raise InputError(f"{run.data.name} names no data root", run.data)
+        from data_modules.phantom.randomise_options import from_config
         from data_modules.phantom_dm import default_phantom_root
 
         p = data.get("phantom") or {}
         root = default_phantom_root(int(p.get("subjects", 20)), int(p.get("seed", 0)), float(p.get("snr", 30.0)),
-                                    bool(p.get("dwi", False)))
+                                    bool(p.get("dwi", False)), from_config(p.get("randomise")))
     root = Path(root)
     if not root.is_dir():
         raise InputError(f"data set folder {root} of the trial not found", run.data)
