@@ -23,7 +23,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 from cordbench.config import dump
 from cordbench.distributed import is_global_zero, rank_and_world, write_first
-from cordbench.errors import CordbenchError
+from cordbench.errors import ConfigError, CordbenchError
 from cordbench.paths import output_dir
 from cordbench.run_folder import BEST, FAILURE, RunFolder
 
@@ -321,6 +321,31 @@ def record_failure(out: Path, exc: BaseException, trainer: Any = None, status: s
     return folder.failure
 
 
+#: The config key behind each field of the preprocessing contract (for the mismatch message).
+_PRE_KEYS = {"spacing": "data.spacing", "crop": "data.crop", "train_crop": "data.crop", "min_shape": "data.patch_size",
+             "normalisation": "data.preset", "preset": "data.preset", "task": "data.task", "classes": "data.task",
+             "num_classes": "data.task", "spatial_dims": "data.spatial_dims"}
+
+
+def check_preprocessing(cfg: Mapping[str, Any], module: Any, ckpt: str | Path) -> None:
+    """Refuse to score a checkpoint through another preprocessing than its own (the chain ``predict`` uses):
+    one line naming the first differing field, both values and the config key behind it."""
+    from data_modules.preprocessing import Preprocessing
+    from data_modules.tasks import TASKS
+
+    if not module.hparams.get("preprocessing"):  # a checkpoint older than the contract: nothing to compare
+        return
+    own = Preprocessing.from_hparams(module.hparams).to_dict()
+    here = Preprocessing.from_config(cfg["data"], TASKS[cfg["data"]["task"]]).to_dict()
+    diff = [k for k in own if own[k] != here.get(k)]
+    if diff:
+        k = diff[0]
+        raise ConfigError(f"the checkpoint was trained with preprocessing {k}={own[k]!r} but this config gives "
+                          f"{here.get(k)!r} ({_PRE_KEYS.get(k, 'data.*')}): scoring it so would not match what "
+                          "`cordbench predict` writes; use the run's config (--config <run>/config.yaml) or set "
+                          "the same data keys", ckpt)
+
+
 def evaluate(cfg: dict[str, Any], ckpt: str, stage: str = "test") -> RunResult:
     """Validate or test a checkpoint (``stage`` = validate | test) on the configured split."""
     from cordbench.checkpoints import load_module
@@ -334,6 +359,7 @@ def evaluate(cfg: dict[str, Any], ckpt: str, stage: str = "test") -> RunResult:
     task = TASKS[cfg["data"]["task"]]
     module = load_module(ckpt, expect={"num_classes": task.num_classes, "task": task.name,
                                        "spatial_dims": int(cfg["data"]["spatial_dims"])})
+    check_preprocessing(cfg, module, ckpt)
     out, dm = prepare(cfg, keep_records=True)
     # a training run's per-epoch metrics.csv is its record: Lightning's CSVLogger would delete it
     trainer = build_trainer(cfg, out, [subject_outputs(out)], checkpoint=False,

@@ -71,7 +71,7 @@ def test_gm_perone_predict_equals_test(tmp_path: Path, gm_fixture, gm_perone_run
 
 
 @pytest.mark.slow
-def test_phantom_crop_and_spacing_predict_equals_test(tmp_path: Path, sweep_phantom: Path):
+def test_phantom_crop_and_spacing_predict_equals_test(tmp_path: Path, sweep_phantom: Path, capsys):
     """Trained on label-centred crops of a resampled grid; tested and predicted with the FOV-centred rule."""
     out = tmp_path / "run"
     per_subject, summary = _fit(out, "--data", "phantom", "--root", str(sweep_phantom), "--task", "sc",
@@ -94,11 +94,17 @@ def test_phantom_crop_and_spacing_predict_equals_test(tmp_path: Path, sweep_phan
     # the sc task's default post-processing (largest component), recorded and overridable at test time
     assert summary["postprocess"] == "largest_component"
     raw_out = tmp_path / "raw"
-    assert main(["test", "--ckpt", str(out / "checkpoints" / "best.ckpt"), "--data", "phantom", "--root",
+    test_args = ["test", "--ckpt", str(out / "checkpoints" / "best.ckpt"), "--data", "phantom", "--root",
                  str(sweep_phantom), "--task", "sc", "--data.split.val_fraction=0.2", "--data.split.test_fraction=0.2",
-                 "--data.crop=[40,48]", "--data.spacing=[1.0,1.0,1.6]", "--data.patch_size=[48,48]",
-                 "--model.postprocess=none", "--trainer.accelerator=cpu", "--trainer.devices=1",
-                 "--trainer.enable_progress_bar=false", "--logger.wandb.enabled=false", "-o", str(raw_out)]) in (0, None)
+                 "--data.crop=[40,48]", "--data.spacing=[1.0,1.0,1.6]", "--trainer.accelerator=cpu",
+                 "--trainer.devices=1", "--trainer.enable_progress_bar=false", "--logger.wandb.enabled=false"]
+    # another preprocessing than the checkpoint's (default 64² patches pad to 64², not 48²): refused, nothing written
+    capsys.readouterr()
+    assert main([*test_args, "-o", str(tmp_path / "other")]) not in (0, None)
+    err = capsys.readouterr().err
+    assert "preprocessing min_shape=[48, 48, 1] but this config gives [64, 64, 1] (data.patch_size)" in err, err
+    assert not (tmp_path / "other").exists()
+    assert main([*test_args, "--data.patch_size=[48,48]", "--model.postprocess=none", "-o", str(raw_out)]) in (0, None)
     assert json.loads((raw_out / "test_summary.json").read_text())["postprocess"] == "none"
     raw = np.asanyarray(nib.load(raw_out / "predictions" / f"{sid}_pred.nii.gz").dataobj)
     assert raw.any() and not ((scored > 0) & (raw == 0)).any(), "post-processing only removes voxels"
