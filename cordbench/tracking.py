@@ -15,6 +15,7 @@ only global rank 0 creates a run (one wandb run per trial).
 """
 from __future__ import annotations
 
+import math
 import os
 import warnings
 from pathlib import Path
@@ -124,8 +125,11 @@ def _log_checkpoint_reference(run: Any, ckpt: Path, summary: dict[str, Any]) -> 
     import wandb
 
     try:
-        art = wandb.Artifact(f"model-{run.id}", type="model",
-                             metadata={k: v for k, v in summary.items() if k.startswith(("final/", "test/"))})
+        # artifact metadata must be strict JSON: a non-finite metric (e.g. conformity -inf at Dice 0) is kept
+        # as its text ("-inf", "nan"), not dropped with the whole artifact
+        meta = {k: (str(v) if isinstance(v, float) and not math.isfinite(v) else v)
+                for k, v in summary.items() if k.startswith(("final/", "test/"))}
+        art = wandb.Artifact(f"model-{run.id}", type="model", metadata=meta)
         art.add_reference(ckpt.resolve().as_uri(), name=ckpt.name, checksum=False)
         run.log_artifact(art, aliases=["best"])
     except Exception as exc:  # the summary path still names the checkpoint
