@@ -15,6 +15,7 @@ from typing import Any, Iterable, Mapping
 
 import yaml
 
+from cordbench.dotted import get as get_dotted
 from cordbench.errors import ConfigError
 from cordbench.ranges import SEED_MAX, Range, check_value
 from data_modules.phantom import randomise_options
@@ -162,11 +163,8 @@ RANGES: dict[str, Range] = {
 
 def check_ranges(cfg: Mapping[str, Any], source: str = "config") -> None:
     """Raise one line for the first numeric key of ``cfg`` outside its declared range."""
-    for dotted, rng in RANGES.items():
-        node: Any = cfg
-        for part in dotted.split("."):
-            node = node.get(part) if isinstance(node, Mapping) else None
-        check_value(node, rng, f"key {dotted!r}", source)
+    for key, rng in RANGES.items():
+        check_value(get_dotted(cfg, key), rng, f"key {key!r}", source)
 
 
 _FREE_FORM = {"model.options"}

@@ -29,6 +29,7 @@ import numpy as np
 from cordbench.errors import CordbenchError, OutputError
 from cordbench.run_folder import CHECKPOINTS, RunFolder
 from data_modules.real import AUTOMATIC, MANUAL, RealImage, RealSet
+from lightning_modules.postprocess import mode_of
 
 #: scored class -> the mask kinds forming its reference (wm = SC minus GM)
 CLASS_REFERENCES: dict[str, tuple[str, ...]] = {"sc": ("SC",), "gm": ("GM",), "wm": ("SC", "GM")}
@@ -147,7 +148,8 @@ def evaluate_real(module: Any, real: RealSet, out: str | Path, ckpt: str | Path,
     summary = {"scoring": "native", "real_root": str(real.root), "layout": real.layout,
                "fingerprint": real.fingerprint(), "checkpoint": str(ckpt), "checkpoint_sha256": io.sha256(ckpt),
                "model": hp.get("network"), "preset": hp.get("preset"), "task": hp.get("task"),
-               "postprocess": hp.get("postprocess", "none"), "classes": classes, "n_images": len(real.images) + len(real.unpaired), "n_subjects": len(records),
+               "postprocess": mode_of(module), "classes": classes,
+               "n_images": len(real.images) + len(real.unpaired), "n_subjects": len(records),
                "metrics": _aggregate(records, MANUAL), "metrics_automatic": _aggregate(records, AUTOMATIC),
                "images": _image_dice(records, classes), "skipped": skipped, "ground_truth": GROUND_TRUTH,
                "seconds": round(time.perf_counter() - t0, 2)}

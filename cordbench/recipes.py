@@ -15,6 +15,7 @@ from __future__ import annotations
 import copy
 from typing import Any, Mapping
 
+from cordbench import dotted
 from lightning_modules.presets import RECIPE_KEYS
 
 #: Value of each recipe key for a model/preset without a recipe (today's defaults).
@@ -35,29 +36,13 @@ def recipe_of(name: str, preset: str | None) -> dict[str, Any]:
     return {RECIPE_KEYS[k]: v for k, v in raw.items()}
 
 
-def _get(cfg: Mapping[str, Any], dotted: str) -> Any:
-    node: Any = cfg
-    for part in dotted.split("."):
-        node = node.get(part) if isinstance(node, Mapping) else None
-    return node
-
-
-def _set(cfg: dict[str, Any], dotted: str, value: Any) -> None:
-    *parents, key = dotted.split(".")
-    node = cfg
-    for part in parents:
-        node[part] = dict(node.get(part) or {})
-        node = node[part]
-    node[key] = value
-
-
 def apply_recipe(cfg: Mapping[str, Any]) -> dict[str, Any]:
     """``cfg`` with every null recipe key filled from the model preset's recipe, else :data:`FALLBACK`."""
     out = copy.deepcopy(dict(cfg))
     recipe = recipe_of(out["model"]["name"], out["model"].get("preset"))
-    for dotted, fallback in FALLBACK.items():
-        if _get(out, dotted) is None:
-            _set(out, dotted, recipe.get(dotted, fallback))
+    for key, fallback in FALLBACK.items():
+        if dotted.get(out, key) is None:
+            dotted.put(out, key, recipe.get(key, fallback))
     return out
 
 
@@ -66,9 +51,9 @@ def training_line(cfg: Mapping[str, Any]) -> str:
     m = cfg["model"]
     recipe = recipe_of(m["name"], m.get("preset"))
     parts = []
-    for dotted in FALLBACK:
-        value = _get(cfg, dotted)
-        mark = "*" if dotted in recipe and recipe[dotted] == value else ""
-        parts.append(f"{dotted.split('.')[-1]}={value}{mark}")
+    for key in FALLBACK:
+        value = dotted.get(cfg, key)
+        mark = "*" if key in recipe and recipe[key] == value else ""
+        parts.append(f"{key.split('.')[-1]}={value}{mark}")
     note = f" (* = recipe of {m['name']}/{m.get('preset')})" if recipe else ""
     return "training: " + ", ".join(parts) + note

@@ -26,6 +26,7 @@ from cordbench.distributed import is_global_zero, rank_and_world, write_first
 from cordbench.errors import ConfigError, CordbenchError
 from cordbench.paths import output_dir
 from cordbench.run_folder import BEST, FAILURE, RunFolder
+from lightning_modules.postprocess import mode_of, resolve
 
 
 @dataclass
@@ -66,7 +67,6 @@ def quiet() -> None:
 def build_module(cfg: dict[str, Any], dm: Any):
     """A :class:`SegmentationModule` for the config and data module."""
     from lightning_modules.module import SegmentationModule
-    from lightning_modules.postprocess import resolve
 
     m = cfg["model"]
     options = dict(m.get("options") or {})
@@ -280,7 +280,7 @@ def fit(cfg: dict[str, Any], callbacks: Sequence[Any] = (), ckpt_path: str | Non
                                                  {"checkpoint": result.best_ckpt, "model": cfg["model"]["name"],
                                                   "preset": cfg["model"]["preset"], "task": dm.task.name,
                                                   "scoring": module.scoring,
-                                                  "postprocess": module.hparams.get("postprocess", "none")})
+                                                  "postprocess": mode_of(module)})
         write_test_qc(out, result.test_records)
     result.seconds = time.perf_counter() - t0
     for lg in trainer.loggers:
@@ -376,7 +376,7 @@ def evaluate(cfg: dict[str, Any], ckpt: str, stage: str = "test") -> RunResult:
         result.test_records = list(module.test_records)
         result.test_summary = write_test_outputs(out, result.test_records,
                                                  {"checkpoint": ckpt, "scoring": module.scoring,
-                                                  "postprocess": module.hparams.get("postprocess", "none")})
+                                                  "postprocess": mode_of(module)})
         write_test_qc(out, result.test_records)
     result.seconds = time.perf_counter() - t0
     return result

@@ -50,16 +50,13 @@ def apply(labels: Any, mode: str) -> Any:
         return labels
     if mode != "largest_component":
         raise ValueError(f"unknown post-processing {mode!r} (choose {', '.join(POSTPROCESS)})")
-    from monai.transforms import KeepLargestConnectedComponent
-
-    keep = KeepLargestConnectedComponent(applied_labels=None, is_onehot=False, independent=False,
-                                         connectivity=None)
-    is_numpy = isinstance(labels, np.ndarray)
     import torch
+    from monai.transforms import KeepLargestConnectedComponent
 
     t = torch.as_tensor(labels)
     if not bool((t != 0).any()):
         return labels
+    keep = KeepLargestConnectedComponent(applied_labels=None, is_onehot=False, independent=False, connectivity=None)
     out = keep(t[None].cpu().clone())[0]  # MONAI zeroes the removed voxels in place: never in the caller's array
     out = (out.as_tensor() if hasattr(out, "as_tensor") else torch.as_tensor(out)).to(dtype=t.dtype, device=t.device)
-    return out.numpy() if is_numpy else out
+    return out.numpy() if isinstance(labels, np.ndarray) else out

@@ -23,7 +23,7 @@ import os
 import re
 import uuid
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 from cordbench import io
 from cordbench.errors import CordbenchError
@@ -129,18 +129,22 @@ def read_text_or_none(path: str) -> str | None:
 
 def list_files(uri: str) -> list[str]:
     """Files below a folder (relative paths, sorted); temporary objects of unfinished writes skipped."""
-    import pyarrow.fs
-
     if not is_uri(uri):
         root = Path(uri)
         return sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()
                       and not is_partial(p.name)) if root.is_dir() else []
+    _, base, files = _bucket_files(uri)
+    return sorted(p[len(base) + 1:] for p in files if not is_partial(p.rpartition("/")[2]))
+
+
+def _bucket_files(uri: str) -> tuple[Any, str, list[str]]:
+    """``(filesystem, base path, paths of every file below it)`` of a bucket folder, temporary objects included."""
+    import pyarrow.fs
+
     fs, base = filesystem(uri)
     with translated(uri, "list"):
         infos = fs.get_file_info(pyarrow.fs.FileSelector(base, recursive=True, allow_not_found=True))
-    base = base.rstrip("/")
-    return sorted(i.path[len(base) + 1:] for i in infos
-                  if i.type == pyarrow.fs.FileType.File and not is_partial(i.base_name))
+    return fs, base.rstrip("/"), [i.path for i in infos if i.type == pyarrow.fs.FileType.File]
 
 
 def download_dir(uri: str, local: str | Path, keep: Callable[[str], bool] | None = None) -> list[str]:
@@ -239,16 +243,11 @@ def delete_partials(uri: str) -> list[str]:
     """Delete the temporary objects of unfinished writes below ``uri`` (a writer killed between its
     write and its move leaves one); returns their relative paths. Only when no writer is alive, e.g.
     before a dead driver's sweep is resumed."""
-    import pyarrow.fs
-
-    fs, base = filesystem(uri)
-    with translated(uri, "list"):
-        infos = fs.get_file_info(pyarrow.fs.FileSelector(base, recursive=True, allow_not_found=True))
-    stale = [i.path for i in infos if i.type == pyarrow.fs.FileType.File and is_partial(i.base_name)]
+    fs, base, files = _bucket_files(uri)
+    stale = [p for p in files if is_partial(p.rpartition("/")[2])]
     for path in stale:
         with translated(uri, "delete"), contextlib.suppress(FileNotFoundError):
             fs.delete_file(path)
-    base = base.rstrip("/")
     return [p[len(base) + 1:] for p in stale]
 
 
