@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cordbench.errors import InputError
+from core.errors import InputError
 
 B0_THRESHOLD = 50.0
 COND_B_WARN = 10.0
@@ -220,7 +220,7 @@ def fit_tensor(data: np.ndarray, bvals: np.ndarray, bvecs: np.ndarray, mask: np.
 
 def write_maps(maps: dict[str, np.ndarray], ref_img, out_dir: str | Path, prefix: str = "") -> dict[str, Path]:
     """Write each map as ``<out_dir>/<prefix>FA.nii.gz`` … on the DWI grid, keeping its header."""
-    from cordbench.io import save_nifti
+    from core.io import save_nifti
 
     paths = {}
     for name, arr in maps.items():
@@ -313,7 +313,7 @@ def run_dti(dwi: str | Path, bval: str | Path, bvec: str | Path, mask: str | Pat
     ``mask`` is the cord mask; ``wm_mask`` (or ``gm_mask`` with ``mask``: WM = cord − GM) makes the
     means white-matter means (:func:`dti_region`).
     """
-    from cordbench.io import check_same_grid, load_label, load_nifti
+    from core.io import check_same_grid, load_label, load_nifti
 
     img = load_nifti(dwi, ndim=4, kind="DWI")
     data = np.asanyarray(img.dataobj)

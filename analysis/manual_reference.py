@@ -1,6 +1,6 @@
 """A subject's manual reference measurement: per-level CSA, canal, SAC, SAC/CSA and FA from its manual labels.
 
-The leaderboard's morphometric columns (:mod:`cordbench.leaderboard.morphometrics`) measure each
+The leaderboard's morphometric columns (:mod:`leaderboard.morphometrics`) measure each
 model's predicted cord mask against this, with the **same** manual level map
 (``label-SC_desc-levels_dseg``, else built from the manual cord mask and ``label-discs_dlabel``)
 and manual canal (``label-canal_seg``). The files are found by the study's indexer
@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from cordbench.errors import InputError
+from core.errors import InputError
 
 LEVELS = tuple(range(1, 8))  # C1..C7
 
@@ -76,7 +76,7 @@ def subject_job(root: str, subject: str):
 
 def _levels_array(job, seg_img) -> np.ndarray:
     """Manual level map on the T2w grid: the levels dseg, else levels from the manual mask and the discs."""
-    from cordbench.io import check_same_grid, load_label
+    from core.io import check_same_grid, load_label
 
     if job.levels is not None:
         lv_img, lv = load_label(job.levels, kind="vertebral levels", require_nonempty=True)
@@ -119,7 +119,7 @@ def _fa(job) -> tuple[dict[int, float], str]:
     with tempfile.TemporaryDirectory(prefix="cordbench-lb-") as tmp:
         levels = job.dwi_levels
         if levels is None:
-            from cordbench.io import save_nifti
+            from core.io import save_nifti
             from data_modules.levels import level_map_from_files
 
             if job.dwi_discs is None:
@@ -141,7 +141,7 @@ def _fa(job) -> tuple[dict[int, float], str]:
 def manual_reference(root: str, subject: str, contrast: str = "T2w") -> ManualRef:
     """Measure one subject's manual masks, FA per level (memoised: shared by every trial of a sweep)."""
     from analysis.morphometrics import compute_perslice, per_level_table
-    from cordbench.io import check_same_grid, load_nifti
+    from core.io import check_same_grid, load_nifti
 
     job = subject_job(root, subject)
     rec = subject_jobs(root)[1].image(subject, contrast)

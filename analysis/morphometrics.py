@@ -37,7 +37,7 @@ import numpy as np
 
 from analysis.centerline import SliceFrame, fit_centerline, to_rpi
 from analysis.shape import NEAR_ZERO, SliceShape, ellipse_from_points, mask_values, slice_shape  # noqa: F401
-from cordbench.errors import InputError
+from core.errors import InputError
 
 #: SCT ≥ 7.2's ``KEYS_DEFAULT`` order (``length`` is written as ``SUM(length)``).
 SHAPE_METRICS = ["area", "angle_AP", "angle_RL", "diameter_AP", "diameter_AP_ellipse", "diameter_RL",
@@ -70,7 +70,7 @@ def binary_mask(data: np.ndarray, path: str | Path, kind: str = "segmentation") 
 
 def load_mask_rpi(path: str | Path, kind: str, ref=None, ref_path: str | Path | None = None):
     """Load a 3D mask, check it is on ``ref``'s grid, reorient to RPI; returns ``(img, data_rpi, affine_rpi)``."""
-    from cordbench.io import check_same_grid, load_nifti
+    from core.io import check_same_grid, load_nifti
 
     img = load_nifti(path, ndim=3, kind=kind)
     if ref is not None:
@@ -176,7 +176,7 @@ def morphometrics_from_files(seg: str | Path, levels: str | Path | None = None, 
         raise InputError("segmentation is empty (no voxel > 0)", seg)
     lv = cn = None
     if levels is not None:
-        from cordbench.io import check_same_grid, load_label
+        from core.io import check_same_grid, load_label
 
         lv_img, lv_arr = load_label(levels, kind="vertebral levels", require_nonempty=True)
         check_same_grid(seg_img, lv_img, seg, levels)
@@ -280,7 +280,7 @@ def aggregate(perslice, filename: str, *, vert: Sequence[int] | None = None, per
     if perlevel is None:
         perlevel = has_levels and vert is None
     stamp = datetime.datetime.now().strftime("%Y-%m-%d %H:%M:%S")
-    from cordbench import __version__
+    from core import __version__
 
     mask_type = str(perslice["mask_type"].iloc[0]) if "mask_type" in perslice and len(perslice) else "binary"
     head = {"Timestamp": stamp, "SCT Version": f"cordbench-{__version__}", "Filename": filename,
@@ -434,7 +434,7 @@ MIN_VOLUME_SLICES = 3
 
 def volume_per_level_from_files(seg: str | Path, levels: str | Path, canal: str | Path | None = None, **kwargs):
     """:func:`volume_per_level` on files (same checks as :func:`morphometrics_from_files`)."""
-    from cordbench.io import check_same_grid, load_label
+    from core.io import check_same_grid, load_label
 
     seg_img, seg_data, aff = load_mask_rpi(seg, "segmentation")
     seg_bin = binary_mask(seg_data, seg, "segmentation")

@@ -20,7 +20,7 @@ from analysis.stats import correlate
 def _save(fig, path: Path) -> Path:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
-    from cordbench.io import atomic_path
+    from core.io import atomic_path
 
     FigureCanvasAgg(fig)
     with atomic_path(path) as tmp:

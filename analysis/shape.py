@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from analysis.centerline import SliceFrame
-from cordbench.errors import InputError
+from core.errors import InputError
 
 NEAR_ZERO = 1e-6
 AP_BAND_MM = 3.0       # SCT's 30 rows of 0.1 mm averaged for the AP diameter

@@ -24,7 +24,7 @@ from typing import Sequence
 
 import numpy as np
 
-from cordbench.errors import InputError
+from core.errors import InputError
 
 MIN_N = 4
 

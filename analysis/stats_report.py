@@ -11,7 +11,7 @@ from typing import Sequence
 
 from analysis import plots as P
 from analysis.stats import comparison_table, correlation_table
-from cordbench.io import write_csv
+from core.io import write_csv
 
 
 def write_statistics(df, x: str, y: str, by: Sequence[str], level_col: str | None, out_dir,

@@ -38,7 +38,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from analysis.morphometrics import LEVEL_COL  # the study's level column (SCT's)
-from cordbench.errors import ConfigError, CordbenchError, InputError
+from core.errors import ConfigError, CordbenchError, InputError
 
 METRIC_COLUMNS = ["CSA", "canal_area", "SAC", "SAC_CSA", "n_slices", "length_mm", "FA", "MD", "RD", "AD", "dti_voxels",
                   "dti_region"]
@@ -190,7 +190,7 @@ def find_jobs(bids_dir: str | Path, seg_source: str = "labels") -> tuple[list[Su
 # ------------------------------------------------------------------------------ per subject
 def _levels_from_discs(mask: Path, discs: Path | None, dest: Path, what: str) -> Path:
     """Write the level map of ``mask`` computed from disc labels (:mod:`data_modules.levels`)."""
-    from cordbench.io import save_nifti
+    from core.io import save_nifti
     from data_modules.levels import level_map_from_files
 
     if discs is None:
@@ -205,7 +205,7 @@ def _levels_from_discs(mask: Path, discs: Path | None, dest: Path, what: str) ->
 
 def _anat(job: SubjectJob, opts: StudyOptions, sub_dir: Path) -> dict[int, dict[str, float]]:
     from analysis.morphometrics import aggregate, morphometrics_from_files, per_level_table
-    from cordbench.io import write_csv
+    from core.io import write_csv
 
     levels = job.levels or _levels_from_discs(job.seg, job.discs, sub_dir / f"{job.subject}_T2w_levels.nii.gz",
                                               "T2w cord mask")
@@ -230,7 +230,7 @@ def _anat(job: SubjectJob, opts: StudyOptions, sub_dir: Path) -> dict[int, dict[
 
 def _dwi(job: SubjectJob, opts: StudyOptions, sub_dir: Path) -> dict[int, dict[str, float]]:
     from analysis.dti import run_dti
-    from cordbench.io import write_csv
+    from core.io import write_csv
 
     levels = job.dwi_levels or _levels_from_discs(job.dwi_mask, job.dwi_discs,
                                                   sub_dir / f"{job.subject}_dwi_levels.nii.gz", "DWI cord mask")
@@ -398,7 +398,7 @@ def analyze(bids_dir: str | Path, out_dir: str | Path, *, seg_source: str = "lab
             progress: bool = True) -> StudySummary:
     """Run the whole study (see module docstring) and write every output."""
     from analysis.stats_report import write_statistics
-    from cordbench.io import write_csv, write_json
+    from core.io import write_csv, write_json
 
     t0 = time.perf_counter()
     out = Path(out_dir)

@@ -59,7 +59,7 @@ def write_report(out: Path, *, bids_dir: str, seg_source: str, metrics, subjects
     import datetime
     import html
 
-    from cordbench.io import write_text
+    from core.io import write_text
 
     def img(path) -> str:
         rel = Path(path).relative_to(out).as_posix()

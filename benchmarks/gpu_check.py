@@ -9,7 +9,7 @@ not a failure of the check (``--require-gpu`` makes it exit 2 instead, for scrip
 know). ``--allow-cpu`` runs the same code path on CPU with ``--steps`` as given (to check the
 script itself; its figures say nothing about a GPU and are written to ``gpu_check.cpu.json``).
 
-Definitions (per model × preset, one ``cordbench.runner.fit`` of ``--steps`` training steps on
+Definitions (per model × preset, one ``runs.runner.fit`` of ``--steps`` training steps on
 the 20-subject phantom with ``configs/demo.yaml``, ``precision: auto`` = ``bf16-mixed`` on
 Ampere and newer, ``16-mixed`` before, validation on the 4 validation subjects, no test):
 
@@ -82,7 +82,7 @@ def make_timer():
 
 
 def run_config(args: argparse.Namespace, model: str, preset: str, out: Path, on_gpu: bool) -> dict[str, Any]:
-    from cordbench.config import load_config
+    from runs.config import load_config
 
     return load_config([str(ROOT / "configs" / "demo.yaml")], [], {
         "name": f"gpu-check-{model}-{preset}", "output_dir": str(out),
@@ -97,8 +97,8 @@ def fit_entry(args: argparse.Namespace, model: str, preset: str, work: Path, on_
     """One short fit + one ``cordbench predict``; the figures defined in the module docstring."""
     import torch
 
-    from cordbench.devices import choose_precision, cuda_capability
-    from cordbench.runner import fit
+    from core.devices import choose_precision, cuda_capability
+    from runs.runner import fit
 
     out = work / f"{model}-{preset}"
     cfg = run_config(args, model, preset, out, on_gpu)
@@ -118,7 +118,7 @@ def fit_entry(args: argparse.Namespace, model: str, preset: str, work: Path, on_
         "data_wait": wait / (compute + wait) if steps else None,
         "peak_mem_gb": torch.cuda.max_memory_allocated() / 2**30 if on_gpu else None,
         "fit_s": fit_s, "val_dice": result.val.get("val/dice")}
-    from cordbench.run_folder import RunFolder
+    from runs.run_folder import RunFolder
 
     ckpt = RunFolder(out).last_ckpt
     image = _one_image(cfg)
@@ -133,7 +133,7 @@ def fit_entry(args: argparse.Namespace, model: str, preset: str, work: Path, on_
 
 def _one_image(cfg: dict[str, Any]) -> Path:
     """The first T2w image of the phantom the fit used."""
-    from data_modules.base import build_datamodule
+    from data_modules.registry import build_datamodule
 
     dm = build_datamodule(cfg["data"])
     return Path(dm.specs[0].image)
@@ -184,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
     if not on_gpu and not args.allow_cpu:
         print(f"gpu_check: no CUDA GPU on this machine (torch {torch.__version__}); nothing measured")
         return 2 if args.require_gpu else 0
-    from cordbench.runner import quiet
+    from runs.runner import quiet
     from lightning_modules.registry import list_models
 
     quiet()

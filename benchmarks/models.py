@@ -250,7 +250,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(memory_worker(configs, args.batch)))
         return 0
 
-    from cordbench.io import write_json, write_text
+    from core.io import write_json, write_text
     from lightning_modules.registry import list_models
 
     sizes = args.sizes or ([128] if args.quick else [128, 256])

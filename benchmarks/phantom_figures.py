@@ -23,7 +23,7 @@ def _canonical(path: Path) -> tuple[np.ndarray, tuple[float, float, float]]:
 
 
 def _panels(root: Path, n: int) -> list[tuple[str, Path, Path]]:
-    from cordbench.paths import shared_data_dir
+    from core.paths import shared_data_dir
 
     out = []
     real = shared_data_dir() / "sct_testing_data"

@@ -40,7 +40,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 from _reference import describe_machine  # noqa: E402
 
-from cordbench.config import DEFAULTS  # noqa: E402
+from runs.config import DEFAULTS  # noqa: E402
 
 AUG_OFF = {"strength": 0.0}
 
@@ -61,7 +61,7 @@ def data_config(root: Path, cache_dir: Path, pipeline: str, augment: bool, worke
 
 def loader_rate(cfg: dict[str, Any], device: torch.device, max_batches: int | None = None) -> dict[str, Any]:
     """Slices/s of one training epoch through the loader (fast path: + augmentation on ``device``)."""
-    from data_modules.base import build_datamodule
+    from data_modules.registry import build_datamodule
 
     torch.manual_seed(0)
     dm = build_datamodule(cfg)
@@ -125,7 +125,7 @@ def gpu_section(root: Path, cache_dir: Path, models: list[str], steps: int) -> d
     """GPU: batch augmentation throughput, and the data-wait share of training steps per small model."""
     from monai.losses import DiceCELoss
 
-    from data_modules.base import build_datamodule
+    from data_modules.registry import build_datamodule
     from lightning_modules.registry import build_network
 
     dev = torch.device("cuda")
@@ -198,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
-    from cordbench.io import write_json
+    from core.io import write_json
     from lightning_modules.registry import list_models
 
     tmp = Path(tempfile.mkdtemp(prefix="cordbench-pipeline-"))

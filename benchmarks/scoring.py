@@ -5,7 +5,7 @@ and the mask dilated by one in-plane pixel as the "prediction":
 
 * one subject scored on the native grid (write-back from Perone's 200 × 200 grid + metrics, the
   ``cordbench test`` default) vs on the preprocessed grid (``data.scoring: preprocessed``);
-* Zhang–Suen thinning (``lightning_modules.metrics.zhang_suen``, SCT's) vs
+* Zhang–Suen thinning (``evaluation.metrics.zhang_suen``, SCT's) vs
   ``skimage.morphology.skeletonize`` on the same slices (the reference: a compiled thinning).
 
 Run: ``python benchmarks/scoring.py`` (prints figures and ratios; no assertion).
@@ -22,7 +22,7 @@ import torchio as tio
 from scipy import ndimage
 
 from benchmarks._reference import describe_machine
-from cordbench.paths import shared_data_dir
+from core.paths import shared_data_dir
 
 
 def best_of(fn, repeats: int = 5) -> float:
@@ -45,8 +45,8 @@ class _DM:
 
 def main() -> None:
     from data_modules.gmchallenge import perone_preprocess
-    from lightning_modules.metrics import zhang_suen
-    from lightning_modules.scoring import score_subject
+    from evaluation.metrics import zhang_suen
+    from evaluation.scoring import score_subject
     from skimage.morphology import skeletonize
 
     t2s = Path(shared_data_dir()) / "sct_testing_data" / "t2s"

@@ -8,7 +8,7 @@ num_heads; phantom cohort, small training budget; ``--quick``: a 16-config sub-g
    model build, test metrics, logging), Tune reporting + checkpointing, and time outside any
    trial's ``fit`` (Ray start-up, trial-process start-up and imports, scheduling). The figure is
    the sweep-system share — start-up, scheduling, reporting, checkpointing — target <= 10 %.
-   Reference measured in the same run: one trial config trained by ``cordbench.runner.fit``
+   Reference measured in the same run: one trial config trained by ``runs.runner.fit``
    in this process without Ray (its own non-step share).
 2. **ASHA + TPE vs the full grid**: compute (trial seconds) that Ray Tune's ``ASHAScheduler`` +
    ``OptunaSearch`` (TPE) need to find a config within 1 Dice point of the grid's best, as a share
@@ -54,10 +54,10 @@ def grid_overrides(quick: bool, phantom: str) -> list[str]:
 
 
 def reference_fit(sweep, params: dict) -> dict:
-    """One grid config trained by cordbench.runner.fit in this process (no Ray)."""
+    """One grid config trained by runs.runner.fit in this process (no Ray)."""
     import torch
 
-    from cordbench.runner import fit
+    from runs.runner import fit
     from sweeps.config import apply_params, decode_params
     from sweeps.trainable import report_callback
 
@@ -198,7 +198,7 @@ def main() -> int:
           f"x {sweep.run_config['trainer']['limit_train_batches']} batches, 2 trials at a time (1 CPU each)",
           flush=True)
 
-    # reference: one config by cordbench.runner.fit in this process (no Ray)
+    # reference: one config by runs.runner.fit in this process (no Ray)
     first = {d.key: d.ray_values()[0] for d in sweep.dims}
     ref = reference_fit(sweep, first)
     print(f"reference fit (no Ray): {ref['fit']:.1f} s, steps {ref['steps']:.1f} s "

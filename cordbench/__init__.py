@@ -1,2 +1,4 @@
-"""cordbench: segmentation benchmarks and quantitative analysis of cervical spinal cord MRI."""
-__version__ = "0.1.0"
+"""The ``cordbench`` command: the CLI on top of every layer, imported by nothing of the project."""
+from core import __version__
+
+__all__ = ["__version__"]

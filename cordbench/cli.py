@@ -14,8 +14,8 @@ import pkgutil
 import sys
 from typing import Sequence
 
-from cordbench import __version__
-from cordbench.errors import CordbenchError
+from core import __version__
+from core.errors import CordbenchError
 
 import cordbench.commands as _commands
 
@@ -73,7 +73,7 @@ def one_line(message: str) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``cordbench`` console script."""
     parser = build_parser()
-    try:  # numeric options check their declared range while parsing (cordbench.ranges)
+    try:  # numeric options check their declared range while parsing (core.ranges)
         args, unknown = parser.parse_known_args(argv)
     except CordbenchError as exc:
         if "--debug" in list(argv if argv is not None else sys.argv[1:]):

@@ -18,51 +18,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import pytorch_lightning as pl
 import torch
 import torchio as tio
 
-from cordbench import io
-from cordbench.errors import ConfigError, InputError
+from core import io
+from core.errors import ConfigError, InputError
 from data_modules.preprocessing import Preprocessing, build_transform
 from data_modules.sharding import (QueueEpochSampler, eval_dataset, eval_indices, shard_info,
                                    train_subject_sampler)
-from data_modules.tasks import TASKS, TaskSpec
-
-_DATAMODULES: dict[str, type["SegmentationDataModule"]] = {}
-
-
-def register_datamodule(name: str) -> Callable[[type], type]:
-    """Class decorator: make a data module available as ``data.name``."""
-
-    def deco(cls: type) -> type:
-        _DATAMODULES[name] = cls
-        cls.registry_name = name
-        return cls
-
-    return deco
-
-
-def build_datamodule(cfg_data: dict[str, Any]) -> "SegmentationDataModule":
-    """Instantiate the data module named by ``cfg_data['name']``."""
-    import importlib
-    import pkgutil
-
-    import data_modules
-
-    for info in pkgutil.iter_modules(data_modules.__path__):
-        if not info.name.startswith("_") and info.name not in ("base",):
-            try:
-                importlib.import_module(f"data_modules.{info.name}")
-            except ImportError:
-                continue
-    name = cfg_data["name"]
-    if name not in _DATAMODULES:
-        raise ConfigError(f"key 'data.name': unknown data set {name!r}; known: {', '.join(sorted(_DATAMODULES))}")
-    return _DATAMODULES[name](cfg_data)
+from core.tasks import TASKS, TaskSpec
 
 
 @dataclass

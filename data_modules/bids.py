@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Iterable, Sequence
 
-from cordbench.errors import InputError
+from core.errors import InputError
 
 log = logging.getLogger(__name__)
 

@@ -25,8 +25,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from cordbench import io
-from cordbench.errors import ConfigError, InputError
+from core import io
+from core.errors import ConfigError, InputError
 
 SITES = {"site1": "ucl", "site2": "epm", "site3": "uhz", "site4": "vdb"}
 BIDS_TO_SITE = {v: k for k, v in SITES.items()}

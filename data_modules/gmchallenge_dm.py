@@ -12,9 +12,9 @@ import numpy as np
 import torch
 import torchio as tio
 
-from cordbench import io
-from cordbench.errors import ConfigError, InputError
-from data_modules.base import SegmentationDataModule, SubjectSpec, register_datamodule
+from core import io
+from core.errors import ConfigError, InputError
+from data_modules.base import SegmentationDataModule, SubjectSpec
 from data_modules.gmchallenge import (RATER_MODES, fuse_raters, index_gmchallenge, load_rater_mask,
                                       to_task_target)
 
@@ -33,7 +33,6 @@ class RandomRater(tio.Transform):
         return subject
 
 
-@register_datamodule("gmchallenge")
 class GMChallengeDataModule(SegmentationDataModule):
     """Labelled challenge subjects (sc01–sc10 of each site); raters fused per ``data.raters``.
 
@@ -41,6 +40,8 @@ class GMChallengeDataModule(SegmentationDataModule):
     vote. Subject metadata carries ``site`` for leave-site-out splits. ``data.preset: perone``
     applies Perone et al. 2018's preprocessing (``data_modules.preprocessing.PRESETS``).
     """
+
+    registry_name = "gmchallenge"
 
     def __init__(self, cfg: dict[str, Any]):
         super().__init__(cfg)

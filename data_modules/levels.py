@@ -18,8 +18,8 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from cordbench import io
-from cordbench.errors import InputError
+from core import io
+from core.errors import InputError
 
 IGNORED_DISC_VALUES = (49, 50)
 

@@ -6,8 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from cordbench.paths import output_dir
-from data_modules.base import register_datamodule
+from core.paths import output_dir
 from data_modules.phantom.randomise_options import RandomiseOptions, from_config
 from data_modules.spine_generic import SpineGenericDataModule
 
@@ -25,9 +24,10 @@ def default_phantom_root(subjects: int, seed: int, snr: float, dwi: bool,
     return output_dir() / "data" / tag
 
 
-@register_datamodule("phantom")
 class PhantomDataModule(SpineGenericDataModule):
     """The phantom is a spine-generic BIDS tree, read with the same indexer as the real data."""
+
+    registry_name = "phantom"
 
     def root(self) -> Path:
         p = self.cfg["phantom"]

@@ -40,7 +40,7 @@ from typing import Any, Mapping, Sequence
 
 import torchio as tio
 
-from cordbench.errors import ConfigError
+from core.errors import ConfigError
 
 VERSION = 1
 NORMALISATIONS = ("zscore", "zscore-after-crop")
@@ -90,7 +90,7 @@ class Preprocessing:
     # ------------------------------------------------------------------------------ building
     @classmethod
     def from_config(cls, cfg_data: Mapping[str, Any], task: Any) -> "Preprocessing":
-        """From a resolved ``data`` section and its :class:`~data_modules.tasks.TaskSpec`.
+        """From a resolved ``data`` section and its :class:`~core.tasks.TaskSpec`.
 
         ``data.preset`` (``perone``) sets spacing, crop and normalisation; ``data.spacing`` and
         ``data.crop``, when given, override the preset's.

@@ -35,7 +35,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cordbench.errors import InputError
+from core.errors import InputError
 
 MANUAL, AUTOMATIC = "manual", "automatic"
 LABEL_KINDS = ("SC", "GM")  # cord, gray matter
@@ -88,7 +88,7 @@ class RealSet:
 
     def fingerprint(self) -> str:
         """SHA-256 over every used file's relative path and content (the leaderboard's cache key)."""
-        from cordbench import io
+        from core import io
 
         h = hashlib.sha256()
         for im in self.images:
@@ -227,7 +227,7 @@ def check_grids(image: RealImage) -> list[str]:
 
     Returns the kinds whose mask is empty (no voxel > 0): those are left out of the image's labels.
     """
-    from cordbench import io
+    from core import io
 
     img = io.load_nifti(image.path, ndim=3, kind=f"{image.contrast} image")
     empty = []

@@ -1,7 +1,7 @@
 """Which subjects each DDP rank trains on and evaluates (one owner for every data pipeline).
 
 Lightning is told not to wrap the loaders (``use_distributed_sampler=False``, set by
-``cordbench.runner.build_trainer``): the data modules shard subjects themselves, with these
+``runs.runner.build_trainer``): the data modules shard subjects themselves, with these
 helpers, so a pipeline (the torchio queue of :mod:`data_modules.base`, a cached-slice pipeline)
 only asks for its rank's share:
 
@@ -15,7 +15,7 @@ only asks for its rank's share:
   subject sampler inside a ``tio.Queue``.
 * **validation / test** — :func:`eval_indices`: rank ``r`` gets items ``r, r + W, …`` padded to
   ``ceil(N / W)`` (``DistributedSampler(shuffle=False)`` order), and
-  :func:`cordbench.distributed.gather_records` restores the full, single-process list.
+  :func:`core.distributed.gather_records` restores the full, single-process list.
 """
 from __future__ import annotations
 
@@ -32,7 +32,7 @@ def shard_info(trainer: Any = None) -> tuple[int, int]:
             return int(trainer.global_rank), int(trainer.world_size)
         except (AttributeError, RuntimeError):  # a data module used without a Trainer
             pass
-    from cordbench.distributed import rank_and_world
+    from core.distributed import rank_and_world
 
     return rank_and_world()
 

@@ -4,17 +4,18 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from cordbench.errors import ConfigError, InputError
-from data_modules.base import SegmentationDataModule, SubjectSpec, register_datamodule
+from core.errors import ConfigError, InputError
+from data_modules.base import SegmentationDataModule, SubjectSpec
 
 
-@register_datamodule("spine_generic")
 class SpineGenericDataModule(SegmentationDataModule):
     """Subjects of a spine-generic-style BIDS tree that have the task's labels for the contrast.
 
     Metadata from ``participants.tsv`` (sex, age, institution_id, manufacturer) rides along
     with each subject, for leave-site-out splits and per-group statistics.
     """
+
+    registry_name = "spine_generic"
 
     def root(self) -> Path:
         if not self.cfg.get("root"):

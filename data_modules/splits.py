@@ -13,7 +13,7 @@ from typing import Any, Sequence
 import numpy as np
 import yaml
 
-from cordbench.errors import ConfigError, InputError
+from core.errors import ConfigError, InputError
 
 PARTS = ("train", "val", "test")
 

@@ -5,12 +5,17 @@ AdamW with a cosine or poly schedule (optional linear warm-up). Validation and t
 whole subjects (slice by slice in 2D, sliding window in 3D): validation logs Dice per class
 each epoch (``val/dice`` is the mean over subjects of the mean over scored classes, the
 checkpoint metric); test computes the full metric set per subject — on the subject's native
-grid by default (:mod:`lightning_modules.scoring`) — and keeps it in :attr:`test_records` for
+grid by default — and keeps it in :attr:`test_records` for
 the per-subject statistics of the leaderboard. Under DDP the per-subject records of all ranks
 are gathered before any mean (every subject once), so both equal a single-process evaluation.
 The ``preprocessing`` hyper-parameter is the run's preprocessing contract
 (``data_modules.preprocessing``), so ``predict`` rebuilds the training chain. Hyper-parameters are plain Python values so
 checkpoints load with ``torch.load(weights_only=True)``.
+
+The label map of a subject (argmax and the run's ``postprocess`` rule) and its test record come from
+:attr:`SegmentationModule.evaluator`, an object with the methods ``labels(probs, postprocess)`` and
+``score(pred, affine, target, subject, classes, datamodule)`` (``evaluation.evaluator.SubjectEvaluator``),
+which the runs layer attaches to every module it builds or loads: this package holds no evaluation code.
 """
 from __future__ import annotations
 
@@ -21,8 +26,8 @@ import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 
-from cordbench.distributed import gather_records
-from cordbench.errors import CordbenchError
+from core.distributed import gather_records
+from core.errors import ConfigError, CordbenchError
 from lightning_modules.registry import build_network
 from lightning_modules.schedule import lr_factor
 
@@ -64,7 +69,7 @@ class SegmentationModule(pl.LightningModule):
         self.val_records: list[dict[str, Any]] = []
         self.test_records: list[dict[str, Any]] = []
         self._val_epoch: list[dict[str, float]] = []
-        self.scoring = "native"  # test records: "native" | "preprocessed" grid (lightning_modules.scoring)
+        self.evaluator: Any = None  # label maps and test records (see the module docstring)
 
     # ---------------------------------------------------------------------------------- forward
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -103,10 +108,15 @@ class SegmentationModule(pl.LightningModule):
 
     def _subject_prediction(self, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
         """Label map (argmax + the run's post-processing, as ``predict``) and target of one subject."""
-        from lightning_modules.postprocess import labels_of, mode_of
-
         probs = self.predict_volume(batch["image"]["data"].float())
-        return labels_of(probs[0], mode_of(self)), batch["label"]["data"][0, 0].long()
+        labels = self._evaluator().labels(probs[0], str(self.hparams.get("postprocess") or "none"))
+        return labels, batch["label"]["data"][0, 0].long()
+
+    def _evaluator(self) -> Any:
+        if self.evaluator is None:
+            raise ConfigError("SegmentationModule.evaluator is not set: build the module with runs.runner.build_module "
+                              "or load it with runs.checkpoints.load_module")
+        return self.evaluator
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         pred, target = self._subject_prediction(batch)
@@ -126,12 +136,11 @@ class SegmentationModule(pl.LightningModule):
         self.log("val/dice", mean, prog_bar=True, sync_dist=True)
 
     def test_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Any]:
-        from lightning_modules.scoring import score_subject
-
         pred, target = self._subject_prediction(batch)
         affine = np.asarray(batch["image"]["affine"][0], dtype=float)
-        record, native = score_subject(pred.cpu().numpy(), affine, target.cpu().numpy(), batch["subject_id"][0],
-                                       self.classes, getattr(self.trainer, "datamodule", None), self.scoring)
+        record, native = self._evaluator().score(pred.cpu().numpy(), affine, target.cpu().numpy(),
+                                                 batch["subject_id"][0], self.classes,
+                                                 getattr(self.trainer, "datamodule", None))
         self.test_records.append(record)
         return {"native_prediction": native}
 

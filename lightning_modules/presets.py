@@ -4,7 +4,7 @@ from __future__ import annotations
 #: ``tiny`` for tests, ``small`` for laptops, ``paper`` for GPUs (the paper's size).
 PRESET_NAMES: tuple[str, ...] = ("tiny", "small", "paper")
 
-#: Keys a preset's training recipe may set, and the dotted run-config key each fills (cordbench.recipes).
+#: Keys a preset's training recipe may set, and the dotted run-config key each fills (runs.recipes).
 RECIPE_KEYS: dict[str, str] = {
     "lr": "model.lr",
     "weight_decay": "model.weight_decay",

@@ -9,15 +9,13 @@ input's size. Presets: ``tiny`` (tests), ``small`` (laptop), ``paper`` (GPU, pap
 """
 from __future__ import annotations
 
-import importlib
 import inspect
-import pkgutil
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import torch.nn as nn
 
-from cordbench.errors import ConfigError
+from core.errors import ConfigError
 
 from lightning_modules.presets import PRESET_NAMES, RECIPE_KEYS  # noqa: F401,E402  (PRESET_NAMES re-exported)
 
@@ -32,7 +30,7 @@ class ModelSpec:
     spatial_dims: tuple[int, ...] = (2,)
     description: str = ""
     fixed: dict[str, Any] = field(default_factory=dict)  # knobs a variant fixes: passed, not options
-    recipes: dict[str, dict[str, Any]] = field(default_factory=dict)  # training defaults per preset (cordbench.recipes)
+    recipes: dict[str, dict[str, Any]] = field(default_factory=dict)  # training defaults per preset (runs.recipes)
 
     def knobs(self) -> dict[str, Any]:
         """Constructor keyword arguments and their defaults (excluding the common three and fixed knobs)."""
@@ -87,15 +85,12 @@ def _checked_recipes(name: str, recipes: dict[str, dict[str, Any]] | None) -> di
 
 
 def _load_all() -> None:
+    """Import the network modules (their explicit list: ``lightning_modules.networks``), which register."""
     global _LOADED
-    if _LOADED:
-        return
-    import lightning_modules.networks as nets
+    if not _LOADED:
+        import lightning_modules.networks  # noqa: F401
 
-    for info in pkgutil.iter_modules(nets.__path__):
-        if not info.name.startswith("_"):
-            importlib.import_module(f"lightning_modules.networks.{info.name}")
-    _LOADED = True
+        _LOADED = True
 
 
 def list_models() -> list[str]:

@@ -4,7 +4,7 @@ Why over ~450 lines: the sweep schema, the one-line errors naming each key, and 
 every trial config against that schema belong to one contract (the sweep file); most of the length
 is the schema's documentation below.
 
-A sweep file names a base training config (a run config, see :mod:`cordbench.config`),
+A sweep file names a base training config (a run config, see :mod:`runs.config`),
 run-config values shared by all trials, a search space over dotted run-config keys, and
 how Ray Tune explores it::
 
@@ -34,7 +34,7 @@ unknown models or knobs, impossible knob combinations (``num_heads`` not dividin
 embedding, ``skip_connections`` beyond the stages, …) and missing data sets are rejected
 with the sweep file and the key named. Every combination of the categorical values (and
 both ends of every continuous range) is resolved into a full run config, passed through
-:func:`cordbench.config.validate`, and its network is instantiated (without the random weight
+:func:`runs.config.validate`, and its network is instantiated (without the random weight
 initialisation, which dominates the build time) to catch impossible knob combinations.
 """
 from __future__ import annotations
@@ -49,9 +49,9 @@ from typing import Any, Iterable, Iterator, Mapping
 
 import yaml
 
-from cordbench.config import DEFAULTS, dump, fill_recipe, load_yaml, merge, nest, parse_override, validate
-from cordbench.errors import CordbenchError, ConfigError
-from cordbench.paths import REPO_ROOT, find_config
+from runs.config import DEFAULTS, dump, fill_recipe, load_yaml, merge, nest, parse_override, validate
+from core.errors import CordbenchError, ConfigError
+from core.paths import REPO_ROOT, find_config
 from sweeps.records import SWEEP_FILE
 
 #: Sweep keys and defaults (``config``, ``space``, ``stop`` and ``source`` are free-form mappings).
@@ -226,7 +226,7 @@ def decode_params(params: Mapping[str, Any], dims: Iterable[Dim]) -> dict[str, A
 
 def apply_params(run_config: Mapping[str, Any], params: Mapping[str, Any], source: str) -> dict[str, Any]:
     """A trial's run config: the base with each dotted key set (merged and type-checked), then the
-    trial's model preset's training recipe in the keys still null (:mod:`cordbench.recipes`)."""
+    trial's model preset's training recipe in the keys still null (:mod:`runs.recipes`)."""
     cfg = copy.deepcopy(dict(run_config))
     for key, value in params.items():
         cfg = merge(cfg, nest(key.split("."), value), source)
@@ -405,7 +405,7 @@ def network_check(cfg: Mapping[str, Any], cache: dict[str, int] | None = None) -
     ``ValueError`` message, which names the knob).
     """
     from lightning_modules.registry import build_network, get_spec
-    from data_modules.tasks import TASKS
+    from core.tasks import TASKS
 
     m, d = cfg["model"], cfg["data"]
     options = dict(m.get("options") or {})
@@ -482,7 +482,7 @@ def check_datasets(sweep: Sweep, combos: list[dict[str, Any]]) -> None:
         if key in seen:
             continue
         seen.add(key)
-        from data_modules.base import build_datamodule
+        from data_modules.registry import build_datamodule
 
         try:
             _ = build_datamodule(d).specs

@@ -2,7 +2,7 @@
 
 ``resources: {workers: N, cpu: K}`` (CPU, gloo) or ``{workers: N, gpu: N, cpu: K}`` (one GPU
 per worker, NCCL; ``gpu: N`` alone still means N workers) runs the trial as N Ray Train
-workers. Each worker calls :func:`cordbench.runner.fit` with the Ray Lightning pieces passed
+workers. Each worker calls :func:`runs.runner.fit` with the Ray Lightning pieces passed
 as parameters (``RayDDPStrategy`` + ``RayLightningEnvironment`` as Trainer arguments,
 ``prepare_trainer`` as the Trainer wrapper): every worker trains on its own subjects, the
 validation and test records of all workers are gathered (every subject once), and only
@@ -21,7 +21,7 @@ import copy
 from pathlib import Path
 from typing import Any
 
-from cordbench.run_folder import RunFolder
+from runs.run_folder import RunFolder
 from sweeps.records import TRIAL_RECORD, Elapsed
 from sweeps.trainable import DRIVER_CPU, TrialSetup, begin_trial, main_test_dice, report_callback, write_finished
 
@@ -75,7 +75,7 @@ def ddp_worker_loop(loop_config: dict[str, Any]) -> None:
     import torch
     from ray.train.lightning import prepare_trainer
 
-    from cordbench.runner import fit
+    from runs.runner import fit
 
     torch.set_num_threads(max(1, round(float(loop_config["cpu_per_worker"]))))
     cfg = copy.deepcopy(loop_config["cfg"])

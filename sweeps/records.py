@@ -4,7 +4,7 @@ Sweep folder (``<storage>/<name>/``)::
 
     sweep.yaml               the resolved sweep config
     results.csv              one row per trial (:data:`BASE_COLUMNS`, knobs, :data:`TAIL_COLUMNS`)
-    trials/<trial_id>/       a run folder (:mod:`cordbench.run_folder`) plus:
+    trials/<trial_id>/       a run folder (:mod:`runs.run_folder`) plus:
         trial.json           the trial finished: metrics last reported, seconds over all attempts, timing
         .attempts            how many times the trial was started (text integer)
         .elapsed.json        wall seconds per attempt (summed into ``trial.json``'s ``seconds``)
@@ -16,7 +16,7 @@ A Tune checkpoint directory holds :data:`TUNE_CHECKPOINT` and :data:`TUNE_META` 
 The "main metric of a task" (``test_dice`` in results.csv) is :func:`main_dice`: the mean over
 held-out subjects of the Dice of the task's own class (:func:`main_class`), or of the mean over
 all classes' Dice for a task without one (``levels``). Imported by :mod:`sweeps.trainable`,
-:mod:`sweeps.results`, :mod:`sweeps.runner` and :mod:`cordbench.leaderboard`; cheap to import
+:mod:`sweeps.results`, :mod:`sweeps.runner` and :mod:`leaderboard`; cheap to import
 (no torch, no Ray).
 """
 from __future__ import annotations
@@ -57,7 +57,7 @@ def trial_rel(trial_id: str) -> str:
 def main_class(task: str) -> str | None:
     """The class whose Dice is a task's main metric: the task's own class when it scores one
     of that name (``sc``, ``gm``, ``canal``), else None (mean over all classes)."""
-    from data_modules.tasks import TASKS
+    from core.tasks import TASKS
 
     spec = TASKS.get(task)
     return task if spec is not None and task in spec.classes else None
@@ -105,7 +105,7 @@ def read_trial_record(run_dir: Path) -> dict[str, Any] | None:
 
 def write_trial_record(run_dir: Path, record: Mapping[str, Any]) -> Path:
     """Write ``trial.json`` atomically (marks the trial finished)."""
-    from cordbench import io
+    from core import io
 
     return io.write_json(Path(run_dir) / TRIAL_RECORD, dict(record))
 
@@ -132,7 +132,7 @@ class Elapsed:
 
     def update(self) -> float:
         """Record this attempt's seconds so far; returns the total over all attempts."""
-        from cordbench import io
+        from core import io
 
         self.done[self.attempt] = round(time.perf_counter() - self.t0, 3)
         io.write_json(self.path, self.done)

@@ -7,7 +7,7 @@ to the sweep folder), ``epochs``, ``seconds``, ``params``, then ``attempts`` (ho
 the trial was started: > 1 after a node loss or a resume) and ``early_stopped`` (stopped by
 the scheduler before its last epoch: no test metrics).
 
-The file is written atomically (:func:`cordbench.io.write_csv`) every time a trial starts,
+The file is written atomically (:func:`core.io.write_csv`) every time a trial starts,
 finishes or fails, so a killed driver leaves a consistent partial file.
 """
 from __future__ import annotations
@@ -20,8 +20,8 @@ from typing import Any, Callable, Iterable, Mapping
 
 import yaml
 
-from cordbench import run_folder
-from cordbench.run_folder import RunFolder
+from runs import run_folder
+from runs.run_folder import RunFolder
 from sweeps.config import FIXED_COLUMNS, Dim, decode_params, network_check
 from sweeps.records import (ATTEMPTS, BASE_COLUMNS, RESULTS_FILE, TAIL_COLUMNS, TRIAL_RECORD, columns,
                             main_dice_or_nan, parse_attempts, parse_trial_record, trial_rel)
@@ -182,7 +182,7 @@ def write_table(frame, sweep_dir: str) -> str:
         path = storage.join(sweep_dir, RESULTS_FILE)
         storage.write_text(path, frame.to_csv(index=False))
         return path
-    from cordbench import io
+    from core import io
 
     path = Path(sweep_dir) / RESULTS_FILE
     io.write_csv(path, frame)

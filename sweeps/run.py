@@ -4,7 +4,7 @@
     ray job submit --address http://127.0.0.1:8265 --working-dir . -- python sweeps/run.py configs/sweeps/quickstart.yaml
 
 The paths from before the YAMLs moved to ``configs/`` (``sweeps/ablation_full.yaml``,
-``sweeps/cluster/aws.yaml``) still work (:func:`cordbench.paths.find_config`; ``sweeps/cluster`` is a
+``sweeps/cluster/aws.yaml``) still work (:func:`core.paths.find_config`; ``sweeps/cluster`` is a
 link to ``configs/cluster`` for the ``ray`` commands).
 
 It joins the running cluster (``address=auto`` unless ``--address`` is given) and accepts the
@@ -21,7 +21,7 @@ def main(argv: list[str] | None = None) -> int:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository (when not pip-installed)
     from cordbench.cli import main as cli_main
 
-    from cordbench.paths import find_config
+    from core.paths import find_config
 
     args = list(sys.argv[1:] if argv is None else argv)
     if args[:1] == ["--"]:

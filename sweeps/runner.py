@@ -23,7 +23,7 @@ from typing import Any, Iterable
 
 from ray import tune
 
-from cordbench.errors import ConfigError
+from core.errors import ConfigError
 from sweeps.config import Dim, Sweep, is_uri, load_sweep, resolved_yaml
 from sweeps.records import RESULTS_FILE, SWEEP_FILE, read_results_csv
 from sweeps.sweep_callback import SweepCallback, inner_searcher, restore_searcher
@@ -187,7 +187,7 @@ def prepare_data(sweep: Sweep) -> None:
     if any(k.startswith("data.phantom") or k in ("data.root", "data.name") for k in swept):
         return  # trials differ in data: each generates / reads its own
     if d["name"] == "phantom":
-        from data_modules.base import build_datamodule
+        from data_modules.registry import build_datamodule
 
         t0 = time.perf_counter()
         root = build_datamodule(d).root()

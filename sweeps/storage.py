@@ -1,6 +1,6 @@
 """Where a sweep lives: a local folder or a URI (``s3://``, ``gs://``, … through ``pyarrow.fs``).
 
-Local paths are used directly (atomic writes through :mod:`cordbench.io`); URIs go through
+Local paths are used directly (atomic writes through :mod:`core.io`); URIs go through
 the same ``pyarrow`` filesystem layer Ray Tune uses for its own storage, so the settings a
 user gives Ray (``AWS_ENDPOINT_URL`` for MinIO/Ceph/moto, ``AWS_ACCESS_KEY_ID`` /
 ``AWS_SECRET_ACCESS_KEY``, ``AWS_DEFAULT_REGION``, ``GOOGLE_APPLICATION_CREDENTIALS``, or
@@ -25,8 +25,8 @@ import uuid
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
-from cordbench import io
-from cordbench.errors import CordbenchError
+from core import io
+from core.errors import CordbenchError
 from sweeps.config import is_uri
 
 CHUNK = 8 << 20
@@ -46,7 +46,7 @@ def join(base: str, *parts: str) -> str:
 
 
 def is_partial(name: str) -> bool:
-    """A temporary object/file of an unfinished write (this module's or :mod:`cordbench.io`'s)."""
+    """A temporary object/file of an unfinished write (this module's or :mod:`core.io`'s)."""
     return bool(_PARTIAL.match(Path(name).name))
 
 

@@ -1,7 +1,7 @@
 """One sweep trial = one ``cordbench fit`` run into ``<sweep>/trials/<trial_id>/``.
 
 The Ray Tune function trainable :func:`train_trial` resolves the trial's run config (base
-config + sampled knobs + device settings), and calls :func:`cordbench.runner.fit` with one
+config + sampled knobs + device settings), and calls :func:`runs.runner.fit` with one
 extra Lightning callback (:func:`report_callback`) that reports the validation metrics of
 every epoch to Tune together with a checkpoint. A trial restored by Tune (node lost, driver
 resumed) restarts from ``tune.get_checkpoint()``; a trial whose run folder already holds a
@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
-from cordbench.run_folder import RunFolder
+from runs.run_folder import RunFolder
 from sweeps.config import Dim, apply_params, decode_params, is_uri
 from sweeps.records import (PREVIOUS_METRICS, RESUME_DIR, TRIAL_RECORD, TRIALS_DIR, TUNE_CHECKPOINT, TUNE_META,
                             Elapsed, main_dice, next_attempt, read_trial_record, write_trial_record)
@@ -75,7 +75,7 @@ def device_settings(resources: Mapping[str, Any], precision: str | None = "auto"
 
     On GPU, ``precision`` stays as the config names it; ``auto`` (the default) becomes
     ``bf16-mixed`` or ``16-mixed`` in the process that trains, by its GPU
-    (:func:`cordbench.devices.choose_precision`).
+    (:func:`core.devices.choose_precision`).
     """
     gpu = float(resources.get("gpu", 0) or 0)
     prec = precision or "auto"
@@ -166,7 +166,7 @@ def take_metrics(run_dir: Path, resume_epoch: int) -> None:
     ``.metrics.previous.csv`` (Lightning's CSVLogger starts ``metrics.csv`` afresh)."""
     import pandas as pd
 
-    from cordbench import io
+    from core import io
 
     metrics = RunFolder(run_dir).metrics
     frames = [pd.read_csv(p) for p in (run_dir / PREV_METRICS, metrics) if p.exists()]
@@ -183,7 +183,7 @@ def merge_metrics(run_dir: Path) -> None:
     """After a restored attempt: ``metrics.csv`` = earlier attempts' rows + this attempt's rows."""
     import pandas as pd
 
-    from cordbench import io
+    from core import io
 
     prev_path, path = run_dir / PREV_METRICS, RunFolder(run_dir).metrics
     if not prev_path.exists():
@@ -198,7 +198,7 @@ NOT_RETRIED = {"TrainingDivergedError"}
 
 
 def _previous_failure(run_dir: Path) -> dict[str, Any] | None:
-    """The failure record left by an earlier attempt of this trial (see ``cordbench.runner.record_failure``)."""
+    """The failure record left by an earlier attempt of this trial (see ``runs.runner.record_failure``)."""
     return RunFolder(run_dir).read_failure()
 
 
@@ -273,7 +273,7 @@ def train_trial(config: dict[str, Any], setup: TrialSetup) -> None:
     trial_id, run_dir, cfg, attempts = start
     import torch
 
-    from cordbench.runner import fit
+    from runs.runner import fit
 
     torch.set_num_threads(max(1, int(float(setup.resources.get("cpu", 1)))))
     elapsed = Elapsed(run_dir, attempts)

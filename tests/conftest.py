@@ -1,6 +1,6 @@
 """Shared pytest fixtures.
 
-Real data come from ``cordbench.paths.shared_data_dir()`` (default ``../shared/data``).
+Real data come from ``core.paths.shared_data_dir()`` (default ``../shared/data``).
 Under ``CI=true`` a test that needs them fails when they are missing; elsewhere it skips.
 """
 from __future__ import annotations
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from cordbench.paths import shared_data_dir
+from core.paths import shared_data_dir
 
 
 def _require(path: Path) -> Path:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from cordbench.errors import InputError
+from core.errors import InputError
 from data_modules.bids import BidsIndex
 
 IMAGE_CONTRASTS = ["T1w", "T2w", "T2star", "flip-1_mt-on_MTS", "flip-1_mt-off_MTS", "flip-2_mt-off_MTS",

@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from cordbench.config import DEFAULTS, load_config
-from cordbench.errors import ConfigError
+from runs.config import DEFAULTS, load_config
+from core.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[1]
 

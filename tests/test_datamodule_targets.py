@@ -23,8 +23,8 @@ ORIENTATIONS = {"PSR": dict(orientation="PSR"), "LAS-oblique": dict(orientation=
 
 
 def _dm(name: str, root: Path, task: str, patch=(32, 32), extra: tuple[str, ...] = ()):
-    from cordbench.config import load_config
-    from data_modules.base import build_datamodule
+    from runs.config import load_config
+    from data_modules.registry import build_datamodule
 
     cfg = load_config([], [f"data.name={name}", f"data.root={root}", f"data.task={task}",
                            f"data.patch_size=[{patch[0]},{patch[1]}]", *extra])

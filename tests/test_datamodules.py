@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from cordbench.config import DEFAULTS, load_config
-from data_modules.base import build_datamodule
+from runs.config import DEFAULTS, load_config
+from data_modules.registry import build_datamodule
 from data_modules.phantom import generate_cohort
 
 
@@ -77,7 +77,7 @@ def test_crop_and_3d_patches(phantom):
 
 
 def test_3d_unet_fit(phantom, tmp_path):
-    from cordbench.runner import fit
+    from runs.runner import fit
 
     cfg = load_config(overrides=[
         f"data.root={phantom}", "data.spatial_dims=3", "data.patch_size=[32, 32, 16]", "data.batch_size=2",

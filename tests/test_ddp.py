@@ -23,8 +23,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cordbench.distributed import merge_shards, write_first
-from cordbench.paths import REPO_ROOT
+from core.distributed import merge_shards, write_first
+from core.paths import REPO_ROOT
 from data_modules.sharding import eval_indices, train_shards
 
 
@@ -56,7 +56,7 @@ def test_train_shards_disjoint_equal_and_reshuffled(n: int, world: int):
     ("auto", None, "32-true"), ("32-true", (9, 0), "32-true"), ("16-mixed", (9, 0), "16-mixed"),
     ("bf16-mixed", None, "bf16-mixed")])
 def test_precision_auto_choice(requested, capability, want):
-    from cordbench.devices import choose_precision
+    from core.devices import choose_precision
 
     assert choose_precision(requested, capability) == want
 
@@ -70,7 +70,7 @@ def test_failure_record_first_writer_wins(tmp_path: Path):
 
 
 def test_ddp_worker_resources_validation(tmp_path: Path):
-    from cordbench.errors import ConfigError
+    from core.errors import ConfigError
     from sweeps.config import load_sweep
     from sweeps.ddp_trial import worker_resources
     from sweeps.runner import make_setup
@@ -100,7 +100,7 @@ def _probe_rank(rank: int, world: int, port: int, cfg_data: dict, out: str) -> N
     import torch.distributed as dist
     from lightning_fabric.utilities.data import _set_sampler_epoch
 
-    from data_modules.base import build_datamodule
+    from data_modules.registry import build_datamodule
 
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     torch.set_num_threads(1)
@@ -139,7 +139,7 @@ def phantom8(tmp_path_factory) -> Path:
 def test_ranks_train_on_different_subjects(phantom8: Path, tmp_path: Path, pipeline: str):
     import torch.multiprocessing as mp
 
-    from cordbench.config import load_config
+    from runs.config import load_config
 
     cfg = load_config([str(REPO_ROOT / "configs" / "debug.yaml")], [], {"data": {
         "pipeline": pipeline, "cache_dir": str(tmp_path / "cache"),
@@ -167,8 +167,8 @@ def _env() -> dict[str, str]:
 
 @pytest.mark.slow
 def test_ddp_fit_scores_every_subject_once_like_a_single_process(phantom8: Path, tmp_path: Path):
-    from cordbench.config import load_config
-    from cordbench.runner import evaluate
+    from runs.config import load_config
+    from runs.runner import evaluate
 
     out = tmp_path / "ddp"
     cmd = [sys.executable, "-m", "cordbench", "fit", "--config", "configs/demo.yaml", "--root", str(phantom8),

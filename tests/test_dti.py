@@ -9,7 +9,7 @@ import pytest
 
 from analysis.dti import (GradientWarning, SchemeWarning, SignalWarning, fit_tensor, load_gradients,
                           per_level_means, run_dti, scheme_report)
-from cordbench.errors import InputError
+from core.errors import InputError
 
 
 def _fa(ev):

@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 import torch
 
-from cordbench.config import DEFAULTS, load_config
-from cordbench.errors import ConfigError
+from runs.config import DEFAULTS, load_config
+from core.errors import ConfigError
 from data_modules import cache as cache_mod
 from data_modules.augment_gpu import BatchAugment, window_margin
-from data_modules.base import build_datamodule
+from data_modules.registry import build_datamodule
 from data_modules.fast2d import FastSliceDataset, SliceSource, build_sources, rank_subjects
 
 AUG_OFF = {"strength": 1.0, "affine": 0.0, "elastic": 0.0, "bias_field": 0.0, "noise": 0.0, "gamma": 0.0}

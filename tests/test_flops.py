@@ -11,7 +11,7 @@ def test_leaderboard_cost_counts_transformer_attention_like_cordbench_models():
     fused attention the plain torch counter misses on a CPU (the leaderboard under-counted before)."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    from cordbench.leaderboard.cost import measure
+    from leaderboard.cost import measure
     from lightning_modules.registry import build_network
 
     net = build_network("transunet", in_channels=1, num_classes=2, spatial_dims=2, preset="tiny").eval()

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from cordbench.errors import ConfigError, InputError
+from core.errors import ConfigError, InputError
 from data_modules.gmchallenge import (fuse_raters, index_gmchallenge, load_rater_mask, read_levels_txt,
                                       to_task_target)
 
@@ -233,7 +233,7 @@ def test_levels_txt_rejects_garbage(tmp_path: Path):
 
 # ------------------------------------------------------------------------------------ data module
 def _cfg(root: Path, tmp: Path, mode: str, split: str = "kfold", extra: tuple = ()) -> dict:
-    from cordbench.config import load_config
+    from runs.config import load_config
 
     return load_config([], [f"data.name=gmchallenge", f"data.root={root}", "data.task=gm", f"data.raters={mode}",
                             "data.patch_size=[48,48]", "data.batch_size=4", "data.samples_per_volume=4",
@@ -247,7 +247,7 @@ def _canonical(arr: np.ndarray, affine: np.ndarray) -> np.ndarray:
 
 @pytest.mark.parametrize("mode", ["majority", "staple"])
 def test_datamodule_fused_label_matches_fusion(challenge, tmp_path: Path, mode: str):
-    from data_modules.base import build_datamodule
+    from data_modules.registry import build_datamodule
 
     root, info = challenge
     dm = build_datamodule(_cfg(root, tmp_path, mode)["data"])
@@ -263,7 +263,7 @@ def test_datamodule_fused_label_matches_fusion(challenge, tmp_path: Path, mode: 
 def test_datamodule_random_rater_per_sample(challenge, tmp_path: Path):
     import torch
 
-    from data_modules.base import build_datamodule
+    from data_modules.registry import build_datamodule
 
     root, info = challenge
     dm = build_datamodule(_cfg(root, tmp_path, "random", "site")["data"])

@@ -32,7 +32,7 @@ def test_without_data_says_how_to_get_it(tmp_path: Path, capsys):
 
 @pytest.mark.slow
 def test_protocol_runs_and_prints_the_challenge_table(gm_fixture, tmp_path: Path, capsys):
-    from cordbench.gmchallenge_table import METRICS, sweep_runs
+    from leaderboard.gmchallenge_table import METRICS, sweep_runs
 
     root, _ = gm_fixture
     args = ["gmchallenge", str(root), "--storage", str(tmp_path)]

@@ -11,7 +11,7 @@ import ast
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-PACKAGES = ("cordbench", "sweeps", "analysis", "data_modules", "lightning_modules")
+PACKAGES = ("cordbench", "core", "evaluation", "runs", "leaderboard", "sweeps", "analysis", "data_modules", "lightning_modules")
 
 
 def project_modules() -> dict[str, Path]:
@@ -106,6 +106,6 @@ def test_the_cycle_finder_finds_a_cycle():
     assert cycles({"a": {"b"}, "b": set()}) == []
     mods = project_modules()
     graph = import_graph(mods)
-    assert "cordbench.run_folder" in graph["cordbench.runner"]          # module-level import seen
-    assert "data_modules.native" in graph["cordbench.inference"]        # import inside a function seen
+    assert "runs.run_folder" in graph["runs.runner"]          # module-level import seen
+    assert "evaluation.native" in graph["evaluation.inference"]        # import inside a function seen
     assert "analysis.stats" in graph["analysis.plots"] and "analysis.plots" in graph["analysis.stats_report"]

@@ -1,4 +1,4 @@
-"""Validated NIfTI reading and atomic writing (cordbench.io)."""
+"""Validated NIfTI reading and atomic writing (core.io)."""
 from __future__ import annotations
 
 import gzip
@@ -7,8 +7,8 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from cordbench import io
-from cordbench.errors import InputError
+from core import io
+from core.errors import InputError
 
 
 def _img(path, data, affine=None, dtype=None):

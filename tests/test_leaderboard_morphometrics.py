@@ -24,7 +24,7 @@ import pytest
 import yaml
 from scipy import ndimage, stats
 
-import cordbench.leaderboard.morphometrics as M
+import leaderboard.morphometrics as M
 from tests.references import independent_csa
 from tests.test_leaderboard_sweep import real_sweep  # noqa: F401  (session fixture: real tiny fits)
 
@@ -149,7 +149,7 @@ def sweep(tmp_path, phantom, stand_ins) -> Path:
 
 
 def render(sweep_dir: Path, out: Path, **kw):
-    from cordbench.leaderboard import render_leaderboard
+    from leaderboard import render_leaderboard
 
     files = render_leaderboard(sweep_dir, out=out, n_boot=N_BOOT, seed=1, wandb=False, cost=False, **kw)
     return files, pd.read_csv(files.csv).set_index("entry")
@@ -375,8 +375,8 @@ def test_cli_flag_turns_the_columns_off(sweep, tmp_path, stand_ins, capsys):
 
 
 def test_task_other_than_sc(tmp_path, phantom, stand_ins):
-    from cordbench.errors import ConfigError
-    from cordbench.leaderboard.table import build_leaderboard
+    from core.errors import ConfigError
+    from leaderboard.table import build_leaderboard
 
     sw = make_sweep(tmp_path / "sweep", phantom, [("t0", "exact", "exact")], task="canal")
     lb = build_leaderboard(sw, n_boot=100, cost=False)
@@ -392,8 +392,8 @@ def test_real_checkpoints_predictions_and_no_dwi(real_sweep, tmp_path, monkeypat
     level the model segments over >= 5 slices."""
     import torch
 
-    from cordbench.checkpoints import load_module
-    from cordbench.inference import predict_array
+    from runs.checkpoints import load_module
+    from evaluation.inference import predict_array
 
     for name, fn in REAL.items():  # undo the module's stand-ins for this test
         monkeypatch.setattr(M, name, fn)
@@ -451,7 +451,7 @@ def test_real_checkpoints_predictions_and_no_dwi(real_sweep, tmp_path, monkeypat
 @pytest.mark.parametrize("randomised", [False, True])
 def test_data_root_of_a_run_without_a_recorded_root_is_its_phantom_cache(tmp_path, monkeypatch, randomised):
     """A run whose data.json names no root: the phantom cache folder of *its* options (randomised: its own)."""
-    from cordbench.config import DEFAULTS
+    from runs.config import DEFAULTS
     from data_modules.phantom.randomise_options import from_config
     from data_modules.phantom_dm import default_phantom_root
 

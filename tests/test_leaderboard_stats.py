@@ -9,9 +9,9 @@ import pandas as pd
 import pytest
 from scipy import stats as sps
 
-from cordbench.errors import ConfigError, InputError
-from cordbench.leaderboard import stats
-from cordbench.leaderboard.table import build_leaderboard
+from core.errors import ConfigError, InputError
+from leaderboard import stats
+from leaderboard.table import build_leaderboard
 
 
 # ------------------------------------------------------------------------------ bootstrap CI
@@ -335,7 +335,7 @@ def test_comparison_label_rules_and_min_p():
 
 
 def test_leaderboard_report_labels_and_method_note_for_six_subjects(tmp_path):
-    from cordbench.leaderboard.report import to_markdown
+    from leaderboard.report import to_markdown
 
     root = make_sweep(tmp_path, {"a": 0.0, "b": -0.05, "c": -0.3, "d": 0.0, "e": -0.1}, subjects=SUBJECTS[:6])
     lb = build_leaderboard(root, n_boot=2000, cost=False, morphometrics=False)

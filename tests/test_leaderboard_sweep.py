@@ -1,6 +1,6 @@
 """The leaderboard on a small but real sweep folder (also used by ``test_tracking.py``).
 
-Four real ``cordbench.runner.fit`` runs (tiny networks, phantom cohort of 6 subjects, one short
+Four real ``runs.runner.fit`` runs (tiny networks, phantom cohort of 6 subjects, one short
 epoch, offline wandb) laid out as ``cordbench sweep`` lays out a sweep, plus one failed trial
 row, and a ``results.csv`` written here — built once per test session (``real_sweep``). The
 tests recompute the leaderboard's statistics independently from the per-subject files: means
@@ -39,7 +39,7 @@ GROUP = "lb-test-sweep"
 def trial_config(phantom: Path, out: Path, trial_id: str, model: str, seed: int,
                  options: dict[str, Any]) -> dict[str, Any]:
     """Resolved config of one trial (what the sweep runner would hand to ``fit``)."""
-    from cordbench.config import load_config
+    from runs.config import load_config
 
     extra = {
         "name": f"{GROUP}-{trial_id}", "seed_everything": seed, "output_dir": str(out),
@@ -57,7 +57,7 @@ def trial_config(phantom: Path, out: Path, trial_id: str, model: str, seed: int,
 
 def build_sweep(root: Path) -> Path:
     """Run the trials into ``root/trials/<id>/`` and write ``results.csv`` and ``sweep.yaml``."""
-    from cordbench.runner import fit
+    from runs.runner import fit
 
     root.mkdir(parents=True, exist_ok=True)
     phantom = root.parent / "phantom"
@@ -137,7 +137,7 @@ N_BOOT = 4000
 @pytest.fixture(scope="session")
 def rendered(real_sweep, tmp_path_factory):
     """The leaderboard of the real sweep by configuration, with cost figures and a wandb run."""
-    from cordbench.leaderboard import render_leaderboard
+    from leaderboard import render_leaderboard
 
     out = tmp_path_factory.mktemp("lb-report")
     files = render_leaderboard(real_sweep, by="config", out=out, n_boot=N_BOOT, seed=3, wandb=True)
@@ -267,7 +267,7 @@ def _assert_real_plot(px: np.ndarray, color: tuple[int, int, int]) -> None:
 
 
 def test_pngs_are_real_plots_of_the_expected_size(rendered):
-    from cordbench.leaderboard.report import ablation_plot_size, leaderboard_plot_size
+    from leaderboard.report import ablation_plot_size, leaderboard_plot_size
 
     files, table = rendered
     px = _pixels(files.png)

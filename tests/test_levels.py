@@ -7,7 +7,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from cordbench.errors import InputError
+from core.errors import InputError
 from data_modules.levels import level_map, level_map_from_files, level_slices, si_axis, slice_levels
 
 

@@ -1,4 +1,4 @@
-"""Tests of lightning_modules.metrics against hand-made answers, brute force (cdist) and MONAI."""
+"""Tests of evaluation.metrics against hand-made answers, brute force (cdist) and MONAI."""
 from __future__ import annotations
 
 import math
@@ -8,8 +8,8 @@ import pytest
 from scipy import ndimage
 from scipy.spatial.distance import cdist
 
-from cordbench.errors import CordbenchError
-from lightning_modules import metrics as M
+from core.errors import CordbenchError
+from evaluation import metrics as M
 
 # ----------------------------------------------------------------------------- helpers
 

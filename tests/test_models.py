@@ -11,7 +11,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
-from cordbench.errors import ConfigError, InputError
+from core.errors import ConfigError, InputError
 from lightning_modules.registry import build_network, get_spec, list_models
 
 MODELS = list_models()

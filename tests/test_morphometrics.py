@@ -9,7 +9,7 @@ import pytest
 from analysis.centerline import SliceFrame, fit_centerline, to_rpi
 from analysis.morphometrics import (aggregate, compute_perslice, format_num_list, morphometrics_from_files,
                                     parse_vert, sct_columns, slice_levels, slice_shape)
-from cordbench.errors import InputError
+from core.errors import InputError
 from tests.references import independent_csa
 
 

@@ -13,7 +13,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from data_modules.native import one_hot, prediction_path, to_native
+from evaluation.native import one_hot, prediction_path, to_native
 
 CASES = [  # (image, label, data module, spacing, preset)
     ("t2/t2.nii.gz", "t2/t2_seg-manual.nii.gz", "spine_generic", None, None),
@@ -25,8 +25,8 @@ CASES = [  # (image, label, data module, spacing, preset)
 
 
 def _dm(name: str, spacing, preset):
-    from cordbench.config import load_config
-    from data_modules.base import build_datamodule
+    from runs.config import load_config
+    from data_modules.registry import build_datamodule
 
     ov = [f"data.name={name}", "data.root=/nonexistent", "data.task=sc"]
     if spacing:
@@ -50,7 +50,7 @@ def _preprocessed(sct_data: Path, img_rel: str, lab_rel: str, dm):
 
 @pytest.mark.parametrize("img_rel,lab_rel,name,spacing,preset", CASES)
 def test_roundtrip_nearest_is_voxel_identical(sct_data: Path, tmp_path: Path, img_rel, lab_rel, name, spacing, preset):
-    from cordbench import io
+    from core import io
 
     im, lb, lab, pre = _preprocessed(sct_data, img_rel, lab_rel, _dm(name, spacing, preset))
     if spacing:
@@ -98,11 +98,11 @@ class _Oracle:
 
 @pytest.mark.parametrize("case", [0, 2, 3])
 def test_cordbench_predict_path_writes_back_exactly(sct_data: Path, case: int):
-    """cordbench.inference.predict_array (used by ``cordbench predict``): PSR t2, and t2s with Perone's preset.
+    """evaluation.inference.predict_array (used by ``cordbench predict``): PSR t2, and t2s with Perone's preset.
 
     The 'model' is handed the chain built from the data module's own preprocessing contract.
     """
-    from cordbench.inference import predict_array
+    from evaluation.inference import predict_array
 
     img_rel, lab_rel, name, spacing, preset = CASES[case]
     dm = _dm(name, spacing, preset)
@@ -133,7 +133,7 @@ class _Threshold:
 def test_predict_bids_writes_derivatives(tmp_path: Path):
     import json
 
-    from cordbench.inference import predict_bids
+    from evaluation.inference import predict_bids
 
     aff = np.array([[0, 0, -0.8, 10], [-0.8, 0, 0, 5], [0, 0.8, 0, -3], [0, 0, 0, 1.0]])  # non-canonical
     truth = {}

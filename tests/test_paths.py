@@ -1,4 +1,4 @@
-"""cordbench.paths: sweep and cluster YAMLs found at their place in configs/ and at the old sweeps/ paths."""
+"""core.paths: sweep and cluster YAMLs found at their place in configs/ and at the old sweeps/ paths."""
 from __future__ import annotations
 
 import os
@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from cordbench.paths import CLUSTER_CONFIGS, REPO_ROOT, SWEEP_CONFIGS, find_config, moved_config_path
+from core.paths import CLUSTER_CONFIGS, REPO_ROOT, SWEEP_CONFIGS, find_config, moved_config_path
 
 
 @pytest.mark.parametrize("given", ["sweeps/ci.yaml", "configs/sweeps/ci.yaml", "ci", "ci.yaml",

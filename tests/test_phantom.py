@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from cordbench import io
+from core import io
 from cordbench.cli import main as cli_main
-from cordbench.errors import ConfigError, InputError
+from core.errors import ConfigError, InputError
 from data_modules.phantom import PhantomOptions, generate_cohort, generate_subject
 from data_modules.phantom.dwi import EMBEDDED_BVAL, EMBEDDED_BVEC
 from data_modules.phantom.layout import subject_paths

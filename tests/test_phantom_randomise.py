@@ -12,9 +12,9 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from cordbench import __version__
-from cordbench.config import load_config
-from cordbench.errors import ConfigError
+from core import __version__
+from runs.config import load_config
+from core.errors import ConfigError
 from data_modules.phantom import PhantomOptions, generate_cohort, generate_subject
 from data_modules.phantom.layout import subject_paths
 from data_modules.phantom.randomise_options import RandomiseOptions

@@ -1,12 +1,12 @@
 """Post-processing (largest connected foreground component): hand cases, scipy as the reference,
-the config key, and the predict path (``cordbench.inference.predict_array``)."""
+the config key, and the predict path (``evaluation.inference.predict_array``)."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 from scipy import ndimage
 
-from lightning_modules.postprocess import POSTPROCESS, TASK_DEFAULT, apply, labels_of, resolve
+from evaluation.postprocess import POSTPROCESS, TASK_DEFAULT, apply, labels_of, resolve
 
 
 def _scipy_largest(labels: np.ndarray) -> np.ndarray:
@@ -65,14 +65,14 @@ def test_task_defaults():
     assert resolve(None, "sc") == resolve(None, "canal") == "largest_component"
     assert resolve(None, "gm") == resolve(None, "levels") == "none"
     assert resolve("none", "sc") == "none" and resolve("largest_component", "gm") == "largest_component"
-    from data_modules.tasks import TASK_NAMES
+    from core.tasks import TASK_NAMES
 
     assert set(TASK_DEFAULT) == set(TASK_NAMES) and set(TASK_DEFAULT.values()) <= set(POSTPROCESS)
 
 
 def test_config_key_is_checked():
-    from cordbench.config import load_config
-    from cordbench.errors import ConfigError
+    from runs.config import load_config
+    from core.errors import ConfigError
 
     assert load_config([], [])["model"]["postprocess"] is None
     assert load_config([], ["model.postprocess=none"])["model"]["postprocess"] == "none"
@@ -97,7 +97,7 @@ class _TwoBlobs:
 @pytest.mark.parametrize("postprocess, blobs", [("largest_component", 1), ("none", 2), (None, 2)])
 def test_predict_array_post_processes_as_the_checkpoint_says(postprocess, blobs):
     """A checkpoint written before the key existed (no ``postprocess``) keeps the raw argmax."""
-    from cordbench.inference import predict_array
+    from evaluation.inference import predict_array
 
     img = np.zeros((20, 20, 12), np.float32)
     img[2:8, 2:8, :] = 10.0     # the large blob

@@ -14,13 +14,13 @@ from data_modules.preprocessing import Preprocessing, build_transform
 
 
 def _cfg(*overrides: str) -> dict:
-    from cordbench.config import load_config
+    from runs.config import load_config
 
     return load_config([], list(overrides))["data"]
 
 
 def test_description_round_trips_and_keys():
-    from data_modules.tasks import TASKS
+    from core.tasks import TASKS
 
     pre = Preprocessing.from_config(_cfg("data.name=gmchallenge", "data.task=gm", "data.preset=perone"), TASKS["gm"])
     assert pre.spacing == (0.25, 0.25, None) and pre.crop == (200, 200) and pre.normalisation == "zscore-after-crop"
@@ -61,9 +61,9 @@ def test_train_crop_follows_the_label_eval_crop_the_fov():
 
 def test_old_checkpoint_still_predicts(tmp_path: Path):
     """A checkpoint without the ``preprocessing`` hyper-parameter predicts with the chain it used to."""
-    from cordbench.checkpoints import load_module
-    from cordbench.inference import predict_file
-    from data_modules.native import to_native
+    from runs.checkpoints import load_module
+    from evaluation.inference import predict_file
+    from evaluation.native import to_native
     from lightning_modules.module import SegmentationModule
 
     torch.manual_seed(0)
@@ -98,8 +98,8 @@ class _NativeDM:
 
 
 def test_native_scoring_differs_from_preprocessed_and_names_raters():
-    from lightning_modules.metrics import compute_metrics
-    from lightning_modules.scoring import score_subject
+    from evaluation.metrics import compute_metrics
+    from evaluation.scoring import score_subject
 
     native_aff = np.diag([0.5, 0.5, 2.0, 1.0])
     truth = np.zeros((20, 20, 2), np.int16)

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from cordbench.errors import InputError
+from core.errors import InputError
 from lightning_modules.networks._pretrained_swin import encoder_keys
 from lightning_modules.networks._transformer import relative_position_index
 from lightning_modules.registry import build_network
@@ -164,7 +164,7 @@ def test_pretrained_swin_errors(tmp_path):
 
 def test_checkpoint_reload_does_not_need_the_pretrained_file(tmp_path):
     """A run started from ImageNet weights is restored from its checkpoint alone (predict on another machine)."""
-    from cordbench.checkpoints import load_module
+    from runs.checkpoints import load_module
     from lightning_modules.module import SegmentationModule
 
     src = build_network("transunet", in_channels=1, num_classes=2, preset="tiny")

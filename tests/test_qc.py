@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from data_modules.qc import CLASS_COLOURS, OUTLINE, qc_subject, render_panel, write_report
+from evaluation.qc import CLASS_COLOURS, OUTLINE, qc_subject, render_panel, write_report
 
 
 def _overlay_pixels(png: np.ndarray, geom) -> np.ndarray:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from cordbench.errors import InputError
+from core.errors import InputError
 from data_modules.real import AUTOMATIC, MANUAL, contrast_of, read_real_set
 
 

@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from cordbench.cli import main
-from cordbench.real_eval import cached_result, reference_kind, reference_mask
+from runs.real_eval import cached_result, reference_kind, reference_mask
 from data_modules.real import read_real_set
 from tests.test_leaderboard_sweep import real_sweep  # noqa: F401  (session fixture: real tiny fits)
 
@@ -39,7 +39,7 @@ def monai_dice(pred: np.ndarray, target: np.ndarray) -> float:
 
 def test_references_and_native_scores_without_a_model(sct_data: Path):
     """Which class is scored against what (no model needed): wm = cord minus GM, automatic when the cord is."""
-    from lightning_modules.scoring import class_metrics
+    from evaluation.scoring import class_metrics
 
     images = {im.id: im for im in read_real_set(sct_data).images}
     t2s, unc = images["t2s"], images["t2s_uncropped"]

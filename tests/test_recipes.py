@@ -1,4 +1,4 @@
-"""Training recipes (cordbench.recipes): a preset's training defaults fill only the keys left null,
+"""Training recipes (runs.recipes): a preset's training defaults fill only the keys left null,
 per trial in a sweep, and the `small` Swin presets really shift their windows at every stage."""
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from cordbench.config import load_config
-from cordbench.errors import ConfigError
-from cordbench.recipes import FALLBACK, recipe_of, training_line
+from runs.config import load_config
+from core.errors import ConfigError
+from runs.recipes import FALLBACK, recipe_of, training_line
 from lightning_modules.registry import build_network, register
 from sweeps.config import apply_params, load_sweep
 

@@ -26,15 +26,15 @@ WRITER = textwrap.dedent("""
     kind, target, scale = sys.argv[1], sys.argv[2], int(sys.argv[3])
     rng = np.random.default_rng(0)
     if kind == "nifti":
-        from cordbench import io
+        from core import io
         io.save_nifti(rng.random((64 * scale, 128, 96), dtype=np.float32), np.eye(4), target)
     elif kind == "csv":
         import pandas as pd
-        from cordbench import io
+        from core import io
         io.write_csv(target, pd.DataFrame(rng.random((100_000 * scale, 6))))
     else:
         import torch
-        from cordbench.checkpoints import atomic_checkpoint_io
+        from runs.checkpoints import atomic_checkpoint_io
         ckpt = {"state_dict": {f"w{i}": torch.randn(16, 16) for i in range(3000 * scale)}, "hyper_parameters": {}}
         atomic_checkpoint_io().save_checkpoint(ckpt, target)
     print("finished", flush=True)
@@ -123,7 +123,7 @@ def test_completed_write_replaces_atomically_with_normal_permissions(tmp_path):
 
     import pandas as pd
 
-    from cordbench import io
+    from core import io
 
     target = tmp_path / "metrics.csv"
     target.write_text("old\n")

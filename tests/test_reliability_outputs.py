@@ -166,8 +166,8 @@ def test_write_error_of_any_writer_names_the_path(tmp_path, monkeypatch):
 
     import nibabel as nib
 
-    from cordbench import io
-    from cordbench.errors import OutputError
+    from core import io
+    from core.errors import OutputError
 
     def full(*a, **k):
         raise OSError(errno.ENOSPC, "No space left on device")

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from cordbench.cli import _command_modules, build_parser, main
-from cordbench.config import RANGES
-from cordbench.ranges import Range
+from runs.config import RANGES
+from core.ranges import Range
 from test_reliability_data import cli_error
 
 #: A minimal argv per command; the numeric option under test is appended. ``{out}`` = the empty folder.
@@ -52,7 +52,7 @@ def _numeric_options() -> list[tuple[str, argparse.Action]]:
             if getattr(act, "range", None) is not None:
                 out.append((name, act))
             else:  # a number option without a declared range would escape the check
-                assert act.type not in (int, float) or act.choices, f"{name} {act.option_strings}: use cordbench.ranges.add_number"
+                assert act.type not in (int, float) or act.choices, f"{name} {act.option_strings}: use core.ranges.add_number"
     return out
 
 
@@ -148,7 +148,7 @@ def test_examples_of_the_issue(argv, expected, tmp_path, capsys, monkeypatch):
 
 def test_in_range_values_pass_the_check(tmp_path, capsys, monkeypatch):
     """The declared ranges do not refuse the documented defaults and edges (a range that cannot pass is a bug)."""
-    from cordbench.config import DEFAULTS, check_ranges
+    from runs.config import DEFAULTS, check_ranges
 
     check_ranges(DEFAULTS)
     monkeypatch.chdir(tmp_path)

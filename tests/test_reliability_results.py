@@ -76,7 +76,7 @@ def test_ambiguous_or_empty_header_refused(case, words, tmp_path, capsys):
 
 def test_consistent_raw_header_accepted_and_real_headers_pass(tmp_path, sct_data, capsys):
     """The checks refuse only the ambiguous: the same raw writer with a sane header, and every real file, pass."""
-    from cordbench.io import load_nifti
+    from core.io import load_nifti
 
     seg = raw_nifti(tmp_path / "seg.nii.gz", cord_mask().astype(np.uint8))
     assert main(["morphometrics", "--seg", str(seg), "-o", str(tmp_path / "m.csv")]) == 0
@@ -148,7 +148,7 @@ def test_predict_single_sagittal_slice_refused(tiny_ckpt, tmp_path, capsys):  # 
 
 
 def test_predict_empty_mask_is_said(tiny_ckpt, image, tmp_path, capsys, monkeypatch):  # noqa: F811
-    import cordbench.inference as inf
+    import evaluation.inference as inf
 
     monkeypatch.setattr(inf, "predict_array", lambda module, data, affine: np.zeros(data.shape, np.uint8))
     out = tmp_path / "m.nii.gz"

@@ -20,7 +20,7 @@ import pandas as pd
 import pytest
 
 from cordbench.cli import main
-from cordbench.run_guard import LOCK, RunLock
+from runs.run_guard import LOCK, RunLock
 from test_reliability_data import cli_error, fit_args, make_bids
 
 REPO = Path(__file__).resolve().parents[1]

@@ -56,8 +56,8 @@ def test_same_seed_and_config_identical_fit_and_test_metrics(two_fits, tmp_path)
 
 def test_checkpoints_written_atomically_by_the_runner(two_fits):
     """The Trainer saves through cordbench's CheckpointIO (temp name in the folder + rename)."""
-    from cordbench.config import load_config
-    from cordbench.runner import build_trainer
+    from runs.config import load_config
+    from runs.runner import build_trainer
 
     _, base = two_fits
     ckpts = sorted(p.name for p in (base / "a" / "checkpoints").iterdir())
@@ -186,8 +186,8 @@ def test_nan_loss_stops_the_run_as_failed_with_the_reason(two_fits, tmp_path, ca
 ])
 def test_cublas_workspace_set_for_deterministic_cuda_runs(deterministic, accelerator, cuda, preset, want,
                                                           monkeypatch):
-    from cordbench.config import load_config
-    from cordbench.runner import set_deterministic_env
+    from runs.config import load_config
+    from runs.runner import set_deterministic_env
 
     monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
     if preset:

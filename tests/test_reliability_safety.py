@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from cordbench.cli import main
-from cordbench.errors import InputError
+from core.errors import InputError
 from test_reliability_data import assert_intact, cli_error, fit_args, make_bids, previous_run
 
 REPO = Path(__file__).resolve().parents[1]
@@ -59,7 +59,7 @@ def test_pickle_payload_checkpoint_refused_everywhere(evil_ckpt, tiny_bids, tmp_
     assert line.startswith(f"error: {path}: unsafe checkpoint"), line
     assert_intact(out, before)
     # Lightning's own loads (resume, test of the best checkpoint) go through the runner's CheckpointIO
-    from cordbench.checkpoints import atomic_checkpoint_io
+    from runs.checkpoints import atomic_checkpoint_io
 
     with pytest.raises(Exception, match="Unsupported global|weights_only"):
         atomic_checkpoint_io().load_checkpoint(path, weights_only=False)
@@ -145,7 +145,7 @@ def test_participant_id_that_is_a_path_rejected(pid, tiny_bids, tmp_path, capsys
                                           ("session", "../ses-1"), ("datatype", "anat/../../.."),
                                           ("stem", "../../../etc/passwd"), ("subject", "..")])
 def test_prediction_path_cannot_escape_the_derivatives_folder(field, value, tmp_path):
-    from data_modules.native import prediction_path
+    from evaluation.native import prediction_path
 
     rec = dict(subject="sub-01", session=None, datatype="anat", stem="sub-01_T2w")
     good = prediction_path(tmp_path, SimpleNamespace(**rec), "SC")

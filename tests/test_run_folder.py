@@ -1,7 +1,7 @@
-"""cordbench.run_folder and sweeps.records: one owner for every file name, old folders read identically.
+"""runs.run_folder and sweeps.records: one owner for every file name, old folders read identically.
 
 ``tests/data/legacy_sweep/`` is a miniature of a real ``cordbench sweep`` folder written by the code
-*before* :mod:`cordbench.run_folder` / :mod:`sweeps.records` existed (2 tiny models × 2 seeds on a
+*before* :mod:`runs.run_folder` / :mod:`sweeps.records` existed (2 tiny models × 2 seeds on a
 6-subject phantom, then ``cordbench leaderboard --morphometrics``): ``results.csv``, ``sweep.yaml``
 and three of the four trials' run folders as the old runner and trainable wrote them (the fourth
 trial's folder is left out on purpose: the leaderboard must report it as failed). The checkpoints
@@ -22,8 +22,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from cordbench import run_folder
-from cordbench.run_folder import RunFolder
+from runs import run_folder
+from runs.run_folder import RunFolder
 from sweeps import records
 
 REPO = Path(__file__).resolve().parents[1]
@@ -140,7 +140,7 @@ def test_run_folder_reads_an_old_run_folder(legacy: Path):
 
 
 def test_run_folder_round_trip_and_clear_messages(tmp_path: Path):
-    from cordbench.errors import InputError
+    from core.errors import InputError
 
     run = RunFolder(tmp_path / "run")
     run.write_config("name: x\nseed_everything: 3\n")
@@ -161,8 +161,8 @@ def test_run_folder_round_trip_and_clear_messages(tmp_path: Path):
 
 def test_leaderboard_reads_the_old_sweep_identically(legacy: Path):
     """Acceptance 3: the leaderboard of the old folder equals what the old code computed from it."""
-    from cordbench.leaderboard.report import csv_frame
-    from cordbench.leaderboard.table import build_leaderboard
+    from leaderboard.report import csv_frame
+    from leaderboard.table import build_leaderboard
 
     lb = build_leaderboard(legacy, n_boot=200, seed=0, cost=True, morphometrics=True)
     got = csv_frame(lb).drop(columns=["latency_ms"])

@@ -1,6 +1,6 @@
 """Skeleton metrics as SCT's ``sct_compute_hausdorff_distance`` defines them: exact cases and a reference.
 
-The reference below is written from SCT's code independently of ``lightning_modules.metrics``:
+The reference below is written from SCT's code independently of ``evaluation.metrics``:
 Zhang–Suen thinning pixel by pixel (Python loops over the 1984 conditions), brute-force pairwise
 distances per slice (``cdist``), per-slice Hausdorff ``max(h1, h2)``, and the median of the
 non-zero distances.
@@ -15,7 +15,7 @@ import pytest
 from scipy import ndimage
 from scipy.spatial.distance import cdist
 
-from lightning_modules import metrics as M
+from evaluation import metrics as M
 
 PLANE = np.zeros((3, 3, 3), bool)
 PLANE[:, :, 1] = ndimage.generate_binary_structure(2, 1)

@@ -8,7 +8,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from cordbench.errors import ConfigError, InputError
+from core.errors import ConfigError, InputError
 from data_modules.base import SubjectSpec
 from data_modules.splits import file_split, kfold_split, make_split, site_split
 
@@ -101,8 +101,8 @@ def _tiny_bids(root: Path, ids) -> None:
 
 
 def _dm(root: Path, split: dict):
-    from cordbench.config import load_config
-    from data_modules.base import build_datamodule
+    from runs.config import load_config
+    from data_modules.registry import build_datamodule
 
     cfg = load_config([], [f"data.name=spine_generic", f"data.root={root}", "data.task=sc",
                            "data.patch_size=[16,16]"] + [f"data.split.{k}={v}" for k, v in split.items()])

@@ -10,7 +10,7 @@ from scipy import stats
 
 from analysis.stats import (bh, comparison_table, correlate, correlation_table, fisher_ci, fisher_z_test,
                             read_metrics)
-from cordbench.errors import InputError
+from core.errors import InputError
 
 
 def _bivariate(rng, n, r):

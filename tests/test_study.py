@@ -109,7 +109,7 @@ def _check_truth(metrics, truth, subjects):
 def _fail_subject(monkeypatch, subject: str) -> None:
     """Every part (anatomy, DWI) of ``subject`` raises an InputError (an injected failure)."""
     from analysis import study
-    from cordbench.errors import InputError
+    from core.errors import InputError
 
     for name in ("_anat", "_dwi"):
         original = getattr(study, name)

@@ -15,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from cordbench.paths import REPO_ROOT
+from core.paths import REPO_ROOT
 
 pytestmark = pytest.mark.slow
 SCRIPT = REPO_ROOT / ".ci" / "ray_cluster_test.sh"

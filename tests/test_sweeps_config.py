@@ -16,8 +16,8 @@ import pandas as pd
 import pytest
 import yaml
 
-from cordbench.errors import ConfigError
-from cordbench.paths import REPO_ROOT
+from core.errors import ConfigError
+from core.paths import REPO_ROOT
 from sweeps.config import Dim, decode_params, load_sweep, parse_dim
 
 SWEEPS = sorted((REPO_ROOT / "configs" / "sweeps").glob("*.yaml"))
@@ -202,7 +202,7 @@ def test_trial_config_cpu_gpu_fraction_and_names(tmp_path: Path):
     assert frac["trainer"]["accelerator"] == "gpu" and frac["trainer"]["devices"] == 1
     assert frac["trainer"]["precision"] == "auto"  # AMP chosen by the training process's GPU
     assert trial_resources({"cpu": 2, "gpu": 0.5}) == {"cpu": 2.0, "gpu": 0.5}
-    from cordbench.config import validate
+    from runs.config import validate
 
     validate(frac)
 
@@ -239,7 +239,7 @@ def test_fit_trainer_kwargs_and_wrapper_customise_the_trainer(tmp_path: Path, mo
     (how a Ray DDP worker adds RayDDPStrategy + prepare_trainer, without patching the runner)."""
     from pytorch_lightning.strategies import DDPStrategy
 
-    import cordbench.runner as runner
+    import runs.runner as runner
     from sweeps.trainable import trial_config
 
     cfg = trial_config(_setup(0), {"seed_everything": 0}, "abc_00000", tmp_path)
@@ -268,7 +268,7 @@ def test_fit_trainer_kwargs_and_wrapper_customise_the_trainer(tmp_path: Path, mo
 def _fake_trial(root: Path, tid: str, dice: list[float], val: list[float], task: str = "sc") -> None:
     run = root / "trials" / tid
     run.mkdir(parents=True)
-    from cordbench.config import DEFAULTS, dump
+    from runs.config import DEFAULTS, dump
 
     cfg = copy.deepcopy(DEFAULTS)
     cfg["model"].update(name="unet", preset="tiny", options={"skip_connections": 1})
@@ -297,7 +297,7 @@ def test_results_rows_recomputed_from_trial_files(tmp_path: Path):
              TrialInfo("a_00001", "TERMINATED", {"model.options.skip_connections": 1}),
              TrialInfo("a_00000", "TERMINATED", {"model.options.skip_connections": 1}),  # later event wins
              TrialInfo("a_00002", "ERROR", {"model.options.skip_connections": 1}, {}, "ValueError: boom")]
-    from cordbench.config import DEFAULTS
+    from runs.config import DEFAULTS
 
     frame = build_table(infos, dims, DEFAULTS, str(tmp_path))
     assert list(frame.columns) == columns(["skip_connections"])

@@ -21,7 +21,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from cordbench.paths import REPO_ROOT
+from core.paths import REPO_ROOT
 from sweeps.records import read_results_csv
 
 pytestmark = pytest.mark.slow

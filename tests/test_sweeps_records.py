@@ -8,7 +8,7 @@ from sweeps.records import RESULTS_FILE, read_results_csv
 
 def test_numeric_looking_trial_ids_stay_text(tmp_path: Path):
     """Searcher trial ids are 8 hex digits: '12345678' and '5e123456' must not become numbers."""
-    from cordbench.leaderboard.table import load_sweep
+    from leaderboard.table import load_sweep
 
     (tmp_path / RESULTS_FILE).write_text("trial_id,status,model,sc_dice\n12345678,TERMINATED,unet,0.9\n"
                                          "5e123456,TERMINATED,unet,0.8\n")

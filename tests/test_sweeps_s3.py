@@ -29,7 +29,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from cordbench.paths import REPO_ROOT
+from core.paths import REPO_ROOT
 from sweeps import storage
 from sweeps.records import read_results_csv
 from sweeps.staging import staging_dir

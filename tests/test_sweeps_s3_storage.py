@@ -40,7 +40,7 @@ def test_round_trip_and_listing(s3, s3_server, tmp_path: Path):
     (src / "checkpoints" / "best.ckpt").write_bytes(bytes(range(256)) * 4096)  # 1 MiB
     (src / "trial.json").write_text("{}")
     (src / ".attempts").write_text("1")
-    (src / ".x.abc123.part.csv").write_text("partial")  # cordbench.io's temporary name: never uploaded
+    (src / ".x.abc123.part.csv").write_text("partial")  # core.io's temporary name: never uploaded
     sent = storage.upload_dir(src, storage.join(s3, "run"), last=["trial.json"])
     assert sent[-1] == "trial.json"  # the completion marker goes last
     assert _keys(s3_server, s3) == ["a/b.txt", "run/.attempts", "run/checkpoints/best.ckpt", "run/trial.json"]

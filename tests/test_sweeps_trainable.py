@@ -1,7 +1,7 @@
 """Resume bookkeeping of a sweep trial (``sweeps/trainable.py``, file names and the trial record in
 ``sweeps/records.py``), fast: a fake run folder, a fake
 Tune session (trial id, ``report``, ``get_checkpoint`` patched on ``ray.tune``) holding a real
-``tune.Checkpoint`` directory, and a stand-in ``cordbench.runner.fit`` that drives the trial's
+``tune.Checkpoint`` directory, and a stand-in ``runs.runner.fit`` that drives the trial's
 report callback like Lightning does after a restore (the restored epoch's end fires again).
 
 The slow Ray tests (``test_sweeps_fault.py``) check the same on a real cluster that loses a node.
@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 
 import sweeps.trainable as T
-from cordbench.run_folder import CHECKPOINTS, LAST_CKPT, METRICS, WANDB
+from runs.run_folder import CHECKPOINTS, LAST_CKPT, METRICS, WANDB
 from sweeps.records import (ATTEMPTS, PREVIOUS_METRICS, RESUME_DIR, TRIAL_RECORD, TRIALS_DIR, TUNE_CHECKPOINT,
                             TUNE_META, read_trial_record)
 
@@ -119,7 +119,7 @@ class FakeSession:
 
 
 def trial_setup(sweep_dir: Path) -> T.TrialSetup:
-    from cordbench.config import load_config
+    from runs.config import load_config
 
     cfg = load_config([], ["logger.wandb.enabled=false", "trainer.max_epochs=4"])
     return T.TrialSetup(run_config=cfg, dims=[], sweep_name="fake", sweep_dir=str(sweep_dir))
@@ -130,14 +130,14 @@ def no_fit(*args, **kwargs):
 
 
 def test_a_finished_trial_is_reported_again_not_retrained(tmp_path, monkeypatch):
-    import cordbench.runner
+    import runs.runner
 
     run = tmp_path / TRIALS_DIR / "t0"
     run.mkdir(parents=True)
     last = {"val_dice": 0.81, "epoch": 4, "test_dice": 0.77}
     (run / TRIAL_RECORD).write_text(json.dumps({"trial_id": "t0", "last_report": last, "attempts": 1}))
     session = FakeSession("t0").install(monkeypatch)
-    monkeypatch.setattr(cordbench.runner, "fit", no_fit)
+    monkeypatch.setattr(runs.runner, "fit", no_fit)
     T.train_trial({}, trial_setup(tmp_path))
     assert session.reports == [({**last, "already_finished": 1}, None)]
     assert sorted(p.name for p in run.iterdir()) == [TRIAL_RECORD]  # nothing else touched
@@ -156,10 +156,10 @@ class FakeTrainer:
 
 
 def restored_fit(run: Path, resume_epoch: int, max_epochs: int, seen: dict):
-    """A stand-in for ``cordbench.runner.fit`` resuming from ``resume_epoch``: checks what it is
+    """A stand-in for ``runs.runner.fit`` resuming from ``resume_epoch``: checks what it is
     given, writes this attempt's metrics.csv and fires the callback's epoch ends (the restored
     epoch first, as Lightning does)."""
-    from cordbench.runner import RunResult
+    from runs.runner import RunResult
 
     def fit(cfg, callbacks=(), ckpt_path=None, test=True):
         seen["ckpt_path"] = ckpt_path
@@ -185,7 +185,7 @@ def restored_fit(run: Path, resume_epoch: int, max_epochs: int, seen: dict):
 
 def test_a_restored_trial_resumes_from_the_tune_checkpoint_with_each_epoch_once(tmp_path, monkeypatch):
     """Attempt 1 got to epoch 2 and was lost after Tune's checkpoint of epoch 1 (0-based)."""
-    import cordbench.runner
+    import runs.runner
     from ray import tune
 
     run = tmp_path / TRIALS_DIR / "t0"
@@ -199,7 +199,7 @@ def test_a_restored_trial_resumes_from_the_tune_checkpoint_with_each_epoch_once(
     (ck / TUNE_META).write_text(json.dumps({"epoch": 1}))
     session = FakeSession("t0", tune.Checkpoint.from_directory(str(ck))).install(monkeypatch)
     seen: dict = {}
-    monkeypatch.setattr(cordbench.runner, "fit", restored_fit(run, 1, 4, seen))
+    monkeypatch.setattr(runs.runner, "fit", restored_fit(run, 1, 4, seen))
     T.train_trial({}, trial_setup(tmp_path))
     # fit got Tune's checkpoint (copied into the run folder) and the rows of epochs 0-1 were set aside
     assert seen["ckpt_path"] == str(run / RESUME_DIR / TUNE_CHECKPOINT)

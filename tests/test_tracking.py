@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from cordbench import tracking
+from runs import tracking
 from test_leaderboard_sweep import GROUP, TRIALS, real_sweep, trial_config, wandb_records, wandb_run_info  # noqa: F401
 
 
@@ -76,7 +76,7 @@ def test_each_trial_has_one_offline_run_whose_summary_holds_the_final_metrics(re
 def test_a_broken_wandb_never_fails_the_run(real_sweep, tmp_path, monkeypatch):
     import wandb
 
-    from cordbench.runner import fit
+    from runs.runner import fit
 
     def broken_init(*args, **kwargs):
         raise RuntimeError("wandb backend unavailable (simulated)")
@@ -123,7 +123,7 @@ def fake_logger(monkeypatch):
 
 
 def _cfg(mode=None, options=None):
-    from cordbench.config import load_config
+    from runs.config import load_config
 
     return load_config([], [], {"name": "r", "model": {"name": "unet", "preset": "tiny", "options": options or {}},
                                 "logger": {"wandb": {"mode": mode, "group": "g"}}})

@@ -4,8 +4,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from cordbench.ranges import SEED_MAX, Range, add_number
-from data_modules.tasks import TASK_NAMES
+from core.ranges import SEED_MAX, Range, add_number
+from core.tasks import TASK_NAMES
 from lightning_modules.presets import PRESET_NAMES
 
 
@@ -26,8 +26,8 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
 
 def check_run_dir(cfg: dict[str, Any]) -> dict[str, Any]:
     """The run folder must be a folder we can write (checked before any data is read); returns ``cfg``."""
-    from cordbench.outputs import check_output_dir
-    from cordbench.runner import run_dir
+    from core.outputs import check_output_dir
+    from runs.runner import run_dir
 
     check_output_dir(run_dir(cfg), inputs={"data.root": cfg["data"].get("root")}, what="run folder")
     return cfg
@@ -35,7 +35,7 @@ def check_run_dir(cfg: dict[str, Any]) -> dict[str, Any]:
 
 def config_from_args(args: argparse.Namespace) -> dict[str, Any]:
     """Resolved config: files, then shortcuts, then dotted overrides."""
-    from cordbench.config import load_config
+    from runs.config import load_config
 
     extra: dict[str, Any] = {}
     if args.model:
@@ -66,9 +66,9 @@ def evaluate_command(args: argparse.Namespace, stage: str):
     A DDP worker (rank > 0) re-runs the command line: rank 0 holds the lock and prints the summary,
     so the worker evaluates without locking and the caller prints nothing.
     """
-    from cordbench.distributed import is_global_zero
-    from cordbench.run_guard import RunLock, is_worker_rank
-    from cordbench.runner import evaluate, run_dir
+    from core.distributed import is_global_zero
+    from runs.run_guard import RunLock, is_worker_rank
+    from runs.runner import evaluate, run_dir
 
     cfg = check_run_dir(config_from_args(args))
     if is_worker_rank():

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from cordbench.ranges import Range, add_number
+from core.ranges import Range, add_number
 
 HELP = "cohort study on a BIDS data set: per-level CSA/SAC/SAC_CSA and DTI, statistics, HTML report (Ray)"
 
@@ -32,7 +32,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Run the study; exit 0 even when some subjects failed (they are listed in the report)."""
     from analysis.study import StudyOptions, analyze
-    from cordbench.outputs import check_output_dir
+    from core.outputs import check_output_dir
 
     check_output_dir(args.out, inputs={"bids_dir": args.bids_dir})
     opts = StudyOptions(fit_method=args.fit_method, write_maps=not args.no_maps, level_method=args.level_method)

@@ -61,7 +61,7 @@ def verify_spine_generic(root: Path, filelist: Path | None = None) -> list[str]:
     """Index the folder and describe what is there; raises InputError on a broken layout."""
     from collections import Counter
 
-    from cordbench.errors import InputError
+    from core.errors import InputError
     from data_modules.bids import BidsIndex
 
     index = BidsIndex.from_dir(root, strict=True)
@@ -118,7 +118,7 @@ def _has_data(d: Path) -> bool:
 
 
 def _run_commands(cmds: list[list[str]]) -> None:
-    from cordbench.errors import CordbenchError
+    from core.errors import CordbenchError
 
     for tool in ("git", "git-annex"):
         if shutil.which(tool) is None:
@@ -132,7 +132,7 @@ def _run_commands(cmds: list[list[str]]) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Print instructions; run them if asked (spine-generic); verify when the folder holds data."""
-    from cordbench.errors import ConfigError, InputError
+    from core.errors import ConfigError, InputError
 
     target = Path(args.dir)
     if target.exists() and not target.is_dir():

@@ -31,8 +31,8 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from analysis.dti import DTI_METRICS, run_dti
-    from cordbench.io import write_csv
-    from cordbench.outputs import check_not_input, check_output_dir, check_output_file
+    from core.io import write_csv
+    from core.outputs import check_not_input, check_output_dir, check_output_file
 
     inputs = {"--dwi": args.dwi, "--bval": args.bval, "--bvec": args.bvec, "--mask": args.mask,
               "--levels": args.levels}

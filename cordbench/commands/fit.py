@@ -20,12 +20,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from cordbench.report import metrics_table
-    from cordbench.run_folder import RunFolder
-    from cordbench.run_guard import RunLock, is_worker_rank, latest_checkpoint, plan_fit
-    from cordbench.runner import fit, run_dir
-    from cordbench.distributed import is_global_zero
-    from cordbench.recipes import training_line
+    from runs.report import metrics_table
+    from runs.run_folder import RunFolder
+    from runs.run_guard import RunLock, is_worker_rank, latest_checkpoint, plan_fit
+    from runs.runner import fit, run_dir
+    from core.distributed import is_global_zero
+    from runs.recipes import training_line
 
     cfg = config_from_args(args)
     out = run_dir(check_run_dir(cfg))

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from data_modules.tasks import TASKS
+from core.tasks import TASKS
 
 HELP = "run the GM challenge protocol (configs/sweeps/gmchallenge_perone.yaml) on the challenge data; print its table"
 SWEEP = "configs/sweeps/gmchallenge_perone.yaml"
@@ -27,7 +27,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def _require_data(root: str | None) -> Path | None:
     """The data folder, or None after printing exactly how to get the data."""
     from cordbench.commands.download import gmchallenge_instructions
-    from cordbench.errors import InputError
+    from core.errors import InputError
     from data_modules.gmchallenge import index_gmchallenge
 
     target = Path(root) if root else Path("data/gmchallenge")
@@ -49,7 +49,7 @@ def _require_data(root: str | None) -> Path | None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from cordbench.gmchallenge_table import table_for_sweep
+    from leaderboard.gmchallenge_table import table_for_sweep
 
     if args.table:
         print(table_for_sweep(args.table, args.cls)[1])

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import argparse
 
-from cordbench.ranges import SEED_MAX, Range, add_number
-from data_modules.tasks import TASK_NAMES
+from core.ranges import SEED_MAX, Range, add_number
+from core.tasks import TASK_NAMES
 
 HELP = "statistical leaderboard of a sweep folder (bootstrap CIs, Wilcoxon vs best, ablation plots)"
 
@@ -45,8 +45,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import sys
 
-    from cordbench.leaderboard import render_leaderboard
-    from cordbench.outputs import check_output_dir
+    from leaderboard import render_leaderboard
+    from core.outputs import check_output_dir
 
     if args.out:
         check_output_dir(args.out, inputs={"SWEEP_DIR": args.sweep_dir}, what="--out folder")

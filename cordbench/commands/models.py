@@ -6,7 +6,7 @@ from typing import Any
 
 from lightning_modules.flops import count_flops, flop_counter  # noqa: F401  (the library's one FLOP counter)
 
-from cordbench.ranges import Range, add_number
+from core.ranges import Range, add_number
 
 HELP = "list registered models and presets with parameters and GFLOPs at a given input size"
 
@@ -62,7 +62,7 @@ def format_table(rows: list[dict[str, Any]], size: int, spatial_dims: int) -> st
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from cordbench.errors import ConfigError
+    from core.errors import ConfigError
     from lightning_modules.registry import get_spec
 
     for name in args.model or []:

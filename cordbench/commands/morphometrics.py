@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from cordbench.ranges import Range, add_number
+from core.ranges import Range, add_number
 
 HELP = "cord CSA, diameters, shape and SAC per slice / vertebral level (sct_process_segmentation columns)"
 
@@ -37,8 +37,8 @@ def run(args: argparse.Namespace) -> int:
     import warnings
 
     from analysis.morphometrics import parse_vert
-    from cordbench.io import write_csv
-    from cordbench.outputs import check_output_file
+    from core.io import write_csv
+    from core.outputs import check_output_file
 
     check_output_file(args.out, inputs={"--seg": args.seg, "--levels": args.levels, "--canal": args.canal})
     vert = parse_vert(args.vert)
@@ -60,7 +60,7 @@ def _compute(args: argparse.Namespace, vert):
 
     if args.level_method == "volume":
         from analysis.morphometrics import volume_per_level_from_files
-        from cordbench.errors import ConfigError
+        from core.errors import ConfigError
 
         if args.levels is None:
             raise ConfigError("--level-method volume needs --levels")

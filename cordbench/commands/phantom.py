@@ -4,8 +4,8 @@ from __future__ import annotations
 import argparse
 import math
 
-from cordbench.errors import ConfigError
-from cordbench.ranges import SEED_MAX, Range, add_number, check_value
+from core.errors import ConfigError
+from core.ranges import SEED_MAX, Range, add_number, check_value
 from data_modules.phantom.randomise_options import RANGES, RandomiseOptions
 
 HELP = "generate the phantom cohort (spine-generic BIDS naming, exact CSA/SAC/DTI truth)"
@@ -50,7 +50,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def _randomise(args: argparse.Namespace) -> RandomiseOptions | None:
     """The randomisation options of the command line (None: off)."""
     if args.randomise_config:
-        from cordbench.config import load_yaml
+        from runs.config import load_yaml
 
         block = load_yaml(args.randomise_config)
         for key, value in block.items():
@@ -67,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
     """Generate, then print where everything is and how long it took."""
     import time
 
-    from cordbench.outputs import check_writable_dir
+    from core.outputs import check_writable_dir
     from data_modules.phantom import generate_cohort
     from data_modules.phantom.cohort import COHORT_JSON, TRUTH_TABLE
 

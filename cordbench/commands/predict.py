@@ -30,9 +30,9 @@ def plan_outputs(inputs: list[Path], output: str | None, task: str, ckpt: str) -
     has no NIfTI extension; otherwise it is the one mask and must end in .nii.gz/.nii. No mask or
     sidecar may be one of the inputs or the checkpoint, and no two inputs may write the same mask.
     """
-    from cordbench.errors import OutputError
-    from cordbench.inference import sidecar_path
-    from cordbench.outputs import NIFTI_SUFFIXES, check_not_input, check_output_dir, check_output_file
+    from core.errors import OutputError
+    from evaluation.inference import sidecar_path
+    from core.outputs import NIFTI_SUFFIXES, check_not_input, check_output_dir, check_output_file
 
     named = {f"-i {p}": p for p in inputs}
     named["--ckpt"] = ckpt
@@ -61,10 +61,10 @@ def run(args: argparse.Namespace) -> int:
     import sys
     import warnings
 
-    from cordbench.checkpoints import load_module
-    from cordbench.errors import ConfigError
-    from cordbench.inference import EmptyPredictionWarning, predict_file, sidecar_path
-    from cordbench.outputs import check_output_dir
+    from runs.checkpoints import load_module
+    from core.errors import ConfigError
+    from evaluation.inference import EmptyPredictionWarning, predict_file, sidecar_path
+    from core.outputs import check_output_dir
 
     if bool(args.input) == bool(args.bids):
         raise ConfigError("give either -i/--input images or --bids ROOT")
@@ -73,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
     if args.bids:
         module = load_module(args.ckpt)
         task = module.hparams.get("task", "sc")
-        from cordbench.inference import predict_bids
+        from evaluation.inference import predict_bids
 
         contrast = args.contrast or module.hparams.get("contrast", "T2w")
         outs = predict_bids(module, args.bids, contrast, task, ckpt=args.ckpt)
@@ -105,7 +105,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _qc(pairs: list, qc_dir: str, module) -> None:
-    from cordbench.test_outputs import write_predict_qc
+    from runs.subject_outputs import write_predict_qc
 
     index = write_predict_qc(pairs, qc_dir, module.hparams.get("classes"))
     print(f"QC report: {index}")

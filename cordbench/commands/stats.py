@@ -25,7 +25,7 @@ def run(args: argparse.Namespace) -> int:
 
     from analysis.stats import read_metrics
     from analysis.stats_report import write_statistics
-    from cordbench.outputs import check_not_input, check_output_dir
+    from core.outputs import check_not_input, check_output_dir
 
     check_output_dir(args.out, inputs={"metrics": args.metrics})
     for name in ("correlations.csv", "comparisons.csv"):

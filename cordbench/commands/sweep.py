@@ -31,7 +31,7 @@ def summary_table(frame) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from cordbench.errors import ConfigError
+    from core.errors import ConfigError
     from sweeps.config import load_sweep
 
     if bool(args.config) == bool(args.resume):

@@ -20,8 +20,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from cordbench.report import metrics_table
-    from cordbench.run_folder import RunFolder
+    from runs.report import metrics_table
+    from runs.run_folder import RunFolder
 
     if args.real:
         return run_real(args)
@@ -37,12 +37,12 @@ def run_real(args: argparse.Namespace) -> int:
     """``test --real DIR``: checks the run folder, reads the checkpoint and the set, scores, prints the table."""
     from pathlib import Path
 
-    from cordbench.checkpoints import load_module
+    from runs.checkpoints import load_module
     from cordbench.commands._run_args import config_from_args
-    from cordbench.real_eval import check_output, evaluate_real, real_table, run_folder_of
-    from cordbench.run_folder import RunFolder
-    from cordbench.run_guard import RunLock
-    from cordbench.runner import quiet, run_dir
+    from runs.real_eval import check_output, evaluate_real, real_table, run_folder_of
+    from runs.run_folder import RunFolder
+    from runs.run_guard import RunLock
+    from runs.runner import quiet, run_dir
     from data_modules.real import read_real_set
 
     out = Path(args.output_dir) if args.output_dir else run_folder_of(args.ckpt) or run_dir(config_from_args(args))

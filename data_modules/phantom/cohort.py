@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 
-from cordbench import __version__, io
-from cordbench.errors import ConfigError, InputError
+from core import __version__, io
+from core.errors import ConfigError, InputError
 from data_modules.phantom import layout
 from data_modules.phantom.anatomy import LEVEL_NAMES, gm_normalised_area
 from data_modules.phantom.dwi import scheme_paths

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from cordbench.errors import InputError
-from cordbench.paths import shared_data_dir
+from core.errors import InputError
+from core.paths import shared_data_dir
 from data_modules.phantom.anatomy import BONE, CSF, DISC, GM, SOFT, WM
 
 PKG_DIR = Path(__file__).resolve().parent

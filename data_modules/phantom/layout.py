@@ -4,7 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from cordbench import __version__
+from core import __version__
 
 TRUTH_DIR = "derivatives/phantom-truth"
 LABELS_DIR = "derivatives/labels"

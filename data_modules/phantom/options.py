@@ -6,7 +6,7 @@ import re
 from dataclasses import asdict, dataclass, fields
 from typing import Any, Mapping
 
-from cordbench.errors import ConfigError
+from core.errors import ConfigError
 from data_modules.phantom.randomise_options import RandomiseOptions
 
 SEXES = ("M", "F")

@@ -24,8 +24,8 @@ from typing import Any
 
 import numpy as np
 
-from cordbench.errors import InputError
-from cordbench.paths import shared_data_dir
+from core.errors import InputError
+from core.paths import shared_data_dir
 from data_modules.phantom.anatomy import N_LEVELS, AnatomyDraw
 from data_modules.phantom.options import PhantomOptions, group_r, parse_corr
 

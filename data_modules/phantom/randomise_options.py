@@ -1,6 +1,6 @@
 """Options of the phantom's domain randomisation (``cordbench phantom --randomise``, ``data.phantom.randomise``).
 
-Plain data with declared ranges (:data:`RANGES`, also in :data:`cordbench.config.RANGES` under
+Plain data with declared ranges (:data:`RANGES`, also in :data:`runs.config.RANGES` under
 ``data.phantom.randomise.<key>``); the draws themselves are in :mod:`data_modules.phantom.randomise`.
 Off by default: a cohort generated without it is byte-identical to one from before it existed.
 """
@@ -9,8 +9,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 from typing import Any, Mapping
 
-from cordbench.errors import ConfigError
-from cordbench.ranges import Range, check_value
+from core.errors import ConfigError
+from core.ranges import Range, check_value
 
 _PROB = Range(0, 1)
 

@@ -8,7 +8,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from cordbench import io
+from core import io
 from data_modules.phantom import layout
 from data_modules.phantom.anatomy import BODY_GAP, DISC_LABELS, GM, LEVEL_NAMES, WM, Anatomy, build_anatomy
 from data_modules.phantom.contrast import (BiasField, mix, noise_sigma, rician, to_dtype,

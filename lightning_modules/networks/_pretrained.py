@@ -4,7 +4,7 @@ Used by :class:`~lightning_modules.networks.transunet.TransUNet` (R50-ViT-B/16) 
 :mod:`lightning_modules.networks._pretrained_swin` (Swin-T for ``swinunet``/``sattisunet``).
 Nothing is downloaded: the file is read from disk. Rules shared by both loaders:
 
-* a missing tensor or a shape mismatch raises :class:`~cordbench.errors.InputError` on one
+* a missing tensor or a shape mismatch raises :class:`~core.errors.InputError` on one
   line naming the file (and the key);
 * an RGB input convolution is summed over its colour axis when the model has one input
   channel (the usual grey-level rule: equal to feeding the grey image replicated to RGB);
@@ -22,7 +22,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from cordbench.errors import InputError
+from core.errors import InputError
 
 log = logging.getLogger("cordbench.pretrained")
 

@@ -26,7 +26,7 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-from cordbench.errors import InputError
+from core.errors import InputError
 from lightning_modules.networks._pretrained import PretrainedReport, assign, read_weights, rgb_to_gray
 from lightning_modules.networks._transformer import relative_position_index
 

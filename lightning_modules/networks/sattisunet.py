@@ -92,7 +92,7 @@ PRESETS = {
 }
 
 
-#: Training defaults per preset (cordbench.recipes; how they were chosen: docs/models.md, "Training recipes").
+#: Training defaults per preset (runs.recipes; how they were chosen: docs/models.md, "Training recipes").
 RECIPES = {
     "small": dict(lr=3e-3, warmup_epochs=1, weight_decay=1e-4, max_epochs=16),
 }

@@ -10,7 +10,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from cordbench.errors import InputError
+from core.errors import InputError
 from lightning_modules.networks._blocks import SkipConcat, crop_to, kept_skips, pad_to_multiple
 from lightning_modules.networks._pretrained import PretrainedReport, UsedKeys, assign, read_weights, rgb_to_gray
 from lightning_modules.networks._transformer import ViTBlock, init_transformer_weights

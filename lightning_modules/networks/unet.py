@@ -16,7 +16,7 @@ from lightning_modules.registry import register
         "paper": dict(depth=5, base_channels=64),
     },
     spatial_dims=(2, 3),
-    # training defaults (cordbench.recipes): configs/demo.yaml's values, 0.967 held-out sc Dice (docs/models.md)
+    # training defaults (runs.recipes): configs/demo.yaml's values, 0.967 held-out sc Dice (docs/models.md)
     recipes={"small": dict(lr=2e-3, max_epochs=8)},
 )
 class UNet(nn.Module):

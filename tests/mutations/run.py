@@ -31,7 +31,7 @@ sys.path[:0] = [str(HERE), str(REPO)]
 
 from catalogue import MUTATIONS, Mutation  # noqa: E402
 
-from cordbench.paths import shared_data_dir  # noqa: E402  (the real data, for the copy's tests)
+from core.paths import shared_data_dir  # noqa: E402  (the real data, for the copy's tests)
 
 SKIP_DIRS = {".git", ".venv", "outputs", "runs", "wandb", "ray_results", "lightning_logs", ".pytest_cache",
              "__pycache__", "build", "dist"}

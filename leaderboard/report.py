@@ -1,8 +1,8 @@
 """Leaderboard reports: Markdown, CSV, sortable self-contained HTML, PNG plots (matplotlib Agg).
 
 Why over ~450 lines: one writer per report format of the same tables (and the Method notes they
-share); the tables themselves are built in :mod:`cordbench.leaderboard.table`, the morphometric and
-real-data cells in :mod:`cordbench.leaderboard.morpho_pool` and :mod:`cordbench.leaderboard.real`.
+share); the tables themselves are built in :mod:`leaderboard.table`, the morphometric and
+real-data cells in :mod:`leaderboard.morpho_pool` and :mod:`leaderboard.real`.
 """
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ from typing import Any
 
 import pandas as pd
 
-from cordbench import io
-from cordbench.leaderboard.table import Leaderboard, fmt_value
+from core import io
+from leaderboard.table import Leaderboard, fmt_value
 
 DPI = 100
 PLOT_WIDTH_IN = 8.0
@@ -45,7 +45,7 @@ def _params(v: Any) -> str:
     return f"{v / 1e6:.3f} M" if v >= 1e5 else f"{v / 1e3:.1f} k"
 
 
-#: Plot/HTML colour of each comparison label (cordbench.leaderboard.stats labels).
+#: Plot/HTML colour of each comparison label (leaderboard.stats labels).
 LABEL_COLORS = {"best": "#1b5e20", "tied": "#2e7d32", "worse": "#c62828",
                 "undetermined — n too small": "#757575", "n/a": "#bdbdbd"}
 
@@ -118,7 +118,7 @@ def display_rows(lb: Leaderboard) -> tuple[list[str], list[list[str]], list[list
     knobs = [k for k in ("preset", *lb.sweep.knobs) if k in t.columns and lb.meta["by"] == "config"]
     metric = lb.meta["column"]
     morpho = _morpho_on(lb)
-    from cordbench.leaderboard import real as real_cols
+    from leaderboard import real as real_cols
 
     real_on = lb.real is not None
     heads = ["rank", "entry", *knobs, "trials", "subjects", f"mean {metric}", "95% CI", "trial SD",
@@ -149,7 +149,7 @@ def detail_tables(lb: Leaderboard) -> list[tuple[str, list[str], list[list[str]]
     """(title, headers, rows) of the detail tables below the main one: morphometrics, then real data per image."""
     out = morpho_tables(lb)
     if lb.real is not None:
-        from cordbench.leaderboard.real import detail_table
+        from leaderboard.real import detail_table
 
         out.append(detail_table(lb.real, [str(e) for e in lb.table["entry"]]))
     return out
@@ -159,7 +159,7 @@ def morpho_tables(lb: Leaderboard) -> list[tuple[str, list[str], list[list[str]]
     """(title, headers, rows) of the morphometric detail tables: per-level CSA error, FA vs SAC/CSA."""
     if not _morpho_on(lb):
         return []
-    from cordbench.leaderboard.morpho_pool import LEVEL_NAMES
+    from leaderboard.morpho_pool import LEVEL_NAMES
 
     m = lb.morpho
     entries = [str(e) for e in lb.table["entry"]]
@@ -233,7 +233,7 @@ def method_notes(lb: Leaderboard) -> list[str]:
     elif lb.morpho is not None:
         notes.append(f"Morphometric columns: {lb.morpho.reason}.")
     if lb.real is not None:
-        from cordbench.leaderboard.real import notes as real_notes
+        from leaderboard.real import notes as real_notes
 
         notes += real_notes(lb.real, m["n_boot"])
     if "cost_input" in m:
@@ -245,7 +245,7 @@ def method_notes(lb: Leaderboard) -> list[str]:
 
 def comparison_notes(lb: Leaderboard) -> list[str]:
     """How each entry is compared with the best, with the smallest p attainable for the n at hand."""
-    from cordbench.leaderboard import stats
+    from leaderboard import stats
 
     m = lb.meta
     t = lb.table

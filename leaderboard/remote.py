@@ -14,8 +14,8 @@ import tempfile
 from pathlib import Path
 from typing import Iterator
 
-from cordbench import run_folder as rf
-from cordbench.errors import InputError
+from runs import run_folder as rf
+from core.errors import InputError
 from sweeps.records import RESULTS_FILE, RESUME_DIR, SWEEP_FILE, TRIAL_RECORD, TRIALS_DIR
 
 #: Not needed by the leaderboard (cost: config.yaml; morphometrics: best.ckpt, data.json, split.json).
@@ -25,7 +25,7 @@ SKIPPED = (f"{rf.WANDB}/", f"{rf.CHECKPOINTS}/{rf.LAST_CKPT}", f"{RESUME_DIR}/",
 
 def default_out(uri: str) -> Path:
     """Report folder of a URI sweep when ``--out`` is not given: ``outputs/leaderboards/<name>``."""
-    from cordbench.paths import output_dir
+    from core.paths import output_dir
 
     return output_dir() / "leaderboards" / uri.rstrip("/").rsplit("/", 1)[-1]
 

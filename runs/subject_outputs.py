@@ -2,7 +2,7 @@
 
 * ``<run>/predictions/<subject>_pred.nii.gz``: the prediction that was scored, on the subject's
   native grid with the image's header (what ``cordbench predict`` writes for that image);
-* ``<run>/qc/<subject>.png``: the seed-003 QC panel (``data_modules.qc``: selected slice with the
+* ``<run>/qc/<subject>.png``: the seed-003 QC panel (``evaluation.qc``: selected slice with the
   crop box, crop, predicted mask, overlay with the manual outline);
 * ``<run>/qc/index.html``: the sortable report linking every panel with the subject's metrics.
 
@@ -18,10 +18,10 @@ from typing import Any, Sequence
 import numpy as np
 import pytorch_lightning as pl
 
-from cordbench import io
-from cordbench.run_folder import PREDICTIONS as PREDICTIONS_DIR
-from cordbench.run_folder import QC as QC_DIR
-from cordbench.run_folder import QC_INDEX
+from core import io
+from runs.run_folder import PREDICTIONS as PREDICTIONS_DIR
+from runs.run_folder import QC as QC_DIR
+from runs.run_folder import QC_INDEX
 from data_modules.sharding import is_padding
 
 #: metrics shown in the QC report (per class), in this order, when the records have them
@@ -38,7 +38,7 @@ def qc_png(out: str | Path, subject: str) -> Path:
 
 def write_panel(image: Any, labels: np.ndarray, png: str | Path, manual: np.ndarray | None = None) -> Path:
     """The seed-003 panel of a nibabel ``image`` and a label map on its grid (+ manual mask)."""
-    from data_modules.qc import render_panel, write_png
+    from evaluation.qc import render_panel, write_png
 
     rgb, _ = render_panel(np.asanyarray(image.dataobj).astype(np.float32), labels, np.asarray(image.affine), manual)
     return write_png(rgb, png)
@@ -81,7 +81,7 @@ def report_rows(records: Sequence[dict[str, Any]], png_of: Any) -> list[dict[str
 
 def write_qc_report(out: str | Path, records: Sequence[dict[str, Any]], title: str = "cordbench test QC") -> Path:
     """``<out>/qc/index.html`` for the test records (panels from :class:`SubjectOutputWriter`)."""
-    from data_modules.qc import write_report
+    from evaluation.qc import write_report
 
     return write_report(report_rows(records, lambda s: qc_png(out, s)), Path(out) / QC_DIR / QC_INDEX, title)
 
@@ -99,7 +99,7 @@ def write_predict_qc(pairs: Sequence[tuple[Path, Path]], qc_dir: str | Path,
     """
     import nibabel as nib
 
-    from data_modules.qc import qc_subject, write_report
+    from evaluation.qc import qc_subject, write_report
 
     qc_dir = Path(qc_dir)
     rows = []

@@ -1,7 +1,7 @@
 """Declared ranges of numeric command options and config keys, and the one check of them.
 
 A :class:`Range` sits next to the option it bounds (``add_number`` in each command's
-``add_arguments``) or next to the config key (:data:`cordbench.config.RANGES`). A value outside
+``add_arguments``) or next to the config key (:data:`runs.config.RANGES`). A value outside
 it — negative where meaningless, zero where meaningless, too large to finish, NaN, infinite — is
 refused before anything runs with one line naming the option or key, the value and the range::
 
@@ -15,7 +15,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from cordbench.errors import ConfigError
+from core.errors import ConfigError
 
 SEED_MAX = 2 ** 32 - 1  # numpy / Lightning seeds are unsigned 32-bit
 

@@ -33,7 +33,7 @@ Definitions (``P`` = predicted mask, ``T`` = target mask, counts over all voxels
   computes them: on every 2D slice perpendicular to ``slice_axis`` (default the last axis = axial
   slices of a RAS volume; a 2D input is one slice) **both** masks are thinned to their skeletons
   with Zhang–Suen thinning (:func:`zhang_suen`, SCT's algorithm; thinning depends on the array's
-  orientation — SCT thins IRP-oriented slices, and :mod:`lightning_modules.scoring` reorients to IRP
+  orientation — SCT thins IRP-oriented slices, and :mod:`evaluation.scoring` reorients to IRP
   before scoring, a pure permutation/flip of voxels), and every skeleton pixel of each mask gets its in-plane Euclidean distance (mm) to the
   nearest skeleton pixel of the other mask on the same slice (both directions: skeleton against
   skeleton). ``skel_hd`` = the largest of these distances over all slices (= the maximum of SCT's
@@ -86,7 +86,7 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 from scipy import ndimage
 
-from cordbench.errors import InputError
+from core.errors import InputError
 
 METRIC_NAMES: tuple[str, ...] = (
     "dice", "jaccard", "conformity", "tpr", "tnr", "precision",

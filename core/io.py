@@ -1,6 +1,6 @@
 """NIfTI and file I/O with early, explicit validation and atomic writes.
 
-Every reader raises :class:`cordbench.errors.InputError` naming the file and the problem;
+Every reader raises :class:`core.errors.InputError` naming the file and the problem;
 every writer writes to a temporary name in the destination folder and renames it, so a
 killed process never leaves a half-written file that looks complete.
 """
@@ -18,7 +18,7 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 
-from cordbench.errors import InputError, OutputError
+from core.errors import InputError, OutputError
 
 AFFINE_ATOL_MM = 1e-3  # tolerance on affine entries when comparing image and label grids
 _UMASK = os.umask(0o022)  # read the process umask (only way) and restore it at once

@@ -15,9 +15,9 @@ from typing import Any, Iterable, Mapping
 
 import yaml
 
-from cordbench.dotted import get as get_dotted
-from cordbench.errors import ConfigError
-from cordbench.ranges import SEED_MAX, Range, check_value
+from core.dotted import get as get_dotted
+from core.errors import ConfigError
+from core.ranges import SEED_MAX, Range, check_value
 from data_modules.phantom import randomise_options
 
 #: Every configurable key with its default. ``None`` defaults accept any value of the documented type.
@@ -29,7 +29,7 @@ DEFAULTS: dict[str, Any] = {
         "name": "unet",                  # any registered network (``cordbench models``)
         "preset": "small",               # tiny | small | paper
         "options": {},                   # network knobs overriding the preset
-        # null: the preset's training recipe, else 1e-3 / 1e-4 / cosine / 0 (cordbench.recipes)
+        # null: the preset's training recipe, else 1e-3 / 1e-4 / cosine / 0 (runs.recipes)
         "lr": None,
         "weight_decay": None,
         "scheduler": None,               # cosine | poly | none
@@ -38,7 +38,7 @@ DEFAULTS: dict[str, Any] = {
         "ce_weight": 1.0,
         "dropout": None,                 # shortcut: passed to networks that have a ``dropout`` knob
         # none | largest_component; null: the task's default (sc, canal: largest_component; gm, levels:
-        # none) — lightning_modules.postprocess
+        # none) — evaluation.postprocess
         "postprocess": None,
     },
     "data": {
@@ -192,7 +192,7 @@ def _check(value: Any, default: Any, key: str, source: str) -> Any:
     if value is None:
         return value
     if default is None:
-        from cordbench.recipes import FALLBACK
+        from runs.recipes import FALLBACK
 
         if key not in FALLBACK:
             return value
@@ -291,8 +291,8 @@ def load_config(files: Iterable[str | Path] = (), overrides: Iterable[str] = (),
 
 
 def fill_recipe(cfg: Mapping[str, Any]) -> dict[str, Any]:
-    """``cfg`` with the model preset's training recipe in every recipe key left null (cordbench.recipes)."""
-    from cordbench.recipes import apply_recipe
+    """``cfg`` with the model preset's training recipe in every recipe key left null (runs.recipes)."""
+    from runs.recipes import apply_recipe
 
     return apply_recipe(cfg)
 
@@ -306,9 +306,9 @@ def _or(choices: Iterable[str]) -> str:
 def validate(cfg: Mapping[str, Any], source: str = "config") -> None:
     """Cross-key checks that need more than types (model knobs, task, split)."""
     from data_modules.splits import SPLIT_METHODS
-    from data_modules.tasks import TASK_NAMES
+    from core.tasks import TASK_NAMES
     from lightning_modules.registry import resolve_kwargs  # light import (torch.nn only)
-    from lightning_modules.postprocess import POSTPROCESS
+    from evaluation.postprocess import POSTPROCESS
     from lightning_modules.schedule import SCHEDULERS
 
     check_ranges(cfg, source)

@@ -34,7 +34,7 @@ class MorphoSummary:
 
 
 def _ci(values: np.ndarray, n_boot: int, seed: int) -> tuple[float, float, float]:
-    from cordbench.leaderboard.stats import bootstrap_ci
+    from leaderboard.stats import bootstrap_ci
 
     v = np.asarray(values, float)
     v = v[np.isfinite(v)]

@@ -23,9 +23,9 @@ from typing import Any, Callable
 import numpy as np
 import pandas as pd
 
-from cordbench.errors import ConfigError, InputError
-from cordbench.leaderboard import stats
-from cordbench.run_folder import RunFolder
+from core.errors import ConfigError, InputError
+from leaderboard import stats
+from runs.run_folder import RunFolder
 from sweeps import records as sweep_records
 
 #: results.csv columns that are not swept knobs: what ``cordbench sweep`` writes besides the knobs,
@@ -60,7 +60,7 @@ class Sweep:
         return self.root / sweep_records.trial_rel(str(row["trial_id"]))
 
     def run_folder(self, row: pd.Series) -> RunFolder:
-        """A trial's :class:`~cordbench.run_folder.RunFolder`."""
+        """A trial's :class:`~runs.run_folder.RunFolder`."""
         return RunFolder(self.trial_dir(row))
 
 
@@ -129,7 +129,7 @@ def load_sweep(sweep_dir: str | Path) -> Sweep:
              and not c.endswith(("_dice", "_loss"))]
     config: dict[str, Any] = {}
     if (root / sweep_records.SWEEP_FILE).exists():
-        from cordbench.config import load_yaml
+        from runs.config import load_yaml
 
         config = load_yaml(root / sweep_records.SWEEP_FILE)
     return Sweep(root, results, knobs, config)
@@ -218,8 +218,8 @@ class Leaderboard:
     ablations: dict[str, pd.DataFrame]   # knob -> value, n_trials, n_subjects, mean, ci_low, ci_high
     meta: dict[str, Any]                 # metric, column, task, by, n_boot, seed, …
     sweep: Sweep
-    morpho: Any = None                   # cordbench.leaderboard.morphometrics.MorphoSummary (or None)
-    real: Any = None                     # cordbench.leaderboard.real.RealSummary (``--real DIR``; or None)
+    morpho: Any = None                   # leaderboard.morphometrics.MorphoSummary (or None)
+    real: Any = None                     # leaderboard.real.RealSummary (``--real DIR``; or None)
 
 
 def build_leaderboard(sweep_dir: str | Path | Sweep, metric: str = "dice", task: str | None = None,
@@ -229,11 +229,11 @@ def build_leaderboard(sweep_dir: str | Path | Sweep, metric: str = "dice", task:
                       log: Callable[[str], None] | None = None, real: str | Path | None = None) -> Leaderboard:
     """Rank the sweep's models (``by="model"``) or configurations (``by="config"``) on ``metric``.
 
-    ``morphometrics``: add the CSA-error and FA–SAC/CSA columns (:mod:`cordbench.leaderboard.morphometrics`);
+    ``morphometrics``: add the CSA-error and FA–SAC/CSA columns (:mod:`leaderboard.morphometrics`);
     None = when the task is ``sc`` and the trials' data has the labels, True = required, False = off.
     ``log`` receives progress lines (one per trial whose morphometrics are computed).
     ``real``: a real labelled set (:mod:`data_modules.real`) to score every ranked trial's best checkpoint
-    on, adding the real columns (:mod:`cordbench.leaderboard.real`).
+    on, adding the real columns (:mod:`leaderboard.real`).
     """
     if by not in BY_CHOICES:
         raise ConfigError(f"--by must be one of {list(BY_CHOICES)}, got {by!r}")
@@ -324,7 +324,7 @@ def build_leaderboard(sweep_dir: str | Path | Sweep, metric: str = "dice", task:
             "n_comparisons": int(sum(1 for st in ranked[1:] if math.isfinite(st.p_value))),
             "n_trials_ok": int(long["trial_id"].nunique()), "n_trials_failed": len(failed)}
     if cost:
-        from cordbench.leaderboard.cost import entry_costs
+        from leaderboard.cost import entry_costs
 
         costs, cost_meta = entry_costs(sweep, ok_res)
         table = table.merge(costs, on="entry", how="left")
@@ -332,7 +332,7 @@ def build_leaderboard(sweep_dir: str | Path | Sweep, metric: str = "dice", task:
     elif "params" in ok_res.columns:
         params = ok_res.groupby("entry")["params"].median()
         table["params"] = table["entry"].map(params)
-    from cordbench.leaderboard.morphometrics import entry_morphometrics
+    from leaderboard.morphometrics import entry_morphometrics
 
     morpho = entry_morphometrics(sweep, ok_res, task, enabled=morphometrics, n_boot=n_boot, seed=seed,
                                  refresh=refresh_morphometrics, log=log)
@@ -341,7 +341,7 @@ def build_leaderboard(sweep_dir: str | Path | Sweep, metric: str = "dice", task:
     meta["morphometrics"] = "on" if morpho.enabled else morpho.reason
     real_summary = None
     if real is not None:
-        from cordbench.leaderboard.real import entry_real
+        from leaderboard.real import entry_real
 
         real_summary = entry_real(sweep, ok_res, real, column, n_boot=n_boot, seed=seed, log=log)
         table = table.merge(real_summary.columns, on="entry", how="left")

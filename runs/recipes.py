@@ -15,7 +15,7 @@ from __future__ import annotations
 import copy
 from typing import Any, Mapping
 
-from cordbench import dotted
+from core import dotted
 from lightning_modules.presets import RECIPE_KEYS
 
 #: Value of each recipe key for a model/preset without a recipe (today's defaults).

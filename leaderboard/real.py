@@ -1,15 +1,15 @@
 """Real-data columns of the leaderboard (``cordbench leaderboard SWEEP --real DIR``).
 
 Every ranked trial's best checkpoint (``checkpoints/best.ckpt``) is scored on the real set by
-:func:`cordbench.real_eval.evaluate_real` — exactly what ``cordbench test --real DIR`` writes into that
+:func:`runs.real_eval.evaluate_real` — exactly what ``cordbench test --real DIR`` writes into that
 run folder (``real_metrics.csv``, ``real_summary.json``, ``real_predictions/``). Those files are the
 cache: they are reused while ``real_summary.json`` names the same checkpoint SHA-256 and the same
-real-set fingerprint (:func:`cordbench.real_eval.cached_result`), so re-running the leaderboard infers
+real-set fingerprint (:func:`runs.real_eval.cached_result`), so re-running the leaderboard infers
 again only for a changed checkpoint or a changed set.
 
-Per entry, pooled as the phantom columns pool subjects (:mod:`cordbench.leaderboard.stats`): a real
+Per entry, pooled as the phantom columns pool subjects (:mod:`leaderboard.stats`): a real
 image's value is the mean of the leaderboard's ``<class>/<metric>`` over the entry's trials, then
-mean and percentile-bootstrap 95% CI (:func:`~cordbench.leaderboard.stats.bootstrap_ci`, the same
+mean and percentile-bootstrap 95% CI (:func:`~leaderboard.stats.bootstrap_ci`, the same
 resamples and seed) over the images whose reference is **manual** (the ground truth); the agreement
 with automatic references is a separate mean. Columns added to the table (never renamed):
 ``real_mean``, ``real_ci_low``, ``real_ci_high``, ``real_n_images``, ``real_auto_mean``,
@@ -25,7 +25,7 @@ from typing import Any, Callable
 import numpy as np
 import pandas as pd
 
-from cordbench.errors import CordbenchError
+from core.errors import CordbenchError
 from data_modules.real import AUTOMATIC, MANUAL
 
 COLUMNS = ["entry", "real_mean", "real_ci_low", "real_ci_high", "real_n_images", "real_auto_mean",
@@ -48,10 +48,10 @@ class RealSummary:
 
 def _trial_scores(run_dir: Path, real: Any, tid: str, log: Callable[[str], None] | None) -> tuple[Any, str]:
     """``(RealResult, "scored"|"cached")`` of one trial, or ``(None, reason)``."""
-    from cordbench.checkpoints import load_module
-    from cordbench.real_eval import cached_result, evaluate_real
-    from cordbench.run_folder import RunFolder
-    from cordbench.run_guard import RunLock
+    from runs.checkpoints import load_module
+    from runs.real_eval import cached_result, evaluate_real
+    from runs.run_folder import RunFolder
+    from runs.run_guard import RunLock
 
     ckpt = RunFolder(run_dir).best_ckpt
     if not ckpt.is_file():
@@ -84,7 +84,7 @@ def _values(records: list[dict[str, Any]], column: str) -> list[dict[str, Any]]:
 def entry_real(sweep: Any, trials: pd.DataFrame, real_dir: str | Path, column: str, n_boot: int = 10000,
                seed: int = 0, log: Callable[[str], None] | None = None) -> RealSummary:
     """Real columns of each entry of ``trials`` (rows of results.csv with an ``entry`` column)."""
-    from cordbench.leaderboard.stats import bootstrap_ci
+    from leaderboard.stats import bootstrap_ci
     from data_modules.real import read_real_set
 
     real = read_real_set(real_dir)  # a bad set is one line before any trial is scored

@@ -20,8 +20,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from cordbench import io
-from cordbench.errors import InputError
+from core import io
+from core.errors import InputError
 
 PANEL_HEIGHT = 240  # px, every panel is scaled by an integer factor towards this height
 GAP = 4  # px between panels

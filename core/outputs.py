@@ -2,8 +2,8 @@
 
 Every command calls these on each path it will write, before it reads or computes anything, so a
 typo in ``-o`` costs nothing and a command can never overwrite one of its own inputs. Each problem
-is one :class:`~cordbench.errors.OutputError` line naming the path. Write failures during the work
-(disk full, quota) are turned into the same kind of line by :func:`cordbench.io.atomic_path`.
+is one :class:`~core.errors.OutputError` line naming the path. Write failures during the work
+(disk full, quota) are turned into the same kind of line by :func:`core.io.atomic_path`.
 """
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import tempfile
 from pathlib import Path
 from typing import Iterable, Mapping
 
-from cordbench.errors import OutputError
+from core.errors import OutputError
 
 NIFTI_SUFFIXES = (".nii.gz", ".nii")
 CSV_SUFFIXES = (".csv", ".tsv")

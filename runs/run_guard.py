@@ -13,7 +13,7 @@ overwrite of an earlier run, an explicit ``--resume``.
 * :func:`check_evaluate` — ``validate``/``test`` may write into a training run's folder (its
   ``test_metrics.csv``/``test_summary.json`` are their outputs) only with the run's own config;
   the fit's records (``config.yaml``, ``split.json``, ``data.json``, ``metrics.csv``, checkpoints)
-  are never modified (see :func:`cordbench.runner.evaluate`).
+  are never modified (see :func:`runs.runner.evaluate`).
 """
 from __future__ import annotations
 
@@ -28,8 +28,8 @@ from typing import Any, Mapping
 import pytorch_lightning as pl
 import yaml
 
-from cordbench import run_folder as rf
-from cordbench.errors import ConfigError, OutputError, RunInterrupted
+from runs import run_folder as rf
+from core.errors import ConfigError, OutputError, RunInterrupted
 
 LOCK = ".cordbench.lock"
 #: An interrupted fit's mid-epoch checkpoint (``checkpoints/interrupted.ckpt``), newest wins on --resume.
@@ -45,8 +45,8 @@ RESUMABLE_CHANGES = ("trainer.max_epochs", "trainer.enable_progress_bar", "logge
 
 
 def is_worker_rank() -> bool:
-    """A DDP worker (global rank > 0, :mod:`cordbench.distributed`): its rank-0 process guards the folder."""
-    from cordbench.distributed import is_global_zero
+    """A DDP worker (global rank > 0, :mod:`core.distributed`): its rank-0 process guards the folder."""
+    from core.distributed import is_global_zero
 
     return not is_global_zero()
 
@@ -243,7 +243,7 @@ def is_interrupt(exc: BaseException, trainer: Any) -> bool:
 
 
 def interrupted_error(out: Path, trainer: Any) -> RunInterrupted:
-    """The one line of an interrupted run (exit 130), after :func:`cordbench.runner.record_failure`."""
+    """The one line of an interrupted run (exit 130), after :func:`runs.runner.record_failure`."""
     return RunInterrupted(f"interrupted at epoch {int(trainer.current_epoch)}, step {int(trainer.global_step)} "
                           f"(recorded in {rf.FAILURE}); continue it with the same command and --resume", out)
 

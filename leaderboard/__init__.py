@@ -3,7 +3,7 @@
 ``render_leaderboard(sweep_dir)`` reads the sweep's own files (``results.csv`` and each trial's
 ``test_metrics.csv``, not wandb), writes ``leaderboard.{md,csv,html,png}`` and
 ``ablation_<knob>.png`` (+ ``morphometrics.csv``, the per-level CSA errors, when the morphometric
-columns of :mod:`cordbench.leaderboard.morphometrics` are on) and logs them to a
+columns of :mod:`leaderboard.morphometrics` are on) and logs them to a
 ``job_type=leaderboard`` wandb run in the sweep's group.
 See ``docs/leaderboard.md``.
 """
@@ -44,23 +44,23 @@ def render_leaderboard(sweep_dir: str | Path, metric: str = "dice", task: str | 
     """Build the leaderboard of ``sweep_dir`` and write its reports to ``out`` (default ``<sweep>/leaderboard``).
 
     ``sweep_dir`` may be a URI (``s3://bucket/sweeps/NAME``): the sweep is read from the bucket
-    (:mod:`cordbench.leaderboard.remote`), the reports go to ``out`` (default
+    (:mod:`leaderboard.remote`), the reports go to ``out`` (default
     ``outputs/leaderboards/NAME``) and, with ``upload``, also to ``<sweep_dir>/leaderboard/``.
-    ``real``: a folder of real labelled scans; adds the real-data columns (:mod:`cordbench.leaderboard.real`).
+    ``real``: a folder of real labelled scans; adds the real-data columns (:mod:`leaderboard.real`).
     """
     import contextlib
 
-    from cordbench.leaderboard.table import build_leaderboard
+    from leaderboard.table import build_leaderboard
 
     uri = str(sweep_dir) if "://" in str(sweep_dir) else None
     if upload and uri is None:
-        from cordbench.errors import ConfigError
+        from core.errors import ConfigError
 
         raise ConfigError("--upload is for a sweep on URI storage (s3://…); a local sweep's reports are "
                           "already beside it", sweep_dir)
     with contextlib.ExitStack() as stack:
         if uri is not None:  # read from the bucket into a temporary folder (complete trials only)
-            from cordbench.leaderboard import remote
+            from leaderboard import remote
 
             sweep_dir = stack.enter_context(remote.fetched(uri))
             out = Path(out) if out is not None else remote.default_out(uri)
@@ -75,7 +75,7 @@ def render_leaderboard(sweep_dir: str | Path, metric: str = "dice", task: str | 
 
 def _render(out: str | Path | None, lb, wandb: bool) -> LeaderboardFiles:
     """Write the reports of ``lb`` (and log them to wandb)."""
-    from cordbench.leaderboard.report import write_reports
+    from leaderboard.report import write_reports
 
     out_dir = Path(out) if out is not None else lb.sweep.root / "leaderboard"
     paths = write_reports(lb, out_dir)
@@ -88,7 +88,7 @@ def _render(out: str | Path | None, lb, wandb: bool) -> LeaderboardFiles:
 
 def _log_to_wandb(lb, out_dir: Path, files: LeaderboardFiles) -> Path | None:
     """Log the table and plots to a leaderboard run in the group the trials used."""
-    from cordbench.tracking import log_leaderboard, wandb_defaults_from_trials
+    from runs.tracking import log_leaderboard, wandb_defaults_from_trials
 
     configs = []
     for _, row in lb.sweep.results.iterrows():
@@ -101,7 +101,7 @@ def _log_to_wandb(lb, out_dir: Path, files: LeaderboardFiles) -> Path | None:
                 continue
     wb = wandb_defaults_from_trials(configs, lb.sweep.name)
     images = {"leaderboard": files.png, **{f"ablation_{k}": p for k, p in files.ablation.items()}}
-    from cordbench.leaderboard.report import csv_frame
+    from leaderboard.report import csv_frame
 
     meta = {k: v for k, v in lb.meta.items() if not isinstance(v, dict)}
     return log_leaderboard(out_dir, csv_frame(lb), images, meta, project=wb["project"], entity=wb["entity"],

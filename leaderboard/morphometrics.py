@@ -1,8 +1,8 @@
 """Morphometric columns of the leaderboard: CSA error of each model's cord masks, FA vs SAC/CSA.
 
 For every ranked trial of task ``sc``, the best checkpoint (``checkpoints/best.ckpt``, loaded with
-:func:`cordbench.checkpoints.load_module`) predicts each held-out subject's T2w image on its native
-grid (:func:`cordbench.inference.predict_class_mask`). :mod:`analysis.morphometrics` then measures the
+:func:`runs.checkpoints.load_module`) predicts each held-out subject's T2w image on its native
+grid (:func:`evaluation.inference.predict_class_mask`). :mod:`analysis.morphometrics` then measures the
 predicted and the manual cord masks the same way (angle-corrected axial slices, SCT conventions,
 :func:`~analysis.morphometrics.compute_perslice` + :func:`~analysis.morphometrics.per_level_table`)
 with the **same** manual level map (``label-SC_desc-levels_dseg``, else built from the manual cord
@@ -23,9 +23,9 @@ mean absolute and signed (bias) CSA error per level and overall with percentile-
 subjects, and the Pearson r of FA vs SAC/CSA (:func:`analysis.stats.correlate`: Fisher-z CI) from
 the model's masks beside the same r from the manual masks. See ``docs/leaderboard.md``.
 
-Split by job: this module reads the trials (:class:`~cordbench.run_folder.RunFolder`), compares
+Split by job: this module reads the trials (:class:`~runs.run_folder.RunFolder`), compares
 and caches; the manual side is :mod:`analysis.manual_reference`, the pooling and CIs
-:mod:`cordbench.leaderboard.morpho_pool`.
+:mod:`leaderboard.morpho_pool`.
 """
 from __future__ import annotations
 
@@ -40,11 +40,11 @@ import pandas as pd
 
 from analysis import manual_reference as manual
 from analysis.manual_reference import LEVELS, ManualRef, anat_arrays, manual_reference
-from cordbench import run_folder
-from cordbench.errors import ConfigError, CordbenchError, InputError
-from cordbench.leaderboard.morpho_pool import (LEVEL_NAMES, MorphoSummary, correlation_reason,  # noqa: F401
+from runs import run_folder
+from core.errors import ConfigError, CordbenchError, InputError
+from leaderboard.morpho_pool import (LEVEL_NAMES, MorphoSummary, correlation_reason,  # noqa: F401
                                                summarise_entry)
-from cordbench.run_folder import RunFolder
+from runs.run_folder import RunFolder
 
 CACHE_NAME = run_folder.MORPHOMETRICS      # a trial's cache, in its run folder
 CHECKPOINT = Path(run_folder.BEST_CKPT)    # relative to the run folder
@@ -156,15 +156,15 @@ def _failed_row(subject: str, reason: str) -> pd.DataFrame:
 
 
 def predict_subject(module: Any, image: Path) -> np.ndarray:
-    """The model's cord mask on the native grid of ``image`` (:func:`cordbench.inference.predict_class_mask`)."""
-    from cordbench.inference import predict_class_mask
+    """The model's cord mask on the native grid of ``image`` (:func:`evaluation.inference.predict_class_mask`)."""
+    from evaluation.inference import predict_class_mask
 
     return predict_class_mask(module, image, "sc")
 
 
 def load_model(path: Path) -> Any:
     """The trial's best checkpoint as a module (weights only, task ``sc`` checked)."""
-    from cordbench.checkpoints import load_module
+    from runs.checkpoints import load_module
 
     return load_module(path, expect={"task": "sc"})
 

@@ -21,7 +21,7 @@ import warnings
 from pathlib import Path
 from typing import Any, Callable
 
-from cordbench.distributed import RANK_VARS  # noqa: F401  (kept importable from here)
+from core.distributed import RANK_VARS  # noqa: F401  (kept importable from here)
 
 MAX_TAG = 64  # wandb's tag length limit
 
@@ -35,8 +35,8 @@ def wandb_mode(cfg: dict[str, Any]) -> str:
 
 
 def is_global_rank_zero() -> bool:
-    """False in any DDP worker but global rank 0 (see :func:`cordbench.distributed.is_global_zero`)."""
-    from cordbench.distributed import is_global_zero
+    """False in any DDP worker but global rank 0 (see :func:`core.distributed.is_global_zero`)."""
+    from core.distributed import is_global_zero
 
     return is_global_zero()
 

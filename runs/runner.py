@@ -2,7 +2,7 @@
 
 Used by ``cordbench fit|validate|test`` and by every sweep trial, so a trial is exactly a
 ``cordbench fit`` run. The run folder's files are named, written and read by
-:mod:`cordbench.run_folder` (resolved config, split, data description, per-epoch metrics,
+:mod:`runs.run_folder` (resolved config, split, data description, per-epoch metrics,
 best/last checkpoints, per-subject test metrics — scored on each subject's native grid unless
 ``data.scoring: preprocessed`` — and their summary, which names the scoring, the scored
 predictions, the QC panels and report, the offline wandb run); a fit
@@ -10,7 +10,7 @@ that stops on an error (e.g. a NaN loss, :class:`TrainingDivergedError`) leaves 
 with the reason instead. Every input is validated before anything is written, so a bad input
 never overwrites the records of an earlier run in the same folder. Under DDP (Lightning
 ``strategy: ddp`` or a Ray ``TorchTrainer`` worker) only global rank 0 writes (see
-:mod:`cordbench.distributed`).
+:mod:`core.distributed`).
 """
 from __future__ import annotations
 
@@ -21,12 +21,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
-from cordbench.config import dump
-from cordbench.distributed import is_global_zero, rank_and_world, write_first
-from cordbench.errors import ConfigError, CordbenchError
-from cordbench.paths import output_dir
-from cordbench.run_folder import BEST, FAILURE, RunFolder
-from lightning_modules.postprocess import mode_of, resolve
+from runs.config import dump
+from core.distributed import is_global_zero, rank_and_world, write_first
+from core.errors import ConfigError, CordbenchError
+from core.paths import output_dir
+from runs.run_folder import BEST, FAILURE, RunFolder
+from evaluation.evaluator import SubjectEvaluator
+from evaluation.postprocess import mode_of, resolve
 
 
 @dataclass
@@ -75,7 +76,7 @@ def build_module(cfg: dict[str, Any], dm: Any):
 
         if "dropout" in get_spec(m["name"]).knobs():
             options.setdefault("dropout", float(m["dropout"]))
-    return SegmentationModule(
+    module = SegmentationModule(
         network=m["name"], preset=m["preset"], options=options, num_classes=dm.num_classes,
         in_channels=1, spatial_dims=dm.spatial_dims, classes={k: list(v) for k, v in dm.class_map.items()},
         patch_size=list(cfg["data"]["patch_size"]), lr=float(m["lr"]), weight_decay=float(m["weight_decay"]),
@@ -83,6 +84,8 @@ def build_module(cfg: dict[str, Any], dm: Any):
         ce_weight=float(m["ce_weight"]), log_images=bool(cfg["logger"]["wandb"]["log_images"]),
         spacing=cfg["data"].get("spacing"), task=dm.task.name, contrast=dm.contrast,
         preprocessing=dm.preprocessing.to_dict(), postprocess=resolve(m.get("postprocess"), dm.task.name))
+    module.evaluator = SubjectEvaluator(cfg["data"]["scoring"])
+    return module
 
 
 def build_loggers(cfg: dict[str, Any], out: Path, csv: bool = True) -> list[Any]:
@@ -92,7 +95,7 @@ def build_loggers(cfg: dict[str, Any], out: Path, csv: bool = True) -> list[Any]
     loggers: list[Any] = [CSVLogger(save_dir=str(out), name="", version="")] if csv else []
     wb = cfg["logger"]["wandb"]
     if wb["enabled"]:
-        from cordbench.tracking import make_wandb_logger
+        from runs.tracking import make_wandb_logger
 
         logger = make_wandb_logger(cfg, out)
         if logger is not None:
@@ -102,7 +105,7 @@ def build_loggers(cfg: dict[str, Any], out: Path, csv: bool = True) -> list[Any]
 
 def epoch_printer():
     """A callback printing one line per epoch (used when the progress bar is off, e.g. in logs)."""
-    from cordbench.trainer_parts import EpochPrinter
+    from runs.trainer_parts import EpochPrinter
 
     return EpochPrinter()
 
@@ -113,15 +116,15 @@ def build_trainer(cfg: dict[str, Any], out: Path, callbacks: Sequence[Any] = (),
 
     ``trainer_kwargs`` adds or replaces Trainer arguments that cannot live in the YAML config
     (a Ray DDP strategy object, cluster-environment plugins). ``precision: auto`` is resolved
-    by :func:`cordbench.devices.choose_precision`. The data modules shard subjects across DDP
+    by :func:`core.devices.choose_precision`. The data modules shard subjects across DDP
     ranks themselves (:mod:`data_modules.sharding`), so Lightning does not wrap the loaders
     (``use_distributed_sampler=False``).
     """
     import pytorch_lightning as pl
     from pytorch_lightning.callbacks import ModelCheckpoint
 
-    from cordbench.checkpoints import atomic_checkpoint_io
-    from cordbench.devices import choose_precision, cuda_capability
+    from runs.checkpoints import atomic_checkpoint_io
+    from core.devices import choose_precision, cuda_capability
 
     t = {k: v for k, v in {**cfg["trainer"], **(trainer_kwargs or {})}.items() if v is not None}
     set_deterministic_env(cfg)
@@ -170,7 +173,7 @@ def prepare(cfg: dict[str, Any], before_write: Callable[[Path], None] | None = N
     """
     import pytorch_lightning as pl
 
-    from data_modules.base import build_datamodule
+    from data_modules.registry import build_datamodule
 
     out = run_dir(cfg)
     pl.seed_everything(int(cfg["seed_everything"]), workers=True, verbose=False)
@@ -183,7 +186,7 @@ def prepare(cfg: dict[str, Any], before_write: Callable[[Path], None] | None = N
     folder = RunFolder(out)
     desc = dm.describe()
     if keep_records and folder.config.exists():
-        from cordbench.run_guard import check_evaluate, check_same_split
+        from runs.run_guard import check_evaluate, check_same_split
 
         check_evaluate(cfg, out)
         check_same_split(out, desc["split"])
@@ -195,7 +198,7 @@ def prepare(cfg: dict[str, Any], before_write: Callable[[Path], None] | None = N
 
 def write_test_outputs(out: Path, records: list[dict[str, Any]], extra: dict[str, Any] | None = None) -> dict[str, Any]:
     """Per-subject ``test_metrics.csv`` and the aggregated ``test_summary.json`` (written by rank 0 only)."""
-    from lightning_modules.metrics import aggregate
+    from evaluation.metrics import aggregate
 
     summary = {"n_subjects": len(records),
                "metrics": aggregate([{k: v for k, v in r.items() if k != "subject"} for r in records]),
@@ -206,15 +209,15 @@ def write_test_outputs(out: Path, records: list[dict[str, Any]], extra: dict[str
 
 
 def subject_outputs(out: Path):
-    """The callback writing each test subject's native prediction and QC panel (``cordbench.test_outputs``)."""
-    from cordbench.test_outputs import SubjectOutputWriter
+    """The callback writing each test subject's native prediction and QC panel (``runs.subject_outputs``)."""
+    from runs.subject_outputs import SubjectOutputWriter
 
     return SubjectOutputWriter(out)
 
 
 def write_test_qc(out: Path, records: list[dict[str, Any]]) -> Path | None:
     """``<run>/qc/index.html`` linking the test subjects' panels and metrics (none without records; rank 0 only)."""
-    from cordbench.test_outputs import write_qc_report
+    from runs.subject_outputs import write_qc_report
 
     return write_qc_report(out, records) if records and is_global_zero() else None
 
@@ -228,17 +231,17 @@ def fit(cfg: dict[str, Any], callbacks: Sequence[Any] = (), ckpt_path: str | Non
     ``wrap_trainer`` (applied to the built Trainer, e.g. ``ray.train.lightning.prepare_trainer``)
     customise the Trainer of a DDP worker. Under DDP every rank runs this function; only global
     rank 0 writes files, and the test records of all ranks are gathered (every subject once).
-    ``plan`` (a :class:`cordbench.run_guard.FitPlan`, from ``cordbench fit``): resume from the
+    ``plan`` (a :class:`runs.run_guard.FitPlan`, from ``cordbench fit``): resume from the
     run's own checkpoint or replace the earlier run; Ctrl-C is recorded as ``interrupted``.
     """
-    from cordbench import run_guard
+    from runs import run_guard
 
     quiet()
     t0 = time.perf_counter()
     ckpt_path = (plan.ckpt_path if plan is not None else None) or ckpt_path
     resumed = None
     if ckpt_path:
-        from cordbench.checkpoints import read_checkpoint
+        from runs.checkpoints import read_checkpoint
 
         ckpt = read_checkpoint(ckpt_path)  # weights only: one clear line when corrupted or unsafe
         resumed = ckpt if plan is not None and plan.resume else None
@@ -267,7 +270,7 @@ def fit(cfg: dict[str, Any], callbacks: Sequence[Any] = (), ckpt_path: str | Non
     ckpt_cb = trainer.checkpoint_callback
     result.best_ckpt = ckpt_cb.best_model_path if ckpt_cb is not None and ckpt_cb.best_model_path else None
     if test and dm.split.get("test"):
-        module.scoring = cfg["data"]["scoring"]
+        module.evaluator.scoring = cfg["data"]["scoring"]
         try:
             trainer.test(module, datamodule=dm, ckpt_path=result.best_ckpt or None, verbose=False)
         except (KeyboardInterrupt, SystemExit) as exc:
@@ -279,19 +282,19 @@ def fit(cfg: dict[str, Any], callbacks: Sequence[Any] = (), ckpt_path: str | Non
         result.test_summary = write_test_outputs(out, result.test_records,
                                                  {"checkpoint": result.best_ckpt, "model": cfg["model"]["name"],
                                                   "preset": cfg["model"]["preset"], "task": dm.task.name,
-                                                  "scoring": module.scoring,
+                                                  "scoring": module.evaluator.scoring,
                                                   "postprocess": mode_of(module)})
         write_test_qc(out, result.test_records)
     result.seconds = time.perf_counter() - t0
     for lg in trainer.loggers:
         if type(lg).__name__ == "WandbLogger":
-            from cordbench.tracking import finish_wandb
+            from runs.tracking import finish_wandb
 
             finish_wandb(lg, result)
     return result
 
 
-FAILURE_FILE = FAILURE  # the name this module exported before cordbench.run_folder existed
+FAILURE_FILE = FAILURE  # the name this module exported before runs.run_folder existed
 
 
 def record_failure(out: Path, exc: BaseException, trainer: Any = None, status: str = "failed") -> Path:
@@ -331,7 +334,7 @@ def check_preprocessing(cfg: Mapping[str, Any], module: Any, ckpt: str | Path) -
     """Refuse to score a checkpoint through another preprocessing than its own (the chain ``predict`` uses):
     one line naming the first differing field, both values and the config key behind it."""
     from data_modules.preprocessing import Preprocessing
-    from data_modules.tasks import TASKS
+    from core.tasks import TASKS
 
     if not module.hparams.get("preprocessing"):  # a checkpoint older than the contract: nothing to compare
         return
@@ -348,11 +351,11 @@ def check_preprocessing(cfg: Mapping[str, Any], module: Any, ckpt: str | Path) -
 
 def evaluate(cfg: dict[str, Any], ckpt: str, stage: str = "test") -> RunResult:
     """Validate or test a checkpoint (``stage`` = validate | test) on the configured split."""
-    from cordbench.checkpoints import load_module
+    from runs.checkpoints import load_module
 
     quiet()
     t0 = time.perf_counter()
-    from data_modules.tasks import TASKS
+    from core.tasks import TASKS
 
     # checked before anything is written: a checkpoint of another task, class count or
     # dimensionality would otherwise score garbage silently
@@ -364,7 +367,7 @@ def evaluate(cfg: dict[str, Any], ckpt: str, stage: str = "test") -> RunResult:
     # a training run's per-epoch metrics.csv is its record: Lightning's CSVLogger would delete it
     trainer = build_trainer(cfg, out, [subject_outputs(out)], checkpoint=False,
                             loggers=build_loggers(cfg, out, csv=not RunFolder(out).metrics.exists()))
-    module.scoring = cfg["data"]["scoring"]
+    module.evaluator.scoring = cfg["data"]["scoring"]
     if cfg["model"].get("postprocess") is not None:  # e.g. --model.postprocess=none: the raw argmax's metrics
         module.hparams.postprocess = cfg["model"]["postprocess"]
     result = RunResult(out=out, best_ckpt=ckpt)
@@ -375,7 +378,7 @@ def evaluate(cfg: dict[str, Any], ckpt: str, stage: str = "test") -> RunResult:
         trainer.test(module, datamodule=dm, verbose=False)
         result.test_records = list(module.test_records)
         result.test_summary = write_test_outputs(out, result.test_records,
-                                                 {"checkpoint": ckpt, "scoring": module.scoring,
+                                                 {"checkpoint": ckpt, "scoring": module.evaluator.scoring,
                                                   "postprocess": mode_of(module)})
         write_test_qc(out, result.test_records)
     result.seconds = time.perf_counter() - t0

@@ -3,7 +3,7 @@
 The image goes through the model's own preprocessing contract (``data_modules.preprocessing``,
 saved in the checkpoint: reorientation, resampling, crop/pad by the label-free rule, normalisation);
 the argmax label map is taken on the preprocessed grid, post-processed as the run's test was
-(``lightning_modules.postprocess``), and written back onto the input grid by nearest-neighbour lookup in world coordinates (``data_modules.native``), so the
+(``evaluation.postprocess``), and written back onto the input grid by nearest-neighbour lookup in world coordinates (``evaluation.native``), so the
 mask has exactly the input's shape and affine and lines up with it in any viewer. A JSON sidecar names the model and checkpoint.
 """
 from __future__ import annotations
@@ -13,8 +13,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from cordbench import __version__, io
-from cordbench.errors import InputError
+from core import __version__, io
+from core.errors import InputError
 
 
 def predict_array(module: Any, data: np.ndarray, affine: np.ndarray) -> np.ndarray:
@@ -23,7 +23,7 @@ def predict_array(module: Any, data: np.ndarray, affine: np.ndarray) -> np.ndarr
     import torchio as tio
 
     from data_modules.preprocessing import Preprocessing, build_transform
-    from lightning_modules.postprocess import labels_of, mode_of
+    from evaluation.postprocess import labels_of, mode_of
 
     pre_desc = Preprocessing.from_hparams(module.hparams)
     image = tio.ScalarImage(tensor=torch.from_numpy(np.asarray(data, np.float32)[None]), affine=affine)
@@ -31,7 +31,7 @@ def predict_array(module: Any, data: np.ndarray, affine: np.ndarray) -> np.ndarr
     with torch.no_grad():
         probs = module.predict_volume(pre["image"]["data"][None].float())[0]
     labels = labels_of(probs.cpu(), mode_of(module)).numpy().astype(np.int16)
-    from data_modules.native import to_native
+    from evaluation.native import to_native
 
     return to_native(labels, np.asarray(pre["image"].affine), data.shape[:3], np.asarray(affine),
                      mode="nearest").astype(np.uint8)
@@ -97,11 +97,11 @@ def predict_bids(module: Any, root: str | Path, contrast: str, task: str, ckpt: 
     """Predict every existing ``contrast`` image of a BIDS tree into ``derivatives/cordbench``.
 
     Uses :func:`predict_file` (mask on the input grid + JSON sidecar), one file per image at
-    :func:`data_modules.native.prediction_path`.
+    :func:`evaluation.native.prediction_path`.
     """
-    from cordbench.errors import InputError
+    from core.errors import InputError
     from data_modules.bids import BidsIndex
-    from data_modules.native import prediction_path
+    from evaluation.native import prediction_path
 
     index = BidsIndex.from_dir(root, strict=False)
     recs = [r for r in index.images if r.exists and r.contrast == contrast

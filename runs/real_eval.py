@@ -1,14 +1,14 @@
 """Score a checkpoint on real labelled scans, on each image's native grid (``cordbench test --real DIR``).
 
 Each image of a real set (:mod:`data_modules.real`) goes through the run's own preprocessing
-contract and back onto its own grid by :func:`cordbench.inference.predict_array` (the chain
+contract and back onto its own grid by :func:`evaluation.inference.predict_array` (the chain
 ``cordbench predict`` uses), and each of the model's classes that has a reference mask is scored
-against it by :func:`lightning_modules.scoring.class_metrics` (the metrics of ``test_metrics.csv``,
+against it by :func:`evaluation.scoring.class_metrics` (the metrics of ``test_metrics.csv``,
 native spacing): ``sc`` against the cord mask, ``gm`` against the GM mask, ``wm`` against cord minus
 GM (:data:`CLASS_REFERENCES`). An image without a reference for any of the model's classes is listed
 as skipped with the reason.
 
-Outputs, named by :mod:`cordbench.run_folder` (``test_metrics.csv``/``test_summary.json`` are never
+Outputs, named by :mod:`runs.run_folder` (``test_metrics.csv``/``test_summary.json`` are never
 touched): ``real_metrics.csv`` — one row per scored image: ``subject`` (the image id), ``image``
 (its path in the set), ``contrast``, ``<class>/reference`` (``manual`` | ``automatic``) and every
 ``<class>/<metric>``; ``real_summary.json`` — ``metrics`` (aggregated over **manual** references only:
@@ -26,10 +26,10 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
-from cordbench.errors import CordbenchError, OutputError
-from cordbench.run_folder import CHECKPOINTS, RunFolder
+from core.errors import CordbenchError, OutputError
+from runs.run_folder import CHECKPOINTS, RunFolder
 from data_modules.real import AUTOMATIC, MANUAL, RealImage, RealSet
-from lightning_modules.postprocess import mode_of
+from evaluation.postprocess import mode_of
 
 #: scored class -> the mask kinds forming its reference (wm = SC minus GM)
 CLASS_REFERENCES: dict[str, tuple[str, ...]] = {"sc": ("SC",), "gm": ("GM",), "wm": ("SC", "GM")}
@@ -80,7 +80,7 @@ def skip_reason(classes: Mapping[str, Any], image: RealImage) -> str:
 
 def check_output(out: Path, real_root: Path, ckpt: str | Path) -> Path:
     """The run folder of ``test --real``: writable, not an input, not inside the real set."""
-    from cordbench.outputs import check_output_dir
+    from core.outputs import check_output_dir
 
     try:
         Path(out).resolve().relative_to(Path(real_root).resolve())
@@ -98,9 +98,9 @@ def run_folder_of(ckpt: str | Path) -> Path | None:
 def _score_image(module: Any, image: RealImage, classes: Mapping[str, list[int]], real: RealSet,
                  folder: RunFolder) -> dict[str, Any]:
     """Predict one image on its native grid, write the mask, score each class with a reference."""
-    from cordbench import io
-    from cordbench.inference import check_axial_extent, predict_array
-    from lightning_modules.scoring import class_metrics
+    from core import io
+    from evaluation.inference import check_axial_extent, predict_array
+    from evaluation.scoring import class_metrics
 
     img = io.load_nifti(image.path, ndim=3, kind=f"{image.contrast} image")
     data = np.asanyarray(img.dataobj).astype(np.float32)
@@ -123,7 +123,7 @@ def _score_image(module: Any, image: RealImage, classes: Mapping[str, list[int]]
 def evaluate_real(module: Any, real: RealSet, out: str | Path, ckpt: str | Path,
                   log: Callable[[str], None] | None = None) -> RealResult:
     """Score ``module`` on every image of ``real`` and write the outputs into the run folder ``out``."""
-    from cordbench import io
+    from core import io
 
     t0 = time.perf_counter()
     folder = RunFolder(Path(out))
@@ -159,7 +159,7 @@ def evaluate_real(module: Any, real: RealSet, out: str | Path, ckpt: str | Path,
 
 def _aggregate(records: list[dict[str, Any]], reference: str) -> dict[str, Any]:
     """``aggregate`` of the metrics of the classes whose reference is ``reference``."""
-    from lightning_modules.metrics import aggregate
+    from evaluation.metrics import aggregate
 
     rows = []
     for r in records:
@@ -176,7 +176,7 @@ def _image_dice(records: list[dict[str, Any]], classes: Mapping[str, Any]) -> li
 
 def cached_result(out: str | Path, ckpt: str | Path, real: RealSet) -> RealResult | None:
     """The run folder's real scores when they are of this checkpoint (SHA-256) and real set (fingerprint)."""
-    from cordbench import io
+    from core import io
 
     folder = RunFolder(Path(out))
     summary = folder.read_real_summary()

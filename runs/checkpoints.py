@@ -14,7 +14,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from cordbench.errors import InputError
+from core.errors import InputError
 
 
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
@@ -28,7 +28,7 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     if not path.exists():
         raise InputError("checkpoint not found", path)
     if path.is_dir():
-        from cordbench.run_folder import BEST_CKPT, BEST_CKPT_NAME
+        from runs.run_folder import BEST_CKPT, BEST_CKPT_NAME
 
         inside = next((c for c in (path / BEST_CKPT, path / BEST_CKPT_NAME) if c.is_file()), None)
         raise InputError("is a folder, not a checkpoint file" + (f" (did you mean {inside}?)" if inside else ""), path)
@@ -51,6 +51,7 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
 
 def load_module(path: str | Path, expect: dict[str, Any] | None = None):
     """A :class:`SegmentationModule` from a checkpoint, checked against ``expect`` hyper-parameters."""
+    from evaluation.evaluator import SubjectEvaluator
     from lightning_modules.module import SegmentationModule
 
     ckpt = read_checkpoint(path)
@@ -69,6 +70,7 @@ def load_module(path: str | Path, expect: dict[str, Any] | None = None):
     _check_weights(module.state_dict(), ckpt["state_dict"], hp, path)
     module.load_state_dict(ckpt["state_dict"])
     module.eval()
+    module.evaluator = SubjectEvaluator()
     module.checkpoint_path = str(path)
     return module
 
@@ -93,6 +95,6 @@ def _check_weights(own: dict[str, Any], saved: dict[str, Any], hp: dict[str, Any
 
 def atomic_checkpoint_io():
     """A ``TorchCheckpointIO`` that saves atomically (same-folder temp + rename) and loads weights only."""
-    from cordbench.trainer_parts import AtomicCheckpointIO
+    from runs.trainer_parts import AtomicCheckpointIO
 
     return AtomicCheckpointIO()

@@ -2,7 +2,7 @@
 
 Metrics, in the challenge's order and names: Dice, JI (Jaccard), CC (conformity coefficient,
 (3·Dice − 2)/Dice), TPR, TNR, PPV (precision), HD, MSD (mm), SHD, SMD (skeletonized Hausdorff and
-median distance, mm, SCT's definition — ``lightning_modules.metrics``). Every value is a test
+median distance, mm, SCT's definition — ``evaluation.metrics``). Every value is a test
 subject scored on its native grid (``data.scoring: native``), here for one class (default ``gm``).
 
 Layout: one block per model; rows per reference and site — the consensus (the fused mask the run
@@ -19,8 +19,8 @@ from typing import Iterable
 import numpy as np
 import pandas as pd
 
-from cordbench import run_folder
-from cordbench.run_folder import RunFolder
+from runs import run_folder
+from runs.run_folder import RunFolder
 
 METRICS: tuple[tuple[str, str], ...] = (
     ("Dice", "dice"), ("JI", "jaccard"), ("CC", "conformity"), ("TPR", "tpr"), ("TNR", "tnr"),
@@ -105,11 +105,11 @@ def format_table(table: pd.DataFrame, cls: str = "gm") -> str:
 
 def table_for_sweep(sweep_dir: str | Path, cls: str = "gm") -> tuple[pd.DataFrame, str]:
     """``(table, text)`` for a finished protocol sweep; also writes ``<sweep>/gmchallenge_table.csv``."""
-    from cordbench import io
+    from core import io
 
     runs = sweep_runs(sweep_dir)
     if not runs:
-        from cordbench.errors import InputError
+        from core.errors import InputError
 
         raise InputError("no finished trial (run folder with test_metrics.csv) in this sweep", sweep_dir)
     table = challenge_table(gather(runs, cls))

@@ -25,7 +25,7 @@ import pandas as pd
 
 def _trial_model(cfg: dict[str, Any]) -> tuple[str, str | None, tuple, int, int, tuple[int, ...]]:
     m, d = cfg.get("model") or {}, cfg.get("data") or {}
-    from data_modules.tasks import TASKS
+    from core.tasks import TASKS
 
     task = TASKS.get(str(d.get("task", "sc")))
     num_classes = task.num_classes if task is not None else 2

@@ -9,7 +9,7 @@ up-sampling factors such as Perone's 0.5 → 0.25 mm, not for arbitrary ratios).
 
 ``derivatives/cordbench/sub-*/{anat,dwi}/sub-*_<contrast>_label-<TASK>_seg.nii.gz`` is where
 ``cordbench predict`` over a BIDS data set writes, with a JSON sidecar
-(:func:`cordbench.inference.predict_bids`).
+(:func:`evaluation.inference.predict_bids`).
 """
 from __future__ import annotations
 

@@ -2,7 +2,7 @@
 
 ``native`` (the GM challenge's protocol, Prados et al. 2017): the argmax label map predicted on
 the preprocessed grid is written back onto the subject's own image grid
-(:func:`data_modules.native.to_native`, nearest neighbour in world coordinates — the mask
+(:func:`evaluation.native.to_native`, nearest neighbour in world coordinates — the mask
 ``cordbench predict`` writes for that image) and scored against the label read on that grid, with
 the native voxel spacing. Both grids are scored after a pure reorientation to IRP (axial slices
 first, SCT's orientation for the skeleton metrics, :func:`to_irp`). Data sets
@@ -49,7 +49,7 @@ def to_irp(arrays: list[np.ndarray], affine: np.ndarray) -> tuple[list[np.ndarra
 
 def _metrics(pred: np.ndarray, target: np.ndarray, affine: np.ndarray,
              classes: Mapping[str, list[int]]) -> dict[str, float]:
-    from lightning_modules.metrics import compute_metrics
+    from evaluation.metrics import compute_metrics
 
     (p, t), spacing = to_irp([pred, target], affine)
     return compute_metrics(p, t, spacing, classes, slice_axis=0)
@@ -71,7 +71,7 @@ def score_subject(pred: np.ndarray, pre_affine: np.ndarray, target: np.ndarray, 
     data module with ``native_targets(subject)``; the native prediction is returned in both modes
     when one is available (``None`` otherwise).
     """
-    from data_modules.native import to_native
+    from evaluation.native import to_native
 
     if mode not in SCORING_MODES:
         raise ValueError(f"scoring mode must be one of {SCORING_MODES}, got {mode!r}")

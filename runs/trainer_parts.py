@@ -1,6 +1,6 @@
 """Lightning pieces of a run's Trainer: the epoch printer callback and the atomic checkpoint I/O.
 
-This module imports Lightning and torch; :mod:`cordbench.runner` and :mod:`cordbench.checkpoints`
+This module imports Lightning and torch; :mod:`runs.runner` and :mod:`runs.checkpoints`
 import it lazily.
 """
 from __future__ import annotations
@@ -11,7 +11,7 @@ import pytorch_lightning as pl
 import torch
 from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
 
-from cordbench.io import atomic_path
+from core.io import atomic_path
 
 
 class EpochPrinter(pl.Callback):

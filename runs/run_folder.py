@@ -19,9 +19,9 @@ A run folder is what one ``cordbench fit|validate|test`` run (and so every sweep
     real_predictions/        ``test --real``: the scored predictions on each real image's native grid
     wandb/                   the offline wandb run
 
-Writers are used by :mod:`cordbench.runner`; readers by :mod:`sweeps.results` (through a
+Writers are used by :mod:`runs.runner`; readers by :mod:`sweeps.results` (through a
 ``read(relative path)`` function, so a run folder on S3/GCS reads the same way) and by
-:mod:`cordbench.leaderboard`. File formats are unchanged from the first release: folders written
+:mod:`leaderboard`. File formats are unchanged from the first release: folders written
 before this module existed read identically (``tests/test_run_folder.py``). Sweep-only records
 kept in a trial's run folder (``trial.json``, attempts, elapsed time) belong to :mod:`sweeps.records`.
 """
@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any, Callable, Mapping
 
-from cordbench.errors import InputError
+from core.errors import InputError
 
 CONFIG = "config.yaml"
 SPLIT = "split.json"
@@ -47,10 +47,10 @@ TEST_SUMMARY = "test_summary.json"
 FAILURE = "failure.json"
 MORPHOMETRICS = "morphometrics.csv"
 WANDB = "wandb"
-PREDICTIONS = "predictions"     # <subject>_pred.nii.gz: the scored predictions (cordbench.test_outputs)
+PREDICTIONS = "predictions"     # <subject>_pred.nii.gz: the scored predictions (runs.subject_outputs)
 QC = "qc"                       # <subject>.png QC panels and the report
 QC_INDEX = "index.html"         # the QC report, in qc/
-REAL_METRICS = "real_metrics.csv"      # cordbench test --real (cordbench.real_eval); never test_metrics.csv
+REAL_METRICS = "real_metrics.csv"      # cordbench test --real (runs.real_eval); never test_metrics.csv
 REAL_SUMMARY = "real_summary.json"
 REAL_PREDICTIONS = "real_predictions"  # <image id>_pred.nii.gz
 
@@ -139,14 +139,14 @@ class RunFolder:
     # ----------------------------------------------------------------------------- writers
     def write_config(self, text: str) -> Path:
         """``config.yaml`` (the resolved config, already dumped to YAML), atomically."""
-        from cordbench import io
+        from core import io
 
         self.path.mkdir(parents=True, exist_ok=True)
         return io.write_text(self.config, text)
 
     def write_data_description(self, desc: Mapping[str, Any]) -> None:
         """``split.json`` (``desc['split']``) and ``data.json`` (the rest) of a data module's ``describe()``."""
-        from cordbench import io
+        from core import io
 
         io.write_json(self.split, desc["split"])
         io.write_json(self.data, {k: v for k, v in desc.items() if k != "split"})
@@ -155,7 +155,7 @@ class RunFolder:
         """``test_metrics.csv`` (one row per subject) and ``test_summary.json``."""
         import pandas as pd
 
-        from cordbench import io
+        from core import io
 
         io.write_csv(self.test_metrics, pd.DataFrame(records))
         io.write_json(self.test_summary, dict(summary))
@@ -164,7 +164,7 @@ class RunFolder:
         """``real_metrics.csv`` (one row per scored real image) and ``real_summary.json`` (written last)."""
         import pandas as pd
 
-        from cordbench import io
+        from core import io
 
         io.write_csv(self.real_metrics, pd.DataFrame(records, columns=None if records else ["subject"]))
         io.write_json(self.real_summary, dict(summary))
@@ -179,7 +179,7 @@ class RunFolder:
 
     def write_failure(self, record: Mapping[str, Any]) -> Path:
         """``failure.json``."""
-        from cordbench import io
+        from core import io
 
         return io.write_json(self.failure, dict(record))
 
@@ -189,7 +189,7 @@ class RunFolder:
 
     def write_morphometrics(self, frame: Any) -> Path:
         """The leaderboard's ``morphometrics.csv`` cache."""
-        from cordbench import io
+        from core import io
 
         return io.write_csv(self.morphometrics, frame)
 
@@ -229,7 +229,7 @@ class RunFolder:
             if text is None:
                 raise InputError(f"{CONFIG} missing: not a cordbench run folder", self.config)
             return yaml.safe_load(text)
-        from cordbench.config import load_yaml
+        from runs.config import load_yaml
 
         if not self.config.exists():
             raise InputError(f"{CONFIG} missing: not a cordbench run folder", self.config)
