@@ -1,4 +1,4 @@
-"""Morphometric columns of the leaderboard (cordbench/leaderboard/morphometrics.py).
+"""Morphometric columns of the leaderboard (leaderboard/morphometrics.py).
 
 A small phantom cohort with DWI (4 subjects) and a sweep folder laid out as ``cordbench sweep``
 lays it out, whose "models" are stand-ins patched over the checkpoint loading and the prediction:

@@ -33,7 +33,7 @@ PACKAGES = ("cordbench", "sweeps", "analysis", "data_modules", "lightning_module
 
 #: Every file (and folder) name of a run folder and of a sweep folder, and its one owner.
 OWNED = {
-    **{name: "cordbench/run_folder.py" for name in (
+    **{name: "runs/run_folder.py" for name in (
         run_folder.CONFIG, run_folder.SPLIT, run_folder.DATA, run_folder.METRICS, run_folder.CHECKPOINTS,
         run_folder.BEST_CKPT_NAME, run_folder.LAST_CKPT, run_folder.TEST_METRICS, run_folder.TEST_SUMMARY,
         run_folder.FAILURE, run_folder.MORPHOMETRICS, run_folder.PREDICTIONS, run_folder.QC,
@@ -45,7 +45,7 @@ OWNED = {
 #: The same file name for a file of *another* folder (not a run or sweep folder), with its owner.
 OTHER_FOLDERS = {
     ("metrics.csv", "analysis/study.py"),                    # the study folder's per subject × level table
-    ("morphometrics.csv", "cordbench/leaderboard/report.py"),  # the leaderboard report folder's table
+    ("morphometrics.csv", "leaderboard/report.py"),  # the leaderboard report folder's table
     ("index.html", "cordbench/commands/predict.py"),         # help of `predict --qc DIR`: DIR/index.html
     ("meta.json", "data_modules/cache.py"),                  # a preprocessed-subject cache entry's record
 }
