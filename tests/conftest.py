@@ -2,24 +2,19 @@
 
 Real data come from ``core.paths.shared_data_dir()`` (default ``../shared/data``).
 Under ``CI=true`` a test that needs them fails when they are missing; elsewhere it skips.
+
+Expensive artefacts used by several modules (phantom cohorts, the GM fixture and its tiny run,
+the tiny sweep) are session fixtures here, built once per session from the builders of
+``tests/support/``; a test that writes into one works on a copy in its ``tmp_path``.
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 
 from core.paths import shared_data_dir
-
-
-def _require(path: Path) -> Path:
-    if not path.exists():
-        msg = f"real data missing: {path} (set CORDBENCH_DATA or put ../shared/data beside the repo)"
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(msg)
-        pytest.skip(msg)
-    return path
+from tests.support.data import require as _require
 
 
 @pytest.fixture(scope="session")
@@ -67,26 +62,18 @@ def sweep_phantom(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def gm_fixture(tmp_path_factory, sct_data: Path) -> tuple[Path, dict]:
     """The challenge-named GM fixture (sites 1–2, 2 labelled subjects each) from the real t2s."""
-    from tests.test_gmchallenge import make_fixture
+    from tests.support.gmchallenge import make_fixture
 
     root = tmp_path_factory.getbasetemp() / "gm-fixture"
     info = make_fixture(root, sct_data / "t2s", sites=(1, 2), per_site=2, test_subjects=0)
     return root, info
 
 
-#: one short tiny-U-Net fit on ``gm_fixture`` (used by the train = test = predict and QC tests)
-GM_FIT_ARGS = ["--model", "unet", "--preset", "tiny", "--max-epochs", "1", "--data.patch_size=[48,48]",
-               "--data.batch_size=4", "--data.samples_per_volume=4", "--data.queue_length=16",
-               "--trainer.limit_train_batches=3", "--trainer.accelerator=cpu", "--trainer.devices=1",
-               "--trainer.enable_progress_bar=false", "--logger.wandb.enabled=false", "--data.augment.strength=0",
-               "--data", "gmchallenge", "--task", "gm", "--data.preset=perone", "--data.split.val_fraction=0.25",
-               "--data.split.test_fraction=0.25"]
-
-
 @pytest.fixture(scope="session")
 def gm_perone_run(tmp_path_factory, gm_fixture) -> Path:
     """Run folder of ``cordbench fit`` with Perone's preset on ``gm_fixture``."""
     from cordbench.cli import main
+    from tests.support.gmchallenge import GM_FIT_ARGS
 
     out = tmp_path_factory.getbasetemp() / "gm-perone-run"
     assert main(["fit", *GM_FIT_ARGS, "--root", str(gm_fixture[0]), "-o", str(out)]) in (0, None)
@@ -98,7 +85,7 @@ def _commands_leave_their_inputs_intact(monkeypatch):
     """Every in-process ``cordbench`` command of every test must leave its inputs byte-identical
     (issue 18, acceptance 3; see ``tests/input_guard.py``)."""
     from cordbench.cli import _command_modules
-    from input_guard import guarded
+    from tests.input_guard import guarded
 
     for name, mod in _command_modules().items():
         monkeypatch.setattr(mod, "run", guarded(name, mod.run))
@@ -112,3 +99,39 @@ def s3_server():
 
     with MotoServer() as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def real_sweep(tmp_path_factory) -> Path:
+    """A finished 4-trial sweep folder (plus one failed trial) from real tiny training runs
+    (``tests/support/tiny_sweep.py``). Read-only: a test that writes into it copies it first."""
+    from tests.support.tiny_sweep import build_sweep
+
+    return build_sweep(tmp_path_factory.mktemp("lb") / "sweep")
+
+
+@pytest.fixture(scope="session")
+def tiny_ckpt(tmp_path_factory) -> Path:
+    """A real cordbench checkpoint (untrained tiny U-Net): what ``predict`` reads before writing."""
+    import torch
+
+    from lightning_modules.module import SegmentationModule
+
+    torch.manual_seed(0)
+    m = SegmentationModule(network="unet", preset="tiny", num_classes=2, classes={"sc": [1]}, patch_size=[32, 32],
+                           log_images=False, task="sc")
+    path = tmp_path_factory.mktemp("ckpt") / "tiny.ckpt"
+    torch.save({"state_dict": m.state_dict(), "hyper_parameters": dict(m.hparams)}, path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def image(tmp_path_factory) -> Path:
+    """A 40×40×12 T2w-like image of the reliability catalogue's straight cord."""
+    import numpy as np
+
+    from tests.support.reliability import cord_mask, save
+
+    rng = np.random.default_rng(0)
+    return save(tmp_path_factory.mktemp("img") / "T2w.nii.gz",
+                (100 + 300 * cord_mask() + rng.normal(0, 20, (40, 40, 12))).astype(np.float32))

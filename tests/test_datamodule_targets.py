@@ -110,7 +110,7 @@ def test_real_t2_psr_through_the_spine_generic_module(sct_data, tmp_path):
 @pytest.mark.parametrize("mode", ["majority", "staple"])
 def test_real_t2s_las_oblique_through_the_gm_challenge_module(sct_data, tmp_path, mode):
     from data_modules.gmchallenge import fuse_raters, to_task_target
-    from tests.test_gmchallenge import make_fixture
+    from tests.support.gmchallenge import make_fixture
 
     info = make_fixture(tmp_path, sct_data / "t2s", sites=(1,), per_site=1, test_subjects=0)
     dm = _dm("gmchallenge", tmp_path, "gm", patch=(48, 48), extra=(f"data.raters={mode}",))

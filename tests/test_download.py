@@ -59,7 +59,7 @@ def test_verify_spine_generic_rejects_broken(tmp_path: Path, capsys):
 
 
 def test_verify_gmchallenge_fixture(tmp_path: Path, capsys, sct_data: Path):
-    from test_gmchallenge import make_fixture
+    from tests.support.gmchallenge import make_fixture
 
     make_fixture(tmp_path, sct_data / "t2s", sites=(1, 2), per_site=1, test_subjects=1)
     assert main(["download", "gmchallenge", str(tmp_path)]) == 0

@@ -1,8 +1,8 @@
 """GM challenge: indexing both layouts, rater fusion, levels files, the data module on a fixture.
 
-The fixture is built in tmp_path in the challenge's naming from the real T2* of
-sct_testing_data (LAS, oblique, 0.5×0.5×7.5 mm): four "raters" differ by small in-plane
-morphological changes of the real cord (deepseg) and GM (manual) masks.
+The fixture is built in tmp_path in the challenge's naming from the real T2* of sct_testing_data
+(LAS, oblique, 0.5×0.5×7.5 mm) by ``tests/support/gmchallenge.py``: four "raters" differ by small
+in-plane morphological changes of the real cord (deepseg) and GM (manual) masks.
 """
 from __future__ import annotations
 
@@ -11,55 +11,11 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
-from scipy import ndimage
 
 from core.errors import ConfigError, InputError
 from data_modules.gmchallenge import (fuse_raters, index_gmchallenge, load_rater_mask, read_levels_txt,
                                       to_task_target)
-
-PLANE = np.zeros((3, 3, 3), bool)
-PLANE[:, :, 1] = ndimage.generate_binary_structure(2, 1)  # in-plane 4-neighbourhood
-
-
-def _raters(sc: np.ndarray, gm: np.ndarray) -> list[np.ndarray]:
-    """Four challenge masks (GM 1, WM 2) from one cord/GM pair by small in-plane changes."""
-    out = []
-    for k in range(4):
-        s, g = sc.copy(), gm.copy() & sc
-        if k == 1:
-            s = ndimage.binary_dilation(s, PLANE)
-        elif k == 2:
-            g = ndimage.binary_erosion(g, PLANE)
-        elif k == 3:
-            g = ndimage.binary_dilation(g, PLANE) & s
-        m = np.zeros(sc.shape, np.uint8)
-        m[s] = 2
-        m[g] = 1
-        out.append(m)
-    return out
-
-
-def make_fixture(root: Path, t2s_dir: Path, sites=(1, 2, 3), per_site=2, test_subjects=1) -> dict:
-    """Write site{S}-sc{NN}-image/-mask-r{1-4}/-levels.txt from the real T2*."""
-    img = nib.load(t2s_dir / "t2s.nii.gz")
-    data = np.asanyarray(img.dataobj).astype(np.float32)
-    sc = np.asanyarray(nib.load(t2s_dir / "t2s_seg-deepseg.nii.gz").dataobj) > 0
-    gm = np.asanyarray(nib.load(t2s_dir / "t2s_gmseg_manual.nii.gz").dataobj) > 0
-    rng = np.random.default_rng(0)
-    root.mkdir(parents=True, exist_ok=True)
-    masks = _raters(sc, gm)
-    for site in sites:
-        for n in range(1, per_site + test_subjects + 1):
-            sid = f"site{site}-sc{n:02d}"
-            noisy = data + rng.normal(0, 0.02 * data.std(), data.shape).astype(np.float32)
-            nib.save(nib.Nifti1Image(noisy, img.affine, img.header), root / f"{sid}-image.nii.gz")
-            if n <= per_site:
-                for r, m in enumerate(masks, start=1):
-                    hdr = img.header.copy()
-                    hdr.set_data_dtype(np.uint8)
-                    nib.save(nib.Nifti1Image(m, img.affine, hdr), root / f"{sid}-mask-r{r}.nii.gz")
-                (root / f"{sid}-levels.txt").write_text("".join(f"{z},C{3 + z // 3}\n" for z in range(9)))
-    return {"masks": masks, "affine": img.affine, "shape": data.shape}
+from tests.support.gmchallenge import make_fixture, rater_masks
 
 
 @pytest.fixture(scope="module")
@@ -107,7 +63,7 @@ def test_bids_rater_masks_compose_like_original(tmp_path: Path, sct_data: Path):
     img = nib.load(sct_data / "t2s" / "t2s.nii.gz")
     sc = np.asanyarray(nib.load(sct_data / "t2s" / "t2s_seg-deepseg.nii.gz").dataobj) > 0
     gm = np.asanyarray(nib.load(sct_data / "t2s" / "t2s_gmseg_manual.nii.gz").dataobj) > 0
-    m = _raters(sc, gm)[0]
+    m = rater_masks(sc, gm)[0]
     files = {}
     for name, arr in (("SC", m > 0), ("GM", m == 1), ("WM", m == 2)):
         files[name] = tmp_path / f"{name}.nii.gz"

@@ -26,7 +26,6 @@ from scipy import ndimage, stats
 
 import leaderboard.morphometrics as M
 from tests.references import independent_csa
-from tests.test_leaderboard_sweep import real_sweep  # noqa: F401  (session fixture: real tiny fits)
 
 N_BOOT = 2000
 REAL = {"load_model": M.load_model, "predict_subject": M.predict_subject}  # before any patching
@@ -387,7 +386,7 @@ def test_task_other_than_sc(tmp_path, phantom, stand_ins):
 
 # ------------------------------------------------------------------------- real trained sweep
 @pytest.mark.slow
-def test_real_checkpoints_predictions_and_no_dwi(real_sweep, tmp_path, monkeypatch):  # noqa: F811
+def test_real_checkpoints_predictions_and_no_dwi(real_sweep, tmp_path, monkeypatch):
     """Real best.ckpt → predict_array on the native grid; the cached CSA is that prediction's, at every
     level the model segments over >= 5 slices."""
     import torch
@@ -398,10 +397,12 @@ def test_real_checkpoints_predictions_and_no_dwi(real_sweep, tmp_path, monkeypat
     for name, fn in REAL.items():  # undo the module's stand-ins for this test
         monkeypatch.setattr(M, name, fn)
     M.clear_caches()
-    files, table = render(real_sweep, tmp_path / "lb", by="config")
-    trials = sorted((real_sweep / "trials").glob("t00[0-3]"))
+    # the morphometric caches are written into the trial folders: measure a copy of the shared sweep
+    sweep = shutil.copytree(real_sweep, tmp_path / "sweep", ignore=shutil.ignore_patterns("leaderboard", "wandb"))
+    files, table = render(sweep, tmp_path / "lb", by="config")
+    trials = sorted((sweep / "trials").glob("t00[0-3]"))
     assert all((t / M.CACHE_NAME).exists() for t in trials)
-    assert not (real_sweep / "trials" / "t004" / M.CACHE_NAME).exists()  # the failed trial is not measured
+    assert not (sweep / "trials" / "t004" / M.CACHE_NAME).exists()  # the failed trial is not measured
     assert table["fa_note"].eq("no DWI").all()  # the sweep's phantom has no DWI
     assert files.markdown.count("n/a: no DWI") >= 2 * len(table)
     # one trial, one subject, recomputed here: real prediction, independent CSA

@@ -1,6 +1,6 @@
 """``cordbench leaderboard SWEEP --real DIR``: real-data columns beside the phantom ones.
 
-The sweep is a copy of ``real_sweep`` (real tiny fits, tests/test_leaderboard_sweep.py); the real set
+The sweep is a copy of ``real_sweep`` (real tiny fits, tests/support/tiny_sweep.py); the real set
 is ``sct_testing_data`` (one T2w image with a manual cord mask, one T2* with an automatic one), and a
 3-image flat set built from its t2 for the CI. Every figure is recomputed here from the prediction
 files (hand Dice) and the entry names from each trial's own config.yaml.
@@ -19,14 +19,14 @@ import yaml
 from scipy import ndimage
 
 from cordbench.cli import main
-from tests.test_leaderboard_sweep import exact_bootstrap_cdf, real_sweep  # noqa: F401  (session fixture)
+from tests.support.tiny_sweep import exact_bootstrap_cdf
 
 pytestmark = pytest.mark.slow  # trained sweep
 TRIALS = ("t000", "t001", "t002", "t003")
 
 
 @pytest.fixture
-def sweep(real_sweep, tmp_path: Path) -> Path:  # noqa: F811
+def sweep(real_sweep, tmp_path: Path) -> Path:
     dst = tmp_path / "sweep"
     shutil.copytree(real_sweep, dst, ignore=shutil.ignore_patterns("leaderboard", "wandb"))
     return dst

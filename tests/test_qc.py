@@ -163,7 +163,7 @@ def test_cordbench_test_writes_qc_report(gm_fixture, gm_perone_run: Path, tmp_pa
     import json
 
     from cordbench.cli import main
-    from tests.conftest import GM_FIT_ARGS
+    from tests.support.gmchallenge import GM_FIT_ARGS
 
     out = tmp_path / "test-run"
     args = [a for a in GM_FIT_ARGS if a not in ("--max-epochs", "1")]

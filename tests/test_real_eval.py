@@ -19,8 +19,6 @@ import torch
 from cordbench.cli import main
 from runs.real_eval import cached_result, reference_kind, reference_mask
 from data_modules.real import read_real_set
-from tests.test_leaderboard_sweep import real_sweep  # noqa: F401  (session fixture: real tiny fits)
-
 
 
 def _arr(path: Path) -> np.ndarray:
@@ -58,7 +56,7 @@ def test_references_and_native_scores_without_a_model(sct_data: Path):
 
 
 @pytest.fixture
-def sc_run(real_sweep, tmp_path: Path) -> Path:  # noqa: F811
+def sc_run(real_sweep, tmp_path: Path) -> Path:
     """A copy of one trained sweep trial's run folder (task sc, trained on the phantom)."""
     dst = tmp_path / "run"
     shutil.copytree(real_sweep / "trials" / "t000", dst)

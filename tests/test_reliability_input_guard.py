@@ -10,7 +10,7 @@ import argparse
 import pytest
 
 from cordbench.cli import _command_modules
-from input_guard import INPUTS, guarded, snapshot
+from tests.input_guard import INPUTS, guarded, snapshot
 
 
 def test_every_command_has_its_inputs_declared():

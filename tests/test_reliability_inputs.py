@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from test_reliability_data import cli_error, cord_mask, save
+from tests.support.reliability import cli_error, cord_mask, dwi_scheme, make_dwi, save
 
 REPO = Path(__file__).resolve().parents[1]
 OLD_CSV = "VertLevel,MEAN(area)\n2,80.0\n"
@@ -140,32 +140,6 @@ def test_morphometrics_label_errors(case, tmp_path, capsys):
 
 
 # ------------------------------------------------------------------------------------------- DWI
-DW_AFF = np.diag([1.0, 1.0, 5.0, 1.0])
-DW_SHAPE = (10, 10, 4)
-
-
-def _scheme() -> tuple[np.ndarray, np.ndarray]:
-    rng = np.random.default_rng(0)
-    g = rng.normal(size=(12, 3))
-    g /= np.linalg.norm(g, axis=1, keepdims=True)
-    return np.r_[0.0, 0.0, np.full(12, 800.0)], np.vstack([[0, 0, 0], [0, 0, 0], g])
-
-
-def make_dwi(d: Path) -> dict[str, Path]:
-    """A 4D DWI of one tensor (FA ≈ 0.8) with a cord mask and a level map; returns the paths."""
-    bvals, bvecs = _scheme()
-    ev = np.diag([1.7e-3, 0.3e-3, 0.3e-3])
-    sig = 700 * np.exp(-bvals * np.einsum("ni,ij,nj->n", bvecs, ev, bvecs))
-    data = np.broadcast_to(sig, DW_SHAPE + (len(bvals),)).astype(np.float32).copy()
-    mask = np.zeros(DW_SHAPE, np.uint8)
-    mask[3:7, 3:7, :] = 1
-    levels = (mask * (2 + np.arange(4) // 2)[None, None, :]).astype(np.int16)
-    np.savetxt(d / "dwi.bval", bvals[None], fmt="%g")
-    np.savetxt(d / "dwi.bvec", bvecs.T, fmt="%.6f")
-    return {"dwi": save(d / "dwi.nii.gz", data, DW_AFF), "mask": save(d / "mask.nii.gz", mask, DW_AFF),
-            "levels": save(d / "levels.nii.gz", levels, DW_AFF), "bval": d / "dwi.bval", "bvec": d / "dwi.bvec"}
-
-
 def _dti_args(f: dict[str, Path], out: Path) -> list[str]:
     return ["dti", "--dwi", str(f["dwi"]), "--bval", str(f["bval"]), "--bvec", str(f["bvec"]), "--mask",
             str(f["mask"]), "--levels", str(f["levels"]), "--maps", str(out.parent / "maps"), "-o", str(out)]
@@ -179,7 +153,7 @@ def _edit_nifti(path: Path, fn) -> None:
 
 def _dwi_case(case: str, f: dict[str, Path]) -> tuple[str, str]:
     """Apply one bad input; return (key of the file to be named, words expected)."""
-    bvals, bvecs = _scheme()
+    bvals, bvecs = dwi_scheme()
     if case == "3d_where_dwi":
         _edit_nifti(f["dwi"], lambda d, a: (d[..., 0], a))
         return "dwi", "DWI is 3D with shape (10, 10, 4), expected 4D"
@@ -262,7 +236,7 @@ def test_dti_accepts_what_it_should(tmp_path, capsys):
         a[1, 3] += 1e-4
         return d, a
     _edit_nifti(f["mask"], tiny_shift)
-    _, bvecs = _scheme()
+    _, bvecs = dwi_scheme()
     np.savetxt(f["bvec"], (bvecs * 1.5).T, fmt="%.6f")
     _edit_nifti(f["dwi"], lambda d, a: (np.where((np.arange(14) == 9) & (np.arange(10)[:, None, None, None] == 5),
                                                  0.0, d).astype(np.float32), a))
@@ -282,7 +256,7 @@ def test_analyze_reports_a_malformed_subject_and_finishes_the_others(tmp_path, c
     import nibabel as nib
 
     from cordbench.cli import main
-    from test_study import make_bids as make_study_bids
+    from tests.support.study import make_bids as make_study_bids
 
     root = tmp_path / "bids"
     make_study_bids(root, n=3, with_dwi=False)

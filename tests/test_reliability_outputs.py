@@ -13,9 +13,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
-from test_reliability_data import cli_error, cord_mask, save
+from tests.support.reliability import cli_error, cord_mask, make_dwi, save
 
 REPO = Path(__file__).resolve().parents[1]
 READ_ONLY = Path("/sys/cordbench-cannot-write-here")  # sysfs refuses new files, for root too
@@ -28,26 +27,6 @@ def digest(*paths: Path) -> dict[str, str]:
 @pytest.fixture(scope="module")
 def seg(tmp_path_factory) -> Path:
     return save(tmp_path_factory.mktemp("seg") / "seg.nii.gz", cord_mask().astype(np.uint8))
-
-
-@pytest.fixture(scope="module")
-def tiny_ckpt(tmp_path_factory) -> Path:
-    """A real cordbench checkpoint (untrained tiny U-Net): what ``predict`` reads before writing."""
-    from lightning_modules.module import SegmentationModule
-
-    torch.manual_seed(0)
-    m = SegmentationModule(network="unet", preset="tiny", num_classes=2, classes={"sc": [1]}, patch_size=[32, 32],
-                           log_images=False, task="sc")
-    path = tmp_path_factory.mktemp("ckpt") / "tiny.ckpt"
-    torch.save({"state_dict": m.state_dict(), "hyper_parameters": dict(m.hparams)}, path)
-    return path
-
-
-@pytest.fixture(scope="module")
-def image(tmp_path_factory) -> Path:
-    rng = np.random.default_rng(0)
-    return save(tmp_path_factory.mktemp("img") / "T2w.nii.gz",
-                (100 + 300 * cord_mask() + rng.normal(0, 20, (40, 40, 12))).astype(np.float32))
 
 
 # ------------------------------------------------------------------------------- A: wrong kind / place
@@ -191,8 +170,6 @@ def test_predict_two_inputs_of_one_name_into_one_folder_refused(tiny_ckpt, image
 
 
 def test_dti_map_that_would_replace_an_input_refused(tmp_path, capsys):
-    from test_reliability_inputs import make_dwi
-
     f = make_dwi(tmp_path)
     maps = tmp_path / "maps"
     maps.mkdir()

@@ -17,7 +17,7 @@ import pytest
 from cordbench.cli import _command_modules, build_parser, main
 from runs.config import RANGES
 from core.ranges import Range
-from test_reliability_data import cli_error
+from tests.support.reliability import cli_error
 
 #: A minimal argv per command; the numeric option under test is appended. ``{out}`` = the empty folder.
 BASE = {

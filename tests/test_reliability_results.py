@@ -17,9 +17,7 @@ import pandas as pd
 import pytest
 
 from cordbench.cli import main
-from test_reliability_data import cli_error, cord_mask, make_bids, save
-from test_reliability_inputs import DW_AFF, make_dwi
-from test_reliability_outputs import image, tiny_ckpt  # noqa: F401  (fixtures)
+from tests.support.reliability import cli_error, cord_mask, make_bids, make_dwi, save
 
 
 def raw_nifti(path: Path, data: np.ndarray, edit=None, zooms=(0.8, 0.8, 2.0)) -> Path:

@@ -21,7 +21,7 @@ import pytest
 
 from cordbench.cli import main
 from runs.run_guard import LOCK, RunLock
-from test_reliability_data import cli_error, fit_args, make_bids
+from tests.support.reliability import cli_error, fit_args, make_bids
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from cordbench.cli import main
-from test_reliability_data import assert_intact, cli_error, fit_args, make_bids, previous_run
+from tests.support.reliability import assert_intact, cli_error, fit_args, make_bids, previous_run
 
 
 @pytest.fixture(scope="module")

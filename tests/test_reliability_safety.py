@@ -16,7 +16,7 @@ import torch
 
 from cordbench.cli import main
 from core.errors import InputError
-from test_reliability_data import assert_intact, cli_error, fit_args, make_bids, previous_run
+from tests.support.reliability import assert_intact, cli_error, fit_args, make_bids, previous_run
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from test_reliability_data import cli_error, make_bids
+from tests.support.reliability import cli_error, make_bids
 
 SWEEP = """
 name: rel

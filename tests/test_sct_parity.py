@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 
 from analysis.morphometrics import aggregate, morphometrics_from_files, sct_columns
-from tests.conftest import _require
+from tests.support.data import require
 
 #: case → (segmentation, level map) relative to the shared data root
 CASES = {
@@ -34,7 +34,7 @@ RUNS = [(c, ac, mode) for c in CASES for ac in (0, 1) for mode in ("all", "perle
 
 @pytest.fixture(scope="module")
 def ref_root(shared_data: Path) -> Path:
-    return _require(shared_data / "sct_reference")
+    return require(shared_data / "sct_reference")
 
 
 @lru_cache(maxsize=None)

@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from runs import tracking
-from test_leaderboard_sweep import GROUP, TRIALS, real_sweep, trial_config, wandb_records, wandb_run_info  # noqa: F401
+from tests.support.tiny_sweep import GROUP, TRIALS, trial_config, wandb_records, wandb_run_info
 
 
 def _wandb_warnings(record) -> list[str]:
