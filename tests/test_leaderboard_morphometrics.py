@@ -6,7 +6,7 @@ lays it out, whose "models" are stand-ins patched over the checkpoint loading an
 Expected values are computed here independently: per-level CSA with nibabel's canonical
 orientation and a cubic-polyfit centerline (as tests/test_morphometrics.py), FA with dipy through
 ``analysis.dti`` on one subject, correlations with scipy, bootstrap CIs against the exact bootstrap
-distribution. One slow test runs the real trained sweep of ``test_leaderboard_sweep.py``
+distribution. One slow test runs the real trained sweep (``real_sweep``, ``tests/support/tiny_sweep.py``)
 (real checkpoints, real predictions, a phantom without DWI → FA "n/a" with the reason).
 """
 from __future__ import annotations

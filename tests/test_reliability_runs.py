@@ -1,6 +1,6 @@
 """Reliability of runs: determinism of fit/test metrics, bad checkpoints, a NaN loss, GPU determinism.
 
-All through ``cordbench.cli.main`` on the tiny BIDS tree of ``test_reliability_data.py`` (tiny
+All through ``cordbench.cli.main`` on the tiny BIDS tree of ``tests/support/reliability.py`` (tiny
 U-Net, one short CPU epoch: about 3 s a fit).
 """
 from __future__ import annotations
