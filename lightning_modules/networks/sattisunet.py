@@ -18,7 +18,7 @@ from lightning_modules.networks._pretrained_swin import load_swin_pretrained
 from lightning_modules.networks._transformer import (
     XCA, PatchEmbed2d, PatchExpand2d, PatchMergingV2, SwinStage, init_transformer_weights,
 )
-from lightning_modules.registry import register
+from lightning_modules.model_spec import register
 
 
 def _resample(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
