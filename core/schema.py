@@ -25,10 +25,12 @@ from __future__ import annotations
 import copy
 import dataclasses
 import functools
+import json
 import types
 import typing
+from collections.abc import Callable, Mapping
 from dataclasses import MISSING, dataclass, field, fields
-from typing import Any, Mapping, TypeVar
+from typing import Any, TypeVar
 
 from core.errors import ConfigError
 from core.ranges import SEED_MAX, Range
@@ -368,7 +370,7 @@ def _default(f: dataclasses.Field) -> Any:
     return f.default_factory()  # type: ignore[misc]
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def keys(schema: type) -> dict[str, Key]:
     """Every key of ``schema`` (sections included, before their keys), by dotted name, in declaration order."""
     out: dict[str, Key] = {}
@@ -438,6 +440,50 @@ def hparams(cfg: Mapping[str, Any], schema: type = RunConfig) -> dict[str, Any]:
     from core.dotted import get as get_dotted
 
     return {k.hparam: coerce(k, get_dotted(cfg, k.dotted)) for k in keys(schema).values() if k.hparam}
+
+
+def show(value: Any) -> str:
+    """A value as written in YAML: ``null``, ``true``, ``[64, 64]``, ``cosine``."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return value if value else '""'
+    return json.dumps(value)
+
+
+def describe(k: Key, choices: tuple[Any, ...] | None = None) -> str:
+    """``TYPE, default D[, range][, choices]`` of a key (``choices``: a registry's, resolved by the caller)."""
+    if k.section is not None:
+        return k.help
+    text = f"{k.type}, default {show(k.default)}"
+    if k.fallback is not None:
+        text += f" (the model preset's recipe, else {show(k.fallback)})"
+    if k.range is not None:
+        text += f", range: {k.range.describe()}"
+    shown = choices if choices is not None else k.choices if isinstance(k.choices, tuple) else None
+    if shown is not None:
+        text += ", choices: " + ", ".join(show(c) for c in shown)
+    elif isinstance(k.choices, Registry):
+        text += f", choices: {k.choices.listing or k.choices.path}"
+    return text
+
+
+def key_table(schema: type, resolve: Callable[[str], tuple[Any, ...] | None] | None = None, indent: str = "  ") -> str:
+    """Every key of ``schema``: ``dotted.key  TYPE, default …, range …, choices …`` and its help below.
+
+    ``resolve(dotted)`` gives the choices of a :class:`Registry` key that has no ``listing``.
+    """
+    lines = []
+    for d, k in keys(schema).items():
+        if k.section is not None:
+            lines.append(f"{indent}{d}: {k.help}")
+            continue
+        found = resolve(d) if resolve and isinstance(k.choices, Registry) and not k.choices.listing else None
+        lines.append(f"{indent}{d}  {describe(k, found)}")
+        lines.append(f"{indent}      {k.help}")
+    return "\n".join(lines)
 
 
 T = TypeVar("T")

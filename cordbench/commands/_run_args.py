@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from typing import Any
 
 from core.ranges import SEED_MAX, Range, add_number
@@ -9,8 +10,36 @@ from core.tasks import TASK_NAMES
 from lightning_modules.presets import PRESET_NAMES
 
 
+class LazyText(str):
+    """Help text rendered only when the help is shown (``render``), not each time the parser is built."""
+
+    def __new__(cls, render: Callable[[], str]) -> LazyText:
+        self = super().__new__(cls, "")
+        self.render = render  # type: ignore[attr-defined]
+        return self
+
+
+class KeysHelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Keeps the key table's lines as they are and renders :class:`LazyText` when the help is shown."""
+
+    def _format_text(self, text: str) -> str:
+        return super()._format_text(text.render() if isinstance(text, LazyText) else text)  # type: ignore[attr-defined]
+
+
+def config_keys_help() -> str:
+    """The ``--help`` table of every run-config key: type, default, range and choices from :mod:`core.schema`."""
+    from core.schema import RunConfig, key_table
+    from runs.config import choices
+
+    return ("config keys (core/schema.py), set in a -c file or as --section.key=value; a recipe key left null\n"
+            "takes the model preset's training recipe (runs/recipes.py):\n" + key_table(RunConfig, choices))
+
+
 def add_run_arguments(p: argparse.ArgumentParser) -> None:
-    """``--config`` files, common shortcuts; any ``--section.key=value`` override is accepted too."""
+    """``--config`` files, common shortcuts; any ``--section.key=value`` override is accepted too (listed in the
+    help after the options)."""
+    p.formatter_class = KeysHelpFormatter
+    p.epilog = LazyText(config_keys_help)
     p.add_argument("-c", "--config", action="append", default=[], metavar="YAML",
                    help="config file(s) in configs/, merged left to right")
     p.add_argument("--model", help="registered network name (model.name)")
