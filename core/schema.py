@@ -1,5 +1,9 @@
 """The typed config schema: every key of a run config and of a sweep file, declared once.
 
+Why over ~450 lines: it is the declaration of ~150 keys (each with its type, default, range, choices and
+help) plus the small index that every other layer derives its defaults, checks and ``--help`` from;
+split, it would again have several owners.
+
 Each section is a stdlib dataclass; each key is a field whose annotation is its type, whose
 default is its default, and whose metadata (set by :func:`key`) holds its one-line help, its
 :class:`~core.ranges.Range`, its choices, and for a few keys:
