@@ -13,7 +13,7 @@ from typing import Any, Mapping
 from core import schema
 from core.errors import ConfigError
 from core.ranges import Range, check_value
-from core.schema import RandomiseConfig, RandomiseRanges
+from core.schema import RandomiseRanges
 
 #: Declared range of every numeric randomisation option (from the schema: :class:`core.schema.RandomiseRanges`).
 RANGES: dict[str, Range] = {k.name: k.range for k in schema.leaves(RandomiseRanges).values() if k.range is not None}
@@ -43,11 +43,6 @@ class RandomiseOptions(RandomiseRanges):
         return schema.from_mapping(cls, d, "'data.phantom.randomise'", ignore=("enabled",))
 
 
-def config_defaults() -> dict[str, Any]:
-    """The ``data.phantom.randomise`` block of the config defaults: off, with the default ranges."""
-    return schema.defaults(RandomiseConfig)
-
-
 def from_config(block: Mapping[str, Any] | None) -> RandomiseOptions | None:
     """The options of an enabled ``data.phantom.randomise`` block, else None."""
     if not block or not block.get("enabled"):
@@ -55,4 +50,4 @@ def from_config(block: Mapping[str, Any] | None) -> RandomiseOptions | None:
     return RandomiseOptions.from_mapping(block)
 
 
-__all__ = ["RandomiseOptions", "RANGES", "config_defaults", "from_config"]
+__all__ = ["RandomiseOptions", "RANGES", "from_config"]
