@@ -5,7 +5,9 @@ import argparse
 from collections.abc import Callable
 from typing import Any
 
-from core.ranges import SEED_MAX, Range, add_number
+from core import schema
+from core.ranges import add_number
+from core.schema import RunConfig
 from core.tasks import TASK_NAMES
 from lightning_modules.presets import PRESET_NAMES
 
@@ -47,8 +49,10 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", help="data set: phantom | spine_generic | gmchallenge (data.name)")
     p.add_argument("--root", help="data set folder (data.root)")
     p.add_argument("--task", choices=TASK_NAMES, help="data.task")
-    add_number(p, "--max-epochs", kind=int, range=Range(1, 1_000_000), help="trainer.max_epochs")
-    add_number(p, "--seed", kind=int, range=Range(0, SEED_MAX), help="seed_everything (also the split seed unless set)")
+    add_number(p, "--max-epochs", kind=int, range=schema.get(RunConfig, "trainer.max_epochs").range,
+               help="trainer.max_epochs")
+    add_number(p, "--seed", kind=int, range=schema.get(RunConfig, "seed_everything").range,
+               help="seed_everything (also the split seed unless set)")
     p.add_argument("--name", help="run name")
     p.add_argument("-o", "--output-dir", help="run folder (default outputs/runs/<name>)")
 
