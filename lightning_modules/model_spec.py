@@ -11,6 +11,9 @@ from typing import Any, Callable
 
 import torch.nn as nn
 
+from core import schema
+from core.schema import RunConfig
+
 from lightning_modules.presets import RECIPE_KEYS
 
 
@@ -69,9 +72,15 @@ def register_variant(name: str, cls: type[nn.Module], fixed: dict[str, Any], des
 
 
 def _checked_recipes(name: str, recipes: dict[str, dict[str, Any]] | None) -> dict[str, dict[str, Any]]:
-    """``recipes`` with every key checked against :data:`lightning_modules.presets.RECIPE_KEYS`."""
+    """``recipes`` with every key checked against :data:`lightning_modules.presets.RECIPE_KEYS` and each value
+    against the run-config key it fills (its type and range in :mod:`core.schema`)."""
     for preset, values in (recipes or {}).items():
         unknown = sorted(set(values) - set(RECIPE_KEYS))
         if unknown:
             raise ValueError(f"model {name!r} recipe {preset!r}: unknown keys {unknown}; known: {sorted(RECIPE_KEYS)}")
+        for k, v in values.items():
+            spec = schema.get(RunConfig, RECIPE_KEYS[k])
+            if not (spec.range.contains(v) if spec.range is not None else isinstance(v, spec.kinds)):
+                want = spec.range.describe() if spec.range is not None else "a " + "/".join(t.__name__ for t in spec.kinds)
+                raise ValueError(f"model {name!r} recipe {preset!r}: {k}={v!r} must be {want} (key {spec.dotted!r})")
     return {p: dict(v) for p, v in (recipes or {}).items()}
