@@ -39,8 +39,10 @@ SKIP_DIRS = {".git", ".venv", "outputs", "runs", "wandb", "ray_results", "lightn
 
 def copy_repo(dst: Path) -> Path:
     """Copy the working tree (without caches, venv, outputs) to ``dst``."""
-    def ignore(_d: str, names: list[str]) -> set[str]:
-        return {n for n in names if n in SKIP_DIRS or n.endswith((".pyc", ".egg-info", ".ckpt"))}
+    def ignore(d: str, names: list[str]) -> set[str]:
+        # a folder named like an output folder but holding Python modules (the runs/ package) is code
+        return {n for n in names if (n in SKIP_DIRS and not any((Path(d) / n).glob("*.py")))
+                or n.endswith((".pyc", ".egg-info", ".ckpt"))}
 
     shutil.copytree(REPO, dst, ignore=ignore, symlinks=True)
     return dst
