@@ -57,6 +57,54 @@ def test_references_and_native_scores_without_a_model(sct_data: Path):
     assert class_metrics(wm, reference_mask("wm", masks), affine, "wm")["wm/dice"] == 1.0
 
 
+class _GMOracle:
+    """A GM-task 'model' (labels 1 = WM, 2 = GM) that predicts a fixed label map on the native grid."""
+
+    def __init__(self, labels: np.ndarray):
+        self.labels = labels
+        self.hparams = {"spacing": None, "network": "oracle", "preset": None, "task": "gm", "num_classes": 3,
+                        "classes": {"sc": [1, 2], "wm": [1], "gm": [2]}, "spatial_dims": 2}
+
+    def predict_volume(self, x: torch.Tensor) -> torch.Tensor:
+        assert tuple(x.shape[2:]) == self.labels.shape  # RAS input, no spacing: the preprocessed grid is native
+        return torch.from_numpy(np.eye(3, dtype=np.float32)[self.labels].transpose(3, 0, 1, 2))[None]
+
+
+def test_gm_model_scores_each_class_by_its_own_labels(tmp_path: Path):
+    """A GM-task model's classes are scored on their own label values (gm = 2, wm = 1, sc = 1 or 2),
+    never on every non-zero label; each Dice is recomputed here from the masks."""
+    from runs.real_eval import evaluate_real
+
+    shape, aff = (24, 24, 5), np.diag([0.5, 0.5, 2.0, 1.0])
+    cord = np.zeros(shape, bool)
+    cord[6:18, 5:19, :] = True
+    gm = np.zeros(shape, bool)
+    gm[9:15, 9:15, :] = True
+    real = tmp_path / "real"
+    real.mkdir()
+    rng = np.random.default_rng(0)
+    nib.save(nib.Nifti1Image(rng.normal(100, 10, shape).astype(np.float32), aff), real / "t2s.nii.gz")
+    nib.save(nib.Nifti1Image(cord.astype(np.uint8), aff), real / "t2s_seg-manual.nii.gz")
+    nib.save(nib.Nifti1Image(gm.astype(np.uint8), aff), real / "t2s_gmseg_manual.nii.gz")
+    labels = np.zeros(shape, np.int64)
+    labels[7:19, 5:19, :] = 1     # the cord, one row off
+    labels[9:15, 10:16, :] = 2    # the GM, one column off
+    ckpt = tmp_path / "oracle.ckpt"
+    ckpt.write_bytes(b"weights")
+    result = evaluate_real(_GMOracle(labels), read_real_set(real), tmp_path / "out", ckpt)
+    (row,) = result.records
+    pred_gm, pred_wm = labels == 2, labels == 1
+
+    def dice(p, t):
+        return 2 * (p & t).sum() / (p.sum() + t.sum())
+
+    assert row["gm/dice"] == pytest.approx(dice(pred_gm, gm), abs=1e-12)
+    assert row["wm/dice"] == pytest.approx(dice(pred_wm, cord & ~gm), abs=1e-12)
+    assert row["sc/dice"] == pytest.approx(dice(labels > 0, cord), abs=1e-12)
+    assert row["gm/dice"] < row["sc/dice"] < 1  # the values differ, so a swapped class would show
+    np.testing.assert_array_equal(_arr(tmp_path / "out" / "real_predictions" / "t2s_pred.nii.gz"), labels)
+
+
 @pytest.fixture
 def sc_run(real_sweep, tmp_path: Path) -> Path:  # noqa: F811
     """A copy of one trained sweep trial's run folder (task sc, trained on the phantom)."""
