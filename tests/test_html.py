@@ -209,3 +209,18 @@ def test_numbers_come_before_text_and_only_the_first_table_follows_the_url():
     second = html.table(["x"], [[c] for c in col])
     got = _sorted(first + second, "#sort=x:asc")
     assert got["order"] == [[3, 2, 1, 4, 0], [0, 1, 2, 3, 4]]
+
+
+def test_the_leaderboard_sorts_by_column_index_as_its_url_says(tmp_path: Path):
+    """``leaderboard.html#sort=<index>-desc`` (docs/leaderboard.md) sorts the ranking, not the other tables."""
+    from leaderboard.report import display_rows, to_html
+    from leaderboard.table import build_leaderboard
+    from tests.test_leaderboard_stats import make_sweep
+
+    lb = build_leaderboard(make_sweep(tmp_path, {"a": 0.0, "b": -0.05, "c": 0.02}), n_boot=200, cost=False,
+                           morphometrics=False)
+    heads, _, _ = display_rows(lb)
+    col = heads.index("params")
+    got = _sorted(to_html(lb), f"#sort={col}-desc")
+    by_params = lb.table.reset_index(drop=True).sort_values("params", ascending=False, kind="stable")
+    assert got["order"][0] == list(by_params.index) and got["heads"][0][col] == "desc"
