@@ -269,12 +269,19 @@ def _empty_case_distance(p: np.ndarray, t: np.ndarray, spacing: Sequence[float])
     return None
 
 
+def _pair_or_empty(pred: np.ndarray, target: np.ndarray, spacing: Sequence[float]
+                   ) -> tuple[np.ndarray, np.ndarray, float | None]:
+    """The preamble of a distance metric: both masks checked, and the value the empty-mask policy
+    gives (:func:`_empty_case_distance`; None when neither mask is empty)."""
+    p, t = _as_mask(pred), _as_mask(target)
+    _check_pair(p, t)
+    return p, t, _empty_case_distance(p, t, spacing)
+
+
 def hausdorff(pred: np.ndarray, target: np.ndarray, spacing: Sequence[float],
               percentile: float | None = None) -> float:
     """Symmetric Hausdorff distance (mm); with ``percentile`` the max of the two directed percentiles."""
-    p, t = _as_mask(pred), _as_mask(target)
-    _check_pair(p, t)
-    empty = _empty_case_distance(p, t, spacing)
+    p, t, empty = _pair_or_empty(pred, target, spacing)
     if empty is not None:
         return empty
     d_pt, d_tp = surface_distances(p, t, spacing)
@@ -290,9 +297,7 @@ def hd95(pred: np.ndarray, target: np.ndarray, spacing: Sequence[float]) -> floa
 
 def mean_surface_distance(pred: np.ndarray, target: np.ndarray, spacing: Sequence[float]) -> float:
     """Average symmetric surface distance (mm): mean of the pooled directed distances."""
-    p, t = _as_mask(pred), _as_mask(target)
-    _check_pair(p, t)
-    empty = _empty_case_distance(p, t, spacing)
+    p, t, empty = _pair_or_empty(pred, target, spacing)
     if empty is not None:
         return empty
     d_pt, d_tp = surface_distances(p, t, spacing)
@@ -335,9 +340,7 @@ def _skeleton_summary(distances: Callable[..., np.ndarray], summary: Callable[[n
                       slice_axis: int) -> tuple[float, float]:
     """A skeleton metric's (hd, md) pair: the empty-mask policy (both empty → 0, one empty → the worst
     case), else ``summary`` of the pooled ``distances``."""
-    p, t = _as_mask(pred), _as_mask(target)
-    _check_pair(p, t)
-    empty = _empty_case_distance(p, t, spacing)
+    p, t, empty = _pair_or_empty(pred, target, spacing)
     if empty is not None:
         return empty, empty
     return summary(distances(p, t, spacing, slice_axis))
