@@ -31,13 +31,16 @@ import datetime
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import TYPE_CHECKING, Iterable, Sequence
 
 import numpy as np
 
 from analysis.centerline import SliceFrame, fit_centerline, to_rpi
 from analysis.shape import NEAR_ZERO, SliceShape, ellipse_from_points, mask_values, slice_shape  # noqa: F401
 from core.errors import InputError
+
+if TYPE_CHECKING:  # annotations only: pandas is imported where it is used
+    import pandas as pd
 
 #: SCT ≥ 7.2's ``KEYS_DEFAULT`` order (``length`` is written as ``SUM(length)``).
 SHAPE_METRICS = ["area", "angle_AP", "angle_RL", "diameter_AP", "diameter_AP_ellipse", "diameter_RL",

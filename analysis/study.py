@@ -33,12 +33,15 @@ import traceback
 import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
 
 from analysis.morphometrics import LEVEL_COL  # the study's level column (SCT's)
 from core.errors import ConfigError, CordbenchError, InputError
+
+if TYPE_CHECKING:  # annotations only: pandas is imported where it is used
+    import pandas as pd
 
 METRIC_COLUMNS = ["CSA", "canal_area", "SAC", "SAC_CSA", "n_slices", "length_mm", "FA", "MD", "RD", "AD", "dti_voxels",
                   "dti_region"]

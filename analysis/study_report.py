@@ -1,5 +1,6 @@
 """The HTML report of ``cordbench analyze`` (:func:`analysis.study.analyze`): cohort, per-level
-summary, statistics, figures, excluded and failed subjects, and the files written."""
+summary, statistics, figures, excluded and failed subjects, and the files written. Its tables are
+:mod:`core.html`'s sortable tables, like the QC and leaderboard reports'."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -18,23 +19,22 @@ def _dti_region_text(metrics) -> str:
 
 
 def _html_table(df, float_fmt: str = "{:.4g}", max_rows: int = 500) -> str:
-    import html
+    """A frame as a sortable :mod:`core.html` table (floats shown with ``float_fmt``, sorted on their value)."""
+    from core import html
 
     if df is None or not len(df):
         return "<p><em>none</em></p>"
-    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in df.columns)
-    body = []
+    rows = []
     for _, row in df.head(max_rows).iterrows():
         cells = []
         for v in row:
             if isinstance(v, (float, np.floating)):
-                txt = "" if not np.isfinite(v) else float_fmt.format(v)
+                cells.append(html.cell("" if not np.isfinite(v) else float_fmt.format(v), v))
             else:
-                txt = "" if v is None else str(v)
-            cells.append(f"<td>{html.escape(txt)}</td>")
-        body.append("<tr>" + "".join(cells) + "</tr>")
+                cells.append(html.cell("" if v is None else str(v)))
+        rows.append(cells)
     more = f"<p>… {len(df) - max_rows} more rows in the CSV</p>" if len(df) > max_rows else ""
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>{more}"
+    return html.table([str(c) for c in df.columns], rows) + more
 
 
 def level_summary(metrics, columns: Sequence[str]):
@@ -57,8 +57,8 @@ def write_report(out: Path, *, bids_dir: str, seg_source: str, metrics, subjects
                  level_method: str = "slice") -> Path:
     """Write ``report.html`` (figures referenced relative to ``out``)."""
     import datetime
-    import html
 
+    from core import html
     from core.io import write_text
 
     def img(path) -> str:
@@ -118,7 +118,7 @@ def write_report(out: Path, *, bids_dir: str, seg_source: str, metrics, subjects
     style = ("body{font-family:sans-serif;margin:2em;max-width:1200px}table{border-collapse:collapse;"
              "font-size:12px;margin:0.5em 0}td,th{border:1px solid #ccc;padding:2px 6px;text-align:right}"
              "th{background:#eee}figure{display:inline-block;margin:0.5em}img{max-width:100%}"
-             "figcaption{font-size:10px;color:#666}")
+             "figcaption{font-size:10px;color:#666}") + html.SORT_CSS
     doc = (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>cordbench analysis</title>"
-           f"<style>{style}</style></head><body>{''.join(parts)}</body></html>\n")
+           f"<style>{style}</style></head><body>{''.join(parts)}{html.SORT_SCRIPT}</body></html>\n")
     return write_text(out / "report.html", doc)

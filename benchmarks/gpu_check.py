@@ -152,7 +152,7 @@ def ddp_entry(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     if proc.returncode:
         row["error"] = (proc.stderr.strip().splitlines() or ["ddp fit failed"])[-1]
         return row
-    import pandas as pd
+    from runs.run_folder import RunFolder
 
     split = RunFolder(out).read_split()
     tested = list(RunFolder(out).read_test_metrics()["subject"])

@@ -2,32 +2,24 @@
 
 Each command module defines ``HELP`` (one line), ``add_arguments(parser)`` and
 ``run(args) -> int | None``; heavy imports stay inside ``run`` so ``cordbench --help`` is fast.
-Adding a command is adding one file. User errors (:class:`CordbenchError`) print one line
+Adding a command is adding its module and one entry in :data:`cordbench.commands.COMMANDS`. User errors (:class:`CordbenchError`) print one line
 ``error: …`` and exit 2; ``--debug`` shows the traceback.
 """
 from __future__ import annotations
 
 import argparse
-import functools
-import importlib
-import pkgutil
 import sys
 from typing import Sequence
 
 from core import __version__
 from core.errors import CordbenchError
 
-import cordbench.commands as _commands
+from cordbench.commands import COMMANDS
 
 
-@functools.lru_cache(maxsize=None)
 def _command_modules() -> dict[str, object]:
-    mods = {}
-    for info in sorted(pkgutil.iter_modules(_commands.__path__), key=lambda i: i.name):
-        if info.name.startswith("_"):
-            continue
-        mods[info.name.replace("_", "-")] = importlib.import_module(f"cordbench.commands.{info.name}")
-    return mods
+    """The command modules by command name (:data:`cordbench.commands.COMMANDS`)."""
+    return dict(COMMANDS)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -35,11 +35,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Any, Mapping, Sequence
 
 import torchio as tio
 
+from core import schema
 from core.errors import ConfigError
 
 VERSION = 1
@@ -113,10 +114,6 @@ class Preprocessing:
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "Preprocessing":
         """Inverse of :meth:`to_dict`; unknown keys are an error naming them."""
-        names = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - names)
-        if unknown:
-            raise ConfigError(f"preprocessing description has unknown keys {unknown}")
         kw = dict(d)
         if "classes" in kw:
             cl = kw["classes"]
@@ -127,7 +124,7 @@ class Preprocessing:
                 kw[key] = _tuple(kw[key])
         if kw.get("min_shape") is None:
             kw["min_shape"] = ()
-        return cls(**kw)
+        return schema.from_mapping(cls, kw, "the preprocessing description")
 
     @classmethod
     def from_hparams(cls, hp: Mapping[str, Any]) -> "Preprocessing":

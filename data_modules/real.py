@@ -160,7 +160,7 @@ def _flat(root: Path) -> tuple[list[RealImage], list[dict[str, str]]]:
         files[m.group("stem")] = f
     images: list[RealImage] = []
     unpaired: list[dict[str, str]] = []
-    for folder, files in by_dir.items():
+    for files in by_dir.values():
         owner: dict[str, tuple[str, tuple[str, str]]] = {}
         for x in files:
             for s in sorted((s for s in files if x.startswith(s + "_")), key=len, reverse=True):

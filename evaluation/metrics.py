@@ -81,7 +81,7 @@ over the finite values only (NaN if there are none), so a reader sees both and t
 from __future__ import annotations
 
 import math
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 from scipy import ndimage
@@ -269,12 +269,19 @@ def _empty_case_distance(p: np.ndarray, t: np.ndarray, spacing: Sequence[float])
     return None
 
 
+def _pair_or_empty(pred: np.ndarray, target: np.ndarray, spacing: Sequence[float]
+                   ) -> tuple[np.ndarray, np.ndarray, float | None]:
+    """The preamble of a distance metric: both masks checked, and the value the empty-mask policy
+    gives (:func:`_empty_case_distance`; None when neither mask is empty)."""
+    p, t = _as_mask(pred), _as_mask(target)
+    _check_pair(p, t)
+    return p, t, _empty_case_distance(p, t, spacing)
+
+
 def hausdorff(pred: np.ndarray, target: np.ndarray, spacing: Sequence[float],
               percentile: float | None = None) -> float:
     """Symmetric Hausdorff distance (mm); with ``percentile`` the max of the two directed percentiles."""
-    p, t = _as_mask(pred), _as_mask(target)
-    _check_pair(p, t)
-    empty = _empty_case_distance(p, t, spacing)
+    p, t, empty = _pair_or_empty(pred, target, spacing)
     if empty is not None:
         return empty
     d_pt, d_tp = surface_distances(p, t, spacing)
@@ -290,9 +297,7 @@ def hd95(pred: np.ndarray, target: np.ndarray, spacing: Sequence[float]) -> floa
 
 def mean_surface_distance(pred: np.ndarray, target: np.ndarray, spacing: Sequence[float]) -> float:
     """Average symmetric surface distance (mm): mean of the pooled directed distances."""
-    p, t = _as_mask(pred), _as_mask(target)
-    _check_pair(p, t)
-    empty = _empty_case_distance(p, t, spacing)
+    p, t, empty = _pair_or_empty(pred, target, spacing)
     if empty is not None:
         return empty
     d_pt, d_tp = surface_distances(p, t, spacing)
@@ -317,6 +322,28 @@ def _slice_pairs(p: np.ndarray, t: np.ndarray, s: np.ndarray,
     s2 = np.delete(s, ax)
     pk, tk = np.moveaxis(p, ax, 0), np.moveaxis(t, ax, 0)
     return [(pk[k], tk[k], s2) for k in range(pk.shape[0]) if pk[k].any() or tk[k].any()]
+
+
+def _skeleton_slices(pred: np.ndarray, target: np.ndarray, spacing: Sequence[float], slice_axis: int
+                     ) -> tuple[float, list[tuple[np.ndarray, np.ndarray, np.ndarray]]]:
+    """The preamble of every per-slice skeleton distance: the masks and spacing checked, then the
+    whole array's :func:`worst_distance` (a slice missing one side scores it) and the slice pairs
+    (:func:`_slice_pairs`)."""
+    p, t = _as_mask(pred), _as_mask(target)
+    _check_pair(p, t)
+    s = _check_spacing(spacing, p.ndim)
+    return worst_distance(p.shape, s), _slice_pairs(p, t, s, slice_axis)
+
+
+def _skeleton_summary(distances: Callable[..., np.ndarray], summary: Callable[[np.ndarray], tuple[float, float]],
+                      pred: np.ndarray, target: np.ndarray, spacing: Sequence[float],
+                      slice_axis: int) -> tuple[float, float]:
+    """A skeleton metric's (hd, md) pair: the empty-mask policy (both empty → 0, one empty → the worst
+    case), else ``summary`` of the pooled ``distances``."""
+    p, t, empty = _pair_or_empty(pred, target, spacing)
+    if empty is not None:
+        return empty, empty
+    return summary(distances(p, t, spacing, slice_axis))
 
 
 def _skeleton(mask2d: np.ndarray) -> np.ndarray:
@@ -390,12 +417,9 @@ def skeleton_distances(pred: np.ndarray, target: np.ndarray, spacing: Sequence[f
     mask to the nearest skeleton pixel of the other; on a slice where only one skeleton exists its
     pixels get :func:`worst_distance` of the whole array. Zero distances are kept here.
     """
-    p, t = _as_mask(pred), _as_mask(target)
-    _check_pair(p, t)
-    s = _check_spacing(spacing, p.ndim)
-    worst = worst_distance(p.shape, s)
+    worst, slices = _skeleton_slices(pred, target, spacing, slice_axis)
     out: list[np.ndarray] = []
-    for p2, t2, s2 in _slice_pairs(p, t, s, slice_axis):
+    for p2, t2, s2 in slices:
         sp, st = _thin(p2), _thin(t2)
         if not (sp.any() and st.any()):
             out.append(np.full(int(np.count_nonzero(sp) + np.count_nonzero(st)), worst))
@@ -406,19 +430,20 @@ def skeleton_distances(pred: np.ndarray, target: np.ndarray, spacing: Sequence[f
 
 
 def _hd_md(d: np.ndarray) -> tuple[float, float]:
+    """(``skel_hd``, ``skel_md``) of pooled skeleton-to-skeleton distances (zeros left out of the median)."""
     nz = d[d > 0]
     return float(d.max()) if d.size else 0.0, float(np.median(nz)) if nz.size else 0.0
+
+
+def _contour_hd_md(d: np.ndarray) -> tuple[float, float]:
+    """(``skel_contour_hd``, ``skel_contour_md``) of pooled skeleton-to-contour distances."""
+    return float(d.max()), float(np.median(d))
 
 
 def skeleton_hd_md(pred: np.ndarray, target: np.ndarray, spacing: Sequence[float],
                    slice_axis: int = -1) -> tuple[float, float]:
     """(``skel_hd``, ``skel_md``) in mm, SCT's skeleton-against-skeleton definition, empty policy applied."""
-    p, t = _as_mask(pred), _as_mask(target)
-    _check_pair(p, t)
-    empty = _empty_case_distance(p, t, spacing)
-    if empty is not None:
-        return empty, empty
-    return _hd_md(skeleton_distances(p, t, spacing, slice_axis))
+    return _skeleton_summary(skeleton_distances, _hd_md, pred, target, spacing, slice_axis)
 
 
 def skeleton_contour_distances(pred: np.ndarray, target: np.ndarray, spacing: Sequence[float],
@@ -429,12 +454,9 @@ def skeleton_contour_distances(pred: np.ndarray, target: np.ndarray, spacing: Se
     target get the worst case :func:`worst_distance` of the whole array. Returns an empty array if
     the prediction is empty.
     """
-    p, t = _as_mask(pred), _as_mask(target)
-    _check_pair(p, t)
-    s = _check_spacing(spacing, p.ndim)
-    worst = worst_distance(p.shape, s)
+    worst, slices = _skeleton_slices(pred, target, spacing, slice_axis)
     out: list[np.ndarray] = []
-    for p2, t2, s2 in _slice_pairs(p, t, s, slice_axis):
+    for p2, t2, s2 in slices:
         if not p2.any():
             continue
         skel = _skeleton(p2)
@@ -450,13 +472,7 @@ def skeleton_contour_distances(pred: np.ndarray, target: np.ndarray, spacing: Se
 def skeleton_contour_hd_md(pred: np.ndarray, target: np.ndarray, spacing: Sequence[float],
                            slice_axis: int = -1) -> tuple[float, float]:
     """(``skel_contour_hd``, ``skel_contour_md``): max and median skeleton-to-contour distance (mm)."""
-    p, t = _as_mask(pred), _as_mask(target)
-    _check_pair(p, t)
-    empty = _empty_case_distance(p, t, spacing)
-    if empty is not None:
-        return empty, empty
-    d = skeleton_contour_distances(p, t, spacing, slice_axis)
-    return float(d.max()), float(np.median(d))
+    return _skeleton_summary(skeleton_contour_distances, _contour_hd_md, pred, target, spacing, slice_axis)
 
 
 # ----------------------------------------------------------------------------- per class / all
@@ -485,7 +501,7 @@ def binary_metrics(pred: np.ndarray, target: np.ndarray, spacing: Sequence[float
                    skel_contour_md=empty)
     else:
         d_pt, d_tp = surface_distances(p, t, s)
-        sk = skeleton_contour_distances(p, t, s, slice_axis)
+        skel_contour_hd, skel_contour_md = _contour_hd_md(skeleton_contour_distances(p, t, s, slice_axis))
         skel_hd, skel_md = _hd_md(skeleton_distances(p, t, s, slice_axis))
         out.update(
             hd=float(max(d_pt.max(), d_tp.max())),
@@ -493,8 +509,8 @@ def binary_metrics(pred: np.ndarray, target: np.ndarray, spacing: Sequence[float
             msd=float(np.concatenate([d_pt, d_tp]).mean()),
             skel_hd=skel_hd,
             skel_md=skel_md,
-            skel_contour_hd=float(sk.max()),
-            skel_contour_md=float(np.median(sk)),
+            skel_contour_hd=skel_contour_hd,
+            skel_contour_md=skel_contour_md,
         )
     out["mse"] = m
     out["psnr"] = psnr_from_mse(m)

@@ -8,11 +8,11 @@ The returned :class:`PanelGeometry` maps PNG pixels back to voxels.
 
 The report (``index.html``) lists subjects with their metrics, sorts by any column on a click
 (or from the URL: ``index.html#sort=<column>:<asc|desc>``), and links each subject's PNG. It is
-self-contained (no network): inline CSS and JS, relative links.
+self-contained (no network): inline CSS and JS, relative links. The table and its sorting are
+:mod:`core.html`'s, shared with the leaderboard and the cohort analysis reports.
 """
 from __future__ import annotations
 
-import html
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -20,7 +20,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from core import io
+from core import html, io
 from core.errors import InputError
 
 PANEL_HEIGHT = 240  # px, every panel is scaled by an integer factor towards this height
@@ -180,22 +180,7 @@ def qc_subject(image_path: str | Path, pred_path: str | Path, out_png: str | Pat
 # ------------------------------------------------------------------------------------ HTML report
 _CSS = """body{font-family:sans-serif;margin:16px;background:#fafafa}
 table{border-collapse:collapse}th,td{border:1px solid #ccc;padding:4px 8px;text-align:right}
-th{background:#eee;cursor:pointer;user-select:none}td.s{text-align:left}th.asc:after{content:" \\25B2"}
-th.desc:after{content:" \\25BC"}img{height:120px;display:block}"""
-_JS = """
-function cell(r,i){const c=r.cells[i];const v=c.dataset.v;return v===undefined?c.textContent:v;}
-function sortBy(i,dir){const t=document.getElementById('qc');const b=t.tBodies[0];
- const rows=Array.from(b.rows);const num=rows.every(r=>cell(r,i)===''||!isNaN(parseFloat(cell(r,i))));
- rows.sort((a,c)=>{let x=cell(a,i),y=cell(c,i);
-  if(num){x=x===''?-Infinity:parseFloat(x);y=y===''?-Infinity:parseFloat(y);return dir*(x-y);}
-  return dir*String(x).localeCompare(String(y));});
- rows.forEach(r=>b.appendChild(r));
- Array.from(t.tHead.rows[0].cells).forEach((h,k)=>{h.className=k===i?(dir>0?'asc':'desc'):'';});}
-document.querySelectorAll('#qc th').forEach((h,i)=>h.addEventListener('click',()=>sortBy(i,h.className==='asc'?-1:1)));
-(function(){const m=/sort=([^:&]+)(?::(asc|desc))?/.exec(decodeURIComponent(location.hash));if(!m)return;
- const hs=Array.from(document.querySelectorAll('#qc th'));const i=hs.findIndex(h=>h.dataset.key===m[1]);
- if(i>=0)sortBy(i,m[2]==='desc'?-1:1);})();
-"""
+th{background:#eee}td.s{text-align:left}img{height:120px;display:block}"""
 
 
 def write_report(rows: Sequence[dict[str, Any]], out_html: str | Path, title: str = "cordbench QC",
@@ -212,33 +197,33 @@ def write_report(rows: Sequence[dict[str, Any]], out_html: str | Path, title: st
         if "subject" not in r:
             raise InputError(f"QC row without 'subject': {r}", out_html)
         keys += [k for k in r if k not in keys and k != png_key]
-    ths = [f'<th data-key="{html.escape(k)}">{html.escape(k)}</th>' for k in keys]
-    head = ths[0] + '<th data-key="panel">panel</th>' + "".join(ths[1:])  # the panel next to the subject
-    body = []
+    row_cells = []
     for r in rows:
         cells = []
         for k in keys:
             v = r.get(k)
             if v is None or (isinstance(v, float) and not np.isfinite(v)):
-                cells.append('<td data-v=""></td>')
+                cells.append(html.cell("", None))
             elif isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool):
-                cells.append(f'<td data-v="{float(v)!r}">{float(v):.4g}</td>')
+                cells.append(html.cell(f"{float(v):.4g}", float(v)))
             else:
-                cells.append(f'<td class="s">{html.escape(str(v))}</td>')
+                cells.append(html.cell(v, cls="s"))
         png = r.get(png_key)
         if png:
             rel = os.path.relpath(Path(png).resolve(), out_html.parent.resolve()) if Path(png).is_absolute() \
                 else str(png)
             href = html.escape(Path(rel).as_posix())
-            panel = f'<td data-v=""><a href="{href}"><img src="{href}" alt="{html.escape(str(r["subject"]))}"></a></td>'
+            panel = html.cell(f'<a href="{href}"><img src="{href}" alt="{html.escape(str(r["subject"]))}"></a>', "",
+                              markup=True)
         else:
-            panel = '<td data-v=""></td>'
-        body.append("<tr>" + cells[0] + panel + "".join(cells[1:]) + "</tr>")
+            panel = html.cell("", "")
+        row_cells.append([cells[0], panel, *cells[1:]])  # the panel next to the subject
+    heads = [keys[0], "panel", *keys[1:]]
+    table = html.table(heads, row_cells, table_id="qc", keys=heads)
     doc = (f"<!DOCTYPE html>\n<html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-           f"<style>{_CSS}</style></head><body><h1>{html.escape(title)}</h1>"
+           f"<style>{_CSS}{html.SORT_CSS}</style></head><body><h1>{html.escape(title)}</h1>"
            f"<p>{len(rows)} subject(s). Click a column to sort. Panels: slice with crop box, crop, "
            "prediction, overlay (manual outline in green). Anterior up, patient right on the left.</p>"
-           f"<table id='qc'><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
-           f"<script>{_JS}</script>"
+           f"{table}{html.SORT_SCRIPT}"
            "</body></html>\n")
     return io.write_text(out_html, doc)

@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
 from analysis.manual_reference import LEVELS
+
+if TYPE_CHECKING:  # the trial record type only (leaderboard.morphometrics imports this module)
+    from leaderboard.morphometrics import TrialMorpho
 
 LEVEL_NAMES = {L: f"C{L}" for L in LEVELS}
 

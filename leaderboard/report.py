@@ -7,14 +7,13 @@ real-data cells in :mod:`leaderboard.morpho_pool` and :mod:`leaderboard.real`.
 from __future__ import annotations
 
 import base64
-import html
 import math
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from core import io
+from core import html, io
 from leaderboard.table import Leaderboard, fmt_value
 
 DPI = 100
@@ -305,49 +304,19 @@ body {{ font-family: system-ui, sans-serif; margin: 24px; color: #222; backgroun
 table {{ border-collapse: collapse; font-size: 14px; margin: 12px 0; }}
 th, td {{ border: 1px solid #ccc; padding: 4px 8px; text-align: right; white-space: nowrap; }}
 td:nth-child(2), th:nth-child(2) {{ text-align: left; }}
-th {{ background: #2b5797; color: #fff; cursor: pointer; user-select: none; }}
-th.asc::after {{ content: " ▲"; }} th.desc::after {{ content: " ▼"; }}
+th {{ background: #2b5797; color: #fff; }}
 tr.tied td {{ background: #e6f2e6; }} tr.best td {{ background: #bfe3bf; font-weight: bold; }}
 tr.worse td {{ background: #fbe9e9; }} tr.undetermined td {{ background: #f2f2f2; }}
 img {{ max-width: 100%; border: 1px solid #ddd; }} li {{ margin: 4px 0; }}
+{sort_css}
 </style></head><body>
 <h1>{title}</h1>
 <p>{summary}</p>
-<table id="leaderboard"><thead><tr>{head}</tr></thead><tbody>
-{body}
-</tbody></table>
+{table}
 <p>Click a column header to sort.</p>
 {extra}
 <h2>Method</h2><ul>{notes}</ul>
-<script>
-(function () {{
-  var table = document.getElementById("leaderboard");
-  var heads = table.tHead.rows[0].cells;
-  function sortBy(col, asc) {{
-      var th = heads[col];
-      for (var j = 0; j < heads.length; j++) heads[j].classList.remove("asc", "desc");
-      th.classList.add(asc ? "asc" : "desc");
-      var rows = Array.prototype.slice.call(table.tBodies[0].rows);
-      rows.sort(function (a, b) {{
-        var x = a.cells[col].getAttribute("data-v"), y = b.cells[col].getAttribute("data-v");
-        var nx = x === "" ? NaN : Number(x), ny = y === "" ? NaN : Number(y), r;
-        if (!isNaN(nx) && !isNaN(ny)) r = nx - ny;
-        else if (isNaN(nx) !== isNaN(ny)) r = isNaN(nx) ? 1 : -1;
-        else r = x < y ? -1 : x > y ? 1 : 0;
-        return asc ? r : -r;
-      }});
-      rows.forEach(function (row) {{ table.tBodies[0].appendChild(row); }});
-  }}
-  for (var i = 0; i < heads.length; i++) {{
-    heads[i].addEventListener("click", function (col) {{ return function () {{
-      sortBy(col, !heads[col].classList.contains("asc"));
-    }}; }}(i));
-  }}
-  // #sort=<column index>[-desc] in the URL sorts on load (used to test the sorting headless)
-  var m = /^#sort=(\d+)(-desc)?$/.exec(window.location.hash);
-  if (m && +m[1] < heads.length) sortBy(+m[1], !m[2]);
-}})();
-</script>
+{script}
 </body></html>
 """
 
@@ -361,29 +330,25 @@ def to_html(lb: Leaderboard, images: dict[str, Path] | None = None) -> str:
     """A self-contained sortable HTML page (inline CSS/JS, plots as data URIs)."""
     heads, cells, raw = display_rows(lb)
     m = lb.meta
-    body = []
-    for (_, r), row_cells, row_raw in zip(lb.table.iterrows(), cells, raw):
+    classes = []
+    for _, r in lb.table.iterrows():
         lab = _label(r)
-        cls = {"best": "best", "tied": "tied", "worse": "worse"}.get(lab, "undetermined" if lab else "")
-        tds = "".join(f'<td data-v="{html.escape("" if isinstance(v, float) and math.isnan(v) else str(v))}">'
-                      f"{html.escape(c)}</td>" for c, v in zip(row_cells, row_raw))
-        body.append(f'<tr class="{cls}">{tds}</tr>')
+        classes.append({"best": "best", "tied": "tied", "worse": "worse"}.get(lab, "undetermined" if lab else ""))
+    rows = [[html.cell(c, v) for c, v in zip(row_cells, row_raw)] for row_cells, row_raw in zip(cells, raw)]
+    main = html.table(heads, rows, table_id="leaderboard", row_classes=classes)
     extra = []
     for title, heads_m, rows_m in detail_tables(lb):
-        th = "".join(f"<th>{html.escape(h)}</th>" for h in heads_m)
-        trs = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in rows_m)
-        extra.append(f"<h2>{html.escape(title)}</h2><table><thead><tr>{th}</tr></thead><tbody>{trs}</tbody></table>")
+        rows_m = [[html.cell(c) for c in row] for row in rows_m]
+        extra.append(f"<h2>{html.escape(title)}</h2>" + html.table(heads_m, rows_m))
     for title, path in (images or {}).items():
         extra.append(f"<h2>{html.escape(title)}</h2>{_img_tag(path, title)}")
     if len(lb.failed):
-        fhead = "".join(f"<th>{html.escape(c)}</th>" for c in lb.failed.columns)
-        frows = "".join("<tr>" + "".join(f"<td>{html.escape(_txt(v))}</td>" for v in r)
-                        + "</tr>" for r in lb.failed.itertuples(index=False))
-        extra.append(f"<h2>Failed or unranked trials</h2><table><thead><tr>{fhead}</tr></thead><tbody>{frows}</tbody></table>")
+        frows = [[html.cell(_txt(v)) for v in r] for r in lb.failed.itertuples(index=False)]
+        extra.append("<h2>Failed or unranked trials</h2>" + html.table(list(lb.failed.columns), frows))
     return _HTML.format(
         title=html.escape(f"Leaderboard — sweep {m['sweep']}"),
         summary=html.escape(f"{m['n_trials_ok']} trial(s) ranked on {m['column']}, {m['n_trials_failed']} failed."),
-        head="".join(f"<th>{html.escape(h)}</th>" for h in heads), body="\n".join(body), extra="\n".join(extra),
+        table=main, extra="\n".join(extra), sort_css=html.SORT_CSS, script=html.SORT_SCRIPT,
         notes="".join(f"<li>{html.escape(n)}</li>" for n in method_notes(lb)))
 
 

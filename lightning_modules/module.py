@@ -28,6 +28,7 @@ import torch.nn.functional as F
 
 from core.distributed import gather_records
 from core.errors import ConfigError, CordbenchError
+from core.schema import default
 from lightning_modules.registry import build_network
 from lightning_modules.schedule import lr_factor
 
@@ -50,13 +51,18 @@ def class_dice(pred: torch.Tensor, target: torch.Tensor, classes: dict[str, list
 class SegmentationModule(pl.LightningModule):
     """Wraps a registered network with loss, optimiser, schedule, inference and metrics."""
 
-    def __init__(self, network: str = "unet", preset: str | None = "small", options: dict[str, Any] | None = None,
-                 num_classes: int = 2, in_channels: int = 1, spatial_dims: int = 2,
-                 classes: dict[str, list[int]] | None = None, patch_size: list[int] | None = None,
-                 lr: float = 1e-3, weight_decay: float = 1e-4, scheduler: str = "cosine", warmup_epochs: int = 0,
-                 dice_weight: float = 1.0, ce_weight: float = 1.0, inference_batch: int = 32,
-                 log_images: bool = True, spacing: list[float] | None = None, task: str = "sc",
-                 contrast: str = "T2w", preprocessing: dict[str, Any] | None = None, postprocess: str = "none"):
+    # Defaults of the arguments a run config sets are the config schema's (core.schema; a recipe key's fallback):
+    # a checkpoint saved before an argument existed loads with the value such runs had.
+    def __init__(self, network: str = default("model.name"), preset: str | None = default("model.preset"),
+                 options: dict[str, Any] | None = None, num_classes: int = 2, in_channels: int = 1,
+                 spatial_dims: int = default("data.spatial_dims"), classes: dict[str, list[int]] | None = None,
+                 patch_size: list[int] | None = None, lr: float = default("model.lr"),
+                 weight_decay: float = default("model.weight_decay"), scheduler: str = default("model.scheduler"),
+                 warmup_epochs: int = default("model.warmup_epochs"), dice_weight: float = default("model.dice_weight"),
+                 ce_weight: float = default("model.ce_weight"), inference_batch: int = 32,
+                 log_images: bool = default("logger.wandb.log_images"), spacing: list[float] | None = None,
+                 task: str = default("data.task"), contrast: str = "T2w", preprocessing: dict[str, Any] | None = None,
+                 postprocess: str = "none"):
         super().__init__()
         self.save_hyperparameters()
         self.net = build_network(network, in_channels=in_channels, num_classes=num_classes,

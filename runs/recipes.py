@@ -5,7 +5,8 @@ training defaults that suit it (``lr``, ``weight_decay``, ``warmup_epochs``, ``s
 ``max_epochs``), chosen by experiment (docs/models.md records what was tried). In a run config
 these keys default to ``null`` — "the model's recipe" — and :func:`apply_recipe` fills every
 key left null from the recipe of the run's ``model.name``/``model.preset``, else from
-:data:`FALLBACK` (the values every model used before recipes existed). A value set anywhere
+:data:`FALLBACK` (the values every model used before recipes existed; declared with the keys in
+:class:`core.schema.RunConfig`). A value set anywhere
 (a config file, a sweep's ``config`` or ``space``, a ``--key=value`` override) always wins, so
 ``model.lr: 0.002`` means 0.002 for every model of a sweep. The run folder's ``config.yaml``
 holds the filled values.
@@ -15,17 +16,12 @@ from __future__ import annotations
 import copy
 from typing import Any, Mapping
 
-from core import dotted
+from core import dotted, schema
+from core.schema import RunConfig
 from lightning_modules.presets import RECIPE_KEYS
 
-#: Value of each recipe key for a model/preset without a recipe (today's defaults).
-FALLBACK: dict[str, Any] = {
-    "model.lr": 1e-3,
-    "model.weight_decay": 1e-4,
-    "model.warmup_epochs": 0,
-    "model.scheduler": "cosine",
-    "trainer.max_epochs": 10,
-}
+#: Value of each recipe key for a model/preset without a recipe: the keys' ``fallback`` in the schema.
+FALLBACK: dict[str, Any] = {d: k.fallback for d, k in schema.leaves(RunConfig).items() if k.fallback is not None}
 
 
 def recipe_of(name: str, preset: str | None) -> dict[str, Any]:

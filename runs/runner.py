@@ -21,7 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
-from runs.config import dump
+from core import schema
+from runs.config import dump, network_options
 from core.distributed import is_global_zero, rank_and_world, write_first
 from core.errors import ConfigError, CordbenchError
 from core.paths import output_dir
@@ -66,24 +67,19 @@ def quiet() -> None:
 
 
 def build_module(cfg: dict[str, Any], dm: Any):
-    """A :class:`SegmentationModule` for the config and data module."""
+    """A :class:`SegmentationModule` for the config and data module.
+
+    Its arguments are the config keys that declare an ``hparam`` in the schema (:func:`core.schema.hparams`),
+    plus what the data module knows (classes, task, contrast, preprocessing) and the resolved network options
+    and post-processing rule.
+    """
     from lightning_modules.module import SegmentationModule
 
-    m = cfg["model"]
-    options = dict(m.get("options") or {})
-    if m.get("dropout") is not None:
-        from lightning_modules.registry import get_spec
-
-        if "dropout" in get_spec(m["name"]).knobs():
-            options.setdefault("dropout", float(m["dropout"]))
     module = SegmentationModule(
-        network=m["name"], preset=m["preset"], options=options, num_classes=dm.num_classes,
-        in_channels=1, spatial_dims=dm.spatial_dims, classes={k: list(v) for k, v in dm.class_map.items()},
-        patch_size=list(cfg["data"]["patch_size"]), lr=float(m["lr"]), weight_decay=float(m["weight_decay"]),
-        scheduler=m["scheduler"], warmup_epochs=int(m["warmup_epochs"]), dice_weight=float(m["dice_weight"]),
-        ce_weight=float(m["ce_weight"]), log_images=bool(cfg["logger"]["wandb"]["log_images"]),
-        spacing=cfg["data"].get("spacing"), task=dm.task.name, contrast=dm.contrast,
-        preprocessing=dm.preprocessing.to_dict(), postprocess=resolve(m.get("postprocess"), dm.task.name))
+        **schema.hparams(cfg), options=network_options(cfg), num_classes=dm.num_classes, in_channels=1,
+        spatial_dims=dm.spatial_dims, classes={k: list(v) for k, v in dm.class_map.items()}, task=dm.task.name,
+        contrast=dm.contrast, preprocessing=dm.preprocessing.to_dict(),
+        postprocess=resolve(cfg["model"].get("postprocess"), dm.task.name))
     module.evaluator = SubjectEvaluator(cfg["data"]["scoring"])
     return module
 

@@ -49,44 +49,22 @@ from typing import Any, Iterable, Iterator, Mapping
 
 import yaml
 
-from runs.config import DEFAULTS, dump, fill_recipe, load_yaml, merge, nest, parse_override, validate
+from core import schema
+from core.schema import SweepConfig
+from runs.config import (DEFAULTS, dump, fill_recipe, load_yaml, merge, nest, network_options, parse_override,
+                         validate)
 from core.errors import CordbenchError, ConfigError
 from core.paths import REPO_ROOT, find_config
 from sweeps.records import SWEEP_FILE
 
-#: Sweep keys and defaults (``config``, ``space``, ``stop`` and ``source`` are free-form mappings).
-SWEEP_DEFAULTS: dict[str, Any] = {
-    "name": None,
-    "description": "",
-    "base": [],
-    "search": {
-        "algorithm": "basic",          # basic (grid / random variants) | optuna (TPE)
-        "num_samples": 1,              # basic: repeats of the grid; optuna: number of trials
-        "metric": "val_dice",          # any reported metric (val/<x> is reported as val_<x>)
-        "mode": "max",
-        "seed": 0,
-        "max_concurrent_trials": None,
-        "n_startup_trials": 4,         # optuna: random trials before TPE starts
-    },
-    "scheduler": {
-        "name": "fifo",                # fifo | asha
-        "time_attr": "epoch",
-        "grace_period": 1,
-        "reduction_factor": 2,
-        "max_t": None,                 # default: the largest trainer.max_epochs of the sweep
-    },
-    "resources": {"cpu": 1, "gpu": None,   # gpu: number (fraction < 1, DDP > 1) or auto (1 if the cluster has GPUs)
-                  "workers": None},        # DDP processes per trial (default: gpu if gpu > 1, else 1)
-    "failure": {"max_failures": 2, "fail_fast": False},
-    "checkpoint": {"num_to_keep": 1},
-    "storage": "outputs/sweeps",
-    "ray": {"log_to_driver": False, "num_cpus": None, "verbose": 1},
-}
-_FREE_FORM = ("config", "space", "stop", "source")
+#: Sweep keys and defaults, from the schema (:class:`core.schema.SweepConfig`), without the free-form mappings
+#: (``config``, ``space``, ``stop`` and ``source``).
+_FREE_FORM = tuple(k.name for k in schema.leaves(SweepConfig).values() if k.free_form)
+SWEEP_DEFAULTS: dict[str, Any] = {k: v for k, v in schema.defaults(SweepConfig).items() if k not in _FREE_FORM}
 KINDS = ("grid", "choice", "uniform", "loguniform", "randint")
 CATEGORICAL = ("grid", "choice")
-ALGORITHMS = ("basic", "optuna")
-SCHEDULERS = ("fifo", "asha")
+ALGORITHMS: tuple[str, ...] = schema.get(SweepConfig, "search.algorithm").choices  # type: ignore[assignment]
+SCHEDULERS: tuple[str, ...] = schema.get(SweepConfig, "scheduler.name").choices  # type: ignore[assignment]
 #: Validate the full cross product of categorical values up to this many combinations.
 MAX_COMBINATIONS = 4096
 #: Run-config keys that get their own results.csv column anyway (not repeated as knobs).
@@ -308,13 +286,13 @@ def merge_raw(base: Mapping[str, Any], update: Mapping[str, Any]) -> dict[str, A
 
 
 def check_sweep_keys(raw: Mapping[str, Any], where: str) -> dict[str, Any]:
-    """Sweep mapping with defaults filled; unknown keys and wrong types rejected by name."""
+    """Sweep mapping with defaults filled; unknown keys, wrong types and values out of their declared range
+    (:class:`core.schema.SweepConfig`) rejected by name, then the checks across keys."""
     raw = dict(raw)
     free = {k: raw.pop(k) for k in _FREE_FORM if k in raw}
     if isinstance(raw.get("base"), str):
         raw["base"] = [raw["base"]]
-    out = merge(copy.deepcopy(SWEEP_DEFAULTS), raw, where, defaults={**SWEEP_DEFAULTS,
-                                                                      **{k: {} for k in _FREE_FORM}})
+    out = merge(copy.deepcopy(SWEEP_DEFAULTS), raw, where, of=SweepConfig)  # types and declared ranges
     for k in _FREE_FORM:
         v = free.get(k)
         if v is None:
@@ -322,58 +300,37 @@ def check_sweep_keys(raw: Mapping[str, Any], where: str) -> dict[str, Any]:
         if not isinstance(v, Mapping):
             raise ConfigError(f"key {k!r} must be a mapping, got {v!r}", where)
         out[k] = dict(v)
-    s, sch, res, fail = out["search"], out["scheduler"], out["resources"], out["failure"]
+    s, sch, res = out["search"], out["scheduler"], out["resources"]
     if s["algorithm"] not in ALGORITHMS:
         raise ConfigError(f"key 'search.algorithm' must be one of {', '.join(ALGORITHMS)}; got {s['algorithm']!r}",
                           where)
-    if s["mode"] not in ("max", "min"):
-        raise ConfigError(f"key 'search.mode' must be max or min; got {s['mode']!r}", where)
-    if int(s["num_samples"]) < 1:
-        raise ConfigError(f"key 'search.num_samples' must be >= 1; got {s['num_samples']!r}", where)
-    mct = s["max_concurrent_trials"]
-    if mct is not None and (isinstance(mct, bool) or not isinstance(mct, int) or mct < 1):
-        raise ConfigError(f"key 'search.max_concurrent_trials' must be a positive integer or null; got {mct!r}",
-                          where)
+    modes = schema.get(SweepConfig, "search.mode").choices
+    if s["mode"] not in modes:
+        raise ConfigError(f"key 'search.mode' must be {' or '.join(modes)}; got {s['mode']!r}", where)
     if sch["name"] not in SCHEDULERS:
         raise ConfigError(f"key 'scheduler.name' must be one of {', '.join(SCHEDULERS)}; got {sch['name']!r}",
                           where)
-    if int(sch["grace_period"]) < 1 or float(sch["reduction_factor"]) <= 1:
-        raise ConfigError("keys 'scheduler.grace_period' (>= 1) and 'scheduler.reduction_factor' (> 1) out of range",
-                          where)
-    if sch["max_t"] is not None and (isinstance(sch["max_t"], bool) or not isinstance(sch["max_t"], int)
-                                     or sch["max_t"] < 1):
-        raise ConfigError(f"key 'scheduler.max_t' must be a positive integer or null; got {sch['max_t']!r}", where)
     if res["gpu"] is None:
         res["gpu"] = 0
     if res["gpu"] != "auto" and (isinstance(res["gpu"], bool) or not isinstance(res["gpu"], (int, float))):
         raise ConfigError(f"key 'resources.gpu' must be a number or auto; got {res['gpu']!r}", where)
     cpu, gpu = float(res["cpu"]), (0.0 if res["gpu"] == "auto" else float(res["gpu"]))
-    if cpu <= 0 or gpu < 0:
-        raise ConfigError(f"keys 'resources.cpu' (> 0) and 'resources.gpu' (>= 0) out of range: {res!r}", where)
+    if gpu < 0:  # (resources.cpu: its declared range)
+        raise ConfigError(f"key 'resources.gpu' must be >= 0 (or auto); got {res['gpu']!r}", where)
     if gpu > 1 and not gpu.is_integer():
         raise ConfigError(f"key 'resources.gpu': more than one GPU per trial must be a whole number "
                           f"(one DDP worker per GPU), got {res['gpu']!r}", where)
-    workers = res.get("workers")
+    workers = res.get("workers")  # a positive integer (its declared range)
     if workers is not None:
-        if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
-            raise ConfigError(f"key 'resources.workers' must be a positive integer (DDP processes per trial); "
-                              f"got {workers!r}", where)
         if workers > 1 and res["gpu"] != "auto" and gpu not in (0.0, float(workers)):
             raise ConfigError(f"key 'resources.gpu': a trial of {workers} DDP workers takes 0 GPUs (CPU, gloo) or "
                               f"one per worker (gpu: {workers}); got {res['gpu']!r}", where)
         if workers > 1 and cpu < workers:
             raise ConfigError(f"key 'resources.cpu': {workers} DDP workers need at least {workers} CPUs per trial "
                               f"(one each); got {res['cpu']!r}", where)
-    if int(fail["max_failures"]) < -1:
-        raise ConfigError(f"key 'failure.max_failures' must be >= -1 (-1 = retry forever); got "
-                          f"{fail['max_failures']!r}", where)
-    if int(out["checkpoint"]["num_to_keep"]) < 1:
-        raise ConfigError("key 'checkpoint.num_to_keep' must be >= 1", where)
     for k, v in out["stop"].items():
         if isinstance(v, bool) or not isinstance(v, (int, float)):
             raise ConfigError(f"key 'stop.{k}' must be a number (stop when the metric reaches it); got {v!r}", where)
-    if out["ray"]["num_cpus"] is not None and int(out["ray"]["num_cpus"]) < 1:
-        raise ConfigError("key 'ray.num_cpus' must be >= 1 or null", where)
     if not str(out["storage"]).strip():
         raise ConfigError("key 'storage' must be a folder or a URI", where)
     return out
@@ -404,13 +361,11 @@ def network_check(cfg: Mapping[str, Any], cache: dict[str, int] | None = None) -
     Raises :class:`ConfigError` for impossible knob combinations (the network's own
     ``ValueError`` message, which names the knob).
     """
-    from lightning_modules.registry import build_network, get_spec
+    from lightning_modules.registry import build_network
     from core.tasks import TASKS
 
     m, d = cfg["model"], cfg["data"]
-    options = dict(m.get("options") or {})
-    if m.get("dropout") is not None and "dropout" in get_spec(m["name"]).knobs():
-        options.setdefault("dropout", float(m["dropout"]))
+    options = network_options(cfg)
     task = TASKS[d["task"]]
     key = json.dumps([m["name"], m["preset"], options, task.num_classes, d["spatial_dims"]], sort_keys=True,
                      default=str)
@@ -452,8 +407,9 @@ def validate_trials(sweep: Sweep, check_data: bool = True) -> int:
             if d.kind == "grid":
                 raise ConfigError(f"key 'space.{d.key}': the optuna searcher cannot sample a grid; "
                                   "use choice", sweep.path)
-    if sweep.scheduler["name"] == "asha" and sweep.scheduler["time_attr"] not in ("epoch", "training_iteration"):
-        raise ConfigError("key 'scheduler.time_attr' must be epoch or training_iteration", sweep.path)
+    time_attrs = schema.get(SweepConfig, "scheduler.time_attr").choices
+    if sweep.scheduler["name"] == "asha" and sweep.scheduler["time_attr"] not in time_attrs:
+        raise ConfigError(f"key 'scheduler.time_attr' must be {' or '.join(time_attrs)}", sweep.path)
     combos, _ = _combinations(sweep.dims)
     cache: dict[str, int] = {}
     for params in combos:

@@ -23,7 +23,7 @@ from typing import Any
 
 from runs.run_folder import RunFolder
 from sweeps.records import TRIAL_RECORD, Elapsed
-from sweeps.trainable import DRIVER_CPU, TrialSetup, begin_trial, main_test_dice, report_callback, write_finished
+from sweeps.trainable import DRIVER_CPU, TrialSetup, begin_trial, final_report, report_callback, write_finished
 
 
 def worker_resources(setup: TrialSetup) -> dict[str, float]:
@@ -86,10 +86,7 @@ def ddp_worker_loop(loop_config: dict[str, Any]) -> None:
     cb = report_callback(on_report=elapsed.update if elapsed else None, train_worker=True)
     result = fit(cfg, callbacks=[cb], trainer_kwargs=ddp_trainer_kwargs(),
                  wrap_trainer=prepare_trainer)
-    final = dict(cb.final or {k.replace("/", "_"): v for k, v in result.val.items()})
-    test = main_test_dice(result.test_records, cfg["data"]["task"])
-    if test is not None:
-        final["test_dice"] = test
+    final = final_report(cb, result, cfg["data"]["task"])
     if rank == 0:
         write_finished(run_dir, cfg["name"], result, final, attempts, elapsed.update(), cb.timing)
         if loop_config.get("upload_to"):  # a URI storage: rank 0's staging folder goes up, like any trial's

@@ -15,7 +15,9 @@ A Tune checkpoint directory holds :data:`TUNE_CHECKPOINT` and :data:`TUNE_META` 
 
 The "main metric of a task" (``test_dice`` in results.csv) is :func:`main_dice`: the mean over
 held-out subjects of the Dice of the task's own class (:func:`main_class`), or of the mean over
-all classes' Dice for a task without one (``levels``). Imported by :mod:`sweeps.trainable`,
+all classes' Dice for a task without one (``levels``). It is defined here only: the trial's last
+report (:func:`sweeps.trainable.final_report`, DDP trials too) and results.csv
+(:func:`sweeps.results.trial_row`) call it. This module is imported by :mod:`sweeps.trainable`,
 :mod:`sweeps.results`, :mod:`sweeps.runner` and :mod:`leaderboard`; cheap to import
 (no torch, no Ray).
 """

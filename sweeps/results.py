@@ -22,11 +22,12 @@ import yaml
 
 from runs import run_folder
 from runs.run_folder import RunFolder
+from sweeps import records
 from sweeps.config import FIXED_COLUMNS, Dim, decode_params, network_check
 from sweeps.records import (ATTEMPTS, BASE_COLUMNS, RESULTS_FILE, TAIL_COLUMNS, TRIAL_RECORD, columns,
-                            main_dice_or_nan, parse_attempts, parse_trial_record, trial_rel)
+                            parse_attempts, parse_trial_record, trial_rel)
 
-__all__ = ["BASE_COLUMNS", "TAIL_COLUMNS", "TrialInfo", "build_table", "columns", "error_summary", "main_dice",
+__all__ = ["BASE_COLUMNS", "TAIL_COLUMNS", "TrialInfo", "build_table", "columns", "error_summary",
            "trial_row", "write_table"]
 
 
@@ -54,17 +55,14 @@ def error_summary(text: str, limit: int = 300) -> str:
     return line[:limit]
 
 
-def main_dice(test_csv: str, task: str) -> float:
-    """Mean over subjects of the main class's Dice (all classes' mean for other tasks)."""
+def _frame(csv_text: str):
     import pandas as pd
 
-    return main_dice_or_nan(pd.read_csv(_io.StringIO(test_csv)), task)
+    return pd.read_csv(_io.StringIO(csv_text))
 
 
 def _epochs_and_best(metrics_csv: str) -> tuple[int | None, float | None]:
-    import pandas as pd
-
-    df = pd.read_csv(_io.StringIO(metrics_csv))
+    df = _frame(metrics_csv)
     if "val/dice" not in df.columns:
         return None, None
     val = df[df["val/dice"].notna()]
@@ -117,7 +115,7 @@ def trial_row(info: TrialInfo, dims: list[Dim], run_config: Mapping[str, Any], r
         params = None
     row.update({
         "val_dice": best,
-        "test_dice": main_dice(test_text, d["task"]) if test_text else None,
+        "test_dice": records.main_dice_or_nan(_frame(test_text), d["task"]) if test_text else None,
         "run_dir": rel if (cfg_text or done_text) else None,
         "epochs": epochs,
         "seconds": round(float(done["seconds"]), 2) if done.get("seconds") is not None

@@ -31,7 +31,7 @@ from sweeps.trainable import TrialSetup, train_trial, trial_resources
 
 #: Environment set in the driver (and passed to workers of a joined cluster) unless already set.
 ENV_DEFAULTS = {
-    "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",      # keeps a local Ray on 127.0.0.1 (STACK.md)
+    "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",      # keeps a local Ray on 127.0.0.1 (with it unset, ray.init on loopback can hang)
     "RAY_USAGE_STATS_ENABLED": "0",                # never phone home
     "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "0",
     "TUNE_GLOBAL_CHECKPOINT_S": "2",               # experiment snapshot at most every 2 s (resume point)

@@ -24,9 +24,10 @@ from pathlib import Path
 from typing import Any, Iterator, Mapping
 
 from runs.run_folder import RunFolder
+from sweeps import records
 from sweeps.config import Dim, apply_params, decode_params, is_uri
 from sweeps.records import (PREVIOUS_METRICS, RESUME_DIR, TRIAL_RECORD, TRIALS_DIR, TUNE_CHECKPOINT, TUNE_META,
-                            Elapsed, main_dice, next_attempt, read_trial_record, write_trial_record)
+                            Elapsed, next_attempt, read_trial_record, write_trial_record)
 
 # names this module exported before sweeps.records existed
 DONE_FILE, CKPT_NAME, PREV_METRICS = TRIAL_RECORD, TUNE_CHECKPOINT, PREVIOUS_METRICS
@@ -293,10 +294,7 @@ def train_trial(config: dict[str, Any], setup: TrialSetup) -> None:
             with contextlib.suppress(Exception):
                 remote.push()
         raise
-    final = dict(cb.final or {k.replace("/", "_"): v for k, v in result.val.items()})
-    test = main_test_dice(result.test_records, cfg["data"]["task"])
-    if test is not None:
-        final["test_dice"] = test
+    final = final_report(cb, result, cfg["data"]["task"])
     write_finished(run_dir, trial_id, result, final, attempts, elapsed.update(), cb.timing,
                    restored_from=restored_from)
     if remote:
@@ -316,9 +314,15 @@ def checkpoint_uri(ckpt: Any) -> str | None:
     return ckpt.path if scheme == "local" else f"{scheme}://{ckpt.path}"
 
 
-def main_test_dice(records: list[dict[str, Any]], task: str) -> float | None:
-    """Mean over test subjects of the task's main class Dice (:func:`sweeps.records.main_dice`)."""
-    return main_dice(records, task)
+def final_report(cb: Any, result: Any, task: str) -> dict[str, Any]:
+    """A trial's last report: the report callback's last epoch (the fit's validation metrics when it
+    reported none) with ``test_dice``, the task's main metric (:func:`sweeps.records.main_dice`,
+    looked up at call time: the one definition), when the test scored a Dice."""
+    final = dict(cb.final or {k.replace("/", "_"): v for k, v in result.val.items()})
+    test = records.main_dice(result.test_records, task)
+    if test is not None:
+        final["test_dice"] = test
+    return final
 
 
 def trial_resources(setup_resources: Mapping[str, Any]) -> dict[str, float]:

@@ -173,6 +173,27 @@ def test_cache_hit_invalidation_and_corrupt_entry(cohort, tmp_path, monkeypatch)
     assert torch.equal(again[dm3.specs[1].subject], fresh[dm3.specs[1].subject])
 
 
+def test_train_and_eval_entries_of_a_subject_are_apart(cohort, tmp_path):
+    """A subject cropped around its label for training (``train_crop: label``) and the same subject
+    scored later (FOV-centred crop; e.g. in another split, or another run sharing the cache) are two
+    cache entries: each stage reads back exactly what its own chain builds, never the other's."""
+    dm = build_datamodule(_cfg(cohort, tmp_path / "cache"))
+    assert dm.preprocessing.crop and dm.preprocessing.train_crop == "label"
+    spec = dm.specs[0]
+    want = {stage: dm.load_subject(spec, stage) for stage in ("train", "eval")}
+    # the two crops differ on this subject (else the test would prove nothing)
+    assert not np.allclose(want["train"]["image"].affine, want["eval"]["image"].affine)
+    # first round: train then eval, each built (or, were the key blind to the stage, eval read train's);
+    # second round: both read back from their entries
+    for _round in ("built", "read back"):
+        got = {stage: cache_mod.load_subjects(dm, [spec], stage)[0] for stage in ("train", "eval")}
+        for stage in ("train", "eval"):
+            for name in ("image", "label"):
+                np.testing.assert_array_equal(got[stage][name].affine, want[stage][name].affine,
+                                              err_msg=f"{_round} {stage}")
+                assert torch.equal(got[stage][name].data, want[stage][name].data), (_round, stage, name)
+
+
 def _fast_dm(cohort: Path, cache_dir: Path, **data):
     dm = build_datamodule(_cfg(cohort, cache_dir, **data))
     dm.setup("fit")

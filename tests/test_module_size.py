@@ -5,7 +5,8 @@ import ast
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-PACKAGES = ("cordbench", "sweeps", "analysis", "data_modules", "lightning_modules", "benchmarks")
+PACKAGES = ("cordbench", "core", "evaluation", "runs", "leaderboard", "sweeps", "analysis", "data_modules",
+            "lightning_modules", "benchmarks")
 LIMIT = 460  # "about 450"
 
 

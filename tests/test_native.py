@@ -153,3 +153,59 @@ def test_predict_bids_writes_derivatives(tmp_path: Path):
         np.testing.assert_array_equal(np.asanyarray(m.dataobj) > 0, truth[sid])
         side = json.loads(p.with_name(p.name.replace(".nii.gz", ".json")).read_text())
         assert side["GeneratedBy"][0]["Name"] == "cordbench" and len(side["GeneratedBy"][0]["CheckpointSHA256"]) == 64
+
+
+def _affine(columns: list[list[float]], rot_deg: float = 0.0) -> np.ndarray:
+    """Voxel axes (world directions × voxel size, as columns), rotated by ``rot_deg`` about (1, 2, 2)/3."""
+    from scipy.spatial.transform import Rotation
+
+    aff = np.eye(4)
+    aff[:3, :3] = Rotation.from_rotvec(np.deg2rad(rot_deg) * np.array([1, 2, 2]) / 3).as_matrix() @ np.array(
+        columns, float).T
+    aff[:3, 3] = (-12.0, 4.0, 30.0)
+    return aff
+
+
+#: anisotropic native grids (0.5 × 0.7 × 3 mm voxels) in several voxel-axis orders
+ANISOTROPIC = {
+    "RAS": _affine([[0.5, 0, 0], [0, 0.7, 0], [0, 0, 3.0]]),
+    "PSR": _affine([[0, -0.7, 0], [0, 0, 3.0], [0.5, 0, 0]]),
+    "LAS-oblique": _affine([[-0.5, 0, 0], [0, 0.7, 0], [0, 0, 3.0]], rot_deg=20),
+    "SPL": _affine([[0, 0, 3.0], [0, -0.5, 0], [-0.7, 0, 0]]),
+}
+
+
+@pytest.mark.parametrize("grid", list(ANISOTROPIC))
+def test_native_scores_use_each_axis_own_spacing(grid: str):
+    """Scores on an anisotropic native grid (IRP reorientation, :func:`evaluation.scoring.to_irp`) match
+    distances measured in world millimetres: each reoriented axis carries its own voxel size."""
+    from scipy import ndimage
+    from scipy.spatial import cKDTree
+
+    from evaluation.scoring import class_metrics, to_irp
+
+    aff = ANISOTROPIC[grid]
+    shape = (14, 16, 9)
+    # to_irp's spacing = the world step between neighbours along each output axis, read off the voxels
+    ids = np.arange(np.prod(shape)).reshape(shape)
+    (irp,), spacing = to_irp([ids], aff)
+    for k in range(3):
+        step = tuple(int(k == j) for j in range(3))
+        a, b = (np.array(np.unravel_index(int(irp[v]), shape)) for v in ((0, 0, 0), step))
+        assert spacing[k] == pytest.approx(np.linalg.norm(aff[:3, :3] @ (b - a)), rel=1e-9), (grid, k)
+    # surface distances: surface voxels in world mm, nearest neighbours by a k-d tree
+    target = np.zeros(shape, bool)
+    target[3:9, 4:11, 2:6] = True
+    pred = np.zeros(shape, bool)
+    pred[4:11, 4:12, 2:7] = True  # shifted / grown along every axis
+
+    def world_surface(m: np.ndarray) -> np.ndarray:
+        return np.argwhere(m ^ ndimage.binary_erosion(m, border_value=0)) @ aff[:3, :3].T
+
+    sp, st = world_surface(pred), world_surface(target)
+    d_pt, d_tp = cKDTree(st).query(sp)[0], cKDTree(sp).query(st)[0]
+    got = class_metrics(pred, target, aff, "sc")
+    assert got["sc/hd"] == pytest.approx(max(d_pt.max(), d_tp.max()), rel=1e-9)
+    assert got["sc/hd95"] == pytest.approx(max(np.percentile(d_pt, 95), np.percentile(d_tp, 95)), rel=1e-9)
+    assert got["sc/msd"] == pytest.approx(np.concatenate([d_pt, d_tp]).mean(), rel=1e-9)
+    assert got["sc/dice"] == pytest.approx(2 * (pred & target).sum() / (pred.sum() + target.sum()))

@@ -128,6 +128,23 @@ def test_randomised_truth_is_exact_and_the_labels_measure_it(tmp_path: Path, ind
     assert gm.any() and not np.any(gm & ~sc)            # nested: GM inside the cord
 
 
+def test_recorded_spacing_is_the_written_one_after_the_voxel_count_rescale(tmp_path: Path):
+    """A fine drawn grid over ``max_voxels`` is coarsened (every voxel size times one factor): the truth
+    JSON records the voxel sizes of the image written, read back here from its header along R-L, A-P, S-I."""
+    ro = RandomiseOptions(inplane_min=0.4, inplane_max=0.5, thickness_min=0.5, thickness_max=1.0,
+                          max_voxels=100_000)
+    truth = generate_subject(tmp_path, index=0, seed=3, dwi=False, randomise=ro)["truth"]
+    paths = subject_paths(tmp_path, truth["participant_id"])
+    for contrast in ("T2w", "T2star"):
+        rec = truth["images"][contrast]["randomise"]
+        img = nib.load(str(paths[contrast]))
+        written = [0.0, 0.0, 0.0]
+        for code, zoom in zip(nib.aff2axcodes(img.affine), img.header.get_zooms()[:3]):  # oblique < 45 deg
+            written["LRPAIS".index(code) // 2] = float(zoom)
+        assert min(written) > ro.thickness_max  # coarser than any drawn size: the rescale happened
+        np.testing.assert_allclose(rec["spacing_rl_ap_si_mm"], written, rtol=1e-4, err_msg=contrast)
+
+
 def test_randomised_subjects_are_deterministic_and_differ(tmp_path: Path):
     a = generate_subject(tmp_path / "a", index=1, seed=4, dwi=False, randomise=True)["truth"]
     b = generate_subject(tmp_path / "b", index=1, seed=4, dwi=False, randomise=True)["truth"]

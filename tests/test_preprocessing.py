@@ -59,6 +59,26 @@ def test_train_crop_follows_the_label_eval_crop_the_fov():
     np.testing.assert_array_equal(no_label["image"].data, evald["image"].data)  # predict = test, no label needed
 
 
+def test_normalisation_order_of_the_two_modes():
+    """``zscore``: statistics of the whole volume, then the crop; ``zscore-after-crop``: of the crop only.
+
+    A bright band outside the FOV-centred crop (rows 20:40, cols 15:35) shifts the whole volume's mean
+    and SD far from the crop's, so the two orders give very different values; each is compared with
+    numpy's z-score (torchio's uses the unbiased SD, ``ddof=1``).
+    """
+    img = np.random.default_rng(3).normal(100, 5, (60, 50, 3)).astype(np.float32)
+    img[:10] += 400  # outside the crop
+    s = tio.Subject(image=tio.ScalarImage(tensor=torch.from_numpy(img[None]), affine=np.eye(4)))
+    inside = img[20:40, 15:35, :].astype(np.float64)
+    whole = build_transform(Preprocessing(crop=(20, 20), normalisation="zscore"), "eval")(s)["image"].data[0].numpy()
+    after = build_transform(Preprocessing(crop=(20, 20), normalisation="zscore-after-crop"),
+                            "eval")(s)["image"].data[0].numpy()
+    np.testing.assert_allclose(whole, (inside - img.mean(dtype=np.float64)) / img.std(dtype=np.float64, ddof=1),
+                               rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(after, (inside - inside.mean()) / inside.std(ddof=1), rtol=1e-4, atol=1e-4)
+    assert abs(after.mean()) < 1e-4 and whole.mean() < -0.3  # the crop is darker than the whole volume
+
+
 def test_old_checkpoint_still_predicts(tmp_path: Path):
     """A checkpoint without the ``preprocessing`` hyper-parameter predicts with the chain it used to."""
     from runs.checkpoints import load_module

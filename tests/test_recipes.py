@@ -82,3 +82,13 @@ def test_small_preset_shifts_windows_at_every_stage(name: str, patch: int):
     for i, calls in sorted(seen.items()):
         (grid, first), (_, second) = calls[0], calls[1]
         assert first == (0, 0) and all(s > 0 for s in second), f"{name} small stage {i} at {patch}²: {grid}, {second}"
+
+
+@pytest.mark.parametrize("recipe, words", [({"lr": -1.0}, ["lr=-1.0", "> 0", "model.lr"]),
+                                           ({"max_epochs": 2.5}, ["max_epochs=2.5", "integer"]),
+                                           ({"scheduler": 3}, ["scheduler=3", "str"])])
+def test_recipe_values_are_checked_against_the_schema_at_registration(recipe, words):
+    with pytest.raises(ValueError) as err:
+        register("recipe-probe-typed", presets={"small": {}}, recipes={"small": recipe})(torch.nn.Identity)
+    for w in words:
+        assert w in str(err.value), (w, str(err.value))

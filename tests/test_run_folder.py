@@ -29,7 +29,8 @@ from sweeps import records
 REPO = Path(__file__).resolve().parents[1]
 LEGACY = Path(__file__).parent / "data" / "legacy_sweep"
 EXPECTED = Path(__file__).parent / "data" / "legacy_sweep_expected"
-PACKAGES = ("cordbench", "sweeps", "analysis", "data_modules", "lightning_modules", "benchmarks")
+PACKAGES = ("cordbench", "core", "evaluation", "runs", "leaderboard", "sweeps", "analysis", "data_modules",
+            "lightning_modules", "benchmarks")
 
 #: Every file (and folder) name of a run folder and of a sweep folder, and its one owner.
 OWNED = {

@@ -132,3 +132,34 @@ def test_slice_with_one_empty_skeleton_gets_the_worst_case():
     worst = M.worst_distance(p.shape, (0.5, 0.5, 2.0))
     d = M.skeleton_distances(p, t, (0.5, 0.5, 2.0))
     assert d.max() == pytest.approx(worst) and np.count_nonzero(d == worst) == M.zhang_suen(p[:, :, 1]).sum()
+
+
+def test_every_skeleton_metric_takes_its_inputs_through_one_preamble(monkeypatch):
+    """Both skeleton distances (and through them the (hd, md) functions and ``binary_metrics``) get their
+    checked masks, worst case and slices from ``_skeleton_slices``; the (hd, md) pairs share one
+    empty-mask policy and reject a bad input alike."""
+    seen: list[tuple[int, ...]] = []
+    real = M._skeleton_slices
+
+    def spy(pred, target, spacing, slice_axis):
+        seen.append(np.shape(pred))
+        return real(pred, target, spacing, slice_axis)
+
+    monkeypatch.setattr(M, "_skeleton_slices", spy)
+    p = np.zeros((12, 12, 2), bool)
+    p[3:8, 3:8, :] = True
+    t = np.roll(p, 1, axis=0)
+    spacing = (0.5, 0.5, 2.0)
+    for f in (M.skeleton_distances, M.skeleton_contour_distances, M.skeleton_hd_md, M.skeleton_contour_hd_md):
+        f(p, t, spacing)
+    M.binary_metrics(p, t, spacing)
+    assert seen == [p.shape] * 6  # 4 functions, and binary_metrics asks for both distances
+
+    empty, worst = np.zeros_like(p), M.worst_distance(p.shape, spacing)
+    for f in (M.skeleton_hd_md, M.skeleton_contour_hd_md):
+        assert f(empty, empty, spacing) == (0.0, 0.0) and f(p, empty, spacing) == (worst, worst)
+        with pytest.raises(M.MetricInputError, match="differs from target shape"):
+            f(p, t[:, :, :1], spacing)
+    for f in (M.skeleton_distances, M.skeleton_contour_distances):
+        with pytest.raises(M.MetricInputError, match="has 2 values for a 3D array"):
+            f(p, t, (1.0, 1.0))

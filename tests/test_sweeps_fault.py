@@ -11,11 +11,7 @@
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
-import sys
-import threading
-import time
 from pathlib import Path
 
 import pandas as pd
@@ -23,10 +19,10 @@ import pytest
 
 from core.paths import REPO_ROOT
 from sweeps.records import read_results_csv
+from tests.sweep_harness import (CORDBENCH, FAST, KILL_SWEEP, descendants, kill, kill_driver_after_a_trial,
+                                 sweep_losing_a_node)
 
 pytestmark = pytest.mark.slow
-CORDBENCH = str(Path(sys.executable).with_name("cordbench"))
-FAST = ["config.logger.wandb.enabled=false", "ray.verbose=0"]
 
 
 @pytest.fixture
@@ -38,32 +34,6 @@ def sweep_env(monkeypatch):
         monkeypatch.setenv(k, os.environ.get(k, v))
 
 
-def _descendants(pid: int) -> set[int]:
-    """All processes below ``pid`` (from /proc)."""
-    children: dict[int, list[int]] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-            children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
-        except (OSError, IndexError, ValueError):
-            continue
-    out, todo = set(), [pid]
-    while todo:
-        for c in children.get(todo.pop(), []):
-            if c not in out:
-                out.add(c)
-                todo.append(c)
-    return out
-
-
-def _kill(pids: set[int]) -> None:
-    for p in pids:
-        try:
-            os.kill(p, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-
-
 def _epochs(csv: Path) -> list[int]:
     df = pd.read_csv(csv)
     return [int(e) for e in df.loc[df["val/dice"].notna(), "epoch"]]
@@ -71,48 +41,19 @@ def _epochs(csv: Path) -> list[int]:
 
 # ------------------------------------------------------------------------------------- node loss
 def test_node_loss_every_trial_finishes_once(tmp_path: Path, sweep_phantom: Path, sweep_env):
-    import ray
-    from ray.cluster_utils import Cluster
-
     from sweeps.config import load_sweep
-    from sweeps.runner import run_sweep
 
     sweep = load_sweep(REPO_ROOT / "sweeps" / "ci.yaml", storage=str(tmp_path),
                        overrides=FAST + ["config.trainer.max_epochs=3", f"config.data.root={sweep_phantom}",
                                          "failure.max_failures=2"])
-    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0})
-    try:
-        cluster.add_node(num_cpus=1)
-        victim = cluster.add_node(num_cpus=1)
-        cluster.wait_for_nodes()
-        ray.init(address=cluster.address, log_to_driver=False)
-        out: dict = {}
+    sweep_dir = Path(sweep.sweep_dir)
 
-        def drive() -> None:
-            try:
-                out["outcome"] = run_sweep(sweep)
-            except BaseException as exc:  # surfaced below
-                out["error"] = exc
+    def both_mid_run() -> bool:  # both trials reported an epoch, neither its last
+        reports = [len(p.read_text().strip().splitlines()) - 1 for p in sweep_dir.glob("tune_*/progress.csv")]
+        return len(reports) == 2 and min(reports) >= 1 and max(reports) < 3
 
-        thread = threading.Thread(target=drive, daemon=True)
-        thread.start()
-        sweep_dir = Path(sweep.sweep_dir)
-        removed = False
-        deadline = time.time() + 240
-        while thread.is_alive() and time.time() < deadline:
-            reports = [len(p.read_text().strip().splitlines()) - 1 for p in sweep_dir.glob("tune_*/progress.csv")]
-            if len(reports) == 2 and min(reports) >= 1 and max(reports) < 3:
-                cluster.remove_node(victim, allow_graceful=False)  # both trials are mid-run
-                removed = True
-                break
-            time.sleep(0.1)
-        thread.join(timeout=300)
-        assert removed, "the node was not removed while both trials were running"
-        assert not thread.is_alive() and "error" not in out, out.get("error")
-    finally:
-        ray.shutdown()
-        cluster.shutdown()
-    frame = out["outcome"].frame
+    outcome = sweep_losing_a_node(sweep, both_mid_run, poll=0.1)
+    frame = outcome.frame
     on_disk = read_results_csv(sweep_dir / "results.csv")
     assert list(on_disk["trial_id"]) == list(frame["trial_id"])
     assert len(frame) == 2 and frame["trial_id"].is_unique
@@ -129,24 +70,6 @@ def test_node_loss_every_trial_finishes_once(tmp_path: Path, sweep_phantom: Path
 
 
 # ------------------------------------------------------------------------------------ driver kill
-KILL_SWEEP = """
-name: killme
-base: [configs/debug.yaml]
-config:
-  model: {{name: unet, preset: tiny}}
-  data: {{root: {root}, phantom: {{subjects: 5}}, patch_size: [32, 32], batch_size: 4, samples_per_volume: 4,
-          queue_length: 16}}
-  trainer: {{max_epochs: 2, limit_train_batches: 2}}
-  logger: {{wandb: {{enabled: false}}}}
-space:
-  model.lr: {{loguniform: [1.0e-4, 1.0e-1]}}
-search: {{algorithm: optuna, num_samples: 4, seed: 0, n_startup_trials: 2, max_concurrent_trials: 1}}
-resources: {{cpu: 1, gpu: 0}}
-ray: {{verbose: 0}}
-storage: {storage}
-"""
-
-
 def _run_cli(args: list[str], log: Path, timeout: float) -> subprocess.CompletedProcess:
     with open(log, "w") as f:
         proc = subprocess.Popen([CORDBENCH, *args], stdout=f, stderr=subprocess.STDOUT, cwd=REPO_ROOT,
@@ -155,7 +78,7 @@ def _run_cli(args: list[str], log: Path, timeout: float) -> subprocess.Completed
             proc.wait(timeout=timeout)
         finally:
             if proc.poll() is None:
-                _kill(_descendants(proc.pid) | {proc.pid})
+                kill(descendants(proc.pid) | {proc.pid})
     return subprocess.CompletedProcess(args, proc.returncode)
 
 
@@ -165,31 +88,16 @@ def test_driver_kill_then_resume(tmp_path: Path, sweep_phantom: Path):
     cfg = tmp_path / "killme.yaml"
     cfg.write_text(KILL_SWEEP.format(root=sweep_phantom, storage=tmp_path / "st"))
     sweep_dir = tmp_path / "st" / "killme"
-    log1 = open(tmp_path / "driver1.log", "w")
-    driver = subprocess.Popen([CORDBENCH, "sweep", str(cfg)], stdout=log1, stderr=subprocess.STDOUT, cwd=REPO_ROOT,
-                              start_new_session=True)
-    finished: set[str] = set()
-    tree: set[int] = set()
-    try:
-        deadline = time.time() + 240
-        while driver.poll() is None and time.time() < deadline:
-            csv = sweep_dir / "results.csv"
-            if csv.exists():
-                partial = read_results_csv(csv)
-                finished = set(partial.loc[partial["status"] == "TERMINATED", "trial_id"])
-                if finished:
-                    break
-            time.sleep(0.2)
-        assert driver.poll() is None, (tmp_path / "driver1.log").read_text()[-3000:]
-        tree = _descendants(driver.pid)
-        os.killpg(driver.pid, signal.SIGKILL)  # the driver's own session: the CLI process and its Ray
-        driver.wait(timeout=30)
-    finally:
-        if driver.poll() is None:
-            _kill(_descendants(driver.pid) | {driver.pid})
-        log1.close()
-    time.sleep(2)
-    _kill({p for p in tree if Path(f"/proc/{p}").exists()})  # Ray fate-shares with the driver; make sure
+
+    def terminated() -> set[str]:
+        csv = sweep_dir / "results.csv"
+        if not csv.exists():
+            return set()
+        partial = read_results_csv(csv)
+        return set(partial.loc[partial["status"] == "TERMINATED", "trial_id"])
+
+    finished = kill_driver_after_a_trial([CORDBENCH, "sweep", str(cfg)], tmp_path / "driver1.log", terminated,
+                                         poll=0.2)
     partial = pd.read_csv(sweep_dir / "results.csv")  # the killed driver left a consistent partial file
     assert partial["trial_id"].is_unique and len(partial) < 4 and finished
     marks = {t: (sweep_dir / "trials" / t / "trial.json").stat().st_mtime_ns for t in finished}

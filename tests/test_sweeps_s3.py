@@ -20,10 +20,6 @@ import json
 import os
 import re
 import shutil
-import signal
-import subprocess
-import threading
-import time
 from pathlib import Path
 
 import pandas as pd
@@ -34,7 +30,7 @@ from sweeps import storage
 from sweeps.records import read_results_csv
 from sweeps.staging import staging_dir
 from tests.s3_server import MotoServer, free_port
-from tests.test_sweeps_fault import CORDBENCH, FAST, KILL_SWEEP, _descendants, _kill
+from tests.sweep_harness import CORDBENCH, FAST, KILL_SWEEP, kill_driver_after_a_trial, sweep_losing_a_node
 
 pytestmark = pytest.mark.slow
 RUN_FILES = {"config.yaml", "data.json", "split.json", "metrics.csv", "test_metrics.csv", "test_summary.json",
@@ -91,51 +87,21 @@ def _assert_complete(sweep_uri: str, frame: pd.DataFrame) -> list[str]:
 @pytest.fixture(scope="module")
 def node_loss_sweep(s3_env, sweep_phantom: Path):
     """The CI sweep (2 trials × 4 epochs) into the bucket; one worker node is lost mid-run."""
-    import ray
-    from ray.cluster_utils import Cluster
-
     from sweeps.config import load_sweep
-    from sweeps.runner import run_sweep
 
     sweep = load_sweep(REPO_ROOT / "configs" / "sweeps" / "ci.yaml", storage=f"s3://{s3_env.bucket}/sweeps",
                        overrides=FAST + ["name=ci_s3", "config.trainer.max_epochs=4",
                                          f"config.data.root={sweep_phantom}", "failure.max_failures=2"])
-    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0})
-    out: dict = {}
-    try:
-        cluster.add_node(num_cpus=1)
-        victim = cluster.add_node(num_cpus=1)
-        cluster.wait_for_nodes()
-        ray.init(address=cluster.address, log_to_driver=False)
 
-        def drive() -> None:
-            try:
-                out["outcome"] = run_sweep(sweep)
-            except BaseException as exc:  # surfaced below
-                out["error"] = exc
+    def both_mid_run() -> bool:
+        files = _files(sweep.sweep_dir) if storage.exists(sweep.sweep_dir) else []
+        # a trial's second checkpoint in the bucket: by then Tune has registered its first (a node lost
+        # right after the first upload could restart the trial from scratch, restored_from null)
+        ckpts = {f.split("/")[0] for f in files if f.startswith("tune_") and re.search(r"/checkpoint_0*[1-9]", f)}
+        done = [f for f in files if f.endswith("/trial.json")]
+        return len(ckpts) == 2 and not done  # both trials past their second checkpoint, none finished
 
-        thread = threading.Thread(target=drive, daemon=True)
-        thread.start()
-        removed = False
-        deadline = time.time() + 240
-        while thread.is_alive() and time.time() < deadline:
-            files = _files(sweep.sweep_dir) if storage.exists(sweep.sweep_dir) else []
-            # a trial's second checkpoint in the bucket: by then Tune has registered its first (a node lost
-            # right after the first upload could restart the trial from scratch, restored_from null)
-            ckpts = {f.split("/")[0] for f in files if f.startswith("tune_") and re.search(r"/checkpoint_0*[1-9]", f)}
-            done = [f for f in files if f.endswith("/trial.json")]
-            if len(ckpts) == 2 and not done:  # both trials past their second checkpoint, none finished
-                cluster.remove_node(victim, allow_graceful=False)
-                removed = True
-                break
-            time.sleep(0.2)
-        thread.join(timeout=300)
-        assert removed, "the node was not removed while both trials were running"
-        assert not thread.is_alive() and "error" not in out, out.get("error")
-    finally:
-        ray.shutdown()
-        cluster.shutdown()
-    return sweep.sweep_dir, out["outcome"].frame
+    return sweep.sweep_dir, sweep_losing_a_node(sweep, both_mid_run, poll=0.2).frame
 
 
 def test_node_loss_restores_from_the_bucket(node_loss_sweep):
@@ -188,31 +154,16 @@ def test_driver_kill_then_resume_from_the_bucket(s3_env, sweep_phantom: Path, tm
                    .replace("name: killme", "name: killme_s3").replace("num_samples: 4", "num_samples: 2")
                    .replace("max_epochs: 2", "max_epochs: 1"))
     uri = f"s3://{s3_env.bucket}/sweeps/killme_s3"
-    log1 = open(tmp_path / "driver1.log", "w")
-    driver = subprocess.Popen([CORDBENCH, "sweep", str(cfg), "--storage", f"s3://{s3_env.bucket}/sweeps"],
-                              stdout=log1, stderr=subprocess.STDOUT, cwd=REPO_ROOT, start_new_session=True)
-    finished: set[str] = set()
-    tree: set[int] = set()
-    try:
-        deadline = time.time() + 240
-        while driver.poll() is None and time.time() < deadline:
-            text = storage.read_text_or_none(storage.join(uri, "results.csv"))
-            if text:
-                partial = read_results_csv(io.StringIO(text))
-                finished = set(partial.loc[partial["status"] == "TERMINATED", "trial_id"])
-                if finished:
-                    break
-            time.sleep(0.3)
-        assert driver.poll() is None, (tmp_path / "driver1.log").read_text()[-3000:]
-        tree = _descendants(driver.pid)
-        os.killpg(driver.pid, signal.SIGKILL)
-        driver.wait(timeout=30)
-    finally:
-        if driver.poll() is None:
-            _kill(_descendants(driver.pid) | {driver.pid})
-        log1.close()
-    time.sleep(2)
-    _kill({p for p in tree if Path(f"/proc/{p}").exists()})
+
+    def terminated() -> set[str]:
+        text = storage.read_text_or_none(storage.join(uri, "results.csv"))
+        if not text:
+            return set()
+        partial = read_results_csv(io.StringIO(text))
+        return set(partial.loc[partial["status"] == "TERMINATED", "trial_id"])
+
+    driver = [CORDBENCH, "sweep", str(cfg), "--storage", f"s3://{s3_env.bucket}/sweeps"]
+    finished = kill_driver_after_a_trial(driver, tmp_path / "driver1.log", terminated, poll=0.3)
     marks = {t: storage.read_text(storage.join(uri, "trials", t, "trial.json")) for t in finished}
     shutil.rmtree(staging_dir(uri, "x").parent, ignore_errors=True)  # every local copy of the sweep's trials
 

@@ -2,15 +2,46 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from typing import Any
 
-from core.ranges import SEED_MAX, Range, add_number
+from core import schema
+from core.ranges import add_number
+from core.schema import RunConfig
 from core.tasks import TASK_NAMES
 from lightning_modules.presets import PRESET_NAMES
 
 
+class LazyText(str):
+    """Help text rendered only when the help is shown (``render``), not each time the parser is built."""
+
+    def __new__(cls, render: Callable[[], str]) -> LazyText:
+        self = super().__new__(cls, "")
+        self.render = render  # type: ignore[attr-defined]
+        return self
+
+
+class KeysHelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Keeps the key table's lines as they are and renders :class:`LazyText` when the help is shown."""
+
+    def _format_text(self, text: str) -> str:
+        return super()._format_text(text.render() if isinstance(text, LazyText) else text)  # type: ignore[attr-defined]
+
+
+def config_keys_help() -> str:
+    """The ``--help`` table of every run-config key: type, default, range and choices from :mod:`core.schema`."""
+    from core.schema import RunConfig, key_table
+    from runs.config import choices
+
+    return ("config keys (core/schema.py), set in a -c file or as --section.key=value; a recipe key left null\n"
+            "takes the model preset's training recipe (runs/recipes.py):\n" + key_table(RunConfig, choices))
+
+
 def add_run_arguments(p: argparse.ArgumentParser) -> None:
-    """``--config`` files, common shortcuts; any ``--section.key=value`` override is accepted too."""
+    """``--config`` files, common shortcuts; any ``--section.key=value`` override is accepted too (listed in the
+    help after the options)."""
+    p.formatter_class = KeysHelpFormatter
+    p.epilog = LazyText(config_keys_help)
     p.add_argument("-c", "--config", action="append", default=[], metavar="YAML",
                    help="config file(s) in configs/, merged left to right")
     p.add_argument("--model", help="registered network name (model.name)")
@@ -18,8 +49,10 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", help="data set: phantom | spine_generic | gmchallenge (data.name)")
     p.add_argument("--root", help="data set folder (data.root)")
     p.add_argument("--task", choices=TASK_NAMES, help="data.task")
-    add_number(p, "--max-epochs", kind=int, range=Range(1, 1_000_000), help="trainer.max_epochs")
-    add_number(p, "--seed", kind=int, range=Range(0, SEED_MAX), help="seed_everything (also the split seed unless set)")
+    add_number(p, "--max-epochs", kind=int, range=schema.get(RunConfig, "trainer.max_epochs").range,
+               help="trainer.max_epochs")
+    add_number(p, "--seed", kind=int, range=schema.get(RunConfig, "seed_everything").range,
+               help="seed_everything (also the split seed unless set)")
     p.add_argument("--name", help="run name")
     p.add_argument("-o", "--output-dir", help="run folder (default outputs/runs/<name>)")
 

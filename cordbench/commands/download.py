@@ -76,7 +76,7 @@ def verify_spine_generic(root: Path, filelist: Path | None = None) -> list[str]:
     per = Counter(im.contrast for im in present)
     lines.append("images: " + ", ".join(f"{c}={n}" for c, n in sorted(per.items())))
     lab = Counter((im.contrast, lf.label) for im in present for lf in im.labels if lf.path.exists())
-    lines.append("labels: " + ", ".join(f"{c}/{l}={n}" for (c, l), n in sorted(lab.items())))
+    lines.append("labels: " + ", ".join(f"{c}/{label}={n}" for (c, label), n in sorted(lab.items())))
     if index.unparsed:
         lines.append(f"{len(index.unparsed)} NIfTI names not understood, e.g. {index.unparsed[0]}")
     if filelist is not None:

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import argparse
 
+from cordbench.commands._run_args import KeysHelpFormatter, LazyText
+
 HELP = "run a Ray Tune sweep (configs/sweeps/*.yaml) locally or on a cluster; --resume finishes an interrupted one"
 
 
@@ -18,6 +20,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--check", action="store_true", help="validate the sweep and every trial config, then stop")
     p.add_argument("--overwrite", action="store_true",
                    help="delete an earlier sweep of the same name in the storage folder first")
+    p.formatter_class = KeysHelpFormatter
+    p.epilog = LazyText(sweep_keys_help)
+
+
+def sweep_keys_help() -> str:
+    """The ``--help`` table of every sweep-file key (:class:`core.schema.SweepConfig`)."""
+    from core.schema import SweepConfig, key_table
+
+    return ("sweep keys (core/schema.py), set in the sweep file or with --override KEY=VALUE; config holds run-config\n"
+            "keys (cordbench fit --help), space maps a dotted run-config key to one distribution:\n"
+            + key_table(SweepConfig))
 
 
 def summary_table(frame) -> str:

@@ -253,7 +253,7 @@ def _swap_into_place(tmp: Path, out: Path, replace: bool, n: int, seed: int, opt
         if _is_phantom(out) and _matches(out, n, seed, opts):
             log.info("phantom cohort at %s was written by another process; keeping it", out)
             return
-        raise InputError("phantom output folder appeared while generating and holds something else", out)
+        raise InputError("phantom output folder appeared while generating and holds something else", out) from None
 
 
 def _readme(n: int, seed: int) -> str:

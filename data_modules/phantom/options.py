@@ -3,9 +3,10 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Any, Mapping
 
+from core import schema
 from core.errors import ConfigError
 from data_modules.phantom.randomise_options import RandomiseOptions
 
@@ -54,10 +55,6 @@ class PhantomOptions:
     @classmethod
     def from_kwargs(cls, kwargs: Mapping[str, Any]) -> "PhantomOptions":
         """Build from keyword arguments; unknown keys are a :class:`ConfigError`."""
-        names = {f.name for f in fields(cls)}
-        bad = sorted(set(kwargs) - names)
-        if bad:
-            raise ConfigError(f"unknown phantom option(s) {bad}; known: {sorted(names)}")
         kw = dict(kwargs)
         r = kw.get("randomise")
         if r is True:
@@ -68,7 +65,7 @@ class PhantomOptions:
             kw["randomise"] = RandomiseOptions.from_mapping(r) if r.get("enabled", True) else None
         elif r is not None and not isinstance(r, RandomiseOptions):
             raise ConfigError(f"phantom option randomise must be a mapping, true/false or RandomiseOptions, got {r!r}")
-        return cls(**kw)
+        return schema.from_mapping(cls, kw, "phantom options")
 
     @property
     def noise_free(self) -> bool:

@@ -277,7 +277,7 @@ def _write_images(anat: Anatomy, draw: SubjectDraw, options: PhantomOptions, pat
     }, g, paths)
     truth["images"]["dwi"] = {**_grid_info(g, sigma), "scheme": source}
     # what a per-level mean over the DWI cord mask sees on noise-free data (pure voxels)
-    cls, lvl, cord, level = arr["cls"], arr["lvl"], arr["cord"], arr["level"]
+    cls, cord, level = arr["cls"], arr["cord"], arr["level"]
     for i, name in enumerate(LEVEL_NAMES):
         sel = cord & (level == i + 1)
         n_wm = int(np.count_nonzero(sel & (cls == WM)))

@@ -7,7 +7,7 @@ import torch
 import torch.nn as nn
 
 from lightning_modules.networks._blocks import FastDropout, conv_nd, norm_nd
-from lightning_modules.registry import register
+from lightning_modules.model_spec import register
 
 
 class ConvReluBN(nn.Sequential):

@@ -18,7 +18,7 @@ from lightning_modules.networks._pretrained_swin import load_swin_pretrained
 from lightning_modules.networks._transformer import (
     XCA, PatchEmbed2d, PatchExpand2d, PatchMergingV2, SwinStage, init_transformer_weights,
 )
-from lightning_modules.registry import register
+from lightning_modules.model_spec import register
 
 
 def _resample(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -82,7 +82,7 @@ class AttentiveSkip(nn.Module):
 PRESETS = {
     "tiny": dict(embed_dim=8, depths=[2, 1, 1], num_heads=[1, 2, 2], skip_heads=2, window_size=4,
                  patch_size=2, drop_path_rate=0.0),
-    # small: window 4 (was 8). At the 48²-64² training patches the stage grids are 24-32, 12-16 and 6-8
+    # small: window 4. At the 48²-64² training patches the stage grids are 24-32, 12-16 and 6-8
     # tokens, so every stage shifts its windows; with window 8 the last stage's window covered its whole
     # 8² grid at 64², silently disabling the shift there.
     "small": dict(embed_dim=32, depths=[2, 2, 2], num_heads=[2, 4, 8], skip_heads=4, window_size=4,

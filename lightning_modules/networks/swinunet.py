@@ -8,7 +8,7 @@ their skip modules (:class:`~lightning_modules.networks.sattisunet.PlainSkip`).
 from __future__ import annotations
 
 from lightning_modules.networks.sattisunet import PRESETS, RECIPES, SAttisUNet
-from lightning_modules.registry import register_variant
+from lightning_modules.model_spec import register_variant
 
 register_variant("swinunet", SAttisUNet, fixed={"attentive_skips": False, "skip_heads": None},
                  description="Swin-Unet: Swin encoder/decoder with concatenation + Linear skips "

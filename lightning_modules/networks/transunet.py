@@ -14,7 +14,7 @@ from core.errors import InputError
 from lightning_modules.networks._blocks import SkipConcat, crop_to, kept_skips, pad_to_multiple
 from lightning_modules.networks._pretrained import PretrainedReport, UsedKeys, assign, read_weights, rgb_to_gray
 from lightning_modules.networks._transformer import ViTBlock, init_transformer_weights
-from lightning_modules.registry import register
+from lightning_modules.model_spec import register
 
 
 class StdConv2d(nn.Conv2d):

@@ -5,7 +5,7 @@ import torch
 import torch.nn as nn
 
 from lightning_modules.networks._blocks import ConvBlock, conv_nd, crop_to, kept_skips, pad_to_multiple
-from lightning_modules.registry import register
+from lightning_modules.model_spec import register
 
 
 @register(

@@ -39,8 +39,10 @@ SKIP_DIRS = {".git", ".venv", "outputs", "runs", "wandb", "ray_results", "lightn
 
 def copy_repo(dst: Path) -> Path:
     """Copy the working tree (without caches, venv, outputs) to ``dst``."""
-    def ignore(_d: str, names: list[str]) -> set[str]:
-        return {n for n in names if n in SKIP_DIRS or n.endswith((".pyc", ".egg-info", ".ckpt"))}
+    def ignore(d: str, names: list[str]) -> set[str]:
+        # a folder named like an output folder but holding Python modules (the runs/ package) is code
+        return {n for n in names if (n in SKIP_DIRS and not any((Path(d) / n).glob("*.py")))
+                or n.endswith((".pyc", ".egg-info", ".ckpt"))}
 
     shutil.copytree(REPO, dst, ignore=ignore, symlinks=True)
     return dst
@@ -71,12 +73,36 @@ def pytest_cmd(tests: list[str], k: str | None = None) -> list[str]:
     return cmd
 
 
-def run_pytest(root: Path, cmd: list[str], timeout: float) -> tuple[int, float, str]:
+def copy_env(root: Path) -> dict[str, str]:
     # the copy lives in a temporary folder: point it at the real data, and let a test that
     # needs them fail rather than skip (CI=true, see tests/conftest.py)
     env = {**os.environ, "PYTHONPATH": str(root), "PYTHONDONTWRITEBYTECODE": "1", "CI": "true",
            "CORDBENCH_DATA": str(shared_data_dir().resolve())}
     env.pop("PYTEST_ADDOPTS", None)
+    return env
+
+
+def check_imports(root: Path, mutations: list[Mutation]) -> list[str]:
+    """Mutated modules that the copy's tests would import from elsewhere (e.g. an editable install
+    of another checkout shadowing a package of the copy): their mutations could never be caught."""
+    mods = sorted({m.path[:-3].replace("/", ".") for m in mutations if m.path.endswith(".py")})
+    code = ("import importlib.util, sys\nfor m in sys.argv[1:]:\n"
+            "    s = importlib.util.find_spec(m)\n    print(m, s.origin if s else None)")
+    p = subprocess.run([sys.executable, "-c", code, *mods], cwd=root, env=copy_env(root), capture_output=True,
+                       text=True, check=False)
+    if p.returncode != 0:
+        return [f"cannot import the mutated modules in the copy: {last_lines(p.stderr)}"]
+    problems = []
+    for line in p.stdout.splitlines():
+        mod, origin = line.split(" ", 1)
+        want = root / (mod.replace(".", "/") + ".py")
+        if origin == "None" or Path(origin).resolve() != want.resolve():
+            problems.append(f"{mod} is imported from {origin}, not from the mutated copy {want}")
+    return problems
+
+
+def run_pytest(root: Path, cmd: list[str], timeout: float) -> tuple[int, float, str]:
+    env = copy_env(root)
     t0 = time.perf_counter()
     try:
         p = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True, timeout=timeout)
@@ -114,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
     t_start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="cordbench-mutations-") as tmp:
         root = copy_repo(Path(tmp) / "repo")
-        problems = check_patterns(root, mutations)
+        problems = check_patterns(root, mutations) or check_imports(root, mutations)
         if problems:
             print("error: the catalogue does not match the code:\n  " + "\n  ".join(problems), file=sys.stderr)
             return 2
