@@ -56,7 +56,7 @@ def test_the_qc_report_tables_through_core_html(tables, tmp_path: Path):
 def test_the_leaderboard_tables_through_core_html(tables, tmp_path: Path):
     from leaderboard.report import display_rows, to_html
     from leaderboard.table import build_leaderboard
-    from tests.test_leaderboard_stats import make_sweep
+    from tests.support.planted_sweep import make_sweep
 
     extra = [{"trial_id": "bad", "status": "ERROR", "error": "CUDA OOM", "model": "a", "preset": "tiny", "seed": 9,
               "data": "phantom", "task": "sc", "run_dir": "trials/bad"}]
@@ -215,7 +215,7 @@ def test_the_leaderboard_sorts_by_column_index_as_its_url_says(tmp_path: Path):
     """``leaderboard.html#sort=<index>-desc`` (docs/leaderboard.md) sorts the ranking, not the other tables."""
     from leaderboard.report import display_rows, to_html
     from leaderboard.table import build_leaderboard
-    from tests.test_leaderboard_stats import make_sweep
+    from tests.support.planted_sweep import make_sweep
 
     lb = build_leaderboard(make_sweep(tmp_path, {"a": 0.0, "b": -0.05, "c": 0.02}), n_boot=200, cost=False,
                            morphometrics=False)

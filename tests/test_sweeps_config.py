@@ -5,8 +5,6 @@ No Ray cluster is started here (seconds in total).
 """
 from __future__ import annotations
 
-import copy
-import json
 import math
 from pathlib import Path
 from types import SimpleNamespace
@@ -19,6 +17,7 @@ import yaml
 from core.errors import ConfigError
 from core.paths import REPO_ROOT
 from sweeps.config import Dim, decode_params, load_sweep, parse_dim
+from tests.support.sweep_trials import fake_trial
 
 SWEEPS = sorted((REPO_ROOT / "configs" / "sweeps").glob("*.yaml"))
 REQUIRED = {"ablation_skips", "ablation_depth", "ablation_heads", "ablation_full", "models", "hpo", "quickstart",
@@ -265,34 +264,12 @@ def test_fit_trainer_kwargs_and_wrapper_customise_the_trainer(tmp_path: Path, mo
 
 
 # ---------------------------------------------------------------------------------------- results
-def _fake_trial(root: Path, tid: str, dice: list[float], val: list[float], task: str = "sc") -> None:
-    run = root / "trials" / tid
-    run.mkdir(parents=True)
-    from runs.config import DEFAULTS, dump
-
-    cfg = copy.deepcopy(DEFAULTS)
-    cfg["model"].update(name="unet", preset="tiny", options={"skip_connections": 1})
-    cfg["data"]["task"] = task
-    cfg["trainer"]["max_epochs"] = len(val)
-    (run / "config.yaml").write_text(dump(cfg))
-    rows = []
-    for e, v in enumerate(val):
-        rows += [{"epoch": e, "step": e, "val/dice": v}, {"epoch": e, "step": e, "train/loss_epoch": 1.0}]
-    pd.DataFrame(rows).to_csv(run / "metrics.csv", index=False)
-    cls = {"sc": ["sc"], "gm": ["sc", "wm", "gm"]}[task]
-    pd.DataFrame({"subject": [f"sub-{i}" for i in range(len(dice))],
-                  **{f"{c}/dice": np.array(dice) * (k + 1) / len(cls) for k, c in enumerate(cls)},
-                  **{f"{c}/hd95": 1.0 for c in cls}}).to_csv(run / "test_metrics.csv", index=False)
-    (run / "trial.json").write_text(json.dumps({"seconds": 12.5}))
-    (run / ".attempts").write_text("2")
-
-
 def test_results_rows_recomputed_from_trial_files(tmp_path: Path):
     from sweeps.results import TrialInfo, build_table, columns
 
     dims = [parse_dim("model.options.skip_connections", {"grid": [1]}, "f")]
-    _fake_trial(tmp_path, "a_00000", [0.5, 0.7, 0.9], [0.2, 0.6, 0.4])
-    _fake_trial(tmp_path, "a_00001", [0.3, 0.4], [0.1], task="gm")
+    fake_trial(tmp_path, "a_00000", [0.5, 0.7, 0.9], [0.2, 0.6, 0.4])
+    fake_trial(tmp_path, "a_00001", [0.3, 0.4], [0.1], task="gm")
     infos = [TrialInfo("a_00000", "RUNNING", {"model.options.skip_connections": 1}),
              TrialInfo("a_00001", "TERMINATED", {"model.options.skip_connections": 1}),
              TrialInfo("a_00000", "TERMINATED", {"model.options.skip_connections": 1}),  # later event wins

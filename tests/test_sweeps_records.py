@@ -28,8 +28,7 @@ def test_results_csv_and_the_trials_last_report_take_the_main_metric_from_record
     from runs.runner import RunResult
     from sweeps import records
     from sweeps.results import TrialInfo, build_table
-    from tests.test_sweeps_config import _fake_trial
-    from tests.test_sweeps_trainable import FakeSession, trial_setup
+    from tests.support.sweep_trials import FakeSession, fake_trial, trial_setup
 
     asked: list[tuple[str, int]] = []
 
@@ -39,7 +38,7 @@ def test_results_csv_and_the_trials_last_report_take_the_main_metric_from_record
 
     monkeypatch.setattr(records, "main_dice", main_dice)
     sweep = tmp_path / "results"
-    _fake_trial(sweep, "a_00000", [0.5, 0.7, 0.9], [0.2, 0.6, 0.4], task="gm")
+    fake_trial(sweep, "a_00000", [0.5, 0.7, 0.9], [0.2, 0.6, 0.4], task="gm")
     frame = build_table([TrialInfo("a_00000", "TERMINATED", {})], [], DEFAULTS, str(sweep))
     assert frame["test_dice"].tolist() == [0.4321] and asked == [("gm", 3)]
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from types import SimpleNamespace
 
 import pandas as pd
 import pytest
@@ -19,6 +18,7 @@ import sweeps.trainable as T
 from runs.run_folder import CHECKPOINTS, LAST_CKPT, METRICS, WANDB
 from sweeps.records import (ATTEMPTS, PREVIOUS_METRICS, RESUME_DIR, TRIAL_RECORD, TRIALS_DIR, TUNE_CHECKPOINT,
                             TUNE_META, read_trial_record)
+from tests.support.sweep_trials import FakeSession, trial_setup
 
 
 def metrics_rows(epochs, attempt: int) -> pd.DataFrame:
@@ -91,38 +91,6 @@ def test_finished_record(tmp_path):
     assert read_trial_record(tmp_path) is None
     (tmp_path / TRIAL_RECORD).write_text(json.dumps({"trial_id": "t0", "last_report": {"val_dice": 0.8}}))
     assert read_trial_record(tmp_path) == {"trial_id": "t0", "last_report": {"val_dice": 0.8}}
-
-
-# ---------------------------------------------------------------------------- the fake session
-class FakeSession:
-    """What ``train_trial`` sees of Ray Tune: a trial id, a restored checkpoint, the reports."""
-
-    def __init__(self, trial_id: str, checkpoint=None):
-        self.trial_id, self.checkpoint = trial_id, checkpoint
-        self.reports: list[tuple[dict, dict | None]] = []  # (metrics, checkpoint meta.json or None)
-
-    def report(self, metrics, checkpoint=None):
-        meta = None
-        if checkpoint is not None:
-            with checkpoint.as_directory() as d:
-                meta = json.loads(Path(d, TUNE_META).read_text())
-                assert Path(d, TUNE_CHECKPOINT).is_file()
-        self.reports.append((dict(metrics), meta))
-
-    def install(self, monkeypatch) -> "FakeSession":
-        from ray import tune
-
-        monkeypatch.setattr(tune, "get_context", lambda: SimpleNamespace(get_trial_id=lambda: self.trial_id))
-        monkeypatch.setattr(tune, "get_checkpoint", lambda: self.checkpoint)
-        monkeypatch.setattr(tune, "report", self.report)
-        return self
-
-
-def trial_setup(sweep_dir: Path) -> T.TrialSetup:
-    from runs.config import load_config
-
-    cfg = load_config([], ["logger.wandb.enabled=false", "trainer.max_epochs=4"])
-    return T.TrialSetup(run_config=cfg, dims=[], sweep_name="fake", sweep_dir=str(sweep_dir))
 
 
 def no_fit(*args, **kwargs):
