@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat setup.cfg constraints.txt | cksum | cut -d' ' -f1)
 DEMO_OUT ?= outputs/demo
 
-.PHONY: setup system-deps demo ablation test bench mutations clean
+.PHONY: setup system-deps demo ablation test test-fast bench mutations clean
 
 setup: $(STAMP)
 
@@ -46,8 +46,19 @@ ablation: setup
 		--override config.data.root=$(abspath $(DEMO_OUT))/phantom
 	$(BIN)/cordbench leaderboard $(DEMO_OUT)/sweeps/ablation_laptop --no-morphometrics
 
+# Tests in two tiers (markers in setup.cfg). `make test` runs everything, on two pytest workers
+# (pytest-xdist; each module's tests, the tiny sweep's and the GM run's stay on one worker, see
+# tests/conftest.py); it is what CI runs. `make test-fast` leaves out the tests that train models
+# end to end (slow), start Ray, run the CLI in a child process, train DDP ranks or need a server or
+# browser: unit tests and small in-process integrations.
+FAST_TESTS := not slow and not ray and not subprocess and not ddp and not services
+PYTEST_WORKERS ?= 2
+
 test: setup system-deps
-	$(BIN)/python -m pytest -q --durations=15
+	$(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) --dist loadgroup --durations=15
+
+test-fast: setup
+	$(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) --dist loadgroup -m "$(FAST_TESTS)" --durations=15
 
 bench: setup
 	$(BIN)/python benchmarks/foundation.py

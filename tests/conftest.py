@@ -9,6 +9,7 @@ the tiny sweep) are session fixtures here, built once per session from the build
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -35,18 +36,38 @@ def spine_generic(shared_data: Path) -> Path:
     return _require(shared_data / "spine-generic")
 
 
+#: One compute thread per process: CI has 2 cores, which `make test` fills with two pytest workers.
+#: A second torch thread per process only oversubscribes them (a tiny 3D U-Net forward pass took 6x
+#: longer with 2 threads than with 1 on a busy 2-core machine). Child processes (the CLI run as a
+#: subprocess, DDP ranks, Ray workers) inherit the setting unless the caller sets its own.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+TORCH_THREADS = 1
+
+
 @pytest.fixture(autouse=True)
 def _torch_threads():
-    """Keep tests on few threads (CI has 2 cores) and deterministic."""
+    """Keep tests on one thread (see ``TORCH_THREADS``) and deterministic."""
     try:
         import torch
     except ImportError:  # pragma: no cover
         yield
         return
     n = torch.get_num_threads()
-    torch.set_num_threads(min(n, 2))
+    torch.set_num_threads(TORCH_THREADS)
     yield
     torch.set_num_threads(n)
+
+
+def pytest_collection_modifyitems(config, items):
+    """With pytest-xdist (``make test`` runs ``-n 2 --dist loadgroup``), each module's tests stay on one
+    worker, so its module fixtures are built once; the tests of the tiny sweep (``real_sweep``) and of
+    the GM run (``gm_perone_run``) form one group each, so those models are trained once."""
+    if not config.pluginmanager.hasplugin("xdist"):
+        return
+    for item in items:
+        group = next((name for name in ("real_sweep", "gm_perone_run") if name in item.fixturenames),
+                     item.nodeid.split("::")[0])
+        item.add_marker(pytest.mark.xdist_group(group))
 
 
 @pytest.fixture(scope="session")

@@ -134,6 +134,7 @@ def phantom8(tmp_path_factory) -> Path:
     return root
 
 
+@pytest.mark.ddp
 @pytest.mark.slow
 @pytest.mark.parametrize("pipeline", ["torchio", "fast"])
 def test_ranks_train_on_different_subjects(phantom8: Path, tmp_path: Path, pipeline: str):
@@ -165,6 +166,8 @@ def _env() -> dict[str, str]:
     return {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true", "PYTHONWARNINGS": "ignore"}
 
 
+@pytest.mark.ddp
+@pytest.mark.subprocess
 @pytest.mark.slow
 def test_ddp_fit_scores_every_subject_once_like_a_single_process(phantom8: Path, tmp_path: Path):
     from runs.config import load_config
@@ -211,6 +214,8 @@ def test_ddp_fit_scores_every_subject_once_like_a_single_process(phantom8: Path,
 
 
 # ------------------------------------------------------------- a sweep trial of 2 Ray Train workers
+@pytest.mark.ddp
+@pytest.mark.ray
 @pytest.mark.slow
 def test_sweep_trial_with_two_cpu_workers(sweep_phantom: Path, tmp_path: Path, monkeypatch):
     import ray
@@ -244,6 +249,8 @@ def test_sweep_trial_with_two_cpu_workers(sweep_phantom: Path, tmp_path: Path, m
     assert not (run / "failure.json").exists()
 
 
+@pytest.mark.ddp
+@pytest.mark.subprocess
 @pytest.mark.slow
 def test_ddp_rank_failure_takes_the_run_down_with_its_reason(phantom8: Path, tmp_path: Path):
     """A diverging DDP fit (lr 1e12: the loss is NaN at the second step on every rank) exits non-zero

@@ -196,6 +196,7 @@ def _chromium_args(tmp: Path) -> list[str]:
             f"--user-data-dir={tmp / 'profile'}"]
 
 
+@pytest.mark.services
 def test_html_renders_in_headless_chromium(rendered, tmp_path):
     files, table = rendered
     shot = tmp_path / "shot.png"
@@ -210,6 +211,7 @@ def test_html_renders_in_headless_chromium(rendered, tmp_path):
     assert header_blue > 2000  # the table header row was laid out and painted
 
 
+@pytest.mark.services
 def test_html_table_sorts_with_its_script(rendered, tmp_path):
     files, table = rendered
     html = files.html.read_text()

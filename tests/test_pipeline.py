@@ -96,6 +96,7 @@ def _cli(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "cordbench", *args], capture_output=True, text=True, cwd=REPO)
 
 
+@pytest.mark.subprocess
 def test_bad_inputs_one_clear_line(mini_bids, tmp_path):
     # missing file
     r = _cli("predict", "--ckpt", str(tmp_path / "none.ckpt"), "-i", "x.nii.gz")

@@ -116,6 +116,7 @@ def test_report_lists_and_links(report: Path):
         assert (report.parent / "png" / f"sub-{i:02d}.png").exists()
 
 
+@pytest.mark.services
 def test_report_renders_in_headless_chromium(report: Path, tmp_path: Path):
     exe = _chromium()
     shot = tmp_path / "shot.png"
@@ -130,6 +131,7 @@ def test_report_renders_in_headless_chromium(report: Path, tmp_path: Path):
     assert ((p[..., 1] > 150) & (p[..., 0] < 100) & (p[..., 2] < 100)).sum() > 10
 
 
+@pytest.mark.services
 def test_report_sorts_in_chromium(report: Path, tmp_path: Path):
     exe = _chromium()
     for spec, expected in (("dice:desc", ["sub-01", "sub-02", "sub-00", "sub-03"]),
@@ -157,6 +159,7 @@ def _screenshot_shows_panels(exe: str, index: Path, tmp: Path, n: int, outline: 
         assert ((p[..., 1] > 150) & (p[..., 0] < 100) & (p[..., 2] < 100)).sum() > 10
 
 
+@pytest.mark.services
 @pytest.mark.slow
 def test_cordbench_test_writes_qc_report(gm_fixture, gm_perone_run: Path, tmp_path: Path):
     """``cordbench test`` writes <run>/qc/index.html and one panel per test subject, linked with its metrics."""
@@ -184,6 +187,7 @@ def test_cordbench_test_writes_qc_report(gm_fixture, gm_perone_run: Path, tmp_pa
     _screenshot_shows_panels(_chromium(), out / "qc" / "index.html", tmp_path, len(test_subjects), outline=True)
 
 
+@pytest.mark.services
 @pytest.mark.slow
 def test_cordbench_predict_qc(gm_fixture, gm_perone_run: Path, tmp_path: Path):
     from cordbench.cli import main

@@ -92,6 +92,7 @@ def _complete(kind: str, path: Path) -> bool:
         return False
 
 
+@pytest.mark.subprocess
 @pytest.mark.parametrize("kind, earlier", [("nifti", False), ("csv", True), ("checkpoint", True)])
 def test_killed_writer_leaves_no_half_file_under_the_final_name(kind, earlier, tmp_path):
     target = tmp_path / NAMES[kind]

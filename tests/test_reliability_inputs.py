@@ -66,6 +66,7 @@ FORMAT_CASES = {
 }
 
 
+@pytest.mark.subprocess
 @pytest.mark.parametrize("case", sorted(FORMAT_CASES))
 def test_file_format_one_line_subprocess(case, tmp_path):
     bad = _bad_file(tmp_path, case)
@@ -282,6 +283,7 @@ def test_analyze_reports_a_malformed_subject_and_finishes_the_others(tmp_path, c
     assert "no vertebral level" in (out / "report.html").read_text()
 
 
+@pytest.mark.subprocess
 def test_analyze_unknown_grouping_column_named(tmp_path):
     """A typo in ``--by`` is an error naming participants.tsv, not a silently dropped group."""
     import subprocess

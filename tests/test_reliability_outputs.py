@@ -120,6 +120,7 @@ def test_stats_output_folder_holding_its_input_under_an_output_name_refused(tmp_
 
 
 # ------------------------------------------------------------------------------- A: write failures
+@pytest.mark.subprocess
 def test_disk_full_during_the_csv_write_is_one_line_and_keeps_the_earlier_file(seg, tmp_path):
     """``RLIMIT_FSIZE`` makes the CSV write fail (EFBIG) as a full disk would (ENOSPC): same code path."""
     out = tmp_path / "m.csv"

@@ -63,6 +63,8 @@ def test_bad_sweep_config_rejected_through_the_cli(override, words, bids, tmp_pa
     assert not (tmp_path / "sweeps").exists()
 
 
+@pytest.mark.subprocess
+@pytest.mark.ray
 @pytest.mark.slow
 def test_resources_the_cluster_can_never_give(bids, tmp_path):
     """A trial asking more CPUs than any node of the local Ray has is refused before it waits forever
@@ -81,6 +83,7 @@ def test_resources_the_cluster_can_never_give(bids, tmp_path):
     assert not (tmp_path / "sweeps" / "rel" / "trials").exists()
 
 
+@pytest.mark.ray
 @pytest.mark.slow
 def test_nan_loss_fails_its_trial_with_the_reason_and_the_sweep_goes_on(bids, tmp_path, capsys):
     """Two U-Net trials, lr 1e-3 and 1e30 (NaN at the second step): one finishes, one fails, both listed."""

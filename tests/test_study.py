@@ -117,6 +117,7 @@ def test_seg_source_predictions_and_missing(tmp_path):
     assert abs(lv3["CSA"] / truth["sub-01"][0] - 1) < 0.02
 
 
+@pytest.mark.ray
 @pytest.mark.slow
 def test_analyze_with_ray_survives_a_crashing_worker(tmp_path, monkeypatch):
     root = tmp_path / "bids"

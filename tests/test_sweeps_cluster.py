@@ -17,7 +17,7 @@ import pytest
 
 from core.paths import REPO_ROOT
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.ray, pytest.mark.subprocess, pytest.mark.services]
 SCRIPT = REPO_ROOT / ".ci" / "ray_cluster_test.sh"
 
 

@@ -22,7 +22,7 @@ from sweeps.records import read_results_csv
 from tests.sweep_harness import (CORDBENCH, FAST, KILL_SWEEP, descendants, kill, kill_driver_after_a_trial,
                                  sweep_losing_a_node)
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.ray, pytest.mark.subprocess]
 
 
 @pytest.fixture

@@ -32,7 +32,7 @@ from sweeps.staging import staging_dir
 from tests.s3_server import MotoServer, free_port
 from tests.sweep_harness import CORDBENCH, FAST, KILL_SWEEP, kill_driver_after_a_trial, sweep_losing_a_node
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.ray, pytest.mark.subprocess, pytest.mark.services]
 RUN_FILES = {"config.yaml", "data.json", "split.json", "metrics.csv", "test_metrics.csv", "test_summary.json",
              "trial.json", ".attempts", ".elapsed.json", "checkpoints/best.ckpt", "checkpoints/last.ckpt"}
 

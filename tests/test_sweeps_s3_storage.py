@@ -12,6 +12,8 @@ import pytest
 from sweeps import storage
 from tests.s3_server import MotoServer, free_port
 
+pytestmark = pytest.mark.services  # moto's S3 server on loopback
+
 
 @pytest.fixture
 def s3(s3_server, monkeypatch):
