@@ -55,10 +55,10 @@ FAST_TESTS := not slow and not ray and not subprocess and not ddp and not servic
 PYTEST_WORKERS ?= 2
 
 test: setup system-deps
-	$(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) --dist loadgroup --durations=15
+	$(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) --dist loadscope --durations=15
 
 test-fast: setup
-	$(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) --dist loadgroup -m "$(FAST_TESTS)" --durations=15
+	$(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) --dist loadscope -m "$(FAST_TESTS)" --durations=15
 
 bench: setup
 	$(BIN)/python benchmarks/foundation.py

@@ -10,6 +10,7 @@ the tiny sweep) are session fixtures here, built once per session from the build
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -58,16 +59,28 @@ def _torch_threads():
     torch.set_num_threads(n)
 
 
-def pytest_collection_modifyitems(config, items):
-    """With pytest-xdist (``make test`` runs ``-n 2 --dist loadgroup``), each module's tests stay on one
-    worker, so its module fixtures are built once; the tests of the tiny sweep (``real_sweep``) and of
-    the GM run (``gm_perone_run``) form one group each, so those models are trained once."""
-    if not config.pluginmanager.hasplugin("xdist"):
-        return
-    for item in items:
-        group = next((name for name in ("real_sweep", "gm_perone_run") if name in item.fixturenames),
-                     item.nodeid.split("::")[0])
-        item.add_marker(pytest.mark.xdist_group(group))
+#: Session fixtures that train models: the modules using them run on one pytest-xdist worker.
+TRAINED = ("real_sweep", "gm_perone_run")
+
+
+def pytest_xdist_make_scheduler(config, log):
+    """``make test`` runs two pytest-xdist workers with ``--dist loadscope``: each module's tests stay on
+    one worker, so its module fixtures are built once, and the modules that use a trained session
+    fixture (``TRAINED``) share one worker, so those models are trained once."""
+    if config.getvalue("dist") != "loadscope":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    tests = Path(__file__).parent
+    trained = {f"tests/{p.name}" for p in tests.glob("test_*.py")
+               if any(re.search(rf"\b{name}\b", p.read_text()) for name in TRAINED)}
+
+    class ModuleScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            module = nodeid.split("::", 1)[0]
+            return "trained-session-fixtures" if module in trained else module
+
+    return ModuleScheduling(config, log)
 
 
 @pytest.fixture(scope="session")

@@ -53,7 +53,7 @@ class FakeSession:
                 assert Path(d, TUNE_CHECKPOINT).is_file()
         self.reports.append((dict(metrics), meta))
 
-    def install(self, monkeypatch) -> "FakeSession":
+    def install(self, monkeypatch) -> FakeSession:
         from ray import tune
 
         monkeypatch.setattr(tune, "get_context", lambda: SimpleNamespace(get_trial_id=lambda: self.trial_id))
