@@ -63,6 +63,7 @@ def _torch_threads():
 TRAINED = ("real_sweep", "gm_perone_run")
 
 
+@pytest.hookimpl(optionalhook=True)  # a hook of pytest-xdist: unknown to pytest without it
 def pytest_xdist_make_scheduler(config, log):
     """``make test`` runs two pytest-xdist workers with ``--dist loadscope``: each module's tests stay on
     one worker, so its module fixtures are built once, and the modules that use a trained session
