@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat setup.cfg constraints.txt | cksum | cut -d' ' -f1)
 DEMO_OUT ?= outputs/demo
 
-.PHONY: setup system-deps demo ablation test test-fast bench mutations clean
+.PHONY: setup system-deps demo ablation lint test test-fast bench mutations clean
 
 setup: $(STAMP)
 
@@ -54,10 +54,16 @@ ablation: setup
 FAST_TESTS := not slow and not ray and not subprocess and not ddp and not services
 PYTEST_WORKERS ?= 2
 
-test: setup system-deps
+# The layers (import-linter contracts in pyproject.toml), lint and format (ruff): seconds, before every test tier.
+lint: setup
+	$(BIN)/lint-imports
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+test: setup system-deps lint
 	$(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) --dist loadscope --durations=15
 
-test-fast: setup
+test-fast: setup lint
 	$(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) --dist loadscope -m "$(FAST_TESTS)" --durations=15
 
 bench: setup

@@ -23,10 +23,11 @@ Conventions (as the Spinal Cord Toolbox, SCT):
   ``|t_z|``; it is the exact factor for the area of an oblique section of a tube (SCT uses
   ``cos(angle_AP)·cos(angle_RL)``, identical when the tilt lies in one plane).
 """
+
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 
@@ -36,8 +37,7 @@ RPI_AXCODES = ("L", "A", "S")
 
 def to_rpi(data: np.ndarray, affine: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Reorient a 3D (or 4D, extra axes untouched) array to SCT's RPI; returns ``(data, affine)``."""
-    from nibabel.orientations import (apply_orientation, axcodes2ornt, inv_ornt_aff, io_orientation,
-                                      ornt_transform)
+    from nibabel.orientations import apply_orientation, axcodes2ornt, inv_ornt_aff, io_orientation, ornt_transform
 
     ornt = io_orientation(np.asarray(affine, dtype=float))
     xfm = ornt_transform(ornt, axcodes2ornt(RPI_AXCODES))
@@ -50,15 +50,15 @@ def to_rpi(data: np.ndarray, affine: np.ndarray) -> tuple[np.ndarray, np.ndarray
 class SliceFrame:
     """In-plane orthonormal frame of the slices of an RPI grid (see module docstring)."""
 
-    c: np.ndarray          # 3×3: columns are the world vectors of one voxel step along i, j, k
+    c: np.ndarray  # 3×3: columns are the world vectors of one voxel step along i, j, k
     e0: np.ndarray
     e1: np.ndarray
     n: np.ndarray
-    pixel_area: float      # mm² of one in-plane pixel
+    pixel_area: float  # mm² of one in-plane pixel
     slice_thickness: float  # mm between slice centres, along the slice normal
 
     @classmethod
-    def from_affine(cls, affine: np.ndarray) -> "SliceFrame":
+    def from_affine(cls, affine: np.ndarray) -> SliceFrame:
         """Build the frame from an RPI affine."""
         c = np.asarray(affine, dtype=float)[:3, :3]
         c0, c1, c2 = c[:, 0], c[:, 1], c[:, 2]
@@ -68,8 +68,14 @@ class SliceFrame:
         n = np.cross(e0, e1)
         if n @ c2 < 0:
             n = -n
-        return cls(c=c, e0=e0, e1=e1, n=n, pixel_area=float(np.linalg.norm(np.cross(c0, c1))),
-                   slice_thickness=float(abs(n @ c2)))
+        return cls(
+            c=c,
+            e0=e0,
+            e1=e1,
+            n=n,
+            pixel_area=float(np.linalg.norm(np.cross(c0, c1))),
+            slice_thickness=float(abs(n @ c2)),
+        )
 
     def inplane_mm(self, i: np.ndarray, j: np.ndarray) -> np.ndarray:
         """In-plane coordinates (mm, along ``e0``/``e1``) of voxel indices ``(i, j)``; shape (n, 2)."""
@@ -85,10 +91,10 @@ class SliceFrame:
 class Centerline:
     """Per-slice centerline: raw and fitted centroids, unit tangents and angles."""
 
-    slices: np.ndarray        # slice indices k with a non-empty mask
-    centroid: np.ndarray      # (n, 2) raw centroid (i, j) in voxel units
-    fitted: np.ndarray        # (n, 2) fitted centroid (i, j)
-    tangent: np.ndarray       # (n, 3) unit tangent in the slice frame (t_x, t_y, t_z)
+    slices: np.ndarray  # slice indices k with a non-empty mask
+    centroid: np.ndarray  # (n, 2) raw centroid (i, j) in voxel units
+    fitted: np.ndarray  # (n, 2) fitted centroid (i, j)
+    tangent: np.ndarray  # (n, 3) unit tangent in the slice frame (t_x, t_y, t_z)
     method: str
     curve: tuple | None = None  # (f_i, f_j): fitted i(k), j(k) and derivatives, f(kq, der)
 
@@ -128,8 +134,9 @@ def slice_centroids(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return ks, cents
 
 
-def _fit_1d(k: np.ndarray, y: np.ndarray, method: str, smooth: float, degree: int,
-            pz: float, n_spanned: int) -> Callable[[np.ndarray, int], np.ndarray]:
+def _fit_1d(
+    k: np.ndarray, y: np.ndarray, method: str, smooth: float, degree: int, pz: float, n_spanned: int
+) -> Callable[[np.ndarray, int], np.ndarray]:
     """Fit y(k); return ``f(kq, der)`` evaluating the fit (der=0) or its derivative (der=1)."""
     n = k.size
     if n == 1:
@@ -150,8 +157,9 @@ def _fit_1d(k: np.ndarray, y: np.ndarray, method: str, smooth: float, degree: in
     raise ValueError(f"unknown centerline method {method!r} (bspline or polyfit)")
 
 
-def fit_centerline(mask: np.ndarray, frame: SliceFrame, method: str = "bspline", smooth: float = 30.0,
-                   degree: int = 5) -> Centerline:
+def fit_centerline(
+    mask: np.ndarray, frame: SliceFrame, method: str = "bspline", smooth: float = 30.0, degree: int = 5
+) -> Centerline:
     """Fit a smooth centerline to an RPI mask (see module docstring for the model)."""
     ks, cents = slice_centroids(mask)
     if ks.size == 0:
@@ -160,9 +168,14 @@ def fit_centerline(mask: np.ndarray, frame: SliceFrame, method: str = "bspline",
     n_spanned = int(ks[-1] - ks[0] + 1)
     fi = _fit_1d(kf, cents[:, 0], method, smooth, degree, frame.slice_thickness, n_spanned)
     fj = _fit_1d(kf, cents[:, 1], method, smooth, degree, frame.slice_thickness, n_spanned)
-    t_world = (np.outer(fi(kf, 1), frame.c[:, 0]) + np.outer(fj(kf, 1), frame.c[:, 1])
-               + frame.c[:, 2][None, :])
+    t_world = np.outer(fi(kf, 1), frame.c[:, 0]) + np.outer(fj(kf, 1), frame.c[:, 1]) + frame.c[:, 2][None, :]
     t = frame.to_frame(t_world)
     t /= np.linalg.norm(t, axis=1, keepdims=True)
-    return Centerline(slices=ks, centroid=cents, fitted=np.stack([fi(kf, 0), fj(kf, 0)], axis=1), tangent=t,
-                      method=method, curve=(fi, fj))
+    return Centerline(
+        slices=ks,
+        centroid=cents,
+        fitted=np.stack([fi(kf, 0), fj(kf, 0)], axis=1),
+        tangent=t,
+        method=method,
+        curve=(fi, fj),
+    )

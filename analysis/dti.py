@@ -24,6 +24,7 @@
   cord (or the WM); the table's ``Label`` column says which region was averaged (``WM`` or
   ``cord``) and ``Region`` how it was obtained.
 """
+
 from __future__ import annotations
 
 import warnings
@@ -94,8 +95,9 @@ def read_bvecs(path: str | Path, n_volumes: int) -> np.ndarray:
     raise InputError(f"bvec file has shape {arr.shape}; expected 3×{n_volumes} (FSL) or {n_volumes}×3", path)
 
 
-def load_gradients(bval_path: str | Path, bvec_path: str | Path, n_volumes: int,
-                   b0_threshold: float = B0_THRESHOLD) -> tuple[np.ndarray, np.ndarray]:
+def load_gradients(
+    bval_path: str | Path, bvec_path: str | Path, n_volumes: int, b0_threshold: float = B0_THRESHOLD
+) -> tuple[np.ndarray, np.ndarray]:
     """Read and check b-values/vectors against the number of DWI volumes; returns ``(bvals, bvecs)``."""
     bvals = read_bvals(bval_path)
     if bvals.size != n_volumes:
@@ -109,19 +111,26 @@ def load_gradients(bval_path: str | Path, bvec_path: str | Path, n_volumes: int,
     norms = np.linalg.norm(bvecs, axis=1)
     zero = dw & (norms < 1e-6)
     if zero.any():
-        raise InputError(f"zero gradient vector for diffusion-weighted volume(s) {np.flatnonzero(zero).tolist()}",
-                         bvec_path)
+        raise InputError(
+            f"zero gradient vector for diffusion-weighted volume(s) {np.flatnonzero(zero).tolist()}", bvec_path
+        )
     off = dw & (np.abs(norms - 1) > UNIT_TOL)
     if off.any() and np.ptp(norms[dw]) > NORM_SPREAD_TOL * float(np.median(norms[dw])):
         # lengths that vary between volumes are not a scale slip: some scanners encode lower b-values
         # by shorter vectors (b_eff = b·|g|²), and normalising them would silently give wrong b-values
-        raise InputError(f"bvec file has non-unit vectors of varying length ({norms[dw].min():.3g}–"
-                         f"{norms[dw].max():.3g}) at b>0: if the length encodes the b-value, write b·|g|² in the "
-                         "bval file and unit vectors in the bvec file", bvec_path)
+        raise InputError(
+            f"bvec file has non-unit vectors of varying length ({norms[dw].min():.3g}–"
+            f"{norms[dw].max():.3g}) at b>0: if the length encodes the b-value, write b·|g|² in the "
+            "bval file and unit vectors in the bvec file",
+            bvec_path,
+        )
     if off.any():
-        warnings.warn(f"{bvec_path}: {int(off.sum())} gradient vector(s) are not unit length "
-                      f"(norms {norms[off].min():.3g}–{norms[off].max():.3g}); normalised",
-                      GradientWarning, stacklevel=2)
+        warnings.warn(
+            f"{bvec_path}: {int(off.sum())} gradient vector(s) are not unit length "
+            f"(norms {norms[off].min():.3g}–{norms[off].max():.3g}); normalised",
+            GradientWarning,
+            stacklevel=2,
+        )
     out = np.zeros_like(bvecs)
     out[dw] = bvecs[dw] / norms[dw, None]
     return bvals, out
@@ -131,11 +140,11 @@ def load_gradients(bval_path: str | Path, bvec_path: str | Path, n_volumes: int,
 class SchemeReport:
     """How well a gradient scheme determines the tensor."""
 
-    n_dw: int                 # diffusion-weighted volumes
-    n_directions: int         # distinct directions (antipodes identified)
-    rank_b: int               # rank of the B-matrix
-    cond_b: float             # condition number of the B-matrix
-    coplanarity: float        # smallest / largest singular value of the direction matrix
+    n_dw: int  # diffusion-weighted volumes
+    n_directions: int  # distinct directions (antipodes identified)
+    rank_b: int  # rank of the B-matrix
+    cond_b: float  # condition number of the B-matrix
+    coplanarity: float  # smallest / largest singular value of the direction matrix
     problems: list[str]
 
     @property
@@ -152,8 +161,10 @@ class SchemeReport:
 def b_matrix(dirs: np.ndarray) -> np.ndarray:
     """Rows ``[gx², gy², gz², 2gxgy, 2gxgz, 2gygz]`` of unit directions."""
     g = np.asarray(dirs, float)
-    return np.stack([g[:, 0] ** 2, g[:, 1] ** 2, g[:, 2] ** 2, 2 * g[:, 0] * g[:, 1], 2 * g[:, 0] * g[:, 2],
-                     2 * g[:, 1] * g[:, 2]], axis=1)
+    return np.stack(
+        [g[:, 0] ** 2, g[:, 1] ** 2, g[:, 2] ** 2, 2 * g[:, 0] * g[:, 1], 2 * g[:, 0] * g[:, 2], 2 * g[:, 1] * g[:, 2]],
+        axis=1,
+    )
 
 
 def _distinct_directions(dirs: np.ndarray, tol_deg: float = 1.0) -> np.ndarray:
@@ -185,13 +196,20 @@ def scheme_report(bvals: np.ndarray, bvecs: np.ndarray, b0_threshold: float = B0
     copl = float(dsv[-1] / dsv[0]) if len(dsv) == 3 and dsv[0] > 0 else 0.0
     if copl < COPLANAR_WARN:
         problems.append(f"directions nearly coplanar (singular-value ratio {copl:.3f} < {COPLANAR_WARN:g})")
-    return SchemeReport(n_dw=int(dw.sum()), n_directions=len(uniq), rank_b=rank, cond_b=cond,
-                        coplanarity=copl, problems=problems)
+    return SchemeReport(
+        n_dw=int(dw.sum()), n_directions=len(uniq), rank_b=rank, cond_b=cond, coplanarity=copl, problems=problems
+    )
 
 
 # ---------------------------------------------------------------------------------------- fit
-def fit_tensor(data: np.ndarray, bvals: np.ndarray, bvecs: np.ndarray, mask: np.ndarray | None = None,
-               fit_method: str = "WLS", b0_threshold: float = B0_THRESHOLD) -> dict[str, np.ndarray]:
+def fit_tensor(
+    data: np.ndarray,
+    bvals: np.ndarray,
+    bvecs: np.ndarray,
+    mask: np.ndarray | None = None,
+    fit_method: str = "WLS",
+    b0_threshold: float = B0_THRESHOLD,
+) -> dict[str, np.ndarray]:
     """Fit the tensor with dipy; returns float64 maps ``FA, MD, RD, AD`` (0 outside ``mask``)."""
     from dipy.core.gradients import gradient_table
     from dipy.reconst.dti import TensorModel
@@ -205,8 +223,12 @@ def fit_tensor(data: np.ndarray, bvals: np.ndarray, bvecs: np.ndarray, mask: np.
     m = np.ones(data.shape[:3], bool) if mask is None else np.asarray(mask, bool)
     nonpos = int((data[m] <= 0).any(axis=-1).sum())
     if nonpos:
-        warnings.warn(f"{nonpos} voxel(s) have non-positive signal in some volume; dipy clips them to its "
-                      f"min_signal before the log-linear fit", SignalWarning, stacklevel=2)
+        warnings.warn(
+            f"{nonpos} voxel(s) have non-positive signal in some volume; dipy clips them to its "
+            f"min_signal before the log-linear fit",
+            SignalWarning,
+            stacklevel=2,
+        )
     gtab = gradient_table(np.asarray(bvals, float), bvecs=np.asarray(bvecs, float), b0_threshold=b0_threshold)
     model = TensorModel(gtab, fit_method=method)
     fit = model.fit(data, mask=m)
@@ -234,9 +256,16 @@ def write_maps(maps: dict[str, np.ndarray], ref_img, out_dir: str | Path, prefix
 
 
 # ---------------------------------------------------------------------------------- per level
-def per_level_means(maps: dict[str, np.ndarray], affine: np.ndarray, mask: np.ndarray,
-                    levels: np.ndarray | None = None, level_mode: str = "slice", filename: str = "",
-                    label: str = "cord", region: str = ""):
+def per_level_means(
+    maps: dict[str, np.ndarray],
+    affine: np.ndarray,
+    mask: np.ndarray,
+    levels: np.ndarray | None = None,
+    level_mode: str = "slice",
+    filename: str = "",
+    label: str = "cord",
+    region: str = "",
+):
     """Per-level MEAN/STD of each map inside ``mask`` (arrays on the DWI grid); one row per level.
 
     Without ``levels`` one row covers the whole mask (``VertLevel`` empty).
@@ -269,8 +298,13 @@ def per_level_means(maps: dict[str, np.ndarray], affine: np.ndarray, mask: np.nd
             raise ValueError(f"level_mode {level_mode!r}: slice or voxel")
     rows = []
     for level, slices, sel in groups:
-        row = {"Filename": filename, "Slice (I->S)": slices, "VertLevel": level, "Label": label,
-               "Size [vox]": int(sel.sum())}
+        row = {
+            "Filename": filename,
+            "Slice (I->S)": slices,
+            "VertLevel": level,
+            "Label": label,
+            "Size [vox]": int(sel.sum()),
+        }
         for name in maps:
             v = mp[name][sel]
             row[f"MEAN({name})"] = float(v.mean()) if v.size else np.nan
@@ -284,8 +318,9 @@ def per_level_means(maps: dict[str, np.ndarray], affine: np.ndarray, mask: np.nd
 REGION_WM_MASK, REGION_CORD_MINUS_GM, REGION_CORD = "WM mask", "cord minus GM", "cord mask"
 
 
-def dti_region(cord: np.ndarray | None, wm: np.ndarray | None = None,
-               gm: np.ndarray | None = None) -> tuple[np.ndarray | None, str, str]:
+def dti_region(
+    cord: np.ndarray | None, wm: np.ndarray | None = None, gm: np.ndarray | None = None
+) -> tuple[np.ndarray | None, str, str]:
     """The voxels to average and their ``(Label, Region)``: WM mask > cord − GM > cord (module docstring)."""
     if wm is not None:
         return np.asarray(wm, bool), "WM", REGION_WM_MASK
@@ -298,16 +333,27 @@ def dti_region(cord: np.ndarray | None, wm: np.ndarray | None = None,
 class DTIResult:
     """Output of :func:`run_dti`."""
 
-    table: "object"                       # pandas DataFrame, one row per level
+    table: object  # pandas DataFrame, one row per level
     maps: dict[str, np.ndarray]
     scheme: SchemeReport
     map_paths: dict[str, Path]
 
 
-def run_dti(dwi: str | Path, bval: str | Path, bvec: str | Path, mask: str | Path | None = None,
-            levels: str | Path | None = None, *, fit_method: str = "WLS", maps_dir: str | Path | None = None,
-            map_prefix: str = "", level_mode: str = "slice", b0_threshold: float = B0_THRESHOLD,
-            wm_mask: str | Path | None = None, gm_mask: str | Path | None = None) -> DTIResult:
+def run_dti(
+    dwi: str | Path,
+    bval: str | Path,
+    bvec: str | Path,
+    mask: str | Path | None = None,
+    levels: str | Path | None = None,
+    *,
+    fit_method: str = "WLS",
+    maps_dir: str | Path | None = None,
+    map_prefix: str = "",
+    level_mode: str = "slice",
+    b0_threshold: float = B0_THRESHOLD,
+    wm_mask: str | Path | None = None,
+    gm_mask: str | Path | None = None,
+) -> DTIResult:
     """Load and check the inputs, warn on a weak scheme, fit, write maps, average per level.
 
     ``mask`` is the cord mask; ``wm_mask`` (or ``gm_mask`` with ``mask``: WM = cord − GM) makes the
@@ -320,8 +366,10 @@ def run_dti(dwi: str | Path, bval: str | Path, bvec: str | Path, mask: str | Pat
     bvals, bvecs = load_gradients(bval, bvec, data.shape[3], b0_threshold)
     rep = scheme_report(bvals, bvecs, b0_threshold)
     if rep.undetermined:
-        raise InputError("the diffusion scheme cannot determine a tensor (" + "; ".join(rep.problems)
-                         + "): no FA/MD/RD/AD written", bvec)
+        raise InputError(
+            "the diffusion scheme cannot determine a tensor (" + "; ".join(rep.problems) + "): no FA/MD/RD/AD written",
+            bvec,
+        )
     if rep.degenerate:
         warnings.warn(f"{bvec}: weak diffusion scheme — " + "; ".join(rep.problems), SchemeWarning, stacklevel=2)
     ref3 = _first_volume(img)
@@ -349,8 +397,7 @@ def run_dti(dwi: str | Path, bval: str | Path, bvec: str | Path, mask: str | Pat
         raise InputError("the white-matter region (cord minus GM) is empty", gm_mask)
     if region is not None and lv is not None and not _levels_meet_mask(lv, region, img.affine, level_mode):
         what = Path(wm_mask or mask or levels).name
-        raise InputError(f"no vertebral level where the {label} mask is (no slice of mask {what} has a level)",
-                         levels)
+        raise InputError(f"no vertebral level where the {label} mask is (no slice of mask {what} has a level)", levels)
     if region is not None:
         check_b0_signal(data, bvals, region, dwi, b0_threshold)
     fit_mask = region if m is None else (m | region)
@@ -358,13 +405,13 @@ def run_dti(dwi: str | Path, bval: str | Path, bvec: str | Path, mask: str | Pat
     paths = write_maps(maps, img, maps_dir, map_prefix) if maps_dir is not None else {}
     if region is None:
         region, how = np.ones(data.shape[:3], bool), "whole volume"
-    table = per_level_means(maps, img.affine, region, lv, level_mode, filename=Path(dwi).name, label=label,
-                            region=how)
+    table = per_level_means(maps, img.affine, region, lv, level_mode, filename=Path(dwi).name, label=label, region=how)
     return DTIResult(table=table, maps=maps, scheme=rep, map_paths=paths)
 
 
-def check_b0_signal(data: np.ndarray, bvals: np.ndarray, mask: np.ndarray, path: str | Path,
-                    b0_threshold: float = B0_THRESHOLD) -> None:
+def check_b0_signal(
+    data: np.ndarray, bvals: np.ndarray, mask: np.ndarray, path: str | Path, b0_threshold: float = B0_THRESHOLD
+) -> None:
     """Reject a DWI whose mean b=0 signal is ≤ 0 in a voxel of ``mask`` (no tensor can be fit there).
 
     Non-positive diffusion-weighted values in a few voxels are left to :func:`fit_tensor` (clipped,
@@ -374,9 +421,12 @@ def check_b0_signal(data: np.ndarray, bvals: np.ndarray, mask: np.ndarray, path:
     bad = np.asarray(mask, bool) & ~(b0 > 0)
     if bad.any():
         first = tuple(int(i) for i in np.argwhere(bad)[0])
-        raise InputError(f"non-positive b=0 signal in {int(bad.sum())} of {int(np.asarray(mask, bool).sum())} "
-                         f"mask voxels (e.g. voxel {first}: {float(b0[first]):g}); check the data scaling and "
-                         "that the mask is on the cord", path)
+        raise InputError(
+            f"non-positive b=0 signal in {int(bad.sum())} of {int(np.asarray(mask, bool).sum())} "
+            f"mask voxels (e.g. voxel {first}: {float(b0[first]):g}); check the data scaling and "
+            "that the mask is on the cord",
+            path,
+        )
 
 
 def _levels_meet_mask(levels: np.ndarray, mask: np.ndarray, affine: np.ndarray, level_mode: str) -> bool:

@@ -9,6 +9,7 @@ and manual canal (``label-canal_seg``). The files are found by the study's index
 :func:`analysis.dti.run_dti` (WLS) on the DWI cord mask. Results are memoised: the small ones for
 every subject of a sweep, the big arrays for the latest few (:func:`clear_caches` forgets them).
 """
+
 from __future__ import annotations
 
 import tempfile
@@ -31,23 +32,23 @@ class ManualRef:
 
     root: str
     subject: str
-    image: Path                     # the T2w image the model segments
-    affine: np.ndarray              # its native affine
+    image: Path  # the T2w image the model segments
+    affine: np.ndarray  # its native affine
     shape: tuple[int, ...]
-    table: pd.DataFrame             # manual per-level table (VertLevel, n_slices, CSA, canal_area, SAC, SAC_CSA)
+    table: pd.DataFrame  # manual per-level table (VertLevel, n_slices, CSA, canal_area, SAC, SAC_CSA)
     fa: dict[int, float] = field(default_factory=dict)
-    fa_note: str = ""               # why FA is missing ("" when present)
-    note: str = ""                  # warnings of the manual measurement
+    fa_note: str = ""  # why FA is missing ("" when present)
+    note: str = ""  # warnings of the manual measurement
 
 
 @dataclass
 class AnatArrays:
     """The manual arrays a model's mask is measured with (RPI): big, so only the latest few are kept."""
 
-    seg: np.ndarray                 # manual cord mask (bool)
+    seg: np.ndarray  # manual cord mask (bool)
     affine_rpi: np.ndarray
-    levels: np.ndarray              # manual level map (int16)
-    canal: np.ndarray | None        # manual canal (bool)
+    levels: np.ndarray  # manual level map (int16)
+    canal: np.ndarray | None  # manual canal (bool)
 
 
 @lru_cache(maxsize=8)
@@ -125,8 +126,7 @@ def _fa(job) -> tuple[dict[int, float], str]:
             if job.dwi_discs is None:
                 return {}, "no vertebral levels on the DWI grid (label-SC_desc-levels_dseg or label-discs_dlabel)"
             img, lv = level_map_from_files(job.dwi_mask, job.dwi_discs)
-            levels = save_nifti(lv, img.affine, Path(tmp) / "dwi_levels.nii.gz", header=img.header,
-                                dtype=np.int16)
+            levels = save_nifti(lv, img.affine, Path(tmp) / "dwi_levels.nii.gz", header=img.header, dtype=np.int16)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             res = run_dti(job.dwi, job.bval, job.bvec, job.dwi_mask, levels)
@@ -155,9 +155,17 @@ def manual_reference(root: str, subject: str, contrast: str = "T2w") -> ManualRe
         warnings.simplefilter("always")
         table = per_level_table(compute_perslice(arr.seg, arr.affine_rpi, arr.levels, arr.canal))
     fa, fa_note = _fa(job)
-    return ManualRef(root=root, subject=subject, image=rec.path, affine=np.asarray(img.affine, float),
-                     shape=tuple(img.shape[:3]), table=table, fa=fa, fa_note=fa_note,
-                     note=" | ".join(f"manual: {w.message}" for w in caught))
+    return ManualRef(
+        root=root,
+        subject=subject,
+        image=rec.path,
+        affine=np.asarray(img.affine, float),
+        shape=tuple(img.shape[:3]),
+        table=table,
+        fa=fa,
+        fa_note=fa_note,
+        note=" | ".join(f"manual: {w.message}" for w in caught),
+    )
 
 
 def clear_caches() -> None:

@@ -25,13 +25,14 @@ volume as SCT does (detected, or forced with ``soft``; ``soft=False`` thresholds
 centerline is fitted to every voxel > 0 (unweighted), as SCT's. ``mask_type`` in the output says
 which was used.
 """
+
 from __future__ import annotations
 
 import datetime
 import warnings
-from dataclasses import dataclass
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterable, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -43,8 +44,19 @@ if TYPE_CHECKING:  # annotations only: pandas is imported where it is used
     import pandas as pd
 
 #: SCT ≥ 7.2's ``KEYS_DEFAULT`` order (``length`` is written as ``SUM(length)``).
-SHAPE_METRICS = ["area", "angle_AP", "angle_RL", "diameter_AP", "diameter_AP_ellipse", "diameter_RL",
-                 "length_anterior", "length_posterior", "eccentricity", "orientation", "solidity"]
+SHAPE_METRICS = [
+    "area",
+    "angle_AP",
+    "angle_RL",
+    "diameter_AP",
+    "diameter_AP_ellipse",
+    "diameter_RL",
+    "length_anterior",
+    "length_posterior",
+    "eccentricity",
+    "orientation",
+    "solidity",
+]
 CANAL_METRICS = ["canal_area", "SAC", "SAC_CSA"]
 LEVEL_COL = "VertLevel"  # SCT's vertebral-level column
 HEAD_COLUMNS = ["Timestamp", "SCT Version", "Filename", "Slice (I->S)", "VertLevel", "DistancePMJ"]
@@ -95,9 +107,16 @@ def slice_levels(levels_rpi: np.ndarray) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------------- per slice
-def compute_perslice(seg_rpi: np.ndarray, affine_rpi: np.ndarray, levels_rpi: np.ndarray | None = None,
-                     canal_rpi: np.ndarray | None = None, *, angle_correction: bool = True,
-                     centerline_method: str = "bspline", smooth: float = 30.0):
+def compute_perslice(
+    seg_rpi: np.ndarray,
+    affine_rpi: np.ndarray,
+    levels_rpi: np.ndarray | None = None,
+    canal_rpi: np.ndarray | None = None,
+    *,
+    angle_correction: bool = True,
+    centerline_method: str = "bspline",
+    smooth: float = 30.0,
+):
     """Per-slice metrics of an RPI mask (booleans, or values in [0, 1] measured as partial volume);
     returns a DataFrame, one row per slice with a value > 1e-6 (``mask_type`` binary or soft)."""
     import pandas as pd
@@ -121,16 +140,24 @@ def compute_perslice(seg_rpi: np.ndarray, affine_rpi: np.ndarray, levels_rpi: np
         t = ctl.tangent[n] if angle_correction else None
         shp = slice_shape(sl, frame, t)
         cosv = float(ctl.cos_angle[n]) if angle_correction else 1.0
-        row = {"Slice (I->S)": int(k),
-               "VertLevel": float(lvl[k]) if lvl is not None else np.nan,
-               "area": shp.area, "area_raw": shp.area_raw,
-               "angle_AP": float(ctl.angle_AP[n]) if angle_correction else 0.0,
-               "angle_RL": float(ctl.angle_RL[n]) if angle_correction else 0.0,
-               "diameter_AP": shp.diameter_AP, "diameter_AP_ellipse": shp.diameter_AP_ellipse,
-               "diameter_RL": shp.diameter_RL, "length_anterior": shp.length_anterior,
-               "length_posterior": shp.length_posterior, "eccentricity": shp.eccentricity,
-               "orientation": shp.orientation, "solidity": shp.solidity,
-               "length": frame.slice_thickness / cosv, "mask_type": "soft" if soft else "binary"}
+        row = {
+            "Slice (I->S)": int(k),
+            "VertLevel": float(lvl[k]) if lvl is not None else np.nan,
+            "area": shp.area,
+            "area_raw": shp.area_raw,
+            "angle_AP": float(ctl.angle_AP[n]) if angle_correction else 0.0,
+            "angle_RL": float(ctl.angle_RL[n]) if angle_correction else 0.0,
+            "diameter_AP": shp.diameter_AP,
+            "diameter_AP_ellipse": shp.diameter_AP_ellipse,
+            "diameter_RL": shp.diameter_RL,
+            "length_anterior": shp.length_anterior,
+            "length_posterior": shp.length_posterior,
+            "eccentricity": shp.eccentricity,
+            "orientation": shp.orientation,
+            "solidity": shp.solidity,
+            "length": frame.slice_thickness / cosv,
+            "mask_type": "soft" if soft else "binary",
+        }
         if canal is not None:
             c_area = float(canal[:, :, k].sum()) * frame.pixel_area * cosv
             if c_area > 0:
@@ -141,13 +168,15 @@ def compute_perslice(seg_rpi: np.ndarray, affine_rpi: np.ndarray, levels_rpi: np
                 row["canal_area"] = row["SAC"] = row["SAC_CSA"] = np.nan
         rows.append(row)
     if n_multi:
-        warnings.warn(f"{n_multi} slice(s) hold more than one connected object; all are measured together",
-                      stacklevel=2)
+        warnings.warn(
+            f"{n_multi} slice(s) hold more than one connected object; all are measured together", stacklevel=2
+        )
     return pd.DataFrame(rows)
 
 
-def check_levels_cover_cord(seg_rpi: np.ndarray, levels_rpi: np.ndarray, seg: str | Path, levels: str | Path,
-                            voxels: bool = False) -> None:
+def check_levels_cover_cord(
+    seg_rpi: np.ndarray, levels_rpi: np.ndarray, seg: str | Path, levels: str | Path, voxels: bool = False
+) -> None:
     """Reject a level map that labels none of the segmented slices (``voxels``: none of the cord voxels).
 
     Partial coverage is normal (the cord runs past the first and last labelled discs) and kept:
@@ -161,12 +190,20 @@ def check_levels_cover_cord(seg_rpi: np.ndarray, levels_rpi: np.ndarray, seg: st
         ok = bool((seg_rpi.any(axis=(0, 1)) & np.isfinite(slice_levels(lv))).any())
     if not ok:
         zs = np.flatnonzero(seg_rpi.any(axis=(0, 1)))
-        raise InputError(f"no vertebral level where the cord is segmented (cord in slices {zs.min()}–{zs.max()} "
-                         f"of {Path(seg).name}, none labelled)", levels)
+        raise InputError(
+            f"no vertebral level where the cord is segmented (cord in slices {zs.min()}–{zs.max()} "
+            f"of {Path(seg).name}, none labelled)",
+            levels,
+        )
 
 
-def morphometrics_from_files(seg: str | Path, levels: str | Path | None = None, canal: str | Path | None = None,
-                             soft: bool | None = None, **kwargs):
+def morphometrics_from_files(
+    seg: str | Path,
+    levels: str | Path | None = None,
+    canal: str | Path | None = None,
+    soft: bool | None = None,
+    **kwargs,
+):
     """Load the masks (checked on one grid), reorient to RPI and compute :func:`compute_perslice`.
 
     ``soft``: None = detect (values strictly between 0 and 1 → partial volume), True = partial
@@ -235,12 +272,16 @@ def present_levels(vert: Sequence[int], levels) -> list[int]:
     found = [v for v in vert if v in there]
     spec = format_num_list(vert)
     if not found:
-        raise InputError(f"--vert {spec}: none of these levels is where the cord is segmented "
-                         f"(levels there: {format_num_list(there) if there else 'none'})")
+        raise InputError(
+            f"--vert {spec}: none of these levels is where the cord is segmented "
+            f"(levels there: {format_num_list(there) if there else 'none'})"
+        )
     missing = [v for v in vert if v not in there]
     if missing:
-        warnings.warn(f"--vert {spec}: level(s) {format_num_list(missing)} not where the cord is segmented; "
-                      f"the output covers level(s) {format_num_list(found)} only")
+        warnings.warn(
+            f"--vert {spec}: level(s) {format_num_list(missing)} not where the cord is segmented; "
+            f"the output covers level(s) {format_num_list(found)} only"
+        )
     return found
 
 
@@ -258,8 +299,15 @@ def _agg_row(group, metrics: Sequence[str]) -> dict:
     return row
 
 
-def aggregate(perslice, filename: str, *, vert: Sequence[int] | None = None, perlevel: bool | None = None,
-              perslice_rows: bool = False, with_canal: bool | None = None):
+def aggregate(
+    perslice,
+    filename: str,
+    *,
+    vert: Sequence[int] | None = None,
+    perlevel: bool | None = None,
+    perslice_rows: bool = False,
+    with_canal: bool | None = None,
+):
     """Aggregate per-slice metrics into SCT-style rows.
 
     * ``perslice_rows``: one row per slice (restricted to ``vert`` levels when given);
@@ -286,8 +334,13 @@ def aggregate(perslice, filename: str, *, vert: Sequence[int] | None = None, per
     from core import __version__
 
     mask_type = str(perslice["mask_type"].iloc[0]) if "mask_type" in perslice and len(perslice) else "binary"
-    head = {"Timestamp": stamp, "SCT Version": f"cordbench-{__version__}", "Filename": filename,
-            "DistancePMJ": np.nan, "mask_type": mask_type}
+    head = {
+        "Timestamp": stamp,
+        "SCT Version": f"cordbench-{__version__}",
+        "Filename": filename,
+        "DistancePMJ": np.nan,
+        "mask_type": mask_type,
+    }
     rows = []
     if perslice_rows:
         for _, r in df.iterrows():
@@ -310,7 +363,7 @@ def aggregate(perslice, filename: str, *, vert: Sequence[int] | None = None, per
     return pd.DataFrame(rows, columns=sct_columns(with_canal))
 
 
-def per_level_table(perslice) -> "pd.DataFrame":
+def per_level_table(perslice) -> pd.DataFrame:
     """Compact per-level table (VertLevel, CSA, SAC, SAC_CSA, canal_area, n_slices) for cohort use."""
     import pandas as pd
 
@@ -338,8 +391,9 @@ def _balanced_boundary(lo_vals: np.ndarray, hi_vals: np.ndarray) -> float:
     return float(0.5 * (cand[i] + nxt))
 
 
-def arc_length_positions(points_vox: np.ndarray, affine_rpi: np.ndarray, centerline, step: float = 0.1,
-                         margin: float = 3.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def arc_length_positions(
+    points_vox: np.ndarray, affine_rpi: np.ndarray, centerline, step: float = 0.1, margin: float = 3.0
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Arc length (mm) of the projection of voxel points (n, 3) onto the fitted centerline.
 
     Returns ``(s, width, inside)``: ``width`` is the extent of the voxel box along the local tangent
@@ -370,9 +424,15 @@ def _spread_count(s: np.ndarray, w: np.ndarray, a: float, b: float) -> float:
     return float(np.clip(over / w, 0.0, 1.0).sum())
 
 
-def volume_per_level(seg_rpi: np.ndarray, affine_rpi: np.ndarray, levels_rpi: np.ndarray,
-                     canal_rpi: np.ndarray | None = None, *, centerline_method: str = "bspline",
-                     smooth: float = 30.0):
+def volume_per_level(
+    seg_rpi: np.ndarray,
+    affine_rpi: np.ndarray,
+    levels_rpi: np.ndarray,
+    canal_rpi: np.ndarray | None = None,
+    *,
+    centerline_method: str = "bspline",
+    smooth: float = 30.0,
+):
     """Per-level CSA, canal area, SAC and SAC/CSA as volume / arc length along the centerline.
 
     An alternative to SCT's axial-slice average that matches a cross-section defined
@@ -413,8 +473,9 @@ def volume_per_level(seg_rpi: np.ndarray, affine_rpi: np.ndarray, levels_rpi: np
         bounds[last][1] = _balanced_boundary(by_level[last], above)
     s_canal = None
     if canal_rpi is not None:
-        s_canal, w_canal, in_canal = arc_length_positions(np.argwhere(np.asarray(canal_rpi) > 0).astype(float),
-                                                          affine_rpi, ctl)
+        s_canal, w_canal, in_canal = arc_length_positions(
+            np.argwhere(np.asarray(canal_rpi) > 0).astype(float), affine_rpi, ctl
+        )
         s_canal, w_canal = s_canal[in_canal], w_canal[in_canal]
     sc, wc = s_cord[in_cord], w_cord[in_cord]
     rows = []
@@ -449,8 +510,11 @@ def volume_per_level_from_files(seg: str | Path, levels: str | Path, canal: str 
     check_levels_cover_cord(seg_bin, lv, seg, levels, voxels=True)
     n_slices = int(seg_bin.any(axis=(0, 1)).sum())
     if n_slices < MIN_VOLUME_SLICES:
-        raise InputError(f"segmentation covers {n_slices} axial slice(s): --level-method volume needs a cord "
-                         f"along at least {MIN_VOLUME_SLICES} slices (a centerline and an arc length)", seg)
+        raise InputError(
+            f"segmentation covers {n_slices} axial slice(s): --level-method volume needs a cord "
+            f"along at least {MIN_VOLUME_SLICES} slices (a centerline and an arc length)",
+            seg,
+        )
     cn = None
     if canal is not None:
         _, cd, _ = load_mask_rpi(canal, "canal segmentation", seg_img, seg)

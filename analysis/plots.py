@@ -5,12 +5,13 @@
 * :func:`correlation_heatmap` — r by level × group (overall first) with BH significance marks
   (``*`` q < 0.05, ``**`` q < 0.01, ``***`` q < 0.001).
 """
+
 from __future__ import annotations
 
 import math
 import re
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -91,8 +92,15 @@ def correlation_heatmap(table, by: str, out_path: str | Path, title: str = "") -
     for i in range(len(levels)):
         for j in range(len(cols)):
             txt = "n/a" if not np.isfinite(r[i, j]) else f"{r[i, j]:.2f}{stars(q[i, j])}"
-            ax.text(j, i, txt, ha="center", va="center", fontsize=8,
-                    color="white" if np.isfinite(r[i, j]) and abs(r[i, j]) > 0.6 else "black")
+            ax.text(
+                j,
+                i,
+                txt,
+                ha="center",
+                va="center",
+                fontsize=8,
+                color="white" if np.isfinite(r[i, j]) and abs(r[i, j]) > 0.6 else "black",
+            )
     ax.set_xticks(range(len(cols)), cols, fontsize=8, rotation=30)
     ax.set_yticks(range(len(levels)), [f"level {lv}" for lv in levels], fontsize=8)
     fig.colorbar(im, ax=ax, label="Pearson r")

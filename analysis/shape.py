@@ -26,6 +26,7 @@ for the measured differences):
 * ``solidity`` = skimage ``regionprops`` solidity of the region (area / convex-hull area).
 * A one-pixel region is measured as its pixel square (axes 4·√(p²/12) = 1.15 p).
 """
+
 from __future__ import annotations
 
 import math
@@ -38,12 +39,13 @@ from analysis.centerline import SliceFrame
 from core.errors import InputError
 
 NEAR_ZERO = 1e-6
-AP_BAND_MM = 3.0       # SCT's 30 rows of 0.1 mm averaged for the AP diameter
-SUBSAMPLE_MM = 0.1     # sub-point spacing of the profile integration (SCT's 0.1 mm grid)
+AP_BAND_MM = 3.0  # SCT's 30 rows of 0.1 mm averaged for the AP diameter
+SUBSAMPLE_MM = 0.1  # sub-point spacing of the profile integration (SCT's 0.1 mm grid)
 
 
-def mask_values(data: np.ndarray, path: str | Path, kind: str = "segmentation",
-                soft: bool | None = None) -> tuple[np.ndarray, bool]:
+def mask_values(
+    data: np.ndarray, path: str | Path, kind: str = "segmentation", soft: bool | None = None
+) -> tuple[np.ndarray, bool]:
     """Per-voxel values in [0, 1] of a mask and whether they are soft (partial volume).
 
     Integer labels (or floats that are all whole numbers) → ``> 0`` as 1.0 (binary). Other floats
@@ -59,8 +61,9 @@ def mask_values(data: np.ndarray, path: str | Path, kind: str = "segmentation",
         if np.allclose(arr, np.round(arr), atol=1e-3):
             return (np.round(arr) > 0).astype(float), False
         if float(arr.max()) > 1.0 + 1e-6:
-            raise InputError(f"{kind} is neither an integer label map nor a soft mask in [0, 1] "
-                             f"(max {float(arr.max()):g})", path)
+            raise InputError(
+                f"{kind} is neither an integer label map nor a soft mask in [0, 1] (max {float(arr.max()):g})", path
+            )
         if soft is False:
             return (arr >= 0.5).astype(float), False
         return np.clip(arr.astype(float), 0.0, 1.0), True
@@ -73,13 +76,13 @@ class SliceShape:
 
     area_raw: float
     area: float
-    diameter_AP: float          # rotated AP profile (SCT ≥ 7.2)
+    diameter_AP: float  # rotated AP profile (SCT ≥ 7.2)
     diameter_AP_ellipse: float  # ellipse axis along AP (SCT < 7.2 ``diameter_AP``)
     diameter_RL: float
     length_anterior: float
     length_posterior: float
     eccentricity: float
-    orientation: float          # signed, degrees, skimage convention
+    orientation: float  # signed, degrees, skimage convention
     solidity: float
 
 
@@ -124,12 +127,20 @@ def _compression(tangent: np.ndarray | None) -> tuple[np.ndarray, float]:
 
 def _pixel_edges(frame: SliceFrame) -> np.ndarray:
     """The two edge vectors (rows, mm in the slice frame) of one in-plane pixel."""
-    return np.array([frame.inplane_mm(np.array([1.0]), np.array([0.0]))[0],
-                     frame.inplane_mm(np.array([0.0]), np.array([1.0]))[0]])
+    return np.array(
+        [frame.inplane_mm(np.array([1.0]), np.array([0.0]))[0], frame.inplane_mm(np.array([0.0]), np.array([1.0]))[0]]
+    )
 
 
-def ap_profile(ii: np.ndarray, jj: np.ndarray, w: np.ndarray, frame: SliceFrame, comp: np.ndarray,
-               centre: np.ndarray, orientation_deg: float) -> tuple[float, float, float]:
+def ap_profile(
+    ii: np.ndarray,
+    jj: np.ndarray,
+    w: np.ndarray,
+    frame: SliceFrame,
+    comp: np.ndarray,
+    centre: np.ndarray,
+    orientation_deg: float,
+) -> tuple[float, float, float]:
     """``(diameter_AP, length_anterior, length_posterior)`` of the rotated profile (module docstring)."""
     steps = _pixel_edges(frame)
     m = max(1, int(math.ceil(max(np.linalg.norm(steps, axis=1)) / SUBSAMPLE_MM - 1e-9)))
@@ -179,6 +190,15 @@ def slice_shape(sl: np.ndarray, frame: SliceFrame, tangent: np.ndarray | None) -
         solidity = float(regionprops(region)[0].solidity)
     else:
         dap = ant = post = solidity = float("nan")
-    return SliceShape(area_raw=area_raw, area=area, diameter_AP=dap, diameter_AP_ellipse=d_ap, diameter_RL=d_rl,
-                      length_anterior=ant, length_posterior=post, eccentricity=ecc, orientation=orient,
-                      solidity=solidity)
+    return SliceShape(
+        area_raw=area_raw,
+        area=area,
+        diameter_AP=dap,
+        diameter_AP_ellipse=d_ap,
+        diameter_RL=d_rl,
+        length_anterior=ant,
+        length_posterior=post,
+        eccentricity=ecc,
+        orientation=orient,
+        solidity=solidity,
+    )

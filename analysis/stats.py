@@ -15,12 +15,13 @@ vary, else its statistics are NaN, it is left out of the BH family and its ``not
 A non-numeric x/y cell, an x or y column constant throughout, and repeated rows (or a subject
 twice at one level) are an :class:`InputError` naming the file.
 """
+
 from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import Sequence
 
 import numpy as np
 
@@ -71,8 +72,17 @@ def correlate(x: Sequence[float], y: Sequence[float], conf: float = 0.95) -> Cor
     sr = stats.spearmanr(x, y)
     lo, hi = fisher_ci(float(pr.statistic), n, conf)
     slope, intercept = np.polyfit(x, y, 1)
-    return Correlation(n, float(pr.statistic), lo, hi, float(pr.pvalue), float(sr.statistic), float(sr.pvalue),
-                       float(slope), float(intercept))
+    return Correlation(
+        n,
+        float(pr.statistic),
+        lo,
+        hi,
+        float(pr.pvalue),
+        float(sr.statistic),
+        float(sr.pvalue),
+        float(slope),
+        float(intercept),
+    )
 
 
 def fisher_z_test(r1: float, n1: int, r2: float, n2: int) -> tuple[float, float]:
@@ -124,8 +134,10 @@ def check_numeric(df, cols: Sequence[str], source: str | None) -> None:
         bad = vals.notna() & num.isna()
         if bad.any():
             i = int(np.flatnonzero(bad.to_numpy())[0])
-            raise InputError(f"column {col!r} has {int(bad.sum())} non-numeric value(s), e.g. {vals.iloc[i]!r} "
-                             f"on line {i + 2}", source)
+            raise InputError(
+                f"column {col!r} has {int(bad.sum())} non-numeric value(s), e.g. {vals.iloc[i]!r} on line {i + 2}",
+                source,
+            )
 
 
 def check_not_constant(df, cols: Sequence[str], source: str | None) -> None:
@@ -135,8 +147,9 @@ def check_not_constant(df, cols: Sequence[str], source: str | None) -> None:
     for col in cols:
         v = pd.to_numeric(df[col], errors="coerce").dropna()
         if len(v) >= 2 and v.nunique() == 1:
-            raise InputError(f"column {col!r} is constant ({v.iloc[0]:g} in all {len(v)} rows): no correlation "
-                             "is defined", source)
+            raise InputError(
+                f"column {col!r} is constant ({v.iloc[0]:g} in all {len(v)} rows): no correlation is defined", source
+            )
 
 
 _SYNONYMS = {"male": "m", "man": "m", "female": "f", "woman": "f"}  # sex codings seen in BIDS participants.tsv
@@ -156,9 +169,12 @@ def check_group_codings(df, by: Sequence[str], source) -> None:
             spellings.setdefault(_SYNONYMS.get(key, key), set()).add(str(v))
         mixed = [sorted(v) for v in spellings.values() if len(v) > 1]
         if mixed:
-            raise InputError(f"column {col!r} spells one group several ways: "
-                             + "; ".join(" and ".join(repr(x) for x in m) for m in mixed)
-                             + " (they would count as separate groups); use one coding", source)
+            raise InputError(
+                f"column {col!r} spells one group several ways: "
+                + "; ".join(" and ".join(repr(x) for x in m) for m in mixed)
+                + " (they would count as separate groups); use one coding",
+                source,
+            )
 
 
 def check_duplicates(df, level_col: str | None, source) -> None:
@@ -168,8 +184,11 @@ def check_duplicates(df, level_col: str | None, source) -> None:
         i = int(np.flatnonzero(dup.to_numpy())[0])
         filled = df.astype(object).where(df.notna(), "<NA>")
         first = int(np.flatnonzero((filled.iloc[:i] == filled.iloc[i]).all(axis=1).to_numpy())[0])
-        raise InputError(f"{int(dup.sum())} row(s) repeat an earlier row exactly (e.g. line {i + 2} = line "
-                         f"{first + 2}): each subject would count twice; remove the duplicates", source)
+        raise InputError(
+            f"{int(dup.sum())} row(s) repeat an earlier row exactly (e.g. line {i + 2} = line "
+            f"{first + 2}): each subject would count twice; remove the duplicates",
+            source,
+        )
     key = [c for c in ("participant_id", "subject") if c in df.columns][:1]
     if key:
         key += [level_col] if level_col else []
@@ -177,16 +196,20 @@ def check_duplicates(df, level_col: str | None, source) -> None:
         if dk.any():
             rows = np.flatnonzero(dk.to_numpy())
             what = " and ".join(f"{c} {df.iloc[rows[0]][c]}" for c in key)
-            raise InputError(f"{what} appear(s) on {int((df[key] == df.iloc[rows[0]][key]).all(axis=1).sum())} "
-                             f"lines (e.g. lines {rows[0] + 2} and {rows[1] + 2}): one row per "
-                             f"{' × '.join(key)} expected", source)
+            raise InputError(
+                f"{what} appear(s) on {int((df[key] == df.iloc[rows[0]][key]).all(axis=1).sum())} "
+                f"lines (e.g. lines {rows[0] + 2} and {rows[1] + 2}): one row per "
+                f"{' × '.join(key)} expected",
+                source,
+            )
 
 
 def _check_columns(df, cols: Sequence[str], source: str | None) -> None:
     missing = [c for c in cols if c not in df.columns]
     if missing:
-        raise InputError(f"column(s) {', '.join(missing)} not found (columns: {', '.join(map(str, df.columns))})",
-                         source)
+        raise InputError(
+            f"column(s) {', '.join(missing)} not found (columns: {', '.join(map(str, df.columns))})", source
+        )
 
 
 def _levels(df, level_col: str | None) -> list[tuple[str, object]]:
@@ -210,8 +233,15 @@ def _groups(g, col: str) -> list[tuple[str, object]]:
     return [(str(k), sub) for k, sub in g.groupby(col, sort=True, dropna=True)]
 
 
-def correlation_table(df, x: str, y: str, by: Sequence[str] = (), level_col: str | None = None,
-                      source: str | None = None, conf: float = 0.95):
+def correlation_table(
+    df,
+    x: str,
+    y: str,
+    by: Sequence[str] = (),
+    level_col: str | None = None,
+    source: str | None = None,
+    conf: float = 0.95,
+):
     """Tidy table: one row per level × (overall + each group of each ``by`` column)."""
     import pandas as pd
 
@@ -222,13 +252,23 @@ def correlation_table(df, x: str, y: str, by: Sequence[str] = (), level_col: str
     rows = []
     for lv, g in _levels(df, level_col):
         c = correlate(g[x], g[y], conf)
-        rows.append({"level": lv, "by": "all", "group": "all", "x": x, "y": y, **asdict(c),
-                     "note": why_undefined(g[x], g[y])})
+        rows.append(
+            {"level": lv, "by": "all", "group": "all", "x": x, "y": y, **asdict(c), "note": why_undefined(g[x], g[y])}
+        )
         for col in by:
             for name, sub in _groups(g, col):
                 c = correlate(sub[x], sub[y], conf)
-                rows.append({"level": lv, "by": col, "group": name, "x": x, "y": y, **asdict(c),
-                             "note": why_undefined(sub[x], sub[y])})
+                rows.append(
+                    {
+                        "level": lv,
+                        "by": col,
+                        "group": name,
+                        "x": x,
+                        "y": y,
+                        **asdict(c),
+                        "note": why_undefined(sub[x], sub[y]),
+                    }
+                )
     out = pd.DataFrame(rows)
     if len(out):
         out["q_bh"] = bh(out["p"])
@@ -236,8 +276,7 @@ def correlation_table(df, x: str, y: str, by: Sequence[str] = (), level_col: str
     return out
 
 
-def comparison_table(df, x: str, y: str, by: Sequence[str], level_col: str | None = None,
-                     source: str | None = None):
+def comparison_table(df, x: str, y: str, by: Sequence[str], level_col: str | None = None, source: str | None = None):
     """Fisher z-tests between every pair of groups of each ``by`` column, per level; BH q-values."""
     import pandas as pd
 
@@ -248,8 +287,20 @@ def comparison_table(df, x: str, y: str, by: Sequence[str], level_col: str | Non
             stats = [(name, correlate(sub[x], sub[y])) for name, sub in _groups(g, col)]
             for (a, ca), (b, cb) in itertools.combinations(stats, 2):
                 z, p = fisher_z_test(ca.r, ca.n, cb.r, cb.n)
-                rows.append({"level": lv, "by": col, "group_a": a, "group_b": b, "n_a": ca.n, "n_b": cb.n,
-                             "r_a": ca.r, "r_b": cb.r, "z": z, "p": p})
+                rows.append(
+                    {
+                        "level": lv,
+                        "by": col,
+                        "group_a": a,
+                        "group_b": b,
+                        "n_a": ca.n,
+                        "n_b": cb.n,
+                        "r_a": ca.r,
+                        "r_b": cb.r,
+                        "z": z,
+                        "p": p,
+                    }
+                )
     cols = ["level", "by", "group_a", "group_b", "n_a", "n_b", "r_a", "r_b", "z", "p"]
     out = pd.DataFrame(rows, columns=cols)
     out["q_bh"] = bh(out["p"]) if len(out) else []
@@ -258,8 +309,9 @@ def comparison_table(df, x: str, y: str, by: Sequence[str], level_col: str | Non
 
 def read_metrics(path, level_col: str | None = "VertLevel"):
     """Read a metrics CSV (or TSV) for :func:`correlation_table`; checks the level column."""
-    import pandas as pd
     from pathlib import Path
+
+    import pandas as pd
 
     path = Path(path)
     if not path.is_file():
@@ -269,7 +321,10 @@ def read_metrics(path, level_col: str | None = "VertLevel"):
     except Exception as exc:  # pandas raises several types
         raise InputError(f"unreadable metrics table ({type(exc).__name__}: {exc})", path) from None
     if level_col and level_col not in df.columns:
-        raise InputError(f"level column {level_col!r} not found (columns: {', '.join(map(str, df.columns))}); "
-                         "pass --level-col or --no-levels", path)
+        raise InputError(
+            f"level column {level_col!r} not found (columns: {', '.join(map(str, df.columns))}); "
+            "pass --level-col or --no-levels",
+            path,
+        )
     check_duplicates(df, level_col, path)
     return df

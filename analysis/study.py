@@ -24,6 +24,7 @@ Outputs in ``OUT``: ``metrics.csv`` (one row per subject × level, merged with p
 ``subjects.csv`` (status, reasons, seconds), ``subjects/<sub>/`` (SCT-style CSVs, DTI maps),
 ``stats/`` (correlations, comparisons, figures), ``report.html`` and ``summary.json``.
 """
+
 from __future__ import annotations
 
 import os
@@ -31,20 +32,34 @@ import re
 import time
 import traceback
 import warnings
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from analysis.morphometrics import LEVEL_COL  # the study's level column (SCT's)
+from analysis.progress import ProgressBar
 from core.errors import ConfigError, CordbenchError, InputError
 
 if TYPE_CHECKING:  # annotations only: pandas is imported where it is used
     import pandas as pd
 
-METRIC_COLUMNS = ["CSA", "canal_area", "SAC", "SAC_CSA", "n_slices", "length_mm", "FA", "MD", "RD", "AD", "dti_voxels",
-                  "dti_region"]
+METRIC_COLUMNS = [
+    "CSA",
+    "canal_area",
+    "SAC",
+    "SAC_CSA",
+    "n_slices",
+    "length_mm",
+    "FA",
+    "MD",
+    "RD",
+    "AD",
+    "dti_voxels",
+    "dti_region",
+]
 _SUB = re.compile(r"sub-[A-Za-z0-9]+")
 _DWI_WORDS = ("dwi", "dti", "fa", "md", "rd", "ad", "diffusion")
 _ANAT_WORDS = ("t2w", "csa", "sac", "canal", "t2")
@@ -69,8 +84,8 @@ class SubjectJob:
     dwi_wm: Path | None = None
     dwi_gm: Path | None = None
     seg_source: str = "labels"
-    excluded: dict[str, str] = field(default_factory=dict)   # "anat"/"dwi" -> reason
-    missing: dict[str, str] = field(default_factory=dict)    # "anat"/"dwi" -> what is missing
+    excluded: dict[str, str] = field(default_factory=dict)  # "anat"/"dwi" -> reason
+    missing: dict[str, str] = field(default_factory=dict)  # "anat"/"dwi" -> what is missing
 
 
 @dataclass
@@ -80,7 +95,7 @@ class StudyOptions:
     fit_method: str = "WLS"
     angle_correction: bool = True
     centerline_method: str = "bspline"
-    level_method: str = "slice"       # slice (SCT's axial-slice average) | volume (volume / arc length)
+    level_method: str = "slice"  # slice (SCT's axial-slice average) | volume (volume / arc length)
     write_maps: bool = True
     out_dir: str = ""
 
@@ -90,7 +105,7 @@ class SubjectResult:
     """What one subject produced."""
 
     subject: str
-    status: str                       # ok | partial | failed | excluded
+    status: str  # ok | partial | failed | excluded
     rows: list[dict[str, Any]]
     reasons: dict[str, str]
     warnings: list[str]
@@ -130,8 +145,11 @@ def find_jobs(bids_dir: str | Path, seg_source: str = "labels") -> tuple[list[Su
     root = Path(bids_dir)
     src = _resolve_source(root, seg_source)
     idx = BidsIndex.from_dir(root, strict=False)
-    pidx = BidsIndex.from_dir(root, labels_dir=src, strict=False, softseg_glob=None) \
-        if src != "derivatives/labels" else idx
+    pidx = (
+        BidsIndex.from_dir(root, labels_dir=src, strict=False, softseg_glob=None)
+        if src != "derivatives/labels"
+        else idx
+    )
     from data_modules.bids import safe_name
 
     jobs = []
@@ -146,8 +164,9 @@ def find_jobs(bids_dir: str | Path, seg_source: str = "labels") -> tuple[list[Su
             job.levels = lv.path if lv is not None else None
             discs = t2.label("discs", suffix="dlabel")
             job.discs = discs.path if discs is not None else None
-            canal = (t2p.label("canal", suffix="seg", source=src) if t2p is not None else None) \
-                or t2.label("canal", suffix="seg")
+            canal = (t2p.label("canal", suffix="seg", source=src) if t2p is not None else None) or t2.label(
+                "canal", suffix="seg"
+            )
             job.canal = canal.path if canal is not None else None
         if job.seg is None:
             job.missing["anat"] = f"no T2w cord segmentation in {src}"
@@ -159,15 +178,17 @@ def find_jobs(bids_dir: str | Path, seg_source: str = "labels") -> tuple[list[Su
         if dwi is not None and dwi.exists:
             job.dwi, job.bval, job.bvec = dwi.path, dwi.bval, dwi.bvec
         if avg is not None:
-            m = (avgp.label("SC", suffix="seg", source=src) if avgp is not None else None) \
-                or avg.label("SC", suffix="seg")
+            m = (avgp.label("SC", suffix="seg", source=src) if avgp is not None else None) or avg.label(
+                "SC", suffix="seg"
+            )
             lv = avg.label("SC", desc="levels", suffix="dseg")
             d = avg.label("discs", suffix="dlabel")
             job.dwi_mask = m.path if m is not None else None
             job.dwi_levels = lv.path if lv is not None else None
             for tissue in ("WM", "GM"):
-                t = (avgp.label(tissue, suffix="seg", source=src) if avgp is not None else None) \
-                    or avg.label(tissue, suffix="seg")
+                t = (avgp.label(tissue, suffix="seg", source=src) if avgp is not None else None) or avg.label(
+                    tissue, suffix="seg"
+                )
                 setattr(job, f"dwi_{tissue.lower()}", t.path if t is not None else None)
             job.dwi_discs = d.path if d is not None else None
         if job.dwi is None:
@@ -185,7 +206,7 @@ def find_jobs(bids_dir: str | Path, seg_source: str = "labels") -> tuple[list[Su
             for job in jobs:
                 if job.subject == m.group(0):
                     scope = exclusion_scope(key, entry)
-                    for part in (("anat", "dwi") if scope == "all" else (scope,)):
+                    for part in ("anat", "dwi") if scope == "all" else (scope,):
                         job.excluded[part] = f"exclude.yml: {key}: {entry}"
     return jobs, idx.participants, idx.exclude
 
@@ -197,12 +218,14 @@ def _levels_from_discs(mask: Path, discs: Path | None, dest: Path, what: str) ->
     from data_modules.levels import level_map_from_files
 
     if discs is None:
-        raise InputError(f"no vertebral levels for the {what} (label-SC_desc-levels_dseg or label-discs_dlabel)",
-                         mask)
+        raise InputError(f"no vertebral levels for the {what} (label-SC_desc-levels_dseg or label-discs_dlabel)", mask)
     img, lv = level_map_from_files(mask, discs)
     if not (lv > 0).any():
-        raise InputError(f"no vertebral level where the {what} is segmented (the discs bound none of its slices; "
-                         f"mask {Path(mask).name})", discs)
+        raise InputError(
+            f"no vertebral level where the {what} is segmented (the discs bound none of its slices; "
+            f"mask {Path(mask).name})",
+            discs,
+        )
     return save_nifti(lv, img.affine, dest, header=img.header, dtype=np.int16)
 
 
@@ -210,10 +233,12 @@ def _anat(job: SubjectJob, opts: StudyOptions, sub_dir: Path) -> dict[int, dict[
     from analysis.morphometrics import aggregate, morphometrics_from_files, per_level_table
     from core.io import write_csv
 
-    levels = job.levels or _levels_from_discs(job.seg, job.discs, sub_dir / f"{job.subject}_T2w_levels.nii.gz",
-                                              "T2w cord mask")
-    ps = morphometrics_from_files(job.seg, levels, job.canal, angle_correction=opts.angle_correction,
-                                  centerline_method=opts.centerline_method)
+    levels = job.levels or _levels_from_discs(
+        job.seg, job.discs, sub_dir / f"{job.subject}_T2w_levels.nii.gz", "T2w cord mask"
+    )
+    ps = morphometrics_from_files(
+        job.seg, levels, job.canal, angle_correction=opts.angle_correction, centerline_method=opts.centerline_method
+    )
     write_csv(sub_dir / f"{job.subject}_T2w_morphometrics.csv", aggregate(ps, Path(job.seg).name))
     write_csv(sub_dir / f"{job.subject}_T2w_morphometrics_perslice.csv", ps)
     if opts.level_method == "volume":
@@ -235,17 +260,33 @@ def _dwi(job: SubjectJob, opts: StudyOptions, sub_dir: Path) -> dict[int, dict[s
     from analysis.dti import run_dti
     from core.io import write_csv
 
-    levels = job.dwi_levels or _levels_from_discs(job.dwi_mask, job.dwi_discs,
-                                                  sub_dir / f"{job.subject}_dwi_levels.nii.gz", "DWI cord mask")
-    res = run_dti(job.dwi, job.bval, job.bvec, job.dwi_mask, levels, fit_method=opts.fit_method,
-                  maps_dir=sub_dir / "dti_maps" if opts.write_maps else None, map_prefix=f"{job.subject}_dwi_",
-                  wm_mask=job.dwi_wm, gm_mask=job.dwi_gm)
+    levels = job.dwi_levels or _levels_from_discs(
+        job.dwi_mask, job.dwi_discs, sub_dir / f"{job.subject}_dwi_levels.nii.gz", "DWI cord mask"
+    )
+    res = run_dti(
+        job.dwi,
+        job.bval,
+        job.bvec,
+        job.dwi_mask,
+        levels,
+        fit_method=opts.fit_method,
+        maps_dir=sub_dir / "dti_maps" if opts.write_maps else None,
+        map_prefix=f"{job.subject}_dwi_",
+        wm_mask=job.dwi_wm,
+        gm_mask=job.dwi_gm,
+    )
     write_csv(sub_dir / f"{job.subject}_dwi_dti.csv", res.table)
     out = {}
     for _, r in res.table.iterrows():
         if r[LEVEL_COL] != "":
-            out[int(r[LEVEL_COL])] = {"FA": r["MEAN(FA)"], "MD": r["MEAN(MD)"], "RD": r["MEAN(RD)"],
-                                      "AD": r["MEAN(AD)"], "dti_voxels": r["Size [vox]"], "dti_region": r["Label"]}
+            out[int(r[LEVEL_COL])] = {
+                "FA": r["MEAN(FA)"],
+                "MD": r["MEAN(MD)"],
+                "RD": r["MEAN(RD)"],
+                "AD": r["MEAN(AD)"],
+                "dti_voxels": r["Size [vox]"],
+                "dti_region": r["Label"],
+            }
     return out
 
 
@@ -297,10 +338,11 @@ def _failure(job: SubjectJob, reason: str) -> SubjectResult:
     return SubjectResult(job.subject, "failed", [], {"worker": reason}, [], float("nan"))
 
 
-def run_subjects(jobs: Sequence[SubjectJob], opts: StudyOptions, workers: int = 2, address: str | None = None,
-                 progress: bool = True) -> list[SubjectResult]:
+def run_subjects(
+    jobs: Sequence[SubjectJob], opts: StudyOptions, workers: int = 2, address: str | None = None, progress: bool = True
+) -> list[SubjectResult]:
     """Process subjects: in-process when ``workers == 0``, else as Ray tasks (one CPU each)."""
-    bar = _Progress(len(jobs), enabled=progress)
+    bar = ProgressBar(len(jobs), "subjects", enabled=progress)
     results: list[SubjectResult] = []
     if workers == 0 and address is None:
         for job in jobs:
@@ -332,8 +374,7 @@ def run_subjects(jobs: Sequence[SubjectJob], opts: StudyOptions, workers: int = 
                 except RayTaskError as exc:
                     res = _failure(job, f"task error: {str(exc).strip().splitlines()[-1]}")
                 except RayError as exc:
-                    res = _failure(job, f"worker died ({type(exc).__name__}): "
-                                        f"{str(exc).strip().splitlines()[0][:300]}")
+                    res = _failure(job, f"worker died ({type(exc).__name__}): {str(exc).strip().splitlines()[0][:300]}")
                 results.append(res)
                 bar.advance(job.subject)
     finally:
@@ -344,32 +385,8 @@ def run_subjects(jobs: Sequence[SubjectJob], opts: StudyOptions, workers: int = 
     return sorted(results, key=lambda r: order[r.subject])
 
 
-class _Progress:
-    """A rich progress bar on stderr (silent when disabled or not a terminal-less run)."""
-
-    def __init__(self, total: int, enabled: bool = True):
-        self.p = None
-        if enabled and total:
-            from rich.console import Console
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-            self.p = Progress(TextColumn("subjects"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                              TextColumn("{task.description}"), console=Console(stderr=True), transient=False)
-            self.p.start()
-            self.t = self.p.add_task("", total=total)
-
-    def advance(self, what: str) -> None:
-        if self.p is not None:
-            self.p.update(self.t, advance=1, description=what)
-
-    def close(self) -> None:
-        if self.p is not None:
-            self.p.stop()
-            self.p = None
-
-
 # ---------------------------------------------------------------------------------- cohort
-def merge_metrics(results: Sequence[SubjectResult], participants) -> "pd.DataFrame":
+def merge_metrics(results: Sequence[SubjectResult], participants) -> pd.DataFrame:
     """One row per subject × level, with the participants.tsv columns appended."""
     import pandas as pd
 
@@ -395,10 +412,19 @@ class StudySummary:
     failed: list[dict[str, Any]]
 
 
-def analyze(bids_dir: str | Path, out_dir: str | Path, *, seg_source: str = "labels", workers: int = 2,
-            address: str | None = None, x: str = "FA", y: str = "SAC_CSA",
-            by: Sequence[str] = ("sex", "manufacturer", "institution_id"), opts: StudyOptions | None = None,
-            progress: bool = True) -> StudySummary:
+def analyze(
+    bids_dir: str | Path,
+    out_dir: str | Path,
+    *,
+    seg_source: str = "labels",
+    workers: int = 2,
+    address: str | None = None,
+    x: str = "FA",
+    y: str = "SAC_CSA",
+    by: Sequence[str] = ("sex", "manufacturer", "institution_id"),
+    opts: StudyOptions | None = None,
+    progress: bool = True,
+) -> StudySummary:
     """Run the whole study (see module docstring) and write every output."""
     from analysis.stats_report import write_statistics
     from core.io import write_csv, write_json
@@ -413,8 +439,11 @@ def analyze(bids_dir: str | Path, out_dir: str | Path, *, seg_source: str = "lab
     if participants is not None:
         missing = [b for b in by if b not in participants.columns]
         if missing:
-            raise InputError(f"grouping column(s) {missing} not in participants.tsv (columns: "
-                             f"{', '.join(map(str, participants.columns))})", Path(bids_dir) / "participants.tsv")
+            raise InputError(
+                f"grouping column(s) {missing} not in participants.tsv (columns: "
+                f"{', '.join(map(str, participants.columns))})",
+                Path(bids_dir) / "participants.tsv",
+            )
         from analysis.stats import check_group_codings
 
         check_group_codings(participants, by, Path(bids_dir) / "participants.tsv")
@@ -429,28 +458,75 @@ def analyze(bids_dir: str | Path, out_dir: str | Path, *, seg_source: str = "lab
         stats_res = write_statistics(metrics, x, y, by_ok, LEVEL_COL, out / "stats", source=str(out / "metrics.csv"))
     from analysis.plots import level_boxplots
 
-    box = level_boxplots(metrics, [c for c in ("CSA", "SAC", "SAC_CSA", "FA", "MD", "RD", "AD") if c in metrics],
-                         LEVEL_COL, out / "plots" / "metrics_by_level.png") if len(metrics) else None
+    box = (
+        level_boxplots(
+            metrics,
+            [c for c in ("CSA", "SAC", "SAC_CSA", "FA", "MD", "RD", "AD") if c in metrics],
+            LEVEL_COL,
+            out / "plots" / "metrics_by_level.png",
+        )
+        if len(metrics)
+        else None
+    )
     seconds = time.perf_counter() - t0
     status = subjects["status"].value_counts().to_dict() if len(subjects) else {}
     from analysis.study_report import write_report
 
-    report = write_report(out, bids_dir=str(bids_dir), seg_source=seg_source, metrics=metrics, subjects=subjects,
-                          stats=stats_res, boxplot=box, x=x, y=y, by=by_ok, seconds=seconds, workers=workers,
-                          address=address, level_method=opts.level_method)
+    report = write_report(
+        out,
+        bids_dir=str(bids_dir),
+        seg_source=seg_source,
+        metrics=metrics,
+        subjects=subjects,
+        stats=stats_res,
+        boxplot=box,
+        x=x,
+        y=y,
+        by=by_ok,
+        seconds=seconds,
+        workers=workers,
+        address=address,
+        level_method=opts.level_method,
+    )
     failed = subjects[subjects["status"] != "ok"][["participant_id", "status", "reasons"]].to_dict("records")
-    summary = StudySummary(len(jobs), {str(k): int(v) for k, v in status.items()}, seconds, str(out), str(report),
-                           str(out / "metrics.csv"), failed)
-    write_json(out / "summary.json", {**asdict(summary), "options": asdict(opts),
-                                      "seg_source": seg_source, "workers": workers, "x": x, "y": y, "by": by_ok})
+    summary = StudySummary(
+        len(jobs),
+        {str(k): int(v) for k, v in status.items()},
+        seconds,
+        str(out),
+        str(report),
+        str(out / "metrics.csv"),
+        failed,
+    )
+    write_json(
+        out / "summary.json",
+        {
+            **asdict(summary),
+            "options": asdict(opts),
+            "seg_source": seg_source,
+            "workers": workers,
+            "x": x,
+            "y": y,
+            "by": by_ok,
+        },
+    )
     return summary
 
 
 def _subjects_table(results: Sequence[SubjectResult]):
     import pandas as pd
 
-    return pd.DataFrame([{"participant_id": r.subject, "status": r.status, "n_levels": len(r.rows),
-                          "reasons": "; ".join(f"{k}: {v}" for k, v in r.reasons.items()),
-                          "warnings": " | ".join(r.warnings), "seconds": round(r.seconds, 3)}
-                         for r in results],
-                        columns=["participant_id", "status", "n_levels", "reasons", "warnings", "seconds"])
+    return pd.DataFrame(
+        [
+            {
+                "participant_id": r.subject,
+                "status": r.status,
+                "n_levels": len(r.rows),
+                "reasons": "; ".join(f"{k}: {v}" for k, v in r.reasons.items()),
+                "warnings": " | ".join(r.warnings),
+                "seconds": round(r.seconds, 3),
+            }
+            for r in results
+        ],
+        columns=["participant_id", "status", "n_levels", "reasons", "warnings", "seconds"],
+    )

@@ -1,4 +1,5 @@
 """Reference figures measured in the same run as a benchmark: this machine's fp32 matmul peak."""
+
 from __future__ import annotations
 
 import time
@@ -23,5 +24,9 @@ def describe_machine() -> dict[str, object]:
     """Threads and library versions, printed beside every benchmark."""
     import platform
 
-    return {"torch": torch.__version__, "threads": torch.get_num_threads(), "python": platform.python_version(),
-            "machine": platform.machine()}
+    return {
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+    }

@@ -2,6 +2,7 @@
 
 Prints figures and ratios, never asserts. Run: ``python benchmarks/foundation.py [--quick]``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -36,7 +37,6 @@ def phantom_speed(n_subjects: int) -> dict[str, float]:
 def unet_throughput(preset: str, size: int, batch: int, steps: int) -> dict[str, float]:
     """Training slices/s (fwd+bwd+AdamW) and achieved GFLOP/s of the U-Net at ``size``²."""
     from lightning_modules.flops import flop_counter
-
     from lightning_modules.registry import build_network
 
     torch.manual_seed(0)
@@ -60,8 +60,14 @@ def unet_throughput(preset: str, size: int, batch: int, steps: int) -> dict[str,
         step()
         times.append(time.perf_counter() - t0)
     med = sorted(times)[len(times) // 2]
-    return {"unet_preset": preset, "input": f"{batch}x1x{size}x{size}", "step_s": med,
-            "slices_per_s": batch / med, "gflop_per_step": flops / 1e9, "achieved_gflops": flops / med / 1e9}
+    return {
+        "unet_preset": preset,
+        "input": f"{batch}x1x{size}x{size}",
+        "step_s": med,
+        "slices_per_s": batch / med,
+        "gflop_per_step": flops / 1e9,
+        "achieved_gflops": flops / med / 1e9,
+    }
 
 
 def main() -> None:

@@ -23,11 +23,11 @@ Ampere and newer, ``16-mixed`` before, validation on the 4 validation subjects, 
 * DDP (2 GPUs only): ``cordbench fit --trainer.strategy=ddp --trainer.devices=2`` of the U-Net
   small preset, wall time and the number of test subjects scored (must equal the split's).
 """
+
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import time
@@ -84,13 +84,25 @@ def make_timer():
 def run_config(args: argparse.Namespace, model: str, preset: str, out: Path, on_gpu: bool) -> dict[str, Any]:
     from runs.config import load_config
 
-    return load_config([str(ROOT / "configs" / "demo.yaml")], [], {
-        "name": f"gpu-check-{model}-{preset}", "output_dir": str(out),
-        "model": {"name": model, "preset": preset},
-        "data": {"phantom": {"subjects": args.subjects}, "num_workers": 0},
-        "trainer": {"max_epochs": 1, "limit_train_batches": args.steps, "precision": "auto",
-                    "accelerator": "gpu" if on_gpu else "cpu", "devices": 1, "deterministic": False},
-        "logger": {"wandb": {"enabled": False}}})
+    return load_config(
+        [str(ROOT / "configs" / "demo.yaml")],
+        [],
+        {
+            "name": f"gpu-check-{model}-{preset}",
+            "output_dir": str(out),
+            "model": {"name": model, "preset": preset},
+            "data": {"phantom": {"subjects": args.subjects}, "num_workers": 0},
+            "trainer": {
+                "max_epochs": 1,
+                "limit_train_batches": args.steps,
+                "precision": "auto",
+                "accelerator": "gpu" if on_gpu else "cpu",
+                "devices": 1,
+                "deterministic": False,
+            },
+            "logger": {"wandb": {"enabled": False}},
+        },
+    )
 
 
 def fit_entry(args: argparse.Namespace, model: str, preset: str, work: Path, on_gpu: bool) -> dict[str, Any]:
@@ -113,18 +125,38 @@ def fit_entry(args: argparse.Namespace, model: str, preset: str, work: Path, on_
     steps = len(timer.compute) - skip
     batch = int(cfg["data"]["batch_size"])
     row: dict[str, Any] = {
-        "model": model, "preset": preset, "precision": choose_precision("auto", cuda_capability(on_gpu)),
-        "steps": steps, "slices_s": batch * steps / (compute + wait) if steps else None,
+        "model": model,
+        "preset": preset,
+        "precision": choose_precision("auto", cuda_capability(on_gpu)),
+        "steps": steps,
+        "slices_s": batch * steps / (compute + wait) if steps else None,
         "data_wait": wait / (compute + wait) if steps else None,
         "peak_mem_gb": torch.cuda.max_memory_allocated() / 2**30 if on_gpu else None,
-        "fit_s": fit_s, "val_dice": result.val.get("val/dice")}
+        "fit_s": fit_s,
+        "val_dice": result.val.get("val/dice"),
+    }
     from runs.run_folder import RunFolder
 
     ckpt = RunFolder(out).last_ckpt
     image = _one_image(cfg)
     t0 = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "cordbench", "predict", "--ckpt", str(ckpt), "-i", str(image),
-                           "-o", str(out / "predict.nii.gz")], cwd=ROOT, capture_output=True, text=True)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "cordbench",
+            "predict",
+            "--ckpt",
+            str(ckpt),
+            "-i",
+            str(image),
+            "-o",
+            str(out / "predict.nii.gz"),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
     row["predict_s"] = time.perf_counter() - t0 if proc.returncode == 0 else None
     if proc.returncode:
         row["error"] = (proc.stderr.strip().splitlines() or ["predict failed"])[-1]
@@ -142,10 +174,25 @@ def _one_image(cfg: dict[str, Any]) -> Path:
 def ddp_entry(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     """``cordbench fit`` of U-Net small on 2 GPUs (DDP, NCCL)."""
     out = work / "ddp-unet-small"
-    cmd = [sys.executable, "-m", "cordbench", "fit", "--config", "configs/demo.yaml", "--preset", "small",
-           "--trainer.max_epochs=1", f"--trainer.limit_train_batches={args.steps}", "--trainer.strategy=ddp",
-           "--trainer.devices=2", "--trainer.accelerator=gpu", "--logger.wandb.enabled=false",
-           f"--data.phantom.subjects={args.subjects}", "--output-dir", str(out)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "cordbench",
+        "fit",
+        "--config",
+        "configs/demo.yaml",
+        "--preset",
+        "small",
+        "--trainer.max_epochs=1",
+        f"--trainer.limit_train_batches={args.steps}",
+        "--trainer.strategy=ddp",
+        "--trainer.devices=2",
+        "--trainer.accelerator=gpu",
+        "--logger.wandb.enabled=false",
+        f"--data.phantom.subjects={args.subjects}",
+        "--output-dir",
+        str(out),
+    ]
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
     row: dict[str, Any] = {"model": "unet", "preset": "small (DDP x2)", "fit_s": time.perf_counter() - t0}
@@ -161,13 +208,28 @@ def ddp_entry(args: argparse.Namespace, work: Path) -> dict[str, Any]:
 
 
 def table(rows: list[dict[str, Any]]) -> str:
-    cols = [("model", "{}"), ("preset", "{}"), ("precision", "{}"), ("slices_s", "{:.0f}"), ("data_wait", "{:.0%}"),
-            ("peak_mem_gb", "{:.2f}"), ("fit_s", "{:.0f}"), ("predict_s", "{:.1f}"), ("note", "{}")]
+    cols = [
+        ("model", "{}"),
+        ("preset", "{}"),
+        ("precision", "{}"),
+        ("slices_s", "{:.0f}"),
+        ("data_wait", "{:.0%}"),
+        ("peak_mem_gb", "{:.2f}"),
+        ("fit_s", "{:.0f}"),
+        ("predict_s", "{:.1f}"),
+        ("note", "{}"),
+    ]
     lines = ["  ".join(f"{c:>12}" for c, _ in cols)]
     for r in rows:
-        note = r.get("error") or r.get("skipped") or (
-            f"{r['test_subjects']} test subjects, each once: {r['every_test_subject_once']}" if "test_subjects" in r
-            else "")
+        note = (
+            r.get("error")
+            or r.get("skipped")
+            or (
+                f"{r['test_subjects']} test subjects, each once: {r['every_test_subject_once']}"
+                if "test_subjects" in r
+                else ""
+            )
+        )
         cells = []
         for c, fmt in cols:
             v = note if c == "note" else r.get(c)
@@ -184,8 +246,8 @@ def main(argv: list[str] | None = None) -> int:
     if not on_gpu and not args.allow_cpu:
         print(f"gpu_check: no CUDA GPU on this machine (torch {torch.__version__}); nothing measured")
         return 2 if args.require_gpu else 0
-    from runs.runner import quiet
     from lightning_modules.registry import list_models
+    from runs.runner import quiet
 
     quiet()
     models = [m for m in args.models.split(",") if m] or list_models()
@@ -207,8 +269,14 @@ def main(argv: list[str] | None = None) -> int:
     if on_gpu and torch.cuda.device_count() >= 2:
         rows.append(ddp_entry(args, work))
     device = torch.cuda.get_device_name(0) if on_gpu else "cpu (script check only)"
-    report = {"device": device, "gpus": torch.cuda.device_count() if on_gpu else 0, "steps": args.steps,
-              "torch": torch.__version__, "seconds": time.perf_counter() - t_start, "rows": rows}
+    report = {
+        "device": device,
+        "gpus": torch.cuda.device_count() if on_gpu else 0,
+        "steps": args.steps,
+        "torch": torch.__version__,
+        "seconds": time.perf_counter() - t_start,
+        "rows": rows,
+    }
     print(f"\ngpu_check on {device} ({report['seconds']:.0f} s)\n{table(rows)}")
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / ("gpu_check.json" if on_gpu else "gpu_check.cpu.json")

@@ -21,6 +21,7 @@ Definitions
   and peak memory = VmHWM after one step − VmRSS before it (model, gradients and input
   already resident). tracemalloc cannot see torch's allocator, hence RSS.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -31,8 +32,9 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 import torch.nn as nn
@@ -86,7 +88,9 @@ def _median_time(fn: Callable[[], Any], repeats: int, warmup: bool = True) -> fl
     return statistics.median(times)
 
 
-def _steps(model: nn.Module, batch: int, size: int) -> tuple[Callable[[], None], Callable[[], None], Callable[[], None]]:
+def _steps(
+    model: nn.Module, batch: int, size: int
+) -> tuple[Callable[[], None], Callable[[], None], Callable[[], None]]:
     x = torch.randn(batch, 1, size, size)
     x1 = x[:1].clone()
     target = torch.randint(0, 2, (batch, size, size), generator=torch.Generator().manual_seed(0))
@@ -114,12 +118,21 @@ def measure(name: str, preset: str, size: int, batch: int, repeats: int) -> dict
     t_infer = _median_time(infer, repeats, warmup=False)
     t_lat = _median_time(infer1, repeats)
     row = {
-        "model": name, "preset": preset, "size": size, "batch": batch, "family": family(name),
+        "model": name,
+        "preset": preset,
+        "size": size,
+        "batch": batch,
+        "family": family(name),
         "params": sum(p.numel() for p in model.parameters()),
-        "train_gflop": train_flops / 1e9, "infer_gflop": infer_flops / 1e9,
-        "train_s": t_train, "infer_s": t_infer, "latency_ms": 1e3 * t_lat,
-        "train_slices_s": batch / t_train, "infer_slices_s": batch / t_infer,
-        "train_gflops_s": train_flops / 1e9 / t_train, "infer_gflops_s": infer_flops / 1e9 / t_infer,
+        "train_gflop": train_flops / 1e9,
+        "infer_gflop": infer_flops / 1e9,
+        "train_s": t_train,
+        "infer_s": t_infer,
+        "latency_ms": 1e3 * t_lat,
+        "train_slices_s": batch / t_train,
+        "infer_slices_s": batch / t_infer,
+        "train_gflops_s": train_flops / 1e9 / t_train,
+        "infer_gflops_s": infer_flops / 1e9 / t_infer,
     }
     del model
     gc.collect()
@@ -164,8 +177,16 @@ def memory_worker(configs: list[tuple[str, str, int]], batch: int) -> dict[str, 
 
 def run_memory_worker(configs: list[tuple[str, str, int]], batch: int, threads: int) -> dict[str, Any]:
     env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536")
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--memory-worker", json.dumps(configs),
-           "--batch", str(batch), "--threads", str(threads)]
+    cmd = [
+        sys.executable,
+        str(Path(__file__).resolve()),
+        "--memory-worker",
+        json.dumps(configs),
+        "--batch",
+        str(batch),
+        "--threads",
+        str(threads),
+    ]
     res = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
     if res.returncode != 0:
         print(f"memory worker failed: {res.stderr.strip().splitlines()[-1:]}", file=sys.stderr)
@@ -219,15 +240,26 @@ def markdown(result: dict[str, Any]) -> str:
             f"| {r['model']} | {r['preset']} | {r['size']}² | {r['params']:,} | {r['train_gflop']:.1f} "
             f"| {r['train_slices_s']:.1f} | {r['infer_slices_s']:.1f} | {r['latency_ms']:.1f} "
             f"| {fmt(r.get('train_peak_mb'), '.0f')} | {fmt(r.get('infer_peak_mb'), '.0f')} "
-            f"| {r['train_gflops_s']:.1f} | {100 * r['matmul_fraction']:.0f}% | {fmt(r.get('vs_monai'), '.2f')} |")
-    lines += ["", "## Attentive skip module (forward+backward, 2 kept levels)", "",
-              "| grid | tokens | time ms | µs/token | time ratio / token ratio (vs smallest) | vs previous |",
-              "|---|---:|---:|---:|---:|---:|"]
+            f"| {r['train_gflops_s']:.1f} | {100 * r['matmul_fraction']:.0f}% | {fmt(r.get('vs_monai'), '.2f')} |"
+        )
+    lines += [
+        "",
+        "## Attentive skip module (forward+backward, 2 kept levels)",
+        "",
+        "| grid | tokens | time ms | µs/token | time ratio / token ratio (vs smallest) | vs previous |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
     for s in result["skip_module"]:
-        lines.append(f"| {s['grid']}² | {s['tokens']} | {1e3 * s['time_s']:.2f} | {s['us_per_token']:.3f} "
-                     f"| {s['linearity_vs_smallest']:.2f} | {fmt(s.get('step_ratio'), '.2f')} |")
-    lines += ["", "Targets: achieved GFLOP/s ≥ 1.0× the nearest MONAI network (CNN → BasicUNet, transformer → "
-              "SwinUNETR) and ≥ 60 % (CNN) / 50 % (transformer) of matmul; skip module within 1.2× of linear.", ""]
+        lines.append(
+            f"| {s['grid']}² | {s['tokens']} | {1e3 * s['time_s']:.2f} | {s['us_per_token']:.3f} "
+            f"| {s['linearity_vs_smallest']:.2f} | {fmt(s.get('step_ratio'), '.2f')} |"
+        )
+    lines += [
+        "",
+        "Targets: achieved GFLOP/s ≥ 1.0× the nearest MONAI network (CNN → BasicUNet, transformer → "
+        "SwinUNETR) and ≥ 60 % (CNN) / 50 % (transformer) of matmul; skip module within 1.2× of linear.",
+        "",
+    ]
     return "\n".join(lines)
 
 
@@ -266,9 +298,12 @@ def main(argv: list[str] | None = None) -> int:
         row = measure(name, preset, size, args.batch, repeats)
         row["matmul_fraction"] = row["train_gflops_s"] / mm
         rows.append(row)
-        print(f"{name:16s} {preset:6s} {size:4d}² params {row['params']:>11,}  train {row['train_slices_s']:7.1f} sl/s "
-              f"{row['train_gflops_s']:6.1f} GFLOP/s ({100 * row['matmul_fraction']:3.0f}% matmul)  "
-              f"infer {row['infer_slices_s']:7.1f} sl/s  latency {row['latency_ms']:7.1f} ms", flush=True)
+        print(
+            f"{name:16s} {preset:6s} {size:4d}² params {row['params']:>11,}  train {row['train_slices_s']:7.1f} sl/s "
+            f"{row['train_gflops_s']:6.1f} GFLOP/s ({100 * row['matmul_fraction']:3.0f}% matmul)  "
+            f"infer {row['infer_slices_s']:7.1f} sl/s  latency {row['latency_ms']:7.1f} ms",
+            flush=True,
+        )
     by_key = {(r["model"], r["size"]): r for r in rows if r["model"] in MONAI_REFS}
     for r in rows:
         ref = by_key.get((nearest_monai(r["model"]), r["size"]))
@@ -280,11 +315,22 @@ def main(argv: list[str] | None = None) -> int:
             r.update(mem.get(f"{r['model']}|{r['preset']}|{r['size']}", {}))
     skip = skip_module_scaling([32, 64, 128, 256], dim=24, heads=4, batch=2, repeats=max(repeats, 3))
     for s in skip:
-        print(f"attentive skip {s['grid']:4d}²: {1e3 * s['time_s']:8.2f} ms  {s['us_per_token']:.3f} µs/token  "
-              f"linearity {s['linearity_vs_smallest']:.2f}", flush=True)
-    result = {"machine": describe_machine(), "quick": args.quick, "batch": args.batch, "repeats": repeats,
-              "sizes": sizes, "matmul_gflops_s": mm, "rows": rows, "skip_module": skip,
-              "wall_s": time.perf_counter() - t_start}
+        print(
+            f"attentive skip {s['grid']:4d}²: {1e3 * s['time_s']:8.2f} ms  {s['us_per_token']:.3f} µs/token  "
+            f"linearity {s['linearity_vs_smallest']:.2f}",
+            flush=True,
+        )
+    result = {
+        "machine": describe_machine(),
+        "quick": args.quick,
+        "batch": args.batch,
+        "repeats": repeats,
+        "sizes": sizes,
+        "matmul_gflops_s": mm,
+        "rows": rows,
+        "skip_module": skip,
+        "wall_s": time.perf_counter() - t_start,
+    }
     args.out.mkdir(parents=True, exist_ok=True)
     write_json(args.out / "models.json", result)
     md = markdown(result)

@@ -6,6 +6,7 @@ randomised cohort in a temporary folder (``data_modules.phantom``, ``randomise=T
 label outlined) and ``phantom_randomised_sagittal.png`` (the mid-sagittal plane of the same images).
 The real images are read from ``../shared/data/sct_testing_data`` (``$CORDBENCH_DATA``) when present.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -33,8 +34,13 @@ def _panels(root: Path, n: int) -> list[tuple[str, Path, Path]]:
     for i in range(1, n + 1):
         for c in ("T2w", "T2star"):
             sub = f"sub-{i:03d}"
-            out.append((f"{sub} {c}", root / sub / "anat" / f"{sub}_{c}.nii.gz",
-                        root / "derivatives" / "labels" / sub / "anat" / f"{sub}_{c}_label-SC_seg.nii.gz"))
+            out.append(
+                (
+                    f"{sub} {c}",
+                    root / sub / "anat" / f"{sub}_{c}.nii.gz",
+                    root / "derivatives" / "labels" / sub / "anat" / f"{sub}_{c}_label-SC_seg.nii.gz",
+                )
+            )
     return out
 
 

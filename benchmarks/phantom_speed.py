@@ -7,6 +7,7 @@ foundation issue is 20 subjects in <= 60 s on 2 cores.
 
     .venv/bin/python benchmarks/phantom_speed.py [--subjects 20] [--workers 2] [--no-dwi] [--accuracy]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -44,8 +45,9 @@ def count_voxels(root: Path) -> tuple[int, int]:
     return vox, size
 
 
-def _axial_levels(seg: np.ndarray, canal: np.ndarray, lev: np.ndarray, affine: np.ndarray, truth: dict
-                  ) -> dict[int, np.ndarray]:
+def _axial_levels(
+    seg: np.ndarray, canal: np.ndarray, lev: np.ndarray, affine: np.ndarray, truth: dict
+) -> dict[int, np.ndarray]:
     """SCT-style: per slice across the S-I-closest voxel axis, cord and canal area × |cos| of the
     centerline angle to the slice normal; slice level = rounded mean of the level map on the cord."""
     rot = affine[:3, :3]
@@ -77,18 +79,29 @@ def accuracy(tmp: Path) -> None:
     import nibabel as nib
 
     from data_modules.phantom import generate_subject
-    from tests.references import perpendicular_area
     from data_modules.phantom.layout import subject_paths
+    from tests.references import perpendicular_area
 
-    cases = [(0, 0, "LAS", 0), (1, 10, "RPI", 0), (2, 25, "PSR", 0), (3, 20, "LPI", 20), (4, 25, "PSR", 15),
-             (5, 15, "LAS", 30), (6, 25, "LAS", 0), (7, 5, "PSR", 0)]
+    cases = [
+        (0, 0, "LAS", 0),
+        (1, 10, "RPI", 0),
+        (2, 25, "PSR", 0),
+        (3, 20, "LPI", 20),
+        (4, 25, "PSR", 15),
+        (5, 15, "LAS", 30),
+        (6, 25, "LAS", 0),
+        (7, 5, "PSR", 0),
+    ]
     worst = np.zeros(4)
-    print("\nCSA / SAC truth vs written masks, per-level relative error "
-          "(perpendicular planes | axial slices with angle correction):")
+    print(
+        "\nCSA / SAC truth vs written masks, per-level relative error "
+        "(perpendicular planes | axial slices with angle correction):"
+    )
     for idx, tilt, orient, obl in cases:
         root = tmp / f"acc{idx}"
-        generate_subject(root, index=idx, seed=99, tilt_min=tilt, tilt_max=tilt, orientation=orient,
-                         oblique=obl, dwi=False)
+        generate_subject(
+            root, index=idx, seed=99, tilt_min=tilt, tilt_max=tilt, orientation=orient, oblique=obl, dwi=False
+        )
         p = subject_paths(root, f"sub-{idx + 1:03d}")
         truth = json.loads(p["truth"].read_text())
         img = nib.load(str(p["T2w_SC"]))
@@ -102,14 +115,24 @@ def accuracy(tmp: Path) -> None:
             cord = np.mean([perpendicular_area(seg, img.affine, truth, x) for x in nodes])
             can = np.mean([perpendicular_area(canal, img.affine, truth, x) for x in nodes])
             ax_c, ax_s = axial[lv["level"]]
-            errs.append([abs(cord / lv["csa_mm2"] - 1), abs((can - cord) / lv["sac_mm2"] - 1),
-                         abs(ax_c / lv["csa_mm2"] - 1), abs(ax_s / lv["sac_mm2"] - 1)])
+            errs.append(
+                [
+                    abs(cord / lv["csa_mm2"] - 1),
+                    abs((can - cord) / lv["sac_mm2"] - 1),
+                    abs(ax_c / lv["csa_mm2"] - 1),
+                    abs(ax_s / lv["sac_mm2"] - 1),
+                ]
+            )
         errs = 100 * np.array(errs)
         worst = np.maximum(worst, errs.max(axis=0))
-        print(f"  tilt {tilt:4.1f}° {orient} oblique {obl:2d}°: CSA max {errs[:, 0].max():.2f}% | "
-              f"{errs[:, 2].max():.2f}%   SAC max {errs[:, 1].max():.2f}% | {errs[:, 3].max():.2f}%")
-    print(f"  worst: CSA {worst[0]:.2f}% | {worst[2]:.2f}% (target < 2%), "
-          f"SAC {worst[1]:.2f}% | {worst[3]:.2f}% (target < 3%)")
+        print(
+            f"  tilt {tilt:4.1f}° {orient} oblique {obl:2d}°: CSA max {errs[:, 0].max():.2f}% | "
+            f"{errs[:, 2].max():.2f}%   SAC max {errs[:, 1].max():.2f}% | {errs[:, 3].max():.2f}%"
+        )
+    print(
+        f"  worst: CSA {worst[0]:.2f}% | {worst[2]:.2f}% (target < 2%), "
+        f"SAC {worst[1]:.2f}% | {worst[3]:.2f}% (target < 3%)"
+    )
 
 
 def main() -> int:
@@ -128,20 +151,25 @@ def main() -> int:
         if not args.no_speed:
             ref = numpy_reference()
             t0 = time.perf_counter()
-            generate_cohort(tmp / "cohort", n_subjects=args.subjects, seed=0, workers=args.workers,
-                            dwi=not args.no_dwi)
+            generate_cohort(tmp / "cohort", n_subjects=args.subjects, seed=0, workers=args.workers, dwi=not args.no_dwi)
             wall = time.perf_counter() - t0
             vox, size = count_voxels(tmp / "cohort")
             rate = vox / wall
             load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-            print(f"phantom: {args.subjects} subjects, {args.workers} workers, "
-                  f"dwi={'off' if args.no_dwi else 'on'}, cpu_count={os.cpu_count()}, load(1 min)={load:.1f}")
-            print(f"  wall time        {wall:8.1f} s   ({wall / args.subjects:.2f} s/subject; budget 60 s for 20 "
-                  f"subjects -> {'OK' if wall * 20 / args.subjects <= 60 else 'OVER'})")
+            print(
+                f"phantom: {args.subjects} subjects, {args.workers} workers, "
+                f"dwi={'off' if args.no_dwi else 'on'}, cpu_count={os.cpu_count()}, load(1 min)={load:.1f}"
+            )
+            print(
+                f"  wall time        {wall:8.1f} s   ({wall / args.subjects:.2f} s/subject; budget 60 s for 20 "
+                f"subjects -> {'OK' if wall * 20 / args.subjects <= 60 else 'OVER'})"
+            )
             print(f"  voxels written   {vox / 1e6:8.1f} M   ({size / 1e6:.0f} MB gzip)")
             print(f"  generator        {rate / 1e6:8.2f} Mvoxel/s")
-            print(f"  numpy exp ref    {ref / 1e6:8.1f} Melem/s (1 core, same run); "
-                  f"ratio generator/ref = {rate / ref:.4f}")
+            print(
+                f"  numpy exp ref    {ref / 1e6:8.1f} Melem/s (1 core, same run); "
+                f"ratio generator/ref = {rate / ref:.4f}"
+            )
         if args.accuracy:
             accuracy(tmp)
     return 0

@@ -21,6 +21,7 @@ phantom (``--root``, else generated into a temporary folder). Threads: ``--threa
 "one core") for both the loader and the models, so ratios compare like with like.
 Run: ``python benchmarks/pipeline.py [--root PHANTOM] [--quick]``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -70,8 +71,10 @@ def loader_rate(cfg: dict[str, Any], device: torch.device, max_batches: int | No
     n_batches = len(loader) if max_batches is None else min(len(loader), max_batches)
     n, t0, c0, first = 0, None, 0.0, True
     for i, batch in enumerate(loader):
-        batch = {k: ({kk: vv.to(device) for kk, vv in v.items() if torch.is_tensor(vv)} if isinstance(v, dict) else v)
-                 for k, v in batch.items()}
+        batch = {
+            k: ({kk: vv.to(device) for kk, vv in v.items() if torch.is_tensor(vv)} if isinstance(v, dict) else v)
+            for k, v in batch.items()
+        }
         out = dm.on_after_batch_transfer(batch, 0)
         if device.type == "cuda":
             torch.cuda.synchronize()
@@ -84,9 +87,16 @@ def loader_rate(cfg: dict[str, Any], device: torch.device, max_batches: int | No
     del loader
     dt = time.perf_counter() - (t0 or time.perf_counter())
     cpu = cpu_seconds() - c0
-    return {"pipeline": cfg["pipeline"], "augment": cfg["augment"].get("strength", 1.0) > 0,
-            "workers": cfg["num_workers"], "slices": n, "seconds": dt, "cpu_seconds": cpu,
-            "slices_s": n / dt if dt > 0 else float("nan"), "slices_cpu_s": n / cpu if cpu > 0 else float("nan")}
+    return {
+        "pipeline": cfg["pipeline"],
+        "augment": cfg["augment"].get("strength", 1.0) > 0,
+        "workers": cfg["num_workers"],
+        "slices": n,
+        "seconds": dt,
+        "cpu_seconds": cpu,
+        "slices_s": n / dt if dt > 0 else float("nan"),
+        "slices_cpu_s": n / cpu if cpu > 0 else float("nan"),
+    }
 
 
 def model_rate(name: str, size: int, batch: int, repeats: int, device: torch.device) -> dict[str, Any]:
@@ -117,8 +127,15 @@ def model_rate(name: str, size: int, batch: int, repeats: int, device: torch.dev
         times.append(time.perf_counter() - t0)
         cpus.append(time.process_time() - c0)
     t, c = statistics.median(times), statistics.median(cpus)
-    return {"model": name, "size": size, "batch": batch, "step_s": t, "step_cpu_s": c, "slices_s": batch / t,
-            "slices_cpu_s": batch / c}
+    return {
+        "model": name,
+        "size": size,
+        "batch": batch,
+        "step_s": t,
+        "step_cpu_s": c,
+        "slices_s": batch / t,
+        "slices_cpu_s": batch / c,
+    }
 
 
 def gpu_section(root: Path, cache_dir: Path, models: list[str], steps: int) -> dict[str, Any]:
@@ -173,8 +190,13 @@ def gpu_section(root: Path, cache_dir: Path, models: list[str], steps: int) -> d
                 if done > 2:  # warm-up steps not counted
                     wait, total = wait + (t1 - t0), total + (t2 - t0)
                 done += 1
-        waits.append({"model": name, "data_wait_share": wait / total if total else float("nan"),
-                      "step_ms": 1e3 * total / max(1, steps - 3)})
+        waits.append(
+            {
+                "model": name,
+                "data_wait_share": wait / total if total else float("nan"),
+                "step_ms": 1e3 * total / max(1, steps - 3),
+            }
+        )
     out["data_wait"] = waits
     return out
 
@@ -217,14 +239,20 @@ def main(argv: list[str] | None = None) -> int:
         for augment in (True, False):
             for w in workers:
                 loaders.append(loader_rate(data_config(root, cache_dir, pipeline, augment, w), cpu))
-                print(f"  loader {pipeline:7s} augment={augment!s:5s} workers={w}: "
-                      f"{loaders[-1]['slices_s']:.0f} slices/s, {loaders[-1]['slices_cpu_s']:.0f} per CPU s", flush=True)
+                print(
+                    f"  loader {pipeline:7s} augment={augment!s:5s} workers={w}: "
+                    f"{loaders[-1]['slices_s']:.0f} slices/s, {loaders[-1]['slices_cpu_s']:.0f} per CPU s",
+                    flush=True,
+                )
     models = ["unet"] if args.quick else list_models()
     consumers = []
     for name in models:
         for size in (64, 128):
             consumers.append(model_rate(name, size, 16, args.repeats, cpu))
-            print(f"  model {name} {size}²: {consumers[-1]['slices_s']:.0f} slices/s, {consumers[-1]['slices_cpu_s']:.0f} per CPU s", flush=True)
+            print(
+                f"  model {name} {size}²: {consumers[-1]['slices_s']:.0f} slices/s, {consumers[-1]['slices_cpu_s']:.0f} per CPU s",
+                flush=True,
+            )
     unet = next(c for c in consumers if c["model"] == "unet" and c["size"] == 64)
     for r in loaders:
         r["ratio_to_unet64"] = r["slices_s"] / unet["slices_s"]
@@ -238,26 +266,39 @@ def main(argv: list[str] | None = None) -> int:
     result: dict[str, Any] = {
         "machine": {**describe_machine(), "note": "shared 2-core machine unless stated: compare ratios, not seconds"},
         "data": {"root": str(root), "config": "DEFAULTS['data'] (64² slices, batch 16, default augmentation)"},
-        "loaders": loaders, "models": consumers,
-        "summary": {"basis": "slices per CPU-second (one thread), robust to other load on a shared machine",
-                    "fast_aug_slices_cpu_s": fast_aug["slices_cpu_s"], "torchio_aug_slices_cpu_s": tio_aug["slices_cpu_s"],
-                    "unet_small_64_slices_cpu_s": unet64,
-                    "fast_over_torchio": fast_aug["slices_cpu_s"] / tio_aug["slices_cpu_s"],
-                    "fast_aug_over_unet64": fast_aug["slices_cpu_s"] / unet64, "target_fast_aug_over_unet64": 5.0,
-                    "torchio_aug_over_unet64": tio_aug["slices_cpu_s"] / unet64},
+        "loaders": loaders,
+        "models": consumers,
+        "summary": {
+            "basis": "slices per CPU-second (one thread), robust to other load on a shared machine",
+            "fast_aug_slices_cpu_s": fast_aug["slices_cpu_s"],
+            "torchio_aug_slices_cpu_s": tio_aug["slices_cpu_s"],
+            "unet_small_64_slices_cpu_s": unet64,
+            "fast_over_torchio": fast_aug["slices_cpu_s"] / tio_aug["slices_cpu_s"],
+            "fast_aug_over_unet64": fast_aug["slices_cpu_s"] / unet64,
+            "target_fast_aug_over_unet64": 5.0,
+            "torchio_aug_over_unet64": tio_aug["slices_cpu_s"] / unet64,
+        },
     }
     if torch.cuda.is_available():
         result["gpu"] = gpu_section(root, cache_dir, models, steps=30)
     result["seconds"] = time.perf_counter() - t_start
     print("\nloader: slices per wall second and per CPU second; ratios = loader / U-Net small 64² training")
-    print(table(loaders, ["pipeline", "augment", "workers", "slices_s", "slices_cpu_s", "ratio_to_unet64",
-                          "cpu_ratio_to_unet64"]))
-    print("\nmodel training consumption (small preset, batch 16); loader / model ratios per CPU second "
-          "(0 workers, augmented)")
+    print(
+        table(
+            loaders,
+            ["pipeline", "augment", "workers", "slices_s", "slices_cpu_s", "ratio_to_unet64", "cpu_ratio_to_unet64"],
+        )
+    )
+    print(
+        "\nmodel training consumption (small preset, batch 16); loader / model ratios per CPU second "
+        "(0 workers, augmented)"
+    )
     print(table(consumers, ["model", "size", "slices_s", "slices_cpu_s", "fast_loader_ratio", "torchio_loader_ratio"]))
     s = result["summary"]
-    print(f"\nper CPU second: fast augmented loader = {s['fast_aug_over_unet64']:.1f} x U-Net small 64² (target >= 5; torchio: "
-          f"{s['torchio_aug_over_unet64']:.2f} x); fast / torchio = {s['fast_over_torchio']:.1f} x")
+    print(
+        f"\nper CPU second: fast augmented loader = {s['fast_aug_over_unet64']:.1f} x U-Net small 64² (target >= 5; torchio: "
+        f"{s['torchio_aug_over_unet64']:.2f} x); fast / torchio = {s['fast_over_torchio']:.1f} x"
+    )
     if "gpu" in result:
         g = result["gpu"]
         print(f"GPU {g['device']}: batch augmentation {g['augment_slices_s']:.0f} slices/s")

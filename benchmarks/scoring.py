@@ -10,6 +10,7 @@ and the mask dilated by one in-plane pixel as the "prediction":
 
 Run: ``python benchmarks/scoring.py`` (prints figures and ratios; no assertion).
 """
+
 from __future__ import annotations
 
 import time
@@ -44,10 +45,11 @@ class _DM:
 
 
 def main() -> None:
+    from skimage.morphology import skeletonize
+
     from data_modules.gmchallenge import perone_preprocess
     from evaluation.metrics import zhang_suen
     from evaluation.scoring import score_subject
-    from skimage.morphology import skeletonize
 
     t2s = Path(shared_data_dir()) / "sct_testing_data" / "t2s"
     img = nib.load(t2s / "t2s.nii.gz")
@@ -55,10 +57,13 @@ def main() -> None:
     plane = np.zeros((3, 3, 3), bool)
     plane[:, :, 1] = ndimage.generate_binary_structure(2, 1)
     pred = ndimage.binary_dilation(gm, plane).astype(np.int16)
-    s = tio.Subject(image=tio.ScalarImage(tensor=torch.from_numpy(np.asanyarray(img.dataobj)[None].astype(np.float32)),
-                                          affine=img.affine),
-                    label=tio.LabelMap(tensor=torch.from_numpy(gm[None]), affine=img.affine),
-                    pred=tio.LabelMap(tensor=torch.from_numpy(pred[None]), affine=img.affine))
+    s = tio.Subject(
+        image=tio.ScalarImage(
+            tensor=torch.from_numpy(np.asanyarray(img.dataobj)[None].astype(np.float32)), affine=img.affine
+        ),
+        label=tio.LabelMap(tensor=torch.from_numpy(gm[None]), affine=img.affine),
+        pred=tio.LabelMap(tensor=torch.from_numpy(pred[None]), affine=img.affine),
+    )
     pre = perone_preprocess()(s)
     p_pre, t_pre = pre["pred"].data[0].numpy(), pre["label"].data[0].numpy()
     dm = _DM(img, gm)
@@ -69,10 +74,14 @@ def main() -> None:
     zs = best_of(lambda: [zhang_suen(x) for x in slices])
     sk = best_of(lambda: [skeletonize(x) for x in slices])
     print(f"machine: {describe_machine()}")
-    print(f"score one subject, native grid {gm.shape}: {native * 1e3:.1f} ms; preprocessed grid "
-          f"{p_pre.shape}: {prepro * 1e3:.1f} ms; ratio native/preprocessed {native / prepro:.2f}")
-    print(f"thinning {len(slices)} slices of {slices[0].shape}: Zhang-Suen (SCT) {zs * 1e3:.1f} ms, "
-          f"skimage.skeletonize {sk * 1e3:.1f} ms; ratio {zs / sk:.2f}")
+    print(
+        f"score one subject, native grid {gm.shape}: {native * 1e3:.1f} ms; preprocessed grid "
+        f"{p_pre.shape}: {prepro * 1e3:.1f} ms; ratio native/preprocessed {native / prepro:.2f}"
+    )
+    print(
+        f"thinning {len(slices)} slices of {slices[0].shape}: Zhang-Suen (SCT) {zs * 1e3:.1f} ms, "
+        f"skimage.skeletonize {sk * 1e3:.1f} ms; ratio {zs / sk:.2f}"
+    )
 
 
 if __name__ == "__main__":

@@ -5,16 +5,16 @@ Each command module defines ``HELP`` (one line), ``add_arguments(parser)`` and
 Adding a command is adding its module and one entry in :data:`cordbench.commands.COMMANDS`. User errors (:class:`CordbenchError`) print one line
 ``error: …`` and exit 2; ``--debug`` shows the traceback.
 """
+
 from __future__ import annotations
 
 import argparse
 import sys
-from typing import Sequence
-
-from core import __version__
-from core.errors import CordbenchError
+from collections.abc import Sequence
 
 from cordbench.commands import COMMANDS
+from core import __version__
+from core.errors import CordbenchError
 
 
 def _command_modules() -> dict[str, object]:
@@ -27,14 +27,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="cordbench",
         description="Segmentation benchmarks and quantitative analysis of cervical spinal cord MRI.",
-        epilog="Run options of fit/validate/test also accept --section.key=value overrides.")
+        epilog="Run options of fit/validate/test also accept --section.key=value overrides.",
+    )
     parser.add_argument("--version", action="version", version=f"cordbench {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks for errors")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, mod in _command_modules().items():
         p = sub.add_parser(name, help=getattr(mod, "HELP", ""), description=getattr(mod, "HELP", ""))
-        p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
-                       help="show tracebacks for errors")
+        p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks for errors")
         mod.add_arguments(p)
         p.set_defaults(_run=mod.run)
     return parser

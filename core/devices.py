@@ -11,6 +11,7 @@ own GPU), to:
 
 Any other value (``32-true``, ``16-mixed``, ``bf16-mixed``, ``64-true``, …) is used as named.
 """
+
 from __future__ import annotations
 
 AUTO = "auto"

@@ -15,12 +15,14 @@ Contract (see docs/sweeps.md, "Several processes per run"):
   records of all ranks, restores the single-process order and drops the padding repeats
   (records are keyed by subject id, unique within a split).
 """
+
 from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 RANK_VARS = ("RANK", "LOCAL_RANK", "NODE_RANK", "GROUP_RANK", "SLURM_PROCID")
 

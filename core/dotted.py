@@ -1,7 +1,9 @@
 """Dotted keys (``model.lr``) into nested config mappings: the one walk config checks and recipes share."""
+
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 
 def get(cfg: Mapping[str, Any], dotted: str) -> Any:

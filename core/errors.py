@@ -3,6 +3,7 @@
 The CLI prints ``error: <message>`` on one line and exits non-zero (traceback only with
 ``--debug``). Messages name the file or config key and the problem.
 """
+
 from __future__ import annotations
 
 from pathlib import Path

@@ -11,20 +11,24 @@ column named by its ``data-key``, its header text, or its 0-based index.
 Pure Python (the ground layer): each report formats its own cells and keeps its own page style;
 only the table and its sorting live here.
 """
+
 from __future__ import annotations
 
 import html as _html
 import math
 import numbers
-from typing import Any, Iterable, Sequence
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 __all__ = ["SORT_CSS", "SORT_SCRIPT", "cell", "escape", "sort_value", "table"]
 
 escape = _html.escape
 
 #: Header arrows and pointer of a sortable table (each report adds its own look).
-SORT_CSS = ('table.sortable th{cursor:pointer;user-select:none}'
-            'table.sortable th.asc::after{content:" \\25B2"}table.sortable th.desc::after{content:" \\25BC"}')
+SORT_CSS = (
+    "table.sortable th{cursor:pointer;user-select:none}"
+    'table.sortable th.asc::after{content:" \\25B2"}table.sortable th.desc::after{content:" \\25BC"}'
+)
 
 _JS = """(function () {
   function key(c) {
@@ -102,16 +106,24 @@ def cell(text: Any = "", sort: Any = _NO_SORT, *, cls: str | None = None, markup
     return f"<td{attrs}>{text if markup else escape(str(text))}</td>"
 
 
-def table(heads: Sequence[str], rows: Iterable[Sequence[str]], *, table_id: str | None = None,
-          keys: Sequence[str] | None = None, row_classes: Sequence[str] | None = None,
-          sortable: bool = True) -> str:
+def table(
+    heads: Sequence[str],
+    rows: Iterable[Sequence[str]],
+    *,
+    table_id: str | None = None,
+    keys: Sequence[str] | None = None,
+    row_classes: Sequence[str] | None = None,
+    sortable: bool = True,
+) -> str:
     """A ``<table>``: ``heads`` (escaped here; ``keys``: their ``data-key`` for ``#sort=``), one row per
     item of ``rows`` (each a sequence of :func:`cell` strings), ``row_classes``: a class per row (empty:
     none). ``sortable``: sorted by :data:`SORT_SCRIPT` (the page must include it)."""
     if keys is not None and len(keys) != len(heads):
         raise ValueError(f"{len(keys)} keys for {len(heads)} headers")
-    ths = "".join(f'<th data-key="{escape(k)}">{escape(h)}</th>' if keys is not None else f"<th>{escape(h)}</th>"
-                  for h, k in zip(heads, keys if keys is not None else heads))
+    ths = "".join(
+        f'<th data-key="{escape(k)}">{escape(h)}</th>' if keys is not None else f"<th>{escape(h)}</th>"
+        for h, k in zip(heads, keys if keys is not None else heads)
+    )
     trs = []
     for i, row in enumerate(rows):
         cls = row_classes[i] if row_classes is not None else ""

@@ -4,6 +4,7 @@ Every reader raises :class:`core.errors.InputError` naming the file and the prob
 every writer writes to a temporary name in the destination folder and renames it, so a
 killed process never leaves a half-written file that looks complete.
 """
+
 from __future__ import annotations
 
 import gzip
@@ -12,9 +13,10 @@ import json
 import os
 import tempfile
 import zlib
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -87,8 +89,7 @@ def _json_default(o: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(o)}")
 
 
-def save_nifti(data: np.ndarray, affine: np.ndarray, path: str | Path, header=None,
-               dtype: Any | None = None) -> Path:
+def save_nifti(data: np.ndarray, affine: np.ndarray, path: str | Path, header=None, dtype: Any | None = None) -> Path:
     """Atomically write a NIfTI image; keeps ``header`` (qform/sform codes, pixdim units)."""
     import nibabel as nib
 
@@ -116,8 +117,9 @@ def sha256(path: str | Path, chunk: int = 1 << 20) -> str:
 
 
 # ---------------------------------------------------------------------------------------- reads
-def load_nifti(path: str | Path, *, ndim: int | Sequence[int] | None = 3, kind: str = "image",
-               allow_nonfinite: bool = False):
+def load_nifti(
+    path: str | Path, *, ndim: int | Sequence[int] | None = 3, kind: str = "image", allow_nonfinite: bool = False
+):
     """Load and check a NIfTI file; returns a ``nibabel.Nifti1Image`` with data checked.
 
     ``ndim`` is the expected dimensionality (3 for images and labels, 4 for DWI); a 4D
@@ -129,7 +131,7 @@ def load_nifti(path: str | Path, *, ndim: int | Sequence[int] | None = 3, kind: 
     if not path.exists():
         raise InputError(f"{kind} file not found", path)
     if path.is_dir():
-        raise InputError(f"expected a NIfTI file, found a directory", path)
+        raise InputError("expected a NIfTI file, found a directory", path)
     if path.name.endswith(".gz"):
         with open(path, "rb") as f:
             if f.read(2) != b"\x1f\x8b":
@@ -138,8 +140,9 @@ def load_nifti(path: str | Path, *, ndim: int | Sequence[int] | None = 3, kind: 
     try:
         img = nib.load(str(path))
     except Exception as exc:  # nibabel raises several types for bad files
-        raise InputError(f"not a readable NIfTI file ({type(exc).__name__}: {' '.join(str(exc).split())})",
-                         path) from None
+        raise InputError(
+            f"not a readable NIfTI file ({type(exc).__name__}: {' '.join(str(exc).split())})", path
+        ) from None
     if not isinstance(img, (nib.Nifti1Image, nib.Nifti2Image)):
         raise InputError(f"not a NIfTI image (read as {type(img).__name__})", path)
     check_header(img, path, kind)
@@ -173,7 +176,7 @@ def check_raw_pixdim(path: str | Path, kind: str = "image") -> None:
     """
     path = Path(path)
     try:
-        with (gzip.open(path, "rb") if path.name.endswith(".gz") else open(path, "rb")) as f:
+        with gzip.open(path, "rb") if path.name.endswith(".gz") else open(path, "rb") as f:
             raw = f.read(348)
     except (OSError, EOFError, zlib.error):
         return  # nibabel reports the damaged file
@@ -182,11 +185,14 @@ def check_raw_pixdim(path: str | Path, kind: str = "image") -> None:
     for order in ("<", ">"):
         if int(np.frombuffer(raw[:4], dtype=f"{order}i4")[0]) == 348:  # NIfTI-1 (NIfTI-2: nibabel's checks)
             ndim = int(np.frombuffer(raw[40:42], dtype=f"{order}i2")[0])
-            pix = np.frombuffer(raw[76:108], dtype=f"{order}f4").astype(float)[1:1 + min(3, max(ndim, 1))]
+            pix = np.frombuffer(raw[76:108], dtype=f"{order}f4").astype(float)[1 : 1 + min(3, max(ndim, 1))]
             if any(not np.isfinite(v) or v <= 0 for v in pix):
-                raise InputError(f"{kind} header has voxel size pixdim[1:{len(pix) + 1}] = "
-                                 f"{tuple(round(float(v), 6) for v in pix)}: a size of 0 (or below) is unknown, "
-                                 "not 1 mm; fix the header", path)
+                raise InputError(
+                    f"{kind} header has voxel size pixdim[1:{len(pix) + 1}] = "
+                    f"{tuple(round(float(v), 6) for v in pix)}: a size of 0 (or below) is unknown, "
+                    "not 1 mm; fix the header",
+                    path,
+                )
             return
 
 
@@ -200,12 +206,13 @@ def check_header(img, path: str | Path, kind: str = "image") -> None:
     * ``pixdim`` voxel sizes that differ from the affine's (what areas and the grid would each use).
     """
     hdr = img.header
-    dims = [int(d) for d in hdr["dim"][1:1 + int(hdr["dim"][0])]]
+    dims = [int(d) for d in hdr["dim"][1 : 1 + int(hdr["dim"][0])]]
     if any(d <= 0 for d in dims):
-        raise InputError(f"{kind} header has an axis of length 0 (dim = {tuple(dims)}): the image holds no voxels",
-                         path)
+        raise InputError(
+            f"{kind} header has an axis of length 0 (dim = {tuple(dims)}): the image holds no voxels", path
+        )
     nsp = min(3, len(dims))
-    pix = [float(v) for v in hdr["pixdim"][1:1 + nsp]]
+    pix = [float(v) for v in hdr["pixdim"][1 : 1 + nsp]]
     qcode, scode = int(hdr["qform_code"]), int(hdr["sform_code"])
     if qcode > 0 and scode > 0:
         q, s_ = np.asarray(hdr.get_qform(), float), np.asarray(hdr.get_sform(), float)
@@ -213,30 +220,36 @@ def check_header(img, path: str | Path, kind: str = "image") -> None:
         if diff > HEADER_ATOL_MM:
             qz = tuple(round(float(v), 4) for v in np.linalg.norm(q[:3, :3], axis=0))
             sz = tuple(round(float(v), 4) for v in np.linalg.norm(s_[:3, :3], axis=0))
-            raise InputError(f"{kind} header: qform and sform disagree by {diff:.3g} mm (voxel sizes {qz} vs {sz}); "
-                             "which grid is right is unknown: make them equal (e.g. fslorient -copyqform2sform)", path)
+            raise InputError(
+                f"{kind} header: qform and sform disagree by {diff:.3g} mm (voxel sizes {qz} vs {sz}); "
+                "which grid is right is unknown: make them equal (e.g. fslorient -copyqform2sform)",
+                path,
+            )
     aff = np.asarray(img.affine, float)
     az = np.linalg.norm(aff[:3, :nsp], axis=0)
     if np.abs(az - np.asarray(pix)).max() > HEADER_ATOL_MM * max(1.0, float(az.max())):
-        raise InputError(f"{kind} header: voxel size in pixdim {tuple(round(v, 4) for v in pix)} differs from "
-                         f"the affine's {tuple(round(float(v), 4) for v in az)}; fix the header", path)
+        raise InputError(
+            f"{kind} header: voxel size in pixdim {tuple(round(v, 4) for v in pix)} differs from "
+            f"the affine's {tuple(round(float(v), 4) for v in az)}; fix the header",
+            path,
+        )
 
 
-def check_same_grid(image, label, image_path: str | Path, label_path: str | Path,
-                    atol: float = AFFINE_ATOL_MM) -> None:
+def check_same_grid(image, label, image_path: str | Path, label_path: str | Path, atol: float = AFFINE_ATOL_MM) -> None:
     """Raise if a label is not on its image's grid (shape, or affine beyond ``atol``)."""
     ishape, lshape = image.shape[:3], label.shape[:3]
     if tuple(ishape) != tuple(lshape):
-        raise InputError(f"label shape {tuple(lshape)} != image shape {tuple(ishape)} ({image_path})",
-                         label_path)
+        raise InputError(f"label shape {tuple(lshape)} != image shape {tuple(ishape)} ({image_path})", label_path)
     diff = float(np.abs(np.asarray(image.affine) - np.asarray(label.affine)).max())
     if diff > atol:
-        raise InputError(f"label affine differs from image affine by {diff:.3g} mm "
-                         f"(tolerance {atol}) ({image_path})", label_path)
+        raise InputError(
+            f"label affine differs from image affine by {diff:.3g} mm (tolerance {atol}) ({image_path})", label_path
+        )
 
 
-def load_label(path: str | Path, allowed: Sequence[int] | None = None, *, require_nonempty: bool = False,
-               kind: str = "label") -> tuple[Any, np.ndarray]:
+def load_label(
+    path: str | Path, allowed: Sequence[int] | None = None, *, require_nonempty: bool = False, kind: str = "label"
+) -> tuple[Any, np.ndarray]:
     """Load an integer label map; checks integrality, allowed values and emptiness.
 
     Returns ``(nifti_image, int16 array)``. Labels stored as floats are accepted when all
@@ -246,8 +259,9 @@ def load_label(path: str | Path, allowed: Sequence[int] | None = None, *, requir
     data = np.asanyarray(img.dataobj)
     if np.issubdtype(data.dtype, np.floating):
         if not np.allclose(data, np.round(data), atol=1e-3):
-            raise InputError(f"{kind} has non-integer values (e.g. {_first_nonint(data)}); "
-                             "expected an integer label map", path)
+            raise InputError(
+                f"{kind} has non-integer values (e.g. {_first_nonint(data)}); expected an integer label map", path
+            )
         data = np.round(data)
     arr = data.astype(np.int16)
     if allowed is not None:

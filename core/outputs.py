@@ -5,12 +5,13 @@ typo in ``-o`` costs nothing and a command can never overwrite one of its own in
 is one :class:`~core.errors.OutputError` line naming the path. Write failures during the work
 (disk full, quota) are turned into the same kind of line by :func:`core.io.atomic_path`.
 """
+
 from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Iterable, Mapping
 
 from core.errors import OutputError
 
@@ -52,8 +53,9 @@ def check_not_input(out: str | Path, inputs: Mapping[str, str | Path | None]) ->
     out = Path(out)
     for option, src in inputs.items():  # a missing input is reported by its reader ("not found")
         if src is not None and Path(src).exists() and _same(out, Path(src)):
-            raise OutputError(f"output is also the input {option}: it would be overwritten; choose another "
-                              "output path", out)
+            raise OutputError(
+                f"output is also the input {option}: it would be overwritten; choose another output path", out
+            )
 
 
 def _suffix_ok(path: Path, suffixes: Iterable[str]) -> bool:
@@ -61,14 +63,20 @@ def _suffix_ok(path: Path, suffixes: Iterable[str]) -> bool:
     return any(name.endswith(s) for s in suffixes)
 
 
-def check_output_file(path: str | Path, *, inputs: Mapping[str, str | Path | None] | None = None,
-                      suffixes: Iterable[str] = (), what: str = "output") -> Path:
+def check_output_file(
+    path: str | Path,
+    *,
+    inputs: Mapping[str, str | Path | None] | None = None,
+    suffixes: Iterable[str] = (),
+    what: str = "output",
+) -> Path:
     """A file the command will (re)write: not a folder, right extension, not an input, writable folder."""
     path = Path(path)
     suffixes = tuple(suffixes)
     if str(path).endswith(os.sep) or path.is_dir():
-        raise OutputError(f"{what} is a folder; give a file name"
-                          + (f" ending in {' or '.join(suffixes)}" if suffixes else ""), path)
+        raise OutputError(
+            f"{what} is a folder; give a file name" + (f" ending in {' or '.join(suffixes)}" if suffixes else ""), path
+        )
     if suffixes and not _suffix_ok(path, suffixes):
         raise OutputError(f"{what} must end in {' or '.join(suffixes)}", path)
     check_not_input(path, inputs or {})
@@ -76,8 +84,9 @@ def check_output_file(path: str | Path, *, inputs: Mapping[str, str | Path | Non
     return path
 
 
-def check_output_dir(path: str | Path, *, inputs: Mapping[str, str | Path | None] | None = None,
-                     what: str = "output folder") -> Path:
+def check_output_dir(
+    path: str | Path, *, inputs: Mapping[str, str | Path | None] | None = None, what: str = "output folder"
+) -> Path:
     """A folder the command will create or add files to: not a file, not an input, writable."""
     path = Path(path)
     if path.exists() and not path.is_dir():

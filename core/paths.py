@@ -1,4 +1,5 @@
 """Default locations: shared real data, outputs."""
+
 from __future__ import annotations
 
 import os

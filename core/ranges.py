@@ -8,16 +8,18 @@ refused before anything runs with one line naming the option or key, the value a
     error: option --smooth: -5.0 is out of range: must be a number >= 0
     error: config: key 'trainer.max_epochs' = -1 is out of range: must be an integer in [1, 1000000]
 """
+
 from __future__ import annotations
 
 import argparse
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from core.errors import ConfigError
 
-SEED_MAX = 2 ** 32 - 1  # numpy / Lightning seeds are unsigned 32-bit
+SEED_MAX = 2**32 - 1  # numpy / Lightning seeds are unsigned 32-bit
 
 
 @dataclass(frozen=True)
@@ -29,7 +31,7 @@ class Range:
     integer: bool = False
     lo_open: bool = False
     hi_open: bool = False
-    allow_inf: bool = False          # +inf accepted although above ``hi`` is None (e.g. "no noise")
+    allow_inf: bool = False  # +inf accepted although above ``hi`` is None (e.g. "no noise")
 
     def describe(self) -> str:
         """``"an integer in [1, 100]"``, ``"a number > 0"``, …"""
@@ -92,14 +94,22 @@ class _NumberType:
         try:
             value = self.parse(text) if self.parse else self.kind(text)
         except (TypeError, ValueError):
-            raise ConfigError(f"option {self.option}: {text!r} is not {'an integer' if self.kind is int else 'a number'} "
-                              f"(must be {self.rng.describe()})") from None
+            raise ConfigError(
+                f"option {self.option}: {text!r} is not {'an integer' if self.kind is int else 'a number'} "
+                f"(must be {self.rng.describe()})"
+            ) from None
         check_value(value, self.rng, f"option {self.option}")
         return value
 
 
-def add_number(p: argparse.ArgumentParser, *flags: str, kind: Callable[[str], Any] = float, range: Range,
-               parse: Callable[[str], Any] | None = None, **kwargs: Any) -> argparse.Action:
+def add_number(
+    p: argparse.ArgumentParser,
+    *flags: str,
+    kind: Callable[[str], Any] = float,
+    range: Range,
+    parse: Callable[[str], Any] | None = None,
+    **kwargs: Any,
+) -> argparse.Action:
     """``p.add_argument`` for a number whose range is declared here (and shown in ``--help``)."""
     option = max(flags, key=len)
     rng = Range(**{**range.__dict__, "integer": True}) if kind is int else range

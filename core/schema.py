@@ -24,6 +24,7 @@ defaults of ``SegmentationModule``, ``sweeps.config.SWEEP_DEFAULTS``, the domain
 options of the phantom, and the key table of ``cordbench fit --help``. :func:`from_mapping` is the
 one dataclass-from-dict with an unknown-key check.
 """
+
 from __future__ import annotations
 
 import copy
@@ -52,11 +53,27 @@ class Registry:
     listing: str = ""
 
 
-def key(default: Any, help: str, *, range: Range | None = None, choices: tuple[Any, ...] | Registry | None = None,
-        fallback: Any = None, recipe: str | None = None, hparam: str | None = None, free_form: bool = False) -> Any:
+def key(
+    default: Any,
+    help: str,
+    *,
+    range: Range | None = None,
+    choices: tuple[Any, ...] | Registry | None = None,
+    fallback: Any = None,
+    recipe: str | None = None,
+    hparam: str | None = None,
+    free_form: bool = False,
+) -> Any:
     """A schema field: ``default`` plus its help, range, choices and the roles described in the module docstring."""
-    meta = {"help": help, "range": range, "choices": choices, "fallback": fallback, "recipe": recipe,
-            "hparam": hparam, "free_form": free_form}
+    meta = {
+        "help": help,
+        "range": range,
+        "choices": choices,
+        "fallback": fallback,
+        "recipe": recipe,
+        "hparam": hparam,
+        "free_form": free_form,
+    }
     if isinstance(default, (list, dict)):
         return field(default_factory=functools.partial(copy.deepcopy, default), metadata=meta)
     return field(default=default, metadata=meta)
@@ -75,34 +92,63 @@ _SEED = Range(0, SEED_MAX, integer=True)
 # --------------------------------------------------------------------------------------- run config
 @dataclass
 class ModelConfig:
-    name: str = key("unet", "network to train", choices=Registry("lightning_modules.registry.list_models",
-                                                                "any registered network (cordbench models)"),
-                    hparam="network")
-    preset: str = key("small", "network size: tiny (tests), small (laptop), paper (GPU, the paper's size)",
-                      choices=("tiny", "small", "paper"), hparam="preset")
+    name: str = key(
+        "unet",
+        "network to train",
+        choices=Registry("lightning_modules.registry.list_models", "any registered network (cordbench models)"),
+        hparam="network",
+    )
+    preset: str = key(
+        "small",
+        "network size: tiny (tests), small (laptop), paper (GPU, the paper's size)",
+        choices=("tiny", "small", "paper"),
+        hparam="preset",
+    )
     options: dict = key({}, "network knobs overriding the preset (cordbench models lists them)", free_form=True)
-    lr: float | None = key(None, "AdamW learning rate", range=Range(0, None, lo_open=True),  # a huge lr is legal
-                           fallback=1e-3, recipe="lr", hparam="lr")  # (tests use 1e30 to make a loss diverge)
-    weight_decay: float | None = key(None, "AdamW weight decay", range=Range(0, 10), fallback=1e-4,
-                                     recipe="weight_decay", hparam="weight_decay")
-    scheduler: str | None = key(None, "learning-rate schedule",
-                                choices=Registry("lightning_modules.schedule.SCHEDULERS"), fallback="cosine",
-                                recipe="scheduler", hparam="scheduler")
-    warmup_epochs: int | None = key(None, "epochs of linear learning-rate warm-up", range=Range(0, 1_000_000, integer=True),
-                                    fallback=0, recipe="warmup_epochs", hparam="warmup_epochs")
+    lr: float | None = key(
+        None,
+        "AdamW learning rate",
+        range=Range(0, None, lo_open=True),  # a huge lr is legal
+        fallback=1e-3,
+        recipe="lr",
+        hparam="lr",
+    )  # (tests use 1e30 to make a loss diverge)
+    weight_decay: float | None = key(
+        None, "AdamW weight decay", range=Range(0, 10), fallback=1e-4, recipe="weight_decay", hparam="weight_decay"
+    )
+    scheduler: str | None = key(
+        None,
+        "learning-rate schedule",
+        choices=Registry("lightning_modules.schedule.SCHEDULERS"),
+        fallback="cosine",
+        recipe="scheduler",
+        hparam="scheduler",
+    )
+    warmup_epochs: int | None = key(
+        None,
+        "epochs of linear learning-rate warm-up",
+        range=Range(0, 1_000_000, integer=True),
+        fallback=0,
+        recipe="warmup_epochs",
+        hparam="warmup_epochs",
+    )
     dice_weight: float = key(1.0, "weight of the Dice term of the loss", range=Range(0, 1e6), hparam="dice_weight")
     ce_weight: float = key(1.0, "weight of the cross-entropy term of the loss", range=Range(0, 1e6), hparam="ce_weight")
-    dropout: float | None = key(None, "shortcut: passed to networks that have a dropout knob",
-                                range=Range(0, 1, hi_open=True))
-    postprocess: str | None = key(None, "post-processing of label maps; null: the task's default (sc, canal: "
-                                        "largest_component; gm, levels: none)",
-                                  choices=Registry("evaluation.postprocess.POSTPROCESS"))
+    dropout: float | None = key(
+        None, "shortcut: passed to networks that have a dropout knob", range=Range(0, 1, hi_open=True)
+    )
+    postprocess: str | None = key(
+        None,
+        "post-processing of label maps; null: the task's default (sc, canal: largest_component; gm, levels: none)",
+        choices=Registry("evaluation.postprocess.POSTPROCESS"),
+    )
 
 
 @dataclass
 class SplitConfig:
-    method: str = key("random", "how subjects are split into train/val/test",
-                      choices=Registry("data_modules.splits.SPLIT_METHODS"))
+    method: str = key(
+        "random", "how subjects are split into train/val/test", choices=Registry("data_modules.splits.SPLIT_METHODS")
+    )
     val_fraction: float = key(0.2, "share of subjects for validation", range=_FRACTION)
     test_fraction: float = key(0.2, "share of subjects for test", range=_FRACTION)
     folds: int = key(5, "kfold: number of folds", range=Range(2, 1000, integer=True))
@@ -125,8 +171,9 @@ class AugmentConfig:
 class RandomiseRanges:
     """Ranges of the phantom's per-image draws (docs/phantom.md; ``data_modules.phantom.randomise_options``)."""
 
-    intensity_jitter: float = key(0.35, "log-SD of each tissue's value around its contrast's template",
-                                  range=Range(0, 2))
+    intensity_jitter: float = key(
+        0.35, "log-SD of each tissue's value around its contrast's template", range=Range(0, 2)
+    )
     free_contrast: float = key(0.2, "share of images with fully random tissue values (SynthSeg)", range=_PROB)
     contrast_mix: float = key(0.5, "share of images drawn from the other anatomical contrast", range=_PROB)
     inplane_min: float = key(0.4, "in-plane voxel size (mm), uniform in [min, max]", range=Range(0.2, 4))
@@ -134,8 +181,9 @@ class RandomiseRanges:
     thickness_min: float = key(0.5, "slice thickness (mm), uniform in [min, max]", range=Range(0.2, 12))
     thickness_max: float = key(8.0, "slice thickness (mm), upper end", range=Range(0.2, 12))
     axial_prob: float = key(0.5, "share of axial acquisitions (thick axis S-I); else sagittal", range=_PROB)
-    fov_min: float = key(24.0, "in-plane field of view (mm) around the cord, uniform in [min, max]",
-                         range=Range(20, 200))
+    fov_min: float = key(
+        24.0, "in-plane field of view (mm) around the cord, uniform in [min, max]", range=Range(20, 200)
+    )
     fov_max: float = key(80.0, "in-plane field of view (mm), upper end", range=Range(20, 200))
     offset_max: float = key(0.15, "FOV centre offset from the cord, share of the FOV", range=Range(0, 0.4))
     oblique_max: float = key(15.0, "grid rotation (deg) about a random axis", range=Range(0, 45))
@@ -147,14 +195,16 @@ class RandomiseRanges:
     motion_prob: float = key(0.15, "probability of motion artefacts", range=_PROB)
     gibbs_prob: float = key(0.3, "probability of Gibbs ringing", range=_PROB)
     canal_shift_max: float = key(0.6, "cord off the canal's centre: U(±max)·(B − b) along A-P", range=Range(0, 0.8))
-    max_voxels: int = key(2_000_000, "coarser grid (same shape ratio) above this many voxels",
-                          range=Range(100_000, 50_000_000, integer=True))
+    max_voxels: int = key(
+        2_000_000,
+        "coarser grid (same shape ratio) above this many voxels",
+        range=Range(100_000, 50_000_000, integer=True),
+    )
 
 
 @dataclass(frozen=True)
 class _Switch:
-    enabled: bool = key(False, "domain randomisation of T2w/T2* (docs/phantom.md); off keeps the cohort "
-                               "byte-identical")
+    enabled: bool = key(False, "domain randomisation of T2w/T2* (docs/phantom.md); off keeps the cohort byte-identical")
 
 
 @dataclass(frozen=True)
@@ -166,69 +216,105 @@ class RandomiseConfig(RandomiseRanges, _Switch):
 class PhantomConfig:
     subjects: int = key(20, "subjects of the generated phantom cohort", range=Range(1, 10_000, integer=True))
     seed: int = key(0, "seed of the phantom cohort", range=_SEED)
-    snr: float = key(30.0, "Rician noise: white-matter signal / sigma; 0 or inf: no noise",
-                     range=Range(0, None, allow_inf=True))
+    snr: float = key(
+        30.0, "Rician noise: white-matter signal / sigma; 0 or inf: no noise", range=Range(0, None, allow_inf=True)
+    )
     dwi: bool = key(False, "also write DWI (4D + bval/bvec)")
     randomise: RandomiseConfig = section(RandomiseConfig, "domain randomisation (docs/phantom.md)")
 
 
 @dataclass
 class DataConfig:
-    name: str = key("phantom", "data set", choices=Registry("data_modules.registry.DATAMODULES",
-                                                           "phantom, spine_generic or gmchallenge"))
+    name: str = key(
+        "phantom",
+        "data set",
+        choices=Registry("data_modules.registry.DATAMODULES", "phantom, spine_generic or gmchallenge"),
+    )
     root: str | None = key(None, "data set folder; phantom: generated when missing")
     task: str = key("sc", "segmentation task", choices=TASK_NAMES, hparam=None)
     contrast: str | None = key(None, "image contrast; null: the task's (sc/canal/levels: T2w, gm: T2star)")
     spatial_dims: int = key(2, "2: axial slices, 3: patches", choices=(2, 3))
-    spacing: list | None = key(None, "target spacing [x, y, z] (mm); null keeps native spacing, a null entry "
-                                     "keeps that axis (e.g. [0.25, 0.25, null])",
-                               range=Range(0, 100, lo_open=True), hparam="spacing")
-    patch_size: list = key([64, 64], "training patch: in-plane [x, y] (2D) or [x, y, z] (3D)",
-                           range=Range(1, 4096, integer=True), hparam="patch_size")
-    crop: list | None = key(None, "[x, y] in-plane crop/pad (voxels): centred on the label for training, on "
-                                  "the FOV for val/test/predict; null keeps the FOV",
-                            range=Range(1, 4096, integer=True))
+    spacing: list | None = key(
+        None,
+        "target spacing [x, y, z] (mm); null keeps native spacing, a null entry "
+        "keeps that axis (e.g. [0.25, 0.25, null])",
+        range=Range(0, 100, lo_open=True),
+        hparam="spacing",
+    )
+    patch_size: list = key(
+        [64, 64],
+        "training patch: in-plane [x, y] (2D) or [x, y, z] (3D)",
+        range=Range(1, 4096, integer=True),
+        hparam="patch_size",
+    )
+    crop: list | None = key(
+        None,
+        "[x, y] in-plane crop/pad (voxels): centred on the label for training, on "
+        "the FOV for val/test/predict; null keeps the FOV",
+        range=Range(1, 4096, integer=True),
+    )
     batch_size: int = key(16, "training batch size", range=Range(1, 65536, integer=True))
     num_workers: int = key(0, "data-loader worker processes", range=Range(0, 256, integer=True))
     samples_per_volume: int = key(24, "torchio queue: patches drawn per volume", range=Range(1, 100_000, integer=True))
     queue_length: int = key(240, "torchio queue: patches held", range=Range(1, 10_000_000, integer=True))
     foreground_probability: float = key(0.8, "share of training patches centred on the label", range=_PROB)
-    pipeline: str | None = key(None, "training input: fast (2D: cached slices, batch augmentation on the "
-                                     "training device) | torchio (per-volume queue); null: fast for 2D, torchio "
-                                     "for 3D", choices=("fast", "torchio"))
+    pipeline: str | None = key(
+        None,
+        "training input: fast (2D: cached slices, batch augmentation on the "
+        "training device) | torchio (per-volume queue); null: fast for 2D, torchio "
+        "for 3D",
+        choices=("fast", "torchio"),
+    )
     cache: bool = key(True, "cache preprocessed subjects on disk (keyed by file contents + settings)")
-    cache_dir: str | None = key(None, "preprocessed-subject cache; null: $CORDBENCH_CACHE or "
-                                      "~/.cache/cordbench/preprocessed")
+    cache_dir: str | None = key(
+        None, "preprocessed-subject cache; null: $CORDBENCH_CACHE or ~/.cache/cordbench/preprocessed"
+    )
     split: SplitConfig = section(SplitConfig, "train/val/test split")
     augment: AugmentConfig = section(AugmentConfig, "training augmentation")
-    raters: str = key("majority", "GM challenge: how the raters' masks make the target",
-                      choices=Registry("data_modules.gmchallenge.RATER_MODES"))
-    preset: str | None = key(None, "preprocessing preset (perone: GM challenge, Perone et al. 2018)",
-                             choices=Registry("data_modules.preprocessing.PRESETS", "perone"))
-    scoring: str = key("native", "test metrics on each subject's native grid or the preprocessed grid",
-                       choices=Registry("evaluation.scoring.SCORING_MODES"))
+    raters: str = key(
+        "majority",
+        "GM challenge: how the raters' masks make the target",
+        choices=Registry("data_modules.gmchallenge.RATER_MODES"),
+    )
+    preset: str | None = key(
+        None,
+        "preprocessing preset (perone: GM challenge, Perone et al. 2018)",
+        choices=Registry("data_modules.preprocessing.PRESETS", "perone"),
+    )
+    scoring: str = key(
+        "native",
+        "test metrics on each subject's native grid or the preprocessed grid",
+        choices=Registry("evaluation.scoring.SCORING_MODES"),
+    )
     phantom: PhantomConfig = section(PhantomConfig, "the generated phantom data set")
 
 
 @dataclass
 class TrainerConfig:
-    max_epochs: int | None = key(None, "training epochs", range=Range(1, 1_000_000, integer=True), fallback=10,
-                                 recipe="max_epochs")
+    max_epochs: int | None = key(
+        None, "training epochs", range=Range(1, 1_000_000, integer=True), fallback=10, recipe="max_epochs"
+    )
     accelerator: str = key("auto", "Lightning accelerator (auto, cpu, gpu, …)")
     devices: str | int | list = key("auto", "Lightning devices (auto, a count or a list of indices)")
     strategy: str = key("auto", "Lightning strategy (auto, ddp, …)")
     precision: str | int = key("auto", "auto: bf16-mixed on Ampere+ GPUs, 16-mixed on older, 32-true on CPU")
-    deterministic: bool | str = key(True, "deterministic algorithms; warn: warn for ops without one "
-                                          "(GPU: docs/reliability.md)", choices=(True, False, "warn"))
+    deterministic: bool | str = key(
+        True,
+        "deterministic algorithms; warn: warn for ops without one (GPU: docs/reliability.md)",
+        choices=(True, False, "warn"),
+    )
     log_every_n_steps: int = key(10, "logging interval (steps)", range=Range(1, 1_000_000, integer=True))
-    limit_train_batches: int | float | None = key(None, "training batches per epoch (a count, or a share if < 1)",
-                                                  range=Range(0, 1e9, lo_open=True))
-    limit_val_batches: int | float | None = key(None, "validation batches (a count, or a share if < 1)",
-                                                range=Range(0, 1e9))
+    limit_train_batches: int | float | None = key(
+        None, "training batches per epoch (a count, or a share if < 1)", range=Range(0, 1e9, lo_open=True)
+    )
+    limit_val_batches: int | float | None = key(
+        None, "validation batches (a count, or a share if < 1)", range=Range(0, 1e9)
+    )
     check_val_every_n_epoch: int = key(1, "validation interval (epochs)", range=Range(1, 1_000_000, integer=True))
     gradient_clip_val: float | None = key(None, "gradient clipping norm", range=Range(0, 1e9))
-    num_sanity_val_steps: int = key(0, "validation steps before training (-1: all)",
-                                    range=Range(-1, 1_000_000, integer=True))
+    num_sanity_val_steps: int = key(
+        0, "validation steps before training (-1: all)", range=Range(-1, 1_000_000, integer=True)
+    )
     enable_progress_bar: bool = key(True, "progress bar (else one line per epoch)")
 
 
@@ -266,12 +352,15 @@ class RunConfig:
 @dataclass
 class SearchConfig:
     algorithm: str = key("basic", "basic (grid / random variants) | optuna (TPE)", choices=("basic", "optuna"))
-    num_samples: int = key(1, "basic: repeats of the grid; optuna: number of trials", range=Range(1, None, integer=True))
+    num_samples: int = key(
+        1, "basic: repeats of the grid; optuna: number of trials", range=Range(1, None, integer=True)
+    )
     metric: str = key("val_dice", "any reported metric (val/<x> is reported as val_<x>)")
     mode: str = key("max", "maximise or minimise the metric", choices=("max", "min"))
     seed: int = key(0, "seed of the searcher", range=_SEED)
-    max_concurrent_trials: int | None = key(None, "trials at once; null: as many as the resources allow",
-                                            range=Range(1, None, integer=True))
+    max_concurrent_trials: int | None = key(
+        None, "trials at once; null: as many as the resources allow", range=Range(1, None, integer=True)
+    )
     n_startup_trials: int = key(4, "optuna: random trials before TPE starts", range=Range(0, None, integer=True))
 
 
@@ -281,17 +370,20 @@ class SweepSchedulerConfig:
     time_attr: str = key("epoch", "asha: the time axis", choices=("epoch", "training_iteration"))
     grace_period: int = key(1, "asha: epochs before a trial may stop", range=Range(1, None, integer=True))
     reduction_factor: int = key(2, "asha: halving rate", range=Range(1, None, lo_open=True, integer=True))
-    max_t: int | None = key(None, "asha: last epoch; null: the largest trainer.max_epochs of the sweep",
-                            range=Range(1, None, integer=True))
+    max_t: int | None = key(
+        None, "asha: last epoch; null: the largest trainer.max_epochs of the sweep", range=Range(1, None, integer=True)
+    )
 
 
 @dataclass
 class ResourcesConfig:
     cpu: int = key(1, "CPUs per trial", range=Range(0, None, lo_open=True, integer=True))
-    gpu: float | str | None = key(None, "GPUs per trial: a fraction < 1, DDP workers > 1, or auto (1 if the "
-                                        "cluster has GPUs); null: 0")
-    workers: int | None = key(None, "DDP processes per trial; null: gpu if gpu > 1, else 1",
-                              range=Range(1, None, integer=True))
+    gpu: float | str | None = key(
+        None, "GPUs per trial: a fraction < 1, DDP workers > 1, or auto (1 if the cluster has GPUs); null: 0"
+    )
+    workers: int | None = key(
+        None, "DDP processes per trial; null: gpu if gpu > 1, else 1", range=Range(1, None, integer=True)
+    )
 
 
 @dataclass
@@ -327,8 +419,7 @@ class SweepConfig:
     storage: str = key("outputs/sweeps", "local folder or a URI (s3://, gs://)")
     ray: RayConfig = section(RayConfig, "the Ray instance")
     config: dict = key({}, "run-config values for every trial", free_form=True)
-    space: dict = key({}, "dotted run-config key -> {grid|choice|uniform|loguniform|randint: values}",
-                      free_form=True)
+    space: dict = key({}, "dotted run-config key -> {grid|choice|uniform|loguniform|randint: values}", free_form=True)
     stop: dict = key({}, "stop a trial when a metric reaches a value (e.g. {epoch: 5})", free_form=True)
     source: dict = key({}, "where a resolved sweep came from (written by cordbench)", free_form=True)
 
@@ -339,8 +430,8 @@ class Key:
     """One declared key of a schema, by its dotted name."""
 
     dotted: str
-    type: str                            # the annotation as written (``float | None``)
-    kinds: tuple[type, ...]              # the non-null types it admits
+    type: str  # the annotation as written (``float | None``)
+    kinds: tuple[type, ...]  # the non-null types it admits
     default: Any
     help: str
     range: Range | None = None
@@ -349,7 +440,7 @@ class Key:
     recipe: str | None = None
     hparam: str | None = None
     free_form: bool = False
-    section: type | None = None          # the dataclass of a section
+    section: type | None = None  # the dataclass of a section
 
     @property
     def typed(self) -> bool:
@@ -363,8 +454,11 @@ class Key:
 
 
 def _kinds(annotation: Any) -> tuple[type, ...]:
-    args = typing.get_args(annotation) if isinstance(annotation, types.UnionType) or \
-        typing.get_origin(annotation) is typing.Union else (annotation,)
+    args = (
+        typing.get_args(annotation)
+        if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union
+        else (annotation,)
+    )
     return tuple(typing.get_origin(a) or a for a in args if a is not type(None))
 
 
@@ -386,9 +480,20 @@ def keys(schema: type) -> dict[str, Key]:
             dotted = prefix + f.name
             sect = hints[f.name] if m.get("section") else None
             default = None if sect else _default(f)
-            out[dotted] = Key(dotted, str(f.type), _kinds(hints[f.name]), default, m.get("help", ""),
-                              m.get("range"), m.get("choices"), m.get("fallback"), m.get("recipe"), m.get("hparam"),
-                              bool(m.get("free_form")), sect)
+            out[dotted] = Key(
+                dotted,
+                str(f.type),
+                _kinds(hints[f.name]),
+                default,
+                m.get("help", ""),
+                m.get("range"),
+                m.get("choices"),
+                m.get("fallback"),
+                m.get("recipe"),
+                m.get("hparam"),
+                bool(m.get("free_form")),
+                sect,
+            )
             if sect:
                 walk(sect, dotted + ".")
 
@@ -493,8 +598,9 @@ def key_table(schema: type, resolve: Callable[[str], tuple[Any, ...] | None] | N
 T = TypeVar("T")
 
 
-def from_mapping(cls: type[T], data: Mapping[str, Any], what: str, ignore: tuple[str, ...] = (),
-                 source: str | None = None) -> T:
+def from_mapping(
+    cls: type[T], data: Mapping[str, Any], what: str, ignore: tuple[str, ...] = (), source: str | None = None
+) -> T:
     """``cls(**data)`` for a dataclass; keys it does not declare are one error naming them and ``what``."""
     names = [f.name for f in fields(cls)]  # type: ignore[arg-type]
     kw = {k: v for k, v in data.items() if k not in ignore}

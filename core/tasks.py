@@ -1,4 +1,5 @@
 """Segmentation tasks: which label files make the target and which classes are scored."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -23,11 +24,18 @@ class TaskSpec:
 
 TASKS: dict[str, TaskSpec] = {
     "sc": TaskSpec("sc", "T2w", (("SC", None, 1),), {"sc": (1,)}, 2, {"SC": (0, 1)}),
-    "gm": TaskSpec("gm", "T2star", (("SC", None, 1), ("GM", None, 2)),
-                   {"sc": (1, 2), "wm": (1,), "gm": (2,)}, 3, {"SC": (0, 1), "GM": (0, 1)}),
+    "gm": TaskSpec(
+        "gm",
+        "T2star",
+        (("SC", None, 1), ("GM", None, 2)),
+        {"sc": (1, 2), "wm": (1,), "gm": (2,)},
+        3,
+        {"SC": (0, 1), "GM": (0, 1)},
+    ),
     "canal": TaskSpec("canal", "T2w", (("canal", None, 1),), {"canal": (1,)}, 2, {"canal": (0, 1)}),
-    "levels": TaskSpec("levels", "T2w", (("SC", "levels", None),),
-                       {f"C{i}": (i,) for i in range(1, 8)}, 8, {"SC": tuple(range(8))}),
+    "levels": TaskSpec(
+        "levels", "T2w", (("SC", "levels", None),), {f"C{i}": (i,) for i in range(1, 8)}, 8, {"SC": tuple(range(8))}
+    ),
 }
 
 #: The task names (``data.task`` choices), in this order in messages and help.

@@ -25,6 +25,7 @@ thresholded at 0.5 after the warp gives exactly the warped mask. Intensity trans
 the mask. All random draws use torch's global generator on the batch's device (seeded by
 ``seed_everything``; deterministic for one seed on CPU).
 """
+
 from __future__ import annotations
 
 import math
@@ -57,8 +58,13 @@ def window_margin(patch: tuple[int, int], augment: dict[str, Any], min_spacing_m
     if p["affine"] > 0:
         theta = math.radians(min(10 * k, 90.0))
         angles = [theta * i / 64 for i in range(65)]
-        reach = max(max(half[0] * abs(math.cos(a)) + half[1] * abs(math.sin(a)),
-                        half[1] * abs(math.cos(a)) + half[0] * abs(math.sin(a))) for a in angles)
+        reach = max(
+            max(
+                half[0] * abs(math.cos(a)) + half[1] * abs(math.sin(a)),
+                half[1] * abs(math.cos(a)) + half[0] * abs(math.sin(a)),
+            )
+            for a in angles
+        )
         need = reach / max(1.0 - 0.1 * k, 0.5)
     if p["elastic"] > 0:
         need += ELASTIC_MAX_MM / max(min_spacing_mm, 1e-3)
@@ -104,8 +110,9 @@ class BatchAugment(torch.nn.Module):
             import kornia.augmentation as K
 
             s = (1 - 0.1 * self.k, 1 + 0.1 * self.k)
-            self.affine = K.RandomAffine(degrees=10 * self.k, scale=(*s, *s), p=self.p["affine"],
-                                         padding_mode="border", align_corners=False)
+            self.affine = K.RandomAffine(
+                degrees=10 * self.k, scale=(*s, *s), p=self.p["affine"], padding_mode="border", align_corners=False
+            )
 
     # ---------------------------------------------------------------------------------- pieces
     def _draw(self, name: str, n: int, device: torch.device) -> torch.Tensor:
@@ -122,7 +129,7 @@ class BatchAugment(torch.nn.Module):
         coarse = (torch.rand(b, 2, n, n, device=x.device) * 2 - 1) * ELASTIC_MAX_MM  # mm, channels (axis0, axis1)
         lb = ELASTIC_LOCKED_BORDERS
         inner = torch.zeros_like(coarse)
-        inner[:, :, lb:n - lb, lb:n - lb] = 1
+        inner[:, :, lb : n - lb, lb : n - lb] = 1
         coarse = coarse * inner / where["spacing"][sel].to(x.dtype)[:, :, None, None]  # voxels
         # control points at -s, 0, s, ..., 5s over the volume extent L = 4s (SimpleITK mesh 4, order 3)
         shape = where["shape"][sel].to(x.dtype)
@@ -131,7 +138,9 @@ class BatchAugment(torch.nn.Module):
         t1 = origin[:, 1, None] + torch.arange(w1, device=x.device, dtype=x.dtype)
         g0 = (t0 / (shape[:, 0, None] - 1).clamp(min=1) * 4 + 1) / (n - 1) * 2 - 1
         g1 = (t1 / (shape[:, 1, None] - 1).clamp(min=1) * 4 + 1) / (n - 1) * 2 - 1
-        grid = torch.stack(torch.broadcast_tensors(g1[:, None, :], g0[:, :, None]), dim=-1)  # (b, w0, w1, [x=axis1, y=axis0])
+        grid = torch.stack(
+            torch.broadcast_tensors(g1[:, None, :], g0[:, :, None]), dim=-1
+        )  # (b, w0, w1, [x=axis1, y=axis0])
         field = F.grid_sample(coarse, grid, mode="bicubic", align_corners=True)  # (b, 2, w0, w1) voxels
         noise = torch.stack([field[:, 1] * 2 / w1, field[:, 0] * 2 / w0], dim=1)  # kornia: (x, y) normalised
         out = x.clone()
@@ -177,8 +186,9 @@ class BatchAugment(torch.nn.Module):
 
     # --------------------------------------------------------------------------------- forward
     @torch.no_grad()
-    def forward(self, image: torch.Tensor, label: torch.Tensor,
-                where: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self, image: torch.Tensor, label: torch.Tensor, where: dict[str, torch.Tensor]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """(image (B, 1, P0, P1) float, label (B, 1, P0, P1) long) from windows (B, 1, W0, W1)."""
         image = image.float()
         w0, w1 = image.shape[-2:]
@@ -189,11 +199,11 @@ class BatchAugment(torch.nn.Module):
                 x = self.affine(x)
             if self.p["elastic"] > 0:
                 x = self._elastic(x, where)
-            x = x[..., off[0]:off[0] + self.patch[0], off[1]:off[1] + self.patch[1]]
+            x = x[..., off[0] : off[0] + self.patch[0], off[1] : off[1] + self.patch[1]]
             image, label = x[:, :1].contiguous(), onehot_argmax(x[:, 1:])
         else:
-            image = image[..., off[0]:off[0] + self.patch[0], off[1]:off[1] + self.patch[1]].contiguous()
-            label = label[..., off[0]:off[0] + self.patch[0], off[1]:off[1] + self.patch[1]].long()
+            image = image[..., off[0] : off[0] + self.patch[0], off[1] : off[1] + self.patch[1]].contiguous()
+            label = label[..., off[0] : off[0] + self.patch[0], off[1] : off[1] + self.patch[1]].long()
         if self.p["bias_field"] > 0:
             image = self._bias(image, where, off)
         if self.p["gamma"] > 0:

@@ -14,6 +14,7 @@ slices from the cached arrays, whole batches augmented on the training device); 
 ``data.pipeline: torchio`` use the torchio queue with per-volume augmentation. Under DDP
 each rank trains on and evaluates its own share of the subjects (:mod:`data_modules.sharding`).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -26,11 +27,10 @@ import torch
 import torchio as tio
 
 from core import io
-from core.errors import ConfigError, InputError
-from data_modules.preprocessing import Preprocessing, build_transform
-from data_modules.sharding import (QueueEpochSampler, eval_dataset, eval_indices, shard_info,
-                                   train_subject_sampler)
+from core.errors import InputError
 from core.tasks import TASKS, TaskSpec
+from data_modules.preprocessing import Preprocessing, build_transform
+from data_modules.sharding import QueueEpochSampler, eval_dataset, eval_indices, shard_info, train_subject_sampler
 
 
 @dataclass
@@ -97,8 +97,10 @@ class SegmentationDataModule(pl.LightningDataModule):
         if self._specs is None:
             specs = self.index_subjects()
             if not specs:
-                raise InputError(f"no subject with a {self.contrast} image and the labels of task "
-                                 f"{self.task.name!r}", self.cfg.get("root"))
+                raise InputError(
+                    f"no subject with a {self.contrast} image and the labels of task {self.task.name!r}",
+                    self.cfg.get("root"),
+                )
             ids = [s.subject for s in specs]
             dup = sorted({i for i in ids if ids.count(i) > 1})
             if dup:
@@ -126,11 +128,13 @@ class SegmentationDataModule(pl.LightningDataModule):
         in_plane = self.spatial_dims == 2
         steps = []
         if p("affine") > 0:
-            steps.append(tio.RandomAffine(scales=0.1 * k, degrees=(0, 0, 10 * k) if in_plane else 10 * k,
-                                          translation=0, p=p("affine")))
+            steps.append(
+                tio.RandomAffine(
+                    scales=0.1 * k, degrees=(0, 0, 10 * k) if in_plane else 10 * k, translation=0, p=p("affine")
+                )
+            )
         if p("elastic") > 0:
-            steps.append(tio.RandomElasticDeformation(max_displacement=(2, 2, 0) if in_plane else 2,
-                                                      p=p("elastic")))
+            steps.append(tio.RandomElasticDeformation(max_displacement=(2, 2, 0) if in_plane else 2, p=p("elastic")))
         if p("bias_field") > 0:
             steps.append(tio.RandomBiasField(coefficients=0.3 * k, p=p("bias_field")))
         if p("gamma") > 0:
@@ -149,7 +153,8 @@ class SegmentationDataModule(pl.LightningDataModule):
         return tio.Subject(
             image=tio.ScalarImage(tensor=torch.from_numpy(data[None]), affine=affine),
             label=tio.LabelMap(tensor=torch.from_numpy(target[None].astype(np.int16)), affine=affine),
-            subject_id=spec.subject, image_path=str(spec.image),
+            subject_id=spec.subject,
+            image_path=str(spec.image),
             **{k: v for k, v in spec.meta.items() if isinstance(v, (str, int, float))},
         )
 
@@ -185,9 +190,12 @@ class SegmentationDataModule(pl.LightningDataModule):
         self.split = self.make_split(specs)
         by_id = {s.subject: s for s in specs}
         # load every subject once (or read its cached arrays), validating all files before any training starts
-        self.subjects = {part: load_subjects(self, [by_id[i] for i in self.split.get(part, [])],
-                                             "train" if part == "train" else "eval")
-                         for part in ("train", "val", "test")}
+        self.subjects = {
+            part: load_subjects(
+                self, [by_id[i] for i in self.split.get(part, [])], "train" if part == "train" else "eval"
+            )
+            for part in ("train", "val", "test")
+        }
 
     # ------------------------------------------------------------------------------- dataloaders
     def _patch(self) -> tuple[int, int, int]:
@@ -213,14 +221,22 @@ class SegmentationDataModule(pl.LightningDataModule):
         probs = self.label_probabilities()
         sampler = tio.LabelSampler(self._patch(), label_name="label", label_probabilities=probs)
         rank, world = shard_info(self.trainer)
-        subject_sampler = None if world == 1 else train_subject_sampler(
-            ds, rank, world, int(self.cfg["split"].get("seed") or 0))
-        queue = tio.Queue(ds, max_length=int(self.cfg["queue_length"]),
-                          samples_per_volume=int(self.cfg["samples_per_volume"]), sampler=sampler,
-                          num_workers=int(self.cfg["num_workers"]), shuffle_subjects=subject_sampler is None,
-                          shuffle_patches=True, subject_sampler=subject_sampler)
-        return tio.SubjectsLoader(queue, batch_size=int(self.cfg["batch_size"]), num_workers=0,
-                                  sampler=QueueEpochSampler(queue))
+        subject_sampler = (
+            None if world == 1 else train_subject_sampler(ds, rank, world, int(self.cfg["split"].get("seed") or 0))
+        )
+        queue = tio.Queue(
+            ds,
+            max_length=int(self.cfg["queue_length"]),
+            samples_per_volume=int(self.cfg["samples_per_volume"]),
+            sampler=sampler,
+            num_workers=int(self.cfg["num_workers"]),
+            shuffle_subjects=subject_sampler is None,
+            shuffle_patches=True,
+            subject_sampler=subject_sampler,
+        )
+        return tio.SubjectsLoader(
+            queue, batch_size=int(self.cfg["batch_size"]), num_workers=0, sampler=QueueEpochSampler(queue)
+        )
 
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
         """Fast pipeline: augment the training batch on its device (other batches unchanged)."""
@@ -233,8 +249,9 @@ class SegmentationDataModule(pl.LightningDataModule):
         rank, world = shard_info(self.trainer)
         n = len(self.subjects[part])
         subjects = [self.subjects[part][i] for i in eval_indices(n, rank, world)]
-        return tio.SubjectsLoader(eval_dataset(tio.SubjectsDataset(subjects), n, rank, world), batch_size=1,
-                                  num_workers=0)
+        return tio.SubjectsLoader(
+            eval_dataset(tio.SubjectsDataset(subjects), n, rank, world), batch_size=1, num_workers=0
+        )
 
     def val_dataloader(self) -> torch.utils.data.DataLoader:
         return self._whole("val")
@@ -245,7 +262,12 @@ class SegmentationDataModule(pl.LightningDataModule):
     # ----------------------------------------------------------------------------------- outputs
     def describe(self) -> dict[str, Any]:
         """What a run records about its data: data set, task, split, class map."""
-        return {"data": self.registry_name, "task": self.task.name, "contrast": self.contrast,
-                "root": str(self.cfg.get("root")), "split": self.split,
-                "classes": {k: list(v) for k, v in self.task.classes.items()},
-                "preprocessing": self.preprocessing.to_dict()}
+        return {
+            "data": self.registry_name,
+            "task": self.task.name,
+            "contrast": self.contrast,
+            "root": str(self.cfg.get("root")),
+            "split": self.split,
+            "classes": {k: list(v) for k, v in self.task.classes.items()},
+            "preprocessing": self.preprocessing.to_dict(),
+        }

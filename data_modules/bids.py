@@ -18,13 +18,14 @@ its image stem, on an :class:`ImageRecord` with ``exists=False``; :meth:`BidsInd
 such records out unless asked. Subject ids keep their ``sub-`` prefix (as in participants.tsv).
 No ``dataset_description.json`` is needed anywhere.
 """
+
 from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Iterable, Sequence
 
 from core.errors import InputError
 
@@ -41,8 +42,10 @@ _SIDECAR = re.compile(r"^(?P<stem>[^.]+)\.(?P<ext>bval|bvec)$")
 # an image: sub, optional ses, then the contrast chain = entities followed by one bare suffix
 _IMAGE = re.compile(rf"^(?P<sub>sub-{_ID})(?:_(?P<ses>ses-{_ID}))?_(?P<contrast>(?:{_ENT}_)*{_ID})$")
 # a label: the image stem, then the derivative part (anything, parsed by _parse_deriv)
-_LABEL = re.compile(rf"^(?P<sub>sub-{_ID})(?:_(?P<ses>ses-{_ID}))?_(?P<contrast>(?:{_ENT}_)*{_ID})_"
-                    rf"(?P<deriv>.+)$")
+_LABEL = re.compile(
+    rf"^(?P<sub>sub-{_ID})(?:_(?P<ses>ses-{_ID}))?_(?P<contrast>(?:{_ENT}_)*{_ID})_"
+    rf"(?P<deriv>.+)$"
+)
 # the BIDS derivative part: entities then a bare suffix
 _DERIV_NEW = re.compile(rf"^(?P<ents>(?:{_ENT}_)*)(?P<suffix>{_ID})$")
 _ENTITY = re.compile(rf"(?P<key>{_ID})-(?P<value>{_ID})_")
@@ -95,16 +98,21 @@ class ImageRecord:
         """File name without extension, e.g. ``sub-amu01_T2w``."""
         return _NIFTI.match(self.path.name).group("stem")
 
-    def label(self, label: str, desc: str | None = None, suffix: str | None = None,
-              source: str | None = None) -> LabelFile | None:
+    def label(
+        self, label: str, desc: str | None = None, suffix: str | None = None, source: str | None = None
+    ) -> LabelFile | None:
         """The label file of type ``label``; ``desc=None`` prefers no desc, then manual, staple.
 
         With ``desc`` given only that desc matches. Returns None when there is none.
         """
-        found = [lf for lf in self.labels if lf.label == label
-                 and (suffix is None or lf.suffix == suffix)
-                 and (desc is None or lf.desc == desc)
-                 and (source is None or lf.source == source)]
+        found = [
+            lf
+            for lf in self.labels
+            if lf.label == label
+            and (suffix is None or lf.suffix == suffix)
+            and (desc is None or lf.desc == desc)
+            and (source is None or lf.source == source)
+        ]
         if not found:
             return None
 
@@ -116,8 +124,11 @@ class ImageRecord:
 
     def raters(self, label: str, suffix: str | None = None) -> list[LabelFile]:
         """Per-rater label files of type ``label``, sorted by rater number."""
-        out = [lf for lf in self.labels if lf.label == label and lf.rater is not None
-               and (suffix is None or lf.suffix == suffix)]
+        out = [
+            lf
+            for lf in self.labels
+            if lf.label == label and lf.rater is not None and (suffix is None or lf.suffix == suffix)
+        ]
         return sorted(out, key=lambda lf: lf.rater)
 
 
@@ -127,14 +138,19 @@ class BidsIndex:
 
     root: Path
     images: list[ImageRecord]
-    participants: "object | None" = None  # pandas.DataFrame (str dtype) or None
+    participants: object | None = None  # pandas.DataFrame (str dtype) or None
     unparsed: list[Path] = field(default_factory=list)  # NIfTI files whose name was not understood
     exclude: dict[str, list[str]] = field(default_factory=dict)  # exclude.yml: metric -> file names
 
     # ------------------------------------------------------------------ construction
     @classmethod
-    def from_dir(cls, root: str | Path, labels_dir: str = DEFAULT_LABELS_DIR, strict: bool = True,
-                 softseg_glob: str | None = SOFTSEG_GLOB) -> "BidsIndex":
+    def from_dir(
+        cls,
+        root: str | Path,
+        labels_dir: str = DEFAULT_LABELS_DIR,
+        strict: bool = True,
+        softseg_glob: str | None = SOFTSEG_GLOB,
+    ) -> BidsIndex:
         """Index a data set on disk.
 
         ``strict``: a missing/unreadable ``participants.tsv``, a subject folder without images, a
@@ -146,8 +162,9 @@ class BidsIndex:
             raise InputError("BIDS data set folder not found", root)
         rel: list[str] = []
         present: set[str] = set()
-        label_dirs = [labels_dir] + ([str(p.relative_to(root)) for p in sorted(root.glob(softseg_glob))
-                                      if p.is_dir()] if softseg_glob else [])
+        label_dirs = [labels_dir] + (
+            [str(p.relative_to(root)) for p in sorted(root.glob(softseg_glob)) if p.is_dir()] if softseg_glob else []
+        )
         bases = [root] + [root / d for d in label_dirs if (root / d).is_dir()]
         subject_dirs = sorted(p for p in root.glob("sub-*") if p.is_dir())
         for base in bases:
@@ -168,9 +185,14 @@ class BidsIndex:
         return idx
 
     @classmethod
-    def from_filelist(cls, filelist: str | Path, root: str | Path | None = None,
-                      labels_dir: str = DEFAULT_LABELS_DIR, strict: bool = True,
-                      softseg_glob: str | None = SOFTSEG_GLOB) -> "BidsIndex":
+    def from_filelist(
+        cls,
+        filelist: str | Path,
+        root: str | Path | None = None,
+        labels_dir: str = DEFAULT_LABELS_DIR,
+        strict: bool = True,
+        softseg_glob: str | None = SOFTSEG_GLOB,
+    ) -> BidsIndex:
         """Index a list of relative paths (one a line) without touching the files.
 
         ``root`` (default: the list's folder) is where paths are anchored; participants.tsv is
@@ -185,8 +207,9 @@ class BidsIndex:
         rel = [ln.strip().removeprefix("./") for ln in lines]
         rel = [r for r in rel if r and not r.startswith("#")]
         pattern = re.compile(re.escape(softseg_glob).replace(r"\*", r"[^/]*")) if softseg_glob else None
-        label_dirs = [labels_dir] + sorted({"/".join(r.split("/")[:2]) for r in rel
-                                            if pattern and pattern.fullmatch("/".join(r.split("/")[:2]))})
+        label_dirs = [labels_dir] + sorted(
+            {"/".join(r.split("/")[:2]) for r in rel if pattern and pattern.fullmatch("/".join(r.split("/")[:2]))}
+        )
         meta = [r for r in rel if r in ("participants.tsv", "exclude.yml") and (root / r).is_file()]
         nifti = [r for r in rel if r not in ("participants.tsv", "exclude.yml")]
         idx = cls._build(root, nifti + meta, set(nifti), label_dirs, strict)
@@ -198,8 +221,9 @@ class BidsIndex:
         return idx
 
     @classmethod
-    def _build(cls, root: Path, rel: Sequence[str], present: set[str], label_dirs: Sequence[str],
-               strict: bool) -> "BidsIndex":
+    def _build(
+        cls, root: Path, rel: Sequence[str], present: set[str], label_dirs: Sequence[str], strict: bool
+    ) -> BidsIndex:
         """Pair images and labels from relative POSIX paths (``present``: files that exist)."""
         records: dict[tuple, ImageRecord] = {}
         seen_img: dict[tuple, str] = {}
@@ -246,18 +270,25 @@ class BidsIndex:
                     continue
                 label, suffix, desc, rater, ents = parsed
                 key = (lm.group("sub"), lm.group("ses"), dt, lm.group("contrast"))
-                label_items.append((key, m.group("ext"),
-                                    LabelFile(root / r, label, suffix, desc, rater, src, ents)))
+                label_items.append((key, m.group("ext"), LabelFile(root / r, label, suffix, desc, rater, src, ents)))
         for key, ext, lf in label_items:
             rec = records.get(key)
             if rec is None:  # label of an image that is not there: keep it under the image stem
                 sub, ses, dt, contrast = key
                 stem = "_".join(x for x in (sub, ses, contrast) if x)
                 sdir = [sub] + ([ses] if ses else []) + [dt]
-                rec = records[key] = ImageRecord(sub, ses, dt, contrast, root.joinpath(*sdir, f"{stem}.{ext}"),
-                                                 exists=False)
-            dup = next((o for o in rec.labels if (o.label, o.suffix, o.desc, o.rater, o.source, o.entities)
-                        == (lf.label, lf.suffix, lf.desc, lf.rater, lf.source, lf.entities)), None)
+                rec = records[key] = ImageRecord(
+                    sub, ses, dt, contrast, root.joinpath(*sdir, f"{stem}.{ext}"), exists=False
+                )
+            dup = next(
+                (
+                    o
+                    for o in rec.labels
+                    if (o.label, o.suffix, o.desc, o.rater, o.source, o.entities)
+                    == (lf.label, lf.suffix, lf.desc, lf.rater, lf.source, lf.entities)
+                ),
+                None,
+            )
             if dup is not None:
                 _complain(strict, f"label present twice (also {dup.path.name})", lf.path)
                 continue
@@ -274,16 +305,23 @@ class BidsIndex:
         if unparsed:
             log.warning("%d NIfTI file name(s) not understood, e.g. %s", len(unparsed), unparsed[0])
         images = sorted(records.values(), key=lambda x: (x.subject, x.session or "", x.datatype, x.contrast))
-        participants = read_participants(root / "participants.tsv", required=strict) \
-            if "participants.tsv" in rel or strict else None
+        participants = (
+            read_participants(root / "participants.tsv", required=strict)
+            if "participants.tsv" in rel or strict
+            else None
+        )
         exclude = read_exclude(root / "exclude.yml") if "exclude.yml" in rel else {}
         idx = cls(root=root, images=images, participants=participants, unparsed=unparsed, exclude=exclude)
         if participants is not None:
             listed = set(participants["participant_id"])
             missing = sorted({im.subject for im in images if im.exists} - listed)
             if missing:
-                _complain(strict, f"subjects not listed in participants.tsv: {', '.join(missing[:5])}"
-                          + (" ..." if len(missing) > 5 else ""), root / "participants.tsv")
+                _complain(
+                    strict,
+                    f"subjects not listed in participants.tsv: {', '.join(missing[:5])}"
+                    + (" ..." if len(missing) > 5 else ""),
+                    root / "participants.tsv",
+                )
         return idx
 
     def _check_listed_have_images(self, strict: bool) -> None:
@@ -292,24 +330,41 @@ class BidsIndex:
             return
         missing = sorted(set(self.participants["participant_id"]) - set(self.subjects()))
         if missing:
-            _complain(strict, f"lists subjects without images: {', '.join(missing[:5])}"
-                      + (" ..." if len(missing) > 5 else ""), self.root / "participants.tsv")
+            _complain(
+                strict,
+                f"lists subjects without images: {', '.join(missing[:5])}" + (" ..." if len(missing) > 5 else ""),
+                self.root / "participants.tsv",
+            )
 
     # ------------------------------------------------------------------ queries
     def subjects(self) -> list[str]:
         """Subjects with at least one existing image, sorted."""
         return sorted({im.subject for im in self.images if im.exists})
 
-    def select(self, contrast: str, label: str, desc: str | None = None, *, suffix: str | None = None,
-               include_missing: bool = False) -> list[ImageRecord]:
+    def select(
+        self,
+        contrast: str,
+        label: str,
+        desc: str | None = None,
+        *,
+        suffix: str | None = None,
+        include_missing: bool = False,
+    ) -> list[ImageRecord]:
         """Images of ``contrast`` that have a label of type ``label`` (and ``desc``/``suffix``)."""
-        return [im for im in self.images if im.contrast == contrast and (im.exists or include_missing)
-                and im.label(label, desc=desc, suffix=suffix) is not None]
+        return [
+            im
+            for im in self.images
+            if im.contrast == contrast
+            and (im.exists or include_missing)
+            and im.label(label, desc=desc, suffix=suffix) is not None
+        ]
 
     def image(self, subject: str, contrast: str, session: str | None = None) -> ImageRecord | None:
         """The record of one subject's image of ``contrast`` (None when absent)."""
-        return next((im for im in self.images if im.subject == subject and im.contrast == contrast
-                     and im.session == session), None)
+        return next(
+            (im for im in self.images if im.subject == subject and im.contrast == contrast and im.session == session),
+            None,
+        )
 
     def participant(self, subject: str) -> dict[str, str]:
         """The participants.tsv row of ``subject`` as a dict ({} when unknown)."""
@@ -335,8 +390,11 @@ def safe_name(value: str, what: str, path: str | Path | None = None) -> str:
     """
     v = str(value)
     if not _SAFE_NAME.fullmatch(v) or ".." in v:
-        raise InputError(f"{what} {v!r} cannot name an output file or folder (letters, digits, '_', '-', '.', "
-                         "'+' only; no path separator or '..')", path)
+        raise InputError(
+            f"{what} {v!r} cannot name an output file or folder (letters, digits, '_', '-', '.', "
+            "'+' only; no path separator or '..')",
+            path,
+        )
     return v
 
 

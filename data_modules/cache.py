@@ -23,6 +23,7 @@ Location: ``data.cache_dir``, else ``$CORDBENCH_CACHE``, else ``$XDG_CACHE_HOME/
 their own working directories) and DDP ranks on a node share it. ``data.cache: false`` turns the
 cache off (preprocessing in memory, as before).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -31,8 +32,9 @@ import logging
 import os
 import shutil
 import uuid
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 
 import numpy as np
 import torch
@@ -96,15 +98,25 @@ def settings_of(dm: Any, stage: str = "eval") -> dict[str, Any]:
     else shapes the subject: the data module class, contrast and rater fusion.
     """
     cls = type(dm)
-    return {"datamodule": f"{cls.__module__}.{cls.__qualname__}", "preprocessing": dm.preprocessing.to_dict(),
-            "stage": stage, "contrast": dm.contrast, "raters": dm.cfg.get("raters")}
+    return {
+        "datamodule": f"{cls.__module__}.{cls.__qualname__}",
+        "preprocessing": dm.preprocessing.to_dict(),
+        "stage": stage,
+        "contrast": dm.contrast,
+        "raters": dm.cfg.get("raters"),
+    }
 
 
 def subject_key(settings: dict[str, Any], spec: Any) -> str:
     """The entry key of one subject under ``settings`` (see module docstring)."""
     meta = {k: v for k, v in sorted(spec.meta.items()) if isinstance(v, (str, int, float))}
-    payload = {"version": CACHE_VERSION, "settings": settings, "subject": spec.subject, "meta": meta,
-               "files": [(role, str(p), file_digest(p)) for role, p in input_files(spec)]}
+    payload = {
+        "version": CACHE_VERSION,
+        "settings": settings,
+        "subject": spec.subject,
+        "meta": meta,
+        "files": [(role, str(p), file_digest(p)) for role, p in input_files(spec)],
+    }
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
 
 
@@ -133,7 +145,11 @@ class SubjectCache:
             images: dict[str, tio.Image] = {}
             for name, rec in meta["images"].items():
                 arr = np.load(folder / f"{name}.npy", allow_pickle=False)
-                if list(arr.shape) != rec["shape"] or str(arr.dtype) != rec["dtype"] or _array_sha(arr) != rec["sha256"]:
+                if (
+                    list(arr.shape) != rec["shape"]
+                    or str(arr.dtype) != rec["dtype"]
+                    or _array_sha(arr) != rec["sha256"]
+                ):
                     raise ValueError(f"array {name} does not match its record")
                 kind = tio.LabelMap if rec["type"] == "label" else tio.ScalarImage
                 images[name] = kind(tensor=torch.from_numpy(arr), affine=np.asarray(rec["affine"], dtype=np.float64))
@@ -155,13 +171,21 @@ class SubjectCache:
                 img = subject[name]
                 arr = img.data.numpy()
                 np.save(tmp / f"{name}.npy", arr, allow_pickle=False)
-                images[name] = {"type": "label" if isinstance(img, tio.LabelMap) else "scalar",
-                                "shape": list(arr.shape), "dtype": str(arr.dtype), "sha256": _array_sha(arr),
-                                "affine": np.asarray(img.affine, dtype=float).tolist()}
-            attrs = {k: v for k, v in subject.items() if not isinstance(v, tio.Image)
-                     and isinstance(v, (str, int, float, bool, type(None)))}
-            (tmp / "meta.json").write_text(json.dumps({"version": CACHE_VERSION, "key": key, "images": images,
-                                                       "attrs": attrs}, indent=1))
+                images[name] = {
+                    "type": "label" if isinstance(img, tio.LabelMap) else "scalar",
+                    "shape": list(arr.shape),
+                    "dtype": str(arr.dtype),
+                    "sha256": _array_sha(arr),
+                    "affine": np.asarray(img.affine, dtype=float).tolist(),
+                }
+            attrs = {
+                k: v
+                for k, v in subject.items()
+                if not isinstance(v, tio.Image) and isinstance(v, (str, int, float, bool, type(None)))
+            }
+            (tmp / "meta.json").write_text(
+                json.dumps({"version": CACHE_VERSION, "key": key, "images": images, "attrs": attrs}, indent=1)
+            )
             try:
                 os.rename(tmp, folder)
             except OSError:  # another process stored it first (or a stale folder is in the way)

@@ -24,10 +24,12 @@ DDP: ranks split the training subjects with :mod:`data_modules.sharding` (the to
 ``DistributedSampler``: shuffled per epoch with the shared seed, padded to equal shares), so ranks
 draw different subjects and have the same number of batches.
 """
+
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -42,8 +44,16 @@ _MIN_U = float(np.finfo(np.float32).tiny)
 class SliceSource:
     """One training subject: padded arrays and the label-aware distribution of slice positions."""
 
-    def __init__(self, image: np.ndarray, labels: Sequence[np.ndarray], spacing: Sequence[float],
-                 patch: tuple[int, int], margin: int, probabilities: dict[int, float], name: str = ""):
+    def __init__(
+        self,
+        image: np.ndarray,
+        labels: Sequence[np.ndarray],
+        spacing: Sequence[float],
+        patch: tuple[int, int],
+        margin: int,
+        probabilities: dict[int, float],
+        name: str = "",
+    ):
         self.shape = np.asarray(image.shape, dtype=np.int64)  # (X, Y, Z)
         self.spacing = np.asarray(spacing[:2], dtype=np.float32)
         self.patch, self.margin, self.name = patch, margin, name
@@ -56,7 +66,7 @@ class SliceSource:
             raise ValueError(f"subject {name}: patch {patch} larger than its slices {tuple(self.shape[:2])}")
         self.lo = lo
         self.region = (hi[0] - lo[0], hi[1] - lo[1], int(self.shape[2]))
-        self.cdfs = [self._cdf(lab[lo[0]:hi[0], lo[1]:hi[1], :], probabilities) for lab in labels]
+        self.cdfs = [self._cdf(lab[lo[0] : hi[0], lo[1] : hi[1], :], probabilities) for lab in labels]
 
     @staticmethod
     def _cdf(region: np.ndarray, probabilities: dict[int, float]) -> np.ndarray:
@@ -97,8 +107,16 @@ def rank_subjects(n: int, seed: int, epoch: int, rank: int = 0, world: int = 1) 
 class FastSliceDataset(IterableDataset):
     """Yields ready batches of windows for one epoch (``epoch`` is set by :class:`EpochLoader`)."""
 
-    def __init__(self, sources: Sequence[SliceSource], samples_per_volume: int, batch_size: int, seed: int,
-                 rank: int = 0, world: int = 1, subject_seed: int = 0):
+    def __init__(
+        self,
+        sources: Sequence[SliceSource],
+        samples_per_volume: int,
+        batch_size: int,
+        seed: int,
+        rank: int = 0,
+        world: int = 1,
+        subject_seed: int = 0,
+    ):
         self.sources = list(sources)
         self.spv, self.batch_size = int(samples_per_volume), int(batch_size)
         self.seed, self.rank, self.world = int(seed), int(rank), int(world)
@@ -116,7 +134,7 @@ class FastSliceDataset(IterableDataset):
             drawn = self.sources[s].draw(rng, self.spv)
             rows.append(np.concatenate([np.full((self.spv, 1), s, dtype=np.int64), drawn], axis=1))
         table = np.concatenate(rows)[rng.permutation(len(rows) * self.spv)]
-        return [table[i:i + self.batch_size] for i in range(0, len(table), self.batch_size)]
+        return [table[i : i + self.batch_size] for i in range(0, len(table), self.batch_size)]
 
     def make_batch(self, rows: np.ndarray) -> dict[str, Any]:
         """Stack the windows of ``rows``; ``fast2d`` tells the augmentation where each one lies."""
@@ -131,14 +149,21 @@ class FastSliceDataset(IterableDataset):
         for n, (s, v, x, y, z) in enumerate(rows):
             src = self.sources[int(s)]
             x0, y0 = int(x) - src.patch[0] // 2, int(y) - src.patch[1] // 2  # patch origin (volume voxels)
-            image[n, 0] = src.image[x0:x0 + w0, y0:y0 + w1, z]  # padded arrays: window origin is x0 - margin
-            label[n, 0] = src.labels[int(v)][x0:x0 + w0, y0:y0 + w1, z]
+            image[n, 0] = src.image[x0 : x0 + w0, y0 : y0 + w1, z]  # padded arrays: window origin is x0 - margin
+            label[n, 0] = src.labels[int(v)][x0 : x0 + w0, y0 : y0 + w1, z]
             origin[n] = (x0 - src.margin, y0 - src.margin)
             shape[n], spacing[n] = src.shape, src.spacing
-        return {"image": {"data": torch.from_numpy(image)}, "label": {"data": torch.from_numpy(label)},
-                "subject_id": [self.sources[int(s)].name for s in rows[:, 0]],
-                "fast2d": {"origin": torch.from_numpy(origin), "z": torch.from_numpy(rows[:, 4].copy()),
-                           "shape": torch.from_numpy(shape), "spacing": torch.from_numpy(spacing)}}
+        return {
+            "image": {"data": torch.from_numpy(image)},
+            "label": {"data": torch.from_numpy(label)},
+            "subject_id": [self.sources[int(s)].name for s in rows[:, 0]],
+            "fast2d": {
+                "origin": torch.from_numpy(origin),
+                "z": torch.from_numpy(rows[:, 4].copy()),
+                "shape": torch.from_numpy(shape),
+                "spacing": torch.from_numpy(spacing),
+            },
+        }
 
     def __iter__(self):
         info = get_worker_info()
@@ -162,15 +187,25 @@ class EpochLoader(DataLoader):
         return super().__iter__()
 
 
-def build_sources(subjects: Sequence[Any], patch: tuple[int, int], margin: int,
-                  probabilities: dict[int, float]) -> list[SliceSource]:
+def build_sources(
+    subjects: Sequence[Any], patch: tuple[int, int], margin: int, probabilities: dict[int, float]
+) -> list[SliceSource]:
     """:class:`SliceSource` of each preprocessed ``tio.Subject`` (raters ``rater<N>`` as variants)."""
     out = []
     for subj in subjects:
         raters = sorted(n for n in subj.get_images_names() if n.startswith("rater"))
         labels = [subj[n].data[0].numpy() for n in (raters or ["label"])]
-        out.append(SliceSource(subj["image"].data[0].numpy(), labels, subj["image"].spacing, patch, margin,
-                               probabilities, str(subj.get("subject_id", ""))))
+        out.append(
+            SliceSource(
+                subj["image"].data[0].numpy(),
+                labels,
+                subj["image"].spacing,
+                patch,
+                margin,
+                probabilities,
+                str(subj.get("subject_id", "")),
+            )
+        )
     return out
 
 
@@ -184,13 +219,21 @@ def train_loader(dm: Any) -> EpochLoader:
     sources = build_sources(subjects, patch, margin, dm.label_probabilities())
     trainer = getattr(dm, "trainer", None)
     rank, world = shard_info(trainer)
-    ds = FastSliceDataset(sources, cfg["samples_per_volume"], cfg["batch_size"], torch.initial_seed() % 2**31,
-                          rank, world, subject_seed=int(cfg["split"].get("seed") or 0))
+    ds = FastSliceDataset(
+        sources,
+        cfg["samples_per_volume"],
+        cfg["batch_size"],
+        torch.initial_seed() % 2**31,
+        rank,
+        world,
+        subject_seed=int(cfg["split"].get("seed") or 0),
+    )
     dm.batch_augment = BatchAugment(cfg["augment"], patch, dm.num_classes)
     workers = int(cfg["num_workers"])
     epoch_fn = (lambda: int(dm.trainer.current_epoch)) if trainer is not None else None
-    return EpochLoader(ds, epoch_fn=epoch_fn, num_workers=workers, pin_memory=torch.cuda.is_available(),
-                       persistent_workers=False)
+    return EpochLoader(
+        ds, epoch_fn=epoch_fn, num_workers=workers, pin_memory=torch.cuda.is_available(), persistent_workers=False
+    )
 
 
 def after_transfer(augment: BatchAugment | None, batch: Any) -> Any:
@@ -198,5 +241,8 @@ def after_transfer(augment: BatchAugment | None, batch: Any) -> Any:
     if augment is None or not isinstance(batch, dict) or "fast2d" not in batch:
         return batch
     image, label = augment(batch["image"]["data"], batch["label"]["data"], batch["fast2d"])
-    return {"image": {"data": image[..., None]}, "label": {"data": label[..., None]},
-            "subject_id": batch.get("subject_id")}
+    return {
+        "image": {"data": image[..., None]},
+        "label": {"data": label[..., None]},
+        "subject_id": batch.get("subject_id"),
+    }

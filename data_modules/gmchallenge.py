@@ -16,12 +16,14 @@ Rater fusion (:func:`fuse_raters`): ``majority`` (plurality vote, see its docstr
 ``staple`` (SimpleITK's STAPLE / multi-label STAPLE) or ``random`` (one rater drawn per sample,
 as ivadomed does).
 """
+
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -33,11 +35,15 @@ BIDS_TO_SITE = {v: k for k, v in SITES.items()}
 GM, WM = 1, 2  # challenge encoding inside a -mask-rN file
 RATER_MODES = ("majority", "staple", "random")
 
-_ORIG = re.compile(r"^(?P<site>site[1-9])-sc(?P<n>\d{2})-(?:(?P<image>image)|mask-r(?P<rater>\d+)|(?P<levels>levels))"
-                   r"\.(?P<ext>nii\.gz|nii|txt)$")
+_ORIG = re.compile(
+    r"^(?P<site>site[1-9])-sc(?P<n>\d{2})-(?:(?P<image>image)|mask-r(?P<rater>\d+)|(?P<levels>levels))"
+    r"\.(?P<ext>nii\.gz|nii|txt)$"
+)
 _BIDS_IMG = re.compile(r"^(?P<sub>sub-(?P<site>[a-z]+)(?P<n>\d{3}))_T2star\.(?P<ext>nii\.gz|nii)$")
-_BIDS_LBL = re.compile(r"^(?P<sub>sub-(?P<site>[a-z]+)(?P<n>\d{3}))_?T2star_label-(?P<label>SC|GM|WM)"
-                       r"_desc-manual_mask(?P<rater>\d+)\.(?P<ext>nii\.gz|nii)$")
+_BIDS_LBL = re.compile(
+    r"^(?P<sub>sub-(?P<site>[a-z]+)(?P<n>\d{3}))_?T2star_label-(?P<label>SC|GM|WM)"
+    r"_desc-manual_mask(?P<rater>\d+)\.(?P<ext>nii\.gz|nii)$"
+)
 _LEVEL_TOKEN = re.compile(r"\b(?P<region>[CTL])(?P<num>\d{1,2})\b", re.I)
 _REGION_OFFSET = {"C": 0, "T": 7, "L": 19}  # C1..C7 → 1..7, T1..T12 → 8..19, L1.. → 20..
 
@@ -147,8 +153,7 @@ def _finish(subjects: list[GMSubject]) -> list[GMSubject]:
 def load_rater_mask(files: dict[str, Path], image: Any, image_path: str | Path) -> np.ndarray:
     """One rater's labels on the image grid, in challenge encoding (0, GM = 1, WM = 2)."""
     if "mask" in files:
-        img, arr = io.load_label(files["mask"], allowed=(0, GM, WM), require_nonempty=True,
-                                 kind="GM challenge mask")
+        img, arr = io.load_label(files["mask"], allowed=(0, GM, WM), require_nonempty=True, kind="GM challenge mask")
         io.check_same_grid(image, img, image_path, files["mask"])
         return arr.astype(np.uint8)
     parts = {}
@@ -215,8 +220,9 @@ def read_levels_txt(path: str | Path, n_slices: int | None = None) -> np.ndarray
 
 
 # ------------------------------------------------------------------------------------ fusion
-def fuse_raters(masks: Sequence[np.ndarray], mode: str = "majority",
-                rng: np.random.Generator | None = None) -> np.ndarray:
+def fuse_raters(
+    masks: Sequence[np.ndarray], mode: str = "majority", rng: np.random.Generator | None = None
+) -> np.ndarray:
     """Combine raters' label maps (same shape, integer classes) into one.
 
     - ``majority``: per voxel the class with most votes; ties go to a foreground class over
@@ -284,5 +290,12 @@ def perone_preprocess(in_plane_mm: float = 0.25, size: int = 200):
     """
     from data_modules.preprocessing import Preprocessing, build_transform
 
-    return build_transform(Preprocessing(spacing=(in_plane_mm, in_plane_mm, None), crop=(size, size),
-                                         train_crop="centre", normalisation="zscore-after-crop", preset="perone"))
+    return build_transform(
+        Preprocessing(
+            spacing=(in_plane_mm, in_plane_mm, None),
+            crop=(size, size),
+            train_crop="centre",
+            normalisation="zscore-after-crop",
+            preset="perone",
+        )
+    )

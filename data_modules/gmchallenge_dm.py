@@ -3,6 +3,7 @@
 Indexing, rater fusion and the task targets are in :mod:`data_modules.gmchallenge` (no torch
 needed there); this module is the part that needs torch / torchio / Lightning.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -15,8 +16,7 @@ import torchio as tio
 from core import io
 from core.errors import ConfigError, InputError
 from data_modules.base import SegmentationDataModule, SubjectSpec
-from data_modules.gmchallenge import (RATER_MODES, fuse_raters, index_gmchallenge, load_rater_mask,
-                                      to_task_target)
+from data_modules.gmchallenge import RATER_MODES, fuse_raters, index_gmchallenge, load_rater_mask, to_task_target
 
 
 class RandomRater(tio.Transform):
@@ -47,8 +47,9 @@ class GMChallengeDataModule(SegmentationDataModule):
         super().__init__(cfg)
         self.rater_mode = str(cfg.get("raters") or "majority")
         if self.rater_mode not in RATER_MODES:
-            raise ConfigError(f"key 'data.raters': unknown rater fusion {self.rater_mode!r}; "
-                              f"choose {', '.join(RATER_MODES)}")
+            raise ConfigError(
+                f"key 'data.raters': unknown rater fusion {self.rater_mode!r}; choose {', '.join(RATER_MODES)}"
+            )
         self._rater_maps: dict[str, tuple[np.ndarray, list[np.ndarray]]] = {}
 
     def root(self) -> Path:
@@ -62,8 +63,7 @@ class GMChallengeDataModule(SegmentationDataModule):
             if not s.labelled:
                 continue
             files = [s.raters[r] for r in sorted(s.raters)]
-            specs.append(SubjectSpec(s.subject, s.image, {"raters": files},
-                                     {"site": s.site, "institution_id": s.site}))
+            specs.append(SubjectSpec(s.subject, s.image, {"raters": files}, {"site": s.site, "institution_id": s.site}))
         return specs
 
     def build_label(self, spec: SubjectSpec, image: Any) -> np.ndarray:
@@ -71,8 +71,10 @@ class GMChallengeDataModule(SegmentationDataModule):
         fuse = "majority" if self.rater_mode == "random" else self.rater_mode
         fused = fuse_raters(raters, fuse)
         if self.rater_mode == "random":
-            self._rater_maps[spec.subject] = (np.asarray(image.affine, float),
-                                              [to_task_target(r, self.task.name) for r in raters])
+            self._rater_maps[spec.subject] = (
+                np.asarray(image.affine, float),
+                [to_task_target(r, self.task.name) for r in raters],
+            )
         return to_task_target(fused, self.task.name)
 
     def load_subject(self, spec: SubjectSpec, stage: str = "eval") -> tio.Subject:
@@ -81,8 +83,9 @@ class GMChallengeDataModule(SegmentationDataModule):
         if stage == "train" and maps is not None:  # raters ride along for training only
             affine, targets = maps
             for i, m in enumerate(targets):
-                subject.add_image(tio.LabelMap(tensor=torch.from_numpy(m[None].astype(np.int16)), affine=affine),
-                                  f"rater{i + 1}")
+                subject.add_image(
+                    tio.LabelMap(tensor=torch.from_numpy(m[None].astype(np.int16)), affine=affine), f"rater{i + 1}"
+                )
         return self.preprocess(stage)(subject)
 
     def native_targets(self, subject_id: str) -> tuple[Any, dict[str, np.ndarray]]:

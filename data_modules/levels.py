@@ -11,10 +11,12 @@ disc heights. Slices above the first disc, below the last one, or between two di
 are not consecutive (a disc is missing) get 0 = unknown. Labels 49/50 (pontomedullary groove and
 junction, written by SCT) are ignored.
 """
+
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -32,8 +34,9 @@ def si_axis(affine: np.ndarray) -> tuple[int, int]:
     return axis, int(np.sign(cols[2, axis]))
 
 
-def disc_positions(discs: np.ndarray, ignore: tuple[int, ...] = IGNORED_DISC_VALUES,
-                   path: str | Path | None = None) -> dict[int, np.ndarray]:
+def disc_positions(
+    discs: np.ndarray, ignore: tuple[int, ...] = IGNORED_DISC_VALUES, path: str | Path | None = None
+) -> dict[int, np.ndarray]:
     """Disc number → voxel coordinates (centroid when a value has several voxels)."""
     arr = np.asarray(discs)
     if arr.ndim != 3:
@@ -70,8 +73,10 @@ def slice_levels(discs: np.ndarray, affine: np.ndarray, path: str | Path | None 
     ks = sorted(heights)
     for a, b in zip(ks, ks[1:]):
         if heights[b] >= heights[a]:
-            raise InputError(f"disc {b} is not below disc {a} (heights {heights[b]:.1f} >= {heights[a]:.1f} "
-                             "along the S-I axis)", path)
+            raise InputError(
+                f"disc {b} is not below disc {a} (heights {heights[b]:.1f} >= {heights[a]:.1f} along the S-I axis)",
+                path,
+            )
     h = np.arange(n, dtype=float) * sign
     for k in ks:
         if k + 1 in heights:
@@ -79,8 +84,7 @@ def slice_levels(discs: np.ndarray, affine: np.ndarray, path: str | Path | None 
     return out
 
 
-def level_map(mask: np.ndarray, discs: np.ndarray, affine: np.ndarray,
-              path: str | Path | None = None) -> np.ndarray:
+def level_map(mask: np.ndarray, discs: np.ndarray, affine: np.ndarray, path: str | Path | None = None) -> np.ndarray:
     """Label the voxels of ``mask`` (> 0) with the level of their slice (int16, 0 elsewhere)."""
     mask = np.asarray(mask)
     if mask.shape != np.asarray(discs).shape:
@@ -107,8 +111,9 @@ def level_map_from_files(mask_path: str | Path, discs_path: str | Path):
     return mask_img, levels
 
 
-def levels_target(mask_path: str | Path, discs_path: str | Path, image: Any, image_path: str | Path,
-                  max_level: int = 7) -> np.ndarray:
+def levels_target(
+    mask_path: str | Path, discs_path: str | Path, image: Any, image_path: str | Path, max_level: int = 7
+) -> np.ndarray:
     """Target of the ``levels`` task from a cord mask and disc labels on the image's grid.
 
     Cord voxels get their vertebral level (1..``max_level``); voxels of levels beyond it and of

@@ -1,4 +1,5 @@
 """Phantom data module: the built-in synthetic cohort, generated on first use and cached."""
+
 from __future__ import annotations
 
 import hashlib
@@ -11,8 +12,9 @@ from data_modules.phantom.randomise_options import RandomiseOptions, from_config
 from data_modules.spine_generic import SpineGenericDataModule
 
 
-def default_phantom_root(subjects: int, seed: int, snr: float, dwi: bool,
-                         randomise: RandomiseOptions | None = None) -> Path:
+def default_phantom_root(
+    subjects: int, seed: int, snr: float, dwi: bool, randomise: RandomiseOptions | None = None
+) -> Path:
     """Cache folder for a phantom cohort with these generation options.
 
     A randomised cohort's folder name ends with ``-rand<digest of its randomisation options>``.
@@ -32,13 +34,22 @@ class PhantomDataModule(SpineGenericDataModule):
     def root(self) -> Path:
         p = self.cfg["phantom"]
         randomise = from_config(p.get("randomise"))
-        root = Path(self.cfg["root"]) if self.cfg.get("root") else default_phantom_root(
-            int(p["subjects"]), int(p["seed"]), float(p["snr"]), bool(p["dwi"]), randomise)
+        root = (
+            Path(self.cfg["root"])
+            if self.cfg.get("root")
+            else default_phantom_root(int(p["subjects"]), int(p["seed"]), float(p["snr"]), bool(p["dwi"]), randomise)
+        )
         if not (root / "participants.tsv").exists():
             from data_modules.phantom import generate_cohort
 
-            generate_cohort(root, n_subjects=int(p["subjects"]), seed=int(p["seed"]), snr=float(p["snr"]),
-                            dwi=bool(p["dwi"]), randomise=randomise)
+            generate_cohort(
+                root,
+                n_subjects=int(p["subjects"]),
+                seed=int(p["seed"]),
+                snr=float(p["snr"]),
+                dwi=bool(p["dwi"]),
+                randomise=randomise,
+            )
         return root
 
     def describe(self) -> dict[str, Any]:

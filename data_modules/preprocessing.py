@@ -31,12 +31,14 @@ choose ``data.crop`` larger than the cord's offset from the centre otherwise.
 Every field is plain data: :meth:`Preprocessing.to_dict` round-trips through JSON/YAML and
 :meth:`Preprocessing.key` is a stable digest (e.g. for an on-disk cache of preprocessed subjects).
 """
+
 from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import torchio as tio
 
@@ -49,8 +51,12 @@ TRAIN_CROPS = ("label", "centre")
 STAGES = ("train", "eval")
 PRESETS: dict[str, dict[str, Any]] = {
     # Perone et al. 2018 (GM challenge): 0.25 mm in-plane, slice spacing kept, 200x200 slices, z-score
-    "perone": {"spacing": (0.25, 0.25, None), "crop": (200, 200), "train_crop": "centre",
-               "normalisation": "zscore-after-crop"},
+    "perone": {
+        "spacing": (0.25, 0.25, None),
+        "crop": (200, 200),
+        "train_crop": "centre",
+        "normalisation": "zscore-after-crop",
+    },
 }
 
 
@@ -79,8 +85,9 @@ class Preprocessing:
         if self.orientation != "RAS":
             raise ConfigError(f"preprocessing orientation must be RAS, got {self.orientation!r}")
         if self.normalisation not in NORMALISATIONS:
-            raise ConfigError(f"preprocessing normalisation must be one of {NORMALISATIONS}, "
-                              f"got {self.normalisation!r}")
+            raise ConfigError(
+                f"preprocessing normalisation must be one of {NORMALISATIONS}, got {self.normalisation!r}"
+            )
         if self.train_crop not in TRAIN_CROPS:
             raise ConfigError(f"preprocessing train_crop must be one of {TRAIN_CROPS}, got {self.train_crop!r}")
         if self.spacing is not None and len(self.spacing) != 3:
@@ -90,7 +97,7 @@ class Preprocessing:
 
     # ------------------------------------------------------------------------------ building
     @classmethod
-    def from_config(cls, cfg_data: Mapping[str, Any], task: Any) -> "Preprocessing":
+    def from_config(cls, cfg_data: Mapping[str, Any], task: Any) -> Preprocessing:
         """From a resolved ``data`` section and its :class:`~core.tasks.TaskSpec`.
 
         ``data.preset`` (``perone``) sets spacing, crop and normalisation; ``data.spacing`` and
@@ -107,12 +114,18 @@ class Preprocessing:
             base.setdefault("train_crop", "label")
         dims = int(cfg_data["spatial_dims"])
         patch = [int(p) for p in cfg_data["patch_size"]]
-        return cls(task=task.name, classes=tuple((k, tuple(int(x) for x in v)) for k, v in task.classes.items()),
-                   num_classes=int(task.num_classes), spatial_dims=dims,
-                   min_shape=tuple(patch + [1]) if dims == 2 else tuple(patch), preset=preset, **base)
+        return cls(
+            task=task.name,
+            classes=tuple((k, tuple(int(x) for x in v)) for k, v in task.classes.items()),
+            num_classes=int(task.num_classes),
+            spatial_dims=dims,
+            min_shape=tuple(patch + [1]) if dims == 2 else tuple(patch),
+            preset=preset,
+            **base,
+        )
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "Preprocessing":
+    def from_dict(cls, d: Mapping[str, Any]) -> Preprocessing:
         """Inverse of :meth:`to_dict`; unknown keys are an error naming them."""
         kw = dict(d)
         if "classes" in kw:
@@ -127,15 +140,19 @@ class Preprocessing:
         return schema.from_mapping(cls, kw, "the preprocessing description")
 
     @classmethod
-    def from_hparams(cls, hp: Mapping[str, Any]) -> "Preprocessing":
+    def from_hparams(cls, hp: Mapping[str, Any]) -> Preprocessing:
         """The description saved in a checkpoint, or the one an older checkpoint implies."""
         if hp.get("preprocessing"):
             return cls.from_dict(hp["preprocessing"])
         classes = hp.get("classes") or {"fg": list(range(1, int(hp.get("num_classes", 2))))}
         spacing = hp.get("spacing")
-        return cls(task=str(hp.get("task", "sc")), classes=tuple((k, tuple(v)) for k, v in classes.items()),
-                   num_classes=int(hp.get("num_classes", 2)), spatial_dims=int(hp.get("spatial_dims", 2)),
-                   spacing=tuple(float(s) for s in spacing) if spacing else None)
+        return cls(
+            task=str(hp.get("task", "sc")),
+            classes=tuple((k, tuple(v)) for k, v in classes.items()),
+            num_classes=int(hp.get("num_classes", 2)),
+            spatial_dims=int(hp.get("spatial_dims", 2)),
+            spacing=tuple(float(s) for s in spacing) if spacing else None,
+        )
 
     # --------------------------------------------------------------------------- serialising
     def to_dict(self) -> dict[str, Any]:

@@ -27,6 +27,7 @@ against them measures agreement with that tool, never accuracy. Names match case
 sidecar says cordbench generated it. Every label is checked against its image's grid (shape and
 affine) when the set is read: a mismatch is one line naming both files.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -44,11 +45,17 @@ FLAT_LABELS: dict[str, tuple[str, str]] = {"gmseg_manual": ("GM", MANUAL), "seg-
 _OTHER = ("", "")  # a recognised label name that is not used
 _NIFTI = re.compile(r"^(?P<stem>[^.]+)\.(?:nii\.gz|nii)$")
 _BIDS_SUFFIX = re.compile(r"_(?P<suffix>T1w|T2w|T2star|MTS|dwi|UNIT1|PD|FLAIR)$")
-_CONTRAST_WORDS = (("T2star", ("t2s", "t2star", "t2starw", "gre", "megre")), ("T2w", ("t2", "t2w")),
-                   ("T1w", ("t1", "t1w")), ("dwi", ("dwi", "dmri")))
-PAIRING_HELP = ("pairing rule: <stem>.nii.gz with <stem>_seg-manual.nii.gz (cord) or <stem>_gmseg_manual.nii.gz "
-                "(GM) in the same folder, or a BIDS tree with derivatives/labels/..._label-SC_seg / _label-GM_seg; "
-                "see docs/data.md")
+_CONTRAST_WORDS = (
+    ("T2star", ("t2s", "t2star", "t2starw", "gre", "megre")),
+    ("T2w", ("t2", "t2w")),
+    ("T1w", ("t1", "t1w")),
+    ("dwi", ("dwi", "dmri")),
+)
+PAIRING_HELP = (
+    "pairing rule: <stem>.nii.gz with <stem>_seg-manual.nii.gz (cord) or <stem>_gmseg_manual.nii.gz "
+    "(GM) in the same folder, or a BIDS tree with derivatives/labels/..._label-SC_seg / _label-GM_seg; "
+    "see docs/data.md"
+)
 
 
 @dataclass(frozen=True)
@@ -56,7 +63,7 @@ class RealLabel:
     """One reference mask of a real image."""
 
     path: Path
-    kind: str       # "SC" | "GM"
+    kind: str  # "SC" | "GM"
     reference: str  # "manual" (ground truth) | "automatic" (another tool's output)
 
 
@@ -64,9 +71,9 @@ class RealLabel:
 class RealImage:
     """One real image and its reference masks (by kind)."""
 
-    id: str         # unique within the set: the file stem (made unique with its folder when needed)
+    id: str  # unique within the set: the file stem (made unique with its folder when needed)
     path: Path
-    contrast: str   # "T2w", "T2star", … ("unknown" when the name does not say)
+    contrast: str  # "T2w", "T2star", … ("unknown" when the name does not say)
     labels: dict[str, RealLabel] = field(default_factory=dict)
 
 
@@ -143,8 +150,11 @@ def _add_label(image: RealImage, label: RealLabel) -> None:
     if old is None or (old.reference == AUTOMATIC and label.reference == MANUAL):
         image.labels[label.kind] = label
     elif old.reference == label.reference:
-        raise InputError(f"two {label.reference} {label.kind} masks for {image.path.name}: {old.path.name} and "
-                         f"{label.path.name} (keep one)", label.path.parent)
+        raise InputError(
+            f"two {label.reference} {label.kind} masks for {image.path.name}: {old.path.name} and "
+            f"{label.path.name} (keep one)",
+            label.path.parent,
+        )
 
 
 def _flat(root: Path) -> tuple[list[RealImage], list[dict[str, str]]]:
@@ -164,7 +174,7 @@ def _flat(root: Path) -> tuple[list[RealImage], list[dict[str, str]]]:
         owner: dict[str, tuple[str, tuple[str, str]]] = {}
         for x in files:
             for s in sorted((s for s in files if x.startswith(s + "_")), key=len, reverse=True):
-                lab = _label_of(x[len(s) + 1:])
+                lab = _label_of(x[len(s) + 1 :])
                 if lab is not None:
                     owner[x] = (s, lab)
                     break
@@ -174,15 +184,20 @@ def _flat(root: Path) -> tuple[list[RealImage], list[dict[str, str]]]:
                 if s != stem or not kind:
                     continue
                 if _made_by_cordbench(files[x]):
-                    unpaired.append({"image": files[x].relative_to(root).as_posix(),
-                                     "reason": "not a reference: its JSON sidecar says cordbench made it"})
+                    unpaired.append(
+                        {
+                            "image": files[x].relative_to(root).as_posix(),
+                            "reason": "not a reference: its JSON sidecar says cordbench made it",
+                        }
+                    )
                 else:
                     _add_label(im, RealLabel(files[x], kind, ref))
             if im.labels:
                 images.append(im)
             else:
-                unpaired.append({"image": files[stem].relative_to(root).as_posix(),
-                                 "reason": "no label file pairs with it"})
+                unpaired.append(
+                    {"image": files[stem].relative_to(root).as_posix(), "reason": "no label file pairs with it"}
+                )
     return _unique_ids(images, root), unpaired
 
 
@@ -210,15 +225,22 @@ def _bids(root: Path) -> tuple[list[RealImage], list[dict[str, str]]]:
             continue
         im = RealImage(rec.stem, rec.path, rec.contrast)
         for kind in LABEL_KINDS:
-            found = [lf for lf in (rec.label(kind, suffix=s, source=DEFAULT_LABELS_DIR) for s in ("seg", "mask"))
-                     if lf is not None and lf.rater is None and not _made_by_cordbench(lf.path)]
+            found = [
+                lf
+                for lf in (rec.label(kind, suffix=s, source=DEFAULT_LABELS_DIR) for s in ("seg", "mask"))
+                if lf is not None and lf.rater is None and not _made_by_cordbench(lf.path)
+            ]
             if found:
                 im.labels[kind] = RealLabel(found[0].path, kind, MANUAL)
         if im.labels:
             images.append(im)
         else:
-            unpaired.append({"image": rec.path.relative_to(root).as_posix(),
-                             "reason": f"no cord or GM mask in {DEFAULT_LABELS_DIR}"})
+            unpaired.append(
+                {
+                    "image": rec.path.relative_to(root).as_posix(),
+                    "reason": f"no cord or GM mask in {DEFAULT_LABELS_DIR}",
+                }
+            )
     return _unique_ids(images, root), unpaired
 
 

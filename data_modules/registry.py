@@ -1,4 +1,5 @@
 """The data sets ``data.name`` can name: an explicit table of the data module classes."""
+
 from __future__ import annotations
 
 from typing import Any

@@ -17,10 +17,12 @@ only asks for its rank's share:
   ``ceil(N / W)`` (``DistributedSampler(shuffle=False)`` order), and
   :func:`core.distributed.gather_records` restores the full, single-process list.
 """
+
 from __future__ import annotations
 
 import math
-from typing import Any, Iterator, Sized
+from collections.abc import Iterator, Sized
+from typing import Any
 
 from torch.utils.data import DistributedSampler, Sampler
 
@@ -99,4 +101,3 @@ class QueueEpochSampler(Sampler[int]):
         sampler = getattr(self.queue, "subject_sampler", None)
         if sampler is not None and hasattr(sampler, "set_epoch"):
             sampler.set_epoch(int(epoch))
-

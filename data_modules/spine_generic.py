@@ -1,4 +1,5 @@
 """spine-generic (BIDS) data module: images and ``derivatives/labels`` via the BIDS indexer."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -61,8 +62,7 @@ class SpineGenericDataModule(SegmentationDataModule):
             raise InputError("no institution_id column, needed by data.split.method=site (leave-site-out)", tsv)
         empty = sorted(df.loc[df["institution_id"].isna(), "participant_id"])
         if empty:
-            raise InputError(f"empty institution_id for {', '.join(empty[:5])}, needed by data.split.method=site",
-                             tsv)
+            raise InputError(f"empty institution_id for {', '.join(empty[:5])}, needed by data.split.method=site", tsv)
 
     def build_label(self, spec: SubjectSpec, image: Any):
         """Levels task from SC + disc labels when no level-labelled cord exists; else the base."""
@@ -71,8 +71,11 @@ class SpineGenericDataModule(SegmentationDataModule):
 
             target = levels_target(spec.labels["SC"], spec.labels["discs"], image, spec.image)
             if not (target > 0).any():
-                raise InputError("no vertebral level C1-C7 where the cord is segmented (discs bound none of "
-                                 f"its slices; cord {Path(spec.labels['SC']).name})", spec.labels["discs"])
+                raise InputError(
+                    "no vertebral level C1-C7 where the cord is segmented (discs bound none of "
+                    f"its slices; cord {Path(spec.labels['SC']).name})",
+                    spec.labels["discs"],
+                )
             return target
         return super().build_label(spec, image)
 

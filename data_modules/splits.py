@@ -4,11 +4,13 @@
 the run saves it as ``split.json`` beside its outputs so every number can be traced back.
 Splits are by subject (never by slice) and deterministic given the seed.
 """
+
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import yaml
@@ -27,8 +29,9 @@ def _site(spec: Any) -> str:
     for key in ("site", "institution_id"):
         if meta.get(key):
             return str(meta[key])
-    raise InputError(f"subject {getattr(spec, 'subject', spec)!r} has no site/institution_id for a "
-                     "leave-site-out split")
+    raise InputError(
+        f"subject {getattr(spec, 'subject', spec)!r} has no site/institution_id for a leave-site-out split"
+    )
 
 
 def random_split(ids: Sequence[str], val_fraction: float, test_fraction: float, seed: int) -> dict[str, list[str]]:
@@ -40,10 +43,12 @@ def random_split(ids: Sequence[str], val_fraction: float, test_fraction: float, 
     n_test = max(1, round(n * test_fraction)) if test_fraction > 0 else 0
     n_val = max(1, round(n * val_fraction)) if val_fraction > 0 else 0
     if n - n_test - n_val < 1:
-        raise ConfigError(f"{n} subjects are too few for val_fraction={val_fraction} and "
-                          f"test_fraction={test_fraction}")
-    return {"test": sorted(order[:n_test]), "val": sorted(order[n_test:n_test + n_val]),
-            "train": sorted(order[n_test + n_val:])}
+        raise ConfigError(f"{n} subjects are too few for val_fraction={val_fraction} and test_fraction={test_fraction}")
+    return {
+        "test": sorted(order[:n_test]),
+        "val": sorted(order[n_test : n_test + n_val]),
+        "train": sorted(order[n_test + n_val :]),
+    }
 
 
 def kfold_split(ids: Sequence[str], folds: int, fold: int, val_fraction: float, seed: int) -> dict[str, list[str]]:

@@ -5,9 +5,11 @@ one of these (``module.evaluator``), so the module itself holds no evaluation co
 test take the label map from :meth:`labels` (argmax and the run's post-processing, as ``predict``)
 and the test record from :meth:`score` (native-grid scoring by default, :mod:`evaluation.scoring`).
 """
+
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
@@ -27,7 +29,14 @@ class SubjectEvaluator:
         """Label map of class probabilities ``(C, *spatial)`` after the ``postprocess`` rule."""
         return labels_of(probs, postprocess)
 
-    def score(self, pred: np.ndarray, affine: np.ndarray, target: np.ndarray, subject: str,
-              classes: Mapping[str, list[int]], datamodule: Any = None) -> tuple[dict[str, Any], NativePrediction | None]:
+    def score(
+        self,
+        pred: np.ndarray,
+        affine: np.ndarray,
+        target: np.ndarray,
+        subject: str,
+        classes: Mapping[str, list[int]],
+        datamodule: Any = None,
+    ) -> tuple[dict[str, Any], NativePrediction | None]:
         """``(record, native prediction)`` of one subject (:func:`evaluation.scoring.score_subject`)."""
         return score_subject(pred, affine, target, subject, classes, datamodule, self.scoring)

@@ -6,10 +6,12 @@ the argmax label map is taken on the preprocessed grid, post-processed as the ru
 (``evaluation.postprocess``), and written back onto the input grid by nearest-neighbour lookup in world coordinates (``evaluation.native``), so the
 mask has exactly the input's shape and affine and lines up with it in any viewer. A JSON sidecar names the model and checkpoint.
 """
+
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -33,8 +35,9 @@ def predict_array(module: Any, data: np.ndarray, affine: np.ndarray) -> np.ndarr
     labels = labels_of(probs.cpu(), mode_of(module)).numpy().astype(np.int16)
     from evaluation.native import to_native
 
-    return to_native(labels, np.asarray(pre["image"].affine), data.shape[:3], np.asarray(affine),
-                     mode="nearest").astype(np.uint8)
+    return to_native(
+        labels, np.asarray(pre["image"].affine), data.shape[:3], np.asarray(affine), mode="nearest"
+    ).astype(np.uint8)
 
 
 class EmptyPredictionWarning(UserWarning):
@@ -54,9 +57,12 @@ def check_axial_extent(shape: tuple[int, ...], affine: np.ndarray, path: str | P
         ras[int(axis)] = int(shape[i])
     thin = [f"{n} voxel(s) along {axis}" for axis, n in zip(("R-L", "A-P"), ras[:2]) if n < MIN_AXIAL_VOXELS]
     if thin:
-        raise InputError(f"input image has only {' and '.join(thin)} (shape {tuple(shape)}, "
-                         f"{''.join(nib.aff2axcodes(affine))}): a single sagittal or coronal slice? cordbench "
-                         f"segments axial slices of at least {MIN_AXIAL_VOXELS}x{MIN_AXIAL_VOXELS} voxels", path)
+        raise InputError(
+            f"input image has only {' and '.join(thin)} (shape {tuple(shape)}, "
+            f"{''.join(nib.aff2axcodes(affine))}): a single sagittal or coronal slice? cordbench "
+            f"segments axial slices of at least {MIN_AXIAL_VOXELS}x{MIN_AXIAL_VOXELS} voxels",
+            path,
+        )
 
 
 def predict_file(module: Any, image_path: str | Path, out_path: str | Path, ckpt: str | Path | None = None) -> Path:
@@ -74,10 +80,19 @@ def predict_file(module: Any, image_path: str | Path, out_path: str | Path, ckpt
     io.save_nifti(labels, img.affine, out_path, header=img.header, dtype=np.uint8)
     hp = module.hparams
     sidecar = {
-        "GeneratedBy": [{"Name": "cordbench", "Version": __version__, "Model": hp.get("network"),
-                         "Preset": hp.get("preset"), "Checkpoint": str(ckpt) if ckpt else None,
-                         "CheckpointSHA256": io.sha256(ckpt) if ckpt else None}],
-        "Task": hp.get("task"), "Classes": hp.get("classes"), "Source": str(image_path),
+        "GeneratedBy": [
+            {
+                "Name": "cordbench",
+                "Version": __version__,
+                "Model": hp.get("network"),
+                "Preset": hp.get("preset"),
+                "Checkpoint": str(ckpt) if ckpt else None,
+                "CheckpointSHA256": io.sha256(ckpt) if ckpt else None,
+            }
+        ],
+        "Task": hp.get("task"),
+        "Classes": hp.get("classes"),
+        "Source": str(image_path),
     }
     io.write_json(sidecar_path(out_path), sidecar)
     return out_path
@@ -92,8 +107,15 @@ def sidecar_path(path: Path) -> Path:
     return path.with_suffix(".json")
 
 
-def predict_bids(module: Any, root: str | Path, contrast: str, task: str, ckpt: str | Path | None = None,
-                 out_root: str | Path | None = None, subjects: Sequence[str] | None = None) -> list[Path]:
+def predict_bids(
+    module: Any,
+    root: str | Path,
+    contrast: str,
+    task: str,
+    ckpt: str | Path | None = None,
+    out_root: str | Path | None = None,
+    subjects: Sequence[str] | None = None,
+) -> list[Path]:
     """Predict every existing ``contrast`` image of a BIDS tree into ``derivatives/cordbench``.
 
     Uses :func:`predict_file` (mask on the input grid + JSON sidecar), one file per image at
@@ -104,8 +126,9 @@ def predict_bids(module: Any, root: str | Path, contrast: str, task: str, ckpt: 
     from evaluation.native import prediction_path
 
     index = BidsIndex.from_dir(root, strict=False)
-    recs = [r for r in index.images if r.exists and r.contrast == contrast
-            and (subjects is None or r.subject in subjects)]
+    recs = [
+        r for r in index.images if r.exists and r.contrast == contrast and (subjects is None or r.subject in subjects)
+    ]
     if not recs:
         raise InputError(f"no {contrast} image to predict", root)
     return [predict_file(module, r.path, prediction_path(out_root or root, r, task), ckpt=ckpt) for r in recs]

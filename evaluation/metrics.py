@@ -78,10 +78,12 @@ dropped, it propagates into ``mean``/``std`` — plus ``n``, ``n_finite``, ``n_n
 ``n_neginf``, ``n_missing`` (dicts lacking the key), and ``mean_finite``/``std_finite``/``median_finite``
 over the finite values only (NaN if there are none), so a reader sees both and the counts.
 """
+
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 from scipy import ndimage
@@ -89,8 +91,21 @@ from scipy import ndimage
 from core.errors import InputError
 
 METRIC_NAMES: tuple[str, ...] = (
-    "dice", "jaccard", "conformity", "tpr", "tnr", "precision",
-    "hd", "hd95", "msd", "skel_hd", "skel_md", "skel_contour_hd", "skel_contour_md", "mse", "psnr",
+    "dice",
+    "jaccard",
+    "conformity",
+    "tpr",
+    "tnr",
+    "precision",
+    "hd",
+    "hd95",
+    "msd",
+    "skel_hd",
+    "skel_md",
+    "skel_contour_hd",
+    "skel_contour_md",
+    "mse",
+    "psnr",
 )
 """Metric names, in the order :func:`compute_metrics` emits them per class."""
 
@@ -103,6 +118,7 @@ class MetricInputError(InputError, ValueError):
 
 
 # ----------------------------------------------------------------------------- validation
+
 
 def _as_mask(a: np.ndarray) -> np.ndarray:
     a = np.asarray(a)
@@ -139,6 +155,7 @@ def _check_labels(a: np.ndarray, name: str) -> np.ndarray:
 
 
 # ----------------------------------------------------------------------------- overlap
+
 
 def confusion(pred: np.ndarray, target: np.ndarray) -> tuple[int, int, int, int]:
     """Voxel counts ``(tp, fp, fn, tn)`` of two binary masks."""
@@ -214,6 +231,7 @@ def psnr(pred: np.ndarray, target: np.ndarray, peak: float = PSNR_PEAK) -> float
 
 # ----------------------------------------------------------------------------- distances
 
+
 def worst_distance(shape: Sequence[int], spacing: Sequence[float]) -> float:
     """Finite worst-case distance (mm): the image diagonal sqrt(Σ (n_i·s_i)²)."""
     s = _check_spacing(spacing, len(shape))
@@ -229,8 +247,9 @@ def surface(mask: np.ndarray) -> np.ndarray:
 def _bbox(mask: np.ndarray, margin: int = 1) -> tuple[slice, ...]:
     """Bounding box of ``mask`` grown by ``margin`` voxels, clipped to the array."""
     idx = np.nonzero(mask)
-    return tuple(slice(max(int(i.min()) - margin, 0), min(int(i.max()) + margin + 1, n))
-                 for i, n in zip(idx, mask.shape))
+    return tuple(
+        slice(max(int(i.min()) - margin, 0), min(int(i.max()) + margin + 1, n)) for i, n in zip(idx, mask.shape)
+    )
 
 
 def _directed(src_surface: np.ndarray, dst_surface: np.ndarray, spacing: np.ndarray) -> np.ndarray:
@@ -239,8 +258,7 @@ def _directed(src_surface: np.ndarray, dst_surface: np.ndarray, spacing: np.ndar
     return dt[src_surface]
 
 
-def surface_distances(pred: np.ndarray, target: np.ndarray,
-                      spacing: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
+def surface_distances(pred: np.ndarray, target: np.ndarray, spacing: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
     """Directed surface distances in mm: ``(d(P→T), d(T→P))``.
 
     Both masks must be non-empty (callers handle empty masks by the module policy). The
@@ -269,8 +287,9 @@ def _empty_case_distance(p: np.ndarray, t: np.ndarray, spacing: Sequence[float])
     return None
 
 
-def _pair_or_empty(pred: np.ndarray, target: np.ndarray, spacing: Sequence[float]
-                   ) -> tuple[np.ndarray, np.ndarray, float | None]:
+def _pair_or_empty(
+    pred: np.ndarray, target: np.ndarray, spacing: Sequence[float]
+) -> tuple[np.ndarray, np.ndarray, float | None]:
     """The preamble of a distance metric: both masks checked, and the value the empty-mask policy
     gives (:func:`_empty_case_distance`; None when neither mask is empty)."""
     p, t = _as_mask(pred), _as_mask(target)
@@ -278,8 +297,7 @@ def _pair_or_empty(pred: np.ndarray, target: np.ndarray, spacing: Sequence[float
     return p, t, _empty_case_distance(p, t, spacing)
 
 
-def hausdorff(pred: np.ndarray, target: np.ndarray, spacing: Sequence[float],
-              percentile: float | None = None) -> float:
+def hausdorff(pred: np.ndarray, target: np.ndarray, spacing: Sequence[float], percentile: float | None = None) -> float:
     """Symmetric Hausdorff distance (mm); with ``percentile`` the max of the two directed percentiles."""
     p, t, empty = _pair_or_empty(pred, target, spacing)
     if empty is not None:
@@ -313,8 +331,9 @@ def _slices(ndim: int, slice_axis: int) -> int:
     return ax
 
 
-def _slice_pairs(p: np.ndarray, t: np.ndarray, s: np.ndarray,
-                 slice_axis: int) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+def _slice_pairs(
+    p: np.ndarray, t: np.ndarray, s: np.ndarray, slice_axis: int
+) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """2D (pred, target, in-plane spacing) of every slice where either mask is non-empty."""
     if p.ndim == 2:
         return [(p, t, s)] if (p.any() or t.any()) else []
@@ -324,8 +343,9 @@ def _slice_pairs(p: np.ndarray, t: np.ndarray, s: np.ndarray,
     return [(pk[k], tk[k], s2) for k in range(pk.shape[0]) if pk[k].any() or tk[k].any()]
 
 
-def _skeleton_slices(pred: np.ndarray, target: np.ndarray, spacing: Sequence[float], slice_axis: int
-                     ) -> tuple[float, list[tuple[np.ndarray, np.ndarray, np.ndarray]]]:
+def _skeleton_slices(
+    pred: np.ndarray, target: np.ndarray, spacing: Sequence[float], slice_axis: int
+) -> tuple[float, list[tuple[np.ndarray, np.ndarray, np.ndarray]]]:
     """The preamble of every per-slice skeleton distance: the masks and spacing checked, then the
     whole array's :func:`worst_distance` (a slice missing one side scores it) and the slice pairs
     (:func:`_slice_pairs`)."""
@@ -335,9 +355,14 @@ def _skeleton_slices(pred: np.ndarray, target: np.ndarray, spacing: Sequence[flo
     return worst_distance(p.shape, s), _slice_pairs(p, t, s, slice_axis)
 
 
-def _skeleton_summary(distances: Callable[..., np.ndarray], summary: Callable[[np.ndarray], tuple[float, float]],
-                      pred: np.ndarray, target: np.ndarray, spacing: Sequence[float],
-                      slice_axis: int) -> tuple[float, float]:
+def _skeleton_summary(
+    distances: Callable[..., np.ndarray],
+    summary: Callable[[np.ndarray], tuple[float, float]],
+    pred: np.ndarray,
+    target: np.ndarray,
+    spacing: Sequence[float],
+    slice_axis: int,
+) -> tuple[float, float]:
     """A skeleton metric's (hd, md) pair: the empty-mask policy (both empty → 0, one empty → the worst
     case), else ``summary`` of the pooled ``distances``."""
     p, t, empty = _pair_or_empty(pred, target, spacing)
@@ -409,8 +434,9 @@ def _thin(mask2d: np.ndarray) -> np.ndarray:
     return out
 
 
-def skeleton_distances(pred: np.ndarray, target: np.ndarray, spacing: Sequence[float],
-                       slice_axis: int = -1) -> np.ndarray:
+def skeleton_distances(
+    pred: np.ndarray, target: np.ndarray, spacing: Sequence[float], slice_axis: int = -1
+) -> np.ndarray:
     """Skeleton-to-skeleton distances (mm) of both directions and all slices, pooled (SCT's definition).
 
     See ``skel_hd``/``skel_md`` in the module docstring: per slice, each skeleton pixel of either
@@ -440,14 +466,16 @@ def _contour_hd_md(d: np.ndarray) -> tuple[float, float]:
     return float(d.max()), float(np.median(d))
 
 
-def skeleton_hd_md(pred: np.ndarray, target: np.ndarray, spacing: Sequence[float],
-                   slice_axis: int = -1) -> tuple[float, float]:
+def skeleton_hd_md(
+    pred: np.ndarray, target: np.ndarray, spacing: Sequence[float], slice_axis: int = -1
+) -> tuple[float, float]:
     """(``skel_hd``, ``skel_md``) in mm, SCT's skeleton-against-skeleton definition, empty policy applied."""
     return _skeleton_summary(skeleton_distances, _hd_md, pred, target, spacing, slice_axis)
 
 
-def skeleton_contour_distances(pred: np.ndarray, target: np.ndarray, spacing: Sequence[float],
-                               slice_axis: int = -1) -> np.ndarray:
+def skeleton_contour_distances(
+    pred: np.ndarray, target: np.ndarray, spacing: Sequence[float], slice_axis: int = -1
+) -> np.ndarray:
     """Per-slice distances (mm) from the predicted skeleton to the target's 2D contour, pooled.
 
     The ``skel_contour_*`` variant (module docstring). Skeleton pixels on a slice with an empty
@@ -469,16 +497,19 @@ def skeleton_contour_distances(pred: np.ndarray, target: np.ndarray, spacing: Se
     return np.concatenate(out) if out else np.zeros(0)
 
 
-def skeleton_contour_hd_md(pred: np.ndarray, target: np.ndarray, spacing: Sequence[float],
-                           slice_axis: int = -1) -> tuple[float, float]:
+def skeleton_contour_hd_md(
+    pred: np.ndarray, target: np.ndarray, spacing: Sequence[float], slice_axis: int = -1
+) -> tuple[float, float]:
     """(``skel_contour_hd``, ``skel_contour_md``): max and median skeleton-to-contour distance (mm)."""
     return _skeleton_summary(skeleton_contour_distances, _contour_hd_md, pred, target, spacing, slice_axis)
 
 
 # ----------------------------------------------------------------------------- per class / all
 
-def binary_metrics(pred: np.ndarray, target: np.ndarray, spacing: Sequence[float],
-                   slice_axis: int = -1) -> dict[str, float]:
+
+def binary_metrics(
+    pred: np.ndarray, target: np.ndarray, spacing: Sequence[float], slice_axis: int = -1
+) -> dict[str, float]:
     """All :data:`METRIC_NAMES` for one pair of binary masks (computed once, shared counts)."""
     p, t = _as_mask(pred), _as_mask(target)
     _check_pair(p, t)
@@ -497,8 +528,9 @@ def binary_metrics(pred: np.ndarray, target: np.ndarray, spacing: Sequence[float
     }
     empty = _empty_case_distance(p, t, s)
     if empty is not None:
-        out.update(hd=empty, hd95=empty, msd=empty, skel_hd=empty, skel_md=empty, skel_contour_hd=empty,
-                   skel_contour_md=empty)
+        out.update(
+            hd=empty, hd95=empty, msd=empty, skel_hd=empty, skel_md=empty, skel_contour_hd=empty, skel_contour_md=empty
+        )
     else:
         d_pt, d_tp = surface_distances(p, t, s)
         skel_contour_hd, skel_contour_md = _contour_hd_md(skeleton_contour_distances(p, t, s, slice_axis))
@@ -528,9 +560,14 @@ def class_mask(labels: np.ndarray, values: int | Sequence[int]) -> np.ndarray:
     return np.isin(labels, np.asarray(vals, dtype=np.int64))
 
 
-def compute_metrics(pred: np.ndarray, target: np.ndarray, spacing: Sequence[float],
-                    classes: Mapping[str, int | Sequence[int]], *,
-                    slice_axis: int = -1) -> dict[str, float]:
+def compute_metrics(
+    pred: np.ndarray,
+    target: np.ndarray,
+    spacing: Sequence[float],
+    classes: Mapping[str, int | Sequence[int]],
+    *,
+    slice_axis: int = -1,
+) -> dict[str, float]:
     """Per-class metrics of two label maps as a flat ``{"<class>/<metric>": float}`` dict.
 
     ``pred``/``target``: integer label arrays of the same 2D/3D shape; ``spacing``: mm per axis;
@@ -553,6 +590,7 @@ def compute_metrics(pred: np.ndarray, target: np.ndarray, spacing: Sequence[floa
 
 
 # ----------------------------------------------------------------------------- aggregation
+
 
 def _is_number(v: Any) -> bool:
     return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, (bool, np.bool_))

@@ -11,18 +11,21 @@ up-sampling factors such as Perone's 0.5 → 0.25 mm, not for arbitrary ratios).
 ``cordbench predict`` over a BIDS data set writes, with a JSON sidecar
 (:func:`evaluation.inference.predict_bids`).
 """
+
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
 DERIVATIVES = "derivatives/cordbench"
 
 
-def to_native(data: np.ndarray, affine: np.ndarray, native_shape: Sequence[int], native_affine: np.ndarray,
-              mode: str = "nearest") -> np.ndarray:
+def to_native(
+    data: np.ndarray, affine: np.ndarray, native_shape: Sequence[int], native_affine: np.ndarray, mode: str = "nearest"
+) -> np.ndarray:
     """Resample a preprocessed label map (``nearest``) or class probabilities ``(C, ...)`` (``argmax``).
 
     ``affine`` is the preprocessed grid's affine. Returns an int16 label map of ``native_shape``.

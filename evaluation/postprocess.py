@@ -14,6 +14,7 @@ The run-config key ``model.postprocess`` chooses it; ``null`` means the task's d
 and ``test --real`` post-process exactly as the run's own test did; a checkpoint written before
 the key existed means ``none`` (what its test did).
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -25,8 +26,7 @@ POSTPROCESS: tuple[str, ...] = ("none", "largest_component")
 
 #: ``model.postprocess: null`` per task: the cord/canal tasks keep their largest component; ``gm``
 #: (the GM challenge protocol scores the methods' raw masks) and ``levels`` keep the argmax map.
-TASK_DEFAULT: dict[str, str] = {"sc": "largest_component", "canal": "largest_component",
-                                "gm": "none", "levels": "none"}
+TASK_DEFAULT: dict[str, str] = {"sc": "largest_component", "canal": "largest_component", "gm": "none", "levels": "none"}
 
 
 def resolve(value: str | None, task: str) -> str:

@@ -11,12 +11,14 @@ The report (``index.html``) lists subjects with their metrics, sorts by any colu
 self-contained (no network): inline CSS and JS, relative links. The table and its sorting are
 :mod:`core.html`'s, shared with the leaderboard and the cohort analysis reports.
 """
+
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -67,8 +69,12 @@ def crop_box(mask2d: np.ndarray, margin: int) -> tuple[int, int, int, int]:
     rows, cols = np.nonzero(mask2d)
     if rows.size == 0:
         return 0, mask2d.shape[0], 0, mask2d.shape[1]
-    return (max(0, rows.min() - margin), min(mask2d.shape[0], rows.max() + margin + 1),
-            max(0, cols.min() - margin), min(mask2d.shape[1], cols.max() + margin + 1))
+    return (
+        max(0, rows.min() - margin),
+        min(mask2d.shape[0], rows.max() + margin + 1),
+        max(0, cols.min() - margin),
+        min(mask2d.shape[1], cols.max() + margin + 1),
+    )
 
 
 def _grey(img2d: np.ndarray) -> np.ndarray:
@@ -96,8 +102,14 @@ def _zoom(rgb: np.ndarray, s: int) -> np.ndarray:
     return np.repeat(np.repeat(rgb, s, axis=0), s, axis=1)
 
 
-def render_panel(image: np.ndarray, pred: np.ndarray, affine: np.ndarray, manual: np.ndarray | None = None,
-                 slice_index: int | None = None, margin_mm: float = 8.0) -> tuple[np.ndarray, PanelGeometry]:
+def render_panel(
+    image: np.ndarray,
+    pred: np.ndarray,
+    affine: np.ndarray,
+    manual: np.ndarray | None = None,
+    slice_index: int | None = None,
+    margin_mm: float = 8.0,
+) -> tuple[np.ndarray, PanelGeometry]:
     """Compose the 4-panel RGB array for one subject; returns ``(rgb uint8, geometry)``.
 
     ``image``, ``pred`` and ``manual`` share the grid given by ``affine`` (any orientation).
@@ -144,11 +156,10 @@ def render_panel(image: np.ndarray, pred: np.ndarray, affine: np.ndarray, manual
     canvas = np.zeros((height, width, 3), np.uint8)
     offsets, x = [], 0
     for p in zoomed:
-        canvas[:p.shape[0], x:x + p.shape[1]] = p
+        canvas[: p.shape[0], x : x + p.shape[1]] = p
         offsets.append(x)
         x += p.shape[1] + GAP
-    geom = PanelGeometry(z, (int(r0), int(r1), int(c0), int(c1)), tuple(offsets), tuple(scales),
-                         tuple(im2.shape))
+    geom = PanelGeometry(z, (int(r0), int(r1), int(c0), int(c1)), tuple(offsets), tuple(scales), tuple(im2.shape))
     return canvas, geom
 
 
@@ -162,8 +173,13 @@ def write_png(rgb: np.ndarray, path: str | Path) -> Path:
     return path
 
 
-def qc_subject(image_path: str | Path, pred_path: str | Path, out_png: str | Path,
-               manual_path: str | Path | None = None, slice_index: int | None = None) -> PanelGeometry:
+def qc_subject(
+    image_path: str | Path,
+    pred_path: str | Path,
+    out_png: str | Path,
+    manual_path: str | Path | None = None,
+    slice_index: int | None = None,
+) -> PanelGeometry:
     """Load image / prediction / manual mask (checked to share the grid) and write the panel PNG."""
     img = io.load_nifti(image_path, ndim=3, kind="image")
     pred_img, pred = io.load_label(pred_path, kind="prediction")
@@ -183,8 +199,9 @@ table{border-collapse:collapse}th,td{border:1px solid #ccc;padding:4px 8px;text-
 th{background:#eee}td.s{text-align:left}img{height:120px;display:block}"""
 
 
-def write_report(rows: Sequence[dict[str, Any]], out_html: str | Path, title: str = "cordbench QC",
-                 png_key: str = "png") -> Path:
+def write_report(
+    rows: Sequence[dict[str, Any]], out_html: str | Path, title: str = "cordbench QC", png_key: str = "png"
+) -> Path:
     """Write the sortable HTML report; each row needs ``subject`` and may hold metrics and ``png``.
 
     PNG paths are linked relative to the report's folder. Missing values show as empty cells.
@@ -210,20 +227,24 @@ def write_report(rows: Sequence[dict[str, Any]], out_html: str | Path, title: st
                 cells.append(html.cell(v, cls="s"))
         png = r.get(png_key)
         if png:
-            rel = os.path.relpath(Path(png).resolve(), out_html.parent.resolve()) if Path(png).is_absolute() \
-                else str(png)
+            rel = (
+                os.path.relpath(Path(png).resolve(), out_html.parent.resolve()) if Path(png).is_absolute() else str(png)
+            )
             href = html.escape(Path(rel).as_posix())
-            panel = html.cell(f'<a href="{href}"><img src="{href}" alt="{html.escape(str(r["subject"]))}"></a>', "",
-                              markup=True)
+            panel = html.cell(
+                f'<a href="{href}"><img src="{href}" alt="{html.escape(str(r["subject"]))}"></a>', "", markup=True
+            )
         else:
             panel = html.cell("", "")
         row_cells.append([cells[0], panel, *cells[1:]])  # the panel next to the subject
     heads = [keys[0], "panel", *keys[1:]]
     table = html.table(heads, row_cells, table_id="qc", keys=heads)
-    doc = (f"<!DOCTYPE html>\n<html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-           f"<style>{_CSS}{html.SORT_CSS}</style></head><body><h1>{html.escape(title)}</h1>"
-           f"<p>{len(rows)} subject(s). Click a column to sort. Panels: slice with crop box, crop, "
-           "prediction, overlay (manual outline in green). Anterior up, patient right on the left.</p>"
-           f"{table}{html.SORT_SCRIPT}"
-           "</body></html>\n")
+    doc = (
+        f"<!DOCTYPE html>\n<html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+        f"<style>{_CSS}{html.SORT_CSS}</style></head><body><h1>{html.escape(title)}</h1>"
+        f"<p>{len(rows)} subject(s). Click a column to sort. Panels: slice with crop box, crop, "
+        "prediction, overlay (manual outline in green). Anterior up, patient right on the left.</p>"
+        f"{table}{html.SORT_SCRIPT}"
+        "</body></html>\n"
+    )
     return io.write_text(out_html, doc)

@@ -12,10 +12,12 @@ beside the fused ``<class>/<metric>``.
 ``preprocessed``: scored on the resampled/cropped grid against the equally preprocessed label
 (the behaviour before native scoring; not comparable across preprocessing settings).
 """
+
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -40,15 +42,17 @@ def to_irp(arrays: list[np.ndarray], affine: np.ndarray) -> tuple[list[np.ndarra
     """
     import nibabel as nib
 
-    ornt = nib.orientations.ornt_transform(nib.orientations.io_orientation(affine),
-                                           nib.orientations.axcodes2ornt(("I", "R", "P")))
+    ornt = nib.orientations.ornt_transform(
+        nib.orientations.io_orientation(affine), nib.orientations.axcodes2ornt(("I", "R", "P"))
+    )
     zooms = np.linalg.norm(np.asarray(affine, float)[:3, :3], axis=0)
     spacing = tuple(float(zooms[int(i)]) for i in np.argsort(ornt[:, 0]))
     return [nib.orientations.apply_orientation(a, ornt) for a in arrays], spacing  # type: ignore[return-value]
 
 
-def _metrics(pred: np.ndarray, target: np.ndarray, affine: np.ndarray,
-             classes: Mapping[str, list[int]]) -> dict[str, float]:
+def _metrics(
+    pred: np.ndarray, target: np.ndarray, affine: np.ndarray, classes: Mapping[str, list[int]]
+) -> dict[str, float]:
     from evaluation.metrics import compute_metrics
 
     (p, t), spacing = to_irp([pred, target], affine)
@@ -58,13 +62,20 @@ def _metrics(pred: np.ndarray, target: np.ndarray, affine: np.ndarray,
 def class_metrics(pred: np.ndarray, target: np.ndarray, affine: np.ndarray, name: str) -> dict[str, float]:
     """``<name>/<metric>`` of two boolean masks of one class on one native grid (``affine``), scored as
     :func:`score_subject` scores it (IRP orientation, native spacing); used by ``cordbench test --real``."""
-    return _metrics(np.asarray(pred, bool).astype(np.int16), np.asarray(target, bool).astype(np.int16),
-                    affine, {name: [1]})
+    return _metrics(
+        np.asarray(pred, bool).astype(np.int16), np.asarray(target, bool).astype(np.int16), affine, {name: [1]}
+    )
 
 
-def score_subject(pred: np.ndarray, pre_affine: np.ndarray, target: np.ndarray, subject: str,
-                  classes: Mapping[str, list[int]], datamodule: Any = None,
-                  mode: str = "native") -> tuple[dict[str, Any], NativePrediction | None]:
+def score_subject(
+    pred: np.ndarray,
+    pre_affine: np.ndarray,
+    target: np.ndarray,
+    subject: str,
+    classes: Mapping[str, list[int]],
+    datamodule: Any = None,
+    mode: str = "native",
+) -> tuple[dict[str, Any], NativePrediction | None]:
     """``(record, native prediction)`` of one subject; see the module docstring.
 
     ``pred``/``target`` are on the preprocessed grid (affine ``pre_affine``). ``native`` needs a

@@ -7,11 +7,12 @@ columns of :mod:`leaderboard.morphometrics` are on) and logs them to a
 ``job_type=leaderboard`` wandb run in the sweep's group.
 See ``docs/leaderboard.md``.
 """
+
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 __all__ = ["LeaderboardFiles", "render_leaderboard"]
 
@@ -34,13 +35,25 @@ class LeaderboardFiles:
         return self.md.read_text()
 
 
-def render_leaderboard(sweep_dir: str | Path, metric: str = "dice", task: str | None = None,
-                       cls: str | None = None, by: str = "model", out: str | Path | None = None,
-                       n_boot: int = 10000, seed: int = 0, wandb: bool = True, cost: bool = True,
-                       alpha: float = 0.05, delta: float = 0.01, morphometrics: bool | None = None,
-                       refresh_morphometrics: bool = False,
-                       log: Callable[[str], None] | None = None, upload: bool = False,
-                       real: str | Path | None = None) -> LeaderboardFiles:
+def render_leaderboard(
+    sweep_dir: str | Path,
+    metric: str = "dice",
+    task: str | None = None,
+    cls: str | None = None,
+    by: str = "model",
+    out: str | Path | None = None,
+    n_boot: int = 10000,
+    seed: int = 0,
+    wandb: bool = True,
+    cost: bool = True,
+    alpha: float = 0.05,
+    delta: float = 0.01,
+    morphometrics: bool | None = None,
+    refresh_morphometrics: bool = False,
+    log: Callable[[str], None] | None = None,
+    upload: bool = False,
+    real: str | Path | None = None,
+) -> LeaderboardFiles:
     """Build the leaderboard of ``sweep_dir`` and write its reports to ``out`` (default ``<sweep>/leaderboard``).
 
     ``sweep_dir`` may be a URI (``s3://bucket/sweeps/NAME``): the sweep is read from the bucket
@@ -56,18 +69,35 @@ def render_leaderboard(sweep_dir: str | Path, metric: str = "dice", task: str | 
     if upload and uri is None:
         from core.errors import ConfigError
 
-        raise ConfigError("--upload is for a sweep on URI storage (s3://…); a local sweep's reports are "
-                          "already beside it", sweep_dir)
+        raise ConfigError(
+            "--upload is for a sweep on URI storage (s3://…); a local sweep's reports are already beside it", sweep_dir
+        )
     with contextlib.ExitStack() as stack:
         if uri is not None:  # read from the bucket into a temporary folder (complete trials only)
             from leaderboard import remote
 
             sweep_dir = stack.enter_context(remote.fetched(uri))
             out = Path(out) if out is not None else remote.default_out(uri)
-        files = _render(out, build_leaderboard(
-            sweep_dir, metric=metric, task=task, cls=cls, by=by, n_boot=n_boot, seed=seed, alpha=alpha, delta=delta,
-            cost=cost, morphometrics=morphometrics, refresh_morphometrics=refresh_morphometrics, log=log,
-            real=real), wandb)
+        files = _render(
+            out,
+            build_leaderboard(
+                sweep_dir,
+                metric=metric,
+                task=task,
+                cls=cls,
+                by=by,
+                n_boot=n_boot,
+                seed=seed,
+                alpha=alpha,
+                delta=delta,
+                cost=cost,
+                morphometrics=morphometrics,
+                refresh_morphometrics=refresh_morphometrics,
+                log=log,
+                real=real,
+            ),
+            wandb,
+        )
     if uri is not None and upload:
         remote.publish(files.md.parent, uri)
     return files
@@ -79,8 +109,14 @@ def _render(out: str | Path | None, lb, wandb: bool) -> LeaderboardFiles:
 
     out_dir = Path(out) if out is not None else lb.sweep.root / "leaderboard"
     paths = write_reports(lb, out_dir)
-    files = LeaderboardFiles(md=paths["md"], csv=paths["csv"], html=paths["html"], png=paths["png"],
-                             ablation=dict(paths["ablation"]), morphometrics=paths.get("morphometrics"))
+    files = LeaderboardFiles(
+        md=paths["md"],
+        csv=paths["csv"],
+        html=paths["html"],
+        png=paths["png"],
+        ablation=dict(paths["ablation"]),
+        morphometrics=paths.get("morphometrics"),
+    )
     if wandb:
         files.wandb_run = _log_to_wandb(lb, out_dir, files)
     return files
@@ -104,5 +140,13 @@ def _log_to_wandb(lb, out_dir: Path, files: LeaderboardFiles) -> Path | None:
     from leaderboard.report import csv_frame
 
     meta = {k: v for k, v in lb.meta.items() if not isinstance(v, dict)}
-    return log_leaderboard(out_dir, csv_frame(lb), images, meta, project=wb["project"], entity=wb["entity"],
-                           group=wb["group"], mode=wb["mode"])
+    return log_leaderboard(
+        out_dir,
+        csv_frame(lb),
+        images,
+        meta,
+        project=wb["project"],
+        entity=wb["entity"],
+        group=wb["group"],
+        mode=wb["mode"],
+    )

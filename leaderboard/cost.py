@@ -11,6 +11,7 @@ CPU in ``torch.inference_mode``, with the current torch thread count (≤ 2 here
 Latency is the *minimum* of ``reps`` timed passes: on a shared CPU the other processes only ever
 add time, so the fastest pass is the least disturbed estimate (the advice of Python's ``timeit``).
 """
+
 from __future__ import annotations
 
 import time
@@ -22,7 +23,6 @@ from typing import Any
 import pandas as pd
 
 
-
 def _trial_model(cfg: dict[str, Any]) -> tuple[str, str | None, tuple, int, int, tuple[int, ...]]:
     m, d = cfg.get("model") or {}, cfg.get("data") or {}
     from core.tasks import TASKS
@@ -30,8 +30,14 @@ def _trial_model(cfg: dict[str, Any]) -> tuple[str, str | None, tuple, int, int,
     task = TASKS.get(str(d.get("task", "sc")))
     num_classes = task.num_classes if task is not None else 2
     options = tuple(sorted((k, _hashable(v)) for k, v in (m.get("options") or {}).items()))
-    return (str(m.get("name")), m.get("preset"), options, int(d.get("spatial_dims") or 2), num_classes,
-            tuple(int(s) for s in (d.get("patch_size") or (64, 64))))
+    return (
+        str(m.get("name")),
+        m.get("preset"),
+        options,
+        int(d.get("spatial_dims") or 2),
+        num_classes,
+        tuple(int(s) for s in (d.get("patch_size") or (64, 64))),
+    )
 
 
 def _hashable(v: Any) -> Any:
@@ -43,16 +49,29 @@ def _unhash(v: Any) -> Any:
 
 
 @lru_cache(maxsize=64)
-def measure(name: str, preset: str | None, options: tuple, spatial_dims: int, num_classes: int,
-            size: tuple[int, ...], reps: int = 10) -> dict[str, float]:
+def measure(
+    name: str,
+    preset: str | None,
+    options: tuple,
+    spatial_dims: int,
+    num_classes: int,
+    size: tuple[int, ...],
+    reps: int = 10,
+) -> dict[str, float]:
     """Params, forward FLOPs and latency (ms, fastest of ``reps``) of one network at input ``(1, 1, *size)``."""
     import torch
 
     from lightning_modules.flops import flop_counter
     from lightning_modules.registry import build_network
 
-    net = build_network(name, in_channels=1, num_classes=num_classes, spatial_dims=spatial_dims, preset=preset,
-                        **{k: _unhash(v) for k, v in options})
+    net = build_network(
+        name,
+        in_channels=1,
+        num_classes=num_classes,
+        spatial_dims=spatial_dims,
+        preset=preset,
+        **{k: _unhash(v) for k, v in options},
+    )
     net.eval()
     x = torch.randn(1, 1, *size)
     params = sum(p.numel() for p in net.parameters())
@@ -97,17 +116,31 @@ def entry_costs(sweep: Any, trials: pd.DataFrame, reps: int = 10) -> tuple[pd.Da
                 continue
             name, preset, options, dims, ncls, _ = configs[tid]
             try:
-                figures.append({**measure(name, preset, options, dims, ncls, common[dims], reps),
-                                "input": "×".join(map(str, (1, 1, *common[dims])))})
+                figures.append(
+                    {
+                        **measure(name, preset, options, dims, ncls, common[dims], reps),
+                        "input": "×".join(map(str, (1, 1, *common[dims]))),
+                    }
+                )
             except Exception as exc:
                 warnings.warn(f"entry {entry}: cannot rebuild {name} for cost figures ({exc})")
         if figures:
             df = pd.DataFrame(figures)
-            rows.append({"entry": entry, "params": df["params"].median(), "gflops": df["gflops"].median(),
-                         "latency_ms": df["latency_ms"].median(), "input": df["input"].iloc[0]})
+            rows.append(
+                {
+                    "entry": entry,
+                    "params": df["params"].median(),
+                    "gflops": df["gflops"].median(),
+                    "latency_ms": df["latency_ms"].median(),
+                    "input": df["input"].iloc[0],
+                }
+            )
         else:
             rows.append({"entry": entry})
     out = pd.DataFrame(rows, columns=["entry", "params", "gflops", "latency_ms", "input"])
-    meta = {"cost_input": {str(d): "×".join(map(str, (1, 1, *s))) for d, s in common.items()},
-            "latency_threads": torch.get_num_threads(), "latency_reps": reps}
+    meta = {
+        "cost_input": {str(d): "×".join(map(str, (1, 1, *s))) for d, s in common.items()},
+        "latency_threads": torch.get_num_threads(),
+        "latency_reps": reps,
+    }
     return out, meta

@@ -10,11 +10,12 @@ evaluates on) per site and over all sites; the mean over the raters (per subject
 4 rater scores) and each rater over all sites. Cells are mean ± sd over the test subjects of the
 row (``n`` column); every subject of a k-fold protocol appears once per model.
 """
+
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 import numpy as np
 import pandas as pd
@@ -23,8 +24,16 @@ from runs import run_folder
 from runs.run_folder import RunFolder
 
 METRICS: tuple[tuple[str, str], ...] = (
-    ("Dice", "dice"), ("JI", "jaccard"), ("CC", "conformity"), ("TPR", "tpr"), ("TNR", "tnr"),
-    ("PPV", "precision"), ("HD", "hd"), ("MSD", "msd"), ("SHD", "skel_hd"), ("SMD", "skel_md"),
+    ("Dice", "dice"),
+    ("JI", "jaccard"),
+    ("CC", "conformity"),
+    ("TPR", "tpr"),
+    ("TNR", "tnr"),
+    ("PPV", "precision"),
+    ("HD", "hd"),
+    ("MSD", "msd"),
+    ("SHD", "skel_hd"),
+    ("SMD", "skel_md"),
 )
 _ORIG = re.compile(r"^(site\d+)-sc\d+$")
 _BIDS = re.compile(r"^sub-([a-z]+)\d+$")
@@ -48,15 +57,22 @@ def gather(run_dirs: Iterable[str | Path], cls: str = "gm") -> pd.DataFrame:
         run = Path(run)
         cfg = RunFolder(run).read_config()
         df = RunFolder(run).read_test_metrics()
-        refs = {"consensus": ""} | {r: f"{r}/" for r in sorted({c.split("/")[0] for c in df.columns
-                                                                  if c.count("/") == 2})}
+        refs = {"consensus": ""} | {
+            r: f"{r}/" for r in sorted({c.split("/")[0] for c in df.columns if c.count("/") == 2})
+        }
         for _, rec in df.iterrows():
             for ref, prefix in refs.items():
                 if f"{prefix}{cls}/dice" not in rec:
                     continue
-                rows.append({"model": cfg["model"]["name"], "subject": rec["subject"], "site": site_of(rec["subject"]),
-                             "reference": ref,
-                             **{name: float(rec[f"{prefix}{cls}/{key}"]) for name, key in METRICS}})
+                rows.append(
+                    {
+                        "model": cfg["model"]["name"],
+                        "subject": rec["subject"],
+                        "site": site_of(rec["subject"]),
+                        "reference": ref,
+                        **{name: float(rec[f"{prefix}{cls}/{key}"]) for name, key in METRICS},
+                    }
+                )
     return pd.DataFrame(rows, columns=["model", "subject", "site", "reference", *[n for n, _ in METRICS]])
 
 
@@ -76,30 +92,54 @@ def challenge_table(long: pd.DataFrame) -> pd.DataFrame:
         cons = d[d["reference"] == "consensus"]
         for site in sorted(cons["site"].unique()) + ["all"]:
             part = cons if site == "all" else cons[cons["site"] == site]
-            out.append({"model": model, "reference": "consensus", "site": site, "n": len(part),
-                        **{n: _cell(part[n]) for n in names}})
+            out.append(
+                {
+                    "model": model,
+                    "reference": "consensus",
+                    "site": site,
+                    "n": len(part),
+                    **{n: _cell(part[n]) for n in names},
+                }
+            )
         raters = d[d["reference"] != "consensus"]
         if len(raters):
             mean = raters.groupby("subject")[names].mean()
-            out.append({"model": model, "reference": "raters (mean)", "site": "all", "n": len(mean),
-                        **{n: _cell(mean[n]) for n in names}})
+            out.append(
+                {
+                    "model": model,
+                    "reference": "raters (mean)",
+                    "site": "all",
+                    "n": len(mean),
+                    **{n: _cell(mean[n]) for n in names},
+                }
+            )
             for ref in sorted(raters["reference"].unique()):
                 part = raters[raters["reference"] == ref]
-                out.append({"model": model, "reference": ref, "site": "all", "n": len(part),
-                            **{n: _cell(part[n]) for n in names}})
+                out.append(
+                    {
+                        "model": model,
+                        "reference": ref,
+                        "site": "all",
+                        "n": len(part),
+                        **{n: _cell(part[n]) for n in names},
+                    }
+                )
     return pd.DataFrame(out, columns=["model", "reference", "site", "n", *names])
 
 
 def sweep_runs(sweep_dir: str | Path) -> list[Path]:
     """Run folders (with ``test_metrics.csv``) under a sweep folder."""
-    return sorted(p.parent for p in Path(sweep_dir).rglob(run_folder.TEST_METRICS)
-                  if RunFolder(p.parent).config.exists())
+    return sorted(
+        p.parent for p in Path(sweep_dir).rglob(run_folder.TEST_METRICS) if RunFolder(p.parent).config.exists()
+    )
 
 
 def format_table(table: pd.DataFrame, cls: str = "gm") -> str:
     """The table as text, with a header naming the class and the units."""
-    head = (f"GM challenge table ({cls.upper()}, native grid; mean ± sd over test subjects; HD, MSD, SHD, SMD in mm; "
-            "TNR over the whole image)")
+    head = (
+        f"GM challenge table ({cls.upper()}, native grid; mean ± sd over test subjects; HD, MSD, SHD, SMD in mm; "
+        "TNR over the whole image)"
+    )
     return head + "\n" + table.to_string(index=False)
 
 

@@ -5,6 +5,7 @@ the mean absolute and signed (bias) CSA error per level and overall get percenti
 over subjects, and the Pearson r of FA vs SAC/CSA (:func:`analysis.stats.correlate`: Fisher-z CI)
 is computed from the model's masks beside the same r from the manual masks.
 """
+
 from __future__ import annotations
 
 import math
@@ -27,13 +28,13 @@ class MorphoSummary:
     """What the reports show about morphometrics."""
 
     enabled: bool
-    reason: str = ""                                                # why the columns are off / n/a
-    columns: pd.DataFrame = field(default_factory=pd.DataFrame)     # one row per entry (merged into the table)
-    levels: pd.DataFrame = field(default_factory=pd.DataFrame)      # entry × level: MAE, bias with CIs
+    reason: str = ""  # why the columns are off / n/a
+    columns: pd.DataFrame = field(default_factory=pd.DataFrame)  # one row per entry (merged into the table)
+    levels: pd.DataFrame = field(default_factory=pd.DataFrame)  # entry × level: MAE, bias with CIs
     per_subject: pd.DataFrame = field(default_factory=pd.DataFrame)  # entry × subject × level values
     trials: dict[str, TrialMorpho] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
-    fa_reason: str = ""                                             # why the FA correlation is n/a ("" if not)
+    fa_reason: str = ""  # why the FA correlation is n/a ("" if not)
 
 
 def _ci(values: np.ndarray, n_boot: int, seed: int) -> tuple[float, float, float]:
@@ -72,15 +73,19 @@ def _subject_overall(frames: list[pd.DataFrame]) -> pd.DataFrame:
         f = f[f["VertLevel"].notna()]
         if f.empty:
             continue
-        per_trial.append(f.assign(abs_error_pct=f["csa_error_pct"].abs(), trial=i)
-                         .groupby(["trial", "subject"])[["abs_error_pct", "csa_error_pct"]].mean())
+        per_trial.append(
+            f.assign(abs_error_pct=f["csa_error_pct"].abs(), trial=i)
+            .groupby(["trial", "subject"])[["abs_error_pct", "csa_error_pct"]]
+            .mean()
+        )
     if not per_trial:
         return pd.DataFrame(columns=["subject", "abs_error_pct", "csa_error_pct"])
     return pd.concat(per_trial).groupby("subject").mean().reset_index()
 
 
-def summarise_entry(entry: str, frames: list[pd.DataFrame], n_boot: int, seed: int
-                    ) -> tuple[dict[str, Any], list[dict[str, Any]], pd.DataFrame]:
+def summarise_entry(
+    entry: str, frames: list[pd.DataFrame], n_boot: int, seed: int
+) -> tuple[dict[str, Any], list[dict[str, Any]], pd.DataFrame]:
     """Entry columns, per-level rows and the pooled subject × level table of one entry."""
     from analysis.stats import correlate
 
@@ -90,8 +95,14 @@ def summarise_entry(entry: str, frames: list[pd.DataFrame], n_boot: int, seed: i
     m, lo, hi = _ci(overall["abs_error_pct"].to_numpy(float), n_boot, seed)
     col.update({"csa_mae_pct": m, "csa_mae_ci_low": lo, "csa_mae_ci_high": hi})
     m, lo, hi = _ci(overall["csa_error_pct"].to_numpy(float), n_boot, seed)
-    col.update({"csa_bias_pct": m, "csa_bias_ci_low": lo, "csa_bias_ci_high": hi,
-                "csa_n_subjects": int(overall["abs_error_pct"].notna().sum())})
+    col.update(
+        {
+            "csa_bias_pct": m,
+            "csa_bias_ci_low": lo,
+            "csa_bias_ci_high": hi,
+            "csa_n_subjects": int(overall["abs_error_pct"].notna().sum()),
+        }
+    )
     levels = []
     for L in LEVELS:
         sub = rows[rows["VertLevel"] == L] if len(rows) else rows
@@ -99,15 +110,32 @@ def summarise_entry(entry: str, frames: list[pd.DataFrame], n_boot: int, seed: i
             continue
         mae = _ci(sub["abs_error_pct"].to_numpy(float), n_boot, seed)
         bias = _ci(sub["csa_error_pct"].to_numpy(float), n_boot, seed)
-        levels.append({"entry": entry, "level": LEVEL_NAMES[L], "n_subjects": int(sub["subject"].nunique()),
-                       "mae_pct": mae[0], "mae_ci_low": mae[1], "mae_ci_high": mae[2],
-                       "bias_pct": bias[0], "bias_ci_low": bias[1], "bias_ci_high": bias[2]})
+        levels.append(
+            {
+                "entry": entry,
+                "level": LEVEL_NAMES[L],
+                "n_subjects": int(sub["subject"].nunique()),
+                "mae_pct": mae[0],
+                "mae_ci_low": mae[1],
+                "mae_ci_high": mae[2],
+                "bias_pct": bias[0],
+                "bias_ci_low": bias[1],
+                "bias_ci_high": bias[2],
+            }
+        )
         col[f"csa_mae_{LEVEL_NAMES[L]}"] = mae[0]
         col[f"csa_bias_{LEVEL_NAMES[L]}"] = bias[0]
     for src in ("model", "manual"):
         c = correlate(rows["FA"], rows[f"SAC_CSA_{src}"]) if len(rows) else correlate([], [])
-        col.update({f"r_{src}": c.r, f"r_{src}_ci_low": c.ci_low, f"r_{src}_ci_high": c.ci_high,
-                    f"p_{src}": c.p, f"n_{src}": c.n})
+        col.update(
+            {
+                f"r_{src}": c.r,
+                f"r_{src}_ci_low": c.ci_low,
+                f"r_{src}_ci_high": c.ci_high,
+                f"p_{src}": c.p,
+                f"n_{src}": c.n,
+            }
+        )
     return col, levels, rows.assign(entry=entry)
 
 

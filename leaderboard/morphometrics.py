@@ -27,30 +27,45 @@ Split by job: this module reads the trials (:class:`~runs.run_folder.RunFolder`)
 and caches; the manual side is :mod:`analysis.manual_reference`, the pooling and CIs
 :mod:`leaderboard.morpho_pool`.
 """
+
 from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from analysis import manual_reference as manual
 from analysis.manual_reference import LEVELS, ManualRef, anat_arrays, manual_reference
-from runs import run_folder
 from core.errors import ConfigError, CordbenchError, InputError
-from leaderboard.morpho_pool import (LEVEL_NAMES, MorphoSummary, correlation_reason,  # noqa: F401
-                                               summarise_entry)
+from leaderboard.morpho_pool import LEVEL_NAMES, MorphoSummary, correlation_reason, summarise_entry  # noqa: F401
+from runs import run_folder
 from runs.run_folder import RunFolder
 
-CACHE_NAME = run_folder.MORPHOMETRICS      # a trial's cache, in its run folder
-CHECKPOINT = Path(run_folder.BEST_CKPT)    # relative to the run folder
-CACHE_COLUMNS = ["subject", "VertLevel", "CSA_manual", "CSA_model", "csa_error_pct", "n_slices_manual",
-                 "n_slices_model", "canal_area", "SAC_manual", "SAC_model", "SAC_CSA_manual", "SAC_CSA_model",
-                 "FA", "fa_note", "note"]
+CACHE_NAME = run_folder.MORPHOMETRICS  # a trial's cache, in its run folder
+CHECKPOINT = Path(run_folder.BEST_CKPT)  # relative to the run folder
+CACHE_COLUMNS = [
+    "subject",
+    "VertLevel",
+    "CSA_manual",
+    "CSA_model",
+    "csa_error_pct",
+    "n_slices_manual",
+    "n_slices_model",
+    "canal_area",
+    "SAC_manual",
+    "SAC_model",
+    "SAC_CSA_manual",
+    "SAC_CSA_model",
+    "FA",
+    "fa_note",
+    "note",
+]
 
 
 # ------------------------------------------------------------------------------------ trial files
@@ -73,8 +88,13 @@ def data_root(trial_dir: Path, cfg: dict[str, Any] | None = None) -> Path:
         from data_modules.phantom_dm import default_phantom_root
 
         p = data.get("phantom") or {}
-        root = default_phantom_root(int(p.get("subjects", 20)), int(p.get("seed", 0)), float(p.get("snr", 30.0)),
-                                    bool(p.get("dwi", False)), from_config(p.get("randomise")))
+        root = default_phantom_root(
+            int(p.get("subjects", 20)),
+            int(p.get("seed", 0)),
+            float(p.get("snr", 30.0)),
+            bool(p.get("dwi", False)),
+            from_config(p.get("randomise")),
+        )
     root = Path(root)
     if not root.is_dir():
         raise InputError(f"data set folder {root} of the trial not found", run.data)
@@ -125,13 +145,25 @@ def compare_subject(ref: ManualRef, pred: np.ndarray) -> pd.DataFrame:
         found = bool(len(model)) and L in model.index
         csa_model = float(model.loc[L, "CSA"]) if found else 0.0
         mm = model.loc[L] if found else pd.Series(dtype=float)
-        rows.append({"subject": ref.subject, "VertLevel": L, "CSA_manual": float(m["CSA"]), "CSA_model": csa_model,
-                     "csa_error_pct": 100.0 * (csa_model - float(m["CSA"])) / float(m["CSA"]),
-                     "n_slices_manual": int(m["n_slices"]), "n_slices_model": int(mm["n_slices"]) if found else 0,
-                     "canal_area": _get(m, "canal_area"), "SAC_manual": _get(m, "SAC"), "SAC_model": _get(mm, "SAC"),
-                     "SAC_CSA_manual": _get(m, "SAC_CSA"), "SAC_CSA_model": _get(mm, "SAC_CSA"),
-                     "FA": ref.fa.get(L, math.nan), "fa_note": ref.fa_note if L not in ref.fa else "",
-                     "note": " | ".join(notes)})
+        rows.append(
+            {
+                "subject": ref.subject,
+                "VertLevel": L,
+                "CSA_manual": float(m["CSA"]),
+                "CSA_model": csa_model,
+                "csa_error_pct": 100.0 * (csa_model - float(m["CSA"])) / float(m["CSA"]),
+                "n_slices_manual": int(m["n_slices"]),
+                "n_slices_model": int(mm["n_slices"]) if found else 0,
+                "canal_area": _get(m, "canal_area"),
+                "SAC_manual": _get(m, "SAC"),
+                "SAC_model": _get(mm, "SAC"),
+                "SAC_CSA_manual": _get(m, "SAC_CSA"),
+                "SAC_CSA_model": _get(mm, "SAC_CSA"),
+                "FA": ref.fa.get(L, math.nan),
+                "fa_note": ref.fa_note if L not in ref.fa else "",
+                "note": " | ".join(notes),
+            }
+        )
     if not rows:
         return _failed_row(ref.subject, "no manual level C1-C7")
     return pd.DataFrame(rows, columns=CACHE_COLUMNS)
@@ -200,8 +232,9 @@ def read_cache(path: Path) -> pd.DataFrame:
     return df
 
 
-def trial_morphometrics(trial_dir: str | Path, trial_id: str | None = None, refresh: bool = False,
-                        log: Callable[[str], None] | None = None) -> TrialMorpho:
+def trial_morphometrics(
+    trial_dir: str | Path, trial_id: str | None = None, refresh: bool = False, log: Callable[[str], None] | None = None
+) -> TrialMorpho:
     """Compute (or read from the cache) one trial's per-subject × level morphometric comparison."""
     trial_dir = Path(trial_dir)
     tid = trial_id or trial_dir.name
@@ -241,7 +274,7 @@ def trial_morphometrics(trial_dir: str | Path, trial_id: str | None = None, refr
 
 # ----------------------------------------------------------------------------- availability
 def labels_available(trial_dir: Path) -> str:
-    """"" when the trial's data has manual T2w cord masks and levels for a held-out subject, else why not."""
+    """ "" when the trial's data has manual T2w cord masks and levels for a held-out subject, else why not."""
     try:
         cfg = trial_config(trial_dir)
         if trial_task(cfg) != "sc":
@@ -260,9 +293,16 @@ def labels_available(trial_dir: Path) -> str:
 
 
 # -------------------------------------------------------------------------------- per entry
-def entry_morphometrics(sweep: Any, trials: pd.DataFrame, task: str | None, enabled: bool | None = None,
-                        n_boot: int = 10000, seed: int = 0, refresh: bool = False,
-                        log: Callable[[str], None] | None = None) -> MorphoSummary:
+def entry_morphometrics(
+    sweep: Any,
+    trials: pd.DataFrame,
+    task: str | None,
+    enabled: bool | None = None,
+    n_boot: int = 10000,
+    seed: int = 0,
+    refresh: bool = False,
+    log: Callable[[str], None] | None = None,
+) -> MorphoSummary:
     """Morphometric columns of each entry of ``trials`` (rows of results.csv with an ``entry`` column).
 
     ``enabled`` None: on when the task is ``sc`` and the trials' data has manual cord masks and
@@ -284,15 +324,18 @@ def entry_morphometrics(sweep: Any, trials: pd.DataFrame, task: str | None, enab
         return MorphoSummary(False, f"off: {first}")
     out = MorphoSummary(True)
     for tid, d in dirs.items():
-        out.trials[tid] = trial_morphometrics(d, tid, refresh=refresh, log=log) if not why[tid] \
-            else TrialMorpho(tid, None, why[tid])
+        out.trials[tid] = (
+            trial_morphometrics(d, tid, refresh=refresh, log=log) if not why[tid] else TrialMorpho(tid, None, why[tid])
+        )
     cols, levels, per_subject = [], [], []
     for entry, grp in trials.groupby("entry", sort=False):
         frames = [out.trials[t].frame for t in grp["trial_id"] if out.trials[t].frame is not None]
         usable = [f for f in frames if f["VertLevel"].notna().any()]
         if not usable:
-            reasons = sorted({out.trials[t].reason for t in grp["trial_id"] if out.trials[t].reason} |
-                             {str(n) for f in frames for n in f["note"] if n})
+            reasons = sorted(
+                {out.trials[t].reason for t in grp["trial_id"] if out.trials[t].reason}
+                | {str(n) for f in frames for n in f["note"] if n}
+            )
             cols.append({"entry": entry, "morpho_note": "; ".join(reasons) or "no subject measured"})
             continue
         col, lv, ps = summarise_entry(str(entry), usable, n_boot, seed)

@@ -15,21 +15,30 @@ with automatic references is a separate mean. Columns added to the table (never 
 ``real_mean``, ``real_ci_low``, ``real_ci_high``, ``real_n_images``, ``real_auto_mean``,
 ``real_auto_n_images``, ``real_note``.
 """
+
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from core.errors import CordbenchError
 from data_modules.real import AUTOMATIC, MANUAL
 
-COLUMNS = ["entry", "real_mean", "real_ci_low", "real_ci_high", "real_n_images", "real_auto_mean",
-           "real_auto_n_images", "real_note"]
+COLUMNS = [
+    "entry",
+    "real_mean",
+    "real_ci_low",
+    "real_ci_high",
+    "real_n_images",
+    "real_auto_mean",
+    "real_auto_n_images",
+    "real_note",
+]
 #: below this many images with a manual reference the CI is flagged as descriptive only
 SMALL_N = 10
 
@@ -39,11 +48,11 @@ class RealSummary:
     """What the reports show about the real set."""
 
     root: Path
-    column: str                                                    # "<class>/<metric>" scored
-    columns: pd.DataFrame = field(default_factory=pd.DataFrame)    # one row per entry (merged into the table)
+    column: str  # "<class>/<metric>" scored
+    columns: pd.DataFrame = field(default_factory=pd.DataFrame)  # one row per entry (merged into the table)
     per_image: pd.DataFrame = field(default_factory=pd.DataFrame)  # entry, subject, contrast, reference, value
-    trials: dict[str, str] = field(default_factory=dict)           # trial -> "scored" | "cached" | reason
-    skipped: list[dict[str, str]] = field(default_factory=list)    # images of the set no trial could score
+    trials: dict[str, str] = field(default_factory=dict)  # trial -> "scored" | "cached" | reason
+    skipped: list[dict[str, str]] = field(default_factory=list)  # images of the set no trial could score
 
 
 def _trial_scores(run_dir: Path, real: Any, tid: str, log: Callable[[str], None] | None) -> tuple[Any, str]:
@@ -76,16 +85,29 @@ def _values(records: list[dict[str, Any]], column: str) -> list[dict[str, Any]]:
         ref = r.get(f"{cls}/reference")
         if ref in (MANUAL, AUTOMATIC) and column in r:
             v = float(r[column])
-            out.append({"subject": str(r["subject"]), "contrast": r.get("contrast"), "reference": ref,
-                        "value": v if math.isfinite(v) else math.nan})
+            out.append(
+                {
+                    "subject": str(r["subject"]),
+                    "contrast": r.get("contrast"),
+                    "reference": ref,
+                    "value": v if math.isfinite(v) else math.nan,
+                }
+            )
     return out
 
 
-def entry_real(sweep: Any, trials: pd.DataFrame, real_dir: str | Path, column: str, n_boot: int = 10000,
-               seed: int = 0, log: Callable[[str], None] | None = None) -> RealSummary:
+def entry_real(
+    sweep: Any,
+    trials: pd.DataFrame,
+    real_dir: str | Path,
+    column: str,
+    n_boot: int = 10000,
+    seed: int = 0,
+    log: Callable[[str], None] | None = None,
+) -> RealSummary:
     """Real columns of each entry of ``trials`` (rows of results.csv with an ``entry`` column)."""
-    from leaderboard.stats import bootstrap_ci
     from data_modules.real import read_real_set
+    from leaderboard.stats import bootstrap_ci
 
     real = read_real_set(real_dir)  # a bad set is one line before any trial is scored
     out = RealSummary(real.root, column)
@@ -108,15 +130,23 @@ def entry_real(sweep: Any, trials: pd.DataFrame, real_dir: str | Path, column: s
             col[f"{prefix}_n_images"] = int(vals.size)
             if ref == MANUAL:
                 col["real_ci_low"], col["real_ci_high"] = bootstrap_ci(vals, n_boot=n_boot, seed=seed)
-        reasons = sorted({out.trials[str(t)] for t in trials.loc[trials["entry"] == entry, "trial_id"]}
-                         - {"scored", "cached"})
-        col["real_note"] = "; ".join(reasons) if reasons else ("" if col["real_n_images"] else
-                                                               f"no image with a manual {column.split('/')[0]} "
-                                                               "reference")
+        reasons = sorted(
+            {out.trials[str(t)] for t in trials.loc[trials["entry"] == entry, "trial_id"]} - {"scored", "cached"}
+        )
+        col["real_note"] = (
+            "; ".join(reasons)
+            if reasons
+            else ("" if col["real_n_images"] else f"no image with a manual {column.split('/')[0]} reference")
+        )
         cols.append(col)
     out.columns = pd.DataFrame(cols, columns=COLUMNS)
-    out.per_image = long.groupby(["entry", "subject", "contrast", "reference"], sort=False, dropna=False)[
-        "value"].mean().reset_index() if len(long) else long.drop(columns="trial_id")
+    out.per_image = (
+        long.groupby(["entry", "subject", "contrast", "reference"], sort=False, dropna=False)["value"]
+        .mean()
+        .reset_index()
+        if len(long)
+        else long.drop(columns="trial_id")
+    )
     return out
 
 
@@ -164,17 +194,22 @@ def detail_table(rs: RealSummary, entries: list[str]) -> tuple[str, list[str], l
 def notes(rs: RealSummary, n_boot: int) -> list[str]:
     """Method notes of the real columns (what is ground truth; small-n warning; trial and image problems)."""
     n = int(rs.columns["real_n_images"].max()) if len(rs.columns) else 0
-    out = [f"Real data ({rs.root}): each trial's best checkpoint segments every real image through its own "
-           f"preprocessing and is scored on the image's native grid (cordbench test --real; cached per trial in "
-           f"real_metrics.csv/real_summary.json, reused while the checkpoint and the set are unchanged). "
-           f"'real {rs.column}' = mean over the images with a manual reference (ground truth) of each image's "
-           f"value averaged over the entry's trials, 95% CI: percentile bootstrap over images ({n_boot} "
-           f"resamples); 'vs automatic' = agreement with automatic masks (e.g. sct_deepseg_sc), not accuracy."]
+    out = [
+        f"Real data ({rs.root}): each trial's best checkpoint segments every real image through its own "
+        f"preprocessing and is scored on the image's native grid (cordbench test --real; cached per trial in "
+        f"real_metrics.csv/real_summary.json, reused while the checkpoint and the set are unchanged). "
+        f"'real {rs.column}' = mean over the images with a manual reference (ground truth) of each image's "
+        f"value averaged over the entry's trials, 95% CI: percentile bootstrap over images ({n_boot} "
+        f"resamples); 'vs automatic' = agreement with automatic masks (e.g. sct_deepseg_sc), not accuracy."
+    ]
     if n < SMALL_N:
-        out.append(f"Real data: n = {n} image(s) with a manual reference — far too few for inference: a CI over "
-                   f"{n} value(s) {'has zero width and ' if n <= 1 else ''}says nothing about other scans; read the "
-                   f"real columns as a case report (images of one subject or acquisition are not independent).")
-    out += [f"Real data, trial {t}: not scored ({why})" for t, why in rs.trials.items() if why not in ("scored",
-                                                                                                         "cached")]
+        out.append(
+            f"Real data: n = {n} image(s) with a manual reference — far too few for inference: a CI over "
+            f"{n} value(s) {'has zero width and ' if n <= 1 else ''}says nothing about other scans; read the "
+            f"real columns as a case report (images of one subject or acquisition are not independent)."
+        )
+    out += [
+        f"Real data, trial {t}: not scored ({why})" for t, why in rs.trials.items() if why not in ("scored", "cached")
+    ]
     out += [f"Real data: {s['image']} not scored ({s['reason']})" for s in rs.skipped]
     return out

@@ -7,20 +7,27 @@ a temporary local folder first, without wandb runs and last checkpoints. A trial
 folder is incomplete in the bucket is not copied, so the leaderboard lists it as failed
 (missing per-subject metrics) instead of ranking half an upload.
 """
+
 from __future__ import annotations
 
 import contextlib
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
-from runs import run_folder as rf
 from core.errors import InputError
+from runs import run_folder as rf
 from sweeps.records import RESULTS_FILE, RESUME_DIR, SWEEP_FILE, TRIAL_RECORD, TRIALS_DIR
 
 #: Not needed by the leaderboard (cost: config.yaml; morphometrics: best.ckpt, data.json, split.json).
-SKIPPED = (f"{rf.WANDB}/", f"{rf.CHECKPOINTS}/{rf.LAST_CKPT}", f"{RESUME_DIR}/", f"{rf.PREDICTIONS}/", f"{rf.QC}/",
-           f"{rf.REAL_PREDICTIONS}/")
+SKIPPED = (
+    f"{rf.WANDB}/",
+    f"{rf.CHECKPOINTS}/{rf.LAST_CKPT}",
+    f"{RESUME_DIR}/",
+    f"{rf.PREDICTIONS}/",
+    f"{rf.QC}/",
+    f"{rf.REAL_PREDICTIONS}/",
+)
 
 
 def default_out(uri: str) -> Path:

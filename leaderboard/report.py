@@ -4,6 +4,7 @@ Why over ~450 lines: one writer per report format of the same tables (and the Me
 share); the tables themselves are built in :mod:`leaderboard.table`, the morphometric and
 real-data cells in :mod:`leaderboard.morpho_pool` and :mod:`leaderboard.real`.
 """
+
 from __future__ import annotations
 
 import base64
@@ -45,8 +46,13 @@ def _params(v: Any) -> str:
 
 
 #: Plot/HTML colour of each comparison label (leaderboard.stats labels).
-LABEL_COLORS = {"best": "#1b5e20", "tied": "#2e7d32", "worse": "#c62828",
-                "undetermined — n too small": "#757575", "n/a": "#bdbdbd"}
+LABEL_COLORS = {
+    "best": "#1b5e20",
+    "tied": "#2e7d32",
+    "worse": "#c62828",
+    "undetermined — n too small": "#757575",
+    "n/a": "#bdbdbd",
+}
 
 
 def _label(row: pd.Series) -> str:
@@ -93,17 +99,23 @@ def _na(r: pd.Series, key: str) -> str:
     return f"n/a: {why}" if why else "n/a"
 
 
-MORPHO_HEADS = ["CSA |err| % [95% CI]", "CSA bias % [95% CI]", "r FA–SAC/CSA model [95% CI]",
-                "r FA–SAC/CSA manual [95% CI]"]
+MORPHO_HEADS = [
+    "CSA |err| % [95% CI]",
+    "CSA bias % [95% CI]",
+    "r FA–SAC/CSA model [95% CI]",
+    "r FA–SAC/CSA manual [95% CI]",
+]
 
 
 def _morpho_cells(r: pd.Series) -> tuple[list[str], list[Any]]:
     na_csa = _na(r, "morpho_note")
     na_r = _na(r, "fa_note") if not _nan(r.get("csa_mae_pct", float("nan"))) else na_csa
-    cells = [_with_ci(r, "csa_mae_pct", "csa_mae_ci_low", "csa_mae_ci_high", na=na_csa),
-             _with_ci(r, "csa_bias_pct", "csa_bias_ci_low", "csa_bias_ci_high", na=na_csa),
-             _with_ci(r, "r_model", "r_model_ci_low", "r_model_ci_high", 3, na=na_r),
-             _with_ci(r, "r_manual", "r_manual_ci_low", "r_manual_ci_high", 3, na=na_r)]
+    cells = [
+        _with_ci(r, "csa_mae_pct", "csa_mae_ci_low", "csa_mae_ci_high", na=na_csa),
+        _with_ci(r, "csa_bias_pct", "csa_bias_ci_low", "csa_bias_ci_high", na=na_csa),
+        _with_ci(r, "r_model", "r_model_ci_low", "r_model_ci_high", 3, na=na_r),
+        _with_ci(r, "r_manual", "r_manual_ci_low", "r_manual_ci_high", 3, na=na_r),
+    ]
     raw = [r.get(k, float("nan")) for k in ("csa_mae_pct", "csa_bias_pct", "r_model", "r_manual")]
     return cells, raw
 
@@ -120,10 +132,28 @@ def display_rows(lb: Leaderboard) -> tuple[list[str], list[list[str]], list[list
     from leaderboard import real as real_cols
 
     real_on = lb.real is not None
-    heads = ["rank", "entry", *knobs, "trials", "subjects", f"mean {metric}", "95% CI", "trial SD",
-             "seeds", "seed SD", "params", "GFLOPs", "latency ms", *(MORPHO_HEADS if morpho else []),
-             *(real_cols.heads(lb.real) if real_on else []),
-             "Δ to best [95% CI]", "d_z", "p (Wilcoxon)", "p (Holm)", "vs best"]
+    heads = [
+        "rank",
+        "entry",
+        *knobs,
+        "trials",
+        "subjects",
+        f"mean {metric}",
+        "95% CI",
+        "trial SD",
+        "seeds",
+        "seed SD",
+        "params",
+        "GFLOPs",
+        "latency ms",
+        *(MORPHO_HEADS if morpho else []),
+        *(real_cols.heads(lb.real) if real_on else []),
+        "Δ to best [95% CI]",
+        "d_z",
+        "p (Wilcoxon)",
+        "p (Holm)",
+        "vs best",
+    ]
     cells, raw = [], []
     for _, r in t.iterrows():
         get = lambda k: r[k] if k in r else float("nan")  # noqa: E731
@@ -131,16 +161,52 @@ def display_rows(lb: Leaderboard) -> tuple[list[str], list[list[str]], list[list
         if real_on:
             r_cells, r_raw = real_cols.cells(r)
             m_cells, m_raw = m_cells + r_cells, m_raw + r_raw
-        cells.append([str(r["rank"]), str(r["entry"]), *[_txt(r[k]) for k in knobs],
-                      str(r["n_trials"]), str(r["n_subjects"]), _num(r["mean"]),
-                      f"[{_num(r['ci_low'])}, {_num(r['ci_high'])}]", _num(r["trial_sd"]),
-                      _txt(fmt_value(get("n_seeds"))), _num(get("seed_sd")), _params(get("params")),
-                      _num(get("gflops"), 3), _num(get("latency_ms"), 2), *m_cells, _diff_cell(r),
-                      _num(get("effect_dz"), 2), _p(r["p_wilcoxon"]), _p(r["p_holm"]), _mark(r)])
-        raw.append([r["rank"], str(r["entry"]), *[_txt(r[k]) for k in knobs], r["n_trials"], r["n_subjects"],
-                    r["mean"], r["ci_low"], r["trial_sd"], get("n_seeds"), get("seed_sd"), get("params"),
-                    get("gflops"), get("latency_ms"), *m_raw, get("diff_to_best"), get("effect_dz"),
-                    r["p_wilcoxon"], r["p_holm"], _LABEL_ORDER.get(_label(r), 0)])
+        cells.append(
+            [
+                str(r["rank"]),
+                str(r["entry"]),
+                *[_txt(r[k]) for k in knobs],
+                str(r["n_trials"]),
+                str(r["n_subjects"]),
+                _num(r["mean"]),
+                f"[{_num(r['ci_low'])}, {_num(r['ci_high'])}]",
+                _num(r["trial_sd"]),
+                _txt(fmt_value(get("n_seeds"))),
+                _num(get("seed_sd")),
+                _params(get("params")),
+                _num(get("gflops"), 3),
+                _num(get("latency_ms"), 2),
+                *m_cells,
+                _diff_cell(r),
+                _num(get("effect_dz"), 2),
+                _p(r["p_wilcoxon"]),
+                _p(r["p_holm"]),
+                _mark(r),
+            ]
+        )
+        raw.append(
+            [
+                r["rank"],
+                str(r["entry"]),
+                *[_txt(r[k]) for k in knobs],
+                r["n_trials"],
+                r["n_subjects"],
+                r["mean"],
+                r["ci_low"],
+                r["trial_sd"],
+                get("n_seeds"),
+                get("seed_sd"),
+                get("params"),
+                get("gflops"),
+                get("latency_ms"),
+                *m_raw,
+                get("diff_to_best"),
+                get("effect_dz"),
+                r["p_wilcoxon"],
+                r["p_holm"],
+                _LABEL_ORDER.get(_label(r), 0),
+            ]
+        )
     return heads, cells, raw
 
 
@@ -171,12 +237,19 @@ def morpho_tables(lb: Leaderboard) -> list[tuple[str, list[str], list[list[str]]
         for e in entries:
             r = rows_t[e]
             overall = _with_ci(r, f"csa_{key}_pct", f"csa_{key}_ci_low", f"csa_{key}_ci_high", na=_na(r, "morpho_note"))
-            cells = [_with_ci(by[(e, L)], f"{key}_pct", f"{key}_ci_low", f"{key}_ci_high") if (e, L) in by else "–"
-                     for L in levels]
+            cells = [
+                _with_ci(by[(e, L)], f"{key}_pct", f"{key}_ci_low", f"{key}_ci_high") if (e, L) in by else "–"
+                for L in levels
+            ]
             n = r.get("csa_n_subjects", float("nan"))
             rows.append([e, "–" if _nan(n) else str(int(n)), *cells, overall])
-        out.append((f"CSA {what} per vertebral level, % of the manual CSA (mean [95% CI] over subjects)",
-                    ["entry", "subjects", *levels, "overall"], rows))
+        out.append(
+            (
+                f"CSA {what} per vertebral level, % of the manual CSA (mean [95% CI] over subjects)",
+                ["entry", "subjects", *levels, "overall"],
+                rows,
+            )
+        )
     rows = []
     for e in entries:
         r = rows_t[e]
@@ -184,11 +257,19 @@ def morpho_tables(lb: Leaderboard) -> list[tuple[str, list[str], list[list[str]]
         row = [e]
         for src in ("model", "manual"):
             n = r.get(f"n_{src}", float("nan"))
-            row += [_with_ci(r, f"r_{src}", f"r_{src}_ci_low", f"r_{src}_ci_high", 3, na=na),
-                    _p(r.get(f"p_{src}", float("nan"))), "–" if _nan(n) else str(int(n))]
+            row += [
+                _with_ci(r, f"r_{src}", f"r_{src}_ci_low", f"r_{src}_ci_high", 3, na=na),
+                _p(r.get(f"p_{src}", float("nan"))),
+                "–" if _nan(n) else str(int(n)),
+            ]
         rows.append(row)
-    out.append(("FA vs SAC/CSA (Pearson r [95% CI], over held-out subject × level pairs)",
-                ["entry", "r model masks", "p", "n", "r manual masks", "p", "n"], rows))
+    out.append(
+        (
+            "FA vs SAC/CSA (Pearson r [95% CI], over held-out subject × level pairs)",
+            ["entry", "r model masks", "p", "n", "r manual masks", "p", "n"],
+            rows,
+        )
+    )
     return out
 
 
@@ -210,9 +291,9 @@ def method_notes(lb: Leaderboard) -> list[str]:
         "so a subject counts once; mean and CI are over these per-subject values.",
         f"95% CI: percentile bootstrap of the mean over subjects, {m['n_boot']} resamples, seed {m['seed']}. "
         "Trial SD: standard deviation of the trial-level means (seed/fold spread).",
-        f"Seeds: 'seeds' counts an entry's seeds and 'seed SD' is the SD over seeds of each seed's mean on the "
-        f"subjects every seed tested (seed-to-seed spread). With ≥ 2 seeds the comparison stays paired by subject: "
-        f"seeds are averaged within each subject first, so the subject remains the unit of every test and CI.",
+        "Seeds: 'seeds' counts an entry's seeds and 'seed SD' is the SD over seeds of each seed's mean on the "
+        "subjects every seed tested (seed-to-seed spread). With ≥ 2 seeds the comparison stays paired by subject: "
+        "seeds are averaged within each subject first, so the subject remains the unit of every test and CI.",
         *comparison_notes(lb),
     ]
     if _morpho_on(lb):
@@ -236,9 +317,11 @@ def method_notes(lb: Leaderboard) -> list[str]:
 
         notes += real_notes(lb.real, m["n_boot"])
     if "cost_input" in m:
-        notes.append(f"Cost: params and forward FLOPs (torch.utils.flop_counter, CPU fused attention counted) at input "
-                     f"{', '.join(m['cost_input'].values()) or '–'}; latency = fastest of {m['latency_reps']} CPU "
-                     f"forward passes, batch 1, {m['latency_threads']} torch thread(s), measured by the leaderboard.")
+        notes.append(
+            f"Cost: params and forward FLOPs (torch.utils.flop_counter, CPU fused attention counted) at input "
+            f"{', '.join(m['cost_input'].values()) or '–'}; latency = fastest of {m['latency_reps']} CPU "
+            f"forward passes, batch 1, {m['latency_threads']} torch thread(s), measured by the leaderboard."
+        )
     return notes
 
 
@@ -263,10 +346,12 @@ def comparison_notes(lb: Leaderboard) -> list[str]:
     ns = sorted({int(n) for n in t.get("n_pairs", pd.Series(dtype=float)).iloc[1:] if not _nan(n) and n > 0})
     for n in ns:
         p1, ph = stats.min_wilcoxon_p(n), stats.min_holm_p(n, k)
-        verdict = ("no entry can be found worse" if ph >= alpha else "an entry can be found worse")
-        notes.append(f"Minimum attainable p with n = {n} subjects: 2/2^{n} = {p1:.3g} (exact two-sided Wilcoxon); "
-                     f"after Holm over {k} comparison(s) {ph:.3g} {'≥' if ph >= alpha else '<'} α = {alpha:g}: "
-                     f"{verdict}.")
+        verdict = "no entry can be found worse" if ph >= alpha else "an entry can be found worse"
+        notes.append(
+            f"Minimum attainable p with n = {n} subjects: 2/2^{n} = {p1:.3g} (exact two-sided Wilcoxon); "
+            f"after Holm over {k} comparison(s) {ph:.3g} {'≥' if ph >= alpha else '<'} α = {alpha:g}: "
+            f"{verdict}."
+        )
     return notes
 
 
@@ -274,24 +359,47 @@ def to_markdown(lb: Leaderboard) -> str:
     """The whole leaderboard report as Markdown."""
     heads, cells, _ = display_rows(lb)
     m = lb.meta
-    out = [f"# Leaderboard — sweep `{m['sweep']}`", "",
-           f"{m['n_trials_ok']} trial(s) ranked, {m['n_trials_failed']} failed or unranked.", "", _md_table(heads, cells), ""]
+    out = [
+        f"# Leaderboard — sweep `{m['sweep']}`",
+        "",
+        f"{m['n_trials_ok']} trial(s) ranked, {m['n_trials_failed']} failed or unranked.",
+        "",
+        _md_table(heads, cells),
+        "",
+    ]
     tables = morpho_tables(lb)
     if tables:
         out += ["## Morphometrics", ""]
         for title, heads_m, rows_m in tables:
             out += [f"### {title}", "", _md_table(heads_m, rows_m), ""]
-    for title, heads_m, rows_m in detail_tables(lb)[len(tables):]:
+    for title, heads_m, rows_m in detail_tables(lb)[len(tables) :]:
         out += [f"## {title}", "", _md_table(heads_m, rows_m), ""]
     for knob, ab in lb.ablations.items():
-        out += [f"## Ablation: {knob}", "",
-                _md_table([knob, "trials", "subjects", f"mean {m['column']}", "95% CI"],
-                          [[str(r[knob]), str(r["n_trials"]), str(r["n_subjects"]), _num(r["mean"]),
-                            f"[{_num(r['ci_low'])}, {_num(r['ci_high'])}]"] for _, r in ab.iterrows()]), ""]
+        out += [
+            f"## Ablation: {knob}",
+            "",
+            _md_table(
+                [knob, "trials", "subjects", f"mean {m['column']}", "95% CI"],
+                [
+                    [
+                        str(r[knob]),
+                        str(r["n_trials"]),
+                        str(r["n_subjects"]),
+                        _num(r["mean"]),
+                        f"[{_num(r['ci_low'])}, {_num(r['ci_high'])}]",
+                    ]
+                    for _, r in ab.iterrows()
+                ],
+            ),
+            "",
+        ]
     if len(lb.failed):
-        out += ["## Failed or unranked trials", "",
-                _md_table(list(lb.failed.columns),
-                          [[_txt(v) for v in r] for r in lb.failed.itertuples(index=False)]), ""]
+        out += [
+            "## Failed or unranked trials",
+            "",
+            _md_table(list(lb.failed.columns), [[_txt(v) for v in r] for r in lb.failed.itertuples(index=False)]),
+            "",
+        ]
     out += ["## Method", ""] + [f"- {n}" for n in method_notes(lb)] + [""]
     return "\n".join(out)
 
@@ -348,8 +456,12 @@ def to_html(lb: Leaderboard, images: dict[str, Path] | None = None) -> str:
     return _HTML.format(
         title=html.escape(f"Leaderboard — sweep {m['sweep']}"),
         summary=html.escape(f"{m['n_trials_ok']} trial(s) ranked on {m['column']}, {m['n_trials_failed']} failed."),
-        table=main, extra="\n".join(extra), sort_css=html.SORT_CSS, script=html.SORT_SCRIPT,
-        notes="".join(f"<li>{html.escape(n)}</li>" for n in method_notes(lb)))
+        table=main,
+        extra="\n".join(extra),
+        sort_css=html.SORT_CSS,
+        script=html.SORT_SCRIPT,
+        notes="".join(f"<li>{html.escape(n)}</li>" for n in method_notes(lb)),
+    )
 
 
 # ----------------------------------------------------------------------------------------- plots
@@ -382,14 +494,25 @@ def plot_leaderboard(lb: Leaderboard, path: Path) -> Path:
     y = list(range(len(t)))[::-1]
     colors = [LABEL_COLORS.get(_label(r), "#757575") for _, r in t.iterrows()]
     for yi, (_, r), c in zip(y, t.iterrows(), colors):
-        ax.errorbar([r["mean"]], [yi], xerr=[[r["mean"] - r["ci_low"]], [r["ci_high"] - r["mean"]]], fmt="o",
-                    color=c, ecolor=c, capsize=4, markersize=6)
+        ax.errorbar(
+            [r["mean"]],
+            [yi],
+            xerr=[[r["mean"] - r["ci_low"]], [r["ci_high"] - r["mean"]]],
+            fmt="o",
+            color=c,
+            ecolor=c,
+            capsize=4,
+            markersize=6,
+        )
     ax.axvline(t["mean"].iloc[0], color="#888", linestyle="--", linewidth=1)
     ax.set_yticks(y)
     ax.set_yticklabels([str(e) if len(str(e)) <= 40 else str(e)[:38] + "…" for e in t["entry"]], fontsize=8)
     ax.set_xlabel(f"{lb.meta['column']} (mean, 95% bootstrap CI)")
-    ax.set_title(f"sweep {lb.meta['sweep']} vs best: dark green = best, green = tied (±{lb.meta.get('delta', 0.01):g}), "
-                 f"red = worse (Holm), grey = undetermined (n too small)", fontsize=8)
+    ax.set_title(
+        f"sweep {lb.meta['sweep']} vs best: dark green = best, green = tied (±{lb.meta.get('delta', 0.01):g}), "
+        f"red = worse (Holm), grey = undetermined (n too small)",
+        fontsize=8,
+    )
     ax.grid(axis="x", alpha=0.3)
     ax.set_ylim(-0.7, len(t) - 0.3)
     fig.subplots_adjust(left=0.35, right=0.97, top=1 - 0.45 / (h / DPI), bottom=0.6 / (h / DPI))
@@ -409,8 +532,14 @@ def plot_ablation(lb: Leaderboard, knob: str, path: Path) -> Path:
     ab = lb.ablations[knob]
     fig, ax = plt.subplots(figsize=ABLATION_SIZE_IN, dpi=DPI)
     x = list(range(len(ab)))
-    ax.errorbar(x, ab["mean"], yerr=[ab["mean"] - ab["ci_low"], ab["ci_high"] - ab["mean"]], fmt="o-",
-                color="#2b5797", capsize=5)
+    ax.errorbar(
+        x,
+        ab["mean"],
+        yerr=[ab["mean"] - ab["ci_low"], ab["ci_high"] - ab["mean"]],
+        fmt="o-",
+        color="#2b5797",
+        capsize=5,
+    )
     ax.set_xticks(x)
     ax.set_xticklabels([str(v) for v in ab[knob]], fontsize=8)
     ax.set_xlabel(knob)

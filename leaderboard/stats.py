@@ -16,19 +16,38 @@ can support: "tied" (CI of the difference within ±δ), "worse" (Holm p < α and
 or "undetermined — n too small" (with n pairs no exact two-sided p is below 2/2ⁿ, so with m
 comparisons no Holm-adjusted p is below m·2/2ⁿ; or the CI is too wide to call it).
 """
+
 from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 
 #: Metrics where a lower value is better (distances, errors); every other metric is higher-is-better.
-LOWER_IS_BETTER = frozenset({"hd", "hd95", "msd", "assd", "skel_hd", "skel_md", "skel_contour_hd", "skel_contour_md", "mse", "hausdorff",
-                             "csa_error", "abs_error", "rmse", "mae", "vol_error", "rel_vol_error"})
+LOWER_IS_BETTER = frozenset(
+    {
+        "hd",
+        "hd95",
+        "msd",
+        "assd",
+        "skel_hd",
+        "skel_md",
+        "skel_contour_hd",
+        "skel_contour_md",
+        "mse",
+        "hausdorff",
+        "csa_error",
+        "abs_error",
+        "rmse",
+        "mae",
+        "vol_error",
+        "rel_vol_error",
+    }
+)
 
 
 def lower_is_better(metric: str) -> bool:
@@ -47,8 +66,9 @@ def per_subject_means(long: pd.DataFrame, key: str = "entry") -> pd.DataFrame:
     return long.assign(value=values).groupby([key, "subject"])["value"].mean().unstack(key)
 
 
-def bootstrap_ci(values: Sequence[float], n_boot: int = 10000, seed: int = 0,
-                 level: float = 0.95) -> tuple[float, float]:
+def bootstrap_ci(
+    values: Sequence[float], n_boot: int = 10000, seed: int = 0, level: float = 0.95
+) -> tuple[float, float]:
     """Percentile bootstrap CI of the mean: resample the values with replacement ``n_boot`` times.
 
     The interval is the (1-level)/2 and (1+level)/2 quantiles (numpy's default linear
@@ -126,8 +146,9 @@ def min_holm_p(n: int, m: int) -> float:
     return float("nan") if n < 1 or m < 1 else min(1.0, m * min_wilcoxon_p(n))
 
 
-def paired_difference(x: np.ndarray, y: np.ndarray, n_boot: int = 10000, seed: int = 0,
-                      level: float = 0.95) -> tuple[float, float, float]:
+def paired_difference(
+    x: np.ndarray, y: np.ndarray, n_boot: int = 10000, seed: int = 0, level: float = 0.95
+) -> tuple[float, float, float]:
     """Mean of the paired differences ``x − y`` and its percentile bootstrap CI (subjects resampled)."""
     d = np.asarray(x, float) - np.asarray(y, float)
     if d.size == 0:
@@ -163,8 +184,15 @@ def effect_sizes(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
 BEST, TIED, WORSE, UNDETERMINED, NO_DATA = "best", "tied", "worse", "undetermined — n too small", "n/a"
 
 
-def comparison_label(diff_low: float, diff_high: float, p_holm: float, p_min: float, worse_sign: float,
-                     alpha: float = 0.05, delta: float = 0.01) -> tuple[str, str]:
+def comparison_label(
+    diff_low: float,
+    diff_high: float,
+    p_holm: float,
+    p_min: float,
+    worse_sign: float,
+    alpha: float = 0.05,
+    delta: float = 0.01,
+) -> tuple[str, str]:
     """Label an entry against the best from its paired-difference CI and Holm-adjusted p.
 
     ``worse_sign`` is −1 when a negative difference (entry − best) is worse (higher-is-better metrics),
@@ -199,14 +227,14 @@ class EntryStats:
     mean: float
     ci_low: float
     ci_high: float
-    p_value: float        # Wilcoxon vs the best (NaN for the best itself)
-    p_holm: float         # Holm-adjusted over all comparisons with the best
+    p_value: float  # Wilcoxon vs the best (NaN for the best itself)
+    p_holm: float  # Holm-adjusted over all comparisons with the best
     tied_with_best: bool  # the best itself, or labelled "tied"
     rank: int
     label: str = BEST
     label_reason: str = ""
-    n_pairs: int = 0              # subjects in common with the best
-    diff: float = float("nan")    # mean paired difference entry − best
+    n_pairs: int = 0  # subjects in common with the best
+    diff: float = float("nan")  # mean paired difference entry − best
     diff_low: float = float("nan")
     diff_high: float = float("nan")
     effect_dz: float = float("nan")
@@ -214,8 +242,15 @@ class EntryStats:
     p_min_holm: float = float("nan")  # smallest Holm-adjusted p attainable with n_pairs
 
 
-def rank_entries(wide: pd.DataFrame, higher_is_better: bool = True, n_boot: int = 10000, seed: int = 0,
-                 alpha: float = 0.05, level: float = 0.95, delta: float = 0.01) -> list[EntryStats]:
+def rank_entries(
+    wide: pd.DataFrame,
+    higher_is_better: bool = True,
+    n_boot: int = 10000,
+    seed: int = 0,
+    alpha: float = 0.05,
+    level: float = 0.95,
+    delta: float = 0.01,
+) -> list[EntryStats]:
     """Mean, bootstrap CI, paired difference to the best (CI, effect sizes), Wilcoxon (Holm), label, rank.
 
     ``wide`` is subjects × entries (:func:`per_subject_means`). The best entry has the highest
@@ -223,11 +258,13 @@ def rank_entries(wide: pd.DataFrame, higher_is_better: bool = True, n_boot: int 
     entry is compared with the best on the subjects both have (:func:`comparison_label`). Each
     bootstrap uses the same seed, so results are reproducible and independent of column order.
     """
-    means = {c: float(np.nanmean(wide[c].to_numpy(float))) if wide[c].notna().any() else float("nan")
-             for c in wide.columns}
+    means = {
+        c: float(np.nanmean(wide[c].to_numpy(float))) if wide[c].notna().any() else float("nan") for c in wide.columns
+    }
     sign = -1.0 if higher_is_better else 1.0
-    order = sorted(wide.columns, key=lambda c: (np.isnan(means[c]), sign * means[c] if not np.isnan(means[c])
-                                                else 0.0, str(c)))
+    order = sorted(
+        wide.columns, key=lambda c: (np.isnan(means[c]), sign * means[c] if not np.isnan(means[c]) else 0.0, str(c))
+    )
     best = order[0]
     others = [c for c in order if c != best]
     pairs = {c: paired(wide[c], wide[best]) for c in others}
@@ -243,21 +280,56 @@ def rank_entries(wide: pd.DataFrame, higher_is_better: bool = True, n_boot: int 
         else:
             rank = 1 + sum(1 for o in order if not np.isnan(means[o]) and sign * means[o] < sign * means[c])
         if c == best:
-            out.append(EntryStats(str(c), int(vals.size), means[c], lo, hi, float("nan"), float("nan"), True, rank,
-                                  BEST, "highest mean" if higher_is_better else "lowest mean", int(vals.size)))
+            out.append(
+                EntryStats(
+                    str(c),
+                    int(vals.size),
+                    means[c],
+                    lo,
+                    hi,
+                    float("nan"),
+                    float("nan"),
+                    True,
+                    rank,
+                    BEST,
+                    "highest mean" if higher_is_better else "lowest mean",
+                    int(vals.size),
+                )
+            )
             continue
         x, y = pairs[c]
         diff, dlo, dhi = paired_difference(x, y, n_boot=n_boot, seed=seed, level=level)
         dz, rbc = effect_sizes(x, y)
         pmin = min_holm_p(x.size, m)
         label, why = comparison_label(dlo, dhi, float(adj[c]), pmin, sign, alpha=alpha, delta=delta)
-        out.append(EntryStats(str(c), int(vals.size), means[c], lo, hi, raw[c], float(adj[c]), label == TIED, rank,
-                              label, why, int(x.size), diff, dlo, dhi, dz, rbc, pmin))
+        out.append(
+            EntryStats(
+                str(c),
+                int(vals.size),
+                means[c],
+                lo,
+                hi,
+                raw[c],
+                float(adj[c]),
+                label == TIED,
+                rank,
+                label,
+                why,
+                int(x.size),
+                diff,
+                dlo,
+                dhi,
+                dz,
+                rbc,
+                pmin,
+            )
+        )
     return out
 
 
-def summarise_groups(long: pd.DataFrame, key: str, n_boot: int = 10000, seed: int = 0,
-                     level: float = 0.95) -> pd.DataFrame:
+def summarise_groups(
+    long: pd.DataFrame, key: str, n_boot: int = 10000, seed: int = 0, level: float = 0.95
+) -> pd.DataFrame:
     """Mean and bootstrap CI per value of ``key`` (ablation views), subjects averaged within a group.
 
     Returns columns ``key``, ``n_trials``, ``n_subjects``, ``mean``, ``ci_low``, ``ci_high``.
@@ -266,8 +338,16 @@ def summarise_groups(long: pd.DataFrame, key: str, n_boot: int = 10000, seed: in
     for value, grp in long.groupby(key, sort=False):
         subj = grp.groupby("subject")["value"].mean().dropna().to_numpy(float)
         lo, hi = bootstrap_ci(subj, n_boot=n_boot, seed=seed, level=level)
-        rows.append({key: value, "n_trials": int(grp["trial_id"].nunique()), "n_subjects": int(subj.size),
-                     "mean": float(subj.mean()) if subj.size else float("nan"), "ci_low": lo, "ci_high": hi})
+        rows.append(
+            {
+                key: value,
+                "n_trials": int(grp["trial_id"].nunique()),
+                "n_subjects": int(subj.size),
+                "mean": float(subj.mean()) if subj.size else float("nan"),
+                "ci_low": lo,
+                "ci_high": hi,
+            }
+        )
     return pd.DataFrame(rows)
 
 

@@ -13,12 +13,14 @@ their status and their knobs. Trials that cannot be ranked — a non-success sta
 or still ``RUNNING`` in a partial file), stopped early by the scheduler, or missing per-subject
 metrics — are kept in :attr:`Leaderboard.failed` with the reason.
 """
+
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -31,7 +33,16 @@ from sweeps import records as sweep_records
 #: results.csv columns that are not swept knobs: what ``cordbench sweep`` writes besides the knobs,
 #: plus Ray Tune result columns and ``fold`` that hand-made results files may carry.
 BASE_COLUMNS = tuple(sweep_records.BASE_COLUMNS + sweep_records.TAIL_COLUMNS) + (
-    "fold", "node", "hostname", "iterations", "time_total_s", "timestamp", "checkpoint", "logdir", "trial_name")
+    "fold",
+    "node",
+    "hostname",
+    "iterations",
+    "time_total_s",
+    "timestamp",
+    "checkpoint",
+    "logdir",
+    "trial_name",
+)
 METRIC_PREFIXES = ("val_", "test_", "train_", "val/", "test/", "train/")
 SUCCESS = frozenset({"ok", "success", "succeeded", "completed", "complete", "done", "finished", "terminated"})
 BY_CHOICES = ("model", "config")
@@ -99,8 +110,11 @@ def check_complete_rows(path: Path) -> None:
     width = len(rows[0])
     for i, row in enumerate(rows[1:], start=2):
         if row and len(row) != width:
-            raise InputError(f"line {i} has {len(row)} of the header's {width} fields: a half-written row "
-                             "(interrupted while writing?); rebuild it with `cordbench sweep --resume <sweep>`", path)
+            raise InputError(
+                f"line {i} has {len(row)} of the header's {width} fields: a half-written row "
+                "(interrupted while writing?); rebuild it with `cordbench sweep --resume <sweep>`",
+                path,
+            )
 
 
 def load_sweep(sweep_dir: str | Path) -> Sweep:
@@ -125,8 +139,11 @@ def load_sweep(sweep_dir: str | Path) -> Sweep:
         dup = sorted(results.loc[results["trial_id"].duplicated(), "trial_id"].astype(str))
         raise InputError(f"duplicate trial_id(s) {dup}", path)
     results["trial_id"] = results["trial_id"].astype(str)
-    knobs = [c for c in results.columns if c not in BASE_COLUMNS and not c.startswith(METRIC_PREFIXES)
-             and not c.endswith(("_dice", "_loss"))]
+    knobs = [
+        c
+        for c in results.columns
+        if c not in BASE_COLUMNS and not c.startswith(METRIC_PREFIXES) and not c.endswith(("_dice", "_loss"))
+    ]
     config: dict[str, Any] = {}
     if (root / sweep_records.SWEEP_FILE).exists():
         from runs.config import load_yaml
@@ -212,21 +229,33 @@ def read_per_subject(sweep: Sweep, rows: pd.DataFrame) -> tuple[dict[str, pd.Dat
 class Leaderboard:
     """Everything the reports show."""
 
-    table: pd.DataFrame                  # one row per entry, sorted by rank
-    long: pd.DataFrame                   # entry, trial_id, seed, subject, value (+ knobs)
-    failed: pd.DataFrame                 # failed / unusable trials with the reason
-    ablations: dict[str, pd.DataFrame]   # knob -> value, n_trials, n_subjects, mean, ci_low, ci_high
-    meta: dict[str, Any]                 # metric, column, task, by, n_boot, seed, …
+    table: pd.DataFrame  # one row per entry, sorted by rank
+    long: pd.DataFrame  # entry, trial_id, seed, subject, value (+ knobs)
+    failed: pd.DataFrame  # failed / unusable trials with the reason
+    ablations: dict[str, pd.DataFrame]  # knob -> value, n_trials, n_subjects, mean, ci_low, ci_high
+    meta: dict[str, Any]  # metric, column, task, by, n_boot, seed, …
     sweep: Sweep
-    morpho: Any = None                   # leaderboard.morphometrics.MorphoSummary (or None)
-    real: Any = None                     # leaderboard.real.RealSummary (``--real DIR``; or None)
+    morpho: Any = None  # leaderboard.morphometrics.MorphoSummary (or None)
+    real: Any = None  # leaderboard.real.RealSummary (``--real DIR``; or None)
 
 
-def build_leaderboard(sweep_dir: str | Path | Sweep, metric: str = "dice", task: str | None = None,
-                      cls: str | None = None, by: str = "model", n_boot: int = 10000, seed: int = 0,
-                      alpha: float = 0.05, cost: bool = True, data: str | None = None, delta: float = 0.01,
-                      morphometrics: bool | None = None, refresh_morphometrics: bool = False,
-                      log: Callable[[str], None] | None = None, real: str | Path | None = None) -> Leaderboard:
+def build_leaderboard(
+    sweep_dir: str | Path | Sweep,
+    metric: str = "dice",
+    task: str | None = None,
+    cls: str | None = None,
+    by: str = "model",
+    n_boot: int = 10000,
+    seed: int = 0,
+    alpha: float = 0.05,
+    cost: bool = True,
+    data: str | None = None,
+    delta: float = 0.01,
+    morphometrics: bool | None = None,
+    refresh_morphometrics: bool = False,
+    log: Callable[[str], None] | None = None,
+    real: str | Path | None = None,
+) -> Leaderboard:
     """Rank the sweep's models (``by="model"``) or configurations (``by="config"``) on ``metric``.
 
     ``morphometrics``: add the CSA-error and FA–SAC/CSA columns (:mod:`leaderboard.morphometrics`);
@@ -259,9 +288,12 @@ def build_leaderboard(sweep_dir: str | Path | Sweep, metric: str = "dice", task:
     ok_mask = res.apply(_succeeded, axis=1)
     for _, row in res[~ok_mask].iterrows():
         err = row.get("error")
-        failed_rows.append({"trial_id": row["trial_id"],
-                            "reason": f"status {row.get('status')}" + (f": {err}" if isinstance(err, str) and err
-                                                                       else "")})
+        failed_rows.append(
+            {
+                "trial_id": row["trial_id"],
+                "reason": f"status {row.get('status')}" + (f": {err}" if isinstance(err, str) and err else ""),
+            }
+        )
     early = res["early_stopped"].map(_truthy) if "early_stopped" in res.columns else pd.Series(False, res.index)
     for _, row in res[ok_mask & early].iterrows():
         failed_rows.append({"trial_id": row["trial_id"], "reason": "stopped early by the scheduler (no test metrics)"})
@@ -279,20 +311,35 @@ def build_leaderboard(sweep_dir: str | Path | Sweep, metric: str = "dice", task:
         if column is None:
             column = resolve_class(list(df.columns), metric, cls, task, sweep.run_folder(row).test_metrics)
         if column not in df.columns:
-            failed_rows.append({"trial_id": row["trial_id"],
-                                "reason": f"{sweep.run_folder(row).test_metrics.name} has no {column!r} column"})
+            failed_rows.append(
+                {
+                    "trial_id": row["trial_id"],
+                    "reason": f"{sweep.run_folder(row).test_metrics.name} has no {column!r} column",
+                }
+            )
             continue
         values = pd.to_numeric(df[column], errors="coerce").replace([np.inf, -np.inf], np.nan)
         for subject, value in zip(df["subject"], values):
-            records.append({"entry": row["entry"], "trial_id": row["trial_id"], "model": row["model"],
-                            "seed": fmt_value(row.get("seed")), "subject": subject, "value": float(value),
-                            **{k: knob_value(row.get(k)) for k in knobs}})
+            records.append(
+                {
+                    "entry": row["entry"],
+                    "trial_id": row["trial_id"],
+                    "model": row["model"],
+                    "seed": fmt_value(row.get("seed")),
+                    "subject": subject,
+                    "value": float(value),
+                    **{k: knob_value(row.get(k)) for k in knobs},
+                }
+            )
     long = pd.DataFrame(records, columns=["entry", "trial_id", "model", "seed", "subject", "value", *knobs])
     long[knobs] = long[knobs].astype(object)
     failed = _failed_table(res, failed_rows, knobs)
     if long.empty:
-        raise InputError(f"no successful trial with per-subject {metric!r} metrics "
-                         f"({len(failed)} failed: {failed['reason'].head(3).tolist()})", sweep.root)
+        raise InputError(
+            f"no successful trial with per-subject {metric!r} metrics "
+            f"({len(failed)} failed: {failed['reason'].head(3).tolist()})",
+            sweep.root,
+        )
     higher = not stats.lower_is_better(metric)
     wide = stats.per_subject_means(long)
     ranked = stats.rank_entries(wide, higher_is_better=higher, n_boot=n_boot, seed=seed, alpha=alpha, delta=delta)
@@ -307,22 +354,51 @@ def build_leaderboard(sweep_dir: str | Path | Sweep, metric: str = "dice", task:
         for k in (["preset"] if "preset" in trials else []) + knobs:
             vals = {knob_value(v) for v in trials[k]}
             row[k] = vals.pop() if len(vals) == 1 else "mixed"
-        row.update({"n_trials": len(trials), "n_subjects": st.n_subjects, "mean": st.mean, "ci_low": st.ci_low,
-                    "ci_high": st.ci_high, "trial_sd": sds.get(st.entry, float("nan")), "p_wilcoxon": st.p_value,
-                    "p_holm": st.p_holm, "best": st is ranked[0], "tied_with_best": st.tied_with_best,
-                    "label": st.label, "label_reason": st.label_reason, "n_pairs": st.n_pairs,
-                    "diff_to_best": st.diff, "diff_ci_low": st.diff_low, "diff_ci_high": st.diff_high,
-                    "effect_dz": st.effect_dz, "effect_rank_biserial": st.effect_rbc,
-                    "p_min_holm": st.p_min_holm, "n_seeds": int(seeds.loc[st.entry, "n_seeds"]),
-                    "seed_sd": float(seeds.loc[st.entry, "seed_sd"])})
+        row.update(
+            {
+                "n_trials": len(trials),
+                "n_subjects": st.n_subjects,
+                "mean": st.mean,
+                "ci_low": st.ci_low,
+                "ci_high": st.ci_high,
+                "trial_sd": sds.get(st.entry, float("nan")),
+                "p_wilcoxon": st.p_value,
+                "p_holm": st.p_holm,
+                "best": st is ranked[0],
+                "tied_with_best": st.tied_with_best,
+                "label": st.label,
+                "label_reason": st.label_reason,
+                "n_pairs": st.n_pairs,
+                "diff_to_best": st.diff,
+                "diff_ci_low": st.diff_low,
+                "diff_ci_high": st.diff_high,
+                "effect_dz": st.effect_dz,
+                "effect_rank_biserial": st.effect_rbc,
+                "p_min_holm": st.p_min_holm,
+                "n_seeds": int(seeds.loc[st.entry, "n_seeds"]),
+                "seed_sd": float(seeds.loc[st.entry, "seed_sd"]),
+            }
+        )
         rows.append(row)
     table = pd.DataFrame(rows)
     if "preset" in table and table["preset"].isna().all():
         table = table.drop(columns="preset")
-    meta = {"metric": metric, "column": column, "task": task, "data": data, "by": by, "n_boot": n_boot,
-            "seed": seed, "alpha": alpha, "delta": delta, "higher_is_better": higher, "sweep": sweep.name,
-            "n_comparisons": int(sum(1 for st in ranked[1:] if math.isfinite(st.p_value))),
-            "n_trials_ok": int(long["trial_id"].nunique()), "n_trials_failed": len(failed)}
+    meta = {
+        "metric": metric,
+        "column": column,
+        "task": task,
+        "data": data,
+        "by": by,
+        "n_boot": n_boot,
+        "seed": seed,
+        "alpha": alpha,
+        "delta": delta,
+        "higher_is_better": higher,
+        "sweep": sweep.name,
+        "n_comparisons": int(sum(1 for st in ranked[1:] if math.isfinite(st.p_value))),
+        "n_trials_ok": int(long["trial_id"].nunique()),
+        "n_trials_failed": len(failed),
+    }
     if cost:
         from leaderboard.cost import entry_costs
 
@@ -334,8 +410,9 @@ def build_leaderboard(sweep_dir: str | Path | Sweep, metric: str = "dice", task:
         table["params"] = table["entry"].map(params)
     from leaderboard.morphometrics import entry_morphometrics
 
-    morpho = entry_morphometrics(sweep, ok_res, task, enabled=morphometrics, n_boot=n_boot, seed=seed,
-                                 refresh=refresh_morphometrics, log=log)
+    morpho = entry_morphometrics(
+        sweep, ok_res, task, enabled=morphometrics, n_boot=n_boot, seed=seed, refresh=refresh_morphometrics, log=log
+    )
     if morpho.enabled and len(morpho.columns):
         table = table.merge(morpho.columns, on="entry", how="left")
     meta["morphometrics"] = "on" if morpho.enabled else morpho.reason
@@ -357,11 +434,13 @@ def build_leaderboard(sweep_dir: str | Path | Sweep, metric: str = "dice", task:
 
 def _natural_order(values: pd.Series) -> list[int]:
     """Positions sorting knob values numerically when they are numbers, else as text."""
+
     def key(v: str) -> tuple[int, Any]:
         try:
             return (0, float(v))
         except ValueError:
             return (1, v)
+
     return sorted(range(len(values)), key=lambda i: key(str(values.iloc[i])))
 
 

@@ -9,9 +9,11 @@ matrix products, convolutions and attention; element-wise operations are not cou
 
 Used by ``cordbench models``, the leaderboard's cost columns and ``benchmarks/``.
 """
+
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 
 def flop_counter() -> Any:

@@ -17,6 +17,7 @@ The label map of a subject (argmax and the run's ``postprocess`` rule) and its t
 ``score(pred, affine, target, subject, classes, datamodule)`` (``evaluation.evaluator.SubjectEvaluator``),
 which the runs layer attaches to every module it builds or loads: this package holds no evaluation code.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -24,7 +25,6 @@ from typing import Any
 import numpy as np
 import pytorch_lightning as pl
 import torch
-import torch.nn.functional as F
 
 from core.distributed import gather_records
 from core.errors import ConfigError, CordbenchError
@@ -53,25 +53,46 @@ class SegmentationModule(pl.LightningModule):
 
     # Defaults of the arguments a run config sets are the config schema's (core.schema; a recipe key's fallback):
     # a checkpoint saved before an argument existed loads with the value such runs had.
-    def __init__(self, network: str = default("model.name"), preset: str | None = default("model.preset"),
-                 options: dict[str, Any] | None = None, num_classes: int = 2, in_channels: int = 1,
-                 spatial_dims: int = default("data.spatial_dims"), classes: dict[str, list[int]] | None = None,
-                 patch_size: list[int] | None = None, lr: float = default("model.lr"),
-                 weight_decay: float = default("model.weight_decay"), scheduler: str = default("model.scheduler"),
-                 warmup_epochs: int = default("model.warmup_epochs"), dice_weight: float = default("model.dice_weight"),
-                 ce_weight: float = default("model.ce_weight"), inference_batch: int = 32,
-                 log_images: bool = default("logger.wandb.log_images"), spacing: list[float] | None = None,
-                 task: str = default("data.task"), contrast: str = "T2w", preprocessing: dict[str, Any] | None = None,
-                 postprocess: str = "none"):
+    def __init__(
+        self,
+        network: str = default("model.name"),
+        preset: str | None = default("model.preset"),
+        options: dict[str, Any] | None = None,
+        num_classes: int = 2,
+        in_channels: int = 1,
+        spatial_dims: int = default("data.spatial_dims"),
+        classes: dict[str, list[int]] | None = None,
+        patch_size: list[int] | None = None,
+        lr: float = default("model.lr"),
+        weight_decay: float = default("model.weight_decay"),
+        scheduler: str = default("model.scheduler"),
+        warmup_epochs: int = default("model.warmup_epochs"),
+        dice_weight: float = default("model.dice_weight"),
+        ce_weight: float = default("model.ce_weight"),
+        inference_batch: int = 32,
+        log_images: bool = default("logger.wandb.log_images"),
+        spacing: list[float] | None = None,
+        task: str = default("data.task"),
+        contrast: str = "T2w",
+        preprocessing: dict[str, Any] | None = None,
+        postprocess: str = "none",
+    ):
         super().__init__()
         self.save_hyperparameters()
-        self.net = build_network(network, in_channels=in_channels, num_classes=num_classes,
-                                 spatial_dims=spatial_dims, preset=preset, **(options or {}))
+        self.net = build_network(
+            network,
+            in_channels=in_channels,
+            num_classes=num_classes,
+            spatial_dims=spatial_dims,
+            preset=preset,
+            **(options or {}),
+        )
         self.classes = {k: list(v) for k, v in (classes or {"fg": list(range(1, num_classes))}).items()}
         from monai.losses import DiceCELoss
 
-        self.loss_fn = DiceCELoss(to_onehot_y=True, softmax=True, include_background=False,
-                                  lambda_dice=dice_weight, lambda_ce=ce_weight)
+        self.loss_fn = DiceCELoss(
+            to_onehot_y=True, softmax=True, include_background=False, lambda_dice=dice_weight, lambda_ce=ce_weight
+        )
         self.val_records: list[dict[str, Any]] = []
         self.test_records: list[dict[str, Any]] = []
         self._val_epoch: list[dict[str, float]] = []
@@ -93,8 +114,7 @@ class SegmentationModule(pl.LightningModule):
         loss = self.loss_fn(self(x), y)
         if not torch.isfinite(loss):
             raise TrainingDivergedError(f"loss is {loss.item()} at epoch {self.current_epoch}, step {self.global_step}")
-        self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=x.shape[0],
-                 sync_dist=True)
+        self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=x.shape[0], sync_dist=True)
         return loss
 
     # -------------------------------------------------------------------------------- inference
@@ -103,8 +123,9 @@ class SegmentationModule(pl.LightningModule):
         """Class probabilities (1, C, X, Y, Z) for a preprocessed volume (1, 1, X, Y, Z)."""
         if self.hparams.spatial_dims == 2:
             slices = volume[0].permute(3, 0, 1, 2)  # (Z, 1, X, Y): axial slices in RAS
-            outs = [torch.softmax(self(chunk), dim=1)
-                    for chunk in torch.split(slices, int(self.hparams.inference_batch))]
+            outs = [
+                torch.softmax(self(chunk), dim=1) for chunk in torch.split(slices, int(self.hparams.inference_batch))
+            ]
             return torch.cat(outs).permute(1, 2, 3, 0)[None]
         from monai.inferers import sliding_window_inference
 
@@ -120,8 +141,10 @@ class SegmentationModule(pl.LightningModule):
 
     def _evaluator(self) -> Any:
         if self.evaluator is None:
-            raise ConfigError("SegmentationModule.evaluator is not set: build the module with runs.runner.build_module "
-                              "or load it with runs.checkpoints.load_module")
+            raise ConfigError(
+                "SegmentationModule.evaluator is not set: build the module with runs.runner.build_module "
+                "or load it with runs.checkpoints.load_module"
+            )
         return self.evaluator
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
@@ -144,9 +167,14 @@ class SegmentationModule(pl.LightningModule):
     def test_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Any]:
         pred, target = self._subject_prediction(batch)
         affine = np.asarray(batch["image"]["affine"][0], dtype=float)
-        record, native = self._evaluator().score(pred.cpu().numpy(), affine, target.cpu().numpy(),
-                                                 batch["subject_id"][0], self.classes,
-                                                 getattr(self.trainer, "datamodule", None))
+        record, native = self._evaluator().score(
+            pred.cpu().numpy(),
+            affine,
+            target.cpu().numpy(),
+            batch["subject_id"][0],
+            self.classes,
+            getattr(self.trainer, "datamodule", None),
+        )
         self.test_records.append(record)
         return {"native_prediction": native}
 
@@ -156,8 +184,9 @@ class SegmentationModule(pl.LightningModule):
     def on_test_epoch_end(self) -> None:
         """Gather every rank's subjects (each once, single-process order); log the mean Dice per class."""
         self.test_records = gather_records(self.test_records)
-        keys = [k for k in (self.test_records[0] if self.test_records else {})
-                if k.endswith("/dice") and k.count("/") == 1]
+        keys = [
+            k for k in (self.test_records[0] if self.test_records else {}) if k.endswith("/dice") and k.count("/") == 1
+        ]
         for key in keys:
             self.log(f"test/{key}", float(np.mean([float(r[key]) for r in self.test_records])), sync_dist=True)
 
@@ -189,9 +218,17 @@ class SegmentationModule(pl.LightningModule):
         try:
             import wandb
 
-            logger.experiment.log({"val/overlay": wandb.Image(
-                np.rot90(img), masks={"prediction": {"mask_data": np.rot90(pred[:, :, z].cpu().numpy())},
-                                       "ground_truth": {"mask_data": np.rot90(target[:, :, z].cpu().numpy())}}),
-                "epoch": self.current_epoch})
+            logger.experiment.log(
+                {
+                    "val/overlay": wandb.Image(
+                        np.rot90(img),
+                        masks={
+                            "prediction": {"mask_data": np.rot90(pred[:, :, z].cpu().numpy())},
+                            "ground_truth": {"mask_data": np.rot90(target[:, :, z].cpu().numpy())},
+                        },
+                    ),
+                    "epoch": self.current_epoch,
+                }
+            )
         except Exception:  # a logging problem must never fail a run
             pass

@@ -3,6 +3,7 @@
 Both come from the config schema (:mod:`core.schema`): ``model.preset``'s choices, and the keys that
 declare a ``recipe`` name.
 """
+
 from __future__ import annotations
 
 from core import schema

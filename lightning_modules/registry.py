@@ -8,6 +8,7 @@ network class takes ``in_channels``, ``num_classes`` and ``spatial_dims`` plus i
 knobs as keyword arguments, accepts inputs of any spatial size and returns logits of the
 input's size. Presets: ``tiny`` (tests), ``small`` (laptop), ``paper`` (GPU, paper size).
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -15,7 +16,6 @@ from typing import Any
 import torch.nn as nn
 
 from core.errors import ConfigError
-
 from lightning_modules.model_spec import _REGISTRY, ModelSpec, register, register_variant  # noqa: F401 (re-exported)
 from lightning_modules.presets import PRESET_NAMES  # noqa: F401 (re-exported)
 
@@ -51,8 +51,7 @@ def resolve_kwargs(name: str, preset: str | None = None, **overrides: Any) -> di
     kwargs: dict[str, Any] = {}
     if preset is not None:
         if preset not in spec.presets:
-            raise ConfigError(f"model {name!r} has no preset {preset!r}; presets: "
-                              f"{', '.join(spec.presets) or 'none'}")
+            raise ConfigError(f"model {name!r} has no preset {preset!r}; presets: {', '.join(spec.presets) or 'none'}")
         kwargs.update(spec.presets[preset])
     knobs = spec.knobs()
     unknown = sorted(set(overrides) - set(knobs) - {"in_channels", "num_classes", "spatial_dims"})
@@ -62,17 +61,24 @@ def resolve_kwargs(name: str, preset: str | None = None, **overrides: Any) -> di
     return kwargs
 
 
-def build_network(name: str, in_channels: int = 1, num_classes: int = 2, spatial_dims: int = 2,
-                  preset: str | None = None, **overrides: Any) -> nn.Module:
+def build_network(
+    name: str,
+    in_channels: int = 1,
+    num_classes: int = 2,
+    spatial_dims: int = 2,
+    preset: str | None = None,
+    **overrides: Any,
+) -> nn.Module:
     """Instantiate a registered network from a preset plus keyword overrides."""
     spec = get_spec(name)
     if spatial_dims not in spec.spatial_dims:
-        raise ConfigError(f"model {name!r} supports spatial_dims {list(spec.spatial_dims)}, "
-                          f"not {spatial_dims}")
-    kwargs = resolve_kwargs(name, preset, **{k: v for k, v in overrides.items()
-                                             if k not in ("in_channels", "num_classes", "spatial_dims")})
+        raise ConfigError(f"model {name!r} supports spatial_dims {list(spec.spatial_dims)}, not {spatial_dims}")
+    kwargs = resolve_kwargs(
+        name, preset, **{k: v for k, v in overrides.items() if k not in ("in_channels", "num_classes", "spatial_dims")}
+    )
     try:
-        return spec.cls(in_channels=in_channels, num_classes=num_classes, spatial_dims=spatial_dims,
-                        **kwargs, **spec.fixed)
+        return spec.cls(
+            in_channels=in_channels, num_classes=num_classes, spatial_dims=spatial_dims, **kwargs, **spec.fixed
+        )
     except (ValueError, AssertionError) as exc:
         raise ConfigError(f"model {name!r}: {exc}") from None

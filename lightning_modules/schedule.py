@@ -5,6 +5,7 @@ a linear warm-up over ``warmup_epochs`` (``(epoch + 1) / (warmup + 1)``), then `
 (``0.5·(1 + cos(π·t))``) or ``poly`` (``(1 − t)^0.9``, nnU-Net's) with ``t`` the fraction of the
 post-warm-up epochs done; ``none`` is no schedule at all (constant rate, no warm-up).
 """
+
 from __future__ import annotations
 
 import math

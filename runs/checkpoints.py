@@ -8,6 +8,7 @@
   not atomic — when that folder is on another file system, as on most clusters), and it loads
   resume/test checkpoints with ``weights_only=True``.
 """
+
 from __future__ import annotations
 
 import re
@@ -37,13 +38,15 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     except pickle.UnpicklingError as exc:
         found = re.search(r"Unsupported global: GLOBAL (\S+)", str(exc))
         what = f" such as {found.group(1)}" if found else ""
-        raise InputError(f"unsafe checkpoint: it holds pickled objects{what} that weights-only loading refuses "
-                         "(cordbench never executes them)", path) from None
+        raise InputError(
+            f"unsafe checkpoint: it holds pickled objects{what} that weights-only loading refuses "
+            "(cordbench never executes them)",
+            path,
+        ) from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         first = re.sub(r"\. This is an internal miniz error.*", "", first)  # torch's long advice
-        raise InputError(f"corrupted checkpoint, truncated or damaged ({type(exc).__name__}: {first})",
-                         path) from None
+        raise InputError(f"corrupted checkpoint, truncated or damaged ({type(exc).__name__}: {first})", path) from None
     if not isinstance(ckpt, dict) or "state_dict" not in ckpt or "hyper_parameters" not in ckpt:
         raise InputError("not a cordbench checkpoint (no state_dict / hyper_parameters)", path)
     return ckpt
@@ -65,8 +68,11 @@ def load_module(path: str | Path, expect: dict[str, Any] | None = None):
     try:
         module = SegmentationModule(**hp)
     except (RuntimeError, TypeError, KeyError, ValueError) as exc:
-        raise InputError(f"checkpoint hyper-parameters do not build a model ({type(exc).__name__}: "
-                         f"{str(exc).strip().splitlines()[0] if str(exc).strip() else ''})", path) from None
+        raise InputError(
+            f"checkpoint hyper-parameters do not build a model ({type(exc).__name__}: "
+            f"{str(exc).strip().splitlines()[0] if str(exc).strip() else ''})",
+            path,
+        ) from None
     _check_weights(module.state_dict(), ckpt["state_dict"], hp, path)
     module.load_state_dict(ckpt["state_dict"])
     module.eval()
@@ -87,10 +93,12 @@ def _check_weights(own: dict[str, Any], saved: dict[str, Any], hp: dict[str, Any
         eg = f"{k} is {tuple(saved[k].shape)}, the model needs {tuple(own[k].shape)}"
     else:
         eg = f"{'missing ' + missing[0] if missing else 'unexpected ' + unexpected[0]}"
-    raise InputError(f"checkpoint weights do not fit its model {hp.get('network')!r} (preset {hp.get('preset')!r}, "
-                     f"{hp.get('num_classes')} classes): {len(missing)} missing, {len(unexpected)} unexpected, "
-                     f"{len(reshaped)} of another shape, e.g. {eg} (weights of another model or class count?)",
-                     path)
+    raise InputError(
+        f"checkpoint weights do not fit its model {hp.get('network')!r} (preset {hp.get('preset')!r}, "
+        f"{hp.get('num_classes')} classes): {len(missing)} missing, {len(unexpected)} unexpected, "
+        f"{len(reshaped)} of another shape, e.g. {eg} (weights of another model or class count?)",
+        path,
+    )
 
 
 def atomic_checkpoint_io():

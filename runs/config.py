@@ -6,13 +6,15 @@ Files merge left to right over :data:`DEFAULTS`; ``--section.key=value`` overrid
 Every key is checked against the schema (:mod:`core.schema`: type, range, choices): an unknown
 key, a wrong type or a value out of range is rejected with the file and the dotted key named. YAML is read with ``yaml.safe_load`` only.
 """
+
 from __future__ import annotations
 
 import copy
 import importlib
 import re
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 import yaml
 
@@ -96,8 +98,9 @@ def _check(value: Any, k: schema.Key, source: str) -> Any:
     return value
 
 
-def merge(base: dict[str, Any], update: Mapping[str, Any], source: str, of: type = RunConfig,
-          prefix: str = "") -> dict[str, Any]:
+def merge(
+    base: dict[str, Any], update: Mapping[str, Any], source: str, of: type = RunConfig, prefix: str = ""
+) -> dict[str, Any]:
     """Deep-merge ``update`` into a copy of ``base``, rejecting keys the schema ``of`` does not declare."""
     out = copy.deepcopy(base)
     index = schema.keys(of)
@@ -145,8 +148,9 @@ def nest(path: list[str], value: Any) -> dict[str, Any]:
     return out
 
 
-def load_config(files: Iterable[str | Path] = (), overrides: Iterable[str] = (),
-                extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
+def load_config(
+    files: Iterable[str | Path] = (), overrides: Iterable[str] = (), extra: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
     """Defaults ← each YAML file ← ``extra`` (e.g. from CLI shortcuts) ← dotted overrides."""
     cfg = copy.deepcopy(DEFAULTS)
     for f in files:
@@ -183,8 +187,9 @@ def validate(cfg: Mapping[str, Any], source: str = "config") -> None:
     randomise_options.from_config(d["phantom"].get("randomise"))  # min <= max of each drawn range
     name = str(cfg.get("name") or "")
     if not name or "/" in name or "\\" in name or name in (".", ".."):
-        raise ConfigError(f"key 'name' must be a plain folder name (it names outputs/runs/<name>), got {name!r}",
-                          source)
+        raise ConfigError(
+            f"key 'name' must be a plain folder name (it names outputs/runs/<name>), got {name!r}", source
+        )
     resolve_kwargs(m["name"], m["preset"], **(m.get("options") or {}))
     tasks, dims = choices("data.task"), choices("data.spatial_dims")
     if d["task"] not in tasks:
@@ -193,43 +198,58 @@ def validate(cfg: Mapping[str, Any], source: str = "config") -> None:
         raise ConfigError(f"key 'data.spatial_dims' must be {_or(map(str, dims))}, got {d['spatial_dims']!r}", source)
     want = 2 if d["spatial_dims"] == 2 else 3
     if len(d["patch_size"]) != want:
-        raise ConfigError(f"key 'data.patch_size' needs {want} sizes for spatial_dims={d['spatial_dims']}, "
-                          f"got {d['patch_size']!r}", source)
+        raise ConfigError(
+            f"key 'data.patch_size' needs {want} sizes for spatial_dims={d['spatial_dims']}, got {d['patch_size']!r}",
+            source,
+        )
     if d.get("crop") is not None and (not isinstance(d["crop"], list) or len(d["crop"]) != 2):
         raise ConfigError(f"key 'data.crop' must be null or [x, y] in voxels, got {d['crop']!r}", source)
     pipelines = choices("data.pipeline")
     if d.get("pipeline") not in (None, *pipelines):
-        raise ConfigError(f"key 'data.pipeline' must be null, {_or(map(repr, pipelines))}; got {d['pipeline']!r}",
-                          source)
+        raise ConfigError(
+            f"key 'data.pipeline' must be null, {_or(map(repr, pipelines))}; got {d['pipeline']!r}", source
+        )
     if d.get("pipeline") == "fast" and d["spatial_dims"] != 2:
-        raise ConfigError("key 'data.pipeline': 'fast' samples 2D slices; use 'torchio' (or null) for "
-                          "spatial_dims=3", source)
+        raise ConfigError(
+            "key 'data.pipeline': 'fast' samples 2D slices; use 'torchio' (or null) for spatial_dims=3", source
+        )
     if d.get("cache_dir") is not None and not isinstance(d["cache_dir"], str):
         raise ConfigError(f"key 'data.cache_dir' must be a folder path or null, got {d['cache_dir']!r}", source)
     if d.get("preset") is not None and d["preset"] not in choices("data.preset"):  # (torchio: imported when set)
-        raise ConfigError(f"key 'data.preset' must be null or {_or(map(repr, choices('data.preset')))}, "
-                          f"got {d['preset']!r}", source)
+        raise ConfigError(
+            f"key 'data.preset' must be null or {_or(map(repr, choices('data.preset')))}, got {d['preset']!r}", source
+        )
     if d.get("scoring") not in choices("data.scoring"):
-        raise ConfigError(f"key 'data.scoring' must be {_or(choices('data.scoring'))}, got {d.get('scoring')!r}",
-                          source)
+        raise ConfigError(
+            f"key 'data.scoring' must be {_or(choices('data.scoring'))}, got {d.get('scoring')!r}", source
+        )
     sp = d.get("spacing")
-    if sp is not None and (not isinstance(sp, list) or len(sp) != 3
-                           or not all(v is None or (isinstance(v, (int, float)) and v > 0) for v in sp)):
-        raise ConfigError(f"key 'data.spacing' must be null or [x, y, z] in mm (> 0; null keeps an axis), "
-                          f"got {sp!r}", source)
-    postprocess, schedulers, methods = choices("model.postprocess"), choices("model.scheduler"), \
-        choices("data.split.method")
+    if sp is not None and (
+        not isinstance(sp, list)
+        or len(sp) != 3
+        or not all(v is None or (isinstance(v, (int, float)) and v > 0) for v in sp)
+    ):
+        raise ConfigError(
+            f"key 'data.spacing' must be null or [x, y, z] in mm (> 0; null keeps an axis), got {sp!r}", source
+        )
+    postprocess, schedulers, methods = (
+        choices("model.postprocess"),
+        choices("model.scheduler"),
+        choices("data.split.method"),
+    )
     if m.get("postprocess") not in (None, *postprocess):
-        raise ConfigError(f"key 'model.postprocess' must be null, {_or(postprocess)}; got {m['postprocess']!r}",
-                          source)
+        raise ConfigError(f"key 'model.postprocess' must be null, {_or(postprocess)}; got {m['postprocess']!r}", source)
     if m["scheduler"] not in schedulers:
         raise ConfigError(f"key 'model.scheduler' must be {_or(schedulers)}; got {m['scheduler']!r}", source)
     s = d["split"]
     if s["method"] not in methods:
         raise ConfigError(f"key 'data.split.method' must be {_or(methods)}; got {s['method']!r}", source)
     if s["val_fraction"] + s["test_fraction"] >= 1:
-        raise ConfigError("keys 'data.split.val_fraction' + 'data.split.test_fraction' must be < 1, got "
-                          f"{s['val_fraction']:g} + {s['test_fraction']:g}", source)
+        raise ConfigError(
+            "keys 'data.split.val_fraction' + 'data.split.test_fraction' must be < 1, got "
+            f"{s['val_fraction']:g} + {s['test_fraction']:g}",
+            source,
+        )
     if s["method"] == "kfold" and s["fold"] >= s["folds"]:
         raise ConfigError(f"key 'data.split.fold' = {s['fold']} must be < data.split.folds = {s['folds']}", source)
 

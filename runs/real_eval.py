@@ -17,26 +17,30 @@ the ground truth), ``metrics_automatic`` (agreement with automatic masks, e.g. s
 set's folder and fingerprint (:meth:`data_modules.real.RealSet.fingerprint`: the leaderboard's cache
 key, :func:`cached_result`); ``real_predictions/<id>_pred.nii.gz`` — the scored masks.
 """
+
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import numpy as np
 
 from core.errors import CordbenchError, OutputError
-from runs.run_folder import CHECKPOINTS, RunFolder
 from data_modules.real import AUTOMATIC, MANUAL, RealImage, RealSet
 from evaluation.postprocess import mode_of
+from runs.run_folder import CHECKPOINTS, RunFolder
 
 #: scored class -> the mask kinds forming its reference (wm = SC minus GM)
 CLASS_REFERENCES: dict[str, tuple[str, ...]] = {"sc": ("SC",), "gm": ("GM",), "wm": ("SC", "GM")}
 KIND_NAMES = {"SC": "cord (SC) mask", "GM": "GM mask"}
 TABLE_METRICS = ("dice", "hd95", "msd")
-GROUND_TRUTH = ("ground truth = manual masks only; 'automatic' references (e.g. sct_deepseg_sc's _seg-deepseg) "
-                "measure agreement with that tool and are reported apart (metrics_automatic)")
+GROUND_TRUTH = (
+    "ground truth = manual masks only; 'automatic' references (e.g. sct_deepseg_sc's _seg-deepseg) "
+    "measure agreement with that tool and are reported apart (metrics_automatic)"
+)
 
 
 @dataclass
@@ -73,8 +77,12 @@ def reference_mask(cls: str, masks: Mapping[str, np.ndarray]) -> np.ndarray:
 def skip_reason(classes: Mapping[str, Any], image: RealImage) -> str:
     """Why none of the model's classes can be scored on ``image``."""
     has = " and ".join(f"a {KIND_NAMES[k]}" for k in image.labels) or "no mask"
-    need = "; ".join(f"{c} needs " + " and ".join(f"a {KIND_NAMES[k]}" for k in CLASS_REFERENCES[c])
-                     if c in CLASS_REFERENCES else f"{c} has no real reference" for c in classes)
+    need = "; ".join(
+        f"{c} needs " + " and ".join(f"a {KIND_NAMES[k]}" for k in CLASS_REFERENCES[c])
+        if c in CLASS_REFERENCES
+        else f"{c} has no real reference"
+        for c in classes
+    )
     return f"no reference for the model's class(es) {', '.join(classes)} ({need}); it has {has}"
 
 
@@ -95,8 +103,9 @@ def run_folder_of(ckpt: str | Path) -> Path | None:
     return p.parent.parent if p.parent.name == CHECKPOINTS else None
 
 
-def _score_image(module: Any, image: RealImage, classes: Mapping[str, list[int]], real: RealSet,
-                 folder: RunFolder) -> dict[str, Any]:
+def _score_image(
+    module: Any, image: RealImage, classes: Mapping[str, list[int]], real: RealSet, folder: RunFolder
+) -> dict[str, Any]:
     """Predict one image on its native grid, write the mask, score each class with a reference."""
     from core import io
     from evaluation.inference import check_axial_extent, predict_array
@@ -120,8 +129,9 @@ def _score_image(module: Any, image: RealImage, classes: Mapping[str, list[int]]
     return record
 
 
-def evaluate_real(module: Any, real: RealSet, out: str | Path, ckpt: str | Path,
-                  log: Callable[[str], None] | None = None) -> RealResult:
+def evaluate_real(
+    module: Any, real: RealSet, out: str | Path, ckpt: str | Path, log: Callable[[str], None] | None = None
+) -> RealResult:
     """Score ``module`` on every image of ``real`` and write the outputs into the run folder ``out``."""
     from core import io
 
@@ -141,18 +151,36 @@ def evaluate_real(module: Any, real: RealSet, out: str | Path, ckpt: str | Path,
             skipped.append({"image": real.rel(image.path), "reason": str(exc)})
             continue
         if log is not None:
-            log(f"real {image.id} ({image.contrast}): " + ", ".join(
-                f"{c}/dice {records[-1][f'{c}/dice']:.4f} ({records[-1][f'{c}/reference']})"
-                for c in classes if f"{c}/dice" in records[-1]))
+            log(
+                f"real {image.id} ({image.contrast}): "
+                + ", ".join(
+                    f"{c}/dice {records[-1][f'{c}/dice']:.4f} ({records[-1][f'{c}/reference']})"
+                    for c in classes
+                    if f"{c}/dice" in records[-1]
+                )
+            )
     hp = module.hparams
-    summary = {"scoring": "native", "real_root": str(real.root), "layout": real.layout,
-               "fingerprint": real.fingerprint(), "checkpoint": str(ckpt), "checkpoint_sha256": io.sha256(ckpt),
-               "model": hp.get("network"), "preset": hp.get("preset"), "task": hp.get("task"),
-               "postprocess": mode_of(module), "classes": classes,
-               "n_images": len(real.images) + len(real.unpaired), "n_subjects": len(records),
-               "metrics": _aggregate(records, MANUAL), "metrics_automatic": _aggregate(records, AUTOMATIC),
-               "images": _image_dice(records, classes), "skipped": skipped, "ground_truth": GROUND_TRUTH,
-               "seconds": round(time.perf_counter() - t0, 2)}
+    summary = {
+        "scoring": "native",
+        "real_root": str(real.root),
+        "layout": real.layout,
+        "fingerprint": real.fingerprint(),
+        "checkpoint": str(ckpt),
+        "checkpoint_sha256": io.sha256(ckpt),
+        "model": hp.get("network"),
+        "preset": hp.get("preset"),
+        "task": hp.get("task"),
+        "postprocess": mode_of(module),
+        "classes": classes,
+        "n_images": len(real.images) + len(real.unpaired),
+        "n_subjects": len(records),
+        "metrics": _aggregate(records, MANUAL),
+        "metrics_automatic": _aggregate(records, AUTOMATIC),
+        "images": _image_dice(records, classes),
+        "skipped": skipped,
+        "ground_truth": GROUND_TRUTH,
+        "seconds": round(time.perf_counter() - t0, 2),
+    }
     folder.write_real_outputs(records, summary)
     return RealResult(Path(out), records, summary)
 
@@ -164,14 +192,25 @@ def _aggregate(records: list[dict[str, Any]], reference: str) -> dict[str, Any]:
     rows = []
     for r in records:
         keep = {c.split("/")[0] for c, v in r.items() if c.endswith("/reference") and v == reference}
-        rows.append({k: v for k, v in r.items() if "/" in k and k.split("/")[0] in keep
-                     and not k.endswith("/reference")})
+        rows.append(
+            {k: v for k, v in r.items() if "/" in k and k.split("/")[0] in keep and not k.endswith("/reference")}
+        )
     return aggregate([r for r in rows if r])
 
 
 def _image_dice(records: list[dict[str, Any]], classes: Mapping[str, Any]) -> list[dict[str, Any]]:
-    return [{"subject": r["subject"], "contrast": r["contrast"], "class": c, "reference": r[f"{c}/reference"],
-             "dice": r[f"{c}/dice"]} for r in records for c in classes if f"{c}/reference" in r]
+    return [
+        {
+            "subject": r["subject"],
+            "contrast": r["contrast"],
+            "class": c,
+            "reference": r[f"{c}/reference"],
+            "dice": r[f"{c}/dice"],
+        }
+        for r in records
+        for c in classes
+        if f"{c}/reference" in r
+    ]
 
 
 def cached_result(out: str | Path, ckpt: str | Path, real: RealSet) -> RealResult | None:

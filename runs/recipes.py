@@ -11,10 +11,12 @@ key left null from the recipe of the run's ``model.name``/``model.preset``, else
 ``model.lr: 0.002`` means 0.002 for every model of a sweep. The run folder's ``config.yaml``
 holds the filled values.
 """
+
 from __future__ import annotations
 
 import copy
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from core import dotted, schema
 from core.schema import RunConfig

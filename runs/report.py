@@ -1,4 +1,5 @@
 """Terminal tables of run results."""
+
 from __future__ import annotations
 
 from typing import Any

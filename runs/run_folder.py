@@ -25,12 +25,14 @@ Writers are used by :mod:`runs.runner`; readers by :mod:`sweeps.results` (throug
 before this module existed read identically (``tests/test_run_folder.py``). Sweep-only records
 kept in a trial's run folder (``trial.json``, attempts, elapsed time) belong to :mod:`sweeps.records`.
 """
+
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from core.errors import InputError
 
@@ -39,18 +41,18 @@ SPLIT = "split.json"
 DATA = "data.json"
 METRICS = "metrics.csv"
 CHECKPOINTS = "checkpoints"
-BEST_CKPT_NAME = "best.ckpt"    # the best epoch by val/dice (ModelCheckpoint ``filename`` = its stem)
-LAST_CKPT = "last.ckpt"         # Lightning's ``ModelCheckpoint.CHECKPOINT_NAME_LAST`` + ``.ckpt``
+BEST_CKPT_NAME = "best.ckpt"  # the best epoch by val/dice (ModelCheckpoint ``filename`` = its stem)
+LAST_CKPT = "last.ckpt"  # Lightning's ``ModelCheckpoint.CHECKPOINT_NAME_LAST`` + ``.ckpt``
 BEST = PurePosixPath(BEST_CKPT_NAME).stem
 TEST_METRICS = "test_metrics.csv"
 TEST_SUMMARY = "test_summary.json"
 FAILURE = "failure.json"
 MORPHOMETRICS = "morphometrics.csv"
 WANDB = "wandb"
-PREDICTIONS = "predictions"     # <subject>_pred.nii.gz: the scored predictions (runs.subject_outputs)
-QC = "qc"                       # <subject>.png QC panels and the report
-QC_INDEX = "index.html"         # the QC report, in qc/
-REAL_METRICS = "real_metrics.csv"      # cordbench test --real (runs.real_eval); never test_metrics.csv
+PREDICTIONS = "predictions"  # <subject>_pred.nii.gz: the scored predictions (runs.subject_outputs)
+QC = "qc"  # <subject>.png QC panels and the report
+QC_INDEX = "index.html"  # the QC report, in qc/
+REAL_METRICS = "real_metrics.csv"  # cordbench test --real (runs.real_eval); never test_metrics.csv
 REAL_SUMMARY = "real_summary.json"
 REAL_PREDICTIONS = "real_predictions"  # <image id>_pred.nii.gz
 

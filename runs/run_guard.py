@@ -15,28 +15,42 @@ overwrite of an earlier run, an explicit ``--resume``.
   the fit's records (``config.yaml``, ``split.json``, ``data.json``, ``metrics.csv``, checkpoints)
   are never modified (see :func:`runs.runner.evaluate`).
 """
+
 from __future__ import annotations
 
 import datetime
 import os
 import shutil
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import pytorch_lightning as pl
 import yaml
 
-from runs import run_folder as rf
 from core.errors import ConfigError, OutputError, RunInterrupted
+from runs import run_folder as rf
 
 LOCK = ".cordbench.lock"
 #: An interrupted fit's mid-epoch checkpoint (``checkpoints/interrupted.ckpt``), newest wins on --resume.
 INTERRUPTED_CKPT = "interrupted.ckpt"
 #: Files and folders a run writes: their presence makes a folder an earlier run.
-RECORDS = (rf.CONFIG, rf.SPLIT, rf.DATA, rf.METRICS, rf.CHECKPOINTS, rf.TEST_METRICS, rf.TEST_SUMMARY, rf.FAILURE,
-           "hparams.yaml", rf.WANDB, rf.PREDICTIONS, rf.QC)
+RECORDS = (
+    rf.CONFIG,
+    rf.SPLIT,
+    rf.DATA,
+    rf.METRICS,
+    rf.CHECKPOINTS,
+    rf.TEST_METRICS,
+    rf.TEST_SUMMARY,
+    rf.FAILURE,
+    "hparams.yaml",
+    rf.WANDB,
+    rf.PREDICTIONS,
+    rf.QC,
+)
 #: Keys a resumed run may change (more epochs, display, logging, where the folder is) without mixing two runs.
 #: Keys ``validate``/``test`` may set differently from the run they score (devices, strategy, logging: the
 #: sweep's DDP trials test their best checkpoint on one device).
@@ -60,7 +74,7 @@ class RunLock:
         self._fd: int | None = None
         self._created = False
 
-    def __enter__(self) -> "RunLock":
+    def __enter__(self) -> RunLock:
         self.acquire()
         return self
 
@@ -83,8 +97,9 @@ class RunLock:
             except BlockingIOError:
                 holder = os.read(fd, 500).decode(errors="replace").strip() or "another process"
                 os.close(fd)
-                raise OutputError(f"run folder is in use by {holder}: wait for it to finish or choose another -o",
-                                  self.out) from None
+                raise OutputError(
+                    f"run folder is in use by {holder}: wait for it to finish or choose another -o", self.out
+                ) from None
             try:  # the holder may have removed the file between our open and flock: lock the current one
                 if os.stat(self.path).st_ino == os.fstat(fd).st_ino:
                     break
@@ -137,8 +152,11 @@ def config_changes(out: Path, cfg: Mapping[str, Any], ignore: tuple[str, ...] = 
         raise OutputError(f"unreadable run config ({exc})", path) from None
     a, b = _flat(old), _flat(dict(cfg))
     keys = sorted(set(a) | set(b))
-    return [f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in keys
-            if a.get(k) != b.get(k) and not any(k == i or (i.endswith(".") and k.startswith(i)) for i in ignore)]
+    return [
+        f"{k}: {a.get(k)!r} -> {b.get(k)!r}"
+        for k in keys
+        if a.get(k) != b.get(k) and not any(k == i or (i.endswith(".") and k.startswith(i)) for i in ignore)
+    ]
 
 
 @dataclass
@@ -146,9 +164,9 @@ class FitPlan:
     """What ``fit`` does with its run folder (decided before any work, applied before the first write)."""
 
     out: Path
-    ckpt_path: str | None = None    # the checkpoint to start from (the run's own with --resume)
-    overwrite: bool = False         # replace an earlier run: its records are removed once the inputs are valid
-    resume: bool = False            # continue the run in ``out`` (its metrics.csv rows are kept)
+    ckpt_path: str | None = None  # the checkpoint to start from (the run's own with --resume)
+    overwrite: bool = False  # replace an earlier run: its records are removed once the inputs are valid
+    resume: bool = False  # continue the run in ``out`` (its metrics.csv rows are kept)
 
     def before_write(self, out: Path) -> None:
         """Called by the runner after validating the inputs, before writing the first record.
@@ -160,8 +178,11 @@ class FitPlan:
         if not records or self.resume:
             return
         if not self.overwrite:
-            raise OutputError(f"run folder holds an earlier run ({', '.join(records)}): continue it with --resume, "
-                              "replace it with --overwrite, or choose another -o", out)
+            raise OutputError(
+                f"run folder holds an earlier run ({', '.join(records)}): continue it with --resume, "
+                "replace it with --overwrite, or choose another -o",
+                out,
+            )
         clear_records(out)
 
 
@@ -171,8 +192,9 @@ def latest_checkpoint(out: Path) -> Path | None:
     return max(found, key=lambda p: p.stat().st_mtime_ns) if found else None
 
 
-def plan_fit(cfg: Mapping[str, Any], out: Path, *, resume: bool = False, overwrite: bool = False,
-             ckpt_path: str | None = None) -> FitPlan:
+def plan_fit(
+    cfg: Mapping[str, Any], out: Path, *, resume: bool = False, overwrite: bool = False, ckpt_path: str | None = None
+) -> FitPlan:
     """Decide (before any work) how ``fit`` treats ``out``; refuse an earlier run without a flag."""
     if resume and overwrite:
         raise ConfigError("--resume and --overwrite exclude each other")
@@ -182,14 +204,18 @@ def plan_fit(cfg: Mapping[str, Any], out: Path, *, resume: bool = False, overwri
         last = latest_checkpoint(out)
         if last is None:
             found = ", ".join(existing_records(out)) or "an empty folder"
-            raise OutputError(f"nothing to resume: no {rf.CHECKPOINTS}/{rf.LAST_CKPT} (found: {found}); start it "
-                              "without --resume", out)
+            raise OutputError(
+                f"nothing to resume: no {rf.CHECKPOINTS}/{rf.LAST_CKPT} (found: {found}); start it without --resume",
+                out,
+            )
         if (out / rf.CONFIG).exists():
             changed = config_changes(out, cfg, RESUMABLE_CHANGES)
             if changed:
-                raise ConfigError(f"--resume with another config than the run's {rf.CONFIG} ({'; '.join(changed[:3])}"
-                                  f"{'; …' if len(changed) > 3 else ''}): resume with the same config, or --overwrite",
-                                  out)
+                raise ConfigError(
+                    f"--resume with another config than the run's {rf.CONFIG} ({'; '.join(changed[:3])}"
+                    f"{'; …' if len(changed) > 3 else ''}): resume with the same config, or --overwrite",
+                    out,
+                )
         return FitPlan(out, ckpt_path=str(last), resume=True)
     return FitPlan(out, ckpt_path=ckpt_path, overwrite=overwrite)
 
@@ -209,8 +235,11 @@ def check_evaluate(cfg: Mapping[str, Any], out: Path) -> None:
     if (out / rf.CONFIG).exists():
         changed = config_changes(out, cfg, EVALUATE_CHANGES)
         if changed:
-            raise ConfigError(f"run folder holds a run of another config ({'; '.join(changed[:3])}"
-                              f"{'; …' if len(changed) > 3 else ''}): its records are kept; give -o a new folder", out)
+            raise ConfigError(
+                f"run folder holds a run of another config ({'; '.join(changed[:3])}"
+                f"{'; …' if len(changed) > 3 else ''}): its records are kept; give -o a new folder",
+                out,
+            )
 
 
 def check_same_split(out: Path, split: Mapping[str, Any]) -> None:
@@ -225,8 +254,11 @@ def check_same_split(out: Path, split: Mapping[str, Any]) -> None:
     except (OSError, ValueError) as exc:
         raise OutputError(f"unreadable split record ({exc})", path) from None
     if old != json.loads(json.dumps(dict(split), default=str)):
-        raise OutputError("this run's subjects differ from the split recorded by the run in this folder (data "
-                          "changed since?): its records are kept; give -o a new folder", path)
+        raise OutputError(
+            "this run's subjects differ from the split recorded by the run in this folder (data "
+            "changed since?): its records are kept; give -o a new folder",
+            path,
+        )
 
 
 def command_name() -> str:
@@ -238,14 +270,18 @@ def command_name() -> str:
 # ------------------------------------------------------------------------- interrupt and resume
 def is_interrupt(exc: BaseException, trainer: Any) -> bool:
     """Ctrl-C during a Trainer call: Lightning catches it, shuts down and raises ``SystemExit(1)``."""
-    return isinstance(exc, KeyboardInterrupt) or (isinstance(exc, SystemExit) and bool(getattr(trainer, "interrupted",
-                                                                                                 False)))
+    return isinstance(exc, KeyboardInterrupt) or (
+        isinstance(exc, SystemExit) and bool(getattr(trainer, "interrupted", False))
+    )
 
 
 def interrupted_error(out: Path, trainer: Any) -> RunInterrupted:
     """The one line of an interrupted run (exit 130), after :func:`runs.runner.record_failure`."""
-    return RunInterrupted(f"interrupted at epoch {int(trainer.current_epoch)}, step {int(trainer.global_step)} "
-                          f"(recorded in {rf.FAILURE}); continue it with the same command and --resume", out)
+    return RunInterrupted(
+        f"interrupted at epoch {int(trainer.current_epoch)}, step {int(trainer.global_step)} "
+        f"(recorded in {rf.FAILURE}); continue it with the same command and --resume",
+        out,
+    )
 
 
 def fit_callbacks(out: Path, resumed_from: Mapping[str, Any] | None) -> list[Any]:

@@ -12,23 +12,25 @@ never overwrites the records of an earlier run in the same folder. Under DDP (Li
 ``strategy: ddp`` or a Ray ``TorchTrainer`` worker) only global rank 0 writes (see
 :mod:`core.distributed`).
 """
+
 from __future__ import annotations
 
 import os
 import time
 import warnings
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 from core import schema
-from runs.config import dump, network_options
 from core.distributed import is_global_zero, rank_and_world, write_first
 from core.errors import ConfigError, CordbenchError
 from core.paths import output_dir
-from runs.run_folder import BEST, FAILURE, RunFolder
 from evaluation.evaluator import SubjectEvaluator
 from evaluation.postprocess import mode_of, resolve
+from runs.config import dump, network_options
+from runs.run_folder import BEST, FAILURE, RunFolder
 
 
 @dataclass
@@ -76,10 +78,17 @@ def build_module(cfg: dict[str, Any], dm: Any):
     from lightning_modules.module import SegmentationModule
 
     module = SegmentationModule(
-        **schema.hparams(cfg), options=network_options(cfg), num_classes=dm.num_classes, in_channels=1,
-        spatial_dims=dm.spatial_dims, classes={k: list(v) for k, v in dm.class_map.items()}, task=dm.task.name,
-        contrast=dm.contrast, preprocessing=dm.preprocessing.to_dict(),
-        postprocess=resolve(cfg["model"].get("postprocess"), dm.task.name))
+        **schema.hparams(cfg),
+        options=network_options(cfg),
+        num_classes=dm.num_classes,
+        in_channels=1,
+        spatial_dims=dm.spatial_dims,
+        classes={k: list(v) for k, v in dm.class_map.items()},
+        task=dm.task.name,
+        contrast=dm.contrast,
+        preprocessing=dm.preprocessing.to_dict(),
+        postprocess=resolve(cfg["model"].get("postprocess"), dm.task.name),
+    )
     module.evaluator = SubjectEvaluator(cfg["data"]["scoring"])
     return module
 
@@ -106,8 +115,14 @@ def epoch_printer():
     return EpochPrinter()
 
 
-def build_trainer(cfg: dict[str, Any], out: Path, callbacks: Sequence[Any] = (), loggers: Sequence[Any] | None = None,
-                  checkpoint: bool = True, trainer_kwargs: Mapping[str, Any] | None = None):
+def build_trainer(
+    cfg: dict[str, Any],
+    out: Path,
+    callbacks: Sequence[Any] = (),
+    loggers: Sequence[Any] | None = None,
+    checkpoint: bool = True,
+    trainer_kwargs: Mapping[str, Any] | None = None,
+):
     """A ``pl.Trainer`` from the ``trainer`` section plus checkpointing into ``out/checkpoints``.
 
     ``trainer_kwargs`` adds or replaces Trainer arguments that cannot live in the YAML config
@@ -119,8 +134,8 @@ def build_trainer(cfg: dict[str, Any], out: Path, callbacks: Sequence[Any] = (),
     import pytorch_lightning as pl
     from pytorch_lightning.callbacks import ModelCheckpoint
 
-    from runs.checkpoints import atomic_checkpoint_io
     from core.devices import choose_precision, cuda_capability
+    from runs.checkpoints import atomic_checkpoint_io
 
     t = {k: v for k, v in {**cfg["trainer"], **(trainer_kwargs or {})}.items() if v is not None}
     set_deterministic_env(cfg)
@@ -131,11 +146,26 @@ def build_trainer(cfg: dict[str, Any], out: Path, callbacks: Sequence[Any] = (),
     if not t.get("enable_progress_bar", True):
         cbs.append(epoch_printer())
     if checkpoint:
-        cbs.append(ModelCheckpoint(dirpath=str(RunFolder(out).checkpoints), filename=BEST, monitor="val/dice",
-                                   mode="max", save_last=True, save_top_k=1, auto_insert_metric_name=False,
-                                   enable_version_counter=False))
-    return pl.Trainer(default_root_dir=str(out), callbacks=cbs, logger=list(loggers or []),
-                      enable_model_summary=False, plugins=plugins, **t)
+        cbs.append(
+            ModelCheckpoint(
+                dirpath=str(RunFolder(out).checkpoints),
+                filename=BEST,
+                monitor="val/dice",
+                mode="max",
+                save_last=True,
+                save_top_k=1,
+                auto_insert_metric_name=False,
+                enable_version_counter=False,
+            )
+        )
+    return pl.Trainer(
+        default_root_dir=str(out),
+        callbacks=cbs,
+        logger=list(loggers or []),
+        enable_model_summary=False,
+        plugins=plugins,
+        **t,
+    )
 
 
 def uses_cuda(cfg: dict[str, Any]) -> bool:
@@ -196,9 +226,11 @@ def write_test_outputs(out: Path, records: list[dict[str, Any]], extra: dict[str
     """Per-subject ``test_metrics.csv`` and the aggregated ``test_summary.json`` (written by rank 0 only)."""
     from evaluation.metrics import aggregate
 
-    summary = {"n_subjects": len(records),
-               "metrics": aggregate([{k: v for k, v in r.items() if k != "subject"} for r in records]),
-               **(extra or {})}
+    summary = {
+        "n_subjects": len(records),
+        "metrics": aggregate([{k: v for k, v in r.items() if k != "subject"} for r in records]),
+        **(extra or {}),
+    }
     if is_global_zero():
         RunFolder(out).write_test_outputs(records, summary)
     return summary
@@ -218,9 +250,15 @@ def write_test_qc(out: Path, records: list[dict[str, Any]]) -> Path | None:
     return write_qc_report(out, records) if records and is_global_zero() else None
 
 
-def fit(cfg: dict[str, Any], callbacks: Sequence[Any] = (), ckpt_path: str | None = None,
-        test: bool = True, trainer_kwargs: Mapping[str, Any] | None = None,
-        wrap_trainer: Callable[[Any], Any] | None = None, plan: Any = None) -> RunResult:
+def fit(
+    cfg: dict[str, Any],
+    callbacks: Sequence[Any] = (),
+    ckpt_path: str | None = None,
+    test: bool = True,
+    trainer_kwargs: Mapping[str, Any] | None = None,
+    wrap_trainer: Callable[[Any], Any] | None = None,
+    plan: Any = None,
+) -> RunResult:
     """Train, keep the best checkpoint by ``val/dice``, then test it on the held-out subjects.
 
     ``trainer_kwargs`` (extra ``pl.Trainer`` arguments, see :func:`build_trainer`) and
@@ -245,8 +283,13 @@ def fit(cfg: dict[str, Any], callbacks: Sequence[Any] = (), ckpt_path: str | Non
     if is_global_zero():
         RunFolder(out).clear_failure()  # a stale record of an earlier attempt
     module = build_module(cfg, dm)
-    trainer = build_trainer(cfg, out, [*callbacks, subject_outputs(out), *run_guard.fit_callbacks(out, resumed)],
-                            build_loggers(cfg, out), trainer_kwargs=trainer_kwargs)
+    trainer = build_trainer(
+        cfg,
+        out,
+        [*callbacks, subject_outputs(out), *run_guard.fit_callbacks(out, resumed)],
+        build_loggers(cfg, out),
+        trainer_kwargs=trainer_kwargs,
+    )
     if wrap_trainer is not None:
         trainer = wrap_trainer(trainer)
     try:
@@ -261,8 +304,7 @@ def fit(cfg: dict[str, Any], callbacks: Sequence[Any] = (), ckpt_path: str | Non
         if isinstance(exc, CordbenchError) and exc.path is None:  # e.g. TrainingDivergedError: name the run
             raise type(exc)(f"{exc} (recorded in {FAILURE_FILE})", out) from exc
         raise
-    result = RunResult(out=out, val={k: float(v) for k, v in trainer.callback_metrics.items()
-                                     if k.startswith("val/")})
+    result = RunResult(out=out, val={k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")})
     ckpt_cb = trainer.checkpoint_callback
     result.best_ckpt = ckpt_cb.best_model_path if ckpt_cb is not None and ckpt_cb.best_model_path else None
     if test and dm.split.get("test"):
@@ -275,11 +317,18 @@ def fit(cfg: dict[str, Any], callbacks: Sequence[Any] = (), ckpt_path: str | Non
             record_failure(out, exc, trainer, status="interrupted")
             raise run_guard.interrupted_error(out, trainer) from None
         result.test_records = list(module.test_records)
-        result.test_summary = write_test_outputs(out, result.test_records,
-                                                 {"checkpoint": result.best_ckpt, "model": cfg["model"]["name"],
-                                                  "preset": cfg["model"]["preset"], "task": dm.task.name,
-                                                  "scoring": module.evaluator.scoring,
-                                                  "postprocess": mode_of(module)})
+        result.test_summary = write_test_outputs(
+            out,
+            result.test_records,
+            {
+                "checkpoint": result.best_ckpt,
+                "model": cfg["model"]["name"],
+                "preset": cfg["model"]["preset"],
+                "task": dm.task.name,
+                "scoring": module.evaluator.scoring,
+                "postprocess": mode_of(module),
+            },
+        )
         write_test_qc(out, result.test_records)
     result.seconds = time.perf_counter() - t0
     for lg in trainer.loggers:
@@ -303,9 +352,12 @@ def record_failure(out: Path, exc: BaseException, trainer: Any = None, status: s
     reason = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
     if status == "interrupted":
         reason = "interrupted (Ctrl-C / SIGINT); continue with --resume"
-    rec: dict[str, Any] = {"status": status, "error": "KeyboardInterrupt" if status == "interrupted" else
-                           type(exc).__name__, "reason": reason,
-                           "time": datetime.datetime.now().isoformat(timespec="seconds")}
+    rec: dict[str, Any] = {
+        "status": status,
+        "error": "KeyboardInterrupt" if status == "interrupted" else type(exc).__name__,
+        "reason": reason,
+        "time": datetime.datetime.now().isoformat(timespec="seconds"),
+    }
     if trainer is not None:
         rec.update(epoch=int(trainer.current_epoch), global_step=int(trainer.global_step))
     rank, world = rank_and_world()
@@ -321,16 +373,25 @@ def record_failure(out: Path, exc: BaseException, trainer: Any = None, status: s
 
 
 #: The config key behind each field of the preprocessing contract (for the mismatch message).
-_PRE_KEYS = {"spacing": "data.spacing", "crop": "data.crop", "train_crop": "data.crop", "min_shape": "data.patch_size",
-             "normalisation": "data.preset", "preset": "data.preset", "task": "data.task", "classes": "data.task",
-             "num_classes": "data.task", "spatial_dims": "data.spatial_dims"}
+_PRE_KEYS = {
+    "spacing": "data.spacing",
+    "crop": "data.crop",
+    "train_crop": "data.crop",
+    "min_shape": "data.patch_size",
+    "normalisation": "data.preset",
+    "preset": "data.preset",
+    "task": "data.task",
+    "classes": "data.task",
+    "num_classes": "data.task",
+    "spatial_dims": "data.spatial_dims",
+}
 
 
 def check_preprocessing(cfg: Mapping[str, Any], module: Any, ckpt: str | Path) -> None:
     """Refuse to score a checkpoint through another preprocessing than its own (the chain ``predict`` uses):
     one line naming the first differing field, both values and the config key behind it."""
-    from data_modules.preprocessing import Preprocessing
     from core.tasks import TASKS
+    from data_modules.preprocessing import Preprocessing
 
     if not module.hparams.get("preprocessing"):  # a checkpoint older than the contract: nothing to compare
         return
@@ -339,10 +400,13 @@ def check_preprocessing(cfg: Mapping[str, Any], module: Any, ckpt: str | Path) -
     diff = [k for k in own if own[k] != here.get(k)]
     if diff:
         k = diff[0]
-        raise ConfigError(f"the checkpoint was trained with preprocessing {k}={own[k]!r} but this config gives "
-                          f"{here.get(k)!r} ({_PRE_KEYS.get(k, 'data.*')}): scoring it so would not match what "
-                          "`cordbench predict` writes; use the run's config (--config <run>/config.yaml) or set "
-                          "the same data keys", ckpt)
+        raise ConfigError(
+            f"the checkpoint was trained with preprocessing {k}={own[k]!r} but this config gives "
+            f"{here.get(k)!r} ({_PRE_KEYS.get(k, 'data.*')}): scoring it so would not match what "
+            "`cordbench predict` writes; use the run's config (--config <run>/config.yaml) or set "
+            "the same data keys",
+            ckpt,
+        )
 
 
 def evaluate(cfg: dict[str, Any], ckpt: str, stage: str = "test") -> RunResult:
@@ -356,13 +420,20 @@ def evaluate(cfg: dict[str, Any], ckpt: str, stage: str = "test") -> RunResult:
     # checked before anything is written: a checkpoint of another task, class count or
     # dimensionality would otherwise score garbage silently
     task = TASKS[cfg["data"]["task"]]
-    module = load_module(ckpt, expect={"num_classes": task.num_classes, "task": task.name,
-                                       "spatial_dims": int(cfg["data"]["spatial_dims"])})
+    module = load_module(
+        ckpt,
+        expect={"num_classes": task.num_classes, "task": task.name, "spatial_dims": int(cfg["data"]["spatial_dims"])},
+    )
     check_preprocessing(cfg, module, ckpt)
     out, dm = prepare(cfg, keep_records=True)
     # a training run's per-epoch metrics.csv is its record: Lightning's CSVLogger would delete it
-    trainer = build_trainer(cfg, out, [subject_outputs(out)], checkpoint=False,
-                            loggers=build_loggers(cfg, out, csv=not RunFolder(out).metrics.exists()))
+    trainer = build_trainer(
+        cfg,
+        out,
+        [subject_outputs(out)],
+        checkpoint=False,
+        loggers=build_loggers(cfg, out, csv=not RunFolder(out).metrics.exists()),
+    )
     module.evaluator.scoring = cfg["data"]["scoring"]
     if cfg["model"].get("postprocess") is not None:  # e.g. --model.postprocess=none: the raw argmax's metrics
         module.hparams.postprocess = cfg["model"]["postprocess"]
@@ -373,9 +444,11 @@ def evaluate(cfg: dict[str, Any], ckpt: str, stage: str = "test") -> RunResult:
     else:
         trainer.test(module, datamodule=dm, verbose=False)
         result.test_records = list(module.test_records)
-        result.test_summary = write_test_outputs(out, result.test_records,
-                                                 {"checkpoint": ckpt, "scoring": module.evaluator.scoring,
-                                                  "postprocess": mode_of(module)})
+        result.test_summary = write_test_outputs(
+            out,
+            result.test_records,
+            {"checkpoint": ckpt, "scoring": module.evaluator.scoring, "postprocess": mode_of(module)},
+        )
         write_test_qc(out, result.test_records)
     result.seconds = time.perf_counter() - t0
     return result

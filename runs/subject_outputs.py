@@ -10,19 +10,21 @@
 ``SegmentationModule.test_step`` returns; :func:`write_qc_report` writes the report from the
 records after the test (on the main process).
 """
+
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import pytorch_lightning as pl
 
 from core import io
+from data_modules.sharding import is_padding
 from runs.run_folder import PREDICTIONS as PREDICTIONS_DIR
 from runs.run_folder import QC as QC_DIR
 from runs.run_folder import QC_INDEX
-from data_modules.sharding import is_padding
 
 #: metrics shown in the QC report (per class), in this order, when the records have them
 QC_COLUMNS = ("dice", "hd95", "skel_md", "tnr")
@@ -51,14 +53,20 @@ class SubjectOutputWriter(pl.Callback):
         self.out = Path(out)
         self.qc = qc
 
-    def on_test_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int,
-                          dataloader_idx: int = 0) -> None:
+    def on_test_batch_end(
+        self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int, dataloader_idx: int = 0
+    ) -> None:
         native = outputs.get("native_prediction") if isinstance(outputs, dict) else None
         if native is None or is_padding(trainer.test_dataloaders, batch_idx):  # DDP: another rank's subject
             return
         img = native.image
-        io.save_nifti(native.labels.astype(np.uint8), img.affine, prediction_file(self.out, native.subject),
-                      header=img.header, dtype=np.uint8)
+        io.save_nifti(
+            native.labels.astype(np.uint8),
+            img.affine,
+            prediction_file(self.out, native.subject),
+            header=img.header,
+            dtype=np.uint8,
+        )
         if self.qc:
             write_panel(img, native.labels, qc_png(self.out, native.subject), native.target)
 
@@ -91,8 +99,9 @@ def _stem(path: Path) -> str:
     return name[:-7] if name.endswith(".nii.gz") else Path(name).stem
 
 
-def write_predict_qc(pairs: Sequence[tuple[Path, Path]], qc_dir: str | Path,
-                     classes: dict[str, list[int]] | None = None) -> Path:
+def write_predict_qc(
+    pairs: Sequence[tuple[Path, Path]], qc_dir: str | Path, classes: dict[str, list[int]] | None = None
+) -> Path:
     """``cordbench predict --qc DIR``: a panel per (image, written mask) and ``DIR/index.html``.
 
     There is no manual mask: the report lists each image's predicted volume per class (mm³).

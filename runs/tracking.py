@@ -13,13 +13,15 @@ offline-run-*`` uploads them later. If wandb cannot start, the run falls back to
 if even that fails it continues without wandb — with exactly one warning either way. Under DDP
 only global rank 0 creates a run (one wandb run per trial).
 """
+
 from __future__ import annotations
 
 import math
 import os
 import warnings
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from core.distributed import RANK_VARS  # noqa: F401  (kept importable from here)
 
@@ -44,8 +46,13 @@ def is_global_rank_zero() -> bool:
 def run_tags(cfg: dict[str, Any]) -> list[str]:
     """Tags: model, preset, data set, task, seed and the knobs set in ``model.options``."""
     m, d = cfg["model"], cfg["data"]
-    tags = [f"model:{m['name']}", f"preset:{m['preset']}", f"data:{d['name']}", f"task:{d['task']}",
-            f"seed:{cfg.get('seed_everything')}"]
+    tags = [
+        f"model:{m['name']}",
+        f"preset:{m['preset']}",
+        f"data:{d['name']}",
+        f"task:{d['task']}",
+        f"seed:{cfg.get('seed_everything')}",
+    ]
     for k, v in sorted((m.get("options") or {}).items()):
         tags.append(f"{k}:{v}".replace(" ", ""))
     tags += [str(t) for t in cfg["logger"]["wandb"].get("tags") or []]
@@ -55,7 +62,7 @@ def run_tags(cfg: dict[str, Any]) -> list[str]:
 def start_with_fallback(start: Callable[[str], Any], mode: str, what: str) -> Any:
     """``start(mode)``, else ``start("offline")``; None when both fail. At most one warning."""
     errors = []
-    for attempt in ((mode,) if mode == "offline" else (mode, "offline")):
+    for attempt in (mode,) if mode == "offline" else (mode, "offline"):
         try:
             return _maybe_warn(start(attempt), errors, what, fell_back=True)
         except Exception as exc:  # network, auth, disk: never fail the run for tracking
@@ -67,8 +74,7 @@ def start_with_fallback(start: Callable[[str], Any], mode: str, what: str) -> An
 def _maybe_warn(result: Any, errors: list[str], what: str, fell_back: bool) -> Any:
     if errors:
         tail = "logging offline instead" if fell_back else "continuing without wandb"
-        warnings.warn(f"wandb could not start for {what} ({'; '.join(errors)}); {tail}", RuntimeWarning,
-                      stacklevel=3)
+        warnings.warn(f"wandb could not start for {what} ({'; '.join(errors)}); {tail}", RuntimeWarning, stacklevel=3)
     return result
 
 
@@ -82,8 +88,16 @@ def make_wandb_logger(cfg: dict[str, Any], out: Path):
 
     os.environ.setdefault("WANDB_SILENT", "true")
     os.environ.setdefault("WANDB_CONSOLE", "off")
-    kwargs = dict(project=wb["project"], entity=wb.get("entity"), group=wb.get("group"), job_type=wb["job_type"],
-                  tags=run_tags(cfg), name=cfg["name"], save_dir=str(out), config=cfg)
+    kwargs = dict(
+        project=wb["project"],
+        entity=wb.get("entity"),
+        group=wb.get("group"),
+        job_type=wb["job_type"],
+        tags=run_tags(cfg),
+        name=cfg["name"],
+        save_dir=str(out),
+        config=cfg,
+    )
 
     def start(attempt: str):
         logger = WandbLogger(mode=attempt, **kwargs)
@@ -111,8 +125,13 @@ def finish_wandb(logger: Any, result: Any) -> None:
         run.summary.update(summary)
         if result.test_records:
             cols = list(result.test_records[0])
-            run.log({"test/per_subject": wandb.Table(columns=cols, data=[[r.get(c) for c in cols]
-                                                                            for r in result.test_records])})
+            run.log(
+                {
+                    "test/per_subject": wandb.Table(
+                        columns=cols, data=[[r.get(c) for c in cols] for r in result.test_records]
+                    )
+                }
+            )
         if result.best_ckpt and Path(result.best_ckpt).exists():
             _log_checkpoint_reference(run, Path(result.best_ckpt), summary)
         run.finish()
@@ -127,8 +146,11 @@ def _log_checkpoint_reference(run: Any, ckpt: Path, summary: dict[str, Any]) -> 
     try:
         # artifact metadata must be strict JSON: a non-finite metric (e.g. conformity -inf at Dice 0) is kept
         # as its text ("-inf", "nan"), not dropped with the whole artifact
-        meta = {k: (str(v) if isinstance(v, float) and not math.isfinite(v) else v)
-                for k, v in summary.items() if k.startswith(("final/", "test/"))}
+        meta = {
+            k: (str(v) if isinstance(v, float) and not math.isfinite(v) else v)
+            for k, v in summary.items()
+            if k.startswith(("final/", "test/"))
+        }
         art = wandb.Artifact(f"model-{run.id}", type="model", metadata=meta)
         art.add_reference(ckpt.resolve().as_uri(), name=ckpt.name, checksum=False)
         run.log_artifact(art, aliases=["best"])
@@ -141,14 +163,25 @@ def wandb_defaults_from_trials(trial_configs: list[dict[str, Any]], sweep_name: 
     for cfg in trial_configs:
         wb = (cfg.get("logger") or {}).get("wandb") or {}
         if wb:
-            return {"project": wb.get("project") or "cordbench", "entity": wb.get("entity"),
-                    "group": wb.get("group") or sweep_name, "mode": wb.get("mode")}
+            return {
+                "project": wb.get("project") or "cordbench",
+                "entity": wb.get("entity"),
+                "group": wb.get("group") or sweep_name,
+                "mode": wb.get("mode"),
+            }
     return {"project": "cordbench", "entity": None, "group": sweep_name, "mode": None}
 
 
-def log_leaderboard(out: Path, table: Any, images: dict[str, Path], meta: dict[str, Any],
-                    project: str = "cordbench", entity: str | None = None, group: str | None = None,
-                    mode: str | None = None) -> Path | None:
+def log_leaderboard(
+    out: Path,
+    table: Any,
+    images: dict[str, Path],
+    meta: dict[str, Any],
+    project: str = "cordbench",
+    entity: str | None = None,
+    group: str | None = None,
+    mode: str | None = None,
+) -> Path | None:
     """A ``job_type=leaderboard`` run in the sweep's group: the table, the plots, the best entry.
 
     Returns the run's local folder, or None when wandb is disabled or could not start.
@@ -163,20 +196,39 @@ def log_leaderboard(out: Path, table: Any, images: dict[str, Path], meta: dict[s
     out.mkdir(parents=True, exist_ok=True)
 
     def start(attempt: str):
-        return wandb.init(project=project, entity=entity, group=group, job_type="leaderboard", mode=attempt,
-                          name=f"leaderboard-{group or meta.get('sweep')}", dir=str(out), config=meta,
-                          tags=[f"metric:{meta.get('column')}", f"by:{meta.get('by')}"], reinit="create_new")
+        return wandb.init(
+            project=project,
+            entity=entity,
+            group=group,
+            job_type="leaderboard",
+            mode=attempt,
+            name=f"leaderboard-{group or meta.get('sweep')}",
+            dir=str(out),
+            config=meta,
+            tags=[f"metric:{meta.get('column')}", f"by:{meta.get('by')}"],
+            reinit="create_new",
+        )
 
     run = start_with_fallback(start, mode, f"leaderboard of {meta.get('sweep')!r}")
     if run is None:
         return None
     try:
-        run.log({"leaderboard": wandb.Table(dataframe=table.astype(object).where(table.notna(), None)),
-                 **{f"plots/{k}": wandb.Image(str(p)) for k, p in images.items()}})
+        run.log(
+            {
+                "leaderboard": wandb.Table(dataframe=table.astype(object).where(table.notna(), None)),
+                **{f"plots/{k}": wandb.Image(str(p)) for k, p in images.items()},
+            }
+        )
         best = table.iloc[0]
-        run.summary.update({"best/entry": str(best["entry"]), "best/mean": float(best["mean"]),
-                            "best/ci_low": float(best["ci_low"]), "best/ci_high": float(best["ci_high"]),
-                            "n_entries": int(len(table))})
+        run.summary.update(
+            {
+                "best/entry": str(best["entry"]),
+                "best/mean": float(best["mean"]),
+                "best/ci_low": float(best["ci_low"]),
+                "best/ci_high": float(best["ci_high"]),
+                "n_entries": int(len(table)),
+            }
+        )
         run_dir = Path(run.dir).parent
         run.finish()
         return run_dir

@@ -3,6 +3,7 @@
 This module imports Lightning and torch; :mod:`runs.runner` and :mod:`runs.checkpoints`
 import it lazily.
 """
+
 from __future__ import annotations
 
 import time
@@ -26,9 +27,12 @@ class EpochPrinter(pl.Callback):
         m = trainer.callback_metrics
         loss = m.get("train/loss_epoch")
         dt = time.perf_counter() - getattr(self, "_t0", time.perf_counter())
-        print(f"epoch {trainer.current_epoch + 1}/{trainer.max_epochs}  "
-              f"train/loss={float(loss) if loss is not None else float('nan'):.4f}  "
-              f"val/dice={float(m.get('val/dice', float('nan'))):.4f}  ({dt:.1f} s)", flush=True)
+        print(
+            f"epoch {trainer.current_epoch + 1}/{trainer.max_epochs}  "
+            f"train/loss={float(loss) if loss is not None else float('nan'):.4f}  "
+            f"val/dice={float(m.get('val/dice', float('nan'))):.4f}  ({dt:.1f} s)",
+            flush=True,
+        )
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -41,6 +45,10 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         with atomic_path(path) as tmp:
             torch.save(checkpoint, str(tmp))
 
-    def load_checkpoint(self, path, map_location=lambda storage, loc: storage,  # noqa: D102
-                        weights_only=None):
+    def load_checkpoint(
+        self,
+        path,
+        map_location=lambda storage, loc: storage,  # noqa: D102
+        weights_only=None,
+    ):
         return super().load_checkpoint(path, map_location=map_location, weights_only=True)

@@ -37,24 +37,25 @@ both ends of every continuous range) is resolved into a full run config, passed 
 :func:`runs.config.validate`, and its network is instantiated (without the random weight
 initialisation, which dominates the build time) to catch impossible knob combinations.
 """
+
 from __future__ import annotations
 
 import contextlib
 import copy
 import itertools
 import json
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Mapping
+from typing import Any
 
 import yaml
 
 from core import schema
-from core.schema import SweepConfig
-from runs.config import (DEFAULTS, dump, fill_recipe, load_yaml, merge, nest, network_options, parse_override,
-                         validate)
-from core.errors import CordbenchError, ConfigError
+from core.errors import ConfigError, CordbenchError
 from core.paths import REPO_ROOT, find_config
+from core.schema import SweepConfig
+from runs.config import DEFAULTS, dump, fill_recipe, load_yaml, merge, nest, network_options, parse_override, validate
 from sweeps.records import SWEEP_FILE
 
 #: Sweep keys and defaults, from the schema (:class:`core.schema.SweepConfig`), without the free-form mappings
@@ -68,8 +69,13 @@ SCHEDULERS: tuple[str, ...] = schema.get(SweepConfig, "scheduler.name").choices 
 #: Validate the full cross product of categorical values up to this many combinations.
 MAX_COMBINATIONS = 4096
 #: Run-config keys that get their own results.csv column anyway (not repeated as knobs).
-FIXED_COLUMNS = {"model.name": "model", "model.preset": "preset", "seed_everything": "seed",
-                 "data.name": "data", "data.task": "task"}
+FIXED_COLUMNS = {
+    "model.name": "model",
+    "model.preset": "preset",
+    "seed_everything": "seed",
+    "data.name": "data",
+    "data.task": "task",
+}
 
 
 @dataclass(frozen=True)
@@ -78,8 +84,8 @@ class Dim:
 
     key: str
     kind: str
-    values: tuple[Any, ...]            # categories, or (low, high)
-    encoded: bool = False              # categories are JSON strings in Ray (lists / mappings)
+    values: tuple[Any, ...]  # categories, or (low, high)
+    encoded: bool = False  # categories are JSON strings in Ray (lists / mappings)
 
     @property
     def column(self) -> str:
@@ -102,12 +108,12 @@ class Dim:
 class Sweep:
     """A loaded and validated sweep."""
 
-    path: Path                         # the sweep file (or sweep.yaml of a sweep being resumed)
+    path: Path  # the sweep file (or sweep.yaml of a sweep being resumed)
     name: str
-    raw: dict[str, Any]                # sweep mapping with defaults filled (written as sweep.yaml)
-    run_config: dict[str, Any]         # resolved base run config shared by every trial
+    raw: dict[str, Any]  # sweep mapping with defaults filled (written as sweep.yaml)
+    run_config: dict[str, Any]  # resolved base run config shared by every trial
     dims: list[Dim] = field(default_factory=list)
-    n_validated: int = 0               # trial configs validated before the start
+    n_validated: int = 0  # trial configs validated before the start
 
     @property
     def search(self) -> dict[str, Any]:
@@ -132,8 +138,9 @@ class Sweep:
     @property
     def sweep_dir(self) -> str:
         """``<storage>/<name>`` (local absolute path or URI)."""
-        return f"{self.storage.rstrip('/')}/{self.name}" if self.is_remote_storage else \
-            str(Path(self.storage) / self.name)
+        return (
+            f"{self.storage.rstrip('/')}/{self.name}" if self.is_remote_storage else str(Path(self.storage) / self.name)
+        )
 
     @property
     def metric(self) -> str:
@@ -218,16 +225,21 @@ def _resolve_file(name: str, sweep_path: Path) -> Path:
     for root in (sweep_path.parent, Path.cwd(), REPO_ROOT):
         if (root / p).exists():
             return (root / p).resolve()
-    raise ConfigError(f"key 'base': run config {name!r} not found (looked beside the sweep file, in the "
-                      "current folder and in the repository)", sweep_path)
+    raise ConfigError(
+        f"key 'base': run config {name!r} not found (looked beside the sweep file, in the "
+        "current folder and in the repository)",
+        sweep_path,
+    )
 
 
 # ------------------------------------------------------------------------------------------ parsing
 def parse_dim(key: str, spec: Any, where: str) -> Dim:
     """``{grid: [...]}`` / ``{choice: [...]}`` / ``{uniform: [lo, hi]}`` … → :class:`Dim`."""
     if not isinstance(spec, Mapping) or len(spec) != 1 or next(iter(spec)) not in KINDS:
-        raise ConfigError(f"key 'space.{key}' must be a mapping with one of {', '.join(KINDS)} "
-                          f"(e.g. {{grid: [a, b]}}), got {spec!r}", where)
+        raise ConfigError(
+            f"key 'space.{key}' must be a mapping with one of {', '.join(KINDS)} (e.g. {{grid: [a, b]}}), got {spec!r}",
+            where,
+        )
     kind, values = next(iter(spec.items()))
     if not isinstance(values, list) or not values:
         raise ConfigError(f"key 'space.{key}.{kind}' must be a non-empty list, got {values!r}", where)
@@ -257,8 +269,11 @@ def apply_sweep_overrides(raw: dict[str, Any], overrides: Iterable[str], where: 
         src = f"{where}: override {item!r}"
         if path[0] == "space":
             if len(path) < 3 or path[-1] not in KINDS:
-                raise ConfigError("a space override looks like space.<run key>.<grid|choice|uniform|"
-                                  f"loguniform|randint>=<list>, got {item!r}", where)
+                raise ConfigError(
+                    "a space override looks like space.<run key>.<grid|choice|uniform|"
+                    f"loguniform|randint>=<list>, got {item!r}",
+                    where,
+                )
             raw.setdefault("space", {})[".".join(path[1:-1])] = {path[-1]: value}
         elif path[0] in ("config", "stop", "source"):
             node = raw.setdefault(path[0], {})
@@ -302,14 +317,14 @@ def check_sweep_keys(raw: Mapping[str, Any], where: str) -> dict[str, Any]:
         out[k] = dict(v)
     s, sch, res = out["search"], out["scheduler"], out["resources"]
     if s["algorithm"] not in ALGORITHMS:
-        raise ConfigError(f"key 'search.algorithm' must be one of {', '.join(ALGORITHMS)}; got {s['algorithm']!r}",
-                          where)
+        raise ConfigError(
+            f"key 'search.algorithm' must be one of {', '.join(ALGORITHMS)}; got {s['algorithm']!r}", where
+        )
     modes = schema.get(SweepConfig, "search.mode").choices
     if s["mode"] not in modes:
         raise ConfigError(f"key 'search.mode' must be {' or '.join(modes)}; got {s['mode']!r}", where)
     if sch["name"] not in SCHEDULERS:
-        raise ConfigError(f"key 'scheduler.name' must be one of {', '.join(SCHEDULERS)}; got {sch['name']!r}",
-                          where)
+        raise ConfigError(f"key 'scheduler.name' must be one of {', '.join(SCHEDULERS)}; got {sch['name']!r}", where)
     if res["gpu"] is None:
         res["gpu"] = 0
     if res["gpu"] != "auto" and (isinstance(res["gpu"], bool) or not isinstance(res["gpu"], (int, float))):
@@ -318,16 +333,25 @@ def check_sweep_keys(raw: Mapping[str, Any], where: str) -> dict[str, Any]:
     if gpu < 0:  # (resources.cpu: its declared range)
         raise ConfigError(f"key 'resources.gpu' must be >= 0 (or auto); got {res['gpu']!r}", where)
     if gpu > 1 and not gpu.is_integer():
-        raise ConfigError(f"key 'resources.gpu': more than one GPU per trial must be a whole number "
-                          f"(one DDP worker per GPU), got {res['gpu']!r}", where)
+        raise ConfigError(
+            f"key 'resources.gpu': more than one GPU per trial must be a whole number "
+            f"(one DDP worker per GPU), got {res['gpu']!r}",
+            where,
+        )
     workers = res.get("workers")  # a positive integer (its declared range)
     if workers is not None:
         if workers > 1 and res["gpu"] != "auto" and gpu not in (0.0, float(workers)):
-            raise ConfigError(f"key 'resources.gpu': a trial of {workers} DDP workers takes 0 GPUs (CPU, gloo) or "
-                              f"one per worker (gpu: {workers}); got {res['gpu']!r}", where)
+            raise ConfigError(
+                f"key 'resources.gpu': a trial of {workers} DDP workers takes 0 GPUs (CPU, gloo) or "
+                f"one per worker (gpu: {workers}); got {res['gpu']!r}",
+                where,
+            )
         if workers > 1 and cpu < workers:
-            raise ConfigError(f"key 'resources.cpu': {workers} DDP workers need at least {workers} CPUs per trial "
-                              f"(one each); got {res['cpu']!r}", where)
+            raise ConfigError(
+                f"key 'resources.cpu': {workers} DDP workers need at least {workers} CPUs per trial "
+                f"(one each); got {res['cpu']!r}",
+                where,
+            )
     for k, v in out["stop"].items():
         if isinstance(v, bool) or not isinstance(v, (int, float)):
             raise ConfigError(f"key 'stop.{k}' must be a number (stop when the metric reaches it); got {v!r}", where)
@@ -343,8 +367,16 @@ def _no_weight_init() -> Iterator[None]:
     (truncated-normal init dominates the build time of transformer networks)."""
     import torch.nn.init as init
 
-    names = ("trunc_normal_", "normal_", "uniform_", "kaiming_uniform_", "kaiming_normal_", "xavier_uniform_",
-             "xavier_normal_", "orthogonal_")
+    names = (
+        "trunc_normal_",
+        "normal_",
+        "uniform_",
+        "kaiming_uniform_",
+        "kaiming_normal_",
+        "xavier_uniform_",
+        "xavier_normal_",
+        "orthogonal_",
+    )
     saved = {n: getattr(init, n) for n in names if hasattr(init, n)}
     try:
         for n in saved:
@@ -361,20 +393,27 @@ def network_check(cfg: Mapping[str, Any], cache: dict[str, int] | None = None) -
     Raises :class:`ConfigError` for impossible knob combinations (the network's own
     ``ValueError`` message, which names the knob).
     """
-    from lightning_modules.registry import build_network
     from core.tasks import TASKS
+    from lightning_modules.registry import build_network
 
     m, d = cfg["model"], cfg["data"]
     options = network_options(cfg)
     task = TASKS[d["task"]]
-    key = json.dumps([m["name"], m["preset"], options, task.num_classes, d["spatial_dims"]], sort_keys=True,
-                     default=str)
+    key = json.dumps(
+        [m["name"], m["preset"], options, task.num_classes, d["spatial_dims"]], sort_keys=True, default=str
+    )
     if cache is not None and key in cache:
         return cache[key]
     try:
         with _no_weight_init():
-            net = build_network(m["name"], in_channels=1, num_classes=task.num_classes,
-                                spatial_dims=int(d["spatial_dims"]), preset=m["preset"], **options)
+            net = build_network(
+                m["name"],
+                in_channels=1,
+                num_classes=task.num_classes,
+                spatial_dims=int(d["spatial_dims"]),
+                preset=m["preset"],
+                **options,
+            )
     except CordbenchError:
         raise
     except (ValueError, TypeError, AssertionError, KeyError) as exc:
@@ -405,8 +444,9 @@ def validate_trials(sweep: Sweep, check_data: bool = True) -> int:
     if sweep.search["algorithm"] == "optuna":
         for d in sweep.dims:
             if d.kind == "grid":
-                raise ConfigError(f"key 'space.{d.key}': the optuna searcher cannot sample a grid; "
-                                  "use choice", sweep.path)
+                raise ConfigError(
+                    f"key 'space.{d.key}': the optuna searcher cannot sample a grid; use choice", sweep.path
+                )
     time_attrs = schema.get(SweepConfig, "scheduler.time_attr").choices
     if sweep.scheduler["name"] == "asha" and sweep.scheduler["time_attr"] not in time_attrs:
         raise ConfigError(f"key 'scheduler.time_attr' must be {' or '.join(time_attrs)}", sweep.path)
@@ -443,13 +483,19 @@ def check_datasets(sweep: Sweep, combos: list[dict[str, Any]]) -> None:
         try:
             _ = build_datamodule(d).specs
         except CordbenchError as exc:
-            raise ConfigError(f"data set {d['name']!r} (key 'data.root'={d.get('root')!r}): {exc}",
-                              sweep.path) from None
+            raise ConfigError(
+                f"data set {d['name']!r} (key 'data.root'={d.get('root')!r}): {exc}", sweep.path
+            ) from None
 
 
 # ------------------------------------------------------------------------------------------- loading
-def load_sweep(path: str | Path, overrides: Iterable[str] = (), storage: str | None = None,
-               validate_all: bool = True, check_data: bool = True) -> Sweep:
+def load_sweep(
+    path: str | Path,
+    overrides: Iterable[str] = (),
+    storage: str | None = None,
+    validate_all: bool = True,
+    check_data: bool = True,
+) -> Sweep:
     """Read, complete and validate a sweep file (or a sweep folder's ``sweep.yaml``)."""
     path = Path(path)
     if path.is_dir():
@@ -489,8 +535,11 @@ def load_sweep(path: str | Path, overrides: Iterable[str] = (), storage: str | N
 def resolved_yaml(sweep: Sweep) -> str:
     """``sweep.yaml`` written into the sweep folder: the full run config inlined, base files recorded."""
     raw = copy.deepcopy(sweep.raw)
-    raw["source"] = {**raw.get("source", {}), "file": raw.get("source", {}).get("file", str(sweep.path)),
-                     "base": raw.get("source", {}).get("base", raw["base"])}
+    raw["source"] = {
+        **raw.get("source", {}),
+        "file": raw.get("source", {}).get("file", str(sweep.path)),
+        "base": raw.get("source", {}).get("base", raw["base"]),
+    }
     raw["base"] = []
     raw["config"] = yaml.safe_load(dump(sweep.run_config))
     return yaml.safe_dump(raw, sort_keys=False)

@@ -15,6 +15,7 @@ the worker's share, rounded, at least 1). Metrics reach Tune through Ray's
 retried by Tune restarts from its first epoch. With a URI storage, rank 0 uploads the run folder
 to ``<uri>/trials/<id>`` when the trial finishes.
 """
+
 from __future__ import annotations
 
 import copy
@@ -37,12 +38,17 @@ def ddp_trainer_kwargs() -> dict[str, Any]:
     """Extra ``pl.Trainer`` arguments of a DDP worker (Ray's Lightning integration)."""
     from ray.train.lightning import RayDDPStrategy, RayLightningEnvironment
 
-    return {"strategy": RayDDPStrategy(find_unused_parameters=False), "plugins": [RayLightningEnvironment()],
-            "devices": "auto", "accelerator": "auto"}
+    return {
+        "strategy": RayDDPStrategy(find_unused_parameters=False),
+        "plugins": [RayLightningEnvironment()],
+        "devices": "auto",
+        "accelerator": "auto",
+    }
 
 
-def build_ddp_trainer(cfg: dict[str, Any], setup: TrialSetup, trial_id: str, callbacks: list[Any] | None = None,
-                      attempts: int = 1):
+def build_ddp_trainer(
+    cfg: dict[str, Any], setup: TrialSetup, trial_id: str, callbacks: list[Any] | None = None, attempts: int = 1
+):
     """A Ray ``TorchTrainer`` running :func:`ddp_worker_loop` on ``setup.workers`` workers."""
     from ray.train import FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
@@ -50,13 +56,22 @@ def build_ddp_trainer(cfg: dict[str, Any], setup: TrialSetup, trial_id: str, cal
     res = worker_resources(setup)
     scaling = ScalingConfig(num_workers=setup.workers, use_gpu="GPU" in res, resources_per_worker=res)
     storage = setup.sweep_dir if setup.remote else str(Path(setup.sweep_dir, "ddp"))
-    return TorchTrainer(ddp_worker_loop,
-                        train_loop_config={"cfg": cfg, "cpu_per_worker": res["CPU"], "attempts": attempts,
-                                           "upload_to": _upload_uri(setup, trial_id)},
-                        scaling_config=scaling,
-                        run_config=RunConfig(name=f"ddp_{trial_id}", storage_path=storage,
-                                             callbacks=list(callbacks or []),
-                                             failure_config=FailureConfig(max_failures=0)))
+    return TorchTrainer(
+        ddp_worker_loop,
+        train_loop_config={
+            "cfg": cfg,
+            "cpu_per_worker": res["CPU"],
+            "attempts": attempts,
+            "upload_to": _upload_uri(setup, trial_id),
+        },
+        scaling_config=scaling,
+        run_config=RunConfig(
+            name=f"ddp_{trial_id}",
+            storage_path=storage,
+            callbacks=list(callbacks or []),
+            failure_config=FailureConfig(max_failures=0),
+        ),
+    )
 
 
 def _upload_uri(setup: TrialSetup, trial_id: str) -> str | None:
@@ -84,8 +99,7 @@ def ddp_worker_loop(loop_config: dict[str, Any]) -> None:
     attempts = int(loop_config.get("attempts", 1))
     elapsed = Elapsed(run_dir, attempts) if rank == 0 else None
     cb = report_callback(on_report=elapsed.update if elapsed else None, train_worker=True)
-    result = fit(cfg, callbacks=[cb], trainer_kwargs=ddp_trainer_kwargs(),
-                 wrap_trainer=prepare_trainer)
+    result = fit(cfg, callbacks=[cb], trainer_kwargs=ddp_trainer_kwargs(), wrap_trainer=prepare_trainer)
     final = final_report(cb, result, cfg["data"]["task"])
     if rank == 0:
         write_finished(run_dir, cfg["name"], result, final, attempts, elapsed.update(), cb.timing)

@@ -21,13 +21,15 @@ report (:func:`sweeps.trainable.final_report`, DDP trials too) and results.csv
 :mod:`sweeps.results`, :mod:`sweeps.runner` and :mod:`leaderboard`; cheap to import
 (no torch, no Ray).
 """
+
 from __future__ import annotations
 
 import json
 import math
 import time
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 SWEEP_FILE = "sweep.yaml"
 RESULTS_FILE = "results.csv"

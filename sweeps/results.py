@@ -10,13 +10,15 @@ the scheduler before its last epoch: no test metrics).
 The file is written atomically (:func:`core.io.write_csv`) every time a trial starts,
 finishes or fails, so a killed driver leaves a consistent partial file.
 """
+
 from __future__ import annotations
 
 import io as _io
 import json
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any
 
 import yaml
 
@@ -24,11 +26,28 @@ from runs import run_folder
 from runs.run_folder import RunFolder
 from sweeps import records
 from sweeps.config import FIXED_COLUMNS, Dim, decode_params, network_check
-from sweeps.records import (ATTEMPTS, BASE_COLUMNS, RESULTS_FILE, TAIL_COLUMNS, TRIAL_RECORD, columns,
-                            parse_attempts, parse_trial_record, trial_rel)
+from sweeps.records import (
+    ATTEMPTS,
+    BASE_COLUMNS,
+    RESULTS_FILE,
+    TAIL_COLUMNS,
+    TRIAL_RECORD,
+    columns,
+    parse_attempts,
+    parse_trial_record,
+    trial_rel,
+)
 
-__all__ = ["BASE_COLUMNS", "TAIL_COLUMNS", "TrialInfo", "build_table", "columns", "error_summary",
-           "trial_row", "write_table"]
+__all__ = [
+    "BASE_COLUMNS",
+    "TAIL_COLUMNS",
+    "TrialInfo",
+    "build_table",
+    "columns",
+    "error_summary",
+    "trial_row",
+    "write_table",
+]
 
 
 @dataclass
@@ -76,8 +95,13 @@ def _knob_value(v: Any) -> Any:
     return json.dumps(v) if isinstance(v, (list, tuple, dict)) else v
 
 
-def trial_row(info: TrialInfo, dims: list[Dim], run_config: Mapping[str, Any], read: Callable[[str], str | None],
-              params_cache: dict[str, int] | None = None) -> dict[str, Any]:
+def trial_row(
+    info: TrialInfo,
+    dims: list[Dim],
+    run_config: Mapping[str, Any],
+    read: Callable[[str], str | None],
+    params_cache: dict[str, int] | None = None,
+) -> dict[str, Any]:
     """One results.csv row from a trial's folder (``read(relative path)`` → text or None)."""
     from sweeps.config import apply_params
 
@@ -90,9 +114,16 @@ def trial_row(info: TrialInfo, dims: list[Dim], run_config: Mapping[str, Any], r
     else:
         cfg = apply_params(run_config, values, "results")
     m, d = cfg["model"], cfg["data"]
-    row: dict[str, Any] = {"trial_id": info.trial_id, "status": info.status, "error": info.error,
-                           "model": m["name"], "preset": m["preset"], "seed": cfg["seed_everything"],
-                           "data": d["name"], "task": d["task"]}
+    row: dict[str, Any] = {
+        "trial_id": info.trial_id,
+        "status": info.status,
+        "error": info.error,
+        "model": m["name"],
+        "preset": m["preset"],
+        "seed": cfg["seed_everything"],
+        "data": d["name"],
+        "task": d["task"],
+    }
     for dim in dims:
         if dim.key not in FIXED_COLUMNS:
             row[dim.column] = _knob_value(values.get(dim.key))
@@ -113,18 +144,25 @@ def trial_row(info: TrialInfo, dims: list[Dim], run_config: Mapping[str, Any], r
         params = network_check(cfg, params_cache)
     except Exception:  # a config that cannot build a network (the trial errored for that reason)
         params = None
-    row.update({
-        "val_dice": best,
-        "test_dice": records.main_dice_or_nan(_frame(test_text), d["task"]) if test_text else None,
-        "run_dir": rel if (cfg_text or done_text) else None,
-        "epochs": epochs,
-        "seconds": round(float(done["seconds"]), 2) if done.get("seconds") is not None
-        else (round(float(lr["time_total_s"]), 2) if "time_total_s" in lr else None),
-        "params": params,
-        "attempts": attempts,
-        "early_stopped": bool(info.status == "TERMINATED" and not done and epochs is not None
-                              and epochs < int(cfg["trainer"]["max_epochs"])),
-    })
+    row.update(
+        {
+            "val_dice": best,
+            "test_dice": records.main_dice_or_nan(_frame(test_text), d["task"]) if test_text else None,
+            "run_dir": rel if (cfg_text or done_text) else None,
+            "epochs": epochs,
+            "seconds": round(float(done["seconds"]), 2)
+            if done.get("seconds") is not None
+            else (round(float(lr["time_total_s"]), 2) if "time_total_s" in lr else None),
+            "params": params,
+            "attempts": attempts,
+            "early_stopped": bool(
+                info.status == "TERMINATED"
+                and not done
+                and epochs is not None
+                and epochs < int(cfg["trainer"]["max_epochs"])
+            ),
+        }
+    )
     return row
 
 
@@ -156,8 +194,13 @@ def storage_reader(sweep_dir: str) -> Callable[[str], str | None]:
     return read
 
 
-def build_table(infos: Iterable[TrialInfo], dims: list[Dim], run_config: Mapping[str, Any], sweep_dir: str,
-                params_cache: dict[str, int] | None = None):
+def build_table(
+    infos: Iterable[TrialInfo],
+    dims: list[Dim],
+    run_config: Mapping[str, Any],
+    sweep_dir: str,
+    params_cache: dict[str, int] | None = None,
+):
     """results.csv as a DataFrame: one row per trial id (the last info wins), sorted by trial id."""
     import pandas as pd
 

@@ -10,6 +10,7 @@ link to ``configs/cluster`` for the ``ray`` commands).
 It joins the running cluster (``address=auto`` unless ``--address`` is given) and accepts the
 options of ``cordbench sweep`` (``--resume DIR``, ``--storage``, ``--override``).
 """
+
 from __future__ import annotations
 
 import sys
@@ -20,7 +21,6 @@ def main(argv: list[str] | None = None) -> int:
     """``cordbench sweep`` with ``--address auto`` by default."""
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository (when not pip-installed)
     from cordbench.cli import main as cli_main
-
     from core.paths import find_config
 
     args = list(sys.argv[1:] if argv is None else argv)

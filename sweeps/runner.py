@@ -13,13 +13,15 @@
 Ray stays on the loopback interface in laptop mode (``127.0.0.1``, no dashboard, no usage
 statistics); ``address`` joins an existing cluster (``auto`` or ``ray://host:port``).
 """
+
 from __future__ import annotations
 
 import os
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from ray import tune
 
@@ -31,10 +33,10 @@ from sweeps.trainable import TrialSetup, train_trial, trial_resources
 
 #: Environment set in the driver (and passed to workers of a joined cluster) unless already set.
 ENV_DEFAULTS = {
-    "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",      # keeps a local Ray on 127.0.0.1 (with it unset, ray.init on loopback can hang)
-    "RAY_USAGE_STATS_ENABLED": "0",                # never phone home
+    "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",  # keeps a local Ray on 127.0.0.1 (with it unset, ray.init on loopback can hang)
+    "RAY_USAGE_STATS_ENABLED": "0",  # never phone home
     "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "0",
-    "TUNE_GLOBAL_CHECKPOINT_S": "2",               # experiment snapshot at most every 2 s (resume point)
+    "TUNE_GLOBAL_CHECKPOINT_S": "2",  # experiment snapshot at most every 2 s (resume point)
     "RAY_DEDUP_LOGS": "1",
     "WANDB_SILENT": "true",
     "WANDB_CONSOLE": "off",
@@ -66,8 +68,12 @@ def trial_dirname(trial: Any) -> str:
 
 
 # ----------------------------------------------------------------------------------------- Ray
-def init_ray(address: str | None = None, num_cpus: int | None = None, log_to_driver: bool = False,
-             env: dict[str, str] | None = None) -> bool:
+def init_ray(
+    address: str | None = None,
+    num_cpus: int | None = None,
+    log_to_driver: bool = False,
+    env: dict[str, str] | None = None,
+) -> bool:
     """Start a local Ray on loopback, or join ``address``; returns True if this call started Ray."""
     import logging
 
@@ -85,9 +91,15 @@ def init_ray(address: str | None = None, num_cpus: int | None = None, log_to_dri
         ray.init(address=address, **kwargs)
     else:
         # address="local": always a new Ray of our own, never another user's `ray start` on this machine
-        ray.init(address="local", num_cpus=num_cpus or os.cpu_count() or 1, include_dashboard=False,
-                 _node_ip_address="127.0.0.1",
-                 log_to_driver=log_to_driver, logging_level=logging.WARNING, configure_logging=True)
+        ray.init(
+            address="local",
+            num_cpus=num_cpus or os.cpu_count() or 1,
+            include_dashboard=False,
+            _node_ip_address="127.0.0.1",
+            log_to_driver=log_to_driver,
+            logging_level=logging.WARNING,
+            configure_logging=True,
+        )
     return True
 
 
@@ -133,16 +145,26 @@ def build_scheduler(sweep: Sweep):
     if sch["name"] == "asha":
         from ray.tune.schedulers import ASHAScheduler
 
-        return ASHAScheduler(time_attr=sch["time_attr"], max_t=int(sch["max_t"] or sweep.max_epochs()),
-                             grace_period=int(sch["grace_period"]), reduction_factor=float(sch["reduction_factor"]))
+        return ASHAScheduler(
+            time_attr=sch["time_attr"],
+            max_t=int(sch["max_t"] or sweep.max_epochs()),
+            grace_period=int(sch["grace_period"]),
+            reduction_factor=float(sch["reduction_factor"]),
+        )
     from ray.tune.schedulers import FIFOScheduler
 
     return FIFOScheduler()
 
 
 def make_setup(sweep: Sweep) -> TrialSetup:
-    return TrialSetup(run_config=sweep.run_config, dims=list(sweep.dims), sweep_name=sweep.name,
-                      sweep_dir=sweep.sweep_dir, resources=dict(sweep.resources), sweep_file=str(sweep.path))
+    return TrialSetup(
+        run_config=sweep.run_config,
+        dims=list(sweep.dims),
+        sweep_name=sweep.name,
+        sweep_dir=sweep.sweep_dir,
+        resources=dict(sweep.resources),
+        sweep_file=str(sweep.path),
+    )
 
 
 def make_trainable(setup: TrialSetup):
@@ -153,7 +175,7 @@ def make_trainable(setup: TrialSetup):
     return tune.with_resources(tune.with_parameters(fn, setup=setup), trial_resources(setup.resources))
 
 
-def build_tuner(sweep: Sweep, callback: "SweepCallback | None" = None) -> tune.Tuner:
+def build_tuner(sweep: Sweep, callback: SweepCallback | None = None) -> tune.Tuner:
     """The Tuner of a new sweep (see :mod:`sweeps.config` for every key used)."""
     from ray.tune import CheckpointConfig, FailureConfig, RunConfig, TuneConfig, Tuner
 
@@ -164,17 +186,28 @@ def build_tuner(sweep: Sweep, callback: "SweepCallback | None" = None) -> tune.T
     return Tuner(
         make_trainable(make_setup(sweep)),
         param_space=param_space(sweep.dims),
-        tune_config=TuneConfig(metric=sweep.metric, mode=s["mode"], search_alg=searcher,
-                               scheduler=build_scheduler(sweep), num_samples=int(s["num_samples"]),
-                               max_concurrent_trials=s["max_concurrent_trials"] if s["algorithm"] != "basic" else None,
-                               reuse_actors=True,
-                               trial_dirname_creator=trial_dirname),
-        run_config=RunConfig(name=sweep.name, storage_path=storage, stop=dict(sweep.raw["stop"]) or None,
-                             failure_config=FailureConfig(max_failures=int(sweep.raw["failure"]["max_failures"]),
-                                                          fail_fast=bool(sweep.raw["failure"]["fail_fast"])),
-                             checkpoint_config=CheckpointConfig(
-                                 num_to_keep=int(sweep.raw["checkpoint"]["num_to_keep"])),
-                             callbacks=[callback], verbose=int(sweep.raw["ray"]["verbose"])),
+        tune_config=TuneConfig(
+            metric=sweep.metric,
+            mode=s["mode"],
+            search_alg=searcher,
+            scheduler=build_scheduler(sweep),
+            num_samples=int(s["num_samples"]),
+            max_concurrent_trials=s["max_concurrent_trials"] if s["algorithm"] != "basic" else None,
+            reuse_actors=True,
+            trial_dirname_creator=trial_dirname,
+        ),
+        run_config=RunConfig(
+            name=sweep.name,
+            storage_path=storage,
+            stop=dict(sweep.raw["stop"]) or None,
+            failure_config=FailureConfig(
+                max_failures=int(sweep.raw["failure"]["max_failures"]),
+                fail_fast=bool(sweep.raw["failure"]["fail_fast"]),
+            ),
+            checkpoint_config=CheckpointConfig(num_to_keep=int(sweep.raw["checkpoint"]["num_to_keep"])),
+            callbacks=[callback],
+            verbose=int(sweep.raw["ray"]["verbose"]),
+        ),
     )
 
 
@@ -231,20 +264,26 @@ def check_feasible(sweep: Sweep, strict: bool) -> None:
     setup = make_setup(sweep)
     if setup.ddp:
         per = worker_resources(setup)
-        slots = sum(min(int(n.get("CPU", 0) // per["CPU"] + 1e-9), int(n.get("GPU", 0)) if "GPU" in per else 1 << 30)
-                    for n in nodes)
+        slots = sum(
+            min(int(n.get("CPU", 0) // per["CPU"] + 1e-9), int(n.get("GPU", 0)) if "GPU" in per else 1 << 30)
+            for n in nodes
+        )
         if slots >= setup.workers:
             return
         key = "resources.gpu" if "GPU" in per else "resources.cpu"
-        msg = (f"key '{key}': a DDP trial asks {setup.workers} worker(s) with {per['CPU']:g} CPU(s)"
-               f"{' and 1 GPU' if 'GPU' in per else ''} each but the Ray cluster has room for {slots} "
-               f"(largest node: {big_cpu:g} CPU(s), {big_gpu:g} GPU(s))")
+        msg = (
+            f"key '{key}': a DDP trial asks {setup.workers} worker(s) with {per['CPU']:g} CPU(s)"
+            f"{' and 1 GPU' if 'GPU' in per else ''} each but the Ray cluster has room for {slots} "
+            f"(largest node: {big_cpu:g} CPU(s), {big_gpu:g} GPU(s))"
+        )
     else:
         if any(n.get("CPU", 0) >= cpu and n.get("GPU", 0) >= gpu for n in nodes):
             return
         key = "resources.cpu" if big_cpu < cpu else "resources.gpu"
-        msg = (f"key '{key}': a trial asks {cpu:g} CPU(s) and {gpu:g} GPU(s) but the largest node of the Ray "
-               f"cluster has {big_cpu:g} CPU(s) and {big_gpu:g} GPU(s)")
+        msg = (
+            f"key '{key}': a trial asks {cpu:g} CPU(s) and {gpu:g} GPU(s) but the largest node of the Ray "
+            f"cluster has {big_cpu:g} CPU(s) and {big_gpu:g} GPU(s)"
+        )
     if strict:
         raise ConfigError(f"{msg}: it would wait forever", sweep.path)
     import warnings
@@ -274,8 +313,11 @@ def _finish(sweep: Sweep, tuner: Any, t0: float, started: bool) -> SweepOutcome:
     try:
         frame = read_results(sweep.sweep_dir)
     except FileNotFoundError:
-        raise ConfigError("the sweep ran but its results.csv is not readable here: with a ray:// address the "
-                          "storage must be a URI or a folder shared with the cluster", sweep.sweep_dir) from None
+        raise ConfigError(
+            "the sweep ran but its results.csv is not readable here: with a ray:// address the "
+            "storage must be a URI or a folder shared with the cluster",
+            sweep.sweep_dir,
+        ) from None
     if len(frame) != len(grid):
         raise RuntimeError(f"results.csv has {len(frame)} rows for {len(grid)} trials in {sweep.sweep_dir}")
     if started:
@@ -284,8 +326,7 @@ def _finish(sweep: Sweep, tuner: Any, t0: float, started: bool) -> SweepOutcome:
         ray.shutdown()
     from sweeps import storage
 
-    return SweepOutcome(sweep.sweep_dir, storage.join(sweep.sweep_dir, RESULTS_FILE), frame,
-                        time.perf_counter() - t0)
+    return SweepOutcome(sweep.sweep_dir, storage.join(sweep.sweep_dir, RESULTS_FILE), frame, time.perf_counter() - t0)
 
 
 def run_sweep(sweep: Sweep, address: str | None = None, overwrite: bool = False) -> SweepOutcome:
@@ -302,10 +343,12 @@ def run_sweep(sweep: Sweep, address: str | None = None, overwrite: bool = False)
 
         shutil.rmtree(folder)
     if folder.exists() and not is_uri(sweep.sweep_dir) and any(folder.glob("experiment_state-*.json")):
-        raise ConfigError(f"sweep folder {sweep.sweep_dir} already holds a sweep: resume it with "
-                          f"`cordbench sweep --resume {sweep.sweep_dir}`, start again with --overwrite, or "
-                          "choose another name/--storage",
-                          sweep.path)
+        raise ConfigError(
+            f"sweep folder {sweep.sweep_dir} already holds a sweep: resume it with "
+            f"`cordbench sweep --resume {sweep.sweep_dir}`, start again with --overwrite, or "
+            "choose another name/--storage",
+            sweep.path,
+        )
     env = set_environment(_searcher_env(sweep))
     prepare_data(sweep)
     started = init_ray(address, sweep.raw["ray"]["num_cpus"], bool(sweep.raw["ray"]["log_to_driver"]), env)
@@ -333,9 +376,12 @@ def _check_remote_sweep(sweep: Sweep, overwrite: bool) -> None:
     if overwrite:
         storage.delete_dir(sweep.sweep_dir)
         return
-    raise ConfigError(f"sweep folder {sweep.sweep_dir} already holds a sweep: resume it with "
-                      f"`cordbench sweep --resume {sweep.sweep_dir}`, start again with --overwrite, or "
-                      "choose another name/--storage", sweep.path)
+    raise ConfigError(
+        f"sweep folder {sweep.sweep_dir} already holds a sweep: resume it with "
+        f"`cordbench sweep --resume {sweep.sweep_dir}`, start again with --overwrite, or "
+        "choose another name/--storage",
+        sweep.path,
+    )
 
 
 def resume_sweep(sweep_dir: str | Path, address: str | None = None) -> SweepOutcome:
@@ -352,9 +398,9 @@ def resume_sweep(sweep_dir: str | Path, address: str | None = None) -> SweepOutc
             raise ConfigError("not a sweep folder (no sweep.yaml)", sweep_dir)
         sweep = load_sweep(Path(sweep_dir, SWEEP_FILE), check_data=False)
     else:
-        from sweeps import storage
-
         import tempfile
+
+        from sweeps import storage
 
         sweep_dir = sweep_dir.rstrip("/")
         storage.check_access(sweep_dir)
@@ -380,13 +426,16 @@ def resume_sweep(sweep_dir: str | Path, address: str | None = None) -> SweepOutc
 
             ray.shutdown()
         raise
-    tuner = Tuner.restore(sweep_dir, trainable=make_trainable(make_setup(sweep)), resume_unfinished=True,
-                          resume_errored=False)
+    tuner = Tuner.restore(
+        sweep_dir, trainable=make_trainable(make_setup(sweep)), resume_unfinished=True, resume_errored=False
+    )
     internal = tuner._local_tuner
     if internal is None:
-        raise ConfigError("--resume needs the driver on the cluster (run it on the head, e.g. with "
-                          "`sweeps/run.py --resume DIR` through `ray submit`), not through ray:// (Ray Client)",
-                          sweep_dir)
+        raise ConfigError(
+            "--resume needs the driver on the cluster (run it on the head, e.g. with "
+            "`sweeps/run.py --resume DIR` through `ray submit`), not through ray:// (Ray Client)",
+            sweep_dir,
+        )
     search_alg = internal._tune_config.search_alg
     searcher = inner_searcher(search_alg) if sweep.search["algorithm"] != "basic" else None
     if searcher is not None:

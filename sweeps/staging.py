@@ -16,6 +16,7 @@ staging folder (:func:`staging_dir`) and :class:`RemoteRunFolder` keeps the buck
 The Tune checkpoint the trial restarts from is Ray's own (``<sweep>/tune_<id>/checkpoint_*``
 in the bucket, read through ``tune.get_checkpoint()``).
 """
+
 from __future__ import annotations
 
 import hashlib

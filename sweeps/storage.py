@@ -16,14 +16,16 @@ Readers skip the temporary objects (:func:`is_partial`).
 Problems reaching the storage raise :class:`StorageError`: one line naming the URI and the
 problem (endpoint unreachable, access denied / bad credentials, no such bucket).
 """
+
 from __future__ import annotations
 
 import contextlib
 import os
 import re
 import uuid
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any
 
 from core import io
 from core.errors import CordbenchError
@@ -60,10 +62,23 @@ def problem(exc: BaseException) -> str:
     if code == "NETWORK_CONNECTION" or "Could not connect" in text or "Couldn't connect" in text:
         endpoint = os.environ.get("AWS_ENDPOINT_URL") or os.environ.get("AWS_ENDPOINT_URL_S3") or "the default"
         return f"cannot reach the storage endpoint ({endpoint}; AWS_ENDPOINT_URL): {detail}"
-    if code in ("ACCESS_DENIED", "INVALID_ACCESS_KEY_ID", "SIGNATURE_DOES_NOT_MATCH", "EXPIRED_TOKEN",
-                "INVALID_TOKEN", "MISSING_AUTHENTICATION_TOKEN", "UNRECOGNIZED_CLIENT") or "403" in code:
-        return (f"access denied ({code.lower()}: {detail or 'no detail'}): check the credentials "
-                "(AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, the node's role) and the bucket policy")
+    if (
+        code
+        in (
+            "ACCESS_DENIED",
+            "INVALID_ACCESS_KEY_ID",
+            "SIGNATURE_DOES_NOT_MATCH",
+            "EXPIRED_TOKEN",
+            "INVALID_TOKEN",
+            "MISSING_AUTHENTICATION_TOKEN",
+            "UNRECOGNIZED_CLIENT",
+        )
+        or "403" in code
+    ):
+        return (
+            f"access denied ({code.lower()}: {detail or 'no detail'}): check the credentials "
+            "(AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, the node's role) and the bucket policy"
+        )
     if code == "NO_SUCH_BUCKET":
         return f"the bucket does not exist ({detail})"
     if code:
@@ -131,10 +146,13 @@ def list_files(uri: str) -> list[str]:
     """Files below a folder (relative paths, sorted); temporary objects of unfinished writes skipped."""
     if not is_uri(uri):
         root = Path(uri)
-        return sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()
-                      and not is_partial(p.name)) if root.is_dir() else []
+        return (
+            sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file() and not is_partial(p.name))
+            if root.is_dir()
+            else []
+        )
     _, base, files = _bucket_files(uri)
-    return sorted(p[len(base) + 1:] for p in files if not is_partial(p.rpartition("/")[2]))
+    return sorted(p[len(base) + 1 :] for p in files if not is_partial(p.rpartition("/")[2]))
 
 
 def _bucket_files(uri: str) -> tuple[Any, str, list[str]]:
@@ -152,11 +170,15 @@ def download_dir(uri: str, local: str | Path, keep: Callable[[str], bool] | None
     import pyarrow.fs
 
     rels = [r for r in list_files(uri) if keep is None or keep(r)]
-    fs, base = (filesystem(uri) if is_uri(uri) else (pyarrow.fs.LocalFileSystem(), str(Path(uri).resolve())))
+    fs, base = filesystem(uri) if is_uri(uri) else (pyarrow.fs.LocalFileSystem(), str(Path(uri).resolve()))
     for rel in rels:
         dest = Path(local, rel)
-        with translated(uri, f"download {rel}"), fs.open_input_stream(f"{base.rstrip('/')}/{rel}") as src, \
-                io.atomic_path(dest) as tmp, open(tmp, "wb") as out:
+        with (
+            translated(uri, f"download {rel}"),
+            fs.open_input_stream(f"{base.rstrip('/')}/{rel}") as src,
+            io.atomic_path(dest) as tmp,
+            open(tmp, "wb") as out,
+        ):
             while chunk := src.read(CHUNK):
                 out.write(chunk)
     return rels
@@ -221,8 +243,13 @@ def upload_file(local: str | Path, dest: str) -> None:
     _put(dest, _file_chunks(Path(local)))
 
 
-def upload_dir(local: str | Path, dest: str, last: Iterable[str] = (), only: Iterable[str] | None = None,
-               skip: Callable[[str], bool] | None = None) -> list[str]:
+def upload_dir(
+    local: str | Path,
+    dest: str,
+    last: Iterable[str] = (),
+    only: Iterable[str] | None = None,
+    skip: Callable[[str], bool] | None = None,
+) -> list[str]:
     """Copy a local folder's files (relative paths ``only``, else all) to ``dest``; returns them.
 
     Files named in ``last`` (completion markers) are written after every other file, so a
@@ -248,7 +275,7 @@ def delete_partials(uri: str) -> list[str]:
     for path in stale:
         with translated(uri, "delete"), contextlib.suppress(FileNotFoundError):
             fs.delete_file(path)
-    return [p[len(base) + 1:] for p in stale]
+    return [p[len(base) + 1 :] for p in stale]
 
 
 def delete_dir(uri: str) -> None:

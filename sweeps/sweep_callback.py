@@ -1,6 +1,7 @@
 """The driver side of a sweep's bookkeeping: ``results.csv`` refreshed on every trial event and the
 searcher's state saved after every finished trial (``<sweep>/searcher/searcher.pkl``, local or URI),
 loaded back by ``cordbench sweep --resume`` (:func:`restore_searcher`)."""
+
 from __future__ import annotations
 
 import os
@@ -56,8 +57,7 @@ class SweepCallback(Callback):
 
             with tempfile.TemporaryDirectory(prefix="cordbench-searcher-") as tmp:
                 inner_searcher(self.searcher).save(str(Path(tmp, SEARCHER_FILE)))
-                storage.upload_file(Path(tmp, SEARCHER_FILE), storage.join(self.sweep_dir, SEARCHER_DIR,
-                                                                           SEARCHER_FILE))
+                storage.upload_file(Path(tmp, SEARCHER_FILE), storage.join(self.sweep_dir, SEARCHER_DIR, SEARCHER_FILE))
             return
         folder = Path(self.sweep_dir, SEARCHER_DIR)
         folder.mkdir(parents=True, exist_ok=True)

@@ -12,22 +12,33 @@ fraction of one) trains with AMP (``precision: auto``: ``bf16-mixed`` on Ampere 
 ``16-mixed`` otherwise); a trial with ``resources.workers`` > 1 (or ``gpu`` > 1) trains with DDP
 on a Ray ``TorchTrainer``, one worker per GPU or per CPU share (:mod:`sweeps.ddp_trial`).
 """
+
 from __future__ import annotations
 
 import contextlib
 import json
 import shutil
-import tempfile
 import time
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any
 
 from runs.run_folder import RunFolder
 from sweeps import records
 from sweeps.config import Dim, apply_params, decode_params, is_uri
-from sweeps.records import (PREVIOUS_METRICS, RESUME_DIR, TRIAL_RECORD, TRIALS_DIR, TUNE_CHECKPOINT, TUNE_META,
-                            Elapsed, next_attempt, read_trial_record, write_trial_record)
+from sweeps.records import (
+    PREVIOUS_METRICS,
+    RESUME_DIR,
+    TRIAL_RECORD,
+    TRIALS_DIR,
+    TUNE_CHECKPOINT,
+    TUNE_META,
+    Elapsed,
+    next_attempt,
+    read_trial_record,
+    write_trial_record,
+)
 
 # names this module exported before sweeps.records existed
 DONE_FILE, CKPT_NAME, PREV_METRICS = TRIAL_RECORD, TUNE_CHECKPOINT, PREVIOUS_METRICS
@@ -41,7 +52,7 @@ class TrialSetup:
     run_config: dict[str, Any]
     dims: list[Dim]
     sweep_name: str
-    sweep_dir: str                          # local absolute folder or URI
+    sweep_dir: str  # local absolute folder or URI
     resources: dict[str, Any] = field(default_factory=lambda: {"cpu": 1, "gpu": 0})
     sweep_file: str = ""
 
@@ -94,8 +105,11 @@ def trial_config(setup: TrialSetup, params: Mapping[str, Any], trial_id: str, ru
     cfg = apply_params(setup.run_config, values, f"{setup.sweep_file or setup.sweep_name} trial {trial_id}")
     cfg["name"] = trial_id
     cfg["output_dir"] = str(run_dir)
-    cfg["trainer"] = {**cfg["trainer"], **device_settings(setup.resources, cfg["trainer"].get("precision")),
-                      "enable_progress_bar": False}
+    cfg["trainer"] = {
+        **cfg["trainer"],
+        **device_settings(setup.resources, cfg["trainer"].get("precision")),
+        "enable_progress_bar": False,
+    }
     wb = cfg["logger"]["wandb"]
     wb["group"] = wb.get("group") or setup.sweep_name
     wb["job_type"] = "sweep"
@@ -206,16 +220,30 @@ def _previous_failure(run_dir: Path) -> dict[str, Any] | None:
 finished_record = read_trial_record
 
 
-def write_finished(run_dir: Path, trial_id: str, result: Any, last_metrics: dict[str, float],
-                   attempts: int, seconds: float | None = None, timing: dict[str, float] | None = None,
-                   restored_from: str | None = None) -> dict[str, Any]:
+def write_finished(
+    run_dir: Path,
+    trial_id: str,
+    result: Any,
+    last_metrics: dict[str, float],
+    attempts: int,
+    seconds: float | None = None,
+    timing: dict[str, float] | None = None,
+    restored_from: str | None = None,
+) -> dict[str, Any]:
     """Mark the run folder finished (``trial.json``: last reported metrics, timing over all attempts,
     ``restored_from``: the Tune checkpoint this last attempt started from, None if it started afresh)."""
-    record = {"trial_id": trial_id, "seconds": float(result.seconds if seconds is None else seconds),
-              "fit_seconds": float(result.seconds), "best_ckpt": result.best_ckpt,
-              "val": result.val, "last_report": last_metrics, "attempts": attempts,
-              "timing": {k: round(v, 4) for k, v in (timing or {}).items()}, "restored_from": restored_from,
-              "finished": time.strftime("%Y-%m-%dT%H:%M:%S")}
+    record = {
+        "trial_id": trial_id,
+        "seconds": float(result.seconds if seconds is None else seconds),
+        "fit_seconds": float(result.seconds),
+        "best_ckpt": result.best_ckpt,
+        "val": result.val,
+        "last_report": last_metrics,
+        "attempts": attempts,
+        "timing": {k: round(v, 4) for k, v in (timing or {}).items()},
+        "restored_from": restored_from,
+        "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
+    }
     write_trial_record(run_dir, record)
     return record
 
@@ -233,8 +261,9 @@ def remote_folder(setup: TrialSetup) -> Any:
     return RemoteRunFolder(setup.sweep_dir, tune.get_context().get_trial_id(), TRIAL_RECORD)
 
 
-def begin_trial(config: dict[str, Any], setup: TrialSetup, remote: Any = None
-                ) -> tuple[str, Path, dict[str, Any], int] | None:
+def begin_trial(
+    config: dict[str, Any], setup: TrialSetup, remote: Any = None
+) -> tuple[str, Path, dict[str, Any], int] | None:
     """What every trial does first: ``(trial id, run folder, run config, attempt)``, or None when
     the run folder already holds a finished run (reported again, not retrained). A retry of a
     trial that diverged is refused (:data:`NOT_RETRIED`). With a URI storage the staging folder
@@ -259,8 +288,11 @@ def begin_trial(config: dict[str, Any], setup: TrialSetup, remote: Any = None
     if attempts > 1 and previous and previous.get("error") in NOT_RETRIED:
         from lightning_modules.module import TrainingDivergedError
 
-        raise TrainingDivergedError(f"{previous.get('reason')} (in an earlier attempt; not retried: a seeded, "
-                                    "deterministic run diverges again)", run_dir)
+        raise TrainingDivergedError(
+            f"{previous.get('reason')} (in an earlier attempt; not retried: a seeded, "
+            "deterministic run diverges again)",
+            run_dir,
+        )
     return trial_id, run_dir, cfg, attempts
 
 
@@ -295,8 +327,7 @@ def train_trial(config: dict[str, Any], setup: TrialSetup) -> None:
                 remote.push()
         raise
     final = final_report(cb, result, cfg["data"]["task"])
-    write_finished(run_dir, trial_id, result, final, attempts, elapsed.update(), cb.timing,
-                   restored_from=restored_from)
+    write_finished(run_dir, trial_id, result, final, attempts, elapsed.update(), cb.timing, restored_from=restored_from)
     if remote:
         remote.finish()  # every file, then trial.json last
     if cb.final is not None:  # last epoch + test Dice, now that the run folder is complete

@@ -3,6 +3,7 @@
 Built by :func:`sweeps.trainable.report_callback` (this module imports Lightning; the trainable
 module stays cheap to import).
 """
+
 from __future__ import annotations
 
 import json
@@ -59,8 +60,11 @@ class TuneReport(pl.Callback):
         epoch = trainer.current_epoch
         if epoch <= self.resume_epoch or self.validated_epoch != epoch:
             return
-        metrics = {k.replace("/", "_"): float(v) for k, v in trainer.callback_metrics.items()
-                   if k.startswith(("val/", "train/"))}
+        metrics = {
+            k.replace("/", "_"): float(v)
+            for k, v in trainer.callback_metrics.items()
+            if k.startswith(("val/", "train/"))
+        }
         metrics["epoch"] = epoch + 1
         for lg in trainer.loggers:  # flush per-epoch metrics.csv now (a lost node keeps them)
             if type(lg).__name__ == "CSVLogger":

@@ -7,6 +7,7 @@ Expensive artefacts used by several modules (phantom cohorts, the GM fixture and
 the tiny sweep) are session fixtures here, built once per session from the builders of
 ``tests/support/``; a test that writes into one works on a copy in its ``tmp_path``.
 """
+
 from __future__ import annotations
 
 import os
@@ -73,8 +74,11 @@ def pytest_xdist_make_scheduler(config, log):
     from xdist.scheduler import LoadScopeScheduling
 
     tests = Path(__file__).parent
-    trained = {f"tests/{p.name}" for p in tests.glob("test_*.py")
-               if any(re.search(rf"\b{name}\b", p.read_text()) for name in TRAINED)}
+    trained = {
+        f"tests/{p.name}"
+        for p in tests.glob("test_*.py")
+        if any(re.search(rf"\b{name}\b", p.read_text()) for name in TRAINED)
+    }
 
     class ModuleScheduling(LoadScopeScheduling):
         def _split_scope(self, nodeid: str) -> str:
@@ -153,8 +157,15 @@ def tiny_ckpt(tmp_path_factory) -> Path:
     from lightning_modules.module import SegmentationModule
 
     torch.manual_seed(0)
-    m = SegmentationModule(network="unet", preset="tiny", num_classes=2, classes={"sc": [1]}, patch_size=[32, 32],
-                           log_images=False, task="sc")
+    m = SegmentationModule(
+        network="unet",
+        preset="tiny",
+        num_classes=2,
+        classes={"sc": [1]},
+        patch_size=[32, 32],
+        log_images=False,
+        task="sc",
+    )
     path = tmp_path_factory.mktemp("ckpt") / "tiny.ckpt"
     torch.save({"state_dict": m.state_dict(), "hyper_parameters": dict(m.hparams)}, path)
     return path
@@ -168,5 +179,7 @@ def image(tmp_path_factory) -> Path:
     from tests.support.reliability import cord_mask, save
 
     rng = np.random.default_rng(0)
-    return save(tmp_path_factory.mktemp("img") / "T2w.nii.gz",
-                (100 + 300 * cord_mask() + rng.normal(0, 20, (40, 40, 12))).astype(np.float32))
+    return save(
+        tmp_path_factory.mktemp("img") / "T2w.nii.gz",
+        (100 + 300 * cord_mask() + rng.normal(0, 20, (40, 40, 12))).astype(np.float32),
+    )

@@ -12,12 +12,14 @@ caches per-trial ``morphometrics.csv`` and, with ``--real``, ``real_metrics.csv`
 ``real_predictions/``, and writes ``leaderboard/`` inside the sweep folder). A name without a ``/``
 is allowed at any depth (a file of that name, or any path through a folder of that name).
 """
+
 from __future__ import annotations
 
 import argparse
 import hashlib
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 MAX_BYTES = 256 << 20  # larger files are compared by size and mtime only
 
@@ -28,8 +30,18 @@ INPUTS: dict[str, dict[str, tuple[str, ...]]] = {
     "dti": {"dwi": (), "bval": (), "bvec": (), "mask": (), "levels": ()},
     "fit": {"config": (), "root": (), "ckpt_path": ()},
     "gmchallenge": {"root": (), "sweep": ()},
-    "leaderboard": {"sweep_dir": ("leaderboard", "morphometrics.csv", "wandb", "real_metrics.csv", "real_summary.json",
-                                  "real_predictions", ".cordbench.lock"), "real": ()},
+    "leaderboard": {
+        "sweep_dir": (
+            "leaderboard",
+            "morphometrics.csv",
+            "wandb",
+            "real_metrics.csv",
+            "real_summary.json",
+            "real_predictions",
+            ".cordbench.lock",
+        ),
+        "real": (),
+    },
     "models": {},
     "morphometrics": {"seg": (), "levels": (), "canal": ()},
     "phantom": {},

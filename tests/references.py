@@ -2,6 +2,7 @@
 
 Written without the project's analysis code so that they can check it: plain numpy/scipy/nibabel.
 """
+
 from __future__ import annotations
 
 import nibabel as nib
@@ -15,8 +16,9 @@ def centerline(truth: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return np.array(cl["s_mm"]), np.array(cl["world_mm"]), np.array(cl["tangent"])
 
 
-def perpendicular_area(mask: np.ndarray, affine: np.ndarray, truth: dict, s0: float, half: float = 16.0,
-                       step: float = 0.1) -> float:
+def perpendicular_area(
+    mask: np.ndarray, affine: np.ndarray, truth: dict, s0: float, half: float = 16.0, step: float = 0.1
+) -> float:
     """Area (mm²) of ``mask`` in the plane perpendicular to the centerline at arc length ``s0``.
 
     The plane is sampled on a fine grid and the mask read with nearest-neighbour interpolation.
@@ -49,15 +51,18 @@ def independent_csa(mask: np.ndarray, levels: np.ndarray, affine: np.ndarray) ->
     z = ks * zooms[2]
     dx = np.polyval(np.polyder(np.polyfit(z, cx[:, 0], 3)), z)
     dy = np.polyval(np.polyder(np.polyfit(z, cx[:, 1], 3)), z)
-    area = np.array([m[:, :, k].sum() for k in ks]) * zooms[0] * zooms[1] / np.sqrt(1 + dx ** 2 + dy ** 2)
-    slice_lv = np.array([np.round(lv[:, :, k][lv[:, :, k] > 0].mean()) if (lv[:, :, k] > 0).any() else np.nan
-                         for k in ks])
-    return {int(L): float(area[slice_lv == L].mean()) for L in np.unique(slice_lv[np.isfinite(slice_lv)])
-            if 1 <= L <= 7}
+    area = np.array([m[:, :, k].sum() for k in ks]) * zooms[0] * zooms[1] / np.sqrt(1 + dx**2 + dy**2)
+    slice_lv = np.array(
+        [np.round(lv[:, :, k][lv[:, :, k] > 0].mean()) if (lv[:, :, k] > 0).any() else np.nan for k in ks]
+    )
+    return {
+        int(L): float(area[slice_lv == L].mean()) for L in np.unique(slice_lv[np.isfinite(slice_lv)]) if 1 <= L <= 7
+    }
 
 
-def assert_subject_matches_files(subject, label: np.ndarray, affine: np.ndarray,
-                                 image: np.ndarray | None = None) -> None:
+def assert_subject_matches_files(
+    subject, label: np.ndarray, affine: np.ndarray, image: np.ndarray | None = None
+) -> None:
     """A preprocessed torchio subject (no resampling) holds ``label`` — an array on the native grid
     ``affine`` — voxel for voxel, reoriented by nibabel's closest canonical (RAS) orientation, and
     placed where its affine says (zero padding allowed around it, nothing else). With ``image``,
@@ -76,8 +81,11 @@ def assert_subject_matches_files(subject, label: np.ndarray, affine: np.ndarray,
     np.testing.assert_allclose(m[:3, :3], np.eye(3), atol=1e-4, err_msg="subject grid is not the canonical one")
     off = np.round(m[:3, 3]).astype(int)
     np.testing.assert_allclose(m[:3, 3], off, atol=1e-4, err_msg="subject grid is shifted by a fraction of a voxel")
-    assert (off >= 0).all() and all(o + w <= g for o, w, g in zip(off, want.shape, got.shape)), \
-        (off, want.shape, got.shape)
+    assert (off >= 0).all() and all(o + w <= g for o, w, g in zip(off, want.shape, got.shape)), (
+        off,
+        want.shape,
+        got.shape,
+    )
     window = tuple(slice(o, o + w) for o, w in zip(off, want.shape))
     np.testing.assert_array_equal(got[window], want)
     outside = got.copy()

@@ -6,6 +6,7 @@ what a user of MinIO/Ceph sets (``AWS_ENDPOINT_URL`` + credentials + region), an
 ``auth=True`` makes moto check credentials (``INITIAL_NO_AUTH_ACTION_COUNT=0``): any key is
 then unknown, the way a wrong key is for a real store.
 """
+
 from __future__ import annotations
 
 import os
@@ -33,14 +34,22 @@ class MotoServer:
 
     @property
     def env(self) -> dict[str, str]:
-        return {"AWS_ENDPOINT_URL": self.endpoint, "AWS_ACCESS_KEY_ID": "cordbench-test",
-                "AWS_SECRET_ACCESS_KEY": "cordbench-test-secret", "AWS_DEFAULT_REGION": "us-east-1",
-                "AWS_EC2_METADATA_DISABLED": "true"}
+        return {
+            "AWS_ENDPOINT_URL": self.endpoint,
+            "AWS_ACCESS_KEY_ID": "cordbench-test",
+            "AWS_SECRET_ACCESS_KEY": "cordbench-test-secret",
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "AWS_EC2_METADATA_DISABLED": "true",
+        }
 
-    def __enter__(self) -> "MotoServer":
+    def __enter__(self) -> MotoServer:
         env = {**os.environ, **({"INITIAL_NO_AUTH_ACTION_COUNT": "0"} if self.auth else {})}
-        self.proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            env=env,
+        )
         deadline = time.time() + 30
         while True:
             try:
@@ -48,7 +57,7 @@ class MotoServer:
                 break
             except OSError:
                 if self.proc.poll() is not None or time.time() > deadline:
-                    raise RuntimeError(f"moto server did not start on {self.endpoint}")
+                    raise RuntimeError(f"moto server did not start on {self.endpoint}") from None
                 time.sleep(0.1)
         if self.bucket and not self.auth:
             self.filesystem(allow_bucket_creation=True).create_dir(self.bucket)
@@ -59,9 +68,13 @@ class MotoServer:
         import pyarrow.fs
 
         e = self.env
-        return pyarrow.fs.S3FileSystem(endpoint_override=self.endpoint, access_key=e["AWS_ACCESS_KEY_ID"],
-                                       secret_key=e["AWS_SECRET_ACCESS_KEY"], region=e["AWS_DEFAULT_REGION"],
-                                       **kwargs)
+        return pyarrow.fs.S3FileSystem(
+            endpoint_override=self.endpoint,
+            access_key=e["AWS_ACCESS_KEY_ID"],
+            secret_key=e["AWS_SECRET_ACCESS_KEY"],
+            region=e["AWS_DEFAULT_REGION"],
+            **kwargs,
+        )
 
     def __exit__(self, *exc) -> None:
         if self.proc is not None and self.proc.poll() is None:

@@ -3,6 +3,7 @@ driver killed after its first trial. One copy, used by ``tests/test_sweeps_fault
 and ``tests/test_sweeps_s3.py`` (an S3 bucket); each test says when to act (the files it watches differ)
 and checks the outcome. ``tests/test_sweep_harness.py`` checks the harness itself, fast.
 """
+
 from __future__ import annotations
 
 import os
@@ -11,8 +12,9 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from core.paths import REPO_ROOT
 
@@ -67,8 +69,9 @@ def kill(pids: set[int]) -> None:
 
 
 # ------------------------------------------------------------------------------------- node loss
-def sweep_losing_a_node(sweep: Any, both_mid_run: Callable[[], bool], poll: float,
-                        start_timeout: float = 240, finish_timeout: float = 300) -> Any:
+def sweep_losing_a_node(
+    sweep: Any, both_mid_run: Callable[[], bool], poll: float, start_timeout: float = 240, finish_timeout: float = 300
+) -> Any:
     """``sweeps.runner.run_sweep(sweep)`` on a local Ray cluster (a head with 0 CPUs and two one-CPU
     worker nodes); one worker is removed without notice as soon as ``both_mid_run()`` (asked every
     ``poll`` s) says both trials are mid-run. Returns the sweep's outcome; fails when the node was
@@ -112,8 +115,9 @@ def sweep_losing_a_node(sweep: Any, both_mid_run: Callable[[], bool], poll: floa
 
 
 # ------------------------------------------------------------------------------------ driver kill
-def kill_driver_after_a_trial(cmd: list[str], log: Path, finished: Callable[[], set[str]], poll: float,
-                              timeout: float = 240) -> set[str]:
+def kill_driver_after_a_trial(
+    cmd: list[str], log: Path, finished: Callable[[], set[str]], poll: float, timeout: float = 240
+) -> set[str]:
     """Start the sweep driver ``cmd`` in its own session (output to ``log``), wait until ``finished()``
     (asked every ``poll`` s) names a finished trial, then SIGKILL the driver's session and, 2 s later,
     whatever is left of its process tree (Ray fate-shares with the driver; make sure). Returns the

@@ -3,6 +3,7 @@
 ``lint-imports`` itself runs in ``make test``; here its contracts are checked to say what the
 architecture page says, and the rules it cannot express are tested directly.
 """
+
 from __future__ import annotations
 
 import re
@@ -12,8 +13,17 @@ import tomllib
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-PACKAGES = ("cordbench", "leaderboard", "sweeps", "runs", "evaluation", "analysis", "lightning_modules",
-            "data_modules", "core")
+PACKAGES = (
+    "cordbench",
+    "leaderboard",
+    "sweeps",
+    "runs",
+    "evaluation",
+    "analysis",
+    "lightning_modules",
+    "data_modules",
+    "core",
+)
 
 
 def _contracts() -> list[dict]:
@@ -39,31 +49,44 @@ def test_every_package_is_a_top_level_folder_and_in_the_architecture_page():
 
 def test_modules_named_in_the_architecture_page_exist():
     doc = (REPO / "docs" / "architecture.md").read_text()
-    named = set(re.findall(r"`((?:%s)/[\w/]+\.py)`" % "|".join(PACKAGES), doc))
+    alternatives = "|".join(PACKAGES)
+    named = set(re.findall(rf"`((?:{alternatives})/[\w/]+\.py)`", doc))
     assert named, "the page names no module"
     missing = sorted(p for p in named if not (REPO / p).is_file())
     assert not missing, f"docs/architecture.md names modules that do not exist: {missing}"
 
 
 def test_no_product_module_is_named_like_a_test():
-    bad = [str(p.relative_to(REPO)) for pkg in PACKAGES for p in (REPO / pkg).rglob("*.py")
-           if re.match(r"test_.*\.py$|.*_test\.py$", p.name)]
+    bad = [
+        str(p.relative_to(REPO))
+        for pkg in PACKAGES
+        for p in (REPO / pkg).rglob("*.py")
+        if re.match(r"test_.*\.py$|.*_test\.py$", p.name)
+    ]
     assert not bad, f"product modules named like pytest test files: {bad}"
 
 
 def test_ground_package_imports_nothing_of_the_project():
     """The same rule as the layers contract, read from the source (imports inside functions too)."""
     others = tuple(p for p in PACKAGES if p != "core")
-    pattern = re.compile(r"^\s*(?:from|import)\s+(%s)\b" % "|".join(others), re.M)
-    hits = [f"{p.relative_to(REPO)}: {m.group(0).strip()}" for p in (REPO / "core").rglob("*.py")
-            for m in pattern.finditer(p.read_text())]
+    pattern = re.compile(rf"^\s*(?:from|import)\s+({'|'.join(others)})\b", re.M)
+    hits = [
+        f"{p.relative_to(REPO)}: {m.group(0).strip()}"
+        for p in (REPO / "core").rglob("*.py")
+        for m in pattern.finditer(p.read_text())
+    ]
     assert not hits, hits
 
 
 def test_registries_are_explicit_tables():
     """Data sets, networks and commands are listed, not found by scanning a folder."""
-    for path in ("data_modules/registry.py", "lightning_modules/registry.py", "cordbench/cli.py",
-                 "cordbench/commands/__init__.py", "data_modules/base.py"):
+    for path in (
+        "data_modules/registry.py",
+        "lightning_modules/registry.py",
+        "cordbench/cli.py",
+        "cordbench/commands/__init__.py",
+        "data_modules/base.py",
+    ):
         src = (REPO / path).read_text()
         assert "pkgutil" not in src and "iter_modules" not in src, path
     from cordbench.commands import COMMANDS

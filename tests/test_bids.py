@@ -1,4 +1,5 @@
 """BIDS indexer: real spine-generic file list (independent counts) and small on-disk trees."""
+
 from __future__ import annotations
 
 import os
@@ -9,8 +10,17 @@ import pytest
 from core.errors import InputError
 from data_modules.bids import BidsIndex
 
-IMAGE_CONTRASTS = ["T1w", "T2w", "T2star", "flip-1_mt-on_MTS", "flip-1_mt-off_MTS", "flip-2_mt-off_MTS",
-                   "dwi", "acq-b0_dwi", "rec-average_dwi"]
+IMAGE_CONTRASTS = [
+    "T1w",
+    "T2w",
+    "T2star",
+    "flip-1_mt-on_MTS",
+    "flip-1_mt-off_MTS",
+    "flip-2_mt-off_MTS",
+    "dwi",
+    "acq-b0_dwi",
+    "rec-average_dwi",
+]
 # (contrast, derivative tail after "<image stem>_", label, desc, suffix, folder)
 LABEL_KINDS = [
     ("T1w", "label-SC_seg", "SC", None, "seg", "labels"),
@@ -51,9 +61,14 @@ def test_image_counts_match_file_list(real):
     lines, idx = real
     for contrast in IMAGE_CONTRASTS:
         dt = "dwi" if contrast.endswith("dwi") else "anat"
-        expected = sum(1 for ln in lines if ln.startswith("sub-") and f"/{dt}/" in ln
-                       and ln.endswith(f"_{contrast}.nii.gz")
-                       and ln.rsplit("/", 1)[1] == f"{_subject_of(ln)}_{contrast}.nii.gz")
+        expected = sum(
+            1
+            for ln in lines
+            if ln.startswith("sub-")
+            and f"/{dt}/" in ln
+            and ln.endswith(f"_{contrast}.nii.gz")
+            and ln.rsplit("/", 1)[1] == f"{_subject_of(ln)}_{contrast}.nii.gz"
+        )
         got = sum(1 for im in idx.images if im.contrast == contrast and im.exists)
         assert got == expected > 0, contrast
     assert len(idx.subjects()) == sum(1 for ln in (lines) if ln.endswith("_T2w.nii.gz") and ln.startswith("sub-"))
@@ -70,8 +85,10 @@ def test_label_counts_and_pairing(real, contrast, tail, label, desc, suffix, fol
     for ln in lines:
         if ln.startswith(f"derivatives/{folder}/sub-") and ln.endswith(f"_{contrast}_{tail}.nii.gz"):
             sub = _subject_of(ln)
-            if ln.rsplit("/", 1)[1] == f"{sub}_{contrast}_{tail}.nii.gz" and \
-                    f"{sub}/{dt}/{sub}_{contrast}.nii.gz" in listed:
+            if (
+                ln.rsplit("/", 1)[1] == f"{sub}_{contrast}_{tail}.nii.gz"
+                and f"{sub}/{dt}/{sub}_{contrast}.nii.gz" in listed
+            ):
                 expected.add(sub)
     assert expected, "the file list should hold this label kind"
     got = {}
@@ -132,21 +149,25 @@ def _participants(root: Path, ids, extra: str = "") -> None:
 
 def test_from_dir_phantom_old_and_new_names(tmp_path: Path):
     r = tmp_path
-    for rel in ["sub-abc01/anat/sub-abc01_T2w.nii.gz", "sub-abc01/anat/sub-abc01_T2star.nii.gz",
-                "sub-abc01/dwi/sub-abc01_dwi.nii.gz", "sub-abc01/dwi/sub-abc01_dwi.bval",
-                "sub-abc01/dwi/sub-abc01_dwi.bvec",
-                "derivatives/labels/sub-abc01/anat/sub-abc01_T2w_label-SC_seg.nii.gz",
-                "derivatives/labels/sub-abc01/anat/sub-abc01_T2w_label-SC_desc-levels_dseg.nii.gz",
-                "derivatives/labels/sub-abc01/anat/sub-abc01_T2w_label-discs_dlabel.nii.gz",
-                "derivatives/labels/sub-abc01/anat/sub-abc01_T2star_label-GM_seg.nii.gz",
-                "derivatives/labels/sub-abc01/dwi/sub-abc01_rec-average_dwi_label-SC_seg.nii.gz",
-                # pre-2024 names on a second subject, with a session folder
-                "sub-old02/ses-01/anat/sub-old02_ses-01_T1w.nii",
-                "derivatives/labels/sub-old02/ses-01/anat/sub-old02_ses-01_T1w_seg-manual.nii.gz",
-                "derivatives/labels/sub-old02/ses-01/anat/sub-old02_ses-01_T1w_labels-disc-manual.nii.gz",
-                "derivatives/labels/sub-old02/ses-01/anat/sub-old02_ses-01_T1w_gmseg-manual.nii.gz",
-                "derivatives/labels/sub-old02/ses-01/anat/sub-old02_ses-01_T1w_seg-manual_labeled.nii.gz",
-                "derivatives/labels/sub-old02/ses-01/anat/sub-old02_ses-01_T1w_RPI_r_seg-manual.nii.gz"]:
+    for rel in [
+        "sub-abc01/anat/sub-abc01_T2w.nii.gz",
+        "sub-abc01/anat/sub-abc01_T2star.nii.gz",
+        "sub-abc01/dwi/sub-abc01_dwi.nii.gz",
+        "sub-abc01/dwi/sub-abc01_dwi.bval",
+        "sub-abc01/dwi/sub-abc01_dwi.bvec",
+        "derivatives/labels/sub-abc01/anat/sub-abc01_T2w_label-SC_seg.nii.gz",
+        "derivatives/labels/sub-abc01/anat/sub-abc01_T2w_label-SC_desc-levels_dseg.nii.gz",
+        "derivatives/labels/sub-abc01/anat/sub-abc01_T2w_label-discs_dlabel.nii.gz",
+        "derivatives/labels/sub-abc01/anat/sub-abc01_T2star_label-GM_seg.nii.gz",
+        "derivatives/labels/sub-abc01/dwi/sub-abc01_rec-average_dwi_label-SC_seg.nii.gz",
+        # pre-2024 names on a second subject, with a session folder
+        "sub-old02/ses-01/anat/sub-old02_ses-01_T1w.nii",
+        "derivatives/labels/sub-old02/ses-01/anat/sub-old02_ses-01_T1w_seg-manual.nii.gz",
+        "derivatives/labels/sub-old02/ses-01/anat/sub-old02_ses-01_T1w_labels-disc-manual.nii.gz",
+        "derivatives/labels/sub-old02/ses-01/anat/sub-old02_ses-01_T1w_gmseg-manual.nii.gz",
+        "derivatives/labels/sub-old02/ses-01/anat/sub-old02_ses-01_T1w_seg-manual_labeled.nii.gz",
+        "derivatives/labels/sub-old02/ses-01/anat/sub-old02_ses-01_T1w_RPI_r_seg-manual.nii.gz",
+    ]:
         _touch(r, rel)
     _participants(r, ["sub-abc01", "sub-old02"])
     idx = BidsIndex.from_dir(r)
@@ -166,8 +187,12 @@ def test_from_dir_phantom_old_and_new_names(tmp_path: Path):
     old = idx.image("sub-old02", "T1w", session="ses-01")
     assert old.path.name.endswith(".nii")
     kinds = {(lf.label, lf.suffix, lf.desc) for lf in old.labels}
-    assert kinds == {("SC", "seg", "manual"), ("discs", "dlabel", "manual"), ("GM", "seg", "manual"),
-                     ("SC", "dseg", "levels")}
+    assert kinds == {
+        ("SC", "seg", "manual"),
+        ("discs", "dlabel", "manual"),
+        ("GM", "seg", "manual"),
+        ("SC", "dseg", "levels"),
+    }
     assert [p.name for p in idx.unparsed] == ["sub-old02_ses-01_T1w_RPI_r_seg-manual.nii.gz"]
     assert idx.subjects() == ["sub-abc01", "sub-old02"]
     assert idx.select("T2star", "GM")[0].subject == "sub-abc01"
@@ -176,8 +201,10 @@ def test_from_dir_phantom_old_and_new_names(tmp_path: Path):
 def test_gm_challenge_bids_rater_masks(tmp_path: Path):
     for n in (1, 2, 3, 4):
         for lab in ("SC", "GM", "WM"):
-            _touch(tmp_path, f"derivatives/labels/sub-site1001/anat/sub-site1001_T2star_label-{lab}"
-                             f"_desc-manual_mask{n}.nii.gz")
+            _touch(
+                tmp_path,
+                f"derivatives/labels/sub-site1001/anat/sub-site1001_T2star_label-{lab}_desc-manual_mask{n}.nii.gz",
+            )
     _touch(tmp_path, "sub-site1001/anat/sub-site1001_T2star.nii.gz")
     _participants(tmp_path, ["sub-site1001"])
     im = BidsIndex.from_dir(tmp_path).image("sub-site1001", "T2star")
@@ -197,8 +224,18 @@ def test_annex_placeholder_is_not_an_existing_image(tmp_path: Path):
     assert idx.select("T1w", "SC") == []
 
 
-@pytest.mark.parametrize("case", ["no_images", "duplicate_image", "duplicate_participant", "missing_tsv",
-                                  "unlisted_subject", "bad_tsv", "malformed_tsv"])
+@pytest.mark.parametrize(
+    "case",
+    [
+        "no_images",
+        "duplicate_image",
+        "duplicate_participant",
+        "missing_tsv",
+        "unlisted_subject",
+        "bad_tsv",
+        "malformed_tsv",
+    ],
+)
 def test_bad_inputs_name_the_file(tmp_path: Path, case: str):
     _touch(tmp_path, "sub-a01/anat/sub-a01_T2w.nii.gz")
     _participants(tmp_path, ["sub-a01"])
@@ -226,7 +263,6 @@ def test_bad_inputs_name_the_file(tmp_path: Path, case: str):
     assert str(expect) in str(err.value)
     if case in ("no_images", "unlisted_subject", "duplicate_image"):
         BidsIndex.from_dir(tmp_path, strict=False)  # tolerated (logged) when not strict
-
 
 
 def test_exclude_yml(tmp_path: Path):

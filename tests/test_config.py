@@ -1,12 +1,13 @@
 """Config loading: defaults, files, overrides, and errors naming the file and key."""
+
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
 
-from runs.config import DEFAULTS, load_config
 from core.errors import ConfigError
+from runs.config import DEFAULTS, load_config
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -27,16 +28,19 @@ def test_file_then_overrides(tmp_path):
     assert cfg["data"]["batch_size"] == DEFAULTS["data"]["batch_size"]
 
 
-@pytest.mark.parametrize("text, needle", [
-    ("model: {nmae: unet}\n", "model.nmae"),
-    ("trainer: {max_epochs: ten}\n", "trainer.max_epochs"),
-    ("model: {name: nosuchnet}\n", "nosuchnet"),
-    ("model: {name: unet, options: {depthh: 3}}\n", "depthh"),
-    ("data: {task: spleen}\n", "data.task"),
-    ("data: {split: {val_fraction: 0.6, test_fraction: 0.5}}\n", "val_fraction"),
-    ("- a\n- b\n", "mapping"),
-    ("model: [\n", "invalid YAML"),
-])
+@pytest.mark.parametrize(
+    "text, needle",
+    [
+        ("model: {nmae: unet}\n", "model.nmae"),
+        ("trainer: {max_epochs: ten}\n", "trainer.max_epochs"),
+        ("model: {name: nosuchnet}\n", "nosuchnet"),
+        ("model: {name: unet, options: {depthh: 3}}\n", "depthh"),
+        ("data: {task: spleen}\n", "data.task"),
+        ("data: {split: {val_fraction: 0.6, test_fraction: 0.5}}\n", "val_fraction"),
+        ("- a\n- b\n", "mapping"),
+        ("model: [\n", "invalid YAML"),
+    ],
+)
 def test_bad_config_named(tmp_path, text, needle):
     f = tmp_path / "bad.yaml"
     f.write_text(text)

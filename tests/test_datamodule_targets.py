@@ -7,6 +7,7 @@ mirrored or shifted against its image fails, whatever its voxel count. Grids: th
 PSR (as sct t2), LAS on an oblique grid, and RPI (strongly tilted cords, 20-25°), the real t2
 (PSR) through the spine-generic module, the real t2s (LAS, oblique) through the GM challenge module.
 """
+
 from __future__ import annotations
 
 import shutil
@@ -18,16 +19,27 @@ import pytest
 
 from tests.references import assert_subject_matches_files
 
-ORIENTATIONS = {"PSR": dict(orientation="PSR"), "LAS-oblique": dict(orientation="LAS", oblique=15.0),
-                "RPI": dict(orientation="RPI")}
+ORIENTATIONS = {
+    "PSR": dict(orientation="PSR"),
+    "LAS-oblique": dict(orientation="LAS", oblique=15.0),
+    "RPI": dict(orientation="RPI"),
+}
 
 
 def _dm(name: str, root: Path, task: str, patch=(32, 32), extra: tuple[str, ...] = ()):
-    from runs.config import load_config
     from data_modules.registry import build_datamodule
+    from runs.config import load_config
 
-    cfg = load_config([], [f"data.name={name}", f"data.root={root}", f"data.task={task}",
-                           f"data.patch_size=[{patch[0]},{patch[1]}]", *extra])
+    cfg = load_config(
+        [],
+        [
+            f"data.name={name}",
+            f"data.root={root}",
+            f"data.task={task}",
+            f"data.patch_size=[{patch[0]},{patch[1]}]",
+            *extra,
+        ],
+    )
     return build_datamodule(cfg["data"])
 
 
@@ -41,8 +53,7 @@ def oriented(request, tmp_path_factory) -> Path:
     from data_modules.phantom import generate_cohort
 
     root = tmp_path_factory.mktemp(f"targets-{request.param}") / "phantom"
-    generate_cohort(root, n_subjects=1, seed=2, dwi=False, tilt_min=20.0, tilt_max=25.0,
-                    **ORIENTATIONS[request.param])
+    generate_cohort(root, n_subjects=1, seed=2, dwi=False, tilt_min=20.0, tilt_max=25.0, **ORIENTATIONS[request.param])
     img = nib.load(str(root / "sub-001" / "anat" / "sub-001_T2w.nii.gz"))
     assert "".join(nib.aff2axcodes(img.affine)) == request.param.split("-")[0]
     return root
@@ -83,8 +94,9 @@ def test_levels_target_from_discs_is_on_the_image_grid(oriented, tmp_path):
     assert set(spec.labels) == {"SC", "discs"}
     subject = dm.load_subject(spec)
     la = root / "derivatives" / "labels" / spec.subject / "anat"
-    _, levels = level_map_from_files(la / f"{spec.subject}_T2w_label-SC_seg.nii.gz",
-                                     la / f"{spec.subject}_T2w_label-discs_dlabel.nii.gz")
+    _, levels = level_map_from_files(
+        la / f"{spec.subject}_T2w_label-SC_seg.nii.gz", la / f"{spec.subject}_T2w_label-discs_dlabel.nii.gz"
+    )
     target = np.where(levels <= 7, levels, 0)
     image, aff = _load(root / spec.subject / "anat" / f"{spec.subject}_T2w.nii.gz")
     assert len(np.unique(target)) >= 6

@@ -1,4 +1,5 @@
 """The data-module base on the phantom: every task, 2D and 3D sampling, crop, splits, a 3D fit."""
+
 from __future__ import annotations
 
 import copy
@@ -8,9 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from runs.config import DEFAULTS, load_config
-from data_modules.registry import build_datamodule
 from data_modules.phantom import generate_cohort
+from data_modules.registry import build_datamodule
+from runs.config import DEFAULTS, load_config
 
 
 @pytest.fixture(scope="module")
@@ -25,9 +26,15 @@ def _cfg(root: Path, **data) -> dict:
     return cfg
 
 
-@pytest.mark.parametrize("task, values, contrast", [
-    ("sc", {0, 1}, "T2w"), ("canal", {0, 1}, "T2w"), ("gm", {0, 1, 2}, "T2star"), ("levels", set(range(8)), "T2w"),
-])
+@pytest.mark.parametrize(
+    "task, values, contrast",
+    [
+        ("sc", {0, 1}, "T2w"),
+        ("canal", {0, 1}, "T2w"),
+        ("gm", {0, 1, 2}, "T2star"),
+        ("levels", set(range(8)), "T2w"),
+    ],
+)
 def test_tasks_targets_and_batches(phantom, task, values, contrast):
     dm = build_datamodule(_cfg(phantom, task=task, patch_size=[32, 32]))
     dm.setup("fit")
@@ -79,11 +86,22 @@ def test_crop_and_3d_patches(phantom):
 def test_3d_unet_fit(phantom, tmp_path):
     from runs.runner import fit
 
-    cfg = load_config(overrides=[
-        f"data.root={phantom}", "data.spatial_dims=3", "data.patch_size=[32, 32, 16]", "data.batch_size=2",
-        "data.samples_per_volume=2", "data.queue_length=8", "model.preset=tiny", "trainer.max_epochs=1",
-        "trainer.limit_train_batches=2", "trainer.enable_progress_bar=false", "logger.wandb.enabled=false",
-        f"output_dir={tmp_path / 'run3d'}"])
+    cfg = load_config(
+        overrides=[
+            f"data.root={phantom}",
+            "data.spatial_dims=3",
+            "data.patch_size=[32, 32, 16]",
+            "data.batch_size=2",
+            "data.samples_per_volume=2",
+            "data.queue_length=8",
+            "model.preset=tiny",
+            "trainer.max_epochs=1",
+            "trainer.limit_train_batches=2",
+            "trainer.enable_progress_bar=false",
+            "logger.wandb.enabled=false",
+            f"output_dir={tmp_path / 'run3d'}",
+        ]
+    )
     result = fit(cfg)
     assert result.test_records and "sc/dice" in result.test_records[0]
     assert 0.0 <= result.test_records[0]["sc/dice"] <= 1.0

@@ -10,6 +10,7 @@
 * a sweep whose one trial is 2 Ray ``TorchTrainer`` workers on CPU: its results.csv row, its
   per-subject test file with every test subject once, exactly one wandb run.
 """
+
 from __future__ import annotations
 
 import json
@@ -50,11 +51,21 @@ def test_train_shards_disjoint_equal_and_reshuffled(n: int, world: int):
     assert e0 != e1
 
 
-@pytest.mark.parametrize("requested, capability, want", [
-    ("auto", (8, 0), "bf16-mixed"), ("auto", (9, 0), "bf16-mixed"), ("auto", (8, 6), "bf16-mixed"),
-    ("auto", (7, 5), "16-mixed"), ("auto", (7, 0), "16-mixed"), (None, (6, 1), "16-mixed"),
-    ("auto", None, "32-true"), ("32-true", (9, 0), "32-true"), ("16-mixed", (9, 0), "16-mixed"),
-    ("bf16-mixed", None, "bf16-mixed")])
+@pytest.mark.parametrize(
+    "requested, capability, want",
+    [
+        ("auto", (8, 0), "bf16-mixed"),
+        ("auto", (9, 0), "bf16-mixed"),
+        ("auto", (8, 6), "bf16-mixed"),
+        ("auto", (7, 5), "16-mixed"),
+        ("auto", (7, 0), "16-mixed"),
+        (None, (6, 1), "16-mixed"),
+        ("auto", None, "32-true"),
+        ("32-true", (9, 0), "32-true"),
+        ("16-mixed", (9, 0), "16-mixed"),
+        ("bf16-mixed", None, "bf16-mixed"),
+    ],
+)
 def test_precision_auto_choice(requested, capability, want):
     from core.devices import choose_precision
 
@@ -81,8 +92,11 @@ def test_ddp_worker_resources_validation(tmp_path: Path):
     assert setup.ddp and setup.workers == 2
     assert worker_resources(setup) == {"CPU": 0.995}  # 2 CPUs less the driver's 0.01, halved: fits 2 cores
     assert trial_resources(setup.resources) == {"cpu": 0.01, "gpu": 0}
-    for bad, key in ((["resources.gpu=1"], "resources.gpu"), (["resources.workers=0"], "resources.workers"),
-                     (["resources.workers=3"], "resources.cpu")):
+    for bad, key in (
+        (["resources.gpu=1"], "resources.gpu"),
+        (["resources.workers=0"], "resources.workers"),
+        (["resources.workers=3"], "resources.cpu"),
+    ):
         with pytest.raises(ConfigError, match=key):
             load_sweep(path, overrides=bad, storage=str(tmp_path), validate_all=False, check_data=False)
 
@@ -118,9 +132,9 @@ def _probe_rank(rank: int, world: int, port: int, cfg_data: dict, out: str) -> N
                 ids.update(batch["subject_id"])
             epochs.append({"steps": steps, "subjects": sorted(ids)})
         val = [b["subject_id"][0] for b in dm.val_dataloader()]
-        Path(out, f"rank{rank}.json").write_text(json.dumps({"epochs": epochs, "val": val,
-                                                             "train_split": dm.split["train"],
-                                                             "val_split": dm.split["val"]}))
+        Path(out, f"rank{rank}.json").write_text(
+            json.dumps({"epochs": epochs, "val": val, "train_split": dm.split["train"], "val_split": dm.split["val"]})
+        )
     finally:
         dist.destroy_process_group()
 
@@ -142,10 +156,23 @@ def test_ranks_train_on_different_subjects(phantom8: Path, tmp_path: Path, pipel
 
     from runs.config import load_config
 
-    cfg = load_config([str(REPO_ROOT / "configs" / "debug.yaml")], [], {"data": {
-        "pipeline": pipeline, "cache_dir": str(tmp_path / "cache"),
-        "root": str(phantom8), "phantom": {"subjects": 8}, "patch_size": [32, 32], "batch_size": 4,
-        "samples_per_volume": 4, "queue_length": 16, "split": {"val_fraction": 0.25, "test_fraction": 0.25}}})
+    cfg = load_config(
+        [str(REPO_ROOT / "configs" / "debug.yaml")],
+        [],
+        {
+            "data": {
+                "pipeline": pipeline,
+                "cache_dir": str(tmp_path / "cache"),
+                "root": str(phantom8),
+                "phantom": {"subjects": 8},
+                "patch_size": [32, 32],
+                "batch_size": 4,
+                "samples_per_volume": 4,
+                "queue_length": 16,
+                "split": {"val_fraction": 0.25, "test_fraction": 0.25},
+            }
+        },
+    )
     mp.spawn(_probe_rank, args=(2, _free_port(), cfg["data"], str(tmp_path)), nprocs=2, join=True)
     ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2)]
     train = ranks[0]["train_split"]
@@ -174,11 +201,29 @@ def test_ddp_fit_scores_every_subject_once_like_a_single_process(phantom8: Path,
     from runs.runner import evaluate
 
     out = tmp_path / "ddp"
-    cmd = [sys.executable, "-m", "cordbench", "fit", "--config", "configs/demo.yaml", "--root", str(phantom8),
-           "--preset", "tiny", "--trainer.max_epochs=1", "--trainer.limit_train_batches=2",
-           "--data.phantom.subjects=8", "--data.split.val_fraction=0.4", "--data.split.test_fraction=0.4",
-           "--trainer.strategy=ddp", "--trainer.devices=2", "--trainer.accelerator=cpu",
-           "--logger.wandb.log_images=false", "--output-dir", str(out)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "cordbench",
+        "fit",
+        "--config",
+        "configs/demo.yaml",
+        "--root",
+        str(phantom8),
+        "--preset",
+        "tiny",
+        "--trainer.max_epochs=1",
+        "--trainer.limit_train_batches=2",
+        "--data.phantom.subjects=8",
+        "--data.split.val_fraction=0.4",
+        "--data.split.test_fraction=0.4",
+        "--trainer.strategy=ddp",
+        "--trainer.devices=2",
+        "--trainer.accelerator=cpu",
+        "--logger.wandb.log_images=false",
+        "--output-dir",
+        str(out),
+    ]
     proc = subprocess.run(cmd, cwd=REPO_ROOT, env=_env(), capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     assert proc.stdout.count("best checkpoint:") == 1  # one summary (rank 0's)
@@ -192,21 +237,29 @@ def test_ddp_fit_scores_every_subject_once_like_a_single_process(phantom8: Path,
     # per-subject files: one per test subject, written by the rank that scored it (padding skipped)
     if (out / "predictions").exists():
         assert sorted(p.name for p in (out / "predictions").iterdir()) == sorted(
-            f"{s}_pred.nii.gz" for s in split["test"])
+            f"{s}_pred.nii.gz" for s in split["test"]
+        )
     summary = json.loads((out / "test_summary.json").read_text())
     assert summary["n_subjects"] == 3
 
     # single process: `cordbench test` / `cordbench validate` of the saved best checkpoint
     best = str(out / "checkpoints" / "best.ckpt")
-    cfg = load_config([str(out / "config.yaml")], [], {
-        "output_dir": str(tmp_path / "single"), "trainer": {"strategy": "auto", "devices": 1},
-        "logger": {"wandb": {"enabled": False}}})
+    cfg = load_config(
+        [str(out / "config.yaml")],
+        [],
+        {
+            "output_dir": str(tmp_path / "single"),
+            "trainer": {"strategy": "auto", "devices": 1},
+            "logger": {"wandb": {"enabled": False}},
+        },
+    )
     single = pd.DataFrame(evaluate(cfg, best, "test").test_records)
     assert list(single["subject"]) == list(ddp["subject"])
     np.testing.assert_allclose(ddp["sc/dice"], single["sc/dice"], rtol=0, atol=1e-6)
     for col in single.columns.drop("subject"):
-        np.testing.assert_allclose(ddp[col].astype(float), single[col].astype(float), rtol=1e-6, atol=1e-6,
-                                   equal_nan=True, err_msg=col)
+        np.testing.assert_allclose(
+            ddp[col].astype(float), single[col].astype(float), rtol=1e-6, atol=1e-6, equal_nan=True, err_msg=col
+        )
     logged = pd.read_csv(out / "metrics.csv")["val/dice"].dropna()
     assert len(logged) == 1
     val = evaluate(cfg, best, "validate").val["val/dice"]
@@ -226,8 +279,11 @@ def test_sweep_trial_with_two_cpu_workers(sweep_phantom: Path, tmp_path: Path, m
     for k, v in ENV_DEFAULTS.items():
         monkeypatch.setenv(k, os.environ.get(k, v))
     monkeypatch.setenv("WANDB_MODE", "offline")
-    sweep = load_sweep(REPO_ROOT / "configs" / "sweeps" / "ddp_cpu.yaml", storage=str(tmp_path),
-                       overrides=[f"config.data.root={sweep_phantom}", "ray.verbose=0", "ray.num_cpus=2"])
+    sweep = load_sweep(
+        REPO_ROOT / "configs" / "sweeps" / "ddp_cpu.yaml",
+        storage=str(tmp_path),
+        overrides=[f"config.data.root={sweep_phantom}", "ray.verbose=0", "ray.num_cpus=2"],
+    )
     try:
         outcome = run_sweep(sweep)
     finally:
@@ -256,10 +312,26 @@ def test_ddp_rank_failure_takes_the_run_down_with_its_reason(phantom8: Path, tmp
     """A diverging DDP fit (lr 1e12: the loss is NaN at the second step on every rank) exits non-zero
     with the reason in failure.json, written once (first rank wins), and no half-written file."""
     out = tmp_path / "ddp-nan"
-    cmd = [sys.executable, "-m", "cordbench", "fit", "--config", "configs/debug.yaml", "--root", str(phantom8),
-           "--trainer.max_epochs=1", "--trainer.limit_train_batches=3", "--model.lr=1e12",
-           "--data.phantom.subjects=8", "--trainer.strategy=ddp", "--trainer.devices=2",
-           "--trainer.accelerator=cpu", "--logger.wandb.enabled=false", "--output-dir", str(out)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "cordbench",
+        "fit",
+        "--config",
+        "configs/debug.yaml",
+        "--root",
+        str(phantom8),
+        "--trainer.max_epochs=1",
+        "--trainer.limit_train_batches=3",
+        "--model.lr=1e12",
+        "--data.phantom.subjects=8",
+        "--trainer.strategy=ddp",
+        "--trainer.devices=2",
+        "--trainer.accelerator=cpu",
+        "--logger.wandb.enabled=false",
+        "--output-dir",
+        str(out),
+    ]
     proc = subprocess.run(cmd, cwd=REPO_ROOT, env=_env(), capture_output=True, text=True, timeout=600)
     assert proc.returncode != 0
     failure = json.loads((out / "failure.json").read_text())

@@ -1,4 +1,5 @@
 """``cordbench download``: instructions (never fetched in tests) and layout verification."""
+
 from __future__ import annotations
 
 from pathlib import Path

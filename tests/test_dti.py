@@ -1,20 +1,28 @@
 """DTI: maps equal dipy's, FA recovers a planted tensor at SNR 30 with the spine-generic scheme,
 gradient-file handling (orientation, counts, b=0, norms), scheme and signal warnings, CLI."""
-from __future__ import annotations
 
+from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from analysis.dti import (GradientWarning, SchemeWarning, SignalWarning, fit_tensor, load_gradients,
-                          per_level_means, run_dti, scheme_report)
+from analysis.dti import (
+    GradientWarning,
+    SchemeWarning,
+    SignalWarning,
+    fit_tensor,
+    load_gradients,
+    per_level_means,
+    run_dti,
+    scheme_report,
+)
 from core.errors import InputError
 
 
 def _fa(ev):
     ev = np.asarray(ev, float)
-    return np.sqrt(0.5 * (((ev[0] - ev[1]) ** 2 + (ev[1] - ev[2]) ** 2 + (ev[2] - ev[0]) ** 2) / (ev ** 2).sum()))
+    return np.sqrt(0.5 * (((ev[0] - ev[1]) ** 2 + (ev[1] - ev[2]) ** 2 + (ev[2] - ev[0]) ** 2) / (ev**2).sum()))
 
 
 def _sg_scheme(spine_generic):
@@ -70,8 +78,15 @@ def test_maps_equal_dipy_and_fa_within_002_at_snr30(tmp_path, sg, method):
     bvals, bvecs = sg
     data, mask, levels = _simulate(bvals, bvecs)
     dwi, bval, bvec = _save(tmp_path, data, mask, levels, bvals, bvecs)
-    res = run_dti(dwi, bval, bvec, tmp_path / "mask.nii.gz", tmp_path / "levels.nii.gz", fit_method=method,
-                  maps_dir=tmp_path / "maps")
+    res = run_dti(
+        dwi,
+        bval,
+        bvec,
+        tmp_path / "mask.nii.gz",
+        tmp_path / "levels.nii.gz",
+        fit_method=method,
+        maps_dir=tmp_path / "maps",
+    )
     fit = TensorModel(gradient_table(bvals, bvecs=bvecs), fit_method=method).fit(data, mask=mask)
     for name, ref in (("FA", fit.fa), ("MD", fit.md), ("RD", fit.rd), ("AD", fit.ad)):
         on_disk = np.asarray(nib.load(str(res.map_paths[name])).dataobj, dtype=float)
@@ -184,13 +199,29 @@ def test_per_level_means_slice_and_voxel_modes():
 
 def test_cli_dti_writes_csv_and_maps_keeping_header(tmp_path, sg):
     import nibabel as nib
+
     from cordbench.cli import main
 
     bvals, bvecs = sg
     data, mask, levels = _simulate(bvals, bvecs, shape=(8, 8, 8))
     dwi, bval, bvec = _save(tmp_path, data, mask, levels, bvals, bvecs)
-    rc = main(["dti", "--dwi", str(dwi), "--bval", str(bval), "--bvec", str(bvec), "--levels",
-               str(tmp_path / "levels.nii.gz"), "--maps", str(tmp_path / "maps"), "-o", str(tmp_path / "dti.csv")])
+    rc = main(
+        [
+            "dti",
+            "--dwi",
+            str(dwi),
+            "--bval",
+            str(bval),
+            "--bvec",
+            str(bvec),
+            "--levels",
+            str(tmp_path / "levels.nii.gz"),
+            "--maps",
+            str(tmp_path / "maps"),
+            "-o",
+            str(tmp_path / "dti.csv"),
+        ]
+    )
     assert rc == 0
     df = pd.read_csv(tmp_path / "dti.csv")
     assert {"VertLevel", "MEAN(FA)", "STD(FA)", "MEAN(MD)", "MEAN(RD)", "MEAN(AD)"} <= set(df.columns)
@@ -198,8 +229,19 @@ def test_cli_dti_writes_csv_and_maps_keeping_header(tmp_path, sg):
     src = nib.load(str(dwi))
     assert fa.shape == src.shape[:3] and np.allclose(fa.affine, src.affine)
     assert int(fa.header["sform_code"]) == 2 and int(fa.header["qform_code"]) == 1
-    rc = main(["dti", "--dwi", str(dwi), "--bval", str(bval), "--bvec", str(tmp_path / "nope.bvec"),
-               "-o", str(tmp_path / "x.csv")])
+    rc = main(
+        [
+            "dti",
+            "--dwi",
+            str(dwi),
+            "--bval",
+            str(bval),
+            "--bvec",
+            str(tmp_path / "nope.bvec"),
+            "-o",
+            str(tmp_path / "x.csv"),
+        ]
+    )
     assert rc == 2
 
 
@@ -207,6 +249,7 @@ def test_white_matter_region_from_a_wm_mask_or_cord_minus_gm(tmp_path, sg):
     """A WM tensor (FA 0.80) around a GM core (FA 0.30): the cord mean mixes them; the WM mask and
     cord − GM give the planted WM FA at SNR 30, and the CSV says which region was averaged."""
     import nibabel as nib
+
     from cordbench.cli import main
 
     bvals, bvecs = sg
@@ -234,9 +277,28 @@ def test_white_matter_region_from_a_wm_mask_or_cord_minus_gm(tmp_path, sg):
     assert np.abs(cord["MEAN(FA)"] - ((1 - n_gm) * fa_wm + n_gm * fa_gm)).max() < 0.03
     assert (wm["MEAN(FA)"] - cord["MEAN(FA)"]).min() > 0.04
     out = tmp_path / "dti_wm.csv"
-    assert main(["dti", "--dwi", str(dwi), "--bval", str(bval), "--bvec", str(bvec), "--mask",
-                 str(tmp_path / "mask.nii.gz"), "--levels", str(lv), "--wm-mask", str(tmp_path / "wm.nii.gz"),
-                 "-o", str(out)]) == 0
+    assert (
+        main(
+            [
+                "dti",
+                "--dwi",
+                str(dwi),
+                "--bval",
+                str(bval),
+                "--bvec",
+                str(bvec),
+                "--mask",
+                str(tmp_path / "mask.nii.gz"),
+                "--levels",
+                str(lv),
+                "--wm-mask",
+                str(tmp_path / "wm.nii.gz"),
+                "-o",
+                str(out),
+            ]
+        )
+        == 0
+    )
     assert set(pd.read_csv(out)["Label"]) == {"WM"}
     nib.save(nib.Nifti1Image(mask.astype(np.uint8), aff), str(tmp_path / "allgm.nii.gz"))
     with pytest.raises(InputError, match="cord minus GM"):

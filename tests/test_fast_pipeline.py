@@ -1,6 +1,7 @@
 """The fast 2D pipeline and the preprocessing cache: warped masks stay on their images, torchio's
 label-aware sampling map, cache hit / invalidation / corrupt-entry rebuild, CPU determinism for
 any worker count, and DDP ranks drawing different subjects."""
+
 from __future__ import annotations
 
 import copy
@@ -12,27 +13,32 @@ import numpy as np
 import pytest
 import torch
 
-from runs.config import DEFAULTS, load_config
 from core.errors import ConfigError
 from data_modules import cache as cache_mod
 from data_modules.augment_gpu import BatchAugment, window_margin
-from data_modules.registry import build_datamodule
 from data_modules.fast2d import FastSliceDataset, SliceSource, build_sources, rank_subjects
+from data_modules.registry import build_datamodule
+from runs.config import DEFAULTS, load_config
 
 AUG_OFF = {"strength": 1.0, "affine": 0.0, "elastic": 0.0, "bias_field": 0.0, "noise": 0.0, "gamma": 0.0}
 
 
 def _cfg(root: Path, cache_dir: Path, **data) -> dict:
     cfg = copy.deepcopy(DEFAULTS["data"])
-    cfg.update(root=str(root), cache_dir=str(cache_dir), samples_per_volume=4, batch_size=4, patch_size=[32, 32],
-               crop=[48, 48])
+    cfg.update(
+        root=str(root), cache_dir=str(cache_dir), samples_per_volume=4, batch_size=4, patch_size=[32, 32], crop=[48, 48]
+    )
     cfg.update(data)
     return cfg
 
 
 def _where(b: int, w: int, shape=(64, 64, 10)) -> dict[str, torch.Tensor]:
-    return {"origin": torch.zeros(b, 2, dtype=torch.long), "z": torch.full((b,), 3), "shape": torch.tensor([shape] * b),
-            "spacing": torch.full((b, 2), 0.8)}
+    return {
+        "origin": torch.zeros(b, 2, dtype=torch.long),
+        "z": torch.full((b,), 3),
+        "shape": torch.tensor([shape] * b),
+        "spacing": torch.full((b, 2), 0.8),
+    }
 
 
 def _disc_batch(b: int = 8, w: int = 64, seed: int = 0) -> torch.Tensor:
@@ -41,7 +47,9 @@ def _disc_batch(b: int = 8, w: int = 64, seed: int = 0) -> torch.Tensor:
     yy, xx = torch.meshgrid(torch.arange(w, dtype=torch.float32), torch.arange(w, dtype=torch.float32), indexing="ij")
     c = w / 2 + (torch.rand(b, 2, generator=g) - 0.5) * 8
     r = 6 + torch.rand(b, 2, generator=g) * 8
-    inside = ((yy - c[:, 0, None, None]) / r[:, 0, None, None]) ** 2 + ((xx - c[:, 1, None, None]) / r[:, 1, None, None]) ** 2
+    inside = ((yy - c[:, 0, None, None]) / r[:, 0, None, None]) ** 2 + (
+        (xx - c[:, 1, None, None]) / r[:, 1, None, None]
+    ) ** 2
     return (inside <= 1).long()[:, None]
 
 
@@ -59,7 +67,7 @@ def test_warped_mask_stays_aligned_with_its_image():
     assert dice == 1.0
     # the warp did something: masks differ from the unwarped centre crop, yet keep their size roughly
     off = (w - patch[0]) // 2
-    plain = label[..., off:off + patch[0], off:off + patch[1]]
+    plain = label[..., off : off + patch[0], off : off + patch[1]]
     changed = (lab_out != plain).flatten(1).any(1)
     assert bool(changed.all())
     ratio = lab_out.flatten(1).sum(1).float() / plain.flatten(1).sum(1).float()
@@ -93,14 +101,14 @@ def test_label_aware_map_matches_torchio():
     src = SliceSource(rng.normal(size=lab.shape).astype(np.float32), [lab], (1.0, 1.0), patch, 0, probs)
     mine = np.zeros(lab.shape)
     region = np.diff(np.concatenate([[0.0], src.cdfs[0]])).reshape(src.region)
-    mine[src.lo[0]:src.lo[0] + src.region[0], src.lo[1]:src.lo[1] + src.region[1], :] = region
+    mine[src.lo[0] : src.lo[0] + src.region[0], src.lo[1] : src.lo[1] + src.region[1], :] = region
     subject = tio.Subject(label=tio.LabelMap(tensor=torch.from_numpy(lab[None])))
     sampler = tio.LabelSampler((*patch, 1), label_name="label", label_probabilities=probs)
     ref = sampler.process_probability_map(sampler.get_probability_map(subject), subject)
     np.testing.assert_allclose(mine, ref, atol=1e-12)
     # and the draws follow it: ~80% foreground centres
     centres = src.draw(np.random.default_rng(1), 4000)
-    assert ((centres[:, 1:] >= 0).all() and (centres[:, 1] >= 8).all() and (centres[:, 1] <= 30 - 8).all())
+    assert (centres[:, 1:] >= 0).all() and (centres[:, 1] >= 8).all() and (centres[:, 1] <= 30 - 8).all()
     fg = lab[centres[:, 1], centres[:, 2], centres[:, 3]] > 0
     assert abs(fg.mean() - 0.8) < 0.03
 
@@ -189,8 +197,9 @@ def test_train_and_eval_entries_of_a_subject_are_apart(cohort, tmp_path):
         got = {stage: cache_mod.load_subjects(dm, [spec], stage)[0] for stage in ("train", "eval")}
         for stage in ("train", "eval"):
             for name in ("image", "label"):
-                np.testing.assert_array_equal(got[stage][name].affine, want[stage][name].affine,
-                                              err_msg=f"{_round} {stage}")
+                np.testing.assert_array_equal(
+                    got[stage][name].affine, want[stage][name].affine, err_msg=f"{_round} {stage}"
+                )
                 assert torch.equal(got[stage][name].data, want[stage][name].data), (_round, stage, name)
 
 
@@ -212,7 +221,9 @@ def test_cpu_determinism_any_worker_count(cohort, tmp_path):
     a, b = _epoch_batches(dm, 3), _epoch_batches(dm, 3)
     assert len(a) == len(b) == len(dm.train_dataloader())
     for x, y in zip(a, b):
-        assert torch.equal(x["image"]["data"], y["image"]["data"]) and torch.equal(x["label"]["data"], y["label"]["data"])
+        assert torch.equal(x["image"]["data"], y["image"]["data"]) and torch.equal(
+            x["label"]["data"], y["label"]["data"]
+        )
     assert a[0]["image"]["data"].shape == (4, 1, 32, 32, 1)
     other = _epoch_batches(dm, 4)
     assert not torch.equal(a[0]["image"]["data"], other[0]["image"]["data"])
@@ -221,7 +232,9 @@ def test_cpu_determinism_any_worker_count(cohort, tmp_path):
     c = _epoch_batches(dm, 3)
     assert len(c) == len(a)
     for x, y in zip(a, c):
-        assert torch.equal(x["image"]["data"], y["image"]["data"]) and torch.equal(x["label"]["data"], y["label"]["data"])
+        assert torch.equal(x["image"]["data"], y["image"]["data"]) and torch.equal(
+            x["label"]["data"], y["label"]["data"]
+        )
 
 
 def test_epochs_differ_and_ddp_ranks_draw_different_subjects(cohort, tmp_path):
@@ -242,7 +255,7 @@ def test_epochs_differ_and_ddp_ranks_draw_different_subjects(cohort, tmp_path):
     rows = one.plan(0)[0]
     batch = one.make_batch(rows)
     s, _, x, y, z = (int(v) for v in rows[0])
-    want = dm.subjects["train"][s]["image"].data[0, x - 16:x + 16, y - 16:y + 16, z]
+    want = dm.subjects["train"][s]["image"].data[0, x - 16 : x + 16, y - 16 : y + 16, z]
     assert torch.equal(batch["image"]["data"][0, 0], want)
 
 
@@ -268,5 +281,5 @@ def test_random_rater_variants_feed_their_own_map():
     batch = ds.make_batch(rows)
     pad = ((2, 2), (2, 2), (0, 0))  # windows: the 8² patch plus a 2-voxel margin, zero-padded outside
     for n, (_, v, x, y, z) in enumerate(rows):
-        want = np.pad((lab_a, lab_b)[int(v)], pad)[x - 4:x + 8, y - 4:y + 8, z]
+        want = np.pad((lab_a, lab_b)[int(v)], pad)[x - 4 : x + 8, y - 4 : y + 8, z]
         assert np.array_equal(batch["label"]["data"][n, 0].numpy(), want)

@@ -1,4 +1,5 @@
 """lightning_modules.flops: the one FLOP counter, used by ``cordbench models`` and the leaderboard alike."""
+
 from __future__ import annotations
 
 import torch

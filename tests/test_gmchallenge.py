@@ -4,6 +4,7 @@ The fixture is built in tmp_path in the challenge's naming from the real T2* of 
 (LAS, oblique, 0.5×0.5×7.5 mm) by ``tests/support/gmchallenge.py``: four "raters" differ by small
 in-plane morphological changes of the real cord (deepseg) and GM (manual) masks.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -13,8 +14,7 @@ import numpy as np
 import pytest
 
 from core.errors import ConfigError, InputError
-from data_modules.gmchallenge import (fuse_raters, index_gmchallenge, load_rater_mask, read_levels_txt,
-                                      to_task_target)
+from data_modules.gmchallenge import fuse_raters, index_gmchallenge, load_rater_mask, read_levels_txt, to_task_target
 from tests.support.gmchallenge import make_fixture, rater_masks
 
 
@@ -31,8 +31,14 @@ def test_index_original(challenge):
     subs = index_gmchallenge(root)
     assert len(subs) == 9
     labelled = [s for s in subs if s.labelled]
-    assert [s.subject for s in labelled] == ["site1-sc01", "site1-sc02", "site2-sc01", "site2-sc02",
-                                             "site3-sc01", "site3-sc02"]
+    assert [s.subject for s in labelled] == [
+        "site1-sc01",
+        "site1-sc02",
+        "site2-sc01",
+        "site2-sc02",
+        "site3-sc01",
+        "site3-sc02",
+    ]
     assert all(sorted(s.raters) == [1, 2, 3, 4] and s.levels is not None for s in labelled)
     assert {s.subject for s in subs if not s.labelled} == {"site1-sc03", "site2-sc03", "site3-sc03"}
     assert {s.site for s in subs} == {"site1", "site2", "site3"}
@@ -163,13 +169,16 @@ def test_task_targets():
 
 
 # ------------------------------------------------------------------------------------ levels.txt
-@pytest.mark.parametrize("text,expected", [
-    ("0,C3\n1,C3\n2,C4\n", [3, 3, 4]),
-    ("C2 0\nC3 1\nC3\t2\n", [2, 3, 3]),
-    ("C3: 0-1\nC4: 2-3\n", [3, 3, 4, 4]),
-    ("C5\nC5\nT1\n", [5, 5, 8]),
-    ("0 3\n1 4\n", [3, 4]),
-])
+@pytest.mark.parametrize(
+    "text,expected",
+    [
+        ("0,C3\n1,C3\n2,C4\n", [3, 3, 4]),
+        ("C2 0\nC3 1\nC3\t2\n", [2, 3, 3]),
+        ("C3: 0-1\nC4: 2-3\n", [3, 3, 4, 4]),
+        ("C5\nC5\nT1\n", [5, 5, 8]),
+        ("0 3\n1 4\n", [3, 4]),
+    ],
+)
 def test_levels_txt_formats(tmp_path: Path, text: str, expected: list[int]):
     p = tmp_path / "site1-sc01-levels.txt"
     p.write_text(text)
@@ -191,10 +200,24 @@ def test_levels_txt_rejects_garbage(tmp_path: Path):
 def _cfg(root: Path, tmp: Path, mode: str, split: str = "kfold", extra: tuple = ()) -> dict:
     from runs.config import load_config
 
-    return load_config([], [f"data.name=gmchallenge", f"data.root={root}", "data.task=gm", f"data.raters={mode}",
-                            "data.patch_size=[48,48]", "data.batch_size=4", "data.samples_per_volume=4",
-                            "data.queue_length=16", f"data.split.method={split}", "data.split.folds=3",
-                            "data.split.val_fraction=0.25", "data.augment.strength=0", *extra])
+    return load_config(
+        [],
+        [
+            "data.name=gmchallenge",
+            f"data.root={root}",
+            "data.task=gm",
+            f"data.raters={mode}",
+            "data.patch_size=[48,48]",
+            "data.batch_size=4",
+            "data.samples_per_volume=4",
+            "data.queue_length=16",
+            f"data.split.method={split}",
+            "data.split.folds=3",
+            "data.split.val_fraction=0.25",
+            "data.augment.strength=0",
+            *extra,
+        ],
+    )
 
 
 def _canonical(arr: np.ndarray, affine: np.ndarray) -> np.ndarray:
@@ -208,8 +231,9 @@ def test_datamodule_fused_label_matches_fusion(challenge, tmp_path: Path, mode: 
     root, info = challenge
     dm = build_datamodule(_cfg(root, tmp_path, mode)["data"])
     dm.setup("fit")
-    assert sorted(dm.split["train"] + dm.split["val"] + dm.split["test"]) == \
-        sorted(s.subject for s in index_gmchallenge(root) if s.labelled)
+    assert sorted(dm.split["train"] + dm.split["val"] + dm.split["test"]) == sorted(
+        s.subject for s in index_gmchallenge(root) if s.labelled
+    )
     want = _canonical(to_task_target(fuse_raters(info["masks"], mode), "gm"), info["affine"])
     for s in dm.subjects["train"] + dm.subjects["test"]:
         np.testing.assert_array_equal(s["label"].data[0].numpy(), want)
@@ -238,8 +262,9 @@ def test_datamodule_random_rater_per_sample(challenge, tmp_path: Path):
     assert len(seen) >= 3
     # evaluation uses the majority vote, and raters do not ride along outside training
     val = dm.subjects["val"][0]
-    np.testing.assert_array_equal(val["label"].data[0].numpy(),
-                                  _canonical(to_task_target(fuse_raters(info["masks"]), "gm"), info["affine"]))
+    np.testing.assert_array_equal(
+        val["label"].data[0].numpy(), _canonical(to_task_target(fuse_raters(info["masks"]), "gm"), info["affine"])
+    )
     assert [n for n in val.get_images_names() if n.startswith("rater")] == []
 
 
@@ -252,13 +277,38 @@ def test_cordbench_fit_on_fixture(challenge, tmp_path: Path, mode: str, split: s
 
     root, _ = challenge
     out = tmp_path / "run"
-    rc = main(["fit", "--data", "gmchallenge", "--root", str(root), "--task", "gm", "--model", "unet",
-               "--preset", "tiny", "--max-epochs", "1", "-o", str(out),
-               f"--data.raters={mode}", f"--data.split.method={split}", "--data.split.folds=3",
-               "--data.split.val_fraction=0.25", "--data.patch_size=[48,48]", "--data.batch_size=4",
-               "--data.samples_per_volume=4", "--data.queue_length=16", "--trainer.limit_train_batches=2",
-               "--trainer.accelerator=cpu", "--trainer.devices=1", "--trainer.enable_progress_bar=false",
-               "--logger.wandb.enabled=false"])
+    rc = main(
+        [
+            "fit",
+            "--data",
+            "gmchallenge",
+            "--root",
+            str(root),
+            "--task",
+            "gm",
+            "--model",
+            "unet",
+            "--preset",
+            "tiny",
+            "--max-epochs",
+            "1",
+            "-o",
+            str(out),
+            f"--data.raters={mode}",
+            f"--data.split.method={split}",
+            "--data.split.folds=3",
+            "--data.split.val_fraction=0.25",
+            "--data.patch_size=[48,48]",
+            "--data.batch_size=4",
+            "--data.samples_per_volume=4",
+            "--data.queue_length=16",
+            "--trainer.limit_train_batches=2",
+            "--trainer.accelerator=cpu",
+            "--trainer.devices=1",
+            "--trainer.enable_progress_bar=false",
+            "--logger.wandb.enabled=false",
+        ]
+    )
     assert rc in (0, None)
     split_rec = json.loads((out / "split.json").read_text())
     assert split_rec["test"] and split_rec["train"]
@@ -279,8 +329,10 @@ def test_perone_preset_geometry(sct_data: Path):
     gm = nib.load(sct_data / "t2s" / "t2s_gmseg_manual.nii.gz")
     data = np.asanyarray(img.dataobj).astype(np.float32)
     lab = (np.asanyarray(gm.dataobj) > 0).astype(np.int16)
-    s = tio.Subject(image=tio.ScalarImage(tensor=torch.from_numpy(data[None]), affine=img.affine),
-                    label=tio.LabelMap(tensor=torch.from_numpy(lab[None]), affine=img.affine))
+    s = tio.Subject(
+        image=tio.ScalarImage(tensor=torch.from_numpy(data[None]), affine=img.affine),
+        label=tio.LabelMap(tensor=torch.from_numpy(lab[None]), affine=img.affine),
+    )
     out = perone_preprocess()(s)
     zooms = img.header.get_zooms()
     assert out.spatial_shape == (200, 200, data.shape[2])
@@ -291,7 +343,8 @@ def test_perone_preset_geometry(sct_data: Path):
     # label: agrees with nibabel's own nearest-neighbour resampling onto the output grid
     from nibabel.processing import resample_from_to
 
-    ref = np.asanyarray(resample_from_to(nib.Nifti1Image(lab, img.affine),
-                                         (out.spatial_shape, out["label"].affine), order=0).dataobj)
+    ref = np.asanyarray(
+        resample_from_to(nib.Nifti1Image(lab, img.affine), (out.spatial_shape, out["label"].affine), order=0).dataobj
+    )
     np.testing.assert_array_equal(out["label"].data[0].numpy(), ref)
     assert ref.sum() > 1000

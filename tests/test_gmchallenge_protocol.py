@@ -1,5 +1,6 @@
 """The GM-challenge protocol: the sweep validates, runs end to end on the challenge-named fixture
 (real Ray Tune trials, tiny presets) and prints the challenge-layout table; no data → how to get it."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -10,11 +11,20 @@ import pytest
 
 from cordbench.cli import main
 
-TINY = ["config.model.preset=tiny", "config.data.patch_size=[48,48]", "config.data.batch_size=4",
-        "config.data.samples_per_volume=4", "config.data.queue_length=16", "config.trainer.max_epochs=1",
-        "config.trainer.limit_train_batches=2", "config.logger.wandb.enabled=false",
-        "config.data.split.val_fraction=0.34", "space.data.split.fold.grid=[0]", "resources.cpu=1",
-        "search.max_concurrent_trials=2"]
+TINY = [
+    "config.model.preset=tiny",
+    "config.data.patch_size=[48,48]",
+    "config.data.batch_size=4",
+    "config.data.samples_per_volume=4",
+    "config.data.queue_length=16",
+    "config.trainer.max_epochs=1",
+    "config.trainer.limit_train_batches=2",
+    "config.logger.wandb.enabled=false",
+    "config.data.split.val_fraction=0.34",
+    "space.data.split.fold.grid=[0]",
+    "resources.cpu=1",
+    "search.max_concurrent_trials=2",
+]
 
 
 def test_protocol_validates(gm_fixture, tmp_path: Path, capsys):
@@ -52,8 +62,7 @@ def test_protocol_runs_and_prints_the_challenge_table(gm_fixture, tmp_path: Path
         per_subject = pd.read_csv(run / "test_metrics.csv")
         row = table[(table["model"] == model) & (table["reference"] == "consensus") & (table["site"] == "all")]
         assert float(str(row["Dice"].iloc[0]).split(" ")[0]) == pytest.approx(per_subject["gm/dice"].mean(), abs=6e-4)
-        assert float(str(row["SMD"].iloc[0]).split(" ")[0]) == pytest.approx(per_subject["gm/skel_md"].mean(),
-                                                                               abs=6e-4)
+        assert float(str(row["SMD"].iloc[0]).split(" ")[0]) == pytest.approx(per_subject["gm/skel_md"].mean(), abs=6e-4)
         raters = table[(table["model"] == model) & (table["reference"].str.startswith("rater"))]
         assert list(raters["reference"]) == ["raters (mean)", "rater1", "rater2", "rater3", "rater4"]
         want = np.mean([per_subject[f"rater{r}/gm/dice"].mean() for r in range(1, 5)])

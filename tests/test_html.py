@@ -5,6 +5,7 @@ Fast: the reports are written from small synthetic inputs; the script runs under
 small stand-in DOM built from the real markup (skipped without ``node``). The headless Chromium
 tests of ``tests/test_qc.py`` and ``tests/test_leaderboard_sweep.py`` check the same in a browser.
 """
+
 from __future__ import annotations
 
 import json
@@ -58,16 +59,29 @@ def test_the_leaderboard_tables_through_core_html(tables, tmp_path: Path):
     from leaderboard.table import build_leaderboard
     from tests.support.planted_sweep import make_sweep
 
-    extra = [{"trial_id": "bad", "status": "ERROR", "error": "CUDA OOM", "model": "a", "preset": "tiny", "seed": 9,
-              "data": "phantom", "task": "sc", "run_dir": "trials/bad"}]
-    lb = build_leaderboard(make_sweep(tmp_path, {"a": 0.0, "b": -0.05}, extra_rows=extra), n_boot=200, cost=False,
-                           morphometrics=False)
+    extra = [
+        {
+            "trial_id": "bad",
+            "status": "ERROR",
+            "error": "CUDA OOM",
+            "model": "a",
+            "preset": "tiny",
+            "seed": 9,
+            "data": "phantom",
+            "task": "sc",
+            "run_dir": "trials/bad",
+        }
+    ]
+    lb = build_leaderboard(
+        make_sweep(tmp_path, {"a": 0.0, "b": -0.05}, extra_rows=extra), n_boot=200, cost=False, morphometrics=False
+    )
     page = to_html(lb)
     _one_owner(page, tables)
     assert len(tables) == 2 and "CUDA OOM" in tables[1]  # the ranking, then the failed trials
     heads, cells, _ = display_rows(lb)
-    assert tables[0].startswith('<table id="leaderboard" class="sortable"><thead><tr>'
-                                + "".join(f"<th>{html.escape(h)}</th>" for h in heads))
+    assert tables[0].startswith(
+        '<table id="leaderboard" class="sortable"><thead><tr>' + "".join(f"<th>{html.escape(h)}</th>" for h in heads)
+    )
     for row in cells:  # every entry's cells as the other report formats show them
         assert all(f">{html.escape(c)}</td>" in tables[0] for c in row)
 
@@ -76,13 +90,32 @@ def test_the_cohort_report_tables_through_core_html(tables, tmp_path: Path):
     from analysis.morphometrics import LEVEL_COL
     from analysis.study_report import write_report
 
-    metrics = pd.DataFrame({"participant_id": ["sub-01", "sub-01", "sub-02"], LEVEL_COL: [2, 3, 2],
-                            "CSA": [70.5, 68.25, np.nan]})
-    subjects = pd.DataFrame({"participant_id": ["sub-01", "sub-02"], "status": ["ok", "failed"],
-                             "reasons": ["", "no cord"], "warnings": ["", "tilted"]})
-    page = write_report(tmp_path, bids_dir="bids", seg_source="manual", metrics=metrics, subjects=subjects,
-                        stats=None, boxplot=None, x="CSA", y="FA", by=[], seconds=1.0, workers=0,
-                        address=None).read_text()
+    metrics = pd.DataFrame(
+        {"participant_id": ["sub-01", "sub-01", "sub-02"], LEVEL_COL: [2, 3, 2], "CSA": [70.5, 68.25, np.nan]}
+    )
+    subjects = pd.DataFrame(
+        {
+            "participant_id": ["sub-01", "sub-02"],
+            "status": ["ok", "failed"],
+            "reasons": ["", "no cord"],
+            "warnings": ["", "tilted"],
+        }
+    )
+    page = write_report(
+        tmp_path,
+        bids_dir="bids",
+        seg_source="manual",
+        metrics=metrics,
+        subjects=subjects,
+        stats=None,
+        boxplot=None,
+        x="CSA",
+        y="FA",
+        by=[],
+        seconds=1.0,
+        workers=0,
+        address=None,
+    ).read_text()
     _one_owner(page, tables)
     assert len(tables) == 3 and "no cord" in tables[0] and "70.5 (n=1)" in tables[1] and "tilted" in tables[2]
 
@@ -97,7 +130,8 @@ def test_cells_sort_on_their_value_and_missing_values_are_empty():
     assert html.cell('<img src="x.png">', "", markup=True) == '<td data-v=""><img src="x.png"></td>'
     assert html.table(["a", "b"], [[html.cell(1)], [html.cell(2)]], row_classes=["best", ""], sortable=False) == (
         '<table><thead><tr><th>a</th><th>b</th></tr></thead><tbody><tr class="best"><td>1</td></tr>'
-        "<tr><td>2</td></tr></tbody></table>")
+        "<tr><td>2</td></tr></tbody></table>"
+    )
     with pytest.raises(ValueError):
         html.table(["a", "b"], [], keys=["a"])
 
@@ -178,20 +212,25 @@ def _sorted(page: str, hash_: str = "", clicks: tuple[int, ...] = ()) -> dict:
 def qc_page(tmp_path: Path) -> str:
     from evaluation.qc import write_report
 
-    rows = [{"subject": f"sub-{i:02d}", "site": "abcd"[i], "dice": d, "hd95_mm": h}
-            for i, (d, h) in enumerate([(0.71, 1.0), (0.93, 2.0), (0.85, 3.0), (float("nan"), None)])]
+    rows = [
+        {"subject": f"sub-{i:02d}", "site": "abcd"[i], "dice": d, "hd95_mm": h}
+        for i, (d, h) in enumerate([(0.71, 1.0), (0.93, 2.0), (0.85, 3.0), (float("nan"), None)])
+    ]
     return write_report(rows, tmp_path / "index.html").read_text()
 
 
-@pytest.mark.parametrize("hash_, order", [
-    ("#sort=dice:desc", [1, 2, 0, 3]),   # empty below every number: last when descending
-    ("#sort=dice:asc", [3, 0, 2, 1]),
-    ("#sort=dice", [3, 0, 2, 1]),
-    ("#sort=site:desc", [3, 2, 1, 0]),   # text
-    ("#sort=3-desc", [1, 2, 0, 3]),      # by index (column 3 = dice: subject, panel, site, dice)
-    ("#sort=hd95_mm:desc", [2, 1, 0, 3]),
-    ("#sort=nothing:desc", [0, 1, 2, 3]),
-])
+@pytest.mark.parametrize(
+    "hash_, order",
+    [
+        ("#sort=dice:desc", [1, 2, 0, 3]),  # empty below every number: last when descending
+        ("#sort=dice:asc", [3, 0, 2, 1]),
+        ("#sort=dice", [3, 0, 2, 1]),
+        ("#sort=site:desc", [3, 2, 1, 0]),  # text
+        ("#sort=3-desc", [1, 2, 0, 3]),  # by index (column 3 = dice: subject, panel, site, dice)
+        ("#sort=hd95_mm:desc", [2, 1, 0, 3]),
+        ("#sort=nothing:desc", [0, 1, 2, 3]),
+    ],
+)
 def test_the_url_sorts_the_first_table(qc_page: str, hash_: str, order: list[int]):
     got = _sorted(qc_page, hash_)
     assert got["order"] == [order]
@@ -217,8 +256,9 @@ def test_the_leaderboard_sorts_by_column_index_as_its_url_says(tmp_path: Path):
     from leaderboard.table import build_leaderboard
     from tests.support.planted_sweep import make_sweep
 
-    lb = build_leaderboard(make_sweep(tmp_path, {"a": 0.0, "b": -0.05, "c": 0.02}), n_boot=200, cost=False,
-                           morphometrics=False)
+    lb = build_leaderboard(
+        make_sweep(tmp_path, {"a": 0.0, "b": -0.05, "c": 0.02}), n_boot=200, cost=False, morphometrics=False
+    )
     heads, _, _ = display_rows(lb)
     col = heads.index("params")
     got = _sorted(to_html(lb), f"#sort={col}-desc")

@@ -5,13 +5,24 @@ level *and* inside functions (a lazy import that only dodges a circle at run tim
 circle in the design). ``from pkg import name`` is an edge to ``pkg.name`` when that is a module,
 else to ``pkg``; the implicit import of a parent package's ``__init__`` is not an edge.
 """
+
 from __future__ import annotations
 
 import ast
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-PACKAGES = ("cordbench", "core", "evaluation", "runs", "leaderboard", "sweeps", "analysis", "data_modules", "lightning_modules")
+PACKAGES = (
+    "cordbench",
+    "core",
+    "evaluation",
+    "runs",
+    "leaderboard",
+    "sweeps",
+    "analysis",
+    "data_modules",
+    "lightning_modules",
+)
 
 
 def project_modules() -> dict[str, Path]:
@@ -41,7 +52,7 @@ def import_graph(mods: dict[str, Path]) -> dict[str, set[str]]:
             elif isinstance(node, ast.ImportFrom):
                 base = node.module or ""
                 if node.level:
-                    base = ".".join(package[:len(package) - node.level + 1] + ([node.module] if node.module else []))
+                    base = ".".join(package[: len(package) - node.level + 1] + ([node.module] if node.module else []))
                 targets = [f"{base}.{a.name}" if f"{base}.{a.name}" in mods else resolve(base) for a in node.names]
             edges[mod] |= {t for t in targets if t and t != mod}
     return edges
@@ -96,7 +107,8 @@ def test_no_import_cycle_between_project_modules():
     edges = import_graph(project_modules())
     found = cycles(edges)
     assert not found, "import circles: " + "; ".join(
-        " / ".join(f"{m} -> {sorted(edges[m] & set(c))}" for m in c) for c in found)
+        " / ".join(f"{m} -> {sorted(edges[m] & set(c))}" for m in c) for c in found
+    )
 
 
 def test_the_cycle_finder_finds_a_cycle():
@@ -106,6 +118,6 @@ def test_the_cycle_finder_finds_a_cycle():
     assert cycles({"a": {"b"}, "b": set()}) == []
     mods = project_modules()
     graph = import_graph(mods)
-    assert "runs.run_folder" in graph["runs.runner"]          # module-level import seen
-    assert "evaluation.native" in graph["evaluation.inference"]        # import inside a function seen
+    assert "runs.run_folder" in graph["runs.runner"]  # module-level import seen
+    assert "evaluation.native" in graph["evaluation.inference"]  # import inside a function seen
     assert "analysis.stats" in graph["analysis.plots"] and "analysis.plots" in graph["analysis.stats_report"]

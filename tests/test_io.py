@@ -1,4 +1,5 @@
 """Validated NIfTI reading and atomic writing (core.io)."""
+
 from __future__ import annotations
 
 import gzip

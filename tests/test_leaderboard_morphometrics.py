@@ -9,6 +9,7 @@ orientation and a cubic-polyfit centerline (as tests/test_morphometrics.py), FA 
 distribution. One slow test runs the real trained sweep (``real_sweep``, ``tests/support/tiny_sweep.py``)
 (real checkpoints, real predictions, a phantom without DWI → FA "n/a" with the reason).
 """
+
 from __future__ import annotations
 
 import itertools
@@ -82,8 +83,9 @@ def phantom(tmp_path_factory) -> Path:
     from data_modules.phantom import generate_cohort
 
     # cords tilted 20-25° against the slice normal: a CSA without the cos correction is 6-10% off the truth
-    root = generate_cohort(tmp_path_factory.mktemp("morpho") / "phantom", n_subjects=4, seed=5, dwi=True,
-                           tilt_min=20.0, tilt_max=25.0)
+    root = generate_cohort(
+        tmp_path_factory.mktemp("morpho") / "phantom", n_subjects=4, seed=5, dwi=True, tilt_min=20.0, tilt_max=25.0
+    )
     img = nib.load(str(root / "sub-001" / "anat" / "sub-001_T2w.nii.gz"))
     assert nib.aff2axcodes(img.affine)[2] in "SI"  # erode_inplane relies on it
     return root
@@ -105,11 +107,15 @@ def make_sweep(root: Path, data: Path, trials: list[tuple[str, str, str]], task:
     for tid, model, mode in trials:
         tdir = root / "trials" / tid
         (tdir / "checkpoints").mkdir(parents=True)
-        cfg = {"name": tid, "model": {"name": model, "preset": "tiny", "options": {}},
-               "data": {"name": "phantom", "root": str(data), "task": task, "contrast": "T2w"}}
+        cfg = {
+            "name": tid,
+            "model": {"name": model, "preset": "tiny", "options": {}},
+            "data": {"name": "phantom", "root": str(data), "task": task, "contrast": "T2w"},
+        }
         (tdir / "config.yaml").write_text(yaml.safe_dump(cfg))
-        (tdir / "data.json").write_text(json.dumps({"data": "phantom", "root": str(data), "task": task,
-                                                    "contrast": "T2w"}))
+        (tdir / "data.json").write_text(
+            json.dumps({"data": "phantom", "root": str(data), "task": task, "contrast": "T2w"})
+        )
         (tdir / "split.json").write_text(json.dumps({"train": [], "val": [], "test": SUBJECTS}))
         recs = []
         for sub in SUBJECTS:
@@ -122,8 +128,18 @@ def make_sweep(root: Path, data: Path, trials: list[tuple[str, str, str]], task:
             recs.append({"subject": sub, f"{task}/dice": dice(pred, manual) if pred.any() else 0.0})
         pd.DataFrame(recs).to_csv(tdir / "test_metrics.csv", index=False)
         (tdir / "checkpoints" / "best.ckpt").write_text(mode)
-        rows.append({"trial_id": tid, "status": "TERMINATED", "model": model, "preset": "tiny", "seed": 0,
-                     "data": "phantom", "task": task, "run_dir": f"trials/{tid}"})
+        rows.append(
+            {
+                "trial_id": tid,
+                "status": "TERMINATED",
+                "model": model,
+                "preset": "tiny",
+                "seed": 0,
+                "data": "phantom",
+                "task": task,
+                "run_dir": f"trials/{tid}",
+            }
+        )
     pd.DataFrame(rows).to_csv(root / "results.csv", index=False)
     (root / "sweep.yaml").write_text("name: morpho-test\n")
     return root
@@ -243,9 +259,13 @@ def test_fa_and_correlations_equal_dipy_and_scipy_on_the_same_numbers(rendered, 
     # FA per level = the dipy fit inside the manual DWI cord mask, per level
     sub = "sub-002"
     d, ld = phantom / sub / "dwi", phantom / "derivatives" / "labels" / sub / "dwi"
-    res = run_dti(d / f"{sub}_dwi.nii.gz", d / f"{sub}_dwi.bval", d / f"{sub}_dwi.bvec",
-                  ld / f"{sub}_rec-average_dwi_label-SC_seg.nii.gz",
-                  ld / f"{sub}_rec-average_dwi_label-SC_desc-levels_dseg.nii.gz")
+    res = run_dti(
+        d / f"{sub}_dwi.nii.gz",
+        d / f"{sub}_dwi.bval",
+        d / f"{sub}_dwi.bvec",
+        ld / f"{sub}_rec-average_dwi_label-SC_seg.nii.gz",
+        ld / f"{sub}_rec-average_dwi_label-SC_desc-levels_dseg.nii.gz",
+    )
     fa = {int(r["VertLevel"]): r["MEAN(FA)"] for _, r in res.table.iterrows()}
     got = cache[cache["subject"] == sub].set_index("VertLevel")["FA"]
     assert all(got[L] == pytest.approx(fa[L], abs=1e-12) for L in range(1, 8))
@@ -269,8 +289,12 @@ def test_reports_hold_the_morphometric_columns(rendered):
     sweep, files, table = rendered
     md = files.markdown
     header = next(line for line in md.splitlines() if line.startswith("| rank |"))
-    for head in ("CSA |err| % [95% CI]", "CSA bias % [95% CI]", "r FA–SAC/CSA model [95% CI]",
-                 "r FA–SAC/CSA manual [95% CI]"):
+    for head in (
+        "CSA |err| % [95% CI]",
+        "CSA bias % [95% CI]",
+        "r FA–SAC/CSA model [95% CI]",
+        "r FA–SAC/CSA manual [95% CI]",
+    ):
         assert head.replace("|", "\\|") in header
     ero = table.loc["eroded"]
     row = next(line for line in md.splitlines() if line.startswith("| ") and "| eroded |" in line)
@@ -345,16 +369,31 @@ def test_empty_masks_and_a_subject_without_labels(tmp_path, phantom, stand_ins):
 def test_auto_off_without_levels_and_required_flag_errors(tmp_path, phantom, stand_ins, capsys):
     from cordbench.cli import main
 
-    data = _copy_without(phantom, tmp_path / "nolevels", ["derivatives/labels/sub-*/anat/*levels*",
-                                                          "derivatives/labels/sub-*/anat/*discs*"])
+    data = _copy_without(
+        phantom,
+        tmp_path / "nolevels",
+        ["derivatives/labels/sub-*/anat/*levels*", "derivatives/labels/sub-*/anat/*discs*"],
+    )
     sw = make_sweep(tmp_path / "sweep", data, [("t0", "eroded", "eroded")])
     files, table = render(sw, tmp_path / "lb")
     assert "csa_mae_pct" not in table.columns and "CSA |err|" not in files.markdown
-    assert "Morphometric columns: off: no held-out subject with a manual cord mask and vertebral levels" \
-        in files.markdown
+    assert (
+        "Morphometric columns: off: no held-out subject with a manual cord mask and vertebral levels" in files.markdown
+    )
     assert stand_ins == []
-    code = main(["leaderboard", str(sw), "--morphometrics", "--no-wandb", "--no-cost", "--n-boot", "100",
-                 "--out", str(tmp_path / "cli")])
+    code = main(
+        [
+            "leaderboard",
+            str(sw),
+            "--morphometrics",
+            "--no-wandb",
+            "--no-cost",
+            "--n-boot",
+            "100",
+            "--out",
+            str(tmp_path / "cli"),
+        ]
+    )
     assert code == 2
     assert "--morphometrics: no trial's data has the labels needed" in capsys.readouterr().err
 
@@ -362,13 +401,29 @@ def test_auto_off_without_levels_and_required_flag_errors(tmp_path, phantom, sta
 def test_cli_flag_turns_the_columns_off(sweep, tmp_path, stand_ins, capsys):
     from cordbench.cli import main
 
-    assert main(["leaderboard", str(sweep), "--no-morphometrics", "--no-wandb", "--no-cost", "--n-boot", "100",
-                 "--out", str(tmp_path / "off")]) == 0
+    assert (
+        main(
+            [
+                "leaderboard",
+                str(sweep),
+                "--no-morphometrics",
+                "--no-wandb",
+                "--no-cost",
+                "--n-boot",
+                "100",
+                "--out",
+                str(tmp_path / "off"),
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "CSA |err|" not in out and "Morphometric columns: disabled (--no-morphometrics)" in out
     assert stand_ins == [] and not (sweep / "trials" / "t0" / M.CACHE_NAME).exists()
-    assert main(["leaderboard", str(sweep), "--no-wandb", "--no-cost", "--n-boot", "100",
-                 "--out", str(tmp_path / "on")]) == 0
+    assert (
+        main(["leaderboard", str(sweep), "--no-wandb", "--no-cost", "--n-boot", "100", "--out", str(tmp_path / "on")])
+        == 0
+    )
     out = capsys.readouterr().out
     assert "CSA bias % [95% CI]" in out and f"morphometry: {tmp_path / 'on' / 'morphometrics.csv'}" in out
 
@@ -391,8 +446,8 @@ def test_real_checkpoints_predictions_and_no_dwi(real_sweep, tmp_path, monkeypat
     level the model segments over >= 5 slices."""
     import torch
 
-    from runs.checkpoints import load_module
     from evaluation.inference import predict_array
+    from runs.checkpoints import load_module
 
     for name, fn in REAL.items():  # undo the module's stand-ins for this test
         monkeypatch.setattr(M, name, fn)
@@ -415,7 +470,9 @@ def test_real_checkpoints_predictions_and_no_dwi(real_sweep, tmp_path, monkeypat
     # of 1-4 slices, too sensitive to the two centerline fits to compare)
     ok = ok[ok["n_slices_model"] >= 5]
     if ok.empty:
-        pytest.fail(f"the trained model of {t.name} segments no level over 5 slices: {cache['n_slices_model'].tolist()}")
+        pytest.fail(
+            f"the trained model of {t.name} segments no level over 5 slices: {cache['n_slices_model'].tolist()}"
+        )
     sub = ok["subject"].value_counts().index[0]
     root = Path(json.loads((t / "data.json").read_text())["root"])
     image = root / sub / "anat" / f"{sub}_T2w.nii.gz"
@@ -434,8 +491,11 @@ def test_real_checkpoints_predictions_and_no_dwi(real_sweep, tmp_path, monkeypat
     ref = independent_csa(pred, levels, img.affine)
     mine = ok[ok["subject"] == sub].set_index("VertLevel")["CSA_model"]
     mine.index = mine.index.astype(int)
-    assert set(mine.index) <= set(ref) and set(mine.index) <= set(measured.index), \
-        (sorted(mine.index), sorted(ref), sorted(measured.index))  # the same levels found every way
+    assert set(mine.index) <= set(ref) and set(mine.index) <= set(measured.index), (
+        sorted(mine.index),
+        sorted(ref),
+        sorted(measured.index),
+    )  # the same levels found every way
     # every such level: the cached CSA is this prediction's, measured here by analysis.morphometrics.
     # The independent reference only bounds it loosely: a one-epoch model predicts blobs of several
     # objects per slice, whose centerline (cubic polyfit vs b-spline) and so angle correction are
@@ -452,13 +512,16 @@ def test_real_checkpoints_predictions_and_no_dwi(real_sweep, tmp_path, monkeypat
 @pytest.mark.parametrize("randomised", [False, True])
 def test_data_root_of_a_run_without_a_recorded_root_is_its_phantom_cache(tmp_path, monkeypatch, randomised):
     """A run whose data.json names no root: the phantom cache folder of *its* options (randomised: its own)."""
-    from runs.config import DEFAULTS
     from data_modules.phantom.randomise_options import from_config
     from data_modules.phantom_dm import default_phantom_root
+    from runs.config import DEFAULTS
 
     monkeypatch.setenv("CORDBENCH_OUTPUT", str(tmp_path / "out"))
-    phantom = {**DEFAULTS["data"]["phantom"], "subjects": 3,
-               "randomise": {**DEFAULTS["data"]["phantom"]["randomise"], "enabled": randomised}}
+    phantom = {
+        **DEFAULTS["data"]["phantom"],
+        "subjects": 3,
+        "randomise": {**DEFAULTS["data"]["phantom"]["randomise"], "enabled": randomised},
+    }
     trial = tmp_path / "trial"
     trial.mkdir()
     (trial / "config.yaml").write_text(yaml.safe_dump({"data": {"name": "phantom", "phantom": phantom}}))

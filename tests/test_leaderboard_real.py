@@ -5,6 +5,7 @@ is ``sct_testing_data`` (one T2w image with a manual cord mask, one T2* with an 
 3-image flat set built from its t2 for the CI. Every figure is recomputed here from the prediction
 files (hand Dice) and the entry names from each trial's own config.yaml.
 """
+
 from __future__ import annotations
 
 import csv
@@ -35,8 +36,10 @@ def sweep(real_sweep, tmp_path: Path) -> Path:
 def entry_of(trial: Path) -> str:
     """The ``--by config`` entry of a trial, from its own config.yaml."""
     cfg = yaml.safe_load((trial / "config.yaml").read_text())
-    return " ".join([f"{cfg['model']['name']}/{cfg['model']['preset']}"] +
-                     [f"{k}={v}" for k, v in sorted(cfg["model"]["options"].items())])
+    return " ".join(
+        [f"{cfg['model']['name']}/{cfg['model']['preset']}"]
+        + [f"{k}={v}" for k, v in sorted(cfg["model"]["options"].items())]
+    )
 
 
 def hand_dice(pred_file: Path, label: Path) -> float:
@@ -46,8 +49,26 @@ def hand_dice(pred_file: Path, label: Path) -> float:
 
 
 def leaderboard(sweep: Path, real: Path, out: Path) -> pd.DataFrame:
-    assert main(["leaderboard", str(sweep), "--real", str(real), "--by", "config", "--no-wandb", "--no-cost",
-                 "--no-morphometrics", "--n-boot", "4000", "-o", str(out)]) == 0
+    assert (
+        main(
+            [
+                "leaderboard",
+                str(sweep),
+                "--real",
+                str(real),
+                "--by",
+                "config",
+                "--no-wandb",
+                "--no-cost",
+                "--no-morphometrics",
+                "--n-boot",
+                "4000",
+                "-o",
+                str(out),
+            ]
+        )
+        == 0
+    )
     return pd.read_csv(out / "leaderboard.csv")
 
 
@@ -59,15 +80,19 @@ def test_real_columns_beside_the_phantom_ones(sweep: Path, sct_data: Path, tmp_p
     assert all((d / "real_metrics.csv").is_file() and (d / "test_metrics.csv").is_file() for d in trials.values())
     assert not (sweep / "trials" / "t004" / "real_metrics.csv").exists()  # the failed trial is not scored
     manual, auto = {}, {}
-    for t, d in trials.items():
+    for d in trials.values():
         manual.setdefault(entry_of(d), []).append(
-            hand_dice(d / "real_predictions" / "t2_pred.nii.gz", sct_data / "t2" / "t2_seg-manual.nii.gz"))
+            hand_dice(d / "real_predictions" / "t2_pred.nii.gz", sct_data / "t2" / "t2_seg-manual.nii.gz")
+        )
         auto.setdefault(entry_of(d), []).append(
-            hand_dice(d / "real_predictions" / "t2s_pred.nii.gz", sct_data / "t2s" / "t2s_seg-deepseg.nii.gz"))
+            hand_dice(d / "real_predictions" / "t2s_pred.nii.gz", sct_data / "t2s" / "t2s_seg-deepseg.nii.gz")
+        )
     assert sorted(table["entry"]) == sorted(manual)
     for _, row in table.iterrows():
         assert row["real_mean"] == pytest.approx(np.mean(manual[row["entry"]]), abs=1e-9)
-        assert row["real_n_images"] == 1 and row["real_ci_low"] == row["real_ci_high"] == pytest.approx(row["real_mean"])
+        assert row["real_n_images"] == 1 and row["real_ci_low"] == row["real_ci_high"] == pytest.approx(
+            row["real_mean"]
+        )
         assert row["real_auto_mean"] == pytest.approx(np.mean(auto[row["entry"]]), abs=1e-9)
         assert row["real_auto_n_images"] == 1
     md = (tmp_path / "lb" / "leaderboard.md").read_text()
@@ -86,8 +111,10 @@ def test_real_columns_beside_the_phantom_ones(sweep: Path, sct_data: Path, tmp_p
     leaderboard(sweep, sct_data, tmp_path / "lb3")
     assert (trials["t000"] / "real_summary.json").stat().st_mtime_ns != stamps["t000"]
     assert all((trials[t] / "real_summary.json").stat().st_mtime_ns == stamps[t] for t in TRIALS[1:])
-    with open(trials["t000"] / "real_metrics.csv", newline="") as a, open(trials["t001"] / "real_metrics.csv",
-                                                                       newline="") as b:
+    with (
+        open(trials["t000"] / "real_metrics.csv", newline="") as a,
+        open(trials["t001"] / "real_metrics.csv", newline="") as b,
+    ):
         assert [r["sc/dice"] for r in csv.DictReader(a)] == [r["sc/dice"] for r in csv.DictReader(b)]
 
 
@@ -100,12 +127,23 @@ def test_real_ci_is_the_bootstrap_over_images(sweep: Path, sct_data: Path, tmp_p
     mask = np.asanyarray(img.dataobj) > 0
     for name, m in (("a", mask), ("b", ndimage.binary_erosion(mask)), ("c", ndimage.binary_dilation(mask))):
         shutil.copyfile(sct_data / "t2" / "t2.nii.gz", real / f"{name}_T2w.nii.gz")
-        nib.save(nib.Nifti1Image(m.astype(np.uint8), img.affine, img.header), str(real / f"{name}_T2w_seg-manual.nii.gz"))
+        nib.save(
+            nib.Nifti1Image(m.astype(np.uint8), img.affine, img.header), str(real / f"{name}_T2w_seg-manual.nii.gz")
+        )
     table = leaderboard(sweep, real, tmp_path / "lb")
     for _, row in table.iterrows():
         trials = [d for d in sorted((sweep / "trials").glob("t00[0-3]")) if entry_of(d) == row["entry"]]
-        values = [float(np.mean([hand_dice(d / "real_predictions" / f"{n}_T2w_pred.nii.gz",
-                                           real / f"{n}_T2w_seg-manual.nii.gz") for d in trials])) for n in "abc"]
+        values = [
+            float(
+                np.mean(
+                    [
+                        hand_dice(d / "real_predictions" / f"{n}_T2w_pred.nii.gz", real / f"{n}_T2w_seg-manual.nii.gz")
+                        for d in trials
+                    ]
+                )
+            )
+            for n in "abc"
+        ]
         assert row["real_n_images"] == 3 and row["real_mean"] == pytest.approx(np.mean(values), abs=1e-9)
         cdf, tol = exact_bootstrap_cdf(values), 0.01
         assert cdf(row["real_ci_low"] - 1e-12) <= 0.025 + tol and cdf(row["real_ci_low"]) >= 0.025 - tol
@@ -114,6 +152,22 @@ def test_real_ci_is_the_bootstrap_over_images(sweep: Path, sct_data: Path, tmp_p
 
 
 def test_bad_real_folder_is_one_line(sweep: Path, tmp_path: Path, capsys):
-    assert main(["leaderboard", str(sweep), "--real", str(tmp_path / "none"), "--no-wandb", "--no-cost",
-                 "--no-morphometrics", "--n-boot", "100", "-o", str(tmp_path / "lb")]) == 2
+    assert (
+        main(
+            [
+                "leaderboard",
+                str(sweep),
+                "--real",
+                str(tmp_path / "none"),
+                "--no-wandb",
+                "--no-cost",
+                "--no-morphometrics",
+                "--n-boot",
+                "100",
+                "-o",
+                str(tmp_path / "lb"),
+            ]
+        )
+        == 2
+    )
     assert capsys.readouterr().err.strip() == f"error: {tmp_path / 'none'}: real data folder not found"

@@ -1,4 +1,5 @@
 """Leaderboard statistics on synthetic per-subject tables: against scipy, hand cases and planted effects."""
+
 from __future__ import annotations
 
 import math
@@ -20,8 +21,9 @@ def test_bootstrap_ci_matches_scipy_percentile_bootstrap():
     rng = np.random.default_rng(1)
     x = rng.normal(0.8, 0.05, 20)
     lo, hi = stats.bootstrap_ci(x, n_boot=20000, seed=0)
-    ref = sps.bootstrap((x,), np.mean, n_resamples=20000, method="percentile", confidence_level=0.95,
-                        rng=np.random.default_rng(7)).confidence_interval
+    ref = sps.bootstrap(
+        (x,), np.mean, n_resamples=20000, method="percentile", confidence_level=0.95, rng=np.random.default_rng(7)
+    ).confidence_interval
     se = x.std(ddof=1) / math.sqrt(x.size)
     assert lo == pytest.approx(ref.low, abs=0.05 * se) and hi == pytest.approx(ref.high, abs=0.05 * se)
     # and close to the normal-theory interval for a symmetric sample of 20
@@ -131,16 +133,23 @@ def test_pooling_averages_seeds_per_subject_before_testing(tmp_path):
     assert lb.table.set_index("entry").loc["a", "p_wilcoxon"] == pytest.approx(p, rel=1e-12)
     assert lb.table.set_index("entry").loc["a", "mean"] == pytest.approx(np.mean(x), abs=1e-12)
     sd = pd.read_csv(root / "results.csv")
-    trial_means = [pd.read_csv(root / p / "test_metrics.csv")["sc/dice"].mean()
-                   for p in sd[sd["model"] == "a"]["run_dir"]]
+    trial_means = [
+        pd.read_csv(root / p / "test_metrics.csv")["sc/dice"].mean() for p in sd[sd["model"] == "a"]["run_dir"]
+    ]
     assert lb.table.set_index("entry").loc["a", "trial_sd"] == pytest.approx(np.std(trial_means, ddof=1))
 
 
 def test_pairs_use_only_subjects_both_entries_tested(tmp_path):
     root = make_sweep(tmp_path / "s1", {"a": 0.0}, subjects=SUBJECTS)
     other = make_sweep(tmp_path / "s2", {"b": 0.03}, subjects=SUBJECTS[:10])
-    res = pd.concat([pd.read_csv(root / "results.csv"), pd.read_csv(other / "results.csv").assign(
-        trial_id=lambda d: "x" + d["trial_id"], run_dir=lambda d: "../s2/" + d["run_dir"])])
+    res = pd.concat(
+        [
+            pd.read_csv(root / "results.csv"),
+            pd.read_csv(other / "results.csv").assign(
+                trial_id=lambda d: "x" + d["trial_id"], run_dir=lambda d: "../s2/" + d["run_dir"]
+            ),
+        ]
+    )
     res.to_csv(root / "results.csv", index=False)
     t = build_leaderboard(root, n_boot=500, cost=False).table.set_index("entry")
     ia, ib = independent_table(root)["a"], independent_table(other)["b"]
@@ -160,8 +169,12 @@ def test_lower_is_better_metric_ranks_ascending(tmp_path):
 def test_by_config_and_ablation_groups(tmp_path):
     root = make_sweep(tmp_path, {"s:0": 0.0, "s:1": 0.01, "s:2": 0.02, "u:": -0.01}, knob="skip_connections")
     lb = build_leaderboard(root, by="config", n_boot=1000, cost=False)
-    assert sorted(lb.table["entry"]) == ["s/tiny skip_connections=0", "s/tiny skip_connections=1",
-                                         "s/tiny skip_connections=2", "u/tiny"]
+    assert sorted(lb.table["entry"]) == [
+        "s/tiny skip_connections=0",
+        "s/tiny skip_connections=1",
+        "s/tiny skip_connections=2",
+        "u/tiny",
+    ]
     ab = lb.ablations["skip_connections"]
     assert list(ab["skip_connections"]) == ["0", "1", "2"]
     assert (np.diff(ab["mean"]) > 0).all()
@@ -177,14 +190,52 @@ def test_by_config_and_ablation_groups(tmp_path):
 
 
 def test_failed_and_unusable_trials_are_listed(tmp_path):
-    extra = [{"trial_id": "bad1", "status": "ERROR", "error": "CUDA OOM", "model": "a", "preset": "tiny",
-              "seed": 9, "data": "phantom", "task": "sc", "run_dir": "trials/bad1"},
-             {"trial_id": "bad2", "status": "TERMINATED", "model": "a", "preset": "tiny", "seed": 8,
-              "data": "phantom", "task": "sc", "run_dir": "trials/bad2"},
-             {"trial_id": "asha", "status": "TERMINATED", "model": "b", "preset": "tiny", "seed": 7,
-              "data": "phantom", "task": "sc", "run_dir": "trials/t002", "attempts": 1, "early_stopped": True},
-             {"trial_id": "run", "status": "RUNNING", "model": "b", "preset": "tiny", "seed": 6,
-              "data": "phantom", "task": "sc", "run_dir": "trials/t003", "attempts": 2}]
+    extra = [
+        {
+            "trial_id": "bad1",
+            "status": "ERROR",
+            "error": "CUDA OOM",
+            "model": "a",
+            "preset": "tiny",
+            "seed": 9,
+            "data": "phantom",
+            "task": "sc",
+            "run_dir": "trials/bad1",
+        },
+        {
+            "trial_id": "bad2",
+            "status": "TERMINATED",
+            "model": "a",
+            "preset": "tiny",
+            "seed": 8,
+            "data": "phantom",
+            "task": "sc",
+            "run_dir": "trials/bad2",
+        },
+        {
+            "trial_id": "asha",
+            "status": "TERMINATED",
+            "model": "b",
+            "preset": "tiny",
+            "seed": 7,
+            "data": "phantom",
+            "task": "sc",
+            "run_dir": "trials/t002",
+            "attempts": 1,
+            "early_stopped": True,
+        },
+        {
+            "trial_id": "run",
+            "status": "RUNNING",
+            "model": "b",
+            "preset": "tiny",
+            "seed": 6,
+            "data": "phantom",
+            "task": "sc",
+            "run_dir": "trials/t003",
+            "attempts": 2,
+        },
+    ]
     root = make_sweep(tmp_path, {"a": 0.0, "b": 0.01}, extra_rows=extra)
     lb = build_leaderboard(root, n_boot=200, cost=False)
     failed = lb.failed.set_index("trial_id")
@@ -209,17 +260,20 @@ def test_bad_inputs_are_rejected_with_the_file_named(tmp_path):
     with pytest.raises(InputError, match="no '<class>/psnr' column"):
         build_leaderboard(root, metric="psnr", cost=False)
     res = pd.read_csv(root / "results.csv")
-    pd.concat([res, res.assign(trial_id="z" + res["trial_id"], task="gm")]).to_csv(root / "results.csv",
-                                                                                     index=False)
+    pd.concat([res, res.assign(trial_id="z" + res["trial_id"], task="gm")]).to_csv(root / "results.csv", index=False)
     with pytest.raises(ConfigError, match=r"mixes tasks \['gm', 'sc'\]: choose one with --task"):
         build_leaderboard(root, cost=False)
     assert len(build_leaderboard(root, task="sc", n_boot=50, cost=False).table) == 1
 
 
 def test_non_finite_values_are_missing_and_an_empty_entry_ranks_last():
-    long = pd.DataFrame({"entry": ["a"] * 3 + ["b"] * 3 + ["c"] * 3,
-                         "subject": ["s1", "s2", "s3"] * 3,
-                         "value": [0.9, np.inf, 0.7, 0.8, 0.6, np.nan, np.nan, np.nan, -np.inf]})
+    long = pd.DataFrame(
+        {
+            "entry": ["a"] * 3 + ["b"] * 3 + ["c"] * 3,
+            "subject": ["s1", "s2", "s3"] * 3,
+            "value": [0.9, np.inf, 0.7, 0.8, 0.6, np.nan, np.nan, np.nan, -np.inf],
+        }
+    )
     wide = stats.per_subject_means(long)
     assert wide["a"].tolist()[0] == 0.9 and math.isnan(wide["a"]["s2"])
     ranked = {r.entry: r for r in stats.rank_entries(wide, n_boot=100)}
@@ -270,8 +324,9 @@ def test_labels_worse_tied_and_undetermined_on_planted_values(n):
         if n <= 6:
             lo, hi = _exact_bootstrap_quantiles(d)
         else:
-            ci = sps.bootstrap((d,), np.mean, n_resamples=20000, method="percentile",
-                               rng=np.random.default_rng(5)).confidence_interval
+            ci = sps.bootstrap(
+                (d,), np.mean, n_resamples=20000, method="percentile", rng=np.random.default_rng(5)
+            ).confidence_interval
             lo, hi = ci.low, ci.high
         se = d.std(ddof=1) / math.sqrt(n)
         assert r.diff_low == pytest.approx(lo, abs=0.06 * se) and r.diff_high == pytest.approx(hi, abs=0.06 * se)
@@ -294,7 +349,7 @@ def test_labels_worse_tied_and_undetermined_on_planted_values(n):
 def test_comparison_label_rules_and_min_p():
     lab = lambda lo, hi, p=0.5, pmin=0.001: stats.comparison_label(lo, hi, p, pmin, -1.0, 0.05, 0.01)[0]  # noqa: E731
     assert lab(-0.005, 0.004) == "tied"
-    assert lab(-0.008, -0.001, p=0.01) == "worse"           # excludes 0, significant: worse, even within ±δ
+    assert lab(-0.008, -0.001, p=0.01) == "worse"  # excludes 0, significant: worse, even within ±δ
     assert lab(-0.008, -0.001, p=0.2) == "undetermined — n too small"
     assert lab(-0.05, 0.02) == "undetermined — n too small"  # contains 0 but too wide
     assert lab(-0.2, -0.1, p=0.125, pmin=0.125) == "undetermined — n too small"
@@ -321,8 +376,9 @@ def test_leaderboard_report_labels_and_method_note_for_six_subjects(tmp_path):
     assert "Minimum attainable p with n = 6 subjects: 2/2^6 = 0.0312" in md and "after Holm over 4" in md
     assert "0.125 ≥ α = 0.05: no entry can be found worse" in md
     assert set(t["n_seeds"]) == {2}
-    lb16 = build_leaderboard(make_sweep(tmp_path / "n16", {"a": 0.0, "c": -0.3}), n_boot=500, cost=False,
-                             morphometrics=False)
+    lb16 = build_leaderboard(
+        make_sweep(tmp_path / "n16", {"a": 0.0, "c": -0.3}), n_boot=500, cost=False, morphometrics=False
+    )
     assert lb16.table.set_index("entry").loc["c", "label"] == "worse"
     with pytest.raises(ConfigError, match="--delta"):
         build_leaderboard(root, delta=-1, cost=False)
@@ -334,13 +390,18 @@ def test_quickstart_demo_holds_out_enough_subjects_to_separate_its_models():
     from sweeps.config import load_sweep
 
     repo = Path(__file__).resolve().parents[1]
-    path = next(p for p in (repo / "configs" / "sweeps" / "quickstart.yaml", repo / "sweeps" / "quickstart.yaml")
-                if p.exists())
+    path = next(
+        p for p in (repo / "configs" / "sweeps" / "quickstart.yaml", repo / "sweeps" / "quickstart.yaml") if p.exists()
+    )
     sweep = load_sweep(path, validate_all=False)
     data = sweep.run_config["data"]
     n = int(data["phantom"]["subjects"])
-    split = random_split([f"sub-{i:02d}" for i in range(n)], data["split"]["val_fraction"],
-                         data["split"]["test_fraction"], data["split"]["seed"])
+    split = random_split(
+        [f"sub-{i:02d}" for i in range(n)],
+        data["split"]["val_fraction"],
+        data["split"]["test_fraction"],
+        data["split"]["seed"],
+    )
     models = next(d for d in sweep.dims if d.key == "model.name").values
     assert len(split["test"]) >= 10
     assert stats.min_holm_p(len(split["test"]), len(models) - 1) < 0.05

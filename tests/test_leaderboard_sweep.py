@@ -7,6 +7,7 @@ offline wandb) laid out as ``cordbench sweep`` lays out a sweep, plus one failed
 files: means by hand, the bootstrap CI against the *exact* bootstrap distribution (all n**n resamples
 of the 3 test subjects), Wilcoxon p-values with scipy on the same pairs.
 """
+
 from __future__ import annotations
 
 import csv
@@ -52,8 +53,9 @@ def independent_entries(sweep: Path) -> dict[str, dict[str, list[float]]]:
     for tdir in sorted((sweep / "trials").iterdir()):
         cfg = yaml.safe_load((tdir / "config.yaml").read_text())
         opts = cfg["model"]["options"]
-        entry = " ".join([f"{cfg['model']['name']}/{cfg['model']['preset']}"] +
-                         [f"{k}={v}" for k, v in sorted(opts.items())])
+        entry = " ".join(
+            [f"{cfg['model']['name']}/{cfg['model']['preset']}"] + [f"{k}={v}" for k, v in sorted(opts.items())]
+        )
         for subject, value in read_subject_csv(tdir / "test_metrics.csv", "sc/dice").items():
             out.setdefault(entry, {}).setdefault(subject, []).append(value)
     return out
@@ -191,18 +193,31 @@ def _chromium() -> str:
 
 
 def _chromium_args(tmp: Path) -> list[str]:
-    return [_chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-            "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-extensions",
-            f"--user-data-dir={tmp / 'profile'}"]
+    return [
+        _chromium(),
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        "--disable-extensions",
+        f"--user-data-dir={tmp / 'profile'}",
+    ]
 
 
 @pytest.mark.services
 def test_html_renders_in_headless_chromium(rendered, tmp_path):
     files, table = rendered
     shot = tmp_path / "shot.png"
-    subprocess.run(_chromium_args(tmp_path) + [f"--screenshot={shot}", "--window-size=1400,900",
-                                               files.html.as_uri()],
-                   capture_output=True, timeout=120, check=True, stdin=subprocess.DEVNULL)
+    subprocess.run(
+        _chromium_args(tmp_path) + [f"--screenshot={shot}", "--window-size=1400,900", files.html.as_uri()],
+        capture_output=True,
+        timeout=120,
+        check=True,
+        stdin=subprocess.DEVNULL,
+    )
     px = _pixels(shot)
     assert px.shape[:2] == (900, 1400)
     nonwhite = (px < 245).any(axis=2).mean()
@@ -215,11 +230,17 @@ def test_html_renders_in_headless_chromium(rendered, tmp_path):
 def test_html_table_sorts_with_its_script(rendered, tmp_path):
     files, table = rendered
     html = files.html.read_text()
-    assert "<script>" in html and "src=\"http" not in html and "href=\"http" not in html  # self-contained
+    assert "<script>" in html and 'src="http' not in html and 'href="http' not in html  # self-contained
     heads = [h.split("</th>")[0] for h in html.split("<thead>")[1].split("</thead>")[0].split("<th>")[1:]]
     col = heads.index("latency ms")
-    dom = subprocess.run(_chromium_args(tmp_path) + ["--dump-dom", files.html.as_uri() + f"#sort={col}-desc"],
-                         capture_output=True, text=True, timeout=120, check=True, stdin=subprocess.DEVNULL).stdout
+    dom = subprocess.run(
+        _chromium_args(tmp_path) + ["--dump-dom", files.html.as_uri() + f"#sort={col}-desc"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+        stdin=subprocess.DEVNULL,
+    ).stdout
     body = dom.split("<tbody>")[1].split("</tbody>")[0]
     order = [row.split("</td>")[1].split(">")[-1] for row in body.split("<tr")[1:]]
     expected = list(table.sort_values("latency_ms", ascending=False)["entry"])
@@ -246,8 +267,20 @@ def test_leaderboard_wandb_run_in_the_sweep_group(rendered):
 def test_cli_prints_the_markdown_and_report_paths(real_sweep, tmp_path, capsys):
     from cordbench.cli import main
 
-    code = main(["leaderboard", str(real_sweep), "--by", "model", "--out", str(tmp_path), "--n-boot", "500",
-                 "--no-wandb", "--no-cost"])
+    code = main(
+        [
+            "leaderboard",
+            str(real_sweep),
+            "--by",
+            "model",
+            "--out",
+            str(tmp_path),
+            "--n-boot",
+            "500",
+            "--no-wandb",
+            "--no-cost",
+        ]
+    )
     out = capsys.readouterr().out
     assert code == 0
     assert out.startswith("# Leaderboard — sweep `lb-test-sweep`")
@@ -263,8 +296,9 @@ def test_cli_errors_name_the_problem(real_sweep, tmp_path, capsys):
 
     assert main(["leaderboard", str(tmp_path / "missing")]) == 2
     assert "sweep folder not found" in capsys.readouterr().err
-    assert main(["leaderboard", str(real_sweep), "--class", "gm", "--no-wandb", "--no-cost",
-                 "--out", str(tmp_path)]) == 2
+    assert (
+        main(["leaderboard", str(real_sweep), "--class", "gm", "--no-wandb", "--no-cost", "--out", str(tmp_path)]) == 2
+    )
     err = capsys.readouterr().err
     assert "--class 'gm'" in err and "['sc']" in err
     assert main(["leaderboard", str(real_sweep), "--task", "gm", "--no-wandb", "--out", str(tmp_path)]) == 2

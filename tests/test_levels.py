@@ -1,4 +1,5 @@
 """Disc labels → per-slice vertebral levels: hand cases, orientation invariance, real t2 grid."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -25,15 +26,14 @@ def _ras_case():
 def test_hand_computed_ras():
     discs, mask, aff = _ras_case()
     expected = np.zeros(20, np.int16)
-    expected[11:16] = 3   # between disc 4 (z=10, excluded) and disc 3 (z=15, included)
+    expected[11:16] = 3  # between disc 4 (z=10, excluded) and disc 3 (z=15, included)
     expected[6:11] = 4
     assert si_axis(aff) == (2, 1)
     assert slice_levels(discs, aff).tolist() == expected.tolist()
     lm = level_map(mask, discs, aff)
     assert lm[2, 3, 12] == 3 and lm[2, 3, 8] == 4 and lm[2, 3, 3] == 0 and lm[0, 0, 12] == 0
     assert set(np.unique(lm)) == {0, 3, 4}
-    assert {k: v.tolist() for k, v in level_slices(expected).items()} == {3: [11, 12, 13, 14, 15],
-                                                                           4: [6, 7, 8, 9, 10]}
+    assert {k: v.tolist() for k, v in level_slices(expected).items()} == {3: [11, 12, 13, 14, 15], 4: [6, 7, 8, 9, 10]}
 
 
 def test_missing_disc_leaves_gap_and_bad_order_raises():
@@ -56,8 +56,9 @@ def test_orientation_invariance(codes):
     m2 = nib.Nifti1Image(mask, aff).as_reoriented(ornt)
     assert nib.aff2axcodes(d2.affine) == codes
     lm2 = level_map(np.asanyarray(m2.dataobj), np.asanyarray(d2.dataobj), d2.affine)
-    back = nib.Nifti1Image(lm2, d2.affine).as_reoriented(nib.orientations.ornt_transform(
-        nib.orientations.axcodes2ornt(codes), ras))
+    back = nib.Nifti1Image(lm2, d2.affine).as_reoriented(
+        nib.orientations.ornt_transform(nib.orientations.axcodes2ornt(codes), ras)
+    )
     np.testing.assert_array_equal(np.asanyarray(back.dataobj), level_map(mask, discs, aff))
 
 

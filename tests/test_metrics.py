@@ -1,4 +1,5 @@
 """Tests of evaluation.metrics against hand-made answers, brute force (cdist) and MONAI."""
+
 from __future__ import annotations
 
 import math
@@ -50,7 +51,7 @@ def ref_distances(p: np.ndarray, t: np.ndarray, spacing) -> dict[str, float]:
 def squares(shape, lo, hi, shift_axis, k):
     """Two boxes [lo, hi) with the second shifted by k voxels along shift_axis."""
     a = np.zeros(shape, bool)
-    a[tuple(slice(l, h) for l, h in zip(lo, hi))] = True
+    a[tuple(slice(start, stop) for start, stop in zip(lo, hi))] = True
     b = np.roll(a, k, axis=shift_axis)
     return a, b
 
@@ -65,11 +66,14 @@ def test_shifted_squares_2d_isotropic(k):
     assert M.hausdorff(b, a, (1.0, 1.0)) == pytest.approx(k)
 
 
-@pytest.mark.parametrize("axis,k,spacing,expected", [
-    (0, 2, (0.5, 3.0), 1.0),
-    (1, 3, (0.5, 3.0), 9.0),
-    (1, 1, (0.25, 0.7), 0.7),
-])
+@pytest.mark.parametrize(
+    "axis,k,spacing,expected",
+    [
+        (0, 2, (0.5, 3.0), 1.0),
+        (1, 3, (0.5, 3.0), 9.0),
+        (1, 1, (0.25, 0.7), 0.7),
+    ],
+)
 def test_shifted_squares_2d_anisotropic(axis, k, spacing, expected):
     a, b = squares((40, 40), (10, 10), (25, 25), axis, k)
     assert M.hausdorff(a, b, spacing) == pytest.approx(expected)
@@ -78,11 +82,14 @@ def test_shifted_squares_2d_anisotropic(axis, k, spacing, expected):
     assert r["hd95"] <= r["hd"] + 1e-12
 
 
-@pytest.mark.parametrize("axis,k,spacing,expected", [
-    (2, 1, (0.5, 0.5, 5.0), 5.0),
-    (0, 2, (0.5, 0.5, 5.0), 1.0),
-    (1, 3, (0.8, 1.2, 2.0), 3.6),
-])
+@pytest.mark.parametrize(
+    "axis,k,spacing,expected",
+    [
+        (2, 1, (0.5, 0.5, 5.0), 5.0),
+        (0, 2, (0.5, 0.5, 5.0), 1.0),
+        (1, 3, (0.8, 1.2, 2.0), 3.6),
+    ],
+)
 def test_shifted_cubes_3d_anisotropic(axis, k, spacing, expected):
     a, b = squares((24, 24, 16), (6, 6, 4), (16, 16, 12), axis, k)
     assert M.hausdorff(a, b, spacing) == pytest.approx(expected)
@@ -101,10 +108,10 @@ def test_identical_masks_zero_distance_and_perfect_overlap():
 def test_overlap_counts_by_hand():
     # 10x10 image; target = 20 voxels, prediction = 15 voxels, 10 in common.
     t = np.zeros((10, 10), bool)
-    t[0:2, :] = True                       # 20 voxels
+    t[0:2, :] = True  # 20 voxels
     p = np.zeros((10, 10), bool)
-    p[1, :] = True                         # 10 inside target
-    p[5, 0:5] = True                       # 5 outside
+    p[1, :] = True  # 10 inside target
+    p[5, 0:5] = True  # 5 outside
     tp, fp, fn, tn = 10, 5, 10, 75
     assert M.confusion(p, t) == (tp, fp, fn, tn)
     r = M.binary_metrics(p, t, (1.0, 1.0))
@@ -116,7 +123,7 @@ def test_overlap_counts_by_hand():
     assert r["mse"] == pytest.approx(15 / 100)
     d = 20 / 35
     assert r["conformity"] == pytest.approx((3 * d - 2) / d)
-    assert r["psnr"] == pytest.approx(10 * math.log10(255 ** 2 / 0.15))
+    assert r["psnr"] == pytest.approx(10 * math.log10(255**2 / 0.15))
 
 
 def test_jaccard_and_conformity_relations_on_random_masks():
@@ -136,7 +143,7 @@ def test_psnr_reproduces_seed_003_pair():
     t = np.zeros((200, 200), np.uint8)
     t[50:150, 50:150] = 1
     p = t.copy()
-    p.reshape(-1)[:17] = 1                 # 17 false positives in the corner rows
+    p.reshape(-1)[:17] = 1  # 17 false positives in the corner rows
     assert M.mse(p, t) == pytest.approx(0.000425)
     assert M.psnr(p, t) == pytest.approx(81.8469, abs=1e-4)
     assert M.psnr_from_mse(0.0) == math.inf
@@ -145,11 +152,14 @@ def test_psnr_reproduces_seed_003_pair():
 # ----------------------------------------------------------------------------- brute force
 
 
-@pytest.mark.parametrize("shape,spacing", [
-    ((22, 26), (1.0, 1.0)),
-    ((24, 20), (0.5, 1.7)),
-    ((14, 12, 8), (0.6, 0.9, 2.5)),
-])
+@pytest.mark.parametrize(
+    "shape,spacing",
+    [
+        ((22, 26), (1.0, 1.0)),
+        ((24, 20), (0.5, 1.7)),
+        ((14, 12, 8), (0.6, 0.9, 2.5)),
+    ],
+)
 def test_distances_match_cdist_brute_force(shape, spacing):
     rng = np.random.default_rng(sum(shape))
     for _ in range(3):
@@ -185,8 +195,9 @@ def test_hd95_is_max_of_directed_percentiles_not_pooled():
 @pytest.mark.filterwarnings("ignore::FutureWarning")
 @pytest.mark.parametrize("shape,spacing", [((48, 40), (0.5, 1.3)), ((32, 28, 10), (0.8, 0.6, 3.0))])
 def test_against_monai(shape, spacing):
-    import torch
     import monai.metrics as mm  # both are dependencies (setup.cfg): missing, the test fails (never skips)
+    import torch
+
     rng = np.random.default_rng(11)
     for _ in range(3):
         p, t = blob(rng, shape), blob(rng, shape)
@@ -196,9 +207,11 @@ def test_against_monai(shape, spacing):
         sp = list(spacing)
         assert r["hd"] == pytest.approx(mm.compute_hausdorff_distance(P, T, spacing=sp).item(), rel=1e-5)
         assert r["hd95"] == pytest.approx(
-            mm.compute_hausdorff_distance(P, T, percentile=95, spacing=sp).item(), rel=1e-5)
+            mm.compute_hausdorff_distance(P, T, percentile=95, spacing=sp).item(), rel=1e-5
+        )
         assert r["msd"] == pytest.approx(
-            mm.compute_average_surface_distance(P, T, symmetric=True, spacing=sp).item(), rel=1e-5)
+            mm.compute_average_surface_distance(P, T, symmetric=True, spacing=sp).item(), rel=1e-5
+        )
         dm = mm.DiceMetric(include_background=True, reduction="none")
         assert r["dice"] == pytest.approx(dm(P, T).item(), rel=1e-6)
 
@@ -243,12 +256,12 @@ def test_skeleton_contour_median_and_max_hand_made():
     t = np.zeros((30, 90), bool)
     t[10:21, 5:85] = True
     p = np.zeros_like(t)
-    p[17, 20:41] = True     # 21 px, 3 rows from row 20
-    p[12, 50:60] = True     # 10 px, 2 rows from row 10
+    p[17, 20:41] = True  # 21 px, 3 rows from row 20
+    p[12, 50:60] = True  # 10 px, 2 rows from row 10
     hd, md = M.skeleton_contour_hd_md(p, t, (1.0, 1.0))
     assert hd == pytest.approx(3.0)
-    assert md == pytest.approx(3.0)   # 21 of 31 distances are 3
-    p[17, 30:41] = False    # now 10 px at 3 and 10 px at 2 -> median 2.5
+    assert md == pytest.approx(3.0)  # 21 of 31 distances are 3
+    p[17, 30:41] = False  # now 10 px at 3 and 10 px at 2 -> median 2.5
     hd, md = M.skeleton_contour_hd_md(p, t, (1.0, 1.0))
     assert (hd, md) == (pytest.approx(3.0), pytest.approx(2.5))
 
@@ -258,11 +271,11 @@ def test_skeleton_contour_per_slice_3d_and_empty_target_slice():
     t = np.zeros(shape, bool)
     p = np.zeros(shape, bool)
     t[10:21, 5:65, 0] = True
-    p[17, 20:51, 0] = True          # slice 0: 31 px at 1.5 mm
-    p[17, 20:30, 1] = True          # slice 1: target empty -> 10 px at the worst case
-    t[10:21, 5:65, 2] = True        # slice 2: prediction empty -> no distances
+    p[17, 20:51, 0] = True  # slice 0: 31 px at 1.5 mm
+    p[17, 20:30, 1] = True  # slice 1: target empty -> 10 px at the worst case
+    t[10:21, 5:65, 2] = True  # slice 2: prediction empty -> no distances
     worst = M.worst_distance(shape, spacing)
-    assert worst == pytest.approx(math.sqrt(15 ** 2 + 35 ** 2 + 12 ** 2))
+    assert worst == pytest.approx(math.sqrt(15**2 + 35**2 + 12**2))
     d = M.skeleton_contour_distances(p, t, spacing)
     assert len(d) == 41
     assert np.count_nonzero(np.isclose(d, 1.5)) == 31
@@ -272,7 +285,9 @@ def test_skeleton_contour_per_slice_3d_and_empty_target_slice():
     assert r["skel_contour_md"] == pytest.approx(1.5)
     # slice_axis: the same volume with the slice axis moved first gives the same values
     r0 = M.binary_metrics(np.moveaxis(p, 2, 0), np.moveaxis(t, 2, 0), (4.0, 0.5, 0.5), slice_axis=0)
-    assert r0["skel_contour_hd"] == pytest.approx(r["skel_contour_hd"]) and r0["skel_contour_md"] == pytest.approx(r["skel_contour_md"])
+    assert r0["skel_contour_hd"] == pytest.approx(r["skel_contour_hd"]) and r0["skel_contour_md"] == pytest.approx(
+        r["skel_contour_md"]
+    )
 
 
 @pytest.mark.parametrize("shape,spacing", [((40, 44), (0.5, 0.7)), ((30, 32, 5), (0.5, 0.5, 5.0))])
@@ -308,7 +323,7 @@ def test_empty_cases(shape, spacing):
         assert both[k] == 0.0, k
     assert both["psnr"] == math.inf
 
-    miss = M.binary_metrics(empty, full, spacing)      # empty prediction, non-empty target
+    miss = M.binary_metrics(empty, full, spacing)  # empty prediction, non-empty target
     for k in ("dice", "jaccard", "tpr", "precision"):
         assert miss[k] == 0.0, k
     assert miss["tnr"] == 1.0
@@ -316,7 +331,7 @@ def test_empty_cases(shape, spacing):
         assert miss[k] == pytest.approx(worst), k
     assert miss["conformity"] == -math.inf
 
-    extra = M.binary_metrics(full, empty, spacing)     # non-empty prediction, empty target
+    extra = M.binary_metrics(full, empty, spacing)  # non-empty prediction, empty target
     for k in ("dice", "jaccard", "tpr", "precision"):
         assert extra[k] == 0.0, k
     assert extra["tnr"] < 1.0
@@ -337,10 +352,10 @@ def test_empty_cases(shape, spacing):
 
 def test_target_filling_image_tnr_defined():
     full = np.ones((8, 8), bool)
-    assert M.tnr(full, full) == 1.0                    # TN+FP = 0 and no error
+    assert M.tnr(full, full) == 1.0  # TN+FP = 0 and no error
     p = full.copy()
     p[0, 0] = False
-    assert M.tnr(p, full) == 0.0                       # 0/0 with an error -> 0, never NaN
+    assert M.tnr(p, full) == 0.0  # 0/0 with an error -> 0, never NaN
     assert M.binary_metrics(p, full, (1, 1))["tpr"] == pytest.approx(63 / 64)
 
 
@@ -369,15 +384,18 @@ def test_compute_metrics_classes_and_keys():
     assert M.compute_metrics(pred, target, spacing, {"csf": 7})["csf/dice"] == 1.0
 
 
-@pytest.mark.parametrize("kwargs,msg", [
-    (dict(pred=np.zeros((4, 4), int), target=np.zeros((4, 5), int)), "shape"),
-    (dict(spacing=(1.0,)), "spacing"),
-    (dict(spacing=(1.0, -1.0)), "spacing"),
-    (dict(pred=np.full((4, 4), 0.5)), "non-integer"),
-    (dict(classes={}), "classes"),
-    (dict(classes={"x": []}), "at least one"),
-    (dict(pred=np.zeros((2, 2, 2, 2), int), target=np.zeros((2, 2, 2, 2), int), spacing=(1, 1, 1, 1)), "2D or 3D"),
-])
+@pytest.mark.parametrize(
+    "kwargs,msg",
+    [
+        (dict(pred=np.zeros((4, 4), int), target=np.zeros((4, 5), int)), "shape"),
+        (dict(spacing=(1.0,)), "spacing"),
+        (dict(spacing=(1.0, -1.0)), "spacing"),
+        (dict(pred=np.full((4, 4), 0.5)), "non-integer"),
+        (dict(classes={}), "classes"),
+        (dict(classes={"x": []}), "at least one"),
+        (dict(pred=np.zeros((2, 2, 2, 2), int), target=np.zeros((2, 2, 2, 2), int), spacing=(1, 1, 1, 1)), "2D or 3D"),
+    ],
+)
 def test_bad_input_raises_clear_error(kwargs, msg):
     args = dict(pred=np.zeros((4, 4), int), target=np.zeros((4, 4), int), spacing=(1.0, 1.0), classes={"a": 1})
     args.update(kwargs)
@@ -408,7 +426,7 @@ def test_aggregate_counts_non_finite_and_never_drops_them():
     c = agg["gm/conformity"]
     assert math.isnan(c["mean"]) and c["n_nan"] == 1 and c["n_neginf"] == 1
     assert c["mean_finite"] == pytest.approx(0.5) and c["n_finite"] == 1
-    assert math.isnan(c["std_finite"])                   # n_finite < 2
+    assert math.isnan(c["std_finite"])  # n_finite < 2
     assert M.aggregate([]) == {}
 
 

@@ -2,6 +2,7 @@
 
 Generic tests iterate the registry, so models added later are covered automatically.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -138,7 +139,7 @@ def test_dilated_cnn_keeps_resolution_and_global_branch():
     c = model.stem[0][0].out_channels
     cat = grabbed["cat"]
     assert cat.shape[1] == c * (len(model.dilated) + 2)
-    glob = cat[:, c * len(model.dilated):c * (len(model.dilated) + 1)]  # just before the last branch
+    glob = cat[:, c * len(model.dilated) : c * (len(model.dilated) + 1)]  # just before the last branch
     assert torch.allclose(glob, glob[..., :1, :1].expand_as(glob))  # spatially constant
 
 
@@ -168,13 +169,16 @@ def test_attentive_skip_merges_all_kept_levels_plain_skip_does_not():
     assert torch.equal(plain(dec, enc), plain(dec, enc2))
 
 
-@pytest.mark.parametrize("knobs, message", [
-    (dict(num_heads=[3, 2, 2]), "num_heads[0]=3 must divide"),
-    (dict(num_heads=[1, 2]), "one entry per stage"),
-    (dict(skip_connections=3), "skip_connections=3 must be in 0..2"),
-    (dict(skip_heads=3), "skip_heads=3"),
-    (dict(depths=[]), "depths"),
-])
+@pytest.mark.parametrize(
+    "knobs, message",
+    [
+        (dict(num_heads=[3, 2, 2]), "num_heads[0]=3 must divide"),
+        (dict(num_heads=[1, 2]), "one entry per stage"),
+        (dict(skip_connections=3), "skip_connections=3 must be in 0..2"),
+        (dict(skip_heads=3), "skip_heads=3"),
+        (dict(depths=[]), "depths"),
+    ],
+)
 def test_sattisunet_rejects_bad_knobs(knobs, message):
     with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("]", r"\]")):
         _build("sattisunet", **knobs)
@@ -239,8 +243,7 @@ def _naive_xca(xca, x: torch.Tensor, ctx: torch.Tensor) -> torch.Tensor:
             kh = kh / kh.norm(dim=0, keepdim=True)
             tau = float(xca.temperature[hi])
             for i in range(d):
-                logits = torch.tensor([tau * float((qh[:, i] * kh[:, j]).sum()) for j in range(d)],
-                                      dtype=torch.float64)
+                logits = torch.tensor([tau * float((qh[:, i] * kh[:, j]).sum()) for j in range(d)], dtype=torch.float64)
                 a = torch.exp(logits - logits.max())
                 a = a / a.sum()
                 out[bi, :, hi * d + i] = (vh * a).sum(dim=1)
@@ -299,12 +302,17 @@ def test_transunet_position_embedding_interpolation():
     g = enc.pos_grid
     assert enc.position_embedding(g, g) is enc.position_embeddings
     with torch.no_grad():
-        enc.position_embeddings.copy_(torch.arange(g * g, dtype=torch.float32).view(1, -1, 1)
-                                      .expand_as(enc.position_embeddings))
+        enc.position_embeddings.copy_(
+            torch.arange(g * g, dtype=torch.float32).view(1, -1, 1).expand_as(enc.position_embeddings)
+        )
     pe = enc.position_embedding(2 * g, 3 * g)
     assert pe.shape == (1, 6 * g * g, enc.position_embeddings.shape[-1])
-    want = F.interpolate(torch.arange(g * g, dtype=torch.float32).view(1, 1, g, g), size=(2 * g, 3 * g),
-                         mode="bilinear", align_corners=False).flatten()
+    want = F.interpolate(
+        torch.arange(g * g, dtype=torch.float32).view(1, 1, g, g),
+        size=(2 * g, 3 * g),
+        mode="bilinear",
+        align_corners=False,
+    ).flatten()
     assert torch.allclose(pe[0, :, 0], want)
 
 
@@ -321,8 +329,10 @@ def test_transunet_loads_local_state_dict(tmp_path):
             assert torch.equal(dst.state_dict()[k], v), k
     assert all(torch.equal(dst.state_dict()[k], v) for k, v in dec_before.items())
     # via the knob, as a config would do
-    assert torch.equal(_build("transunet", seed=3, pretrained=str(path)).encoder.patch_embeddings.weight,
-                       src.encoder.patch_embeddings.weight)
+    assert torch.equal(
+        _build("transunet", seed=3, pretrained=str(path)).encoder.patch_embeddings.weight,
+        src.encoder.patch_embeddings.weight,
+    )
 
 
 def _to_google_npz(model, path, rgb: bool = True) -> None:
@@ -332,8 +342,10 @@ def _to_google_npz(model, path, rgb: bool = True) -> None:
     hwio = lambda t: t.detach().numpy().transpose(2, 3, 1, 0)  # noqa: E731
     root = hwio(enc.resnet.root.conv.weight)
     w["conv_root/kernel"] = np.repeat(root / 3, 3, axis=2) if rgb else root
-    w["gn_root/scale"], w["gn_root/bias"] = (enc.resnet.root.gn.weight.detach().numpy(),
-                                             enc.resnet.root.gn.bias.detach().numpy())
+    w["gn_root/scale"], w["gn_root/bias"] = (
+        enc.resnet.root.gn.weight.detach().numpy(),
+        enc.resnet.root.gn.bias.detach().numpy(),
+    )
     for bname, block in enc.resnet.body.named_children():
         for uname, unit in block.named_children():
             p = f"{bname}/{uname}"
@@ -344,7 +356,10 @@ def _to_google_npz(model, path, rgb: bool = True) -> None:
                 w[f"{p}/{conv}/kernel"] = hwio(mod.weight)
                 w[f"{p}/{gn}/scale"] = getattr(unit, gn).weight.detach().numpy()
                 w[f"{p}/{gn}/bias"] = getattr(unit, gn).bias.detach().numpy()
-    w["embedding/kernel"], w["embedding/bias"] = hwio(enc.patch_embeddings.weight), enc.patch_embeddings.bias.detach().numpy()
+    w["embedding/kernel"], w["embedding/bias"] = (
+        hwio(enc.patch_embeddings.weight),
+        enc.patch_embeddings.bias.detach().numpy(),
+    )
     pe = enc.position_embeddings.detach().numpy()
     w["Transformer/posembed_input/pos_embedding"] = np.concatenate([np.zeros_like(pe[:, :1]), pe], axis=1)
     w["Transformer/encoder_norm/scale"] = enc.encoder_norm.weight.detach().numpy()
@@ -354,9 +369,10 @@ def _to_google_npz(model, path, rgb: bool = True) -> None:
         hid, heads = blk.out.weight.shape[0], blk.num_heads
         qkv_w, qkv_b = blk.qkv.weight.detach().numpy(), blk.qkv.bias.detach().numpy()
         for j, name in enumerate(("query", "key", "value")):
-            w[f"{r}/MultiHeadDotProductAttention_1/{name}/kernel"] = (
-                qkv_w[j * hid:(j + 1) * hid].T.reshape(hid, heads, hid // heads))
-            w[f"{r}/MultiHeadDotProductAttention_1/{name}/bias"] = qkv_b[j * hid:(j + 1) * hid].reshape(heads, -1)
+            w[f"{r}/MultiHeadDotProductAttention_1/{name}/kernel"] = qkv_w[j * hid : (j + 1) * hid].T.reshape(
+                hid, heads, hid // heads
+            )
+            w[f"{r}/MultiHeadDotProductAttention_1/{name}/bias"] = qkv_b[j * hid : (j + 1) * hid].reshape(heads, -1)
         w[f"{r}/MultiHeadDotProductAttention_1/out/kernel"] = blk.out.weight.detach().numpy().T.reshape(heads, -1, hid)
         w[f"{r}/MultiHeadDotProductAttention_1/out/bias"] = blk.out.bias.detach().numpy()
         for j, lin in ((0, blk.mlp.linear1), (1, blk.mlp.linear2)):
@@ -408,7 +424,9 @@ def test_models_table_rows_and_hand_counted_flops():
     assert dil["params"] == sum(p.numel() for p in build_network("dilated_cnn", preset="tiny").parameters())
     # tiny: 8 channels, dilations (6, 12), amort 16, 2 classes; FLOPs = 2·Cin·Cout·k²·H·W per conv
     hw = 32 * 32
-    convs = [(1, 8, 9), (8, 8, 9), (8, 8, 9), (8, 8, 9), (8, 8, 9), (8, 8, 1)] + [(8, 8, 9)] * 4 + [(32, 16, 1), (16, 2, 1)]
+    convs = (
+        [(1, 8, 9), (8, 8, 9), (8, 8, 9), (8, 8, 9), (8, 8, 9), (8, 8, 1)] + [(8, 8, 9)] * 4 + [(32, 16, 1), (16, 2, 1)]
+    )
     assert dil["gflops"] * 1e9 == pytest.approx(sum(2 * a * b * k * hw for a, b, k in convs), rel=1e-9)
     table = format_table(rows, 32, 2)
     assert "dilated_cnn" in table and "GFLOPs@32^2" in table
@@ -422,8 +440,8 @@ def test_fast_dropout_statistics():
     x = torch.ones(4, 8, 64, 64)
     y = drop(x)
     kept = (y != 0).float().mean().item()
-    assert kept == pytest.approx(1 - 102 / 256, abs=0.005)          # p rounded to 102/256
-    assert y.mean().item() == pytest.approx(1.0, abs=0.01)           # expectation preserved
+    assert kept == pytest.approx(1 - 102 / 256, abs=0.005)  # p rounded to 102/256
+    assert y.mean().item() == pytest.approx(1.0, abs=0.01)  # expectation preserved
     vals = torch.unique(y).tolist()
     assert len(vals) == 2 and vals[0] == 0.0 and vals[1] == pytest.approx(256 / 154)
     xc = x.to(memory_format=torch.channels_last)

@@ -1,5 +1,6 @@
 """Morphometrics: synthetic tubes with known CSA (tilted, permuted, oblique grids), SCT-style
 aggregation, an independent per-level CSA on the real t2 data, and the CLI."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -7,8 +8,16 @@ import pandas as pd
 import pytest
 
 from analysis.centerline import SliceFrame, fit_centerline, to_rpi
-from analysis.morphometrics import (aggregate, compute_perslice, format_num_list, morphometrics_from_files,
-                                    parse_vert, sct_columns, slice_levels, slice_shape)
+from analysis.morphometrics import (
+    aggregate,
+    compute_perslice,
+    format_num_list,
+    morphometrics_from_files,
+    parse_vert,
+    sct_columns,
+    slice_levels,
+    slice_shape,
+)
 from core.errors import InputError
 from tests.references import independent_csa
 
@@ -57,8 +66,10 @@ def _tilt_dir(tilt_deg: float, azimuth_deg: float) -> np.ndarray:
     return np.array([np.sin(t) * np.cos(a), np.sin(t) * np.sin(a), np.cos(t)])
 
 
-@pytest.mark.parametrize("tilt,azimuth,oblique,permuted", [
-    (3, 200, 0, False), (12, 30, 0, True), (25, 0, 0, False), (25, 120, 10, True), (18, 250, 20, False)])
+@pytest.mark.parametrize(
+    "tilt,azimuth,oblique,permuted",
+    [(3, 200, 0, False), (12, 30, 0, True), (25, 0, 0, False), (25, 120, 10, True), (18, 250, 20, False)],
+)
 def test_tilted_tube_csa_within_2pct(tilt, azimuth, oblique, permuted):
     aff, shape, centre = _grid(oblique, permuted)
     r = 4.0
@@ -81,7 +92,7 @@ def test_tilted_tube_csa_within_2pct(tilt, azimuth, oblique, permuted):
     assert np.allclose(inner["diameter_RL"].mean(), 2 * r, rtol=0.03)
     # rotated profile: mean chord of a circle over a 3 mm band through its centre
     band = np.linspace(-1.5, 1.5, 20001)
-    assert np.allclose(inner["diameter_AP"].mean(), np.mean(2 * np.sqrt(r * r - band ** 2)), rtol=0.03)
+    assert np.allclose(inner["diameter_AP"].mean(), np.mean(2 * np.sqrt(r * r - band**2)), rtol=0.03)
 
 
 def test_straight_tube_is_not_corrected():
@@ -107,7 +118,8 @@ def test_elliptical_tube_diameters_tilted_about_ap():
     band = np.linspace(-1.5, 1.5, 20001)
     assert inner["diameter_AP"].mean() == pytest.approx(np.mean(8.0 * np.sqrt(1 - (band / 6.0) ** 2)), rel=0.03)
     assert (inner["length_anterior"] + inner["length_posterior"]).to_numpy() == pytest.approx(
-        inner["diameter_AP"].to_numpy())
+        inner["diameter_AP"].to_numpy()
+    )
     assert inner["orientation"].abs().mean() < 10
     assert inner["eccentricity"].mean() == pytest.approx(np.sqrt(1 - (4 / 6) ** 2), abs=0.03)
     assert abs(abs(inner["angle_AP"].mean()) - 20) < 1.0 and abs(inner["angle_RL"].mean()) < 1.0
@@ -152,9 +164,9 @@ def test_canal_sac_and_ratio_within_3pct():
 def test_slice_levels_rounded_mean_and_empty_slices():
     lv = np.zeros((4, 4, 3))
     lv[:, :2, 0] = 3
-    lv[:, 2:, 0] = 4          # mean 3.5 → numpy rounds half to even → 4
+    lv[:, 2:, 0] = 4  # mean 3.5 → numpy rounds half to even → 4
     lv[:3, :, 1] = 2
-    lv[3, :, 1] = 3           # mean 2.25 → 2
+    lv[3, :, 1] = 3  # mean 2.25 → 2
     out = slice_levels(lv)
     assert out[0] == 4 and out[1] == 2 and np.isnan(out[2])
 
@@ -257,6 +269,7 @@ def test_bad_inputs_name_the_file(tmp_path):
 
 def test_cli_morphometrics(tmp_path):
     import nibabel as nib
+
     from cordbench.cli import main
 
     aff, cord, levels = _labelled_tube()
@@ -264,14 +277,37 @@ def test_cli_morphometrics(tmp_path):
     for name, arr in [("seg", cord.astype(np.uint8)), ("lv", levels), ("canal", canal.astype(np.uint8))]:
         nib.save(nib.Nifti1Image(arr, aff), str(tmp_path / f"{name}.nii.gz"))
     out = tmp_path / "out" / "csa.csv"
-    rc = main(["morphometrics", "--seg", str(tmp_path / "seg.nii.gz"), "--levels", str(tmp_path / "lv.nii.gz"),
-               "--canal", str(tmp_path / "canal.nii.gz"), "-o", str(out)])
+    rc = main(
+        [
+            "morphometrics",
+            "--seg",
+            str(tmp_path / "seg.nii.gz"),
+            "--levels",
+            str(tmp_path / "lv.nii.gz"),
+            "--canal",
+            str(tmp_path / "canal.nii.gz"),
+            "-o",
+            str(out),
+        ]
+    )
     assert rc == 0
     df = pd.read_csv(out)
     assert list(df.columns) == sct_columns(with_canal=True)
     assert df["MEAN(SAC)"].between(np.pi * 33 * 0.95, np.pi * 33 * 1.05).all()
-    rc = main(["morphometrics", "--seg", str(tmp_path / "seg.nii.gz"), "--levels", str(tmp_path / "lv.nii.gz"),
-               "--vert", "1:2", "--perslice", "-o", str(tmp_path / "ps.csv")])
+    rc = main(
+        [
+            "morphometrics",
+            "--seg",
+            str(tmp_path / "seg.nii.gz"),
+            "--levels",
+            str(tmp_path / "lv.nii.gz"),
+            "--vert",
+            "1:2",
+            "--perslice",
+            "-o",
+            str(tmp_path / "ps.csv"),
+        ]
+    )
     assert rc == 0 and len(pd.read_csv(tmp_path / "ps.csv")) == 20
     rc = main(["morphometrics", "--seg", str(tmp_path / "nope.nii.gz"), "-o", str(out)])
     assert rc == 2
@@ -303,7 +339,7 @@ def _stenosed_canal(shape, aff, centre, d, r0=7.0, depth=2.5, width=4.0):
     perp = np.linalg.norm(w - np.outer(s, d), axis=1)
 
     def radius(x):
-        return r0 - depth * np.exp(-(np.asarray(x) / width) ** 2)
+        return r0 - depth * np.exp(-((np.asarray(x) / width) ** 2))
 
     return (perp <= radius(s)).reshape(shape), radius
 
@@ -340,19 +376,35 @@ def test_volume_method_exact_where_oblique_slices_mix_a_stenosis():
 
 def test_cli_morphometrics_volume(tmp_path):
     import nibabel as nib
+
     from cordbench.cli import main
 
     aff, cord, levels = _labelled_tube()
     for name, arr in [("seg", cord.astype(np.uint8)), ("lv", levels)]:
         nib.save(nib.Nifti1Image(arr, aff), str(tmp_path / f"{name}.nii.gz"))
     out = tmp_path / "vol.csv"
-    assert main(["morphometrics", "--seg", str(tmp_path / "seg.nii.gz"), "--levels", str(tmp_path / "lv.nii.gz"),
-                 "--level-method", "volume", "-o", str(out)]) == 0
+    assert (
+        main(
+            [
+                "morphometrics",
+                "--seg",
+                str(tmp_path / "seg.nii.gz"),
+                "--levels",
+                str(tmp_path / "lv.nii.gz"),
+                "--level-method",
+                "volume",
+                "-o",
+                str(out),
+            ]
+        )
+        == 0
+    )
     df = pd.read_csv(out)
     assert list(df["VertLevel"]) == [1, 2, 3] and {"CSA", "length_mm"} <= set(df.columns)
     assert abs(df.loc[1, "CSA"] / (np.pi * 16) - 1) < 0.03
-    assert main(["morphometrics", "--seg", str(tmp_path / "seg.nii.gz"), "--level-method", "volume",
-                 "-o", str(out)]) == 2
+    assert (
+        main(["morphometrics", "--seg", str(tmp_path / "seg.nii.gz"), "--level-method", "volume", "-o", str(out)]) == 2
+    )
 
 
 def _rotated_rectangle(width: float, height: float, angle_deg: float, px: float = 0.1, n: int = 400):
@@ -392,7 +444,7 @@ def test_profile_splits_anterior_and_posterior_at_the_centroid():
     shp = slice_shape(sl, frame, tangent=None)
     pts = np.argwhere(sl > 0)
     yc = ((pts[:, 1] - 149.5) * 0.1).mean()  # centroid along AP
-    assert shp.diameter_AP == pytest.approx(10.0, rel=0.01)   # |x| < 1.5 lies inside the stem
+    assert shp.diameter_AP == pytest.approx(10.0, rel=0.01)  # |x| < 1.5 lies inside the stem
     assert shp.length_posterior == pytest.approx(yc + 4, rel=0.02)
     assert shp.length_anterior == pytest.approx(6 - yc, rel=0.02)
 
@@ -404,7 +456,7 @@ def test_soft_mask_is_partial_volume():
     sub = 8
     c = (np.arange(n * sub) + 0.5) / sub * px - n * px / 2 + 0.137
     x, y = np.meshgrid(c, c, indexing="ij")
-    cover = ((x ** 2 + y ** 2) <= r * r).reshape(n, sub, n, sub).mean(axis=(1, 3))
+    cover = ((x**2 + y**2) <= r * r).reshape(n, sub, n, sub).mean(axis=(1, 3))
     vol = np.repeat(cover[:, :, None], 12, axis=2)
     aff = np.diag([px, px, 1.0, 1.0])
     ps = compute_perslice(vol, aff)
@@ -413,8 +465,9 @@ def test_soft_mask_is_partial_volume():
     hard = compute_perslice(vol >= 0.5, aff)
     assert (hard["mask_type"] == "binary").all()
     assert abs(hard["area"].mean() / (np.pi * r * r) - 1) > abs(ps["area"].mean() / (np.pi * r * r) - 1)
-    assert ps["diameter_AP"].mean() == pytest.approx(np.mean(2 * np.sqrt(r * r - np.linspace(-1.5, 1.5, 1001) ** 2)),
-                                                     rel=0.01)
+    assert ps["diameter_AP"].mean() == pytest.approx(
+        np.mean(2 * np.sqrt(r * r - np.linspace(-1.5, 1.5, 1001) ** 2)), rel=0.01
+    )
 
 
 def test_one_pixel_section_is_measured_as_its_square():

@@ -4,6 +4,7 @@
 CI: every mutation's pattern occurs exactly once in its file, so moving or rewriting guarded code
 without updating ``tests/mutations/catalogue.py`` fails here, not silently in the mutation run.
 """
+
 from __future__ import annotations
 
 import sys
@@ -15,11 +16,28 @@ sys.path.insert(0, str(REPO / "tests" / "mutations"))
 from catalogue import MUTATIONS  # noqa: E402
 from run import check_patterns, main  # noqa: E402
 
-AUDIT = ["metrics-spacing-dropped", "hd95-pooled", "fn-from-npred", "csa-cos-area", "tangent-axes-swapped",
-         "soft-threshold", "fisher-n1-twice", "fisher-one-sided-p", "fisher-ci-level", "bootstrap-range",
-         "holm-multipliers", "bids-label-key-no-session", "bids-label-key-no-datatype", "writeback-half-voxel",
-         "xca-softmax-axis", "xca-temperature", "resume-metrics-lt", "resume-report-lt", "finished-record-ignored",
-         "mirrored-target"]
+AUDIT = [
+    "metrics-spacing-dropped",
+    "hd95-pooled",
+    "fn-from-npred",
+    "csa-cos-area",
+    "tangent-axes-swapped",
+    "soft-threshold",
+    "fisher-n1-twice",
+    "fisher-one-sided-p",
+    "fisher-ci-level",
+    "bootstrap-range",
+    "holm-multipliers",
+    "bids-label-key-no-session",
+    "bids-label-key-no-datatype",
+    "writeback-half-voxel",
+    "xca-softmax-axis",
+    "xca-temperature",
+    "resume-metrics-lt",
+    "resume-report-lt",
+    "finished-record-ignored",
+    "mirrored-target",
+]
 
 
 def test_catalogue_matches_the_code():

@@ -4,6 +4,7 @@ t2 (PSR, sagittal, 1 mm) and t2s (LAS, oblique, 0.5×0.5×7.5 mm) go through the
 own preprocessing (canonical reorientation, resampling, Perone's crop/pad) and come back on
 their grid voxel for voxel.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -25,8 +26,8 @@ CASES = [  # (image, label, data module, spacing, preset)
 
 
 def _dm(name: str, spacing, preset):
-    from runs.config import load_config
     from data_modules.registry import build_datamodule
+    from runs.config import load_config
 
     ov = [f"data.name={name}", "data.root=/nonexistent", "data.task=sc"]
     if spacing:
@@ -42,9 +43,12 @@ def _preprocessed(sct_data: Path, img_rel: str, lab_rel: str, dm):
 
     im, lb = nib.load(sct_data / img_rel), nib.load(sct_data / lab_rel)
     lab = np.asanyarray(lb.dataobj).astype(np.int16)
-    s = tio.Subject(image=tio.ScalarImage(tensor=torch.from_numpy(np.asanyarray(im.dataobj)[None].astype(np.float32)),
-                                          affine=im.affine),
-                    label=tio.LabelMap(tensor=torch.from_numpy(lab[None]), affine=lb.affine))
+    s = tio.Subject(
+        image=tio.ScalarImage(
+            tensor=torch.from_numpy(np.asanyarray(im.dataobj)[None].astype(np.float32)), affine=im.affine
+        ),
+        label=tio.LabelMap(tensor=torch.from_numpy(lab[None]), affine=lb.affine),
+    )
     return im, lb, lab, dm.preprocess()(s)
 
 
@@ -107,15 +111,19 @@ def test_cordbench_predict_path_writes_back_exactly(sct_data: Path, case: int):
     img_rel, lab_rel, name, spacing, preset = CASES[case]
     dm = _dm(name, spacing, preset)
     im, lb, lab, pre = _preprocessed(sct_data, img_rel, lab_rel, dm)
-    out = predict_array(_Oracle(pre["label"].data[0].numpy(), dm.preprocessing.to_dict()),
-                        np.asanyarray(im.dataobj).astype(np.float32), im.affine)
+    out = predict_array(
+        _Oracle(pre["label"].data[0].numpy(), dm.preprocessing.to_dict()),
+        np.asanyarray(im.dataobj).astype(np.float32),
+        im.affine,
+    )
     np.testing.assert_array_equal(out, lab)
 
 
 def test_prediction_path():
     rec = SimpleNamespace(subject="sub-amu01", session=None, datatype="dwi", stem="sub-amu01_rec-average_dwi")
     assert prediction_path("/d", rec, "SC") == Path(
-        "/d/derivatives/cordbench/sub-amu01/dwi/sub-amu01_rec-average_dwi_label-SC_seg.nii.gz")
+        "/d/derivatives/cordbench/sub-amu01/dwi/sub-amu01_rec-average_dwi_label-SC_seg.nii.gz"
+    )
 
 
 class _Threshold:
@@ -146,7 +154,8 @@ def test_predict_bids_writes_derivatives(tmp_path: Path):
     ckpt.write_bytes(b"weights")
     outs = predict_bids(_Threshold(), tmp_path, "T2w", "SC", ckpt=ckpt)
     assert [p.relative_to(tmp_path).as_posix() for p in outs] == [
-        f"derivatives/cordbench/{s}/anat/{s}_T2w_label-SC_seg.nii.gz" for s in ("sub-aa01", "sub-bb02")]
+        f"derivatives/cordbench/{s}/anat/{s}_T2w_label-SC_seg.nii.gz" for s in ("sub-aa01", "sub-bb02")
+    ]
     for p, sid in zip(outs, ("sub-aa01", "sub-bb02")):
         m = nib.load(p)
         np.testing.assert_allclose(m.affine, aff)
@@ -160,8 +169,9 @@ def _affine(columns: list[list[float]], rot_deg: float = 0.0) -> np.ndarray:
     from scipy.spatial.transform import Rotation
 
     aff = np.eye(4)
-    aff[:3, :3] = Rotation.from_rotvec(np.deg2rad(rot_deg) * np.array([1, 2, 2]) / 3).as_matrix() @ np.array(
-        columns, float).T
+    aff[:3, :3] = (
+        Rotation.from_rotvec(np.deg2rad(rot_deg) * np.array([1, 2, 2]) / 3).as_matrix() @ np.array(columns, float).T
+    )
     aff[:3, 3] = (-12.0, 4.0, 30.0)
     return aff
 

@@ -1,4 +1,5 @@
 """core.paths: sweep and cluster YAMLs found at their place in configs/ and at the old sweeps/ paths."""
+
 from __future__ import annotations
 
 import os
@@ -9,8 +10,9 @@ import pytest
 from core.paths import CLUSTER_CONFIGS, REPO_ROOT, SWEEP_CONFIGS, find_config, moved_config_path
 
 
-@pytest.mark.parametrize("given", ["sweeps/ci.yaml", "configs/sweeps/ci.yaml", "ci", "ci.yaml",
-                                   str(REPO_ROOT / "sweeps" / "ci.yaml")])
+@pytest.mark.parametrize(
+    "given", ["sweeps/ci.yaml", "configs/sweeps/ci.yaml", "ci", "ci.yaml", str(REPO_ROOT / "sweeps" / "ci.yaml")]
+)
 def test_sweep_yaml_found_by_old_and_new_paths(given: str, tmp_path: Path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # not the repository: the lookup falls back on it
     assert find_config(given).resolve() == (SWEEP_CONFIGS / "ci.yaml").resolve()

@@ -1,6 +1,7 @@
 """Phantom cohort: layout, determinism, labels on their grids, and ground truth checked against
 independent measurements on the written files (voxel counts, perpendicular resampling with
 scipy, axial slices with angle correction, dipy tensor fits, scipy correlations)."""
+
 from __future__ import annotations
 
 import csv
@@ -13,15 +14,21 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from core import io
 from cordbench.cli import main as cli_main
+from core import io
 from core.errors import ConfigError, InputError
 from data_modules.phantom import PhantomOptions, generate_cohort, generate_subject
 from data_modules.phantom.dwi import EMBEDDED_BVAL, EMBEDDED_BVEC
 from data_modules.phantom.layout import subject_paths
 from data_modules.phantom.options import group_r, parse_corr
-from data_modules.phantom.population import (EMBEDDED_SITES, PARTICIPANT_COLUMNS, SITE_COLUMNS, draw_subject,
-                                             read_site_table, sites_from_participants)
+from data_modules.phantom.population import (
+    EMBEDDED_SITES,
+    PARTICIPANT_COLUMNS,
+    SITE_COLUMNS,
+    draw_subject,
+    read_site_table,
+    sites_from_participants,
+)
 from tests.references import centerline, perpendicular_area
 
 LEVELS = [f"C{k}" for k in range(1, 8)]
@@ -52,8 +59,12 @@ def _measure_levels(root: Path, sub: str) -> dict[str, dict[str, float]]:
         nodes = lv["s_start_mm"] + (np.arange(16) + 0.5) / 16 * lv["length_mm"]
         cord_perp = np.mean([perpendicular_area(seg, seg_img.affine, truth, x) for x in nodes])
         canal_perp = np.mean([perpendicular_area(canal, seg_img.affine, truth, x) for x in nodes])
-        out[name] = {"csa_volume": np.count_nonzero(levels == k) * vox / lv["length_mm"],
-                     "csa_perp": cord_perp, "canal_perp": canal_perp, "sac_perp": canal_perp - cord_perp}
+        out[name] = {
+            "csa_volume": np.count_nonzero(levels == k) * vox / lv["length_mm"],
+            "csa_perp": cord_perp,
+            "canal_perp": canal_perp,
+            "sac_perp": canal_perp - cord_perp,
+        }
     return out
 
 
@@ -91,19 +102,35 @@ def test_layout_and_names(cohort: Path):
     subs = sorted(p.name for p in cohort.glob("sub-*"))
     assert subs == ["sub-001", "sub-002", "sub-003"]
     for sub in subs:
-        expected = {f"{sub}/anat/{sub}_T2w.nii.gz", f"{sub}/anat/{sub}_T2w.json", f"{sub}/anat/{sub}_T2star.nii.gz",
-                    f"{sub}/anat/{sub}_T2star.json", f"{sub}/dwi/{sub}_dwi.nii.gz", f"{sub}/dwi/{sub}_dwi.json",
-                    f"{sub}/dwi/{sub}_dwi.bval", f"{sub}/dwi/{sub}_dwi.bvec",
-                    f"{sub}/dwi/{sub}_rec-average_dwi.nii.gz", f"{sub}/dwi/{sub}_rec-average_dwi.json"}
+        expected = {
+            f"{sub}/anat/{sub}_T2w.nii.gz",
+            f"{sub}/anat/{sub}_T2w.json",
+            f"{sub}/anat/{sub}_T2star.nii.gz",
+            f"{sub}/anat/{sub}_T2star.json",
+            f"{sub}/dwi/{sub}_dwi.nii.gz",
+            f"{sub}/dwi/{sub}_dwi.json",
+            f"{sub}/dwi/{sub}_dwi.bval",
+            f"{sub}/dwi/{sub}_dwi.bvec",
+            f"{sub}/dwi/{sub}_rec-average_dwi.nii.gz",
+            f"{sub}/dwi/{sub}_rec-average_dwi.json",
+        }
         got = {str(p.relative_to(cohort)) for p in (cohort / sub).rglob("*") if p.is_file()}
         assert got == expected
         la = f"derivatives/labels/{sub}/anat/{sub}"
         ld = f"derivatives/labels/{sub}/dwi/{sub}"
-        labels = {f"{la}_T2w_label-SC_seg", f"{la}_T2w_label-canal_seg", f"{la}_T2w_label-discs_dlabel",
-                  f"{la}_T2w_label-SC_desc-levels_dseg", f"{la}_T2star_label-SC_seg", f"{la}_T2star_label-GM_seg",
-                  f"{la}_T2star_label-SC_desc-levels_dseg", f"{ld}_rec-average_dwi_label-SC_seg",
-                  f"{ld}_rec-average_dwi_label-SC_desc-levels_dseg", f"{ld}_rec-average_dwi_label-WM_seg",
-                  f"{ld}_rec-average_dwi_label-GM_seg"}
+        labels = {
+            f"{la}_T2w_label-SC_seg",
+            f"{la}_T2w_label-canal_seg",
+            f"{la}_T2w_label-discs_dlabel",
+            f"{la}_T2w_label-SC_desc-levels_dseg",
+            f"{la}_T2star_label-SC_seg",
+            f"{la}_T2star_label-GM_seg",
+            f"{la}_T2star_label-SC_desc-levels_dseg",
+            f"{ld}_rec-average_dwi_label-SC_seg",
+            f"{ld}_rec-average_dwi_label-SC_desc-levels_dseg",
+            f"{ld}_rec-average_dwi_label-WM_seg",
+            f"{ld}_rec-average_dwi_label-GM_seg",
+        }
         got = {str(p.relative_to(cohort)) for p in (cohort / "derivatives/labels" / sub).rglob("*") if p.is_file()}
         assert got == {x + ".nii.gz" for x in labels} | {x + ".json" for x in labels}
         assert subject_paths(cohort, sub)["truth"].is_file()
@@ -133,8 +160,11 @@ def test_bids_reader_reads_phantom(cohort: Path):
 def test_labels_on_their_grid_and_values(cohort: Path):
     for sub in ("sub-001", "sub-002", "sub-003"):
         p = subject_paths(cohort, sub)
-        pairs = {"T2w": ["T2w_SC", "T2w_canal", "T2w_discs", "T2w_levels"],
-                 "T2star": ["T2star_SC", "T2star_GM", "T2star_levels"], "dwi_mean": ["dwi_SC", "dwi_levels", "dwi_WM", "dwi_GM"]}
+        pairs = {
+            "T2w": ["T2w_SC", "T2w_canal", "T2w_discs", "T2w_levels"],
+            "T2star": ["T2star_SC", "T2star_GM", "T2star_levels"],
+            "dwi_mean": ["dwi_SC", "dwi_levels", "dwi_WM", "dwi_GM"],
+        }
         for image, labels in pairs.items():
             img = io.load_nifti(p[image])
             for lab in labels:
@@ -211,8 +241,9 @@ def test_site_and_sex_distribution(spine_generic: Path):
     """400 drawn subjects: vendor shares follow the real file (binomial 4-sigma), sex ~ 50/50."""
     sites = sites_from_participants(spine_generic / "participants.tsv")
     opts = PhantomOptions()
-    draws = [draw_subject(np.random.default_rng(i), np.random.default_rng(10_000 + i), i, sites, opts)
-             for i in range(400)]
+    draws = [
+        draw_subject(np.random.default_rng(i), np.random.default_rng(10_000 + i), i, sites, opts) for i in range(400)
+    ]
     with open(spine_generic / "participants.tsv", newline="") as f:
         real = [r["manufacturer"] for r in csv.DictReader(f, delimiter="\t")]
     for vendor in ("Siemens", "GE", "Philips"):
@@ -246,8 +277,18 @@ def test_deterministic_by_seed_and_independent_of_workers(cohort: Path, tmp_path
     """Subject 3 regenerated alone, in-process, equals the one written by the 2-worker cohort."""
     generate_subject(tmp_path, index=2, seed=7)
     a, b = subject_paths(cohort, "sub-003"), subject_paths(tmp_path, "sub-003")
-    for key in ("T2w", "T2star", "dwi", "dwi_mean", "T2w_SC", "T2w_canal", "T2w_discs", "T2w_levels",
-                "T2star_GM", "dwi_levels"):
+    for key in (
+        "T2w",
+        "T2star",
+        "dwi",
+        "dwi_mean",
+        "T2w_SC",
+        "T2w_canal",
+        "T2w_discs",
+        "T2w_levels",
+        "T2star_GM",
+        "dwi_levels",
+    ):
         ia, ib = nib.load(str(a[key])), nib.load(str(b[key]))
         assert np.array_equal(np.asanyarray(ia.dataobj), np.asanyarray(ib.dataobj)), key
         assert np.array_equal(ia.affine, ib.affine)
@@ -336,8 +377,9 @@ def test_dwi_noise_free_tensor_fit_recovers_planted_fa(tmp_path: Path):
     from dipy.core.gradients import gradient_table
     from dipy.reconst.dti import TensorModel
 
-    generate_subject(tmp_path, index=0, seed=3, snr=0, dtype="float32", tilt_min=15, tilt_max=15,
-                     orientation="RAS", oblique=12)
+    generate_subject(
+        tmp_path, index=0, seed=3, snr=0, dtype="float32", tilt_min=15, tilt_max=15, orientation="RAS", oblique=12
+    )
     p = subject_paths(tmp_path, "sub-001")
     truth = _truth(tmp_path, "sub-001")
     img = nib.load(str(p["dwi"]))
@@ -419,7 +461,10 @@ def test_planted_correlation_by_sex(tmp_path: Path):
     z = (z1 - z2) / math.sqrt(1 / (7 * (n1 - 3)) + 1 / (7 * (n2 - 3)))
     assert 2 * stats.norm.sf(abs(z)) < 0.05
     cj = json.loads((root / "derivatives/phantom-truth/cohort.json").read_text())
-    assert cj["planted_correlation"]["subjects_per_group"]["M"] + cj["planted_correlation"]["subjects_per_group"]["F"] == 120
+    assert (
+        cj["planted_correlation"]["subjects_per_group"]["M"] + cj["planted_correlation"]["subjects_per_group"]["F"]
+        == 120
+    )
 
 
 def test_corr_spec_parsing_and_precedence():
@@ -490,8 +535,9 @@ def test_area_preserving_mask():
 
     rng = np.random.default_rng(0)
     yy, xx = np.mgrid[0:40, 0:40]
-    frac = np.stack([np.clip(0.5 - (np.hypot(xx - 20.3 - k * 0.1, yy - 19.6) - 9.0 - 0.2 * k), 0, 1)
-                     for k in range(5)], axis=1)  # slices along axis 1
+    frac = np.stack(
+        [np.clip(0.5 - (np.hypot(xx - 20.3 - k * 0.1, yy - 19.6) - 9.0 - 0.2 * k), 0, 1) for k in range(5)], axis=1
+    )  # slices along axis 1
     frac = frac + rng.uniform(-0.01, 0.01, frac.shape) * ((frac > 0) & (frac < 1))
     m = area_preserving_mask(frac, axis=1)
     for k in range(frac.shape[1]):

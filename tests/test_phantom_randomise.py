@@ -1,6 +1,7 @@
 """Phantom domain randomisation (data_modules/phantom/randomise*.py, surroundings.py): off by default
 and then byte-identical to the generator before it; on, the truth JSON is the anatomy's exact truth
 (identical to the unrandomised subject's) and the labels written on each random grid measure it."""
+
 from __future__ import annotations
 
 import gzip
@@ -13,12 +14,12 @@ import numpy as np
 import pytest
 
 from core import __version__
-from runs.config import load_config
 from core.errors import ConfigError
 from data_modules.phantom import PhantomOptions, generate_cohort, generate_subject
 from data_modules.phantom.layout import subject_paths
 from data_modules.phantom.randomise_options import RandomiseOptions
 from data_modules.phantom_dm import default_phantom_root
+from runs.config import load_config
 
 #: Digests of two small cohorts written by the generator *before* randomisation existed (782783a^), with the
 #: embedded site table. Any change to a file of a cohort without ``randomise`` changes them. Recomputed on
@@ -38,6 +39,7 @@ _TRUTH_TABLES = ("_truth.json", "truth_levels.tsv")
 
 def _rounded_truth(name: str, text: str) -> bytes:
     """A truth table with every float at 9 significant digits (the CPU-independent part of its values)."""
+
     def fix(v):
         if isinstance(v, float):
             return float(f"{v:.9g}")
@@ -84,8 +86,19 @@ def embedded_sites(monkeypatch, tmp_path):
 
 def test_without_randomise_the_cohort_is_byte_identical_to_before(tmp_path: Path, embedded_sites):
     generate_cohort(tmp_path / "a", n_subjects=2, seed=5, workers=1)
-    generate_cohort(tmp_path / "b", n_subjects=1, seed=9, workers=1, orientation="PSR", oblique=12, snr=0,
-                    dwi=False, dtype="float32", tilt_min=5, tilt_max=15)
+    generate_cohort(
+        tmp_path / "b",
+        n_subjects=1,
+        seed=9,
+        workers=1,
+        orientation="PSR",
+        oblique=12,
+        snr=0,
+        dwi=False,
+        dtype="float32",
+        tilt_min=5,
+        tilt_max=15,
+    )
     assert cohort_digest(tmp_path / "a") == PINNED["a"]
     assert cohort_digest(tmp_path / "b") == PINNED["b"]
     # randomise off, spelled every way, is the same options object and the same cohort.json record
@@ -103,7 +116,7 @@ def _levels(path: Path) -> tuple[np.ndarray, float]:
 def test_randomised_truth_is_exact_and_the_labels_measure_it(tmp_path: Path, index: int):
     plain = generate_subject(tmp_path / "plain", index=index, seed=21, dwi=False, truth_only=True)["truth"]
     truth = generate_subject(tmp_path / "rand", index=index, seed=21, dwi=False, randomise=FINE)["truth"]
-    assert truth["levels"] == plain["levels"]          # the anatomy's truth is untouched, bit for bit
+    assert truth["levels"] == plain["levels"]  # the anatomy's truth is untouched, bit for bit
     assert truth["disc_labels"].keys() == plain["disc_labels"].keys()
     paths = subject_paths(tmp_path / "rand", truth["participant_id"])
     for contrast in ("T2w", "T2star"):
@@ -118,21 +131,22 @@ def test_randomised_truth_is_exact_and_the_labels_measure_it(tmp_path: Path, ind
         total = total_true = 0.0
         for name, level in truth["levels"].items():
             vol = np.count_nonzero(lv == level["level"]) * vox
-            assert abs(vol / level["length_mm"] / level["csa_mm2"] - 1) < 0.03 + 1.5 * h / level["length_mm"], \
-                (contrast, name)
+            assert abs(vol / level["length_mm"] / level["csa_mm2"] - 1) < 0.03 + 1.5 * h / level["length_mm"], (
+                contrast,
+                name,
+            )
             total += vol
             total_true += level["csa_mm2"] * level["length_mm"]
         assert abs(total / total_true - 1) < 0.02, contrast
     gm, _ = _levels(paths["T2star_GM"])
     sc, _ = _levels(paths["T2star_SC"])
-    assert gm.any() and not np.any(gm & ~sc)            # nested: GM inside the cord
+    assert gm.any() and not np.any(gm & ~sc)  # nested: GM inside the cord
 
 
 def test_recorded_spacing_is_the_written_one_after_the_voxel_count_rescale(tmp_path: Path):
     """A fine drawn grid over ``max_voxels`` is coarsened (every voxel size times one factor): the truth
     JSON records the voxel sizes of the image written, read back here from its header along R-L, A-P, S-I."""
-    ro = RandomiseOptions(inplane_min=0.4, inplane_max=0.5, thickness_min=0.5, thickness_max=1.0,
-                          max_voxels=100_000)
+    ro = RandomiseOptions(inplane_min=0.4, inplane_max=0.5, thickness_min=0.5, thickness_max=1.0, max_voxels=100_000)
     truth = generate_subject(tmp_path, index=0, seed=3, dwi=False, randomise=ro)["truth"]
     paths = subject_paths(tmp_path, truth["participant_id"])
     for contrast in ("T2w", "T2star"):
@@ -152,18 +166,20 @@ def test_randomised_subjects_are_deterministic_and_differ(tmp_path: Path):
     assert a == b
     pa, pb = subject_paths(tmp_path / "a", "sub-002"), subject_paths(tmp_path / "b", "sub-002")
     for key in ("T2w", "T2star", "T2w_SC", "T2star_GM"):
-        assert np.array_equal(np.asanyarray(nib.load(str(pa[key])).dataobj),
-                              np.asanyarray(nib.load(str(pb[key])).dataobj)), key
+        assert np.array_equal(
+            np.asanyarray(nib.load(str(pa[key])).dataobj), np.asanyarray(nib.load(str(pb[key])).dataobj)
+        ), key
     assert a["images"]["T2w"]["randomise"] != c["images"]["T2w"]["randomise"]
-    assert a["images"]["T2w"]["randomise"] != a["images"]["T2star"]["randomise"]   # per contrast
+    assert a["images"]["T2w"]["randomise"] != a["images"]["T2star"]["randomise"]  # per contrast
     assert "surroundings" in a
 
 
 def test_cohort_records_randomisation_and_gets_its_own_cache_folder(tmp_path: Path):
     import json
 
-    root = generate_cohort(tmp_path / "r", n_subjects=1, seed=0, workers=1, dwi=False, truth_only=True,
-                           randomise={"fov_min": 30})
+    root = generate_cohort(
+        tmp_path / "r", n_subjects=1, seed=0, workers=1, dwi=False, truth_only=True, randomise={"fov_min": 30}
+    )
     opts = json.loads((root / "derivatives/phantom-truth/cohort.json").read_text())["options"]
     assert opts["randomise"]["fov_min"] == 30
     plain = default_phantom_root(20, 0, 30.0, False)
@@ -193,8 +209,13 @@ def test_shifted_canal_still_contains_the_cord_everywhere():
     sites, _ = load_sites()
     theta = np.linspace(0, 2 * np.pi, 721)
     for index in range(6):
-        draw = draw_subject(subject_rng(0, index, STREAM_DEMOGRAPHICS), subject_rng(0, index, STREAM_ANATOMY),
-                            index, sites, PhantomOptions())
+        draw = draw_subject(
+            subject_rng(0, index, STREAM_DEMOGRAPHICS),
+            subject_rng(0, index, STREAM_ANATOMY),
+            index,
+            sites,
+            PhantomOptions(),
+        )
         anat = build_anatomy(draw.anatomy)
         a, b, A, B = anat.a_tab[:, None], anat.b_tab[:, None], anat.A_tab[:, None], anat.B_tab[:, None]
         for shift in (-RandomiseOptions().canal_shift_max, RandomiseOptions().canal_shift_max):

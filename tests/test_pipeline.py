@@ -3,6 +3,7 @@
 Uses a small BIDS tree made in tmp from the real ``sct_testing_data/t2`` (PSR, sagittal) so the
 whole chain — indexer, torchio preprocessing, training, testing, write-back — sees real files.
 """
+
 from __future__ import annotations
 
 import json
@@ -18,8 +19,13 @@ import pytest
 
 from cordbench.cli import main
 
-FAST = ["--config", "configs/debug.yaml", "--trainer.max_epochs=1", "--trainer.limit_train_batches=2",
-        "--logger.wandb.enabled=false"]
+FAST = [
+    "--config",
+    "configs/debug.yaml",
+    "--trainer.max_epochs=1",
+    "--trainer.limit_train_batches=2",
+    "--logger.wandb.enabled=false",
+]
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -39,10 +45,13 @@ def mini_bids(tmp_path_factory, sct_data) -> Path:
         data = np.asanyarray(src.dataobj).astype(np.float32) * (1 + 0.1 * i)
         data += rng.normal(0, 5, data.shape).astype(np.float32)
         nib.save(nib.Nifti1Image(data, src.affine, src.header), str(root / sub / "anat" / f"{sub}_T2w.nii.gz"))
-        nib.save(nib.Nifti1Image(np.asanyarray(seg.dataobj), seg.affine, seg.header),
-                 str(lab / f"{sub}_T2w_label-SC_seg.nii.gz"))
-        rows.append({"participant_id": sub, "sex": "MF"[i % 2], "institution_id": f"site{i % 2}",
-                     "manufacturer": "Siemens"})
+        nib.save(
+            nib.Nifti1Image(np.asanyarray(seg.dataobj), seg.affine, seg.header),
+            str(lab / f"{sub}_T2w_label-SC_seg.nii.gz"),
+        )
+        rows.append(
+            {"participant_id": sub, "sex": "MF"[i % 2], "institution_id": f"site{i % 2}", "manufacturer": "Siemens"}
+        )
     pd.DataFrame(rows).to_csv(root / "participants.tsv", sep="\t", index=False)
     (root / "dataset_description.json").write_text(json.dumps({"Name": "mini", "BIDSVersion": "1.8.0"}))
     return root
@@ -81,8 +90,10 @@ def test_predict_keeps_input_grid(mini_bids, tmp_path, sct_data, monkeypatch):
     _fit(mini_bids, tmp_path / "run")
     src = sct_data / "t2" / "t2.nii.gz"
     out = tmp_path / "pred" / "t2_seg.nii.gz"
-    assert main(["predict", "--ckpt", str(tmp_path / "run" / "checkpoints" / "best.ckpt"), "-i", str(src),
-                 "-o", str(out)]) == 0
+    assert (
+        main(["predict", "--ckpt", str(tmp_path / "run" / "checkpoints" / "best.ckpt"), "-i", str(src), "-o", str(out)])
+        == 0
+    )
     a, b = nib.load(str(src)), nib.load(str(out))
     assert nib.aff2axcodes(a.affine) == ("P", "S", "R")
     assert b.shape == a.shape

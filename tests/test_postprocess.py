@@ -1,5 +1,6 @@
 """Post-processing (largest connected foreground component): hand cases, scipy as the reference,
 the config key, and the predict path (``evaluation.inference.predict_array``)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -20,11 +21,11 @@ def _scipy_largest(labels: np.ndarray) -> np.ndarray:
 
 def test_hand_case_keeps_the_largest_component_with_its_labels():
     x = np.zeros((12, 12, 10), np.int16)
-    x[1:5, 1:5, :] = 1          # the cord: 160 voxels
-    x[2:4, 2:4, 3:6] = 2        # a second class inside it stays as predicted
-    x[5, 5, 9] = 1              # touches the cord only by a corner: 26-connected, kept
-    x[9:11, 9:11, 0:3] = 1      # a 12-voxel blob: removed
-    x[0, 11, 9] = 2             # a lone voxel of class 2: removed
+    x[1:5, 1:5, :] = 1  # the cord: 160 voxels
+    x[2:4, 2:4, 3:6] = 2  # a second class inside it stays as predicted
+    x[5, 5, 9] = 1  # touches the cord only by a corner: 26-connected, kept
+    x[9:11, 9:11, 0:3] = 1  # a 12-voxel blob: removed
+    x[0, 11, 9] = 2  # a lone voxel of class 2: removed
     before = x.copy()
     out = apply(x, "largest_component")
     np.testing.assert_array_equal(x, before)  # the input is left as it was
@@ -71,8 +72,8 @@ def test_task_defaults():
 
 
 def test_config_key_is_checked():
-    from runs.config import load_config
     from core.errors import ConfigError
+    from runs.config import load_config
 
     assert load_config([], [])["model"]["postprocess"] is None
     assert load_config([], ["model.postprocess=none"])["model"]["postprocess"] == "none"
@@ -84,8 +85,14 @@ class _TwoBlobs:
     """A 'model' that labels voxels brighter than 1 after z-scoring (the test image holds two bright blobs)."""
 
     def __init__(self, postprocess: str | None):
-        self.hparams = {"spacing": None, "network": "threshold", "preset": None, "task": "sc",
-                        "classes": {"sc": [1]}, **({"postprocess": postprocess} if postprocess else {})}
+        self.hparams = {
+            "spacing": None,
+            "network": "threshold",
+            "preset": None,
+            "task": "sc",
+            "classes": {"sc": [1]},
+            **({"postprocess": postprocess} if postprocess else {}),
+        }
 
     def predict_volume(self, x):
         import torch
@@ -100,7 +107,7 @@ def test_predict_array_post_processes_as_the_checkpoint_says(postprocess, blobs)
     from evaluation.inference import predict_array
 
     img = np.zeros((20, 20, 12), np.float32)
-    img[2:8, 2:8, :] = 10.0     # the large blob
+    img[2:8, 2:8, :] = 10.0  # the large blob
     img[14:16, 14:16, 2:4] = 10.0  # the small one
     aff = np.diag([0.5, 0.5, 2.0, 1.0])
     out = predict_array(_TwoBlobs(postprocess), img, aff)

@@ -1,4 +1,5 @@
 """The preprocessing contract: plain data, stable key, legacy checkpoints, crop rules, scoring grids."""
+
 from __future__ import annotations
 
 import json
@@ -34,8 +35,9 @@ def test_description_round_trips_and_keys():
 
 
 def test_legacy_hparams_map_to_the_old_predict_chain():
-    pre = Preprocessing.from_hparams({"spacing": [0.8, 0.8, 0.8], "task": "sc", "classes": {"sc": [1]},
-                                      "num_classes": 2, "spatial_dims": 2})
+    pre = Preprocessing.from_hparams(
+        {"spacing": [0.8, 0.8, 0.8], "task": "sc", "classes": {"sc": [1]}, "num_classes": 2, "spatial_dims": 2}
+    )
     assert pre.spacing == (0.8, 0.8, 0.8) and pre.crop is None and pre.min_shape == () and pre.preset is None
 
 
@@ -43,8 +45,10 @@ def _subject(label_at: tuple[slice, slice]) -> tio.Subject:
     img = np.random.default_rng(0).normal(0, 1, (60, 50, 3)).astype(np.float32)
     lab = np.zeros(img.shape, np.int16)
     lab[label_at[0], label_at[1], :] = 1
-    return tio.Subject(image=tio.ScalarImage(tensor=torch.from_numpy(img[None]), affine=np.eye(4)),
-                       label=tio.LabelMap(tensor=torch.from_numpy(lab[None]), affine=np.eye(4)))
+    return tio.Subject(
+        image=tio.ScalarImage(tensor=torch.from_numpy(img[None]), affine=np.eye(4)),
+        label=tio.LabelMap(tensor=torch.from_numpy(lab[None]), affine=np.eye(4)),
+    )
 
 
 def test_train_crop_follows_the_label_eval_crop_the_fov():
@@ -71,20 +75,24 @@ def test_normalisation_order_of_the_two_modes():
     s = tio.Subject(image=tio.ScalarImage(tensor=torch.from_numpy(img[None]), affine=np.eye(4)))
     inside = img[20:40, 15:35, :].astype(np.float64)
     whole = build_transform(Preprocessing(crop=(20, 20), normalisation="zscore"), "eval")(s)["image"].data[0].numpy()
-    after = build_transform(Preprocessing(crop=(20, 20), normalisation="zscore-after-crop"),
-                            "eval")(s)["image"].data[0].numpy()
-    np.testing.assert_allclose(whole, (inside - img.mean(dtype=np.float64)) / img.std(dtype=np.float64, ddof=1),
-                               rtol=1e-4, atol=1e-4)
+    after = (
+        build_transform(Preprocessing(crop=(20, 20), normalisation="zscore-after-crop"), "eval")(s)["image"]
+        .data[0]
+        .numpy()
+    )
+    np.testing.assert_allclose(
+        whole, (inside - img.mean(dtype=np.float64)) / img.std(dtype=np.float64, ddof=1), rtol=1e-4, atol=1e-4
+    )
     np.testing.assert_allclose(after, (inside - inside.mean()) / inside.std(ddof=1), rtol=1e-4, atol=1e-4)
     assert abs(after.mean()) < 1e-4 and whole.mean() < -0.3  # the crop is darker than the whole volume
 
 
 def test_old_checkpoint_still_predicts(tmp_path: Path):
     """A checkpoint without the ``preprocessing`` hyper-parameter predicts with the chain it used to."""
-    from runs.checkpoints import load_module
     from evaluation.inference import predict_file
     from evaluation.native import to_native
     from lightning_modules.module import SegmentationModule
+    from runs.checkpoints import load_module
 
     torch.manual_seed(0)
     m = SegmentationModule(network="unet", preset="tiny", classes={"sc": [1]}, spacing=[1.0, 1.0, 2.0])

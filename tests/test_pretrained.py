@@ -4,6 +4,7 @@ timm is not a dependency: ``tests/data/pretrained/`` holds what ``make_fixtures.
 the key names and shapes of timm's ``swin_tiny_patch4_window7_224`` (and of the original Swin release's
 layout), and a small Swin built by timm with random weights plus timm's stage outputs for a fixed image.
 """
+
 from __future__ import annotations
 
 import json
@@ -45,8 +46,12 @@ def _random_file(layout: str, seed: int = 0) -> dict[str, torch.Tensor]:
 
 def _to_original(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """timm layout → the Swin release's (merging at the end of the previous stage, ``head.*``, index buffers)."""
-    out = {re.sub(r"layers\.(\d+)\.downsample", lambda m: f"layers.{int(m[1]) - 1}.downsample", k)
-           .replace("head.fc.", "head."): v for k, v in sd.items()}
+    out = {
+        re.sub(r"layers\.(\d+)\.downsample", lambda m: f"layers.{int(m[1]) - 1}.downsample", k).replace(
+            "head.fc.", "head."
+        ): v
+        for k, v in sd.items()
+    }
     for k in [k for k in out if k.endswith("attn.relative_position_bias_table")]:
         out[k.replace("bias_table", "index")] = relative_position_index(7, 7, 7).clone()
     return out
@@ -83,8 +88,16 @@ def test_mini_swin_features_equal_timm(tmp_path, layout):
     sd = fix["state_dict"] if layout == "timm" else _to_original(fix["state_dict"])
     path = _save(sd, tmp_path / "mini.pth", layout)
     torch.manual_seed(0)
-    net = build_network("swinunet", in_channels=1, num_classes=2, embed_dim=4, depths=[2, 2, 2, 2],
-                        num_heads=[1, 1, 2, 2], window_size=7, patch_size=4).eval()
+    net = build_network(
+        "swinunet",
+        in_channels=1,
+        num_classes=2,
+        embed_dim=4,
+        depths=[2, 2, 2, 2],
+        num_heads=[1, 1, 2, 2],
+        window_size=7,
+        patch_size=4,
+    ).eval()
     report = net.load_pretrained(path)
     assert report.layout == layout
     with torch.no_grad():
@@ -154,8 +167,9 @@ def test_pretrained_swin_errors(tmp_path):
     torch.save({"conv.weight": torch.zeros(1)}, tmp_path / "resnet.pth")
     one_line("not a Swin Transformer checkpoint", paper, tmp_path / "resnet.pth")
     torch.save({k: v for k, v in file.items() if "layers.3.blocks.1." not in k}, tmp_path / "cut.pth")
-    one_line("encoder tensors missing .*layers|encoder tensors missing .*encoder.3.blocks.1", paper,
-             tmp_path / "cut.pth")
+    one_line(
+        "encoder tensors missing .*layers|encoder tensors missing .*encoder.3.blocks.1", paper, tmp_path / "cut.pth"
+    )
     (tmp_path / "junk.pth").write_bytes(b"not a torch file")
     one_line("cannot read weights", paper, tmp_path / "junk.pth")
     window8 = build_network("swinunet", in_channels=1, num_classes=2, preset="paper", window_size=8)
@@ -164,8 +178,8 @@ def test_pretrained_swin_errors(tmp_path):
 
 def test_checkpoint_reload_does_not_need_the_pretrained_file(tmp_path):
     """A run started from ImageNet weights is restored from its checkpoint alone (predict on another machine)."""
-    from runs.checkpoints import load_module
     from lightning_modules.module import SegmentationModule
+    from runs.checkpoints import load_module
 
     src = build_network("transunet", in_channels=1, num_classes=2, preset="tiny")
     torch.save(src.state_dict(), tmp_path / "r50vit.pt")
@@ -179,9 +193,14 @@ def test_checkpoint_reload_does_not_need_the_pretrained_file(tmp_path):
 # ---------------------------------------------------------------- TransUNet: timm's vit_base_r50_s16_224
 def _timm_r50_names(enc) -> dict[str, str]:
     """Our encoder key → timm's key, written out independently of the loader."""
-    names = {"resnet.root.conv.weight": "patch_embed.backbone.stem.conv.weight",
-             "patch_embeddings.weight": "patch_embed.proj.weight", "patch_embeddings.bias": "patch_embed.proj.bias",
-             "position_embeddings": "pos_embed", "encoder_norm.weight": "norm.weight", "encoder_norm.bias": "norm.bias"}
+    names = {
+        "resnet.root.conv.weight": "patch_embed.backbone.stem.conv.weight",
+        "patch_embeddings.weight": "patch_embed.proj.weight",
+        "patch_embeddings.bias": "patch_embed.proj.bias",
+        "position_embeddings": "pos_embed",
+        "encoder_norm.weight": "norm.weight",
+        "encoder_norm.bias": "norm.bias",
+    }
     for k in enc.state_dict():
         if k.startswith("resnet.root.gn."):
             names[k] = k.replace("resnet.root.gn.", "patch_embed.backbone.stem.norm.")
@@ -189,8 +208,14 @@ def _timm_r50_names(enc) -> dict[str, str]:
             part = {"downsample": "downsample.conv", "gn_proj": "downsample.norm"}.get(m[3], m[3].replace("gn", "norm"))
             names[k] = f"patch_embed.backbone.stages.{int(m[1]) - 1}.blocks.{int(m[2]) - 1}.{part}.{m[4]}"
         elif m := re.fullmatch(r"blocks\.(\d+)\.(.+)\.(weight|bias)", k):
-            part = {"attention_norm": "norm1", "qkv": "attn.qkv", "out": "attn.proj", "ffn_norm": "norm2",
-                    "mlp.linear1": "mlp.fc1", "mlp.linear2": "mlp.fc2"}[m[2]]
+            part = {
+                "attention_norm": "norm1",
+                "qkv": "attn.qkv",
+                "out": "attn.proj",
+                "ffn_norm": "norm2",
+                "mlp.linear1": "mlp.fc1",
+                "mlp.linear2": "mlp.fc2",
+            }[m[2]]
             names[k] = f"blocks.{m[1]}.{part}.{m[3]}"
     return names
 

@@ -2,6 +2,7 @@
 
 Real files only: ``sct_testing_data`` as it is, and BIDS / flat folders built here from its files.
 """
+
 from __future__ import annotations
 
 import json
@@ -51,20 +52,28 @@ def test_bids_folder_new_and_old_names(tmp_path: Path, sct_data: Path):
     _copy(sct_data / "t2s" / "t2s.nii.gz", root / "sub-02" / "anat" / "sub-02_T2star.nii.gz")
     _copy(sct_data / "t2s" / "t2s_gmseg_manual.nii.gz", lab / "sub-02" / "anat" / "sub-02_T2star_gmseg-manual.nii.gz")
     _copy(sct_data / "t2" / "t2.nii.gz", root / "sub-03" / "ses-01" / "anat" / "sub-03_ses-01_T2w.nii.gz")
-    _copy(sct_data / "t2" / "t2_seg-manual.nii.gz",
-          lab / "sub-03" / "ses-01" / "anat" / "sub-03_ses-01_T2w_seg-manual.nii.gz")
+    _copy(
+        sct_data / "t2" / "t2_seg-manual.nii.gz",
+        lab / "sub-03" / "ses-01" / "anat" / "sub-03_ses-01_T2w_seg-manual.nii.gz",
+    )
     _copy(sct_data / "t2s" / "t2s.nii.gz", root / "sub-03" / "ses-01" / "anat" / "sub-03_ses-01_T2star.nii.gz")
     # a cordbench prediction (derivatives/cordbench) is never a reference
     pred_dir = root / "derivatives" / "cordbench" / "sub-03" / "ses-01" / "anat"
     _copy(sct_data / "t2s" / "t2s_seg-deepseg.nii.gz", pred_dir / "sub-03_ses-01_T2star_label-SC_seg.nii.gz")
     real = read_real_set(root)
     assert real.layout == "bids"
-    assert _summary(real) == {"sub-01_T2w": {"SC": ("sub-01_T2w_label-SC_seg.nii.gz", MANUAL)},
-                              "sub-02_T2star": {"GM": ("sub-02_T2star_gmseg-manual.nii.gz", MANUAL)},
-                              "sub-03_ses-01_T2w": {"SC": ("sub-03_ses-01_T2w_seg-manual.nii.gz", MANUAL)}}
+    assert _summary(real) == {
+        "sub-01_T2w": {"SC": ("sub-01_T2w_label-SC_seg.nii.gz", MANUAL)},
+        "sub-02_T2star": {"GM": ("sub-02_T2star_gmseg-manual.nii.gz", MANUAL)},
+        "sub-03_ses-01_T2w": {"SC": ("sub-03_ses-01_T2w_seg-manual.nii.gz", MANUAL)},
+    }
     assert [im.contrast for im in real.images] == ["T2w", "T2star", "T2w"]
-    assert real.unpaired == [{"image": "sub-03/ses-01/anat/sub-03_ses-01_T2star.nii.gz",
-                              "reason": "no cord or GM mask in derivatives/labels"}]
+    assert real.unpaired == [
+        {
+            "image": "sub-03/ses-01/anat/sub-03_ses-01_T2star.nii.gz",
+            "reason": "no cord or GM mask in derivatives/labels",
+        }
+    ]
 
 
 def test_flat_folder_names_and_what_is_no_label(tmp_path: Path, sct_data: Path):
@@ -82,16 +91,28 @@ def test_flat_folder_names_and_what_is_no_label(tmp_path: Path, sct_data: Path):
     _copy(sct_data / "t2" / "t2.nii.gz", root / "b" / "echo.nii.gz")
     _copy(sct_data / "t2" / "t2_seg-manual.nii.gz", root / "b" / "echo_seg-manual.nii.gz")
     real = read_real_set(root)
-    assert _summary(real) == {"a_echo": {"GM": ("echo_gmseg-manual.nii.gz", MANUAL)},
-                              "b_echo": {"SC": ("echo_seg-manual.nii.gz", MANUAL)},
-                              "scan_T2w": {"SC": ("scan_T2w_label-SC_seg.nii.gz", MANUAL)}}
-    assert real.unpaired == [{"image": "a/echo_label-SC_seg.nii.gz",
-                              "reason": "not a reference: its JSON sidecar says cordbench made it"}]
+    assert _summary(real) == {
+        "a_echo": {"GM": ("echo_gmseg-manual.nii.gz", MANUAL)},
+        "b_echo": {"SC": ("echo_seg-manual.nii.gz", MANUAL)},
+        "scan_T2w": {"SC": ("scan_T2w_label-SC_seg.nii.gz", MANUAL)},
+    }
+    assert real.unpaired == [
+        {"image": "a/echo_label-SC_seg.nii.gz", "reason": "not a reference: its JSON sidecar says cordbench made it"}
+    ]
     assert [im.contrast for im in real.images] == ["unknown", "unknown", "T2w"]
 
 
-@pytest.mark.parametrize("stem, contrast", [("t2", "T2w"), ("t2s", "T2star"), ("sub-01_T2star", "T2star"),
-                                            ("my_t1_scan", "T1w"), ("gre-me", "T2star"), ("x", "unknown")])
+@pytest.mark.parametrize(
+    "stem, contrast",
+    [
+        ("t2", "T2w"),
+        ("t2s", "T2star"),
+        ("sub-01_T2star", "T2star"),
+        ("my_t1_scan", "T1w"),
+        ("gre-me", "T2star"),
+        ("x", "unknown"),
+    ],
+)
 def test_contrast_from_the_name(stem: str, contrast: str):
     assert contrast_of(stem) == contrast
 
@@ -101,8 +122,11 @@ def test_errors_are_one_line_naming_the_folder_or_files(tmp_path: Path, sct_data
         read_real_set(tmp_path / "absent")
     empty = tmp_path / "empty"
     _copy(sct_data / "t2" / "t2.nii.gz", empty / "t2.nii.gz")
-    with pytest.raises(InputError, match=r"empty: no real image/label pair \(1 NIfTI image\(s\), none with a usable "
-                                         r"mask; pairing rule: <stem>.nii.gz with <stem>_seg-manual"):
+    with pytest.raises(
+        InputError,
+        match=r"empty: no real image/label pair \(1 NIfTI image\(s\), none with a usable "
+        r"mask; pairing rule: <stem>.nii.gz with <stem>_seg-manual",
+    ):
         read_real_set(empty)
     off = tmp_path / "off"
     _copy(sct_data / "t2" / "t2.nii.gz", off / "t2.nii.gz")

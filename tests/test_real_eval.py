@@ -4,6 +4,7 @@ Checkpoints come from real tiny fits the suite trains anyway: a trial of the lea
 (``real_sweep``: task sc on the phantom) and ``gm_perone_run`` (task gm on the real t2s fixture).
 The real set is ``sct_testing_data`` (fails under CI=true when missing, see conftest.py).
 """
+
 from __future__ import annotations
 
 import json
@@ -17,8 +18,8 @@ import pytest
 import torch
 
 from cordbench.cli import main
-from runs.real_eval import cached_result, reference_kind, reference_mask
 from data_modules.real import read_real_set
+from runs.real_eval import cached_result, reference_kind, reference_mask
 
 
 def _arr(path: Path) -> np.ndarray:
@@ -60,8 +61,15 @@ class _GMOracle:
 
     def __init__(self, labels: np.ndarray):
         self.labels = labels
-        self.hparams = {"spacing": None, "network": "oracle", "preset": None, "task": "gm", "num_classes": 3,
-                        "classes": {"sc": [1, 2], "wm": [1], "gm": [2]}, "spatial_dims": 2}
+        self.hparams = {
+            "spacing": None,
+            "network": "oracle",
+            "preset": None,
+            "task": "gm",
+            "num_classes": 3,
+            "classes": {"sc": [1, 2], "wm": [1], "gm": [2]},
+            "spatial_dims": 2,
+        }
 
     def predict_volume(self, x: torch.Tensor) -> torch.Tensor:
         assert tuple(x.shape[2:]) == self.labels.shape  # RAS input, no spacing: the preprocessed grid is native
@@ -85,8 +93,8 @@ def test_gm_model_scores_each_class_by_its_own_labels(tmp_path: Path):
     nib.save(nib.Nifti1Image(cord.astype(np.uint8), aff), real / "t2s_seg-manual.nii.gz")
     nib.save(nib.Nifti1Image(gm.astype(np.uint8), aff), real / "t2s_gmseg_manual.nii.gz")
     labels = np.zeros(shape, np.int64)
-    labels[7:19, 5:19, :] = 1     # the cord, one row off
-    labels[9:15, 10:16, :] = 2    # the GM, one column off
+    labels[7:19, 5:19, :] = 1  # the cord, one row off
+    labels[9:15, 10:16, :] = 2  # the GM, one column off
     ckpt = tmp_path / "oracle.ckpt"
     ckpt.write_bytes(b"weights")
     result = evaluate_real(_GMOracle(labels), read_real_set(real), tmp_path / "out", ckpt)
@@ -150,8 +158,20 @@ def test_test_real_scores_on_the_native_grid_as_monai_does(sc_run: Path, sct_dat
             assert "sc needs a cord (SC) mask" in skipped[real.rel(im.path)] and f"skipped {real.rel(im.path)}" in out
     assert f"{rows.loc['t2', 'sc/dice']:.4f}" in out
     # the same mask `cordbench predict` writes for that image (train = test = predict)
-    assert main(["predict", "--ckpt", str(ckpt), "-i", str(sct_data / "t2" / "t2.nii.gz"),
-                 "-o", str(sc_run.parent / "t2_pred.nii.gz")]) == 0
+    assert (
+        main(
+            [
+                "predict",
+                "--ckpt",
+                str(ckpt),
+                "-i",
+                str(sct_data / "t2" / "t2.nii.gz"),
+                "-o",
+                str(sc_run.parent / "t2_pred.nii.gz"),
+            ]
+        )
+        == 0
+    )
     assert np.array_equal(_arr(sc_run.parent / "t2_pred.nii.gz"), _arr(sc_run / "real_predictions" / "t2_pred.nii.gz"))
     # cache key: same checkpoint and set -> cached; another checkpoint -> not
     assert cached_result(sc_run, ckpt, real) is not None
@@ -169,8 +189,20 @@ def test_test_real_scores_on_the_native_grid_as_monai_does(sc_run: Path, sct_dat
 @pytest.mark.slow  # trained checkpoint
 def test_gm_checkpoint_scores_gm_against_manual_and_cord_apart(gm_perone_run: Path, sct_data: Path, tmp_path: Path):
     out = tmp_path / "gm-real"
-    assert main(["test", "--ckpt", str(gm_perone_run / "checkpoints" / "best.ckpt"), "--real", str(sct_data),
-                 "-o", str(out)]) == 0
+    assert (
+        main(
+            [
+                "test",
+                "--ckpt",
+                str(gm_perone_run / "checkpoints" / "best.ckpt"),
+                "--real",
+                str(sct_data),
+                "-o",
+                str(out),
+            ]
+        )
+        == 0
+    )
     rows = pd.read_csv(out / "real_metrics.csv", dtype={"subject": str}).set_index("subject")
     summary = json.loads((out / "real_summary.json").read_text())
     # every image of the folder with a reference for one of the classes is scored (a scan added is picked up)

@@ -1,5 +1,6 @@
 """Training recipes (runs.recipes): a preset's training defaults fill only the keys left null,
 per trial in a sweep, and the `small` Swin presets really shift their windows at every stage."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -7,10 +8,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from runs.config import load_config
 from core.errors import ConfigError
-from runs.recipes import FALLBACK, recipe_of, training_line
 from lightning_modules.registry import build_network, register
+from runs.config import load_config
+from runs.recipes import FALLBACK, recipe_of, training_line
 from sweeps.config import apply_params, load_sweep
 
 
@@ -46,13 +47,17 @@ def test_recipe_key_is_type_checked_like_its_fallback():
 
 def test_unknown_recipe_key_is_rejected_at_registration():
     with pytest.raises(ValueError, match="unknown keys"):
-        register("recipe-probe-model", presets={"small": {}}, recipes={"small": {"learning_rate": 1}})(torch.nn.Identity)
+        register("recipe-probe-model", presets={"small": {}}, recipes={"small": {"learning_rate": 1}})(
+            torch.nn.Identity
+        )
 
 
 def test_each_sweep_trial_gets_its_own_models_recipe(tmp_path: Path):
     f = tmp_path / "s.yaml"
-    f.write_text("name: t\nbase: [configs/debug.yaml]\nconfig:\n  model: {preset: small}\n  trainer: {max_epochs: null}\n"
-                 "space:\n  model.name: {grid: [dilated_cnn, swinunet]}\nsearch: {algorithm: basic, num_samples: 1}\n")
+    f.write_text(
+        "name: t\nbase: [configs/debug.yaml]\nconfig:\n  model: {preset: small}\n  trainer: {max_epochs: null}\n"
+        "space:\n  model.name: {grid: [dilated_cnn, swinunet]}\nsearch: {algorithm: basic, num_samples: 1}\n"
+    )
     sweep = load_sweep(f, validate_all=False, check_data=False)
     unet = apply_params(sweep.run_config, {"model.name": "dilated_cnn"}, "t")
     swin = apply_params(sweep.run_config, {"model.name": "swinunet"}, "t")
@@ -75,7 +80,8 @@ def test_small_preset_shifts_windows_at_every_stage(name: str, patch: int):
     for i, stage in enumerate(net.encoder):
         for blk in stage.blocks:
             blk.register_forward_pre_hook(
-                lambda m, args, i=i: seen.setdefault(i, []).append((tuple(args[0].shape[1:3]), tuple(args[2]))))
+                lambda m, args, i=i: seen.setdefault(i, []).append((tuple(args[0].shape[1:3]), tuple(args[2])))
+            )
     with torch.no_grad():
         net(torch.zeros(1, 1, patch, patch))
     assert len(seen) == len(net.encoder)
@@ -84,9 +90,14 @@ def test_small_preset_shifts_windows_at_every_stage(name: str, patch: int):
         assert first == (0, 0) and all(s > 0 for s in second), f"{name} small stage {i} at {patch}²: {grid}, {second}"
 
 
-@pytest.mark.parametrize("recipe, words", [({"lr": -1.0}, ["lr=-1.0", "> 0", "model.lr"]),
-                                           ({"max_epochs": 2.5}, ["max_epochs=2.5", "integer"]),
-                                           ({"scheduler": 3}, ["scheduler=3", "str"])])
+@pytest.mark.parametrize(
+    "recipe, words",
+    [
+        ({"lr": -1.0}, ["lr=-1.0", "> 0", "model.lr"]),
+        ({"max_epochs": 2.5}, ["max_epochs=2.5", "integer"]),
+        ({"scheduler": 3}, ["scheduler=3", "str"]),
+    ],
+)
 def test_recipe_values_are_checked_against_the_schema_at_registration(recipe, words):
     with pytest.raises(ValueError) as err:
         register("recipe-probe-typed", presets={"small": {}}, recipes={"small": recipe})(torch.nn.Identity)

@@ -7,6 +7,7 @@ result (or nothing), that the only other file is the hidden ``.<name>.*.part*`` 
 this temporary really is incomplete. A write that finished before the kill landed is retried with
 a bigger payload (the machine may be slow or busy), so the test always observes a kill mid-way.
 """
+
 from __future__ import annotations
 
 import signal
@@ -49,8 +50,13 @@ def _temps(folder: Path, name: str) -> list[Path]:
 
 def _kill_when_writing(kind: str, target: Path, scale: int) -> tuple[bool, list[Path]]:
     """Start the writer, SIGKILL it once its temporary file has data; (killed mid-way?, temporaries)."""
-    proc = subprocess.Popen([sys.executable, "-c", WRITER, kind, str(target), str(scale)], cwd=REPO,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", WRITER, kind, str(target), str(scale)],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.monotonic() + 240
     try:
         while proc.poll() is None and time.monotonic() < deadline:

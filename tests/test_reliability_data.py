@@ -5,6 +5,7 @@ Every case goes through the CLI (``cordbench.cli.main``), must exit 2 with exact
 data module validates every subject before anything is written. The tiny BIDS tree (4 subjects,
 40×40×12 voxels, spine-generic naming) is built by ``tests/support/reliability.py``.
 """
+
 from __future__ import annotations
 
 import shutil
@@ -15,8 +16,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.support.reliability import (SHAPE, assert_intact, cli_error, cord_mask, fit_args, make_bids,
-                                       previous_run, save)
+from tests.support.reliability import (
+    SHAPE,
+    assert_intact,
+    cli_error,
+    cord_mask,
+    fit_args,
+    make_bids,
+    previous_run,
+    save,
+)
 
 
 @pytest.fixture(scope="module")
@@ -40,6 +49,7 @@ def _set(value, dtype=np.float32):
         d = d.astype(dtype)
         d[20, 20, 5] = value
         return d, a
+
     return fn
 
 
@@ -85,8 +95,16 @@ def _write_tsv(root: Path, df: pd.DataFrame) -> None:
     df.to_csv(root / "participants.tsv", sep="\t", index=False)
 
 
-@pytest.mark.parametrize("case", ["no_participant_id", "site_split_without_institution_id",
-                                  "empty_institution_id", "row_without_images", "images_without_row"])
+@pytest.mark.parametrize(
+    "case",
+    [
+        "no_participant_id",
+        "site_split_without_institution_id",
+        "empty_institution_id",
+        "row_without_images",
+        "images_without_row",
+    ],
+)
 def test_participants_tsv_rejected_by_fit(case, tiny_bids, tmp_path, capsys):
     root = shutil.copytree(tiny_bids, tmp_path / "bids")
     df = _tsv(root)

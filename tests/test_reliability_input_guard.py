@@ -3,6 +3,7 @@
 The guard itself runs around every in-process command of the suite; these tests show it reports a
 command that modifies an input (also when the command then fails) and leaves allowed outputs alone.
 """
+
 from __future__ import annotations
 
 import argparse

@@ -4,6 +4,7 @@ File-format cases run as real subprocesses (``python -m cordbench``: exit code, 
 no traceback; ``--debug`` shows it); the others call ``cordbench.cli.main`` in-process. Every
 case passes an output that already exists and checks it is left byte-for-byte intact.
 """
+
 from __future__ import annotations
 
 import gzip
@@ -23,8 +24,9 @@ OLD_CSV = "VertLevel,MEAN(area)\n2,80.0\n"
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "cordbench", *args], capture_output=True, text=True, cwd=REPO,
-                          timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "cordbench", *args], capture_output=True, text=True, cwd=REPO, timeout=300
+    )
 
 
 def _old_output(tmp_path: Path) -> Path:
@@ -100,14 +102,37 @@ def test_levels_missing_where_cord_is_segmented(method, tmp_path, capsys):
     save(tmp_path / "seg.nii.gz", seg.astype(np.uint8))
     save(tmp_path / "levels.nii.gz", _levels(z=slice(9, 12)))
     out = _old_output(tmp_path)
-    line = cli_error(capsys, ["morphometrics", "--seg", str(tmp_path / "seg.nii.gz"), "--levels",
-                              str(tmp_path / "levels.nii.gz"), "--level-method", method, "-o", str(out)])
+    line = cli_error(
+        capsys,
+        [
+            "morphometrics",
+            "--seg",
+            str(tmp_path / "seg.nii.gz"),
+            "--levels",
+            str(tmp_path / "levels.nii.gz"),
+            "--level-method",
+            method,
+            "-o",
+            str(out),
+        ],
+    )
     assert line.startswith(f"error: {tmp_path / 'levels.nii.gz'}: no vertebral level where the cord is segmented")
     assert out.read_text() == OLD_CSV
     # partial coverage is normal (cord beyond the labelled discs): accepted, unlabelled slices get no level
     save(tmp_path / "levels.nii.gz", _levels(z=slice(4, 12)))
-    assert main_ok(["morphometrics", "--seg", str(tmp_path / "seg.nii.gz"), "--levels",
-                    str(tmp_path / "levels.nii.gz"), "--level-method", method, "-o", str(out)])
+    assert main_ok(
+        [
+            "morphometrics",
+            "--seg",
+            str(tmp_path / "seg.nii.gz"),
+            "--levels",
+            str(tmp_path / "levels.nii.gz"),
+            "--level-method",
+            method,
+            "-o",
+            str(out),
+        ]
+    )
     got = pd.read_csv(out)
     assert sorted(got["VertLevel"].dropna().astype(int)) == [3]
 
@@ -134,16 +159,41 @@ def test_morphometrics_label_errors(case, tmp_path, capsys):
     save(tmp_path / "seg.nii.gz", seg)
     save(tmp_path / "levels.nii.gz", lv)
     out = _old_output(tmp_path)
-    line = cli_error(capsys, ["morphometrics", "--seg", str(tmp_path / "seg.nii.gz"), "--levels",
-                              str(tmp_path / "levels.nii.gz"), "-o", str(out)])
+    line = cli_error(
+        capsys,
+        [
+            "morphometrics",
+            "--seg",
+            str(tmp_path / "seg.nii.gz"),
+            "--levels",
+            str(tmp_path / "levels.nii.gz"),
+            "-o",
+            str(out),
+        ],
+    )
     assert line.startswith(f"error: {tmp_path / (bad + '.nii.gz')}: ") and words in line, line
     assert out.read_text() == OLD_CSV
 
 
 # ------------------------------------------------------------------------------------------- DWI
 def _dti_args(f: dict[str, Path], out: Path) -> list[str]:
-    return ["dti", "--dwi", str(f["dwi"]), "--bval", str(f["bval"]), "--bvec", str(f["bvec"]), "--mask",
-            str(f["mask"]), "--levels", str(f["levels"]), "--maps", str(out.parent / "maps"), "-o", str(out)]
+    return [
+        "dti",
+        "--dwi",
+        str(f["dwi"]),
+        "--bval",
+        str(f["bval"]),
+        "--bvec",
+        str(f["bvec"]),
+        "--mask",
+        str(f["mask"]),
+        "--levels",
+        str(f["levels"]),
+        "--maps",
+        str(out.parent / "maps"),
+        "-o",
+        str(out),
+    ]
 
 
 def _edit_nifti(path: Path, fn) -> None:
@@ -173,23 +223,34 @@ def _dwi_case(case: str, f: dict[str, Path]) -> tuple[str, str]:
         np.savetxt(f["bval"], (bvals + 800)[None], fmt="%g")
         return "bval", "no b=0 volume"
     if case == "nonpositive_b0_in_mask":
-        _edit_nifti(f["dwi"], lambda d, a: (np.where(np.arange(14) < 2, np.where(
-            np.arange(10)[:, None, None, None] == 4, 0.0, d), d).astype(np.float32), a))
+        _edit_nifti(
+            f["dwi"],
+            lambda d, a: (
+                np.where(np.arange(14) < 2, np.where(np.arange(10)[:, None, None, None] == 4, 0.0, d), d).astype(
+                    np.float32
+                ),
+                a,
+            ),
+        )
         return "dwi", "non-positive b=0 signal in 16 of 64 mask voxels"
     if case == "nan_voxel":
+
         def nan(d, a):
             d[5, 5, 1, 7] = np.nan
             d[0, 0, 0, 0] = np.inf
             return d, a
+
         _edit_nifti(f["dwi"], nan)
         return "dwi", "DWI has 2 NaN/Inf voxels"
     if case == "empty_mask":
         _edit_nifti(f["mask"], lambda d, a: (np.zeros_like(d), a))
         return "mask", "cord mask is empty"
     if case == "mask_affine":
+
         def shift(d, a):
             a[1, 3] += 0.01
             return d, a
+
         _edit_nifti(f["mask"], shift)
         return "mask", "label affine differs from image affine by 0.01 mm (tolerance 0.001)"
     if case == "mask_shape":
@@ -202,8 +263,19 @@ def _dwi_case(case: str, f: dict[str, Path]) -> tuple[str, str]:
     raise AssertionError(case)
 
 
-DWI_CASES = ["3d_where_dwi", "bval_count", "bvec_count", "bvec_not_unit", "no_b0", "nonpositive_b0_in_mask",
-             "nan_voxel", "empty_mask", "mask_affine", "mask_shape", "levels_not_on_cord"]
+DWI_CASES = [
+    "3d_where_dwi",
+    "bval_count",
+    "bvec_count",
+    "bvec_not_unit",
+    "no_b0",
+    "nonpositive_b0_in_mask",
+    "nan_voxel",
+    "empty_mask",
+    "mask_affine",
+    "mask_shape",
+    "levels_not_on_cord",
+]
 
 
 @pytest.mark.parametrize("case", DWI_CASES)
@@ -230,17 +302,23 @@ def test_dti_accepts_what_it_should(tmp_path, capsys):
     assert main(_dti_args(f, out)) == 0
     fa = pd.read_csv(out)["MEAN(FA)"]
     ev = np.array([1.7, 0.3, 0.3])
-    want = np.sqrt(0.5 * ((ev[0] - ev[1]) ** 2 + (ev[1] - ev[2]) ** 2 + (ev[2] - ev[0]) ** 2) / (ev ** 2).sum())
+    want = np.sqrt(0.5 * ((ev[0] - ev[1]) ** 2 + (ev[1] - ev[2]) ** 2 + (ev[2] - ev[0]) ** 2) / (ev**2).sum())
     assert np.allclose(fa, want, atol=1e-3)
 
     def tiny_shift(d, a):
         a[1, 3] += 1e-4
         return d, a
+
     _edit_nifti(f["mask"], tiny_shift)
     _, bvecs = dwi_scheme()
     np.savetxt(f["bvec"], (bvecs * 1.5).T, fmt="%.6f")
-    _edit_nifti(f["dwi"], lambda d, a: (np.where((np.arange(14) == 9) & (np.arange(10)[:, None, None, None] == 5),
-                                                 0.0, d).astype(np.float32), a))
+    _edit_nifti(
+        f["dwi"],
+        lambda d, a: (
+            np.where((np.arange(14) == 9) & (np.arange(10)[:, None, None, None] == 5), 0.0, d).astype(np.float32),
+            a,
+        ),
+    )
     capsys.readouterr()
     assert main(_dti_args(f, out)) == 0
     err = capsys.readouterr().err
@@ -292,8 +370,23 @@ def test_analyze_unknown_grouping_column_named(tmp_path):
     from data_modules.phantom import generate_cohort
 
     root = generate_cohort(tmp_path / "ph", n_subjects=2, seed=0, dwi=False)
-    r = subprocess.run([sys.executable, "-m", "cordbench", "analyze", str(root), "-o", str(tmp_path / "out"),
-                        "--by", "sex,manufacturrer", "--workers", "0"], capture_output=True, text=True)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "cordbench",
+            "analyze",
+            str(root),
+            "-o",
+            str(tmp_path / "out"),
+            "--by",
+            "sex,manufacturrer",
+            "--workers",
+            "0",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert r.returncode == 2
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and "participants.tsv" in lines[0] and "manufacturrer" in lines[0], r.stderr

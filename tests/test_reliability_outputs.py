@@ -4,6 +4,7 @@ failure is one line naming the path, and no command overwrites one of its own in
 In-process through ``cordbench.cli.main`` (one stderr line, exit 2, inputs byte-identical); the
 disk-full case runs as a subprocess under ``RLIMIT_FSIZE`` (a real failing ``write``, ``EFBIG``).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -44,8 +45,19 @@ def test_output_on_a_file_system_refusing_writes_one_line(command, seg, tmp_path
     if command == "morphometrics":
         argv = ["morphometrics", "--seg", str(seg), "-o", str(READ_ONLY / "m.csv")]
     elif command == "dti-maps":
-        argv = ["dti", "--dwi", "d.nii.gz", "--bval", "b", "--bvec", "v", "--maps", str(READ_ONLY),
-                "-o", str(tmp_path / "dti.csv")]
+        argv = [
+            "dti",
+            "--dwi",
+            "d.nii.gz",
+            "--bval",
+            "b",
+            "--bvec",
+            "v",
+            "--maps",
+            str(READ_ONLY),
+            "-o",
+            str(tmp_path / "dti.csv"),
+        ]
     elif command == "stats":
         argv = ["stats", str(tmp_path / "m.csv"), "--x", "FA", "--y", "CSA", "-o", str(READ_ONLY)]
     elif command == "phantom":  # was a PermissionError traceback
@@ -60,8 +72,22 @@ def test_output_on_a_file_system_refusing_writes_one_line(command, seg, tmp_path
 def test_dti_maps_folder_that_is_a_file_refused(tmp_path, capsys):
     maps = tmp_path / "maps"
     maps.write_text("not a folder")
-    err = cli_error(capsys, ["dti", "--dwi", "d.nii.gz", "--bval", "b", "--bvec", "v", "--maps", str(maps),
-                             "-o", str(tmp_path / "dti.csv")])
+    err = cli_error(
+        capsys,
+        [
+            "dti",
+            "--dwi",
+            "d.nii.gz",
+            "--bval",
+            "b",
+            "--bvec",
+            "v",
+            "--maps",
+            str(maps),
+            "-o",
+            str(tmp_path / "dti.csv"),
+        ],
+    )
     assert err == f"error: {maps}: --maps folder exists and is not a folder"
     assert maps.read_text() == "not a folder" and sorted(p.name for p in tmp_path.iterdir()) == ["maps"]
 
@@ -73,8 +99,10 @@ def test_predict_output_checked_before_inference(case, tiny_ckpt, image, tmp_pat
         out, want = tmp_path / "out.png", "mask (-o) must end in .nii.gz or .nii"
     elif case == "newdir/":  # a trailing separator names a folder: created, the mask inside
         out = str(tmp_path / "newdir") + "/"
-        assert __import__("cordbench.cli").cli.main(["predict", "--ckpt", str(tiny_ckpt), "-i", str(image),
-                                                     "-o", out]) == 0
+        assert (
+            __import__("cordbench.cli").cli.main(["predict", "--ckpt", str(tiny_ckpt), "-i", str(image), "-o", out])
+            == 0
+        )
         assert (tmp_path / "newdir" / "T2w_label-sc_seg.nii.gz").is_file()
         return
     else:
@@ -93,8 +121,7 @@ def test_predict_output_checked_before_inference(case, tiny_ckpt, image, tmp_pat
 def test_morphometrics_output_equal_to_its_input_refused(seg, capsys):
     before = digest(seg)
     err = cli_error(capsys, ["morphometrics", "--seg", str(seg), "-o", str(seg)])
-    assert err == (f"error: {seg}: output is also the input --seg: it would be overwritten; "
-                   "choose another output path")
+    assert err == (f"error: {seg}: output is also the input --seg: it would be overwritten; choose another output path")
     assert digest(seg) == before
 
 
@@ -131,8 +158,14 @@ def test_disk_full_during_the_csv_write_is_one_line_and_keeps_the_earlier_file(s
 
         resource.setrlimit(resource.RLIMIT_FSIZE, (200, 200))  # python ignores SIGXFSZ: write() fails
 
-    r = subprocess.run([sys.executable, "-m", "cordbench", "morphometrics", "--seg", str(seg), "-o", str(out)],
-                       capture_output=True, text=True, cwd=REPO, timeout=300, preexec_fn=limit)
+    r = subprocess.run(
+        [sys.executable, "-m", "cordbench", "morphometrics", "--seg", str(seg), "-o", str(out)],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=300,
+        preexec_fn=limit,
+    )
     lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
     assert r.returncode == 2, r.stderr
     assert lines == [f"error: {out}: cannot write: File too large (nothing replaced)"], r.stderr
@@ -177,8 +210,24 @@ def test_dti_map_that_would_replace_an_input_refused(tmp_path, capsys):
     mask = maps / "FA.nii.gz"
     mask.write_bytes(f["mask"].read_bytes())
     before = digest(mask)
-    err = cli_error(capsys, ["dti", "--dwi", str(f["dwi"]), "--bval", str(f["bval"]), "--bvec", str(f["bvec"]),
-                             "--mask", str(mask), "--maps", str(maps), "-o", str(tmp_path / "dti.csv")])
+    err = cli_error(
+        capsys,
+        [
+            "dti",
+            "--dwi",
+            str(f["dwi"]),
+            "--bval",
+            str(f["bval"]),
+            "--bvec",
+            str(f["bvec"]),
+            "--mask",
+            str(mask),
+            "--maps",
+            str(maps),
+            "-o",
+            str(tmp_path / "dti.csv"),
+        ],
+    )
     assert err == f"error: {mask}: output is also the input --mask: it would be overwritten; choose another output path"
     assert digest(mask) == before and not (tmp_path / "dti.csv").exists()
 

@@ -6,6 +6,7 @@ Property-style: the out-of-range values are generated for each option from a fix
 range must be refused; every probe inside it must get past the range check. In-process, in an
 empty working folder that must stay empty (≈ 2 s for all ≈ 500 cases).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -15,8 +16,8 @@ from pathlib import Path
 import pytest
 
 from cordbench.cli import _command_modules, build_parser, main
-from runs.config import RANGES
 from core.ranges import Range
+from runs.config import RANGES
 from tests.support.reliability import cli_error
 
 #: A minimal argv per command; the numeric option under test is appended. ``{out}`` = the empty folder.
@@ -52,7 +53,9 @@ def _numeric_options() -> list[tuple[str, argparse.Action]]:
             if getattr(act, "range", None) is not None:
                 out.append((name, act))
             else:  # a number option without a declared range would escape the check
-                assert act.type not in (int, float) or act.choices, f"{name} {act.option_strings}: use core.ranges.add_number"
+                assert act.type not in (int, float) or act.choices, (
+                    f"{name} {act.option_strings}: use core.ranges.add_number"
+                )
     return out
 
 
@@ -72,10 +75,10 @@ def test_base_covers_every_command_and_all_numeric_options_are_declared():
     assert len({n for n, _ in OPTIONS}) >= 8 and len(OPTIONS) >= 17
 
 
-@pytest.mark.parametrize("command,option", [(n, _long(a)) for n, a in OPTIONS],
-                         ids=[f"{n}{_long(a)}" for n, a in OPTIONS])
-def test_out_of_range_option_values_are_one_line_and_write_nothing(command, option, tmp_path, capsys,
-                                                                    monkeypatch):
+@pytest.mark.parametrize(
+    "command,option", [(n, _long(a)) for n, a in OPTIONS], ids=[f"{n}{_long(a)}" for n, a in OPTIONS]
+)
+def test_out_of_range_option_values_are_one_line_and_write_nothing(command, option, tmp_path, capsys, monkeypatch):
     act = next(a for n, a in OPTIONS if n == command and _long(a) == option)
     rng: Range = act.range
     monkeypatch.chdir(tmp_path)
@@ -94,8 +97,9 @@ def test_out_of_range_option_values_are_one_line_and_write_nothing(command, opti
 
 
 @pytest.mark.parametrize("key", sorted(RANGES))
-def test_out_of_range_config_values_are_one_line_and_write_nothing(key, tmp_path, tmp_path_factory, capsys,
-                                                                    monkeypatch):
+def test_out_of_range_config_values_are_one_line_and_write_nothing(
+    key, tmp_path, tmp_path_factory, capsys, monkeypatch
+):
     rng = RANGES[key]
     cfg_dir = tmp_path_factory.mktemp("cfg")
     monkeypatch.chdir(tmp_path)
@@ -112,31 +116,37 @@ def test_out_of_range_config_values_are_one_line_and_write_nothing(key, tmp_path
         else:  # a top-level key (seed_everything): from a config file
             (cfg_dir / "c.yaml").write_text(f"{key}: {text}\n")
             setting = ["-c", str(cfg_dir / "c.yaml")]
-        err = cli_error(capsys, ["fit", "-o", str(tmp_path / "run"), "--logger.wandb.enabled=false", *extra,
-                                 *setting])
+        err = cli_error(capsys, ["fit", "-o", str(tmp_path / "run"), "--logger.wandb.enabled=false", *extra, *setting])
         assert f"key {key!r}" in err, err
         refused += 1
     assert refused >= 3
     assert list(tmp_path.iterdir()) == []
 
 
-@pytest.mark.parametrize("argv,expected", [
-    (["fit", "--max-epochs", "-1"], "option --max-epochs = -1 is out of range: must be an integer in [1, 1000000]"),
-    (["fit", "--max-epochs", "0"], "option --max-epochs = 0 is out of range"),
-    (["fit", "--trainer.max_epochs=0"], "key 'trainer.max_epochs' = 0 is out of range"),
-    (["fit", "--data.batch_size=0"], "key 'data.batch_size' = 0 is out of range: must be an integer in [1, 65536]"),
-    (["fit", "--model.lr=-1"], "key 'model.lr' = -1.0 is out of range: must be a number > 0"),
-    (["fit", "--seed", "4294967296"], "option --seed = 4294967296 is out of range: must be an integer in "
-                                      "[0, 4294967295]"),
-    (["fit", "--seed=-3"], "option --seed = -3 is out of range"),
-    (["fit", "--data.split.val_fraction=-0.1"], "key 'data.split.val_fraction' = -0.1 is out of range: must be a "
-                                                "number in [0, 1)"),
-    (["phantom", "-o", "ph", "--seed", "-1"], "option --seed = -1 is out of range"),
-    (["models", "--num-classes", "0"], "option --num-classes = 0 is out of range: must be an integer in [1, 1024]"),
-    (["models", "--in-channels", "0"], "option --in-channels = 0 is out of range"),
-    (["morphometrics", "--seg", "s", "-o", "m.csv", "--smooth", "-5"], "option --smooth = -5.0 is out of range"),
-    (["leaderboard", "s", "--alpha", "2"], "option --alpha = 2.0 is out of range: must be a number in (0, 1)"),
-])
+@pytest.mark.parametrize(
+    "argv,expected",
+    [
+        (["fit", "--max-epochs", "-1"], "option --max-epochs = -1 is out of range: must be an integer in [1, 1000000]"),
+        (["fit", "--max-epochs", "0"], "option --max-epochs = 0 is out of range"),
+        (["fit", "--trainer.max_epochs=0"], "key 'trainer.max_epochs' = 0 is out of range"),
+        (["fit", "--data.batch_size=0"], "key 'data.batch_size' = 0 is out of range: must be an integer in [1, 65536]"),
+        (["fit", "--model.lr=-1"], "key 'model.lr' = -1.0 is out of range: must be a number > 0"),
+        (
+            ["fit", "--seed", "4294967296"],
+            "option --seed = 4294967296 is out of range: must be an integer in [0, 4294967295]",
+        ),
+        (["fit", "--seed=-3"], "option --seed = -3 is out of range"),
+        (
+            ["fit", "--data.split.val_fraction=-0.1"],
+            "key 'data.split.val_fraction' = -0.1 is out of range: must be a number in [0, 1)",
+        ),
+        (["phantom", "-o", "ph", "--seed", "-1"], "option --seed = -1 is out of range"),
+        (["models", "--num-classes", "0"], "option --num-classes = 0 is out of range: must be an integer in [1, 1024]"),
+        (["models", "--in-channels", "0"], "option --in-channels = 0 is out of range"),
+        (["morphometrics", "--seg", "s", "-o", "m.csv", "--smooth", "-5"], "option --smooth = -5.0 is out of range"),
+        (["leaderboard", "s", "--alpha", "2"], "option --alpha = 2.0 is out of range: must be a number in (0, 1)"),
+    ],
+)
 def test_examples_of_the_issue(argv, expected, tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     if argv[0] == "fit":
@@ -152,16 +162,23 @@ def test_in_range_values_pass_the_check(tmp_path, capsys, monkeypatch):
 
     check_ranges(DEFAULTS)
     monkeypatch.chdir(tmp_path)
-    assert main(["phantom", "-o", str(tmp_path / "ph"), "-n", "1", "--snr", "inf", "--stenosis-prob", "0",
-                 "--truth-only"]) == 0
+    assert (
+        main(["phantom", "-o", str(tmp_path / "ph"), "-n", "1", "--snr", "inf", "--stenosis-prob", "0", "--truth-only"])
+        == 0
+    )
 
 
-@pytest.mark.parametrize("argv,expected", [
-    (["fit", "--model.dropout=abc"], "key 'model.dropout' = 'abc' is out of range: must be a number in [0, 1)"),
-    (["sweep", "configs/sweeps/quickstart.yaml", "--check", "--override", "config.trainer.max_epochs=-1"],
-     "key 'config': key 'trainer.max_epochs' = -1 is out of range: must be an integer in [1, 1000000]"),
-    (["fit", "--seed", "1.5"], "option --seed: '1.5' is not an integer (must be an integer in [0, 4294967295])"),
-])
+@pytest.mark.parametrize(
+    "argv,expected",
+    [
+        (["fit", "--model.dropout=abc"], "key 'model.dropout' = 'abc' is out of range: must be a number in [0, 1)"),
+        (
+            ["sweep", "configs/sweeps/quickstart.yaml", "--check", "--override", "config.trainer.max_epochs=-1"],
+            "key 'config': key 'trainer.max_epochs' = -1 is out of range: must be an integer in [1, 1000000]",
+        ),
+        (["fit", "--seed", "1.5"], "option --seed: '1.5' is not an integer (must be an integer in [0, 4294967295])"),
+    ],
+)
 def test_red_team_numbers(argv, expected, tmp_path, capsys, monkeypatch):
     """Accepted before (a non-number dropout; a sweep training forever) or a usage dump (--seed 1.5)."""
     if argv[0] == "fit":

@@ -5,6 +5,7 @@ assumed; computation errors and misleading messages of the issue are one clear l
 In-process through ``cordbench.cli.main`` on tiny synthetic files (and the real t2 of
 ``sct_testing_data`` for the morphometrics header cases).
 """
+
 from __future__ import annotations
 
 import gzip
@@ -25,7 +26,7 @@ def raw_nifti(path: Path, data: np.ndarray, edit=None, zooms=(0.8, 0.8, 2.0)) ->
     hdr = nib.Nifti1Header()
     hdr.set_data_shape(data.shape)
     hdr.set_data_dtype(data.dtype)
-    hdr.set_zooms(zooms[:data.ndim])
+    hdr.set_zooms(zooms[: data.ndim])
     aff = np.diag([*zooms, 1.0])
     hdr.set_sform(aff, code=1)
     hdr.set_qform(aff, code=1)
@@ -53,13 +54,22 @@ def _zero_axis(h):
     h["dim"][2] = 0
 
 
-@pytest.mark.parametrize("case,words", [
-    ("qform_sform", "segmentation header: qform and sform disagree by 0.8 mm (voxel sizes (1.6, 1.6, 2.0) vs "
-                    "(0.8, 0.8, 2.0)); which grid is right is unknown"),
-    ("zero_pixdim", "segmentation header has voxel size pixdim[1:4] = (0.0, 0.8, 2.0): a size of 0 (or below) is "
-                    "unknown, not 1 mm"),
-    ("zero_axis", "segmentation header has an axis of length 0 (dim = (40, 0, 12)): the image holds no voxels"),
-])
+@pytest.mark.parametrize(
+    "case,words",
+    [
+        (
+            "qform_sform",
+            "segmentation header: qform and sform disagree by 0.8 mm (voxel sizes (1.6, 1.6, 2.0) vs "
+            "(0.8, 0.8, 2.0)); which grid is right is unknown",
+        ),
+        (
+            "zero_pixdim",
+            "segmentation header has voxel size pixdim[1:4] = (0.0, 0.8, 2.0): a size of 0 (or below) is "
+            "unknown, not 1 mm",
+        ),
+        ("zero_axis", "segmentation header has an axis of length 0 (dim = (40, 0, 12)): the image holds no voxels"),
+    ],
+)
 def test_ambiguous_or_empty_header_refused(case, words, tmp_path, capsys):
     """A qform/sform mismatch gave a CSA 4x too large; a zero pixdim was silently taken as 1 mm;
     a (60, 0, 52) image was called '1D with shape (0,)'."""
@@ -98,8 +108,9 @@ def test_vert_naming_absent_levels(real_t2, tmp_path, capsys):
     assert not out.exists()
     assert main(["morphometrics", "--seg", str(seg), "--levels", str(lev), "--vert", "4:7", "-o", str(out)]) == 0
     err = capsys.readouterr().err.strip().splitlines()
-    assert err == ["warning: --vert 4:7: level(s) 6:7 not where the cord is segmented; the output covers "
-                   "level(s) 4:5 only"]
+    assert err == [
+        "warning: --vert 4:7: level(s) 6:7 not where the cord is segmented; the output covers level(s) 4:5 only"
+    ]
     assert pd.read_csv(out)["VertLevel"].astype(str).tolist() == ["4:5"]
 
 
@@ -111,8 +122,20 @@ def test_volume_method_on_a_one_voxel_mask(real_t2, tmp_path, capsys):
     one[tuple(idx[len(idx) // 2])] = 1
     p = tmp_path / "one.nii.gz"
     nib.save(nib.Nifti1Image(one, ref.affine, ref.header), str(p))
-    err = cli_error(capsys, ["morphometrics", "--seg", str(p), "--levels", str(lev), "--level-method", "volume",
-                             "-o", str(tmp_path / "m.csv")])
+    err = cli_error(
+        capsys,
+        [
+            "morphometrics",
+            "--seg",
+            str(p),
+            "--levels",
+            str(lev),
+            "--level-method",
+            "volume",
+            "-o",
+            str(tmp_path / "m.csv"),
+        ],
+    )
     assert err.startswith(f"error: {p}: segmentation covers 1 axial slice(s): --level-method volume needs"), err
 
 
@@ -126,8 +149,24 @@ def test_undetermined_dwi_scheme_writes_no_fa(tmp_path, capsys):
     np.savetxt(f["bval"], bvals[None], fmt="%g")
     np.savetxt(f["bvec"], bvecs.T, fmt="%.6f")
     maps, out = tmp_path / "maps", tmp_path / "dti.csv"
-    err = cli_error(capsys, ["dti", "--dwi", str(f["dwi"]), "--bval", str(f["bval"]), "--bvec", str(f["bvec"]),
-                             "--mask", str(f["mask"]), "--maps", str(maps), "-o", str(out)])
+    err = cli_error(
+        capsys,
+        [
+            "dti",
+            "--dwi",
+            str(f["dwi"]),
+            "--bval",
+            str(f["bval"]),
+            "--bvec",
+            str(f["bvec"]),
+            "--mask",
+            str(f["mask"]),
+            "--maps",
+            str(maps),
+            "-o",
+            str(out),
+        ],
+    )
     assert err.startswith(f"error: {f['bvec']}: the diffusion scheme cannot determine a tensor ("), err
     assert "B-matrix rank 3 < 6" in err and err.endswith("): no FA/MD/RD/AD written")
     assert not out.exists() and not (maps.exists() and any(maps.iterdir()))
@@ -136,12 +175,17 @@ def test_undetermined_dwi_scheme_writes_no_fa(tmp_path, capsys):
 # ---------------------------------------------------------------------------------- D: predict
 def test_predict_single_sagittal_slice_refused(tiny_ckpt, tmp_path, capsys):  # noqa: F811
     """Used to return an empty mask with exit 0."""
-    img = save(tmp_path / "sag.nii.gz", np.random.default_rng(0).normal(100, 20, (1, 64, 40)).astype(np.float32),
-               np.diag([1.0, 0.5, 0.5, 1.0]))
+    img = save(
+        tmp_path / "sag.nii.gz",
+        np.random.default_rng(0).normal(100, 20, (1, 64, 40)).astype(np.float32),
+        np.diag([1.0, 0.5, 0.5, 1.0]),
+    )
     out = tmp_path / "sag_seg.nii.gz"
     err = cli_error(capsys, ["predict", "--ckpt", str(tiny_ckpt), "-i", str(img), "-o", str(out)])
-    assert err.startswith(f"error: {img}: input image has only 1 voxel(s) along R-L (shape (1, 64, 40), RAS): "
-                          "a single sagittal or coronal slice?"), err
+    assert err.startswith(
+        f"error: {img}: input image has only 1 voxel(s) along R-L (shape (1, 64, 40), RAS): "
+        "a single sagittal or coronal slice?"
+    ), err
     assert not out.exists()
 
 
@@ -158,20 +202,43 @@ def test_predict_empty_mask_is_said(tiny_ckpt, image, tmp_path, capsys, monkeypa
 # ------------------------------------------------------------------------------------ D/E: stats
 def _table(n: int = 12) -> pd.DataFrame:
     rng = np.random.default_rng(0)
-    return pd.DataFrame([{"participant_id": f"sub-{i:02d}", "VertLevel": lv, "FA": rng.random(),
-                          "SAC_CSA": rng.random(), "sex": "MF"[i % 2]} for i in range(n) for lv in (2, 3)])
+    return pd.DataFrame(
+        [
+            {
+                "participant_id": f"sub-{i:02d}",
+                "VertLevel": lv,
+                "FA": rng.random(),
+                "SAC_CSA": rng.random(),
+                "sex": "MF"[i % 2],
+            }
+            for i in range(n)
+            for lv in (2, 3)
+        ]
+    )
 
 
-@pytest.mark.parametrize("case,words", [
-    ("constant", "column 'FA' is constant (0.5 in all 24 rows): no correlation is defined"),
-    ("duplicated_rows", "24 row(s) repeat an earlier row exactly (e.g. line 26 = line 2): each subject would "
-                        "count twice; remove the duplicates"),
-    ("duplicated_subject_level", "participant_id sub-00 and VertLevel 2 appear(s) on 2 lines (e.g. lines 2 and 26)"),
-    ("non_numeric", "column 'FA' has 1 non-numeric value(s), e.g. 'abc' on line 7"),
-    ("sex_codings", "column 'sex' spells one group several ways: 'M' and 'male' (they would count as separate "
-                    "groups); use one coding"),
-    ("vendor_case", "column 'sex' spells one group several ways: 'F' and 'f '"),
-])
+@pytest.mark.parametrize(
+    "case,words",
+    [
+        ("constant", "column 'FA' is constant (0.5 in all 24 rows): no correlation is defined"),
+        (
+            "duplicated_rows",
+            "24 row(s) repeat an earlier row exactly (e.g. line 26 = line 2): each subject would "
+            "count twice; remove the duplicates",
+        ),
+        (
+            "duplicated_subject_level",
+            "participant_id sub-00 and VertLevel 2 appear(s) on 2 lines (e.g. lines 2 and 26)",
+        ),
+        ("non_numeric", "column 'FA' has 1 non-numeric value(s), e.g. 'abc' on line 7"),
+        (
+            "sex_codings",
+            "column 'sex' spells one group several ways: 'M' and 'male' (they would count as separate "
+            "groups); use one coding",
+        ),
+        ("vendor_case", "column 'sex' spells one group several ways: 'F' and 'f '"),
+    ],
+)
 def test_stats_bad_tables_refused(case, words, tmp_path, capsys):
     df = _table()
     if case == "constant":
@@ -192,8 +259,9 @@ def test_stats_bad_tables_refused(case, words, tmp_path, capsys):
     src = tmp_path / "m.csv"
     df.to_csv(src, index=False)
     out = tmp_path / "st"
-    err = cli_error(capsys, ["stats", str(src), "--x", "FA", "--y", "SAC_CSA", "--by", "sex", "--no-plots",
-                             "-o", str(out)])
+    err = cli_error(
+        capsys, ["stats", str(src), "--x", "FA", "--y", "SAC_CSA", "--by", "sex", "--no-plots", "-o", str(out)]
+    )
     assert err.startswith(f"error: {src}: {words}"), err
     assert not out.exists()
 
@@ -204,11 +272,16 @@ def test_stats_constant_within_a_group_is_noted(tmp_path, capsys):
     df.loc[df["sex"] == "F", "FA"] = 0.5
     src = tmp_path / "m.csv"
     df.to_csv(src, index=False)
-    assert main(["stats", str(src), "--x", "FA", "--y", "SAC_CSA", "--by", "sex", "--no-plots",
-                 "-o", str(tmp_path / "st")]) == 0
+    assert (
+        main(
+            ["stats", str(src), "--x", "FA", "--y", "SAC_CSA", "--by", "sex", "--no-plots", "-o", str(tmp_path / "st")]
+        )
+        == 0
+    )
     assert capsys.readouterr().err.strip() == (
         f"warning: {src}: 2 correlation(s) undefined (see the note column of correlations.csv), e.g. level 2 "
-        "sex=F: x constant: r undefined")
+        "sex=F: x constant: r undefined"
+    )
     corr = pd.read_csv(tmp_path / "st" / "correlations.csv", keep_default_na=False)
     f = corr[corr["group"] == "F"]
     assert (f["note"] == "x constant: r undefined").all() and (f["r"] == "").all()
@@ -237,8 +310,10 @@ def test_leaderboard_half_written_results_row_refused(tmp_path, capsys):
     (sweep / "results.csv").write_text(header + rows + "t003,TERMINATED,,unet,ti")
     before = sha(sweep / "results.csv")
     err = cli_error(capsys, ["leaderboard", str(sweep), "--no-cost", "--no-wandb", "--no-morphometrics"])
-    assert err == (f"error: {sweep / 'results.csv'}: line 5 has 5 of the header's 11 fields: a half-written row "
-                   "(interrupted while writing?); rebuild it with `cordbench sweep --resume <sweep>`")
+    assert err == (
+        f"error: {sweep / 'results.csv'}: line 5 has 5 of the header's 11 fields: a half-written row "
+        "(interrupted while writing?); rebuild it with `cordbench sweep --resume <sweep>`"
+    )
     assert sha(sweep / "results.csv") == before and sorted(p.name for p in sweep.iterdir()) == ["results.csv"]
 
 
@@ -259,5 +334,6 @@ def test_folder_given_as_checkpoint(tmp_path, capsys):
     (run / "checkpoints").mkdir(parents=True)
     (run / "checkpoints" / "best.ckpt").write_bytes(b"")
     err = cli_error(capsys, ["predict", "--ckpt", str(run), "-i", "x.nii.gz"])  # was "corrupted checkpoint"
-    assert err == (f"error: {run}: is a folder, not a checkpoint file (did you mean "
-                   f"{run / 'checkpoints' / 'best.ckpt'}?)")
+    assert err == (
+        f"error: {run}: is a folder, not a checkpoint file (did you mean {run / 'checkpoints' / 'best.ckpt'}?)"
+    )

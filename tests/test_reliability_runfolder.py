@@ -4,6 +4,7 @@ time, a Ctrl-C recorded and resumable.
 In-process on the tiny BIDS tree of ``test_reliability_data.py`` (a tiny U-Net fit is a few
 seconds); the Ctrl-C case runs ``cordbench fit`` as a real subprocess and sends it SIGINT.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -27,8 +28,11 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def tree(folder: Path) -> dict[str, str]:
-    return {p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {
+        p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
 
 
 @pytest.fixture(scope="module")
@@ -52,8 +56,9 @@ def test_fit_into_an_earlier_run_is_refused_without_a_flag(trained, tmp_path, ca
     out = _copy(run, tmp_path)
     before = tree(out)
     err = cli_error(capsys, fit_args(root, out))
-    assert err.startswith(f"error: {out}: run folder holds an earlier run (config.yaml, split.json, data.json, "
-                          "metrics.csv, checkpoints"), err
+    assert err.startswith(
+        f"error: {out}: run folder holds an earlier run (config.yaml, split.json, data.json, metrics.csv, checkpoints"
+    ), err
     assert err.endswith("continue it with --resume, replace it with --overwrite, or choose another -o")
     assert tree(out) == before
     err = cli_error(capsys, fit_args(root, out, "--resume", "--overwrite"))
@@ -77,16 +82,17 @@ def test_resume_needs_the_same_config_and_continues_the_run(trained, tmp_path, c
     out = _copy(run, tmp_path)
     before = tree(out)
     err = cli_error(capsys, fit_args(root, out, "--resume", "--model.lr=0.01"))
-    assert err == (f"error: {out}: --resume with another config than the run's config.yaml (model.lr: 0.001 -> 0.01): "
-                   "resume with the same config, or --overwrite")
+    assert err == (
+        f"error: {out}: --resume with another config than the run's config.yaml (model.lr: 0.001 -> 0.01): "
+        "resume with the same config, or --overwrite"
+    )
     assert tree(out) == before
     old = pd.read_csv(out / "metrics.csv")
     assert main(fit_args(root, out, "--resume", "--trainer.max_epochs=2")) == 0
     new = pd.read_csv(out / "metrics.csv")
     assert sorted(new["epoch"].dropna().unique()) == [0, 1, 2]  # epoch 0 kept, epoch 1 trained, test row
     kept = new[new["epoch"] == 0].reset_index(drop=True)
-    pd.testing.assert_frame_equal(kept[old.columns], old[old["epoch"] == 0].reset_index(drop=True),
-                                  check_dtype=False)
+    pd.testing.assert_frame_equal(kept[old.columns], old[old["epoch"] == 0].reset_index(drop=True), check_dtype=False)
     import torch
 
     assert torch.load(out / "checkpoints" / "last.ckpt", weights_only=True)["epoch"] == 1
@@ -97,8 +103,10 @@ def test_resume_without_a_checkpoint_and_overwrite_replaces(trained, tmp_path, c
     root, run = trained
     empty = tmp_path / "empty"
     err = cli_error(capsys, fit_args(root, empty, "--resume"))
-    assert err == (f"error: {empty}: nothing to resume: no checkpoints/last.ckpt (found: an empty folder); start it "
-                   "without --resume")
+    assert err == (
+        f"error: {empty}: nothing to resume: no checkpoints/last.ckpt (found: an empty folder); start it "
+        "without --resume"
+    )
     assert not empty.exists()
     out = _copy(run, tmp_path)
     (out / "notes.txt").write_text("mine")  # not a run record: never touched
@@ -118,8 +126,10 @@ def test_validate_or_test_into_a_training_run_keep_its_records(trained, tmp_path
     assert main(["test"] + fit_args(root, out)[1:] + ["--ckpt", str(ckpt)]) == 0
     assert {n: (out / n).read_bytes() for n in kept} == kept  # validate replaced metrics.csv before
     err = cli_error(capsys, ["test"] + fit_args(root, out, "--data.split.seed=7")[1:] + ["--ckpt", str(ckpt)])
-    assert err == (f"error: {out}: run folder holds a run of another config (data.split.seed: 0 -> 7): its records "
-                   "are kept; give -o a new folder")
+    assert err == (
+        f"error: {out}: run folder holds a run of another config (data.split.seed: 0 -> 7): its records "
+        "are kept; give -o a new folder"
+    )
 
 
 def test_test_on_other_subjects_than_the_runs_split_refused(trained, tmp_path, capsys):
@@ -157,8 +167,14 @@ def test_ctrl_c_during_fit_is_recorded_refuses_a_second_fit_and_resumes(trained,
     root, _ = trained
     out = tmp_path / "run"
     argv = fit_args(root, out, "--trainer.max_epochs=40")
-    proc = subprocess.Popen([sys.executable, "-m", "cordbench", *argv], cwd=REPO, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cordbench", *argv],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
     try:
         for line in proc.stdout:  # wait for the first finished epoch
             if line.startswith("epoch 1/40"):
@@ -171,8 +187,9 @@ def test_ctrl_c_during_fit_is_recorded_refuses_a_second_fit_and_resumes(trained,
     finally:
         if proc.poll() is None:
             proc.kill()
-    lines = [ln for ln in stderr.splitlines() if ln.strip() and not ln.startswith(("Detected KeyboardInterrupt",
-                                                                                    "[rank"))]
+    lines = [
+        ln for ln in stderr.splitlines() if ln.strip() and not ln.startswith(("Detected KeyboardInterrupt", "[rank"))
+    ]
     assert proc.returncode == 130, stderr
     assert len(lines) == 1 and lines[0].startswith(f"error: {out}: interrupted at epoch "), stderr
     assert lines[0].endswith("(recorded in failure.json); continue it with the same command and --resume")

@@ -3,6 +3,7 @@
 All through ``cordbench.cli.main`` on the tiny BIDS tree of ``tests/support/reliability.py`` (tiny
 U-Net, one short CPU epoch: about 3 s a fit).
 """
+
 from __future__ import annotations
 
 import json
@@ -94,8 +95,9 @@ def test_bad_checkpoint_rejected_by_predict(case, two_fits, tmp_path, capsys):
         words = "0 missing, 0 unexpected, 2 of another shape"
     out = tmp_path / "pred.nii.gz"
     out.write_bytes(b"previous prediction")
-    line = cli_error(capsys, ["predict", "--ckpt", str(bad), "-i", str(root / "sub-01/anat/sub-01_T2w.nii.gz"),
-                              "-o", str(out)])
+    line = cli_error(
+        capsys, ["predict", "--ckpt", str(bad), "-i", str(root / "sub-01/anat/sub-01_T2w.nii.gz"), "-o", str(out)]
+    )
     assert line.startswith(f"error: {bad}: ") and words in line, line
     assert out.read_bytes() == b"previous prediction"
 
@@ -176,16 +178,18 @@ def test_nan_loss_stops_the_run_as_failed_with_the_reason(two_fits, tmp_path, ca
 
 
 # ------------------------------------------------------------------------------ GPU determinism
-@pytest.mark.parametrize("deterministic, accelerator, cuda, preset, want", [
-    (True, "auto", True, None, ":4096:8"),
-    (True, "gpu", True, ":16:8", ":4096:8"),   # what Lightning's deterministic=True writes as well
-    ("warn", "cuda", True, None, ":4096:8"),
-    (False, "gpu", True, None, None),
-    (True, "cpu", True, None, None),
-    (True, "auto", False, None, None),
-])
-def test_cublas_workspace_set_for_deterministic_cuda_runs(deterministic, accelerator, cuda, preset, want,
-                                                          monkeypatch):
+@pytest.mark.parametrize(
+    "deterministic, accelerator, cuda, preset, want",
+    [
+        (True, "auto", True, None, ":4096:8"),
+        (True, "gpu", True, ":16:8", ":4096:8"),  # what Lightning's deterministic=True writes as well
+        ("warn", "cuda", True, None, ":4096:8"),
+        (False, "gpu", True, None, None),
+        (True, "cpu", True, None, None),
+        (True, "auto", False, None, None),
+    ],
+)
+def test_cublas_workspace_set_for_deterministic_cuda_runs(deterministic, accelerator, cuda, preset, want, monkeypatch):
     from runs.config import load_config
     from runs.runner import set_deterministic_env
 
@@ -193,8 +197,7 @@ def test_cublas_workspace_set_for_deterministic_cuda_runs(deterministic, acceler
     if preset:
         monkeypatch.setenv("CUBLAS_WORKSPACE_CONFIG", preset)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
-    cfg = load_config([], [f"trainer.deterministic={str(deterministic).lower()}",
-                           f"trainer.accelerator={accelerator}"])
+    cfg = load_config([], [f"trainer.deterministic={str(deterministic).lower()}", f"trainer.accelerator={accelerator}"])
     assert set_deterministic_env(cfg) == (want is not None)
     import os
 

@@ -2,6 +2,7 @@
 
 YAML safe loading itself is tested in ``tests/test_config.py::test_yaml_is_safe``.
 """
+
 from __future__ import annotations
 
 import ast
@@ -14,7 +15,6 @@ import pandas as pd
 import pytest
 import torch
 
-from cordbench.cli import main
 from core.errors import InputError
 from tests.support.reliability import assert_intact, cli_error, fit_args, make_bids, previous_run
 
@@ -110,15 +110,22 @@ def test_no_eval_exec_or_unsafe_deserialisation_in_the_code():
     assert found == {}
     # the scanner itself finds what it looks for
     probe = "eval(s)\nyaml.load(t)\ntorch.load(p)\ntorch.load(p, weights_only=True)\npickle.loads(b)\n"
-    assert [n for _, n in _unsafe_calls(ast.parse(probe))] == ["eval", "yaml.load", "torch.load without "
-                                                               "weights_only=True", "pickle.loads"]
+    assert [n for _, n in _unsafe_calls(ast.parse(probe))] == [
+        "eval",
+        "yaml.load",
+        "torch.load without weights_only=True",
+        "pickle.loads",
+    ]
 
 
-@pytest.mark.parametrize("override, key", [
-    ("--model.lr=__import__('os').system('touch {m}')", "model.lr"),
-    ("--model.scheduler=__import__('os').system('touch {m}')", "model.scheduler"),
-    ("--data.task=!!python/object/apply:os.system ['touch {m}']", "data.task"),
-])
+@pytest.mark.parametrize(
+    "override, key",
+    [
+        ("--model.lr=__import__('os').system('touch {m}')", "model.lr"),
+        ("--model.scheduler=__import__('os').system('touch {m}')", "model.scheduler"),
+        ("--data.task=!!python/object/apply:os.system ['touch {m}']", "data.task"),
+    ],
+)
 def test_config_strings_are_data_never_code(override, key, tiny_bids, tmp_path, capsys):
     marker = tmp_path / "PWNED"
     line = cli_error(capsys, fit_args(tiny_bids, tmp_path / "run", override.format(m=marker)))
@@ -133,17 +140,27 @@ def test_participant_id_that_is_a_path_rejected(pid, tiny_bids, tmp_path, capsys
     df = pd.read_csv(root / "participants.tsv", sep="\t", dtype=str)
     df.loc[df["participant_id"] == "sub-02", "participant_id"] = pid
     df.to_csv(root / "participants.tsv", sep="\t", index=False)
-    for argv in (fit_args(root, tmp_path / "run"),
-                 ["analyze", str(root), "-o", str(tmp_path / "study"), "--workers", "0", "--no-progress"]):
+    for argv in (
+        fit_args(root, tmp_path / "run"),
+        ["analyze", str(root), "-o", str(tmp_path / "study"), "--workers", "0", "--no-progress"],
+    ):
         line = cli_error(capsys, argv)
         assert line.startswith(f"error: {root / 'participants.tsv'}: participant_id not of the form"), line
     assert not (tmp_path / "run").exists() and not (tmp_path / "study").exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bids"]
 
 
-@pytest.mark.parametrize("field, value", [("subject", "../../x"), ("subject", "sub-01/../../x"),
-                                          ("session", "../ses-1"), ("datatype", "anat/../../.."),
-                                          ("stem", "../../../etc/passwd"), ("subject", "..")])
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("subject", "../../x"),
+        ("subject", "sub-01/../../x"),
+        ("session", "../ses-1"),
+        ("datatype", "anat/../../.."),
+        ("stem", "../../../etc/passwd"),
+        ("subject", ".."),
+    ],
+)
 def test_prediction_path_cannot_escape_the_derivatives_folder(field, value, tmp_path):
     from evaluation.native import prediction_path
 
@@ -154,8 +171,9 @@ def test_prediction_path_cannot_escape_the_derivatives_folder(field, value, tmp_
     with pytest.raises(InputError, match="cannot name an output file or folder"):
         prediction_path(tmp_path, SimpleNamespace(**rec), "SC")
     with pytest.raises(InputError, match="task '../x'"):
-        prediction_path(tmp_path, SimpleNamespace(subject="sub-01", session=None, datatype="anat",
-                                                  stem="sub-01_T2w"), "../x")
+        prediction_path(
+            tmp_path, SimpleNamespace(subject="sub-01", session=None, datatype="anat", stem="sub-01_T2w"), "../x"
+        )
 
 
 def test_analysis_outputs_cannot_escape(tmp_path):

@@ -4,6 +4,7 @@ and a trial whose loss turns NaN fails with its reason while the sweep goes on.
 The per-key validation itself is unit-tested in ``tests/test_sweeps_config.py``; here each case
 goes through the CLI (exit 2, one stderr line naming the sweep file and the key, nothing created).
 """
+
 from __future__ import annotations
 
 import json
@@ -44,16 +45,19 @@ def _sweep(tmp_path: Path, bids: Path) -> Path:
     return p
 
 
-@pytest.mark.parametrize("override, words", [
-    ("search.nosuch=1", ["unknown key 'search.nosuch'"]),
-    ("config.trainer.max_epoch=1", ["trainer.max_epoch"]),
-    ("space.model.name.grid=[sattisunet,nosuchnet]", ["unknown model", "nosuchnet"]),
-    ("config.trainer.max_epochs=many", ["trainer.max_epochs", "number"]),
-    ("search.num_samples=[2]", ["search.num_samples"]),
-    ("space.model.options.num_heads.grid=[[1,2,2],[3,2,2]]", ["num_heads", "divide"]),
-    ("space.model.options.skip_connections.grid=[0,7]", ["skip_connections=7"]),
-    ("resources.gpu=2.5", ["resources.gpu", "whole number"]),
-])
+@pytest.mark.parametrize(
+    "override, words",
+    [
+        ("search.nosuch=1", ["unknown key 'search.nosuch'"]),
+        ("config.trainer.max_epoch=1", ["trainer.max_epoch"]),
+        ("space.model.name.grid=[sattisunet,nosuchnet]", ["unknown model", "nosuchnet"]),
+        ("config.trainer.max_epochs=many", ["trainer.max_epochs", "number"]),
+        ("search.num_samples=[2]", ["search.num_samples"]),
+        ("space.model.options.num_heads.grid=[[1,2,2],[3,2,2]]", ["num_heads", "divide"]),
+        ("space.model.options.skip_connections.grid=[0,7]", ["skip_connections=7"]),
+        ("resources.gpu=2.5", ["resources.gpu", "whole number"]),
+    ],
+)
 def test_bad_sweep_config_rejected_through_the_cli(override, words, bids, tmp_path, capsys):
     path = _sweep(tmp_path, bids)
     line = cli_error(capsys, ["sweep", str(path), "--check", "--override", override])
@@ -74,8 +78,13 @@ def test_resources_the_cluster_can_never_give(bids, tmp_path):
     import sys
 
     path = _sweep(tmp_path, bids)
-    r = subprocess.run([sys.executable, "-m", "cordbench", "sweep", str(path), "--override", "resources.cpu=64"],
-                       capture_output=True, text=True, timeout=240, cwd=Path(__file__).resolve().parents[1])
+    r = subprocess.run(
+        [sys.executable, "-m", "cordbench", "sweep", str(path), "--override", "resources.cpu=64"],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        cwd=Path(__file__).resolve().parents[1],
+    )
     lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
     assert r.returncode == 2, r.stderr
     assert len(lines) == 1 and lines[0].startswith(f"error: {path}: key 'resources.cpu'"), r.stderr
@@ -92,7 +101,7 @@ def test_nan_loss_fails_its_trial_with_the_reason_and_the_sweep_goes_on(bids, tm
     path = _sweep(tmp_path, bids)
     raw = yaml.safe_load(path.read_text())
     raw["config"]["model"] = {"name": "unet", "preset": "tiny"}
-    raw["space"] = {"model.lr": {"grid": [1.0e-3, 1.0e+30]}}
+    raw["space"] = {"model.lr": {"grid": [1.0e-3, 1.0e30]}}
     path.write_text(yaml.safe_dump(raw))
     code = main(["sweep", str(path)])
     assert code == 1  # a failed trial makes the sweep's exit non-zero; the other trial still finished

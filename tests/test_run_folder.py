@@ -11,6 +11,7 @@ are one-line placeholders (the morphometric columns come from each trial's cache
 the leaderboard table (without the latency, which is measured anew), its per-level morphometrics,
 its failed-trial list and the ``results.csv`` rows rebuilt from the trial folders.
 """
+
 from __future__ import annotations
 
 import ast
@@ -29,26 +30,65 @@ from sweeps import records
 REPO = Path(__file__).resolve().parents[1]
 LEGACY = Path(__file__).parent / "data" / "legacy_sweep"
 EXPECTED = Path(__file__).parent / "data" / "legacy_sweep_expected"
-PACKAGES = ("cordbench", "core", "evaluation", "runs", "leaderboard", "sweeps", "analysis", "data_modules",
-            "lightning_modules", "benchmarks")
+PACKAGES = (
+    "cordbench",
+    "core",
+    "evaluation",
+    "runs",
+    "leaderboard",
+    "sweeps",
+    "analysis",
+    "data_modules",
+    "lightning_modules",
+    "benchmarks",
+)
 
 #: Every file (and folder) name of a run folder and of a sweep folder, and its one owner.
 OWNED = {
-    **{name: "runs/run_folder.py" for name in (
-        run_folder.CONFIG, run_folder.SPLIT, run_folder.DATA, run_folder.METRICS, run_folder.CHECKPOINTS,
-        run_folder.BEST_CKPT_NAME, run_folder.LAST_CKPT, run_folder.TEST_METRICS, run_folder.TEST_SUMMARY,
-        run_folder.FAILURE, run_folder.MORPHOMETRICS, run_folder.PREDICTIONS, run_folder.QC,
-        run_folder.QC_INDEX, run_folder.REAL_METRICS, run_folder.REAL_SUMMARY, run_folder.REAL_PREDICTIONS)},
-    **{name: "sweeps/records.py" for name in (
-        records.SWEEP_FILE, records.RESULTS_FILE, records.TRIALS_DIR, records.TRIAL_RECORD, records.ATTEMPTS,
-        records.ELAPSED, records.PREVIOUS_METRICS, records.RESUME_DIR, records.TUNE_CHECKPOINT, records.TUNE_META)},
+    **{
+        name: "runs/run_folder.py"
+        for name in (
+            run_folder.CONFIG,
+            run_folder.SPLIT,
+            run_folder.DATA,
+            run_folder.METRICS,
+            run_folder.CHECKPOINTS,
+            run_folder.BEST_CKPT_NAME,
+            run_folder.LAST_CKPT,
+            run_folder.TEST_METRICS,
+            run_folder.TEST_SUMMARY,
+            run_folder.FAILURE,
+            run_folder.MORPHOMETRICS,
+            run_folder.PREDICTIONS,
+            run_folder.QC,
+            run_folder.QC_INDEX,
+            run_folder.REAL_METRICS,
+            run_folder.REAL_SUMMARY,
+            run_folder.REAL_PREDICTIONS,
+        )
+    },
+    **{
+        name: "sweeps/records.py"
+        for name in (
+            records.SWEEP_FILE,
+            records.RESULTS_FILE,
+            records.TRIALS_DIR,
+            records.TRIAL_RECORD,
+            records.ATTEMPTS,
+            records.ELAPSED,
+            records.PREVIOUS_METRICS,
+            records.RESUME_DIR,
+            records.TUNE_CHECKPOINT,
+            records.TUNE_META,
+        )
+    },
 }
 #: The same file name for a file of *another* folder (not a run or sweep folder), with its owner.
 OTHER_FOLDERS = {
-    ("metrics.csv", "analysis/study.py"),                    # the study folder's per subject × level table
+    ("metrics.csv", "analysis/study.py"),  # the study folder's per subject × level table
     ("morphometrics.csv", "leaderboard/report.py"),  # the leaderboard report folder's table
-    ("index.html", "cordbench/commands/predict.py"),         # help of `predict --qc DIR`: DIR/index.html
-    ("meta.json", "data_modules/cache.py"),                  # a preprocessed-subject cache entry's record
+    ("index.html", "cordbench/commands/predict.py"),  # help of `predict --qc DIR`: DIR/index.html
+    ("meta.json", "data_modules/cache.py"),  # a preprocessed-subject cache entry's record
 }
 
 
@@ -115,9 +155,19 @@ def test_miniature_has_the_old_layout():
     """The checked-in folder is what the old writers left (a check on the fixture itself)."""
     trial = LEGACY / "trials" / "7b46e_00000"
     names = sorted(p.relative_to(trial).as_posix() for p in trial.rglob("*") if p.is_file())
-    assert names == [".attempts", ".elapsed.json", "checkpoints/best.ckpt", "config.yaml", "data.json",
-                     "metrics.csv", "morphometrics.csv", "split.json", "test_metrics.csv", "test_summary.json",
-                     "trial.json"]
+    assert names == [
+        ".attempts",
+        ".elapsed.json",
+        "checkpoints/best.ckpt",
+        "config.yaml",
+        "data.json",
+        "metrics.csv",
+        "morphometrics.csv",
+        "split.json",
+        "test_metrics.csv",
+        "test_summary.json",
+        "trial.json",
+    ]
     assert sorted(p.name for p in LEGACY.iterdir()) == ["results.csv", "sweep.yaml", "trials"]
 
 
@@ -134,8 +184,9 @@ def test_run_folder_reads_an_old_run_folder(legacy: Path):
     assert records.read_trial_record(trial) == json.loads((trial / "trial.json").read_text())
     assert records.parse_attempts((trial / ".attempts").read_text()) == 1
     # the same folder through a reader (how sweeps.results reads a sweep at a URI)
-    remote = RunFolder(Path("trials/7b46e_00002"), reader=lambda rel: (legacy / rel).read_text()
-                       if (legacy / rel).is_file() else None)
+    remote = RunFolder(
+        Path("trials/7b46e_00002"), reader=lambda rel: (legacy / rel).read_text() if (legacy / rel).is_file() else None
+    )
     assert remote.read_config() == run.read_config() and remote.text(run_folder.FAILURE) is None
     pd.testing.assert_frame_equal(remote.read_test_metrics(), run.read_test_metrics())
 
@@ -186,21 +237,28 @@ def test_results_rows_rebuilt_from_old_trial_folders(legacy: Path):
 
     sweep = load_sweep(legacy / records.SWEEP_FILE, check_data=False, validate_all=False)
     res = pd.read_csv(legacy / "results.csv")
-    infos = [TrialInfo(r.trial_id, r.status, {"model.name": r.model, "seed_everything": int(r.seed)})
-             for r in res.itertuples()]
+    infos = [
+        TrialInfo(r.trial_id, r.status, {"model.name": r.model, "seed_everything": int(r.seed)})
+        for r in res.itertuples()
+    ]
     frame = build_table(infos, sweep.dims, sweep.run_config, str(legacy))
     got = pd.read_csv(pd.io.common.StringIO(frame.to_csv(index=False)))
     pd.testing.assert_frame_equal(got, pd.read_csv(EXPECTED / "results_rebuilt.csv"))
     # the three trials with a folder give the rows the old sweep driver wrote at the end
     kept = [t for t in res["trial_id"] if (legacy / "trials" / t).is_dir()]
     cols = [c for c in res.columns if c != "error"]
-    pd.testing.assert_frame_equal(got.set_index("trial_id").loc[kept].reset_index()[cols],
-                                  res.set_index("trial_id").loc[kept].reset_index()[cols], check_dtype=False)
+    pd.testing.assert_frame_equal(
+        got.set_index("trial_id").loc[kept].reset_index()[cols],
+        res.set_index("trial_id").loc[kept].reset_index()[cols],
+        check_dtype=False,
+    )
 
 
 def test_main_dice_is_the_tasks_own_class_else_the_mean_over_classes():
-    rows = [{"subject": "a", "sc/dice": 0.8, "gm/dice": 0.4, "wm/dice": 0.6},
-            {"subject": "b", "sc/dice": 0.6, "gm/dice": 0.2, "wm/dice": 0.4}]
+    rows = [
+        {"subject": "a", "sc/dice": 0.8, "gm/dice": 0.4, "wm/dice": 0.6},
+        {"subject": "b", "sc/dice": 0.6, "gm/dice": 0.2, "wm/dice": 0.4},
+    ]
     assert records.main_dice(rows, "sc") == pytest.approx(0.7)
     assert records.main_dice(rows, "gm") == pytest.approx(0.3)
     assert records.main_dice(rows, "levels") == pytest.approx((0.6 + 0.4) / 2)  # no class "levels": all classes

@@ -1,6 +1,7 @@
 """The typed config schema (core/schema.py): every default, range and fallback declared once and derived
 everywhere else; every shipped and legacy config still loads; ``--help`` lists every key; the Lightning
 module is built from the schema's keys."""
+
 from __future__ import annotations
 
 import ast
@@ -33,8 +34,9 @@ def test_defaults_ranges_and_fallbacks_are_the_schemas():
     assert RANGES == {d: k.range for d, k in leaves.items() if k.range is not None}
     assert FALLBACK == {d: k.fallback for d, k in leaves.items() if k.fallback is not None}
     assert set(RECIPE_KEYS.values()) == set(FALLBACK) and PRESET_NAMES == leaves["model.preset"].choices
-    assert SWEEP_DEFAULTS == {k: v for k, v in schema.defaults(SweepConfig).items()
-                              if k not in ("config", "space", "stop", "source")}
+    assert SWEEP_DEFAULTS == {
+        k: v for k, v in schema.defaults(SweepConfig).items() if k not in ("config", "space", "stop", "source")
+    }
     assert randomise_options.RandomiseOptions().to_dict() == dataclasses.asdict(RandomiseRanges())
     assert DEFAULTS["data"]["phantom"]["randomise"] == {"enabled": False, **dataclasses.asdict(RandomiseRanges())}
     assert randomise_options.RANGES == {k.name: k.range for k in schema.leaves(RandomiseConfig).values() if k.range}
@@ -51,8 +53,9 @@ def test_every_key_has_help_and_a_checkable_type():
                 if k.fallback is not None:
                     assert isinstance(k.fallback, k.kinds) and k.recipe, d
                 if k.range is not None and k.default is not None:
-                    assert all(k.range.contains(v) for v in (k.default if isinstance(k.default, list) else
-                                                             [k.default])), d
+                    assert all(
+                        k.range.contains(v) for v in (k.default if isinstance(k.default, list) else [k.default])
+                    ), d
                 if isinstance(k.choices, tuple) and k.default is not None:
                     assert k.default in k.choices, d
 
@@ -98,13 +101,19 @@ def test_no_module_declares_config_defaults_again():
         for node in ast.walk(tree):
             pairs: list[tuple[str, str | None]] = []
             if isinstance(node, ast.Dict):
-                pairs = [(k.value.rsplit(".", 1)[-1], _literal(v)) for k, v in zip(node.keys, node.values)
-                         if isinstance(k, ast.Constant) and isinstance(k.value, str)]  # "model.lr": lr
+                pairs = [
+                    (k.value.rsplit(".", 1)[-1], _literal(v))
+                    for k, v in zip(node.keys, node.values)
+                    if isinstance(k, ast.Constant) and isinstance(k.value, str)
+                ]  # "model.lr": lr
             elif isinstance(node, ast.ClassDef):
-                pairs = [(n.target.id, _literal(n.value)) for n in node.body
-                         if isinstance(n, ast.AnnAssign) and isinstance(n.target, ast.Name)]
+                pairs = [
+                    (n.target.id, _literal(n.value))
+                    for n in node.body
+                    if isinstance(n, ast.AnnAssign) and isinstance(n.target, ast.Name)
+                ]
             elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
-                args = node.args.args[len(node.args.args) - len(node.args.defaults):]
+                args = node.args.args[len(node.args.args) - len(node.args.defaults) :]
                 pairs = [(a.arg, _literal(v)) for a, v in zip(args, node.args.defaults)]
                 pairs += [(a.arg, _literal(v)) for a, v in zip(node.args.kwonlyargs, node.args.kw_defaults)]
             same = [name for name, value in pairs if value is not None and value in known.get(name, ())]
@@ -161,7 +170,7 @@ def _help(capsys, argv: list[str]) -> str:
 def test_help_lists_every_key_with_type_default_and_range(capsys, command, of):
     text = _help(capsys, [command, "--help"])
     lines = text.splitlines()
-    lines = lines[next(i for i, ln in enumerate(lines) if ln.startswith(("config keys", "sweep keys"))):]
+    lines = lines[next(i for i, ln in enumerate(lines) if ln.startswith(("config keys", "sweep keys"))) :]
     for d, k in schema.leaves(of).items():
         at = [i for i, ln in enumerate(lines) if ln.startswith(f"  {d}  ")]
         assert len(at) == 1, (d, at)
@@ -186,8 +195,18 @@ def test_help_shows_registry_choices(capsys):
 
 # ------------------------------------------------------------------------------ the Lightning module
 #: SegmentationModule arguments that come from the data module or are resolved (runs.runner.build_module).
-FROM_DATA = {"options", "num_classes", "in_channels", "spatial_dims", "classes", "task", "contrast",
-             "preprocessing", "postprocess", "inference_batch"}
+FROM_DATA = {
+    "options",
+    "num_classes",
+    "in_channels",
+    "spatial_dims",
+    "classes",
+    "task",
+    "contrast",
+    "preprocessing",
+    "postprocess",
+    "inference_batch",
+}
 
 
 def test_every_module_argument_is_a_schema_key_or_comes_from_the_data():
@@ -206,14 +225,35 @@ def test_build_module_takes_the_configs_values():
     from runs.config import load_config
     from runs.runner import build_module
 
-    cfg = load_config(overrides=["model.preset=tiny", "model.lr=0.005", "model.warmup_epochs=2",
-                                 "model.dice_weight=0.5", "data.patch_size=[32,32]", "logger.wandb.log_images=false"])
+    cfg = load_config(
+        overrides=[
+            "model.preset=tiny",
+            "model.lr=0.005",
+            "model.warmup_epochs=2",
+            "model.dice_weight=0.5",
+            "data.patch_size=[32,32]",
+            "logger.wandb.log_images=false",
+        ]
+    )
     pre = SimpleNamespace(to_dict=lambda: {"task": "sc"})
-    dm = SimpleNamespace(num_classes=2, spatial_dims=2, class_map={"sc": [1]}, task=SimpleNamespace(name="sc"),
-                         contrast="T2w", preprocessing=pre)
+    dm = SimpleNamespace(
+        num_classes=2,
+        spatial_dims=2,
+        class_map={"sc": [1]},
+        task=SimpleNamespace(name="sc"),
+        contrast="T2w",
+        preprocessing=pre,
+    )
     hp = build_module(cfg, dm).hparams
-    assert (hp.network, hp.preset, hp.lr, hp.warmup_epochs, hp.dice_weight, hp.patch_size, hp.log_images) == \
-        ("unet", "tiny", 0.005, 2, 0.5, [32, 32], False)
+    assert (hp.network, hp.preset, hp.lr, hp.warmup_epochs, hp.dice_weight, hp.patch_size, hp.log_images) == (
+        "unet",
+        "tiny",
+        0.005,
+        2,
+        0.5,
+        [32, 32],
+        False,
+    )
     assert isinstance(hp.lr, float) and isinstance(hp.warmup_epochs, int)
     assert hp.scheduler == cfg["model"]["scheduler"] and hp.postprocess == "largest_component"
 

@@ -7,9 +7,10 @@ measures the same files; tolerances are the issue's: MEAN(area) within 1 % (per 
 all slices), MEAN(diameter_AP_ellipse) within 2 %, MEAN(diameter_AP) (rotated profile) within 5 %.
 The remaining differences (SCT's per-slice warping and 0.1 mm resampling) are in docs/analysis.md.
 """
+
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 import numpy as np
@@ -28,8 +29,13 @@ CASES = {
     "t2tiltsoft": ("sct_reference/t2tilt_softseg.nii.gz", "sct_reference/t2tilt_levels.nii.gz"),
 }
 CORD = ["t2", "t2s", "t2tilt", "t2tiltsoft"]  # t2sgm is grey matter: area only (see docs/analysis.md)
-RUNS = [(c, ac, mode) for c in CASES for ac in (0, 1) for mode in ("all", "perlevel") if
-        mode == "all" or CASES[c][1] is not None]
+RUNS = [
+    (c, ac, mode)
+    for c in CASES
+    for ac in (0, 1)
+    for mode in ("all", "perlevel")
+    if mode == "all" or CASES[c][1] is not None
+]
 
 
 @pytest.fixture(scope="module")
@@ -37,11 +43,12 @@ def ref_root(shared_data: Path) -> Path:
     return require(shared_data / "sct_reference")
 
 
-@lru_cache(maxsize=None)
+@cache
 def _perslice(root: str, case: str, ac: int, soft: bool | None = None) -> pd.DataFrame:
     seg, lv = CASES[case]
-    return morphometrics_from_files(Path(root) / seg, Path(root) / lv if lv else None, angle_correction=bool(ac),
-                                    soft=soft)
+    return morphometrics_from_files(
+        Path(root) / seg, Path(root) / lv if lv else None, angle_correction=bool(ac), soft=soft
+    )
 
 
 def ours_and_ref(shared: Path, case: str, ac: int, mode: str, soft: bool | None = None):

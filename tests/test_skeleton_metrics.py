@@ -5,6 +5,7 @@ Zhang–Suen thinning pixel by pixel (Python loops over the 1984 conditions), br
 distances per slice (``cdist``), per-slice Hausdorff ``max(h1, h2)``, and the median of the
 non-zero distances.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -28,11 +29,23 @@ def ref_thin(img: np.ndarray) -> np.ndarray:
         for step in (0, 1):
             remove = []
             for x, y in np.argwhere(im):
-                n = [im[x - 1, y], im[x - 1, y + 1], im[x, y + 1], im[x + 1, y + 1],
-                     im[x + 1, y], im[x + 1, y - 1], im[x, y - 1], im[x - 1, y - 1]]
+                n = [
+                    im[x - 1, y],
+                    im[x - 1, y + 1],
+                    im[x, y + 1],
+                    im[x + 1, y + 1],
+                    im[x + 1, y],
+                    im[x + 1, y - 1],
+                    im[x, y - 1],
+                    im[x - 1, y - 1],
+                ]
                 p2, _, p4, _, p6, _, p8, _ = n
                 a = sum(n[i] == 0 and n[(i + 1) % 8] == 1 for i in range(8))
-                c = (p2 * p4 * p6 == 0 and p4 * p6 * p8 == 0) if step == 0 else (p2 * p4 * p8 == 0 and p2 * p6 * p8 == 0)
+                c = (
+                    (p2 * p4 * p6 == 0 and p4 * p6 * p8 == 0)
+                    if step == 0
+                    else (p2 * p4 * p8 == 0 and p2 * p6 * p8 == 0)
+                )
                 if 2 <= sum(n) <= 6 and a == 1 and c:
                     remove.append((x, y))
             for x, y in remove:
@@ -65,9 +78,9 @@ def ref_skeleton(p: np.ndarray, t: np.ndarray, spacing, slice_axis: int = -1) ->
 def _gm_slice() -> np.ndarray:
     """An H-shaped grey-matter-like mask (two horns and a commissure), 1–3 px thick."""
     m = np.zeros((40, 44), bool)
-    m[8:32, 10:13] = True     # left horn
-    m[8:32, 30:33] = True     # right horn
-    m[18:21, 13:30] = True    # commissure
+    m[8:32, 10:13] = True  # left horn
+    m[8:32, 30:33] = True  # right horn
+    m[18:21, 13:30] = True  # commissure
     m[8:12, 8:10] = m[28:32, 33:36] = True
     return m
 
@@ -111,8 +124,10 @@ def test_dilated_gm_is_not_zero(sct_data: Path):
     assert perfect["skel_hd"] == perfect["skel_md"] == 0.0
 
 
-@pytest.mark.parametrize("shape,spacing,axis", [((36, 40), (0.5, 0.5), -1), ((30, 32, 4), (0.5, 0.5, 5.0), -1),
-                                                ((4, 30, 32), (5.0, 0.4, 0.6), 0)])
+@pytest.mark.parametrize(
+    "shape,spacing,axis",
+    [((36, 40), (0.5, 0.5), -1), ((30, 32, 4), (0.5, 0.5, 5.0), -1), ((4, 30, 32), (5.0, 0.4, 0.6), 0)],
+)
 def test_equals_the_independent_reference(shape, spacing, axis):
     rng = np.random.default_rng(3)
     for _ in range(3):

@@ -1,4 +1,5 @@
 """Subject-level splits: k-fold partitions, leave-site-out, fixed files, and the data-module path."""
+
 from __future__ import annotations
 
 import json
@@ -71,7 +72,7 @@ def test_fixed_split_file(tmp_path: Path):
     s = make_split(_specs(), {"method": "file", "file": str(p)})
     assert s == {"train": sorted(IDS[:10]), "val": sorted(IDS[10:12]), "test": sorted(IDS[12:])}
     y = tmp_path / "split.yaml"
-    y.write_text("train: [%s]\ntest: [%s]\n" % (", ".join(IDS[:12]), ", ".join(IDS[12:])))
+    y.write_text(f"train: [{', '.join(IDS[:12])}]\ntest: [{', '.join(IDS[12:])}]\n")
     assert make_split(_specs(), {"method": "file", "file": str(y)})["val"] == []
     p.write_text(json.dumps({"train": IDS[:10] + ["sub-nobody01"], "test": IDS[10:]}))
     with pytest.raises(InputError, match="sub-nobody01") as err:
@@ -101,11 +102,14 @@ def _tiny_bids(root: Path, ids) -> None:
 
 
 def _dm(root: Path, split: dict):
-    from runs.config import load_config
     from data_modules.registry import build_datamodule
+    from runs.config import load_config
 
-    cfg = load_config([], [f"data.name=spine_generic", f"data.root={root}", "data.task=sc",
-                           "data.patch_size=[16,16]"] + [f"data.split.{k}={v}" for k, v in split.items()])
+    cfg = load_config(
+        [],
+        ["data.name=spine_generic", f"data.root={root}", "data.task=sc", "data.patch_size=[16,16]"]
+        + [f"data.split.{k}={v}" for k, v in split.items()],
+    )
     return build_datamodule(cfg["data"])
 
 

@@ -1,4 +1,5 @@
 """Cohort statistics against scipy and hand computations; planted correlations are recovered."""
+
 from __future__ import annotations
 
 import math
@@ -8,8 +9,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from analysis.stats import (bh, comparison_table, correlate, correlation_table, fisher_ci, fisher_z_test,
-                            read_metrics)
+from analysis.stats import bh, comparison_table, correlate, correlation_table, fisher_ci, fisher_z_test, read_metrics
 from core.errors import InputError
 
 
@@ -76,9 +76,16 @@ def _cohort(seed=11, n_per_sex=60, r_m=0.6, r_f=0.1, levels=(2, 3, 4)):
         for sex, r in (("M", r_m), ("F", r_f)):
             x, y = _bivariate(rng, n_per_sex, r)
             for i in range(n_per_sex):
-                rows.append({"participant_id": f"sub-{sex}{i:03d}", "VertLevel": lv, "sex": sex,
-                             "manufacturer": ["GE", "Philips", "Siemens"][i % 3],
-                             "FA": 0.7 + 0.03 * x[i], "SAC_CSA": 1.5 + 0.2 * y[i]})
+                rows.append(
+                    {
+                        "participant_id": f"sub-{sex}{i:03d}",
+                        "VertLevel": lv,
+                        "sex": sex,
+                        "manufacturer": ["GE", "Philips", "Siemens"][i % 3],
+                        "FA": 0.7 + 0.03 * x[i],
+                        "SAC_CSA": 1.5 + 0.2 * y[i],
+                    }
+                )
     return pd.DataFrame(rows)
 
 
@@ -131,8 +138,20 @@ def test_cli_stats_outputs(tmp_path):
     df = _cohort(levels=(2, 3))
     df.to_csv(tmp_path / "metrics.csv", index=False)
     out = tmp_path / "stats"
-    rc = main(["stats", str(tmp_path / "metrics.csv"), "--x", "FA", "--y", "SAC_CSA", "--by", "sex,manufacturer",
-               "-o", str(out)])
+    rc = main(
+        [
+            "stats",
+            str(tmp_path / "metrics.csv"),
+            "--x",
+            "FA",
+            "--y",
+            "SAC_CSA",
+            "--by",
+            "sex,manufacturer",
+            "-o",
+            str(out),
+        ]
+    )
     assert rc == 0
     corr = pd.read_csv(out / "correlations.csv")
     comp = pd.read_csv(out / "comparisons.csv")

@@ -1,5 +1,6 @@
 """``cordbench analyze`` on a small hand-built BIDS set (tubes with known CSA/SAC, simulated DWI with
 known FA): per-level values, participants merge, exclude.yml, failing and crashing subjects, Ray."""
+
 from __future__ import annotations
 
 import json
@@ -102,15 +103,17 @@ def test_seg_source_predictions_and_missing(tmp_path):
     pred.mkdir(parents=True)
     import shutil
 
-    shutil.copy(root / "derivatives/labels/sub-01/anat/sub-01_T2w_label-SC_seg.nii.gz",
-                pred / "sub-01_T2w_label-SC_seg.nii.gz")
+    shutil.copy(
+        root / "derivatives/labels/sub-01/anat/sub-01_T2w_label-SC_seg.nii.gz", pred / "sub-01_T2w_label-SC_seg.nii.gz"
+    )
     jobs, _, _ = find_jobs(root, "derivatives/cordbench")
     j = {x.subject: x for x in jobs}
     assert j["sub-01"].seg == pred / "sub-01_T2w_label-SC_seg.nii.gz"
     assert j["sub-01"].canal.name == "sub-01_T2w_label-canal_seg.nii.gz"  # falls back to the manual canal
     assert "anat" in j["sub-02"].missing and "dwi" in j["sub-02"].missing
-    res = {r.subject: r for r in run_subjects(jobs, StudyOptions(out_dir=str(tmp_path / "o")), workers=0,
-                                              progress=False)}
+    res = {
+        r.subject: r for r in run_subjects(jobs, StudyOptions(out_dir=str(tmp_path / "o")), workers=0, progress=False)
+    }
     assert res["sub-01"].status == "partial" and res["sub-02"].status == "failed"
     assert "no T2w cord segmentation" in res["sub-02"].reasons["anat"]
     lv3 = [r for r in res["sub-01"].rows if r["VertLevel"] == 3][0]
@@ -138,8 +141,7 @@ def test_cli_analyze(tmp_path):
 
     root = tmp_path / "bids"
     make_bids(root, n=4)
-    rc = main(["analyze", str(root), "-o", str(tmp_path / "out"), "--workers", "0", "--by", "sex",
-               "--no-progress"])
+    rc = main(["analyze", str(root), "-o", str(tmp_path / "out"), "--workers", "0", "--by", "sex", "--no-progress"])
     assert rc == 0
     corr = pd.read_csv(tmp_path / "out" / "stats" / "correlations.csv")
     assert set(corr["level"].astype(str)) == {"2", "3", "4"}
@@ -198,9 +200,11 @@ def test_phantom_volume_method_csa_sac_everywhere(phantom_study):
     root, _, j = phantom_study
     for sub in j["participant_id"].unique():
         d = root / "derivatives" / "labels" / sub / "anat"
-        v = volume_per_level_from_files(d / f"{sub}_T2w_label-SC_seg.nii.gz",
-                                        d / f"{sub}_T2w_label-SC_desc-levels_dseg.nii.gz",
-                                        d / f"{sub}_T2w_label-canal_seg.nii.gz")
+        v = volume_per_level_from_files(
+            d / f"{sub}_T2w_label-SC_seg.nii.gz",
+            d / f"{sub}_T2w_label-SC_desc-levels_dseg.nii.gz",
+            d / f"{sub}_T2w_label-canal_seg.nii.gz",
+        )
         t = j[j["participant_id"] == sub].set_index("VertLevel")
         v = v.set_index("VertLevel")
         assert list(v.index) == list(range(1, 8))
@@ -221,10 +225,17 @@ def test_phantom_dti_maps_equal_dipy(phantom_study):
     root, out, _ = phantom_study
     sub = "sub-001"
     dwi = nib.load(str(root / sub / "dwi" / f"{sub}_dwi.nii.gz"))
-    mask = np.asarray(nib.load(str(root / "derivatives/labels" / sub / "dwi" /
-                                   f"{sub}_rec-average_dwi_label-SC_seg.nii.gz")).dataobj) > 0
-    bvals, bvecs = read_bvals_bvecs(str(root / sub / "dwi" / f"{sub}_dwi.bval"),
-                                    str(root / sub / "dwi" / f"{sub}_dwi.bvec"))
+    mask = (
+        np.asarray(
+            nib.load(
+                str(root / "derivatives/labels" / sub / "dwi" / f"{sub}_rec-average_dwi_label-SC_seg.nii.gz")
+            ).dataobj
+        )
+        > 0
+    )
+    bvals, bvecs = read_bvals_bvecs(
+        str(root / sub / "dwi" / f"{sub}_dwi.bval"), str(root / sub / "dwi" / f"{sub}_dwi.bvec")
+    )
     fit = TensorModel(gradient_table(bvals, bvecs=bvecs), fit_method="WLS").fit(np.asarray(dwi.dataobj), mask=mask)
     for name, ref in (("FA", fit.fa), ("MD", fit.md), ("RD", fit.rd), ("AD", fit.ad)):
         ours = np.asarray(nib.load(str(out / "subjects" / sub / "dti_maps" / f"{sub}_dwi_{name}.nii.gz")).dataobj)
@@ -244,8 +255,9 @@ def test_planted_phantom_cohort_correlations(tmp_path):
     for sub in parts["participant_id"]:
         t = json.loads((root / "derivatives/phantom-truth" / sub / f"{sub}_truth.json").read_text())
         for lv in t["levels"].values():
-            rows.append({"participant_id": sub, "VertLevel": lv["level"], "FA": lv["fa_cord"],
-                         "SAC_CSA": lv["sac_csa_ratio"]})
+            rows.append(
+                {"participant_id": sub, "VertLevel": lv["level"], "FA": lv["fa_cord"], "SAC_CSA": lv["sac_csa_ratio"]}
+            )
     df = pd.DataFrame(rows).merge(parts, on="participant_id")
     # per level: 7 levels × 2 sexes of ~60 subjects
     corr = correlation_table(df, "FA", "SAC_CSA", ["sex"], "VertLevel")

@@ -5,6 +5,7 @@ A test module imported by another is imported twice (pytest imports it as ``test
 as ``tests.test_x`` or ``test_x`` from elsewhere): its session fixtures are registered, and built,
 once per importing module.
 """
+
 from __future__ import annotations
 
 import ast
@@ -29,8 +30,11 @@ def _imported_modules(path: Path) -> set[str]:
 def test_no_test_module_imports_another():
     offenders = {}
     for path in sorted(TESTS.rglob("*.py")):
-        bad = sorted(m for m in _imported_modules(path)
-                     if m.split(".")[-1].startswith("test_") or m in ("conftest", "tests.conftest"))
+        bad = sorted(
+            m
+            for m in _imported_modules(path)
+            if m.split(".")[-1].startswith("test_") or m in ("conftest", "tests.conftest")
+        )
         if bad:
             offenders[str(path.relative_to(REPO))] = bad
     assert not offenders, f"move what they share to tests/support/: {offenders}"
@@ -42,7 +46,7 @@ def test_tiers_select_by_declared_markers():
     declared = {line.split(":")[0].strip() for line in cfg["tool:pytest"]["markers"].splitlines() if line.strip()}
     assert {"slow", "ray", "subprocess", "ddp", "services"} <= declared
     makefile = (REPO / "Makefile").read_text()
-    fast = re.search(r'^FAST_TESTS\s*:?=\s*(.+)$', makefile, re.M)
+    fast = re.search(r"^FAST_TESTS\s*:?=\s*(.+)$", makefile, re.M)
     assert fast, "the Makefile defines FAST_TESTS, the marker expression of `make test-fast`"
     used = set(re.findall(r"\bnot (\w+)", fast.group(1)))
     assert used and used <= declared, used - declared

@@ -1,5 +1,6 @@
 """The fault harness of the slow sweep tests (``tests/sweep_harness.py``) is their only copy, and its
 driver kill leaves nothing running; fast (no Ray: a stand-in driver process)."""
+
 from __future__ import annotations
 
 import os
@@ -43,8 +44,9 @@ def test_a_killed_driver_leaves_no_process_behind(tmp_path: Path):
         return set(marker.read_text().split()) if marker.exists() else set()
 
     t0 = time.time()
-    done = sweep_harness.kill_driver_after_a_trial([sys.executable, "-c", DRIVER, str(marker)], tmp_path / "log",
-                                                   finished, poll=0.05, timeout=60)
+    done = sweep_harness.kill_driver_after_a_trial(
+        [sys.executable, "-c", DRIVER, str(marker)], tmp_path / "log", finished, poll=0.05, timeout=60
+    )
     assert done == {"t0"} and time.time() - t0 < 30
     pids = [int(p) for p in (tmp_path / "finished.pids").read_text().split()]
     deadline = time.time() + 10  # SIGKILL is delivered asynchronously
@@ -56,14 +58,19 @@ def test_a_killed_driver_leaves_no_process_behind(tmp_path: Path):
 
 def test_a_driver_that_ends_first_fails_with_its_log(tmp_path: Path):
     with pytest.raises(AssertionError, match="no sweep here"):
-        sweep_harness.kill_driver_after_a_trial([sys.executable, "-c", "print('no sweep here')"], tmp_path / "log",
-                                                set, poll=0.05, timeout=60)
+        sweep_harness.kill_driver_after_a_trial(
+            [sys.executable, "-c", "print('no sweep here')"], tmp_path / "log", set, poll=0.05, timeout=60
+        )
 
 
 def test_no_other_test_module_starts_a_cluster_or_kills_a_driver():
     """Node loss and driver kill have one harness: no other test module carries a copy."""
     owner = Path(sweep_harness.__file__).resolve()
-    copies = [p.name for p in TESTS.rglob("*.py") if p.resolve() not in (owner, Path(__file__).resolve())
-              and any(s in p.read_text() for s in ("ray.cluster_utils", "remove_node(", "os.killpg("))]
+    copies = [
+        p.name
+        for p in TESTS.rglob("*.py")
+        if p.resolve() not in (owner, Path(__file__).resolve())
+        and any(s in p.read_text() for s in ("ray.cluster_utils", "remove_node(", "os.killpg("))
+    ]
     assert not copies, f"use tests/sweep_harness.py instead of a copy in {copies}"
     assert os.path.basename(owner) == "sweep_harness.py"

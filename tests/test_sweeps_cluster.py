@@ -5,6 +5,7 @@ sweeps/run.py -- sweeps/ci.yaml, checks the sweep's results.csv and tears the cl
 Needs openssh-server and rsync (Debian packages) and port 22 on loopback: missing prerequisites
 skip the test locally and fail it under CI=true.
 """
+
 from __future__ import annotations
 
 import os
@@ -23,8 +24,7 @@ SCRIPT = REPO_ROOT / ".ci" / "ray_cluster_test.sh"
 
 def test_ray_up_submit_down(tmp_path: Path, sweep_phantom: Path):
     env = {**os.environ, "VENV": str(Path(sys.executable).parent.parent), "PHANTOM": str(sweep_phantom)}
-    proc = subprocess.run(["bash", str(SCRIPT), str(tmp_path)], env=env, capture_output=True, text=True,
-                          timeout=900)
+    proc = subprocess.run(["bash", str(SCRIPT), str(tmp_path)], env=env, capture_output=True, text=True, timeout=900)
     if proc.returncode == 3:
         msg = f"ray cluster test prerequisites missing: {proc.stderr.strip()}"
         if os.environ.get("CI", "").lower() == "true":

@@ -3,6 +3,7 @@ the file and key named; search spaces, GPU/DDP settings and results.csv rows are
 
 No Ray cluster is started here (seconds in total).
 """
+
 from __future__ import annotations
 
 import math
@@ -16,12 +17,11 @@ import yaml
 
 from core.errors import ConfigError
 from core.paths import REPO_ROOT
-from sweeps.config import Dim, decode_params, load_sweep, parse_dim
+from sweeps.config import decode_params, load_sweep, parse_dim
 from tests.support.sweep_trials import fake_trial
 
 SWEEPS = sorted((REPO_ROOT / "configs" / "sweeps").glob("*.yaml"))
-REQUIRED = {"ablation_skips", "ablation_depth", "ablation_heads", "ablation_full", "models", "hpo", "quickstart",
-            "ci"}
+REQUIRED = {"ablation_skips", "ablation_depth", "ablation_heads", "ablation_full", "models", "hpo", "quickstart", "ci"}
 
 
 def write(tmp_path: Path, text: str, name: str = "s.yaml") -> Path:
@@ -65,10 +65,10 @@ def test_sweep_config_validates(path: Path):
 
 def test_trial_counts_of_the_benchmark_configs():
     counts = {p.stem: load_sweep(p, validate_all=False).n_trials for p in SWEEPS}
-    assert counts["quickstart"] == 10          # 5 models x 2 seeds
-    assert counts["models"] == 15              # 5 models x 3 seeds
-    assert counts["ablation_skips"] == 12      # skips 0..3 x 3 seeds
-    assert counts["ablation_full"] == 36       # 4 skips x 3 depths x 3 heads
+    assert counts["quickstart"] == 10  # 5 models x 2 seeds
+    assert counts["models"] == 15  # 5 models x 3 seeds
+    assert counts["ablation_skips"] == 12  # skips 0..3 x 3 seeds
+    assert counts["ablation_full"] == 36  # 4 skips x 3 depths x 3 heads
     quick = load_sweep(REPO_ROOT / "sweeps" / "quickstart.yaml", validate_all=False)
     models = next(d for d in quick.dims if d.key == "model.name").values
     from lightning_modules.registry import list_models
@@ -77,25 +77,28 @@ def test_trial_counts_of_the_benchmark_configs():
 
 
 # --------------------------------------------------------------------------------------- rejection
-@pytest.mark.parametrize("change, words", [
-    ("space.model.options.skip_connections.grid=[0,1,2,3,4]", ["skip_connections=4", "0..3"]),
-    ("space.model.options.num_heads.grid=[[2,4,8,16],[2,5,8,16]]", ["num_heads", "divide"]),
-    ("space.model.name.grid=[sattisunet,nosuchnet]", ["unknown model", "nosuchnet"]),
-    ("space.model.options.nosuchknob.grid=[1]", ["nosuchknob"]),
-    ("space.model.lr.uniform=[0.1]", ["space.model.lr.uniform", "[low, high]"]),
-    ("space.model.lr.loguniform=[0,1]", ["loguniform", "low > 0"]),
-    ("space.trainer.nosuch.grid=[1]", ["space.trainer.nosuch"]),
-    ("space.model.lr.grid=[fast]", ["model.lr", "number"]),
-    ("config.trainer.max_epochs=many", ["trainer.max_epochs", "number"]),
-    ("config.model.nosuch=1", ["config", "model.nosuch"]),
-    ("search.algorithm=bayes", ["search.algorithm"]),
-    ("search.nosuch=1", ["search.nosuch"]),
-    ("scheduler.name=hyperband", ["scheduler.name"]),
-    ("resources.gpu=2.5", ["resources.gpu", "whole number"]),
-    ("search.max_concurrent_trials=0", ["max_concurrent_trials"]),
-    ("config.data.name=spine_generic", ["data.root"]),
-    ("config.data.name=nosuchdata", ["nosuchdata"]),
-])
+@pytest.mark.parametrize(
+    "change, words",
+    [
+        ("space.model.options.skip_connections.grid=[0,1,2,3,4]", ["skip_connections=4", "0..3"]),
+        ("space.model.options.num_heads.grid=[[2,4,8,16],[2,5,8,16]]", ["num_heads", "divide"]),
+        ("space.model.name.grid=[sattisunet,nosuchnet]", ["unknown model", "nosuchnet"]),
+        ("space.model.options.nosuchknob.grid=[1]", ["nosuchknob"]),
+        ("space.model.lr.uniform=[0.1]", ["space.model.lr.uniform", "[low, high]"]),
+        ("space.model.lr.loguniform=[0,1]", ["loguniform", "low > 0"]),
+        ("space.trainer.nosuch.grid=[1]", ["space.trainer.nosuch"]),
+        ("space.model.lr.grid=[fast]", ["model.lr", "number"]),
+        ("config.trainer.max_epochs=many", ["trainer.max_epochs", "number"]),
+        ("config.model.nosuch=1", ["config", "model.nosuch"]),
+        ("search.algorithm=bayes", ["search.algorithm"]),
+        ("search.nosuch=1", ["search.nosuch"]),
+        ("scheduler.name=hyperband", ["scheduler.name"]),
+        ("resources.gpu=2.5", ["resources.gpu", "whole number"]),
+        ("search.max_concurrent_trials=0", ["max_concurrent_trials"]),
+        ("config.data.name=spine_generic", ["data.root"]),
+        ("config.data.name=nosuchdata", ["nosuchdata"]),
+    ],
+)
 def test_bad_sweeps_are_rejected_naming_file_and_key(tmp_path: Path, change: str, words: list[str]):
     path = write(tmp_path, BASE.replace("{storage}", str(tmp_path / "out")))
     with pytest.raises(ConfigError) as err:
@@ -135,11 +138,13 @@ def test_param_space_domains_and_json_round_trip():
 
     from sweeps.runner import param_space
 
-    dims = [parse_dim("model.options.depths", {"grid": [[1, 1], [2, 2]]}, "f"),
-            parse_dim("model.name", {"choice": ["unet", "swinunet"]}, "f"),
-            parse_dim("model.lr", {"loguniform": [1e-4, 1e-2]}, "f"),
-            parse_dim("model.dropout", {"uniform": [0.0, 0.3]}, "f"),
-            parse_dim("model.options.depth", {"randint": [2, 4]}, "f")]
+    dims = [
+        parse_dim("model.options.depths", {"grid": [[1, 1], [2, 2]]}, "f"),
+        parse_dim("model.name", {"choice": ["unet", "swinunet"]}, "f"),
+        parse_dim("model.lr", {"loguniform": [1e-4, 1e-2]}, "f"),
+        parse_dim("model.dropout", {"uniform": [0.0, 0.3]}, "f"),
+        parse_dim("model.options.depth", {"randint": [2, 4]}, "f"),
+    ]
     space = param_space(dims)
     assert space["model.options.depths"] == {"grid_search": ["[1, 1]", "[2, 2]"]}
     assert isinstance(space["model.name"], tune.search.sample.Categorical)
@@ -159,8 +164,11 @@ def test_param_space_domains_and_json_round_trip():
 
 def test_overrides_and_storage(tmp_path: Path):
     path = write(tmp_path, BASE.replace("{storage}", "relative/out"))
-    sweep = load_sweep(path, overrides=["search.num_samples=3", "config.trainer.max_epochs=1",
-                                        "space.seed_everything.grid=[0,1]"], storage=str(tmp_path / "st"))
+    sweep = load_sweep(
+        path,
+        overrides=["search.num_samples=3", "config.trainer.max_epochs=1", "space.seed_everything.grid=[0,1]"],
+        storage=str(tmp_path / "st"),
+    )
     assert sweep.n_trials == 4 * 2 * 3
     assert sweep.run_config["trainer"]["max_epochs"] == 1
     assert sweep.sweep_dir == str(tmp_path / "st" / "t")
@@ -184,8 +192,9 @@ def test_resolved_sweep_yaml_reloads_identically(tmp_path: Path):
 def _setup(gpu: float, cpu: float = 4):
     from sweeps.runner import make_setup
 
-    sweep = load_sweep(REPO_ROOT / "sweeps" / "ci.yaml", overrides=[f"resources.gpu={gpu}", f"resources.cpu={cpu}"],
-                       validate_all=False)
+    sweep = load_sweep(
+        REPO_ROOT / "sweeps" / "ci.yaml", overrides=[f"resources.gpu={gpu}", f"resources.cpu={cpu}"], validate_all=False
+    )
     return make_setup(sweep)
 
 
@@ -243,8 +252,9 @@ def test_fit_trainer_kwargs_and_wrapper_customise_the_trainer(tmp_path: Path, mo
 
     cfg = trial_config(_setup(0), {"seed_everything": 0}, "abc_00000", tmp_path)
     cfg["logger"]["wandb"]["enabled"] = False
-    trainer = runner.build_trainer(cfg, tmp_path, trainer_kwargs={"strategy": DDPStrategy(process_group_backend="gloo"),
-                                                                  "plugins": []})
+    trainer = runner.build_trainer(
+        cfg, tmp_path, trainer_kwargs={"strategy": DDPStrategy(process_group_backend="gloo"), "plugins": []}
+    )
     assert isinstance(trainer.strategy, DDPStrategy)
     assert trainer._accelerator_connector.use_distributed_sampler is False  # the data module shards
     wrapped = []
@@ -270,10 +280,12 @@ def test_results_rows_recomputed_from_trial_files(tmp_path: Path):
     dims = [parse_dim("model.options.skip_connections", {"grid": [1]}, "f")]
     fake_trial(tmp_path, "a_00000", [0.5, 0.7, 0.9], [0.2, 0.6, 0.4])
     fake_trial(tmp_path, "a_00001", [0.3, 0.4], [0.1], task="gm")
-    infos = [TrialInfo("a_00000", "RUNNING", {"model.options.skip_connections": 1}),
-             TrialInfo("a_00001", "TERMINATED", {"model.options.skip_connections": 1}),
-             TrialInfo("a_00000", "TERMINATED", {"model.options.skip_connections": 1}),  # later event wins
-             TrialInfo("a_00002", "ERROR", {"model.options.skip_connections": 1}, {}, "ValueError: boom")]
+    infos = [
+        TrialInfo("a_00000", "RUNNING", {"model.options.skip_connections": 1}),
+        TrialInfo("a_00001", "TERMINATED", {"model.options.skip_connections": 1}),
+        TrialInfo("a_00000", "TERMINATED", {"model.options.skip_connections": 1}),  # later event wins
+        TrialInfo("a_00002", "ERROR", {"model.options.skip_connections": 1}, {}, "ValueError: boom"),
+    ]
     from runs.config import DEFAULTS
 
     frame = build_table(infos, dims, DEFAULTS, str(tmp_path))
@@ -285,8 +297,9 @@ def test_results_rows_recomputed_from_trial_files(tmp_path: Path):
     assert a["run_dir"] == "trials/a_00000" and a["attempts"] == 2 and a["skip_connections"] == 1
     from lightning_modules.registry import build_network
 
-    assert a["params"] == sum(p.numel() for p in build_network("unet", 1, 2, 2, "tiny", skip_connections=1)
-                              .parameters())
+    assert a["params"] == sum(
+        p.numel() for p in build_network("unet", 1, 2, 2, "tiny", skip_connections=1).parameters()
+    )
     assert math.isclose(b["test_dice"], np.mean([0.3, 0.4]) * 3 / 3)  # gm task: the gm column (3/3 scale)
     assert c["status"] == "ERROR" and c["error"] == "ValueError: boom" and pd.isna(c["test_dice"])
 
@@ -294,7 +307,7 @@ def test_results_rows_recomputed_from_trial_files(tmp_path: Path):
 def test_error_summary_takes_the_exception_line():
     from sweeps.results import error_summary
 
-    tb = "Traceback (most recent call last):\n  File \"x.py\", line 1\nValueError: bad knob\n\nsome ray footer"
+    tb = 'Traceback (most recent call last):\n  File "x.py", line 1\nValueError: bad knob\n\nsome ray footer'
     assert error_summary(tb) == "ValueError: bad knob"
     assert error_summary("") == ""
 

@@ -8,6 +8,7 @@
   one, and the searcher continues from its saved state (a restarted seeded TPE would repeat its
   first suggestions).
 """
+
 from __future__ import annotations
 
 import os
@@ -19,8 +20,15 @@ import pytest
 
 from core.paths import REPO_ROOT
 from sweeps.records import read_results_csv
-from tests.sweep_harness import (CORDBENCH, FAST, KILL_SWEEP, descendants, kill, kill_driver_after_a_trial,
-                                 sweep_losing_a_node)
+from tests.sweep_harness import (
+    CORDBENCH,
+    FAST,
+    KILL_SWEEP,
+    descendants,
+    kill,
+    kill_driver_after_a_trial,
+    sweep_losing_a_node,
+)
 
 pytestmark = [pytest.mark.slow, pytest.mark.ray, pytest.mark.subprocess]
 
@@ -43,9 +51,11 @@ def _epochs(csv: Path) -> list[int]:
 def test_node_loss_every_trial_finishes_once(tmp_path: Path, sweep_phantom: Path, sweep_env):
     from sweeps.config import load_sweep
 
-    sweep = load_sweep(REPO_ROOT / "sweeps" / "ci.yaml", storage=str(tmp_path),
-                       overrides=FAST + ["config.trainer.max_epochs=3", f"config.data.root={sweep_phantom}",
-                                         "failure.max_failures=2"])
+    sweep = load_sweep(
+        REPO_ROOT / "sweeps" / "ci.yaml",
+        storage=str(tmp_path),
+        overrides=FAST + ["config.trainer.max_epochs=3", f"config.data.root={sweep_phantom}", "failure.max_failures=2"],
+    )
     sweep_dir = Path(sweep.sweep_dir)
 
     def both_mid_run() -> bool:  # both trials reported an epoch, neither its last
@@ -72,8 +82,9 @@ def test_node_loss_every_trial_finishes_once(tmp_path: Path, sweep_phantom: Path
 # ------------------------------------------------------------------------------------ driver kill
 def _run_cli(args: list[str], log: Path, timeout: float) -> subprocess.CompletedProcess:
     with open(log, "w") as f:
-        proc = subprocess.Popen([CORDBENCH, *args], stdout=f, stderr=subprocess.STDOUT, cwd=REPO_ROOT,
-                                start_new_session=True)
+        proc = subprocess.Popen(
+            [CORDBENCH, *args], stdout=f, stderr=subprocess.STDOUT, cwd=REPO_ROOT, start_new_session=True
+        )
         try:
             proc.wait(timeout=timeout)
         finally:
@@ -96,8 +107,7 @@ def test_driver_kill_then_resume(tmp_path: Path, sweep_phantom: Path):
         partial = read_results_csv(csv)
         return set(partial.loc[partial["status"] == "TERMINATED", "trial_id"])
 
-    finished = kill_driver_after_a_trial([CORDBENCH, "sweep", str(cfg)], tmp_path / "driver1.log", terminated,
-                                         poll=0.2)
+    finished = kill_driver_after_a_trial([CORDBENCH, "sweep", str(cfg)], tmp_path / "driver1.log", terminated, poll=0.2)
     partial = pd.read_csv(sweep_dir / "results.csv")  # the killed driver left a consistent partial file
     assert partial["trial_id"].is_unique and len(partial) < 4 and finished
     marks = {t: (sweep_dir / "trials" / t / "trial.json").stat().st_mtime_ns for t in finished}

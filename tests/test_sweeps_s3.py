@@ -13,6 +13,7 @@
 * errors: an unreachable endpoint / unknown credentials stop ``cordbench sweep`` before Ray starts,
   in one line naming the URI.
 """
+
 from __future__ import annotations
 
 import io
@@ -33,8 +34,19 @@ from tests.s3_server import MotoServer, free_port
 from tests.sweep_harness import CORDBENCH, FAST, KILL_SWEEP, kill_driver_after_a_trial, sweep_losing_a_node
 
 pytestmark = [pytest.mark.slow, pytest.mark.ray, pytest.mark.subprocess, pytest.mark.services]
-RUN_FILES = {"config.yaml", "data.json", "split.json", "metrics.csv", "test_metrics.csv", "test_summary.json",
-             "trial.json", ".attempts", ".elapsed.json", "checkpoints/best.ckpt", "checkpoints/last.ckpt"}
+RUN_FILES = {
+    "config.yaml",
+    "data.json",
+    "split.json",
+    "metrics.csv",
+    "test_metrics.csv",
+    "test_summary.json",
+    "trial.json",
+    ".attempts",
+    ".elapsed.json",
+    "checkpoints/best.ckpt",
+    "checkpoints/last.ckpt",
+}
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +66,7 @@ def _files(uri: str) -> list[str]:
 
     fs, base = pyarrow.fs.FileSystem.from_uri(uri)
     infos = fs.get_file_info(pyarrow.fs.FileSelector(base, recursive=True, allow_not_found=True))
-    return sorted(i.path[len(base) + 1:] for i in infos if i.type == pyarrow.fs.FileType.File)
+    return sorted(i.path[len(base) + 1 :] for i in infos if i.type == pyarrow.fs.FileType.File)
 
 
 def _csv(uri: str) -> pd.DataFrame:
@@ -73,8 +85,10 @@ def _assert_complete(sweep_uri: str, frame: pd.DataFrame) -> list[str]:
         run = {f.split("/", 2)[2] for f in files if f.startswith(f"trials/{tid}/")}
         assert RUN_FILES <= run, RUN_FILES - run
         assert any(f.startswith(f"tune_{tid}/checkpoint_") for f in files)
-        ckpt = torch.load(io.BytesIO(storage.read_bytes(storage.join(sweep_uri, "trials", tid, "checkpoints",
-                                                                     "best.ckpt"))), weights_only=False)
+        ckpt = torch.load(
+            io.BytesIO(storage.read_bytes(storage.join(sweep_uri, "trials", tid, "checkpoints", "best.ckpt"))),
+            weights_only=False,
+        )
         assert ckpt["state_dict"]  # a whole Lightning checkpoint, not a prefix of one
         test = _csv(storage.join(sweep_uri, "trials", tid, "test_metrics.csv"))
         row = frame.set_index("trial_id").loc[tid]
@@ -89,9 +103,12 @@ def node_loss_sweep(s3_env, sweep_phantom: Path):
     """The CI sweep (2 trials × 4 epochs) into the bucket; one worker node is lost mid-run."""
     from sweeps.config import load_sweep
 
-    sweep = load_sweep(REPO_ROOT / "configs" / "sweeps" / "ci.yaml", storage=f"s3://{s3_env.bucket}/sweeps",
-                       overrides=FAST + ["name=ci_s3", "config.trainer.max_epochs=4",
-                                         f"config.data.root={sweep_phantom}", "failure.max_failures=2"])
+    sweep = load_sweep(
+        REPO_ROOT / "configs" / "sweeps" / "ci.yaml",
+        storage=f"s3://{s3_env.bucket}/sweeps",
+        overrides=FAST
+        + ["name=ci_s3", "config.trainer.max_epochs=4", f"config.data.root={sweep_phantom}", "failure.max_failures=2"],
+    )
 
     def both_mid_run() -> bool:
         files = _files(sweep.sweep_dir) if storage.exists(sweep.sweep_dir) else []
@@ -121,8 +138,9 @@ def test_node_loss_restores_from_the_bucket(node_loss_sweep):
             continue
         # the restored attempt started from Ray's checkpoint in the bucket, not from a local folder
         # (Tune kept only the newest checkpoints since: the one restored from may be deleted by now)
-        assert re.fullmatch(rf"s3://cordbench/sweeps/ci_s3/tune_{row['trial_id']}/checkpoint_00000[0-2]",
-                            record["restored_from"]), record["restored_from"]
+        assert re.fullmatch(
+            rf"s3://cordbench/sweeps/ci_s3/tune_{row['trial_id']}/checkpoint_00000[0-2]", record["restored_from"]
+        ), record["restored_from"]
 
 
 def test_leaderboard_from_the_bucket(node_loss_sweep, tmp_path: Path, capsys):
@@ -130,8 +148,20 @@ def test_leaderboard_from_the_bucket(node_loss_sweep, tmp_path: Path, capsys):
 
     uri, frame = node_loss_sweep
     out = tmp_path / "lb"
-    code = main(["leaderboard", uri, "-o", str(out), "--no-wandb", "--no-cost", "--n-boot", "200",
-                 "--morphometrics", "--upload"])
+    code = main(
+        [
+            "leaderboard",
+            uri,
+            "-o",
+            str(out),
+            "--no-wandb",
+            "--no-cost",
+            "--n-boot",
+            "200",
+            "--morphometrics",
+            "--upload",
+        ]
+    )
     assert code == 0, capsys.readouterr().err
     table = pd.read_csv(out / "leaderboard.csv")
     # one entry (unet/tiny, both seeds): the mean over test subjects of the seeds' mean, from the bucket's files
@@ -150,9 +180,12 @@ def test_driver_kill_then_resume_from_the_bucket(s3_env, sweep_phantom: Path, tm
     from ray.tune.search.optuna import OptunaSearch
 
     cfg = tmp_path / "killme_s3.yaml"
-    cfg.write_text(KILL_SWEEP.format(root=sweep_phantom, storage="outputs/unused")
-                   .replace("name: killme", "name: killme_s3").replace("num_samples: 4", "num_samples: 2")
-                   .replace("max_epochs: 2", "max_epochs: 1"))
+    cfg.write_text(
+        KILL_SWEEP.format(root=sweep_phantom, storage="outputs/unused")
+        .replace("name: killme", "name: killme_s3")
+        .replace("num_samples: 4", "num_samples: 2")
+        .replace("max_epochs: 2", "max_epochs: 1")
+    )
     uri = f"s3://{s3_env.bucket}/sweeps/killme_s3"
 
     def terminated() -> set[str]:
@@ -197,8 +230,10 @@ def test_storage_errors_are_one_line(s3_env, tmp_path: Path, capsys, monkeypatch
     assert len(err) == 1 and err[0].startswith("error: s3://cordbench/sweeps: cannot list: cannot reach"), err
     with MotoServer(auth=True) as locked:
         monkeypatch.setenv("AWS_ENDPOINT_URL", locked.endpoint)
-        for argv in (["sweep", "--resume", "s3://cordbench/sweeps/ci"],
-                     ["leaderboard", "s3://cordbench/sweeps/ci", "-o", str(tmp_path / "lb"), "--no-wandb"]):
+        for argv in (
+            ["sweep", "--resume", "s3://cordbench/sweeps/ci"],
+            ["leaderboard", "s3://cordbench/sweeps/ci", "-o", str(tmp_path / "lb"), "--no-wandb"],
+        ):
             assert main(argv) == 2
             err = capsys.readouterr().err.strip().splitlines()
             assert len(err) == 1 and "access denied" in err[0] and "s3://cordbench/sweeps/ci" in err[0], err

@@ -1,5 +1,6 @@
 """sweeps/storage.py against a real S3-compatible server on loopback (moto): write-then-rename,
 completion markers, one-line errors naming the URI (unreachable endpoint, bad credentials)."""
+
 from __future__ import annotations
 
 import socket
@@ -29,7 +30,7 @@ def _keys(server: MotoServer, prefix: str) -> list[str]:
     fs = server.filesystem()
     base = prefix.split("://", 1)[1]
     infos = fs.get_file_info(pyarrow.fs.FileSelector(base, recursive=True, allow_not_found=True))
-    return sorted(i.path[len(base) + 1:] for i in infos if i.type == pyarrow.fs.FileType.File)
+    return sorted(i.path[len(base) + 1 :] for i in infos if i.type == pyarrow.fs.FileType.File)
 
 
 def test_round_trip_and_listing(s3, s3_server, tmp_path: Path):
@@ -114,7 +115,7 @@ class CuttingProxy(threading.Thread):
                 if counted:
                     if self.budget <= 0:
                         break
-                    data = data[:self.budget]
+                    data = data[: self.budget]
                     self.budget -= len(data)
                 dst.sendall(data)
         except OSError:

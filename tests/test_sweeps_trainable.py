@@ -6,6 +6,7 @@ report callback like Lightning does after a restore (the restored epoch's end fi
 
 The slow Ray tests (``test_sweeps_fault.py``) check the same on a real cluster that loses a node.
 """
+
 from __future__ import annotations
 
 import json
@@ -16,8 +17,16 @@ import pytest
 
 import sweeps.trainable as T
 from runs.run_folder import CHECKPOINTS, LAST_CKPT, METRICS, WANDB
-from sweeps.records import (ATTEMPTS, PREVIOUS_METRICS, RESUME_DIR, TRIAL_RECORD, TRIALS_DIR, TUNE_CHECKPOINT,
-                            TUNE_META, read_trial_record)
+from sweeps.records import (
+    ATTEMPTS,
+    PREVIOUS_METRICS,
+    RESUME_DIR,
+    TRIAL_RECORD,
+    TRIALS_DIR,
+    TUNE_CHECKPOINT,
+    TUNE_META,
+    read_trial_record,
+)
 from tests.support.sweep_trials import FakeSession, trial_setup
 
 
@@ -25,7 +34,9 @@ def metrics_rows(epochs, attempt: int) -> pd.DataFrame:
     """CSVLogger-like rows: one validation and one training row per epoch."""
     rows = []
     for e in epochs:
-        rows.append({"epoch": e, "step": 10 * e + 9, "val/dice": 0.5 + e / 10 + attempt / 1000, "train/loss_epoch": None})
+        rows.append(
+            {"epoch": e, "step": 10 * e + 9, "val/dice": 0.5 + e / 10 + attempt / 1000, "train/loss_epoch": None}
+        )
         rows.append({"epoch": e, "step": 10 * e + 9, "val/dice": None, "train/loss_epoch": 1.0 / (e + 1)})
     return pd.DataFrame(rows)
 
@@ -144,17 +155,22 @@ def restored_fit(run: Path, resume_epoch: int, max_epochs: int, seen: dict):
         metrics_rows(range(resume_epoch + 1, max_epochs), 2).to_csv(run / METRICS, index=False)
         (run / CHECKPOINTS).mkdir(exist_ok=True)
         (run / CHECKPOINTS / LAST_CKPT).write_text("last")
-        return RunResult(out=run, best_ckpt=str(run / CHECKPOINTS / "best.ckpt"), val={"val/dice": 0.8},
-                         test_records=[{"subject": "sub-01", "sc/dice": 0.6}, {"subject": "sub-02", "sc/dice": 0.8}],
-                         seconds=2.0)
+        return RunResult(
+            out=run,
+            best_ckpt=str(run / CHECKPOINTS / "best.ckpt"),
+            val={"val/dice": 0.8},
+            test_records=[{"subject": "sub-01", "sc/dice": 0.6}, {"subject": "sub-02", "sc/dice": 0.8}],
+            seconds=2.0,
+        )
 
     return fit
 
 
 def test_a_restored_trial_resumes_from_the_tune_checkpoint_with_each_epoch_once(tmp_path, monkeypatch):
     """Attempt 1 got to epoch 2 and was lost after Tune's checkpoint of epoch 1 (0-based)."""
-    import runs.runner
     from ray import tune
+
+    import runs.runner
 
     run = tmp_path / TRIALS_DIR / "t0"
     run.mkdir(parents=True)

@@ -1,4 +1,5 @@
 """wandb tracking: one offline run per trial holding the final metrics; fallbacks; rank 0 only."""
+
 from __future__ import annotations
 
 import json
@@ -125,8 +126,15 @@ def fake_logger(monkeypatch):
 def _cfg(mode=None, options=None):
     from runs.config import load_config
 
-    return load_config([], [], {"name": "r", "model": {"name": "unet", "preset": "tiny", "options": options or {}},
-                                "logger": {"wandb": {"mode": mode, "group": "g"}}})
+    return load_config(
+        [],
+        [],
+        {
+            "name": "r",
+            "model": {"name": "unet", "preset": "tiny", "options": options or {}},
+            "logger": {"wandb": {"mode": mode, "group": "g"}},
+        },
+    )
 
 
 def test_online_failure_falls_back_to_offline_with_one_warning(fake_logger, tmp_path, monkeypatch):
@@ -159,10 +167,17 @@ def test_everything_failing_gives_none_and_one_warning(fake_logger, tmp_path):
     assert len(msgs) == 1 and "continuing without wandb" in msgs[0]
 
 
-@pytest.mark.parametrize("env, rank_zero", [({}, True), ({"RANK": "0", "LOCAL_RANK": "0"}, True),
-                                             ({"RANK": "1"}, False), ({"LOCAL_RANK": "1"}, False),
-                                             ({"LOCAL_RANK": "0", "NODE_RANK": "1"}, False),
-                                             ({"SLURM_PROCID": "3"}, False)])
+@pytest.mark.parametrize(
+    "env, rank_zero",
+    [
+        ({}, True),
+        ({"RANK": "0", "LOCAL_RANK": "0"}, True),
+        ({"RANK": "1"}, False),
+        ({"LOCAL_RANK": "1"}, False),
+        ({"LOCAL_RANK": "0", "NODE_RANK": "1"}, False),
+        ({"SLURM_PROCID": "3"}, False),
+    ],
+)
 def test_only_global_rank_zero_creates_a_run(fake_logger, tmp_path, monkeypatch, env, rank_zero):
     for k, v in env.items():
         monkeypatch.setenv(k, v)
@@ -194,8 +209,9 @@ def test_finish_never_raises(recwarn):
         def experiment(self):
             raise OSError("disk full")
 
-    tracking.finish_wandb(Broken(), SimpleNamespace(val={}, test_summary={}, test_records=[], best_ckpt=None,
-                                                    out=Path("."), seconds=0.0))
+    tracking.finish_wandb(
+        Broken(), SimpleNamespace(val={}, test_summary={}, test_records=[], best_ckpt=None, out=Path("."), seconds=0.0)
+    )
     assert len(_wandb_warnings(recwarn.list)) == 1
 
 
@@ -211,12 +227,21 @@ def test_leaderboard_run_falls_back_to_offline(tmp_path, monkeypatch):
         return real_init(*args, **kwargs)
 
     monkeypatch.setattr(wandb, "init", init)
-    table = pd.DataFrame({"rank": [1, 2], "entry": ["a", "b"], "mean": [0.9, 0.8], "ci_low": [0.85, 0.7],
-                          "ci_high": [0.95, 0.85], "p_holm": [float("nan"), 0.01]})
+    table = pd.DataFrame(
+        {
+            "rank": [1, 2],
+            "entry": ["a", "b"],
+            "mean": [0.9, 0.8],
+            "ci_low": [0.85, 0.7],
+            "ci_high": [0.95, 0.85],
+            "p_holm": [float("nan"), 0.01],
+        }
+    )
     with warnings.catch_warnings(record=True) as rec:
         warnings.simplefilter("always")
-        run_dir = tracking.log_leaderboard(tmp_path, table, {}, {"sweep": "s", "column": "sc/dice", "by": "model"},
-                                           group="grp", mode="online")
+        run_dir = tracking.log_leaderboard(
+            tmp_path, table, {}, {"sweep": "s", "column": "sc/dice", "by": "model"}, group="grp", mode="online"
+        )
     msgs = _wandb_warnings(rec)
     assert len(msgs) == 1 and "logging offline instead" in msgs[0]
     assert run_dir is not None and run_dir.name.startswith("offline-run-")

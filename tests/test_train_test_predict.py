@@ -6,6 +6,7 @@ subject's image must write exactly the mask the test wrote to ``predictions/`` a
 that mask's Dice against the native label (computed here, independently of the scoring code)
 must be the subject's row of ``test_metrics.csv``.
 """
+
 from __future__ import annotations
 
 import json
@@ -18,10 +19,24 @@ import pytest
 
 from cordbench.cli import main
 
-COMMON = ["--model", "unet", "--preset", "tiny", "--max-epochs", "1", "--data.patch_size=[48,48]",
-          "--data.batch_size=4", "--data.samples_per_volume=4", "--data.queue_length=16",
-          "--trainer.limit_train_batches=3", "--trainer.accelerator=cpu", "--trainer.devices=1",
-          "--trainer.enable_progress_bar=false", "--logger.wandb.enabled=false", "--data.augment.strength=0"]
+COMMON = [
+    "--model",
+    "unet",
+    "--preset",
+    "tiny",
+    "--max-epochs",
+    "1",
+    "--data.patch_size=[48,48]",
+    "--data.batch_size=4",
+    "--data.samples_per_volume=4",
+    "--data.queue_length=16",
+    "--trainer.limit_train_batches=3",
+    "--trainer.accelerator=cpu",
+    "--trainer.devices=1",
+    "--trainer.enable_progress_bar=false",
+    "--logger.wandb.enabled=false",
+    "--data.augment.strength=0",
+]
 
 
 def _dice(pred: np.ndarray, truth: np.ndarray) -> float:
@@ -37,8 +52,10 @@ def _fit(out: Path, *args: str) -> tuple[pd.DataFrame, dict]:
 
 def _predict(out: Path, image: Path, tmp: Path) -> np.ndarray:
     mask = tmp / "predicted.nii.gz"
-    assert main(["predict", "--ckpt", str(out / "checkpoints" / "best.ckpt"), "-i", str(image), "-o", str(mask)]) \
-        in (0, None)
+    assert main(["predict", "--ckpt", str(out / "checkpoints" / "best.ckpt"), "-i", str(image), "-o", str(mask)]) in (
+        0,
+        None,
+    )
     written = nib.load(mask)
     np.testing.assert_allclose(written.affine, nib.load(image).affine, atol=1e-6)
     return np.asanyarray(written.dataobj)
@@ -74,9 +91,19 @@ def test_gm_perone_predict_equals_test(tmp_path: Path, gm_fixture, gm_perone_run
 def test_phantom_crop_and_spacing_predict_equals_test(tmp_path: Path, sweep_phantom: Path, capsys):
     """Trained on label-centred crops of a resampled grid; tested and predicted with the FOV-centred rule."""
     out = tmp_path / "run"
-    per_subject, summary = _fit(out, "--data", "phantom", "--root", str(sweep_phantom), "--task", "sc",
-                                "--data.split.val_fraction=0.2", "--data.split.test_fraction=0.2",
-                                "--data.crop=[40,48]", "--data.spacing=[1.0,1.0,1.6]")
+    per_subject, summary = _fit(
+        out,
+        "--data",
+        "phantom",
+        "--root",
+        str(sweep_phantom),
+        "--task",
+        "sc",
+        "--data.split.val_fraction=0.2",
+        "--data.split.test_fraction=0.2",
+        "--data.crop=[40,48]",
+        "--data.spacing=[1.0,1.0,1.6]",
+    )
     pre = json.loads((out / "data.json").read_text())["preprocessing"]
     assert pre["crop"] == [40, 48] and pre["spacing"] == [1.0, 1.0, 1.6] and pre["train_crop"] == "label"
     assert summary["scoring"] == "native"
@@ -94,10 +121,25 @@ def test_phantom_crop_and_spacing_predict_equals_test(tmp_path: Path, sweep_phan
     # the sc task's default post-processing (largest component), recorded and overridable at test time
     assert summary["postprocess"] == "largest_component"
     raw_out = tmp_path / "raw"
-    test_args = ["test", "--ckpt", str(out / "checkpoints" / "best.ckpt"), "--data", "phantom", "--root",
-                 str(sweep_phantom), "--task", "sc", "--data.split.val_fraction=0.2", "--data.split.test_fraction=0.2",
-                 "--data.crop=[40,48]", "--data.spacing=[1.0,1.0,1.6]", "--trainer.accelerator=cpu",
-                 "--trainer.devices=1", "--trainer.enable_progress_bar=false", "--logger.wandb.enabled=false"]
+    test_args = [
+        "test",
+        "--ckpt",
+        str(out / "checkpoints" / "best.ckpt"),
+        "--data",
+        "phantom",
+        "--root",
+        str(sweep_phantom),
+        "--task",
+        "sc",
+        "--data.split.val_fraction=0.2",
+        "--data.split.test_fraction=0.2",
+        "--data.crop=[40,48]",
+        "--data.spacing=[1.0,1.0,1.6]",
+        "--trainer.accelerator=cpu",
+        "--trainer.devices=1",
+        "--trainer.enable_progress_bar=false",
+        "--logger.wandb.enabled=false",
+    ]
     # another preprocessing than the checkpoint's (default 64² patches pad to 64², not 48²): refused, nothing written
     capsys.readouterr()
     assert main([*test_args, "-o", str(tmp_path / "other")]) not in (0, None)

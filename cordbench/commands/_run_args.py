@@ -1,4 +1,5 @@
 """Arguments shared by fit / validate / test (LightningCLI-style config + shortcuts)."""
+
 from __future__ import annotations
 
 import argparse
@@ -33,8 +34,10 @@ def config_keys_help() -> str:
     from core.schema import RunConfig, key_table
     from runs.config import choices
 
-    return ("config keys (core/schema.py), set in a -c file or as --section.key=value; a recipe key left null\n"
-            "takes the model preset's training recipe (runs/recipes.py):\n" + key_table(RunConfig, choices))
+    return (
+        "config keys (core/schema.py), set in a -c file or as --section.key=value; a recipe key left null\n"
+        "takes the model preset's training recipe (runs/recipes.py):\n" + key_table(RunConfig, choices)
+    )
 
 
 def add_run_arguments(p: argparse.ArgumentParser) -> None:
@@ -42,17 +45,29 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
     help after the options)."""
     p.formatter_class = KeysHelpFormatter
     p.epilog = LazyText(config_keys_help)
-    p.add_argument("-c", "--config", action="append", default=[], metavar="YAML",
-                   help="config file(s) in configs/, merged left to right")
+    p.add_argument(
+        "-c",
+        "--config",
+        action="append",
+        default=[],
+        metavar="YAML",
+        help="config file(s) in configs/, merged left to right",
+    )
     p.add_argument("--model", help="registered network name (model.name)")
     p.add_argument("--preset", choices=PRESET_NAMES, help="model preset (model.preset)")
     p.add_argument("--data", help="data set: phantom | spine_generic | gmchallenge (data.name)")
     p.add_argument("--root", help="data set folder (data.root)")
     p.add_argument("--task", choices=TASK_NAMES, help="data.task")
-    add_number(p, "--max-epochs", kind=int, range=schema.get(RunConfig, "trainer.max_epochs").range,
-               help="trainer.max_epochs")
-    add_number(p, "--seed", kind=int, range=schema.get(RunConfig, "seed_everything").range,
-               help="seed_everything (also the split seed unless set)")
+    add_number(
+        p, "--max-epochs", kind=int, range=schema.get(RunConfig, "trainer.max_epochs").range, help="trainer.max_epochs"
+    )
+    add_number(
+        p,
+        "--seed",
+        kind=int,
+        range=schema.get(RunConfig, "seed_everything").range,
+        help="seed_everything (also the split seed unless set)",
+    )
     p.add_argument("--name", help="run name")
     p.add_argument("-o", "--output-dir", help="run folder (default outputs/runs/<name>)")
 

@@ -1,4 +1,5 @@
 """``cordbench fit``: train a model, keep the best checkpoint, test it on held-out subjects."""
+
 from __future__ import annotations
 
 import argparse
@@ -13,19 +14,25 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_run_arguments(p)
     p.add_argument("--ckpt-path", help="resume training from this checkpoint")
     p.add_argument("--no-test", action="store_true", help="skip the test on held-out subjects")
-    p.add_argument("--resume", action="store_true",
-                   help="continue the run in the run folder from its last (or interrupted) checkpoint, same config")
-    p.add_argument("--overwrite", action="store_true",
-                   help="replace an earlier run in the run folder (removed once the new run's inputs are valid)")
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the run in the run folder from its last (or interrupted) checkpoint, same config",
+    )
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace an earlier run in the run folder (removed once the new run's inputs are valid)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
+    from core.distributed import is_global_zero
+    from runs.recipes import training_line
     from runs.report import metrics_table
     from runs.run_folder import RunFolder
     from runs.run_guard import RunLock, is_worker_rank, latest_checkpoint, plan_fit
     from runs.runner import fit, run_dir
-    from core.distributed import is_global_zero
-    from runs.recipes import training_line
 
     cfg = config_from_args(args)
     out = run_dir(check_run_dir(cfg))

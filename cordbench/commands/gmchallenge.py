@@ -1,4 +1,5 @@
 """``cordbench gmchallenge``: the GM-challenge protocol in one command, and its results table."""
+
 from __future__ import annotations
 
 import argparse
@@ -14,12 +15,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("root", nargs="?", help="the GM challenge folder (site*-sc*-image.nii.gz, -mask-r*.nii.gz)")
     p.add_argument("--sweep", default=SWEEP, help=f"protocol sweep YAML (default {SWEEP})")
     p.add_argument("--table", metavar="SWEEP_DIR", help="only print the table of a finished protocol sweep")
-    p.add_argument("--class", dest="cls", default="gm", choices=tuple(TASKS["gm"].classes),
-                   help="class of the table")
+    p.add_argument("--class", dest="cls", default="gm", choices=tuple(TASKS["gm"].classes), help="class of the table")
     p.add_argument("--storage", metavar="DIR", help="sweep storage folder or URI (overrides the sweep's)")
     p.add_argument("--address", help="join a running Ray cluster (default: local Ray)")
-    p.add_argument("--override", action="append", default=[], metavar="KEY=VALUE",
-                   help="sweep key override, as for cordbench sweep (e.g. config.trainer.max_epochs=5)")
+    p.add_argument(
+        "--override",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="sweep key override, as for cordbench sweep (e.g. config.trainer.max_epochs=5)",
+    )
     p.add_argument("--check", action="store_true", help="validate the protocol and every trial config, then stop")
     p.add_argument("--overwrite", action="store_true", help="replace an earlier protocol sweep of the same name")
 
@@ -59,8 +64,9 @@ def run(args: argparse.Namespace) -> int:
         return 2
     from sweeps.config import load_sweep
 
-    sweep = load_sweep(args.sweep, overrides=[f"config.data.root={root.resolve()}", *args.override],
-                       storage=args.storage)
+    sweep = load_sweep(
+        args.sweep, overrides=[f"config.data.root={root.resolve()}", *args.override], storage=args.storage
+    )
     print(f"GM challenge protocol {sweep.name}: {sweep.n_trials} trial(s) -> {sweep.sweep_dir}", flush=True)
     if args.check:
         return 0

@@ -1,19 +1,20 @@
 """``cordbench models``: registered networks × presets with parameter count and FLOPs."""
+
 from __future__ import annotations
 
 import argparse
 from typing import Any
 
-from lightning_modules.flops import count_flops, flop_counter  # noqa: F401  (the library's one FLOP counter)
-
 from core.ranges import Range, add_number
+from lightning_modules.flops import count_flops, flop_counter  # noqa: F401  (the library's one FLOP counter)
 
 HELP = "list registered models and presets with parameters and GFLOPs at a given input size"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    add_number(parser, "--size", kind=int, range=Range(8, 4096), default=128,
-               help="input edge length in voxels (default 128)")
+    add_number(
+        parser, "--size", kind=int, range=Range(8, 4096), default=128, help="input edge length in voxels (default 128)"
+    )
     parser.add_argument("--spatial-dims", type=int, default=2, choices=(2, 3), help="2D slices or 3D volumes")
     add_number(parser, "--in-channels", kind=int, range=Range(1, 1024), default=1, help="input channels")
     add_number(parser, "--num-classes", kind=int, range=Range(1, 1024), default=2, help="output classes")
@@ -21,8 +22,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--preset", action="append", help="only this preset (repeatable)")
 
 
-def model_rows(size: int, spatial_dims: int = 2, in_channels: int = 1, num_classes: int = 2,
-               models: list[str] | None = None, presets: list[str] | None = None) -> list[dict[str, Any]]:
+def model_rows(
+    size: int,
+    spatial_dims: int = 2,
+    in_channels: int = 1,
+    num_classes: int = 2,
+    models: list[str] | None = None,
+    presets: list[str] | None = None,
+) -> list[dict[str, Any]]:
     """One row per (model, preset): parameters and forward GFLOPs for one ``size``^d input."""
     import torch
 
@@ -43,8 +50,9 @@ def model_rows(size: int, spatial_dims: int = 2, in_channels: int = 1, num_class
             x = torch.zeros((1, in_channels) + (size,) * spatial_dims)
             with torch.no_grad():
                 flops = count_flops(lambda: model(x))
-            rows.append({**row, "params": sum(p.numel() for p in model.parameters()), "gflops": flops / 1e9,
-                         "note": ""})
+            rows.append(
+                {**row, "params": sum(p.numel() for p in model.parameters()), "gflops": flops / 1e9, "note": ""}
+            )
     return rows
 
 

@@ -1,4 +1,5 @@
 """``cordbench morphometrics``: per-slice / per-level CSA, shape and SAC from a cord mask."""
+
 from __future__ import annotations
 
 import argparse
@@ -11,23 +12,34 @@ HELP = "cord CSA, diameters, shape and SAC per slice / vertebral level (sct_proc
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """Register the command's options."""
     p.add_argument("--seg", required=True, help="cord segmentation (NIfTI; labels > 0 or soft mask in [0, 1])")
-    p.add_argument("--soft", action=argparse.BooleanOptionalAction, default=None,
-                   help="measure the segmentation as partial volume (area = Σ values × pixel area, as SCT); "
-                        "default: detected (values strictly between 0 and 1); --no-soft thresholds at 0.5. "
-                        "The CSV's mask_type column says which was used")
+    p.add_argument(
+        "--soft",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="measure the segmentation as partial volume (area = Σ values × pixel area, as SCT); "
+        "default: detected (values strictly between 0 and 1); --no-soft thresholds at 0.5. "
+        "The CSV's mask_type column says which was used",
+    )
     p.add_argument("--levels", help="vertebral level map on the same grid (cord voxels labelled 1..7)")
     p.add_argument("--canal", help="spinal canal segmentation on the same grid (enables SAC, SAC_CSA)")
     p.add_argument("--vert", help="vertebral levels to keep, e.g. 2:3 or 2,4 (one row over them unless --perlevel)")
     p.add_argument("--perlevel", action="store_true", help="one row per level (default when --levels and no --vert)")
     p.add_argument("--perslice", action="store_true", help="one row per axial slice")
-    p.add_argument("--level-method", choices=["slice", "volume"], default="slice",
-                   help="slice: SCT columns from angle-corrected axial slices (default); volume: per-level CSA, "
-                        "canal area, SAC, SAC_CSA as volume / arc length along the centerline (needs --levels)")
+    p.add_argument(
+        "--level-method",
+        choices=["slice", "volume"],
+        default="slice",
+        help="slice: SCT columns from angle-corrected axial slices (default); volume: per-level CSA, "
+        "canal area, SAC, SAC_CSA as volume / arc length along the centerline (needs --levels)",
+    )
     p.add_argument("--no-angle-corr", action="store_true", help="disable the centerline angle correction")
-    p.add_argument("--centerline-method", choices=["bspline", "polyfit"], default="bspline",
-                   help="centerline fit (default bspline, as SCT)")
-    add_number(p, "--smooth", range=Range(0, 1e6), default=30.0,
-               help="bspline smoothing, as SCT's -centerline-smooth")
+    p.add_argument(
+        "--centerline-method",
+        choices=["bspline", "polyfit"],
+        default="bspline",
+        help="centerline fit (default bspline, as SCT)",
+    )
+    add_number(p, "--smooth", range=Range(0, 1e6), default=30.0, help="bspline smoothing, as SCT's -centerline-smooth")
     p.add_argument("-o", "--out", required=True, help="output CSV")
 
 
@@ -64,14 +76,22 @@ def _compute(args: argparse.Namespace, vert):
 
         if args.levels is None:
             raise ConfigError("--level-method volume needs --levels")
-        table = volume_per_level_from_files(args.seg, args.levels, args.canal,
-                                            centerline_method=args.centerline_method, smooth=args.smooth)
+        table = volume_per_level_from_files(
+            args.seg, args.levels, args.canal, centerline_method=args.centerline_method, smooth=args.smooth
+        )
         if vert is not None:
             table = table[table["VertLevel"].isin(present_levels(vert, table["VertLevel"]))]
         table.insert(0, "Filename", Path(args.seg).name)
         return table, ", volume / arc length"
-    perslice = morphometrics_from_files(args.seg, args.levels, args.canal, soft=args.soft,
-                                        angle_correction=not args.no_angle_corr,
-                                        centerline_method=args.centerline_method, smooth=args.smooth)
-    return aggregate(perslice, Path(args.seg).name, vert=vert, perlevel=True if args.perlevel else None,
-                     perslice_rows=args.perslice), ""
+    perslice = morphometrics_from_files(
+        args.seg,
+        args.levels,
+        args.canal,
+        soft=args.soft,
+        angle_correction=not args.no_angle_corr,
+        centerline_method=args.centerline_method,
+        smooth=args.smooth,
+    )
+    return aggregate(
+        perslice, Path(args.seg).name, vert=vert, perlevel=True if args.perlevel else None, perslice_rows=args.perslice
+    ), ""

@@ -1,4 +1,5 @@
 """``cordbench phantom``: write the synthetic spine-generic-style cohort with known ground truth."""
+
 from __future__ import annotations
 
 import argparse
@@ -18,31 +19,52 @@ def _float_or_inf(text: str) -> float:
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """Register the command's options."""
     p.add_argument("--out", "-o", required=True, help="output folder (created; must be empty or a phantom)")
-    add_number(p, "--subjects", "-n", kind=int, range=Range(1, 10_000), default=20,
-               help="number of subjects (default 20)")
-    add_number(p, "--seed", kind=int, range=Range(0, SEED_MAX), default=0,
-               help="random seed (same seed -> identical arrays)")
-    add_number(p, "--snr", parse=_float_or_inf, range=Range(0, None, allow_inf=True), default=30.0,
-               help="Rician SNR on white matter (b0 for DWI); 0 or inf = noise-free (default 30)")
+    add_number(
+        p, "--subjects", "-n", kind=int, range=Range(1, 10_000), default=20, help="number of subjects (default 20)"
+    )
+    add_number(
+        p, "--seed", kind=int, range=Range(0, SEED_MAX), default=0, help="random seed (same seed -> identical arrays)"
+    )
+    add_number(
+        p,
+        "--snr",
+        parse=_float_or_inf,
+        range=Range(0, None, allow_inf=True),
+        default=30.0,
+        help="Rician SNR on white matter (b0 for DWI); 0 or inf = noise-free (default 30)",
+    )
     add_number(p, "--tilt-min", range=Range(0, 45), default=0.0, help="minimum cord tilt to S-I in degrees (default 0)")
-    add_number(p, "--tilt-max", range=Range(0, 45), default=10.0,
-               help="maximum cord tilt to S-I in degrees (default 10)")
-    p.add_argument("--orientation", default="LAS",
-                   help="voxel orientation of every image, nibabel code (LAS = SCT's RPI; PSR like "
-                        "sct_testing_data t2; RPI, LPI, ...), default LAS")
+    add_number(
+        p, "--tilt-max", range=Range(0, 45), default=10.0, help="maximum cord tilt to S-I in degrees (default 10)"
+    )
+    p.add_argument(
+        "--orientation",
+        default="LAS",
+        help="voxel orientation of every image, nibabel code (LAS = SCT's RPI; PSR like "
+        "sct_testing_data t2; RPI, LPI, ...), default LAS",
+    )
     add_number(p, "--oblique", range=Range(-60, 60), default=0.0, help="rotate every image grid by DEG (default 0)")
-    p.add_argument("--corr", default="M=0.6,F=0.1",
-                   help="planted Pearson r of FA vs SAC/CSA per level and group: KEY=R[,KEY=R], keys *, M, F, "
-                        "Siemens, GE, Philips or SEX:VENDOR (default 'M=0.6,F=0.1')")
+    p.add_argument(
+        "--corr",
+        default="M=0.6,F=0.1",
+        help="planted Pearson r of FA vs SAC/CSA per level and group: KEY=R[,KEY=R], keys *, M, F, "
+        "Siemens, GE, Philips or SEX:VENDOR (default 'M=0.6,F=0.1')",
+    )
     add_number(p, "--stenosis-prob", range=Range(0, 1), default=0.5, help="share of subjects with a stenosis (0.5)")
     p.add_argument("--no-dwi", action="store_true", help="skip DWI (faster)")
     p.add_argument("--truth-only", action="store_true", help="participants and ground truth only, no images")
     p.add_argument("--float32", action="store_true", help="store images as float32 (default int16)")
-    p.add_argument("--randomise", action="store_true",
-                   help="domain randomisation of T2w/T2* (random tissue values, grid, FOV, artefacts, surrounding "
-                        "anatomy; truth unchanged; docs/phantom.md); ranges from --randomise-config")
-    p.add_argument("--randomise-config", metavar="YAML",
-                   help="YAML mapping of randomisation ranges (the data.phantom.randomise keys); implies --randomise")
+    p.add_argument(
+        "--randomise",
+        action="store_true",
+        help="domain randomisation of T2w/T2* (random tissue values, grid, FOV, artefacts, surrounding "
+        "anatomy; truth unchanged; docs/phantom.md); ranges from --randomise-config",
+    )
+    p.add_argument(
+        "--randomise-config",
+        metavar="YAML",
+        help="YAML mapping of randomisation ranges (the data.phantom.randomise keys); implies --randomise",
+    )
     add_number(p, "--workers", kind=int, range=Range(0, 256), default=0, help="processes (0 = auto: up to 2)")
     p.add_argument("--force", action="store_true", help="replace a phantom generated with other settings")
 
@@ -77,12 +99,25 @@ def run(args: argparse.Namespace) -> int:
     def progress(i: int, n: int) -> None:
         print(f"\rphantom: {i}/{n} subjects", end="" if i < n else "\n", flush=True)
 
-    out = generate_cohort(args.out, n_subjects=args.subjects, seed=args.seed, workers=args.workers,
-                          force=args.force, progress=progress, snr=args.snr, tilt_min=args.tilt_min,
-                          tilt_max=args.tilt_max, orientation=args.orientation.upper(), oblique=args.oblique,
-                          corr=args.corr, stenosis_prob=args.stenosis_prob, dwi=not args.no_dwi,
-                          truth_only=args.truth_only, dtype="float32" if args.float32 else "int16",
-                          randomise=_randomise(args))
+    out = generate_cohort(
+        args.out,
+        n_subjects=args.subjects,
+        seed=args.seed,
+        workers=args.workers,
+        force=args.force,
+        progress=progress,
+        snr=args.snr,
+        tilt_min=args.tilt_min,
+        tilt_max=args.tilt_max,
+        orientation=args.orientation.upper(),
+        oblique=args.oblique,
+        corr=args.corr,
+        stenosis_prob=args.stenosis_prob,
+        dwi=not args.no_dwi,
+        truth_only=args.truth_only,
+        dtype="float32" if args.float32 else "int16",
+        randomise=_randomise(args),
+    )
     dt = time.perf_counter() - t0
     print(f"phantom cohort: {out} ({args.subjects} subjects, seed {args.seed}) in {dt:.1f} s")
     print(f"  ground truth: {out / TRUTH_TABLE} and {out / COHORT_JSON}")

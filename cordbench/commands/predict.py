@@ -1,4 +1,5 @@
 """``cordbench predict``: segment NIfTI images; masks written on each input's own grid."""
+
 from __future__ import annotations
 
 import argparse
@@ -10,12 +11,19 @@ HELP = "segment NIfTI file(s) with a checkpoint; masks keep the input's shape an
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ckpt", required=True, help="trained checkpoint (.ckpt)")
     p.add_argument("-i", "--input", nargs="+", help="input NIfTI image(s), any orientation")
-    p.add_argument("--bids", metavar="ROOT", help="predict every image of a BIDS data set into "
-                   "ROOT/derivatives/cordbench/sub-*/{anat,dwi}/<stem>_label-<TASK>_seg.nii.gz")
+    p.add_argument(
+        "--bids",
+        metavar="ROOT",
+        help="predict every image of a BIDS data set into "
+        "ROOT/derivatives/cordbench/sub-*/{anat,dwi}/<stem>_label-<TASK>_seg.nii.gz",
+    )
     p.add_argument("--contrast", help="with --bids: the contrast to segment (default: the model's)")
     p.add_argument("-o", "--output", help="output mask path (one input) or folder (several inputs)")
-    p.add_argument("--qc", metavar="DIR", help="also write the QC panel of every prediction (PNG) and the "
-                   "sortable report DIR/index.html")
+    p.add_argument(
+        "--qc",
+        metavar="DIR",
+        help="also write the QC panel of every prediction (PNG) and the sortable report DIR/index.html",
+    )
 
 
 def _default_out(src: Path, task: str) -> Path:
@@ -31,13 +39,16 @@ def plan_outputs(inputs: list[Path], output: str | None, task: str, ckpt: str) -
     sidecar may be one of the inputs or the checkpoint, and no two inputs may write the same mask.
     """
     from core.errors import OutputError
-    from evaluation.inference import sidecar_path
     from core.outputs import NIFTI_SUFFIXES, check_not_input, check_output_dir, check_output_file
+    from evaluation.inference import sidecar_path
 
     named = {f"-i {p}": p for p in inputs}
     named["--ckpt"] = ckpt
-    folder = output is not None and (output.endswith(("/", "\\")) or Path(output).is_dir()
-                                     or (len(inputs) > 1 and not output.lower().endswith(NIFTI_SUFFIXES)))
+    folder = output is not None and (
+        output.endswith(("/", "\\"))
+        or Path(output).is_dir()
+        or (len(inputs) > 1 and not output.lower().endswith(NIFTI_SUFFIXES))
+    )
     if output is not None and len(inputs) > 1 and not folder:
         raise OutputError(f"{len(inputs)} inputs need -o to be a folder (it holds one mask per input)", output)
     if folder:
@@ -61,10 +72,10 @@ def run(args: argparse.Namespace) -> int:
     import sys
     import warnings
 
-    from runs.checkpoints import load_module
     from core.errors import ConfigError
-    from evaluation.inference import EmptyPredictionWarning, predict_file, sidecar_path
     from core.outputs import check_output_dir
+    from evaluation.inference import EmptyPredictionWarning, predict_file, sidecar_path
+    from runs.checkpoints import load_module
 
     if bool(args.input) == bool(args.bids):
         raise ConfigError("give either -i/--input images or --bids ROOT")

@@ -1,4 +1,5 @@
 """``cordbench stats``: correlations per level and group, Fisher z-tests, BH, plots."""
+
 from __future__ import annotations
 
 import argparse
@@ -33,18 +34,22 @@ def run(args: argparse.Namespace) -> int:
     level_col = None if args.no_levels else args.level_col
     df = read_metrics(args.metrics, level_col)
     by = [b.strip() for b in args.by.split(",") if b.strip()]
-    res = write_statistics(df, args.x, args.y, by, level_col, args.out, source=args.metrics,
-                           plots=not args.no_plots)
+    res = write_statistics(df, args.x, args.y, by, level_col, args.out, source=args.metrics, plots=not args.no_plots)
     corr, comp = res["correlations"], res["comparisons"]
     undefined = corr[(corr["note"] != "") & ~corr["note"].str.endswith("not tested")] if len(corr) else corr
     if len(undefined):
         r0 = undefined.iloc[0]
-        print(f"warning: {args.metrics}: {len(undefined)} correlation(s) undefined (see the note column of "
-              f"correlations.csv), e.g. level {r0['level']} {r0['by']}={r0['group']}: {r0['note']}", file=sys.stderr)
+        print(
+            f"warning: {args.metrics}: {len(undefined)} correlation(s) undefined (see the note column of "
+            f"correlations.csv), e.g. level {r0['level']} {r0['by']}={r0['group']}: {r0['note']}",
+            file=sys.stderr,
+        )
     overall = corr[corr["by"] == "all"]
     for _, r in overall.iterrows():
-        print(f"level {r['level']}: n={r['n']} r={r['r']:.3f} [{r['ci_low']:.3f}, {r['ci_high']:.3f}] "
-              f"p={r['p']:.3g} q={r['q_bh']:.3g}")
+        print(
+            f"level {r['level']}: n={r['n']} r={r['r']:.3f} [{r['ci_low']:.3f}, {r['ci_high']:.3f}] "
+            f"p={r['p']:.3g} q={r['q_bh']:.3g}"
+        )
     sig = comp[comp["q_bh"] < 0.05] if len(comp) else comp
     print(f"{len(comp)} group comparisons, {len(sig)} with q < 0.05; wrote {args.out}")
     return 0

@@ -1,4 +1,5 @@
 """``cordbench sweep``: run a Ray Tune sweep from ``configs/sweeps/*.yaml`` (or resume one)."""
+
 from __future__ import annotations
 
 import argparse
@@ -9,17 +10,27 @@ HELP = "run a Ray Tune sweep (configs/sweeps/*.yaml) locally or on a cluster; --
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("config", nargs="?", help="sweep YAML (configs/sweeps/*.yaml; the old sweeps/*.yaml paths and "
-                   "bare names such as quickstart work too)")
+    p.add_argument(
+        "config",
+        nargs="?",
+        help="sweep YAML (configs/sweeps/*.yaml; the old sweeps/*.yaml paths and "
+        "bare names such as quickstart work too)",
+    )
     p.add_argument("--address", help="join a running Ray cluster: auto | ray://host:10001 (default: local Ray)")
     p.add_argument("--resume", metavar="DIR", help="finish the sweep in this folder (<storage>/<name>)")
     p.add_argument("--storage", metavar="DIR", help="storage folder or URI (overrides the config's storage)")
-    p.add_argument("--override", action="append", default=[], metavar="KEY=VALUE",
-                   help="sweep key override, e.g. search.num_samples=4, config.trainer.max_epochs=1, "
-                        "space.model.lr.loguniform=[1e-4,1e-2] (repeatable)")
+    p.add_argument(
+        "--override",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="sweep key override, e.g. search.num_samples=4, config.trainer.max_epochs=1, "
+        "space.model.lr.loguniform=[1e-4,1e-2] (repeatable)",
+    )
     p.add_argument("--check", action="store_true", help="validate the sweep and every trial config, then stop")
-    p.add_argument("--overwrite", action="store_true",
-                   help="delete an earlier sweep of the same name in the storage folder first")
+    p.add_argument(
+        "--overwrite", action="store_true", help="delete an earlier sweep of the same name in the storage folder first"
+    )
     p.formatter_class = KeysHelpFormatter
     p.epilog = LazyText(sweep_keys_help)
 
@@ -28,9 +39,11 @@ def sweep_keys_help() -> str:
     """The ``--help`` table of every sweep-file key (:class:`core.schema.SweepConfig`)."""
     from core.schema import SweepConfig, key_table
 
-    return ("sweep keys (core/schema.py), set in the sweep file or with --override KEY=VALUE; config holds run-config\n"
-            "keys (cordbench fit --help), space maps a dotted run-config key to one distribution:\n"
-            + key_table(SweepConfig))
+    return (
+        "sweep keys (core/schema.py), set in the sweep file or with --override KEY=VALUE; config holds run-config\n"
+        "keys (cordbench fit --help), space maps a dotted run-config key to one distribution:\n"
+        + key_table(SweepConfig)
+    )
 
 
 def summary_table(frame) -> str:
@@ -61,8 +74,11 @@ def run(args: argparse.Namespace) -> int:
         outcome = resume_sweep(args.resume, address=args.address)
     else:
         sweep = load_sweep(args.config, overrides=args.override, storage=args.storage)
-        print(f"sweep {sweep.name}: {sweep.n_trials} trial(s), {len(sweep.dims)} swept key(s), "
-              f"{sweep.n_validated} config(s) validated -> {sweep.sweep_dir}", flush=True)
+        print(
+            f"sweep {sweep.name}: {sweep.n_trials} trial(s), {len(sweep.dims)} swept key(s), "
+            f"{sweep.n_validated} config(s) validated -> {sweep.sweep_dir}",
+            flush=True,
+        )
         if args.check:
             return 0
         from sweeps.runner import run_sweep

@@ -1,4 +1,5 @@
 """``cordbench test``: score a checkpoint on the held-out subjects of a config's split, or on real scans."""
+
 from __future__ import annotations
 
 import argparse
@@ -12,11 +13,14 @@ ACCEPTS_OVERRIDES = True
 def add_arguments(p: argparse.ArgumentParser) -> None:
     add_run_arguments(p)
     p.add_argument("--ckpt", required=True, help="checkpoint (.ckpt) to evaluate")
-    p.add_argument("--real", metavar="DIR",
-                   help="instead: score the checkpoint on real labelled scans in DIR (a BIDS folder or a flat "
-                        "folder of image/label pairs, docs/data.md) on each image's native grid; writes "
-                        "real_metrics.csv, real_summary.json and real_predictions/ into the run folder (-o, else "
-                        "the run folder holding the checkpoint, else the config's)")
+    p.add_argument(
+        "--real",
+        metavar="DIR",
+        help="instead: score the checkpoint on real labelled scans in DIR (a BIDS folder or a flat "
+        "folder of image/label pairs, docs/data.md) on each image's native grid; writes "
+        "real_metrics.csv, real_summary.json and real_predictions/ into the run folder (-o, else "
+        "the run folder holding the checkpoint, else the config's)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -37,13 +41,13 @@ def run_real(args: argparse.Namespace) -> int:
     """``test --real DIR``: checks the run folder, reads the checkpoint and the set, scores, prints the table."""
     from pathlib import Path
 
-    from runs.checkpoints import load_module
     from cordbench.commands._run_args import config_from_args
+    from data_modules.real import read_real_set
+    from runs.checkpoints import load_module
     from runs.real_eval import check_output, evaluate_real, real_table, run_folder_of
     from runs.run_folder import RunFolder
     from runs.run_guard import RunLock
     from runs.runner import quiet, run_dir
-    from data_modules.real import read_real_set
 
     out = Path(args.output_dir) if args.output_dir else run_folder_of(args.ckpt) or run_dir(config_from_args(args))
     check_output(out, Path(args.real), args.ckpt)

@@ -1,4 +1,5 @@
 """``cordbench validate``: validation metrics of a checkpoint."""
+
 from __future__ import annotations
 
 import argparse

@@ -8,6 +8,7 @@
 :mod:`contrast` (intensities, noise), :mod:`dwi` (tensors, scheme), :mod:`layout` (names,
 sidecars), :mod:`subject` and :mod:`cohort` (writing).
 """
+
 from data_modules.phantom.cohort import generate_cohort
 from data_modules.phantom.options import PhantomOptions
 from data_modules.phantom.subject import generate_subject

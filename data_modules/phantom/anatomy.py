@@ -20,6 +20,7 @@ The per-level ground truth is the arc-length mean over the level of the analytic
 the mask volume of the level divided by the level's arc length (Pappus), which is what slice-wise
 angle-corrected areas average to.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -39,12 +40,12 @@ TISSUES = ("soft", "bone", "disc", "csf", "wm", "gm")
 
 CANAL_EXP_A = 0.45  # canal semi-axes = cord semi-axes × (1+rho)^exp: A-P narrows a bit more
 CANAL_EXP_B = 0.55
-RHO_FLOOR = 0.08    # minimum SAC/CSA anywhere (canal strictly contains the cord)
-BODY_GAP = 1.0      # mm between canal and vertebral body (posterior longitudinal ligament)
+RHO_FLOOR = 0.08  # minimum SAC/CSA anywhere (canal strictly contains the cord)
+BODY_GAP = 1.0  # mm between canal and vertebral body (posterior longitudinal ligament)
 BODY_RW, BODY_RB = 8.0, 7.5  # vertebral body half-width (R-L) and half-depth (A-P), mm
-DISC_HALF = 2.0     # half-thickness of a disc along s, mm
-TABLE_STEP = 0.05   # mm, tabulation of the smooth profiles
-QUAD_STEP = 0.01    # mm, midpoint quadrature of per-level means
+DISC_HALF = 2.0  # half-thickness of a disc along s, mm
+TABLE_STEP = 0.05  # mm, tabulation of the smooth profiles
+QUAD_STEP = 0.01  # mm, midpoint quadrature of per-level means
 
 # gray-matter butterfly in normalised cord coordinates (u~ to the right, v~ anterior):
 # (centre u, centre v, half-width across, half-length along, angle of the long axis from anterior
@@ -75,8 +76,8 @@ def gm_radius(un: np.ndarray, vn: np.ndarray) -> tuple[np.ndarray, np.ndarray, n
         r = np.sqrt((p_ac / across) ** 2 + (p_al / along) ** 2)
         rs = np.maximum(r, 1e-9)
         # d r / d(p_ac, p_al) then chain to (u~, v~)
-        d_ac = p_ac / (across ** 2 * rs)
-        d_al = p_al / (along ** 2 * rs)
+        d_ac = p_ac / (across**2 * rs)
+        d_al = p_al / (along**2 * rs)
         ru = d_ac * cg + d_al * su
         rv = -d_ac * su + d_al * cg
         take = r < best
@@ -95,7 +96,7 @@ def gm_normalised_area(n: int = 1600) -> float:
     """
     h = 2.0 / n
     c = -1.0 + h * (np.arange(n) + 0.5)
-    uu, vv = np.meshgrid(c[n // 2:], c, indexing="xy")
+    uu, vv = np.meshgrid(c[n // 2 :], c, indexing="xy")
     r, _, _ = gm_radius(uu, vv)
     return 2.0 * int(np.count_nonzero(r <= 1.0)) * h * h
 
@@ -104,15 +105,15 @@ def gm_normalised_area(n: int = 1600) -> float:
 class AnatomyDraw:
     """The random parameters of one subject's anatomy (drawn in :mod:`population`)."""
 
-    level_lengths: np.ndarray   # (7,) mm, C1..C7
-    csa_levels: np.ndarray      # (7,) mm², cord CSA at each level's centre (before smoothing)
-    aspect_levels: np.ndarray   # (7,) R-L / A-P diameter ratio of the cord at each level's centre
+    level_lengths: np.ndarray  # (7,) mm, C1..C7
+    csa_levels: np.ndarray  # (7,) mm², cord CSA at each level's centre (before smoothing)
+    aspect_levels: np.ndarray  # (7,) R-L / A-P diameter ratio of the cord at each level's centre
     gm_scale_levels: np.ndarray  # (7,) butterfly scale g at each level's centre
     sac_csa_levels: np.ndarray  # (7,) target per-level mean SAC/CSA (met exactly)
-    radius: float               # lordosis radius (mm)
+    radius: float  # lordosis radius (mm)
     tilt_deg: float
     tilt_azimuth_deg: float
-    origin: np.ndarray          # world position of the centerline mid point
+    origin: np.ndarray  # world position of the centerline mid point
 
 
 @dataclass
@@ -121,7 +122,7 @@ class Anatomy:
 
     draw: AnatomyDraw
     centerline: Centerline
-    disc_s: np.ndarray          # (8,) arc length of disc labels 1..8
+    disc_s: np.ndarray  # (8,) arc length of disc labels 1..8
     s_tab: np.ndarray
     a_tab: np.ndarray
     b_tab: np.ndarray
@@ -130,7 +131,7 @@ class Anatomy:
     A_tab: np.ndarray
     B_tab: np.ndarray
     rho_clipped: bool = False
-    canal_shift: float = 0.0    # canal centre at v = canal_shift·(B − b) (randomised phantoms; 0 = concentric)
+    canal_shift: float = 0.0  # canal centre at v = canal_shift·(B − b) (randomised phantoms; 0 = concentric)
 
     def canal_offset(self, s: np.ndarray) -> np.ndarray:
         """Anterior offset (mm) of the canal's centre from the centerline at ``s`` (the cord stays inside)."""
@@ -149,8 +150,14 @@ class Anatomy:
         i = t.astype(np.intp)
         w = t - i
         out = {}
-        for name, tab in (("a", self.a_tab), ("b", self.b_tab), ("g", self.g_tab), ("rho", self.rho_tab),
-                          ("A", self.A_tab), ("B", self.B_tab)):
+        for name, tab in (
+            ("a", self.a_tab),
+            ("b", self.b_tab),
+            ("g", self.g_tab),
+            ("rho", self.rho_tab),
+            ("A", self.A_tab),
+            ("B", self.B_tab),
+        ):
             lo = tab[i]
             out[name] = lo + w * (tab[i + 1] - lo)
         return out
@@ -165,8 +172,9 @@ class Anatomy:
         return np.clip(np.searchsorted(self.disc_s, s, side="right") - 1, 0, N_LEVELS - 1)
 
     # ------------------------------------------------------------------ tissue at points
-    def classify(self, xyz: np.ndarray, directions: np.ndarray | None = None,
-                 spacing: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    def classify(
+        self, xyz: np.ndarray, directions: np.ndarray | None = None, spacing: np.ndarray | None = None
+    ) -> dict[str, np.ndarray]:
         """Tissue at world points ``(3, n)`` (voxel centres).
 
         Returns ``s`` (and the normal-plane offsets ``u``, ``v``), ``level`` (0..7), boolean ``canal``, ``cord``, ``gm``, the tissue class at
@@ -212,8 +220,19 @@ class Anatomy:
         cls[canal] = CSF
         cls[cord] = WM
         cls[gm] = GM
-        out = {"s": s, "u": u, "v": v, "v_canal": vk, "phi": phi, "canal": canal, "cord": cord, "gm": gm, "cls": cls,
-               "disc_zone": is_disc, "level": self.level_of(s)}
+        out = {
+            "s": s,
+            "u": u,
+            "v": v,
+            "v_canal": vk,
+            "phi": phi,
+            "canal": canal,
+            "cord": cord,
+            "gm": gm,
+            "cls": cls,
+            "disc_zone": is_disc,
+            "level": self.level_of(s),
+        }
         if directions is None:
             return out
         nrl = cl.normal_rl
@@ -230,8 +249,16 @@ class Anatomy:
             f = (d <= 0).astype(float)
             band = np.abs(d) < 0.5 * hmax
             if band.any():
-                f[band] = _pv_fraction(d[band], gmu[near][band] / grad[band], gmv[near][band] / grad[band],
-                                       phi[near][band], nrl, rot, directions, spacing)
+                f[band] = _pv_fraction(
+                    d[band],
+                    gmu[near][band] / grad[band],
+                    gmv[near][band] / grad[band],
+                    phi[near][band],
+                    nrl,
+                    rot,
+                    directions,
+                    spacing,
+                )
             f_gm[near] = f
         f_gm = np.minimum(f_gm, f_cord)
         f_body = _ellipse_ramp(u, vb, rb2, BODY_RW, BODY_RB, *pv)
@@ -279,8 +306,16 @@ class Anatomy:
         return out
 
 
-def _pv_fraction(d: np.ndarray, nu: np.ndarray, nv: np.ndarray, phi: np.ndarray, nrl: np.ndarray,
-                 rot: np.ndarray, directions: np.ndarray, spacing: np.ndarray) -> np.ndarray:
+def _pv_fraction(
+    d: np.ndarray,
+    nu: np.ndarray,
+    nv: np.ndarray,
+    phi: np.ndarray,
+    nrl: np.ndarray,
+    rot: np.ndarray,
+    directions: np.ndarray,
+    spacing: np.ndarray,
+) -> np.ndarray:
     """Share of a voxel box inside a boundary at signed distance ``d`` (mm, > 0 outside).
 
     The boundary normal ``(nu, nv)`` lies in the normal plane (u toward right, v anterior);
@@ -297,8 +332,19 @@ def _pv_fraction(d: np.ndarray, nu: np.ndarray, nv: np.ndarray, phi: np.ndarray,
     return np.clip(0.5 - d / np.maximum(h, 1e-9), 0.0, 1.0)
 
 
-def _ellipse_ramp(u: np.ndarray, v: np.ndarray, r2: np.ndarray, su, sv, phi: np.ndarray, nrl: np.ndarray,
-                  rot: np.ndarray, directions: np.ndarray, spacing: np.ndarray, hmax: float) -> np.ndarray:
+def _ellipse_ramp(
+    u: np.ndarray,
+    v: np.ndarray,
+    r2: np.ndarray,
+    su,
+    sv,
+    phi: np.ndarray,
+    nrl: np.ndarray,
+    rot: np.ndarray,
+    directions: np.ndarray,
+    spacing: np.ndarray,
+    hmax: float,
+) -> np.ndarray:
     """PV share inside the ellipse ``(u/su)² + (v/sv)² <= 1`` (``su``, ``sv`` scalars or per point)."""
     f = (r2 <= 1.0).astype(float)
     # cheap screen: |d| >= |r - 1| · min semi-axis; only points that may be within reach go further
@@ -310,15 +356,16 @@ def _ellipse_ramp(u: np.ndarray, v: np.ndarray, r2: np.ndarray, su, sv, phi: np.
     su_c = su[cand] if np.ndim(su) else su
     sv_c = sv[cand] if np.ndim(sv) else sv
     rc = np.maximum(r[cand], 1e-9)
-    gu = u[cand] / su_c ** 2 / rc
-    gv = v[cand] / sv_c ** 2 / rc
+    gu = u[cand] / su_c**2 / rc
+    gv = v[cand] / sv_c**2 / rc
     grad = np.maximum(np.hypot(gu, gv), 1e-12)
     d = (r[cand] - 1.0) / grad
     band = np.abs(d) < 0.5 * hmax
     if band.any():
         sel = cand[band]
-        f[sel] = _pv_fraction(d[band], gu[band] / grad[band], gv[band] / grad[band], phi[sel], nrl, rot,
-                              directions, spacing)
+        f[sel] = _pv_fraction(
+            d[band], gu[band] / grad[band], gv[band] / grad[band], phi[sel], nrl, rot, directions, spacing
+        )
     return f
 
 
@@ -375,8 +422,12 @@ def histospline_derivative(knots: np.ndarray, means: np.ndarray, s: np.ndarray) 
     k = np.clip(np.searchsorted(x, sq, side="right") - 1, 0, n - 2)
     hk = h[k]
     left, right = x[k + 1] - sq, sq - x[k]
-    return (-m[k] * left ** 2 / (2 * hk) + m[k + 1] * right ** 2 / (2 * hk)
-            + (f[k + 1] - f[k]) / hk - (m[k + 1] - m[k]) * hk / 6)
+    return (
+        -m[k] * left**2 / (2 * hk)
+        + m[k + 1] * right**2 / (2 * hk)
+        + (f[k + 1] - f[k]) / hk
+        - (m[k + 1] - m[k]) * hk / 6
+    )
 
 
 def build_anatomy(draw: AnatomyDraw) -> Anatomy:
@@ -392,8 +443,12 @@ def build_anatomy(draw: AnatomyDraw) -> Anatomy:
     lengths = np.asarray(draw.level_lengths, dtype=float)
     disc_s = np.concatenate([[0.0], np.cumsum(lengths)])
     total = float(disc_s[-1])
-    cl = Centerline(total, float(draw.radius), tilt_rotation(draw.tilt_deg, draw.tilt_azimuth_deg),
-                    np.asarray(draw.origin, dtype=float))
+    cl = Centerline(
+        total,
+        float(draw.radius),
+        tilt_rotation(draw.tilt_deg, draw.tilt_azimuth_deg),
+        np.asarray(draw.origin, dtype=float),
+    )
     centres = 0.5 * (disc_s[:-1] + disc_s[1:])
     s_tab = -60.0 + TABLE_STEP * np.arange(int(round((total + 120.0) / TABLE_STEP)) + 1)
     csa = pchip(centres, draw.csa_levels, s_tab)
@@ -404,5 +459,6 @@ def build_anatomy(draw: AnatomyDraw) -> Anatomy:
     rho = histospline_derivative(disc_s, draw.sac_csa_levels, s_tab)
     clipped = bool((rho < RHO_FLOOR).any())
     rho = np.maximum(rho, RHO_FLOOR)
-    return Anatomy(draw, cl, disc_s, s_tab, a, b, g, rho, a * (1.0 + rho) ** CANAL_EXP_A,
-                   b * (1.0 + rho) ** CANAL_EXP_B, clipped)
+    return Anatomy(
+        draw, cl, disc_s, s_tab, a, b, g, rho, a * (1.0 + rho) ** CANAL_EXP_A, b * (1.0 + rho) ** CANAL_EXP_B, clipped
+    )

@@ -5,6 +5,7 @@ An image value is the partial-volume mix of tissue values (fractions from
 ``scale · (value · gain_tissue)^gamma``, multiplied by a smooth bias field, then given Rician
 noise ``|S + sigma·(n1 + i·n2)|`` with ``sigma`` = (vendor-mapped white-matter value) / SNR.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -42,7 +43,7 @@ def vendor_values(contrast: str, vendor: str) -> np.ndarray:
     vd = VENDOR_CONTRAST[vendor]
     vals = TISSUE_VALUES[contrast].copy()
     vals[CSF] *= vd.csf_gain
-    return vd.scale * vals ** vd.gamma
+    return vd.scale * vals**vd.gamma
 
 
 def mix(values: np.ndarray, tissue: dict[str, np.ndarray]) -> np.ndarray:
@@ -53,8 +54,9 @@ def mix(values: np.ndarray, tissue: dict[str, np.ndarray]) -> np.ndarray:
     f_canal, f_cord, f_gm, f_body = tissue["f_canal"], tissue["f_cord"], tissue["f_gm"], tissue["f_body"]
     body_val = np.where(tissue["disc_zone"], values[DISC], values[BONE])
     outside = f_body * body_val + (1.0 - f_body) * values[SOFT]
-    return (f_gm * values[GM] + (f_cord - f_gm) * values[WM] + (f_canal - f_cord) * values[CSF]
-            + (1.0 - f_canal) * outside)
+    return (
+        f_gm * values[GM] + (f_cord - f_gm) * values[WM] + (f_canal - f_cord) * values[CSF] + (1.0 - f_canal) * outside
+    )
 
 
 @dataclass(frozen=True)
@@ -67,13 +69,17 @@ class BiasField:
     centre: np.ndarray
 
     @classmethod
-    def draw(cls, rng: np.random.Generator, amplitude: float, centre: np.ndarray, n: int = 3) -> "BiasField":
+    def draw(cls, rng: np.random.Generator, amplitude: float, centre: np.ndarray, n: int = 3) -> BiasField:
         """Random low-frequency field (wavelengths 150–400 mm) with log-amplitude ~ ``amplitude``."""
         dirs = rng.normal(size=(n, 3))
         dirs /= np.linalg.norm(dirs, axis=1, keepdims=True)
         wl = rng.uniform(150.0, 400.0, n)
-        return cls(amplitude * rng.uniform(0.5, 1.0, n) / np.sqrt(n), dirs * (2 * np.pi / wl)[:, None],
-                   rng.uniform(0, 2 * np.pi, n), np.asarray(centre, dtype=float))
+        return cls(
+            amplitude * rng.uniform(0.5, 1.0, n) / np.sqrt(n),
+            dirs * (2 * np.pi / wl)[:, None],
+            rng.uniform(0, 2 * np.pi, n),
+            np.asarray(centre, dtype=float),
+        )
 
     def __call__(self, xyz: np.ndarray) -> np.ndarray:
         """Field at world points ``(3, n)``."""
@@ -112,5 +118,4 @@ def to_dtype(data: np.ndarray, dtype: str) -> np.ndarray:
     return data.astype(np.float32)
 
 
-__all__ = ["TISSUES", "vendor_values", "mix", "BiasField", "rician", "noise_sigma", "to_dtype",
-           "VENDOR_CONTRAST"]
+__all__ = ["TISSUES", "vendor_values", "mix", "BiasField", "rician", "noise_sigma", "to_dtype", "VENDOR_CONTRAST"]

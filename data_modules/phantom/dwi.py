@@ -8,6 +8,7 @@ CSF, disc, bone and soft tissue are isotropic. ``S = S0·exp(−b gᵀ D g)``.
 bvecs follow FSL: unit vectors in the image's voxel axes, with the first axis negated when the
 affine has a positive determinant; :func:`world_gradients` turns them into world directions.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -62,8 +63,15 @@ def world_gradients(bvecs: np.ndarray, affine: np.ndarray) -> np.ndarray:
     return g @ rot.T
 
 
-def dw_signal(s0: np.ndarray, cls: np.ndarray, tangent: np.ndarray, level_idx: np.ndarray,
-              tensors: dict[str, np.ndarray], bvals: np.ndarray, gdirs: np.ndarray) -> np.ndarray:
+def dw_signal(
+    s0: np.ndarray,
+    cls: np.ndarray,
+    tangent: np.ndarray,
+    level_idx: np.ndarray,
+    tensors: dict[str, np.ndarray],
+    bvals: np.ndarray,
+    gdirs: np.ndarray,
+) -> np.ndarray:
     """Noise-free signals (n_voxels, N) for voxels of class ``cls`` with cord tangents ``tangent``.
 
     ``tensors`` holds per-level arrays ``ad_wm, rd_wm, ad_gm, rd_gm`` (indexed by ``level_idx``).
@@ -89,5 +97,5 @@ def fa_of(ad: np.ndarray, rd: np.ndarray) -> np.ndarray:
     """FA of an axially symmetric tensor."""
     md = (ad + 2 * rd) / 3
     num = np.sqrt((ad - md) ** 2 + 2 * (rd - md) ** 2)
-    den = np.sqrt(ad ** 2 + 2 * rd ** 2)
+    den = np.sqrt(ad**2 + 2 * rd**2)
     return np.sqrt(1.5) * num / den

@@ -13,6 +13,7 @@ centerline (the point whose normal plane contains it), ``u`` its offset toward t
 right and ``v`` toward anterior within that normal plane. Cross-sections perpendicular to the
 centerline are therefore exact planes ``s = const``.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -21,8 +22,14 @@ import numpy as np
 
 from data_modules.phantom.options import orientation_axes
 
-_LETTER_DIR = {"R": (1.0, 0.0, 0.0), "L": (-1.0, 0.0, 0.0), "A": (0.0, 1.0, 0.0),
-               "P": (0.0, -1.0, 0.0), "S": (0.0, 0.0, 1.0), "I": (0.0, 0.0, -1.0)}
+_LETTER_DIR = {
+    "R": (1.0, 0.0, 0.0),
+    "L": (-1.0, 0.0, 0.0),
+    "A": (0.0, 1.0, 0.0),
+    "P": (0.0, -1.0, 0.0),
+    "S": (0.0, 0.0, 1.0),
+    "I": (0.0, 0.0, -1.0),
+}
 _LETTER_AXIS = {"R": 0, "L": 0, "A": 1, "P": 1, "S": 2, "I": 2}
 
 
@@ -53,10 +60,10 @@ def oblique_rotation(oblique_deg: float) -> np.ndarray:
 class Centerline:
     """Circular-arc centerline; see the module docstring for the ``(s, u, v)`` mapping."""
 
-    length: float            # L: arc length from the top of C1 (s=0) to the C7/T1 disc (s=L)
-    radius: float            # lordosis radius R (mm)
-    rot: np.ndarray          # 3×3 world ← anatomical frame (the tilt)
-    origin: np.ndarray       # world position of the mid point s = L/2
+    length: float  # L: arc length from the top of C1 (s=0) to the C7/T1 disc (s=L)
+    radius: float  # lordosis radius R (mm)
+    rot: np.ndarray  # 3×3 world ← anatomical frame (the tilt)
+    origin: np.ndarray  # world position of the mid point s = L/2
 
     def _phi(self, s: np.ndarray) -> np.ndarray:
         return (np.asarray(s, dtype=float) - self.length / 2.0) / self.radius
@@ -146,8 +153,9 @@ class Grid:
         return np.rint(ijk).astype(int)
 
 
-def make_grid(points: np.ndarray, spacing_rl_ap_si: tuple[float, float, float], orientation: str,
-              grid_rot: np.ndarray) -> Grid:
+def make_grid(
+    points: np.ndarray, spacing_rl_ap_si: tuple[float, float, float], orientation: str, grid_rot: np.ndarray
+) -> Grid:
     """The smallest grid with the given orientation and rotation whose voxels cover ``points``.
 
     ``spacing_rl_ap_si`` are the voxel sizes along the (rotated) R-L, A-P and S-I axes;
@@ -170,8 +178,7 @@ def make_grid(points: np.ndarray, spacing_rl_ap_si: tuple[float, float, float], 
     return Grid(shape, affine)  # type: ignore[arg-type]
 
 
-def tube_points(cl: Centerline, s_range: tuple[float, float], half_width: float,
-                step: float = 2.0) -> np.ndarray:
+def tube_points(cl: Centerline, s_range: tuple[float, float], half_width: float, step: float = 2.0) -> np.ndarray:
     """Corners of a square of side ``2·half_width`` in each normal plane along the arc (for bounding boxes)."""
     s = np.arange(s_range[0], s_range[1] + step, step)
     c = cl.point(s)

@@ -9,6 +9,7 @@ largest fractions. The mask differs from the 0.5 threshold only in boundary voxe
 fraction is close to 0.5, and each slice's area equals its partial-volume area to within one
 voxel.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -38,8 +39,9 @@ def area_preserving_mask(frac: np.ndarray, axis: int) -> np.ndarray:
     return np.moveaxis(out, 0, axis)
 
 
-def nested_masks(f_canal: np.ndarray, f_cord: np.ndarray, f_gm: np.ndarray | None, axis: int
-                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+def nested_masks(
+    f_canal: np.ndarray, f_cord: np.ndarray, f_gm: np.ndarray | None, axis: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """Area-preserving canal ⊇ cord ⊇ gray-matter masks."""
     canal = area_preserving_mask(f_canal, axis)
     cord = area_preserving_mask(f_cord, axis) & canal

@@ -1,4 +1,5 @@
 """File names of the phantom (spine-generic BIDS naming) and the JSON sidecars."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -8,8 +9,7 @@ from core import __version__
 
 TRUTH_DIR = "derivatives/phantom-truth"
 LABELS_DIR = "derivatives/labels"
-GENERATOR = {"Name": "cordbench phantom", "Version": __version__,
-             "CodeURL": "data_modules/phantom (cordbench)"}
+GENERATOR = {"Name": "cordbench phantom", "Version": __version__, "CodeURL": "data_modules/phantom (cordbench)"}
 
 
 def subject_paths(root: Path, sub: str) -> dict[str, Path]:
@@ -57,12 +57,26 @@ def image_sidecar(participant: dict[str, Any], contrast: str, **extra: Any) -> d
         "ConversionSoftwareVersion": __version__,
     }
     seq = {
-        "T2w": {"SeriesDescription": "T2w 3D (phantom)", "MRAcquisitionType": "3D", "EchoTime": 0.12,
-                "RepetitionTime": 1.5},
-        "T2star": {"SeriesDescription": "GRE-ME (phantom)", "MRAcquisitionType": "2D", "EchoTime": 0.014,
-                   "RepetitionTime": 0.6, "SliceThickness": 5},
-        "dwi": {"SeriesDescription": "DWI (phantom)", "MRAcquisitionType": "2D", "EchoTime": 0.095,
-                "RepetitionTime": 0.64, "SliceThickness": 5},
+        "T2w": {
+            "SeriesDescription": "T2w 3D (phantom)",
+            "MRAcquisitionType": "3D",
+            "EchoTime": 0.12,
+            "RepetitionTime": 1.5,
+        },
+        "T2star": {
+            "SeriesDescription": "GRE-ME (phantom)",
+            "MRAcquisitionType": "2D",
+            "EchoTime": 0.014,
+            "RepetitionTime": 0.6,
+            "SliceThickness": 5,
+        },
+        "dwi": {
+            "SeriesDescription": "DWI (phantom)",
+            "MRAcquisitionType": "2D",
+            "EchoTime": 0.095,
+            "RepetitionTime": 0.64,
+            "SliceThickness": 5,
+        },
     }[contrast]
     return {**base, **seq, **extra}
 
@@ -82,14 +96,18 @@ def dataset_description(n_subjects: int, seed: int) -> dict[str, Any]:
         "Authors": ["cordbench phantom generator"],
         "GeneratedBy": [GENERATOR],
         "HowToAcknowledge": "Synthetic data; the DWI gradient scheme is spine-generic's "
-                            "(data-multi-subject, CC-BY 4.0).",
+        "(data-multi-subject, CC-BY 4.0).",
     }
 
 
 def derivative_description(name: str, description: str) -> dict[str, Any]:
     """dataset_description.json of a derivatives folder."""
-    return {"Name": name, "BIDSVersion": "1.8.0", "DatasetType": "derivative",
-            "GeneratedBy": [{**GENERATOR, "Description": description}]}
+    return {
+        "Name": name,
+        "BIDSVersion": "1.8.0",
+        "DatasetType": "derivative",
+        "GeneratedBy": [{**GENERATOR, "Description": description}],
+    }
 
 
 PARTICIPANTS_JSON = {
@@ -99,15 +117,19 @@ PARTICIPANTS_JSON = {
     "height": {"LongName": "Participant height", "Description": "cm"},
     "weight": {"LongName": "Participant weight", "Description": "kg"},
     "date_of_scan": {"LongName": "Date of scan", "Description": "n/a for the phantom"},
-    "institution_id": {"LongName": "institution_id",
-                       "Description": "InstitutionId, drawn with the frequencies of spine-generic"},
+    "institution_id": {
+        "LongName": "institution_id",
+        "Description": "InstitutionId, drawn with the frequencies of spine-generic",
+    },
     "institution": {"LongName": "InstitutionName", "Description": "InstitutionName"},
     "manufacturer": {"LongName": "ManufacturerName", "Description": "Siemens, GE or Philips"},
     "manufacturers_model_name": {"LongName": "ManufacturersModelName", "Description": "ManufacturersModelName"},
     "receive_coil_name": {"LongName": "ReceiveCoilName", "Description": "ReceiveCoilName"},
     "software_versions": {"LongName": "SoftwareVersions", "Description": "SoftwareVersions"},
     "researcher": {"LongName": "Researcher", "Description": "n/a for the phantom"},
-    "pathology": {"LongName": "Pathology", "Description": "HC: healthy control (asymptomatic stenosis "
-                                                          "possible, see notes and the truth files)"},
+    "pathology": {
+        "LongName": "Pathology",
+        "Description": "HC: healthy control (asymptomatic stenosis possible, see notes and the truth files)",
+    },
     "notes": {"LongName": "Notes", "Description": "stenosis level and severity of the phantom subject"},
 }

@@ -1,10 +1,12 @@
 """Generation options of the phantom cohort, their validation, and the planted-correlation spec."""
+
 from __future__ import annotations
 
 import math
 import re
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
-from typing import Any, Mapping
+from typing import Any
 
 from core import schema
 from core.errors import ConfigError
@@ -24,20 +26,20 @@ class PhantomOptions:
     *to*, e.g. ``LAS`` (= SCT's "RPI"), ``PSR`` (sct_testing_data ``t2``), ``RPI``, ``LPI``.
     """
 
-    snr: float = 30.0                 # Rician noise: WM signal (b0 for DWI) / sigma; 0 or inf = no noise
-    tilt_min: float = 0.0             # per-subject tilt (deg) of the cord's mid tangent to S-I, uniform
+    snr: float = 30.0  # Rician noise: WM signal (b0 for DWI) / sigma; 0 or inf = no noise
+    tilt_min: float = 0.0  # per-subject tilt (deg) of the cord's mid tangent to S-I, uniform
     tilt_max: float = 10.0
-    orientation: str = "LAS"          # voxel-axis orientation of every image (nibabel codes)
-    oblique: float = 0.0              # rotate every image grid by this angle (deg), anatomy unchanged
-    corr: str = DEFAULT_CORR          # planted Pearson r of FA vs SAC/CSA per group (see parse_corr)
-    dwi: bool = True                  # write DWI (4D + bval/bvec + rec-average)
-    stenosis_prob: float = 0.5        # share of subjects with a stenosis (at one of C3..C6)
-    stenosis_depth: float = 0.3       # SAC/CSA drop at the stenotic level for severity 1
-    bias: float = 0.15                # amplitude of the smooth multiplicative bias field (log scale)
-    dtype: str = "int16"              # stored image type: int16 (scanner-like) or float32
-    t2w_fov: float = 56.0             # in-plane field of view (mm) around the cord, T2w and T2*
-    dwi_fov: float = 36.0             # in-plane field of view (mm) around the cord, DWI
-    truth_only: bool = False          # write participants + truth JSON only, no images
+    orientation: str = "LAS"  # voxel-axis orientation of every image (nibabel codes)
+    oblique: float = 0.0  # rotate every image grid by this angle (deg), anatomy unchanged
+    corr: str = DEFAULT_CORR  # planted Pearson r of FA vs SAC/CSA per group (see parse_corr)
+    dwi: bool = True  # write DWI (4D + bval/bvec + rec-average)
+    stenosis_prob: float = 0.5  # share of subjects with a stenosis (at one of C3..C6)
+    stenosis_depth: float = 0.3  # SAC/CSA drop at the stenotic level for severity 1
+    bias: float = 0.15  # amplitude of the smooth multiplicative bias field (log scale)
+    dtype: str = "int16"  # stored image type: int16 (scanner-like) or float32
+    t2w_fov: float = 56.0  # in-plane field of view (mm) around the cord, T2w and T2*
+    dwi_fov: float = 36.0  # in-plane field of view (mm) around the cord, DWI
+    truth_only: bool = False  # write participants + truth JSON only, no images
     randomise: RandomiseOptions | None = None  # domain randomisation of T2w/T2* (randomise.py); None = off
 
     def __post_init__(self) -> None:
@@ -53,7 +55,7 @@ class PhantomOptions:
         return d
 
     @classmethod
-    def from_kwargs(cls, kwargs: Mapping[str, Any]) -> "PhantomOptions":
+    def from_kwargs(cls, kwargs: Mapping[str, Any]) -> PhantomOptions:
         """Build from keyword arguments; unknown keys are a :class:`ConfigError`."""
         kw = dict(kwargs)
         r = kw.get("randomise")
@@ -77,8 +79,9 @@ def _check(o: PhantomOptions) -> None:
     if not (o.snr >= 0):
         raise ConfigError(f"phantom option snr must be >= 0 (0 or inf = no noise), got {o.snr}")
     if not (0 <= o.tilt_min <= o.tilt_max <= 45):
-        raise ConfigError(f"phantom tilt range must satisfy 0 <= tilt_min <= tilt_max <= 45 deg, "
-                          f"got {o.tilt_min}..{o.tilt_max}")
+        raise ConfigError(
+            f"phantom tilt range must satisfy 0 <= tilt_min <= tilt_max <= 45 deg, got {o.tilt_min}..{o.tilt_max}"
+        )
     orientation_axes(o.orientation)
     if not (-60 <= o.oblique <= 60):
         raise ConfigError(f"phantom option oblique must be within [-60, 60] deg, got {o.oblique}")
@@ -92,17 +95,23 @@ def _check(o: PhantomOptions) -> None:
     if o.dtype not in ("int16", "float32"):
         raise ConfigError(f"phantom option dtype must be int16 or float32, got {o.dtype!r}")
     if not (32 <= o.t2w_fov <= 160) or not (24 <= o.dwi_fov <= 160):
-        raise ConfigError(f"phantom fields of view out of range (t2w_fov 32..160, dwi_fov 24..160 mm): "
-                          f"{o.t2w_fov}, {o.dwi_fov}")
+        raise ConfigError(
+            f"phantom fields of view out of range (t2w_fov 32..160, dwi_fov 24..160 mm): {o.t2w_fov}, {o.dwi_fov}"
+        )
 
 
 def orientation_axes(code: str) -> tuple[str, str, str]:
     """Validate a 3-letter nibabel orientation code; returns its letters."""
     letters = tuple(str(code).upper())
-    if len(letters) != 3 or any(c not in ORIENTATION_LETTERS for c in letters) or \
-            sorted(ORIENTATION_LETTERS[c] for c in letters) != [0, 1, 2]:
-        raise ConfigError(f"phantom option orientation {code!r} is not a 3-letter code with one of R/L, "
-                          "A/P, S/I each (nibabel convention, e.g. LAS, PSR, RPI)")
+    if (
+        len(letters) != 3
+        or any(c not in ORIENTATION_LETTERS for c in letters)
+        or sorted(ORIENTATION_LETTERS[c] for c in letters) != [0, 1, 2]
+    ):
+        raise ConfigError(
+            f"phantom option orientation {code!r} is not a 3-letter code with one of R/L, "
+            "A/P, S/I each (nibabel convention, e.g. LAS, PSR, RPI)"
+        )
     return letters  # type: ignore[return-value]
 
 
@@ -128,8 +137,10 @@ def parse_corr(spec: str | Mapping[str, float] | None) -> dict[str, float]:
                 continue
             m = _CORR_ITEM.match(part)
             if not m:
-                raise ConfigError(f"phantom option corr: cannot parse {part.strip()!r} "
-                                  "(expected KEY=R, e.g. 'M=0.6,F=0.1' or 'GE=0.3' or 'M:Siemens=0.5')")
+                raise ConfigError(
+                    f"phantom option corr: cannot parse {part.strip()!r} "
+                    "(expected KEY=R, e.g. 'M=0.6,F=0.1' or 'GE=0.3' or 'M:Siemens=0.5')"
+                )
             try:
                 items[m["key"]] = float(m["r"])
             except ValueError:
@@ -156,8 +167,7 @@ def _canonical_key(key: str) -> str:
             return vendors[k.lower()]
     elif len(parts) == 2 and parts[0].upper() in SEXES and parts[1].lower() in vendors:
         return f"{parts[0].upper()}:{vendors[parts[1].lower()]}"
-    raise ConfigError(f"phantom option corr: unknown group {key!r}; use *, M, F, "
-                      f"{', '.join(VENDORS)} or SEX:VENDOR")
+    raise ConfigError(f"phantom option corr: unknown group {key!r}; use *, M, F, {', '.join(VENDORS)} or SEX:VENDOR")
 
 
 def group_r(corr: Mapping[str, float], sex: str, vendor: str) -> tuple[float, str]:
@@ -175,5 +185,4 @@ def cohort_options_dict(options: PhantomOptions) -> dict[str, Any]:
     return d
 
 
-__all__ = ["PhantomOptions", "parse_corr", "group_r", "orientation_axes", "SEXES", "VENDORS",
-           "cohort_options_dict"]
+__all__ = ["PhantomOptions", "parse_corr", "group_r", "orientation_axes", "SEXES", "VENDORS", "cohort_options_dict"]

@@ -14,6 +14,7 @@ neighbours); the anatomy meets x exactly. The cord FA of that level is
 mean and SD and ``e_k ~ N(0,1)`` independent, so the population Pearson correlation of FA and
 SAC/CSA at each level is exactly ``r`` of the subject's group (see :func:`options.group_r`).
 """
+
 from __future__ import annotations
 
 import csv
@@ -31,25 +32,45 @@ from data_modules.phantom.options import PhantomOptions, group_r, parse_corr
 
 PKG_DIR = Path(__file__).resolve().parent
 EMBEDDED_SITES = PKG_DIR / "spine_generic_sites.tsv"
-SITE_COLUMNS = ("institution_id", "institution", "manufacturer", "manufacturers_model_name",
-                "receive_coil_name", "software_versions")
-PARTICIPANT_COLUMNS = ("participant_id", "sex", "age", "height", "weight", "date_of_scan",
-                       "institution_id", "institution", "manufacturer", "manufacturers_model_name",
-                       "receive_coil_name", "software_versions", "researcher", "pathology", "notes")
+SITE_COLUMNS = (
+    "institution_id",
+    "institution",
+    "manufacturer",
+    "manufacturers_model_name",
+    "receive_coil_name",
+    "software_versions",
+)
+PARTICIPANT_COLUMNS = (
+    "participant_id",
+    "sex",
+    "age",
+    "height",
+    "weight",
+    "date_of_scan",
+    "institution_id",
+    "institution",
+    "manufacturer",
+    "manufacturers_model_name",
+    "receive_coil_name",
+    "software_versions",
+    "researcher",
+    "pathology",
+    "notes",
+)
 
 # level-wise population parameters, C1..C7
 LEVEL_LENGTH_MM = np.array([16.0, 17.5, 16.0, 16.0, 16.5, 16.5, 17.0])
-CSA_MM2 = np.array([70.0, 71.0, 73.0, 78.0, 82.0, 79.0, 68.0])    # cervical enlargement C5-C6
-ASPECT = np.array([1.45, 1.50, 1.55, 1.65, 1.72, 1.70, 1.55])       # R-L / A-P cord diameters
+CSA_MM2 = np.array([70.0, 71.0, 73.0, 78.0, 82.0, 79.0, 68.0])  # cervical enlargement C5-C6
+ASPECT = np.array([1.45, 1.50, 1.55, 1.65, 1.72, 1.70, 1.55])  # R-L / A-P cord diameters
 GM_SCALE = np.array([0.85, 0.88, 0.93, 1.00, 1.06, 1.05, 0.95])
 SAC_CSA_MU = np.array([2.0, 1.75, 1.52, 1.38, 1.32, 1.35, 1.45])
-SIGMA_SUBJECT = 0.17     # SAC/CSA: subject-level latent (shared by the levels)
-SIGMA_LEVEL = 0.08       # SAC/CSA: level-specific latent
+SIGMA_SUBJECT = 0.17  # SAC/CSA: subject-level latent (shared by the levels)
+SIGMA_LEVEL = 0.08  # SAC/CSA: level-specific latent
 STENOSIS_LEVELS = (3, 4, 5, 6)
-STENOSIS_SPREAD = 0.4   # stenosis weight on the two neighbouring levels
+STENOSIS_SPREAD = 0.4  # stenosis weight on the two neighbouring levels
 FA_CORD_MU = np.array([0.66, 0.67, 0.66, 0.65, 0.64, 0.64, 0.63])
 SIGMA_FA = 0.03
-FA_WM_GM_GAP = 0.30       # FA_WM − FA_GM
+FA_WM_GM_GAP = 0.30  # FA_WM − FA_GM
 MD_WM, MD_GM, MD_CSF = 1.0e-3, 1.1e-3, 3.0e-3  # mm²/s
 Z_CLIP = 3.5
 
@@ -73,8 +94,10 @@ def read_site_table(path: Path) -> list[dict[str, Any]]:
     """Read the embedded site table."""
     with open(path, newline="") as f:
         rows = list(csv.DictReader(f, delimiter="\t"))
-    return sorted(({**{c: r[c] for c in SITE_COLUMNS}, "count": int(r["count"])} for r in rows),
-                  key=lambda r: tuple(r[c] for c in SITE_COLUMNS))
+    return sorted(
+        ({**{c: r[c] for c in SITE_COLUMNS}, "count": int(r["count"])} for r in rows),
+        key=lambda r: tuple(r[c] for c in SITE_COLUMNS),
+    )
 
 
 def load_sites() -> tuple[list[dict[str, Any]], str]:
@@ -107,12 +130,12 @@ def sac_csa_moments(options: PhantomOptions) -> tuple[np.ndarray, np.ndarray]:
     """Exact population mean and SD of each level's SAC/CSA under the generation model."""
     p, depth = options.stenosis_prob, options.stenosis_depth
     q = 1.0 / len(STENOSIS_LEVELS)
-    w1 = sum(q * stenosis_weights(k) for k in STENOSIS_LEVELS)       # E_K[w_k]
+    w1 = sum(q * stenosis_weights(k) for k in STENOSIS_LEVELS)  # E_K[w_k]
     w2 = sum(q * stenosis_weights(k) ** 2 for k in STENOSIS_LEVELS)  # E_K[w_k²]
-    ew = p * w1 / 2.0            # E[B·severity·w], severity ~ U(0, 1), B ~ Bernoulli(p)
+    ew = p * w1 / 2.0  # E[B·severity·w], severity ~ U(0, 1), B ~ Bernoulli(p)
     ew2 = p * w2 / 3.0
     mean = SAC_CSA_MU - depth * ew
-    var = (SIGMA_SUBJECT ** 2 + SIGMA_LEVEL ** 2) * clipped_normal_var() + depth ** 2 * (ew2 - ew ** 2)
+    var = (SIGMA_SUBJECT**2 + SIGMA_LEVEL**2) * clipped_normal_var() + depth**2 * (ew2 - ew**2)
     return mean, np.sqrt(var)
 
 
@@ -123,15 +146,20 @@ class SubjectDraw:
     participant: dict[str, Any]
     anatomy: AnatomyDraw
     stenosis: dict[str, Any]
-    latent_z: np.ndarray       # (7,) level-specific latent
-    latent_subject: float      # subject-level latent
-    fa_cord: np.ndarray        # (7,) planted cord-average FA per level
+    latent_z: np.ndarray  # (7,) level-specific latent
+    latent_subject: float  # subject-level latent
+    fa_cord: np.ndarray  # (7,) planted cord-average FA per level
     corr_r: float
     corr_key: str
 
 
-def draw_subject(rng_demo: np.random.Generator, rng_anat: np.random.Generator, index: int,
-                 sites: list[dict[str, Any]], options: PhantomOptions) -> SubjectDraw:
+def draw_subject(
+    rng_demo: np.random.Generator,
+    rng_anat: np.random.Generator,
+    index: int,
+    sites: list[dict[str, Any]],
+    options: PhantomOptions,
+) -> SubjectDraw:
     """Draw a subject's demographics, site, anatomy, stenosis and planted FA."""
     sex = "M" if rng_demo.random() < 0.5 else "F"
     age = int(rng_demo.integers(20, 61))
@@ -169,16 +197,24 @@ def draw_subject(rng_demo: np.random.Generator, rng_anat: np.random.Generator, i
     fa_cord = np.clip(FA_CORD_MU + SIGMA_FA * (r * xhat + math.sqrt(1 - r * r) * e), 0.3, 0.85)
 
     participant = {
-        "participant_id": pid, "sex": sex, "age": age, "height": int(round(height)),
-        "weight": int(round(weight)), "date_of_scan": "n/a",
+        "participant_id": pid,
+        "sex": sex,
+        "age": age,
+        "height": int(round(height)),
+        "weight": int(round(weight)),
+        "date_of_scan": "n/a",
         **{c: site[c] for c in SITE_COLUMNS},
-        "researcher": "n/a", "pathology": "HC",
+        "researcher": "n/a",
+        "pathology": "HC",
         "notes": (f"phantom; stenosis C{sten_level} severity {severity:.2f}" if has_sten else "phantom"),
     }
-    anat = AnatomyDraw(lengths, csa, aspect, gm_scale, x, total / lordosis, tilt, azimuth,
-                       origin)
-    sten = {"present": bool(has_sten), "level": f"C{sten_level}" if has_sten else None,
-            "severity": severity, "sac_csa_drop": options.stenosis_depth * severity}
+    anat = AnatomyDraw(lengths, csa, aspect, gm_scale, x, total / lordosis, tilt, azimuth, origin)
+    sten = {
+        "present": bool(has_sten),
+        "level": f"C{sten_level}" if has_sten else None,
+        "severity": severity,
+        "sac_csa_drop": options.stenosis_depth * severity,
+    }
     return SubjectDraw(participant, anat, sten, z, z_subject, fa_cord, r, key)
 
 
@@ -192,7 +228,7 @@ def tensor_params(fa_cord: np.ndarray, gm_fraction: np.ndarray) -> dict[str, np.
     fa_gm = fa_wm - FA_WM_GM_GAP
     out = {"fa_wm": fa_wm, "fa_gm": fa_gm}
     for name, fa, md in (("wm", fa_wm, MD_WM), ("gm", fa_gm, MD_GM)):
-        k = fa / np.sqrt(3.0 - 2.0 * fa ** 2)
+        k = fa / np.sqrt(3.0 - 2.0 * fa**2)
         out[f"md_{name}"] = np.full_like(fa, md)
         out[f"ad_{name}"] = md * (1 + 2 * k)
         out[f"rd_{name}"] = md * (1 - k)

@@ -23,10 +23,12 @@ image's own random stream (so the same seed gives the same image):
 The anatomy, hence every value of the truth JSON, is untouched; the draws are recorded per image
 in the truth JSON (``images.<contrast>.randomise``).
 """
+
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -55,18 +57,25 @@ class ImageDraw:
     values: np.ndarray
     snr: float
     bias: BiasField
-    slice_dir: np.ndarray                  # world direction of the thick (slice) axis
-    gibbs: float | None = None             # kept share of k-space along the in-plane axes
+    slice_dir: np.ndarray  # world direction of the thick (slice) axis
+    gibbs: float | None = None  # kept share of k-space along the in-plane axes
     ghosting: dict[str, Any] | None = None
     motion: dict[str, Any] | None = None
     grid: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-friendly record (truth JSON ``images.<contrast>.randomise``)."""
-        return {"template": self.template, "free_contrast": self.free,
-                "tissue_values": {n: round(float(x), 4) for n, x in zip(TISSUES, self.values)},
-                "snr": round(self.snr, 4), "bias_amplitudes": np.round(self.bias.amps, 5).tolist(),
-                "gibbs_kspace_share": self.gibbs, "ghosting": self.ghosting, "motion": self.motion, **self.grid}
+        return {
+            "template": self.template,
+            "free_contrast": self.free,
+            "tissue_values": {n: round(float(x), 4) for n, x in zip(TISSUES, self.values)},
+            "snr": round(self.snr, 4),
+            "bias_amplitudes": np.round(self.bias.amps, 5).tolist(),
+            "gibbs_kspace_share": self.gibbs,
+            "ghosting": self.ghosting,
+            "motion": self.motion,
+            **self.grid,
+        }
 
 
 def _orientation(rng: np.random.Generator) -> str:
@@ -74,16 +83,18 @@ def _orientation(rng: np.random.Generator) -> str:
     return "".join(_AXES[a][int(rng.integers(2))] for a in perm)
 
 
-def _points(anat: Anatomy, s_range: tuple[float, float], hw_u: float, hw_v: float, du: float, dv: float,
-            step: float = 2.0) -> np.ndarray:
+def _points(
+    anat: Anatomy, s_range: tuple[float, float], hw_u: float, hw_v: float, du: float, dv: float, step: float = 2.0
+) -> np.ndarray:
     cl = anat.centerline
     s = np.arange(s_range[0], s_range[1] + step, step)
     c, nap, nrl = cl.point(s), cl.normal_ap(s), cl.normal_rl
     return np.concatenate([c + (du + a * hw_u) * nrl + (dv + b * hw_v) * nap[:, :] for a in (-1, 1) for b in (-1, 1)])
 
 
-def draw_grid(anat: Anatomy, ro: RandomiseOptions, rng: np.random.Generator,
-              s_range: tuple[float, float]) -> tuple[Grid, np.ndarray, dict[str, Any]]:
+def draw_grid(
+    anat: Anatomy, ro: RandomiseOptions, rng: np.random.Generator, s_range: tuple[float, float]
+) -> tuple[Grid, np.ndarray, dict[str, Any]]:
     """A random image grid over the cord, the world direction of its slice axis, and its record."""
     ip = float(rng.uniform(ro.inplane_min, ro.inplane_max))
     th = float(rng.uniform(ro.thickness_min, ro.thickness_max))
@@ -102,15 +113,21 @@ def draw_grid(anat: Anatomy, ro: RandomiseOptions, rng: np.random.Generator,
         spacing = spacing * (grid.n_voxels / ro.max_voxels) ** (1 / 3)
         grid = make_grid(pts, tuple(spacing), code, rot)
     slice_dir = rot @ (np.array([0.0, 0.0, 1.0]) if axial else np.array([1.0, 0.0, 0.0]))
-    record = {"acquisition": "axial" if axial else "sagittal", "orientation": code,
-              "spacing_rl_ap_si_mm": np.round(spacing, 4).tolist(), "oblique_deg": round(angle, 4),
-              "oblique_axis": np.round(axis / np.linalg.norm(axis), 6).tolist(),
-              "fov_mm": [round(fov, 3), round(fov_v, 3)], "fov_offset_mm": [round(du, 3), round(dv, 3)]}
+    record = {
+        "acquisition": "axial" if axial else "sagittal",
+        "orientation": code,
+        "spacing_rl_ap_si_mm": np.round(spacing, 4).tolist(),
+        "oblique_deg": round(angle, 4),
+        "oblique_axis": np.round(axis / np.linalg.norm(axis), 6).tolist(),
+        "fov_mm": [round(fov, 3), round(fov_v, 3)],
+        "fov_offset_mm": [round(du, 3), round(dv, 3)],
+    }
     return grid, slice_dir, record
 
 
-def draw_image(contrast: str, ro: RandomiseOptions, rng: np.random.Generator, centre: np.ndarray,
-               slice_dir: np.ndarray) -> ImageDraw:
+def draw_image(
+    contrast: str, ro: RandomiseOptions, rng: np.random.Generator, centre: np.ndarray, slice_dir: np.ndarray
+) -> ImageDraw:
     """Tissue values, noise, bias and artefact draws of one image of ``contrast`` (T2w or T2star)."""
     template = _OTHER[contrast] if rng.random() < ro.contrast_mix else contrast
     free = bool(rng.random() < ro.free_contrast)
@@ -125,32 +142,47 @@ def draw_image(contrast: str, ro: RandomiseOptions, rng: np.random.Generator, ce
     dirs /= np.linalg.norm(dirs, axis=1, keepdims=True)
     wl = rng.uniform(60.0, 300.0, n)
     amp = float(rng.uniform(0.0, ro.bias_max))
-    bias = BiasField(amp * rng.uniform(0.5, 1.0, n) / np.sqrt(n), dirs * (2 * np.pi / wl)[:, None],
-                     rng.uniform(0, 2 * np.pi, n), np.asarray(centre, dtype=float))
+    bias = BiasField(
+        amp * rng.uniform(0.5, 1.0, n) / np.sqrt(n),
+        dirs * (2 * np.pi / wl)[:, None],
+        rng.uniform(0, 2 * np.pi, n),
+        np.asarray(centre, dtype=float),
+    )
     d = ImageDraw(template, free, values, snr, bias, np.asarray(slice_dir, dtype=float))
     if rng.random() < ro.gibbs_prob:
         d.gibbs = round(float(rng.uniform(0.5, 0.9)), 4)
     if rng.random() < ro.ghosting_prob:
-        d.ghosting = {"num_ghosts": int(rng.integers(2, 8)), "intensity": round(float(rng.uniform(0.1, 0.6)), 4),
-                      "restore": 0.02, "phase_axis": int(rng.integers(2))}
+        d.ghosting = {
+            "num_ghosts": int(rng.integers(2, 8)),
+            "intensity": round(float(rng.uniform(0.1, 0.6)), 4),
+            "restore": 0.02,
+            "phase_axis": int(rng.integers(2)),
+        }
     if rng.random() < ro.motion_prob:
         k = int(rng.integers(1, 3))
-        d.motion = {"degrees": np.round(rng.uniform(-3, 3, (k, 3)), 4).tolist(),
-                    "translation": np.round(rng.uniform(-2, 2, (k, 3)), 4).tolist(),
-                    "times": np.round(np.sort(rng.uniform(0.3, 0.9, k)), 4).tolist()}
+        d.motion = {
+            "degrees": np.round(rng.uniform(-3, 3, (k, 3)), 4).tolist(),
+            "translation": np.round(rng.uniform(-2, 2, (k, 3)), 4).tolist(),
+            "times": np.round(np.sort(rng.uniform(0.3, 0.9, k)), 4).tolist(),
+        }
     return d
 
 
-def voxel_fn(anat: Anatomy, sur: Surroundings, draw: ImageDraw, grid: Grid, texture: float,
-             with_gm: bool) -> Callable[[np.ndarray], dict[str, np.ndarray]]:
+def voxel_fn(
+    anat: Anatomy, sur: Surroundings, draw: ImageDraw, grid: Grid, texture: float, with_gm: bool
+) -> Callable[[np.ndarray], dict[str, np.ndarray]]:
     """``fn(world (3, n))``: noise-free biased image, level and canal/cord(/GM) fractions per point."""
     dirs, sp = grid.directions, grid.spacing
     h = float(np.mean(sp))
 
     def fn(xyz: np.ndarray) -> dict[str, np.ndarray]:
         t = anat.classify(xyz, dirs, sp)
-        out = {"image": paint(anat, sur, t, draw.values, h, texture) * draw.bias(xyz), "level": t["level"],
-               "f_canal": t["f_canal"].astype(np.float32), "f_cord": t["f_cord"].astype(np.float32)}
+        out = {
+            "image": paint(anat, sur, t, draw.values, h, texture) * draw.bias(xyz),
+            "level": t["level"],
+            "f_canal": t["f_canal"].astype(np.float32),
+            "f_cord": t["f_cord"].astype(np.float32),
+        }
         if with_gm:
             out["f_gm"] = t["f_gm"].astype(np.float32)
         return out

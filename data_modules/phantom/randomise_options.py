@@ -5,10 +5,12 @@ Plain data whose fields, defaults and ranges are declared in the config schema
 ``data.phantom.randomise.<key>``); the draws themselves are in :mod:`data_modules.phantom.randomise`.
 Off by default: a cohort generated without it is byte-identical to one from before it existed.
 """
+
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
-from typing import Any, Mapping
+from typing import Any
 
 from core import schema
 from core.errors import ConfigError
@@ -27,18 +29,23 @@ class RandomiseOptions(RandomiseRanges):
     def __post_init__(self) -> None:
         for name, rng in RANGES.items():
             check_value(getattr(self, name), rng, f"key 'data.phantom.randomise.{name}'")
-        for lo, hi in (("inplane_min", "inplane_max"), ("thickness_min", "thickness_max"),
-                       ("fov_min", "fov_max"), ("snr_min", "snr_max")):
+        for lo, hi in (
+            ("inplane_min", "inplane_max"),
+            ("thickness_min", "thickness_max"),
+            ("fov_min", "fov_max"),
+            ("snr_min", "snr_max"),
+        ):
             if getattr(self, lo) > getattr(self, hi):
-                raise ConfigError(f"key 'data.phantom.randomise.{lo}' = {getattr(self, lo)} is above "
-                                  f"'{hi}' = {getattr(self, hi)}")
+                raise ConfigError(
+                    f"key 'data.phantom.randomise.{lo}' = {getattr(self, lo)} is above '{hi}' = {getattr(self, hi)}"
+                )
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-friendly dict (recorded in cohort.json)."""
         return asdict(self)
 
     @classmethod
-    def from_mapping(cls, d: Mapping[str, Any]) -> "RandomiseOptions":
+    def from_mapping(cls, d: Mapping[str, Any]) -> RandomiseOptions:
         """From a mapping of option names (an ``enabled`` key is ignored); unknown keys are an error."""
         return schema.from_mapping(cls, d, "'data.phantom.randomise'", ignore=("enabled",))
 

@@ -1,32 +1,32 @@
 """One phantom subject: draw, voxelise on each image grid, write images, labels and truth."""
+
 from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
 from core import io
 from data_modules.phantom import layout
+from data_modules.phantom import randomise as rnd
 from data_modules.phantom.anatomy import BODY_GAP, DISC_LABELS, GM, LEVEL_NAMES, WM, Anatomy, build_anatomy
-from data_modules.phantom.contrast import (BiasField, mix, noise_sigma, rician, to_dtype,
-                                           vendor_values)
+from data_modules.phantom.contrast import BiasField, mix, noise_sigma, rician, to_dtype, vendor_values
 from data_modules.phantom.dwi import dw_signal, read_scheme, scheme_paths, world_gradients
 from data_modules.phantom.geometry import Grid, make_grid, oblique_rotation, tube_points
 from data_modules.phantom.labels import nested_masks, si_axis
 from data_modules.phantom.options import PhantomOptions
-from data_modules.phantom.population import (MD_CSF, SubjectDraw, draw_subject, load_sites,
-                                             tensor_params)
-from data_modules.phantom import randomise as rnd
+from data_modules.phantom.population import MD_CSF, SubjectDraw, draw_subject, load_sites, tensor_params
 from data_modules.phantom.surroundings import Surroundings, draw_surroundings
 
-FOV_MARGIN_MM = 6.0          # image coverage beyond the top of C1 and the C7/T1 disc (arc length)
+FOV_MARGIN_MM = 6.0  # image coverage beyond the top of C1 and the C7/T1 disc (arc length)
 T2W_SPACING = (0.8, 0.8, 0.8)
 T2STAR_SPACING = (0.5, 0.5, 5.0)
 DWI_SPACING = (0.9, 0.9, 5.0)
-CHUNK = 262144               # voxels per vectorised block
+CHUNK = 262144  # voxels per vectorised block
 # independent random streams of a subject (SeedSequence spawn keys)
 STREAM_DEMOGRAPHICS, STREAM_ANATOMY, STREAM_BIAS, STREAM_T2W, STREAM_T2STAR, STREAM_DWI = range(6)
 STREAM_SURROUNDINGS, STREAM_RANDOMISE, STREAM_CANAL = 6, {"T2w": 7, "T2star": 8}, 9  # --randomise only
@@ -82,36 +82,49 @@ def _grids(anat: Anatomy, options: PhantomOptions) -> dict[str, Grid]:
     rot = oblique_rotation(options.oblique)
     big = tube_points(cl, s_range, options.t2w_fov / 2.0)
     small = tube_points(cl, s_range, options.dwi_fov / 2.0)
-    return {"T2w": make_grid(big, T2W_SPACING, options.orientation, rot),
-            "T2star": make_grid(big, T2STAR_SPACING, options.orientation, rot),
-            "dwi": make_grid(small, DWI_SPACING, options.orientation, rot)}
+    return {
+        "T2w": make_grid(big, T2W_SPACING, options.orientation, rot),
+        "T2star": make_grid(big, T2STAR_SPACING, options.orientation, rot),
+        "dwi": make_grid(small, DWI_SPACING, options.orientation, rot),
+    }
 
 
-def _anat_image(anat: Anatomy, grid: Grid, contrast: str, vendor: str, bias: BiasField,
-                with_gm: bool) -> dict[str, np.ndarray]:
+def _anat_image(
+    anat: Anatomy, grid: Grid, contrast: str, vendor: str, bias: BiasField, with_gm: bool
+) -> dict[str, np.ndarray]:
     """Noise-free image, level at voxel centres, and area-preserving canal/cord(/GM) masks."""
     values = vendor_values(contrast, vendor)
     dirs, sp = grid.directions, grid.spacing
 
     def fn(xyz: np.ndarray) -> dict[str, np.ndarray]:
         t = anat.classify(xyz, dirs, sp)
-        out = {"image": mix(values, t) * bias(xyz), "level": t["level"],
-               "f_canal": t["f_canal"].astype(np.float32), "f_cord": t["f_cord"].astype(np.float32)}
+        out = {
+            "image": mix(values, t) * bias(xyz),
+            "level": t["level"],
+            "f_canal": t["f_canal"].astype(np.float32),
+            "f_cord": t["f_cord"].astype(np.float32),
+        }
         if with_gm:
             out["f_gm"] = t["f_gm"].astype(np.float32)
         return out
 
     arr = _over_grid(grid, fn)
-    canal, cord, gm = nested_masks(arr.pop("f_canal"), arr.pop("f_cord"), arr.pop("f_gm", None),
-                                   si_axis(grid.affine))
+    canal, cord, gm = nested_masks(arr.pop("f_canal"), arr.pop("f_cord"), arr.pop("f_gm", None), si_axis(grid.affine))
     arr.update(canal=canal, cord=cord)
     if gm is not None:
         arr["gm"] = gm
     return arr
 
 
-def _dwi_arrays(anat: Anatomy, grid: Grid, vendor: str, bias: BiasField, tensors: dict[str, np.ndarray],
-                bvals: np.ndarray, gdirs: np.ndarray) -> dict[str, np.ndarray]:
+def _dwi_arrays(
+    anat: Anatomy,
+    grid: Grid,
+    vendor: str,
+    bias: BiasField,
+    tensors: dict[str, np.ndarray],
+    bvals: np.ndarray,
+    gdirs: np.ndarray,
+) -> dict[str, np.ndarray]:
     s0_values = vendor_values("dwi_b0", vendor)
 
     def fn(xyz: np.ndarray) -> dict[str, np.ndarray]:
@@ -135,8 +148,14 @@ def _tensor_truth(draw: SubjectDraw, level_truth: dict[str, dict[str, float]]) -
     return tens
 
 
-def generate_subject(out: str | Path, index: int = 0, seed: int = 0, options: PhantomOptions | None = None,
-                     sites: list[dict[str, Any]] | None = None, **kwargs: Any) -> dict[str, Any]:
+def generate_subject(
+    out: str | Path,
+    index: int = 0,
+    seed: int = 0,
+    options: PhantomOptions | None = None,
+    sites: list[dict[str, Any]] | None = None,
+    **kwargs: Any,
+) -> dict[str, Any]:
     """Write subject ``index`` (``sub-{index+1:03d}``) of the cohort with ``seed`` under ``out``.
 
     Returns ``{"participant": participants.tsv row, "truth": the truth JSON dict}``. The subject
@@ -147,8 +166,9 @@ def generate_subject(out: str | Path, index: int = 0, seed: int = 0, options: Ph
     options = options or PhantomOptions.from_kwargs(kwargs)
     if sites is None:
         sites, _ = load_sites()
-    draw = draw_subject(subject_rng(seed, index, STREAM_DEMOGRAPHICS), subject_rng(seed, index, STREAM_ANATOMY),
-                        index, sites, options)
+    draw = draw_subject(
+        subject_rng(seed, index, STREAM_DEMOGRAPHICS), subject_rng(seed, index, STREAM_ANATOMY), index, sites, options
+    )
     anat = build_anatomy(draw.anatomy)
     if options.randomise is not None and options.randomise.canal_shift_max > 0:
         shift = float(subject_rng(seed, index, STREAM_CANAL).uniform(-1, 1)) * options.randomise.canal_shift_max
@@ -163,28 +183,48 @@ def generate_subject(out: str | Path, index: int = 0, seed: int = 0, options: Ph
         for key in ("fa", "md", "ad", "rd"):
             for tissue in ("wm", "gm", "cord"):
                 lv[f"{key}_{tissue}"] = float(tens[f"{key}_{tissue}"][i])
-        lv.update(latent_z=float(draw.latent_z[i]), planted_sac_csa=float(draw.anatomy.sac_csa_levels[i]),
-                  planted_fa_cord=float(draw.fa_cord[i]))
+        lv.update(
+            latent_z=float(draw.latent_z[i]),
+            planted_sac_csa=float(draw.anatomy.sac_csa_levels[i]),
+            planted_fa_cord=float(draw.fa_cord[i]),
+        )
     cl = anat.centerline
     truth: dict[str, Any] = {
-        "participant_id": sub, "sex": part["sex"], "age": part["age"], "manufacturer": vendor,
-        "institution_id": part["institution_id"], "seed": int(seed), "index": int(index),
+        "participant_id": sub,
+        "sex": part["sex"],
+        "age": part["age"],
+        "manufacturer": vendor,
+        "institution_id": part["institution_id"],
+        "seed": int(seed),
+        "index": int(index),
         "snr": "inf" if math.isinf(options.snr) else options.snr,
-        "tilt_deg": draw.anatomy.tilt_deg, "tilt_azimuth_deg": draw.anatomy.tilt_azimuth_deg,
-        "lordosis_radius_mm": float(draw.anatomy.radius), "orientation": options.orientation,
-        "oblique_deg": options.oblique, "stenosis": draw.stenosis,
-        "planted_r": draw.corr_r, "planted_r_group": draw.corr_key, "latent_subject": draw.latent_subject,
+        "tilt_deg": draw.anatomy.tilt_deg,
+        "tilt_azimuth_deg": draw.anatomy.tilt_azimuth_deg,
+        "lordosis_radius_mm": float(draw.anatomy.radius),
+        "orientation": options.orientation,
+        "oblique_deg": options.oblique,
+        "stenosis": draw.stenosis,
+        "planted_r": draw.corr_r,
+        "planted_r_group": draw.corr_key,
+        "latent_subject": draw.latent_subject,
         "rho_floor_applied": anat.rho_clipped,
         **({"canal_shift": anat.canal_shift} if anat.canal_shift else {}),
-        "disc_labels": {}, "levels": levels, "centerline": _centerline_samples(anat),
-        "csf_md": MD_CSF, "images": {}, "definitions": "see derivatives/phantom-truth/cohort.json",
+        "disc_labels": {},
+        "levels": levels,
+        "centerline": _centerline_samples(anat),
+        "csf_md": MD_CSF,
+        "images": {},
+        "definitions": "see derivatives/phantom-truth/cohort.json",
     }
     for k in DISC_LABELS:
         s_k = float(anat.disc_s[k - 1])
         p = anat.profiles(np.array([s_k]))
         tip = cl.point(s_k) + cl.normal_ap(s_k) * (float(p["B"][0]) + BODY_GAP + float(anat.canal_offset(s_k)))
-        truth["disc_labels"][str(k)] = {"s_mm": s_k, "centerline_mm": cl.point(s_k).tolist(),
-                                        "posterior_tip_mm": tip.tolist()}
+        truth["disc_labels"][str(k)] = {
+            "s_mm": s_k,
+            "centerline_mm": cl.point(s_k).tolist(),
+            "posterior_tip_mm": tip.tolist(),
+        }
     if not options.truth_only:
         _write_images(anat, draw, options, paths, truth, tens)
     io.write_json(paths["truth"], truth)
@@ -194,12 +234,21 @@ def generate_subject(out: str | Path, index: int = 0, seed: int = 0, options: Ph
 def _centerline_samples(anat: Anatomy, step: float = 1.0) -> dict[str, list]:
     cl = anat.centerline
     s = np.arange(-FOV_MARGIN_MM, cl.length + FOV_MARGIN_MM + 1e-9, step)
-    return {"s_mm": np.round(s, 6).tolist(), "world_mm": np.round(cl.point(s), 6).tolist(),
-            "tangent": np.round(cl.tangent(s), 8).tolist()}
+    return {
+        "s_mm": np.round(s, 6).tolist(),
+        "world_mm": np.round(cl.point(s), 6).tolist(),
+        "tangent": np.round(cl.tangent(s), 8).tolist(),
+    }
 
 
-def _write_images(anat: Anatomy, draw: SubjectDraw, options: PhantomOptions, paths: dict[str, Path],
-                  truth: dict[str, Any], tens: dict[str, np.ndarray]) -> None:
+def _write_images(
+    anat: Anatomy,
+    draw: SubjectDraw,
+    options: PhantomOptions,
+    paths: dict[str, Path],
+    truth: dict[str, Any],
+    tens: dict[str, np.ndarray],
+) -> None:
     part = draw.participant
     vendor = part["manufacturer"]
     seed, index = truth["seed"], truth["index"]
@@ -232,22 +281,35 @@ def _write_images(anat: Anatomy, draw: SubjectDraw, options: PhantomOptions, pat
         if np.all(ijk >= 0) and np.all(ijk < np.array(g.shape)):
             discs[tuple(ijk)] = int(k)
             d["t2w_voxel"] = ijk.tolist()
-    _save_labels({
-        "T2w_SC": (arr["cord"], "spinal cord (area-preserving binarisation of the partial-volume map)"),
-        "T2w_canal": (arr["canal"], "spinal canal / thecal sac including the cord"),
-        "T2w_discs": (discs, "disc labels, SCT convention: 1 top of C1, 2 C1/C2, 3 C2/C3, ..., 8 C7/T1; "
-                             "voxel at the posterior tip of the disc"),
-        "T2w_levels": (_cord_levels(arr), "cord voxels labelled with their vertebral level 1..7 (C1..C7), "
-                                          "0 outside C1..C7"),
-    }, g, paths)
+    _save_labels(
+        {
+            "T2w_SC": (arr["cord"], "spinal cord (area-preserving binarisation of the partial-volume map)"),
+            "T2w_canal": (arr["canal"], "spinal canal / thecal sac including the cord"),
+            "T2w_discs": (
+                discs,
+                "disc labels, SCT convention: 1 top of C1, 2 C1/C2, 3 C2/C3, ..., 8 C7/T1; "
+                "voxel at the posterior tip of the disc",
+            ),
+            "T2w_levels": (
+                _cord_levels(arr),
+                "cord voxels labelled with their vertebral level 1..7 (C1..C7), 0 outside C1..C7",
+            ),
+        },
+        g,
+        paths,
+    )
 
     # ---- T2*: image, cord, GM, levels
     g, arr = write_anat("T2star", STREAM_T2STAR, with_gm=True)
-    _save_labels({
-        "T2star_SC": (arr["cord"], "spinal cord"),
-        "T2star_GM": (arr["gm"], "gray matter (butterfly)"),
-        "T2star_levels": (_cord_levels(arr), "cord voxels labelled with their vertebral level 1..7, 0 outside"),
-    }, g, paths)
+    _save_labels(
+        {
+            "T2star_SC": (arr["cord"], "spinal cord"),
+            "T2star_GM": (arr["gm"], "gray matter (butterfly)"),
+            "T2star_levels": (_cord_levels(arr), "cord voxels labelled with their vertebral level 1..7, 0 outside"),
+        },
+        g,
+        paths,
+    )
 
     if not options.dwi:
         return
@@ -266,15 +328,27 @@ def _write_images(anat: Anatomy, draw: SubjectDraw, options: PhantomOptions, pat
     io.write_json(layout.sidecar(paths["dwi"]), layout.image_sidecar(part, "dwi", GradientScheme=source))
     mean = stored.astype(np.float32).mean(axis=-1)
     _save(mean.astype(np.float32), g, paths["dwi_mean"])
-    io.write_json(layout.sidecar(paths["dwi_mean"]),
-                  layout.image_sidecar(part, "dwi", SeriesDescription="mean of all DWI volumes (phantom)"))
-    _save_labels({
-        "dwi_SC": (arr["cord"], "spinal cord on the mean DWI grid"),
-        "dwi_levels": (_cord_levels(arr), "cord voxels labelled with their vertebral level 1..7, 0 outside"),
-        "dwi_WM": (arr["cord"] & (arr["cls"] == WM), "white matter on the mean DWI grid (truth: the tissue at the "
-                                                     "voxel centre; DWI voxels hold one tissue each)"),
-        "dwi_GM": (arr["cord"] & (arr["cls"] == GM), "gray matter on the mean DWI grid (tissue at the voxel centre)"),
-    }, g, paths)
+    io.write_json(
+        layout.sidecar(paths["dwi_mean"]),
+        layout.image_sidecar(part, "dwi", SeriesDescription="mean of all DWI volumes (phantom)"),
+    )
+    _save_labels(
+        {
+            "dwi_SC": (arr["cord"], "spinal cord on the mean DWI grid"),
+            "dwi_levels": (_cord_levels(arr), "cord voxels labelled with their vertebral level 1..7, 0 outside"),
+            "dwi_WM": (
+                arr["cord"] & (arr["cls"] == WM),
+                "white matter on the mean DWI grid (truth: the tissue at the "
+                "voxel centre; DWI voxels hold one tissue each)",
+            ),
+            "dwi_GM": (
+                arr["cord"] & (arr["cls"] == GM),
+                "gray matter on the mean DWI grid (tissue at the voxel centre)",
+            ),
+        },
+        g,
+        paths,
+    )
     truth["images"]["dwi"] = {**_grid_info(g, sigma), "scheme": source}
     # what a per-level mean over the DWI cord mask sees on noise-free data (pure voxels)
     cls, cord, level = arr["cls"], arr["cord"], arr["level"]
@@ -292,9 +366,16 @@ def _write_images(anat: Anatomy, draw: SubjectDraw, options: PhantomOptions, pat
                 lv[f"{key}_cord_dwi_mask"] = None
 
 
-def _write_randomised(anat: Anatomy, sur: Surroundings, options: PhantomOptions, contrast: str, with_gm: bool,
-                      paths: dict[str, Path], truth: dict[str, Any], part: dict[str, Any]
-                      ) -> tuple[Grid, dict[str, np.ndarray]]:
+def _write_randomised(
+    anat: Anatomy,
+    sur: Surroundings,
+    options: PhantomOptions,
+    contrast: str,
+    with_gm: bool,
+    paths: dict[str, Path],
+    truth: dict[str, Any],
+    part: dict[str, Any],
+) -> tuple[Grid, dict[str, np.ndarray]]:
     """The domain-randomised image of one contrast (:mod:`randomise`) on its own random grid."""
     ro = options.randomise
     assert ro is not None
@@ -304,8 +385,7 @@ def _write_randomised(anat: Anatomy, sur: Surroundings, options: PhantomOptions,
     draw = rnd.draw_image(contrast, ro, rng, cl.origin, slice_dir)
     draw.grid = grid_record
     arr = _over_grid(g, rnd.voxel_fn(anat, sur, draw, g, ro.texture, with_gm))
-    canal, cord, gm = nested_masks(arr.pop("f_canal"), arr.pop("f_cord"), arr.pop("f_gm", None),
-                                   si_axis(g.affine))
+    canal, cord, gm = nested_masks(arr.pop("f_canal"), arr.pop("f_cord"), arr.pop("f_gm", None), si_axis(g.affine))
     arr.update(canal=canal, cord=cord)
     if gm is not None:
         arr["gm"] = gm

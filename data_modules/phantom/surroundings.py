@@ -15,6 +15,7 @@ partial-volume ramp over the voxel's mean size:
 5. epidural fat between the canal and the arch, thicker posteriorly;
 6. the vertebral bodies and discs of :mod:`anatomy` (``f_body``) on top.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -23,34 +24,46 @@ import numpy as np
 
 from data_modules.phantom.anatomy import BODY_GAP, BODY_RB, BONE, CSF, DISC, GM, SOFT, WM, Anatomy
 
-FAT, AIR, ARCH = 6, 7, 8          # tissue classes beyond anatomy's SOFT(=muscle)..GM
+FAT, AIR, ARCH = 6, 7, 8  # tissue classes beyond anatomy's SOFT(=muscle)..GM
 N_TISSUES = 9
 TISSUES = ("muscle", "bone", "disc", "csf", "wm", "gm", "fat", "air", "arch")
-ARCH_GAP = 3.0                    # mm either side of a disc plane without bony arch
+ARCH_GAP = 3.0  # mm either side of a disc plane without bony arch
 
 
 @dataclass(frozen=True)
 class Surroundings:
     """A subject's surrounding anatomy (mm)."""
 
-    fat_post: float          # epidural fat behind the canal
-    fat_lat: float           # ... beside it
-    arch_thick: float        # pedicle / lamina thickness
-    spinous_len: float       # spinous process length behind the laminae
-    neck_a: float            # neck outline semi-axes (R-L, A-P) and centre (v, anterior of the cord)
+    fat_post: float  # epidural fat behind the canal
+    fat_lat: float  # ... beside it
+    arch_thick: float  # pedicle / lamina thickness
+    spinous_len: float  # spinous process length behind the laminae
+    neck_a: float  # neck outline semi-axes (R-L, A-P) and centre (v, anterior of the cord)
     neck_b: float
     neck_v: float
-    subq: float              # subcutaneous fat thickness
-    airway_r: float          # airway radius and gap in front of the vertebral bodies
+    subq: float  # subcutaneous fat thickness
+    airway_r: float  # airway radius and gap in front of the vertebral bodies
     airway_gap: float
-    texture_k: np.ndarray    # (n, 3) wavevectors (rad/mm) of the muscle texture, in (s, u, v)
+    texture_k: np.ndarray  # (n, 3) wavevectors (rad/mm) of the muscle texture, in (s, u, v)
     texture_phase: np.ndarray
 
     def to_dict(self) -> dict[str, float]:
         """The scalar parameters (recorded in the truth JSON)."""
-        return {k: round(float(getattr(self, k)), 4) for k in (
-            "fat_post", "fat_lat", "arch_thick", "spinous_len", "neck_a", "neck_b", "neck_v", "subq",
-            "airway_r", "airway_gap")}
+        return {
+            k: round(float(getattr(self, k)), 4)
+            for k in (
+                "fat_post",
+                "fat_lat",
+                "arch_thick",
+                "spinous_len",
+                "neck_a",
+                "neck_b",
+                "neck_v",
+                "subq",
+                "airway_r",
+                "airway_gap",
+            )
+        }
 
 
 def draw_surroundings(rng: np.random.Generator, n_waves: int = 6) -> Surroundings:
@@ -59,10 +72,20 @@ def draw_surroundings(rng: np.random.Generator, n_waves: int = 6) -> Surrounding
     dirs = rng.normal(size=(n_waves, 3))
     dirs /= np.linalg.norm(dirs, axis=1, keepdims=True)
     wavelength = u(4.0, 25.0, n_waves)
-    return Surroundings(fat_post=u(0.8, 4.0), fat_lat=u(0.2, 1.5), arch_thick=u(2.0, 5.0),
-                        spinous_len=u(8.0, 25.0), neck_a=u(45.0, 70.0), neck_b=u(40.0, 60.0),
-                        neck_v=u(5.0, 20.0), subq=u(2.0, 10.0), airway_r=u(6.0, 10.0), airway_gap=u(8.0, 20.0),
-                        texture_k=dirs * (2 * np.pi / wavelength)[:, None], texture_phase=u(0, 2 * np.pi, n_waves))
+    return Surroundings(
+        fat_post=u(0.8, 4.0),
+        fat_lat=u(0.2, 1.5),
+        arch_thick=u(2.0, 5.0),
+        spinous_len=u(8.0, 25.0),
+        neck_a=u(45.0, 70.0),
+        neck_b=u(40.0, 60.0),
+        neck_v=u(5.0, 20.0),
+        subq=u(2.0, 10.0),
+        airway_r=u(6.0, 10.0),
+        airway_gap=u(8.0, 20.0),
+        texture_k=dirs * (2 * np.pi / wavelength)[:, None],
+        texture_phase=u(0, 2 * np.pi, n_waves),
+    )
 
 
 def _inside(r: np.ndarray, scale: np.ndarray | float, h: float) -> np.ndarray:
@@ -75,14 +98,15 @@ def _ellipse(u: np.ndarray, v: np.ndarray, a, b, h: float, v0: float | np.ndarra
     return _inside(r, np.minimum(a, b), h)
 
 
-def paint(anat: Anatomy, sur: Surroundings, t: dict[str, np.ndarray], values: np.ndarray, h: float,
-          texture: float) -> np.ndarray:
+def paint(
+    anat: Anatomy, sur: Surroundings, t: dict[str, np.ndarray], values: np.ndarray, h: float, texture: float
+) -> np.ndarray:
     """Image value of each point from :meth:`Anatomy.classify`'s fractions and ``(s, u, v)``.
 
     ``values`` (N_TISSUES,) are the tissue intensities; ``h`` the voxel size (mm) of the ramps;
     ``texture`` the relative amplitude of the muscle texture.
     """
-    s, u, v = t["s"], t["u"], t["v_canal"]   # v from the canal's centre
+    s, u, v = t["s"], t["u"], t["v_canal"]  # v from the canal's centre
     p = anat.profiles(s)
     A, B = p["A"], p["B"]
     val = np.full(s.shape, values[AIR], dtype=float)
@@ -112,8 +136,7 @@ def paint(anat: Anatomy, sur: Surroundings, t: dict[str, np.ndarray], values: np
     body = np.where(t["disc_zone"], values[DISC], values[BONE])
     lay(t["f_body"], body)
     f_canal, f_cord, f_gm = t["f_canal"], t["f_cord"], t["f_gm"]
-    return (f_gm * values[GM] + (f_cord - f_gm) * values[WM] + (f_canal - f_cord) * values[CSF]
-            + (1.0 - f_canal) * val)
+    return f_gm * values[GM] + (f_cord - f_gm) * values[WM] + (f_canal - f_cord) * values[CSF] + (1.0 - f_canal) * val
 
 
 __all__ = ["Surroundings", "draw_surroundings", "paint", "TISSUES", "N_TISSUES", "FAT", "AIR", "ARCH"]

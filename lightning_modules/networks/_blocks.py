@@ -1,4 +1,5 @@
 """Building blocks shared by the networks (no model-specific code here)."""
+
 from __future__ import annotations
 
 import torch
@@ -23,15 +24,16 @@ def norm_nd(spatial_dims: int, channels: int, kind: str = "instance") -> nn.Modu
 class ConvBlock(nn.Module):
     """Two (conv → norm → LeakyReLU) layers, optional dropout between them."""
 
-    def __init__(self, spatial_dims: int, in_ch: int, out_ch: int, norm: str = "instance",
-                 dropout: float = 0.0):
+    def __init__(self, spatial_dims: int, in_ch: int, out_ch: int, norm: str = "instance", dropout: float = 0.0):
         super().__init__()
         conv = conv_nd(spatial_dims)
         self.block = nn.Sequential(
-            conv(in_ch, out_ch, 3, padding=1, bias=False), norm_nd(spatial_dims, out_ch, norm),
+            conv(in_ch, out_ch, 3, padding=1, bias=False),
+            norm_nd(spatial_dims, out_ch, norm),
             nn.LeakyReLU(0.01, inplace=True),
             nn.Dropout(dropout) if dropout > 0 else nn.Identity(),
-            conv(out_ch, out_ch, 3, padding=1, bias=False), norm_nd(spatial_dims, out_ch, norm),
+            conv(out_ch, out_ch, 3, padding=1, bias=False),
+            norm_nd(spatial_dims, out_ch, norm),
             nn.LeakyReLU(0.01, inplace=True),
         )
 
@@ -107,7 +109,7 @@ class FastDropout(nn.Module):
         if not self.training or self.threshold == 0:
             return x
         n = x.numel()
-        draws = torch.empty((n + 7) // 8, dtype=torch.int64, device=x.device).random_(-2 ** 63, None)
+        draws = torch.empty((n + 7) // 8, dtype=torch.int64, device=x.device).random_(-(2**63), None)
         byte = draws.view(torch.uint8)[:n]
         cl = {4: torch.channels_last, 5: torch.channels_last_3d}.get(x.dim())
         if cl is not None and not x.is_contiguous() and x.is_contiguous(memory_format=cl):

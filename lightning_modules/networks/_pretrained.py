@@ -11,12 +11,14 @@ Nothing is downloaded: the file is read from disk. Rules shared by both loaders:
 * the decoder and heads are left as initialised; the report lists the model keys loaded
   and the file's keys skipped, and is logged at INFO.
 """
+
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 import numpy as np
 import torch
@@ -39,8 +41,10 @@ class PretrainedReport:
     def summary(self, show: int = 8) -> str:
         """One line: counts, the layout and the first skipped keys."""
         sk = ", ".join(self.skipped[:show]) + (", …" if len(self.skipped) > show else "")
-        return (f"{self.path}: {self.layout} weights, loaded {len(self.loaded)} tensors, "
-                f"skipped {len(self.skipped)} file keys" + (f" ({sk})" if sk else ""))
+        return (
+            f"{self.path}: {self.layout} weights, loaded {len(self.loaded)} tensors, "
+            f"skipped {len(self.skipped)} file keys" + (f" ({sk})" if sk else "")
+        )
 
 
 def read_weights(path: str | Path) -> tuple[Path, dict[str, Any]]:
@@ -63,9 +67,11 @@ def read_weights(path: str | Path) -> tuple[Path, dict[str, Any]]:
             try:
                 from safetensors.torch import load_file
             except ImportError:
-                raise InputError("reading .safetensors needs the 'safetensors' package "
-                                 "(pip install safetensors) or use the pytorch_model.bin of the same release",
-                                 path) from None
+                raise InputError(
+                    "reading .safetensors needs the 'safetensors' package "
+                    "(pip install safetensors) or use the pytorch_model.bin of the same release",
+                    path,
+                ) from None
             raw: Any = load_file(str(path))
         else:
             raw = torch.load(path, map_location="cpu", weights_only=True)
@@ -80,7 +86,7 @@ def read_weights(path: str | Path) -> tuple[Path, dict[str, Any]]:
     if not isinstance(raw, dict) or not raw or not all(torch.is_tensor(v) for v in raw.values()):
         raise InputError("not a state dict of tensors", path)
     if all(k.startswith("module.") for k in raw):
-        raw = {k[len("module."):]: v for k, v in raw.items()}
+        raw = {k[len("module.") :]: v for k, v in raw.items()}
     return path, raw
 
 
@@ -109,21 +115,33 @@ class UsedKeys(dict):
         return sorted(set(self) - self.used)
 
 
-def assign(model: nn.Module, mapped: Mapping[str, torch.Tensor], required: Iterable[str], skipped: list[str],
-           path: Path, layout: str) -> PretrainedReport:
+def assign(
+    model: nn.Module,
+    mapped: Mapping[str, torch.Tensor],
+    required: Iterable[str],
+    skipped: list[str],
+    path: Path,
+    layout: str,
+) -> PretrainedReport:
     """Copy ``mapped`` (model key → tensor) into ``model`` after checking every ``required`` key and shape."""
     own = model.state_dict()
     required = list(required)
     missing = [k for k in required if k not in mapped]
     if missing:
-        raise InputError(f"{len(missing)} encoder tensors missing from this {layout} file, e.g. {missing[0]!r} "
-                         "(not an encoder of this model's size?)", path)
+        raise InputError(
+            f"{len(missing)} encoder tensors missing from this {layout} file, e.g. {missing[0]!r} "
+            "(not an encoder of this model's size?)",
+            path,
+        )
     for k, v in mapped.items():
         if k not in own:
             raise InputError(f"{k}: no such tensor in the model", path)
         if tuple(v.shape) != tuple(own[k].shape):
-            raise InputError(f"{k}: shape {tuple(v.shape)} in the file does not match the model's "
-                             f"{tuple(own[k].shape)} (wrong size of checkpoint for this preset?)", path)
+            raise InputError(
+                f"{k}: shape {tuple(v.shape)} in the file does not match the model's "
+                f"{tuple(own[k].shape)} (wrong size of checkpoint for this preset?)",
+                path,
+            )
     with torch.no_grad():
         for k, v in mapped.items():
             own[k].copy_(v.to(own[k].dtype))

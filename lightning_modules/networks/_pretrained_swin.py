@@ -18,6 +18,7 @@ blocks in stage 2; Swin-Unet-T keeps the first 2, as Swin-Unet does) and the ori
 buffers ``relative_position_index`` (checked equal to ours) and ``attn_mask`` (recomputed). Patch
 expanding, the skip modules, ``norm_up`` and the head stay as initialised.
 """
+
 from __future__ import annotations
 
 import re
@@ -41,11 +42,16 @@ def swin_layout(sd: dict[str, torch.Tensor], path: Path) -> str:
         return "swin"
     if any(k.startswith("layers.") for k in sd) and "patch_embed.proj.weight" in sd:
         return "timm"
-    raise InputError("not a Swin Transformer checkpoint (no patch_embed.proj.weight / layers.N.* keys; "
-                     "expected timm's swin_tiny_patch4_window7_224 or the Swin release's .pth)", path)
+    raise InputError(
+        "not a Swin Transformer checkpoint (no patch_embed.proj.weight / layers.N.* keys; "
+        "expected timm's swin_tiny_patch4_window7_224 or the Swin release's .pth)",
+        path,
+    )
 
 
-def map_swin(sd: dict[str, torch.Tensor], model: nn.Module, path: Path) -> tuple[dict[str, torch.Tensor], list[str], str]:
+def map_swin(
+    sd: dict[str, torch.Tensor], model: nn.Module, path: Path
+) -> tuple[dict[str, torch.Tensor], list[str], str]:
     """``(model key → tensor, skipped file keys, layout)`` for a Swin state dict ``sd``."""
     layout = swin_layout(sd, path)
     own = model.state_dict()
@@ -88,8 +94,7 @@ def map_swin(sd: dict[str, torch.Tensor], model: nn.Module, path: Path) -> tuple
 def _check_index(index: torch.Tensor, model: nn.Module, key: str, path: Path) -> None:
     """The file's relative-position index must be the one :class:`WindowAttention` builds."""
     ws = model.encoder[0].window_size
-    if tuple(index.shape) == (ws * ws, ws * ws) and not torch.equal(index.long(),
-                                                                    relative_position_index(ws, ws, ws)):
+    if tuple(index.shape) == (ws * ws, ws * ws) and not torch.equal(index.long(), relative_position_index(ws, ws, ws)):
         raise InputError(f"{key}: relative-position index differs from Swin's (another window convention)", path)
 
 

@@ -13,6 +13,7 @@ Swin reference does *with* the matching relative-position index, pads each grid 
 multiple and masks the padded keys, so valid outputs do not depend on the padding.
 Parameter names follow MONAI's ``SwinTransformerBlock`` so state dicts are interchangeable.
 """
+
 from __future__ import annotations
 
 from functools import lru_cache
@@ -25,9 +26,20 @@ from monai.networks.layers import DropPath
 from monai.networks.nets.swin_unetr import PatchMergingV2, window_partition, window_reverse
 
 __all__ = [
-    "MLPBlock", "DropPath", "PatchMergingV2", "PatchEmbed2d", "PatchExpand2d", "WindowAttention",
-    "SwinBlock", "SwinStage", "XCA", "ViTBlock", "window_mask", "relative_position_index",
-    "init_transformer_weights", "MASK_VALUE",
+    "MLPBlock",
+    "DropPath",
+    "PatchMergingV2",
+    "PatchEmbed2d",
+    "PatchExpand2d",
+    "WindowAttention",
+    "SwinBlock",
+    "SwinStage",
+    "XCA",
+    "ViTBlock",
+    "window_mask",
+    "relative_position_index",
+    "init_transformer_weights",
+    "MASK_VALUE",
 ]
 
 #: Additive attention mask for disallowed pairs; finite so fully masked rows stay finite.
@@ -46,8 +58,9 @@ def relative_position_index(wh: int, ww: int, window: int) -> torch.Tensor:
     return (rel[0] + window - 1) * (2 * window - 1) + (rel[1] + window - 1)
 
 
-def window_mask(hp: int, wp: int, h: int, w: int, win: tuple[int, int], shift: tuple[int, int],
-                device: torch.device) -> torch.Tensor | None:
+def window_mask(
+    hp: int, wp: int, h: int, w: int, win: tuple[int, int], shift: tuple[int, int], device: torch.device
+) -> torch.Tensor | None:
     """Additive mask ``(nW, N, N)`` for (shifted) window attention on a padded ``hp × wp`` grid.
 
     A query may attend a key of the same window when both lie in the same shift region
@@ -75,8 +88,9 @@ def window_mask(hp: int, wp: int, h: int, w: int, win: tuple[int, int], shift: t
 
 
 @lru_cache(maxsize=32)
-def _cached_mask(hp: int, wp: int, h: int, w: int, win: tuple[int, int], shift: tuple[int, int],
-                 device: torch.device) -> torch.Tensor | None:
+def _cached_mask(
+    hp: int, wp: int, h: int, w: int, win: tuple[int, int], shift: tuple[int, int], device: torch.device
+) -> torch.Tensor | None:
     """:func:`window_mask`, memoised (masks are constants of the grid geometry)."""
     return window_mask(hp, wp, h, w, win, shift, device)
 
@@ -116,8 +130,15 @@ class PatchExpand2d(nn.Module):
 class WindowAttention(nn.Module):
     """Multi-head self-attention inside windows with a learned relative position bias (Swin)."""
 
-    def __init__(self, dim: int, num_heads: int, window_size: int, qkv_bias: bool = True,
-                 attn_drop: float = 0.0, proj_drop: float = 0.0):
+    def __init__(
+        self,
+        dim: int,
+        num_heads: int,
+        window_size: int,
+        qkv_bias: bool = True,
+        attn_drop: float = 0.0,
+        proj_drop: float = 0.0,
+    ):
         super().__init__()
         self.num_heads, self.window_size = num_heads, window_size
         self.scale = (dim // num_heads) ** -0.5
@@ -149,8 +170,17 @@ class SwinBlock(nn.Module):
     Works on a ``(B, H, W, C)`` map whose sizes are multiples of ``win`` (see :class:`SwinStage`).
     """
 
-    def __init__(self, dim: int, num_heads: int, window_size: int, mlp_ratio: float = 4.0,
-                 qkv_bias: bool = True, drop: float = 0.0, attn_drop: float = 0.0, drop_path: float = 0.0):
+    def __init__(
+        self,
+        dim: int,
+        num_heads: int,
+        window_size: int,
+        mlp_ratio: float = 4.0,
+        qkv_bias: bool = True,
+        drop: float = 0.0,
+        attn_drop: float = 0.0,
+        drop_path: float = 0.0,
+    ):
         super().__init__()
         self.norm1 = nn.LayerNorm(dim)
         self.attn = WindowAttention(dim, num_heads, window_size, qkv_bias, attn_drop, drop)
@@ -158,8 +188,9 @@ class SwinBlock(nn.Module):
         self.norm2 = nn.LayerNorm(dim)
         self.mlp = MLPBlock(dim, int(dim * mlp_ratio), dropout_rate=drop, act="GELU", dropout_mode="swin")
 
-    def forward(self, x: torch.Tensor, win: tuple[int, int], shift: tuple[int, int],
-                mask: torch.Tensor | None) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, win: tuple[int, int], shift: tuple[int, int], mask: torch.Tensor | None
+    ) -> torch.Tensor:
         b, h, w, c = x.shape
         y = self.norm1(x)
         if any(shift):
@@ -180,14 +211,24 @@ class SwinStage(nn.Module):
     padded keys are masked, then the padding is cropped.
     """
 
-    def __init__(self, dim: int, depth: int, num_heads: int, window_size: int, mlp_ratio: float = 4.0,
-                 qkv_bias: bool = True, drop: float = 0.0, attn_drop: float = 0.0,
-                 drop_path: float | list[float] = 0.0):
+    def __init__(
+        self,
+        dim: int,
+        depth: int,
+        num_heads: int,
+        window_size: int,
+        mlp_ratio: float = 4.0,
+        qkv_bias: bool = True,
+        drop: float = 0.0,
+        attn_drop: float = 0.0,
+        drop_path: float | list[float] = 0.0,
+    ):
         super().__init__()
         dp = drop_path if isinstance(drop_path, (list, tuple)) else [drop_path] * depth
         self.window_size = window_size
         self.blocks = nn.ModuleList(
-            SwinBlock(dim, num_heads, window_size, mlp_ratio, qkv_bias, drop, attn_drop, dp[i]) for i in range(depth))
+            SwinBlock(dim, num_heads, window_size, mlp_ratio, qkv_bias, drop, attn_drop, dp[i]) for i in range(depth)
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         _, h, w, _ = x.shape
@@ -197,8 +238,10 @@ class SwinStage(nn.Module):
         hp, wp = -(-h // win[0]) * win[0], -(-w // win[1]) * win[1]
         if (hp, wp) != (h, w):
             x = F.pad(x, (0, 0, 0, wp - w, 0, hp - h))
-        masks = {False: _cached_mask(hp, wp, h, w, win, (0, 0), x.device),
-                 True: _cached_mask(hp, wp, h, w, win, shift, x.device)}
+        masks = {
+            False: _cached_mask(hp, wp, h, w, win, (0, 0), x.device),
+            True: _cached_mask(hp, wp, h, w, win, shift, x.device),
+        }
         for i, blk in enumerate(self.blocks):
             shifted = i % 2 == 1 and any(shift)
             x = blk(x, win, shift if shifted else (0, 0), masks[shifted])
@@ -215,8 +258,9 @@ class XCA(nn.Module):
     keys/values from ``context`` (same token count and width).
     """
 
-    def __init__(self, dim: int, num_heads: int, qkv_bias: bool = False, attn_drop: float = 0.0,
-                 proj_drop: float = 0.0):
+    def __init__(
+        self, dim: int, num_heads: int, qkv_bias: bool = False, attn_drop: float = 0.0, proj_drop: float = 0.0
+    ):
         super().__init__()
         if dim % num_heads:
             raise ValueError(f"XCA: num_heads={num_heads} must divide the {dim} channels")
@@ -233,7 +277,7 @@ class XCA(nn.Module):
         b, n, c = x.shape
         h = self.num_heads
         ctx = x if context is None else context
-        q = self.q(x).view(b, n, h, c // h).permute(0, 2, 3, 1)               # B h d N
+        q = self.q(x).view(b, n, h, c // h).permute(0, 2, 3, 1)  # B h d N
         k, v = self.kv(ctx).view(b, n, 2, h, c // h).permute(2, 0, 3, 4, 1)  # 2 B h d N
         q, k = F.normalize(q, dim=-1), F.normalize(k, dim=-1)
         attn = self.attn_drop(((q @ k.transpose(-2, -1)) * self.temperature).softmax(dim=-1))  # B h d d
@@ -244,8 +288,9 @@ class XCA(nn.Module):
 class ViTBlock(nn.Module):
     """Pre-norm ViT encoder block (multi-head self-attention + MLP), as in ViT/TransUNet."""
 
-    def __init__(self, dim: int, num_heads: int, mlp_dim: int, dropout: float = 0.0, attn_dropout: float = 0.0,
-                 eps: float = 1e-6):
+    def __init__(
+        self, dim: int, num_heads: int, mlp_dim: int, dropout: float = 0.0, attn_dropout: float = 0.0, eps: float = 1e-6
+    ):
         super().__init__()
         if dim % num_heads:
             raise ValueError(f"ViT: num_heads={num_heads} must divide hidden_size={dim}")

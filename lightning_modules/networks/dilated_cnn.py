@@ -1,31 +1,46 @@
 """Dilated CNN of Perone et al. 2018 (the network behind ``sct_deepseg_gm``), 2D or 3D."""
+
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn as nn
 
-from lightning_modules.networks._blocks import FastDropout, conv_nd, norm_nd
 from lightning_modules.model_spec import register
+from lightning_modules.networks._blocks import FastDropout, conv_nd, norm_nd
 
 
 class ConvReluBN(nn.Sequential):
     """conv (with bias) → ReLU → BatchNorm → Dropout: the layer order of the Keras reference."""
 
-    def __init__(self, spatial_dims: int, in_ch: int, out_ch: int, kernel: int, dilation: int = 1,
-                 dropout: float = 0.0, bn_momentum: float = 0.1):
+    def __init__(
+        self,
+        spatial_dims: int,
+        in_ch: int,
+        out_ch: int,
+        kernel: int,
+        dilation: int = 1,
+        dropout: float = 0.0,
+        bn_momentum: float = 0.1,
+    ):
         bn = norm_nd(spatial_dims, out_ch, "batch")
         bn.momentum = bn_momentum
         super().__init__(
             conv_nd(spatial_dims)(in_ch, out_ch, kernel, padding=dilation * (kernel // 2), dilation=dilation),
-            nn.ReLU(inplace=True), bn, FastDropout(dropout) if dropout > 0 else nn.Identity())
+            nn.ReLU(inplace=True),
+            bn,
+            FastDropout(dropout) if dropout > 0 else nn.Identity(),
+        )
 
 
 def keras_param_count(model: nn.Module) -> int:
     """Parameters as Keras counts them: trainable ones plus BatchNorm moving mean/variance."""
-    bn_stats = sum(m.running_mean.numel() + m.running_var.numel() for m in model.modules()
-                   if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.running_mean is not None)
+    bn_stats = sum(
+        m.running_mean.numel() + m.running_var.numel()
+        for m in model.modules()
+        if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.running_mean is not None
+    )
     return sum(p.numel() for p in model.parameters()) + bn_stats
 
 
@@ -34,8 +49,14 @@ def keras_param_count(model: nn.Module) -> int:
     presets={
         "tiny": dict(base_channels=8, dilations=(6, 12), amort_channels=16, dropout=0.0, dropout_concat=0.0),
         "small": dict(base_channels=16, amort_channels=32, dropout=0.1, dropout_concat=0.2),
-        "paper": dict(base_channels=32, dilations=(6, 12, 18, 24), amort_channels=64, dropout=0.4,
-                      dropout_concat=0.4, bn_momentum=0.9),
+        "paper": dict(
+            base_channels=32,
+            dilations=(6, 12, 18, 24),
+            amort_channels=64,
+            dropout=0.4,
+            dropout_concat=0.4,
+            bn_momentum=0.9,
+        ),
     },
     spatial_dims=(2, 3),
 )
@@ -62,9 +83,18 @@ class DilatedCNN(nn.Module):
     (stride 1, "same" padding).
     """
 
-    def __init__(self, in_channels: int = 1, num_classes: int = 2, spatial_dims: int = 2,
-                 base_channels: int = 32, dilations: Sequence[int] = (6, 12, 18, 24), amort_channels: int = 64,
-                 dropout: float = 0.4, dropout_concat: float = 0.4, bn_momentum: float = 0.1):
+    def __init__(
+        self,
+        in_channels: int = 1,
+        num_classes: int = 2,
+        spatial_dims: int = 2,
+        base_channels: int = 32,
+        dilations: Sequence[int] = (6, 12, 18, 24),
+        amort_channels: int = 64,
+        dropout: float = 0.4,
+        dropout_concat: float = 0.4,
+        bn_momentum: float = 0.1,
+    ):
         super().__init__()
         if spatial_dims not in (2, 3):
             raise ValueError(f"spatial_dims={spatial_dims} must be 2 or 3")
@@ -82,7 +112,8 @@ class DilatedCNN(nn.Module):
         self.branch1x1 = nn.Sequential(ConvReluBN(sd, c, c, 3, **layer), ConvReluBN(sd, c, c, 1, **layer))
         self.dilated = nn.ModuleList(
             nn.Sequential(ConvReluBN(sd, c, c, 3, int(d), **layer), ConvReluBN(sd, c, c, 3, int(d), **layer))
-            for d in dilations)
+            for d in dilations
+        )
         n_cat = c * (len(dilations) + 2)
         self.concat_bn = norm_nd(sd, n_cat, "batch")
         self.concat_bn.momentum = bn_momentum

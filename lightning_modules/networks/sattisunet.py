@@ -3,22 +3,28 @@
 No public code exists; this is the project's reference implementation. The class docstring
 lists every choice the seed leaves open.
 """
+
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from lightning_modules.model_spec import register
 from lightning_modules.networks._blocks import crop_to, kept_skips, pad_to_multiple
 from lightning_modules.networks._pretrained import PretrainedReport
 from lightning_modules.networks._pretrained_swin import load_swin_pretrained
 from lightning_modules.networks._transformer import (
-    XCA, PatchEmbed2d, PatchExpand2d, PatchMergingV2, SwinStage, init_transformer_weights,
+    XCA,
+    PatchEmbed2d,
+    PatchExpand2d,
+    PatchMergingV2,
+    SwinStage,
+    init_transformer_weights,
 )
-from lightning_modules.model_spec import register
 
 
 def _resample(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -57,8 +63,7 @@ class AttentiveSkip(nn.Module):
 
     is_skip_path = True
 
-    def __init__(self, level: int, dims: dict[int, int], num_heads: int, qkv_bias: bool = True,
-                 drop: float = 0.0):
+    def __init__(self, level: int, dims: dict[int, int], num_heads: int, qkv_bias: bool = True, drop: float = 0.0):
         super().__init__()
         self.level, self.sources = level, sorted(dims)
         dim = dims[level]
@@ -80,15 +85,36 @@ class AttentiveSkip(nn.Module):
 
 
 PRESETS = {
-    "tiny": dict(embed_dim=8, depths=[2, 1, 1], num_heads=[1, 2, 2], skip_heads=2, window_size=4,
-                 patch_size=2, drop_path_rate=0.0),
+    "tiny": dict(
+        embed_dim=8,
+        depths=[2, 1, 1],
+        num_heads=[1, 2, 2],
+        skip_heads=2,
+        window_size=4,
+        patch_size=2,
+        drop_path_rate=0.0,
+    ),
     # small: window 4. At the 48²-64² training patches the stage grids are 24-32, 12-16 and 6-8
     # tokens, so every stage shifts its windows; with window 8 the last stage's window covered its whole
     # 8² grid at 64², silently disabling the shift there.
-    "small": dict(embed_dim=32, depths=[2, 2, 2], num_heads=[2, 4, 8], skip_heads=4, window_size=4,
-                  patch_size=2, drop_path_rate=0.0),
-    "paper": dict(embed_dim=96, depths=[2, 2, 2, 2], num_heads=[3, 6, 12, 24], skip_heads=None,
-                  window_size=7, patch_size=4, drop_path_rate=0.2),
+    "small": dict(
+        embed_dim=32,
+        depths=[2, 2, 2],
+        num_heads=[2, 4, 8],
+        skip_heads=4,
+        window_size=4,
+        patch_size=2,
+        drop_path_rate=0.0,
+    ),
+    "paper": dict(
+        embed_dim=96,
+        depths=[2, 2, 2, 2],
+        num_heads=[3, 6, 12, 24],
+        skip_heads=None,
+        window_size=7,
+        patch_size=4,
+        drop_path_rate=0.2,
+    ),
 }
 
 
@@ -146,36 +172,61 @@ class SAttisUNet(nn.Module):
     ``small`` (embed 32, patch 2, three stages, window 4) trains on a laptop CPU; ``tiny`` is for tests.
     """
 
-    def __init__(self, in_channels: int = 1, num_classes: int = 2, spatial_dims: int = 2,
-                 embed_dim: int = 96, depths: Sequence[int] = (2, 2, 2, 2),
-                 num_heads: Sequence[int] = (3, 6, 12, 24), skip_heads: int | None = None,
-                 window_size: int = 7, patch_size: int = 4, skip_connections: int | None = None,
-                 attentive_skips: bool = True, mlp_ratio: float = 4.0, drop_path_rate: float = 0.1,
-                 dropout: float = 0.0, pretrained: str | None = None):
+    def __init__(
+        self,
+        in_channels: int = 1,
+        num_classes: int = 2,
+        spatial_dims: int = 2,
+        embed_dim: int = 96,
+        depths: Sequence[int] = (2, 2, 2, 2),
+        num_heads: Sequence[int] = (3, 6, 12, 24),
+        skip_heads: int | None = None,
+        window_size: int = 7,
+        patch_size: int = 4,
+        skip_connections: int | None = None,
+        attentive_skips: bool = True,
+        mlp_ratio: float = 4.0,
+        drop_path_rate: float = 0.1,
+        dropout: float = 0.0,
+        pretrained: str | None = None,
+    ):
         super().__init__()
         depths, num_heads = list(depths), list(num_heads)
-        self._validate(spatial_dims, embed_dim, depths, num_heads, skip_heads, window_size, patch_size,
-                       skip_connections, mlp_ratio, drop_path_rate, dropout)
+        self._validate(
+            spatial_dims,
+            embed_dim,
+            depths,
+            num_heads,
+            skip_heads,
+            window_size,
+            patch_size,
+            skip_connections,
+            mlp_ratio,
+            drop_path_rate,
+            dropout,
+        )
         stages = len(depths)
-        dims = [embed_dim * 2 ** i for i in range(stages)]
+        dims = [embed_dim * 2**i for i in range(stages)]
         n_levels = stages - 1
         skip_connections = n_levels if skip_connections is None else skip_connections
         self.keep = kept_skips(n_levels, skip_connections)
         self.skip_connections, self.attentive_skips = skip_connections, attentive_skips
         self.multiple = patch_size * 2 ** (stages - 1)
         dpr = torch.linspace(0, drop_path_rate, sum(depths)).tolist()
-        rates = [dpr[sum(depths[:i]):sum(depths[:i + 1])] for i in range(stages)]
+        rates = [dpr[sum(depths[:i]) : sum(depths[: i + 1])] for i in range(stages)]
         stage = dict(window_size=window_size, mlp_ratio=mlp_ratio, drop=dropout)
 
         self.patch_embed = PatchEmbed2d(in_channels, embed_dim, patch_size)
         self.pos_drop = nn.Dropout(dropout)
         self.encoder = nn.ModuleList(
-            SwinStage(dims[i], depths[i], num_heads[i], drop_path=rates[i], **stage) for i in range(stages))
+            SwinStage(dims[i], depths[i], num_heads[i], drop_path=rates[i], **stage) for i in range(stages)
+        )
         self.merges = nn.ModuleList(PatchMergingV2(dims[i], spatial_dims=2) for i in range(n_levels))
         self.norm = nn.LayerNorm(dims[-1])
         self.expands = nn.ModuleList(PatchExpand2d(dims[i + 1], dims[i], 2) for i in range(n_levels))
         self.decoder = nn.ModuleList(
-            SwinStage(dims[i], depths[i], num_heads[i], drop_path=rates[i], **stage) for i in range(n_levels))
+            SwinStage(dims[i], depths[i], num_heads[i], drop_path=rates[i], **stage) for i in range(n_levels)
+        )
         self.norm_up = nn.LayerNorm(dims[0])
         self.final_expand = PatchExpand2d(dims[0], dims[0], patch_size)
         self.head = nn.Conv2d(dims[0], num_classes, 1, bias=False)
@@ -183,10 +234,16 @@ class SAttisUNet(nn.Module):
         # Skip modules are built (and initialised) last: with the same seed, every other
         # parameter is identical whether the skips are attentive or plain.
         kept = {i: dims[i] for i in range(n_levels) if self.keep[i]}
-        self.skips = nn.ModuleDict({
-            str(i): (AttentiveSkip(i, kept, skip_heads or num_heads[i], drop=dropout) if attentive_skips
-                     else PlainSkip(i, dims[i]))
-            for i in kept})
+        self.skips = nn.ModuleDict(
+            {
+                str(i): (
+                    AttentiveSkip(i, kept, skip_heads or num_heads[i], drop=dropout)
+                    if attentive_skips
+                    else PlainSkip(i, dims[i])
+                )
+                for i in kept
+            }
+        )
         self.skips.apply(init_transformer_weights)
         if pretrained:
             self.load_pretrained(pretrained)
@@ -196,9 +253,19 @@ class SAttisUNet(nn.Module):
         return load_swin_pretrained(self, path)
 
     @staticmethod
-    def _validate(spatial_dims: int, embed_dim: int, depths: list[int], num_heads: list[int],
-                  skip_heads: int | None, window_size: int, patch_size: int, skip_connections: int | None,
-                  mlp_ratio: float, drop_path_rate: float, dropout: float) -> None:
+    def _validate(
+        spatial_dims: int,
+        embed_dim: int,
+        depths: list[int],
+        num_heads: list[int],
+        skip_heads: int | None,
+        window_size: int,
+        patch_size: int,
+        skip_connections: int | None,
+        mlp_ratio: float,
+        drop_path_rate: float,
+        dropout: float,
+    ) -> None:
         """Raise ValueError naming the knob for impossible settings."""
         if spatial_dims != 2:
             raise ValueError(f"spatial_dims={spatial_dims}: only 2D is supported")
@@ -209,17 +276,17 @@ class SAttisUNet(nn.Module):
         if embed_dim < 1 or window_size < 1 or patch_size < 1:
             raise ValueError("embed_dim, window_size and patch_size must be positive")
         for i, h in enumerate(num_heads):
-            c = embed_dim * 2 ** i
+            c = embed_dim * 2**i
             if h < 1 or c % h:
-                raise ValueError(f"num_heads[{i}]={h} must divide the {c} channels of stage {i} "
-                                 f"(embed_dim·2^{i})")
+                raise ValueError(f"num_heads[{i}]={h} must divide the {c} channels of stage {i} (embed_dim·2^{i})")
         n_levels = len(depths) - 1
         if skip_connections is not None and not 0 <= skip_connections <= n_levels:
-            raise ValueError(f"skip_connections={skip_connections} must be in 0..{n_levels} "
-                             f"(stages − 1 for depths={depths})")
+            raise ValueError(
+                f"skip_connections={skip_connections} must be in 0..{n_levels} (stages − 1 for depths={depths})"
+            )
         if skip_heads is not None:
             for i in range(n_levels):
-                c = embed_dim * 2 ** i
+                c = embed_dim * 2**i
                 if skip_heads < 1 or c % skip_heads:
                     raise ValueError(f"skip_heads={skip_heads} must divide the {c} channels of skip level {i}")
         if mlp_ratio <= 0:

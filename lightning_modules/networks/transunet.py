@@ -1,9 +1,10 @@
 """TransUNet (Chen et al. 2021): ResNet-v2 encoder + ViT over bottleneck tokens + cascaded upsampler."""
+
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -11,10 +12,10 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from core.errors import InputError
+from lightning_modules.model_spec import register
 from lightning_modules.networks._blocks import SkipConcat, crop_to, kept_skips, pad_to_multiple
 from lightning_modules.networks._pretrained import PretrainedReport, UsedKeys, assign, read_weights, rgb_to_gray
 from lightning_modules.networks._transformer import ViTBlock, init_transformer_weights
-from lightning_modules.model_spec import register
 
 
 class StdConv2d(nn.Conv2d):
@@ -22,8 +23,15 @@ class StdConv2d(nn.Conv2d):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         v, m = torch.var_mean(self.weight, dim=[1, 2, 3], keepdim=True, unbiased=False)
-        return F.conv2d(x, (self.weight - m) / torch.sqrt(v + 1e-5), self.bias, self.stride, self.padding,
-                        self.dilation, self.groups)
+        return F.conv2d(
+            x,
+            (self.weight - m) / torch.sqrt(v + 1e-5),
+            self.bias,
+            self.stride,
+            self.padding,
+            self.dilation,
+            self.groups,
+        )
 
 
 def _gn(channels: int, groups: int = 32) -> nn.GroupNorm:
@@ -68,11 +76,13 @@ class ResNetV2(nn.Module):
         self.body = nn.Sequential()
         cin = width
         for b, n in enumerate(units):
-            cout, cmid = width * 4 * 2 ** b, width * 2 ** b
+            cout, cmid = width * 4 * 2**b, width * 2**b
             block = nn.Sequential()
             for u in range(n):
-                block.add_module(f"unit{u + 1}", Bottleneck(cin if u == 0 else cout, cout, cmid,
-                                                            stride=2 if (u == 0 and b > 0) else 1))
+                block.add_module(
+                    f"unit{u + 1}",
+                    Bottleneck(cin if u == 0 else cout, cout, cmid, stride=2 if (u == 0 and b > 0) else 1),
+                )
             self.body.add_module(f"block{b + 1}", block)
             cin = cout
 
@@ -113,16 +123,28 @@ class DecoderBlock(nn.Module):
 class HybridViTEncoder(nn.Module):
     """R50 trunk + 1×1 patch embedding + ViT blocks + final LayerNorm (R50-ViT-B/16 layout)."""
 
-    def __init__(self, in_channels: int, width: int, units: Sequence[int], hidden_size: int, num_layers: int,
-                 num_heads: int, mlp_dim: int, pos_grid: int, dropout: float, attn_dropout: float):
+    def __init__(
+        self,
+        in_channels: int,
+        width: int,
+        units: Sequence[int],
+        hidden_size: int,
+        num_layers: int,
+        num_heads: int,
+        mlp_dim: int,
+        pos_grid: int,
+        dropout: float,
+        attn_dropout: float,
+    ):
         super().__init__()
         self.resnet = ResNetV2(in_channels, width, units)
         self.patch_embeddings = nn.Conv2d(width * 16, hidden_size, 1)
         self.pos_grid = pos_grid
         self.position_embeddings = nn.Parameter(torch.zeros(1, pos_grid * pos_grid, hidden_size))
         self.dropout = nn.Dropout(dropout)
-        self.blocks = nn.ModuleList(ViTBlock(hidden_size, num_heads, mlp_dim, dropout, attn_dropout)
-                                    for _ in range(num_layers))
+        self.blocks = nn.ModuleList(
+            ViTBlock(hidden_size, num_heads, mlp_dim, dropout, attn_dropout) for _ in range(num_layers)
+        )
         self.encoder_norm = nn.LayerNorm(hidden_size, eps=1e-6)
 
     def position_embedding(self, h: int, w: int) -> torch.Tensor:
@@ -147,13 +169,42 @@ class HybridViTEncoder(nn.Module):
 @register(
     "transunet",
     presets={
-        "tiny": dict(resnet_width=8, resnet_units=(1, 1, 1), hidden_size=32, num_layers=1, num_heads=2,
-                     mlp_dim=64, head_channels=32, decoder_channels=(16, 8, 8, 8), pos_grid=4, dropout=0.0),
-        "small": dict(resnet_width=16, resnet_units=(1, 2, 2), hidden_size=128, num_layers=2, num_heads=4,
-                      mlp_dim=256, head_channels=128, decoder_channels=(64, 32, 16, 16), pos_grid=4, dropout=0.0),
-        "paper": dict(resnet_width=64, resnet_units=(3, 4, 9), hidden_size=768, num_layers=12, num_heads=12,
-                      mlp_dim=3072, head_channels=512, decoder_channels=(256, 128, 64, 16), pos_grid=14,
-                      dropout=0.1),
+        "tiny": dict(
+            resnet_width=8,
+            resnet_units=(1, 1, 1),
+            hidden_size=32,
+            num_layers=1,
+            num_heads=2,
+            mlp_dim=64,
+            head_channels=32,
+            decoder_channels=(16, 8, 8, 8),
+            pos_grid=4,
+            dropout=0.0,
+        ),
+        "small": dict(
+            resnet_width=16,
+            resnet_units=(1, 2, 2),
+            hidden_size=128,
+            num_layers=2,
+            num_heads=4,
+            mlp_dim=256,
+            head_channels=128,
+            decoder_channels=(64, 32, 16, 16),
+            pos_grid=4,
+            dropout=0.0,
+        ),
+        "paper": dict(
+            resnet_width=64,
+            resnet_units=(3, 4, 9),
+            hidden_size=768,
+            num_layers=12,
+            num_heads=12,
+            mlp_dim=3072,
+            head_channels=512,
+            decoder_channels=(256, 128, 64, 16),
+            pos_grid=14,
+            dropout=0.1,
+        ),
     },
     spatial_dims=(2,),
 )
@@ -174,12 +225,25 @@ class TransUNet(nn.Module):
     ``R50+ViT-B_16.npz``, timm's ``vit_base_r50_s16_224`` or a state dict of this class's ``encoder``).
     """
 
-    def __init__(self, in_channels: int = 1, num_classes: int = 2, spatial_dims: int = 2,
-                 resnet_width: int = 64, resnet_units: Sequence[int] = (3, 4, 9), hidden_size: int = 768,
-                 num_layers: int = 12, num_heads: int = 12, mlp_dim: int = 3072, head_channels: int = 512,
-                 decoder_channels: Sequence[int] = (256, 128, 64, 16), pos_grid: int = 14,
-                 skip_connections: int | None = None, dropout: float = 0.1, attn_dropout: float = 0.0,
-                 pretrained: str | None = None):
+    def __init__(
+        self,
+        in_channels: int = 1,
+        num_classes: int = 2,
+        spatial_dims: int = 2,
+        resnet_width: int = 64,
+        resnet_units: Sequence[int] = (3, 4, 9),
+        hidden_size: int = 768,
+        num_layers: int = 12,
+        num_heads: int = 12,
+        mlp_dim: int = 3072,
+        head_channels: int = 512,
+        decoder_channels: Sequence[int] = (256, 128, 64, 16),
+        pos_grid: int = 14,
+        skip_connections: int | None = None,
+        dropout: float = 0.1,
+        attn_dropout: float = 0.0,
+        pretrained: str | None = None,
+    ):
         super().__init__()
         decoder_channels, resnet_units = [int(c) for c in decoder_channels], [int(u) for u in resnet_units]
         if spatial_dims != 2:
@@ -198,14 +262,25 @@ class TransUNet(nn.Module):
         skip_connections = 3 if skip_connections is None else skip_connections
         self.keep = kept_skips(3, skip_connections)  # levels 1/2, 1/4, 1/8 (shallowest first)
         self.skip_connections = skip_connections
-        self.encoder = HybridViTEncoder(in_channels, resnet_width, resnet_units, hidden_size, num_layers,
-                                        num_heads, mlp_dim, pos_grid, dropout, attn_dropout)
+        self.encoder = HybridViTEncoder(
+            in_channels,
+            resnet_width,
+            resnet_units,
+            hidden_size,
+            num_layers,
+            num_heads,
+            mlp_dim,
+            pos_grid,
+            dropout,
+            attn_dropout,
+        )
         self.encoder.blocks.apply(init_transformer_weights)
         self.conv_more = ConvBNReLU(hidden_size, head_channels)
         skip_chs = [resnet_width * 8, resnet_width * 4, resnet_width, 0]
         ins = [head_channels] + decoder_channels[:-1]
         self.decoder = nn.ModuleList(
-            DecoderBlock(ins[i], decoder_channels[i], skip_chs[i] if self._uses_skip(i) else 0) for i in range(4))
+            DecoderBlock(ins[i], decoder_channels[i], skip_chs[i] if self._uses_skip(i) else 0) for i in range(4)
+        )
         self.seg_head = nn.Conv2d(decoder_channels[-1], num_classes, 3, padding=1)
         if pretrained:
             self.load_pretrained(pretrained)
@@ -249,7 +324,7 @@ class TransUNet(nn.Module):
                 sd = _timm_to_state_dict(used, self.encoder, path)
                 skipped, layout = used.unused(), "timm vit_base_r50_s16_224"
             else:
-                sd = {k[len("encoder."):]: v for k, v in raw.items() if k.startswith("encoder.")}
+                sd = {k[len("encoder.") :]: v for k, v in raw.items() if k.startswith("encoder.")}
                 skipped, layout = sorted(k for k in raw if not k.startswith("encoder.")), "cordbench TransUNet"
                 root = "resnet.root.conv.weight"
                 if root in sd:
@@ -273,19 +348,30 @@ def _t(w: np.ndarray) -> torch.Tensor:
 
 def _grid_position_embedding(pe: torch.Tensor, pos_grid: int) -> torch.Tensor:
     """``(1, [1 +] g², C)`` ViT position embeddings → ``(1, pos_grid², C)``: class token dropped, grid resized."""
-    if pe.shape[1] != pos_grid ** 2:
+    if pe.shape[1] != pos_grid**2:
         pe = pe[:, 1:] if int(math.isqrt(pe.shape[1] - 1)) ** 2 == pe.shape[1] - 1 else pe
         g = math.isqrt(pe.shape[1])
         if g * g != pe.shape[1]:
             raise ValueError(f"position embedding of {pe.shape[1]} tokens is not a square grid")
         if g != pos_grid:
-            pe = F.interpolate(pe.transpose(1, 2).reshape(1, -1, g, g), size=(pos_grid,) * 2,
-                               mode="bilinear", align_corners=False).flatten(2).transpose(1, 2)
+            pe = (
+                F.interpolate(
+                    pe.transpose(1, 2).reshape(1, -1, g, g), size=(pos_grid,) * 2, mode="bilinear", align_corners=False
+                )
+                .flatten(2)
+                .transpose(1, 2)
+            )
     return pe.contiguous()
 
 
-_TIMM_BLOCK = {"norm1": "attention_norm", "attn.qkv": "qkv", "attn.proj": "out", "norm2": "ffn_norm",
-               "mlp.fc1": "mlp.linear1", "mlp.fc2": "mlp.linear2"}
+_TIMM_BLOCK = {
+    "norm1": "attention_norm",
+    "attn.qkv": "qkv",
+    "attn.proj": "out",
+    "norm2": "ffn_norm",
+    "mlp.fc1": "mlp.linear1",
+    "mlp.fc2": "mlp.linear2",
+}
 
 
 def _timm_to_state_dict(w: dict[str, torch.Tensor], enc: HybridViTEncoder, path: Path) -> dict[str, torch.Tensor]:
@@ -295,20 +381,29 @@ def _timm_to_state_dict(w: dict[str, torch.Tensor], enc: HybridViTEncoder, path:
     ``gn_proj`` with one group per channel), as when TransUNet loads the ``.npz``.
     """
     bb = "patch_embed.backbone."
-    sd = {"resnet.root.conv.weight": rgb_to_gray(w[bb + "stem.conv.weight"], enc.resnet.root.conv.in_channels,
-                                                 bb + "stem.conv.weight", path),
-          "resnet.root.gn.weight": w[bb + "stem.norm.weight"], "resnet.root.gn.bias": w[bb + "stem.norm.bias"],
-          "patch_embeddings.weight": w["patch_embed.proj.weight"], "patch_embeddings.bias": w["patch_embed.proj.bias"],
-          "position_embeddings": _grid_position_embedding(w["pos_embed"], enc.pos_grid),
-          "encoder_norm.weight": w["norm.weight"], "encoder_norm.bias": w["norm.bias"]}
+    sd = {
+        "resnet.root.conv.weight": rgb_to_gray(
+            w[bb + "stem.conv.weight"], enc.resnet.root.conv.in_channels, bb + "stem.conv.weight", path
+        ),
+        "resnet.root.gn.weight": w[bb + "stem.norm.weight"],
+        "resnet.root.gn.bias": w[bb + "stem.norm.bias"],
+        "patch_embeddings.weight": w["patch_embed.proj.weight"],
+        "patch_embeddings.bias": w["patch_embed.proj.bias"],
+        "position_embeddings": _grid_position_embedding(w["pos_embed"], enc.pos_grid),
+        "encoder_norm.weight": w["norm.weight"],
+        "encoder_norm.bias": w["norm.bias"],
+    }
     for b, block in enumerate(enc.resnet.body):
         for u, unit in enumerate(block):
             src, dst = f"{bb}stages.{b}.blocks.{u}.", f"resnet.body.block{b + 1}.unit{u + 1}."
             pairs = [(f"conv{i}.weight", f"conv{i}.weight") for i in (1, 2, 3)]
             pairs += [(f"norm{i}.{p}", f"gn{i}.{p}") for i in (1, 2, 3) for p in ("weight", "bias")]
             if hasattr(unit, "downsample"):
-                pairs += [("downsample.conv.weight", "downsample.weight"),
-                          ("downsample.norm.weight", "gn_proj.weight"), ("downsample.norm.bias", "gn_proj.bias")]
+                pairs += [
+                    ("downsample.conv.weight", "downsample.weight"),
+                    ("downsample.norm.weight", "gn_proj.weight"),
+                    ("downsample.norm.bias", "gn_proj.bias"),
+                ]
             sd.update({dst + d: w[src + s] for s, d in pairs})
     for i in range(len(enc.blocks)):
         for s, d in _TIMM_BLOCK.items():
@@ -320,9 +415,13 @@ def _timm_to_state_dict(w: dict[str, torch.Tensor], enc: HybridViTEncoder, path:
 def _npz_to_state_dict(w: dict[str, np.ndarray], enc: HybridViTEncoder, path: Path) -> dict[str, torch.Tensor]:
     """Map Google's R50+ViT-B/16 ``.npz`` names and layouts onto :class:`HybridViTEncoder` keys."""
     sd: dict[str, torch.Tensor] = {}
-    sd["resnet.root.conv.weight"] = rgb_to_gray(_conv(w["conv_root/kernel"]), enc.resnet.root.conv.in_channels,
-                                                "conv_root/kernel", path)
-    sd["resnet.root.gn.weight"], sd["resnet.root.gn.bias"] = _t(w["gn_root/scale"]).view(-1), _t(w["gn_root/bias"]).view(-1)
+    sd["resnet.root.conv.weight"] = rgb_to_gray(
+        _conv(w["conv_root/kernel"]), enc.resnet.root.conv.in_channels, "conv_root/kernel", path
+    )
+    sd["resnet.root.gn.weight"], sd["resnet.root.gn.bias"] = (
+        _t(w["gn_root/scale"]).view(-1),
+        _t(w["gn_root/bias"]).view(-1),
+    )
     for bname, block in enc.resnet.body.named_children():
         for uname, unit in block.named_children():
             src, dst = f"{bname}/{uname}", f"resnet.body.{bname}.{uname}"
@@ -336,16 +435,18 @@ def _npz_to_state_dict(w: dict[str, np.ndarray], enc: HybridViTEncoder, path: Pa
                 sd[f"{dst}.{gn}.bias"] = _t(w[f"{src}/{gn}/bias"]).view(-1)
     sd["patch_embeddings.weight"] = _conv(w["embedding/kernel"])
     sd["patch_embeddings.bias"] = _t(w["embedding/bias"])
-    sd["position_embeddings"] = _grid_position_embedding(_t(w["Transformer/posembed_input/pos_embedding"]),
-                                                         enc.pos_grid)
+    sd["position_embeddings"] = _grid_position_embedding(
+        _t(w["Transformer/posembed_input/pos_embedding"]), enc.pos_grid
+    )
     sd["encoder_norm.weight"] = _t(w["Transformer/encoder_norm/scale"])
     sd["encoder_norm.bias"] = _t(w["Transformer/encoder_norm/bias"])
     for i in range(len(enc.blocks)):
         r, d = f"Transformer/encoderblock_{i}", f"blocks.{i}"
         att = f"{r}/MultiHeadDotProductAttention_1"
         hid = w[f"{att}/query/kernel"].shape[0]
-        sd[f"{d}.qkv.weight"] = torch.cat([_t(w[f"{att}/{q}/kernel"]).reshape(hid, hid).t() for q in
-                                           ("query", "key", "value")])
+        sd[f"{d}.qkv.weight"] = torch.cat(
+            [_t(w[f"{att}/{q}/kernel"]).reshape(hid, hid).t() for q in ("query", "key", "value")]
+        )
         sd[f"{d}.qkv.bias"] = torch.cat([_t(w[f"{att}/{q}/bias"]).reshape(-1) for q in ("query", "key", "value")])
         sd[f"{d}.out.weight"] = _t(w[f"{att}/out/kernel"]).reshape(hid, hid).t()
         sd[f"{d}.out.bias"] = _t(w[f"{att}/out/bias"]).reshape(-1)

@@ -1,11 +1,12 @@
 """Plain U-Net (Ronneberger et al. 2015) in 2D or 3D with a skip-count ablation knob."""
+
 from __future__ import annotations
 
 import torch
 import torch.nn as nn
 
-from lightning_modules.networks._blocks import ConvBlock, conv_nd, crop_to, kept_skips, pad_to_multiple
 from lightning_modules.model_spec import register
+from lightning_modules.networks._blocks import ConvBlock, conv_nd, crop_to, kept_skips, pad_to_multiple
 
 
 @register(
@@ -28,9 +29,17 @@ class UNet(nn.Module):
     Inputs of any size are padded to a multiple of ``2**(depth-1)`` and cropped back.
     """
 
-    def __init__(self, in_channels: int = 1, num_classes: int = 2, spatial_dims: int = 2,
-                 depth: int = 4, base_channels: int = 16, skip_connections: int | None = None,
-                 norm: str = "instance", dropout: float = 0.0):
+    def __init__(
+        self,
+        in_channels: int = 1,
+        num_classes: int = 2,
+        spatial_dims: int = 2,
+        depth: int = 4,
+        base_channels: int = 16,
+        skip_connections: int | None = None,
+        norm: str = "instance",
+        dropout: float = 0.0,
+    ):
         super().__init__()
         if depth < 2:
             raise ValueError(f"depth={depth} must be >= 2")
@@ -39,17 +48,19 @@ class UNet(nn.Module):
         self.keep = kept_skips(n_skip_levels, skip_connections)
         self.skip_connections = skip_connections
         self.multiple = 2 ** (depth - 1)
-        chans = [base_channels * 2 ** i for i in range(depth)]
+        chans = [base_channels * 2**i for i in range(depth)]
         conv = conv_nd(spatial_dims)
         convT = {2: nn.ConvTranspose2d, 3: nn.ConvTranspose3d}[spatial_dims]
         self.pool = {2: nn.MaxPool2d, 3: nn.MaxPool3d}[spatial_dims](2)
         self.encoders = nn.ModuleList(
             ConvBlock(spatial_dims, in_channels if i == 0 else chans[i - 1], chans[i], norm, dropout)
-            for i in range(depth))
+            for i in range(depth)
+        )
         self.ups = nn.ModuleList(convT(chans[i + 1], chans[i], 2, stride=2) for i in range(depth - 1))
         self.decoders = nn.ModuleList(
             ConvBlock(spatial_dims, chans[i] * (2 if self.keep[i] else 1), chans[i], norm, dropout)
-            for i in range(depth - 1))
+            for i in range(depth - 1)
+        )
         self.head = conv(chans[0], num_classes, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -13,6 +13,7 @@ pattern must occur exactly once in its file (a stale catalogue is an error, not 
 
 Exit status: 0 when every mutation is killed, 1 when some survive, 2 on errors.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -33,16 +34,31 @@ from catalogue import MUTATIONS, Mutation  # noqa: E402
 
 from core.paths import shared_data_dir  # noqa: E402  (the real data, for the copy's tests)
 
-SKIP_DIRS = {".git", ".venv", "outputs", "runs", "wandb", "ray_results", "lightning_logs", ".pytest_cache",
-             "__pycache__", "build", "dist"}
+SKIP_DIRS = {
+    ".git",
+    ".venv",
+    "outputs",
+    "runs",
+    "wandb",
+    "ray_results",
+    "lightning_logs",
+    ".pytest_cache",
+    "__pycache__",
+    "build",
+    "dist",
+}
 
 
 def copy_repo(dst: Path) -> Path:
     """Copy the working tree (without caches, venv, outputs) to ``dst``."""
+
     def ignore(d: str, names: list[str]) -> set[str]:
         # a folder named like an output folder but holding Python modules (the runs/ package) is code
-        return {n for n in names if (n in SKIP_DIRS and not any((Path(d) / n).glob("*.py")))
-                or n.endswith((".pyc", ".egg-info", ".ckpt"))}
+        return {
+            n
+            for n in names
+            if (n in SKIP_DIRS and not any((Path(d) / n).glob("*.py"))) or n.endswith((".pyc", ".egg-info", ".ckpt"))
+        }
 
     shutil.copytree(REPO, dst, ignore=ignore, symlinks=True)
     return dst
@@ -66,8 +82,21 @@ def check_patterns(root: Path, mutations: list[Mutation]) -> list[str]:
 
 
 def pytest_cmd(tests: list[str], k: str | None = None) -> list[str]:
-    cmd = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", "-m", "not slow",
-           "--no-header", "-o", "addopts=--strict-markers", *tests]
+    cmd = [
+        sys.executable,
+        "-m",
+        "pytest",
+        "-x",
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        "-m",
+        "not slow",
+        "--no-header",
+        "-o",
+        "addopts=--strict-markers",
+        *tests,
+    ]
     if k:
         cmd += ["-k", k]
     return cmd
@@ -76,8 +105,13 @@ def pytest_cmd(tests: list[str], k: str | None = None) -> list[str]:
 def copy_env(root: Path) -> dict[str, str]:
     # the copy lives in a temporary folder: point it at the real data, and let a test that
     # needs them fail rather than skip (CI=true, see tests/conftest.py)
-    env = {**os.environ, "PYTHONPATH": str(root), "PYTHONDONTWRITEBYTECODE": "1", "CI": "true",
-           "CORDBENCH_DATA": str(shared_data_dir().resolve())}
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(root),
+        "PYTHONDONTWRITEBYTECODE": "1",
+        "CI": "true",
+        "CORDBENCH_DATA": str(shared_data_dir().resolve()),
+    }
     env.pop("PYTEST_ADDOPTS", None)
     return env
 
@@ -86,10 +120,13 @@ def check_imports(root: Path, mutations: list[Mutation]) -> list[str]:
     """Mutated modules that the copy's tests would import from elsewhere (e.g. an editable install
     of another checkout shadowing a package of the copy): their mutations could never be caught."""
     mods = sorted({m.path[:-3].replace("/", ".") for m in mutations if m.path.endswith(".py")})
-    code = ("import importlib.util, sys\nfor m in sys.argv[1:]:\n"
-            "    s = importlib.util.find_spec(m)\n    print(m, s.origin if s else None)")
-    p = subprocess.run([sys.executable, "-c", code, *mods], cwd=root, env=copy_env(root), capture_output=True,
-                       text=True, check=False)
+    code = (
+        "import importlib.util, sys\nfor m in sys.argv[1:]:\n"
+        "    s = importlib.util.find_spec(m)\n    print(m, s.origin if s else None)"
+    )
+    p = subprocess.run(
+        [sys.executable, "-c", code, *mods], cwd=root, env=copy_env(root), capture_output=True, text=True, check=False
+    )
     if p.returncode != 0:
         return [f"cannot import the mutated modules in the copy: {last_lines(p.stderr)}"]
     problems = []
@@ -177,8 +214,10 @@ def main(argv: list[str] | None = None) -> int:
     survived = [m.name for m, s in results if s == "SURVIVED"]
     errors = [m.name for m, s in results if s == "ERROR"]
     total = time.perf_counter() - t_start
-    print(f"\n{len(results)} mutations: {len(results) - len(survived) - len(errors)} killed, "
-          f"{len(survived)} survived, {len(errors)} errors; run time {total:.0f} s")
+    print(
+        f"\n{len(results)} mutations: {len(results) - len(survived) - len(errors)} killed, "
+        f"{len(survived)} survived, {len(errors)} errors; run time {total:.0f} s"
+    )
     if survived:
         print("survivors: " + ", ".join(survived))
     if errors:

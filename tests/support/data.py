@@ -1,4 +1,5 @@
 """The real data of the tests: present, or a skip (a failure under ``CI=true``)."""
+
 from __future__ import annotations
 
 import os

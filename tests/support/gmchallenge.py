@@ -1,6 +1,7 @@
 """The GM challenge fixture in the challenge's naming, built from the real T2* of sct_testing_data
 (LAS, oblique, 0.5×0.5×7.5 mm): four "raters" differ by small in-plane morphological changes of the
 real cord (deepseg) and GM (manual) masks."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -55,9 +56,28 @@ def make_fixture(root: Path, t2s_dir: Path, sites=(1, 2, 3), per_site=2, test_su
 
 
 #: one short tiny-U-Net fit on ``gm_fixture`` (used by the train = test = predict and QC tests)
-GM_FIT_ARGS = ["--model", "unet", "--preset", "tiny", "--max-epochs", "1", "--data.patch_size=[48,48]",
-               "--data.batch_size=4", "--data.samples_per_volume=4", "--data.queue_length=16",
-               "--trainer.limit_train_batches=3", "--trainer.accelerator=cpu", "--trainer.devices=1",
-               "--trainer.enable_progress_bar=false", "--logger.wandb.enabled=false", "--data.augment.strength=0",
-               "--data", "gmchallenge", "--task", "gm", "--data.preset=perone", "--data.split.val_fraction=0.25",
-               "--data.split.test_fraction=0.25"]
+GM_FIT_ARGS = [
+    "--model",
+    "unet",
+    "--preset",
+    "tiny",
+    "--max-epochs",
+    "1",
+    "--data.patch_size=[48,48]",
+    "--data.batch_size=4",
+    "--data.samples_per_volume=4",
+    "--data.queue_length=16",
+    "--trainer.limit_train_batches=3",
+    "--trainer.accelerator=cpu",
+    "--trainer.devices=1",
+    "--trainer.enable_progress_bar=false",
+    "--logger.wandb.enabled=false",
+    "--data.augment.strength=0",
+    "--data",
+    "gmchallenge",
+    "--task",
+    "gm",
+    "--data.preset=perone",
+    "--data.split.val_fraction=0.25",
+    "--data.split.test_fraction=0.25",
+]

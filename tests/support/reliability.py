@@ -3,6 +3,7 @@
 The tree (4 subjects, 40×40×12 voxels, spine-generic naming) and :func:`fit_args` (tiny U-Net, one
 short CPU epoch) are used by every ``tests/test_reliability_*.py`` module.
 """
+
 from __future__ import annotations
 
 import os
@@ -21,7 +22,7 @@ def cord_mask(shape=SHAPE, radius=5.0, shift=(0.0, 0.0)) -> np.ndarray:
     """A straight cylindrical 'cord' along the slice axis."""
     x, y = np.meshgrid(np.arange(shape[0]), np.arange(shape[1]), indexing="ij")
     c = ((shape[0] - 1) / 2 + shift[0], (shape[1] - 1) / 2 + shift[1])
-    disc = (x - c[0]) ** 2 + (y - c[1]) ** 2 <= radius ** 2
+    disc = (x - c[0]) ** 2 + (y - c[1]) ** 2 <= radius**2
     return np.repeat(disc[:, :, None], shape[2], axis=2)
 
 
@@ -41,19 +42,47 @@ def make_bids(root: Path, n: int = 4, seed: int = 0) -> Path:
         img = (100 + 300 * cord + rng.normal(0, 20, SHAPE)).astype(np.float32)
         save(root / sub / "anat" / f"{sub}_T2w.nii.gz", img)
         save(root / "derivatives" / "labels" / sub / "anat" / f"{sub}_T2w_label-SC_seg.nii.gz", cord.astype(np.uint8))
-        rows.append({"participant_id": sub, "sex": "MF"[i % 2], "age": 30 + i, "institution_id": f"site{i % 2}",
-                     "manufacturer": "Siemens"})
+        rows.append(
+            {
+                "participant_id": sub,
+                "sex": "MF"[i % 2],
+                "age": 30 + i,
+                "institution_id": f"site{i % 2}",
+                "manufacturer": "Siemens",
+            }
+        )
     pd.DataFrame(rows).to_csv(root / "participants.tsv", sep="\t", index=False)
     return root
 
 
 def fit_args(root: Path, out: Path, *extra: str, data: str = "spine_generic") -> list[str]:
     """``cordbench fit`` on the tiny tree: tiny U-Net, one short CPU epoch, no wandb."""
-    return ["fit", "--data", data, "--root", str(root), "--model", "unet", "--preset", "tiny",
-            "-o", str(out), "--data.patch_size=[32,32]", "--data.batch_size=4", "--data.samples_per_volume=4",
-            "--data.queue_length=16", "--data.split.val_fraction=0.25", "--data.split.test_fraction=0.25",
-            "--trainer.max_epochs=1", "--trainer.limit_train_batches=2", "--trainer.accelerator=cpu",
-            "--trainer.devices=1", "--trainer.enable_progress_bar=false", "--logger.wandb.enabled=false", *extra]
+    return [
+        "fit",
+        "--data",
+        data,
+        "--root",
+        str(root),
+        "--model",
+        "unet",
+        "--preset",
+        "tiny",
+        "-o",
+        str(out),
+        "--data.patch_size=[32,32]",
+        "--data.batch_size=4",
+        "--data.samples_per_volume=4",
+        "--data.queue_length=16",
+        "--data.split.val_fraction=0.25",
+        "--data.split.test_fraction=0.25",
+        "--trainer.max_epochs=1",
+        "--trainer.limit_train_batches=2",
+        "--trainer.accelerator=cpu",
+        "--trainer.devices=1",
+        "--trainer.enable_progress_bar=false",
+        "--logger.wandb.enabled=false",
+        *extra,
+    ]
 
 
 def cli_error(capsys, argv: list[str]) -> str:
@@ -110,5 +139,10 @@ def make_dwi(d: Path) -> dict[str, Path]:
     levels = (mask * (2 + np.arange(4) // 2)[None, None, :]).astype(np.int16)
     np.savetxt(d / "dwi.bval", bvals[None], fmt="%g")
     np.savetxt(d / "dwi.bvec", bvecs.T, fmt="%.6f")
-    return {"dwi": save(d / "dwi.nii.gz", data, DW_AFF), "mask": save(d / "mask.nii.gz", mask, DW_AFF),
-            "levels": save(d / "levels.nii.gz", levels, DW_AFF), "bval": d / "dwi.bval", "bvec": d / "dwi.bvec"}
+    return {
+        "dwi": save(d / "dwi.nii.gz", data, DW_AFF),
+        "mask": save(d / "mask.nii.gz", mask, DW_AFF),
+        "levels": save(d / "levels.nii.gz", levels, DW_AFF),
+        "bval": d / "dwi.bval",
+        "bvec": d / "dwi.bvec",
+    }

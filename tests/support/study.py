@@ -1,5 +1,6 @@
 """A tiny spine-generic-like BIDS set of tilted tubes with known CSA/SAC and a simulated DWI with known FA
 (``tests/test_study.py``, ``tests/test_reliability_inputs.py``)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -13,8 +14,7 @@ TILT_DEG = 20.0
 
 def _fa(ev):
     ev = np.asarray(ev, float)
-    return float(np.sqrt(0.5 * (((ev[0] - ev[1]) ** 2 + (ev[1] - ev[2]) ** 2 + (ev[2] - ev[0]) ** 2)
-                                / (ev ** 2).sum())))
+    return float(np.sqrt(0.5 * (((ev[0] - ev[1]) ** 2 + (ev[1] - ev[2]) ** 2 + (ev[2] - ev[0]) ** 2) / (ev**2).sum())))
 
 
 def _scheme(n=30, seed=0):
@@ -81,8 +81,14 @@ def make_bids(root, n=4, radius=(3.5, 4.5), canal_r=6.5, with_dwi=True):
             ld = root / "derivatives" / "labels" / sub / "dwi"
             _save(ld / f"{sub}_rec-average_dwi_label-SC_seg.nii.gz", dmask.astype(np.uint8), daff)
             _save(ld / f"{sub}_rec-average_dwi_label-SC_desc-levels_dseg.nii.gz", dlev, daff)
-        truth[sub] = (np.pi * r * r, np.pi * (canal_r ** 2 - r * r), (canal_r ** 2 - r * r) / (r * r), _fa(EV))
-        rows.append({"participant_id": sub, "sex": "MF"[i % 2], "manufacturer": ["GE", "Siemens"][i // 2 % 2],
-                     "institution_id": f"site{i % 3}"})
+        truth[sub] = (np.pi * r * r, np.pi * (canal_r**2 - r * r), (canal_r**2 - r * r) / (r * r), _fa(EV))
+        rows.append(
+            {
+                "participant_id": sub,
+                "sex": "MF"[i % 2],
+                "manufacturer": ["GE", "Siemens"][i // 2 % 2],
+                "institution_id": f"site{i % 3}",
+            }
+        )
     pd.DataFrame(rows).to_csv(root / "participants.tsv", sep="\t", index=False)
     return truth

@@ -1,5 +1,6 @@
 """Stand-ins for sweep trials: a finished trial folder on disk and a fake Ray Tune session
 (``tests/test_sweeps_config.py``, ``tests/test_sweeps_trainable.py``, ``tests/test_sweeps_records.py``)."""
+
 from __future__ import annotations
 
 import copy
@@ -30,9 +31,13 @@ def fake_trial(root: Path, tid: str, dice: list[float], val: list[float], task: 
         rows += [{"epoch": e, "step": e, "val/dice": v}, {"epoch": e, "step": e, "train/loss_epoch": 1.0}]
     pd.DataFrame(rows).to_csv(run / "metrics.csv", index=False)
     cls = {"sc": ["sc"], "gm": ["sc", "wm", "gm"]}[task]
-    pd.DataFrame({"subject": [f"sub-{i}" for i in range(len(dice))],
-                  **{f"{c}/dice": np.array(dice) * (k + 1) / len(cls) for k, c in enumerate(cls)},
-                  **{f"{c}/hd95": 1.0 for c in cls}}).to_csv(run / "test_metrics.csv", index=False)
+    pd.DataFrame(
+        {
+            "subject": [f"sub-{i}" for i in range(len(dice))],
+            **{f"{c}/dice": np.array(dice) * (k + 1) / len(cls) for k, c in enumerate(cls)},
+            **{f"{c}/hd95": 1.0 for c in cls},
+        }
+    ).to_csv(run / "test_metrics.csv", index=False)
     (run / "trial.json").write_text(json.dumps({"seconds": 12.5}))
     (run / ".attempts").write_text("2")
 

@@ -5,6 +5,7 @@ trial row and a ``results.csv``.
 ``tests/conftest.py`` builds it once per session (the ``real_sweep`` fixture); the leaderboard,
 tracking, real-data and morphometrics tests read it, and copy it where they write.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -28,20 +29,37 @@ FAILED = ("t004", "sattisunet", 1, {"skip_connections": 1}, "RuntimeError: out o
 GROUP = "lb-test-sweep"
 
 
-def trial_config(phantom: Path, out: Path, trial_id: str, model: str, seed: int,
-                 options: dict[str, Any]) -> dict[str, Any]:
+def trial_config(
+    phantom: Path, out: Path, trial_id: str, model: str, seed: int, options: dict[str, Any]
+) -> dict[str, Any]:
     """Resolved config of one trial (what the sweep runner would hand to ``fit``)."""
     from runs.config import load_config
 
     extra = {
-        "name": f"{GROUP}-{trial_id}", "seed_everything": seed, "output_dir": str(out),
+        "name": f"{GROUP}-{trial_id}",
+        "seed_everything": seed,
+        "output_dir": str(out),
         "model": {"name": model, "preset": "tiny", "options": dict(options)},
-        "data": {"name": "phantom", "root": str(phantom), "task": "sc", "spacing": [2.0, 2.0, 2.0],
-                 "patch_size": [24, 24], "batch_size": 4,
-                 "samples_per_volume": 2, "queue_length": 8, "phantom": {"subjects": 6, "seed": 0},
-                 "split": {"val_fraction": 0.15, "test_fraction": 0.5, "seed": 0}},
-        "trainer": {"max_epochs": 1, "accelerator": "cpu", "devices": 1, "limit_train_batches": 2,
-                    "enable_progress_bar": False, "log_every_n_steps": 1},
+        "data": {
+            "name": "phantom",
+            "root": str(phantom),
+            "task": "sc",
+            "spacing": [2.0, 2.0, 2.0],
+            "patch_size": [24, 24],
+            "batch_size": 4,
+            "samples_per_volume": 2,
+            "queue_length": 8,
+            "phantom": {"subjects": 6, "seed": 0},
+            "split": {"val_fraction": 0.15, "test_fraction": 0.5, "seed": 0},
+        },
+        "trainer": {
+            "max_epochs": 1,
+            "accelerator": "cpu",
+            "devices": 1,
+            "limit_train_batches": 2,
+            "enable_progress_bar": False,
+            "log_every_n_steps": 1,
+        },
         "logger": {"wandb": {"enabled": True, "mode": "offline", "group": GROUP, "job_type": "trial"}},
     }
     return load_config([], [], extra)
@@ -57,15 +75,40 @@ def build_sweep(root: Path) -> Path:
     for trial_id, model, seed, options in TRIALS:
         out = root / "trials" / trial_id
         result = fit(trial_config(phantom, out, trial_id, model, seed, options))
-        rows.append({"trial_id": trial_id, "status": "TERMINATED", "error": "", "model": model, "preset": "tiny",
-                     "seed": seed, "data": "phantom", "task": "sc", "skip_connections": options.get("skip_connections"),
-                     "val_dice": result.val.get("val/dice"),
-                     "test_dice": result.test_summary["metrics"]["sc/dice"]["mean"],
-                     "run_dir": f"trials/{trial_id}", "epochs": 1, "seconds": result.seconds, "params": None})
+        rows.append(
+            {
+                "trial_id": trial_id,
+                "status": "TERMINATED",
+                "error": "",
+                "model": model,
+                "preset": "tiny",
+                "seed": seed,
+                "data": "phantom",
+                "task": "sc",
+                "skip_connections": options.get("skip_connections"),
+                "val_dice": result.val.get("val/dice"),
+                "test_dice": result.test_summary["metrics"]["sc/dice"]["mean"],
+                "run_dir": f"trials/{trial_id}",
+                "epochs": 1,
+                "seconds": result.seconds,
+                "params": None,
+            }
+        )
     tid, model, seed, options, error = FAILED
-    rows.append({"trial_id": tid, "status": "ERROR", "error": error, "model": model, "preset": "tiny", "seed": seed,
-                 "data": "phantom", "task": "sc", "skip_connections": options["skip_connections"],
-                 "run_dir": f"trials/{tid}"})
+    rows.append(
+        {
+            "trial_id": tid,
+            "status": "ERROR",
+            "error": error,
+            "model": model,
+            "preset": "tiny",
+            "seed": seed,
+            "data": "phantom",
+            "task": "sc",
+            "skip_connections": options["skip_connections"],
+            "run_dir": f"trials/{tid}",
+        }
+    )
     pd.DataFrame(rows).to_csv(root / "results.csv", index=False)
     (root / "sweep.yaml").write_text(f"name: {GROUP}\n")
     return root
@@ -75,8 +118,14 @@ def build_sweep(root: Path) -> Path:
 def wandb_records(run_dir: Path) -> list[dict[str, Any]]:
     """Every record of an offline run, read with wandb's own reader (``wandb leet inspect --json``)."""
     exe = Path(sys.executable).parent / "wandb"
-    proc = subprocess.run([str(exe), "leet", "inspect", "--json", str(run_dir)], stdin=subprocess.DEVNULL,
-                          capture_output=True, text=True, timeout=120, check=True)
+    proc = subprocess.run(
+        [str(exe), "leet", "inspect", "--json", str(run_dir)],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
     return [json.loads(line) for line in proc.stdout.splitlines() if line.strip().startswith("{")]
 
 
@@ -88,9 +137,12 @@ def wandb_run_info(run_dir: Path) -> dict[str, Any]:
     for r in records:
         if r.get("type") == "summary":
             summary.update(r["summary"].get("update") or {})
-    return {"run": run, "summary": summary, "artifacts": [r["artifact"] for r in records
-                                                          if r.get("type") == "artifact"],
-            "exit": next((r["exit"] for r in records if r.get("type") == "exit"), None)}
+    return {
+        "run": run,
+        "summary": summary,
+        "artifacts": [r["artifact"] for r in records if r.get("type") == "artifact"],
+        "exit": next((r["exit"] for r in records if r.get("type") == "exit"), None),
+    }
 
 
 def exact_bootstrap_cdf(values: list[float]):
