@@ -1,4 +1,4 @@
-"""Sweep overhead and search efficiency (issue 4 benchmark).
+"""Sweep overhead and search efficiency.
 
 Runs a real local sweep over the ``ablation_full`` grid (SAttisUNet skip_connections x depths x
 num_heads; phantom cohort, small training budget; ``--quick``: a 16-config sub-grid) and prints:

@@ -122,7 +122,7 @@ def gm_perone_run(tmp_path_factory, gm_fixture) -> Path:
 @pytest.fixture(autouse=True)
 def _commands_leave_their_inputs_intact(monkeypatch):
     """Every in-process ``cordbench`` command of every test must leave its inputs byte-identical
-    (issue 18, acceptance 3; see ``tests/input_guard.py``)."""
+    (see ``tests/input_guard.py``)."""
     from cordbench.cli import _command_modules
     from tests.input_guard import guarded
 

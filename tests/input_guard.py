@@ -1,4 +1,4 @@
-"""No command writes to a path given as an input (issue 18, acceptance 3).
+"""No command writes to a path given as an input.
 
 ``conftest.py`` wraps every command's ``run`` for every test: each path the command takes as an
 input is hashed (a file: its bytes; a folder: every file under it, by relative path) before the

@@ -1,4 +1,4 @@
-"""DDP for real (issue 11): real multi-process runs on CPU (gloo), checked against single-process runs.
+"""DDP for real: real multi-process runs on CPU (gloo), checked against single-process runs.
 
 * sharding and gathering rules (pure functions), the AMP choice, first-writer-wins failure records;
 * a real 2-process gloo process group: each rank's training subjects differ, every rank runs as

@@ -1,4 +1,4 @@
-"""No import circle between the project's modules (acceptance 2 of the structure issue).
+"""No import circle between the project's modules.
 
 Every ``import`` / ``from … import`` of every module of the project's packages counts — at module
 level *and* inside functions (a lazy import that only dodges a circle at run time is still a

@@ -128,7 +128,7 @@ def spellings() -> dict[str, set[str]]:
 
 
 def test_each_file_name_is_spelled_in_exactly_one_module():
-    """Acceptance 1: the string constants of the code (docstrings aside) name each file in one module."""
+    """The string constants of the code (docstrings aside) name each file in one module."""
     found = spellings()
     spelled = {name: sorted(m for m in mods if (name, m) not in OTHER_FOLDERS) for name, mods in found.items()}
     assert spelled == {name: [owner] for name, owner in OWNED.items()}
@@ -212,7 +212,7 @@ def test_run_folder_round_trip_and_clear_messages(tmp_path: Path):
 
 
 def test_leaderboard_reads_the_old_sweep_identically(legacy: Path):
-    """Acceptance 3: the leaderboard of the old folder equals what the old code computed from it."""
+    """The leaderboard of the old folder equals what the old code computed from it."""
     from leaderboard.report import csv_frame
     from leaderboard.table import build_leaderboard
 

@@ -1,4 +1,4 @@
-"""`ray up` / `ray submit` / `ray down` for real (issue acceptance 2): .ci/ray_cluster_test.sh starts a
+"""`ray up` / `ray submit` / `ray down` for real: .ci/ray_cluster_test.sh starts a
 throwaway ssh server on 127.0.0.1:22, brings up a Ray head with sweeps/cluster/local.yaml, submits
 sweeps/run.py -- sweeps/ci.yaml, checks the sweep's results.csv and tears the cluster down.
 

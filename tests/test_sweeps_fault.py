@@ -1,4 +1,4 @@
-"""Fault tolerance of sweeps (issue acceptance 2), with real Ray and real (tiny) trainings.
+"""Fault tolerance of sweeps, with real Ray and real (tiny) trainings.
 
 * node loss: a local multi-node Ray cluster (head with 0 CPUs + 2 one-CPU workers); one worker is
   removed while both trials train; the lost trial restarts from its last checkpoint on the other

@@ -1,4 +1,4 @@
-"""Sweeps on an object store for real (issue 19): ``--storage s3://…`` against moto's S3 server on loopback.
+"""Sweeps on an object store for real: ``--storage s3://…`` against moto's S3 server on loopback.
 
 * node loss: the CI sweep on a local multi-node Ray cluster (head with 0 CPUs + 2 one-CPU
   workers) with ``s3://cordbench/sweeps``; a worker is removed while both trials train; the lost

@@ -3,7 +3,7 @@ that must catch each one.
 
 Each entry replaces ``old`` (which must occur exactly once in ``path``) by ``new``. ``tests`` are
 the fast test files (or node ids) of the mutated module; ``k`` optionally narrows them with
-``pytest -k``. ``tests/test_mutations.py::AUDIT`` names the 20 mutations of the audit of issue 20;
+``pytest -k``. ``tests/test_mutations.py::AUDIT`` names the 20 mutations of the first audit of the metrics, statistics and resume code;
 some appear twice (``name@suite``: once per test suite that must catch them on its own) and the
 others guard the same contracts in neighbouring code.
 """
