@@ -10,17 +10,24 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from analysis.manual_reference import LEVELS
 
-if TYPE_CHECKING:  # the trial record type only (leaderboard.morphometrics imports this module)
-    from leaderboard.morphometrics import TrialMorpho
-
 LEVEL_NAMES = {L: f"C{L}" for L in LEVELS}
+
+
+@dataclass
+class TrialMorpho:
+    """A trial's per-subject × level table, or the reason there is none."""
+
+    trial_id: str
+    frame: pd.DataFrame | None
+    reason: str = ""
+    cached: bool = False
 
 
 @dataclass

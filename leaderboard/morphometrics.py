@@ -33,7 +33,6 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +42,13 @@ import pandas as pd
 from analysis import manual_reference as manual
 from analysis.manual_reference import LEVELS, ManualRef, anat_arrays, manual_reference
 from core.errors import ConfigError, CordbenchError, InputError
-from leaderboard.morpho_pool import LEVEL_NAMES, MorphoSummary, correlation_reason, summarise_entry  # noqa: F401
+from leaderboard.morpho_pool import (  # noqa: F401
+    LEVEL_NAMES,
+    MorphoSummary,
+    TrialMorpho,
+    correlation_reason,
+    summarise_entry,
+)
 from runs import run_folder
 from runs.run_folder import RunFolder
 
@@ -202,16 +207,6 @@ def load_model(path: Path) -> Any:
 
 
 # --------------------------------------------------------------------------------- one trial
-@dataclass
-class TrialMorpho:
-    """A trial's per-subject × level table, or the reason there is none."""
-
-    trial_id: str
-    frame: pd.DataFrame | None
-    reason: str = ""
-    cached: bool = False
-
-
 def cache_is_fresh(trial_dir: Path) -> bool:
     """``morphometrics.csv`` exists, is not older than ``best.ckpt`` and has the current columns."""
     csv, ckpt = trial_dir / CACHE_NAME, trial_dir / CHECKPOINT
