@@ -12,18 +12,9 @@ import sys
 import tomllib
 from pathlib import Path
 
+from tests.support.layout import PACKAGES
+
 REPO = Path(__file__).resolve().parents[1]
-PACKAGES = (
-    "cordbench",
-    "leaderboard",
-    "sweeps",
-    "runs",
-    "evaluation",
-    "analysis",
-    "lightning_modules",
-    "data_modules",
-    "core",
-)
 
 
 def _contracts() -> list[dict]:

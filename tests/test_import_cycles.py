@@ -11,18 +11,9 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
+from tests.support.layout import PACKAGES
+
 REPO = Path(__file__).resolve().parents[1]
-PACKAGES = (
-    "cordbench",
-    "core",
-    "evaluation",
-    "runs",
-    "leaderboard",
-    "sweeps",
-    "analysis",
-    "data_modules",
-    "lightning_modules",
-)
 
 
 def project_modules() -> dict[str, Path]:

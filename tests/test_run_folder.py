@@ -26,22 +26,11 @@ import pytest
 from runs import run_folder
 from runs.run_folder import RunFolder
 from sweeps import records
+from tests.support.layout import CODE_FOLDERS
 
 REPO = Path(__file__).resolve().parents[1]
 LEGACY = Path(__file__).parent / "data" / "legacy_sweep"
 EXPECTED = Path(__file__).parent / "data" / "legacy_sweep_expected"
-PACKAGES = (
-    "cordbench",
-    "core",
-    "evaluation",
-    "runs",
-    "leaderboard",
-    "sweeps",
-    "analysis",
-    "data_modules",
-    "lightning_modules",
-    "benchmarks",
-)
 
 #: Every file (and folder) name of a run folder and of a sweep folder, and its one owner.
 OWNED = {
@@ -114,7 +103,7 @@ def _spells(text: str, name: str, owner: bool) -> bool:
 def spellings() -> dict[str, set[str]]:
     """For each owned name, the modules whose string constants (docstrings aside) spell it."""
     found: dict[str, set[str]] = {name: set() for name in OWNED}
-    for pkg in PACKAGES:
+    for pkg in CODE_FOLDERS:
         for path in sorted((REPO / pkg).rglob("*.py")):
             tree = ast.parse(path.read_text(), str(path))
             skip = _docstrings(tree)

@@ -4,7 +4,9 @@
 its module and one entry here.
 """
 
-from cordbench.commands import (
+from types import ModuleType
+
+from cordbench.commands import (  # noqa: F401 (the commands: gathered into COMMANDS below)
     analyze,
     download,
     dti,
@@ -21,23 +23,9 @@ from cordbench.commands import (
     validate,
 )
 
-#: command name (as typed) -> module, in ``--help`` order
+#: command name (as typed) -> module, in ``--help`` order: the modules imported above
 COMMANDS = {
-    mod.__name__.rpartition(".")[2].replace("_", "-"): mod
-    for mod in (
-        analyze,
-        download,
-        dti,
-        fit,
-        gmchallenge,
-        leaderboard,
-        models,
-        morphometrics,
-        phantom,
-        predict,
-        stats,
-        sweep,
-        test,
-        validate,
-    )
+    module.__name__.rpartition(".")[2].replace("_", "-"): module
+    for _name, module in sorted(globals().items())
+    if isinstance(module, ModuleType) and module.__name__.startswith(__name__ + ".") and not _name.startswith("_")
 }
