@@ -18,25 +18,9 @@ import pandas as pd
 import pytest
 
 from cordbench.cli import main
+from tests.support.gmchallenge import TINY_FIT_ARGS
 
-COMMON = [
-    "--model",
-    "unet",
-    "--preset",
-    "tiny",
-    "--max-epochs",
-    "1",
-    "--data.patch_size=[48,48]",
-    "--data.batch_size=4",
-    "--data.samples_per_volume=4",
-    "--data.queue_length=16",
-    "--trainer.limit_train_batches=3",
-    "--trainer.accelerator=cpu",
-    "--trainer.devices=1",
-    "--trainer.enable_progress_bar=false",
-    "--logger.wandb.enabled=false",
-    "--data.augment.strength=0",
-]
+COMMON = TINY_FIT_ARGS
 
 
 def _dice(pred: np.ndarray, truth: np.ndarray) -> float:

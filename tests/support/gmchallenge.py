@@ -55,8 +55,8 @@ def make_fixture(root: Path, t2s_dir: Path, sites=(1, 2, 3), per_site=2, test_su
     return {"masks": masks, "affine": img.affine, "shape": data.shape}
 
 
-#: one short tiny-U-Net fit on ``gm_fixture`` (used by the train = test = predict and QC tests)
-GM_FIT_ARGS = [
+#: one short tiny-U-Net fit on CPU, no wandb, no augmentation (the data set and task are added by the caller)
+TINY_FIT_ARGS = [
     "--model",
     "unet",
     "--preset",
@@ -73,6 +73,11 @@ GM_FIT_ARGS = [
     "--trainer.enable_progress_bar=false",
     "--logger.wandb.enabled=false",
     "--data.augment.strength=0",
+]
+
+#: one short tiny-U-Net fit on ``gm_fixture`` (used by the train = test = predict and QC tests)
+GM_FIT_ARGS = [
+    *TINY_FIT_ARGS,
     "--data",
     "gmchallenge",
     "--task",
