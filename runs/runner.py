@@ -308,7 +308,6 @@ def fit(
     ckpt_cb = trainer.checkpoint_callback
     result.best_ckpt = ckpt_cb.best_model_path if ckpt_cb is not None and ckpt_cb.best_model_path else None
     if test and dm.split.get("test"):
-        module.evaluator.scoring = cfg["data"]["scoring"]
         try:
             trainer.test(module, datamodule=dm, ckpt_path=result.best_ckpt or None, verbose=False)
         except (KeyboardInterrupt, SystemExit) as exc:
@@ -434,7 +433,7 @@ def evaluate(cfg: dict[str, Any], ckpt: str, stage: str = "test") -> RunResult:
         checkpoint=False,
         loggers=build_loggers(cfg, out, csv=not RunFolder(out).metrics.exists()),
     )
-    module.evaluator.scoring = cfg["data"]["scoring"]
+    module.evaluator = SubjectEvaluator(cfg["data"]["scoring"])
     if cfg["model"].get("postprocess") is not None:  # e.g. --model.postprocess=none: the raw argmax's metrics
         module.hparams.postprocess = cfg["model"]["postprocess"]
     result = RunResult(out=out, best_ckpt=ckpt)

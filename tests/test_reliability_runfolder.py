@@ -163,7 +163,7 @@ def test_second_command_on_a_locked_run_folder_refused(trained, tmp_path, capsys
 @pytest.mark.subprocess
 @pytest.mark.slow
 def test_ctrl_c_during_fit_is_recorded_refuses_a_second_fit_and_resumes(trained, tmp_path, capsys):
-    """Lightning catches the interrupt and exits 1; the CLI now says so, records it and --resume continues."""
+    """Lightning catches the interrupt and exits 1; the CLI says so, records it and --resume continues."""
     root, _ = trained
     out = tmp_path / "run"
     # far more epochs than the interrupt needs: the run must still be training when SIGINT arrives,
