@@ -1,9 +1,11 @@
 """Results are recorded only under the run that made them: the checks before ``test`` or ``test --real`` write.
 
 * :func:`check_network` — ``test``/``validate`` write into the run folder of the *config*, whose
-  ``config.yaml`` names the config's network; a checkpoint of another network (or preset) would have
-  its scores recorded under that name. Refused, naming both (the checkpoint's own config is not
-  substituted silently: the user says which network they meant).
+  ``config.yaml`` names the config's network; a checkpoint of another network would have its scores
+  recorded under that name. Refused, naming both (the checkpoint's network is not substituted: the
+  user says which network was meant). A checkpoint of the config's network at another preset (size)
+  is that network at the checkpoint's preset, which the weights fix: its preset is recorded, with a
+  ``warning:`` line.
 * :func:`check_run_of_checkpoint` — ``test --real -o RUN`` replaces RUN's real-data results; it is
   allowed only when the checkpoint is one of RUN's own (same file or same SHA-256 as a file of
   ``RUN/checkpoints/``, or the checkpoint RUN's earlier results record), else refused naming both.
@@ -19,18 +21,27 @@ from core.errors import ConfigError, OutputError
 from runs.run_folder import RunFolder
 
 
-def check_network(cfg: Mapping[str, Any], hparams: Mapping[str, Any], ckpt: str | Path) -> None:
-    """Refuse a checkpoint whose network or preset is not the config's (``model.name``, ``model.preset``)."""
-    want = (cfg["model"].get("name"), cfg["model"].get("preset"))
-    have = (hparams.get("network"), hparams.get("preset"))
-    if have[0] is None or have == want:
+def check_network(cfg: dict[str, Any], hparams: Mapping[str, Any], ckpt: str | Path) -> None:
+    """Refuse a checkpoint of another network than ``model.name``; record its own ``model.preset`` in ``cfg``."""
+    import sys
+
+    network, preset = hparams.get("network"), hparams.get("preset")
+    if network is None:  # a checkpoint that does not say: its weights are checked against the model
         return
-    raise ConfigError(
-        f"checkpoint is a {have[0]!r} network (preset {have[1]!r}) but the config names {want[0]!r} "
-        f"(preset {want[1]!r}, model.name/model.preset), under which its scores would be recorded: "
-        f"give --model {have[0]} --preset {have[1]} or the run's own config (--config <run>/config.yaml)",
-        ckpt,
-    )
+    if network != cfg["model"].get("name"):
+        raise ConfigError(
+            f"checkpoint is a {network!r} network (preset {preset!r}) but the config names "
+            f"{cfg['model'].get('name')!r} (model.name), under which its scores would be recorded: give "
+            f"--model {network} or the run's own config (--config <run>/config.yaml)",
+            ckpt,
+        )
+    if preset is not None and preset != cfg["model"].get("preset"):
+        print(
+            f"warning: {ckpt}: checkpoint is preset {preset!r} of {network!r}; recorded as such (the config "
+            f"said {cfg['model'].get('preset')!r})",
+            file=sys.stderr,
+        )
+        cfg["model"]["preset"] = preset
 
 
 def _same_file(a: Path, b: Path, digest: str) -> bool:

@@ -20,7 +20,7 @@ import pytest
 
 from cordbench.cli import main
 from tests.support.planted_sweep import SUBJECTS, make_sweep
-from tests.support.reliability import cli_error, cord_mask, fit_args, save
+from tests.support.reliability import cli_error, cord_mask, fit_args, make_bids, save
 
 LB = ["--no-wandb", "--no-cost", "--no-morphometrics", "--n-boot", "200"]
 
@@ -41,7 +41,11 @@ def checkpoint(path: Path, network: str) -> Path:
 
 
 def tree(folder: Path) -> dict[str, str]:
-    return {p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest() for p in folder.rglob("*")}
+    return {
+        p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in folder.rglob("*")
+        if p.is_file()
+    }
 
 
 @pytest.fixture(scope="module")
@@ -55,10 +59,25 @@ def test_checkpoint_of_another_network_is_not_scored_under_the_configs(dilated, 
     err = cli_error(capsys, ["test", *fit_args(tmp_path / "bids", out)[1:], "--ckpt", str(dilated)])
     assert err == (
         f"error: {dilated}: checkpoint is a 'dilated_cnn' network (preset 'tiny') but the config names 'unet' "
-        "(preset 'tiny', model.name/model.preset), under which its scores would be recorded: give --model "
-        "dilated_cnn --preset tiny or the run's own config (--config <run>/config.yaml)"
+        "(model.name), under which its scores would be recorded: give --model dilated_cnn or the run's own "
+        "config (--config <run>/config.yaml)"
     )
     assert not out.exists()
+
+
+def test_checkpoint_of_another_preset_is_recorded_with_its_own(tiny_ckpt, tmp_path, capsys):
+    """The config's network at another size: the weights fix the preset; config.yaml records the checkpoint's."""
+    from runs.config import load_yaml
+
+    out = tmp_path / "run"
+    argv = ["test", *fit_args(make_bids(tmp_path / "bids"), out, "--model.preset=small")[1:], "--ckpt", str(tiny_ckpt)]
+    capsys.readouterr()
+    assert main(argv) == 0
+    err = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("warning: ")]
+    assert err == [
+        f"warning: {tiny_ckpt}: checkpoint is preset 'tiny' of 'unet'; recorded as such (the config said 'small')"
+    ]
+    assert load_yaml(out / "config.yaml")["model"]["preset"] == "tiny"
 
 
 def test_real_results_of_another_checkpoint_do_not_replace_a_runs(dilated, tiny_ckpt, tmp_path, capsys):

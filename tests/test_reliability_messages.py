@@ -100,10 +100,10 @@ def test_ctrl_c_during_evaluation_exits_130_with_one_line(bids, tiny_ckpt, tmp_p
 @pytest.mark.subprocess
 @pytest.mark.slow
 def test_ctrl_c_sent_to_test_exits_130_with_one_line(tiny_ckpt, tmp_path):
-    """A real SIGINT to ``cordbench test`` while it scores the held-out subjects (12 of them)."""
+    """A real SIGINT to ``cordbench test`` while it scores the held-out subjects (10 of them)."""
     root = make_bids(tmp_path / "bids", n=16)
     out = tmp_path / "run"
-    argv = eval_args("test", root, out, tiny_ckpt, "--data.split.test_fraction=0.75")
+    argv = eval_args("test", root, out, tiny_ckpt, "--data.split.test_fraction=0.625")
     proc = subprocess.Popen(
         [sys.executable, "-m", "cordbench", *argv],
         cwd=REPO,
@@ -122,13 +122,14 @@ def test_ctrl_c_sent_to_test_exits_130_with_one_line(tiny_ckpt, tmp_path):
     finally:
         if proc.poll() is None:
             proc.kill()
-    lines = [ln for ln in stderr.splitlines() if ln.strip() and not ln.startswith(("Detected KeyboardInterrupt", "["))]
+    # Lightning's own notices (its interrupt notice, a SLURM hint on machines with srun) are not ours
+    lines = [ln for ln in stderr.splitlines() if ln.startswith("error") or "Traceback" in ln]
     assert proc.returncode == 130, stderr
     assert lines == [
         f"error: {out}: test interrupted (Ctrl-C / SIGINT): its metrics were not written (earlier ones are "
         "kept); run the same command again"
     ], stderr
-    assert len(list((out / "predictions").glob("*_pred.nii.gz"))) < 12  # stopped before the last subject
+    assert len(list((out / "predictions").glob("*_pred.nii.gz"))) < 10  # stopped before the last subject
     assert not (out / "test_metrics.csv").exists()
 
 
