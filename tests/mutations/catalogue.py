@@ -174,6 +174,24 @@ MUTATIONS: list[Mutation] = [
         LB_STATS,
         "Holm step-down multipliers reversed",
     ),
+    Mutation(
+        "lb-failure-dropped",
+        "leaderboard/protocol.py",
+        'long.loc[failed, "value"] = worst',
+        'long.loc[failed, "value"] = np.nan',
+        ("tests/test_reliability_attribution.py",),
+        "a failed subject (infinite distance) dropped as missing: the failing model looks better",
+        k="infinite_distance",
+    ),
+    Mutation(
+        "stats-intercept-unscaled",
+        "analysis/stats.py",
+        "slope, intercept = slope * (sy / sx), intercept * sy",
+        "slope, intercept = slope * (sy / sx), intercept",
+        ("tests/test_reliability_stats_inputs.py",),
+        "the line's intercept left on the scaled axis (values near 1e300)",
+        k="1e300",
+    ),
     # ------------------------------------------------------------- data: preprocessing and its cache
     Mutation(
         "normalisation-order-swapped",
