@@ -133,6 +133,19 @@ def test_trials_scored_differently_are_not_pooled_into_one_entry(tmp_path, capsy
     assert main(["leaderboard", str(sweep), *LB, "--out", str(tmp_path / "lb2")]) == 0
     assert sorted(pd.read_csv(tmp_path / "lb2" / "leaderboard.csv")["entry"]) == ["dilated_cnn", "unet"]
     assert "split by scoring protocol" not in (tmp_path / "lb2" / "leaderboard.md").read_text()
+    # another scoring grid splits as well
+    _summary(sweep, "t003", scoring="preprocessed", postprocess="largest_component")
+    assert main(["leaderboard", str(sweep), *LB, "--out", str(tmp_path / "lb3")]) == 0
+    assert sorted(pd.read_csv(tmp_path / "lb3" / "leaderboard.csv")["entry"]) == [
+        "dilated_cnn [data.scoring=native]",
+        "dilated_cnn [data.scoring=preprocessed]",
+        "unet",
+    ]
+    # and another preprocessing (config.yaml)
+    for tid, spacing in (("t000", "[0.5, 0.5, 0.5]"), ("t001", "[1.0, 1.0, 1.0]")):
+        (sweep / "trials" / tid / "config.yaml").write_text(f"data:\n  spacing: {spacing}\n")
+    assert main(["leaderboard", str(sweep), *LB, "--out", str(tmp_path / "lb4")]) == 0
+    assert "unet [data.spacing=[0.5, 0.5, 0.5]]" in set(pd.read_csv(tmp_path / "lb4" / "leaderboard.csv")["entry"])
 
 
 def test_infinite_distance_counts_as_the_worst_value_not_as_missing(tmp_path, capsys):
