@@ -106,7 +106,7 @@ def failures_as_worst(long: pd.DataFrame, higher_is_better: bool) -> tuple[pd.Da
     return long, (
         f"Failures: {int(failed.sum())} subject result(s) (trial × subject) with an infinite "
         f"{'−inf' if higher_is_better else '+inf'} value (e.g. an empty prediction's distance) are scored as the "
-        f"worst value of the leaderboard, {worst:.4g}, not dropped; 'failed' counts them per entry."
+        f"worst value of the leaderboard, {worst:.4g}, not dropped; n_failed and '(k failed)' beside the mean count them per entry."
     )
 
 

@@ -169,6 +169,6 @@ def test_infinite_distance_counts_as_the_worst_value_not_as_missing(tmp_path, ca
     assert "(1 failed)" in md
     assert (
         "Failures: 1 subject result(s) (trial × subject) with an infinite +inf value (e.g. an empty prediction's "
-        f"distance) are scored as the worst value of the leaderboard, {worst:.4g}, not dropped; 'failed' counts "
-        "them per entry." in md
+        f"distance) are scored as the worst value of the leaderboard, {worst:.4g}, not dropped; n_failed and "
+        "'(k failed)' beside the mean count them per entry." in md
     )
