@@ -14,7 +14,7 @@ crop cut it short. So the cord segmented in that first pass gives the cord's dir
 with that axis as the slice axis (the world frame rotated so that the cord is S-I: the same
 voxels, permuted, no resampling). A cord that no voxel axis follows within ``ALIGN_LIMIT_DEG``
 (a grid oblique by 20–55° to the cord) is segmented again on a grid resampled along it (linear;
-the labels come back as the argmax of their linearly resampled one-hot maps), with an
+the class probabilities come back linearly, then argmax and post-processing), with an
 :class:`OrientationWarning` naming the angle: two interpolations move the boundary by up to a
 voxel (Dice 0.96 instead of 0.99 on the phantom). Where that fails too (no elongated cord along
 the new grid's slice axis), the first mask is kept with a warning naming the angle.
@@ -67,8 +67,7 @@ def predict_array(module: Any, data: np.ndarray, affine: np.ndarray) -> np.ndarr
     if d3 is not None and angle_deg(d3, d) <= ALIGN_LIMIT_DEG:
         warnings.warn(
             f"the cord runs {angle:.0f}° from the closest voxel axis of this grid: segmented on a grid "
-            f"resampled along the cord (linear there, back by linear one-hot maps: the boundary may "
-            f"move by up to a voxel)",
+            f"resampled along the cord (two linear interpolations: the boundary may move by up to a voxel)",
             OrientationWarning,
             stacklevel=2,
         )
@@ -86,13 +85,15 @@ def _predict_along(module: Any, data: np.ndarray, affine: np.ndarray, d: np.ndar
     """Segment ``data`` resampled (linear) onto a grid whose slice axis is ``d``; labels on the input grid.
 
     The grid covers the input's field of view, each of its axes with the spacing of the input's voxel
-    axis closest to it; the labels come back as the argmax of their linearly resampled one-hot maps (:func:`evaluation.native.to_native`).
+    axis closest to it. The class probabilities come back linearly (:func:`evaluation.native.to_native`,
+    ``argmax``); the model's post-processing then runs on the input grid.
     """
     import torch
     import torchio as tio
 
     from core.geometry import cord_frame_affine
-    from evaluation.native import one_hot, to_native
+    from evaluation.native import to_native
+    from evaluation.postprocess import apply, mode_of
 
     frame = cord_frame_affine(affine, d)  # the input grid in a world where the cord is S-I
     sp = np.linalg.norm(frame[:3, :3], axis=0)
@@ -108,30 +109,34 @@ def _predict_along(module: Any, data: np.ndarray, affine: np.ndarray, d: np.ndar
     pad = float(np.median(data))  # outside the input's field of view: its median (the resampler fills 0)
     image = tio.ScalarImage(tensor=torch.from_numpy(np.asarray(data, np.float32)[None] - pad), affine=frame)
     res = tio.Resample(target=(shape, grid), image_interpolation="linear")(tio.Subject(image=image))
-    labels = _predict_in_frame(module, res["image"].data[0].numpy() + pad, grid)
-    classes = one_hot(labels, max(int(labels.max()) + 1, 2))  # linear, then argmax: smoother than nearest
-    return to_native(classes, grid, data.shape[:3], frame, mode="argmax").astype(np.uint8)
+    probs, pre_affine = _probabilities(module, res["image"].data[0].numpy() + pad, grid)
+    labels = to_native(probs.numpy(), pre_affine, data.shape[:3], frame, mode="argmax")
+    return np.asarray(apply(labels, mode_of(module))).astype(np.uint8)
 
 
 def _predict_in_frame(module: Any, data: np.ndarray, affine: np.ndarray) -> np.ndarray:
     """The model's label map on the grid of ``data``, the world frame given by ``affine``."""
+    from evaluation.native import to_native
+    from evaluation.postprocess import labels_of, mode_of
+
+    probs, pre_affine = _probabilities(module, data, affine)
+    labels = labels_of(probs, mode_of(module)).numpy().astype(np.int16)
+    return to_native(labels, pre_affine, data.shape[:3], np.asarray(affine), mode="nearest").astype(np.uint8)
+
+
+def _probabilities(module: Any, data: np.ndarray, affine: np.ndarray) -> tuple[Any, np.ndarray]:
+    """Class probabilities (C, X, Y, Z; torch, CPU) on the preprocessed grid of ``data`` and its affine."""
     import torch
     import torchio as tio
 
     from data_modules.preprocessing import Preprocessing, build_transform
-    from evaluation.postprocess import labels_of, mode_of
 
     pre_desc = Preprocessing.from_hparams(module.hparams)
     image = tio.ScalarImage(tensor=torch.from_numpy(np.asarray(data, np.float32)[None]), affine=affine)
     pre = build_transform(pre_desc, "eval")(tio.Subject(image=image))
     with torch.no_grad():
         probs = module.predict_volume(pre["image"]["data"][None].float())[0]
-    labels = labels_of(probs.cpu(), mode_of(module)).numpy().astype(np.int16)
-    from evaluation.native import to_native
-
-    return to_native(
-        labels, np.asarray(pre["image"].affine), data.shape[:3], np.asarray(affine), mode="nearest"
-    ).astype(np.uint8)
+    return probs.cpu(), np.asarray(pre["image"].affine)
 
 
 class OrientationWarning(UserWarning):
