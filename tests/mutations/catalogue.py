@@ -28,6 +28,7 @@ class Mutation:
 
 METRICS = ("tests/test_metrics.py",)
 MORPHO = ("tests/test_morphometrics.py",)
+GEOMETRY = ("tests/test_reliability_geometry.py",)
 STATS = ("tests/test_stats.py",)
 LB_STATS = ("tests/test_leaderboard_stats.py",)
 TRAINABLE = ("tests/test_sweeps_trainable.py",)
@@ -396,5 +397,32 @@ MUTATIONS: list[Mutation] = [
         "done = None\n",
         TRAINABLE,
         "a finished trial trained again after the driver restarts",
+    ),
+    Mutation(
+        "slice-axis-not-along-cord",
+        "analysis/slicing.py",
+        "if d is not None and nearest_voxel_axis(aff, d)[0] != slice_axis(aff):",
+        "if False:",
+        GEOMETRY,
+        "a grid rotated far from the cord sliced along it (SCT's axis kept): CSA off by up to 300 %",
+        k="affine_rotated_60",
+    ),
+    Mutation(
+        "canal-containment-unchecked",
+        "analysis/slicing.py",
+        "if n and out > MAX_CORD_OUTSIDE_CANAL * n:",
+        "if False:",
+        GEOMETRY,
+        "--seg and --canal swapped: negative SAC written",
+        k="swapped",
+    ),
+    Mutation(
+        "steep-slices-unsaid",
+        "analysis/slicing.py",
+        "steep = np.asarray(angles_deg) > ANGLE_LIMIT_DEG",
+        "steep = np.asarray(angles_deg) > 90.0",
+        GEOMETRY,
+        "slices cut more than 50 deg from the cord's normal measured without a warning",
+        k="no_voxel_axis",
     ),
 ]
