@@ -102,11 +102,13 @@ def foreign_format(path: str | Path) -> str | None:
 def check_training_checkpoint(ckpt: dict[str, Any], cfg: dict[str, Any], path: str | Path) -> None:
     """``fit --ckpt-path``: a full Lightning checkpoint (weights, optimizer, epoch, step) of the network
     this run trains; else one line naming the file and what it is."""
+    from runs import run_folder as rf
+
     lacking = [k for k in ("optimizer_states", "loops", "epoch", "global_step") if k not in ckpt]
     if lacking:
         raise InputError(
             f"holds weights only (no {', '.join(lacking)}): fit --ckpt-path continues a training run from a "
-            "full Lightning checkpoint such as <run>/checkpoints/last.ckpt",
+            f"full Lightning checkpoint such as <run>/{rf.CHECKPOINTS}/{rf.LAST_CKPT}",
             path,
         )
     hp, m = ckpt["hyper_parameters"], cfg["model"]

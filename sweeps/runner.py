@@ -30,12 +30,9 @@ from ray import tune
 from core.errors import ConfigError
 from sweeps import signing
 from sweeps.config import Dim, Sweep, is_uri, load_sweep, resolved_yaml
-from sweeps.records import RESULTS_FILE, SWEEP_FILE, read_results_csv
+from sweeps.records import RESULTS_FILE, SWEEP_FILE, TUNER_FILE, read_results_csv
 from sweeps.sweep_callback import SweepCallback, inner_searcher, restore_searcher
 from sweeps.trainable import TrialSetup, train_trial, trial_resources
-
-#: Ray Tune's pickled Tuner in the sweep folder
-TUNER_FILE = "tuner.pkl"
 
 #: Environment set in the driver (and passed to workers of a joined cluster) unless already set.
 ENV_DEFAULTS = {

@@ -36,13 +36,13 @@ from pathlib import Path
 from core.errors import ConfigError
 from sweeps import storage
 from sweeps.config import is_uri
+from sweeps.records import SEARCHER_DIR, SIGNATURES_FILE, TUNER_FILE
 
-SIGNATURES_FILE = "signatures.json"
 KEY_FILE = "sweep-signing.key"
 #: versions of one state file whose signatures are kept
 KEEP = 32
 #: top-level files Ray reads with pickle (besides these patterns: any top-level ``.pkl``)
-_TOP_PATTERNS = ("tuner.pkl", "experiment_state-", "search_gen_state-", "basic-variant-state-", "callback-states-")
+_TOP_PATTERNS = (TUNER_FILE, "experiment_state-", "search_gen_state-", "basic-variant-state-", "callback-states-")
 
 
 def is_state_file(rel: str) -> bool:
@@ -54,7 +54,7 @@ def is_state_file(rel: str) -> bool:
         return False
     if len(parts) == 1:
         return name != SIGNATURES_FILE and (name.endswith(".pkl") or name.startswith(_TOP_PATTERNS))
-    if len(parts) == 2 and parts[0] == "searcher":
+    if len(parts) == 2 and parts[0] == SEARCHER_DIR:
         return name.endswith(".pkl")
     return len(parts) == 2 and parts[0].startswith("tune_") and name == "error.pkl"
 
@@ -172,7 +172,7 @@ def verify(sweep_dir: str) -> None:
     user's installation did not write, or that changed since: Ray would unpickle it."""
     # tuner.pkl first: Ray reads it first
     files = sorted(
-        (rel for rel in storage.list_files(sweep_dir) if is_state_file(rel)), key=lambda r: (r != "tuner.pkl", r)
+        (rel for rel in storage.list_files(sweep_dir) if is_state_file(rel)), key=lambda r: (r != TUNER_FILE, r)
     )
     if not files:
         return

@@ -14,9 +14,7 @@ from ray.tune import Callback
 from sweeps import results as results_mod
 from sweeps import signing
 from sweeps.config import Sweep, is_uri
-
-SEARCHER_DIR = "searcher"
-SEARCHER_FILE = "searcher.pkl"
+from sweeps.records import SEARCHER_DIR, SEARCHER_FILE
 
 
 def inner_searcher(search_alg: Any) -> Any:
