@@ -111,9 +111,11 @@ def check_training_checkpoint(ckpt: dict[str, Any], cfg: dict[str, Any], path: s
             f"full Lightning checkpoint such as <run>/{rf.CHECKPOINTS}/{rf.LAST_CKPT}",
             path,
         )
-    hp, m = ckpt["hyper_parameters"], cfg["model"]
+    from core.schema import hparams
+
+    hp, mine = ckpt["hyper_parameters"], hparams(cfg)  # what the module of this run is built with
     theirs = (hp.get("network"), hp.get("preset"), hp.get("task"))
-    ours = (m["name"], m["preset"], cfg["data"]["task"])
+    ours = (mine.get("network"), mine.get("preset"), cfg["data"]["task"])
     if theirs != ours:
         raise InputError(
             f"checkpoint of model {theirs[0]!r} (preset {theirs[1]!r}, task {theirs[2]!r}) but this run trains "
