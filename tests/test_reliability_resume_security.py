@@ -140,3 +140,16 @@ def test_the_key_is_private_and_a_shared_key_is_refused(key_home, tmp_path, caps
         f"error: {path}: the sweep signing key is open to other users (mode 0644): anyone who can read it can make "
         "a sweep folder run code on resume; make it private (chmod 600) or delete it (a new one is made)"
     )
+
+
+def test_a_signed_folder_verifies_and_a_signed_path_with_other_content_does_not(key_home, tmp_path):
+    """The check is on content: the folder as signed passes; the same path with other bytes does not."""
+    from core.errors import ConfigError
+    from sweeps import signing
+
+    folder, _ = _folder(tmp_path)
+    _sign_all(folder)
+    signing.verify(str(folder))
+    (folder / "tuner.pkl").write_bytes(pickle.dumps({"_tuner_kwargs": {"other": 1}}))
+    with pytest.raises(ConfigError, match="tuner.pkl: changed since cordbench wrote it"):
+        signing.verify(str(folder))

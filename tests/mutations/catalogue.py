@@ -386,7 +386,7 @@ MUTATIONS: list[Mutation] = [
         "if key is not None and record.get(rel):",
         ("tests/test_reliability_resume_security.py",),
         "a signed state file replaced afterwards is unpickled on resume (the content is not checked)",
-        k="damaged",
+        k="signed_path_with_other_content",
     ),
     Mutation(
         "results-finished-row-dropped",
