@@ -63,6 +63,7 @@ def render_leaderboard(
     """
     import contextlib
 
+    from core.outputs import check_output_dir
     from leaderboard.table import build_leaderboard
 
     uri = str(sweep_dir) if "://" in str(sweep_dir) else None
@@ -76,8 +77,14 @@ def render_leaderboard(
         if uri is not None:  # read from the bucket into a temporary folder (complete trials only)
             from leaderboard import remote
 
-            sweep_dir = stack.enter_context(remote.fetched(uri))
             out = Path(out) if out is not None else remote.default_out(uri)
+            check_output_dir(out, what="leaderboard folder (--out)")
+            sweep_dir = stack.enter_context(remote.fetched(uri))
+        elif out is None:  # the default beside the sweep: checked before any work, like --out
+            from core.paths import require_dir
+
+            out = require_dir(sweep_dir, "sweep folder") / "leaderboard"
+            check_output_dir(out, what="leaderboard folder (default SWEEP_DIR/leaderboard; give --out elsewhere)")
         files = _render(
             out,
             build_leaderboard(

@@ -57,6 +57,7 @@ def gather(run_dirs: Iterable[str | Path], cls: str = "gm") -> pd.DataFrame:
         run = Path(run)
         cfg = RunFolder(run).read_config()
         df = RunFolder(run).read_test_metrics()
+        check_metrics(df, cls, cfg, RunFolder(run).test_metrics)
         refs = {"consensus": ""} | {
             r: f"{r}/" for r in sorted({c.split("/")[0] for c in df.columns if c.count("/") == 2})
         }
@@ -74,6 +75,27 @@ def gather(run_dirs: Iterable[str | Path], cls: str = "gm") -> pd.DataFrame:
                     }
                 )
     return pd.DataFrame(rows, columns=["model", "subject", "site", "reference", *[n for n, _ in METRICS]])
+
+
+def check_metrics(df: pd.DataFrame, cls: str, cfg: dict, path: Path) -> None:
+    """A run's test metrics hold every challenge metric of ``cls``; else one line naming the file
+    (a run of another task, or scored without some metrics), never a table with empty cells."""
+    from core.errors import InputError
+
+    if f"{cls}/dice" not in df.columns:
+        scored = sorted({c.split("/")[-2] for c in df.columns if c.endswith("/dice")})
+        raise InputError(
+            f"a run of task {cfg['data']['task']!r} scores no class {cls!r} (it scores {', '.join(scored) or 'none'}): "
+            f"the GM challenge table needs {cls}/<metric> columns (a GM-task protocol sweep, or another --class)",
+            path,
+        )
+    missing = [f"{cls}/{key}" for _, key in METRICS if f"{cls}/{key}" not in df.columns]
+    if missing:
+        raise InputError(
+            f"no {', '.join(missing)} column(s): the GM challenge table needs every challenge metric "
+            f"({', '.join(n for n, _ in METRICS)}); score the run again with cordbench test",
+            path,
+        )
 
 
 def _cell(v: pd.Series) -> str:

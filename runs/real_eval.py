@@ -117,7 +117,7 @@ def _score_image(
     affine = np.asarray(img.affine)
     check_axial_extent(data.shape[:3], affine, image.path)
     labels = predict_array(module, data, affine)
-    io.save_nifti(labels, img.affine, folder.real_prediction(image.id), header=img.header, dtype=np.uint8)
+    io.save_nifti(labels, img.affine, folder.real_prediction(image.id, staged=True), header=img.header, dtype=np.uint8)
     masks = {k: io.load_label(lf.path, kind=f"{k} mask")[1] > 0 for k, lf in image.labels.items()}
     record: dict[str, Any] = {"subject": image.id, "image": real.rel(image.path), "contrast": image.contrast}
     for cls, values in classes.items():
@@ -147,7 +147,7 @@ def evaluate_real(
             f"{skip_reason(classes, real.images[0])} (e.g. {real.rel(real.images[0].path)})",
             real.root,
         )
-    folder.clear_real_outputs()  # the folder holds this set's scores only, never a mix with an earlier set's
+    folder.start_real_outputs()  # masks written aside; the earlier results are swapped out only at the end
     for image in real.images:
         if not any(reference_kind(c, image) for c in classes):
             skipped.append({"image": real.rel(image.path), "reason": skip_reason(classes, image)})

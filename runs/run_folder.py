@@ -55,6 +55,8 @@ QC_INDEX = "index.html"  # the QC report, in qc/
 REAL_METRICS = "real_metrics.csv"  # cordbench test --real (runs.real_eval); never test_metrics.csv
 REAL_SUMMARY = "real_summary.json"
 REAL_PREDICTIONS = "real_predictions"  # <image id>_pred.nii.gz
+#: where a ``test --real`` writes its masks until every image is scored (then swapped onto REAL_PREDICTIONS)
+REAL_STAGING = ".real_predictions.part"
 
 #: Relative path of the best checkpoint inside a run folder.
 BEST_CKPT = PurePosixPath(CHECKPOINTS, BEST_CKPT_NAME)
@@ -134,9 +136,10 @@ class RunFolder:
     def real_summary(self) -> Path:
         return self.file(REAL_SUMMARY)
 
-    def real_prediction(self, image_id: str) -> Path:
-        """``real_predictions/<image id>_pred.nii.gz``: the scored prediction of one real image."""
-        return self.file(REAL_PREDICTIONS) / f"{image_id}_pred.nii.gz"
+    def real_prediction(self, image_id: str, staged: bool = False) -> Path:
+        """``real_predictions/<image id>_pred.nii.gz``: the scored prediction of one real image
+        (``staged``: its place in :data:`REAL_STAGING` while the set is being scored)."""
+        return self.file(REAL_STAGING if staged else REAL_PREDICTIONS) / f"{image_id}_pred.nii.gz"
 
     # ----------------------------------------------------------------------------- writers
     def write_config(self, text: str) -> Path:
@@ -162,22 +165,39 @@ class RunFolder:
         io.write_csv(self.test_metrics, pd.DataFrame(records))
         io.write_json(self.test_summary, dict(summary))
 
+    def start_real_outputs(self) -> None:
+        """An empty :data:`REAL_STAGING` for the masks of a new ``test --real`` (a crashed attempt's
+        leftovers removed); the earlier real results stay untouched until :meth:`write_real_outputs`."""
+        import shutil
+
+        staging = self.file(REAL_STAGING)
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir(parents=True)
+
     def write_real_outputs(self, records: list[dict[str, Any]], summary: Mapping[str, Any]) -> None:
-        """``real_metrics.csv`` (one row per scored real image) and ``real_summary.json`` (written last)."""
+        """Swap the new real results in once every image is scored: the earlier summary removed first
+        (no stale cache survives a crash in between), the staged masks renamed onto
+        ``real_predictions/`` (the earlier masks removed), then ``real_metrics.csv`` (one row per
+        scored real image) and ``real_summary.json`` (written last). A run interrupted before this
+        keeps the earlier results whole: the folder never mixes two sets' scores."""
+        import os
+        import shutil
+
         import pandas as pd
 
         from core import io
 
+        self.real_summary.unlink(missing_ok=True)
+        final, staging = self.file(REAL_PREDICTIONS), self.file(REAL_STAGING)
+        if final.exists():
+            old = self.file(f".{REAL_PREDICTIONS}.old")
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(final, old)
+            shutil.rmtree(old, ignore_errors=True)
+        if staging.exists():
+            os.replace(staging, final)
         io.write_csv(self.real_metrics, pd.DataFrame(records, columns=None if records else ["subject"]))
         io.write_json(self.real_summary, dict(summary))
-
-    def clear_real_outputs(self) -> None:
-        """Remove an earlier ``test --real``'s summary (first: no stale cache survives a crash), CSV and masks."""
-        import shutil
-
-        self.real_summary.unlink(missing_ok=True)
-        self.real_metrics.unlink(missing_ok=True)
-        shutil.rmtree(self.file(REAL_PREDICTIONS), ignore_errors=True)
 
     def write_failure(self, record: Mapping[str, Any]) -> Path:
         """``failure.json``."""

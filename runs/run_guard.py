@@ -209,16 +209,78 @@ def plan_fit(
                 f"nothing to resume: no {rf.CHECKPOINTS}/{rf.LAST_CKPT} (found: {found}); start it without --resume",
                 out,
             )
-        if (out / rf.CONFIG).exists():
-            changed = config_changes(out, cfg, RESUMABLE_CHANGES)
-            if changed:
-                raise ConfigError(
-                    f"--resume with another config than the run's {rf.CONFIG} ({'; '.join(changed[:3])}"
-                    f"{'; …' if len(changed) > 3 else ''}): resume with the same config, or --overwrite",
-                    out,
-                )
+        if not (out / rf.CONFIG).is_file():
+            raise OutputError(
+                f"--resume needs the run's {rf.CONFIG}, which is gone: without it the resumed run cannot be "
+                f"checked to be the same run; put it back, or start again with --overwrite",
+                out,
+            )
+        changed = config_changes(out, cfg, RESUMABLE_CHANGES)
+        if changed:
+            raise ConfigError(
+                f"--resume with another config than the run's {rf.CONFIG} ({'; '.join(changed[:3])}"
+                f"{'; …' if len(changed) > 3 else ''}): resume with the same config, or --overwrite",
+                out,
+            )
+        metrics_rows(out / rf.METRICS)  # a damaged history is refused before it could be rewritten
+        _refuse_finished(out, last, int(cfg["trainer"]["max_epochs"]))
         return FitPlan(out, ckpt_path=str(last), resume=True)
     return FitPlan(out, ckpt_path=ckpt_path, overwrite=overwrite)
+
+
+def _refuse_finished(out: Path, last: Path, max_epochs: int) -> None:
+    """A run whose last checkpoint completed ``trainer.max_epochs`` epochs has nothing to resume:
+    refused with nothing changed (Lightning would skip training and rewrite the records)."""
+    from runs.checkpoints import read_checkpoint
+
+    if last.name == INTERRUPTED_CKPT:
+        return
+    ckpt = read_checkpoint(last)
+    try:
+        done = int(ckpt["loops"]["fit_loop"]["epoch_progress"]["current"]["processed"])
+    except (KeyError, TypeError, ValueError):
+        done = int(ckpt.get("epoch", -1)) + 1
+    if done >= max_epochs:
+        raise OutputError(
+            f"the run already finished ({done} of trainer.max_epochs={max_epochs} epochs in "
+            f"{rf.CHECKPOINTS}/{last.name}): nothing to resume, nothing changed; to train on, add "
+            "--trainer.max_epochs=<more> to --resume",
+            out,
+        )
+
+
+def metrics_rows(path: Path) -> tuple[list[str], list[dict[str, str]]]:
+    """``(columns, rows)`` of a run's ``metrics.csv`` (none when absent); a damaged file (a row of
+    another length, a step that is not a number, bytes that are not text) is one line naming it."""
+    import csv
+
+    if not path.is_file():
+        return [], []
+    try:
+        with open(path, newline="") as f:
+            reader = csv.DictReader(f)
+            keys = list(reader.fieldnames or [])
+            rows = []
+            for r in reader:
+                bad = None in r or None in r.values() or "step" not in r
+                if not bad and r["step"] != "":
+                    try:
+                        float(r["step"])
+                    except ValueError:
+                        bad = True
+                if bad:
+                    raise OutputError(
+                        f"damaged at line {reader.line_num} (a row that does not match the header "
+                        f"{','.join(keys[:4])}…): --resume keeps the per-epoch history in it; repair it or "
+                        "move it aside",
+                        path,
+                    )
+                rows.append(r)
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise OutputError(
+            f"damaged, not a readable CSV ({type(exc).__name__}); repair it or move it aside", path
+        ) from None
+    return keys, rows
 
 
 def clear_records(out: Path) -> None:
@@ -345,14 +407,9 @@ class KeepMetricsOnResume(pl.Callback):
     """
 
     def __init__(self, path: Path, global_step: int):
-        import csv
-
-        self.path, self.rows, self.keys = path, [], []
-        if path.is_file():
-            with open(path, newline="") as f:
-                reader = csv.DictReader(f)
-                self.keys = list(reader.fieldnames or [])
-                self.rows = [r for r in reader if r.get("step", "") != "" and int(float(r["step"])) < global_step]
+        self.path = path
+        self.keys, rows = metrics_rows(path)
+        self.rows = [r for r in rows if r["step"] != "" and int(float(r["step"])) < global_step]
 
     def on_train_start(self, trainer: Any, pl_module: Any) -> None:
         import csv

@@ -275,14 +275,19 @@ def fit(
     ckpt_path = (plan.ckpt_path if plan is not None else None) or ckpt_path
     resumed = None
     if ckpt_path:
-        from runs.checkpoints import read_checkpoint
+        from runs.checkpoints import check_training_checkpoint, read_checkpoint
 
         ckpt = read_checkpoint(ckpt_path)  # weights only: one clear line when corrupted or unsafe
+        check_training_checkpoint(ckpt, cfg, ckpt_path)
         resumed = ckpt if plan is not None and plan.resume else None
     out, dm = prepare(cfg, before_write=plan.before_write if plan is not None else None)
     if is_global_zero():
         RunFolder(out).clear_failure()  # a stale record of an earlier attempt
     module = build_module(cfg, dm)
+    if ckpt_path:
+        from runs.checkpoints import check_weights
+
+        check_weights(module.state_dict(), ckpt["state_dict"], dict(ckpt["hyper_parameters"]), ckpt_path)
     trainer = build_trainer(
         cfg,
         out,

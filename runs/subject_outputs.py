@@ -99,6 +99,27 @@ def _stem(path: Path) -> str:
     return name[:-7] if name.endswith(".nii.gz") else Path(name).stem
 
 
+def distinct_names(paths: Sequence[Path]) -> list[str]:
+    """One name per path for files written side by side: the file's stem, preceded by as many of its
+    parent folders as it takes to tell the paths apart (``a/t2.nii.gz``, ``b/t2.nii.gz`` → ``a_t2``,
+    ``b_t2``); identical paths get ``_2``, ``_3``, … ."""
+    absolute = [Path(p).absolute() for p in paths]
+    deepest = max((len(p.parent.parts) for p in absolute), default=0)
+    for depth in range(deepest + 1):
+        names = [
+            "_".join([*[x for x in p.parent.parts[len(p.parent.parts) - depth :] if x != p.anchor], _stem(p)])
+            for p in absolute
+        ]
+        if len(set(names)) == len(names):
+            return names
+    counts: dict[str, int] = {}
+    out = []
+    for n in (_stem(p) for p in absolute):
+        counts[n] = counts.get(n, 0) + 1
+        out.append(n if counts[n] == 1 else f"{n}_{counts[n]}")
+    return out
+
+
 def write_predict_qc(
     pairs: Sequence[tuple[Path, Path]], qc_dir: str | Path, classes: dict[str, list[int]] | None = None
 ) -> Path:
@@ -112,13 +133,15 @@ def write_predict_qc(
 
     qc_dir = Path(qc_dir)
     rows = []
-    for image, mask in pairs:
-        png = qc_dir / f"{_stem(mask)}.png"
+    # masks of inputs that share a base name (a/t2.nii.gz, b/t2.nii.gz) get panels of their own
+    names = distinct_names([mask for _, mask in pairs])
+    for (image, mask), name in zip(pairs, names):
+        png = qc_dir / f"{name}.png"
         qc_subject(image, mask, png)
         m = nib.load(str(mask))
         labels = np.asanyarray(m.dataobj)
         voxel = float(abs(np.linalg.det(np.asarray(m.affine)[:3, :3])))
-        row: dict[str, Any] = {"subject": _stem(image)}
+        row: dict[str, Any] = {"subject": _stem(image) if name == _stem(mask) else name}
         for name, values in (classes or {"fg": [1]}).items():
             row[f"{name}/volume_mm3"] = float(np.isin(labels, values).sum() * voxel)
         row["png"] = png

@@ -4,6 +4,9 @@ Sweep folder (``<storage>/<name>/``)::
 
     sweep.yaml               the resolved sweep config
     results.csv              one row per trial (:data:`BASE_COLUMNS`, knobs, :data:`TAIL_COLUMNS`)
+    signatures.json          HMACs of the pickles below and of Ray's (:mod:`sweeps.signing`)
+    searcher/searcher.pkl    the searcher's state, saved after every finished trial
+    tuner.pkl, experiment_state-*.json, …   Ray Tune's own state (pickles)
     trials/<trial_id>/       a run folder (:mod:`runs.run_folder`) plus:
         trial.json           the trial finished: metrics last reported, seconds over all attempts, timing
         .attempts            how many times the trial was started (text integer)
@@ -33,6 +36,10 @@ from typing import Any
 
 SWEEP_FILE = "sweep.yaml"
 RESULTS_FILE = "results.csv"
+SIGNATURES_FILE = "signatures.json"
+SEARCHER_DIR = "searcher"
+SEARCHER_FILE = "searcher.pkl"
+TUNER_FILE = "tuner.pkl"  # Ray Tune's pickled Tuner
 TRIALS_DIR = "trials"
 TRIAL_RECORD = "trial.json"
 ATTEMPTS = ".attempts"

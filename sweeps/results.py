@@ -8,7 +8,9 @@ the trial was started: > 1 after a node loss or a resume) and ``early_stopped`` 
 the scheduler before its last epoch: no test metrics).
 
 The file is written atomically (:func:`core.io.write_csv`) every time a trial starts,
-finishes or fails, so a killed driver leaves a consistent partial file.
+finishes or fails, so a killed driver leaves a consistent partial file. A rewrite never loses a
+row: trials of the earlier file that the driver no longer lists, or whose run folder was deleted,
+keep their earlier row (:func:`keep_earlier_rows`).
 """
 
 from __future__ import annotations
@@ -36,6 +38,9 @@ from sweeps.records import (
     parse_trial_record,
     trial_rel,
 )
+
+#: statuses of a trial that ran to its end (finished, or failed for good)
+FINISHED = ("TERMINATED", "ERROR")
 
 __all__ = [
     "BASE_COLUMNS",
@@ -209,7 +214,40 @@ def build_table(
         by_id[info.trial_id] = info
     rows = [trial_row(by_id[t], dims, run_config, read, params_cache) for t in sorted(by_id)]
     knobs = [d.column for d in dims if d.key not in FIXED_COLUMNS]
-    return pd.DataFrame(rows, columns=columns(knobs))
+    cols = columns(knobs)
+    rows = keep_earlier_rows(rows, earlier_rows(read(RESULTS_FILE), cols))
+    return pd.DataFrame(sorted(rows, key=lambda r: str(r["trial_id"])), columns=cols)
+
+
+def earlier_rows(text: str | None, cols: list[str]) -> dict[str, dict[str, Any]]:
+    """The rows of an earlier ``results.csv`` by trial id (none when absent or unreadable)."""
+    if not text:
+        return {}
+    try:
+        frame = records.read_results_csv(_io.StringIO(text))
+    except Exception:  # a damaged earlier file holds nothing to keep
+        return {}
+    if "trial_id" not in frame.columns:
+        return {}
+    frame = frame.reindex(columns=cols)
+    frame = frame.astype(object).where(frame.notna(), None)
+    return {str(r["trial_id"]): r for r in frame.to_dict("records")}
+
+
+def keep_earlier_rows(rows: list[dict[str, Any]], earlier: Mapping[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """No finished trial's row is ever lost: a finished trial (``TERMINATED`` or ``ERROR``) the driver
+    no longer lists (Ray's experiment state restored from an older snapshot) keeps its earlier row,
+    and so does one whose run folder no longer holds its records (deleted by hand) while the
+    earlier row had them. An unfinished trial's earlier row is not kept: Ray starts it again."""
+    finished = {tid: r for tid, r in earlier.items() if r.get("status") in FINISHED}
+    out = []
+    for row in rows:
+        old = finished.get(str(row["trial_id"]))
+        gone = row.get("run_dir") is None and old is not None and old.get("run_dir") is not None
+        out.append(dict(old) if gone else row)
+    listed = {str(r["trial_id"]) for r in rows}
+    out += [dict(r) for tid, r in finished.items() if tid not in listed]
+    return out
 
 
 def write_table(frame, sweep_dir: str) -> str:

@@ -7,6 +7,8 @@
   checkpoint. The searcher's state is saved by this module after every finished trial
   (``<sweep>/searcher/``) and loaded back into the restored searcher before the run resumes
   (Ray's own experiment snapshot, if newer and consistent with the trial list, then wins).
+  Before Ray reads anything, every pickle of the folder must carry this user's signature
+  (:mod:`sweeps.signing`): a sweep folder from elsewhere never runs code on resume.
 * :class:`~sweeps.sweep_callback.SweepCallback` — driver-side Tune callback: refreshes ``results.csv`` (atomically)
   whenever a trial starts, finishes, fails or is recovered, and saves the searcher state.
 
@@ -26,8 +28,9 @@ from typing import Any
 from ray import tune
 
 from core.errors import ConfigError
+from sweeps import signing
 from sweeps.config import Dim, Sweep, is_uri, load_sweep, resolved_yaml
-from sweeps.records import RESULTS_FILE, SWEEP_FILE, read_results_csv
+from sweeps.records import RESULTS_FILE, SWEEP_FILE, TUNER_FILE, read_results_csv
 from sweeps.sweep_callback import SweepCallback, inner_searcher, restore_searcher
 from sweeps.trainable import TrialSetup, train_trial, trial_resources
 
@@ -181,7 +184,9 @@ def build_tuner(sweep: Sweep, callback: SweepCallback | None = None) -> tune.Tun
 
     searcher = build_searcher(sweep)
     s = sweep.search
-    callback = callback or SweepCallback(sweep, searcher if s["algorithm"] != "basic" else None)
+    callback = callback or SweepCallback(sweep)
+    if s["algorithm"] != "basic":
+        callback.searcher = searcher
     storage = sweep.storage if is_uri(sweep.storage) else str(Path(sweep.storage))
     return Tuner(
         make_trainable(make_setup(sweep)),
@@ -318,7 +323,7 @@ def _finish(sweep: Sweep, tuner: Any, t0: float, started: bool) -> SweepOutcome:
             "storage must be a URI or a folder shared with the cluster",
             sweep.sweep_dir,
         ) from None
-    if len(frame) != len(grid):
+    if len(frame) < len(grid):  # more rows: finished trials kept from earlier (sweeps.results.keep_earlier_rows)
         raise RuntimeError(f"results.csv has {len(frame)} rows for {len(grid)} trials in {sweep.sweep_dir}")
     if started:
         import ray
@@ -337,6 +342,11 @@ def run_sweep(sweep: Sweep, address: str | None = None, overwrite: bool = False)
     t0 = time.perf_counter()
     if is_uri(sweep.sweep_dir):
         _check_remote_sweep(sweep, overwrite)
+    else:  # before the data, Ray or any trial: a file or a read-only folder is one line
+        from core.outputs import check_output_dir
+
+        check_output_dir(sweep.storage, what="sweep storage folder (storage: / --storage)")
+        check_output_dir(sweep.sweep_dir, what="sweep folder")
     folder = Path(sweep.sweep_dir)
     if overwrite and not is_uri(sweep.sweep_dir) and (folder / SWEEP_FILE).exists():
         import shutil
@@ -362,7 +372,10 @@ def run_sweep(sweep: Sweep, address: str | None = None, overwrite: bool = False)
             ray.shutdown()
         raise
     _write_sweep_yaml(sweep)
-    return _finish(sweep, build_tuner(sweep), t0, started)
+    signer = signing.Signer(sweep.sweep_dir)
+    tuner = build_tuner(sweep, SweepCallback(sweep, None, signer))
+    signer.sign_stored(TUNER_FILE)
+    return _finish(sweep, tuner, t0, started)
 
 
 def _check_remote_sweep(sweep: Sweep, overwrite: bool) -> None:
@@ -396,6 +409,10 @@ def resume_sweep(sweep_dir: str | Path, address: str | None = None) -> SweepOutc
         sweep_dir = str(Path(sweep_dir).expanduser().resolve())
         if not Path(sweep_dir, SWEEP_FILE).exists():
             raise ConfigError("not a sweep folder (no sweep.yaml)", sweep_dir)
+        signing.verify(sweep_dir)  # before Ray unpickles anything of the folder
+        from core.outputs import check_output_dir
+
+        check_output_dir(sweep_dir, what="sweep folder")  # resuming writes into it
         sweep = load_sweep(Path(sweep_dir, SWEEP_FILE), check_data=False)
     else:
         import tempfile
@@ -411,6 +428,7 @@ def resume_sweep(sweep_dir: str | Path, address: str | None = None) -> SweepOutc
         tmp = Path(tempfile.mkdtemp(prefix="cordbench-sweep-"), SWEEP_FILE)
         tmp.write_text(text)
         sweep = load_sweep(tmp, check_data=False)
+    signing.verify(sweep_dir)  # before Ray unpickles anything of the folder
     # the folder may have moved since: storage/name follow the folder being resumed
     sweep.raw["storage"] = str(Path(sweep_dir).parent) if local else sweep_dir.rsplit("/", 1)[0]
     sweep.raw["name"] = sweep.name = Path(sweep_dir).name if local else sweep_dir.rsplit("/", 1)[1]
@@ -440,7 +458,7 @@ def resume_sweep(sweep_dir: str | Path, address: str | None = None) -> SweepOutc
     searcher = inner_searcher(search_alg) if sweep.search["algorithm"] != "basic" else None
     if searcher is not None:
         restore_searcher(searcher, sweep_dir)
-    internal.get_run_config().callbacks = [SweepCallback(sweep, searcher)]
+    internal.get_run_config().callbacks = [SweepCallback(sweep, searcher, signing.Signer(sweep_dir))]
     return _finish(sweep, tuner, t0, started)
 
 

@@ -1,6 +1,7 @@
-"""The driver side of a sweep's bookkeeping: ``results.csv`` refreshed on every trial event and the
+"""The driver side of a sweep's bookkeeping: ``results.csv`` refreshed on every trial event, the
 searcher's state saved after every finished trial (``<sweep>/searcher/searcher.pkl``, local or URI),
-loaded back by ``cordbench sweep --resume`` (:func:`restore_searcher`)."""
+loaded back by ``cordbench sweep --resume`` (:func:`restore_searcher`), and every pickle Ray or
+cordbench writes into the sweep folder signed (:mod:`sweeps.signing`)."""
 
 from __future__ import annotations
 
@@ -11,10 +12,9 @@ from typing import Any
 from ray.tune import Callback
 
 from sweeps import results as results_mod
+from sweeps import signing
 from sweeps.config import Sweep, is_uri
-
-SEARCHER_DIR = "searcher"
-SEARCHER_FILE = "searcher.pkl"
+from sweeps.records import SEARCHER_DIR, SEARCHER_FILE
 
 
 def inner_searcher(search_alg: Any) -> Any:
@@ -26,15 +26,31 @@ def inner_searcher(search_alg: Any) -> Any:
 
 
 class SweepCallback(Callback):
-    """Refresh ``results.csv`` on every trial event; save the searcher after every finished trial."""
+    """Refresh ``results.csv`` on every trial event; save the searcher after every finished trial;
+    sign Ray's snapshot of the experiment whenever Ray writes one."""
 
-    def __init__(self, sweep: Sweep, searcher: Any = None):
+    def __init__(self, sweep: Sweep, searcher: Any = None, signer: signing.Signer | None = None):
         self.sweep_dir = sweep.sweep_dir
         self.dims = list(sweep.dims)
         self.run_config = sweep.run_config
         self.searcher = searcher
+        self.signer = signer or signing.Signer(sweep.sweep_dir)
+        self._staging: str | None = None
         self._params: dict[str, int] = {}
         self.writes = 0
+
+    def on_step_begin(self, iteration: int, trials: list, **info) -> None:
+        # Ray's driver staging folder (where it writes its snapshot before syncing it to the sweep folder)
+        if trials and self._staging is None:
+            self._staging = trials[0].storage.experiment_driver_staging_path
+
+    def get_state(self) -> dict | None:
+        """Sign the state files of Ray's snapshot: Tune calls this right after writing the experiment
+        and searcher state into its staging folder and before syncing that folder to the sweep
+        folder. The callback itself keeps no state (None: Ray writes no callback pickle)."""
+        if self._staging is not None:
+            self.signer.sign_folder(self._staging)
+        return None
 
     def _refresh(self, trials: list[Any], override: dict[str, str] | None = None) -> None:
         infos = results_mod.infos_from_trials(trials)
@@ -57,12 +73,14 @@ class SweepCallback(Callback):
 
             with tempfile.TemporaryDirectory(prefix="cordbench-searcher-") as tmp:
                 inner_searcher(self.searcher).save(str(Path(tmp, SEARCHER_FILE)))
+                self.signer.sign(f"{SEARCHER_DIR}/{SEARCHER_FILE}", Path(tmp, SEARCHER_FILE).read_bytes())
                 storage.upload_file(Path(tmp, SEARCHER_FILE), storage.join(self.sweep_dir, SEARCHER_DIR, SEARCHER_FILE))
             return
         folder = Path(self.sweep_dir, SEARCHER_DIR)
         folder.mkdir(parents=True, exist_ok=True)
         tmp = folder / f".{SEARCHER_FILE}.part"
         inner_searcher(self.searcher).save(str(tmp))
+        self.signer.sign(f"{SEARCHER_DIR}/{SEARCHER_FILE}", tmp.read_bytes())  # signed before it has its name
         os.replace(tmp, folder / SEARCHER_FILE)
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info) -> None:

@@ -69,6 +69,9 @@ OWNED = {
             records.RESUME_DIR,
             records.TUNE_CHECKPOINT,
             records.TUNE_META,
+            records.SIGNATURES_FILE,
+            records.SEARCHER_FILE,
+            records.TUNER_FILE,
         )
     },
 }
@@ -220,7 +223,8 @@ def test_leaderboard_reads_the_old_sweep_identically(legacy: Path):
 
 
 def test_results_rows_rebuilt_from_old_trial_folders(legacy: Path):
-    """sweeps.results rebuilds the same results.csv rows from the old trial folders as the old code."""
+    """sweeps.results rebuilds the same results.csv rows from the old trial folders as the old code;
+    the finished trial whose folder is gone (7b46e_00001) keeps its earlier row, not a blank one."""
     from sweeps.config import load_sweep
     from sweeps.results import TrialInfo, build_table
 

@@ -425,4 +425,22 @@ MUTATIONS: list[Mutation] = [
         "slices cut more than 50 deg from the cord's normal measured without a warning",
         k="no_voxel_axis",
     ),
+    Mutation(
+        "resume-unsigned-pickle-trusted",
+        "sweeps/signing.py",
+        "if key is not None and signature(key, rel, storage.read_bytes(path)) in record.get(rel, ()):",
+        "if key is not None and record.get(rel):",
+        ("tests/test_reliability_resume_security.py",),
+        "a signed state file replaced afterwards is unpickled on resume (the content is not checked)",
+        k="signed_path_with_other_content",
+    ),
+    Mutation(
+        "results-finished-row-dropped",
+        "sweeps/results.py",
+        "out += [dict(r) for tid, r in finished.items() if tid not in listed]",
+        "out += []",
+        ("tests/test_reliability_history.py",),
+        "a finished trial Ray's restored state no longer lists loses its results.csv row",
+        k="results_csv",
+    ),
 ]
