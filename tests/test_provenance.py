@@ -125,7 +125,6 @@ def test_cordbench_test_writes_the_model_card(gm_fixture, gm_perone_run: Path, t
 
 
 @pytest.mark.slow
-@pytest.mark.ray
 def test_leaderboard_names_two_commits(real_sweep: Path, tmp_path: Path):
     from leaderboard import render_leaderboard
 
@@ -148,3 +147,33 @@ def test_leaderboard_names_two_commits(real_sweep: Path, tmp_path: Path):
     assert "0123456789ab (1 trial: " in line and f"{first[:12]} (" in line
     assert "Code: commits " in md and "0123456789ab" in md
     assert any((t / "MODEL_CARD.md").exists() for t in trials)  # each entry's best trial gets its card
+
+
+@pytest.mark.slow
+def test_wandb_run_carries_the_provenance(real_sweep: Path):
+    from tests.support.tiny_sweep import TRIALS, wandb_run_info
+
+    trial = real_sweep / "trials" / TRIALS[0][0]
+    record = json.loads((trial / "provenance.json").read_text())
+    info = wandb_run_info(next((trial / "wandb").glob("offline-run-*")))
+    logged = info["run"]["config"]["update"]["provenance"]
+    assert logged["git"] == record["git"] and logged["packages"] == record["packages"]
+    assert logged["data"]["files_sha256"] == record["data"]["files_sha256"]
+    assert info["summary"]["provenance/commit"] == record["git"]["commit"]
+    assert info["summary"]["provenance/torch"] == record["packages"]["torch"]
+
+
+def test_sweep_folder_provenance(tmp_path: Path):
+    from types import SimpleNamespace
+
+    from sweeps.runner import _write_provenance
+
+    sweep = SimpleNamespace(sweep_dir=str(tmp_path / "sweep"))
+    (tmp_path / "sweep").mkdir()
+    _write_provenance(sweep, ended=False)
+    record = json.loads((tmp_path / "sweep" / "provenance.json").read_text())
+    assert record["started"] and record["ended"] is None and record["git"]["commit"] == _git(REPO, "rev-parse", "HEAD")
+    assert "torch==" in (tmp_path / "sweep" / "pip_freeze.txt").read_text()
+    _write_provenance(sweep, ended=True)
+    ended = json.loads((tmp_path / "sweep" / "provenance.json").read_text())
+    assert ended["started"] == record["started"] and ended["ended"] >= record["started"]
