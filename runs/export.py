@@ -113,7 +113,7 @@ def _write_network(
     from evaluation.exported import FORMATS as FILES
     from evaluation.exported import MODEL_JSON
 
-    if fmt == "onnx":
+    if fmt == "onnx":  # the module, not the trace: the window masks the trace computed are cached constants now
         _onnx(net, x, out / FILES[fmt], dynamic)
     else:
         traced.save(str(out / FILES[fmt]))

@@ -3,8 +3,8 @@
 Each of the five networks (tiny preset, a 48×48 crop contract) is exported once to ONNX; on the real
 t2s image of sct_testing_data the onnxruntime logits must equal PyTorch's to 1e-4, and ``predict
 --model`` must write the mask ``predict --ckpt`` writes (the differing voxels are counted and must
-stay ≤ 0.1 % of the mask). The weights are random but seeded so that the mask is neither empty nor
-the whole image, which would make the comparison trivial.
+stay ≤ 0.1 % of the mask). The weights are random but made to give a partial mask (``_checkpoint``): an
+empty or full mask would make the comparison trivial.
 """
 
 from __future__ import annotations
@@ -21,38 +21,38 @@ MODELS = ("unet", "dilated_cnn", "transunet", "swinunet", "sattisunet")
 
 
 def _checkpoint(name: str, path: Path, image: Path) -> Path:
-    """A tiny ``name`` checkpoint whose mask of ``image`` is neither empty nor everything."""
+    """A tiny ``name`` checkpoint (seed 0) whose mask of ``image`` is about half of the 48x48 crop.
+
+    Random weights give near-constant logits; where the network ends in a bias, the foreground logit is
+    shifted by the median logit difference over the image's slices, so the mask boundary runs through the
+    densest part of the distribution: where a 1e-6 difference between runtimes could flip voxels.
+    """
     import torch
 
-    from core import io
     from data_modules.preprocessing import Preprocessing
-    from evaluation.evaluator import SubjectEvaluator
-    from evaluation.inference import predict_array
     from lightning_modules.module import SegmentationModule
 
     pre = Preprocessing(
         task="sc", classes=(("sc", (1,)),), num_classes=2, crop=(48, 48), min_shape=(32, 32, 1)
     ).to_dict()
-    img = io.load_nifti(image, ndim=3)
-    data = np.asanyarray(img.dataobj).astype(np.float32)
-    for seed in range(20):
-        torch.manual_seed(seed)
-        m = SegmentationModule(
-            network=name,
-            preset="tiny",
-            num_classes=2,
-            classes={"sc": [1]},
-            patch_size=[32, 32],
-            log_images=False,
-            task="sc",
-            preprocessing=pre,
-        ).eval()
-        m.evaluator = SubjectEvaluator()
-        share = predict_array(m, data, np.asarray(img.affine)).mean()
-        if 0.01 < share < 0.75:  # the 48x48 crop is 87 % of the image: a full crop would prove little
-            torch.save({"state_dict": m.state_dict(), "hyper_parameters": dict(m.hparams)}, path)
-            return path
-    raise AssertionError(f"no seed gives {name} a partial mask")
+    torch.manual_seed(0)
+    m = SegmentationModule(
+        network=name,
+        preset="tiny",
+        num_classes=2,
+        classes={"sc": [1]},
+        patch_size=[32, 32],
+        log_images=False,
+        task="sc",
+        preprocessing=pre,
+    ).eval()
+    last_name, last = list(m.net.named_parameters())[-1]
+    if last_name.endswith("bias") and tuple(last.shape) == (2,):
+        with torch.no_grad():
+            logits = m(_slices(m, image))
+            last[1] -= torch.median(logits[:, 1] - logits[:, 0])
+    torch.save({"state_dict": m.state_dict(), "hyper_parameters": dict(m.hparams)}, path)
+    return path
 
 
 @pytest.fixture(scope="module")
@@ -127,7 +127,7 @@ def test_predict_model_writes_the_checkpoint_mask(exported, t2s: Path, tmp_path:
     want, got = np.asanyarray(want.dataobj), np.asanyarray(got.dataobj)
     differing = int((want != got).sum())
     print(f"{name}: {differing} of {int(want.sum())} mask voxels differ")
-    assert want.any() and not want.all()
+    assert 0.2 < want.sum() / (48 * 48 * want.shape[2]) < 0.8  # a partial mask: the comparison means something
     assert differing <= 0.001 * want.sum()
 
 
