@@ -203,11 +203,18 @@ def _metrics_section(folder: Any, data: dict[str, Any]) -> list[str]:
         out.append("No test metrics (`test_metrics.csv`) in this run folder.")
     real = _read(folder, "read_real_metrics") if folder is not None and folder.real_metrics.exists() else None
     if real is not None and len(real):
-        for contrast, grp in real.groupby(real.get("contrast", "?")):
-            dice = [c for c in grp.columns if c.endswith("/dice")]
-            out += ["", f"Real labelled scans, contrast {contrast} ({len(grp)} images):", ""]
-            out += _table(metric_rows(grp[dice]))
-        out += ["", "Per image: `real_metrics.csv`."]
+        from data_modules.real import MANUAL
+
+        for contrast, grp in real.groupby("contrast"):
+            manual = grp[[c for c in grp.columns if c.endswith("/dice")]].copy()
+            for col in manual.columns:  # ground truth = manual masks only (as real_summary.json's metrics)
+                ref = grp.get(col.replace("/dice", "/reference"))
+                manual[col] = manual[col].where(ref == MANUAL) if ref is not None else float("nan")
+            rows = [r for r in metric_rows(manual) if r[4]]
+            if rows:
+                out += ["", f"Real labelled scans, contrast {contrast} (manual masks, {len(grp)} images):", ""]
+                out += _table(rows)
+        out += ["", "Per image, and the agreement with automatic references: `real_metrics.csv`."]
     else:
         out += ["", "No real-data test (`cordbench test --real`) recorded."]
     return out
