@@ -143,6 +143,14 @@ def check_request(ckpt: str | Path, fmt: str, out: str | Path) -> None:
     if fmt not in FORMATS:
         raise ConfigError(f"unknown export format {fmt!r}: choose {' or '.join(FORMATS)}")
     check_output_dir(out, inputs={"--ckpt": ckpt}, what="export folder (-o)")
+    from runs.run_folder import CONFIG
+
+    if (Path(out) / CONFIG).exists():
+        from core.errors import OutputError
+
+        raise OutputError(
+            "is a run folder: its provenance.json and MODEL_CARD.md would be replaced; choose another -o", out
+        )
 
 
 def export_model(ckpt: str | Path, fmt: str, out: str | Path, size: list[int] | None = None) -> dict[str, Any]:
