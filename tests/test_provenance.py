@@ -159,6 +159,8 @@ def test_wandb_run_carries_the_provenance(real_sweep: Path):
     logged = info["run"]["config"]["update"]["provenance"]
     assert logged["git"] == record["git"] and logged["packages"] == record["packages"]
     assert logged["data"]["files_sha256"] == record["data"]["files_sha256"]
+    phantom = record["data"]["phantom"]  # the trials' data: a generated cohort, named by its generator
+    assert phantom["generator"] == "cordbench phantom" and phantom["version"] and "snr" in phantom["options"]
     assert info["summary"]["provenance/commit"] == record["git"]["commit"]
     assert info["summary"]["provenance/torch"] == record["packages"]["torch"]
 
