@@ -112,10 +112,12 @@ def render_leaderboard(
 
 def _render(out: str | Path | None, lb, wandb: bool) -> LeaderboardFiles:
     """Write the reports of ``lb`` (and log them to wandb)."""
+    from leaderboard.provenance import refresh_best_cards
     from leaderboard.report import write_reports
 
     out_dir = Path(out) if out is not None else lb.sweep.root / "leaderboard"
     paths = write_reports(lb, out_dir)
+    refresh_best_cards(lb)
     files = LeaderboardFiles(
         md=paths["md"],
         csv=paths["csv"],

@@ -282,6 +282,8 @@ def _md_table(heads: list[str], rows: list[list[str]]) -> str:
 
 def method_notes(lb: Leaderboard) -> list[str]:
     """Plain-language statement of what the numbers are."""
+    from leaderboard.provenance import notes as provenance_notes
+
     m = lb.meta
     direction = "higher" if m["higher_is_better"] else "lower"
     notes = [
@@ -296,6 +298,7 @@ def method_notes(lb: Leaderboard) -> list[str]:
         "seeds are averaged within each subject first, so the subject remains the unit of every test and CI.",
         *comparison_notes(lb),
         *m.get("notes", []),
+        *provenance_notes(m),
     ]
     if _morpho_on(lb):
         notes += [

@@ -403,6 +403,9 @@ def build_leaderboard(
         "n_trials_failed": len(failed),
         "notes": notes,
     }
+    from leaderboard.provenance import trial_provenance
+
+    meta.update(trial_provenance(sweep, ok_res))
     if cost:
         from leaderboard.cost import entry_costs
 

@@ -31,6 +31,7 @@ from core.errors import ConfigError, CordbenchError
 from core.schema import default
 from lightning_modules.registry import build_network
 from lightning_modules.schedule import lr_factor
+from lightning_modules.volume import volume_probabilities
 
 
 class TrainingDivergedError(CordbenchError):
@@ -121,17 +122,7 @@ class SegmentationModule(pl.LightningModule):
     @torch.no_grad()
     def predict_volume(self, volume: torch.Tensor) -> torch.Tensor:
         """Class probabilities (1, C, X, Y, Z) for a preprocessed volume (1, 1, X, Y, Z)."""
-        if self.hparams.spatial_dims == 2:
-            slices = volume[0].permute(3, 0, 1, 2)  # (Z, 1, X, Y): axial slices in RAS
-            outs = [
-                torch.softmax(self(chunk), dim=1) for chunk in torch.split(slices, int(self.hparams.inference_batch))
-            ]
-            return torch.cat(outs).permute(1, 2, 3, 0)[None]
-        from monai.inferers import sliding_window_inference
-
-        roi = tuple(self.hparams.patch_size or (64, 64, 32))
-        logits = sliding_window_inference(volume, roi, sw_batch_size=4, predictor=self, overlap=0.25)
-        return torch.softmax(logits, dim=1)
+        return volume_probabilities(self, volume, self.hparams)
 
     def _subject_prediction(self, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
         """Label map (argmax + the run's post-processing, as ``predict``) and target of one subject."""

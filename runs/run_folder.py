@@ -18,6 +18,9 @@ A run folder is what one ``cordbench fit|validate|test`` run (and so every sweep
     real_summary.json        ``test --real``: aggregated real metrics, skipped images, checkpoint and set keys
     real_predictions/        ``test --real``: the scored predictions on each real image's native grid
     wandb/                   the offline wandb run
+    provenance.json          code, packages, data, hardware, command line and times of the run (runs.provenance)
+    pip_freeze.txt           every installed package, ``name==version`` (beside provenance.json)
+    MODEL_CARD.md            the model card of the run's checkpoint (runs.model_card)
 
 Writers are used by :mod:`runs.runner`; readers by :mod:`sweeps.results` (through a
 ``read(relative path)`` function, so a run folder on S3/GCS reads the same way) and by
@@ -57,6 +60,9 @@ REAL_SUMMARY = "real_summary.json"
 REAL_PREDICTIONS = "real_predictions"  # <image id>_pred.nii.gz
 #: where a ``test --real`` writes its masks until every image is scored (then swapped onto REAL_PREDICTIONS)
 REAL_STAGING = ".real_predictions.part"
+PROVENANCE = "provenance.json"  # runs.provenance: also the name in a sweep folder and an export folder
+PIP_FREEZE = "pip_freeze.txt"
+MODEL_CARD = "MODEL_CARD.md"
 
 #: Relative path of the best checkpoint inside a run folder.
 BEST_CKPT = PurePosixPath(CHECKPOINTS, BEST_CKPT_NAME)
@@ -136,6 +142,18 @@ class RunFolder:
     def real_summary(self) -> Path:
         return self.file(REAL_SUMMARY)
 
+    @property
+    def provenance(self) -> Path:
+        return self.file(PROVENANCE)
+
+    @property
+    def pip_freeze(self) -> Path:
+        return self.file(PIP_FREEZE)
+
+    @property
+    def model_card(self) -> Path:
+        return self.file(MODEL_CARD)
+
     def real_prediction(self, image_id: str, staged: bool = False) -> Path:
         """``real_predictions/<image id>_pred.nii.gz``: the scored prediction of one real image
         (``staged``: its place in :data:`REAL_STAGING` while the set is being scored)."""
@@ -198,6 +216,21 @@ class RunFolder:
             os.replace(staging, final)
         io.write_csv(self.real_metrics, pd.DataFrame(records, columns=None if records else ["subject"]))
         io.write_json(self.real_summary, dict(summary))
+
+    def write_provenance(self, record: Mapping[str, Any], freeze: list[str] | None = None) -> Path:
+        """``provenance.json`` and (when ``freeze`` is given) ``pip_freeze.txt``, atomically."""
+        from core import io
+
+        self.path.mkdir(parents=True, exist_ok=True)
+        if freeze is not None:
+            io.write_text(self.pip_freeze, "".join(f"{line}\n" for line in freeze))
+        return io.write_json(self.provenance, dict(record))
+
+    def write_model_card(self, text: str) -> Path:
+        """``MODEL_CARD.md``, atomically."""
+        from core import io
+
+        return io.write_text(self.model_card, text)
 
     def write_failure(self, record: Mapping[str, Any]) -> Path:
         """``failure.json``."""
@@ -291,6 +324,15 @@ class RunFolder:
         import pandas as pd
 
         return pd.read_csv(self.real_metrics, dtype={"subject": str})
+
+    def read_provenance(self) -> dict[str, Any] | None:
+        """``provenance.json``, None when absent or unreadable (a run from before provenance was recorded)."""
+        text = self.text(PROVENANCE)
+        try:
+            data = json.loads(text) if text is not None else None
+        except ValueError:
+            return None
+        return data if isinstance(data, dict) else None
 
     def read_failure(self) -> dict[str, Any] | None:
         """``failure.json`` of an earlier attempt, None when absent or unreadable."""

@@ -51,6 +51,9 @@ RECORDS = (
     rf.WANDB,
     rf.PREDICTIONS,
     rf.QC,
+    rf.PROVENANCE,
+    rf.PIP_FREEZE,
+    rf.MODEL_CARD,
 )
 #: Keys a resumed run may change (more epochs, display, logging, where the folder is) without mixing two runs.
 #: Keys ``validate``/``test`` may set differently from the run they score (devices, strategy, logging: the

@@ -29,6 +29,7 @@ from core.errors import ConfigError, CordbenchError
 from core.paths import output_dir
 from evaluation.evaluator import SubjectEvaluator
 from evaluation.postprocess import mode_of, resolve
+from runs import provenance
 from runs.config import dump, network_options
 from runs.run_folder import BEST, FAILURE, RunFolder
 
@@ -216,9 +217,11 @@ def prepare(cfg: dict[str, Any], before_write: Callable[[Path], None] | None = N
 
         check_evaluate(cfg, out)
         check_same_split(out, desc["split"])
+        provenance.record_start(folder, dm, evaluation=True)
         return out, dm
     folder.write_config(dump(cfg))
     folder.write_data_description(desc)
+    provenance.record_start(folder, dm)
     return out, dm
 
 
@@ -330,6 +333,7 @@ def fit(
             },
         )
         write_test_qc(out, result.test_records)
+    finish_records(out, result.best_ckpt)
     result.seconds = time.perf_counter() - t0
     for lg in trainer.loggers:
         if type(lg).__name__ == "WandbLogger":
@@ -337,6 +341,17 @@ def fit(
 
             finish_wandb(lg, result)
     return result
+
+
+def finish_records(out: Path, ckpt: str | None = None) -> None:
+    """Rank 0, at a run's end: the provenance's end time and the model card (``runs.model_card``, never fatal)."""
+    if not is_global_zero():
+        return
+    folder = RunFolder(out)
+    provenance.record_end(folder)
+    from runs.model_card import refresh_model_card
+
+    refresh_model_card(folder, ckpt)
 
 
 FAILURE_FILE = FAILURE  # the name this module exported before runs.run_folder existed
@@ -457,5 +472,6 @@ def evaluate(cfg: dict[str, Any], ckpt: str, stage: str = "test") -> RunResult:
             {"checkpoint": ckpt, "scoring": module.evaluator.scoring, "postprocess": mode_of(module)},
         )
         write_test_qc(out, result.test_records)
+    finish_records(out, ckpt)
     result.seconds = time.perf_counter() - t0
     return result

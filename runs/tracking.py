@@ -2,7 +2,8 @@
 
 What a run records: project / entity / group (the sweep name for sweep trials) / job type /
 tags (model, preset, data set, task, seed and every ``model.options`` knob), the full resolved
-config, per-epoch metrics (Lightning), sample overlays (``SegmentationModule._log_overlay``),
+config with the run's provenance record under ``provenance`` (and its main fields, flat, as
+``provenance/*`` in the summary: commit, dirty flag, package versions, data, hardware), per-epoch metrics (Lightning), sample overlays (``SegmentationModule._log_overlay``),
 the final validation and test metrics in the run summary, the per-subject test metrics as a
 ``wandb.Table`` and the best checkpoint as a summary path plus a reference artifact (the
 file stays where it is; the artifact records its URI).
@@ -96,7 +97,7 @@ def make_wandb_logger(cfg: dict[str, Any], out: Path):
         tags=run_tags(cfg),
         name=cfg["name"],
         save_dir=str(out),
-        config=cfg,
+        config={**cfg, "provenance": _provenance(out)},
     )
 
     def start(attempt: str):
@@ -105,6 +106,13 @@ def make_wandb_logger(cfg: dict[str, Any], out: Path):
         return logger
 
     return start_with_fallback(start, mode, f"run {cfg['name']!r}")
+
+
+def _provenance(out: Path) -> dict[str, Any] | None:
+    """The run folder's ``provenance.json`` (``runs.provenance``): in the wandb config and, flat, in the summary."""
+    from runs.run_folder import RunFolder
+
+    return RunFolder(Path(out)).read_provenance()
 
 
 def finish_wandb(logger: Any, result: Any) -> None:
@@ -122,6 +130,9 @@ def finish_wandb(logger: Any, result: Any) -> None:
         summary["checkpoint"] = str(result.best_ckpt or "")
         summary["run_dir"] = str(result.out)
         summary["seconds"] = float(result.seconds)
+        from runs.provenance import summary_fields
+
+        summary.update({k: v for k, v in summary_fields(_provenance(result.out)).items() if v is not None})
         run.summary.update(summary)
         if result.test_records:
             cols = list(result.test_records[0])

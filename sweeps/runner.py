@@ -310,11 +310,30 @@ def _write_sweep_yaml(sweep: Sweep) -> None:
     if not is_uri(sweep.sweep_dir):
         Path(sweep.sweep_dir).mkdir(parents=True, exist_ok=True)
     storage.write_text(storage.join(sweep.sweep_dir, SWEEP_FILE), resolved_yaml(sweep))
+    _write_provenance(sweep, ended=False)
+
+
+def _write_provenance(sweep: Sweep, ended: bool) -> None:
+    """The sweep folder's ``provenance.json`` and ``pip_freeze.txt`` (:mod:`runs.provenance`; each trial has its own)."""
+    import json
+
+    from runs import provenance
+    from runs.run_folder import PIP_FREEZE, PROVENANCE
+    from sweeps import storage
+
+    path = storage.join(sweep.sweep_dir, PROVENANCE)
+    record = (json.loads(storage.read_text(path)) if ended and storage.exists(path) else None) or provenance.collect()
+    if ended:
+        record["ended"] = provenance.now()
+    else:
+        storage.write_text(storage.join(sweep.sweep_dir, PIP_FREEZE), "".join(f"{x}\n" for x in provenance.freeze()))
+    storage.write_text(path, json.dumps(record, indent=2, sort_keys=True) + "\n")
 
 
 def _finish(sweep: Sweep, tuner: Any, t0: float, started: bool) -> SweepOutcome:
     """Run the Tuner; the callback wrote the final results.csv at the experiment's end."""
     grid = tuner.fit()
+    _write_provenance(sweep, ended=True)
     try:
         frame = read_results(sweep.sweep_dir)
     except FileNotFoundError:

@@ -8,7 +8,7 @@ end-to-end tests of test_pipeline, test_reliability_*, test_study, … included)
 
 ``INPUTS`` lists, per command, the arguments that are inputs and, for folders, the sub-paths a
 command may write by design (``predict --bids`` writes ``derivatives/cordbench``; the leaderboard
-caches per-trial ``morphometrics.csv`` and, with ``--real``, ``real_metrics.csv``/``real_summary.json``/
+caches per-trial ``morphometrics.csv``, rewrites the best trials' ``MODEL_CARD.md`` and, with ``--real``, ``real_metrics.csv``/``real_summary.json``/
 ``real_predictions/``, and writes ``leaderboard/`` inside the sweep folder). A name without a ``/``
 is allowed at any depth (a file of that name, or any path through a folder of that name).
 """
@@ -27,6 +27,7 @@ MAX_BYTES = 256 << 20  # larger files are compared by size and mtime only
 INPUTS: dict[str, dict[str, tuple[str, ...]]] = {
     "analyze": {"bids_dir": ()},
     "download": {"dir": (), "filelist": ()},
+    "export": {"ckpt": ()},
     "dti": {"dwi": (), "bval": (), "bvec": (), "mask": (), "levels": ()},
     "fit": {"config": (), "root": (), "ckpt_path": ()},
     "gmchallenge": {"root": (), "sweep": ()},
@@ -39,13 +40,14 @@ INPUTS: dict[str, dict[str, tuple[str, ...]]] = {
             "real_summary.json",
             "real_predictions",
             ".cordbench.lock",
+            "MODEL_CARD.md",
         ),
         "real": (),
     },
     "models": {},
     "morphometrics": {"seg": (), "levels": (), "canal": ()},
     "phantom": {},
-    "predict": {"ckpt": (), "input": (), "bids": ("derivatives/cordbench",)},
+    "predict": {"ckpt": (), "model": (), "input": (), "bids": ("derivatives/cordbench",)},
     "stats": {"metrics": ()},
     "sweep": {"config": ()},
     "test": {"config": (), "root": (), "ckpt": (), "real": ()},

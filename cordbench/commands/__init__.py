@@ -10,6 +10,7 @@ from cordbench.commands import (  # noqa: F401 (the commands: gathered into COMM
     analyze,
     download,
     dti,
+    export,
     fit,
     gmchallenge,
     leaderboard,

@@ -5,11 +5,16 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-HELP = "segment NIfTI file(s) with a checkpoint; masks keep the input's shape and affine"
+HELP = "segment NIfTI file(s) with a checkpoint or an exported model; masks keep the input's shape and affine"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--ckpt", required=True, help="trained checkpoint (.ckpt)")
+    p.add_argument("--ckpt", help="trained checkpoint (.ckpt)")
+    p.add_argument(
+        "--model",
+        metavar="DIR",
+        help="instead of --ckpt: a folder written by `cordbench export` (the network runs in onnxruntime)",
+    )
     p.add_argument("-i", "--input", nargs="+", help="input NIfTI image(s), any orientation")
     p.add_argument(
         "--bids",
@@ -75,14 +80,16 @@ def run(args: argparse.Namespace) -> int:
     from core.errors import ConfigError
     from core.outputs import check_output_dir
     from evaluation.inference import EmptyPredictionWarning, OrientationWarning, predict_file, sidecar_path
-    from runs.checkpoints import load_module
 
     if bool(args.input) == bool(args.bids):
         raise ConfigError("give either -i/--input images or --bids ROOT")
+    if bool(args.ckpt) == bool(args.model):
+        raise ConfigError("give either --ckpt CKPT or --model DIR (an exported model)")
+    source = args.ckpt or args.model
     if args.qc:
-        check_output_dir(args.qc, inputs={"--ckpt": args.ckpt, "--bids": args.bids}, what="--qc folder")
+        check_output_dir(args.qc, inputs={"--ckpt": source, "--bids": args.bids}, what="--qc folder")
     if args.bids:
-        module = load_module(args.ckpt)
+        module = _load(args)
         task = module.hparams.get("task", "sc")
         from evaluation.inference import predict_bids
 
@@ -95,9 +102,9 @@ def run(args: argparse.Namespace) -> int:
             pairs = [(Path(json.loads(sidecar_path(o).read_text())["Source"]), o) for o in outs]
             _qc(pairs, args.qc, module)
         return 0
-    module = load_module(args.ckpt)  # a bad checkpoint is reported before the outputs
+    module = _load(args)  # a bad checkpoint is reported before the outputs
     inputs = [Path(p) for p in args.input]
-    outs = plan_outputs(inputs, args.output, module.hparams.get("task", "sc"), args.ckpt)
+    outs = plan_outputs(inputs, args.output, module.hparams.get("task", "sc"), source)
     pairs = []
     for src, out in zip(inputs, outs):
         with warnings.catch_warnings(record=True) as caught:
@@ -114,6 +121,17 @@ def run(args: argparse.Namespace) -> int:
     if args.qc:
         _qc(pairs, args.qc, module)
     return 0
+
+
+def _load(args: argparse.Namespace):
+    """The checkpoint's module, or an exported model (``evaluation.exported``) that swaps only its network forward."""
+    if args.model:
+        from evaluation.exported import ExportedModel
+
+        return ExportedModel(args.model)
+    from runs.checkpoints import load_module
+
+    return load_module(args.ckpt)
 
 
 def _qc(pairs: list, qc_dir: str, module) -> None:

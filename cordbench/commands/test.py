@@ -45,6 +45,7 @@ def run_real(args: argparse.Namespace) -> int:
     from data_modules.real import read_real_set
     from runs.attribution import check_run_of_checkpoint
     from runs.checkpoints import load_module
+    from runs.model_card import refresh_model_card
     from runs.real_eval import check_output, evaluate_real, real_table, run_folder_of
     from runs.run_folder import RunFolder
     from runs.run_guard import RunLock
@@ -58,6 +59,7 @@ def run_real(args: argparse.Namespace) -> int:
     real = read_real_set(args.real)
     with RunLock(out, "test --real"):
         result = evaluate_real(module, real, out, args.ckpt)
+        refresh_model_card(RunFolder(out), args.ckpt)  # the card's real-data section, per contrast
     print(real_table(result))
     folder = RunFolder(out)
     print(f"per-image real metrics: {folder.real_metrics}\nreal summary: {folder.real_summary}")

@@ -235,7 +235,9 @@ class SwinStage(nn.Module):
         ws = self.window_size
         win = (min(ws, h), min(ws, w))
         shift = (ws // 2 if h > ws else 0, ws // 2 if w > ws else 0)
-        hp, wp = -(-h // win[0]) * win[0], -(-w // win[1]) * win[1]
+        # ceil to a window multiple without floor division of a negative number (the ONNX
+        # exporter rounds that toward zero)
+        hp, wp = (h + win[0] - 1) // win[0] * win[0], (w + win[1] - 1) // win[1] * win[1]
         if (hp, wp) != (h, w):
             x = F.pad(x, (0, 0, 0, wp - w, 0, hp - h))
         masks = {

@@ -28,12 +28,19 @@ from lightning_modules.networks._transformer import (
 
 
 def _resample(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """Resample a ``(B, H, W, C)`` map to ``size``: area-average down, bilinear up."""
+    """Resample a ``(B, H, W, C)`` map to ``size``: area-average down, bilinear up.
+
+    Down by a whole factor (always the case inside :class:`SAttisUNet`, whose grids halve per level) the
+    area average is an average pool with kernel = stride = the factor: the same means as adaptive pooling,
+    and an operator the ONNX exporter accepts with a constant kernel.
+    """
     if tuple(x.shape[1:3]) == tuple(size):
         return x
     y = x.permute(0, 3, 1, 2)
     if x.shape[1] >= size[0] and x.shape[2] >= size[1]:
-        y = F.adaptive_avg_pool2d(y, size)
+        fh, fw = int(x.shape[1]) // int(size[0]), int(x.shape[2]) // int(size[1])
+        whole = fh * int(size[0]) == int(x.shape[1]) and fw * int(size[1]) == int(x.shape[2])
+        y = F.avg_pool2d(y, (fh, fw)) if whole else F.adaptive_avg_pool2d(y, size)
     else:
         y = F.interpolate(y, size=size, mode="bilinear", align_corners=False)
     return y.permute(0, 2, 3, 1)

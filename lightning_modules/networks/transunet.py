@@ -245,6 +245,7 @@ class TransUNet(nn.Module):
         pretrained: str | None = None,
     ):
         super().__init__()
+        self.multiple = 16  # the image is padded to this multiple (the ResNet stem's and ViT grid's stride)
         decoder_channels, resnet_units = [int(c) for c in decoder_channels], [int(u) for u in resnet_units]
         if spatial_dims != 2:
             raise ValueError(f"spatial_dims={spatial_dims}: only 2D is supported")
@@ -290,7 +291,7 @@ class TransUNet(nn.Module):
         return block < 3 and self.keep[2 - block]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x, sizes = pad_to_multiple(x, 16)
+        x, sizes = pad_to_multiple(x, self.multiple)
         y, feats = self.encoder(x)
         y = self.conv_more(y)
         for i, block in enumerate(self.decoder):

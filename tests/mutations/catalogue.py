@@ -153,7 +153,7 @@ MUTATIONS: list[Mutation] = [
     ),
     Mutation(
         "bootstrap-range",
-        "leaderboard/stats.py",
+        "core/bootstrap.py",
         "idx = rng.integers(0, x.size, size=(stop - start, x.size))",
         "idx = rng.integers(0, x.size - 1, size=(stop - start, x.size))",
         LB_STATS,
@@ -161,7 +161,7 @@ MUTATIONS: list[Mutation] = [
     ),
     Mutation(
         "bootstrap-ci-level",
-        "leaderboard/stats.py",
+        "core/bootstrap.py",
         "alpha = (1.0 - level) / 2.0",
         "alpha = 1.0 - level",
         LB_STATS,
