@@ -217,6 +217,10 @@ def detail_tables(lb: Leaderboard) -> list[tuple[str, list[str], list[list[str]]
         from leaderboard.real import detail_table
 
         out.append(detail_table(lb.real, [str(e) for e in lb.table["entry"]]))
+    if lb.meta.get("soft_csa") and "csa_soft_mae_pct" in lb.table:
+        from leaderboard.ensembles import soft_table
+
+        out.append(soft_table(lb.table))
     return out
 
 

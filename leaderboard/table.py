@@ -255,6 +255,8 @@ def build_leaderboard(
     refresh_morphometrics: bool = False,
     log: Callable[[str], None] | None = None,
     real: str | Path | None = None,
+    ensembles: bool = False,
+    soft_csa: bool = False,
 ) -> Leaderboard:
     """Rank the sweep's models (``by="model"``) or configurations (``by="config"``) on ``metric``.
 
@@ -263,6 +265,8 @@ def build_leaderboard(
     ``log`` receives progress lines (one per trial whose morphometrics are computed).
     ``real``: a real labelled set (:mod:`data_modules.real`) to score every ranked trial's best checkpoint
     on, adding the real columns (:mod:`leaderboard.real`).
+    ``ensembles`` / ``soft_csa``: the ``<entry> (ensemble)`` rows and the soft-mask CSA columns
+    (:mod:`leaderboard.ensembles`).
     """
     if by not in BY_CHOICES:
         raise ConfigError(f"--by must be one of {list(BY_CHOICES)}, got {by!r}")
@@ -340,6 +344,21 @@ def build_leaderboard(
             f"({len(failed)} failed: {failed['reason'].head(3).tolist()})",
             sweep.root,
         )
+    ens = None
+    if ensembles or soft_csa:
+        from leaderboard.ensembles import entry_ensembles
+
+        ens = entry_ensembles(
+            sweep,
+            res[ok_mask & res["trial_id"].isin(long["trial_id"])],
+            column,
+            knobs,
+            ensembles=ensembles,
+            morpho=morphometrics is not False and task in (None, "sc"),
+            soft_csa=soft_csa,
+            log=log,
+        )
+        long = pd.concat([long, ens.long], ignore_index=True) if len(ens.long) else long
     higher = not stats.lower_is_better(metric)
     wide = stats.per_subject_means(long)
     ranked = stats.rank_entries(wide, higher_is_better=higher, n_boot=n_boot, seed=seed, alpha=alpha, delta=delta)
@@ -348,7 +367,8 @@ def build_leaderboard(
     ok_res = res[ok_mask & res["trial_id"].isin(long["trial_id"])]
     rows = []
     for st in ranked:
-        trials = ok_res[ok_res["entry"] == st.entry]
+        base = ens.base.get(st.entry, st.entry) if ens is not None else st.entry
+        trials = ok_res[ok_res["entry"] == base]
         first = trials.iloc[0]
         row = {"rank": st.rank, "entry": st.entry, "model": first["model"]}
         for k in (["preset"] if "preset" in trials else []) + knobs:
@@ -413,6 +433,12 @@ def build_leaderboard(
     morpho = entry_morphometrics(
         sweep, ok_res, task, enabled=morphometrics, n_boot=n_boot, seed=seed, refresh=refresh_morphometrics, log=log
     )
+    if ens is not None:
+        from leaderboard.ensembles import add_columns
+
+        morpho = add_columns(ens, morpho, n_boot, seed)
+        meta["ensembles"] = {"entries": sorted(ens.base), "notes": ens.notes} if ensembles else "off"
+        meta["soft_csa"] = soft_csa
     if morpho.enabled and len(morpho.columns):
         table = table.merge(morpho.columns, on="entry", how="left")
     meta["morphometrics"] = "on" if morpho.enabled else morpho.reason
