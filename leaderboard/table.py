@@ -237,6 +237,7 @@ class Leaderboard:
     sweep: Sweep
     morpho: Any = None  # leaderboard.morphometrics.MorphoSummary (or None)
     real: Any = None  # leaderboard.real.RealSummary (``--real DIR``; or None)
+    ensembles: Any = None  # leaderboard.ensembles.EnsembleSummary (``--ensembles``/``--soft-csa``; or None)
 
 
 def build_leaderboard(
@@ -455,7 +456,7 @@ def build_leaderboard(
         sub = long[long[k].notna()]
         ab = stats.summarise_groups(sub, k, n_boot=n_boot, seed=seed)
         ablations[k] = ab.iloc[_natural_order(ab[k])].reset_index(drop=True)
-    return Leaderboard(table, long, failed, ablations, meta, sweep, morpho, real_summary)
+    return Leaderboard(table, long, failed, ablations, meta, sweep, morpho, real_summary, ens)
 
 
 def _natural_order(values: pd.Series) -> list[int]:
