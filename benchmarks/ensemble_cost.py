@@ -96,7 +96,9 @@ def main() -> None:
             f"(target <= 1.10); with soft + uncertainty maps {maps * 1e3:.1f} ms, ratio {maps / alone:.3f}"
         )
     flips = t["flips"]
-    print(f"--tta flips (1 flip), one member: {flips * 1e3:.1f} ms, ratio to single {flips / single:.3f} (target <= 2.0)")
+    print(
+        f"--tta flips (1 flip), one member: {flips * 1e3:.1f} ms, ratio to single {flips / single:.3f} (target <= 2.0)"
+    )
 
 
 if __name__ == "__main__":
