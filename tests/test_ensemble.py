@@ -190,6 +190,7 @@ def test_ensemble_test_scores_what_predict_writes_and_the_leaderboard_ranks_it(r
     ckpts = [str(t / "checkpoints" / "best.ckpt") for t in trials]
     out = tmp_path / "ens"
     cli = ["test", "-c", str(trials[0] / "config.yaml"), "--ckpt", ckpts[0], "--ckpt", ckpts[1], "-o", str(out)]
+    assert main(cli[:-2]) == 2  # without -o: the config's run folder is t000's own, never overwritten
     assert main(cli) == 0
     summary = json.loads((out / "test_summary.json").read_text())
     assert [m["Checkpoint"] for m in summary["ensemble"]["members"]] == ckpts

@@ -138,5 +138,9 @@ def ensemble_command(args: argparse.Namespace):
     if args.real:
         raise ConfigError("--real scores one checkpoint: give a single --ckpt without --tta")
     cfg = check_run_dir(config_from_args(args))
+    if (run_dir(cfg) / "checkpoints").exists():  # a member's own records would be replaced by the ensemble's
+        raise ConfigError(
+            "holds a training run: an ensemble's test goes into a run folder of its own (give -o DIR)", run_dir(cfg)
+        )
     with RunLock(run_dir(cfg), "test"):
         return evaluate_ensemble(cfg, args.ckpt, args.tta)
