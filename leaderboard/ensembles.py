@@ -75,18 +75,22 @@ def _measure(members: list[Any], subjects: list[str], dm: Any, root: Path, contr
     values, hard, soft = [], [], []
     classes = {k: list(v) for k, v in dm.class_map.items()}
     for sub in subjects:
+        pred, scored = None, None
         if how["column"] is not None:
             img, targets = dm.native_targets(sub)
             aff = np.asarray(img.affine)
-            pred = predict_image(members, np.asanyarray(img.dataobj).astype(np.float32), aff, with_maps=False)
+            data = np.asanyarray(img.dataobj).astype(np.float32)
+            pred = predict_image(members, data, aff, with_maps=how["soft"])
+            scored = img.get_filename()
             values.append((sub, score_native(pred.labels, aff, targets, sub, classes).get(how["column"], np.nan)))
         if how["morpho"] or how["soft"]:
             import nibabel as nib
 
             ref = manual_reference(str(root.resolve()), sub, contrast)
-            img = nib.load(str(ref.image))
-            data = np.asanyarray(img.dataobj).astype(np.float32)
-            pred = predict_image(members, data, np.asarray(img.affine), with_maps=how["soft"])
+            if pred is None or scored is None or Path(scored).resolve() != Path(ref.image).resolve():
+                img = nib.load(str(ref.image))  # the image the manual reference measures, if not the scored one
+                data = np.asanyarray(img.dataobj).astype(np.float32)
+                pred = predict_image(members, data, np.asarray(img.affine), with_maps=how["soft"])
             cord = np.isin(pred.labels, classes.get("sc", [1]))
             if how["morpho"]:
                 hard.append(compare_subject(ref, cord))

@@ -213,3 +213,31 @@ def test_ensemble_test_scores_what_predict_writes_and_the_leaderboard_ranks_it(r
     assert np.isfinite(ens["p_wilcoxon"]) or bool(ens["best"])
     assert ens["mean"] == pytest.approx(per_subject["sc/dice"].mean(), abs=1e-9)
     assert "sattisunet (ensemble)" in set(lb.table["entry"]) and lb.meta["ensembles"]["notes"] == []
+
+
+def test_soft_csa_columns_pool_the_soft_frames_and_keep_partial_volume_at_the_border():
+    from leaderboard.ensembles import morpho_columns, soft_map, soft_table
+
+    probs = np.zeros((2, 9, 9, 3), np.float32)
+    probs[1, 3:6, 3:6] = 0.9  # the predicted mask
+    probs[1, 2, 4] = 0.3  # partial volume beside it
+    probs[1, 0, 0] = 1e-3  # far field: not cord
+    probs[0] = 1 - probs[1]
+    labels = (probs.argmax(0) > 0).astype(np.uint8)
+    m = soft_map(probs, labels, [1])
+    assert m.dtype == np.float32 and m[2, 4, 1] == pytest.approx(0.3) and m[0, 0, 1] == 0 and m[4, 4, 1] == 0.9
+
+    def frame(subject: str, errors: list[float]) -> pd.DataFrame:
+        from leaderboard.morphometrics import CACHE_COLUMNS
+
+        f = pd.DataFrame({"subject": subject, "VertLevel": range(1, len(errors) + 1), "csa_error_pct": errors})
+        return f.assign(CSA_manual=50.0, CSA_model=50.0 * (1 + f["csa_error_pct"] / 100)).reindex(columns=CACHE_COLUMNS)
+
+    # two trials of one entry: a subject's value is the mean over trials of the mean |error| over its levels
+    frames = {"unet": [pd.concat([frame("a", [10, -20]), frame("b", [4, 4])]), frame("a", [-30, 30])]}
+    cols = morpho_columns(frames, n_boot=50, seed=0, prefix="csa_soft").set_index("entry")
+    assert cols.loc["unet", "csa_soft_mae_pct"] == pytest.approx(((15 + 30) / 2 + 4) / 2)
+    assert cols.loc["unet", "csa_soft_bias_pct"] == pytest.approx(((-5 + 0) / 2 + 4) / 2)
+    table = pd.DataFrame([{"entry": "unet", "csa_mae_pct": 1.0, **cols.loc["unet"].to_dict()}])
+    title, heads, rows = soft_table(table)
+    assert rows[0][0] == "unet" and rows[0][2].startswith("13.25") and rows[0][1].startswith("1.00")
