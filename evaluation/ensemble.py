@@ -30,8 +30,9 @@ voxel sum to 1.
 
 **Uncertainty**: the predictive entropy of the averaged probabilities, normalised by ``ln C`` (C =
 number of label values) so that it lies in [0, 1]; with more than one pass also the variance across
-passes (per voxel, the mean over label values of the variance of that value's probability across the
-passes, on each contract's grid, linearly resampled). The per-image summary (:func:`summarise`):
+passes (per voxel, the mean over label values of the variance of that value's probability across all
+passes: mean of the squared probabilities minus the squared mean, the means of each contract's grid
+linearly resampled). The per-image summary (:func:`summarise`):
 ``mean_entropy`` — mean normalised entropy over the voxels of the predicted mask (any foreground label;
 NaN for an empty mask) — and ``uncertain_volume_mm3`` — the volume of the voxels whose normalised
 entropy exceeds :data:`UNCERTAIN_ABOVE` (0.5).
@@ -240,15 +241,16 @@ def predict_image(
         variance = _resample(g.variance().numpy(), g.affine, native_shape, native_affine) if n_passes > 1 else None
     else:
         probs = np.zeros((0,), np.float32)
-        variance = np.zeros(native_shape, np.float32) if n_passes > 1 else None
+        second = np.zeros((0,), np.float32)  # running sum of every pass's squared probabilities
         for g in groups.values():
             back = probabilities_to_native(g.mean().numpy(), g.affine, native_shape, native_affine)
             probs = back * g.passes if probs.size == 0 else probs + back * g.passes
-            if variance is not None and g.passes > 1:
-                variance += _resample(g.variance().numpy(), g.affine, native_shape, native_affine) * g.passes
+            sq = probabilities_to_native((g.squares / g.passes).numpy(), g.affine, native_shape, native_affine)
+            sq *= g.passes
+            second = sq if second.size == 0 else second + sq
         probs = (probs / n_passes).astype(np.float32)
-        if variance is not None:
-            variance /= n_passes
+        variance = np.clip(second / n_passes - probs * probs, 0.0, None).mean(0).astype(np.float32)
+        variance = variance if n_passes > 1 else None
         labels = np.asarray(apply(probs.argmax(0).astype(np.int16), postprocess)).astype(np.uint8)
     return EnsemblePrediction(labels, probs, normalised_entropy(probs), variance, n_passes)
 

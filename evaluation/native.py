@@ -61,8 +61,9 @@ def probabilities_to_native(
     """Class probabilities ``(C, ...)`` on the preprocessed grid, linearly resampled onto the native grid.
 
     Linear interpolation of probabilities (a convex combination: the classes still sum to 1 inside
-    the preprocessed field of view). Native voxels outside it get 0 from the resampler (SimpleITK's default value); with
-    ``fill_background`` their missing mass goes to class 0, the label :func:`to_native` gives them.
+    the preprocessed field of view). Native voxels outside it get 0 from the resampler (SimpleITK's
+    default value); with ``fill_background`` the share of each native voxel that lies outside (the
+    resampled coverage of a constant 1) goes to class 0, the label :func:`to_native` gives those voxels.
     Returns float32 ``(C, *native_shape)``.
     """
     import torch
@@ -72,11 +73,14 @@ def probabilities_to_native(
     arr = np.asarray(probs, np.float32)
     if arr.ndim != 4:
         raise ValueError(f"probability write-back takes (C, X, Y, Z), got shape {arr.shape}")
+    if fill_background:
+        arr = np.concatenate([arr, np.ones_like(arr[:1])])
     img = tio.ScalarImage(tensor=torch.from_numpy(arr), affine=np.asarray(affine, float))
     back = tio.Resample(target=grid, image_interpolation="linear")(tio.Subject(x=img))
     out = np.clip(back["x"].data.numpy().astype(np.float32), 0.0, 1.0)
     if fill_background:
-        out[0] += np.clip(1.0 - out.sum(0), 0.0, 1.0)
+        out, coverage = out[:-1], out[-1]
+        out[0] = np.clip(out[0] + (1.0 - coverage), 0.0, 1.0)
     return out
 
 

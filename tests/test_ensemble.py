@@ -119,6 +119,12 @@ def test_members_of_different_contracts_average_on_the_native_grid(tiny_ckpt: Pa
     ab = predict_image(_members(tiny_ckpt, other), data, aff)
     np.testing.assert_allclose(ab.probs, (a.probs + b.probs) / 2, atol=1e-5)
     np.testing.assert_array_equal(ab.labels, ab.probs.argmax(0))  # post-processing none: the argmax
+    # the variance across the two passes, ((a - b) / 2)^2 per label value. The squared probabilities are
+    # resampled linearly as the means are: interpolating p^2 is >= squaring interpolated p (convexity), by
+    # little on average
+    spread = (((a.probs - b.probs) / 2) ** 2).mean(0)
+    assert spread.max() > 0.05
+    assert (ab.variance >= spread - 1e-5).all() and np.abs(ab.variance - spread).mean() < 0.01 * spread.max()
 
 
 def test_bad_member_lists_are_refused_before_anything_is_written(tiny_ckpt: Path, image: Path, tmp_path: Path, capsys):
