@@ -163,20 +163,28 @@ def entry_ensembles(
     return out
 
 
-def morpho_columns(frames: dict[str, list[pd.DataFrame]], n_boot: int, seed: int, prefix: str = "csa") -> pd.DataFrame:
-    """One row per entry: the CSA error columns of :func:`leaderboard.morpho_pool.summarise_entry`
-    (``prefix`` ``csa_soft`` renames them for the soft masks)."""
-    from leaderboard.morpho_pool import summarise_entry
+def morpho_columns(
+    frames: dict[str, list[pd.DataFrame]], n_boot: int, seed: int, prefix: str = "csa"
+) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
+    """One row per entry with the columns of :func:`leaderboard.morpho_pool.summarise_entry` (the CSA errors and
+    the FA vs SAC/CSA correlation), and its per-level rows. ``prefix`` ``csa_soft`` keeps only the CSA error
+    columns, renamed for the soft masks (and no level rows)."""
+    from leaderboard.morpho_pool import correlation_reason, summarise_entry
 
-    cols = []
+    cols, levels = [], []
     for entry, fs in frames.items():
         usable = [f for f in fs if f["VertLevel"].notna().any()]
         if not usable:
             continue
-        col, _, _ = summarise_entry(entry, usable, n_boot, seed)
+        col, lv, ps = summarise_entry(entry, usable, n_boot, seed)
+        if prefix == "csa":
+            col["fa_note"] = correlation_reason(ps, usable) if not np.isfinite(col["r_model"]) else ""
+            cols.append(col)
+            levels += lv
+            continue
         keep = {k: v for k, v in col.items() if k == "entry" or k.startswith("csa_")}
         cols.append({k.replace("csa_", f"{prefix}_", 1) if k != "entry" else k: v for k, v in keep.items()})
-    return pd.DataFrame(cols)
+    return pd.DataFrame(cols), levels
 
 
 def soft_table(table: pd.DataFrame) -> tuple[str, list[str], list[list[str]]]:
@@ -209,11 +217,34 @@ def add_columns(ens: EnsembleSummary, morpho: Any, n_boot: int, seed: int) -> An
     and every entry's soft CSA columns added."""
     if not morpho.enabled:
         return morpho
-    extra = morpho_columns(ens.morpho, n_boot, seed)
+    extra, levels = morpho_columns(ens.morpho, n_boot, seed)
     cols = pd.concat([morpho.columns, extra], ignore_index=True) if len(extra) else morpho.columns
-    soft = morpho_columns(ens.soft, n_boot, seed, prefix="csa_soft")
+    if levels:
+        morpho.levels = pd.concat([morpho.levels, pd.DataFrame(levels)], ignore_index=True)
+    soft, _ = morpho_columns(ens.soft, n_boot, seed, prefix="csa_soft")
     if len(soft):
         cols = cols.merge(soft, on="entry", how="left")
     morpho.columns = cols
     morpho.notes += ens.notes
     return morpho
+
+
+def notes(lb: Any) -> list[str]:
+    """Method lines of the reports for the ensemble rows and the soft CSA columns."""
+    out = []
+    ens = lb.meta.get("ensembles")
+    if isinstance(ens, dict):
+        out.append(
+            f"Ensembles: {len(ens['entries'])} '<entry>{SUFFIX}' row(s); the entry's trials' best checkpoints "
+            "combined as `cordbench predict --ckpt A --ckpt B` combines them (mean of class probabilities, "
+            "evaluation/ensemble.py) on the held-out subjects every trial tested, then ranked like any entry "
+            "('trials' = its members; no seed spread)."
+            + (f" Not built: {'; '.join(ens['notes'])}." if ens["notes"] else "")
+        )
+    if lb.meta.get("soft_csa"):
+        out.append(
+            "Soft CSA: the cord probability measured as a partial-volume mask (SCT's soft-mask CSA), restricted to "
+            "the predicted mask dilated by one voxel; each trial alone for an entry, the combined probability for an "
+            "ensemble row; same manual reference as the thresholded columns."
+        )
+    return out

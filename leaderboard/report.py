@@ -320,6 +320,10 @@ def method_notes(lb: Leaderboard) -> list[str]:
         from leaderboard.real import notes as real_notes
 
         notes += real_notes(lb.real, m["n_boot"])
+    if lb.ensembles is not None:
+        from leaderboard.ensembles import notes as ensemble_notes
+
+        notes += ensemble_notes(lb)
     if "cost_input" in m:
         notes.append(
             f"Cost: params and forward FLOPs (torch.utils.flop_counter, CPU fused attention counted) at input "

@@ -417,7 +417,7 @@ def build_leaderboard(
         "higher_is_better": higher,
         "sweep": sweep.name,
         "n_comparisons": int(sum(1 for st in ranked[1:] if math.isfinite(st.p_value))),
-        "n_trials_ok": int(long["trial_id"].nunique()),
+        "n_trials_ok": int(long.loc[~long["entry"].isin(ens.base if ens is not None else {}), "trial_id"].nunique()),
         "n_trials_failed": len(failed),
     }
     if cost:

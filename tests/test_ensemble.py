@@ -241,7 +241,7 @@ def test_soft_csa_columns_pool_the_soft_frames_and_keep_partial_volume_at_the_bo
 
     # two trials of one entry: a subject's value is the mean over trials of the mean |error| over its levels
     frames = {"unet": [pd.concat([frame("a", [10, -20]), frame("b", [4, 4])]), frame("a", [-30, 30])]}
-    cols = morpho_columns(frames, n_boot=50, seed=0, prefix="csa_soft").set_index("entry")
+    cols = morpho_columns(frames, n_boot=50, seed=0, prefix="csa_soft")[0].set_index("entry")
     assert cols.loc["unet", "csa_soft_mae_pct"] == pytest.approx(((15 + 30) / 2 + 4) / 2)
     assert cols.loc["unet", "csa_soft_bias_pct"] == pytest.approx(((-5 + 0) / 2 + 4) / 2)
     table = pd.DataFrame([{"entry": "unet", "csa_mae_pct": 1.0, **cols.loc["unet"].to_dict()}])
