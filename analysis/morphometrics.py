@@ -38,6 +38,13 @@ import numpy as np
 
 from analysis.centerline import SliceFrame, fit_centerline, to_rpi
 from analysis.shape import NEAR_ZERO, SliceShape, ellipse_from_points, mask_values, slice_shape  # noqa: F401
+from analysis.slicing import (
+    check_canal_contains_cord,
+    check_voxels_across,
+    measurement_orientation,
+    reorient,
+    steep_slices_message,
+)
 from core.errors import InputError
 
 if TYPE_CHECKING:  # annotations only: pandas is imported where it is used
@@ -83,15 +90,49 @@ def binary_mask(data: np.ndarray, path: str | Path, kind: str = "segmentation") 
     return mask_values(data, path, kind, soft=False)[0] > 0
 
 
-def load_mask_rpi(path: str | Path, kind: str, ref=None, ref_path: str | Path | None = None):
-    """Load a 3D mask, check it is on ``ref``'s grid, reorient to RPI; returns ``(img, data_rpi, affine_rpi)``."""
+def load_mask_rpi(path: str | Path, kind: str, ref=None, ref_path: str | Path | None = None, xfm=None):
+    """Load a 3D mask, check it is on ``ref``'s grid, reorient to RPI (or by the orientation
+    transform ``xfm``, :func:`analysis.slicing.measurement_orientation`); returns ``(img, data, affine)``."""
     from core.io import check_same_grid, load_nifti
 
     img = load_nifti(path, ndim=3, kind=kind)
     if ref is not None:
         check_same_grid(ref, img, ref_path, path)
-    data, aff = to_rpi(np.asanyarray(img.dataobj), img.affine)
+    raw = np.asanyarray(img.dataobj)
+    data, aff = to_rpi(raw, img.affine) if xfm is None else reorient(raw, img.affine, xfm)
     return img, data, aff
+
+
+def load_measured(seg, levels=None, canal=None, soft: bool | None = None, voxels=False, min_slices: int = 0):
+    """The segmentation's values, affine, level map and canal, reoriented so that slices cross the
+    cord (:mod:`analysis.slicing`), after the checks of what its geometry allows to measure."""
+    from core.io import check_same_grid, load_label, load_nifti
+
+    img = load_nifti(seg, ndim=3, kind="segmentation")
+    raw, _ = mask_values(np.asanyarray(img.dataobj), seg, "segmentation", soft=soft)
+    if not (raw > NEAR_ZERO).any():
+        raise InputError("segmentation is empty (no voxel > 0)", seg)
+    xfm = measurement_orientation(raw, img.affine)
+    vals, aff = reorient(raw, img.affine, xfm)
+    lv = cn = None
+    if levels is not None:
+        lv_img, lv_arr = load_label(levels, kind="vertebral levels", require_nonempty=True)
+        check_same_grid(img, lv_img, seg, levels)
+        lv, _ = reorient(lv_arr.astype(float), lv_img.affine, xfm)
+        check_levels_cover_cord(vals > NEAR_ZERO, lv, seg, levels, voxels=voxels)
+    n_slices = int((vals > NEAR_ZERO).any(axis=(0, 1)).sum())
+    if n_slices < min_slices:
+        raise InputError(
+            f"segmentation covers {n_slices} axial slice(s): --level-method volume needs a cord "
+            f"along at least {min_slices} slices (a centerline and an arc length)",
+            seg,
+        )
+    if canal is not None:
+        _, cd, _ = load_mask_rpi(canal, "canal segmentation", img, seg, xfm=xfm)
+        cn = binary_mask(cd, canal, "canal segmentation")
+        check_canal_contains_cord(vals >= 0.5, cn, seg, canal)
+    check_voxels_across(vals > NEAR_ZERO, img.shape, seg)
+    return vals, aff, lv, cn
 
 
 def slice_levels(levels_rpi: np.ndarray) -> np.ndarray:
@@ -129,6 +170,9 @@ def compute_perslice(
         raise ValueError("segmentation is empty")
     frame = SliceFrame.from_affine(affine_rpi)
     ctl = fit_centerline(seg, frame, method=centerline_method, smooth=smooth)
+    steep = steep_slices_message(np.degrees(np.arccos(np.clip(ctl.cos_angle, 0.0, 1.0))), ctl.slices)
+    if steep:
+        warnings.warn(steep, stacklevel=2)
     lvl = slice_levels(levels_rpi) if levels_rpi is not None else None
     canal = np.asarray(canal_rpi) > 0 if canal_rpi is not None else None
     rows = []
@@ -209,22 +253,7 @@ def morphometrics_from_files(
     ``soft``: None = detect (values strictly between 0 and 1 → partial volume), True = partial
     volume, False = threshold a soft mask at 0.5.
     """
-    seg_img, seg_data, aff = load_mask_rpi(seg, "segmentation")
-    seg_vals, _ = mask_values(seg_data, seg, "segmentation", soft=soft)
-    seg_bin = seg_vals > NEAR_ZERO
-    if not seg_bin.any():
-        raise InputError("segmentation is empty (no voxel > 0)", seg)
-    lv = cn = None
-    if levels is not None:
-        from core.io import check_same_grid, load_label
-
-        lv_img, lv_arr = load_label(levels, kind="vertebral levels", require_nonempty=True)
-        check_same_grid(seg_img, lv_img, seg, levels)
-        lv, _ = to_rpi(lv_arr.astype(float), lv_img.affine)
-        check_levels_cover_cord(seg_bin, lv, seg, levels)
-    if canal is not None:
-        _, cd, _ = load_mask_rpi(canal, "canal segmentation", seg_img, seg)
-        cn = binary_mask(cd, canal, "canal segmentation")
+    seg_vals, aff, lv, cn = load_measured(seg, levels, canal, soft)
     return compute_perslice(seg_vals, aff, lv, cn, **kwargs)
 
 
@@ -498,25 +527,5 @@ MIN_VOLUME_SLICES = 3
 
 def volume_per_level_from_files(seg: str | Path, levels: str | Path, canal: str | Path | None = None, **kwargs):
     """:func:`volume_per_level` on files (same checks as :func:`morphometrics_from_files`)."""
-    from core.io import check_same_grid, load_label
-
-    seg_img, seg_data, aff = load_mask_rpi(seg, "segmentation")
-    seg_bin = binary_mask(seg_data, seg, "segmentation")
-    if not seg_bin.any():
-        raise InputError("segmentation is empty (no voxel > 0)", seg)
-    lv_img, lv_arr = load_label(levels, kind="vertebral levels", require_nonempty=True)
-    check_same_grid(seg_img, lv_img, seg, levels)
-    lv, _ = to_rpi(lv_arr.astype(float), lv_img.affine)
-    check_levels_cover_cord(seg_bin, lv, seg, levels, voxels=True)
-    n_slices = int(seg_bin.any(axis=(0, 1)).sum())
-    if n_slices < MIN_VOLUME_SLICES:
-        raise InputError(
-            f"segmentation covers {n_slices} axial slice(s): --level-method volume needs a cord "
-            f"along at least {MIN_VOLUME_SLICES} slices (a centerline and an arc length)",
-            seg,
-        )
-    cn = None
-    if canal is not None:
-        _, cd, _ = load_mask_rpi(canal, "canal segmentation", seg_img, seg)
-        cn = binary_mask(cd, canal, "canal segmentation")
-    return volume_per_level(seg_bin, aff, lv, cn, **kwargs)
+    seg_vals, aff, lv, cn = load_measured(seg, levels, canal, False, voxels=True, min_slices=MIN_VOLUME_SLICES)
+    return volume_per_level(seg_vals > 0, aff, lv, cn, **kwargs)

@@ -67,6 +67,9 @@ def mask_values(
         if soft is False:
             return (arr >= 0.5).astype(float), False
         return np.clip(arr.astype(float), 0.0, 1.0), True
+    from core.io import check_not_negative
+
+    check_not_negative(arr, path, kind)
     return (arr > 0).astype(float), False
 
 

@@ -12,8 +12,10 @@
 
 Rows with a missing x or y are dropped per test; a test needs n ≥ 4 (n − 3 > 0) and x and y that
 vary, else its statistics are NaN, it is left out of the BH family and its ``note`` says why.
-A non-numeric x/y cell, an x or y column constant throughout, and repeated rows (or a subject
-twice at one level) are an :class:`InputError` naming the file.
+A non-numeric or infinite x/y cell, an x or y column constant throughout, a column name twice in
+the header, and repeated rows (or a subject twice at one level) are an :class:`InputError` naming the
+file (and the column). Values of any magnitude (1e300, 1e-300) are scaled by a power of two before
+the tests and the line, so r, p and the slope/intercept are those of the values as written.
 """
 
 from __future__ import annotations
@@ -66,12 +68,18 @@ def correlate(x: Sequence[float], y: Sequence[float], conf: float = 0.95) -> Cor
     x, y = x[ok], y[ok]
     n = int(x.size)
     nan = float("nan")
-    if n < MIN_N or np.ptp(x) == 0 or np.ptp(y) == 0:
+    if n < MIN_N or x.min() == x.max() or y.min() == y.max():
         return Correlation(n, nan, nan, nan, nan, nan, nan, nan, nan)
+    # r and ρ do not change with a positive scale; the line is scaled back. Scaling each variable
+    # by a power of two near its largest |value| (exact in floating point) keeps squares and sums
+    # of values near 1e300 (or 1e-300) from overflowing (underflowing).
+    sx, sy = _scale(x), _scale(y)
+    x, y = x / sx, y / sy
     pr = stats.pearsonr(x, y)
     sr = stats.spearmanr(x, y)
     lo, hi = fisher_ci(float(pr.statistic), n, conf)
     slope, intercept = np.polyfit(x, y, 1)
+    slope, intercept = slope * (sy / sx), intercept * sy
     return Correlation(
         n,
         float(pr.statistic),
@@ -83,6 +91,12 @@ def correlate(x: Sequence[float], y: Sequence[float], conf: float = 0.95) -> Cor
         float(slope),
         float(intercept),
     )
+
+
+def _scale(v: np.ndarray) -> float:
+    """A power of two near ``max |v|`` (1 for all zeros): dividing by it is exact."""
+    m = float(np.abs(v).max())
+    return 1.0 if m == 0 else float(2.0 ** np.frexp(m)[1])
 
 
 def fisher_z_test(r1: float, n1: int, r2: float, n2: int) -> tuple[float, float]:
@@ -116,9 +130,9 @@ def why_undefined(x: Sequence[float], y: Sequence[float]) -> str:
     ok = np.isfinite(x) & np.isfinite(y)
     if int(ok.sum()) < MIN_N:
         return f"n={int(ok.sum())} < {MIN_N}: not tested"
-    if np.ptp(x[ok]) == 0:
+    if x[ok].min() == x[ok].max():
         return "x constant: r undefined"
-    if np.ptp(y[ok]) == 0:
+    if y[ok].min() == y[ok].max():
         return "y constant: r undefined"
     return ""
 
@@ -138,6 +152,38 @@ def check_numeric(df, cols: Sequence[str], source: str | None) -> None:
                 f"column {col!r} has {int(bad.sum())} non-numeric value(s), e.g. {vals.iloc[i]!r} on line {i + 2}",
                 source,
             )
+
+
+def check_finite(df, cols: Sequence[str], source: str | None) -> None:
+    """Raise naming the first infinite cell: an infinity is no measurement, and a test would drop it silently."""
+    import pandas as pd
+
+    for col in cols:
+        num = pd.to_numeric(df[col], errors="coerce")
+        bad = np.isinf(num.to_numpy(dtype=float))
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            raise InputError(
+                f"column {col!r} has {int(bad.sum())} infinite value(s), e.g. {float(num.iloc[i]):g} on line {i + 2}: "
+                "an infinity is no measurement and would be dropped from n; write n/a for a missing value",
+                source,
+            )
+
+
+def check_unique_columns(path, source) -> None:
+    """Raise when the header names a column twice (pandas would read the first as it and rename the other)."""
+    import pandas as pd
+
+    head = pd.read_csv(path, sep=None, engine="python", header=None, nrows=1, dtype=str).iloc[0].tolist()
+    seen: dict[str, int] = {}
+    for i, name in enumerate(head, start=1):
+        if name in seen:
+            raise InputError(
+                f"column {name!r} appears twice in the header (columns {seen[name]} and {i}): which one is meant "
+                "is unknown; rename or remove one",
+                source,
+            )
+        seen[name] = i
 
 
 def check_not_constant(df, cols: Sequence[str], source: str | None) -> None:
@@ -247,6 +293,7 @@ def correlation_table(
 
     _check_columns(df, [x, y, *by] + ([level_col] if level_col else []), source)
     check_numeric(df, [x, y], source)
+    check_finite(df, [x, y], source)
     check_not_constant(df, [x, y], source)
     check_group_codings(df, by, source)
     rows = []
@@ -318,6 +365,9 @@ def read_metrics(path, level_col: str | None = "VertLevel"):
         raise InputError("metrics file not found", path)
     try:
         df = pd.read_csv(path, sep=None, engine="python", na_values=["n/a", "nan", "NaN", ""])
+        check_unique_columns(path, path)
+    except InputError:
+        raise
     except Exception as exc:  # pandas raises several types
         raise InputError(f"unreadable metrics table ({type(exc).__name__}: {exc})", path) from None
     if level_col and level_col not in df.columns:

@@ -42,6 +42,7 @@ import numpy as np
 from analysis.morphometrics import LEVEL_COL  # the study's level column (SCT's)
 from analysis.progress import ProgressBar
 from core.errors import ConfigError, CordbenchError, InputError
+from core.paths import require_dir
 
 if TYPE_CHECKING:  # annotations only: pandas is imported where it is used
     import pandas as pd
@@ -119,8 +120,7 @@ def _resolve_source(root: Path, seg_source: str) -> str:
     rel = p if not p.is_absolute() else (p.relative_to(root) if p.is_relative_to(root) else None)
     if rel is None:
         raise ConfigError(f"--seg-source {seg_source}: must be 'labels' or a folder inside {root}")
-    if not (root / rel).is_dir():
-        raise InputError("segmentation source folder not found", root / rel)
+    require_dir(root / rel, "segmentation source folder")
     return rel.as_posix().strip("/")
 
 

@@ -257,6 +257,7 @@ def load_label(
     """
     img = load_nifti(path, ndim=3, kind=kind)
     data = np.asanyarray(img.dataobj)
+    check_not_negative(data, path, kind)
     if np.issubdtype(data.dtype, np.floating):
         if not np.allclose(data, np.round(data), atol=1e-3):
             raise InputError(
@@ -271,6 +272,25 @@ def load_label(
     if require_nonempty and not (arr > 0).any():
         raise InputError(f"{kind} is empty (no voxel > 0)", path)
     return img, arr
+
+
+def check_not_negative(data: np.ndarray, path: str | Path, kind: str = "mask") -> None:
+    """Refuse a mask or label map holding values below 0, saying which values and the storage type.
+
+    Such a map is not "empty": 255 written into a signed int8 reads back as -1, and every voxel of the
+    mask would silently count as background. A mask holds 0 = background and > 0 = foreground.
+    """
+    arr = np.asarray(data)
+    if arr.dtype.kind not in "iuf" or arr.dtype.kind == "u" or not (arr < 0).any():
+        return
+    neg = np.unique(arr[arr < 0])
+    shown = ", ".join(f"{float(v):g}" for v in neg[:5]) + (", ..." if neg.size > 5 else "")
+    hint = "; 255 written into int8 reads as -1: store masks as uint8" if arr.dtype == np.int8 else ""
+    raise InputError(
+        f"{kind} holds negative values ({shown}) in {int((arr < 0).sum())} voxel(s), stored as {arr.dtype}{hint}; "
+        "a mask holds 0 = background and > 0 = foreground",
+        path,
+    )
 
 
 def _first_nonint(data: np.ndarray) -> float:

@@ -56,3 +56,20 @@ def find_config(path: str | Path, roots: tuple[Path, ...] = ()) -> Path:
                 if (root / c).exists():
                     return root / c
     return p
+
+
+def require_dir(path: str | Path, what: str) -> Path:
+    """``path`` as a folder that exists; else one line saying it is missing or what it is instead.
+
+    The one check of every input folder (data sets, real sets, sweep folders): a file given where a
+    folder is expected is said to be a file, not reported as "not found".
+    """
+    from core.errors import InputError
+
+    p = Path(path)
+    if p.is_dir():
+        return p
+    if p.exists():
+        kind = "a file" if p.is_file() else "not a folder"
+        raise InputError(f"{what} is {kind}, not a folder", p)
+    raise InputError(f"{what} not found", p)

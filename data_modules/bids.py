@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from core.errors import InputError
+from core.paths import require_dir
 
 log = logging.getLogger(__name__)
 
@@ -157,9 +158,7 @@ class BidsIndex:
         subject absent from participants.tsv, or an image/label present twice (.nii and .nii.gz)
         raise :class:`InputError`. Non-strict, these are logged and tolerated.
         """
-        root = Path(root)
-        if not root.is_dir():
-            raise InputError("BIDS data set folder not found", root)
+        root = require_dir(root, "BIDS data set folder")
         rel: list[str] = []
         present: set[str] = set()
         label_dirs = [labels_dir] + (
@@ -427,13 +426,14 @@ def read_participants(path: str | Path, required: bool = True):
 
 def read_exclude(path: str | Path) -> dict[str, list[str]]:
     """Read spine-generic's ``exclude.yml`` (metric or contrast → list of file names to exclude)."""
-    import yaml
+    from core import yamlio
 
     path = Path(path)
     try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except (OSError, yaml.YAMLError) as exc:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
         raise InputError(f"unreadable exclude file ({exc})", path) from None
+    data = yamlio.loads(text, path) or {}  # an empty exclude file excludes nothing
     if not isinstance(data, dict) or not all(isinstance(v, (list, type(None))) for v in data.values()):
         raise InputError("exclude file must map each key to a list of file names", path)
     return {str(k): [str(x) for x in (v or [])] for k, v in data.items()}

@@ -29,6 +29,7 @@ import numpy as np
 
 from core import io
 from core.errors import ConfigError, InputError
+from core.paths import require_dir
 
 SITES = {"site1": "ucl", "site2": "epm", "site3": "uhz", "site4": "vdb"}
 BIDS_TO_SITE = {v: k for k, v in SITES.items()}
@@ -67,9 +68,7 @@ class GMSubject:
 # ------------------------------------------------------------------------------------ indexing
 def index_gmchallenge(root: str | Path) -> list[GMSubject]:
     """Index either layout under ``root`` (original files in ``root`` or its sub-folders, or BIDS)."""
-    root = Path(root)
-    if not root.is_dir():
-        raise InputError("GM challenge folder not found", root)
+    root = require_dir(root, "GM challenge folder")
     if any(root.glob("sub-*")) or (root / "derivatives" / "labels").is_dir():
         subjects = _index_bids(root)
     else:

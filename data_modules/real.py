@@ -43,7 +43,8 @@ LABEL_KINDS = ("SC", "GM")  # cord, gray matter
 #: Label names of the flat layout beyond the BIDS ones (SCT's testing-data names): derivative -> (kind, reference)
 FLAT_LABELS: dict[str, tuple[str, str]] = {"gmseg_manual": ("GM", MANUAL), "seg-deepseg": ("SC", AUTOMATIC)}
 _OTHER = ("", "")  # a recognised label name that is not used
-_NIFTI = re.compile(r"^(?P<stem>[^.]+)\.(?:nii\.gz|nii)$")
+#: A NIfTI file name: the stem is everything before the final ``.nii``/``.nii.gz`` (dots included: ``t2.v2.nii.gz``)
+_NIFTI = re.compile(r"^(?P<stem>.+?)\.(?:nii\.gz|nii)$")
 _BIDS_SUFFIX = re.compile(r"_(?P<suffix>T1w|T2w|T2star|MTS|dwi|UNIT1|PD|FLAIR)$")
 _CONTRAST_WORDS = (
     ("T2star", ("t2s", "t2star", "t2starw", "gre", "megre")),
@@ -267,9 +268,9 @@ def read_real_set(root: str | Path) -> RealSet:
 
     One line naming the folder when nothing pairs, or the files when a mask is off its image's grid.
     """
-    root = Path(root)
-    if not root.is_dir():
-        raise InputError("real data folder not found", root)
+    from core.paths import require_dir
+
+    root = require_dir(root, "real data folder")
     layout = "bids" if any(p.is_dir() for p in root.glob("sub-*")) else "flat"
     images, unpaired = _bids(root) if layout == "bids" else _flat(root)
     kept = []

@@ -21,10 +21,9 @@ class SpineGenericDataModule(SegmentationDataModule):
     def root(self) -> Path:
         if not self.cfg.get("root"):
             raise ConfigError("key 'data.root' must name the BIDS folder of the spine-generic data set")
-        root = Path(self.cfg["root"])
-        if not root.is_dir():
-            raise InputError("data set folder not found", root)
-        return root
+        from core.paths import require_dir
+
+        return require_dir(self.cfg["root"], "data set folder")
 
     def index_subjects(self) -> list[SubjectSpec]:
         from data_modules.bids import BidsIndex

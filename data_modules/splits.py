@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 
+from core import yamlio
 from core.errors import ConfigError, InputError
 
 PARTS = ("train", "val", "test")
@@ -87,7 +87,10 @@ def file_split(path: str | Path, ids: Sequence[str]) -> dict[str, list[str]]:
     path = Path(path)
     if not path.exists():
         raise InputError("split file not found", path)
-    data = yaml.safe_load(path.read_text()) if path.suffix in (".yaml", ".yml") else json.loads(path.read_text())
+    if path.suffix in (".yaml", ".yml"):
+        data = yamlio.read_file(path, "split file", InputError)
+    else:
+        data = json.loads(path.read_text())
     if not isinstance(data, dict) or "train" not in data:
         raise InputError("split file must map train/val/test to lists of subject ids", path)
     known = set(ids)

@@ -168,7 +168,7 @@ def display_rows(lb: Leaderboard) -> tuple[list[str], list[list[str]], list[list
                 *[_txt(r[k]) for k in knobs],
                 str(r["n_trials"]),
                 str(r["n_subjects"]),
-                _num(r["mean"]),
+                _num(r["mean"]) + (f" ({int(get('n_failed'))} failed)" if get("n_failed") > 0 else ""),
                 f"[{_num(r['ci_low'])}, {_num(r['ci_high'])}]",
                 _num(r["trial_sd"]),
                 _txt(fmt_value(get("n_seeds"))),
@@ -299,6 +299,7 @@ def method_notes(lb: Leaderboard) -> list[str]:
         "subjects every seed tested (seed-to-seed spread). With ≥ 2 seeds the comparison stays paired by subject: "
         "seeds are averaged within each subject first, so the subject remains the unit of every test and CI.",
         *comparison_notes(lb),
+        *m.get("notes", []),
     ]
     if _morpho_on(lb):
         notes += [

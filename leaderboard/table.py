@@ -26,7 +26,8 @@ import numpy as np
 import pandas as pd
 
 from core.errors import ConfigError, InputError
-from leaderboard import stats
+from core.paths import require_dir
+from leaderboard import protocol, stats
 from runs.run_folder import RunFolder
 from sweeps import records as sweep_records
 
@@ -119,9 +120,7 @@ def check_complete_rows(path: Path) -> None:
 
 def load_sweep(sweep_dir: str | Path) -> Sweep:
     """Read ``results.csv`` (+ ``sweep.yaml``); errors name the file."""
-    root = Path(sweep_dir)
-    if not root.is_dir():
-        raise InputError("sweep folder not found", root)
+    root = require_dir(sweep_dir, "sweep folder")
     path = root / sweep_records.RESULTS_FILE
     if not path.exists():
         raise InputError("no results.csv: not a finished sweep folder (run `cordbench sweep` first)", root)
@@ -303,12 +302,13 @@ def build_leaderboard(
     for _, row in res[ok_mask & early].iterrows():
         failed_rows.append({"trial_id": row["trial_id"], "reason": "stopped early by the scheduler (no test metrics)"})
     ok_mask &= ~early
+    knobs = [k for k in sweep.knobs if k in res.columns]
+    notes = protocol.split_by_protocol(sweep, res, ok_mask, knobs)  # never pool differently scored trials
     frames, unreadable = read_per_subject(sweep, res[ok_mask])
     failed_rows += unreadable
 
     column = None
     records = []
-    knobs = [k for k in sweep.knobs if k in res.columns]
     for _, row in res[ok_mask].iterrows():
         df = frames.get(row["trial_id"])
         if df is None:
@@ -323,7 +323,7 @@ def build_leaderboard(
                 }
             )
             continue
-        values = pd.to_numeric(df[column], errors="coerce").replace([np.inf, -np.inf], np.nan)
+        values = pd.to_numeric(df[column], errors="coerce")  # ±inf: leaderboard.protocol.failures_as_worst
         for subject, value in zip(df["subject"], values):
             records.append(
                 {
@@ -361,6 +361,8 @@ def build_leaderboard(
         )
         long = pd.concat([long, ens.long], ignore_index=True) if len(ens.long) else long
     higher = not stats.lower_is_better(metric)
+    long, failure_note = protocol.failures_as_worst(long, higher)
+    notes += [failure_note] if failure_note else []
     wide = stats.per_subject_means(long)
     ranked = stats.rank_entries(wide, higher_is_better=higher, n_boot=n_boot, seed=seed, alpha=alpha, delta=delta)
     sds = stats.trial_sd(long)
@@ -380,6 +382,7 @@ def build_leaderboard(
                 "n_trials": len(trials),
                 "n_subjects": st.n_subjects,
                 "mean": st.mean,
+                "n_failed": int(long.loc[long["entry"] == st.entry, "failed"].sum()),
                 "ci_low": st.ci_low,
                 "ci_high": st.ci_high,
                 "trial_sd": sds.get(st.entry, float("nan")),
@@ -419,6 +422,7 @@ def build_leaderboard(
         "n_comparisons": int(sum(1 for st in ranked[1:] if math.isfinite(st.p_value))),
         "n_trials_ok": int(long.loc[~long["entry"].isin(ens.base if ens is not None else {}), "trial_id"].nunique()),
         "n_trials_failed": len(failed),
+        "notes": notes,
     }
     if cost:
         from leaderboard.cost import entry_costs

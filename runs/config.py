@@ -4,7 +4,8 @@ The layout follows LightningCLI conventions — top-level ``seed_everything``, `
 ``data``, ``trainer`` sections — with a few cordbench sections (``logger``, ``output_dir``).
 Files merge left to right over :data:`DEFAULTS`; ``--section.key=value`` overrides come last.
 Every key is checked against the schema (:mod:`core.schema`: type, range, choices): an unknown
-key, a wrong type or a value out of range is rejected with the file and the dotted key named. YAML is read with ``yaml.safe_load`` only.
+key, a wrong type or a value out of range is rejected with the file and the dotted key named. YAML is read by
+:mod:`core.yamlio` only (safe; duplicate keys, alias bombs, empty and non-text files refused).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import Any
 
 import yaml
 
-from core import schema
+from core import schema, yamlio
 from core.dotted import get as get_dotted
 from core.errors import ConfigError
 from core.ranges import Range, check_value
@@ -55,19 +56,8 @@ _NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+")  # exponent without 
 
 
 def load_yaml(path: str | Path) -> dict[str, Any]:
-    """Read a YAML mapping safely; errors name the file."""
-    path = Path(path)
-    if not path.exists():
-        raise ConfigError("config file not found", path)
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"invalid YAML: {exc}", path) from None
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"expected a mapping at top level, got {type(data).__name__}", path)
-    return data
+    """Read a YAML mapping through :func:`core.yamlio.read_mapping`; errors name the file (and key, line)."""
+    return yamlio.read_mapping(path)
 
 
 def _check(value: Any, k: schema.Key, source: str) -> Any:
@@ -134,8 +124,8 @@ def parse_override(item: str) -> tuple[list[str], Any]:
     key, raw = item.split("=", 1)
     key = key.lstrip("-")
     try:
-        value = yaml.safe_load(raw) if raw != "" else None
-    except yaml.YAMLError:
+        value = yamlio.loads(raw, f"override {key}") if raw != "" else None
+    except yamlio.YamlSyntaxError:  # not YAML: the text itself (duplicate keys, alias bombs still refused)
         value = raw
     return key.split("."), value
 

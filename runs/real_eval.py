@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from core.errors import CordbenchError, OutputError
+from core.errors import CordbenchError, InputError, OutputError
 from data_modules.real import AUTOMATIC, MANUAL, RealImage, RealSet
 from evaluation.postprocess import mode_of
 from runs.run_folder import CHECKPOINTS, RunFolder
@@ -140,6 +140,13 @@ def evaluate_real(
     classes = model_classes(module)
     records: list[dict[str, Any]] = []
     skipped = [dict(u) for u in real.unpaired]
+    scoreable = [im for im in real.images if any(reference_kind(c, im) for c in classes)]
+    if not scoreable:  # refused before anything of an earlier scoring is touched
+        raise InputError(
+            f"none of the {len(real.images)} image(s) can be scored by this checkpoint: "
+            f"{skip_reason(classes, real.images[0])} (e.g. {real.rel(real.images[0].path)})",
+            real.root,
+        )
     folder.clear_real_outputs()  # the folder holds this set's scores only, never a mix with an earlier set's
     for image in real.images:
         if not any(reference_kind(c, image) for c in classes):
@@ -159,6 +166,11 @@ def evaluate_real(
                     if f"{c}/dice" in records[-1]
                 )
             )
+    if not records:
+        raise InputError(
+            f"no image could be scored: all {len(skipped)} skipped, e.g. {skipped[0]['image']}: {skipped[0]['reason']}",
+            real.root,
+        )
     hp = module.hparams
     summary = {
         "scoring": "native",

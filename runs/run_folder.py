@@ -225,12 +225,12 @@ class RunFolder:
     def read_config(self) -> dict[str, Any]:
         """The resolved ``config.yaml``."""
         if self.reader is not None:
-            import yaml
+            from core import yamlio
 
             text = self.text(CONFIG)
             if text is None:
                 raise InputError(f"{CONFIG} missing: not a cordbench run folder", self.config)
-            return yaml.safe_load(text)
+            return yamlio.loads(text, self.config)
         from runs.config import load_yaml
 
         if not self.config.exists():

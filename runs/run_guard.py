@@ -18,18 +18,19 @@ overwrite of an earlier run, an explicit ``--resume``.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import os
 import shutil
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
-import yaml
 
+from core import yamlio
 from core.errors import ConfigError, OutputError, RunInterrupted
 from runs import run_folder as rf
 
@@ -147,8 +148,8 @@ def config_changes(out: Path, cfg: Mapping[str, Any], ignore: tuple[str, ...] = 
     """``key: old -> new`` for every key where ``cfg`` differs from ``out/config.yaml``."""
     path = out / rf.CONFIG
     try:
-        old = yaml.safe_load(path.read_text()) or {}
-    except (OSError, yaml.YAMLError) as exc:
+        old = yamlio.loads(path.read_text(), path) or {}
+    except (OSError, ConfigError) as exc:
         raise OutputError(f"unreadable run config ({exc})", path) from None
     a, b = _flat(old), _flat(dict(cfg))
     keys = sorted(set(a) | set(b))
@@ -282,6 +283,30 @@ def interrupted_error(out: Path, trainer: Any) -> RunInterrupted:
         f"(recorded in {rf.FAILURE}); continue it with the same command and --resume",
         out,
     )
+
+
+def evaluation_interrupted(out: Path, stage: str) -> RunInterrupted:
+    """The one line of a ``validate``/``test`` stopped by Ctrl-C (exit 130): nothing of it was written."""
+    return RunInterrupted(
+        f"{stage} interrupted (Ctrl-C / SIGINT): its metrics were not written (earlier ones are kept); "
+        "run the same command again",
+        out,
+    )
+
+
+@contextlib.contextmanager
+def interrupts(trainer: Any, error: Callable[[BaseException], Exception]) -> Iterator[None]:
+    """Around a Trainer call (fit, validate, test): Ctrl-C becomes ``error(exc)``, a one-line exit 130.
+
+    Lightning catches the interrupt, shuts down and raises ``SystemExit(1)``, which would end the
+    command with status 1 and no line; ``error`` may record the interruption before it returns the error.
+    """
+    try:
+        yield
+    except (KeyboardInterrupt, SystemExit) as exc:
+        if not is_interrupt(exc, trainer):
+            raise
+        raise error(exc) from None
 
 
 def fit_callbacks(out: Path, resumed_from: Mapping[str, Any] | None) -> list[Any]:

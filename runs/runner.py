@@ -292,29 +292,25 @@ def fit(
     )
     if wrap_trainer is not None:
         trainer = wrap_trainer(trainer)
-    try:
-        trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path)
-    except (KeyboardInterrupt, SystemExit) as exc:
-        if not run_guard.is_interrupt(exc, trainer):
-            raise
+
+    def interrupted(exc: BaseException) -> CordbenchError:
         record_failure(out, exc, trainer, status="interrupted")
-        raise run_guard.interrupted_error(out, trainer) from None
-    except Exception as exc:
-        record_failure(out, exc, trainer)
-        if isinstance(exc, CordbenchError) and exc.path is None:  # e.g. TrainingDivergedError: name the run
-            raise type(exc)(f"{exc} (recorded in {FAILURE_FILE})", out) from exc
-        raise
+        return run_guard.interrupted_error(out, trainer)
+
+    with run_guard.interrupts(trainer, interrupted):
+        try:
+            trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path)
+        except Exception as exc:
+            record_failure(out, exc, trainer)
+            if isinstance(exc, CordbenchError) and exc.path is None:  # e.g. TrainingDivergedError: name the run
+                raise type(exc)(f"{exc} (recorded in {FAILURE_FILE})", out) from exc
+            raise
     result = RunResult(out=out, val={k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")})
     ckpt_cb = trainer.checkpoint_callback
     result.best_ckpt = ckpt_cb.best_model_path if ckpt_cb is not None and ckpt_cb.best_model_path else None
     if test and dm.split.get("test"):
-        try:
+        with run_guard.interrupts(trainer, interrupted):
             trainer.test(module, datamodule=dm, ckpt_path=result.best_ckpt or None, verbose=False)
-        except (KeyboardInterrupt, SystemExit) as exc:
-            if not run_guard.is_interrupt(exc, trainer):
-                raise
-            record_failure(out, exc, trainer, status="interrupted")
-            raise run_guard.interrupted_error(out, trainer) from None
         result.test_records = list(module.test_records)
         result.test_summary = write_test_outputs(
             out,
@@ -423,6 +419,9 @@ def evaluate(cfg: dict[str, Any], ckpt: str, stage: str = "test") -> RunResult:
         ckpt,
         expect={"num_classes": task.num_classes, "task": task.name, "spatial_dims": int(cfg["data"]["spatial_dims"])},
     )
+    from runs.attribution import check_network
+
+    check_network(cfg, module.hparams, ckpt)
     check_preprocessing(cfg, module, ckpt)
     out, dm = prepare(cfg, keep_records=True)
     # a training run's per-epoch metrics.csv is its record: Lightning's CSVLogger would delete it
@@ -437,11 +436,15 @@ def evaluate(cfg: dict[str, Any], ckpt: str, stage: str = "test") -> RunResult:
     if cfg["model"].get("postprocess") is not None:  # e.g. --model.postprocess=none: the raw argmax's metrics
         module.hparams.postprocess = cfg["model"]["postprocess"]
     result = RunResult(out=out, best_ckpt=ckpt)
+    from runs import run_guard
+
     if stage == "validate":
-        trainer.validate(module, datamodule=dm, verbose=False)
+        with run_guard.interrupts(trainer, lambda exc: run_guard.evaluation_interrupted(out, stage)):
+            trainer.validate(module, datamodule=dm, verbose=False)
         result.val = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
     else:
-        trainer.test(module, datamodule=dm, verbose=False)
+        with run_guard.interrupts(trainer, lambda exc: run_guard.evaluation_interrupted(out, stage)):
+            trainer.test(module, datamodule=dm, verbose=False)
         result.test_records = list(module.test_records)
         result.test_summary = write_test_outputs(
             out,

@@ -51,7 +51,7 @@ from typing import Any
 
 import yaml
 
-from core import schema
+from core import schema, yamlio
 from core.errors import ConfigError, CordbenchError
 from core.paths import REPO_ROOT, find_config
 from core.schema import SweepConfig
@@ -541,5 +541,5 @@ def resolved_yaml(sweep: Sweep) -> str:
         "base": raw.get("source", {}).get("base", raw["base"]),
     }
     raw["base"] = []
-    raw["config"] = yaml.safe_load(dump(sweep.run_config))
+    raw["config"] = yamlio.loads(dump(sweep.run_config), sweep.path)
     return yaml.safe_dump(raw, sort_keys=False)

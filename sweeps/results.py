@@ -20,8 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from core import yamlio
 from runs import run_folder
 from runs.run_folder import RunFolder
 from sweeps import records
@@ -110,7 +109,7 @@ def trial_row(
     run = RunFolder(rel, reader=read)
     cfg_text = run.text(run_folder.CONFIG)
     if cfg_text:
-        cfg = yaml.safe_load(cfg_text)
+        cfg = yamlio.loads(cfg_text, run.config)
     else:
         cfg = apply_params(run_config, values, "results")
     m, d = cfg["model"], cfg["data"]

@@ -36,8 +36,8 @@ def test_protocol_validates(gm_fixture, tmp_path: Path, capsys):
 
 def test_without_data_says_how_to_get_it(tmp_path: Path, capsys):
     assert main(["gmchallenge", str(tmp_path / "nowhere")]) == 2
-    out = capsys.readouterr().out
-    assert f"cordbench download gmchallenge {tmp_path / 'nowhere'}" in out
+    cap = capsys.readouterr()
+    assert f"cordbench download gmchallenge {tmp_path / 'nowhere'}" in cap.err and not cap.out.strip()
 
 
 @pytest.mark.slow

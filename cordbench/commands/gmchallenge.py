@@ -29,28 +29,24 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace an earlier protocol sweep of the same name")
 
 
-def _require_data(root: str | None) -> Path | None:
-    """The data folder, or None after printing exactly how to get the data."""
-    from cordbench.commands.download import gmchallenge_instructions
+def _require_data(root: str | None) -> Path:
+    """The data folder; else the CLI's one error line (stderr, exit 2) saying how to get the data."""
     from core.errors import InputError
     from data_modules.gmchallenge import index_gmchallenge
 
     target = Path(root) if root else Path("data/gmchallenge")
-    problem = None
+    how = (
+        f"get the data as `cordbench download gmchallenge {target}` explains, then run `cordbench gmchallenge {target}`"
+    )
     if not root:
-        problem = "no GM challenge folder given"
-    else:
-        try:
-            if not any(s.labelled for s in index_gmchallenge(target)):
-                problem = f"{target}: no subject with rater masks"
-        except InputError as exc:
-            problem = str(exc)
-    if problem is None:
-        return target
-    print(f"error: {problem}. Get the data with `cordbench download gmchallenge {target}`:\n")
-    print(gmchallenge_instructions(target))
-    print(f"then run: cordbench gmchallenge {target}")
-    return None
+        raise InputError(f"no GM challenge folder given: {how}")
+    try:
+        labelled = any(s.labelled for s in index_gmchallenge(target))
+    except InputError as exc:
+        raise InputError(f"{exc}: {how}") from None
+    if not labelled:
+        raise InputError(f"no subject with rater masks: {how}", target)
+    return target
 
 
 def run(args: argparse.Namespace) -> int:
@@ -60,8 +56,6 @@ def run(args: argparse.Namespace) -> int:
         print(table_for_sweep(args.table, args.cls)[1])
         return 0
     root = _require_data(args.root)
-    if root is None:
-        return 2
     from sweeps.config import load_sweep
 
     sweep = load_sweep(

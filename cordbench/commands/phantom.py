@@ -7,7 +7,7 @@ import math
 
 from core.errors import ConfigError
 from core.ranges import SEED_MAX, Range, add_number, check_value
-from data_modules.phantom.randomise_options import RANGES, RandomiseOptions
+from data_modules.phantom.randomise_options import RANGES, RandomiseOptions, from_config
 
 HELP = "generate the phantom cohort (spine-generic BIDS naming, exact CSA/SAC/DTI truth)"
 
@@ -63,7 +63,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--randomise-config",
         metavar="YAML",
-        help="YAML mapping of randomisation ranges (the data.phantom.randomise keys); implies --randomise",
+        help="YAML mapping of randomisation ranges (the data.phantom.randomise keys); implies --randomise "
+        "unless it says enabled: false",
     )
     add_number(p, "--workers", kind=int, range=Range(0, 256), default=0, help="processes (0 = auto: up to 2)")
     p.add_argument("--force", action="store_true", help="replace a phantom generated with other settings")
@@ -79,9 +80,15 @@ def _randomise(args: argparse.Namespace) -> RandomiseOptions | None:
             if key in RANGES:
                 check_value(value, RANGES[key], f"key {key!r}", args.randomise_config)
         try:
-            return RandomiseOptions.from_mapping(block)
+            options = from_config(block, enabled_by_default=True)
         except (TypeError, ConfigError) as exc:
             raise ConfigError(str(exc), args.randomise_config) from None
+        if options is None and args.randomise:
+            raise ConfigError(
+                "key 'enabled' is false but --randomise asks for randomisation: drop one of them",
+                args.randomise_config,
+            )
+        return options
     return RandomiseOptions() if args.randomise else None
 
 

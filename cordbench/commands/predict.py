@@ -106,7 +106,7 @@ def run(args: argparse.Namespace) -> int:
 
     from core.errors import ConfigError
     from core.outputs import check_output_dir
-    from evaluation.inference import EmptyPredictionWarning, predict_file, sidecar_path
+    from evaluation.inference import EmptyPredictionWarning, OrientationWarning, predict_file, sidecar_path
     from runs.checkpoints import load_module
 
     if bool(args.input) == bool(args.bids):
@@ -139,11 +139,12 @@ def run(args: argparse.Namespace) -> int:
     for src, out in zip(inputs, outs):
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", EmptyPredictionWarning)
+            warnings.simplefilter("always", OrientationWarning)
             predict_file(module, src, out, ckpt=args.ckpt)
         pairs.append((src, out))
         print(f"wrote {out}")
         for w in caught:
-            if issubclass(w.category, EmptyPredictionWarning):
+            if issubclass(w.category, (EmptyPredictionWarning, OrientationWarning)):
                 print(f"warning: {w.message}", file=sys.stderr)
             else:
                 warnings.showwarning(w.message, w.category, w.filename, w.lineno)

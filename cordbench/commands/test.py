@@ -65,6 +65,7 @@ def run_real(args: argparse.Namespace) -> int:
 
     from cordbench.commands._run_args import config_from_args
     from data_modules.real import read_real_set
+    from runs.attribution import check_run_of_checkpoint
     from runs.checkpoints import load_module
     from runs.real_eval import check_output, evaluate_real, real_table, run_folder_of
     from runs.run_folder import RunFolder
@@ -73,6 +74,7 @@ def run_real(args: argparse.Namespace) -> int:
 
     out = Path(args.output_dir) if args.output_dir else run_folder_of(args.ckpt) or run_dir(config_from_args(args))
     check_output(out, Path(args.real), args.ckpt)
+    check_run_of_checkpoint(out, args.ckpt)
     quiet()
     module = load_module(args.ckpt)
     real = read_real_set(args.real)

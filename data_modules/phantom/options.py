@@ -10,7 +10,7 @@ from typing import Any
 
 from core import schema
 from core.errors import ConfigError
-from data_modules.phantom.randomise_options import RandomiseOptions
+from data_modules.phantom.randomise_options import RandomiseOptions, from_config
 
 SEXES = ("M", "F")
 VENDORS = ("Siemens", "GE", "Philips")
@@ -64,7 +64,7 @@ class PhantomOptions:
         elif r is False:
             kw["randomise"] = None
         elif isinstance(r, Mapping):
-            kw["randomise"] = RandomiseOptions.from_mapping(r) if r.get("enabled", True) else None
+            kw["randomise"] = from_config(r, enabled_by_default=True)
         elif r is not None and not isinstance(r, RandomiseOptions):
             raise ConfigError(f"phantom option randomise must be a mapping, true/false or RandomiseOptions, got {r!r}")
         return schema.from_mapping(cls, kw, "phantom options")

@@ -50,11 +50,19 @@ class RandomiseOptions(RandomiseRanges):
         return schema.from_mapping(cls, d, "'data.phantom.randomise'", ignore=("enabled",))
 
 
-def from_config(block: Mapping[str, Any] | None) -> RandomiseOptions | None:
-    """The options of an enabled ``data.phantom.randomise`` block, else None."""
-    if not block or not block.get("enabled"):
+def from_config(block: Mapping[str, Any] | None, enabled_by_default: bool = False) -> RandomiseOptions | None:
+    """The options of a ``data.phantom.randomise`` block, None when it is off.
+
+    The block's ``enabled`` key switches it (``enabled: false`` is always honoured); a block without
+    the key is on only when ``enabled_by_default`` (a ``--randomise-config`` file: naming the file asks
+    for randomisation).
+    """
+    if block is None:
         return None
-    return RandomiseOptions.from_mapping(block)
+    enabled = block.get("enabled", enabled_by_default)
+    if not isinstance(enabled, bool):
+        raise ConfigError(f"key 'data.phantom.randomise.enabled' must be true/false, got {enabled!r}")
+    return RandomiseOptions.from_mapping(block) if enabled else None
 
 
 __all__ = ["RandomiseOptions", "RANGES", "from_config"]

@@ -28,6 +28,7 @@ class Mutation:
 
 METRICS = ("tests/test_metrics.py",)
 MORPHO = ("tests/test_morphometrics.py",)
+GEOMETRY = ("tests/test_reliability_geometry.py",)
 STATS = ("tests/test_stats.py",)
 LB_STATS = ("tests/test_leaderboard_stats.py",)
 TRAINABLE = ("tests/test_sweeps_trainable.py",)
@@ -173,6 +174,24 @@ MUTATIONS: list[Mutation] = [
         "(np.arange(m) + 1) * p[order]",
         LB_STATS,
         "Holm step-down multipliers reversed",
+    ),
+    Mutation(
+        "lb-failure-dropped",
+        "leaderboard/protocol.py",
+        'long.loc[failed, "value"] = worst',
+        'long.loc[failed, "value"] = np.nan',
+        ("tests/test_reliability_attribution.py",),
+        "a failed subject (infinite distance) dropped as missing: the failing model looks better",
+        k="infinite_distance",
+    ),
+    Mutation(
+        "stats-intercept-unscaled",
+        "analysis/stats.py",
+        "slope, intercept = slope * (sy / sx), intercept * sy",
+        "slope, intercept = slope * (sy / sx), intercept",
+        ("tests/test_reliability_stats_inputs.py",),
+        "the line's intercept left on the scaled axis (values near 1e300)",
+        k="1e300",
     ),
     # ------------------------------------------------------------- data: preprocessing and its cache
     Mutation(
@@ -378,6 +397,33 @@ MUTATIONS: list[Mutation] = [
         "done = None\n",
         TRAINABLE,
         "a finished trial trained again after the driver restarts",
+    ),
+    Mutation(
+        "slice-axis-not-along-cord",
+        "analysis/slicing.py",
+        "if d is not None and nearest_voxel_axis(aff, d)[0] != slice_axis(aff):",
+        "if False:",
+        GEOMETRY,
+        "a grid rotated far from the cord sliced along it (SCT's axis kept): CSA off by up to 300 %",
+        k="affine_rotated_60",
+    ),
+    Mutation(
+        "canal-containment-unchecked",
+        "analysis/slicing.py",
+        "if n and out > MAX_CORD_OUTSIDE_CANAL * n:",
+        "if False:",
+        GEOMETRY,
+        "--seg and --canal swapped: negative SAC written",
+        k="swapped",
+    ),
+    Mutation(
+        "steep-slices-unsaid",
+        "analysis/slicing.py",
+        "steep = np.asarray(angles_deg) > ANGLE_LIMIT_DEG",
+        "steep = np.asarray(angles_deg) > 90.0",
+        GEOMETRY,
+        "slices cut more than 50 deg from the cord's normal measured without a warning",
+        k="no_voxel_axis",
     ),
     # ------------------------------------------------------------------ ensembles and TTA
     Mutation(
