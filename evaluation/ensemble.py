@@ -204,7 +204,43 @@ def predict_image(
     """The ensemble's label map (and, with ``with_maps``, probabilities and uncertainty) on ``data``'s grid.
 
     See the module docstring for the rule. ``data``/``affine``: the image as read from its NIfTI.
+    Segmented across the cord as ``predict`` segments one checkpoint (:func:`evaluation.inference.predict_array`):
+    when the ensemble's first mask runs along another voxel axis than the one it was segmented across, the image
+    is segmented again with that axis as the slice axis (the same voxels in a rotated world frame). A cord that
+    no voxel axis follows within ``ALIGN_LIMIT_DEG`` is not resampled along it (one checkpoint's ``predict``
+    does that): an :class:`~evaluation.inference.OrientationWarning` names the angle.
     """
+    import warnings
+
+    from core.geometry import angle_deg, cord_direction, cord_frame_affine, nearest_voxel_axis, slice_axis
+    from evaluation.inference import ALIGN_LIMIT_DEG, OrientationWarning
+
+    pred = _predict_frame(members, data, affine, tta, with_maps)
+    cut = slice_axis(affine)
+    d = cord_direction(pred.labels > 0, affine, min_elongation=1.0)
+    if d is None:
+        return pred
+    axis, _ = nearest_voxel_axis(affine, d)
+    if axis != cut:  # the slices ran along the cord: segment across the voxel axis nearest it
+        again = _predict_frame(members, data, cord_frame_affine(affine, d), tta, with_maps)
+        d2 = cord_direction(again.labels > 0, affine)
+        if d2 is not None and nearest_voxel_axis(affine, d2)[0] == axis:
+            pred, cut = again, axis
+    d = cord_direction(pred.labels > 0, affine)
+    if d is not None and (angle := angle_deg(d, np.asarray(affine, float)[:3, cut])) > ALIGN_LIMIT_DEG:
+        warnings.warn(
+            f"the cord runs {angle:.0f}° from the closest voxel axis of this grid: an ensemble segments on the "
+            "image's own voxel axes (no resampling along the cord), so the mask may be incomplete",
+            OrientationWarning,
+            stacklevel=2,
+        )
+    return pred
+
+
+def _predict_frame(
+    members: Sequence[Member], data: np.ndarray, affine: np.ndarray, tta: str, with_maps: bool
+) -> EnsemblePrediction:
+    """One pass of :func:`predict_image` in the world frame ``affine`` (the module docstring's rule)."""
     import torch
     import torchio as tio
 

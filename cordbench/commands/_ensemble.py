@@ -13,7 +13,7 @@ def run_ensemble(args: argparse.Namespace) -> int:
 
     from core.outputs import check_not_input, check_output_dir
     from evaluation.ensemble_files import classes_of, extra_outputs, predict_ensemble_file
-    from evaluation.inference import EmptyPredictionWarning
+    from evaluation.inference import EmptyPredictionWarning, OrientationWarning
     from runs.ensemble_eval import load_members
 
     named = {f"--ckpt #{i + 1}": c for i, c in enumerate(args.ckpt)}
@@ -37,11 +37,14 @@ def run_ensemble(args: argparse.Namespace) -> int:
     for src, out in pairs:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", EmptyPredictionWarning)
+            warnings.simplefilter("always", OrientationWarning)
             rows.append(predict_ensemble_file(members, src, out, args.tta, args.soft, args.uncertainty))
         print(f"wrote {out}")
         for w in caught:
             if issubclass(w.category, EmptyPredictionWarning):
                 print(f"warning: {w.message}", file=sys.stderr)
+            elif issubclass(w.category, OrientationWarning):
+                print(f"warning: {src}: {w.message}", file=sys.stderr)
             else:
                 warnings.showwarning(w.message, w.category, w.filename, w.lineno)
     if args.qc:
