@@ -51,6 +51,39 @@ def to_native(
     raise ValueError(f"unknown write-back mode {mode!r} (nearest | argmax)")
 
 
+def probabilities_to_native(
+    probs: np.ndarray,
+    affine: np.ndarray,
+    native_shape: Sequence[int],
+    native_affine: np.ndarray,
+    fill_background: bool = True,
+) -> np.ndarray:
+    """Class probabilities ``(C, ...)`` on the preprocessed grid, linearly resampled onto the native grid.
+
+    Linear interpolation of probabilities (a convex combination: the classes still sum to 1 inside
+    the preprocessed field of view). Native voxels outside it get 0 from the resampler (SimpleITK's
+    default value); with ``fill_background`` the share of each native voxel that lies outside (the
+    resampled coverage of a constant 1) goes to class 0, the label :func:`to_native` gives those voxels.
+    Returns float32 ``(C, *native_shape)``.
+    """
+    import torch
+    import torchio as tio
+
+    grid = (tuple(int(n) for n in native_shape[:3]), np.asarray(native_affine, dtype=float))
+    arr = np.asarray(probs, np.float32)
+    if arr.ndim != 4:
+        raise ValueError(f"probability write-back takes (C, X, Y, Z), got shape {arr.shape}")
+    if fill_background:
+        arr = np.concatenate([arr, np.ones_like(arr[:1])])
+    img = tio.ScalarImage(tensor=torch.from_numpy(arr), affine=np.asarray(affine, float))
+    back = tio.Resample(target=grid, image_interpolation="linear")(tio.Subject(x=img))
+    out = np.clip(back["x"].data.numpy().astype(np.float32), 0.0, 1.0)
+    if fill_background:
+        out, coverage = out[:-1], out[-1]
+        out[0] = np.clip(out[0] + (1.0 - coverage), 0.0, 1.0)
+    return out
+
+
 def one_hot(labels: np.ndarray, num_classes: int) -> np.ndarray:
     """``(C, ...)`` float32 one-hot of an integer label map."""
     labels = np.asarray(labels).astype(np.int64)

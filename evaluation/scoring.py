@@ -93,12 +93,23 @@ def score_subject(
         native = NativePrediction(subject, back, img, targets.get(""))
     elif mode == "native":
         raise ValueError("native-grid scoring needs the data module (trainer.test(..., datamodule=dm))")
-    record: dict[str, Any] = {"subject": subject}
     if mode == "preprocessed":
-        record.update(_metrics(pred, target, pre_affine, classes))
-        return record, native
-    aff = np.asarray(native.image.affine)
+        return {"subject": subject, **_metrics(pred, target, pre_affine, classes)}, native
+    return score_native(native.labels, np.asarray(native.image.affine), targets, subject, classes), native
+
+
+def score_native(
+    labels: np.ndarray,
+    affine: np.ndarray,
+    targets: Mapping[str, np.ndarray],
+    subject: str,
+    classes: Mapping[str, list[int]],
+) -> dict[str, Any]:
+    """The record of a label map already on the subject's native grid (``affine``) against its target(s)
+    (``{"": fused, "rater1": …}``, as ``native_targets`` gives them); the ``native`` mode of
+    :func:`score_subject`, also used for ensembles (``cordbench test --ckpt A --ckpt B``)."""
+    record: dict[str, Any] = {"subject": subject}
     for name, tgt in targets.items():
-        metrics = _metrics(native.labels, tgt, aff, classes)
+        metrics = _metrics(np.asarray(labels).astype(np.int16), tgt, np.asarray(affine), classes)
         record.update({(f"{name}/{k}" if name else k): v for k, v in metrics.items()})
-    return record, native
+    return record

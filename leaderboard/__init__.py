@@ -53,6 +53,8 @@ def render_leaderboard(
     log: Callable[[str], None] | None = None,
     upload: bool = False,
     real: str | Path | None = None,
+    ensembles: bool = False,
+    soft_csa: bool = False,
 ) -> LeaderboardFiles:
     """Build the leaderboard of ``sweep_dir`` and write its reports to ``out`` (default ``<sweep>/leaderboard``).
 
@@ -102,6 +104,8 @@ def render_leaderboard(
                 refresh_morphometrics=refresh_morphometrics,
                 log=log,
                 real=real,
+                ensembles=ensembles,
+                soft_csa=soft_csa,
             ),
             wandb,
         )

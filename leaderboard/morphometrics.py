@@ -123,14 +123,17 @@ def clear_caches() -> None:
 
 # ------------------------------------------------------------------------------- one subject
 def compare_subject(ref: ManualRef, pred: np.ndarray) -> pd.DataFrame:
-    """Rows (one per manual level C1..C7) comparing a predicted cord mask (native grid) with the manual one."""
+    """Rows (one per manual level C1..C7) comparing a predicted cord mask (native grid) with the manual one.
+
+    A floating-point ``pred`` in [0, 1] is measured as a soft mask (partial volume,
+    :mod:`analysis.morphometrics`); any other is binarised (``> 0``)."""
     from analysis.centerline import to_rpi
     from analysis.morphometrics import compute_perslice, per_level_table
 
     pred = np.asarray(pred)
     if pred.shape[:3] != ref.shape:
         raise InputError(f"predicted mask shape {pred.shape[:3]} != image shape {ref.shape}", ref.image)
-    seg, aff = to_rpi(pred > 0, ref.affine)
+    seg, aff = to_rpi(pred if pred.dtype.kind == "f" else pred > 0, ref.affine)
     notes = [ref.note] if ref.note else []
     model = pd.DataFrame(columns=["VertLevel", "n_slices", "CSA", "SAC", "SAC_CSA"])
     if not seg.any():

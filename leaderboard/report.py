@@ -217,6 +217,10 @@ def detail_tables(lb: Leaderboard) -> list[tuple[str, list[str], list[list[str]]
         from leaderboard.real import detail_table
 
         out.append(detail_table(lb.real, [str(e) for e in lb.table["entry"]]))
+    if lb.meta.get("soft_csa") and "csa_soft_mae_pct" in lb.table:
+        from leaderboard.ensembles import soft_table
+
+        out.append(soft_table(lb.table))
     return out
 
 
@@ -320,6 +324,10 @@ def method_notes(lb: Leaderboard) -> list[str]:
         from leaderboard.real import notes as real_notes
 
         notes += real_notes(lb.real, m["n_boot"])
+    if lb.ensembles is not None:
+        from leaderboard.ensembles import notes as ensemble_notes
+
+        notes += ensemble_notes(lb)
     if "cost_input" in m:
         notes.append(
             f"Cost: params and forward FLOPs (torch.utils.flop_counter, CPU fused attention counted) at input "

@@ -236,6 +236,7 @@ class Leaderboard:
     sweep: Sweep
     morpho: Any = None  # leaderboard.morphometrics.MorphoSummary (or None)
     real: Any = None  # leaderboard.real.RealSummary (``--real DIR``; or None)
+    ensembles: Any = None  # leaderboard.ensembles.EnsembleSummary (``--ensembles``/``--soft-csa``; or None)
 
 
 def build_leaderboard(
@@ -254,6 +255,8 @@ def build_leaderboard(
     refresh_morphometrics: bool = False,
     log: Callable[[str], None] | None = None,
     real: str | Path | None = None,
+    ensembles: bool = False,
+    soft_csa: bool = False,
 ) -> Leaderboard:
     """Rank the sweep's models (``by="model"``) or configurations (``by="config"``) on ``metric``.
 
@@ -262,6 +265,8 @@ def build_leaderboard(
     ``log`` receives progress lines (one per trial whose morphometrics are computed).
     ``real``: a real labelled set (:mod:`data_modules.real`) to score every ranked trial's best checkpoint
     on, adding the real columns (:mod:`leaderboard.real`).
+    ``ensembles`` / ``soft_csa``: the ``<entry> (ensemble)`` rows and the soft-mask CSA columns
+    (:mod:`leaderboard.ensembles`).
     """
     if by not in BY_CHOICES:
         raise ConfigError(f"--by must be one of {list(BY_CHOICES)}, got {by!r}")
@@ -340,6 +345,21 @@ def build_leaderboard(
             f"({len(failed)} failed: {failed['reason'].head(3).tolist()})",
             sweep.root,
         )
+    ens = None
+    if ensembles or soft_csa:
+        from leaderboard.ensembles import entry_ensembles
+
+        ens = entry_ensembles(
+            sweep,
+            res[ok_mask & res["trial_id"].isin(long["trial_id"])],
+            column,
+            knobs,
+            ensembles=ensembles,
+            morpho=morphometrics is not False and task in (None, "sc"),
+            soft_csa=soft_csa,
+            log=log,
+        )
+        long = pd.concat([long, ens.long], ignore_index=True) if len(ens.long) else long
     higher = not stats.lower_is_better(metric)
     long, failure_note = protocol.failures_as_worst(long, higher)
     notes += [failure_note] if failure_note else []
@@ -350,7 +370,8 @@ def build_leaderboard(
     ok_res = res[ok_mask & res["trial_id"].isin(long["trial_id"])]
     rows = []
     for st in ranked:
-        trials = ok_res[ok_res["entry"] == st.entry]
+        base = ens.base.get(st.entry, st.entry) if ens is not None else st.entry
+        trials = ok_res[ok_res["entry"] == base]
         first = trials.iloc[0]
         row = {"rank": st.rank, "entry": st.entry, "model": first["model"]}
         for k in (["preset"] if "preset" in trials else []) + knobs:
@@ -399,7 +420,7 @@ def build_leaderboard(
         "higher_is_better": higher,
         "sweep": sweep.name,
         "n_comparisons": int(sum(1 for st in ranked[1:] if math.isfinite(st.p_value))),
-        "n_trials_ok": int(long["trial_id"].nunique()),
+        "n_trials_ok": int(long.loc[~long["entry"].isin(ens.base if ens is not None else {}), "trial_id"].nunique()),
         "n_trials_failed": len(failed),
         "notes": notes,
     }
@@ -420,6 +441,12 @@ def build_leaderboard(
     morpho = entry_morphometrics(
         sweep, ok_res, task, enabled=morphometrics, n_boot=n_boot, seed=seed, refresh=refresh_morphometrics, log=log
     )
+    if ens is not None:
+        from leaderboard.ensembles import add_columns
+
+        morpho = add_columns(ens, morpho, n_boot, seed)
+        meta["ensembles"] = {"entries": sorted(ens.base), "notes": ens.notes} if ensembles else "off"
+        meta["soft_csa"] = soft_csa
     if morpho.enabled and len(morpho.columns):
         table = table.merge(morpho.columns, on="entry", how="left")
     meta["morphometrics"] = "on" if morpho.enabled else morpho.reason
@@ -436,7 +463,7 @@ def build_leaderboard(
         sub = long[long[k].notna()]
         ab = stats.summarise_groups(sub, k, n_boot=n_boot, seed=seed)
         ablations[k] = ab.iloc[_natural_order(ab[k])].reset_index(drop=True)
-    return Leaderboard(table, long, failed, ablations, meta, sweep, morpho, real_summary)
+    return Leaderboard(table, long, failed, ablations, meta, sweep, morpho, real_summary, ens)
 
 
 def _natural_order(values: pd.Series) -> list[int]:

@@ -28,6 +28,8 @@ from runs.run_folder import QC_INDEX
 
 #: metrics shown in the QC report (per class), in this order, when the records have them
 QC_COLUMNS = ("dice", "hd95", "skel_md", "tnr")
+#: the per-image uncertainty summary of ``predict --uncertainty`` (evaluation.ensemble.summarise)
+UNCERTAINTY_COLUMNS = ("mean_entropy", "uncertain_volume_mm3", "mean_variance")
 
 
 def prediction_file(out: str | Path, subject: str) -> Path:
@@ -121,11 +123,17 @@ def distinct_names(paths: Sequence[Path]) -> list[str]:
 
 
 def write_predict_qc(
-    pairs: Sequence[tuple[Path, Path]], qc_dir: str | Path, classes: dict[str, list[int]] | None = None
+    pairs: Sequence[tuple[Path, Path]],
+    qc_dir: str | Path,
+    classes: dict[str, list[int]] | None = None,
+    uncertainty: dict[Path, dict[str, Any]] | None = None,
 ) -> Path:
     """``cordbench predict --qc DIR``: a panel per (image, written mask) and ``DIR/index.html``.
 
     There is no manual mask: the report lists each image's predicted volume per class (mm³).
+    ``uncertainty`` (``--uncertainty``: mask path → :func:`evaluation.ensemble.summarise`) adds its
+    columns, and the rows come most uncertain first (highest mean entropy inside the mask; empty
+    masks last); every column still sorts on a click.
     """
     import nibabel as nib
 
@@ -145,5 +153,10 @@ def write_predict_qc(
         for name, values in (classes or {"fg": [1]}).items():
             row[f"{name}/volume_mm3"] = float(np.isin(labels, values).sum() * voxel)
         row["png"] = png
+        for key in UNCERTAINTY_COLUMNS:
+            if uncertainty is not None and key in uncertainty.get(mask, {}):
+                row[key] = float(uncertainty[mask][key])
         rows.append(row)
+    if uncertainty is not None:
+        rows.sort(key=lambda r: -r["mean_entropy"] if np.isfinite(r.get("mean_entropy", np.nan)) else np.inf)
     return write_report(rows, qc_dir / QC_INDEX, "cordbench predict QC")

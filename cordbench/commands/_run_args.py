@@ -125,3 +125,22 @@ def evaluate_command(args: argparse.Namespace, stage: str):
     with RunLock(run_dir(cfg), stage):
         result = evaluate(cfg, args.ckpt, stage=stage)
     return result if is_global_zero() else None
+
+
+def ensemble_command(args: argparse.Namespace):
+    """``test --ckpt A --ckpt B … [--tta]``: score the ensemble under the run folder's lock
+    (:func:`runs.ensemble_eval.evaluate_ensemble`; one process)."""
+    from core.errors import ConfigError
+    from runs.ensemble_eval import evaluate_ensemble
+    from runs.run_guard import RunLock
+    from runs.runner import run_dir
+
+    if args.real:
+        raise ConfigError("--real scores one checkpoint: give a single --ckpt without --tta")
+    cfg = check_run_dir(config_from_args(args))
+    if (run_dir(cfg) / "checkpoints").exists():  # a member's own records would be replaced by the ensemble's
+        raise ConfigError(
+            "holds a training run: an ensemble's test goes into a run folder of its own (give -o DIR)", run_dir(cfg)
+        )
+    with RunLock(run_dir(cfg), "test"):
+        return evaluate_ensemble(cfg, args.ckpt, args.tta)

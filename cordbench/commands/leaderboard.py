@@ -70,6 +70,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "`cordbench test --real DIR`; cached per trial) and add real-data columns with 95%% CIs",
     )
     p.add_argument(
+        "--ensembles",
+        action="store_true",
+        help="add an '<entry> (ensemble)' row per entry with >= 2 trials: the trials' class probabilities "
+        "averaged on the held-out subjects they share, ranked with the same paired statistics",
+    )
+    p.add_argument(
+        "--soft-csa",
+        action="store_true",
+        help="also measure CSA from the models' soft cord probabilities (partial volume) beside the "
+        "thresholded masks' (task sc; needs the morphometric columns)",
+    )
+    p.add_argument(
         "--refresh-morphometrics",
         action="store_true",
         help="recompute each trial's morphometrics.csv even when it is newer than the checkpoint",
@@ -103,6 +115,8 @@ def run(args: argparse.Namespace) -> int:
         log=lambda line: print(line, file=sys.stderr, flush=True),
         upload=args.upload,
         real=args.real,
+        ensembles=args.ensembles,
+        soft_csa=args.soft_csa,
     )
     print(files.markdown)
     print(f"HTML report: {files.html}")

@@ -9,7 +9,11 @@ HELP = "segment NIfTI file(s) with a checkpoint or an exported model; masks keep
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--ckpt", help="trained checkpoint (.ckpt)")
+    p.add_argument(
+        "--ckpt",
+        action="append",
+        help="trained checkpoint (.ckpt); repeat it for an ensemble (class probabilities averaged, docs/models.md)",
+    )
     p.add_argument(
         "--model",
         metavar="DIR",
@@ -29,6 +33,32 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         metavar="DIR",
         help="also write the QC panel of every prediction (PNG) and the sortable report DIR/index.html",
     )
+    add_ensemble_arguments(p)
+
+
+def add_ensemble_arguments(p: argparse.ArgumentParser) -> None:
+    """``--tta``, ``--soft``, ``--uncertainty`` (evaluation/ensemble.py)."""
+    from evaluation.ensemble import TTA_CHOICES
+
+    p.add_argument(
+        "--tta",
+        choices=TTA_CHOICES,
+        default="none",
+        help="test-time augmentation averaged in probability space: flips = also the R-L mirror (default none)",
+    )
+    p.add_argument(
+        "--soft", action="store_true", help="also write each class's probability map <mask>_prob-<class>.nii.gz"
+    )
+    p.add_argument(
+        "--uncertainty",
+        action="store_true",
+        help="also write <mask>_entropy.nii.gz (and _variance with several passes) and the per-image "
+        "uncertainty summary (sidecar, QC report)",
+    )
+
+
+def _ensemble(args: argparse.Namespace) -> bool:
+    return len(args.ckpt) > 1 or args.tta != "none" or args.soft or args.uncertainty
 
 
 def _default_out(src: Path, task: str) -> Path:
@@ -36,7 +66,7 @@ def _default_out(src: Path, task: str) -> Path:
     return src.with_name(f"{stem}_label-{task}_seg.nii.gz")
 
 
-def plan_outputs(inputs: list[Path], output: str | None, task: str, ckpt: str) -> list[Path]:
+def plan_outputs(inputs: list[Path], output: str | None, task: str, ckpt: str | list[str]) -> list[Path]:
     """The mask path of every input, checked before any inference.
 
     ``-o`` is a folder when it ends with a separator, is an existing folder, or (several inputs)
@@ -48,7 +78,8 @@ def plan_outputs(inputs: list[Path], output: str | None, task: str, ckpt: str) -
     from evaluation.inference import sidecar_path
 
     named = {f"-i {p}": p for p in inputs}
-    named["--ckpt"] = ckpt
+    for i, c in enumerate([ckpt] if isinstance(ckpt, (str, Path)) else ckpt):
+        named["--ckpt" if i == 0 else f"--ckpt #{i + 1}"] = c
     folder = output is not None and (
         output.endswith(("/", "\\"))
         or Path(output).is_dir()
@@ -84,7 +115,15 @@ def run(args: argparse.Namespace) -> int:
     if bool(args.input) == bool(args.bids):
         raise ConfigError("give either -i/--input images or --bids ROOT")
     if bool(args.ckpt) == bool(args.model):
-        raise ConfigError("give either --ckpt CKPT or --model DIR (an exported model)")
+        raise ConfigError("give either --ckpt CKPT (repeatable) or --model DIR (an exported model)")
+    if args.model and (args.tta != "none" or args.soft or args.uncertainty):
+        raise ConfigError("--tta, --soft and --uncertainty need --ckpt checkpoints (not an exported --model)")
+    if args.ckpt and _ensemble(args):
+        from cordbench.commands._ensemble import run_ensemble
+
+        return run_ensemble(args)
+    if args.ckpt:
+        args.ckpt = args.ckpt[0]
     source = args.ckpt or args.model
     if args.qc:
         check_output_dir(args.qc, inputs={"--ckpt": source, "--bids": args.bids}, what="--qc folder")

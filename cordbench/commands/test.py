@@ -12,7 +12,20 @@ ACCEPTS_OVERRIDES = True
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     add_run_arguments(p)
-    p.add_argument("--ckpt", required=True, help="checkpoint (.ckpt) to evaluate")
+    p.add_argument(
+        "--ckpt",
+        required=True,
+        action="append",
+        help="checkpoint (.ckpt) to evaluate; repeat it to score the ensemble exactly as `predict` writes it",
+    )
+    from evaluation.ensemble import TTA_CHOICES
+
+    p.add_argument(
+        "--tta",
+        choices=TTA_CHOICES,
+        default="none",
+        help="test-time augmentation of the scored prediction (as `predict --tta`; default none)",
+    )
     p.add_argument(
         "--real",
         metavar="DIR",
@@ -27,6 +40,15 @@ def run(args: argparse.Namespace) -> int:
     from runs.report import metrics_table
     from runs.run_folder import RunFolder
 
+    if len(args.ckpt) > 1 or args.tta != "none":
+        from cordbench.commands._run_args import ensemble_command
+
+        result = ensemble_command(args)
+        print(metrics_table(result.test_summary))
+        print(f"ensemble of {len(args.ckpt)} checkpoint(s), TTA {args.tta}: {RunFolder(result.out).test_summary}")
+        print(f"per-subject metrics: {RunFolder(result.out).test_metrics}")
+        return 0
+    args.ckpt = args.ckpt[0]
     if args.real:
         return run_real(args)
     result = evaluate_command(args, "test")

@@ -443,4 +443,23 @@ MUTATIONS: list[Mutation] = [
         "a finished trial Ray's restored state no longer lists loses its results.csv row",
         k="results_csv",
     ),
+    # ------------------------------------------------------------------ ensembles and TTA
+    Mutation(
+        "tta-flip-not-undone",
+        "evaluation/ensemble.py",
+        "torch.flip(module.predict_volume(torch.flip(volume, dims=[dim]))[0], dims=[dim - 1])",
+        "module.predict_volume(torch.flip(volume, dims=[dim]))[0]",
+        ("tests/test_ensemble.py",),
+        "the mirrored pass averaged without mirroring its probabilities back",
+        k="flip",
+    ),
+    Mutation(
+        "ensemble-sum-not-mean",
+        "evaluation/ensemble.py",
+        "        return self.total / self.passes\n",
+        "        return self.total / max(1, self.passes - 1)\n",
+        ("tests/test_ensemble.py",),
+        "an ensemble's probabilities divided by the wrong count (no longer probabilities)",
+        k="self_ensemble or contracts",
+    ),
 ]
