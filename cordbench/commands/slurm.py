@@ -15,6 +15,8 @@ import sys
 import time
 from pathlib import Path
 
+from core.ranges import Range, add_number
+
 HELP = "run a sweep on a SLURM cluster: submit fills configs/cluster/slurm.sbatch in and calls sbatch"
 
 
@@ -39,21 +41,25 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "its storage) and submit it with sbatch; prints the job id and the sweep folder.",
     )
     _sweep_options(s)
-    s.add_argument("--nodes", type=int, default=1, help="nodes of the job: one Ray node each (default 1)")
-    s.add_argument("--gpus-per-node", type=int, default=0, help="GPUs per node (default 0: CPU nodes)")
-    s.add_argument("--cpus-per-node", type=int, help="CPUs per node for Ray (default: the template's)")
+    add_number(s, "--nodes", kind=int, range=Range(1, 100_000), default=1, help="nodes of the job, one Ray node each")
+    add_number(s, "--gpus-per-node", kind=int, range=Range(0, 1024), default=0, help="GPUs per node (0: CPU nodes)")
+    add_number(
+        s, "--cpus-per-node", kind=int, range=Range(1, 1_000_000), help="CPUs per node for Ray (default: template)"
+    )
     s.add_argument("--time", help="time limit, e.g. 12:00:00 or 2-00:00:00 (default: the template's)")
     s.add_argument("--partition", help="SLURM partition")
     s.add_argument("--account", help="SLURM account")
-    s.add_argument(
+    add_number(
+        s,
         "--signal-before",
-        type=int,
+        kind=int,
+        range=Range(1, 86_400),
         default=300,
         metavar="SECONDS",
         help="stop the sweep and requeue the job this long before the time limit (default 300)",
     )
     s.add_argument("--job-name", help="default: cordbench-<sweep name>")
-    s.add_argument("--ray-port", type=int, default=6379, help="port of the Ray head on the first node")
+    add_number(s, "--ray-port", kind=int, range=Range(1, 65535), default=6379, help="Ray head's port (default 6379)")
     s.add_argument(
         "--job-dir",
         default="outputs/slurm",
@@ -77,8 +83,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     _sweep_options(r)
     r.add_argument("--address", required=True, help="the job's Ray head, HOST:PORT")
-    r.add_argument("--nodes", type=int, default=1, help="Ray nodes to wait for (default 1)")
-    r.add_argument("--wait", type=float, default=600, metavar="SECONDS", help="how long to wait for them (default 600)")
+    add_number(r, "--nodes", kind=int, range=Range(1, 100_000), default=1, help="Ray nodes to wait for (default 1)")
+    add_number(
+        r, "--wait", range=Range(0, 86_400), default=600, metavar="SECONDS", help="how long to wait (default 600)"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -92,11 +100,6 @@ def submit(args: argparse.Namespace) -> int:
     from sweeps import slurm
     from sweeps.config import is_uri, load_sweep
 
-    for name in ("nodes", "ray_port"):
-        if getattr(args, name) < 1:
-            raise ConfigError(f"--{name.replace('_', '-')} must be at least 1")
-    if args.gpus_per_node < 0 or (args.cpus_per_node is not None and args.cpus_per_node < 1):
-        raise ConfigError("--gpus-per-node must be >= 0 and --cpus-per-node >= 1")
     if args.storage is not None:
         slurm.check_shared_storage(args.storage, args.node_local_ok)
     sbatch = None if args.dry_run else slurm.find_sbatch()

@@ -121,7 +121,7 @@ class SlurmCluster:
             subprocess.run([_which("slurmd"), "-f", str(self.conf), "-N", name], **run)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            out = self.cmd("sinfo", "--noheader", "--format=%n %t", check=False).stdout.split()
+            out = self.cmd("sinfo", "--Node", "--noheader", "--format=%N %t", check=False).stdout.split()
             if out.count("idle") == len(NODES):
                 return self
             time.sleep(0.5)
