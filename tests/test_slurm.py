@@ -6,7 +6,7 @@
   stops its driver and requeues itself with ``scontrol requeue``), then by ``scontrol requeue`` from
   outside (SLURM kills the job mid-run); every start resumes from the storage, every trial finishes
   once, the searcher continues from its saved state;
-* ``sbatch`` refusing a job (more nodes than the cluster has) is one line.
+* ``sbatch`` refusing a job (a partition the cluster does not have) is one line.
 
 Needs Debian's slurm-wlm and munge and root: missing, the tests skip locally and fail under ``CI=true``.
 """
@@ -82,10 +82,6 @@ def _terminated(csv: Path) -> set[str]:
     return set(frame.loc[frame["status"] == "TERMINATED", "trial_id"])
 
 
-def _running(csv: Path) -> bool:
-    return csv.exists() and bool((read_results_csv(csv)["status"] == "RUNNING").any())
-
-
 def _wait_for(predicate, timeout: float, what: str, log: Path, poll: float = 0.5) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -153,9 +149,10 @@ def test_requeued_job_resumes_every_trial_once(slurm_env, tmp_path, capsys, swee
     _wait_for(lambda: "start 2," in log.read_text(), 120, "the job did not start again", log)
     assert f"job {job} requeued" in log.read_text()
 
-    # 2. requeued from outside (an admin, a preemption) while the resumed sweep trains: SLURM kills the job
+    # 2. requeued from outside (an admin, a preemption) while the resumed sweep runs: SLURM kills the job
     _wait_for(lambda: "resuming the sweep in" in log.read_text(), 180, "the second start did not resume", log)
-    _wait_for(lambda: _running(csv), 300, "no trial started after the resume", log, poll=0.2)
+    time.sleep(3)
+    assert len(_terminated(csv)) < 3  # mid-sweep: a trial is still to finish
     slurm_env.cmd("scontrol", "requeue", job)
 
     info = slurm_env.wait_job(job, ("COMPLETED", "FAILED", "CANCELLED", "TIMEOUT"), timeout=420)
@@ -178,9 +175,9 @@ def test_requeued_job_resumes_every_trial_once(slurm_env, tmp_path, capsys, swee
 
 def test_sbatch_rejection_is_one_line(slurm_env, tmp_path, capsys):
     code = main(
-        ["slurm", "submit", "ci", "--storage", str(tmp_path / "shared"), "--node-local-ok", "--nodes", "3"]
+        ["slurm", "submit", "ci", "--storage", str(tmp_path / "shared"), "--node-local-ok", "--partition", "nosuch"]
         + ["--job-dir", str(tmp_path / "jobs"), "--time", "10:00", "--cpus-per-node", "1"]
     )
     err = capsys.readouterr().err
     assert code == 2 and len(err.strip().splitlines()) == 1, err
-    assert err.startswith("error: ") and "sbatch rejected the job" in err and "node configuration" in err
+    assert err.startswith("error: ") and "sbatch rejected the job" in err and "Invalid partition name" in err
