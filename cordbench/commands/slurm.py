@@ -41,7 +41,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "its storage) and submit it with sbatch; prints the job id and the sweep folder.",
     )
     _sweep_options(s)
-    add_number(s, "--nodes", kind=int, range=Range(1, 100_000), default=1, help="nodes of the job, one Ray node each")
+    add_number(
+        s,
+        "--nodes",
+        kind=int,
+        range=Range(1, 100_000),
+        default=1,
+        help="nodes of the job, one Ray node each (default 1)",
+    )
     add_number(s, "--gpus-per-node", kind=int, range=Range(0, 1024), default=0, help="GPUs per node (0: CPU nodes)")
     add_number(
         s, "--cpus-per-node", kind=int, range=Range(1, 1_000_000), help="CPUs per node for Ray (default: template)"
