@@ -139,6 +139,7 @@ class JobSettings:
             "SWEEP_ARGS": "(" + " ".join(shlex.quote(a) for a in self.sweep_args) + ")",
             "GPUS_PER_NODE": str(self.gpus_per_node),
             "RAY_PORT": str(self.ray_port),
+            "STOP_GRACE": str(max(1, self.signal_before // 2)),
         }
 
 

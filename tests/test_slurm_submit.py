@@ -97,6 +97,7 @@ def test_dry_run_fills_the_template(capsys, tmp_path):
         f"SWEEP_STORAGE={tmp_path / 'shared'}",
         "SWEEP_ARGS=(--override resources.gpu=1 --override search.num_samples=2)",
         "GPUS_PER_NODE=2",
+        "STOP_GRACE=300",
     ):
         assert line in text.splitlines(), line
     assert subprocess.run(["bash", "-n", str(script)]).returncode == 0  # valid bash after the fill
