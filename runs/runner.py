@@ -60,6 +60,8 @@ def quiet() -> None:
     warnings.filterwarnings("ignore", ".*torch.utils._pytree.*")
     warnings.filterwarnings("ignore", ".*exists and is not empty.*")
     warnings.filterwarnings("ignore", ".*smaller than the logging interval.*")
+    # Lightning probes for SLURM even with its SLURM support off (build_trainer): cordbench does not use `srun`
+    warnings.filterwarnings("ignore", ".*The `srun` command is available on your system but is not used.*")
     import logging
 
     import pytorch_lightning  # noqa: F401  (sets its own log level on import: override after)
@@ -133,6 +135,7 @@ def build_trainer(
     (``use_distributed_sampler=False``).
     """
     import pytorch_lightning as pl
+    from lightning_fabric.plugins.environments import ClusterEnvironment, LightningEnvironment
     from pytorch_lightning.callbacks import ModelCheckpoint
 
     from core.devices import choose_precision, cuda_capability
@@ -143,6 +146,10 @@ def build_trainer(
     t["precision"] = choose_precision(t.get("precision"), cuda_capability(uses_cuda(cfg)))
     t.setdefault("use_distributed_sampler", False)
     plugins = list(t.pop("plugins", None) or []) + [atomic_checkpoint_io()]
+    if not any(isinstance(p, ClusterEnvironment) for p in plugins):
+        # Lightning's SLURM detection off on purpose: a run (or a sweep trial inside a SLURM job) is
+        # one process or Lightning's own DDP launch, never ranks taken from SLURM_* variables
+        plugins.append(LightningEnvironment())
     cbs = list(callbacks)
     if not t.get("enable_progress_bar", True):
         cbs.append(epoch_printer())

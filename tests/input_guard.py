@@ -48,6 +48,7 @@ INPUTS: dict[str, dict[str, tuple[str, ...]]] = {
     "morphometrics": {"seg": (), "levels": (), "canal": ()},
     "phantom": {},
     "predict": {"ckpt": (), "model": (), "input": (), "bids": ("derivatives/cordbench",)},
+    "slurm": {"config": ()},
     "stats": {"metrics": ()},
     "sweep": {"config": ()},
     "test": {"config": (), "root": (), "ckpt": (), "real": ()},

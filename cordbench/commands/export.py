@@ -8,12 +8,16 @@ HELP = "export a checkpoint (ONNX or TorchScript) with its preprocessing contrac
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    from core.ranges import Range, add_number
+
     p.add_argument("--ckpt", required=True, help="trained checkpoint (.ckpt)")
     p.add_argument("--format", default="onnx", help="onnx (run by onnxruntime) or torchscript (default: onnx)")
     p.add_argument("-o", "--output", required=True, help="export folder (created; files in it are replaced)")
-    p.add_argument(
+    add_number(
+        p,
         "--size",
-        type=int,
+        kind=int,
+        range=Range(1, 65536),
         nargs="+",
         metavar="N",
         help="spatial size to trace at (default: the preprocessed slice size, else the training patch); "
