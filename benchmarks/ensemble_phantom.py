@@ -58,7 +58,9 @@ def trial_config(phantom: Path, out: Path, model: str, seed: int, epochs: int, s
 
 def build_sweep(root: Path, epochs: int, subjects: int) -> Path:
     from data_modules.phantom import generate_cohort
+    from runs.run_folder import TEST_METRICS
     from runs.runner import fit
+    from sweeps.records import RESULTS_FILE, TRIALS_DIR
 
     phantom = root / "phantom"
     if not (phantom / "participants.tsv").exists():
@@ -67,8 +69,8 @@ def build_sweep(root: Path, epochs: int, subjects: int) -> Path:
     for model, options in MODELS:
         for seed in SEEDS:
             tid = f"{model}-s{seed}"
-            out = root / "sweep" / "trials" / tid
-            if not (out / "test_metrics.csv").exists():
+            out = root / "sweep" / TRIALS_DIR / tid
+            if not (out / TEST_METRICS).exists():
                 fit(trial_config(phantom, out, model, seed, epochs, subjects))
             rows.append(
                 {
@@ -79,11 +81,11 @@ def build_sweep(root: Path, epochs: int, subjects: int) -> Path:
                     "seed": seed,
                     "data": "phantom",
                     "task": "sc",
-                    "run_dir": f"trials/{tid}",
+                    "run_dir": f"{TRIALS_DIR}/{tid}",
                     **options,
                 }
             )
-    pd.DataFrame(rows).to_csv(root / "sweep" / "results.csv", index=False)
+    pd.DataFrame(rows).to_csv(root / "sweep" / RESULTS_FILE, index=False)
     return root / "sweep"
 
 
@@ -93,8 +95,10 @@ def truth_errors(lb, phantom: Path) -> pd.DataFrame:
     truth = pd.read_csv(phantom / "derivatives" / "phantom-truth" / "truth_levels.tsv", sep="\t")
     truth = truth.rename(columns={"participant_id": "subject"})[["subject", "VertLevel", "csa_mm2"]]
     frames: dict[tuple[str, str], list[pd.DataFrame]] = {}
+    from runs.run_folder import MORPHOMETRICS
+
     for _, row in lb.sweep.results.iterrows():  # thresholded single trials: the leaderboard's cache
-        cache = lb.sweep.trial_dir(row) / "morphometrics.csv"
+        cache = lb.sweep.trial_dir(row) / MORPHOMETRICS
         frames.setdefault((str(row["model"]), "thresholded"), []).append(pd.read_csv(cache, dtype={"subject": str}))
     for entry, fs in lb.ensembles.morpho.items():
         frames.setdefault((entry, "thresholded"), []).extend(fs)

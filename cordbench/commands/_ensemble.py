@@ -25,7 +25,7 @@ def run_ensemble(args: argparse.Namespace) -> int:
     if args.bids:
         pairs = _bids_pairs(args, module, task)
     else:
-        from cordbench.commands.predict import plan_outputs
+        from cordbench.commands._predict_outputs import plan_outputs
 
         inputs = [Path(p) for p in args.input]
         pairs = list(zip(inputs, plan_outputs(inputs, args.output, task, list(args.ckpt))))
