@@ -28,6 +28,7 @@ class LeaderboardFiles:
     ablation: dict[str, Path] = field(default_factory=dict)
     wandb_run: Path | None = None
     morphometrics: Path | None = None  # per-level CSA error table (when the morphometric columns are on)
+    precision: Path | None = None  # precision.png (when the precision columns are on)
 
     @property
     def markdown(self) -> str:
@@ -53,6 +54,9 @@ def render_leaderboard(
     log: Callable[[str], None] | None = None,
     upload: bool = False,
     real: str | Path | None = None,
+    precision: bool | None = None,
+    precision_data: str | Path | None = None,
+    externals: dict[str, Path] | None = None,
 ) -> LeaderboardFiles:
     """Build the leaderboard of ``sweep_dir`` and write its reports to ``out`` (default ``<sweep>/leaderboard``).
 
@@ -60,6 +64,7 @@ def render_leaderboard(
     (:mod:`leaderboard.remote`), the reports go to ``out`` (default
     ``outputs/leaderboards/NAME``) and, with ``upload``, also to ``<sweep_dir>/leaderboard/``.
     ``real``: a folder of real labelled scans; adds the real-data columns (:mod:`leaderboard.real`).
+    ``precision``, ``precision_data``, ``externals``: see :func:`leaderboard.table.build_leaderboard`.
     """
     import contextlib
 
@@ -95,6 +100,9 @@ def render_leaderboard(
                 refresh_morphometrics=refresh_morphometrics,
                 log=log,
                 real=real,
+                precision=precision,
+                precision_data=precision_data,
+                externals=externals,
             ),
             wandb,
         )
@@ -116,6 +124,7 @@ def _render(out: str | Path | None, lb, wandb: bool) -> LeaderboardFiles:
         png=paths["png"],
         ablation=dict(paths["ablation"]),
         morphometrics=paths.get("morphometrics"),
+        precision=paths.get("precision"),
     )
     if wandb:
         files.wandb_run = _log_to_wandb(lb, out_dir, files)

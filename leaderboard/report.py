@@ -212,11 +212,15 @@ def display_rows(lb: Leaderboard) -> tuple[list[str], list[list[str]], list[list
 
 def detail_tables(lb: Leaderboard) -> list[tuple[str, list[str], list[list[str]]]]:
     """(title, headers, rows) of the detail tables below the main one: morphometrics, then real data per image."""
+    from leaderboard import precision_report
+
     out = morpho_tables(lb)
     if lb.real is not None:
         from leaderboard.real import detail_table
 
         out.append(detail_table(lb.real, [str(e) for e in lb.table["entry"]]))
+    if precision_report.enabled(lb):
+        out.append(precision_report.detail_table(lb))
     return out
 
 
@@ -295,6 +299,7 @@ def method_notes(lb: Leaderboard) -> list[str]:
         "subjects every seed tested (seed-to-seed spread). With ≥ 2 seeds the comparison stays paired by subject: "
         "seeds are averaged within each subject first, so the subject remains the unit of every test and CI.",
         *comparison_notes(lb),
+        *lb.meta.get("external_notes", []),
     ]
     if _morpho_on(lb):
         notes += [
@@ -322,6 +327,9 @@ def method_notes(lb: Leaderboard) -> list[str]:
             f"{', '.join(m['cost_input'].values()) or '–'}; latency = fastest of {m['latency_reps']} CPU "
             f"forward passes, batch 1, {m['latency_threads']} torch thread(s), measured by the leaderboard."
         )
+    from leaderboard import precision_report
+
+    notes += precision_report.notes(lb)
     return notes
 
 
@@ -571,7 +579,12 @@ def write_reports(lb: Leaderboard, out: Path) -> dict[str, Any]:
     if _morpho_on(lb) and len(lb.morpho.levels):
         paths["morphometrics"] = io.write_csv(out / "morphometrics.csv", lb.morpho.levels)
         io.write_csv(out / "morphometrics_subjects.csv", lb.morpho.per_subject)
+    from leaderboard import precision_report
+
     paths["md"] = io.write_text(out / "leaderboard.md", to_markdown(lb))
     images = {"Leaderboard": paths["png"], **{f"Ablation: {k}": p for k, p in paths["ablation"].items()}}
+    if precision_report.enabled(lb):
+        paths["precision"] = images["Precision"] = precision_report.plot(lb, out / "precision.png")
+        io.write_csv(out / "precision_images.csv", lb.precision.images)
     paths["html"] = io.write_text(out / "leaderboard.html", to_html(lb, images))
     return paths

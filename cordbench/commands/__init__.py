@@ -17,6 +17,7 @@ from cordbench.commands import (  # noqa: F401 (the commands: gathered into COMM
     morphometrics,
     phantom,
     predict,
+    score,
     stats,
     sweep,
     test,
