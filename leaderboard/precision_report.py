@@ -49,7 +49,7 @@ def detail_table(lb: Any) -> tuple[str, list[str], list[list[str]]]:
     rows = []
     for entry in lb.table["entry"]:
         r = t.loc[entry]
-        rows.append([str(entry), _fmt(r.get("precision_n_subjects"), 0), *(_cell(r, c, d) for c, d in SHOWN)])
+        rows.append([str(entry), _fmt(r.get("precision_n_subjects"), 0), *(_cell(r, c, d) for c, _, d in SHOWN)])
     heads = ["entry", "subjects", *(h for _, h, _ in SHOWN)]
     return "Precision — cord area C2–C5 (95% CI; vs best)", heads, rows
 
