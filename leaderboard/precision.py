@@ -142,7 +142,7 @@ def trial_precision(
 def pooled_images(frames: list[pd.DataFrame]) -> pd.DataFrame:
     """Image × kind table of one entry: areas averaged over its trials (references are the same)."""
     long = pd.concat(frames, ignore_index=True)
-    keys = ["subject", "session", "contrast", "kind"]
+    keys = ["subject", "session", "contrast", "kind", "scope"]
     cols = [*AREA_KEYS, *(f"ref_{k}" for k in AREA_KEYS)]
     long = long[long["kind"].astype(str) != ""]
     return long.groupby(keys, dropna=False)[cols].mean().reset_index()
@@ -256,6 +256,12 @@ def entry_precision(
             cols.append({"entry": entry, "precision_note": "no trial measured"})
             continue
         images = pooled_images(fs)
+        mixed = sorted(s for s, n in images.groupby("subject")["scope"].nunique().items() if n > 1)
+        if mixed:
+            out.notes.append(
+                f"{entry}: the pooled area of {', '.join(mixed[:5])} mixes images with a level map (C2-C5 slices) "
+                "and without one (all slices): its CoV compares different cord extents"
+            )
         col, pooled[entry] = entry_columns(str(entry), images, sites, n_boot, seed)
         cols.append(col)
         per_entry.append(images.assign(entry=entry))
