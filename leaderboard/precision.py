@@ -105,7 +105,8 @@ def trial_precision(
 ) -> tuple[pd.DataFrame | None, str]:
     """``(per-image table, "")`` of one trial (computed or cached), or ``(None, reason)``."""
     from core import io
-    from leaderboard.morphometrics import load_model, trial_config, trial_task
+    from leaderboard.morphometrics import _describe, trial_config, trial_task
+    from runs.checkpoints import load_module
     from runs.run_folder import BEST_CKPT
 
     try:
@@ -119,9 +120,11 @@ def trial_precision(
         images = _images(root, subjects)
         if not images:
             return None, f"no anatomical image of the held-out subjects in {root}"
-        module = load_model(trial_dir / BEST_CKPT)
+        module = load_module(trial_dir / BEST_CKPT, expect={"task": "sc"})
     except CordbenchError as exc:
         return None, str(exc)
+    except Exception as exc:  # one broken trial must not sink the leaderboard: reported with the reason
+        return None, _describe(exc)
     if log is not None:
         log(f"precision of trial {trial_dir.name}: {len(images)} image(s)")
     from core.io import load_nifti
@@ -132,8 +135,9 @@ def trial_precision(
         try:
             mask = predict_class_mask(module, im.path, "sc")
             rows.append(pim.measure(im, mask, np.asarray(load_nifti(im.path, ndim=3).affine, float)))
-        except CordbenchError as exc:
-            rows.append({"subject": im.subject, "session": im.session, "contrast": im.contrast, "note": str(exc)})
+        except Exception as exc:  # recorded in precision.csv and listed under Method, never dropped silently
+            why = str(exc) if isinstance(exc, CordbenchError) else _describe(exc)
+            rows.append({"subject": im.subject, "session": im.session, "contrast": im.contrast, "note": why})
     df = pd.DataFrame(rows, columns=pim.COLUMNS).assign(data_root=str(root.resolve()))
     io.write_csv(trial_dir / CACHE, df)
     return read_cache(trial_dir / CACHE), ""
@@ -256,6 +260,9 @@ def entry_precision(
             cols.append({"entry": entry, "precision_note": "no trial measured"})
             continue
         images = pooled_images(fs)
+        if images.empty:
+            cols.append({"entry": entry, "precision_note": "no image measured"})
+            continue
         mixed = sorted(s for s, n in images.groupby("subject")["scope"].nunique().items() if n > 1)
         if mixed:
             out.notes.append(
@@ -270,6 +277,8 @@ def entry_precision(
     if len(per_entry) > 1:
         cmp = compare_with_best(out.images, sites, n_boot=n_boot, seed=seed, alpha=alpha)
         out.columns = out.columns.merge(cmp, on="entry", how="left")
+    if "precision_n_subjects" not in out.columns:
+        out.enabled, out.reason = False, "no entry measured: " + ("; ".join(out.notes[:3]) or "no image")
     return out
 
 
