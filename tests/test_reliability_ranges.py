@@ -32,6 +32,7 @@ BASE = {
     "morphometrics": ["morphometrics", "--seg", "seg.nii.gz", "-o", "{out}/m.csv"],
     "phantom": ["phantom", "-o", "{out}/ph"],
     "predict": ["predict", "--ckpt", "c.ckpt", "-i", "x.nii.gz"],
+    "score": ["score", "pred", "--ref", "ref", "-o", "{out}/scored"],
     "stats": ["stats", "m.csv", "--x", "FA", "--y", "CSA", "-o", "{out}/st"],
     "sweep": ["sweep", "s.yaml"],
     "test": ["test", "--ckpt", "c.ckpt", "-o", "{out}/run"],
