@@ -1,6 +1,7 @@
 """Precision columns of the leaderboard: how reproducible each entry's cord area is.
 
-For every ranked trial of task ``sc``, the best checkpoint predicts the cord on **every** anatomical
+For every ranked trial of task ``sc`` (or ``gm``: cord and grey matter), the best checkpoint predicts the
+cord (and GM) on **every** anatomical
 image (each session or run, each contrast) of the held-out subjects — or of every subject of
 ``--precision-data DIR``, a data set held out by construction (e.g. a phantom cohort with
 ``--sessions``) — on its native grid (:func:`evaluation.inference.predict_class_mask`), and the mask
@@ -31,6 +32,8 @@ from leaderboard import precision_images as pim
 from leaderboard.precision_stats import METRICS, precision
 
 CACHE = "precision.csv"  # a trial's (or external entry's) per-image areas
+#: task -> (mask kind, the model's class) measured: the cord, and the grey matter when the task segments it
+KINDS = {"sc": (("SC", "sc"),), "gm": (("SC", "sc"), ("GM", "gm"))}
 
 
 @dataclass
@@ -110,8 +113,9 @@ def trial_precision(
     from runs.run_folder import BEST_CKPT
 
     try:
-        if trial_task(trial_config(trial_dir)) != "sc":
-            return None, "task is not sc (cord masks needed)"
+        task = trial_task(trial_config(trial_dir))
+        if task not in KINDS:
+            return None, f"task {task}: cord masks needed (task sc or gm)"
         root, subjects = _root_and_subjects(trial_dir, data)
         if not refresh and _fresh(trial_dir, root):
             return read_cache(trial_dir / CACHE), ""
@@ -120,7 +124,7 @@ def trial_precision(
         images = _images(root, subjects)
         if not images:
             return None, f"no anatomical image of the held-out subjects in {root}"
-        module = load_module(trial_dir / BEST_CKPT, expect={"task": "sc"})
+        module = load_module(trial_dir / BEST_CKPT, expect={"task": task})
     except CordbenchError as exc:
         return None, str(exc)
     except Exception as exc:  # one broken trial must not sink the leaderboard: reported with the reason
@@ -128,13 +132,14 @@ def trial_precision(
     if log is not None:
         log(f"precision of trial {trial_dir.name}: {len(images)} image(s)")
     from core.io import load_nifti
-    from evaluation.inference import predict_class_mask
+    from evaluation.inference import predict_class_masks
 
     rows = []
     for im in images:
         try:
-            mask = predict_class_mask(module, im.path, "sc")
-            rows.append(pim.measure(im, mask, np.asarray(load_nifti(im.path, ndim=3).affine, float)))
+            masks = predict_class_masks(module, im.path, tuple(cls for _, cls in KINDS[task]))
+            affine = np.asarray(load_nifti(im.path, ndim=3).affine, float)
+            rows += [pim.measure(im, masks[cls], affine, kind) for kind, cls in KINDS[task]]
         except Exception as exc:  # recorded in precision.csv and listed under Method, never dropped silently
             why = str(exc) if isinstance(exc, CordbenchError) else _describe(exc)
             rows.append({"subject": im.subject, "session": im.session, "contrast": im.contrast, "note": why})
