@@ -35,7 +35,7 @@ demo: setup
 	@echo "quickstart budget: every model 5 epochs x 28 batches of 8 slices (48x48) on 1 CPU, 2 seeds - a laptop demo, not converged training (docs/models.md)"
 	$(BIN)/cordbench sweep configs/sweeps/quickstart.yaml --storage $(DEMO_OUT)/sweeps --overwrite \
 		--override config.data.root=$(abspath $(DEMO_OUT))/phantom
-	$(BIN)/cordbench leaderboard $(DEMO_OUT)/sweeps/quickstart --no-morphometrics
+	$(BIN)/cordbench leaderboard $(DEMO_OUT)/sweeps/quickstart --no-morphometrics --no-precision
 
 # The seed's skip-connection ablation in miniature (SAttisUNet small, 0..2 attentive skips x 2 seeds on the
 # quickstart cohort; <= 15 min on 2 CPU cores): its leaderboard prints the table per skip count (mean, 95% CI)

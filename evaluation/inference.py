@@ -250,9 +250,14 @@ def predict_bids(
 def predict_class_mask(module: Any, image: str | Path, cls: str) -> np.ndarray:
     """Boolean mask of class ``cls`` (its label values in the module's ``classes``; ``[1]`` when the
     module names none) predicted on the native grid of the NIfTI ``image``."""
+    return predict_class_masks(module, image, (cls,))[cls]
+
+
+def predict_class_masks(module: Any, image: str | Path, classes: tuple[str, ...]) -> dict[str, np.ndarray]:
+    """:func:`predict_class_mask` of several classes from one prediction."""
     img = io.load_nifti(image, ndim=3, kind="input image")
     data = np.asanyarray(img.dataobj).astype(np.float32)
     io.check_image_values(data, image)
     labels = _predict_naming(module, data, np.asarray(img.affine), image)
-    values = list((module.hparams.get("classes") or {}).get(cls) or [1])
-    return np.isin(labels, values)
+    named = module.hparams.get("classes") or {}
+    return {cls: np.isin(labels, list(named.get(cls) or [1])) for cls in classes}

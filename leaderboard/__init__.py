@@ -28,6 +28,7 @@ class LeaderboardFiles:
     ablation: dict[str, Path] = field(default_factory=dict)
     wandb_run: Path | None = None
     morphometrics: Path | None = None  # per-level CSA error table (when the morphometric columns are on)
+    precision: Path | None = None  # precision.png (when the precision columns are on)
 
     @property
     def markdown(self) -> str:
@@ -55,6 +56,9 @@ def render_leaderboard(
     real: str | Path | None = None,
     ensembles: bool = False,
     soft_csa: bool = False,
+    precision: bool | None = None,
+    precision_data: str | Path | None = None,
+    externals: dict[str, Path] | None = None,
 ) -> LeaderboardFiles:
     """Build the leaderboard of ``sweep_dir`` and write its reports to ``out`` (default ``<sweep>/leaderboard``).
 
@@ -62,6 +66,7 @@ def render_leaderboard(
     (:mod:`leaderboard.remote`), the reports go to ``out`` (default
     ``outputs/leaderboards/NAME``) and, with ``upload``, also to ``<sweep_dir>/leaderboard/``.
     ``real``: a folder of real labelled scans; adds the real-data columns (:mod:`leaderboard.real`).
+    ``precision``, ``precision_data``, ``externals``: see :func:`leaderboard.table.build_leaderboard`.
     """
     import contextlib
 
@@ -106,6 +111,9 @@ def render_leaderboard(
                 real=real,
                 ensembles=ensembles,
                 soft_csa=soft_csa,
+                precision=precision,
+                precision_data=precision_data,
+                externals=externals,
             ),
             wandb,
         )
@@ -129,6 +137,7 @@ def _render(out: str | Path | None, lb, wandb: bool) -> LeaderboardFiles:
         png=paths["png"],
         ablation=dict(paths["ablation"]),
         morphometrics=paths.get("morphometrics"),
+        precision=paths.get("precision"),
     )
     if wandb:
         files.wandb_run = _log_to_wandb(lb, out_dir, files)

@@ -213,7 +213,8 @@ def load_model(path: Path) -> Any:
 def cache_is_fresh(trial_dir: Path) -> bool:
     """``morphometrics.csv`` exists, is not older than ``best.ckpt`` and has the current columns."""
     csv, ckpt = trial_dir / CACHE_NAME, trial_dir / CHECKPOINT
-    if not csv.exists() or not ckpt.exists() or csv.stat().st_mtime < ckpt.stat().st_mtime:
+    external = (trial_dir / run_folder.EXTERNAL).is_file()  # `cordbench score` wrote it: no checkpoint
+    if not csv.exists() or (not external and (not ckpt.exists() or csv.stat().st_mtime < ckpt.stat().st_mtime)):
         return False
     try:
         cols = pd.read_csv(csv, nrows=0).columns

@@ -212,6 +212,8 @@ def display_rows(lb: Leaderboard) -> tuple[list[str], list[list[str]], list[list
 
 def detail_tables(lb: Leaderboard) -> list[tuple[str, list[str], list[list[str]]]]:
     """(title, headers, rows) of the detail tables below the main one: morphometrics, then real data per image."""
+    from leaderboard import precision_report
+
     out = morpho_tables(lb)
     if lb.real is not None:
         from leaderboard.real import detail_table
@@ -221,6 +223,8 @@ def detail_tables(lb: Leaderboard) -> list[tuple[str, list[str], list[list[str]]
         from leaderboard.ensembles import soft_table
 
         out.append(soft_table(lb.table))
+    if precision_report.enabled(lb):
+        out.append(precision_report.detail_table(lb))
     return out
 
 
@@ -303,6 +307,7 @@ def method_notes(lb: Leaderboard) -> list[str]:
         *comparison_notes(lb),
         *m.get("notes", []),
         *provenance_notes(m),
+        *lb.meta.get("external_notes", []),
     ]
     if _morpho_on(lb):
         notes += [
@@ -334,6 +339,9 @@ def method_notes(lb: Leaderboard) -> list[str]:
             f"{', '.join(m['cost_input'].values()) or '–'}; latency = fastest of {m['latency_reps']} CPU "
             f"forward passes, batch 1, {m['latency_threads']} torch thread(s), measured by the leaderboard."
         )
+    from leaderboard import precision_report
+
+    notes += precision_report.notes(lb)
     return notes
 
 
@@ -583,7 +591,12 @@ def write_reports(lb: Leaderboard, out: Path) -> dict[str, Any]:
     if _morpho_on(lb) and len(lb.morpho.levels):
         paths["morphometrics"] = io.write_csv(out / "morphometrics.csv", lb.morpho.levels)
         io.write_csv(out / "morphometrics_subjects.csv", lb.morpho.per_subject)
+    from leaderboard import precision_report
+
     paths["md"] = io.write_text(out / "leaderboard.md", to_markdown(lb))
     images = {"Leaderboard": paths["png"], **{f"Ablation: {k}": p for k, p in paths["ablation"].items()}}
+    if precision_report.enabled(lb):
+        paths["precision"] = images["Precision"] = precision_report.plot(lb, out / "precision.png")
+        io.write_csv(out / "precision_images.csv", lb.precision.images)
     paths["html"] = io.write_text(out / "leaderboard.html", to_html(lb, images))
     return paths

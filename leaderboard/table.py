@@ -237,6 +237,7 @@ class Leaderboard:
     morpho: Any = None  # leaderboard.morphometrics.MorphoSummary (or None)
     real: Any = None  # leaderboard.real.RealSummary (``--real DIR``; or None)
     ensembles: Any = None  # leaderboard.ensembles.EnsembleSummary (``--ensembles``/``--soft-csa``; or None)
+    precision: Any = None  # leaderboard.precision.PrecisionSummary (or None)
 
 
 def build_leaderboard(
@@ -257,6 +258,9 @@ def build_leaderboard(
     real: str | Path | None = None,
     ensembles: bool = False,
     soft_csa: bool = False,
+    precision: bool | None = None,
+    precision_data: str | Path | None = None,
+    externals: dict[str, Path] | None = None,
 ) -> Leaderboard:
     """Rank the sweep's models (``by="model"``) or configurations (``by="config"``) on ``metric``.
 
@@ -267,6 +271,9 @@ def build_leaderboard(
     on, adding the real columns (:mod:`leaderboard.real`).
     ``ensembles`` / ``soft_csa``: the ``<entry> (ensemble)`` rows and the soft-mask CSA columns
     (:mod:`leaderboard.ensembles`).
+    ``precision``: the precision columns (:mod:`leaderboard.precision`; None = when the data have more than
+    one contrast or session per subject), measured on ``precision_data`` (default: the trials' own data).
+    ``externals``: ``{name: cordbench score folder}`` ranked beside the trials (:mod:`leaderboard.external`).
     """
     if by not in BY_CHOICES:
         raise ConfigError(f"--by must be one of {list(BY_CHOICES)}, got {by!r}")
@@ -285,7 +292,12 @@ def build_leaderboard(
     if "data" in res.columns:
         data = _choose(res["data"], data, "data sets", "--data", csv_path)
         res = res[res["data"].astype(str) == data] if data is not None else res
+    if externals:
+        from leaderboard.external import external_rows
+
+        res = pd.concat([res, external_rows(res, externals)], ignore_index=True)
     res = res.copy()
+    is_ext = res["external"].notna() if "external" in res.columns else pd.Series(False, res.index)
     res["entry"] = [entry_name(r, sweep.knobs, by) for _, r in res.iterrows()]
 
     failed_rows: list[dict[str, Any]] = []
@@ -324,6 +336,9 @@ def build_leaderboard(
             )
             continue
         values = pd.to_numeric(df[column], errors="coerce")  # ±inf: leaderboard.protocol.failures_as_worst
+        if is_ext[row.name]:  # an external entry counts on the sweep's held-out subjects only
+            held = {r["subject"] for r in records if not str(r["trial_id"]).startswith("external:")}
+            df, values = df[df["subject"].isin(held)], values[df["subject"].isin(held)]
         for subject, value in zip(df["subject"], values):
             records.append(
                 {
@@ -430,7 +445,7 @@ def build_leaderboard(
     if cost:
         from leaderboard.cost import entry_costs
 
-        costs, cost_meta = entry_costs(sweep, ok_res)
+        costs, cost_meta = entry_costs(sweep, ok_res[~is_ext.reindex(ok_res.index)])
         table = table.merge(costs, on="entry", how="left")
         meta.update(cost_meta)
     elif "params" in ok_res.columns:
@@ -457,13 +472,23 @@ def build_leaderboard(
         real_summary = entry_real(sweep, ok_res, real, column, n_boot=n_boot, seed=seed, log=log)
         table = table.merge(real_summary.columns, on="entry", how="left")
         meta["real"] = str(real_summary.root)
+    from leaderboard.precision import entry_precision
+
+    prec = entry_precision(sweep, ok_res, precision, precision_data, n_boot=n_boot, seed=seed, alpha=alpha, log=log)
+    if prec.enabled and len(prec.columns):
+        table = table.merge(prec.columns, on="entry", how="left")
+    meta["precision"] = "on" if prec.enabled else prec.reason
+    if externals:
+        from leaderboard.external import missing_subjects
+
+        meta["external_notes"] = missing_subjects(long, externals)
     ablations = {}
     swept = [k for k in knobs if long[k].dropna().astype(str).nunique() > 1]
     for k in swept:
         sub = long[long[k].notna()]
         ab = stats.summarise_groups(sub, k, n_boot=n_boot, seed=seed)
         ablations[k] = ab.iloc[_natural_order(ab[k])].reset_index(drop=True)
-    return Leaderboard(table, long, failed, ablations, meta, sweep, morpho, real_summary, ens)
+    return Leaderboard(table, long, failed, ablations, meta, sweep, morpho, real_summary, ens, prec)
 
 
 def _natural_order(values: pd.Series) -> list[int]:

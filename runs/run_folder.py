@@ -51,6 +51,7 @@ TEST_METRICS = "test_metrics.csv"
 TEST_SUMMARY = "test_summary.json"
 FAILURE = "failure.json"
 MORPHOMETRICS = "morphometrics.csv"
+EXTERNAL = "external.json"  # `cordbench score`: the folder scores another tool's masks (no checkpoint)
 WANDB = "wandb"
 PREDICTIONS = "predictions"  # <subject>_pred.nii.gz: the scored predictions (runs.subject_outputs)
 QC = "qc"  # <subject>.png QC panels and the report

@@ -34,6 +34,7 @@ BASE = {
     "phantom": ["phantom", "-o", "{out}/ph"],
     "predict": ["predict", "--ckpt", "c.ckpt", "-i", "x.nii.gz"],
     "slurm": ["slurm", "submit", "ci", "--dry-run", "--job-dir", "{out}/jobs"],
+    "score": ["score", "pred", "--ref", "ref", "-o", "{out}/scored"],
     "stats": ["stats", "m.csv", "--x", "FA", "--y", "CSA", "-o", "{out}/st"],
     "sweep": ["sweep", "s.yaml"],
     "test": ["test", "--ckpt", "c.ckpt", "-o", "{out}/run"],

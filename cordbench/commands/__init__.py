@@ -18,6 +18,7 @@ from cordbench.commands import (  # noqa: F401 (the commands: gathered into COMM
     morphometrics,
     phantom,
     predict,
+    score,
     slurm,
     stats,
     sweep,

@@ -82,6 +82,28 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "thresholded masks' (task sc; needs the morphometric columns)",
     )
     p.add_argument(
+        "--precision",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="precision columns: CoV of the cord area across contrasts, sessions and sites, ICC(3,1) between "
+        "sessions, Bland-Altman against the reference masks, with 95%% CIs (default: on when the data have more "
+        "than one contrast or session per subject; docs/leaderboard.md)",
+    )
+    p.add_argument(
+        "--precision-data",
+        metavar="DIR",
+        help="measure precision on every subject of this BIDS data set (e.g. `cordbench phantom --sessions 2`) "
+        "instead of the trials' held-out subjects",
+    )
+    p.add_argument(
+        "--external",
+        action="append",
+        metavar="NAME=OUT",
+        default=[],
+        help="rank a `cordbench score` folder (another tool's masks) as entry NAME beside the sweep's models "
+        "(repeatable)",
+    )
+    p.add_argument(
         "--refresh-morphometrics",
         action="store_true",
         help="recompute each trial's morphometrics.csv even when it is newer than the checkpoint",
@@ -93,7 +115,9 @@ def run(args: argparse.Namespace) -> int:
 
     from core.outputs import check_output_dir
     from leaderboard import render_leaderboard
+    from leaderboard.external import parse_external
 
+    externals = dict(parse_external(spec) for spec in args.external)
     if args.out:
         check_output_dir(args.out, inputs={"SWEEP_DIR": args.sweep_dir}, what="--out folder")
 
@@ -117,6 +141,9 @@ def run(args: argparse.Namespace) -> int:
         real=args.real,
         ensembles=args.ensembles,
         soft_csa=args.soft_csa,
+        precision=args.precision,
+        precision_data=args.precision_data,
+        externals=externals,
     )
     print(files.markdown)
     print(f"HTML report: {files.html}")
@@ -126,6 +153,8 @@ def run(args: argparse.Namespace) -> int:
     print(f"table:       {files.csv}")
     if args.upload:
         print(f"uploaded:    {args.sweep_dir.rstrip('/')}/leaderboard/")
+    if files.precision is not None:
+        print(f"precision:   {files.precision}")
     if files.morphometrics is not None:
         print(f"morphometry: {files.morphometrics}")
     if files.wandb_run is not None:

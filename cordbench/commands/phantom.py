@@ -66,6 +66,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="YAML mapping of randomisation ranges (the data.phantom.randomise keys); implies --randomise "
         "unless it says enabled: false",
     )
+    add_number(
+        p,
+        "--sessions",
+        kind=int,
+        range=Range(1, 20),
+        default=1,
+        help="acquisitions of each subject's anatomy, written as sub-X/ses-YY/ (each repositioned: "
+        "grid rotated and shifted, new voxel sizes, noise, bias field, and contrast under --randomise; "
+        "truth identical; docs/phantom.md); default 1 = no session folders",
+    )
     add_number(p, "--workers", kind=int, range=Range(0, 256), default=0, help="processes (0 = auto: up to 2)")
     p.add_argument("--force", action="store_true", help="replace a phantom generated with other settings")
 
@@ -124,6 +134,7 @@ def run(args: argparse.Namespace) -> int:
         truth_only=args.truth_only,
         dtype="float32" if args.float32 else "int16",
         randomise=_randomise(args),
+        sessions=args.sessions,
     )
     dt = time.perf_counter() - t0
     print(f"phantom cohort: {out} ({args.subjects} subjects, seed {args.seed}) in {dt:.1f} s")

@@ -239,13 +239,16 @@ def _write_cohort_files(
         layout.derivative_description("phantom-truth", "analytic ground truth of the phantom"),
     )
     rows = []
+    sessions = [None] if opts.sessions == 1 else [f"ses-{s:02d}" for s in range(1, opts.sessions + 1)]
+    columns = TRUTH_TABLE_COLUMNS if opts.sessions == 1 else ("participant_id", "session", *TRUTH_TABLE_COLUMNS[1:])
     for r in results:
         t = r["truth"]
-        for name in LEVEL_NAMES:
-            lv = t["levels"][name]
+        for ses, name in ((ses, name) for ses in sessions for name in LEVEL_NAMES):
+            lv = t["levels"][name]  # one anatomy: every session's truth is the same, level by level
             rows.append(
                 {
                     "participant_id": t["participant_id"],
+                    "session": ses,
                     "sex": t["sex"],
                     "manufacturer": t["manufacturer"],
                     "institution_id": t["institution_id"],
@@ -258,7 +261,7 @@ def _write_cohort_files(
                     **{k: lv.get(k) for k in TRUTH_TABLE_COLUMNS if k in lv and k != "level"},
                 }
             )
-    io.write_text(root / TRUTH_TABLE, _tsv(rows, TRUTH_TABLE_COLUMNS))
+    io.write_text(root / TRUTH_TABLE, _tsv(rows, columns))
     mean, sd = sac_csa_moments(opts)
     bval, bvec, scheme_source = scheme_paths()
     corr = parse_corr(opts.corr)

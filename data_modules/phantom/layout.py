@@ -12,10 +12,18 @@ LABELS_DIR = "derivatives/labels"
 GENERATOR = {"Name": "cordbench phantom", "Version": __version__, "CodeURL": "data_modules/phantom (cordbench)"}
 
 
-def subject_paths(root: Path, sub: str) -> dict[str, Path]:
-    """All files of subject ``sub`` (e.g. ``sub-001``) keyed by a short name."""
-    anat, dwi = root / sub / "anat", root / sub / "dwi"
-    la, ld = root / LABELS_DIR / sub / "anat", root / LABELS_DIR / sub / "dwi"
+def subject_paths(root: Path, sub: str, session: str | None = None) -> dict[str, Path]:
+    """All files of subject ``sub`` (e.g. ``sub-001``) keyed by a short name.
+
+    With ``session`` (``ses-01``) the images and labels go to ``sub-X/ses-YY/`` with the BIDS names
+    ``sub-X_ses-YY_<contrast>``; the truth JSON stays one per subject (the anatomy of every session).
+    """
+    folder = root / sub if session is None else root / sub / session
+    lfolder = root / LABELS_DIR / sub if session is None else root / LABELS_DIR / sub / session
+    anat, dwi = folder / "anat", folder / "dwi"
+    la, ld = lfolder / "anat", lfolder / "dwi"
+    truth = root / TRUTH_DIR / sub / f"{sub}_truth.json"
+    sub = sub if session is None else f"{sub}_{session}"
     return {
         "T2w": anat / f"{sub}_T2w.nii.gz",
         "T2star": anat / f"{sub}_T2star.nii.gz",
@@ -34,7 +42,7 @@ def subject_paths(root: Path, sub: str) -> dict[str, Path]:
         "dwi_levels": ld / f"{sub}_rec-average_dwi_label-SC_desc-levels_dseg.nii.gz",
         "dwi_WM": ld / f"{sub}_rec-average_dwi_label-WM_seg.nii.gz",
         "dwi_GM": ld / f"{sub}_rec-average_dwi_label-GM_seg.nii.gz",
-        "truth": root / TRUTH_DIR / sub / f"{sub}_truth.json",
+        "truth": truth,
     }
 
 

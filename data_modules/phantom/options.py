@@ -16,6 +16,7 @@ SEXES = ("M", "F")
 VENDORS = ("Siemens", "GE", "Philips")
 ORIENTATION_LETTERS = {"R": 0, "L": 0, "A": 1, "P": 1, "S": 2, "I": 2}
 DEFAULT_CORR = "M=0.6,F=0.1"
+MAX_SESSIONS = 20
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,7 @@ class PhantomOptions:
     dwi_fov: float = 36.0  # in-plane field of view (mm) around the cord, DWI
     truth_only: bool = False  # write participants + truth JSON only, no images
     randomise: RandomiseOptions | None = None  # domain randomisation of T2w/T2* (randomise.py); None = off
+    sessions: int = 1  # acquisitions of the same anatomy (ses-01..); 1 = no session folders
 
     def __post_init__(self) -> None:
         _check(self)
@@ -52,6 +54,8 @@ class PhantomOptions:
             d["snr"] = "inf"
         if self.randomise is None:
             del d["randomise"]  # cohorts without randomisation record exactly what they did before it
+        if self.sessions == 1:
+            del d["sessions"]  # likewise cohorts without sessions
         return d
 
     @classmethod
@@ -94,6 +98,8 @@ def _check(o: PhantomOptions) -> None:
         raise ConfigError(f"phantom option bias must be in [0, 0.5], got {o.bias}")
     if o.dtype not in ("int16", "float32"):
         raise ConfigError(f"phantom option dtype must be int16 or float32, got {o.dtype!r}")
+    if not (isinstance(o.sessions, int) and 1 <= o.sessions <= MAX_SESSIONS):
+        raise ConfigError(f"phantom option sessions must be an integer in [1, {MAX_SESSIONS}], got {o.sessions!r}")
     if not (32 <= o.t2w_fov <= 160) or not (24 <= o.dwi_fov <= 160):
         raise ConfigError(
             f"phantom fields of view out of range (t2w_fov 32..160, dwi_fov 24..160 mm): {o.t2w_fov}, {o.dwi_fov}"

@@ -30,6 +30,48 @@ CHUNK = 262144  # voxels per vectorised block
 # independent random streams of a subject (SeedSequence spawn keys)
 STREAM_DEMOGRAPHICS, STREAM_ANATOMY, STREAM_BIAS, STREAM_T2W, STREAM_T2STAR, STREAM_DWI = range(6)
 STREAM_SURROUNDINGS, STREAM_RANDOMISE, STREAM_CANAL = 6, {"T2w": 7, "T2star": 8}, 9  # --randomise only
+STREAM_REPOSITION = 10  # --sessions: the repositioning of sessions 2..N
+# the new acquisition of session 2..N: grid rotation (deg, random axis), translation (mm per axis),
+# voxel-size factor per axis
+REPOSITION_ROTATION_DEG, REPOSITION_SHIFT_MM, REPOSITION_SCALE = 5.0, 3.0, (0.85, 1.15)
+
+
+def session_rng(seed: int, index: int, stream: int, session: int = 1) -> np.random.Generator:
+    """Generator of one purpose of one session: session 1 is the subject's own stream (the cohort
+    without sessions), session ``s`` ≥ 2 a stream of its own (spawn key ``(index, stream, s)``)."""
+    if session <= 1:
+        return subject_rng(seed, index, stream)
+    return np.random.default_rng(
+        np.random.SeedSequence(entropy=int(seed), spawn_key=(int(index), stream, int(session)))
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class Reposition:
+    """A session's new placement of every grid: rotation about the grid's centre of the anatomy, shift, voxel sizes."""
+
+    rotation: np.ndarray  # 3×3
+    shift: np.ndarray  # mm, world
+    scale: np.ndarray  # voxel-size factors along the (rotated) R-L, A-P, S-I axes
+
+    @classmethod
+    def draw(cls, rng: np.random.Generator) -> Reposition:
+        """Rotation by U(±5)° about a random axis, shift U(±3) mm per axis, voxel sizes × U(0.85, 1.15)."""
+        from data_modules.phantom.geometry import rotation
+
+        axis = rng.normal(size=3)
+        angle = float(rng.uniform(-REPOSITION_ROTATION_DEG, REPOSITION_ROTATION_DEG))
+        shift = rng.uniform(-REPOSITION_SHIFT_MM, REPOSITION_SHIFT_MM, 3)
+        scale = rng.uniform(*REPOSITION_SCALE, 3)
+        return cls(rotation(axis, angle), shift, scale)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON record (truth ``sessions.<ses>.reposition``)."""
+        return {
+            "rotation": np.round(self.rotation, 9).tolist(),
+            "shift_mm": np.round(self.shift, 6).tolist(),
+            "voxel_scale": np.round(self.scale, 6).tolist(),
+        }
 
 
 def subject_rng(seed: int, index: int, stream: int) -> np.random.Generator:
@@ -76,17 +118,24 @@ def _cord_levels(arr: dict[str, np.ndarray]) -> np.ndarray:
     return np.where(arr["cord"], arr["level"], 0)
 
 
-def _grids(anat: Anatomy, options: PhantomOptions) -> dict[str, Grid]:
+def _grids(anat: Anatomy, options: PhantomOptions, repos: Reposition | None = None) -> dict[str, Grid]:
     cl = anat.centerline
     s_range = (-FOV_MARGIN_MM, cl.length + FOV_MARGIN_MM)
     rot = oblique_rotation(options.oblique)
     big = tube_points(cl, s_range, options.t2w_fov / 2.0)
     small = tube_points(cl, s_range, options.dwi_fov / 2.0)
-    return {
-        "T2w": make_grid(big, T2W_SPACING, options.orientation, rot),
-        "T2star": make_grid(big, T2STAR_SPACING, options.orientation, rot),
-        "dwi": make_grid(small, DWI_SPACING, options.orientation, rot),
-    }
+    spacings = {"T2w": T2W_SPACING, "T2star": T2STAR_SPACING, "dwi": DWI_SPACING}
+    if repos is None:
+        return {k: make_grid(big if k != "dwi" else small, sp, options.orientation, rot) for k, sp in spacings.items()}
+    out = {}
+    for k, sp in spacings.items():
+        # the grid covering the anatomy moved by -shift, then shifted: same coverage, a new voxel lattice
+        pts = (big if k != "dwi" else small) - repos.shift
+        g = make_grid(pts, tuple(np.asarray(sp) * repos.scale), options.orientation, repos.rotation @ rot)
+        affine = g.affine.copy()
+        affine[:3, 3] += repos.shift
+        out[k] = Grid(g.shape, affine)
+    return out
 
 
 def _anat_image(
@@ -225,8 +274,17 @@ def generate_subject(
             "centerline_mm": cl.point(s_k).tolist(),
             "posterior_tip_mm": tip.tolist(),
         }
-    if not options.truth_only:
+    if not options.truth_only and options.sessions == 1:
         _write_images(anat, draw, options, paths, truth, tens)
+    elif not options.truth_only:
+        truth["sessions"] = {}
+        for s in range(1, options.sessions + 1):
+            ses = f"ses-{s:02d}"
+            repos = Reposition.draw(session_rng(seed, index, STREAM_REPOSITION, s)) if s > 1 else None
+            images: dict[str, Any] = {}
+            _write_images(anat, draw, options, layout.subject_paths(out, sub, ses), truth, tens, s, repos, images)
+            truth["sessions"][ses] = {"images": images, **({"reposition": repos.to_dict()} if repos else {})}
+        truth["images"] = truth["sessions"]["ses-01"]["images"]
     io.write_json(paths["truth"], truth)
     return {"participant": part, "truth": truth}
 
@@ -248,12 +306,18 @@ def _write_images(
     paths: dict[str, Path],
     truth: dict[str, Any],
     tens: dict[str, np.ndarray],
+    session: int = 1,
+    repos: Reposition | None = None,
+    images: dict[str, Any] | None = None,
 ) -> None:
+    """Images and labels of one acquisition (``session`` ≥ 2: repositioned grids, new bias and noise;
+    the per-level DWI-mask truth and the disc voxels are recorded for the first one only)."""
     part = draw.participant
     vendor = part["manufacturer"]
     seed, index = truth["seed"], truth["index"]
-    grids = _grids(anat, options)
-    bias = BiasField.draw(subject_rng(seed, index, STREAM_BIAS), options.bias, anat.centerline.origin)
+    images = truth["images"] if images is None else images
+    grids = _grids(anat, options, repos)
+    bias = BiasField.draw(session_rng(seed, index, STREAM_BIAS, session), options.bias, anat.centerline.origin)
     snr = 0.0 if options.noise_free else options.snr
 
     sur = draw_surroundings(subject_rng(seed, index, STREAM_SURROUNDINGS)) if options.randomise else None
@@ -263,14 +327,14 @@ def _write_images(
     def write_anat(contrast: str, stream: int, with_gm: bool) -> tuple[Grid, dict[str, np.ndarray]]:
         """Noisy image, sidecar and truth entry of one anatomical contrast; returns its grid and maps."""
         if sur is not None:
-            return _write_randomised(anat, sur, options, contrast, with_gm, paths, truth, part)
+            return _write_randomised(anat, sur, options, contrast, with_gm, paths, truth, part, session, images)
         g = grids[contrast]
         arr = _anat_image(anat, g, contrast, vendor, bias, with_gm=with_gm)
         sigma = noise_sigma(contrast, vendor, snr)
-        img = rician(arr["image"], sigma, subject_rng(seed, index, stream))
+        img = rician(arr["image"], sigma, session_rng(seed, index, stream, session))
         _save(to_dtype(img, options.dtype), g, paths[contrast])
         io.write_json(layout.sidecar(paths[contrast]), layout.image_sidecar(part, contrast))
-        truth["images"][contrast] = _grid_info(g, sigma)
+        images[contrast] = _grid_info(g, sigma)
         return g, arr
 
     # ---- T2w: image, cord, canal, levels, discs
@@ -280,7 +344,8 @@ def _write_images(
         ijk = g.index_of(np.array(d["posterior_tip_mm"]))
         if np.all(ijk >= 0) and np.all(ijk < np.array(g.shape)):
             discs[tuple(ijk)] = int(k)
-            d["t2w_voxel"] = ijk.tolist()
+            if session == 1:
+                d["t2w_voxel"] = ijk.tolist()
     _save_labels(
         {
             "T2w_SC": (arr["cord"], "spinal cord (area-preserving binarisation of the partial-volume map)"),
@@ -320,7 +385,7 @@ def _write_images(
     gdirs = world_gradients(bvecs, g.affine)
     arr = _dwi_arrays(anat, g, vendor, bias, tens, bvals, gdirs)
     sigma = float(vendor_values("dwi_b0", vendor)[WM] / snr) if snr > 0 else 0.0
-    dwi = rician(arr["signal"], sigma, subject_rng(seed, index, STREAM_DWI))
+    dwi = rician(arr["signal"], sigma, session_rng(seed, index, STREAM_DWI, session))
     stored = to_dtype(dwi, options.dtype)
     _save(stored, g, paths["dwi"], pixdim4=0.64)
     io.write_text(paths["bval"], bval_p.read_text())
@@ -349,7 +414,9 @@ def _write_images(
         g,
         paths,
     )
-    truth["images"]["dwi"] = {**_grid_info(g, sigma), "scheme": source}
+    images["dwi"] = {**_grid_info(g, sigma), "scheme": source}
+    if session != 1:
+        return
     # what a per-level mean over the DWI cord mask sees on noise-free data (pure voxels)
     cls, cord, level = arr["cls"], arr["cord"], arr["level"]
     for i, name in enumerate(LEVEL_NAMES):
@@ -375,11 +442,15 @@ def _write_randomised(
     paths: dict[str, Path],
     truth: dict[str, Any],
     part: dict[str, Any],
+    session: int = 1,
+    images: dict[str, Any] | None = None,
 ) -> tuple[Grid, dict[str, np.ndarray]]:
-    """The domain-randomised image of one contrast (:mod:`randomise`) on its own random grid."""
+    """The domain-randomised image of one contrast (:mod:`randomise`) on its own random grid (each
+    session draws its own grid, contrast and artefacts)."""
     ro = options.randomise
     assert ro is not None
-    rng = subject_rng(truth["seed"], truth["index"], STREAM_RANDOMISE[contrast])
+    images = truth["images"] if images is None else images
+    rng = session_rng(truth["seed"], truth["index"], STREAM_RANDOMISE[contrast], session)
     cl = anat.centerline
     g, slice_dir, grid_record = rnd.draw_grid(anat, ro, rng, (-FOV_MARGIN_MM, cl.length + FOV_MARGIN_MM))
     draw = rnd.draw_image(contrast, ro, rng, cl.origin, slice_dir)
@@ -392,7 +463,7 @@ def _write_randomised(
     img, sigma = rnd.artefacts(arr["image"], g, draw, rng)
     _save(to_dtype(img, options.dtype), g, paths[contrast])
     io.write_json(layout.sidecar(paths[contrast]), layout.image_sidecar(part, contrast))
-    truth["images"][contrast] = {**_grid_info(g, sigma), "randomise": draw.to_dict()}
+    images[contrast] = {**_grid_info(g, sigma), "randomise": draw.to_dict()}
     return g, arr
 
 

@@ -33,6 +33,7 @@ STATS = ("tests/test_stats.py",)
 LB_STATS = ("tests/test_leaderboard_stats.py",)
 TRAINABLE = ("tests/test_sweeps_trainable.py",)
 TARGETS = ("tests/test_datamodule_targets.py",)
+PRECISION = ("tests/test_precision_stats.py",)
 
 MUTATIONS: list[Mutation] = [
     # ------------------------------------------------------------------ segmentation metrics
@@ -461,5 +462,30 @@ MUTATIONS: list[Mutation] = [
         ("tests/test_ensemble.py",),
         "an ensemble's probabilities divided by the wrong count (no longer probabilities)",
         k="self_ensemble or contracts",
+    ),
+    # ------------------------------------------------------------------ precision columns
+    Mutation(
+        "icc-k-factor-dropped",
+        "leaderboard/precision_stats.py",
+        "icc = (ms_r - ms_e) / (ms_r + (k - 1) * ms_e)",
+        "icc = (ms_r - ms_e) / (ms_r + ms_e)",
+        PRECISION,
+        "ICC(3,1) without the (k - 1) weight of the error mean square (right only for two sessions)",
+    ),
+    Mutation(
+        "cov-population-sd",
+        "leaderboard/precision_stats.py",
+        "return float(100.0 * v.std(ddof=1) / v.mean())",
+        "return float(100.0 * v.std() / v.mean())",
+        PRECISION,
+        "CoV with the population SD (ddof 0): too small by sqrt((n-1)/n)",
+    ),
+    Mutation(
+        "loa-sd-of-bias",
+        "leaderboard/precision_stats.py",
+        "return mean, mean - Z_LOA * sd, mean + Z_LOA * sd",
+        "return mean, mean - Z_LOA * sd / np.sqrt(n), mean + Z_LOA * sd / np.sqrt(n)",
+        PRECISION,
+        "limits of agreement from the standard error of the bias instead of the SD of the differences",
     ),
 ]

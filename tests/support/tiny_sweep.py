@@ -1,6 +1,6 @@
 """The tiny sweep: four real ``runs.runner.fit`` runs (tiny networks, phantom cohort of 6 subjects,
 one short epoch, offline wandb) laid out as ``cordbench sweep`` lays out a sweep, plus one failed
-trial row and a ``results.csv``.
+trial row and a ``results.csv``; each trial's ``precision.csv`` cache is measured once.
 
 ``tests/conftest.py`` builds it once per session (the ``real_sweep`` fixture); the leaderboard,
 tracking, real-data and morphometrics tests read it, and copy it where they write.
@@ -111,6 +111,12 @@ def build_sweep(root: Path) -> Path:
     )
     pd.DataFrame(rows).to_csv(root / "results.csv", index=False)
     (root / "sweep.yaml").write_text(f"name: {GROUP}\n")
+    # each trial's precision.csv (the leaderboard's per-image cache, on by default: the phantom has two
+    # contrasts) is measured once here, so that the copies the leaderboard tests make reuse it
+    from leaderboard.precision import trial_precision
+
+    for trial_id, *_ in TRIALS:
+        trial_precision(root / "trials" / trial_id, None)
     return root
 
 
