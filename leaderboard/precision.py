@@ -29,7 +29,7 @@ import pandas as pd
 from analysis.image_areas import AREA_KEYS, POOLED
 from core.errors import ConfigError, CordbenchError, InputError
 from leaderboard import precision_images as pim
-from leaderboard.precision_stats import METRICS, precision
+from leaderboard.precision_stats import METRICS, column_name, measurement, precision
 
 CACHE = "precision.csv"  # a trial's (or external entry's) per-image areas
 #: task -> (mask kind, the model's class) measured: the cord, and the grey matter when the task segments it
@@ -155,26 +155,6 @@ def pooled_images(frames: list[pd.DataFrame]) -> pd.DataFrame:
     cols = [*AREA_KEYS, *(f"ref_{k}" for k in AREA_KEYS)]
     long = long[long["kind"].astype(str) != ""]
     return long.groupby(keys, dropna=False)[cols].mean().reset_index()
-
-
-def measurement(images: pd.DataFrame, key: str, kind: str = "SC") -> pd.DataFrame:
-    """The ``subject, session, contrast, value, reference`` rows of one area (``key``: C2…C5, C2-C5)."""
-    sub = images[images["kind"] == kind]
-    return pd.DataFrame(
-        {
-            "subject": sub["subject"].astype(str),
-            "session": sub["session"].astype(str),
-            "contrast": sub["contrast"].astype(str),
-            "value": sub[key].astype(float),
-            "reference": sub[f"ref_{key}"].astype(float),
-        }
-    )
-
-
-def column_name(metric: str, key: str, kind: str = "SC") -> str:
-    """``cov_contrast`` (pooled cord area), ``cov_contrast_C3`` (a level), ``gm_`` prefix for GM area."""
-    base = metric if key == POOLED else f"{metric}_{key}"
-    return base if kind == "SC" else f"gm_{base}"
 
 
 def entry_columns(

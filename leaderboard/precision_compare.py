@@ -117,7 +117,7 @@ def compare_with_best(
     images: pd.DataFrame, sites: pd.Series, n_boot: int = 10000, seed: int = 0, alpha: float = 0.05
 ) -> pd.DataFrame:
     """One row per entry with the comparison columns of every metric of :data:`COMPARED` (pooled area)."""
-    from leaderboard.precision import column_name, measurement
+    from leaderboard.precision_stats import column_name, measurement
 
     rows: dict[str, dict[str, Any]] = {e: {"entry": e} for e in images["entry"].drop_duplicates()}
     for kind in sorted(set(images["kind"])):

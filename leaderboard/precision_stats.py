@@ -29,6 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from analysis.image_areas import POOLED
 from leaderboard import stats
 
 Z_LOA = 1.96
@@ -206,3 +207,23 @@ def precision(images: pd.DataFrame, sites: pd.Series, n_boot: int, seed: int) ->
     }
     out.update(bland_altman(images, w))
     return out
+
+
+def measurement(images: pd.DataFrame, key: str, kind: str = "SC") -> pd.DataFrame:
+    """The ``subject, session, contrast, value, reference`` rows of one area (``key``: C2…C5, C2-C5)."""
+    sub = images[images["kind"] == kind]
+    return pd.DataFrame(
+        {
+            "subject": sub["subject"].astype(str),
+            "session": sub["session"].astype(str),
+            "contrast": sub["contrast"].astype(str),
+            "value": sub[key].astype(float),
+            "reference": sub[f"ref_{key}"].astype(float),
+        }
+    )
+
+
+def column_name(metric: str, key: str, kind: str = "SC") -> str:
+    """``cov_contrast`` (pooled cord area), ``cov_contrast_C3`` (a level), ``gm_`` prefix for GM area."""
+    base = metric if key == POOLED else f"{metric}_{key}"
+    return base if kind == "SC" else f"gm_{base}"
