@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat setup.cfg constraints.txt | cksum | cut -d' ' -f1)
 DEMO_OUT ?= outputs/demo
 
-.PHONY: setup system-deps demo ablation lint test test-fast bench mutations clean
+.PHONY: setup system-deps demo ablation lint test test-fast test-slurm bench mutations clean
 
 setup: $(STAMP)
 
@@ -61,7 +61,12 @@ lint: setup
 	$(BIN)/ruff format --check .
 
 test: setup system-deps lint
-	$(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) --dist loadscope --durations=15
+	$(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) --dist loadscope -m "not slurm" --durations=15
+
+# The real SLURM cluster tests (a sweep submitted with `cordbench slurm submit`, then one requeued mid-run):
+# about 2.5 min, on their own so that `make test` keeps its 8-minute limit. CI runs both (.ci/run).
+test-slurm: setup system-deps
+	$(BIN)/python -m pytest -q -m slurm --durations=5
 
 test-fast: setup lint
 	$(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) --dist loadscope -m "$(FAST_TESTS)" --durations=15

@@ -80,12 +80,31 @@ def pytest_xdist_make_scheduler(config, log):
         if any(re.search(rf"\b{name}\b", p.read_text()) for name in TRAINED)
     }
 
+    weight = {f"tests/{p.name}": len(HEAVY_MARK.findall(p.read_text())) for p in tests.glob("test_*.py")}
+
     class ModuleScheduling(LoadScopeScheduling):
         def _split_scope(self, nodeid: str) -> str:
             module = nodeid.split("::", 1)[0]
             return "trained-session-fixtures" if module in trained else module
 
+        def schedule(self) -> None:
+            """Longest first: the scopes whose tests start Ray, DDP ranks, services or subprocesses are handed
+            out before the many quick modules, so no long module starts last and runs alone at the end."""
+            if self.collection is None and self.collection_is_completed:
+                self.config.option.loadscopereorder = False
+                cost: dict[str, int] = {}
+                for nodeid in next(iter(self.registered_collections.values())):
+                    scope = self._split_scope(nodeid)
+                    cost[scope] = cost.get(scope, 0) + 1 + 100 * weight.get(nodeid.split("::", 1)[0], 0)
+                for node, ids in self.registered_collections.items():
+                    self.registered_collections[node] = sorted(ids, key=lambda n: -cost[self._split_scope(n)])
+            super().schedule()
+
     return ModuleScheduling(config, log)
+
+
+#: Markers of tests that take seconds to minutes (Ray clusters, DDP ranks, services, child processes).
+HEAVY_MARK = re.compile(r"pytest\.mark\.(?:ray|ddp|services|subprocess|slow)\b")
 
 
 @pytest.fixture(scope="session")

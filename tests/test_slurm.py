@@ -25,7 +25,7 @@ from core.paths import REPO_ROOT
 from sweeps.records import read_results_csv
 from tests.support.slurm_cluster import SlurmCluster, free_ports, missing
 
-pytestmark = [pytest.mark.slow, pytest.mark.ray, pytest.mark.subprocess, pytest.mark.services]
+pytestmark = [pytest.mark.slurm, pytest.mark.slow, pytest.mark.ray, pytest.mark.subprocess, pytest.mark.services]
 
 #: A 3-trial Optuna sweep of 1-epoch tiny runs, one trial at a time (``{root}``: the phantom).
 REQUEUE_SWEEP = """
