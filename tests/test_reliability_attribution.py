@@ -9,7 +9,6 @@ their hyper-parameters and weights matter here) and the planted sweep of ``tests
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 from pathlib import Path
@@ -20,7 +19,7 @@ import pytest
 
 from cordbench.cli import main
 from tests.support.planted_sweep import SUBJECTS, make_sweep
-from tests.support.reliability import cli_error, cord_mask, fit_args, make_bids, save
+from tests.support.reliability import cli_error, cord_mask, fit_args, make_bids, save, tree
 
 LB = ["--no-wandb", "--no-cost", "--no-morphometrics", "--n-boot", "200"]
 
@@ -38,14 +37,6 @@ def checkpoint(path: Path, network: str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save({"state_dict": m.state_dict(), "hyper_parameters": dict(m.hparams)}, path)
     return path
-
-
-def tree(folder: Path) -> dict[str, str]:
-    return {
-        p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in folder.rglob("*")
-        if p.is_file()
-    }
 
 
 @pytest.fixture(scope="module")

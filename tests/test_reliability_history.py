@@ -6,7 +6,6 @@ One finished 1-epoch fit is shared by the module (copied by each test that chang
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 from pathlib import Path
@@ -16,15 +15,7 @@ import pandas as pd
 import pytest
 
 from cordbench.cli import main
-from tests.support.reliability import cli_error, cord_mask, fit_args, make_bids, save
-
-
-def tree(folder: Path) -> dict[str, str]:
-    return {
-        p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(folder.rglob("*"))
-        if p.is_file()
-    }
+from tests.support.reliability import cli_error, copy_run, cord_mask, fit_args, make_bids, save, tree
 
 
 @pytest.fixture(scope="module")
@@ -36,16 +27,10 @@ def trained(tmp_path_factory):
     return root, base / "run"
 
 
-def _copy(run: Path, tmp_path: Path) -> Path:
-    out = tmp_path / "run"
-    shutil.copytree(run, out)
-    return out
-
-
 # --------------------------------------------------------------------------- fit --resume, finished
 def test_resume_of_a_finished_run_changes_nothing_and_more_epochs_append(trained, tmp_path, capsys):
     root, run = trained
-    out = _copy(run, tmp_path)
+    out = copy_run(run, tmp_path)
     before = tree(out)
     err = cli_error(capsys, fit_args(root, out, "--resume"))
     assert err == (
@@ -65,7 +50,7 @@ def test_resume_of_a_finished_run_changes_nothing_and_more_epochs_append(trained
 # ------------------------------------------------------------------------------ class 7: run records
 def test_resume_without_config_yaml_or_with_a_damaged_metrics_csv_is_refused(trained, tmp_path, capsys):
     root, run = trained
-    out = _copy(run, tmp_path)
+    out = copy_run(run, tmp_path)
     (out / "config.yaml").unlink()
     before = tree(out)
     err = cli_error(capsys, fit_args(root, out, "--resume", "--trainer.max_epochs=2"))
@@ -121,7 +106,7 @@ def test_interrupted_test_real_rerun_keeps_the_earlier_real_results(trained, tmp
     import runs.real_eval as real_eval
 
     _, run = trained
-    out = _copy(run, tmp_path)
+    out = copy_run(run, tmp_path)
     ckpt = out / "checkpoints" / "best.ckpt"
     real = _real_set(tmp_path / "real", 2)
     assert main(["test", "--ckpt", str(ckpt), "--real", str(real)]) == 0

@@ -7,7 +7,6 @@ seconds); the Ctrl-C case runs ``cordbench fit`` as a real subprocess and sends 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -22,17 +21,9 @@ import pytest
 
 from cordbench.cli import main
 from runs.run_guard import LOCK, RunLock
-from tests.support.reliability import cli_error, fit_args, make_bids
+from tests.support.reliability import cli_error, copy_run, fit_args, make_bids, tree
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def tree(folder: Path) -> dict[str, str]:
-    return {
-        p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(folder.rglob("*"))
-        if p.is_file()
-    }
 
 
 @pytest.fixture(scope="module")
@@ -44,16 +35,10 @@ def trained(tmp_path_factory):
     return root, base / "run"
 
 
-def _copy(run: Path, tmp_path: Path) -> Path:
-    out = tmp_path / "run"
-    shutil.copytree(run, out)
-    return out
-
-
 # ------------------------------------------------------------------------------ B: no overwrite
 def test_fit_into_an_earlier_run_is_refused_without_a_flag(trained, tmp_path, capsys):
     root, run = trained
-    out = _copy(run, tmp_path)
+    out = copy_run(run, tmp_path)
     before = tree(out)
     err = cli_error(capsys, fit_args(root, out))
     assert err.startswith(
@@ -67,7 +52,7 @@ def test_fit_into_an_earlier_run_is_refused_without_a_flag(trained, tmp_path, ca
 
 def test_overwrite_with_a_bad_input_keeps_the_earlier_run(trained, tmp_path, capsys):
     root, run = trained
-    out = _copy(run, tmp_path)
+    out = copy_run(run, tmp_path)
     bad = tmp_path / "bids"
     shutil.copytree(root, bad)
     (bad / "sub-02" / "anat" / "sub-02_T2w.nii.gz").write_bytes(b"not a nifti")
@@ -79,7 +64,7 @@ def test_overwrite_with_a_bad_input_keeps_the_earlier_run(trained, tmp_path, cap
 
 def test_resume_needs_the_same_config_and_continues_the_run(trained, tmp_path, capsys):
     root, run = trained
-    out = _copy(run, tmp_path)
+    out = copy_run(run, tmp_path)
     before = tree(out)
     err = cli_error(capsys, fit_args(root, out, "--resume", "--model.lr=0.01"))
     assert err == (
@@ -108,7 +93,7 @@ def test_resume_without_a_checkpoint_and_overwrite_replaces(trained, tmp_path, c
         "without --resume"
     )
     assert not empty.exists()
-    out = _copy(run, tmp_path)
+    out = copy_run(run, tmp_path)
     (out / "notes.txt").write_text("mine")  # not a run record: never touched
     (out / "failure.json").write_text("{}")
     assert main(fit_args(root, out, "--overwrite", "--seed", "5")) == 0
@@ -119,7 +104,7 @@ def test_resume_without_a_checkpoint_and_overwrite_replaces(trained, tmp_path, c
 
 def test_validate_or_test_into_a_training_run_keep_its_records(trained, tmp_path, capsys):
     root, run = trained
-    out = _copy(run, tmp_path)
+    out = copy_run(run, tmp_path)
     ckpt = out / "checkpoints" / "best.ckpt"
     kept = {n: (out / n).read_bytes() for n in ("metrics.csv", "config.yaml", "split.json", "data.json")}
     assert main(["validate"] + fit_args(root, out)[1:] + ["--ckpt", str(ckpt)]) == 0
@@ -135,7 +120,7 @@ def test_validate_or_test_into_a_training_run_keep_its_records(trained, tmp_path
 def test_test_on_other_subjects_than_the_runs_split_refused(trained, tmp_path, capsys):
     """The data changed since the fit (a subject added): scoring would silently use another split."""
     root, run = trained
-    out = _copy(run, tmp_path)
+    out = copy_run(run, tmp_path)
     data = tmp_path / "bids"
     make_bids(data, n=5)
     split = json.loads((out / "split.json").read_text())

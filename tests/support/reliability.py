@@ -6,7 +6,9 @@ short CPU epoch) are used by every ``tests/test_reliability_*.py`` module.
 
 from __future__ import annotations
 
+import hashlib
 import os
+import shutil
 from pathlib import Path
 
 import nibabel as nib
@@ -146,3 +148,19 @@ def make_dwi(d: Path) -> dict[str, Path]:
         "bval": d / "dwi.bval",
         "bvec": d / "dwi.bvec",
     }
+
+
+def tree(folder: Path) -> dict[str, str]:
+    """Every file under ``folder`` with its SHA-256: equal before and after = the folder is untouched."""
+    return {
+        p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
+
+
+def copy_run(run: Path, tmp_path: Path) -> Path:
+    """A copy of the run folder ``run`` at ``tmp_path/run`` (for a test that changes it)."""
+    out = tmp_path / "run"
+    shutil.copytree(run, out)
+    return out
