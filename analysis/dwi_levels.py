@@ -9,18 +9,24 @@ The study needs a level for every slice of the DWI cord mask. In order of prefer
   to the DWI grid through world coordinates (T2w and DWI of one session share the scanner frame),
   the ``registered`` variant after a 1-D registration of the two cord centrelines along S-I.
 
-Disc convention (SCT's ``label-discs_dlabel``, as :mod:`data_modules.levels`): disc value ``n`` is
-the disc between vertebra ``n - 1`` and ``n`` counted from the skull (1 = top of C1, 2 = C1/C2,
-3 = C2/C3, …, 8 = C7/T1); level ``k`` (C``k``) is the slab between disc ``k`` above and disc
-``k + 1`` below. A DWI slice gets level ``k`` when its height along the DWI's S-I voxel axis lies
-in ``(H[k+1], H[k]]``, ``H`` being the discs' heights on that axis.
+Disc convention (SCT's ``label-discs_dlabel``, as :mod:`data_modules.levels`): disc value ``n`` lies
+between vertebrae ``n - 1`` and ``n`` counted from the skull (1 = top of C1, 2 = C1/C2, 3 = C2/C3,
+…, 8 = C7/T1; 49/50, the pontomedullary groove/junction, are ignored); level ``k`` (C``k``) is the
+stretch of cord between disc ``k`` above and disc ``k + 1`` below.
 
-Transfer: each T2w disc voxel is taken to world millimetres by the T2w affine, optionally moved
-by the S-I shift ``Δz`` (world superior, mm), and placed on the DWI's S-I voxel axis by the
-inverse DWI affine; the slice rule above then labels the DWI cord mask. From a T2w level map
-instead of discs, disc ``k + 1`` is put at the centroid of the cord between the last slice of
-level ``k`` and the first of ``k + 1`` (the T2w slices along its own S-I axis), the top and bottom
-discs half a slice beyond the first and last labelled slices.
+Transfer (``from-T2w-*``): the T2w's cord centreline (:mod:`analysis.centerline`, SCT's ``bspline``
+fit, sampled every quarter slice) is the cord's axis in world millimetres. Each T2w disc label goes
+to world coordinates by the T2w affine and onto that axis: its *foot*, the nearest axis point, i.e.
+the cord cross-section through the disc (the label sits at the disc's posterior tip, 5–8 mm in front
+of the cord). Each DWI cord voxel's centre goes to world coordinates by the DWI affine, down by the
+S-I shift ``Δz`` (0 for ``from-T2w-world``), and onto the same axis; it gets level ``k`` when its
+foot lies between the feet of discs ``k`` (included) and ``k + 1``, the boundary being the plane
+perpendicular to the cord — the level a straightened cord (SCT's ``sct_label_vertebrae``) gives it.
+Voxels beyond the ends of the T2w centreline, or outside consecutive discs, get 0. From a T2w level
+map instead of discs, disc ``k + 1`` is put at the centroid of the cord between the last slice of
+level ``k`` and the first of ``k + 1`` (along the T2w's own S-I axis), the top and bottom discs half a
+slice beyond the first and last labelled slices. The DTI means per level then take each DWI slice's
+level as the rounded mean of its voxels' (:func:`analysis.morphometrics.slice_levels`, as SCT).
 
 Registration (``from-T2w-registered``): the centroid of the DWI cord mask in each DWI slice
 (world mm) is compared with the T2w's fitted centreline (:mod:`analysis.centerline`, SCT's
@@ -122,22 +128,62 @@ def level_map_discs_world(levels: np.ndarray, affine: np.ndarray) -> dict[int, n
     return out
 
 
-def levels_on_grid(
-    discs: dict[int, np.ndarray], mask: np.ndarray, affine: np.ndarray, shift_mm: float = 0.0
-) -> np.ndarray:
-    """Level map of ``mask`` (on the grid of ``affine``) from world disc positions moved by ``shift_mm`` in S-I."""
-    from data_modules.levels import levels_from_heights, si_axis
+@dataclass
+class CordAxis:
+    """A centreline as dense world points ordered from superior to inferior, with their arc length
+    (mm, increasing inferiorly) and a nearest-point search."""
 
-    axis, sign = si_axis(affine)
-    inv = np.linalg.inv(np.asarray(affine, float))
-    heights = {}
-    for k, p in discs.items():
-        q = np.asarray(p, float) + np.array([0.0, 0.0, shift_mm])
-        heights[k] = float((inv[:3, :3] @ q + inv[:3, 3])[axis]) * sign
-    per_slice = levels_from_heights(heights, np.asarray(mask).shape[axis], sign)
-    shape = [1, 1, 1]
-    shape[axis] = -1
-    return np.where(np.asarray(mask) > 0, per_slice.reshape(shape), 0).astype(np.int16)
+    points: np.ndarray  # (n, 3)
+    s: np.ndarray  # (n,)
+
+    @classmethod
+    def from_points(cls, line: np.ndarray) -> CordAxis:
+        """Order ``line`` (world points along the cord) top-down and measure its arc length."""
+        pts = np.asarray(line, float)
+        if pts[0, 2] < pts[-1, 2]:
+            pts = pts[::-1]
+        s = np.r_[0.0, np.cumsum(np.linalg.norm(np.diff(pts, axis=0), axis=1))]
+        return cls(pts, s)
+
+    def foot(self, xyz: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Arc length of each point's nearest centreline point, and whether that point is inside the
+        line (not one of its two ends: the point lies beyond the centreline)."""
+        from scipy.spatial import cKDTree
+
+        _, i = cKDTree(self.points).query(np.asarray(xyz, float).reshape(-1, 3))
+        return self.s[i], (i > 0) & (i < len(self.s) - 1)
+
+
+def disc_arc_positions(discs: dict[int, np.ndarray], axis: CordAxis) -> dict[int, float]:
+    """Disc number → arc length of its foot on the centreline (discs beyond the centreline's ends are
+    left out); consecutive discs must follow each other downwards."""
+    keys = sorted(discs)
+    s, inside = axis.foot(np.array([discs[k] for k in keys]))
+    out = {k: float(v) for k, v, ok in zip(keys, s, inside) if ok}
+    ks = sorted(out)
+    for a, b in zip(ks, ks[1:]):
+        if out[b] <= out[a]:
+            raise InputError(f"T2w disc {b} is not below disc {a} along the cord ({out[b]:.1f} <= {out[a]:.1f} mm)")
+    return out
+
+
+def levels_on_grid(
+    disc_s: dict[int, float], axis: CordAxis, mask: np.ndarray, affine: np.ndarray, shift_mm: float = 0.0
+) -> np.ndarray:
+    """Level of each voxel of ``mask`` (grid of ``affine``): its world position moved down by
+    ``shift_mm`` is placed on the T2w cord (foot on ``axis``) and gets level ``k`` when it lies between
+    the cross-sections through discs ``k`` and ``k + 1`` (module docstring); 0 elsewhere."""
+    m = np.asarray(mask) > 0
+    ijk = np.argwhere(m)
+    xyz = _world(affine, ijk) - np.array([0.0, 0.0, shift_mm])
+    s, inside = axis.foot(xyz)
+    lv = np.zeros(len(ijk), np.int16)
+    for k, top in disc_s.items():
+        if k + 1 in disc_s:
+            lv[inside & (s >= top) & (s < disc_s[k + 1])] = k
+    out = np.zeros(m.shape, np.int16)
+    out[tuple(ijk.T)] = lv
+    return out
 
 
 def area_profile(mask: np.ndarray, affine: np.ndarray) -> np.ndarray:
@@ -174,17 +220,6 @@ def _centerline_world(mask: np.ndarray, affine: np.ndarray, fitted: bool) -> np.
     cl = fit_centerline(m, SliceFrame.from_affine(aff))
     kq = np.linspace(cl.slices[0], cl.slices[-1], max(2, 4 * (cl.slices[-1] - cl.slices[0]) + 1))
     return _world(aff, cl.voxel_points(kq))
-
-
-def project_on_centerline(discs: dict[int, np.ndarray], line: np.ndarray) -> dict[int, np.ndarray]:
-    """Each disc moved to its nearest point of the centreline ``line`` (dense world points), i.e. the
-    foot of its perpendicular: the cord cross-section through the disc; a disc beyond either end of
-    the line stays where it is."""
-    out = {}
-    for k, p in discs.items():
-        i = int(np.argmin(np.linalg.norm(line - p, axis=1)))
-        out[k] = line[i] if 0 < i < len(line) - 1 else np.asarray(p, float)
-    return out
 
 
 @dataclass
@@ -239,7 +274,8 @@ def transfer_from_t2w(
     if len(discs) < 2:
         raise InputError("fewer than two T2w discs: no level can be transferred to the DWI")
     t_line = _centerline_world(t2w_mask, t2w_affine, fitted=True)
-    discs = project_on_centerline(discs, t_line)
+    axis = CordAxis.from_points(t_line)
+    disc_s = disc_arc_positions(discs, axis)
     d_pts = _centerline_world(dwi_mask, dwi_affine, fitted=False)
     reg = register_si(t_line, d_pts)
     why = None
@@ -256,13 +292,13 @@ def transfer_from_t2w(
                 f"{100 * still:.1f} % without (a rotation between the scans?)"
             )
     if register and why is None:
-        lv = levels_on_grid(discs, dwi_mask, dwi_affine, reg.shift_mm)
+        lv = levels_on_grid(disc_s, axis, dwi_mask, dwi_affine, reg.shift_mm)
         return DwiLevels(lv, "from-T2w-registered", reg.shift_mm, reg.residual_mm)
     if register:
         found = f"found {reg.shift_mm:+.1f} mm, " if reg is not None else ""
         warnings.warn(f"DWI levels: centreline registration not used ({found}{why}); world transfer kept", stacklevel=2)
     residual = reg.residual_world_mm if reg is not None else float("nan")
-    return DwiLevels(levels_on_grid(discs, dwi_mask, dwi_affine, 0.0), "from-T2w-world", 0.0, residual)
+    return DwiLevels(levels_on_grid(disc_s, axis, dwi_mask, dwi_affine, 0.0), "from-T2w-world", 0.0, residual)
 
 
 def dwi_levels_from_files(

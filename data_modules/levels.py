@@ -66,12 +66,7 @@ def slice_levels(discs: np.ndarray, affine: np.ndarray, path: str | Path | None 
     """Level (int16, 0 = unknown) of every slice along the S-I voxel axis of ``discs``' grid."""
     axis, sign = si_axis(affine)
     heights = disc_heights(disc_positions(discs, path=path), affine)
-    return levels_from_heights(heights, np.asarray(discs).shape[axis], sign, path=path)
-
-
-def levels_from_heights(heights: Mapping[int, float], n: int, sign: int, path: str | Path | None = None) -> np.ndarray:
-    """Level (int16, 0 = unknown) of each of ``n`` slices from disc heights (superior-positive, in
-    slice units ``index × sign``), by the rule of the module docstring."""
+    n = np.asarray(discs).shape[axis]
     out = np.zeros(n, dtype=np.int16)
     if len(heights) < 2:
         return out
