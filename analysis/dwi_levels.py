@@ -22,8 +22,8 @@ of the cord). Each DWI cord voxel's centre goes to world coordinates by the DWI 
 S-I shift ``Δz`` (0 for ``from-T2w-world``), and onto the same axis; it gets level ``k`` when its
 foot lies between the feet of discs ``k`` (included) and ``k + 1``, the boundary being the plane
 perpendicular to the cord — the level a straightened cord (SCT's ``sct_label_vertebrae``) gives it.
-Voxels beyond the ends of the T2w centreline, or outside consecutive discs, get 0. From a T2w level
-map instead of discs, disc ``k + 1`` is put at the centroid of the cord between the last slice of
+Voxels beyond the ends of the T2w centreline, or outside consecutive discs, get 0. The T2w's discs
+are used when it has them; from a T2w level map alone, disc ``k + 1`` is put at the centroid of the cord between the last slice of
 level ``k`` and the first of ``k + 1`` (along the T2w's own S-I axis), the top and bottom discs half a
 slice beyond the first and last labelled slices. The DTI means per level then take each DWI slice's
 level as the rounded mean of its voxels' (:func:`analysis.morphometrics.slice_levels`, as SCT).
@@ -329,14 +329,14 @@ def dwi_levels_from_files(
         )
     d_img, d_mask = load_label(dwi_mask, allowed=(0, 1), require_nonempty=True, kind="cord mask")
     t_img, t_mask = load_label(t2w_mask, allowed=(0, 1), require_nonempty=True, kind="cord mask")
-    if t2w_levels is not None:
-        l_img, lv = load_label(t2w_levels, kind="vertebral levels", require_nonempty=True)
-        check_same_grid(t_img, l_img, t2w_mask, t2w_levels)
-        discs = level_map_discs_world(lv, l_img.affine)
-    else:
+    if t2w_discs is not None:  # the discs themselves, rather than the boundaries a level map implies
         disc_img = load_nifti(t2w_discs, ndim=3, kind="disc label")
         check_same_grid(t_img, disc_img, t2w_mask, t2w_discs)
         discs = discs_world(np.asanyarray(disc_img.dataobj), disc_img.affine, path=t2w_discs)
+    else:
+        l_img, lv = load_label(t2w_levels, kind="vertebral levels", require_nonempty=True)
+        check_same_grid(t_img, l_img, t2w_mask, t2w_levels)
+        discs = level_map_discs_world(lv, l_img.affine)
     res = transfer_from_t2w(t_mask, t_img.affine, discs, d_mask, d_img.affine, register=register)
     return d_img, res
 
