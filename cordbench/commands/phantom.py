@@ -87,6 +87,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_number(
         p,
         "--dwi-shift",
+        metavar="MM",
         range=Range(-30, 30),
         default=0.0,
         help="spine-generic layout: the subject moved MM superiorly between the T2w and the DWI (default 0)",
@@ -94,6 +95,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_number(
         p,
         "--dwi-rotation",
+        metavar="DEG",
         range=Range(-10, 10),
         default=0.0,
         help="spine-generic layout: and rotated DEG about the R-L axis through the cord's middle (default 0)",
