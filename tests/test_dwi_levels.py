@@ -168,9 +168,38 @@ def test_layout_options_and_exclude_yml(tmp_path):
             PhantomOptions.from_kwargs(bad)
     with pytest.raises(ConfigError, match="sub-009"):
         generate_cohort(tmp_path / "x", 2, layout="spine-generic", exclude="dti_fa=sub-009", truth_only=True)
-    root = generate_cohort(
-        tmp_path / "ex", 2, layout="spine-generic", exclude="dti_fa=sub-002,csa_t2=sub-001", truth_only=True
-    )
+    from cordbench.cli import main
+
+    root = tmp_path / "ex"
+    args = ["phantom", "-o", str(root), "-n", "2", "--layout", "spine-generic", "--dwi-shift", "2.5"]
+    assert main(args + ["--exclude", "dti_fa=sub-002,csa_t2=sub-001", "--truth-only"]) == 0
+    options = json.loads((root / "derivatives/phantom-truth/cohort.json").read_text())["options"]
+    assert (options["layout"], options["dwi_shift"], "dwi_rotation" in options) == ("spine-generic", 2.5, False)
     ex = read_exclude(root / "exclude.yml")
     assert ex == {"dti_fa": ["sub-002"], "csa_t2": ["sub-001"]}
     assert [exclusion_scope(k, v[0]) for k, v in ex.items()] == ["dwi", "anat"]
+
+
+@pytest.mark.slow
+def test_study_dispatch_and_the_analyze_option(moved_study, tmp_path):
+    """What `analyze` does per subject (analysis.dwi_levels.study_dwi_levels) with either transfer, and the
+    command-line option that chooses it."""
+    import argparse
+
+    from analysis.dwi_levels import study_dwi_levels
+    from analysis.study import SubjectJob
+    from cordbench.commands import analyze as analyze_command
+
+    root, _ = moved_study
+    t2w, discs, dwi, _ = _files(root, "sub-001")
+    job = SubjectJob("sub-001", seg=t2w, discs=discs, dwi_mask=dwi)
+    path, how = study_dwi_levels(job, tmp_path / "world.nii.gz", "world")
+    assert how["method"] == "from-T2w-world" and how["shift_mm"] == 0.0 and path.is_file()
+    path, how = study_dwi_levels(job, tmp_path / "reg.nii.gz", "registered")
+    assert how["method"] == "from-T2w-registered" and abs(how["shift_mm"] - SHIFT_MM) < 0.3
+    with pytest.raises(ConfigError):
+        study_dwi_levels(job, tmp_path / "x.nii.gz", "rigid")
+    parser = argparse.ArgumentParser()
+    analyze_command.add_arguments(parser)
+    args = parser.parse_args([str(root), "-o", str(tmp_path / "o"), "--dwi-levels-transfer", "world"])
+    assert args.dwi_levels_transfer == "world"
