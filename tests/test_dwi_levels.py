@@ -199,6 +199,23 @@ def test_study_dispatch_and_the_analyze_option(moved_study, tmp_path):
     assert how["method"] == "from-T2w-registered" and abs(how["shift_mm"] - SHIFT_MM) < 0.3
     with pytest.raises(ConfigError):
         study_dwi_levels(job, tmp_path / "x.nii.gz", "rigid")
+    # disc labels on the DWI grid (here the true disc centres, moved with the subject) come before the T2w's
+    t = json.loads((root / "derivatives/phantom-truth/sub-001/sub-001_truth.json").read_text())
+    motion = np.array(t["images"]["dwi"]["motion"]["matrix"])
+    d_img = nib.load(str(dwi))
+    on_dwi = np.zeros(d_img.shape, np.uint8)
+    inv = np.linalg.inv(d_img.affine)
+    for k, d in t["disc_labels"].items():
+        ijk = np.rint((inv @ motion @ np.r_[d["centerline_mm"], 1.0])[:3]).astype(int)
+        if np.all(ijk >= 0) and np.all(ijk < d_img.shape):
+            on_dwi[tuple(ijk)] = int(k)
+    nib.save(nib.Nifti1Image(on_dwi, d_img.affine), str(tmp_path / "dwi_discs.nii.gz"))
+    job.dwi_discs = tmp_path / "dwi_discs.nii.gz"
+    path, how = study_dwi_levels(job, tmp_path / "discs.nii.gz", "registered")
+    assert how == {"method": "discs-on-dwi", "shift_mm": None, "residual_mm": None}
+    truth = root / "derivatives/phantom-truth/sub-001/sub-001_rec-average_dwi_desc-truth_levels.nii.gz"
+    job.dwi_levels = truth  # a level map on the DWI grid comes first of all
+    assert study_dwi_levels(job, tmp_path / "given.nii.gz")[0] == truth
     parser = argparse.ArgumentParser()
     analyze_command.add_arguments(parser)
     args = parser.parse_args([str(root), "-o", str(tmp_path / "o"), "--dwi-levels-transfer", "world"])
