@@ -23,9 +23,9 @@ S-I shift ``Δz`` (0 for ``from-T2w-world``), and onto the same axis; it gets le
 foot lies between the feet of discs ``k`` (included) and ``k + 1``, the boundary being the plane
 perpendicular to the cord — the level a straightened cord (SCT's ``sct_label_vertebrae``) gives it.
 Voxels beyond the ends of the T2w centreline, or outside consecutive discs, get 0. The T2w's discs
-are used when it has them; from a T2w level map alone, disc ``k + 1`` is put at the centroid of the cord between the last slice of
-level ``k`` and the first of ``k + 1`` (along the T2w's own S-I axis), the top and bottom discs half a
-slice beyond the first and last labelled slices. The DTI means per level then take each DWI slice's
+are used when it has them; from a T2w level map alone, disc ``k + 1`` is put at the centroid of the
+cord between the last slice of level ``k`` and the first of ``k + 1`` (along the T2w's own S-I axis),
+the top and bottom discs half a slice beyond the first and last labelled slices. The DTI means per level then take each DWI slice's
 level as the rounded mean of its voxels' (:func:`analysis.morphometrics.slice_levels`, as SCT).
 
 Registration (``from-T2w-registered``): the centroid of the DWI cord mask in each DWI slice
@@ -283,10 +283,11 @@ def transfer_from_t2w(
         why = "too few DWI slices overlap the T2w cord"
     elif reg.at_bound:
         why = f"the optimum lies on the search bound (±{MAX_SHIFT_MM:g} mm)"
-    else:
+    elif register:
         t_area, d_area = area_profile(t2w_mask, t2w_affine), area_profile(dwi_mask, dwi_affine)
         moved, still = area_misfit(t_area, d_area, reg.shift_mm), area_misfit(t_area, d_area, 0.0)
-        if not moved <= AREA_TOLERANCE * still:
+        # (no judgement when the unshifted DWI overlaps the T2w cord too little to compare)
+        if np.isfinite(still) and not moved <= AREA_TOLERANCE * still:
             why = (
                 f"the cord-area profile disagrees: {100 * moved:.1f} % RMS after the shift against "
                 f"{100 * still:.1f} % without (a rotation between the scans?)"

@@ -295,7 +295,7 @@ MUTATIONS: list[Mutation] = [
     Mutation(
         "dwi-levels-area-check-dropped",
         "analysis/dwi_levels.py",
-        "if not moved <= AREA_TOLERANCE * still:",
+        "if np.isfinite(still) and not moved <= AREA_TOLERANCE * still:",
         "if False:",
         ("tests/test_dwi_levels.py",),
         "centreline shift applied although the cord-area profile contradicts it (a rotation taken for a slide)",
