@@ -367,9 +367,10 @@ def _write_images(
     if options.pmj:
         label, pmj_truth = pmj_label(anat, g, FOV_MARGIN_MM)
         _save_labels({"T2w_PMJ": (label, "pontomedullary junction: one voxel of value 50")}, g, paths)
-        images["pmj"] = pmj_truth
         if session == 1:
             truth["pmj"] = pmj_truth
+        else:  # a repositioned session: its own voxel and foot point
+            images["pmj"] = pmj_truth
 
     # ---- T2*: image, cord, GM, levels
     g, arr = write_anat("T2star", STREAM_T2STAR, with_gm=True)
