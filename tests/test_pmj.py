@@ -45,8 +45,10 @@ def test_pmj_csa_at_64mm_within_2_percent_of_truth(pmj_subject, tmp_path):
     assert (hi - lo + 1) * 0.8 == pytest.approx(30, abs=0.8)  # round(extent / thickness) slices
     truth = pmj_subject["truth"]["pmj"]
     csa = float(t["MEAN(area)"][0])
-    assert csa == pytest.approx(window_truth(truth, 64, 30), rel=0.02)
-    assert csa == pytest.approx(window_truth(truth, 64), rel=0.02)  # the analytic CSA at 64 mm
+    assert csa == pytest.approx(window_truth(truth, 64, 30), rel=0.02)  # the analytic mean over 49-79 mm
+    # a 4 mm window (5 slices) measures the analytic CSA at 64 mm itself
+    t4 = _run(tmp_path, pmj_subject, "--pmj-distance", "64", "--pmj-extent", "4")
+    assert float(t4["MEAN(area)"][0]) == pytest.approx(window_truth(truth, 64), rel=0.02)
 
 
 def test_pmj_distance_is_arc_length_along_the_centerline(pmj_subject, tmp_path):
