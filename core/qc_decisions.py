@@ -150,7 +150,7 @@ def decision_cell(subject: str) -> str:
 def toolbar(report: str, category: str = "qc") -> str:
     """Category field, Export and Import of the page's decisions; ``report`` names the page in the export."""
     return (
-        f'<div id="qc-decisions" data-report="{html.escape(report)}">QC decisions '
+        f'<div id="qc-decisions" data-report="{html.escape(report)}"><b>QC decisions</b> · '
         f'<label>category <input id="qc-category" value="{html.escape(category)}" size="10"></label>'
         '<button id="qc-export" type="button">Export exclude.yml</button>'
         '<label>Import <input id="qc-import" type="file" accept=".yml,.yaml,text/yaml"></label>'
