@@ -164,9 +164,12 @@ def pmj_morphometrics_from_files(
     angle_correction: bool = True,
     centerline_method: str = "bspline",
     smooth: float = 30.0,
+    perslice=None,
 ):
     """:func:`pmj_table` on files: the segmentation (and canal) measured as ``morphometrics`` does,
-    the PMJ label checked on the segmentation's grid."""
+    the PMJ label checked on the segmentation's grid. ``perslice``: the segmentation's per-slice
+    metrics already computed with the same options (:func:`analysis.morphometrics.morphometrics_from_files`),
+    reused instead of measured again."""
     from analysis.morphometrics import compute_perslice, load_measured
     from core.io import check_same_grid, load_label, load_nifti
 
@@ -183,9 +186,11 @@ def pmj_morphometrics_from_files(
         smooth=smooth,
         source=pmj,
     )
-    ps = compute_perslice(
-        vals, aff, None, cn, angle_correction=angle_correction, centerline_method=centerline_method, smooth=smooth
-    )
+    ps = perslice
+    if ps is None:
+        ps = compute_perslice(
+            vals, aff, None, cn, angle_correction=angle_correction, centerline_method=centerline_method, smooth=smooth
+        )
     return pmj_table(
         ps,
         d,

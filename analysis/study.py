@@ -225,7 +225,7 @@ def _anat(job: SubjectJob, opts: StudyOptions, sub_dir: Path) -> dict[int, dict[
     if job.pmj is not None:
         from analysis.study_pmj import subject_pmj
 
-        subject_pmj(job.subject, job.seg, job.pmj, job.canal, sub_dir, centerline_method=opts.centerline_method)
+        subject_pmj(job, opts, sub_dir, ps)
     if opts.level_method == "volume":
         from analysis.morphometrics import volume_per_level_from_files
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 PMJ_DISTANCE_MM = 64.0
 PMJ_EXTENT_MM = 30.0
@@ -19,35 +20,29 @@ PMJ_CSV_SUFFIX = "_T2w_morphometrics_pmj.csv"
 PMJ_COLUMNS = ["participant_id", "Slice (I->S)", "DistancePMJ", "MEAN(area)", "STD(area)", "SUM(length)", "mask_type"]
 
 
-def subject_pmj(
-    subject: str,
-    seg: Path,
-    pmj: Path,
-    canal: Path | None,
-    sub_dir: Path,
-    *,
-    angle_correction: bool = True,
-    centerline_method: str = "bspline",
-) -> Path | None:
-    """Write one subject's PMJ CSV; a measurement refused by :mod:`analysis.pmj` becomes a warning."""
+def subject_pmj(job: Any, opts: Any, sub_dir: Path, perslice=None) -> Path | None:
+    """Write the PMJ CSV of one subject (``analysis.study.SubjectJob`` with a ``pmj`` label, measured with
+    the ``StudyOptions``); a measurement refused by :mod:`analysis.pmj` becomes a warning of the subject.
+    ``perslice``: its per-slice metrics already measured with the same options (reused)."""
     from analysis.pmj import pmj_morphometrics_from_files
     from core.errors import CordbenchError
     from core.io import write_csv
 
     try:
         table = pmj_morphometrics_from_files(
-            seg,
-            pmj,
+            job.seg,
+            job.pmj,
             distance=PMJ_DISTANCE_MM,
             extent=PMJ_EXTENT_MM,
-            canal=canal,
-            angle_correction=angle_correction,
-            centerline_method=centerline_method,
+            canal=job.canal,
+            angle_correction=opts.angle_correction,
+            centerline_method=opts.centerline_method,
+            perslice=perslice,
         )
     except CordbenchError as exc:
         warnings.warn(f"PMJ CSA not measured: {exc}", stacklevel=2)
         return None
-    return write_csv(sub_dir / f"{subject}{PMJ_CSV_SUFFIX}", table)
+    return write_csv(sub_dir / f"{job.subject}{PMJ_CSV_SUFFIX}", table)
 
 
 def gather_pmj(out: Path, subjects: Iterable[str]):
