@@ -43,6 +43,7 @@ class PhantomOptions:
     truth_only: bool = False  # write participants + truth JSON only, no images
     randomise: RandomiseOptions | None = None  # domain randomisation of T2w/T2* (randomise.py); None = off
     sessions: int = 1  # acquisitions of the same anatomy (ses-01..); 1 = no session folders
+    pmj: bool = False  # a PMJ label above C1 on the T2w grid, and its truth (pmj.py)
 
     def __post_init__(self) -> None:
         _check(self)
@@ -56,6 +57,8 @@ class PhantomOptions:
             del d["randomise"]  # cohorts without randomisation record exactly what they did before it
         if self.sessions == 1:
             del d["sessions"]  # likewise cohorts without sessions
+        if not self.pmj:
+            del d["pmj"]  # and without a PMJ label
         return d
 
     @classmethod
