@@ -16,9 +16,10 @@ Per subject (one Ray task each, or in-process with ``workers=0``):
   (``…_label-WM_seg``) or a GM mask (``…_label-GM_seg``: WM = cord − GM), else in the cord;
   ``metrics.csv``'s ``dti_region`` says which (``WM`` or ``cord``).
 
-``exclude.yml`` (spine-generic's: key → list of file names or subject ids) removes the named
-subject's anatomy (keys/files mentioning T2w, csa, sac), diffusion (dwi, dti, fa, md, rd, ad) or
-everything (anything else); exclusions are listed in the report. A subject whose processing raises,
+``exclude.yml`` in the data set, and the ``exclude`` file (``analyze --exclude``, e.g. exported from
+a QC report), remove the named subjects' anatomy, diffusion or everything (:mod:`analysis.exclusions`);
+exclusions are listed in the report with their reason. A T2w PMJ label adds the CSA at a distance
+from the PMJ (:mod:`analysis.study_pmj`, ``pmj_csa.csv``). A subject whose processing raises,
 or whose worker dies, is listed with the reason; the others finish.
 
 Outputs in ``OUT``: ``metrics.csv`` (one row per subject × level, merged with participants.tsv),
@@ -29,7 +30,6 @@ Outputs in ``OUT``: ``metrics.csv`` (one row per subject × level, merged with p
 from __future__ import annotations
 
 import os
-import re
 import time
 import traceback
 import warnings
@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from analysis.exclusions import Exclusions, apply_exclusions, exclusion_scope  # noqa: F401
 from analysis.morphometrics import LEVEL_COL  # the study's level column (SCT's)
 from analysis.progress import ProgressBar
 from core.errors import ConfigError, CordbenchError, InputError
@@ -63,9 +64,6 @@ METRIC_COLUMNS = [
     "dti_region",
 ]
 DWI_LEVEL_COLUMNS = ("method", "shift_mm", "residual_mm")  # subjects.csv: dwi_levels_<key>
-_SUB = re.compile(r"sub-[A-Za-z0-9]+")
-_DWI_WORDS = ("dwi", "dti", "fa", "md", "rd", "ad", "diffusion")
-_ANAT_WORDS = ("t2w", "csa", "sac", "canal", "t2")
 
 
 # ------------------------------------------------------------------------------------ jobs
@@ -86,6 +84,7 @@ class SubjectJob:
     dwi_discs: Path | None = None
     dwi_wm: Path | None = None
     dwi_gm: Path | None = None
+    pmj: Path | None = None
     seg_source: str = "labels"
     excluded: dict[str, str] = field(default_factory=dict)  # "anat"/"dwi" -> reason
     missing: dict[str, str] = field(default_factory=dict)  # "anat"/"dwi" -> what is missing
@@ -128,17 +127,6 @@ def _resolve_source(root: Path, seg_source: str) -> str:
     return rel.as_posix().strip("/")
 
 
-def exclusion_scope(key: str, entry: str) -> str:
-    """``anat``, ``dwi`` or ``all`` for one exclude.yml entry (see module docstring)."""
-    text = f"{key} {entry}".lower()
-    tokens = set(re.split(r"[^a-z0-9]+", text))
-    if "dwi" in text or tokens & set(_DWI_WORDS):
-        return "dwi"
-    if "t2w" in text or tokens & set(_ANAT_WORDS) or "csa" in text:
-        return "anat"
-    return "all"
-
-
 def find_jobs(bids_dir: str | Path, seg_source: str = "labels") -> tuple[list[SubjectJob], Any, dict]:
     """Index the data set (``data_modules.bids``) and list each subject's inputs.
 
@@ -168,6 +156,8 @@ def find_jobs(bids_dir: str | Path, seg_source: str = "labels") -> tuple[list[Su
             job.levels = lv.path if lv is not None else None
             discs = t2.label("discs", suffix="dlabel")
             job.discs = discs.path if discs is not None else None
+            pmj = t2.label("PMJ", suffix="dlabel")
+            job.pmj = pmj.path if pmj is not None else None
             canal = (t2p.label("canal", suffix="seg", source=src) if t2p is not None else None) or t2.label(
                 "canal", suffix="seg"
             )
@@ -202,16 +192,7 @@ def find_jobs(bids_dir: str | Path, seg_source: str = "labels") -> tuple[list[Su
         elif job.dwi_mask is None and job.dwi_levels is None:
             job.missing["dwi"] = "no cord mask on the DWI grid"
         jobs.append(job)
-    for key, entries in (idx.exclude or {}).items():
-        for entry in entries:
-            m = _SUB.search(str(entry))
-            if not m:
-                continue
-            for job in jobs:
-                if job.subject == m.group(0):
-                    scope = exclusion_scope(key, entry)
-                    for part in ("anat", "dwi") if scope == "all" else (scope,):
-                        job.excluded[part] = f"exclude.yml: {key}: {entry}"
+    apply_exclusions(jobs, Exclusions("exclude.yml", idx.exclude or {}))
     return jobs, idx.participants, idx.exclude
 
 
@@ -229,6 +210,10 @@ def _anat(job: SubjectJob, opts: StudyOptions, sub_dir: Path, record: dict) -> d
     )
     write_csv(sub_dir / f"{job.subject}_T2w_morphometrics.csv", aggregate(ps, Path(job.seg).name))
     write_csv(sub_dir / f"{job.subject}_T2w_morphometrics_perslice.csv", ps)
+    if job.pmj is not None:
+        from analysis.study_pmj import subject_pmj
+
+        subject_pmj(job, opts, sub_dir, ps)
     if opts.level_method == "volume":
         from analysis.morphometrics import volume_per_level_from_files
 
@@ -314,7 +299,7 @@ def process_subject(job: SubjectJob, opts: StudyOptions) -> SubjectResult:
             reasons[part] = f"{type(exc).__name__}: {exc} (at {Path(tb.filename).name}:{tb.lineno})"
     rows = [{"participant_id": job.subject, LEVEL_COL: lv, **vals} for lv, vals in sorted(per_level.items())]
     if not rows:
-        status = "excluded" if job.excluded and attempted == 0 and not job.missing else "failed"
+        status = "excluded" if job.excluded and attempted == 0 and set(job.missing) <= set(job.excluded) else "failed"
     elif any(k in reasons for k in ("anat", "dwi")):
         status = "partial"
     else:
@@ -413,8 +398,9 @@ def analyze(
     by: Sequence[str] = ("sex", "manufacturer", "institution_id"),
     opts: StudyOptions | None = None,
     progress: bool = True,
+    exclude: str | Path | None = None,
 ) -> StudySummary:
-    """Run the whole study (see module docstring) and write every output."""
+    """Run the whole study (see module docstring) and write every output; ``exclude``: an exclude file."""
     from analysis.stats_report import write_statistics
     from core.io import write_csv, write_json
 
@@ -422,9 +408,16 @@ def analyze(
     out = Path(out_dir)
     opts = opts or StudyOptions()
     opts.out_dir = str(out)
+    excl = None
+    if exclude is not None:
+        from analysis.exclusions import read_exclusions
+
+        excl = read_exclusions(exclude)
     jobs, participants, _ = find_jobs(bids_dir, seg_source)
     if not jobs:
         raise InputError("no subject with images found", bids_dir)
+    if excl is not None:
+        apply_exclusions(jobs, excl)
     if participants is not None:
         missing = [b for b in by if b not in participants.columns]
         if missing:
@@ -441,6 +434,11 @@ def analyze(
     write_csv(out / "metrics.csv", metrics)
     subjects = _subjects_table(results)
     write_csv(out / "subjects.csv", subjects)
+    from analysis.study_pmj import gather_pmj
+
+    pmj = gather_pmj(out, [j.subject for j in jobs])
+    if len(pmj):
+        write_csv(out / "pmj_csa.csv", pmj)
     by_ok = [b for b in by if b in metrics.columns]
     stats_res = None
     if x in metrics and y in metrics and metrics[[x, y]].notna().all(axis=1).sum() >= 4:
@@ -476,6 +474,8 @@ def analyze(
         workers=workers,
         address=address,
         level_method=opts.level_method,
+        pmj=pmj,
+        exclusions=excl,
     )
     failed = subjects[subjects["status"] != "ok"][["participant_id", "status", "reasons"]].to_dict("records")
     summary = StudySummary(

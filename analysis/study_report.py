@@ -73,12 +73,17 @@ def write_report(
     workers: int,
     address: str | None,
     level_method: str = "slice",
+    pmj=None,
+    exclusions=None,
 ) -> Path:
     """Write ``report.html`` (figures referenced relative to ``out``)."""
     import datetime
 
+    from analysis.exclusions import report_section
+    from analysis.study_pmj import report_section as pmj_section
     from core import html
     from core.io import write_text
+    from core.qc_decisions import QC_SCRIPT, qc_section
 
     def img(path) -> str:
         rel = Path(path).relative_to(out).as_posix()
@@ -100,8 +105,10 @@ def write_report(
         "<p>"
         + ", ".join(f"{html.escape(str(k))}: {v}" for k, v in sorted(status.items()))
         + f" (total {len(subjects)})</p>",
+        report_section(exclusions),
         "<h3>Subjects not fully processed (with the reason)</h3>",
         _html_table(not_ok),
+        qc_section(subjects["participant_id"].tolist() if len(subjects) else []),
         "<h2>Metrics per vertebral level</h2>",
         "<p>CSA, canal area and SAC in mm² ("
         + (
@@ -117,6 +124,7 @@ def write_report(
     ]
     if boxplot is not None:
         parts.append(img(boxplot))
+    parts.append(pmj_section(pmj))
     parts.append(f"<h2>Statistics: {html.escape(y)} vs {html.escape(x)}</h2>")
     if stats is None:
         parts.append("<p><em>not computed: fewer than 4 subject-levels with both values</em></p>")
@@ -171,6 +179,6 @@ def write_report(
     ) + html.SORT_CSS
     doc = (
         f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>cordbench analysis</title>"
-        f"<style>{style}</style></head><body>{''.join(parts)}{html.SORT_SCRIPT}</body></html>\n"
+        f"<style>{style}</style></head><body>{''.join(parts)}{html.SORT_SCRIPT}{QC_SCRIPT}</body></html>\n"
     )
     return write_text(out / "report.html", doc)

@@ -52,6 +52,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     add_number(p, "--stenosis-prob", range=Range(0, 1), default=0.5, help="share of subjects with a stenosis (0.5)")
     p.add_argument("--no-dwi", action="store_true", help="skip DWI (faster)")
+    p.add_argument(
+        "--pmj",
+        action="store_true",
+        help="also cover 20 mm of cord above C1 and write a PMJ point label on the T2w grid "
+        "(sub-X_T2w_label-PMJ_dlabel) with the CSA truth along the centerline from it",
+    )
     p.add_argument("--truth-only", action="store_true", help="participants and ground truth only, no images")
     p.add_argument("--float32", action="store_true", help="store images as float32 (default int16)")
     p.add_argument(
@@ -165,6 +171,7 @@ def run(args: argparse.Namespace) -> int:
         dtype="float32" if args.float32 else "int16",
         randomise=_randomise(args),
         sessions=args.sessions,
+        pmj=args.pmj,
         layout=args.layout,
         dwi_shift=args.dwi_shift,
         dwi_rotation=args.dwi_rotation,

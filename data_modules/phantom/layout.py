@@ -77,6 +77,7 @@ def _all_paths(root: Path, sub: str, session: str | None = None) -> dict[str, Pa
         "T2w_canal": la / f"{sub}_T2w_label-canal_seg.nii.gz",
         "T2w_discs": la / f"{sub}_T2w_label-discs_dlabel.nii.gz",
         "T2w_levels": la / f"{sub}_T2w_label-SC_desc-levels_dseg.nii.gz",
+        "T2w_PMJ": la / f"{sub}_T2w_label-PMJ_dlabel.nii.gz",
         "T2star_SC": la / f"{sub}_T2star_label-SC_seg.nii.gz",
         "T2star_GM": la / f"{sub}_T2star_label-GM_seg.nii.gz",
         "T2star_levels": la / f"{sub}_T2star_label-SC_desc-levels_dseg.nii.gz",

@@ -43,6 +43,7 @@ class PhantomOptions:
     truth_only: bool = False  # write participants + truth JSON only, no images
     randomise: RandomiseOptions | None = None  # domain randomisation of T2w/T2* (randomise.py); None = off
     sessions: int = 1  # acquisitions of the same anatomy (ses-01..); 1 = no session folders
+    pmj: bool = False  # a PMJ label above C1 on the T2w grid, and its truth (pmj.py)
     layout: str = "cordbench"  # cordbench (every label, truth level maps) | spine-generic (the real set's kinds)
     dwi_shift: float = 0.0  # mm: the subject moved this far superiorly between the T2w and the DWI
     dwi_rotation: float = 0.0  # deg: and rotated this much about the R-L axis through the cord's middle
@@ -60,6 +61,8 @@ class PhantomOptions:
             del d["randomise"]  # cohorts without randomisation record exactly what they did before it
         if self.sessions == 1:
             del d["sessions"]  # likewise cohorts without sessions
+        if not self.pmj:
+            del d["pmj"]  # and without a PMJ label
         for key, default in NEW_DEFAULTS.items():
             if d[key] == default:
                 del d[key]  # and cohorts in the cordbench layout without DWI motion or exclusions

@@ -20,6 +20,7 @@ from data_modules.phantom.geometry import Grid, make_grid, oblique_rotation, tub
 from data_modules.phantom.labels import nested_masks, si_axis
 from data_modules.phantom.motion import motion_matrix, motion_record, moved_grid
 from data_modules.phantom.options import PhantomOptions
+from data_modules.phantom.pmj import extra_top_mm, pmj_label
 from data_modules.phantom.population import MD_CSF, SubjectDraw, draw_subject, load_sites, tensor_params
 from data_modules.phantom.surroundings import Surroundings, draw_surroundings
 
@@ -124,7 +125,7 @@ def _cord_levels(arr: dict[str, np.ndarray]) -> np.ndarray:
 
 def _grids(anat: Anatomy, options: PhantomOptions, repos: Reposition | None = None) -> dict[str, Grid]:
     cl = anat.centerline
-    s_range = (-FOV_MARGIN_MM, cl.length + FOV_MARGIN_MM)
+    s_range = (-FOV_MARGIN_MM - extra_top_mm(options.pmj), cl.length + FOV_MARGIN_MM)
     rot = oblique_rotation(options.oblique)
     big = tube_points(cl, s_range, options.t2w_fov / 2.0)
     small = tube_points(cl, s_range, options.dwi_fov / 2.0)
@@ -369,6 +370,13 @@ def _write_images(
         g,
         paths,
     )
+    if options.pmj:
+        label, pmj_truth = pmj_label(anat, g, FOV_MARGIN_MM)
+        _save_labels({"T2w_PMJ": (label, "pontomedullary junction: one voxel of value 50")}, g, paths)
+        if session == 1:
+            truth["pmj"] = pmj_truth
+        else:  # a repositioned session: its own voxel and foot point
+            images["pmj"] = pmj_truth
 
     # ---- T2*: image, cord, GM, levels
     g, arr = write_anat("T2star", STREAM_T2STAR, with_gm=True)
@@ -465,7 +473,8 @@ def _write_randomised(
     images = truth["images"] if images is None else images
     rng = session_rng(truth["seed"], truth["index"], STREAM_RANDOMISE[contrast], session)
     cl = anat.centerline
-    g, slice_dir, grid_record = rnd.draw_grid(anat, ro, rng, (-FOV_MARGIN_MM, cl.length + FOV_MARGIN_MM))
+    s_range = (-FOV_MARGIN_MM - extra_top_mm(options.pmj), cl.length + FOV_MARGIN_MM)
+    g, slice_dir, grid_record = rnd.draw_grid(anat, ro, rng, s_range)
     draw = rnd.draw_image(contrast, ro, rng, cl.origin, slice_dir)
     draw.grid = grid_record
     arr = _over_grid(g, rnd.voxel_fn(anat, sur, draw, g, ro.texture, with_gm))

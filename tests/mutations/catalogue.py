@@ -497,4 +497,29 @@ MUTATIONS: list[Mutation] = [
         PRECISION,
         "limits of agreement from the standard error of the bias instead of the SD of the differences",
     ),
+    # ------------------------------------------------------------------ PMJ CSA, QC decisions
+    Mutation(
+        "pmj-distance-slice-axis-only",
+        "analysis/pmj.py",
+        "pts = np.stack([fi(kq, 0), fj(kq, 0), kq], axis=1) @ np.asarray(affine_rpi, float)[:3, :3].T",
+        "pts = np.stack([0 * kq, 0 * kq, kq], axis=1) @ np.asarray(affine_rpi, float)[:3, :3].T",
+        ("tests/test_pmj.py",),
+        "distance from the PMJ along the slice axis instead of along the (tilted) centerline",
+    ),
+    Mutation(
+        "pmj-window-full-extent",
+        "analysis/pmj.py",
+        "zmin = int(d.slices[np.argmin(np.abs(d.distance - (distance + extent / 2)))])",
+        "zmin = int(d.slices[np.argmin(np.abs(d.distance - (distance + extent)))])",
+        ("tests/test_pmj.py",),
+        "PMJ window reaching a whole extent below the distance instead of half of it",
+    ),
+    Mutation(
+        "exclude-reason-dropped",
+        "analysis/exclusions.py",
+        "note = excl.notes.get(str(entry))",
+        "note = None",
+        ("tests/test_qc_decisions.py",),
+        "the reviewer's reason (the entry's comment) lost between the exported exclude.yml and the report",
+    ),
 ]
