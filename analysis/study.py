@@ -10,7 +10,8 @@ Per subject (one Ray task each, or in-process with ``workers=0``):
   (:mod:`analysis.morphometrics`: SCT's axial-slice average by default, or volume / arc length
   with ``level_method="volume"``);
 * diffusion — ``sub-X/dwi/sub-X_dwi`` + ``.bval``/``.bvec``, cord mask and levels on the DWI grid
-  (``rec-average_dwi_label-SC_seg`` / ``…_label-SC_desc-levels_dseg``) → per-level FA/MD/RD/AD
+  (``rec-average_dwi_label-SC_seg``; levels given, from DWI discs, or carried over from the T2w:
+  :mod:`analysis.dwi_levels`, ``subjects.csv``'s ``dwi_levels_*`` columns) → per-level FA/MD/RD/AD
   (:mod:`analysis.dti`, WLS by default), in the **white matter** when the DWI grid has a WM mask
   (``…_label-WM_seg``) or a GM mask (``…_label-GM_seg``: WM = cord − GM), else in the cord;
   ``metrics.csv``'s ``dti_region`` says which (``WM`` or ``cord``).
@@ -62,6 +63,7 @@ METRIC_COLUMNS = [
     "dti_voxels",
     "dti_region",
 ]
+DWI_LEVEL_COLUMNS = ("method", "shift_mm", "residual_mm")  # subjects.csv: dwi_levels_<key>
 
 
 # ------------------------------------------------------------------------------------ jobs
@@ -96,6 +98,7 @@ class StudyOptions:
     angle_correction: bool = True
     centerline_method: str = "bspline"
     level_method: str = "slice"  # slice (SCT's axial-slice average) | volume (volume / arc length)
+    dwi_levels_transfer: str = "registered"  # T2w → DWI levels: registered (centreline S-I shift) | world
     write_maps: bool = True
     out_dir: str = ""
 
@@ -110,6 +113,7 @@ class SubjectResult:
     reasons: dict[str, str]
     warnings: list[str]
     seconds: float
+    dwi_levels: dict[str, Any] = field(default_factory=dict)  # method, shift_mm, residual_mm
 
 
 def _resolve_source(root: Path, seg_source: str) -> str:
@@ -193,28 +197,12 @@ def find_jobs(bids_dir: str | Path, seg_source: str = "labels") -> tuple[list[Su
 
 
 # ------------------------------------------------------------------------------ per subject
-def _levels_from_discs(mask: Path, discs: Path | None, dest: Path, what: str) -> Path:
-    """Write the level map of ``mask`` computed from disc labels (:mod:`data_modules.levels`)."""
-    from core.io import save_nifti
-    from data_modules.levels import level_map_from_files
-
-    if discs is None:
-        raise InputError(f"no vertebral levels for the {what} (label-SC_desc-levels_dseg or label-discs_dlabel)", mask)
-    img, lv = level_map_from_files(mask, discs)
-    if not (lv > 0).any():
-        raise InputError(
-            f"no vertebral level where the {what} is segmented (the discs bound none of its slices; "
-            f"mask {Path(mask).name})",
-            discs,
-        )
-    return save_nifti(lv, img.affine, dest, header=img.header, dtype=np.int16)
-
-
-def _anat(job: SubjectJob, opts: StudyOptions, sub_dir: Path) -> dict[int, dict[str, float]]:
+def _anat(job: SubjectJob, opts: StudyOptions, sub_dir: Path, record: dict) -> dict[int, dict[str, float]]:
     from analysis.morphometrics import aggregate, morphometrics_from_files, per_level_table
     from core.io import write_csv
+    from data_modules.levels import save_levels_from_discs
 
-    levels = job.levels or _levels_from_discs(
+    levels = job.levels or save_levels_from_discs(
         job.seg, job.discs, sub_dir / f"{job.subject}_T2w_levels.nii.gz", "T2w cord mask"
     )
     ps = morphometrics_from_files(
@@ -241,13 +229,13 @@ def _anat(job: SubjectJob, opts: StudyOptions, sub_dir: Path) -> dict[int, dict[
     return {int(r[LEVEL_COL]): {k: r[k] for k in keys if k in r and np.isfinite(r[k])} for _, r in table.iterrows()}
 
 
-def _dwi(job: SubjectJob, opts: StudyOptions, sub_dir: Path) -> dict[int, dict[str, float]]:
+def _dwi(job: SubjectJob, opts: StudyOptions, sub_dir: Path, record: dict) -> dict[int, dict[str, float]]:
     from analysis.dti import run_dti
+    from analysis.dwi_levels import study_dwi_levels
     from core.io import write_csv
 
-    levels = job.dwi_levels or _levels_from_discs(
-        job.dwi_mask, job.dwi_discs, sub_dir / f"{job.subject}_dwi_levels.nii.gz", "DWI cord mask"
-    )
+    levels, how = study_dwi_levels(job, sub_dir / f"{job.subject}_dwi_levels.nii.gz", opts.dwi_levels_transfer)
+    record.update(how)
     res = run_dti(
         job.dwi,
         job.bval,
@@ -288,6 +276,7 @@ def process_subject(job: SubjectJob, opts: StudyOptions) -> SubjectResult:
     sub_dir = Path(opts.out_dir) / "subjects" / safe_name(job.subject, "subject id")
     parts: list[tuple[str, Callable]] = [("anat", _anat), ("dwi", _dwi)]
     attempted = 0
+    record: dict[str, Any] = {}
     for part, fn in parts:
         if part in job.excluded:
             reasons[part] = f"excluded ({job.excluded[part]})"
@@ -299,7 +288,7 @@ def process_subject(job: SubjectJob, opts: StudyOptions) -> SubjectResult:
         try:
             with warnings.catch_warnings(record=True) as wlist:
                 warnings.simplefilter("always")
-                got = fn(job, opts, sub_dir)
+                got = fn(job, opts, sub_dir, record)
             caught += [f"{part}: {w.message}" for w in wlist]
             for lv, vals in got.items():
                 per_level.setdefault(lv, {}).update(vals)
@@ -315,7 +304,7 @@ def process_subject(job: SubjectJob, opts: StudyOptions) -> SubjectResult:
         status = "partial"
     else:
         status = "ok"
-    return SubjectResult(job.subject, status, rows, reasons, caught, time.perf_counter() - t0)
+    return SubjectResult(job.subject, status, rows, reasons, caught, time.perf_counter() - t0, record)
 
 
 # ------------------------------------------------------------------------------- execution
@@ -525,8 +514,10 @@ def _subjects_table(results: Sequence[SubjectResult]):
                 "reasons": "; ".join(f"{k}: {v}" for k, v in r.reasons.items()),
                 "warnings": " | ".join(r.warnings),
                 "seconds": round(r.seconds, 3),
+                **{f"dwi_levels_{k}": r.dwi_levels.get(k) for k in DWI_LEVEL_COLUMNS},
             }
             for r in results
         ],
-        columns=["participant_id", "status", "n_levels", "reasons", "warnings", "seconds"],
+        columns=["participant_id", "status", "n_levels", "reasons", "warnings", "seconds"]
+        + [f"dwi_levels_{k}" for k in DWI_LEVEL_COLUMNS],
     )

@@ -155,6 +155,15 @@ def write_report(
         ]
         parts += [img(f) for f in stats["figures"]]
     warn = subjects[subjects["warnings"].astype(str) != ""][["participant_id", "warnings"]] if len(subjects) else None
+    lv_cols = ["participant_id", "dwi_levels_method", "dwi_levels_shift_mm", "dwi_levels_residual_mm"]
+    if len(subjects) and all(c in subjects for c in lv_cols):
+        parts += [
+            "<h2>Vertebral levels on the DWI grid</h2>",
+            "<p>given, discs-on-dwi, or carried over from the T2w through world coordinates "
+            "(from-T2w-world) and an S-I shift found by a 1-D registration of the cord centrelines "
+            "(from-T2w-registered); shift and residual (RMS centreline distance) in mm.</p>",
+            _html_table(subjects[lv_cols]),
+        ]
     parts += [
         "<h2>Warnings</h2>",
         _html_table(warn),

@@ -44,6 +44,10 @@ class PhantomOptions:
     randomise: RandomiseOptions | None = None  # domain randomisation of T2w/T2* (randomise.py); None = off
     sessions: int = 1  # acquisitions of the same anatomy (ses-01..); 1 = no session folders
     pmj: bool = False  # a PMJ label above C1 on the T2w grid, and its truth (pmj.py)
+    layout: str = "cordbench"  # cordbench (every label, truth level maps) | spine-generic (the real set's kinds)
+    dwi_shift: float = 0.0  # mm: the subject moved this far superiorly between the T2w and the DWI
+    dwi_rotation: float = 0.0  # deg: and rotated this much about the R-L axis through the cord's middle
+    exclude: str = ""  # exclude.yml entries to write, KEY=SUB[,KEY=SUB] (e.g. dti_fa=sub-002)
 
     def __post_init__(self) -> None:
         _check(self)
@@ -59,6 +63,9 @@ class PhantomOptions:
             del d["sessions"]  # likewise cohorts without sessions
         if not self.pmj:
             del d["pmj"]  # and without a PMJ label
+        for key, default in NEW_DEFAULTS.items():
+            if d[key] == default:
+                del d[key]  # and cohorts in the cordbench layout without DWI motion or exclusions
         return d
 
     @classmethod
@@ -82,7 +89,37 @@ class PhantomOptions:
         return self.snr == 0 or math.isinf(self.snr)
 
 
+LAYOUTS = ("cordbench", "spine-generic")
+NEW_DEFAULTS = {"layout": "cordbench", "dwi_shift": 0.0, "dwi_rotation": 0.0, "exclude": ""}
+_EXCLUDE_ITEM = re.compile(r"^(?P<key>[A-Za-z0-9_]+)=(?P<sub>sub-[A-Za-z0-9]+)$")
+
+
+def parse_exclude(spec: str) -> list[tuple[str, str]]:
+    """``"dti_fa=sub-002,csa_t2=sub-003"`` → ``[(key, subject), ...]`` (spine-generic exclude.yml keys)."""
+    out = []
+    for part in (p.strip() for p in str(spec).split(",")):
+        if not part:
+            continue
+        m = _EXCLUDE_ITEM.match(part)
+        if not m:
+            raise ConfigError(
+                f"phantom option exclude: cannot parse {part!r} (expected KEY=SUBJECT, e.g. dti_fa=sub-002 or csa_t2=sub-001)"
+            )
+        out.append((m["key"], m["sub"]))
+    return out
+
+
 def _check(o: PhantomOptions) -> None:
+    if o.layout not in LAYOUTS:
+        raise ConfigError(f"phantom option layout must be one of {', '.join(LAYOUTS)}, got {o.layout!r}")
+    if not (-30 <= o.dwi_shift <= 30) or not (-10 <= o.dwi_rotation <= 10):
+        raise ConfigError(
+            f"phantom DWI motion out of range (dwi_shift -30..30 mm, dwi_rotation -10..10 deg): "
+            f"{o.dwi_shift}, {o.dwi_rotation}"
+        )
+    if (o.dwi_shift or o.dwi_rotation or o.exclude) and o.layout != "spine-generic":
+        raise ConfigError("phantom options dwi_shift, dwi_rotation and exclude need layout spine-generic")
+    parse_exclude(o.exclude)
     if not (o.snr >= 0):
         raise ConfigError(f"phantom option snr must be >= 0 (0 or inf = no noise), got {o.snr}")
     if not (0 <= o.tilt_min <= o.tilt_max <= 45):

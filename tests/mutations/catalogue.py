@@ -292,6 +292,15 @@ MUTATIONS: list[Mutation] = [
         "levels target (from SC + discs) mirrored against its image",
         k="discs",
     ),
+    Mutation(
+        "dwi-levels-area-check-dropped",
+        "analysis/dwi_levels.py",
+        "if np.isfinite(still) and not moved <= AREA_TOLERANCE * still:",
+        "if False:",
+        ("tests/test_dwi_levels.py",),
+        "centreline shift applied although the cord-area profile contradicts it (a rotation taken for a slide)",
+        k="rotation",
+    ),
     # ------------------------------------------------------------------------- real labelled scans
     Mutation(
         "real-automatic-as-manual",
