@@ -61,7 +61,7 @@ def gather_pmj(out: Path, subjects: Iterable[str]):
 
 def report_section(table) -> str:
     """The report's PMJ section (empty when no subject has a PMJ label)."""
-    from analysis.study_report import _html_table
+    from core.html import frame_table
 
     if table is None or not len(table):
         return ""
@@ -70,5 +70,5 @@ def report_section(table) -> str:
         f"<p>Mean angle-corrected CSA (mm²) of the axial slices {PMJ_DISTANCE_MM:g} ± {PMJ_EXTENT_MM / 2:g} mm "
         "along the centerline below the pontomedullary junction (SCT's <code>-pmj -pmj-distance "
         f"{PMJ_DISTANCE_MM:g} -pmj-extent {PMJ_EXTENT_MM:g}</code>), for the "
-        f"{len(table)} subject(s) with a PMJ label; <code>pmj_csa.csv</code>.</p>" + _html_table(table)
+        f"{len(table)} subject(s) with a PMJ label; <code>pmj_csa.csv</code>.</p>" + frame_table(table)
     )

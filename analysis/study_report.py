@@ -8,9 +8,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from analysis.morphometrics import LEVEL_COL
+from core.html import frame_table as _html_table
 
 
 def _dti_region_text(metrics) -> str:
@@ -18,25 +17,6 @@ def _dti_region_text(metrics) -> str:
     names = {"WM": "white matter", "cord": "cord mask"}
     got = sorted({names.get(str(v), str(v)) for v in metrics.get("dti_region", []) if isinstance(v, str)})
     return " / ".join(got) if got else "cord mask"
-
-
-def _html_table(df, float_fmt: str = "{:.4g}", max_rows: int = 500) -> str:
-    """A frame as a sortable :mod:`core.html` table (floats shown with ``float_fmt``, sorted on their value)."""
-    from core import html
-
-    if df is None or not len(df):
-        return "<p><em>none</em></p>"
-    rows = []
-    for _, row in df.head(max_rows).iterrows():
-        cells = []
-        for v in row:
-            if isinstance(v, (float, np.floating)):
-                cells.append(html.cell("" if not np.isfinite(v) else float_fmt.format(v), v))
-            else:
-                cells.append(html.cell("" if v is None else str(v)))
-        rows.append(cells)
-    more = f"<p>… {len(df) - max_rows} more rows in the CSV</p>" if len(df) > max_rows else ""
-    return html.table([str(c) for c in df.columns], rows) + more
 
 
 def level_summary(metrics, columns: Sequence[str]):

@@ -239,8 +239,9 @@ def write_report(
         else:
             panel = html.cell("", "")
         decision = qc_decisions.decision_cell(str(r["subject"]))
-        row_cells.append([cells[0], panel, decision, *cells[1:]])  # the panel next to the subject
-    heads = [keys[0], "panel", "decision", *keys[1:]]
+        # the panel next to the subject; the decision last, so `#sort=<index>` keeps its columns
+        row_cells.append([cells[0], panel, *cells[1:], decision])
+    heads = [keys[0], "panel", *keys[1:], "decision"]
     table = html.table(heads, row_cells, table_id="qc", keys=heads)
     doc = (
         f"<!DOCTYPE html>\n<html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
