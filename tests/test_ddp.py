@@ -145,7 +145,7 @@ def phantom8(tmp_path_factory) -> Path:
     from data_modules.phantom import generate_cohort
 
     root = tmp_path_factory.mktemp("ddp-phantom-n8")
-    generate_cohort(root, n_subjects=8, seed=0, snr=30.0, dwi=False)
+    generate_cohort(root, n_subjects=8, seed=0, snr=30.0, dwi=False, workers=1)
     return root
 
 
