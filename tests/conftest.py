@@ -109,11 +109,15 @@ HEAVY_MARK = re.compile(r"pytest\.mark\.(?:ray|ddp|services|subprocess|slow)\b")
 
 @pytest.fixture(scope="session")
 def sweep_phantom(tmp_path_factory) -> Path:
-    """A 5-subject phantom cohort shared by the sweep tests of this session."""
+    """A 5-subject phantom cohort shared by the sweep tests of this session.
+
+    Test cohorts are generated in one process (``workers=1``): the two pytest workers already fill
+    the two cores, and a pool of spawned generator processes only adds their start-up (the subjects
+    are the same whatever ``workers``, see ``tests/test_phantom.py``)."""
     from data_modules.phantom import generate_cohort
 
     root = tmp_path_factory.getbasetemp() / "sweeps-phantom-n5"
-    generate_cohort(root, n_subjects=5, seed=0, snr=30.0, dwi=False)
+    generate_cohort(root, n_subjects=5, seed=0, snr=30.0, dwi=False, workers=1)
     return root
 
 
