@@ -276,10 +276,11 @@ class DataConfig:
         "background patches for whole-image inference) | centre; null: the preset's, else label",
         choices=("label", "label-wide", "centre"),
     )
-    inference: str = key(
-        "localise",
-        "label-free rule of val/test/predict: centre (FOV-centred crop, Perone) | sliding (sliding window "
-        "over the whole image) | localise (find the cord, then crop around it slice by slice)",
+    inference: str | None = key(
+        None,
+        "label-free rule of val/test/predict with data.crop: centre (FOV-centred crop, Perone) | sliding "
+        "(sliding window over the whole image) | localise (find the cord, then crop around it slice by "
+        "slice); null: the preset's (perone: centre), else localise",
         choices=("centre", "sliding", "localise"),
     )
     inference_overlap: float = key(0.25, "sliding window overlap (sliding, localise)", range=Range(0, 0.95))

@@ -73,8 +73,12 @@ PRESETS: dict[str, dict[str, Any]] = {
         "crop": (200, 200),
         "train_crop": "centre",
         "normalisation": "zscore-after-crop",
+        "inference": "centre",
     },
 }
+#: the rule of a new run whose config and preset name none (``data.inference: null``): the one that
+#: measured best on real scans (docs/pipeline.md, "Where is the cord?")
+DEFAULT_INFERENCE = "localise"
 
 
 def _tuple(v: Any) -> tuple | None:
@@ -140,7 +144,8 @@ class Preprocessing:
             base.setdefault("train_crop", "label")
         if cfg_data.get("train_crop"):
             base["train_crop"] = str(cfg_data["train_crop"])
-        for k in ("inference", "inference_overlap", "inference_blend"):
+        base["inference"] = cfg_data.get("inference") or base.get("inference") or DEFAULT_INFERENCE
+        for k in ("inference_overlap", "inference_blend"):
             if cfg_data.get(k) is not None:
                 base[k] = cfg_data[k]
         dims = int(cfg_data["spatial_dims"])

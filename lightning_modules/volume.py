@@ -5,7 +5,8 @@ and by exported models (``evaluation.exported``), which swap only the forward pa
 
 The label-free rule of the run's preprocessing contract (``hparams["preprocessing"]["inference"]``,
 :mod:`data_modules.preprocessing`; ``centre`` when the checkpoint recorded none) picks how the network
-covers the preprocessed volume:
+covers the preprocessed volume. A contract without ``crop`` has kept the whole image already: every rule
+then runs as ``centre`` (so such runs keep their numbers).
 
 * ``centre`` — the volume is the FOV-centred crop: 2D runs every axial slice whole, in batches of
   ``inference_batch``; 3D runs MONAI's sliding window over ``patch_size`` patches (overlap 0.25).
@@ -35,6 +36,7 @@ import torch
 
 RULES = ("centre", "sliding", "localise")
 LOCALISE_SIGMA = 2.0  # slices: smoothing of the cord's track along the slice axis
+MAX_PIECES = 32  # largest components of the coarse pass considered as pieces of the cord
 
 
 def inference_rule(hparams: Any) -> str:
@@ -51,7 +53,7 @@ def volume_probabilities(forward: Any, volume: torch.Tensor, hparams: Any) -> to
     docstring's.
     """
     rule = inference_rule(hparams)
-    if rule == "centre":
+    if rule == "centre" or not (hparams.get("preprocessing") or {}).get("crop"):  # no crop: already the whole image
         return _direct(forward, volume, hparams)
     if rule == "sliding":
         return _sliding(forward, volume, hparams)
@@ -130,7 +132,8 @@ def cord_track(probs: torch.Tensor, reach: float = 24.0) -> np.ndarray | None:
     """The (x, y) centre per slice (Z, 2) of the cord found in ``probs`` (1, C, X, Y, Z); None when no
     foreground is found.
 
-    The cord is the largest 26-connected foreground component, joined by the next largest ones that lie
+    The cord is the largest 26-connected foreground component, joined by the next largest ones (of the
+    ``MAX_PIECES`` largest) that lie
     on slices it does not cover and start within ``reach`` voxels (in-plane) of its end (a cord broken by
     slices the pass missed; a parallel false positive shares slices with it and is left out). The centre
     is interpolated linearly over the slices without it (constant beyond its ends), then smoothed along
@@ -142,14 +145,20 @@ def cord_track(probs: torch.Tensor, reach: float = 24.0) -> np.ndarray | None:
     lab, n = ndimage.label(fg, structure=np.ones((3, 3, 3), bool))
     if n == 0:
         return None
-    sizes = np.bincount(lab.ravel())[1:]
-    order = np.argsort(-sizes, kind="stable") + 1
-    xs, ys = np.indices(fg.shape[:2])
+    nz = fg.shape[2]
+    order = np.argsort(-np.bincount(lab.ravel())[1:], kind="stable")[:MAX_PIECES]  # largest first
+    rank = np.full(n + 1, -1)
+    rank[order + 1] = np.arange(len(order))
+    idx = np.nonzero(rank[lab] >= 0)
+    key = rank[lab[idx]] * nz + idx[2]  # (piece, slice) of each of their voxels
+    size = len(order) * nz
+    count = np.bincount(key, minlength=size).reshape(-1, nz)
+    sx = np.bincount(key, weights=idx[0], minlength=size).reshape(-1, nz)
+    sy = np.bincount(key, weights=idx[1], minlength=size).reshape(-1, nz)
     centres: dict[int, np.ndarray] = {}
-    for comp in order:
-        part = lab == comp
-        zs = np.flatnonzero(part.any(axis=(0, 1)))
-        found = {int(z): np.array([xs[part[..., z]].mean(), ys[part[..., z]].mean()]) for z in zs}
+    for comp in range(len(order)):
+        zs = np.flatnonzero(count[comp])
+        found = {int(z): np.array([sx[comp, z], sy[comp, z]]) / count[comp, z] for z in zs}
         if centres:
             if any(z in centres for z in found):
                 continue

@@ -34,9 +34,11 @@ OLD_CONTRACT = {
 
 
 def _default_rule() -> str:
+    """The rule a new run records when its config names none."""
+    from core.tasks import TASKS
     from runs.config import load_config
 
-    return load_config([], [])["data"]["inference"]
+    return Preprocessing.from_config(load_config([], ["data.crop=[48,48]"])["data"], TASKS["sc"]).inference
 
 
 def _dice(a: np.ndarray, b: np.ndarray) -> float:
@@ -75,6 +77,8 @@ def test_old_contract_maps_to_centre_and_new_rules_are_recorded():
     assert Preprocessing.from_dict(new.to_dict()).inference == "sliding"
     with pytest.raises(Exception, match="data.inference"):
         Preprocessing(inference="everywhere")
+    perone = Preprocessing.from_config({"patch_size": [16, 16], "spatial_dims": 2, "preset": "perone"}, TASKS["sc"])
+    assert perone.inference == "centre" and _default_rule() != "centre"  # Perone's protocol keeps its rule
 
 
 def test_whole_image_rules_keep_the_whole_slice():
@@ -83,6 +87,12 @@ def test_whole_image_rules_keep_the_whole_slice():
     for rule, shape in (("centre", (24, 24, 3)), ("sliding", (70, 50, 3)), ("localise", (70, 50, 3))):
         out = build_transform(Preprocessing.from_dict({**OLD_CONTRACT, "spacing": None, "inference": rule}))(s)
         assert tuple(out["image"].shape[1:]) == shape, rule
+
+
+def test_without_a_crop_every_rule_runs_the_whole_image_as_before():
+    vol = _blob((70, 8))
+    hp = {**_hp("localise"), "preprocessing": {"crop": None, "inference": "localise"}}
+    torch.testing.assert_close(volume.volume_probabilities(_bright, vol, hp), volume._direct(_bright, vol, hp))
 
 
 def test_sliding_and_localise_segment_a_cord_far_from_the_centre():
