@@ -89,6 +89,24 @@ def test_whole_image_rules_keep_the_whole_slice():
         assert tuple(out["image"].shape[1:]) == shape, rule
 
 
+def test_label_wide_training_crop_holds_background_around_the_cord():
+    img = np.random.default_rng(0).normal(0, 1, (120, 100, 3)).astype(np.float32)
+    lab = np.zeros(img.shape, np.int16)
+    lab[20:26, 70:76] = 1
+    s = tio.Subject(
+        image=tio.ScalarImage(tensor=torch.from_numpy(img[None]), affine=np.eye(4)),
+        label=tio.LabelMap(tensor=torch.from_numpy(lab[None]), affine=np.eye(4)),
+    )
+    from core.tasks import TASKS
+
+    cfg = {"patch_size": [16, 16], "spatial_dims": 2, "crop": [24, 24], "train_crop": "label-wide"}
+    pre = Preprocessing.from_config(cfg, TASKS["sc"])
+    out = build_transform(pre, "train")(s)
+    assert pre.train_crop == "label-wide" and tuple(out["image"].shape[1:3]) == (48, 48)
+    assert out["label"].data.sum() == lab.sum()  # the cord inside, 36 x 36 background voxels around it
+    np.testing.assert_allclose(out["image"].affine[:3, 3], [23 - 24, 73 - 24, 0])
+
+
 def test_without_a_crop_every_rule_runs_the_whole_image_as_before():
     vol = _blob((70, 8))
     hp = {**_hp("localise"), "preprocessing": {"crop": None, "inference": "localise"}}
