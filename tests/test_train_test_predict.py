@@ -73,7 +73,8 @@ def test_gm_perone_predict_equals_test(tmp_path: Path, gm_fixture, gm_perone_run
 
 @pytest.mark.slow
 def test_phantom_crop_and_spacing_predict_equals_test(tmp_path: Path, sweep_phantom: Path, capsys):
-    """Trained on label-centred crops of a resampled grid; tested and predicted with the FOV-centred rule."""
+    """Trained on label-centred crops of a resampled grid; tested and predicted with the label-free rule it
+    records (the default, localise)."""
     out = tmp_path / "run"
     per_subject, summary = _fit(
         out,
