@@ -15,8 +15,9 @@ then runs as ``centre`` (so such runs keep their numbers).
   ``inference_blend`` (Gaussian by default); the class probabilities of overlapping windows are blended.
   2D slices go ``inference_batch`` at a time, so memory is bounded by that many slices; the 3D output
   is accumulated on the CPU, each window computed on the network's device.
-* ``localise`` — the sliding pass, then its cord (the largest 26-connected foreground component, joined
-  by smaller ones on the slices it misses that continue it: :func:`cord_track`); the centre of the cord in
+* ``localise`` — the sliding pass, then its cord (the largest 26-connected foreground component thin
+  enough to be one — in-plane spread at most an eighth of the crop, i.e. a diameter up to half of it —
+  joined by smaller ones on the slices it misses that continue it: :func:`cord_track`); the centre of the cord in
   each slice, linearly interpolated over the slices where it is absent
   (constant beyond its ends) and smoothed along the slices (Gaussian, sigma ``LOCALISE_SIGMA`` slices);
   where nothing is found, the centre of the field of view. Each slice's ``crop`` window centred on that
@@ -128,12 +129,14 @@ def _sliding(forward: Any, volume: torch.Tensor, hparams: Any) -> torch.Tensor:
     ).to(volume.device)
 
 
-def cord_track(probs: torch.Tensor, reach: float = 24.0) -> np.ndarray | None:
+def cord_track(probs: torch.Tensor, reach: float = 24.0, spread: float = 6.0) -> np.ndarray | None:
     """The (x, y) centre per slice (Z, 2) of the cord found in ``probs`` (1, C, X, Y, Z); None when no
     foreground is found.
 
-    The cord is the largest 26-connected foreground component, joined by the next largest ones (of the
-    ``MAX_PIECES`` largest) that lie
+    Pieces are the ``MAX_PIECES`` largest 26-connected foreground components that are thin like a cord:
+    the median over their slices of the larger in-plane standard deviation of their voxels' positions is at
+    most ``spread`` voxels (a disc of diameter d has d / 4; a band along the image's edge or a blotch of
+    tissue is wider). The cord is the largest piece, joined by the next largest ones that lie
     on slices it does not cover and start within ``reach`` voxels (in-plane) of its end (a cord broken by
     slices the pass missed; a parallel false positive shares slices with it and is left out). The centre
     is interpolated linearly over the slices without it (constant beyond its ends), then smoothed along
@@ -155,9 +158,15 @@ def cord_track(probs: torch.Tensor, reach: float = 24.0) -> np.ndarray | None:
     count = np.bincount(key, minlength=size).reshape(-1, nz)
     sx = np.bincount(key, weights=idx[0], minlength=size).reshape(-1, nz)
     sy = np.bincount(key, weights=idx[1], minlength=size).reshape(-1, nz)
+    sxx = np.bincount(key, weights=idx[0].astype(float) ** 2, minlength=size).reshape(-1, nz)
+    syy = np.bincount(key, weights=idx[1].astype(float) ** 2, minlength=size).reshape(-1, nz)
     centres: dict[int, np.ndarray] = {}
     for comp in range(len(order)):
         zs = np.flatnonzero(count[comp])
+        c = count[comp, zs]
+        var = np.maximum(sxx[comp, zs] / c - (sx[comp, zs] / c) ** 2, syy[comp, zs] / c - (sy[comp, zs] / c) ** 2)
+        if np.median(np.sqrt(np.maximum(var, 0))) > spread:  # not a cord's cross-section
+            continue
         found = {int(z): np.array([sx[comp, z], sy[comp, z]]) / count[comp, z] for z in zs}
         if centres:
             if any(z in centres for z in found):
@@ -167,6 +176,8 @@ def cord_track(probs: torch.Tensor, reach: float = 24.0) -> np.ndarray | None:
             if np.linalg.norm(found[start] - centres[near]) > reach:
                 continue
         centres.update(found)
+    if not centres:
+        return None
     zs = np.array(sorted(centres))
     pts = np.array([centres[int(z)] for z in zs])
     allz = np.arange(fg.shape[2])
@@ -187,7 +198,7 @@ def _localise(forward: Any, volume: torch.Tensor, hparams: Any) -> torch.Tensor:
     coarse = _sliding(forward, volume, hparams)
     size = crop_size(hparams)
     shape = volume.shape[2:5]
-    track = cord_track(coarse, reach=max(size) / 2)
+    track = cord_track(coarse, reach=max(size) / 2, spread=min(size) / 8)
     if track is None:  # nothing found: the centre of the field of view
         track = np.tile([(shape[0] - 1) / 2, (shape[1] - 1) / 2], (shape[2], 1))
     origins = [

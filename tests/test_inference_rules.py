@@ -134,8 +134,10 @@ def test_localise_follows_the_track_and_falls_back_to_the_fov_centre():
     for z, x in enumerate((60, 62, 64, 66, 68, 70, 72)):  # an oblique cord, missing on slice 3
         if z != 3:
             vol[0, 0, x - 1 : x + 2, 40:43, z] = 3.0
+    vol[0, 0, 0:6, :, :] = 3.0  # a larger band along the image's edge: not a cord's cross-section
     probs = volume.volume_probabilities(_bright, vol, _hp("localise"))
     assert bool((probs[0].argmax(0) > 0).any(dim=(0, 1))[[0, 1, 2, 4, 5, 6]].all())
+    assert not bool((probs[0].argmax(0) > 0)[:6].any())  # the band is outside every cord window
     track = volume.cord_track(volume.volume_probabilities(_bright, vol, _hp("sliding")))
     assert abs(track[3, 0] - 66) < 1.5 and abs(track[3, 1] - 41) < 0.5  # interpolated over the gap
     assert volume.cord_track(torch.zeros(1, 2, 8, 8, 3).index_fill_(1, torch.tensor([0]), 1.0)) is None
