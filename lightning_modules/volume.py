@@ -136,7 +136,8 @@ def cord_track(probs: torch.Tensor, reach: float = 24.0, spread: float = 6.0) ->
     Pieces are the ``MAX_PIECES`` largest 26-connected foreground components that are thin like a cord:
     the median over their slices of the larger in-plane standard deviation of their voxels' positions is at
     most ``spread`` voxels (a disc of diameter d has d / 4; a band along the image's edge or a blotch of
-    tissue is wider). The cord is the largest piece, joined by the next largest ones that lie
+    tissue is wider). The cord is the piece of highest mean foreground probability among those at least
+    half the size of the largest, joined by the next largest ones that lie
     on slices it does not cover and start within ``reach`` voxels (in-plane) of its end (a cord broken by
     slices the pass missed; a parallel false positive shares slices with it and is left out). The centre
     is interpolated linearly over the slices without it (constant beyond its ends), then smoothed along
@@ -160,13 +161,20 @@ def cord_track(probs: torch.Tensor, reach: float = 24.0, spread: float = 6.0) ->
     sy = np.bincount(key, weights=idx[1], minlength=size).reshape(-1, nz)
     sxx = np.bincount(key, weights=idx[0].astype(float) ** 2, minlength=size).reshape(-1, nz)
     syy = np.bincount(key, weights=idx[1].astype(float) ** 2, minlength=size).reshape(-1, nz)
-    centres: dict[int, np.ndarray] = {}
+    p_fg = 1.0 - probs[0, 0].cpu().numpy()[idx]
+    confidence = np.bincount(key // nz, weights=p_fg, minlength=len(order)) / np.maximum(count.sum(axis=1), 1)
+    thin = []
     for comp in range(len(order)):
         zs = np.flatnonzero(count[comp])
         c = count[comp, zs]
         var = np.maximum(sxx[comp, zs] / c - (sx[comp, zs] / c) ** 2, syy[comp, zs] / c - (sy[comp, zs] / c) ** 2)
-        if np.median(np.sqrt(np.maximum(var, 0))) > spread:  # not a cord's cross-section
-            continue
+        if np.median(np.sqrt(np.maximum(var, 0))) <= spread:  # else not a cord's cross-section
+            thin.append(comp)
+    big = [c for c in thin if count[c].sum() >= 0.5 * count[thin[0]].sum()] if thin else []
+    first = max(big, key=lambda c: confidence[c]) if big else None  # the surest of the large thin pieces
+    centres: dict[int, np.ndarray] = {}
+    for comp in ([first] + [c for c in thin if c != first]) if big else []:
+        zs = np.flatnonzero(count[comp])
         found = {int(z): np.array([sx[comp, z], sy[comp, z]]) / count[comp, z] for z in zs}
         if centres:
             if any(z in centres for z in found):
