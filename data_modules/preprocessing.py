@@ -34,10 +34,12 @@ predictions are exactly what ``predict`` writes for the same image:
 * ``sliding`` — no crop: the whole resampled slice (padded to at least ``crop``) goes through MONAI's
   ``sliding_window_inference`` with windows of ``crop`` (else the patch), ``inference_overlap`` and
   ``inference_blend`` weighting (:mod:`lightning_modules.volume`).
-* ``localise`` — no crop here either: a sliding pass finds the cord (its largest connected component),
-  its centre per slice is interpolated and smoothed along the slices, and the network runs again on
-  ``crop`` windows centred on it slice by slice (as training crops around the label), pasted back
-  into the whole grid; background elsewhere (:mod:`lightning_modules.volume`).
+* ``localise`` (the default of new runs, :data:`DEFAULT_INFERENCE`) — no crop here either: a sliding
+  pass finds the cord (the surest of its large connected components thin enough to be one), its centre
+  per slice is interpolated and smoothed along the slices (the FOV centre when nothing is found), and
+  the network runs again on ``crop`` windows centred on it slice by slice (as training crops around the
+  label), z-scored on their own, pasted back into the whole grid; background elsewhere
+  (:mod:`lightning_modules.volume`).
 
 With ``normalisation = "zscore-after-crop"`` the two whole-image rules z-score the whole resampled volume
 (there is no crop before it).
