@@ -186,6 +186,23 @@ class RandomiseRanges:
     )
     fov_max: float = key(80.0, "in-plane field of view (mm), upper end", range=Range(20, 200))
     offset_max: float = key(0.15, "FOV centre offset from the cord, share of the FOV", range=Range(0, 0.4))
+    wide_fov_prob: float = key(
+        0.0,
+        "share of images with a whole-neck field of view (axial: fov_axial, sagittal: fov_sagittal along A-P) "
+        "and the cord anywhere in it (wide_offset_max); 0 keeps the draws of the narrow field alone",
+        range=_PROB,
+    )
+    fov_axial_min: float = key(
+        100.0, "whole-neck axial field of view (mm), uniform in [min, max]", range=Range(20, 600)
+    )
+    fov_axial_max: float = key(200.0, "whole-neck axial field of view (mm), upper end", range=Range(20, 600))
+    fov_sagittal_min: float = key(
+        200.0, "whole-neck sagittal A-P field of view (mm), uniform in [min, max]", range=Range(20, 600)
+    )
+    fov_sagittal_max: float = key(400.0, "whole-neck sagittal A-P field of view (mm), upper end", range=Range(20, 600))
+    wide_offset_max: float = key(
+        0.35, "whole-neck field: FOV centre offset from the cord, share of the FOV", range=Range(0, 0.45)
+    )
     oblique_max: float = key(15.0, "grid rotation (deg) about a random axis", range=Range(0, 45))
     snr_min: float = key(8.0, "Rician SNR on the cord's white matter, uniform in [min, max]", range=Range(1, 1000))
     snr_max: float = key(60.0, "Rician SNR, upper end", range=Range(1, 1000))
@@ -252,6 +269,23 @@ class DataConfig:
         "[x, y] in-plane crop/pad (voxels): centred on the label for training, on "
         "the FOV for val/test/predict; null keeps the FOV",
         range=Range(1, 4096, integer=True),
+    )
+    train_crop: str | None = key(
+        None,
+        "training crop with data.crop: label (around the cord) | label-wide (twice data.crop around it: "
+        "background patches for whole-image inference) | centre; null: the preset's, else label",
+        choices=("label", "label-wide", "centre"),
+    )
+    inference: str | None = key(
+        None,
+        "label-free rule of val/test/predict with data.crop: centre (FOV-centred crop, Perone) | sliding "
+        "(sliding window over the whole image) | localise (find the cord, then crop around it slice by "
+        "slice); null: the preset's (perone: centre), else localise",
+        choices=("centre", "sliding", "localise"),
+    )
+    inference_overlap: float = key(0.25, "sliding window overlap (sliding, localise)", range=Range(0, 0.95))
+    inference_blend: str = key(
+        "gaussian", "sliding window weighting (sliding, localise)", choices=("gaussian", "constant")
     )
     batch_size: int = key(16, "training batch size", range=Range(1, 65536, integer=True))
     num_workers: int = key(0, "data-loader worker processes", range=Range(0, 256, integer=True))

@@ -21,12 +21,28 @@ The chain, in order:
 5. zero padding (symmetric) up to ``min_shape`` (the training patch, so whole slices fit it).
 
 **Crop rule without a label.** Training may centre the crop on the label (``train_crop =
-"label"``, the ``data.crop`` behaviour: patches around the cord). Everything scored or predicted
-— validation, test, ``predict`` — uses the *label-free* rule: the crop/pad is centred on the field
-of view of every slice, as Perone et al. 2018 do for the GM challenge. Test predictions are
-therefore exactly what ``predict`` writes for the same image. The FOV centre works when the cord
-lies near the middle of the image (true of the axial GM-challenge slices and of the phantom);
-choose ``data.crop`` larger than the cord's offset from the centre otherwise.
+"label"``, the ``data.crop`` behaviour: patches around the cord; ``"label-wide"``: a crop twice
+``crop`` around it, so that a share of ``1 - data.foreground_probability`` of the training patches are
+background up to a crop away from the cord, the negatives a whole-image pass needs). Everything
+scored or predicted — validation, test, ``test --real``, ``predict``, ensembles, exported models — uses
+the *label-free* rule recorded as ``inference`` (``data.inference``), the same for all, so test
+predictions are exactly what ``predict`` writes for the same image:
+
+* ``centre`` — the crop/pad is centred on the field of view of every slice, as Perone et al. 2018 do
+  for the GM challenge. It works only when the cord lies near the middle of the image; it is the rule of
+  every checkpoint that recorded none (so they keep their numbers).
+* ``sliding`` — no crop: the whole resampled slice (padded to at least ``crop``) goes through MONAI's
+  ``sliding_window_inference`` with windows of ``crop`` (else the patch), ``inference_overlap`` and
+  ``inference_blend`` weighting (:mod:`lightning_modules.volume`).
+* ``localise`` (the default of new runs, :data:`DEFAULT_INFERENCE`) — no crop here either: a sliding
+  pass finds the cord (the surest of its large connected components thin enough to be one), its centre
+  per slice is interpolated and smoothed along the slices (the FOV centre when nothing is found), and
+  the network runs again on ``crop`` windows centred on it slice by slice (as training crops around the
+  label), z-scored on their own, pasted back into the whole grid; background elsewhere
+  (:mod:`lightning_modules.volume`).
+
+With ``normalisation = "zscore-after-crop"`` the two whole-image rules z-score the whole resampled volume
+(there is no crop before it).
 
 Every field is plain data: :meth:`Preprocessing.to_dict` round-trips through JSON/YAML and
 :meth:`Preprocessing.key` is a stable digest (e.g. for an on-disk cache of preprocessed subjects).
@@ -47,7 +63,10 @@ from core.errors import ConfigError
 
 VERSION = 1
 NORMALISATIONS = ("zscore", "zscore-after-crop")
-TRAIN_CROPS = ("label", "centre")
+TRAIN_CROPS = ("label", "centre", "label-wide")
+#: the label-free rule of everything scored or predicted (module docstring)
+INFERENCE_RULES = ("centre", "sliding", "localise")
+BLENDS = ("gaussian", "constant")
 STAGES = ("train", "eval")
 PRESETS: dict[str, dict[str, Any]] = {
     # Perone et al. 2018 (GM challenge): 0.25 mm in-plane, slice spacing kept, 200x200 slices, z-score
@@ -56,8 +75,12 @@ PRESETS: dict[str, dict[str, Any]] = {
         "crop": (200, 200),
         "train_crop": "centre",
         "normalisation": "zscore-after-crop",
+        "inference": "centre",
     },
 }
+#: the rule of a new run whose config and preset name none (``data.inference: null``): the one that
+#: measured best on real scans (docs/pipeline.md, "Where is the cord?")
+DEFAULT_INFERENCE = "localise"
 
 
 def _tuple(v: Any) -> tuple | None:
@@ -80,6 +103,9 @@ class Preprocessing:
     min_shape: tuple[int, ...] = ()
     preset: str | None = None
     version: int = VERSION
+    inference: str = "centre"  # not the schema's default: the rule of checkpoints that recorded none
+    inference_overlap: float = schema.default("data.inference_overlap")
+    inference_blend: str = schema.default("data.inference_blend")
 
     def __post_init__(self) -> None:
         if self.orientation != "RAS":
@@ -90,6 +116,12 @@ class Preprocessing:
             )
         if self.train_crop not in TRAIN_CROPS:
             raise ConfigError(f"preprocessing train_crop must be one of {TRAIN_CROPS}, got {self.train_crop!r}")
+        if self.inference not in INFERENCE_RULES:
+            raise ConfigError(f"key 'data.inference' must be one of {INFERENCE_RULES}, got {self.inference!r}")
+        if self.inference_blend not in BLENDS:
+            raise ConfigError(f"key 'data.inference_blend' must be one of {BLENDS}, got {self.inference_blend!r}")
+        if not 0 <= float(self.inference_overlap) < 1:
+            raise ConfigError(f"key 'data.inference_overlap' must be in [0, 1), got {self.inference_overlap!r}")
         if self.spacing is not None and len(self.spacing) != 3:
             raise ConfigError(f"key 'data.spacing' needs 3 values (mm, null keeps an axis), got {self.spacing!r}")
         if self.crop is not None and len(self.crop) != 2:
@@ -112,6 +144,12 @@ class Preprocessing:
         if cfg_data.get("crop"):
             base["crop"] = tuple(int(v) for v in cfg_data["crop"])
             base.setdefault("train_crop", "label")
+        if cfg_data.get("train_crop"):
+            base["train_crop"] = str(cfg_data["train_crop"])
+        base["inference"] = cfg_data.get("inference") or base.get("inference") or DEFAULT_INFERENCE
+        for k in ("inference_overlap", "inference_blend"):
+            if cfg_data.get(k) is not None:
+                base[k] = cfg_data[k]
         dims = int(cfg_data["spatial_dims"])
         patch = [int(p) for p in cfg_data["patch_size"]]
         return cls(
@@ -175,7 +213,9 @@ class Preprocessing:
 def build_transform(pre: Preprocessing, stage: str = "eval"):
     """The torchio chain of ``pre``; ``stage="train"`` may centre the crop on the ``label`` image.
 
-    Every other stage (validation, test, predict) uses the label-free rule (FOV centre).
+    Every other stage (validation, test, predict) uses the label-free rule ``pre.inference``: the
+    FOV-centred crop (``centre``), or the whole slice padded to at least ``crop`` (``sliding``,
+    ``localise``: the network then runs over it, :mod:`lightning_modules.volume`).
     """
     if stage not in STAGES:
         raise ValueError(f"stage must be one of {STAGES}, got {stage!r}")
@@ -183,8 +223,14 @@ def build_transform(pre: Preprocessing, stage: str = "eval"):
     if pre.spacing is not None:
         steps.append(ResampleKeeping(pre.spacing))
     crop = None
-    if pre.crop is not None:
-        crop = InPlaneCropOrPad(pre.crop, on_label=stage == "train" and pre.train_crop == "label")
+    if pre.crop is not None and stage == "train":
+        wide = pre.train_crop == "label-wide"
+        size = tuple(2 * c for c in pre.crop) if wide else pre.crop
+        crop = InPlaneCropOrPad(size, on_label=pre.train_crop in ("label", "label-wide"))
+    elif pre.crop is not None and pre.inference == "centre":
+        crop = InPlaneCropOrPad(pre.crop)
+    elif pre.crop is not None:
+        crop = PadTo(pre.crop)
     if pre.normalisation == "zscore":
         steps.append(tio.ZNormalization())
         steps += [crop] if crop is not None else []

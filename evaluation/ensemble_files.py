@@ -104,6 +104,8 @@ def predict_ensemble_file(
             io.save_nifti(pred.variance, img.affine, variance_path(out_path), header=img.header, dtype=np.float32)
         summary = summarise(pred, affine)
         row.update(summary)
+    from lightning_modules.volume import inference_rule
+
     hp = members[0].module.hparams
     record = combination_record(members, tta)
     sidecar = {
@@ -111,6 +113,7 @@ def predict_ensemble_file(
         "Ensemble": {k: v for k, v in record.items() if k != "members"} | {"passes": pred.passes},
         "Task": hp.get("task"),
         "Classes": hp.get("classes"),
+        "InferenceRule": sorted({inference_rule(m.module.hparams) for m in members}),
         "Source": str(image_path),
         "SoftMaps": {name: str(soft_path(out_path, name).name) for name in classes} if soft else None,
         "Uncertainty": summary,

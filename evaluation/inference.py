@@ -176,6 +176,8 @@ def predict_file(module: Any, image_path: str | Path, out_path: str | Path, ckpt
     io.check_image_values(data, image_path)
     check_axial_extent(data.shape[:3], np.asarray(img.affine), image_path)
     labels = _predict_naming(module, data, np.asarray(img.affine), image_path)
+    from lightning_modules.volume import inference_rule
+
     if not labels.any():
         warnings.warn(f"{image_path}: the model found no foreground: the mask is empty", EmptyPredictionWarning)
     out_path = Path(out_path)
@@ -194,6 +196,7 @@ def predict_file(module: Any, image_path: str | Path, out_path: str | Path, ckpt
         ],
         "Task": hp.get("task"),
         "Classes": hp.get("classes"),
+        "InferenceRule": inference_rule(hp),
         "Source": str(image_path),
     }
     io.write_json(sidecar_path(out_path), sidecar)

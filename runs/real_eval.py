@@ -171,6 +171,8 @@ def evaluate_real(
             f"no image could be scored: all {len(skipped)} skipped, e.g. {skipped[0]['image']}: {skipped[0]['reason']}",
             real.root,
         )
+    from lightning_modules.volume import inference_rule
+
     hp = module.hparams
     summary = {
         "scoring": "native",
@@ -183,6 +185,7 @@ def evaluate_real(
         "preset": hp.get("preset"),
         "task": hp.get("task"),
         "postprocess": mode_of(module),
+        "inference_rule": inference_rule(hp),
         "classes": classes,
         "n_images": len(real.images) + len(real.unpaired),
         "n_subjects": len(records),

@@ -58,7 +58,16 @@ RECORDS = (
 #: Keys a resumed run may change (more epochs, display, logging, where the folder is) without mixing two runs.
 #: Keys ``validate``/``test`` may set differently from the run they score (devices, strategy, logging: the
 #: sweep's DDP trials test their best checkpoint on one device).
-EVALUATE_CHANGES = ("trainer.", "logger.", "output_dir", "name")
+# the label-free inference rule is the checkpoint's own at validate/test (runs.runner.evaluate)
+EVALUATE_CHANGES = (
+    "trainer.",
+    "logger.",
+    "output_dir",
+    "name",
+    "data.inference",
+    "data.inference_overlap",
+    "data.inference_blend",
+)
 RESUMABLE_CHANGES = ("trainer.max_epochs", "trainer.enable_progress_bar", "logger.", "output_dir", "name")
 
 

@@ -337,6 +337,7 @@ def fit(
                 "task": dm.task.name,
                 "scoring": module.evaluator.scoring,
                 "postprocess": mode_of(module),
+                "inference_rule": _rule(module),
             },
         )
         write_test_qc(out, result.test_records)
@@ -407,6 +408,23 @@ _PRE_KEYS = {
     "num_classes": "data.task",
     "spatial_dims": "data.spatial_dims",
 }
+#: fields of the contract that only say how a trained network is run: the checkpoint's own are used
+INFERENCE_FIELDS = ("inference", "inference_overlap", "inference_blend")
+
+
+def _rule(module: Any) -> str:
+    from lightning_modules.volume import inference_rule
+
+    return inference_rule(module.hparams)
+
+
+def with_checkpoint_inference(cfg: dict[str, Any], module: Any) -> dict[str, Any]:
+    """``cfg`` with the checkpoint's label-free inference rule (``centre`` for checkpoints that recorded
+    none), so validation/test score what ``cordbench predict`` writes with it."""
+    from data_modules.preprocessing import Preprocessing
+
+    own = Preprocessing.from_hparams(module.hparams)
+    return {**cfg, "data": {**cfg["data"], **{k: getattr(own, k) for k in INFERENCE_FIELDS}}}
 
 
 def check_preprocessing(cfg: Mapping[str, Any], module: Any, ckpt: str | Path) -> None:
@@ -419,7 +437,7 @@ def check_preprocessing(cfg: Mapping[str, Any], module: Any, ckpt: str | Path) -
         return
     own = Preprocessing.from_hparams(module.hparams).to_dict()
     here = Preprocessing.from_config(cfg["data"], TASKS[cfg["data"]["task"]]).to_dict()
-    diff = [k for k in own if own[k] != here.get(k)]
+    diff = [k for k in own if own[k] != here.get(k) and k not in INFERENCE_FIELDS]
     if diff:
         k = diff[0]
         raise ConfigError(
@@ -450,6 +468,7 @@ def evaluate(cfg: dict[str, Any], ckpt: str, stage: str = "test") -> RunResult:
 
     check_network(cfg, module.hparams, ckpt)
     check_preprocessing(cfg, module, ckpt)
+    cfg = with_checkpoint_inference(cfg, module)
     out, dm = prepare(cfg, keep_records=True)
     # a training run's per-epoch metrics.csv is its record: Lightning's CSVLogger would delete it
     trainer = build_trainer(
@@ -476,7 +495,12 @@ def evaluate(cfg: dict[str, Any], ckpt: str, stage: str = "test") -> RunResult:
         result.test_summary = write_test_outputs(
             out,
             result.test_records,
-            {"checkpoint": ckpt, "scoring": module.evaluator.scoring, "postprocess": mode_of(module)},
+            {
+                "checkpoint": ckpt,
+                "scoring": module.evaluator.scoring,
+                "postprocess": mode_of(module),
+                "inference_rule": _rule(module),
+            },
         )
         write_test_qc(out, result.test_records)
     finish_records(out, ckpt)

@@ -222,3 +222,27 @@ def test_shifted_canal_still_contains_the_cord_everywhere():
             d = shift * (B - b)
             r = (a * np.cos(theta) / A) ** 2 + ((b * np.sin(theta) - d) / B) ** 2
             assert r.max() < 1.0
+
+
+def test_whole_neck_fields_cover_the_drawn_field_with_the_cord_off_centre(tmp_path: Path):
+    """``wide_fov_prob`` 1: every image's field is a whole-neck one (sagittal A-P in [200, 400] mm, axial in
+    [100, 200] mm), the written grid covers it, and its centre lies up to ``wide_offset_max`` of it from the cord."""
+    ro = RandomiseOptions(wide_fov_prob=1.0, max_voxels=300_000, gibbs_prob=0, ghosting_prob=0, motion_prob=0)
+    for index in (0, 1):
+        truth = generate_subject(tmp_path, index=index, seed=5, dwi=False, randomise=ro)["truth"]
+        paths = subject_paths(tmp_path, truth["participant_id"])
+        for contrast in ("T2w", "T2star"):
+            rec = truth["images"][contrast]["randomise"]
+            rl, ap = rec["fov_mm"]
+            assert rec["wide_fov"] is True
+            if rec["acquisition"] == "sagittal":
+                assert 200 <= ap <= 400 and ro.fov_min <= rl <= ro.fov_max
+            else:
+                assert 100 <= rl <= 200 and 0.85 * rl <= ap <= 1.15 * rl
+            assert all(abs(o) <= ro.wide_offset_max * f + 1e-6 for o, f in zip(rec["fov_offset_mm"], (rl, ap)))
+            img = nib.load(str(paths[contrast]))
+            extent = [0.0, 0.0, 0.0]
+            for code, n, zoom in zip(nib.aff2axcodes(img.affine), img.shape, img.header.get_zooms()):
+                extent["LRPAIS".index(code) // 2] = n * float(zoom)
+            assert extent[1] >= 0.9 * ap, (contrast, extent, ap)  # oblique grids only grow the box
+    assert RandomiseOptions().to_dict().keys().isdisjoint({"wide_fov_prob", "fov_sagittal_max"})

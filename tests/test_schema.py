@@ -37,7 +37,10 @@ def test_defaults_ranges_and_fallbacks_are_the_schemas():
     assert SWEEP_DEFAULTS == {
         k: v for k, v in schema.defaults(SweepConfig).items() if k not in ("config", "space", "stop", "source")
     }
-    assert randomise_options.RandomiseOptions().to_dict() == dataclasses.asdict(RandomiseRanges())
+    full = dataclasses.asdict(RandomiseRanges())  # the whole-neck keys are recorded only when in use
+    narrow = {k: v for k, v in full.items() if k not in randomise_options.WIDE_KEYS}
+    assert randomise_options.RandomiseOptions().to_dict() == narrow
+    assert randomise_options.RandomiseOptions(wide_fov_prob=0.5).to_dict() == {**full, "wide_fov_prob": 0.5}
     assert DEFAULTS["data"]["phantom"]["randomise"] == {"enabled": False, **dataclasses.asdict(RandomiseRanges())}
     assert randomise_options.RANGES == {k.name: k.range for k in schema.leaves(RandomiseConfig).values() if k.range}
 

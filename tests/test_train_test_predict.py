@@ -53,7 +53,7 @@ def test_gm_perone_predict_equals_test(tmp_path: Path, gm_fixture, gm_perone_run
     out = gm_perone_run
     per_subject = pd.read_csv(out / "test_metrics.csv")
     summary = json.loads((out / "test_summary.json").read_text())
-    assert summary["scoring"] == "native"
+    assert summary["scoring"] == "native" and summary["inference_rule"] == "centre"
     hp_pre = json.loads((out / "data.json").read_text())["preprocessing"]
     assert hp_pre["preset"] == "perone" and hp_pre["crop"] == [200, 200]
     row = per_subject.iloc[0]
@@ -73,7 +73,8 @@ def test_gm_perone_predict_equals_test(tmp_path: Path, gm_fixture, gm_perone_run
 
 @pytest.mark.slow
 def test_phantom_crop_and_spacing_predict_equals_test(tmp_path: Path, sweep_phantom: Path, capsys):
-    """Trained on label-centred crops of a resampled grid; tested and predicted with the FOV-centred rule."""
+    """Trained on label-centred crops of a resampled grid; tested and predicted with the label-free rule it
+    records (the default, localise)."""
     out = tmp_path / "run"
     per_subject, summary = _fit(
         out,
@@ -90,7 +91,7 @@ def test_phantom_crop_and_spacing_predict_equals_test(tmp_path: Path, sweep_phan
     )
     pre = json.loads((out / "data.json").read_text())["preprocessing"]
     assert pre["crop"] == [40, 48] and pre["spacing"] == [1.0, 1.0, 1.6] and pre["train_crop"] == "label"
-    assert summary["scoring"] == "native"
+    assert summary["scoring"] == "native" and summary["inference_rule"] == "localise"
     row = per_subject.iloc[0]
     sid = row["subject"]
     image = next(sweep_phantom.glob(f"{sid}/anat/{sid}_T2w.nii.gz"))

@@ -6,7 +6,9 @@ image's own random stream (so the same seed gives the same image):
 * **grid** — in-plane voxel size U(inplane), slice thickness U(thickness), axial (thick axis S-I)
   or sagittal (thick axis R-L) acquisition, a random voxel-axis orientation (any of the 48 codes),
   a rotation about a random axis by U(±oblique_max) deg, an in-plane field of view U(fov) (aspect
-  U(0.85, 1.15)) whose centre is offset from the cord by up to ``offset_max`` of it. The grid
+  U(0.85, 1.15)) whose centre is offset from the cord by up to ``offset_max`` of it — or, for a
+  share ``wide_fov_prob`` of the images, a whole-neck field (axial: U(fov_axial) mm; sagittal: A-P
+  U(fov_sagittal) mm) with its centre up to ``wide_offset_max`` of it from the cord. The grid
   covers the whole C1–C7 cord, so every level stays measurable; above ``max_voxels`` all voxel
   sizes are scaled up by the same factor. The image is rendered on that grid directly: the
   analytic partial-volume fractions of :meth:`Anatomy.classify` for that voxel box (thick slices
@@ -92,6 +94,15 @@ def _points(
     return np.concatenate([c + (du + a * hw_u) * nrl + (dv + b * hw_v) * nap[:, :] for a in (-1, 1) for b in (-1, 1)])
 
 
+def _wide_fov(ro: RandomiseOptions, rng: np.random.Generator, axial: bool, fov_rl: float) -> tuple[float, float]:
+    """A whole-neck field (R-L, A-P mm): axial U(fov_axial) (aspect U(0.85, 1.15)); sagittal: A-P
+    U(fov_sagittal), R-L (the extent of its slices) the narrow draw ``fov_rl``."""
+    if axial:
+        fov = float(rng.uniform(ro.fov_axial_min, ro.fov_axial_max))
+        return fov, fov * float(rng.uniform(0.85, 1.15))
+    return fov_rl, float(rng.uniform(ro.fov_sagittal_min, ro.fov_sagittal_max))
+
+
 def draw_grid(
     anat: Anatomy, ro: RandomiseOptions, rng: np.random.Generator, s_range: tuple[float, float]
 ) -> tuple[Grid, np.ndarray, dict[str, Any]]:
@@ -106,6 +117,10 @@ def draw_grid(
     fov = float(rng.uniform(ro.fov_min, ro.fov_max))
     fov_v = fov * float(rng.uniform(0.85, 1.15))
     du, dv = (float(x) for x in rng.uniform(-ro.offset_max, ro.offset_max, 2) * np.array([fov, fov_v]))
+    wide = ro.wide_fov_prob > 0 and bool(rng.random() < ro.wide_fov_prob)  # no draw when off: same stream
+    if wide:
+        fov, fov_v = _wide_fov(ro, rng, axial, fov)
+        du, dv = (float(x) for x in rng.uniform(-ro.wide_offset_max, ro.wide_offset_max, 2) * np.array([fov, fov_v]))
     pts = _points(anat, s_range, fov / 2, fov_v / 2, du, dv)
     spacing = np.array([ip, ip, th]) if axial else np.array([th, ip, ip])
     grid = make_grid(pts, tuple(spacing), code, rot)
@@ -122,6 +137,8 @@ def draw_grid(
         "fov_mm": [round(fov, 3), round(fov_v, 3)],
         "fov_offset_mm": [round(du, 3), round(dv, 3)],
     }
+    if ro.wide_fov_prob > 0:
+        record["wide_fov"] = wide
     return grid, slice_dir, record
 
 

@@ -18,6 +18,15 @@ from core.ranges import Range, check_value
 from core.schema import RandomiseRanges
 
 #: Declared range of every numeric randomisation option (from the schema: :class:`core.schema.RandomiseRanges`).
+#: the whole-neck field-of-view options (no effect while ``wide_fov_prob`` is 0)
+WIDE_KEYS = (
+    "wide_fov_prob",
+    "fov_axial_min",
+    "fov_axial_max",
+    "fov_sagittal_min",
+    "fov_sagittal_max",
+    "wide_offset_max",
+)
 RANGES: dict[str, Range] = {k.name: k.range for k in schema.leaves(RandomiseRanges).values() if k.range is not None}
 
 
@@ -33,6 +42,8 @@ class RandomiseOptions(RandomiseRanges):
             ("inplane_min", "inplane_max"),
             ("thickness_min", "thickness_max"),
             ("fov_min", "fov_max"),
+            ("fov_axial_min", "fov_axial_max"),
+            ("fov_sagittal_min", "fov_sagittal_max"),
             ("snr_min", "snr_max"),
         ):
             if getattr(self, lo) > getattr(self, hi):
@@ -41,8 +52,13 @@ class RandomiseOptions(RandomiseRanges):
                 )
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-friendly dict (recorded in cohort.json)."""
-        return asdict(self)
+        """JSON-friendly dict (recorded in cohort.json). Without whole-neck fields (``wide_fov_prob`` 0) their
+        keys, which then change nothing, are left out: such a cohort's record (and cache folder) stays as it was."""
+        d = asdict(self)
+        if not self.wide_fov_prob:
+            for k in WIDE_KEYS:
+                d.pop(k)
+        return d
 
     @classmethod
     def from_mapping(cls, d: Mapping[str, Any]) -> RandomiseOptions:

@@ -329,6 +329,34 @@ MUTATIONS: list[Mutation] = [
         "every non-zero label counted as the class (GM-task model: gm = wm = cord)",
         k="own_labels",
     ),
+    # ------------------------------------------------------------------------ label-free inference rules
+    Mutation(
+        "inference-whole-image-rules-cropped",
+        "data_modules/preprocessing.py",
+        '    elif pre.crop is not None and pre.inference == "centre":\n',
+        "    elif pre.crop is not None:\n",
+        ("tests/test_inference_rules.py",),
+        "sliding/localise get the FOV-centred crop: the cord outside it is still cut off",
+        k="whole_slice",
+    ),
+    Mutation(
+        "inference-old-checkpoints-get-the-new-rule",
+        "data_modules/preprocessing.py",
+        '    inference: str = "centre"',
+        '    inference: str = "localise"',
+        ("tests/test_inference_rules.py",),
+        "a checkpoint that recorded no rule is run with another one: its numbers change",
+        k="old_contract",
+    ),
+    Mutation(
+        "inference-track-not-interpolated",
+        "lightning_modules/volume.py",
+        "            if any(z in centres for z in found):\n",
+        "            if True:\n",
+        ("tests/test_inference_rules.py",),
+        "only the largest piece of a cord broken by missed slices is followed",
+        k="track",
+    ),
     # ---------------------------------------------------------------------------------- phantom
     Mutation(
         "phantom-records-drawn-spacing",
