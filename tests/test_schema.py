@@ -37,7 +37,10 @@ def test_defaults_ranges_and_fallbacks_are_the_schemas():
     assert SWEEP_DEFAULTS == {
         k: v for k, v in schema.defaults(SweepConfig).items() if k not in ("config", "space", "stop", "source")
     }
-    assert randomise_options.RandomiseOptions().to_dict() == dataclasses.asdict(RandomiseRanges())
+    # options added later are recorded only when set (cohorts made before them keep their record)
+    recorded = randomise_options.RandomiseOptions().to_dict()
+    assert {**recorded, **randomise_options.LATER_DEFAULTS} == dataclasses.asdict(RandomiseRanges())
+    assert set(recorded).isdisjoint(randomise_options.LATER_DEFAULTS)
     assert DEFAULTS["data"]["phantom"]["randomise"] == {"enabled": False, **dataclasses.asdict(RandomiseRanges())}
     assert randomise_options.RANGES == {k.name: k.range for k in schema.leaves(RandomiseConfig).values() if k.range}
 

@@ -9,6 +9,8 @@ from core import __version__
 
 TRUTH_DIR = "derivatives/phantom-truth"
 LABELS_DIR = "derivatives/labels"
+#: the anatomical contrasts beyond T2w and T2* (option ``contrasts``) -> their BIDS contrast chains
+EXTRA_CONTRASTS = {"T1w": "T1w", "MTon": "flip-1_mt-on_MTS", "MToff": "flip-2_mt-off_MTS"}
 GENERATOR = {"Name": "cordbench phantom", "Version": __version__, "CodeURL": "data_modules/phantom (cordbench)"}
 
 
@@ -24,7 +26,7 @@ def subject_paths(root: Path, sub: str, session: str | None = None) -> dict[str,
     la, ld = lfolder / "anat", lfolder / "dwi"
     truth = root / TRUTH_DIR / sub / f"{sub}_truth.json"
     sub = sub if session is None else f"{sub}_{session}"
-    return {
+    paths = {
         "T2w": anat / f"{sub}_T2w.nii.gz",
         "T2star": anat / f"{sub}_T2star.nii.gz",
         "dwi": dwi / f"{sub}_dwi.nii.gz",
@@ -44,6 +46,11 @@ def subject_paths(root: Path, sub: str, session: str | None = None) -> dict[str,
         "dwi_GM": ld / f"{sub}_rec-average_dwi_label-GM_seg.nii.gz",
         "truth": truth,
     }
+    for key, chain in EXTRA_CONTRASTS.items():  # written with ``contrasts`` (spine-generic's names since 2024)
+        paths[key] = anat / f"{sub}_{chain}.nii.gz"
+        paths[f"{key}_SC"] = la / f"{sub}_{chain}_label-SC_seg.nii.gz"
+        paths[f"{key}_levels"] = la / f"{sub}_{chain}_label-SC_desc-levels_dseg.nii.gz"
+    return paths
 
 
 def sidecar(path: Path) -> Path:
@@ -77,6 +84,29 @@ def image_sidecar(participant: dict[str, Any], contrast: str, **extra: Any) -> d
             "EchoTime": 0.014,
             "RepetitionTime": 0.6,
             "SliceThickness": 5,
+        },
+        "T1w": {
+            "SeriesDescription": "T1w 3D MPRAGE (phantom)",
+            "MRAcquisitionType": "3D",
+            "EchoTime": 0.0037,
+            "RepetitionTime": 2.0,
+            "InversionTime": 0.9,
+        },
+        "MTon": {
+            "SeriesDescription": "GRE-MT on (phantom)",
+            "MRAcquisitionType": "3D",
+            "EchoTime": 0.0039,
+            "RepetitionTime": 0.035,
+            "FlipAngle": 9,
+            "MTState": True,
+        },
+        "MToff": {
+            "SeriesDescription": "GRE-MT off (phantom)",
+            "MRAcquisitionType": "3D",
+            "EchoTime": 0.0039,
+            "RepetitionTime": 0.035,
+            "FlipAngle": 9,
+            "MTState": False,
         },
         "dwi": {
             "SeriesDescription": "DWI (phantom)",
