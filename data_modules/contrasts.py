@@ -70,6 +70,12 @@ def requested(value: str | None, hparams: Any) -> tuple[str, ...]:
     return tuple(own) if own else (str(hparams.get("contrast") or "T2w"),)
 
 
+def measured(value: Any) -> str:
+    """The contrast whose images the morphometric columns measure: a single-contrast run's own, T2w for a
+    multi-contrast run (the manual reference masks and levels of spine-generic's morphometrics are T2w's)."""
+    return "T2w" if value is None or selection(value) is not None else str(value)
+
+
 def label(value: Any, default: str) -> str:
     """The contrast a run records: the single one, or the list joined with ``+`` (``all`` as is)."""
     names = selection(value)
@@ -78,4 +84,4 @@ def label(value: Any, default: str) -> str:
     return "+".join(names)
 
 
-__all__ = ["ALIASES", "ALL", "label", "matches", "requested", "selection"]
+__all__ = ["ALIASES", "ALL", "label", "matches", "measured", "requested", "selection"]

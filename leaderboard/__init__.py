@@ -29,6 +29,7 @@ class LeaderboardFiles:
     wandb_run: Path | None = None
     morphometrics: Path | None = None  # per-level CSA error table (when the morphometric columns are on)
     precision: Path | None = None  # precision.png (when the precision columns are on)
+    by_contrast: dict[str, Path] = field(default_factory=dict)  # contrast -> its leaderboard.md (--by-contrast)
 
     @property
     def markdown(self) -> str:

@@ -139,3 +139,34 @@ def test_a_listed_contrast_without_images_is_one_line(multi_run):
         _ = build_datamodule(cfg["data"]).specs
     with pytest.raises(ConfigError, match="has one contrast"):
         build_datamodule({**load_config(overrides=["data.name=gmchallenge"])["data"], "contrast": ["T2star"]})
+
+
+def test_multi_contrast_index_splits_by_subject_with_each_contrasts_own_labels(tmp_path: Path):
+    """A tiny BIDS tree (old and new MT naming): one spec per (subject, contrast) image, keyed
+    ``<subject>_<chain>``, labelled with its own contrast's mask; every part of the split holds whole subjects."""
+    import numpy as np
+
+    from data_modules.registry import build_datamodule
+    from runs.config import load_config
+    from tests.support.reliability import cord_mask, make_bids, save
+
+    root = make_bids(tmp_path / "bids", n=6)
+    for i in range(1, 7):  # an MT-on image per subject (half old, half new names) with a smaller cord mask
+        sub, chain = f"sub-{i:02d}", ("acq-MTon_MTS" if i % 2 else "flip-1_mt-on_MTS")
+        img = (100 + 200 * cord_mask(radius=3.0)).astype(np.float32)
+        save(root / sub / "anat" / f"{sub}_{chain}.nii.gz", img)
+        lbl = root / "derivatives" / "labels" / sub / "anat" / f"{sub}_{chain}_label-SC_seg.nii.gz"
+        save(lbl, cord_mask(radius=3.0).astype(np.uint8))
+    cfg = load_config(overrides=["data.name=spine_generic", f"data.root={root}", "data.contrast=[T2w,MTon]"])
+    dm = build_datamodule(cfg["data"])
+    specs = dm.specs
+    assert len(specs) == 12 and len({s.subject for s in specs}) == 12
+    for s in specs:
+        chain = s.meta["contrast"]
+        assert s.subject == f"{s.group}_{chain}" and s.image.name.startswith(f"{s.group}_{chain}")
+        assert Path(s.labels["SC"]).name.startswith(f"{s.group}_{chain}_")  # its own contrast's mask
+    split = dm.make_split(specs)
+    assert sorted(i for p in ("train", "val", "test") for i in split[p]) == [f"sub-{i:02d}" for i in range(1, 7)]
+    single = build_datamodule(load_config(overrides=["data.name=spine_generic", f"data.root={root}"])["data"])
+    assert single.make_split(single.specs) == split  # the split a single-contrast run draws
+    assert dm.contrast == "T2w+MTon" and single.contrast == "T2w" and single.contrasts is None
