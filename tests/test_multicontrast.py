@@ -40,6 +40,7 @@ def multi_run(tmp_path_factory) -> tuple[Path, Path]:
     return root, out
 
 
+@pytest.mark.slow
 def test_every_subject_and_contrast_scored_once_as_a_single_contrast_test(multi_run, tmp_path: Path):
     root, out = multi_run
     split = json.loads((out / "split.json").read_text())
@@ -71,6 +72,7 @@ def test_every_subject_and_contrast_scored_once_as_a_single_contrast_test(multi_
     assert data["contrasts"] == sorted(CONTRASTS) and data["preprocessing"]["contrasts"] == list(CHAINS)
 
 
+@pytest.mark.slow
 def test_by_contrast_leaderboard_ranks_each_contrast_on_its_own_rows(multi_run, tmp_path: Path):
     _, out = multi_run
     sweep = tmp_path / "sweep"
@@ -96,6 +98,7 @@ def test_by_contrast_leaderboard_ranks_each_contrast_on_its_own_rows(multi_run, 
         assert int(best["n_subjects"]) == int((multi["contrast"] == contrast).sum())
 
 
+@pytest.mark.slow
 def test_predict_segments_any_contrast(multi_run, tmp_path: Path):
     root, out = multi_run
     from data_modules.phantom.layout import subject_paths
@@ -129,12 +132,13 @@ def test_contrast_selection_rules():
             contrasts.selection(bad)
 
 
-def test_a_listed_contrast_without_images_is_one_line(multi_run):
+def test_a_listed_contrast_without_images_is_one_line(tmp_path: Path):
     from data_modules.registry import build_datamodule
     from runs.config import load_config
+    from tests.support.reliability import make_bids
 
-    root, _ = multi_run
-    cfg = load_config(overrides=["data.contrast=[T1w,MTon]", f"data.root={root}"])
+    root = make_bids(tmp_path / "bids", n=3)
+    cfg = load_config(overrides=["data.name=spine_generic", "data.contrast=[T2w,T1w]", f"data.root={root}"])
     with pytest.raises(InputError, match="lists 'T1w' but no subject"):
         _ = build_datamodule(cfg["data"]).specs
     with pytest.raises(ConfigError, match="has one contrast"):
