@@ -134,7 +134,7 @@ def slice_centroids(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return ks, cents
 
 
-def _fit_1d(
+def fit_1d(
     k: np.ndarray, y: np.ndarray, method: str, smooth: float, degree: int, pz: float, n_spanned: int
 ) -> Callable[[np.ndarray, int], np.ndarray]:
     """Fit y(k); return ``f(kq, der)`` evaluating the fit (der=0) or its derivative (der=1)."""
@@ -166,8 +166,8 @@ def fit_centerline(
         raise ValueError("empty mask: no centerline")
     kf = ks.astype(float)
     n_spanned = int(ks[-1] - ks[0] + 1)
-    fi = _fit_1d(kf, cents[:, 0], method, smooth, degree, frame.slice_thickness, n_spanned)
-    fj = _fit_1d(kf, cents[:, 1], method, smooth, degree, frame.slice_thickness, n_spanned)
+    fi = fit_1d(kf, cents[:, 0], method, smooth, degree, frame.slice_thickness, n_spanned)
+    fj = fit_1d(kf, cents[:, 1], method, smooth, degree, frame.slice_thickness, n_spanned)
     t_world = np.outer(fi(kf, 1), frame.c[:, 0]) + np.outer(fj(kf, 1), frame.c[:, 1]) + frame.c[:, 2][None, :]
     t = frame.to_frame(t_world)
     t /= np.linalg.norm(t, axis=1, keepdims=True)

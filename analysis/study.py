@@ -10,14 +10,16 @@ Per subject (one Ray task each, or in-process with ``workers=0``):
   (:mod:`analysis.morphometrics`: SCT's axial-slice average by default, or volume / arc length
   with ``level_method="volume"``);
 * diffusion — ``sub-X/dwi/sub-X_dwi`` + ``.bval``/``.bvec``, cord mask and levels on the DWI grid
-  (``rec-average_dwi_label-SC_seg`` / ``…_label-SC_desc-levels_dseg``) → per-level FA/MD/RD/AD
+  (``rec-average_dwi_label-SC_seg``; levels given, from DWI discs, or carried over from the T2w:
+  :mod:`analysis.dwi_levels`, ``subjects.csv``'s ``dwi_levels_*`` columns) → per-level FA/MD/RD/AD
   (:mod:`analysis.dti`, WLS by default), in the **white matter** when the DWI grid has a WM mask
   (``…_label-WM_seg``) or a GM mask (``…_label-GM_seg``: WM = cord − GM), else in the cord;
   ``metrics.csv``'s ``dti_region`` says which (``WM`` or ``cord``).
 
-``exclude.yml`` (spine-generic's: key → list of file names or subject ids) removes the named
-subject's anatomy (keys/files mentioning T2w, csa, sac), diffusion (dwi, dti, fa, md, rd, ad) or
-everything (anything else); exclusions are listed in the report. A subject whose processing raises,
+``exclude.yml`` in the data set, and the ``exclude`` file (``analyze --exclude``, e.g. exported from
+a QC report), remove the named subjects' anatomy, diffusion or everything (:mod:`analysis.exclusions`);
+exclusions are listed in the report with their reason. A T2w PMJ label adds the CSA at a distance
+from the PMJ (:mod:`analysis.study_pmj`, ``pmj_csa.csv``). A subject whose processing raises,
 or whose worker dies, is listed with the reason; the others finish.
 
 Outputs in ``OUT``: ``metrics.csv`` (one row per subject × level, merged with participants.tsv),
@@ -28,7 +30,6 @@ Outputs in ``OUT``: ``metrics.csv`` (one row per subject × level, merged with p
 from __future__ import annotations
 
 import os
-import re
 import time
 import traceback
 import warnings
@@ -39,6 +40,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from analysis.exclusions import Exclusions, apply_exclusions, exclusion_scope  # noqa: F401
 from analysis.morphometrics import LEVEL_COL  # the study's level column (SCT's)
 from analysis.progress import ProgressBar
 from core.errors import ConfigError, CordbenchError, InputError
@@ -61,9 +63,7 @@ METRIC_COLUMNS = [
     "dti_voxels",
     "dti_region",
 ]
-_SUB = re.compile(r"sub-[A-Za-z0-9]+")
-_DWI_WORDS = ("dwi", "dti", "fa", "md", "rd", "ad", "diffusion")
-_ANAT_WORDS = ("t2w", "csa", "sac", "canal", "t2")
+DWI_LEVEL_COLUMNS = ("method", "shift_mm", "residual_mm")  # subjects.csv: dwi_levels_<key>
 
 
 # ------------------------------------------------------------------------------------ jobs
@@ -84,6 +84,7 @@ class SubjectJob:
     dwi_discs: Path | None = None
     dwi_wm: Path | None = None
     dwi_gm: Path | None = None
+    pmj: Path | None = None
     seg_source: str = "labels"
     excluded: dict[str, str] = field(default_factory=dict)  # "anat"/"dwi" -> reason
     missing: dict[str, str] = field(default_factory=dict)  # "anat"/"dwi" -> what is missing
@@ -97,6 +98,7 @@ class StudyOptions:
     angle_correction: bool = True
     centerline_method: str = "bspline"
     level_method: str = "slice"  # slice (SCT's axial-slice average) | volume (volume / arc length)
+    dwi_levels_transfer: str = "registered"  # T2w → DWI levels: registered (centreline S-I shift) | world
     write_maps: bool = True
     out_dir: str = ""
 
@@ -111,6 +113,7 @@ class SubjectResult:
     reasons: dict[str, str]
     warnings: list[str]
     seconds: float
+    dwi_levels: dict[str, Any] = field(default_factory=dict)  # method, shift_mm, residual_mm
 
 
 def _resolve_source(root: Path, seg_source: str) -> str:
@@ -122,17 +125,6 @@ def _resolve_source(root: Path, seg_source: str) -> str:
         raise ConfigError(f"--seg-source {seg_source}: must be 'labels' or a folder inside {root}")
     require_dir(root / rel, "segmentation source folder")
     return rel.as_posix().strip("/")
-
-
-def exclusion_scope(key: str, entry: str) -> str:
-    """``anat``, ``dwi`` or ``all`` for one exclude.yml entry (see module docstring)."""
-    text = f"{key} {entry}".lower()
-    tokens = set(re.split(r"[^a-z0-9]+", text))
-    if "dwi" in text or tokens & set(_DWI_WORDS):
-        return "dwi"
-    if "t2w" in text or tokens & set(_ANAT_WORDS) or "csa" in text:
-        return "anat"
-    return "all"
 
 
 def find_jobs(bids_dir: str | Path, seg_source: str = "labels") -> tuple[list[SubjectJob], Any, dict]:
@@ -164,6 +156,8 @@ def find_jobs(bids_dir: str | Path, seg_source: str = "labels") -> tuple[list[Su
             job.levels = lv.path if lv is not None else None
             discs = t2.label("discs", suffix="dlabel")
             job.discs = discs.path if discs is not None else None
+            pmj = t2.label("PMJ", suffix="dlabel")
+            job.pmj = pmj.path if pmj is not None else None
             canal = (t2p.label("canal", suffix="seg", source=src) if t2p is not None else None) or t2.label(
                 "canal", suffix="seg"
             )
@@ -198,42 +192,17 @@ def find_jobs(bids_dir: str | Path, seg_source: str = "labels") -> tuple[list[Su
         elif job.dwi_mask is None and job.dwi_levels is None:
             job.missing["dwi"] = "no cord mask on the DWI grid"
         jobs.append(job)
-    for key, entries in (idx.exclude or {}).items():
-        for entry in entries:
-            m = _SUB.search(str(entry))
-            if not m:
-                continue
-            for job in jobs:
-                if job.subject == m.group(0):
-                    scope = exclusion_scope(key, entry)
-                    for part in ("anat", "dwi") if scope == "all" else (scope,):
-                        job.excluded[part] = f"exclude.yml: {key}: {entry}"
+    apply_exclusions(jobs, Exclusions("exclude.yml", idx.exclude or {}))
     return jobs, idx.participants, idx.exclude
 
 
 # ------------------------------------------------------------------------------ per subject
-def _levels_from_discs(mask: Path, discs: Path | None, dest: Path, what: str) -> Path:
-    """Write the level map of ``mask`` computed from disc labels (:mod:`data_modules.levels`)."""
-    from core.io import save_nifti
-    from data_modules.levels import level_map_from_files
-
-    if discs is None:
-        raise InputError(f"no vertebral levels for the {what} (label-SC_desc-levels_dseg or label-discs_dlabel)", mask)
-    img, lv = level_map_from_files(mask, discs)
-    if not (lv > 0).any():
-        raise InputError(
-            f"no vertebral level where the {what} is segmented (the discs bound none of its slices; "
-            f"mask {Path(mask).name})",
-            discs,
-        )
-    return save_nifti(lv, img.affine, dest, header=img.header, dtype=np.int16)
-
-
-def _anat(job: SubjectJob, opts: StudyOptions, sub_dir: Path) -> dict[int, dict[str, float]]:
+def _anat(job: SubjectJob, opts: StudyOptions, sub_dir: Path, record: dict) -> dict[int, dict[str, float]]:
     from analysis.morphometrics import aggregate, morphometrics_from_files, per_level_table
     from core.io import write_csv
+    from data_modules.levels import save_levels_from_discs
 
-    levels = job.levels or _levels_from_discs(
+    levels = job.levels or save_levels_from_discs(
         job.seg, job.discs, sub_dir / f"{job.subject}_T2w_levels.nii.gz", "T2w cord mask"
     )
     ps = morphometrics_from_files(
@@ -241,6 +210,10 @@ def _anat(job: SubjectJob, opts: StudyOptions, sub_dir: Path) -> dict[int, dict[
     )
     write_csv(sub_dir / f"{job.subject}_T2w_morphometrics.csv", aggregate(ps, Path(job.seg).name))
     write_csv(sub_dir / f"{job.subject}_T2w_morphometrics_perslice.csv", ps)
+    if job.pmj is not None:
+        from analysis.study_pmj import subject_pmj
+
+        subject_pmj(job, opts, sub_dir, ps)
     if opts.level_method == "volume":
         from analysis.morphometrics import volume_per_level_from_files
 
@@ -256,13 +229,13 @@ def _anat(job: SubjectJob, opts: StudyOptions, sub_dir: Path) -> dict[int, dict[
     return {int(r[LEVEL_COL]): {k: r[k] for k in keys if k in r and np.isfinite(r[k])} for _, r in table.iterrows()}
 
 
-def _dwi(job: SubjectJob, opts: StudyOptions, sub_dir: Path) -> dict[int, dict[str, float]]:
+def _dwi(job: SubjectJob, opts: StudyOptions, sub_dir: Path, record: dict) -> dict[int, dict[str, float]]:
     from analysis.dti import run_dti
+    from analysis.dwi_levels import study_dwi_levels
     from core.io import write_csv
 
-    levels = job.dwi_levels or _levels_from_discs(
-        job.dwi_mask, job.dwi_discs, sub_dir / f"{job.subject}_dwi_levels.nii.gz", "DWI cord mask"
-    )
+    levels, how = study_dwi_levels(job, sub_dir / f"{job.subject}_dwi_levels.nii.gz", opts.dwi_levels_transfer)
+    record.update(how)
     res = run_dti(
         job.dwi,
         job.bval,
@@ -303,6 +276,7 @@ def process_subject(job: SubjectJob, opts: StudyOptions) -> SubjectResult:
     sub_dir = Path(opts.out_dir) / "subjects" / safe_name(job.subject, "subject id")
     parts: list[tuple[str, Callable]] = [("anat", _anat), ("dwi", _dwi)]
     attempted = 0
+    record: dict[str, Any] = {}
     for part, fn in parts:
         if part in job.excluded:
             reasons[part] = f"excluded ({job.excluded[part]})"
@@ -314,7 +288,7 @@ def process_subject(job: SubjectJob, opts: StudyOptions) -> SubjectResult:
         try:
             with warnings.catch_warnings(record=True) as wlist:
                 warnings.simplefilter("always")
-                got = fn(job, opts, sub_dir)
+                got = fn(job, opts, sub_dir, record)
             caught += [f"{part}: {w.message}" for w in wlist]
             for lv, vals in got.items():
                 per_level.setdefault(lv, {}).update(vals)
@@ -325,12 +299,12 @@ def process_subject(job: SubjectJob, opts: StudyOptions) -> SubjectResult:
             reasons[part] = f"{type(exc).__name__}: {exc} (at {Path(tb.filename).name}:{tb.lineno})"
     rows = [{"participant_id": job.subject, LEVEL_COL: lv, **vals} for lv, vals in sorted(per_level.items())]
     if not rows:
-        status = "excluded" if job.excluded and attempted == 0 and not job.missing else "failed"
+        status = "excluded" if job.excluded and attempted == 0 and set(job.missing) <= set(job.excluded) else "failed"
     elif any(k in reasons for k in ("anat", "dwi")):
         status = "partial"
     else:
         status = "ok"
-    return SubjectResult(job.subject, status, rows, reasons, caught, time.perf_counter() - t0)
+    return SubjectResult(job.subject, status, rows, reasons, caught, time.perf_counter() - t0, record)
 
 
 # ------------------------------------------------------------------------------- execution
@@ -424,8 +398,9 @@ def analyze(
     by: Sequence[str] = ("sex", "manufacturer", "institution_id"),
     opts: StudyOptions | None = None,
     progress: bool = True,
+    exclude: str | Path | None = None,
 ) -> StudySummary:
-    """Run the whole study (see module docstring) and write every output."""
+    """Run the whole study (see module docstring) and write every output; ``exclude``: an exclude file."""
     from analysis.stats_report import write_statistics
     from core.io import write_csv, write_json
 
@@ -433,9 +408,16 @@ def analyze(
     out = Path(out_dir)
     opts = opts or StudyOptions()
     opts.out_dir = str(out)
+    excl = None
+    if exclude is not None:
+        from analysis.exclusions import read_exclusions
+
+        excl = read_exclusions(exclude)
     jobs, participants, _ = find_jobs(bids_dir, seg_source)
     if not jobs:
         raise InputError("no subject with images found", bids_dir)
+    if excl is not None:
+        apply_exclusions(jobs, excl)
     if participants is not None:
         missing = [b for b in by if b not in participants.columns]
         if missing:
@@ -452,6 +434,11 @@ def analyze(
     write_csv(out / "metrics.csv", metrics)
     subjects = _subjects_table(results)
     write_csv(out / "subjects.csv", subjects)
+    from analysis.study_pmj import gather_pmj
+
+    pmj = gather_pmj(out, [j.subject for j in jobs])
+    if len(pmj):
+        write_csv(out / "pmj_csa.csv", pmj)
     by_ok = [b for b in by if b in metrics.columns]
     stats_res = None
     if x in metrics and y in metrics and metrics[[x, y]].notna().all(axis=1).sum() >= 4:
@@ -487,6 +474,8 @@ def analyze(
         workers=workers,
         address=address,
         level_method=opts.level_method,
+        pmj=pmj,
+        exclusions=excl,
     )
     failed = subjects[subjects["status"] != "ok"][["participant_id", "status", "reasons"]].to_dict("records")
     summary = StudySummary(
@@ -525,8 +514,10 @@ def _subjects_table(results: Sequence[SubjectResult]):
                 "reasons": "; ".join(f"{k}: {v}" for k, v in r.reasons.items()),
                 "warnings": " | ".join(r.warnings),
                 "seconds": round(r.seconds, 3),
+                **{f"dwi_levels_{k}": r.dwi_levels.get(k) for k in DWI_LEVEL_COLUMNS},
             }
             for r in results
         ],
-        columns=["participant_id", "status", "n_levels", "reasons", "warnings", "seconds"],
+        columns=["participant_id", "status", "n_levels", "reasons", "warnings", "seconds"]
+        + [f"dwi_levels_{k}" for k in DWI_LEVEL_COLUMNS],
     )

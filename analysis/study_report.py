@@ -8,9 +8,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from analysis.morphometrics import LEVEL_COL
+from core.html import frame_table as _html_table
 
 
 def _dti_region_text(metrics) -> str:
@@ -18,25 +17,6 @@ def _dti_region_text(metrics) -> str:
     names = {"WM": "white matter", "cord": "cord mask"}
     got = sorted({names.get(str(v), str(v)) for v in metrics.get("dti_region", []) if isinstance(v, str)})
     return " / ".join(got) if got else "cord mask"
-
-
-def _html_table(df, float_fmt: str = "{:.4g}", max_rows: int = 500) -> str:
-    """A frame as a sortable :mod:`core.html` table (floats shown with ``float_fmt``, sorted on their value)."""
-    from core import html
-
-    if df is None or not len(df):
-        return "<p><em>none</em></p>"
-    rows = []
-    for _, row in df.head(max_rows).iterrows():
-        cells = []
-        for v in row:
-            if isinstance(v, (float, np.floating)):
-                cells.append(html.cell("" if not np.isfinite(v) else float_fmt.format(v), v))
-            else:
-                cells.append(html.cell("" if v is None else str(v)))
-        rows.append(cells)
-    more = f"<p>… {len(df) - max_rows} more rows in the CSV</p>" if len(df) > max_rows else ""
-    return html.table([str(c) for c in df.columns], rows) + more
 
 
 def level_summary(metrics, columns: Sequence[str]):
@@ -73,12 +53,17 @@ def write_report(
     workers: int,
     address: str | None,
     level_method: str = "slice",
+    pmj=None,
+    exclusions=None,
 ) -> Path:
     """Write ``report.html`` (figures referenced relative to ``out``)."""
     import datetime
 
+    from analysis.exclusions import report_section
+    from analysis.study_pmj import report_section as pmj_section
     from core import html
     from core.io import write_text
+    from core.qc_decisions import QC_SCRIPT, qc_section
 
     def img(path) -> str:
         rel = Path(path).relative_to(out).as_posix()
@@ -100,8 +85,10 @@ def write_report(
         "<p>"
         + ", ".join(f"{html.escape(str(k))}: {v}" for k, v in sorted(status.items()))
         + f" (total {len(subjects)})</p>",
+        report_section(exclusions),
         "<h3>Subjects not fully processed (with the reason)</h3>",
         _html_table(not_ok),
+        qc_section(subjects["participant_id"].tolist() if len(subjects) else []),
         "<h2>Metrics per vertebral level</h2>",
         "<p>CSA, canal area and SAC in mm² ("
         + (
@@ -117,6 +104,7 @@ def write_report(
     ]
     if boxplot is not None:
         parts.append(img(boxplot))
+    parts.append(pmj_section(pmj))
     parts.append(f"<h2>Statistics: {html.escape(y)} vs {html.escape(x)}</h2>")
     if stats is None:
         parts.append("<p><em>not computed: fewer than 4 subject-levels with both values</em></p>")
@@ -147,6 +135,15 @@ def write_report(
         ]
         parts += [img(f) for f in stats["figures"]]
     warn = subjects[subjects["warnings"].astype(str) != ""][["participant_id", "warnings"]] if len(subjects) else None
+    lv_cols = ["participant_id", "dwi_levels_method", "dwi_levels_shift_mm", "dwi_levels_residual_mm"]
+    if len(subjects) and all(c in subjects for c in lv_cols):
+        parts += [
+            "<h2>Vertebral levels on the DWI grid</h2>",
+            "<p>given, discs-on-dwi, or carried over from the T2w through world coordinates "
+            "(from-T2w-world) and an S-I shift found by a 1-D registration of the cord centrelines "
+            "(from-T2w-registered); shift and residual (RMS centreline distance) in mm.</p>",
+            _html_table(subjects[lv_cols]),
+        ]
     parts += [
         "<h2>Warnings</h2>",
         _html_table(warn),
@@ -162,6 +159,6 @@ def write_report(
     ) + html.SORT_CSS
     doc = (
         f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>cordbench analysis</title>"
-        f"<style>{style}</style></head><body>{''.join(parts)}{html.SORT_SCRIPT}</body></html>\n"
+        f"<style>{style}</style></head><body>{''.join(parts)}{html.SORT_SCRIPT}{QC_SCRIPT}</body></html>\n"
     )
     return write_text(out / "report.html", doc)

@@ -130,3 +130,20 @@ def table(
         trs.append((f'<tr class="{escape(cls)}">' if cls else "<tr>") + "".join(row) + "</tr>")
     attrs = (f' id="{escape(table_id)}"' if table_id else "") + (' class="sortable"' if sortable else "")
     return f"<table{attrs}><thead><tr>{ths}</tr></thead><tbody>{''.join(trs)}</tbody></table>"
+
+
+def frame_table(df, float_fmt: str = "{:.4g}", max_rows: int = 500) -> str:
+    """A pandas frame as a sortable table (floats shown with ``float_fmt``, sorted on their value)."""
+    if df is None or not len(df):
+        return "<p><em>none</em></p>"
+    rows = []
+    for _, row in df.head(max_rows).iterrows():
+        cells = []
+        for v in row:
+            if isinstance(v, numbers.Real) and not isinstance(v, (bool, numbers.Integral)):
+                cells.append(cell("" if not math.isfinite(float(v)) else float_fmt.format(v), v))
+            else:
+                cells.append(cell("" if v is None else str(v)))
+        rows.append(cells)
+    more = f"<p>… {len(df) - max_rows} more rows in the CSV</p>" if len(df) > max_rows else ""
+    return table([str(c) for c in df.columns], rows) + more

@@ -149,4 +149,18 @@ def read_mapping(path: str | Path, what: str = "config file", error: type[Except
     return data
 
 
-__all__ = ["MAX_NODES", "YamlSyntaxError", "loads", "read_file", "read_mapping", "read_text"]
+def item_comments(text: str) -> dict[str, str]:
+    """Trailing comments of plain block-sequence items (``- sub-01  # Motion artifact`` →
+    ``{"sub-01": "Motion artifact"}``): the reasons spine-generic's ``exclude.yml`` keeps in comments,
+    which a YAML loader drops. Quoted or flow items are not matched (they get no comment)."""
+    import re
+
+    out: dict[str, str] = {}
+    for line in text.splitlines():
+        m = re.match(r"^\s*-\s+([^\s#'\"\[\]{}]+)\s+#\s?(.*?)\s*$", line)
+        if m:
+            out.setdefault(m.group(1), m.group(2))
+    return out
+
+
+__all__ = ["MAX_NODES", "YamlSyntaxError", "item_comments", "loads", "read_file", "read_mapping", "read_text"]

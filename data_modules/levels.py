@@ -122,3 +122,19 @@ def levels_target(
     mask_img, levels = level_map_from_files(mask_path, discs_path)
     io.check_same_grid(image, mask_img, image_path, mask_path)
     return np.where(levels <= max_level, levels, 0).astype(np.int16)
+
+
+def save_levels_from_discs(mask: Path, discs: Path | None, dest: Path, what: str) -> Path:
+    """Write the level map of ``mask`` (``what``, for messages) computed from its disc labels; returns ``dest``."""
+    from core.io import save_nifti
+
+    if discs is None:
+        raise InputError(f"no vertebral levels for the {what} (label-SC_desc-levels_dseg or label-discs_dlabel)", mask)
+    img, lv = level_map_from_files(mask, discs)
+    if not (lv > 0).any():
+        raise InputError(
+            f"no vertebral level where the {what} is segmented (the discs bound none of its slices; "
+            f"mask {Path(mask).name})",
+            discs,
+        )
+    return save_nifti(lv, img.affine, dest, header=img.header, dtype=np.int16)

@@ -7,7 +7,9 @@ reorientation, radiological convention: anterior at the top, the patient's right
 The returned :class:`PanelGeometry` maps PNG pixels back to voxels.
 
 The report (``index.html``) lists subjects with their metrics, sorts by any column on a click
-(or from the URL: ``index.html#sort=<column>:<asc|desc>``), and links each subject's PNG. It is
+(or from the URL: ``index.html#sort=<column>:<asc|desc>``), links each subject's PNG, and takes a
+reviewer's Pass / Fail / Artefact decision per subject, exported as ``exclude.yml``
+(:mod:`core.qc_decisions`). It is
 self-contained (no network): inline CSS and JS, relative links. The table and its sorting are
 :mod:`core.html`'s, shared with the leaderboard and the cohort analysis reports.
 """
@@ -22,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from core import html, io
+from core import html, io, qc_decisions
 from core.errors import InputError
 
 PANEL_HEIGHT = 240  # px, every panel is scaled by an integer factor towards this height
@@ -236,15 +238,19 @@ def write_report(
             )
         else:
             panel = html.cell("", "")
-        row_cells.append([cells[0], panel, *cells[1:]])  # the panel next to the subject
-    heads = [keys[0], "panel", *keys[1:]]
+        decision = qc_decisions.decision_cell(str(r["subject"]))
+        # the panel next to the subject; the decision last, so `#sort=<index>` keeps its columns
+        row_cells.append([cells[0], panel, *cells[1:], decision])
+    heads = [keys[0], "panel", *keys[1:], "decision"]
     table = html.table(heads, row_cells, table_id="qc", keys=heads)
     doc = (
         f"<!DOCTYPE html>\n<html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-        f"<style>{_CSS}{html.SORT_CSS}</style></head><body><h1>{html.escape(title)}</h1>"
+        f"<style>{_CSS}{html.SORT_CSS}{qc_decisions.QC_CSS}</style></head><body><h1>{html.escape(title)}</h1>"
         f"<p>{len(rows)} subject(s). Click a column to sort. Panels: slice with crop box, crop, "
-        "prediction, overlay (manual outline in green). Anterior up, patient right on the left.</p>"
-        f"{table}{html.SORT_SCRIPT}"
+        "prediction, overlay (manual outline in green). Anterior up, patient right on the left. "
+        "Mark each subject Pass / Fail / Artefact (kept in this browser) and export the decisions as "
+        "<code>exclude.yml</code> for <code>cordbench analyze --exclude</code>.</p>"
+        f"{qc_decisions.toolbar(title)}{table}{html.SORT_SCRIPT}{qc_decisions.QC_SCRIPT}"
         "</body></html>\n"
     )
     return io.write_text(out_html, doc)

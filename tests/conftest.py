@@ -80,7 +80,7 @@ def pytest_xdist_make_scheduler(config, log):
         if any(re.search(rf"\b{name}\b", p.read_text()) for name in TRAINED)
     }
 
-    weight = {f"tests/{p.name}": len(HEAVY_MARK.findall(p.read_text())) for p in tests.glob("test_*.py")}
+    seconds = module_seconds(tests)
 
     class ModuleScheduling(LoadScopeScheduling):
         def _split_scope(self, nodeid: str) -> str:
@@ -88,14 +88,19 @@ def pytest_xdist_make_scheduler(config, log):
             return "trained-session-fixtures" if module in trained else module
 
         def schedule(self) -> None:
-            """Longest first: the scopes whose tests start Ray, DDP ranks, services or subprocesses are handed
-            out before the many quick modules, so no long module starts last and runs alone at the end."""
+            """Longest first (``tests/durations.json``): the scopes whose tests start Ray, DDP ranks, services or
+            subprocesses are handed out before the many quick modules, so no long module starts last and runs
+            alone at the end."""
             if self.collection is None and self.collection_is_completed:
                 self.config.option.loadscopereorder = False
-                cost: dict[str, int] = {}
+                cost: dict[str, float] = {}
                 for nodeid in next(iter(self.registered_collections.values())):
+                    module = nodeid.split("::", 1)[0]
                     scope = self._split_scope(nodeid)
-                    cost[scope] = cost.get(scope, 0) + 1 + 100 * weight.get(nodeid.split("::", 1)[0], 0)
+                    cost[scope] = cost.get(scope, 0.0) + (QUICK_TEST_S if module not in seconds else 0.0)
+                for module, s in seconds.items():
+                    if self._split_scope(module) in cost:
+                        cost[self._split_scope(module)] += s
                 for node, ids in self.registered_collections.items():
                     self.registered_collections[node] = sorted(ids, key=lambda n: -cost[self._split_scope(n)])
             super().schedule()
@@ -105,15 +110,39 @@ def pytest_xdist_make_scheduler(config, log):
 
 #: Markers of tests that take seconds to minutes (Ray clusters, DDP ranks, services, child processes).
 HEAVY_MARK = re.compile(r"pytest\.mark\.(?:ray|ddp|services|subprocess|slow)\b")
+#: Scheduling estimate of one test of a module missing from ``tests/durations.json``.
+QUICK_TEST_S = 0.2
+HEAVY_MODULE_S = 20.0
+
+
+def module_seconds(tests: Path) -> dict[str, float]:
+    """Serial seconds per test module, for scheduling only: ``tests/durations.json`` (measured with
+    ``pytest --durations=0``), else an estimate for a module with heavy marks (the rest count per test)."""
+    import json
+
+    path = tests / "durations.json"
+    measured = json.loads(path.read_text()) if path.is_file() else {}
+    out = {}
+    for p in tests.glob("test_*.py"):
+        name = f"tests/{p.name}"
+        if name in measured:
+            out[name] = float(measured[name])
+        elif HEAVY_MARK.search(p.read_text()):
+            out[name] = HEAVY_MODULE_S
+    return out
 
 
 @pytest.fixture(scope="session")
 def sweep_phantom(tmp_path_factory) -> Path:
-    """A 5-subject phantom cohort shared by the sweep tests of this session."""
+    """A 5-subject phantom cohort shared by the sweep tests of this session.
+
+    Test cohorts are generated in one process (``workers=1``): the two pytest workers already fill
+    the two cores, and a pool of spawned generator processes only adds their start-up (the subjects
+    are the same whatever ``workers``, see ``tests/test_phantom.py``)."""
     from data_modules.phantom import generate_cohort
 
     root = tmp_path_factory.getbasetemp() / "sweeps-phantom-n5"
-    generate_cohort(root, n_subjects=5, seed=0, snr=30.0, dwi=False)
+    generate_cohort(root, n_subjects=5, seed=0, snr=30.0, dwi=False, workers=1)
     return root
 
 

@@ -25,7 +25,7 @@ MAX_BYTES = 256 << 20  # larger files are compared by size and mtime only
 
 #: command -> {argument dest: sub-paths of a folder input the command writes by design}
 INPUTS: dict[str, dict[str, tuple[str, ...]]] = {
-    "analyze": {"bids_dir": ()},
+    "analyze": {"bids_dir": (), "exclude": ()},
     "download": {"dir": (), "filelist": ()},
     "export": {"ckpt": ()},
     "dti": {"dwi": (), "bval": (), "bvec": (), "mask": (), "levels": ()},
@@ -47,7 +47,7 @@ INPUTS: dict[str, dict[str, tuple[str, ...]]] = {
         "precision_data": (),
     },
     "models": {},
-    "morphometrics": {"seg": (), "levels": (), "canal": ()},
+    "morphometrics": {"seg": (), "levels": (), "canal": (), "pmj": ()},
     "phantom": {},
     "predict": {"ckpt": (), "model": (), "input": (), "bids": ("derivatives/cordbench",)},
     "score": {"pred": (), "ref": ()},

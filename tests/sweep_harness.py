@@ -21,7 +21,7 @@ from core.paths import REPO_ROOT
 CORDBENCH = str(Path(sys.executable).with_name("cordbench"))
 FAST = ["config.logger.wandb.enabled=false", "ray.verbose=0"]
 
-#: A 4-trial Optuna sweep of tiny runs, one trial at a time (``{root}``: the phantom, ``{storage}``).
+#: A 3-trial Optuna sweep of tiny runs, one trial at a time (``{root}``: the phantom, ``{storage}``).
 KILL_SWEEP = """
 name: killme
 base: [configs/debug.yaml]
@@ -33,7 +33,7 @@ config:
   logger: {{wandb: {{enabled: false}}}}
 space:
   model.lr: {{loguniform: [1.0e-4, 1.0e-1]}}
-search: {{algorithm: optuna, num_samples: 4, seed: 0, n_startup_trials: 2, max_concurrent_trials: 1}}
+search: {{algorithm: optuna, num_samples: 3, seed: 0, n_startup_trials: 2, max_concurrent_trials: 1}}
 resources: {{cpu: 1, gpu: 0}}
 ray: {{verbose: 0}}
 storage: {storage}

@@ -16,7 +16,7 @@ from runs.config import DEFAULTS, load_config
 
 @pytest.fixture(scope="module")
 def phantom(tmp_path_factory) -> Path:
-    return generate_cohort(tmp_path_factory.mktemp("ph") / "phantom", n_subjects=5, seed=3, dwi=False)
+    return generate_cohort(tmp_path_factory.mktemp("ph") / "phantom", n_subjects=5, seed=3, dwi=False, workers=1)
 
 
 def _cfg(root: Path, **data) -> dict:

@@ -108,8 +108,9 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _probe_rank(rank: int, world: int, port: int, cfg_data: dict, out: str) -> None:
-    """One DDP rank: iterate two epochs of the train loader as Lightning's fit loop does."""
+def _probe_rank(rank: int, world: int, port: int, cfg_data: dict[str, dict], out: str) -> None:
+    """One DDP rank: for each pipeline of ``cfg_data`` (name -> data config), iterate two epochs of the
+    train loader as Lightning's fit loop does, then the validation loader."""
     import torch
     import torch.distributed as dist
     from lightning_fabric.utilities.data import _set_sampler_epoch
@@ -120,21 +121,21 @@ def _probe_rank(rank: int, world: int, port: int, cfg_data: dict, out: str) -> N
     torch.set_num_threads(1)
     dist.init_process_group("gloo", rank=rank, world_size=world)
     try:
-        dm = build_datamodule(cfg_data)
-        dm.setup("fit")
-        loader = dm.train_dataloader()
-        epochs = []
-        for epoch in range(2):
-            _set_sampler_epoch(loader, epoch)
-            steps, ids = 0, set()
-            for batch in loader:
-                steps += 1
-                ids.update(batch["subject_id"])
-            epochs.append({"steps": steps, "subjects": sorted(ids)})
-        val = [b["subject_id"][0] for b in dm.val_dataloader()]
-        Path(out, f"rank{rank}.json").write_text(
-            json.dumps({"epochs": epochs, "val": val, "train_split": dm.split["train"], "val_split": dm.split["val"]})
-        )
+        for pipeline, data in cfg_data.items():
+            dm = build_datamodule(data)
+            dm.setup("fit")
+            loader = dm.train_dataloader()
+            epochs = []
+            for epoch in range(2):
+                _set_sampler_epoch(loader, epoch)
+                steps, ids = 0, set()
+                for batch in loader:
+                    steps += 1
+                    ids.update(batch["subject_id"])
+                epochs.append({"steps": steps, "subjects": sorted(ids)})
+            val = [b["subject_id"][0] for b in dm.val_dataloader()]
+            record = {"epochs": epochs, "val": val, "train_split": dm.split["train"], "val_split": dm.split["val"]}
+            Path(out, f"{pipeline}-rank{rank}.json").write_text(json.dumps(record))
     finally:
         dist.destroy_process_group()
 
@@ -144,48 +145,56 @@ def phantom8(tmp_path_factory) -> Path:
     from data_modules.phantom import generate_cohort
 
     root = tmp_path_factory.mktemp("ddp-phantom-n8")
-    generate_cohort(root, n_subjects=8, seed=0, snr=30.0, dwi=False)
+    generate_cohort(root, n_subjects=8, seed=0, snr=30.0, dwi=False, workers=1)
     return root
+
+
+PIPELINES = ("torchio", "fast")
 
 
 @pytest.mark.ddp
 @pytest.mark.slow
-@pytest.mark.parametrize("pipeline", ["torchio", "fast"])
-def test_ranks_train_on_different_subjects(phantom8: Path, tmp_path: Path, pipeline: str):
+def test_ranks_train_on_different_subjects(phantom8: Path, tmp_path: Path):
+    """Both data pipelines, one after the other in one 2-rank process group (one spawn of the ranks)."""
     import torch.multiprocessing as mp
 
     from runs.config import load_config
 
-    cfg = load_config(
-        [str(REPO_ROOT / "configs" / "debug.yaml")],
-        [],
-        {
-            "data": {
-                "pipeline": pipeline,
-                "cache_dir": str(tmp_path / "cache"),
-                "root": str(phantom8),
-                "phantom": {"subjects": 8},
-                "patch_size": [32, 32],
-                "batch_size": 4,
-                "samples_per_volume": 4,
-                "queue_length": 16,
-                "split": {"val_fraction": 0.25, "test_fraction": 0.25},
-            }
-        },
-    )
-    mp.spawn(_probe_rank, args=(2, _free_port(), cfg["data"], str(tmp_path)), nprocs=2, join=True)
-    ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2)]
-    train = ranks[0]["train_split"]
-    assert len(train) == 4
-    for epoch in range(2):
-        a, b = (set(r["epochs"][epoch]["subjects"]) for r in ranks)
-        print(f"epoch {epoch}: rank 0 trains on {sorted(a)}, rank 1 on {sorted(b)}")
-        assert a and b and not a & b, "both ranks drew patches from the same subject"
-        assert a | b == set(train)
-        assert ranks[0]["epochs"][epoch]["steps"] == ranks[1]["epochs"][epoch]["steps"] == 2  # 2 subjects x 4 / 4
-    # validation: equal shares that together are the validation split, each subject once
-    assert len(ranks[0]["val"]) == len(ranks[1]["val"]) == 1
-    assert sorted(ranks[0]["val"] + ranks[1]["val"]) == sorted(ranks[0]["val_split"])
+    data = {
+        pipeline: load_config(
+            [str(REPO_ROOT / "configs" / "debug.yaml")],
+            [],
+            {
+                "data": {
+                    "pipeline": pipeline,
+                    "cache_dir": str(tmp_path / f"cache-{pipeline}"),
+                    "root": str(phantom8),
+                    "phantom": {"subjects": 8},
+                    "patch_size": [32, 32],
+                    "batch_size": 4,
+                    "samples_per_volume": 4,
+                    "queue_length": 16,
+                    "split": {"val_fraction": 0.25, "test_fraction": 0.25},
+                }
+            },
+        )["data"]
+        for pipeline in PIPELINES
+    }
+    mp.spawn(_probe_rank, args=(2, _free_port(), data, str(tmp_path)), nprocs=2, join=True)
+    for pipeline in PIPELINES:
+        ranks = [json.loads((tmp_path / f"{pipeline}-rank{r}.json").read_text()) for r in range(2)]
+        train = ranks[0]["train_split"]
+        assert len(train) == 4, pipeline
+        for epoch in range(2):
+            a, b = (set(r["epochs"][epoch]["subjects"]) for r in ranks)
+            print(f"{pipeline}, epoch {epoch}: rank 0 trains on {sorted(a)}, rank 1 on {sorted(b)}")
+            assert a and b and not a & b, f"{pipeline}: both ranks drew patches from the same subject"
+            assert a | b == set(train), pipeline
+            # 2 subjects x 4 patches / batches of 4
+            assert ranks[0]["epochs"][epoch]["steps"] == ranks[1]["epochs"][epoch]["steps"] == 2, pipeline
+        # validation: equal shares that together are the validation split, each subject once
+        assert len(ranks[0]["val"]) == len(ranks[1]["val"]) == 1, pipeline
+        assert sorted(ranks[0]["val"] + ranks[1]["val"]) == sorted(ranks[0]["val_split"]), pipeline
 
 
 # -------------------------------------------------------------------- cordbench fit, 2 processes

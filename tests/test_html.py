@@ -39,7 +39,10 @@ def tables(monkeypatch) -> list[str]:
 def _one_owner(page: str, built: list[str]) -> None:
     """Every table of the page is one that core.html built, sorted by core.html's script only."""
     assert built and page.count("<table") == len(built) and all(t in page for t in built)
-    assert page.count(html.SORT_SCRIPT) == 1 and page.count("<script") == 1
+    from core.qc_decisions import QC_SCRIPT
+
+    scripts = 1 + page.count(QC_SCRIPT)  # the sort script, and the QC decisions' where the page has them
+    assert page.count(html.SORT_SCRIPT) == 1 and page.count(QC_SCRIPT) <= 1 and page.count("<script") == scripts
     assert html.SORT_CSS in page
 
 
@@ -50,7 +53,10 @@ def test_the_qc_report_tables_through_core_html(tables, tmp_path: Path):
     page = write_report(rows, tmp_path / "index.html").read_text()
     _one_owner(page, tables)
     assert '<table id="qc" class="sortable">' in page and '<th data-key="panel">panel</th>' in page
-    row = '<tr><td class="s">sub-00</td><td data-v=""></td><td class="s">a</td><td data-v="0.71">0.71</td></tr>'
+    row = (
+        '<tr><td class="s">sub-00</td><td data-v=""></td><td class="s">a</td><td data-v="0.71">0.71</td>'
+        '<td class="qc" data-qc-subject="sub-00"></td></tr>'
+    )
     assert row in page
 
 
@@ -117,7 +123,9 @@ def test_the_cohort_report_tables_through_core_html(tables, tmp_path: Path):
         address=None,
     ).read_text()
     _one_owner(page, tables)
-    assert len(tables) == 3 and "no cord" in tables[0] and "70.5 (n=1)" in tables[1] and "tilted" in tables[2]
+    assert len(tables) == 4  # failed subjects, QC decisions (one row per subject), level summary, warnings
+    for wanted in ("no cord", 'data-qc-subject="sub-02"', "70.5 (n=1)", "tilted"):
+        assert sum(wanted in t for t in tables) == 1, wanted
 
 
 # ------------------------------------------------------------------------------------ the markup
@@ -239,7 +247,7 @@ def test_the_url_sorts_the_first_table(qc_page: str, hash_: str, order: list[int
 def test_a_click_sorts_ascending_then_descending(qc_page: str):
     assert _sorted(qc_page, clicks=(3,))["order"] == [[3, 0, 2, 1]]
     got = _sorted(qc_page, clicks=(3, 3))
-    assert got["order"] == [[1, 2, 0, 3]] and got["heads"][0] == ["", "", "", "desc", ""]
+    assert got["order"] == [[1, 2, 0, 3]] and got["heads"][0] == ["", "", "", "desc", "", ""]
 
 
 def test_numbers_come_before_text_and_only_the_first_table_follows_the_url():

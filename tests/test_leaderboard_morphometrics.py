@@ -84,7 +84,13 @@ def phantom(tmp_path_factory) -> Path:
 
     # cords tilted 20-25° against the slice normal: a CSA without the cos correction is 6-10% off the truth
     root = generate_cohort(
-        tmp_path_factory.mktemp("morpho") / "phantom", n_subjects=4, seed=5, dwi=True, tilt_min=20.0, tilt_max=25.0
+        tmp_path_factory.mktemp("morpho") / "phantom",
+        n_subjects=4,
+        seed=5,
+        dwi=True,
+        tilt_min=20.0,
+        tilt_max=25.0,
+        workers=1,
     )
     img = nib.load(str(root / "sub-001" / "anat" / "sub-001_T2w.nii.gz"))
     assert nib.aff2axcodes(img.affine)[2] in "SI"  # erode_inplane relies on it

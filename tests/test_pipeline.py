@@ -107,12 +107,25 @@ def _cli(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "cordbench", *args], capture_output=True, text=True, cwd=REPO)
 
 
+def _one_line(capsys, *args: str) -> str:
+    """``cordbench ARGS`` in this process: a non-zero exit and one stderr line without a traceback."""
+    capsys.readouterr()
+    code = main(list(args))
+    err = capsys.readouterr().err
+    assert code != 0 and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1, err
+    return err
+
+
 @pytest.mark.subprocess
-def test_bad_inputs_one_clear_line(mini_bids, tmp_path):
+def test_bad_inputs_one_clear_line(mini_bids, tmp_path, capsys):
+    """The bad NIfTI case runs as a real process (everything it prints on the way, imports included,
+    counts); the others in this process, with the same checks."""
+    from core.errors import CordbenchError
+
     # missing file
-    r = _cli("predict", "--ckpt", str(tmp_path / "none.ckpt"), "-i", "x.nii.gz")
-    assert r.returncode != 0 and "none.ckpt" in r.stderr and "Traceback" not in r.stderr
-    assert len(r.stderr.strip().splitlines()) == 1
+    err = _one_line(capsys, "predict", "--ckpt", str(tmp_path / "none.ckpt"), "-i", "x.nii.gz")
+    assert "none.ckpt" in err
     # not a NIfTI
     bad = tmp_path / "bad.nii.gz"
     bad.write_text("not an image")
@@ -128,9 +141,8 @@ def test_bad_inputs_one_clear_line(mini_bids, tmp_path):
     shutil.copytree(mini_bids, root)
     lbl = root / "derivatives" / "labels" / "sub-02" / "anat" / "sub-02_T2w_label-SC_seg.nii.gz"
     nib.save(nib.Nifti1Image(np.zeros((10, 10, 10), np.uint8), np.eye(4)), str(lbl))
-    r = _cli("fit", *FAST, "--data", "spine_generic", "--root", str(root), "-o", str(tmp_path / "o2"))
-    assert r.returncode != 0 and "sub-02_T2w_label-SC_seg.nii.gz" in r.stderr and "shape" in r.stderr
-    assert len(r.stderr.strip().splitlines()) == 1, r.stderr
-    # --debug shows the traceback
-    r = _cli("--debug", "fit", *FAST, "--data", "spine_generic", "--root", str(root), "-o", str(tmp_path / "o3"))
-    assert r.returncode != 0 and "Traceback" in r.stderr
+    err = _one_line(capsys, "fit", *FAST, "--data", "spine_generic", "--root", str(root), "-o", str(tmp_path / "o2"))
+    assert "sub-02_T2w_label-SC_seg.nii.gz" in err and "shape" in err
+    # --debug lets the exception (and so its traceback) through
+    with pytest.raises(CordbenchError, match="sub-02_T2w_label-SC_seg.nii.gz"):
+        main(["--debug", "fit", *FAST, "--data", "spine_generic", "--root", str(root), "-o", str(tmp_path / "o3")])

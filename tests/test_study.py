@@ -34,10 +34,10 @@ def _fail_subject(monkeypatch, subject: str) -> None:
     for name in ("_anat", "_dwi"):
         original = getattr(study, name)
 
-        def failing(job, opts, sub_dir, original=original, part=name[1:]):
+        def failing(job, opts, sub_dir, *rest, original=original, part=name[1:]):
             if job.subject == subject:
                 raise InputError(f"injected failure in {part}", job.subject)
-            return original(job, opts, sub_dir)
+            return original(job, opts, sub_dir, *rest)
 
         monkeypatch.setattr(study, name, failing)
 
@@ -87,6 +87,9 @@ def test_analyze_in_process_values_merge_exclusion_and_failures(tmp_path, monkey
     assert (out / "subjects" / "sub-01" / "dti_maps" / "sub-01_dwi_FA.nii.gz").is_file()
     summary = json.loads((out / "summary.json").read_text())
     assert summary["status"] == {"ok": 2, "partial": 2, "failed": 1} == s.status
+    # levels on the DWI grid were given (label-SC_desc-levels_dseg); none where the DWI was not measured
+    assert subjects.loc["sub-01", "dwi_levels_method"] == "given"
+    assert subjects.loc[["sub-02", "sub-05"], "dwi_levels_method"].isna().all()
 
 
 def test_exclusion_scope():

@@ -183,7 +183,7 @@ def test_driver_kill_then_resume_from_the_bucket(s3_env, sweep_phantom: Path, tm
     cfg.write_text(
         KILL_SWEEP.format(root=sweep_phantom, storage="outputs/unused")
         .replace("name: killme", "name: killme_s3")
-        .replace("num_samples: 4", "num_samples: 2")
+        .replace("num_samples: 3", "num_samples: 2")
         .replace("max_epochs: 2", "max_epochs: 1")
     )
     uri = f"s3://{s3_env.bucket}/sweeps/killme_s3"

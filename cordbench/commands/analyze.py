@@ -33,9 +33,22 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="per-level CSA/SAC: mean of angle-corrected axial slices (SCT, default) or "
         "volume / arc length along the centerline (exact for tilted, quickly narrowing canals)",
     )
+    p.add_argument(
+        "--dwi-levels-transfer",
+        choices=["registered", "world"],
+        default="registered",
+        help="DWI without levels or discs: carry the T2w's over through world coordinates, refined by a 1-D "
+        "S-I registration of the cord centrelines (registered, default) or not (world); docs/analysis.md",
+    )
     p.add_argument("--fit-method", choices=["WLS", "OLS"], default="WLS", help="DTI fit (default WLS)")
     p.add_argument("--no-maps", action="store_true", help="do not write DTI maps")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--exclude",
+        metavar="FILE",
+        help="exclude.yml (spine-generic's format, e.g. exported from a QC report) of subjects to leave "
+        "out, on top of the data set's own exclude.yml; the reasons are listed in the report",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -43,8 +56,13 @@ def run(args: argparse.Namespace) -> int:
     from analysis.study import StudyOptions, analyze
     from core.outputs import check_output_dir
 
-    check_output_dir(args.out, inputs={"bids_dir": args.bids_dir})
-    opts = StudyOptions(fit_method=args.fit_method, write_maps=not args.no_maps, level_method=args.level_method)
+    check_output_dir(args.out, inputs={"bids_dir": args.bids_dir, "--exclude": args.exclude})
+    opts = StudyOptions(
+        fit_method=args.fit_method,
+        write_maps=not args.no_maps,
+        level_method=args.level_method,
+        dwi_levels_transfer=args.dwi_levels_transfer,
+    )
     by = [b.strip() for b in args.by.split(",") if b.strip()]
     s = analyze(
         args.bids_dir,
@@ -57,6 +75,7 @@ def run(args: argparse.Namespace) -> int:
         by=by,
         opts=opts,
         progress=not args.no_progress,
+        exclude=args.exclude,
     )
     print(
         f"{s.n_subjects} subjects in {s.seconds:.1f} s: " + ", ".join(f"{k} {v}" for k, v in sorted(s.status.items()))

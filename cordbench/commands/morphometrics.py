@@ -40,6 +40,21 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="centerline fit (default bspline, as SCT)",
     )
     add_number(p, "--smooth", range=Range(0, 1e6), default=30.0, help="bspline smoothing, as SCT's -centerline-smooth")
+    p.add_argument(
+        "--pmj",
+        help="pontomedullary junction label on the same grid (a point, e.g. spine-generic's _label-PMJ_dlabel): "
+        "measure at --pmj-distance along the centerline (SCT's -pmj); with --perslice, every slice's distance",
+    )
+    add_number(
+        p, "--pmj-distance", range=Range(0, 1000), help="distance (mm) from the PMJ along the centerline (needs --pmj)"
+    )
+    add_number(
+        p,
+        "--pmj-extent",
+        range=Range(0, 1000, lo_open=True),
+        default=20.0,
+        help="length (mm) of the window centred at --pmj-distance (default 20, as SCT)",
+    )
     p.add_argument("-o", "--out", required=True, help="output CSV")
 
 
@@ -52,7 +67,9 @@ def run(args: argparse.Namespace) -> int:
     from core.io import write_csv
     from core.outputs import check_output_file
 
-    check_output_file(args.out, inputs={"--seg": args.seg, "--levels": args.levels, "--canal": args.canal})
+    check_output_file(
+        args.out, inputs={"--seg": args.seg, "--levels": args.levels, "--canal": args.canal, "--pmj": args.pmj}
+    )
     vert = parse_vert(args.vert)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -70,6 +87,8 @@ def _compute(args: argparse.Namespace, vert):
 
     from analysis.morphometrics import aggregate, morphometrics_from_files, present_levels
 
+    if args.pmj is not None or args.pmj_distance is not None:
+        return _compute_pmj(args, vert)
     if args.level_method == "volume":
         from analysis.morphometrics import volume_per_level_from_files
         from core.errors import ConfigError
@@ -95,3 +114,29 @@ def _compute(args: argparse.Namespace, vert):
     return aggregate(
         perslice, Path(args.seg).name, vert=vert, perlevel=True if args.perlevel else None, perslice_rows=args.perslice
     ), ""
+
+
+def _compute_pmj(args: argparse.Namespace, vert):
+    """The table at a distance from the PMJ (``analysis.pmj``)."""
+    from analysis.pmj import pmj_morphometrics_from_files
+    from core.errors import ConfigError
+
+    if args.pmj is None:
+        raise ConfigError("--pmj-distance needs --pmj (the PMJ label)")
+    clash = [o for o, v in (("--levels", args.levels), ("--vert", vert), ("--perlevel", args.perlevel)) if v]
+    if clash or args.level_method == "volume":
+        raise ConfigError(f"--pmj selects slices by distance: drop {', '.join(clash) or '--level-method volume'}")
+    table = pmj_morphometrics_from_files(
+        args.seg,
+        args.pmj,
+        distance=args.pmj_distance,
+        extent=args.pmj_extent,
+        perslice_rows=args.perslice,
+        canal=args.canal,
+        soft=args.soft,
+        angle_correction=not args.no_angle_corr,
+        centerline_method=args.centerline_method,
+        smooth=args.smooth,
+    )
+    where = "per slice" if args.perslice else f"{args.pmj_distance:g} ± {args.pmj_extent / 2:g} mm"
+    return table, f", from the PMJ: {where}"

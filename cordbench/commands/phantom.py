@@ -54,6 +54,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_number(p, "--stenosis-prob", range=Range(0, 1), default=0.5, help="share of subjects with a stenosis (0.5)")
     p.add_argument("--no-dwi", action="store_true", help="skip DWI (faster)")
     p.add_argument(
+        "--pmj",
+        action="store_true",
+        help="also cover 20 mm of cord above C1 and write a PMJ point label on the T2w grid "
+        "(sub-X_T2w_label-PMJ_dlabel) with the CSA truth along the centerline from it",
+    )
+    p.add_argument(
         "--contrasts",
         metavar="LIST",
         help="images to write, comma-separated, of T1w, T2w, T2star, MTS (= MTon and MToff), MTon, MToff, dwi: "
@@ -82,6 +88,36 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="acquisitions of each subject's anatomy, written as sub-X/ses-YY/ (each repositioned: "
         "grid rotated and shifted, new voxel sizes, noise, bias field, and contrast under --randomise; "
         "truth identical; docs/phantom.md); default 1 = no session folders",
+    )
+    p.add_argument(
+        "--layout",
+        choices=["cordbench", "spine-generic"],
+        default="cordbench",
+        help="cordbench: every label incl. level maps and DWI WM/GM masks (default); spine-generic: only the "
+        "label kinds data-multi-subject holds (cord/canal, discs on T2w, cord only on the DWI, no level map; "
+        "docs/phantom.md)",
+    )
+    add_number(
+        p,
+        "--dwi-shift",
+        metavar="MM",
+        range=Range(-30, 30),
+        default=0.0,
+        help="spine-generic layout: the subject moved MM superiorly between the T2w and the DWI (default 0)",
+    )
+    add_number(
+        p,
+        "--dwi-rotation",
+        metavar="DEG",
+        range=Range(-10, 10),
+        default=0.0,
+        help="spine-generic layout: and rotated DEG about the R-L axis through the cord's middle (default 0)",
+    )
+    p.add_argument(
+        "--exclude",
+        default="",
+        metavar="KEY=SUB[,...]",
+        help="spine-generic layout: write exclude.yml with these entries, e.g. dti_fa=sub-002,csa_t2=sub-003",
     )
     add_number(p, "--workers", kind=int, range=Range(0, 256), default=0, help="processes (0 = auto: up to 2)")
     p.add_argument("--force", action="store_true", help="replace a phantom generated with other settings")
@@ -157,6 +193,11 @@ def run(args: argparse.Namespace) -> int:
         dtype="float32" if args.float32 else "int16",
         randomise=_randomise(args),
         sessions=args.sessions,
+        pmj=args.pmj,
+        layout=args.layout,
+        dwi_shift=args.dwi_shift,
+        dwi_rotation=args.dwi_rotation,
+        exclude=args.exclude,
     )
     dt = time.perf_counter() - t0
     print(f"phantom cohort: {out} ({args.subjects} subjects, seed {args.seed}) in {dt:.1f} s")

@@ -24,7 +24,7 @@ from core.errors import ConfigError, InputError
 from data_modules.phantom import layout
 from data_modules.phantom.anatomy import LEVEL_NAMES, gm_normalised_area
 from data_modules.phantom.dwi import scheme_paths
-from data_modules.phantom.options import PhantomOptions, cohort_options_dict, parse_corr
+from data_modules.phantom.options import PhantomOptions, cohort_options_dict, parse_corr, parse_exclude
 from data_modules.phantom.population import (
     FA_CORD_MU,
     PARTICIPANT_COLUMNS,
@@ -152,6 +152,9 @@ def generate_cohort(
     if int(n_subjects) < 1:
         raise ConfigError(f"phantom: number of subjects must be >= 1, got {n_subjects}")
     n_subjects, seed = int(n_subjects), int(seed)
+    unknown = sorted({sub for _, sub in parse_exclude(opts.exclude)} - {f"sub-{i + 1:03d}" for i in range(n_subjects)})
+    if unknown:
+        raise ConfigError(f"phantom option exclude names subjects not in the cohort: {', '.join(unknown)}")
     if out.exists() and not out.is_dir():
         raise InputError("phantom output exists and is not a folder", out)
     if out.is_dir() and any(out.iterdir()):
@@ -230,6 +233,8 @@ def _write_cohort_files(
     io.write_json(root / "participants.json", layout.PARTICIPANTS_JSON)
     io.write_json(root / "dataset_description.json", layout.dataset_description(n, seed))
     io.write_text(root / "README.md", _readme(n, seed))
+    if opts.exclude:
+        io.write_text(root / "exclude.yml", layout.exclude_yml(parse_exclude(opts.exclude)))
     io.write_json(
         root / layout.LABELS_DIR / "dataset_description.json",
         layout.derivative_description("labels", "phantom labels (exact, from the analytic anatomy)"),

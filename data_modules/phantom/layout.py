@@ -14,12 +14,64 @@ EXTRA_CONTRASTS = {"T1w": "T1w", "MTon": "flip-1_mt-on_MTS", "MToff": "flip-2_mt
 GENERATOR = {"Name": "cordbench phantom", "Version": __version__, "CodeURL": "data_modules/phantom (cordbench)"}
 
 
-def subject_paths(root: Path, sub: str, session: str | None = None) -> dict[str, Path]:
+#: Label files of the ``spine-generic`` layout: the kinds ``data-multi-subject`` holds for the
+#: contrasts the phantom simulates (FILELIST.txt): cord and canal on T2w and T2*, discs on T2w, GM on
+#: T2*, the cord alone on the averaged DWI; no level map anywhere.
+SPINE_GENERIC_LABELS = (
+    "T2w_SC",
+    "T2w_canal",
+    "T2w_discs",
+    "T2star_SC",
+    "T2star_canal",
+    "T2star_GM",
+    "dwi_SC",
+    *(f"{c}_SC" for c in EXTRA_CONTRASTS),  # spine-generic segments the cord of T1w, MT-on and MT-off too
+)
+#: Label files of the ``cordbench`` layout (adds the level maps and the DWI-grid WM/GM masks).
+CORDBENCH_LABELS = (
+    "T2w_SC",
+    "T2w_canal",
+    "T2w_discs",
+    "T2w_levels",
+    "T2star_SC",
+    "T2star_GM",
+    "T2star_levels",
+    "dwi_SC",
+    "dwi_levels",
+    "dwi_WM",
+    "dwi_GM",
+    *(f"{c}_{k}" for c in EXTRA_CONTRASTS for k in ("SC", "levels")),
+)
+
+
+def subject_paths(root: Path, sub: str, session: str | None = None, kind: str = "cordbench") -> dict[str, Path]:
     """All files of subject ``sub`` (e.g. ``sub-001``) keyed by a short name.
 
     With ``session`` (``ses-01``) the images and labels go to ``sub-X/ses-YY/`` with the BIDS names
     ``sub-X_ses-YY_<contrast>``; the truth JSON stays one per subject (the anatomy of every session).
+    ``kind`` is the layout: label keys it does not write are absent; ``spine-generic`` adds the
+    truth level map of the DWI cord mask (``dwi_levels_truth``) under the truth folder.
     """
+    paths = _all_paths(root, sub, session)
+    keep = SPINE_GENERIC_LABELS if kind == "spine-generic" else CORDBENCH_LABELS
+    out = {k: p for k, p in paths.items() if k not in LABEL_KEYS or k in keep}
+    if kind == "spine-generic":
+        name = paths["dwi_SC"].name.replace("_label-SC_seg", "_desc-truth_levels")
+        out["dwi_levels_truth"] = paths["truth"].parent / (session or "") / name
+    return out
+
+
+def exclude_yml(spec: list[tuple[str, str]], reason: str = "phantom: excluded on request") -> str:
+    """spine-generic's ``exclude.yml``: each key, then its subjects, one ``- sub-X  # reason`` a line."""
+    lines: list[str] = []
+    for key in dict.fromkeys(k for k, _ in spec):
+        lines.append(f"{key}:")
+        lines += [f"- {sub}  # {reason}" for k, sub in spec if k == key]
+    return "\n".join(lines) + "\n"
+
+
+def _all_paths(root: Path, sub: str, session: str | None = None) -> dict[str, Path]:
+    """Every file name of the phantom, whatever the layout."""
     folder = root / sub if session is None else root / sub / session
     lfolder = root / LABELS_DIR / sub if session is None else root / LABELS_DIR / sub / session
     anat, dwi = folder / "anat", folder / "dwi"
@@ -37,6 +89,7 @@ def subject_paths(root: Path, sub: str, session: str | None = None) -> dict[str,
         "T2w_canal": la / f"{sub}_T2w_label-canal_seg.nii.gz",
         "T2w_discs": la / f"{sub}_T2w_label-discs_dlabel.nii.gz",
         "T2w_levels": la / f"{sub}_T2w_label-SC_desc-levels_dseg.nii.gz",
+        "T2w_PMJ": la / f"{sub}_T2w_label-PMJ_dlabel.nii.gz",
         "T2star_SC": la / f"{sub}_T2star_label-SC_seg.nii.gz",
         "T2star_GM": la / f"{sub}_T2star_label-GM_seg.nii.gz",
         "T2star_levels": la / f"{sub}_T2star_label-SC_desc-levels_dseg.nii.gz",
@@ -44,6 +97,7 @@ def subject_paths(root: Path, sub: str, session: str | None = None) -> dict[str,
         "dwi_levels": ld / f"{sub}_rec-average_dwi_label-SC_desc-levels_dseg.nii.gz",
         "dwi_WM": ld / f"{sub}_rec-average_dwi_label-WM_seg.nii.gz",
         "dwi_GM": ld / f"{sub}_rec-average_dwi_label-GM_seg.nii.gz",
+        "T2star_canal": la / f"{sub}_T2star_label-canal_seg.nii.gz",
         "truth": truth,
     }
     for key, chain in EXTRA_CONTRASTS.items():  # written with ``contrasts`` (spine-generic's names since 2024)
@@ -51,6 +105,9 @@ def subject_paths(root: Path, sub: str, session: str | None = None) -> dict[str,
         paths[f"{key}_SC"] = la / f"{sub}_{chain}_label-SC_seg.nii.gz"
         paths[f"{key}_levels"] = la / f"{sub}_{chain}_label-SC_desc-levels_dseg.nii.gz"
     return paths
+
+
+LABEL_KEYS = frozenset(SPINE_GENERIC_LABELS + CORDBENCH_LABELS)
 
 
 def sidecar(path: Path) -> Path:

@@ -46,6 +46,11 @@ class PhantomOptions:
     truth_only: bool = False  # write participants + truth JSON only, no images
     randomise: RandomiseOptions | None = None  # domain randomisation of T2w/T2* (randomise.py); None = off
     sessions: int = 1  # acquisitions of the same anatomy (ses-01..); 1 = no session folders
+    pmj: bool = False  # a PMJ label above C1 on the T2w grid, and its truth (pmj.py)
+    layout: str = "cordbench"  # cordbench (every label, truth level maps) | spine-generic (the real set's kinds)
+    dwi_shift: float = 0.0  # mm: the subject moved this far superiorly between the T2w and the DWI
+    dwi_rotation: float = 0.0  # deg: and rotated this much about the R-L axis through the cord's middle
+    exclude: str = ""  # exclude.yml entries to write, KEY=SUB[,KEY=SUB] (e.g. dti_fa=sub-002)
     contrasts: tuple[str, ...] = DEFAULT_CONTRASTS  # anatomical images written (ANAT_CONTRASTS); DWI: ``dwi``
 
     def __post_init__(self) -> None:
@@ -62,6 +67,11 @@ class PhantomOptions:
             d["randomise"] = self.randomise.to_dict()
         if self.sessions == 1:
             del d["sessions"]  # likewise cohorts without sessions
+        if not self.pmj:
+            del d["pmj"]  # and without a PMJ label
+        for key, default in NEW_DEFAULTS.items():
+            if d[key] == default:
+                del d[key]  # and cohorts in the cordbench layout without DWI motion or exclusions
         if tuple(self.contrasts) == DEFAULT_CONTRASTS:
             del d["contrasts"]  # and cohorts of the default contrasts
         else:
@@ -93,7 +103,37 @@ class PhantomOptions:
         return self.snr == 0 or math.isinf(self.snr)
 
 
+LAYOUTS = ("cordbench", "spine-generic")
+NEW_DEFAULTS = {"layout": "cordbench", "dwi_shift": 0.0, "dwi_rotation": 0.0, "exclude": ""}
+_EXCLUDE_ITEM = re.compile(r"^(?P<key>[A-Za-z0-9_]+)=(?P<sub>sub-[A-Za-z0-9]+)$")
+
+
+def parse_exclude(spec: str) -> list[tuple[str, str]]:
+    """``"dti_fa=sub-002,csa_t2=sub-003"`` → ``[(key, subject), ...]`` (spine-generic exclude.yml keys)."""
+    out = []
+    for part in (p.strip() for p in str(spec).split(",")):
+        if not part:
+            continue
+        m = _EXCLUDE_ITEM.match(part)
+        if not m:
+            raise ConfigError(
+                f"phantom option exclude: cannot parse {part!r} (expected KEY=SUBJECT, e.g. dti_fa=sub-002 or csa_t2=sub-001)"
+            )
+        out.append((m["key"], m["sub"]))
+    return out
+
+
 def _check(o: PhantomOptions) -> None:
+    if o.layout not in LAYOUTS:
+        raise ConfigError(f"phantom option layout must be one of {', '.join(LAYOUTS)}, got {o.layout!r}")
+    if not (-30 <= o.dwi_shift <= 30) or not (-10 <= o.dwi_rotation <= 10):
+        raise ConfigError(
+            f"phantom DWI motion out of range (dwi_shift -30..30 mm, dwi_rotation -10..10 deg): "
+            f"{o.dwi_shift}, {o.dwi_rotation}"
+        )
+    if (o.dwi_shift or o.dwi_rotation or o.exclude) and o.layout != "spine-generic":
+        raise ConfigError("phantom options dwi_shift, dwi_rotation and exclude need layout spine-generic")
+    parse_exclude(o.exclude)
     if not (o.snr >= 0):
         raise ConfigError(f"phantom option snr must be >= 0 (0 or inf = no noise), got {o.snr}")
     if not (0 <= o.tilt_min <= o.tilt_max <= 45):
@@ -112,6 +152,8 @@ def _check(o: PhantomOptions) -> None:
         raise ConfigError(f"phantom option bias must be in [0, 0.5], got {o.bias}")
     if o.dtype not in ("int16", "float32"):
         raise ConfigError(f"phantom option dtype must be int16 or float32, got {o.dtype!r}")
+    if o.pmj and "T2w" not in o.contrasts:
+        raise ConfigError(f"phantom option pmj labels the T2w image, which contrasts {list(o.contrasts)} leaves out")
     if tuple(o.contrasts) != parse_contrasts(o.contrasts):
         raise ConfigError(f"phantom option contrasts must be distinct, in the order {ANAT_CONTRASTS}: {o.contrasts!r}")
     if not (isinstance(o.sessions, int) and 1 <= o.sessions <= MAX_SESSIONS):

@@ -18,7 +18,9 @@ from data_modules.phantom.contrast import BiasField, mix, noise_sigma, rician, t
 from data_modules.phantom.dwi import dw_signal, read_scheme, scheme_paths, world_gradients
 from data_modules.phantom.geometry import Grid, make_grid, oblique_rotation, tube_points
 from data_modules.phantom.labels import nested_masks, si_axis
+from data_modules.phantom.motion import motion_matrix, motion_record, moved_grid
 from data_modules.phantom.options import PhantomOptions
+from data_modules.phantom.pmj import extra_top_mm, pmj_label
 from data_modules.phantom.population import MD_CSF, SubjectDraw, draw_subject, load_sites, tensor_params
 from data_modules.phantom.surroundings import Surroundings, draw_surroundings
 
@@ -111,8 +113,11 @@ def _save(data: np.ndarray, grid: Grid, path: Path, pixdim4: float | None = None
 
 
 def _save_labels(labels: dict[str, tuple[np.ndarray, str]], grid: Grid, paths: dict[str, Path]) -> None:
-    """Save each label map (``key: (data, description)``) as uint8 on ``grid`` with its BIDS sidecar."""
+    """Save each label map (``key: (data, description)``) as uint8 on ``grid`` with its BIDS sidecar
+    (the layout's, ``paths``: a key it has no path for is not written)."""
     for key, (data, desc) in labels.items():
+        if key not in paths:
+            continue
         _save(data.astype(np.uint8), grid, paths[key])
         io.write_json(layout.sidecar(paths[key]), layout.label_sidecar(desc))
 
@@ -124,7 +129,7 @@ def _cord_levels(arr: dict[str, np.ndarray]) -> np.ndarray:
 
 def _grids(anat: Anatomy, options: PhantomOptions, repos: Reposition | None = None) -> dict[str, Grid]:
     cl = anat.centerline
-    s_range = (-FOV_MARGIN_MM, cl.length + FOV_MARGIN_MM)
+    s_range = (-FOV_MARGIN_MM - extra_top_mm(options.pmj), cl.length + FOV_MARGIN_MM)
     rot = oblique_rotation(options.oblique)
     big = tube_points(cl, s_range, options.t2w_fov / 2.0)
     small = tube_points(cl, s_range, options.dwi_fov / 2.0)
@@ -231,7 +236,7 @@ def generate_subject(
         anat = dataclasses.replace(anat, canal_shift=shift)
     part = draw.participant
     sub, vendor = part["participant_id"], part["manufacturer"]
-    paths = layout.subject_paths(out, sub)
+    paths = layout.subject_paths(out, sub, kind=options.layout)
     levels = anat.level_truth()
     tens = _tensor_truth(draw, levels)
     for i, name in enumerate(LEVEL_NAMES):
@@ -289,7 +294,9 @@ def generate_subject(
             ses = f"ses-{s:02d}"
             repos = Reposition.draw(session_rng(seed, index, STREAM_REPOSITION, s)) if s > 1 else None
             images: dict[str, Any] = {}
-            _write_images(anat, draw, options, layout.subject_paths(out, sub, ses), truth, tens, s, repos, images)
+            _write_images(
+                anat, draw, options, layout.subject_paths(out, sub, ses, options.layout), truth, tens, s, repos, images
+            )
             truth["sessions"][ses] = {"images": images, **({"reposition": repos.to_dict()} if repos else {})}
         truth["images"] = truth["sessions"]["ses-01"]["images"]
     io.write_json(paths["truth"], truth)
@@ -371,6 +378,13 @@ def _write_images(
             g,
             paths,
         )
+        if options.pmj:
+            label, pmj_truth = pmj_label(anat, g, FOV_MARGIN_MM)
+            _save_labels({"T2w_PMJ": (label, "pontomedullary junction: one voxel of value 50")}, g, paths)
+            if session == 1:
+                truth["pmj"] = pmj_truth
+            else:  # a repositioned session: its own voxel and foot point
+                images["pmj"] = pmj_truth
 
     # ---- T2*: image, cord, GM, levels
     if "T2star" in options.contrasts:
@@ -379,6 +393,7 @@ def _write_images(
             {
                 "T2star_SC": (arr["cord"], "spinal cord"),
                 "T2star_GM": (arr["gm"], "gray matter (butterfly)"),
+                "T2star_canal": (arr["canal"], "spinal canal / thecal sac including the cord"),
                 "T2star_levels": (_cord_levels(arr), "cord voxels labelled with their vertebral level 1..7, 0 outside"),
             },
             g,
@@ -402,8 +417,10 @@ def _write_images(
 
     if not options.dwi:
         return
-    # ---- DWI: 4D signal, scheme, mean, cord, levels
+    # ---- DWI: 4D signal, scheme, mean, cord, levels (simulated on grid g, written on gw: motion.py)
     g = grids["dwi"]
+    moved = motion_matrix(options, anat)
+    gw = moved_grid(g, moved)
     bval_p, bvec_p, source = scheme_paths()
     bvals, bvecs = read_scheme(bval_p, bvec_p)
     gdirs = world_gradients(bvecs, g.affine)
@@ -411,12 +428,12 @@ def _write_images(
     sigma = float(vendor_values("dwi_b0", vendor)[WM] / snr) if snr > 0 else 0.0
     dwi = rician(arr["signal"], sigma, session_rng(seed, index, STREAM_DWI, session))
     stored = to_dtype(dwi, options.dtype)
-    _save(stored, g, paths["dwi"], pixdim4=0.64)
+    _save(stored, gw, paths["dwi"], pixdim4=0.64)
     io.write_text(paths["bval"], bval_p.read_text())
     io.write_text(paths["bvec"], bvec_p.read_text())
     io.write_json(layout.sidecar(paths["dwi"]), layout.image_sidecar(part, "dwi", GradientScheme=source))
     mean = stored.astype(np.float32).mean(axis=-1)
-    _save(mean.astype(np.float32), g, paths["dwi_mean"])
+    _save(mean.astype(np.float32), gw, paths["dwi_mean"])
     io.write_json(
         layout.sidecar(paths["dwi_mean"]),
         layout.image_sidecar(part, "dwi", SeriesDescription="mean of all DWI volumes (phantom)"),
@@ -435,10 +452,14 @@ def _write_images(
                 "gray matter on the mean DWI grid (tissue at the voxel centre)",
             ),
         },
-        g,
+        gw,
         paths,
     )
-    images["dwi"] = {**_grid_info(g, sigma), "scheme": source}
+    images["dwi"] = {**_grid_info(gw, sigma), "scheme": source}
+    if moved is not None:
+        images["dwi"]["motion"] = motion_record(options, moved)
+    if "dwi_levels_truth" in paths:
+        _save(_cord_levels(arr).astype(np.int16), gw, paths["dwi_levels_truth"])
     if session != 1:
         return
     # what a per-level mean over the DWI cord mask sees on noise-free data (pure voxels)
@@ -476,7 +497,8 @@ def _write_randomised(
     images = truth["images"] if images is None else images
     rng = session_rng(truth["seed"], truth["index"], STREAM_RANDOMISE[contrast], session)
     cl = anat.centerline
-    g, slice_dir, grid_record = rnd.draw_grid(anat, ro, rng, (-FOV_MARGIN_MM, cl.length + FOV_MARGIN_MM))
+    s_range = (-FOV_MARGIN_MM - extra_top_mm(options.pmj), cl.length + FOV_MARGIN_MM)
+    g, slice_dir, grid_record = rnd.draw_grid(anat, ro, rng, s_range)
     cord = cl.point(np.linspace(0.0, cl.length, 64))
     draw = rnd.draw_image(contrast, ro, rng, cl.origin, slice_dir, cord)
     draw.grid = grid_record

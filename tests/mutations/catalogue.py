@@ -292,6 +292,15 @@ MUTATIONS: list[Mutation] = [
         "levels target (from SC + discs) mirrored against its image",
         k="discs",
     ),
+    Mutation(
+        "dwi-levels-area-check-dropped",
+        "analysis/dwi_levels.py",
+        "if np.isfinite(still) and not moved <= AREA_TOLERANCE * still:",
+        "if False:",
+        ("tests/test_dwi_levels.py",),
+        "centreline shift applied although the cord-area profile contradicts it (a rotation taken for a slide)",
+        k="rotation",
+    ),
     # ------------------------------------------------------------------------- real labelled scans
     Mutation(
         "real-automatic-as-manual",
@@ -505,5 +514,30 @@ MUTATIONS: list[Mutation] = [
         "return mean, mean - Z_LOA * sd / np.sqrt(n), mean + Z_LOA * sd / np.sqrt(n)",
         PRECISION,
         "limits of agreement from the standard error of the bias instead of the SD of the differences",
+    ),
+    # ------------------------------------------------------------------ PMJ CSA, QC decisions
+    Mutation(
+        "pmj-distance-slice-axis-only",
+        "analysis/pmj.py",
+        "pts = np.stack([fi(kq, 0), fj(kq, 0), kq], axis=1) @ np.asarray(affine_rpi, float)[:3, :3].T",
+        "pts = np.stack([0 * kq, 0 * kq, kq], axis=1) @ np.asarray(affine_rpi, float)[:3, :3].T",
+        ("tests/test_pmj.py",),
+        "distance from the PMJ along the slice axis instead of along the (tilted) centerline",
+    ),
+    Mutation(
+        "pmj-window-full-extent",
+        "analysis/pmj.py",
+        "zmin = int(d.slices[np.argmin(np.abs(d.distance - (distance + extent / 2)))])",
+        "zmin = int(d.slices[np.argmin(np.abs(d.distance - (distance + extent)))])",
+        ("tests/test_pmj.py",),
+        "PMJ window reaching a whole extent below the distance instead of half of it",
+    ),
+    Mutation(
+        "exclude-reason-dropped",
+        "analysis/exclusions.py",
+        "note = excl.notes.get(str(entry))",
+        "note = None",
+        ("tests/test_qc_decisions.py",),
+        "the reviewer's reason (the entry's comment) lost between the exported exclude.yml and the report",
     ),
 ]

@@ -67,10 +67,13 @@ def trial_config(
 
 def build_sweep(root: Path) -> Path:
     """Run the trials into ``root/trials/<id>/`` and write ``results.csv`` and ``sweep.yaml``."""
+    from data_modules.phantom import generate_cohort
     from runs.runner import fit
 
     root.mkdir(parents=True, exist_ok=True)
     phantom = root.parent / "phantom"
+    # the cohort the first fit would generate (data.phantom: 6 subjects, seed 0, defaults), in one process
+    generate_cohort(phantom, n_subjects=6, seed=0, snr=30.0, dwi=False, workers=1)
     rows = []
     for trial_id, model, seed, options in TRIALS:
         out = root / "trials" / trial_id
