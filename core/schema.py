@@ -176,6 +176,14 @@ class RandomiseRanges:
     )
     free_contrast: float = key(0.2, "share of images with fully random tissue values (SynthSeg)", range=_PROB)
     contrast_mix: float = key(0.5, "share of images drawn from the other anatomical contrast", range=_PROB)
+    templates: list | None = key(
+        None,
+        "templates a contrast_mix draw picks from (T2w, T2star, T1w, MTon, MToff, EPI, DWI; EPI/DWI add "
+        "low resolution, distortion and drop-out); null: the other of T2w/T2*",
+    )
+    blend_prob: float = key(
+        0.0, "share of images whose tissue values blend two templates (log-linear, weight U(0, 1))", range=_PROB
+    )
     inplane_min: float = key(0.4, "in-plane voxel size (mm), uniform in [min, max]", range=Range(0.2, 4))
     inplane_max: float = key(1.2, "in-plane voxel size (mm), upper end", range=Range(0.2, 4))
     thickness_min: float = key(0.5, "slice thickness (mm), uniform in [min, max]", range=Range(0.2, 12))
@@ -237,6 +245,9 @@ class PhantomConfig:
         30.0, "Rician noise: white-matter signal / sigma; 0 or inf: no noise", range=Range(0, None, allow_inf=True)
     )
     dwi: bool = key(False, "also write DWI (4D + bval/bvec)")
+    contrasts: list | None = key(
+        None, "anatomical images to write, of T2w, T2star, T1w, MTon, MToff (docs/phantom.md); null: T2w and T2star"
+    )
     randomise: RandomiseConfig = section(RandomiseConfig, "domain randomisation (docs/phantom.md)")
 
 
@@ -249,7 +260,11 @@ class DataConfig:
     )
     root: str | None = key(None, "data set folder; phantom: generated when missing")
     task: str = key("sc", "segmentation task", choices=TASK_NAMES, hparam=None)
-    contrast: str | None = key(None, "image contrast; null: the task's (sc/canal/levels: T2w, gm: T2star)")
+    contrast: str | list | None = key(
+        None,
+        "image contrast (a BIDS chain: T2w, flip-1_mt-on_MTS, …); a list of contrasts or 'all' trains one model on "
+        "every listed contrast a subject has (docs/data.md); null: the task's (sc/canal/levels: T2w, gm: T2star)",
+    )
     spatial_dims: int = key(2, "2: axial slices, 3: patches", choices=(2, 3))
     spacing: list | None = key(
         None,

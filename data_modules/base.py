@@ -27,32 +27,54 @@ import torch
 import torchio as tio
 
 from core import io
-from core.errors import InputError
+from core.errors import ConfigError, InputError
 from core.tasks import TASKS, TaskSpec
+from data_modules import contrasts
 from data_modules.preprocessing import Preprocessing, build_transform
 from data_modules.sharding import QueueEpochSampler, eval_dataset, eval_indices, shard_info, train_subject_sampler
 
 
 @dataclass
 class SubjectSpec:
-    """One subject's files: an image and the label files the task needs, plus metadata."""
+    """One subject's files: an image and the label files the task needs, plus metadata.
+
+    In a multi-contrast run (:mod:`data_modules.contrasts`) a spec is one image of a subject:
+    ``subject`` is the image key ``<subject>_<contrast>``, ``group`` the subject it belongs to (what
+    splits keep together) and ``meta["contrast"]`` its contrast.
+    """
 
     subject: str
     image: Path
     labels: dict[str, Path | list[Path]] = field(default_factory=dict)
     meta: dict[str, Any] = field(default_factory=dict)
+    group: str | None = None
+
+    @property
+    def unit(self) -> str:
+        """The id splits use: the subject of a multi-contrast image, else the spec's own."""
+        return self.group or self.subject
 
 
 class SegmentationDataModule(pl.LightningDataModule):
     """Base torchio data module (see module docstring). Subclasses implement ``index_subjects``."""
 
     registry_name = "base"
+    #: whether ``data.contrast`` may list several contrasts (data sets whose index knows contrasts)
+    multi_contrast = False
 
     def __init__(self, cfg: dict[str, Any]):
         super().__init__()
         self.cfg = cfg
         self.task: TaskSpec = TASKS[cfg["task"]]
-        self.contrast: str = cfg.get("contrast") or self.task.contrast
+        #: the listed contrasts of a multi-contrast run (``("all",)`` for every one); None: single-contrast
+        self.contrasts: tuple[str, ...] | None = contrasts.selection(cfg.get("contrast"))
+        if self.contrasts is not None and not self.multi_contrast:
+            raise ConfigError(
+                f"key 'data.contrast': data set {self.registry_name!r} has one contrast; a list or 'all' "
+                "needs a BIDS data set (phantom, spine_generic)"
+            )
+        #: the run's contrast: the single one, or the listed ones joined with ``+``
+        self.contrast: str = contrasts.label(cfg.get("contrast"), self.task.contrast)
         self.spatial_dims: int = int(cfg["spatial_dims"])
         self.patch_size: list[int] = list(cfg["patch_size"])
         self.split: dict[str, list[str]] = {}
@@ -105,6 +127,14 @@ class SegmentationDataModule(pl.LightningDataModule):
             dup = sorted({i for i in ids if ids.count(i) > 1})
             if dup:
                 raise InputError(f"duplicated subjects {dup}", self.cfg.get("root"))
+            found = {str(s.meta.get("contrast")) for s in specs}
+            for name in (n for n in self.contrasts or () if n != contrasts.ALL):
+                if not any(contrasts.matches([name], c) for c in found):
+                    raise InputError(
+                        f"key 'data.contrast' lists {name!r} but no subject has a {name} image with the labels "
+                        f"of task {self.task.name!r} (found: {', '.join(sorted(found))})",
+                        self.cfg.get("root"),
+                    )
             self._specs = specs
         return self._specs
 
@@ -145,9 +175,10 @@ class SegmentationDataModule(pl.LightningDataModule):
 
     def raw_subject(self, spec: SubjectSpec) -> tio.Subject:
         """Read and check one subject's files on their own grid: ``image`` and the ``label`` target."""
-        img = io.load_nifti(spec.image, ndim=3, kind=f"{self.contrast} image")
+        kind = f"{spec.meta.get('contrast', self.contrast)} image"
+        img = io.load_nifti(spec.image, ndim=3, kind=kind)
         data = np.asanyarray(img.dataobj).astype(np.float32)
-        io.check_image_values(data, spec.image, kind=f"{self.contrast} image")
+        io.check_image_values(data, spec.image, kind=kind)
         target = self.build_label(spec, img)
         affine = np.asarray(img.affine, dtype=np.float64)
         return tio.Subject(
@@ -171,15 +202,22 @@ class SegmentationDataModule(pl.LightningDataModule):
         spec = next((s for s in self.specs if s.subject == subject_id), None)
         if spec is None:
             raise InputError(f"subject {subject_id!r} is not in this data set", self.cfg.get("root"))
-        img = io.load_nifti(spec.image, ndim=3, kind=f"{self.contrast} image")
+        img = io.load_nifti(spec.image, ndim=3, kind=f"{spec.meta.get('contrast', self.contrast)} image")
         return img, {"": self.build_label(spec, img)}
 
     # ------------------------------------------------------------------------------------ splits
     def make_split(self, specs: list[SubjectSpec]) -> dict[str, list[str]]:
-        """Subject-level train/val/test split from the config (see ``data_modules.splits``)."""
+        """Subject-level train/val/test split from the config (see ``data_modules.splits``).
+
+        A multi-contrast run splits its subjects (one representative spec per :attr:`SubjectSpec.unit`),
+        so every image of a subject lands in the same part, and the split is the one a single-contrast
+        run on the same subjects draws."""
         from data_modules import splits
 
-        return splits.make_split(specs, self.cfg["split"])
+        units: dict[str, SubjectSpec] = {}
+        for s in specs:
+            units.setdefault(s.unit, SubjectSpec(s.unit, s.image, meta=s.meta))
+        return splits.make_split(list(units.values()), self.cfg["split"])
 
     def setup(self, stage: str | None = None) -> None:
         if self.subjects:
@@ -188,11 +226,15 @@ class SegmentationDataModule(pl.LightningDataModule):
 
         specs = self.specs
         self.split = self.make_split(specs)
-        by_id = {s.subject: s for s in specs}
+        by_unit: dict[str, list[SubjectSpec]] = {}
+        for s in specs:  # sorted by image key: a subject's images in contrast order
+            by_unit.setdefault(s.unit, []).append(s)
         # load every subject once (or read its cached arrays), validating all files before any training starts
         self.subjects = {
             part: load_subjects(
-                self, [by_id[i] for i in self.split.get(part, [])], "train" if part == "train" else "eval"
+                self,
+                [s for i in self.split.get(part, []) for s in by_unit[i]],
+                "train" if part == "train" else "eval",
             )
             for part in ("train", "val", "test")
         }
@@ -266,6 +308,7 @@ class SegmentationDataModule(pl.LightningDataModule):
             "data": self.registry_name,
             "task": self.task.name,
             "contrast": self.contrast,
+            **({"contrasts": sorted({str(s.meta.get("contrast")) for s in self.specs})} if self.contrasts else {}),
             "root": str(self.cfg.get("root")),
             "split": self.split,
             "classes": {k: list(v) for k, v in self.task.classes.items()},

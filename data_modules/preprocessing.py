@@ -60,6 +60,7 @@ import torchio as tio
 
 from core import schema
 from core.errors import ConfigError
+from data_modules.contrasts import selection
 
 VERSION = 1
 NORMALISATIONS = ("zscore", "zscore-after-crop")
@@ -106,6 +107,10 @@ class Preprocessing:
     inference: str = "centre"  # not the schema's default: the rule of checkpoints that recorded none
     inference_overlap: float = schema.default("data.inference_overlap")
     inference_blend: str = schema.default("data.inference_blend")
+    #: the contrasts a multi-contrast run trained on (``data.contrast``'s list, or ``("all",)``): a record
+    #: of the training data, not a step of the chain — ``predict`` applies the same chain to any contrast.
+    #: None (single-contrast runs) is left out of :meth:`to_dict`, so their description is unchanged.
+    contrasts: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         if self.orientation != "RAS":
@@ -159,6 +164,7 @@ class Preprocessing:
             spatial_dims=dims,
             min_shape=tuple(patch + [1]) if dims == 2 else tuple(patch),
             preset=preset,
+            contrasts=selection(cfg_data.get("contrast")),
             **base,
         )
 
@@ -175,6 +181,8 @@ class Preprocessing:
                 kw[key] = _tuple(kw[key])
         if kw.get("min_shape") is None:
             kw["min_shape"] = ()
+        if kw.get("contrasts") is not None:
+            kw["contrasts"] = tuple(str(c) for c in kw["contrasts"])
         return schema.from_mapping(cls, kw, "the preprocessing description")
 
     @classmethod
@@ -199,6 +207,10 @@ class Preprocessing:
         d["classes"] = {k: list(v) for k, v in self.classes}
         for key in ("spacing", "crop", "min_shape"):
             d[key] = None if d[key] is None else list(d[key])
+        if self.contrasts is None:
+            del d["contrasts"]
+        else:
+            d["contrasts"] = list(self.contrasts)
         return d
 
     def key(self) -> str:

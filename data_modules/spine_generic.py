@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from core.errors import ConfigError, InputError
+from data_modules import contrasts
 from data_modules.base import SegmentationDataModule, SubjectSpec
 
 
@@ -13,10 +14,13 @@ class SpineGenericDataModule(SegmentationDataModule):
     """Subjects of a spine-generic-style BIDS tree that have the task's labels for the contrast.
 
     Metadata from ``participants.tsv`` (sex, age, institution_id, manufacturer) rides along
-    with each subject, for leave-site-out splits and per-group statistics.
+    with each subject, for leave-site-out splits and per-group statistics. With several contrasts
+    (``data.contrast`` a list or ``all``) each image is one spec with its *own* contrast's labels
+    (spine-generic segments every contrast separately): no mask is carried across contrasts.
     """
 
     registry_name = "spine_generic"
+    multi_contrast = True
 
     def root(self) -> Path:
         if not self.cfg.get("root"):
@@ -33,7 +37,11 @@ class SpineGenericDataModule(SegmentationDataModule):
         meta = self._participants(index)
         specs = []
         for rec in index.images:
-            if rec.contrast != self.contrast:
+            if not (
+                rec.contrast == self.contrast
+                if self.contrasts is None
+                else contrasts.matches(self.contrasts, rec.contrast)
+            ):
                 continue
             labels: dict[str, Any] = {}
             for name, desc, _ in self.task.labels:
@@ -48,7 +56,11 @@ class SpineGenericDataModule(SegmentationDataModule):
             if len(labels) < len(self.task.labels):
                 continue
             sid = rec.subject if rec.session is None else f"{rec.subject}_{rec.session}"
-            specs.append(SubjectSpec(sid, rec.path, labels, meta.get(rec.subject, {})))
+            if self.contrasts is None:
+                specs.append(SubjectSpec(sid, rec.path, labels, meta.get(rec.subject, {})))
+            else:
+                info = {**meta.get(rec.subject, {}), "contrast": rec.contrast}
+                specs.append(SubjectSpec(f"{sid}_{rec.contrast}", rec.path, labels, info, group=sid))
         return sorted(specs, key=lambda s: s.subject)
 
     def _check_site_column(self, index: Any) -> None:

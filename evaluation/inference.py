@@ -226,7 +226,7 @@ def sidecar_path(path: Path) -> Path:
 def predict_bids(
     module: Any,
     root: str | Path,
-    contrast: str,
+    contrast: str | Sequence[str],
     task: str,
     ckpt: str | Path | None = None,
     out_root: str | Path | None = None,
@@ -234,19 +234,26 @@ def predict_bids(
 ) -> list[Path]:
     """Predict every existing ``contrast`` image of a BIDS tree into ``derivatives/cordbench``.
 
+    ``contrast``: one BIDS contrast chain, or names of :mod:`data_modules.contrasts` (chains, short
+    names, ``all``), any of them whatever the model trained on.
+
     Uses :func:`predict_file` (mask on the input grid + JSON sidecar), one file per image at
     :func:`evaluation.native.prediction_path`.
     """
     from core.errors import InputError
     from data_modules.bids import BidsIndex
+    from data_modules.contrasts import matches
     from evaluation.native import prediction_path
 
+    names = (contrast,) if isinstance(contrast, str) else tuple(contrast)
     index = BidsIndex.from_dir(root, strict=False)
     recs = [
-        r for r in index.images if r.exists and r.contrast == contrast and (subjects is None or r.subject in subjects)
+        r
+        for r in index.images
+        if r.exists and matches(names, r.contrast) and (subjects is None or r.subject in subjects)
     ]
     if not recs:
-        raise InputError(f"no {contrast} image to predict", root)
+        raise InputError(f"no {'/'.join(names)} image to predict", root)
     return [predict_file(module, r.path, prediction_path(out_root or root, r, task), ckpt=ckpt) for r in recs]
 
 

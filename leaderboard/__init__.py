@@ -29,6 +29,7 @@ class LeaderboardFiles:
     wandb_run: Path | None = None
     morphometrics: Path | None = None  # per-level CSA error table (when the morphometric columns are on)
     precision: Path | None = None  # precision.png (when the precision columns are on)
+    by_contrast: dict[str, Path] = field(default_factory=dict)  # contrast -> its leaderboard.md (--by-contrast)
 
     @property
     def markdown(self) -> str:
@@ -59,6 +60,7 @@ def render_leaderboard(
     precision: bool | None = None,
     precision_data: str | Path | None = None,
     externals: dict[str, Path] | None = None,
+    by_contrast: bool = False,
 ) -> LeaderboardFiles:
     """Build the leaderboard of ``sweep_dir`` and write its reports to ``out`` (default ``<sweep>/leaderboard``).
 
@@ -67,6 +69,7 @@ def render_leaderboard(
     ``outputs/leaderboards/NAME``) and, with ``upload``, also to ``<sweep_dir>/leaderboard/``.
     ``real``: a folder of real labelled scans; adds the real-data columns (:mod:`leaderboard.real`).
     ``precision``, ``precision_data``, ``externals``: see :func:`leaderboard.table.build_leaderboard`.
+    ``by_contrast``: also one board per image contrast in ``<out>/contrast-<C>/`` (:mod:`leaderboard.by_contrast`).
     """
     import contextlib
 
@@ -117,6 +120,12 @@ def render_leaderboard(
             ),
             wandb,
         )
+        if by_contrast:
+            from leaderboard.by_contrast import build_by_contrast
+
+            opts = {"metric": metric, "task": task, "cls": cls, "by": by, "n_boot": n_boot, "seed": seed}
+            boards = build_by_contrast(sweep_dir, files.md.parent, **opts, alpha=alpha, delta=delta)
+            files.by_contrast = {c: paths["md"] for c, paths in boards.items()}
     if uri is not None and upload:
         remote.publish(files.md.parent, uri)
     return files

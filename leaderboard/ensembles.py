@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 
 from core.errors import CordbenchError
+from data_modules.contrasts import measured
 
 SUFFIX = " (ensemble)"
 SOFT_COLUMNS = ("csa_soft_mae_pct", "csa_soft_mae_ci_low", "csa_soft_mae_ci_high", "csa_soft_bias_pct")
@@ -119,7 +120,7 @@ def entry_ensembles(
         dirs = [sweep.trial_dir(r) for _, r in grp.iterrows()]
         try:
             dm, root, cfg = _data_module(dirs[0])
-            contrast = str(cfg["data"].get("contrast") or "T2w")
+            contrast = measured(cfg["data"].get("contrast"))
             if soft_csa:  # every trial alone: its soft CSA
                 for d in dirs:
                     member = load_members([d / CHECKPOINT])

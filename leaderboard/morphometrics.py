@@ -42,6 +42,7 @@ import pandas as pd
 from analysis import manual_reference as manual
 from analysis.manual_reference import LEVELS, ManualRef, anat_arrays, manual_reference
 from core.errors import ConfigError, CordbenchError, InputError
+from data_modules.contrasts import measured
 from leaderboard.morpho_pool import (  # noqa: F401
     LEVEL_NAMES,
     MorphoSummary,
@@ -249,7 +250,7 @@ def trial_morphometrics(
             return TrialMorpho(tid, None, f"no checkpoint ({CHECKPOINT.as_posix()} missing)")
         root = data_root(trial_dir, cfg)
         subjects = test_subjects(trial_dir)
-        contrast = str((cfg.get("data") or {}).get("contrast") or "T2w")
+        contrast = measured((cfg.get("data") or {}).get("contrast"))
         module = load_model(ckpt)
     except CordbenchError as exc:
         return TrialMorpho(tid, None, str(exc))

@@ -201,8 +201,11 @@ def resolve_class(columns: list[str], metric: str, cls: str | None, task: str | 
     raise ConfigError(f"several classes have {metric!r}: choose one with --class from {classes}", path)
 
 
-def read_per_subject(sweep: Sweep, rows: pd.DataFrame) -> tuple[dict[str, pd.DataFrame], list[dict[str, Any]]]:
-    """``test_metrics.csv`` of each trial; trials without a readable file become failures."""
+def read_per_subject(
+    sweep: Sweep, rows: pd.DataFrame, contrast: str | None = None
+) -> tuple[dict[str, pd.DataFrame], list[dict[str, Any]]]:
+    """``test_metrics.csv`` of each trial (only its ``contrast`` rows when given); trials without a readable
+    file, or without such rows, become failures."""
     frames: dict[str, pd.DataFrame] = {}
     failed: list[dict[str, Any]] = []
     for _, row in rows.iterrows():
@@ -216,8 +219,11 @@ def read_per_subject(sweep: Sweep, rows: pd.DataFrame) -> tuple[dict[str, pd.Dat
         except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
             failed.append({"trial_id": row["trial_id"], "reason": f"unreadable {path.name}: {exc}"})
             continue
+        if contrast is not None:
+            df = df[df["contrast"].astype(str) == contrast] if "contrast" in df.columns else df.iloc[:0]
         if "subject" not in df.columns or df.empty:
-            failed.append({"trial_id": row["trial_id"], "reason": f"{path.name} has no subject rows"})
+            what = f" of contrast {contrast}" if contrast is not None else ""
+            failed.append({"trial_id": row["trial_id"], "reason": f"{path.name} has no subject rows{what}"})
             continue
         df["subject"] = df["subject"].astype(str)
         frames[row["trial_id"]] = df
@@ -261,6 +267,7 @@ def build_leaderboard(
     precision: bool | None = None,
     precision_data: str | Path | None = None,
     externals: dict[str, Path] | None = None,
+    contrast: str | None = None,
 ) -> Leaderboard:
     """Rank the sweep's models (``by="model"``) or configurations (``by="config"``) on ``metric``.
 
@@ -274,6 +281,7 @@ def build_leaderboard(
     ``precision``: the precision columns (:mod:`leaderboard.precision`; None = when the data have more than
     one contrast or session per subject), measured on ``precision_data`` (default: the trials' own data).
     ``externals``: ``{name: cordbench score folder}`` ranked beside the trials (:mod:`leaderboard.external`).
+    ``contrast``: rank on that contrast's images only (``test_metrics.csv``'s ``contrast`` column).
     """
     if by not in BY_CHOICES:
         raise ConfigError(f"--by must be one of {list(BY_CHOICES)}, got {by!r}")
@@ -316,7 +324,9 @@ def build_leaderboard(
     ok_mask &= ~early
     knobs = [k for k in sweep.knobs if k in res.columns]
     notes = protocol.split_by_protocol(sweep, res, ok_mask, knobs)  # never pool differently scored trials
-    frames, unreadable = read_per_subject(sweep, res[ok_mask])
+    frames, unreadable = read_per_subject(sweep, res[ok_mask], contrast)
+    if contrast is not None:
+        notes.append(f"Contrast {contrast} only: each trial's test images of that contrast (one row each).")
     failed_rows += unreadable
 
     column = None

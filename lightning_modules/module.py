@@ -166,6 +166,10 @@ class SegmentationModule(pl.LightningModule):
             self.classes,
             getattr(self.trainer, "datamodule", None),
         )
+        # the image's contrast: a multi-contrast run's subjects carry theirs, else the data's (the checkpoint's)
+        dm = getattr(self.trainer, "datamodule", None)
+        own = batch["contrast"][0] if "contrast" in batch else getattr(dm, "contrast", self.hparams.get("contrast"))
+        record["contrast"] = str(own)
         self.test_records.append(record)
         return {"native_prediction": native}
 

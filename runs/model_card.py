@@ -221,13 +221,15 @@ def _metrics_section(folder: Any, data: dict[str, Any]) -> list[str]:
 
 
 def _use_section(task: str, contrast: str, data: dict[str, Any]) -> list[str]:
-    unseen = [c for c in KNOWN_CONTRASTS if c != contrast]
+    seen = set(data.get("contrasts") or contrast.split("+"))  # a multi-contrast run's images (data.json)
+    unseen = [c for c in KNOWN_CONTRASTS if c not in seen and not (c == "dwi" and "rec-average_dwi" in seen)]
     out = [
         "## Intended use and known limitations",
         "",
         f"- Intended use: research segmentation (task `{task}`) of {contrast} cervical spinal cord MRI, "
         "through `cordbench predict` (or an export of it); not a medical device, not for clinical decisions.",
-        f"- Contrasts never seen in training: {', '.join(unseen)}; expect failures on them.",
+        f"- Contrasts never seen in training: {', '.join(unseen) or 'none of ' + ', '.join(KNOWN_CONTRASTS)}; "
+        "expect failures on unseen ones.",
         "- The label-free crop is centred on the field of view: a cord far from the image centre may fall "
         "outside a small `crop`.",
     ]

@@ -233,7 +233,10 @@ def prepare(cfg: dict[str, Any], before_write: Callable[[Path], None] | None = N
 
 
 def write_test_outputs(out: Path, records: list[dict[str, Any]], extra: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Per-subject ``test_metrics.csv`` and the aggregated ``test_summary.json`` (written by rank 0 only)."""
+    """Per-subject ``test_metrics.csv`` and the aggregated ``test_summary.json`` (written by rank 0 only).
+
+    The summary's ``by_contrast`` holds the same statistics per image contrast (the records' ``contrast``).
+    """
     from evaluation.metrics import aggregate
 
     summary = {
@@ -241,6 +244,18 @@ def write_test_outputs(out: Path, records: list[dict[str, Any]], extra: dict[str
         "metrics": aggregate([{k: v for k, v in r.items() if k != "subject"} for r in records]),
         **(extra or {}),
     }
+    by_contrast: dict[str, list[dict[str, Any]]] = {}
+    for r in records:
+        if r.get("contrast") is not None:
+            by_contrast.setdefault(str(r["contrast"]), []).append(r)
+    if by_contrast:  # the same statistics over each contrast's images (one row each in test_metrics.csv)
+        summary["by_contrast"] = {
+            c: {
+                "n_subjects": len(rows),
+                "metrics": aggregate([{k: v for k, v in r.items() if k != "subject"} for r in rows]),
+            }
+            for c, rows in sorted(by_contrast.items())
+        }
     if is_global_zero():
         RunFolder(out).write_test_outputs(records, summary)
     return summary
@@ -437,7 +452,8 @@ def check_preprocessing(cfg: Mapping[str, Any], module: Any, ckpt: str | Path) -
         return
     own = Preprocessing.from_hparams(module.hparams).to_dict()
     here = Preprocessing.from_config(cfg["data"], TASKS[cfg["data"]["task"]]).to_dict()
-    diff = [k for k in own if own[k] != here.get(k) and k not in INFERENCE_FIELDS]
+    # the contrast list records what a run trained on; the chain is the same for every contrast
+    diff = [k for k in own if own[k] != here.get(k) and k not in INFERENCE_FIELDS and k != "contrasts"]
     if diff:
         k = diff[0]
         raise ConfigError(

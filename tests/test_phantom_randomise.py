@@ -4,22 +4,19 @@ and then byte-identical to the generator before it; on, the truth JSON is the an
 
 from __future__ import annotations
 
-import gzip
-import hashlib
-import json
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 import pytest
 
-from core import __version__
 from core.errors import ConfigError
 from data_modules.phantom import PhantomOptions, generate_cohort, generate_subject
 from data_modules.phantom.layout import subject_paths
 from data_modules.phantom.randomise_options import RandomiseOptions
 from data_modules.phantom_dm import default_phantom_root
 from runs.config import load_config
+from tests.support.phantom_digest import cohort_digest
 
 #: Digests of two small cohorts written by the generator *before* randomisation existed (782783a^), with the
 #: embedded site table. Any change to a file of a cohort without ``randomise`` changes them. Recomputed on
@@ -32,50 +29,6 @@ PINNED = {
 }
 #: Narrow resolution ranges so a level's volume / length is not dominated by voxel-layer quantisation.
 FINE = RandomiseOptions(thickness_max=2.0, inplane_max=0.9, max_voxels=1_500_000)
-
-
-_TRUTH_TABLES = ("_truth.json", "truth_levels.tsv")
-
-
-def _rounded_truth(name: str, text: str) -> bytes:
-    """A truth table with every float at 9 significant digits (the CPU-independent part of its values)."""
-
-    def fix(v):
-        if isinstance(v, float):
-            return float(f"{v:.9g}")
-        if isinstance(v, dict):
-            return {k: fix(x) for k, x in v.items()}
-        if isinstance(v, list):
-            return [fix(x) for x in v]
-        return v
-
-    if name.endswith(".json"):
-        return json.dumps(fix(json.loads(text)), sort_keys=True).encode()
-    cells = []
-    for line in text.splitlines():
-        row = []
-        for c in line.split("\t"):
-            try:
-                row.append(f"{float(c):.9g}" if any(ch in c for ch in ".eE") else c)
-            except ValueError:
-                row.append(c)
-        cells.append("\t".join(row))
-    return "\n".join(cells).encode()
-
-
-def cohort_digest(root: Path) -> str:
-    """SHA-256 over every file (path + content; .gz decompressed, the package version masked; the truth
-    tables' floats at 9 significant digits)."""
-    h = hashlib.sha256()
-    for p in sorted(q for q in root.rglob("*") if q.is_file()):
-        data = p.read_bytes()
-        if p.suffix == ".gz":
-            data = gzip.decompress(data)
-        data = data.replace(__version__.encode(), b"<version>")
-        if p.name.endswith(_TRUTH_TABLES):
-            data = _rounded_truth(p.name, data.decode())
-        h.update(str(p.relative_to(root)).encode() + b"\0" + hashlib.sha256(data).digest())
-    return h.hexdigest()
 
 
 @pytest.fixture

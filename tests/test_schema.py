@@ -37,10 +37,18 @@ def test_defaults_ranges_and_fallbacks_are_the_schemas():
     assert SWEEP_DEFAULTS == {
         k: v for k, v in schema.defaults(SweepConfig).items() if k not in ("config", "space", "stop", "source")
     }
-    full = dataclasses.asdict(RandomiseRanges())  # the whole-neck keys are recorded only when in use
+    # the whole-neck keys are recorded only when in use, options added later only when set (cohorts made
+    # before them keep their record)
+    full = dataclasses.asdict(RandomiseRanges())
+    recorded = randomise_options.RandomiseOptions().to_dict()
     narrow = {k: v for k, v in full.items() if k not in randomise_options.WIDE_KEYS}
-    assert randomise_options.RandomiseOptions().to_dict() == narrow
-    assert randomise_options.RandomiseOptions(wide_fov_prob=0.5).to_dict() == {**full, "wide_fov_prob": 0.5}
+    assert {**recorded, **randomise_options.LATER_DEFAULTS} == narrow
+    assert set(recorded).isdisjoint(randomise_options.LATER_DEFAULTS)
+    assert randomise_options.RandomiseOptions(wide_fov_prob=0.5).to_dict() == {
+        **recorded,
+        **{k: full[k] for k in randomise_options.WIDE_KEYS},
+        "wide_fov_prob": 0.5,
+    }
     assert DEFAULTS["data"]["phantom"]["randomise"] == {"enabled": False, **dataclasses.asdict(RandomiseRanges())}
     assert randomise_options.RANGES == {k.name: k.range for k in schema.leaves(RandomiseConfig).values() if k.range}
 

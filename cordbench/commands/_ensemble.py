@@ -59,12 +59,13 @@ def run_ensemble(args: argparse.Namespace) -> int:
 def _bids_pairs(args: argparse.Namespace, module, task: str) -> list[tuple[Path, Path]]:
     """(image, mask path) of every image of the BIDS tree to predict (as ``predict --bids``)."""
     from core.errors import InputError
+    from data_modules import contrasts
     from data_modules.bids import BidsIndex
     from evaluation.native import prediction_path
 
-    contrast = args.contrast or module.hparams.get("contrast", "T2w")
+    names = contrasts.requested(args.contrast, module.hparams)
     index = BidsIndex.from_dir(args.bids, strict=False)
-    recs = [r for r in index.images if r.exists and r.contrast == contrast]
+    recs = [r for r in index.images if r.exists and contrasts.matches(names, r.contrast)]
     if not recs:
-        raise InputError(f"no {contrast} image to predict", args.bids)
+        raise InputError(f"no {'/'.join(names)} image to predict", args.bids)
     return [(Path(r.path), prediction_path(args.bids, r, task)) for r in recs]

@@ -104,6 +104,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "(repeatable)",
     )
     p.add_argument(
+        "--by-contrast",
+        action="store_true",
+        help="also rank each image contrast of a multi-contrast sweep on its own (one board per contrast in "
+        "OUT/contrast-<C>/; docs/leaderboard.md)",
+    )
+    p.add_argument(
         "--refresh-morphometrics",
         action="store_true",
         help="recompute each trial's morphometrics.csv even when it is newer than the checkpoint",
@@ -144,6 +150,7 @@ def run(args: argparse.Namespace) -> int:
         precision=args.precision,
         precision_data=args.precision_data,
         externals=externals,
+        by_contrast=args.by_contrast,
     )
     print(files.markdown)
     print(f"HTML report: {files.html}")
@@ -151,6 +158,8 @@ def run(args: argparse.Namespace) -> int:
     for knob, path in files.ablation.items():
         print(f"ablation:    {path}  ({knob})")
     print(f"table:       {files.csv}")
+    for contrast, path in files.by_contrast.items():
+        print(f"contrast:    {path}  ({contrast})")
     if args.upload:
         print(f"uploaded:    {args.sweep_dir.rstrip('/')}/leaderboard/")
     if files.precision is not None:

@@ -7,6 +7,7 @@ import math
 
 from core.errors import ConfigError
 from core.ranges import SEED_MAX, Range, add_number, check_value
+from data_modules.phantom.options import parse_contrasts
 from data_modules.phantom.randomise_options import RANGES, RandomiseOptions, from_config
 
 HELP = "generate the phantom cohort (spine-generic BIDS naming, exact CSA/SAC/DTI truth)"
@@ -57,6 +58,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="also cover 20 mm of cord above C1 and write a PMJ point label on the T2w grid "
         "(sub-X_T2w_label-PMJ_dlabel) with the CSA truth along the centerline from it",
+    )
+    p.add_argument(
+        "--contrasts",
+        metavar="LIST",
+        help="images to write, comma-separated, of T1w, T2w, T2star, MTS (= MTon and MToff), MTon, MToff, dwi: "
+        "separate BIDS images of the same anatomy, each with its own exact labels (default: T2w,T2star,dwi)",
     )
     p.add_argument("--truth-only", action="store_true", help="participants and ground truth only, no images")
     p.add_argument("--float32", action="store_true", help="store images as float32 (default int16)")
@@ -138,6 +145,19 @@ def _randomise(args: argparse.Namespace) -> RandomiseOptions | None:
     return RandomiseOptions() if args.randomise else None
 
 
+def _contrasts(args: argparse.Namespace) -> tuple[tuple[str, ...] | None, bool]:
+    """``(anatomical contrasts or None for the default, write DWI)`` of ``--contrasts`` and ``--no-dwi``."""
+    if args.contrasts is None:
+        return None, not args.no_dwi
+    items = [c.strip() for c in args.contrasts.split(",") if c.strip()]
+    if "dwi" in items and args.no_dwi:
+        raise ConfigError("--contrasts lists dwi but --no-dwi is given: drop one of them")
+    anat = [m for c in items if c != "dwi" for m in (("MTon", "MToff") if c == "MTS" else (c,))]
+    if not anat:
+        raise ConfigError(f"--contrasts {args.contrasts!r} names no anatomical contrast (T1w, T2w, T2star, MTS)")
+    return parse_contrasts(anat), "dwi" in items
+
+
 def run(args: argparse.Namespace) -> int:
     """Generate, then print where everything is and how long it took."""
     import time
@@ -147,6 +167,7 @@ def run(args: argparse.Namespace) -> int:
     from data_modules.phantom.cohort import COHORT_JSON, TRUTH_TABLE
 
     check_writable_dir(args.out)
+    contrasts, dwi = _contrasts(args)
     t0 = time.perf_counter()
 
     def progress(i: int, n: int) -> None:
@@ -166,7 +187,8 @@ def run(args: argparse.Namespace) -> int:
         oblique=args.oblique,
         corr=args.corr,
         stenosis_prob=args.stenosis_prob,
-        dwi=not args.no_dwi,
+        dwi=dwi,
+        **({"contrasts": contrasts} if contrasts else {}),
         truth_only=args.truth_only,
         dtype="float32" if args.float32 else "int16",
         randomise=_randomise(args),

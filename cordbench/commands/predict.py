@@ -26,7 +26,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="predict every image of a BIDS data set into "
         "ROOT/derivatives/cordbench/sub-*/{anat,dwi}/<stem>_label-<TASK>_seg.nii.gz",
     )
-    p.add_argument("--contrast", help="with --bids: the contrast to segment (default: the model's)")
+    p.add_argument(
+        "--contrast",
+        help="with --bids: the contrast(s) to segment: a BIDS contrast (T1w, flip-1_mt-on_MTS, …), a short name "
+        "(MTon, MToff, dwi), A,B or all (default: the model's own, every listed one for a multi-contrast model)",
+    )
     p.add_argument("-o", "--output", help="output mask path (one input) or folder (several inputs)")
     p.add_argument(
         "--qc",
@@ -88,10 +92,10 @@ def run(args: argparse.Namespace) -> int:
     if args.bids:
         module = _load(args)
         task = module.hparams.get("task", "sc")
+        from data_modules.contrasts import requested
         from evaluation.inference import predict_bids
 
-        contrast = args.contrast or module.hparams.get("contrast", "T2w")
-        outs = predict_bids(module, args.bids, contrast, task, ckpt=args.ckpt)
+        outs = predict_bids(module, args.bids, requested(args.contrast, module.hparams), task, ckpt=args.ckpt)
         print(f"wrote {len(outs)} masks under {args.bids}/derivatives/cordbench")
         if args.qc:
             import json

@@ -19,6 +19,12 @@ TISSUE_VALUES = {
     "T2w": np.array([0.18, 0.22, 0.55, 1.00, 0.30, 0.34]),
     "T2star": np.array([0.20, 0.15, 0.40, 0.85, 0.35, 0.60]),
     "dwi_b0": np.array([0.15, 0.10, 0.35, 1.00, 0.42, 0.48]),
+    # T1w (MPRAGE-like): CSF dark, cord brighter than CSF, fatty soft tissue and marrow bright
+    "T1w": np.array([0.55, 0.60, 0.35, 0.12, 0.62, 0.55]),
+    # MT-on (PD-weighted GRE with an MT pulse): myelinated WM saturated most, so GM > WM; CSF brighter than cord
+    "MTon": np.array([0.25, 0.20, 0.40, 0.70, 0.28, 0.38]),
+    # MT-off (the same GRE without the pulse): PD-weighted, little GM/WM contrast
+    "MToff": np.array([0.35, 0.30, 0.55, 0.80, 0.50, 0.55]),
 }
 
 

@@ -9,13 +9,24 @@ from core import __version__
 
 TRUTH_DIR = "derivatives/phantom-truth"
 LABELS_DIR = "derivatives/labels"
+#: the anatomical contrasts beyond T2w and T2* (option ``contrasts``) -> their BIDS contrast chains
+EXTRA_CONTRASTS = {"T1w": "T1w", "MTon": "flip-1_mt-on_MTS", "MToff": "flip-2_mt-off_MTS"}
 GENERATOR = {"Name": "cordbench phantom", "Version": __version__, "CodeURL": "data_modules/phantom (cordbench)"}
 
 
 #: Label files of the ``spine-generic`` layout: the kinds ``data-multi-subject`` holds for the
 #: contrasts the phantom simulates (FILELIST.txt): cord and canal on T2w and T2*, discs on T2w, GM on
 #: T2*, the cord alone on the averaged DWI; no level map anywhere.
-SPINE_GENERIC_LABELS = ("T2w_SC", "T2w_canal", "T2w_discs", "T2star_SC", "T2star_canal", "T2star_GM", "dwi_SC")
+SPINE_GENERIC_LABELS = (
+    "T2w_SC",
+    "T2w_canal",
+    "T2w_discs",
+    "T2star_SC",
+    "T2star_canal",
+    "T2star_GM",
+    "dwi_SC",
+    *(f"{c}_SC" for c in EXTRA_CONTRASTS),  # spine-generic segments the cord of T1w, MT-on and MT-off too
+)
 #: Label files of the ``cordbench`` layout (adds the level maps and the DWI-grid WM/GM masks).
 CORDBENCH_LABELS = (
     "T2w_SC",
@@ -29,6 +40,7 @@ CORDBENCH_LABELS = (
     "dwi_levels",
     "dwi_WM",
     "dwi_GM",
+    *(f"{c}_{k}" for c in EXTRA_CONTRASTS for k in ("SC", "levels")),
 )
 
 
@@ -66,7 +78,7 @@ def _all_paths(root: Path, sub: str, session: str | None = None) -> dict[str, Pa
     la, ld = lfolder / "anat", lfolder / "dwi"
     truth = root / TRUTH_DIR / sub / f"{sub}_truth.json"
     sub = sub if session is None else f"{sub}_{session}"
-    return {
+    paths = {
         "T2w": anat / f"{sub}_T2w.nii.gz",
         "T2star": anat / f"{sub}_T2star.nii.gz",
         "dwi": dwi / f"{sub}_dwi.nii.gz",
@@ -88,6 +100,11 @@ def _all_paths(root: Path, sub: str, session: str | None = None) -> dict[str, Pa
         "T2star_canal": la / f"{sub}_T2star_label-canal_seg.nii.gz",
         "truth": truth,
     }
+    for key, chain in EXTRA_CONTRASTS.items():  # written with ``contrasts`` (spine-generic's names since 2024)
+        paths[key] = anat / f"{sub}_{chain}.nii.gz"
+        paths[f"{key}_SC"] = la / f"{sub}_{chain}_label-SC_seg.nii.gz"
+        paths[f"{key}_levels"] = la / f"{sub}_{chain}_label-SC_desc-levels_dseg.nii.gz"
+    return paths
 
 
 LABEL_KEYS = frozenset(SPINE_GENERIC_LABELS + CORDBENCH_LABELS)
@@ -124,6 +141,29 @@ def image_sidecar(participant: dict[str, Any], contrast: str, **extra: Any) -> d
             "EchoTime": 0.014,
             "RepetitionTime": 0.6,
             "SliceThickness": 5,
+        },
+        "T1w": {
+            "SeriesDescription": "T1w 3D MPRAGE (phantom)",
+            "MRAcquisitionType": "3D",
+            "EchoTime": 0.0037,
+            "RepetitionTime": 2.0,
+            "InversionTime": 0.9,
+        },
+        "MTon": {
+            "SeriesDescription": "GRE-MT on (phantom)",
+            "MRAcquisitionType": "3D",
+            "EchoTime": 0.0039,
+            "RepetitionTime": 0.035,
+            "FlipAngle": 9,
+            "MTState": True,
+        },
+        "MToff": {
+            "SeriesDescription": "GRE-MT off (phantom)",
+            "MRAcquisitionType": "3D",
+            "EchoTime": 0.0039,
+            "RepetitionTime": 0.035,
+            "FlipAngle": 9,
+            "MTState": False,
         },
         "dwi": {
             "SeriesDescription": "DWI (phantom)",

@@ -17,6 +17,9 @@ VENDORS = ("Siemens", "GE", "Philips")
 ORIENTATION_LETTERS = {"R": 0, "L": 0, "A": 1, "P": 1, "S": 2, "I": 2}
 DEFAULT_CORR = "M=0.6,F=0.1"
 MAX_SESSIONS = 20
+#: anatomical contrasts the phantom can write (``contrasts``), in writing order
+ANAT_CONTRASTS = ("T2w", "T2star", "T1w", "MTon", "MToff")
+DEFAULT_CONTRASTS = ("T2w", "T2star")
 
 
 @dataclass(frozen=True)
@@ -48,6 +51,7 @@ class PhantomOptions:
     dwi_shift: float = 0.0  # mm: the subject moved this far superiorly between the T2w and the DWI
     dwi_rotation: float = 0.0  # deg: and rotated this much about the R-L axis through the cord's middle
     exclude: str = ""  # exclude.yml entries to write, KEY=SUB[,KEY=SUB] (e.g. dti_fa=sub-002)
+    contrasts: tuple[str, ...] = DEFAULT_CONTRASTS  # anatomical images written (ANAT_CONTRASTS); DWI: ``dwi``
 
     def __post_init__(self) -> None:
         _check(self)
@@ -59,6 +63,8 @@ class PhantomOptions:
             d["snr"] = "inf"
         if self.randomise is None:
             del d["randomise"]  # cohorts without randomisation record exactly what they did before it
+        else:
+            d["randomise"] = self.randomise.to_dict()
         if self.sessions == 1:
             del d["sessions"]  # likewise cohorts without sessions
         if not self.pmj:
@@ -66,6 +72,10 @@ class PhantomOptions:
         for key, default in NEW_DEFAULTS.items():
             if d[key] == default:
                 del d[key]  # and cohorts in the cordbench layout without DWI motion or exclusions
+        if tuple(self.contrasts) == DEFAULT_CONTRASTS:
+            del d["contrasts"]  # and cohorts of the default contrasts
+        else:
+            d["contrasts"] = list(self.contrasts)
         return d
 
     @classmethod
@@ -81,6 +91,10 @@ class PhantomOptions:
             kw["randomise"] = from_config(r, enabled_by_default=True)
         elif r is not None and not isinstance(r, RandomiseOptions):
             raise ConfigError(f"phantom option randomise must be a mapping, true/false or RandomiseOptions, got {r!r}")
+        if kw.get("contrasts") is None:
+            kw.pop("contrasts", None)
+        else:
+            kw["contrasts"] = parse_contrasts(kw["contrasts"])
         return schema.from_mapping(cls, kw, "phantom options")
 
     @property
@@ -138,12 +152,27 @@ def _check(o: PhantomOptions) -> None:
         raise ConfigError(f"phantom option bias must be in [0, 0.5], got {o.bias}")
     if o.dtype not in ("int16", "float32"):
         raise ConfigError(f"phantom option dtype must be int16 or float32, got {o.dtype!r}")
+    if o.pmj and "T2w" not in o.contrasts:
+        raise ConfigError(f"phantom option pmj labels the T2w image, which contrasts {list(o.contrasts)} leaves out")
+    if tuple(o.contrasts) != parse_contrasts(o.contrasts):
+        raise ConfigError(f"phantom option contrasts must be distinct, in the order {ANAT_CONTRASTS}: {o.contrasts!r}")
     if not (isinstance(o.sessions, int) and 1 <= o.sessions <= MAX_SESSIONS):
         raise ConfigError(f"phantom option sessions must be an integer in [1, {MAX_SESSIONS}], got {o.sessions!r}")
     if not (32 <= o.t2w_fov <= 160) or not (24 <= o.dwi_fov <= 160):
         raise ConfigError(
             f"phantom fields of view out of range (t2w_fov 32..160, dwi_fov 24..160 mm): {o.t2w_fov}, {o.dwi_fov}"
         )
+
+
+def parse_contrasts(value: Any) -> tuple[str, ...]:
+    """The anatomical contrasts of ``value`` (a list or ``"T1w,T2w"``), in writing order (:data:`ANAT_CONTRASTS`)."""
+    items = [v.strip() for v in value.split(",")] if isinstance(value, str) else [str(v) for v in value]
+    unknown = [v for v in items if v not in ANAT_CONTRASTS]
+    if unknown or not items:
+        raise ConfigError(
+            f"phantom option contrasts: unknown or no contrast {unknown or items}; choose from {', '.join(ANAT_CONTRASTS)}"
+        )
+    return tuple(c for c in ANAT_CONTRASTS if c in items)
 
 
 def orientation_axes(code: str) -> tuple[str, str, str]:

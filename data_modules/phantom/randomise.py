@@ -15,9 +15,17 @@ image's own random stream (so the same seed gives the same image):
   average across their thickness), and the labels are the area-preserving binarisation of the
   same fractions on the same grid (:mod:`labels`) — nothing is resampled.
 * **intensities** — per tissue (:data:`surroundings.TISSUES`): the contrast's template (with
-  probability ``contrast_mix`` the other contrast's) times ``exp(N(0, intensity_jitter))``, or with
-  probability ``free_contrast`` U(0.02, 1) each (SynthSeg), times a global scale U(300, 2000);
-  surrounding anatomy from :mod:`surroundings`.
+  probability ``contrast_mix`` the other contrast's, or with ``templates`` one of those drawn
+  uniformly), with probability ``blend_prob`` blended log-linearly with a second template at a weight
+  U(0, 1) (the continuum between T1-like and T2-like contrast: CSF from darker to brighter than the
+  cord), times ``exp(N(0, intensity_jitter))``, or with probability ``free_contrast`` U(0.02, 1) each
+  (SynthSeg), times a global scale U(300, 2000); surrounding anatomy from :mod:`surroundings`.
+* **EPI** — an image of the ``EPI`` or ``DWI`` template is also drawn as an echo-planar one: the
+  anatomy is displaced along an in-plane phase axis by ``d·sin(2π z/λ + φ)`` (d U(1, 4) mm, λ U(20, 60)
+  mm, z along the slice axis: a rigid in-plane shift per slice, so every slice's and level's cord area
+  and volume stay exact and the labels move with the image), the image (not the labels) is blurred
+  in-plane to a resolution of U(1.5, 3) mm (FWHM) and loses signal in 0–2 Gaussian drop-outs (radius
+  U(3, 8) mm, depth U(0.3, 0.9)) near the cord, as susceptibility does.
 * **artefacts** — k-space truncation (Gibbs ringing) with probability ``gibbs_prob``, ghosting
   (``tio.Ghosting``) and motion (``tio.Motion``) with theirs, a multiplicative bias field of
   log-amplitude U(0, bias_max) (wavelengths 60–300 mm), Rician noise at U(snr) on the white matter.
@@ -40,13 +48,22 @@ from data_modules.phantom.geometry import Grid, make_grid, rotation
 from data_modules.phantom.randomise_options import RandomiseOptions
 from data_modules.phantom.surroundings import N_TISSUES, TISSUES, Surroundings, paint
 
-# relative tissue values (CSF = 1) in TISSUES order: muscle, bone, disc, csf, wm, gm, fat, air, arch;
-# from sct_testing_data t2 (cord/CSF ~0.3, dark muscle, bright fat) and t2s (GM > WM, bright CSF)
+# relative tissue values (scaled to a maximum of 1 when drawn) in TISSUES order: muscle, bone, disc, csf,
+# wm, gm, fat, air, arch; from sct_testing_data t2 (cord/CSF ~0.3, dark muscle, bright fat) and t2s
+# (GM > WM, bright CSF); T1w: CSF dark, cord brighter, fat and marrow bright; MT-on: WM saturated
+# (GM > WM), MT-off: PD-like; EPI (fMRI/b0 mean): bright CSF, fat suppressed; DWI (mean of the
+# diffusion-weighted volumes): CSF attenuated below the cord, fat suppressed
 TEMPLATES = {
     "T2w": np.array([0.12, 0.30, 0.45, 1.00, 0.30, 0.34, 0.60, 0.02, 0.08]),
     "T2star": np.array([0.30, 0.15, 0.40, 1.00, 0.62, 0.75, 0.55, 0.03, 0.08]),
+    "T1w": np.array([0.35, 0.55, 0.40, 0.15, 0.60, 0.52, 1.00, 0.02, 0.45]),
+    "MTon": np.array([0.30, 0.25, 0.45, 0.80, 0.35, 0.48, 0.55, 0.03, 0.10]),
+    "MToff": np.array([0.45, 0.35, 0.55, 0.85, 0.55, 0.62, 0.80, 0.03, 0.12]),
+    "EPI": np.array([0.30, 0.15, 0.40, 1.00, 0.45, 0.50, 0.15, 0.02, 0.08]),
+    "DWI": np.array([0.20, 0.10, 0.30, 0.25, 0.70, 0.60, 0.08, 0.02, 0.05]),
 }
-_OTHER = {"T2w": "T2star", "T2star": "T2w"}
+_OTHER = {"T2w": "T2star", "T2star": "T2w", "T1w": "T2w", "MTon": "MToff", "MToff": "MTon"}
+EPI_TEMPLATES = ("EPI", "DWI")
 _AXES = (("R", "L"), ("A", "P"), ("S", "I"))
 
 
@@ -64,6 +81,8 @@ class ImageDraw:
     ghosting: dict[str, Any] | None = None
     motion: dict[str, Any] | None = None
     grid: dict[str, Any] = field(default_factory=dict)
+    blend: dict[str, Any] | None = None  # second template and its weight
+    epi: dict[str, Any] | None = None  # echo-planar distortion, blur and drop-outs (EPI/DWI templates)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-friendly record (truth JSON ``images.<contrast>.randomise``)."""
@@ -77,6 +96,8 @@ class ImageDraw:
             "ghosting": self.ghosting,
             "motion": self.motion,
             **self.grid,
+            **({"blend": self.blend} if self.blend is not None else {}),
+            **({"epi": self.epi} if self.epi is not None else {}),
         }
 
 
@@ -142,16 +163,33 @@ def draw_grid(
     return grid, slice_dir, record
 
 
+def _pick(ro: RandomiseOptions, rng: np.random.Generator, contrast: str) -> str:
+    """Another template than the contrast's own: one of ``templates``, else its partner (T2w↔T2*)."""
+    return _OTHER[contrast] if ro.templates is None else str(ro.templates[int(rng.integers(len(ro.templates)))])
+
+
 def draw_image(
-    contrast: str, ro: RandomiseOptions, rng: np.random.Generator, centre: np.ndarray, slice_dir: np.ndarray
+    contrast: str,
+    ro: RandomiseOptions,
+    rng: np.random.Generator,
+    centre: np.ndarray,
+    slice_dir: np.ndarray,
+    cord_points: np.ndarray | None = None,
 ) -> ImageDraw:
-    """Tissue values, noise, bias and artefact draws of one image of ``contrast`` (T2w or T2star)."""
-    template = _OTHER[contrast] if rng.random() < ro.contrast_mix else contrast
+    """Tissue values, noise, bias and artefact draws of one image of ``contrast`` (a :data:`TEMPLATES`
+    contrast); ``cord_points`` (n, 3): where an EPI image's drop-outs may sit."""
+    template = _pick(ro, rng, contrast) if rng.random() < ro.contrast_mix else contrast
     free = bool(rng.random() < ro.free_contrast)
+    blend = None
     if free:
         rel = rng.uniform(0.02, 1.0, N_TISSUES)
     else:
-        rel = TEMPLATES[template] * np.exp(rng.normal(0.0, ro.intensity_jitter, N_TISSUES))
+        base = TEMPLATES[template]
+        if ro.blend_prob > 0 and rng.random() < ro.blend_prob:
+            other, w = _pick(ro, rng, contrast), float(rng.uniform(0.0, 1.0))
+            base = np.exp((1.0 - w) * np.log(base) + w * np.log(TEMPLATES[other]))
+            blend = {"template": other, "weight": round(w, 4)}
+        rel = base * np.exp(rng.normal(0.0, ro.intensity_jitter, N_TISSUES))
     values = rel / rel.max() * rng.uniform(300.0, 2000.0)
     snr = float(rng.uniform(ro.snr_min, ro.snr_max))
     n = 3
@@ -165,7 +203,7 @@ def draw_image(
         rng.uniform(0, 2 * np.pi, n),
         np.asarray(centre, dtype=float),
     )
-    d = ImageDraw(template, free, values, snr, bias, np.asarray(slice_dir, dtype=float))
+    d = ImageDraw(template, free, values, snr, bias, np.asarray(slice_dir, dtype=float), blend=blend)
     if rng.random() < ro.gibbs_prob:
         d.gibbs = round(float(rng.uniform(0.5, 0.9)), 4)
     if rng.random() < ro.ghosting_prob:
@@ -182,7 +220,67 @@ def draw_image(
             "translation": np.round(rng.uniform(-2, 2, (k, 3)), 4).tolist(),
             "times": np.round(np.sort(rng.uniform(0.3, 0.9, k)), 4).tolist(),
         }
+    if template in EPI_TEMPLATES and not free:
+        d.epi = _draw_epi(rng, np.asarray(centre, dtype=float)[None] if cord_points is None else cord_points)
     return d
+
+
+def _draw_epi(rng: np.random.Generator, cord_points: np.ndarray) -> dict[str, Any]:
+    """Echo-planar draws (module docstring): phase axis, per-slice shift, in-plane blur, drop-outs."""
+    n = int(rng.integers(0, 3))
+    at = cord_points[rng.integers(len(cord_points), size=n)] + rng.normal(0.0, 4.0, (n, 3))
+    return {
+        "phase_axis": int(rng.integers(2)),
+        "shift_mm": round(float(rng.uniform(1.0, 4.0)), 4),
+        "wavelength_mm": round(float(rng.uniform(20.0, 60.0)), 4),
+        "phase": round(float(rng.uniform(0.0, 2 * np.pi)), 4),
+        "blur_fwhm_mm": round(float(rng.uniform(1.5, 3.0)), 4),
+        "dropouts": [
+            {
+                "centre_mm": np.round(c, 3).tolist(),
+                "radius_mm": round(float(rng.uniform(3.0, 8.0)), 4),
+                "depth": round(float(rng.uniform(0.3, 0.9)), 4),
+            }
+            for c in at
+        ],
+    }
+
+
+def epi_shift(draw: ImageDraw, grid: Grid) -> Callable[[np.ndarray], np.ndarray]:
+    """``xyz (3, n) -> the anatomy's points imaged there``: the identity, or an EPI image's per-slice shift
+    along its phase axis (constant within a slice: a rigid in-plane move, area- and volume-preserving)."""
+    if draw.epi is None:
+        return lambda xyz: xyz
+    e = draw.epi
+    phase_dir = grid.directions[:, _inplane_axes(grid, draw.slice_dir)[e["phase_axis"]]]
+    k = 2 * np.pi / e["wavelength_mm"]
+    origin = draw.bias.centre
+
+    def shifted(xyz: np.ndarray) -> np.ndarray:
+        z = (xyz - origin[:, None]).T @ draw.slice_dir
+        return xyz - (e["shift_mm"] * np.sin(k * z + e["phase"]))[None, :] * phase_dir[:, None]
+
+    return shifted
+
+
+def epi_effects(image: np.ndarray, grid: Grid, draw: ImageDraw) -> np.ndarray:
+    """An EPI image's in-plane blur (to ``blur_fwhm_mm``) and drop-outs; the image unchanged otherwise."""
+    if draw.epi is None:
+        return image
+    from scipy.ndimage import gaussian_filter1d
+
+    e, img = draw.epi, np.asarray(image, dtype=np.float32)
+    for a in _inplane_axes(grid, draw.slice_dir):
+        sigma = e["blur_fwhm_mm"] / 2.3548 / float(grid.spacing[a])
+        img = gaussian_filter1d(img, sigma, axis=a, mode="nearest")
+    if e["dropouts"]:
+        xyz = grid.world()
+        loss = np.ones(xyz.shape[1], dtype=np.float32)
+        for dr in e["dropouts"]:
+            r2 = np.sum((xyz - np.asarray(dr["centre_mm"])[:, None]) ** 2, axis=0)
+            loss *= 1.0 - dr["depth"] * np.exp(-r2 / (2 * dr["radius_mm"] ** 2))
+        img = img * loss.reshape(grid.shape)
+    return img.astype(np.float32)
 
 
 def voxel_fn(
@@ -192,8 +290,10 @@ def voxel_fn(
     dirs, sp = grid.directions, grid.spacing
     h = float(np.mean(sp))
 
+    moved = epi_shift(draw, grid)
+
     def fn(xyz: np.ndarray) -> dict[str, np.ndarray]:
-        t = anat.classify(xyz, dirs, sp)
+        t = anat.classify(moved(xyz), dirs, sp)
         out = {
             "image": paint(anat, sur, t, draw.values, h, texture) * draw.bias(xyz),
             "level": t["level"],
@@ -214,7 +314,7 @@ def _inplane_axes(grid: Grid, slice_dir: np.ndarray) -> list[int]:
 
 def artefacts(image: np.ndarray, grid: Grid, draw: ImageDraw, rng: np.random.Generator) -> tuple[np.ndarray, float]:
     """Gibbs ringing, ghosting, motion, then Rician noise; returns the image and the noise SD."""
-    img = np.asarray(image, dtype=np.float32)
+    img = epi_effects(np.asarray(image, dtype=np.float32), grid, draw)
     axes = _inplane_axes(grid, draw.slice_dir)
     if draw.gibbs is not None:
         k = np.fft.fftn(img, axes=axes)
@@ -240,4 +340,4 @@ def artefacts(image: np.ndarray, grid: Grid, draw: ImageDraw, rng: np.random.Gen
     return rician(img, sigma, rng), sigma
 
 
-__all__ = ["TEMPLATES", "ImageDraw", "draw_grid", "draw_image", "voxel_fn", "artefacts"]
+__all__ = ["TEMPLATES", "ImageDraw", "draw_grid", "draw_image", "voxel_fn", "artefacts", "epi_shift", "epi_effects"]

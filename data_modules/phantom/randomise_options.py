@@ -17,6 +17,12 @@ from core.errors import ConfigError
 from core.ranges import Range, check_value
 from core.schema import RandomiseRanges
 
+#: Tissue-value templates of :mod:`data_modules.phantom.randomise` that ``templates`` may name.
+TEMPLATE_NAMES = ("T2w", "T2star", "T1w", "MTon", "MToff", "EPI", "DWI")
+#: Options added after the first randomised cohorts: left out of :meth:`RandomiseOptions.to_dict` at their
+#: defaults, so those cohorts keep their record and cache folder.
+LATER_DEFAULTS: dict[str, Any] = {"templates": None, "blend_prob": 0.0}
+
 #: Declared range of every numeric randomisation option (from the schema: :class:`core.schema.RandomiseRanges`).
 #: the whole-neck field-of-view options (no effect while ``wide_fov_prob`` is 0)
 WIDE_KEYS = (
@@ -36,6 +42,15 @@ class RandomiseOptions(RandomiseRanges):
     ranges: :class:`core.schema.RandomiseRanges`)."""
 
     def __post_init__(self) -> None:
+        if self.templates is not None:
+            names = [self.templates] if isinstance(self.templates, str) else list(self.templates)
+            bad = [t for t in names if t not in TEMPLATE_NAMES]
+            if bad or not names:
+                raise ConfigError(
+                    f"key 'data.phantom.randomise.templates': unknown or no template {bad or names}; "
+                    f"choose from {', '.join(TEMPLATE_NAMES)}"
+                )
+            object.__setattr__(self, "templates", tuple(names))
         for name, rng in RANGES.items():
             check_value(getattr(self, name), rng, f"key 'data.phantom.randomise.{name}'")
         for lo, hi in (
@@ -53,11 +68,17 @@ class RandomiseOptions(RandomiseRanges):
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-friendly dict (recorded in cohort.json). Without whole-neck fields (``wide_fov_prob`` 0) their
-        keys, which then change nothing, are left out: such a cohort's record (and cache folder) stays as it was."""
+        keys, which then change nothing, are left out, and later options only when set: such a cohort's record
+        (and cache folder) stays as it was."""
         d = asdict(self)
         if not self.wide_fov_prob:
             for k in WIDE_KEYS:
                 d.pop(k)
+        for name, default in LATER_DEFAULTS.items():
+            if d[name] == default:
+                del d[name]
+        if d.get("templates") is not None:
+            d["templates"] = list(d["templates"])
         return d
 
     @classmethod

@@ -28,11 +28,15 @@ FOV_MARGIN_MM = 6.0  # image coverage beyond the top of C1 and the C7/T1 disc (a
 T2W_SPACING = (0.8, 0.8, 0.8)
 T2STAR_SPACING = (0.5, 0.5, 5.0)
 DWI_SPACING = (0.9, 0.9, 5.0)
+T1W_SPACING = (1.0, 1.0, 1.0)
+MTS_SPACING = (0.9, 0.9, 5.0)
 CHUNK = 262144  # voxels per vectorised block
 # independent random streams of a subject (SeedSequence spawn keys)
 STREAM_DEMOGRAPHICS, STREAM_ANATOMY, STREAM_BIAS, STREAM_T2W, STREAM_T2STAR, STREAM_DWI = range(6)
 STREAM_SURROUNDINGS, STREAM_RANDOMISE, STREAM_CANAL = 6, {"T2w": 7, "T2star": 8}, 9  # --randomise only
 STREAM_REPOSITION = 10  # --sessions: the repositioning of sessions 2..N
+STREAM_EXTRA = {"T1w": 11, "MTon": 12, "MToff": 13}  # noise of the contrasts beyond T2w/T2* (``contrasts``)
+STREAM_RANDOMISE.update({"T1w": 14, "MTon": 15, "MToff": 16})
 # the new acquisition of session 2..N: grid rotation (deg, random axis), translation (mm per axis),
 # voxel-size factor per axis
 REPOSITION_ROTATION_DEG, REPOSITION_SHIFT_MM, REPOSITION_SCALE = 5.0, 3.0, (0.85, 1.15)
@@ -130,6 +134,9 @@ def _grids(anat: Anatomy, options: PhantomOptions, repos: Reposition | None = No
     big = tube_points(cl, s_range, options.t2w_fov / 2.0)
     small = tube_points(cl, s_range, options.dwi_fov / 2.0)
     spacings = {"T2w": T2W_SPACING, "T2star": T2STAR_SPACING, "dwi": DWI_SPACING}
+    spacings.update(
+        {c: T1W_SPACING if c == "T1w" else MTS_SPACING for c in options.contrasts if c in layout.EXTRA_CONTRASTS}
+    )
     if repos is None:
         return {k: make_grid(big if k != "dwi" else small, sp, options.orientation, rot) for k, sp in spacings.items()}
     out = {}
@@ -345,51 +352,68 @@ def _write_images(
         return g, arr
 
     # ---- T2w: image, cord, canal, levels, discs
-    g, arr = write_anat("T2w", STREAM_T2W, with_gm=False)
-    discs = np.zeros(g.shape, dtype=np.uint8)
-    for k, d in truth["disc_labels"].items():
-        ijk = g.index_of(np.array(d["posterior_tip_mm"]))
-        if np.all(ijk >= 0) and np.all(ijk < np.array(g.shape)):
-            discs[tuple(ijk)] = int(k)
+    if "T2w" in options.contrasts:
+        g, arr = write_anat("T2w", STREAM_T2W, with_gm=False)
+        discs = np.zeros(g.shape, dtype=np.uint8)
+        for k, d in truth["disc_labels"].items():
+            ijk = g.index_of(np.array(d["posterior_tip_mm"]))
+            if np.all(ijk >= 0) and np.all(ijk < np.array(g.shape)):
+                discs[tuple(ijk)] = int(k)
+                if session == 1:
+                    d["t2w_voxel"] = ijk.tolist()
+        _save_labels(
+            {
+                "T2w_SC": (arr["cord"], "spinal cord (area-preserving binarisation of the partial-volume map)"),
+                "T2w_canal": (arr["canal"], "spinal canal / thecal sac including the cord"),
+                "T2w_discs": (
+                    discs,
+                    "disc labels, SCT convention: 1 top of C1, 2 C1/C2, 3 C2/C3, ..., 8 C7/T1; "
+                    "voxel at the posterior tip of the disc",
+                ),
+                "T2w_levels": (
+                    _cord_levels(arr),
+                    "cord voxels labelled with their vertebral level 1..7 (C1..C7), 0 outside C1..C7",
+                ),
+            },
+            g,
+            paths,
+        )
+        if options.pmj:
+            label, pmj_truth = pmj_label(anat, g, FOV_MARGIN_MM)
+            _save_labels({"T2w_PMJ": (label, "pontomedullary junction: one voxel of value 50")}, g, paths)
             if session == 1:
-                d["t2w_voxel"] = ijk.tolist()
-    _save_labels(
-        {
-            "T2w_SC": (arr["cord"], "spinal cord (area-preserving binarisation of the partial-volume map)"),
-            "T2w_canal": (arr["canal"], "spinal canal / thecal sac including the cord"),
-            "T2w_discs": (
-                discs,
-                "disc labels, SCT convention: 1 top of C1, 2 C1/C2, 3 C2/C3, ..., 8 C7/T1; "
-                "voxel at the posterior tip of the disc",
-            ),
-            "T2w_levels": (
-                _cord_levels(arr),
-                "cord voxels labelled with their vertebral level 1..7 (C1..C7), 0 outside C1..C7",
-            ),
-        },
-        g,
-        paths,
-    )
-    if options.pmj:
-        label, pmj_truth = pmj_label(anat, g, FOV_MARGIN_MM)
-        _save_labels({"T2w_PMJ": (label, "pontomedullary junction: one voxel of value 50")}, g, paths)
-        if session == 1:
-            truth["pmj"] = pmj_truth
-        else:  # a repositioned session: its own voxel and foot point
-            images["pmj"] = pmj_truth
+                truth["pmj"] = pmj_truth
+            else:  # a repositioned session: its own voxel and foot point
+                images["pmj"] = pmj_truth
 
     # ---- T2*: image, cord, GM, levels
-    g, arr = write_anat("T2star", STREAM_T2STAR, with_gm=True)
-    _save_labels(
-        {
-            "T2star_SC": (arr["cord"], "spinal cord"),
-            "T2star_GM": (arr["gm"], "gray matter (butterfly)"),
-            "T2star_canal": (arr["canal"], "spinal canal / thecal sac including the cord"),
-            "T2star_levels": (_cord_levels(arr), "cord voxels labelled with their vertebral level 1..7, 0 outside"),
-        },
-        g,
-        paths,
-    )
+    if "T2star" in options.contrasts:
+        g, arr = write_anat("T2star", STREAM_T2STAR, with_gm=True)
+        _save_labels(
+            {
+                "T2star_SC": (arr["cord"], "spinal cord"),
+                "T2star_GM": (arr["gm"], "gray matter (butterfly)"),
+                "T2star_canal": (arr["canal"], "spinal canal / thecal sac including the cord"),
+                "T2star_levels": (_cord_levels(arr), "cord voxels labelled with their vertebral level 1..7, 0 outside"),
+            },
+            g,
+            paths,
+        )
+
+    # ---- T1w, MT-on, MT-off: image, cord, levels (each on its own grid, the same anatomy)
+    for contrast in (c for c in options.contrasts if c in layout.EXTRA_CONTRASTS):
+        g, arr = write_anat(contrast, STREAM_EXTRA[contrast], with_gm=False)
+        _save_labels(
+            {
+                f"{contrast}_SC": (arr["cord"], "spinal cord"),
+                f"{contrast}_levels": (
+                    _cord_levels(arr),
+                    "cord voxels labelled with their vertebral level 1..7, 0 outside",
+                ),
+            },
+            g,
+            paths,
+        )
 
     if not options.dwi:
         return
@@ -475,7 +499,8 @@ def _write_randomised(
     cl = anat.centerline
     s_range = (-FOV_MARGIN_MM - extra_top_mm(options.pmj), cl.length + FOV_MARGIN_MM)
     g, slice_dir, grid_record = rnd.draw_grid(anat, ro, rng, s_range)
-    draw = rnd.draw_image(contrast, ro, rng, cl.origin, slice_dir)
+    cord = cl.point(np.linspace(0.0, cl.length, 64))
+    draw = rnd.draw_image(contrast, ro, rng, cl.origin, slice_dir, cord)
     draw.grid = grid_record
     arr = _over_grid(g, rnd.voxel_fn(anat, sur, draw, g, ro.texture, with_gm))
     canal, cord, gm = nested_masks(arr.pop("f_canal"), arr.pop("f_cord"), arr.pop("f_gm", None), si_axis(g.affine))

@@ -359,6 +359,24 @@ MUTATIONS: list[Mutation] = [
     ),
     # ---------------------------------------------------------------------------------- phantom
     Mutation(
+        "phantom-records-later-randomise-defaults",
+        "data_modules/phantom/randomise_options.py",
+        "            if d[name] == default:\n",
+        '            if name == "templates" and d[name] == default:\n',
+        ("tests/test_phantom_contrasts.py",),
+        "blend_prob is recorded at its default: every earlier randomised cohort changes its record and cache folder",
+        k="byte_identical",
+    ),
+    Mutation(
+        "multi-contrast-split-by-image",
+        "data_modules/base.py",
+        "            units.setdefault(s.unit, SubjectSpec(s.unit, s.image, meta=s.meta))\n",
+        "            units.setdefault(s.subject, SubjectSpec(s.subject, s.image, meta=s.meta))\n",
+        ("tests/test_multicontrast.py",),
+        "a multi-contrast run splits images, not subjects: one subject's contrasts in training and in test",
+        k="splits_by_subject",
+    ),
+    Mutation(
         "phantom-records-drawn-spacing",
         "data_modules/phantom/randomise.py",
         "        spacing = spacing * (grid.n_voxels / ro.max_voxels) ** (1 / 3)\n"
