@@ -265,7 +265,8 @@ def test_ddp_fit_scores_every_subject_once_like_a_single_process(phantom8: Path,
     single = pd.DataFrame(evaluate(cfg, best, "test").test_records)
     assert list(single["subject"]) == list(ddp["subject"])
     np.testing.assert_allclose(ddp["sc/dice"], single["sc/dice"], rtol=0, atol=1e-6)
-    for col in single.columns.drop("subject"):
+    assert list(single["contrast"]) == list(ddp["contrast"])
+    for col in single.columns.drop(["subject", "contrast"]):
         np.testing.assert_allclose(
             ddp[col].astype(float), single[col].astype(float), rtol=1e-6, atol=1e-6, equal_nan=True, err_msg=col
         )
