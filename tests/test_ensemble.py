@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -22,6 +21,7 @@ import pytest
 import torch
 
 from cordbench.cli import main
+from tests.support.cdp import chromium
 from tests.support.reliability import AFFINE, cord_mask, save
 
 
@@ -143,17 +143,6 @@ def test_bad_member_lists_are_refused_before_anything_is_written(tiny_ckpt: Path
     assert not out.parent.exists() or not any(out.parent.iterdir())
 
 
-def _chromium() -> str:
-    import os
-
-    exe = os.environ.get("CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
-    if not exe:
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail("chromium not found (apt-get install chromium)")
-        pytest.skip("chromium not installed")
-    return exe
-
-
 def _dom(exe: str, tmp: Path, url: str) -> str:
     cmd = [exe, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
     cmd += ["--disable-component-update", "--disable-sync", "--no-first-run", "--disable-dev-shm-usage"]
@@ -163,7 +152,7 @@ def _dom(exe: str, tmp: Path, url: str) -> str:
 
 @pytest.mark.services
 def test_qc_report_shows_and_sorts_by_uncertainty(tiny_ckpt: Path, tmp_path: Path):
-    exe = _chromium()
+    exe = chromium()
     rng = np.random.default_rng(0)
     images = []
     for i, (contrast, noise) in enumerate(((300, 5), (60, 60), (150, 25))):  # clear, faint, in between

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import subprocess
@@ -14,6 +13,7 @@ import pytest
 from PIL import Image
 
 from evaluation.qc import CLASS_COLOURS, OUTLINE, qc_subject, render_panel, write_report
+from tests.support.cdp import chromium
 
 
 def _overlay_pixels(png: np.ndarray, geom) -> np.ndarray:
@@ -85,15 +85,6 @@ def test_panel_rejects_other_grid():
 
 
 # ------------------------------------------------------------------------------------ report
-def _chromium() -> str:
-    exe = os.environ.get("CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
-    if not exe:
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail("chromium not found (apt-get install chromium)")
-        pytest.skip("chromium not installed")
-    return exe
-
-
 def _run_chromium(exe: str, tmp: Path, *args: str) -> subprocess.CompletedProcess:
     cmd = [
         exe,
@@ -133,7 +124,7 @@ def test_report_lists_and_links(report: Path):
 
 @pytest.mark.services
 def test_report_renders_in_headless_chromium(report: Path, tmp_path: Path):
-    exe = _chromium()
+    exe = chromium()
     shot = tmp_path / "shot.png"
     r = _run_chromium(
         exe,
@@ -154,7 +145,7 @@ def test_report_renders_in_headless_chromium(report: Path, tmp_path: Path):
 
 @pytest.mark.services
 def test_report_sorts_in_chromium(report: Path, tmp_path: Path):
-    exe = _chromium()
+    exe = chromium()
     for spec, expected in (
         ("dice:desc", ["sub-01", "sub-02", "sub-00", "sub-03"]),
         ("dice:asc", ["sub-03", "sub-00", "sub-02", "sub-01"]),
@@ -218,7 +209,7 @@ def test_cordbench_test_writes_qc_report(gm_fixture, gm_perone_run: Path, tmp_pa
 
     dice = pd.read_csv(out / "test_metrics.csv").set_index("subject")["gm/dice"]
     assert f'data-v="{float(dice[test_subjects[0]])!r}"' in index  # the report shows the scored metric
-    _screenshot_shows_panels(_chromium(), out / "qc" / "index.html", tmp_path, len(test_subjects), outline=True)
+    _screenshot_shows_panels(chromium(), out / "qc" / "index.html", tmp_path, len(test_subjects), outline=True)
 
 
 @pytest.mark.services
@@ -246,7 +237,7 @@ def test_cordbench_predict_qc(gm_fixture, gm_perone_run: Path, tmp_path: Path):
     )
     index = (tmp_path / "qc" / "index.html").read_text()
     assert index.count("<tr>") == 3 and "gm/volume_mm3" in index
-    _screenshot_shows_panels(_chromium(), tmp_path / "qc" / "index.html", tmp_path, 2, outline=False)
+    _screenshot_shows_panels(chromium(), tmp_path / "qc" / "index.html", tmp_path, 2, outline=False)
 
 
 @pytest.mark.slow
