@@ -46,12 +46,6 @@ CASES = {
 OFF_CENTRE = {"t2s_uncropped": (25.0, 0.0), "gmc_run1": (0.0, 25.0)}
 
 
-def dice(a: np.ndarray, b: np.ndarray) -> float:
-    """Dice of two boolean masks (1.0 when both are empty)."""
-    total = int(a.sum() + b.sum())
-    return 1.0 if total == 0 else float(2 * (a & b).sum() / total)
-
-
 def deepseg_scores(data: Path) -> dict[str, float]:
     """``sct_deepseg_gm``'s (default ``large`` model) whole-volume GM Dice per case."""
     with open(data / "sct_reference" / "deepseg_gm" / "scores.csv") as f:
@@ -61,6 +55,7 @@ def deepseg_scores(data: Path) -> dict[str, float]:
 def gm_dice(module, image: Path, gm: np.ndarray, work: Path) -> float:
     """GM Dice of the module's prediction on ``image`` against ``gm`` (on the image's grid)."""
     from evaluation.inference import predict_file
+    from evaluation.metrics import dice
 
     out = predict_file(module, image, work / (image.name.split(".")[0] + "_pred.nii.gz"))
     pred = np.asarray(nib.load(str(out)).dataobj) == 2
